@@ -1,0 +1,381 @@
+//! Shared pieces of the end-to-end tests: a castgate process with its log,
+//! real ffmpeg/ffprobe runs, generated fixtures and framemd5 comparisons.
+//!
+//! A missing external program is a test failure with a clear message,
+//! never a skip: run `./ci/test` (it installs them) or install ffmpeg.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Fails the test if `tool` is not on PATH.
+pub fn require(tool: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "`{tool}` is not installed: the end-to-end tests need it (run ./ci/test, which installs it with apt-get)"
+    );
+}
+
+/// A free loopback port (bound then released; the race is acceptable in tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+/// The log lines of a running castgate, shared with the thread reading them.
+#[derive(Default)]
+struct Log {
+    lines: Mutex<Vec<String>>,
+    changed: Condvar,
+}
+
+/// A castgate process on free loopback ports, killed on drop.
+pub struct Castgate {
+    child: Child,
+    pub rtmp: SocketAddr,
+    log: Arc<Log>,
+}
+
+impl Castgate {
+    /// Starts castgate with extra `CASTGATE__…` settings and waits until it listens.
+    pub fn start(env: &[(&str, &str)]) -> Castgate {
+        let rtmp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_castgate"));
+        cmd.env("CASTGATE__RTMP__LISTEN", rtmp.to_string())
+            .env(
+                "CASTGATE__HTTP__LISTEN",
+                format!("127.0.0.1:{}", free_port()),
+            )
+            .env("RUST_LOG", "castgate=debug,info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("cannot start castgate");
+        let log = Arc::new(Log::default());
+        for pipe in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    log.lines.lock().unwrap().push(line);
+                    log.changed.notify_all();
+                }
+            });
+        }
+        let server = Castgate { child, rtmp, log };
+        server.wait_log("RTMP listening", Duration::from_secs(20));
+        server
+    }
+
+    pub fn url(&self, key: &str) -> String {
+        format!("rtmp://{}/{key}", self.rtmp)
+    }
+
+    /// Waits for a log line containing every one of `parts`; panics with the
+    /// log on timeout. Returns the line.
+    pub fn wait_log_all(&self, parts: &[&str], timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        let mut lines = self.log.lines.lock().unwrap();
+        loop {
+            if let Some(l) = lines.iter().find(|l| parts.iter().all(|p| l.contains(p))) {
+                return l.clone();
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                panic!(
+                    "no log line with {parts:?} within {timeout:?}; log:\n{}",
+                    lines.join("\n")
+                );
+            }
+            lines = self
+                .log
+                .changed
+                .wait_timeout(lines, deadline - now)
+                .unwrap()
+                .0;
+        }
+    }
+
+    pub fn wait_log(&self, part: &str, timeout: Duration) -> String {
+        self.wait_log_all(&[part], timeout)
+    }
+
+    /// How many log lines contain every one of `parts` so far.
+    pub fn count_log(&self, parts: &[&str]) -> usize {
+        self.log
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| parts.iter().all(|p| l.contains(p)))
+            .count()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Castgate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A temporary directory for one test's files.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("castgate-e2e")
+        .tempdir()
+        .unwrap()
+}
+
+/// Generates (once per run and variant) a 4 s FLV: testsrc2 + sine, libx264
+/// High with B-frames, 1 s GOP, AAC. `variant` changes the picture and tone
+/// so two fixtures never share a frame.
+pub fn fixture(variant: u32) -> PathBuf {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = DIR.get_or_init(tempdir);
+    let path = dir.path().join(format!("fixture{variant}.flv"));
+    if path.exists() {
+        return path;
+    }
+    require("ffmpeg");
+    let video = format!("testsrc2=size=640x360:rate=30,hue=h={}", variant * 40);
+    let audio = format!(
+        "sine=frequency={}:beep_factor=4:sample_rate=48000",
+        500 + variant * 250
+    );
+    let status = Command::new("ffmpeg")
+        .args([
+            "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", &video, "-f", "lavfi", "-i",
+            &audio,
+        ])
+        .args(["-map", "0:v", "-map", "1:a", "-t", "4"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-threads",
+            "1",
+            "-preset",
+            "veryfast",
+            "-profile:v",
+            "high",
+        ])
+        .args([
+            "-bf",
+            "2",
+            "-g",
+            "30",
+            "-keyint_min",
+            "30",
+            "-sc_threshold",
+            "0",
+            "-b:v",
+            "450k",
+        ])
+        .args([
+            "-c:a", "aac", "-b:a", "64k", "-ar", "48000", "-ac", "2", "-f", "flv",
+        ])
+        .arg(&path)
+        .status()
+        .expect("cannot run ffmpeg");
+    assert!(status.success(), "ffmpeg could not generate the fixture");
+    path
+}
+
+/// `ffmpeg -re -i FILE -c copy -f flv URL`, with extra input options
+/// (e.g. `-stream_loop N`).
+pub fn publish(file: &Path, url: &str, input_opts: &[&str]) -> Child {
+    require("ffmpeg");
+    Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-re"])
+        .args(input_opts)
+        .arg("-i")
+        .arg(file)
+        .args(["-c", "copy", "-f", "flv", url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run ffmpeg")
+}
+
+/// `ffmpeg -i URL -copyts -c copy OUT.flv`: an RTMP player recording what it
+/// gets, with the timestamps exactly as received.
+pub fn play(url: &str, out: &Path) -> Child {
+    require("ffmpeg");
+    Command::new("ffmpeg")
+        .args([
+            "-nostdin", "-v", "error", "-y", "-i", url, "-copyts", "-c", "copy", "-f", "flv",
+        ])
+        .arg(out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run ffmpeg")
+}
+
+/// Waits for a child with a deadline; kills it and panics on timeout.
+pub fn wait_child(child: &mut Child, timeout: Duration, what: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn stderr_of(child: &mut Child) -> String {
+    let mut s = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut s);
+    }
+    s
+}
+
+/// One packet as `ffmpeg -f framemd5` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Packet {
+    pub stream: u32,
+    pub dts: i64,
+    pub pts: i64,
+    pub size: u64,
+    pub md5: String,
+}
+
+/// The packets of a file, in file order, with timestamps in the stream's time base.
+pub fn framemd5(file: &Path) -> Vec<Packet> {
+    require("ffmpeg");
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(file)
+        .args(["-map", "0", "-copyts", "-c", "copy", "-f", "framemd5", "-"])
+        .output()
+        .expect("cannot run ffmpeg");
+    assert!(
+        out.status.success(),
+        "framemd5 of {} failed: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(',').map(str::trim).collect();
+            Some(Packet {
+                stream: f.first()?.parse().ok()?,
+                dts: f.get(1)?.parse().ok()?,
+                pts: f.get(2)?.parse().ok()?,
+                size: f.get(4)?.parse().ok()?,
+                md5: f.get(5)?.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// The packets of one stream index.
+pub fn track(packets: &[Packet], stream: u32) -> Vec<Packet> {
+    packets
+        .iter()
+        .filter(|p| p.stream == stream)
+        .cloned()
+        .collect()
+}
+
+/// Decodes a file fully; returns ffmpeg's error output (empty when clean).
+pub fn decode_errors(file: &Path) -> String {
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(file)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("cannot run ffmpeg");
+    let mut s = String::from_utf8_lossy(&out.stderr).to_string();
+    if !out.status.success() {
+        s.push_str(&format!("\nffmpeg exited with {}", out.status));
+    }
+    s
+}
+
+/// Asserts every track of `played` is a contiguous run of the same track of
+/// `source` (matched by payload, since a demuxer may number streams in
+/// another order): same checksums, sizes, DTS and PTS.
+pub fn assert_same_tracks(source: &[Packet], played: &[Packet], what: &str) {
+    for s in 0..2 {
+        let src = track(source, s);
+        let first = &src[0].md5;
+        let p = (0..2)
+            .find(|&p| {
+                let t = track(played, p);
+                !t.is_empty() && src.iter().any(|x| x.md5 == t[0].md5)
+            })
+            .unwrap_or_else(|| {
+                panic!("{what}: no played track matches source track {s} ({first})")
+            });
+        let mut played_track = track(played, p);
+        for x in &mut played_track {
+            x.stream = s;
+        }
+        assert_same_packets(&src, &played_track, &format!("{what}, track {s}"));
+    }
+}
+
+/// Asserts `played` is a contiguous run of `source`: same payload
+/// checksums, sizes, DTS and PTS.
+pub fn assert_same_packets(source: &[Packet], played: &[Packet], what: &str) {
+    assert!(!played.is_empty(), "{what}: nothing was played");
+    let start = source
+        .iter()
+        .position(|p| p.md5 == played[0].md5 && p.dts == played[0].dts)
+        .unwrap_or_else(|| {
+            panic!(
+                "{what}: first played packet {:?} is not in the source",
+                played[0]
+            )
+        });
+    let expect = &source[start..];
+    assert_eq!(
+        played.len(),
+        expect.len(),
+        "{what}: played {} packets, source has {} from the start point",
+        played.len(),
+        expect.len()
+    );
+    for (i, (a, b)) in played.iter().zip(expect).enumerate() {
+        assert_eq!(a, b, "{what}: packet {i} differs");
+    }
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests: castgate against real ffmpeg publishers and players,
+//! and hostile clients on raw sockets. Run with `cargo test --test e2e`.
+
+mod harness;
+mod malformed;
+mod rtmp_play;

@@ -1,0 +1,354 @@
+//! Hostile and broken clients on raw sockets. Each gets a clean close and a
+//! log line naming it; a stream published alongside goes on untouched.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use castgate::rtmp::amf0::{self, Amf0Value};
+use castgate::rtmp::chunk::ChunkEncoder;
+use castgate::rtmp::handshake::{ClientHandshake, HandshakeStatus};
+
+use crate::harness::*;
+
+const T: Duration = Duration::from_secs(60);
+
+/// A raw RTMP client that can say anything.
+struct Raw {
+    s: TcpStream,
+    enc: ChunkEncoder,
+}
+
+impl Raw {
+    fn connect(addr: SocketAddr) -> Raw {
+        let s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        Raw {
+            s,
+            enc: ChunkEncoder::new(),
+        }
+    }
+
+    /// The `peer=` value castgate logs for this connection.
+    fn peer_tag(&self) -> String {
+        format!("peer={}", self.s.local_addr().unwrap())
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        // The server may already have closed; that is what some tests expect.
+        let _ = self.s.write_all(bytes);
+    }
+
+    fn handshake(&mut self) {
+        let mut hs = ClientHandshake::new();
+        let mut out = Vec::new();
+        hs.start(&mut out);
+        self.send(&out);
+        let mut buf = [0u8; 4096];
+        let mut pending = Vec::new();
+        let deadline = Instant::now() + T;
+        loop {
+            assert!(Instant::now() < deadline, "handshake did not finish");
+            match self.s.read(&mut buf) {
+                Ok(0) => panic!("server closed during the handshake"),
+                Ok(n) => pending.extend_from_slice(&buf[..n]),
+                Err(_) => continue,
+            }
+            let mut out = Vec::new();
+            let (used, status) = hs.process(&pending, &mut out).expect("handshake");
+            pending.drain(..used);
+            self.send(&out);
+            if status == HandshakeStatus::Done {
+                return;
+            }
+        }
+    }
+
+    fn message(&mut self, csid: u32, type_id: u8, stream_id: u32, payload: &[u8]) {
+        let mut out = BytesMut::new();
+        self.enc
+            .write(csid, type_id, stream_id, 0, &[payload], &mut out);
+        self.send(&out);
+    }
+
+    fn command(&mut self, stream_id: u32, values: &[Amf0Value]) {
+        self.message(3, 20, stream_id, &amf0::encode_all(values));
+    }
+
+    fn rtmp_connect(&mut self, app: &str) {
+        self.command(
+            0,
+            &[
+                Amf0Value::string("connect"),
+                Amf0Value::Number(1.0),
+                Amf0Value::object([
+                    ("app", Amf0Value::string(app)),
+                    (
+                        "tcUrl",
+                        Amf0Value::string(format!("rtmp://127.0.0.1/{app}")),
+                    ),
+                ]),
+            ],
+        );
+    }
+
+    /// Reads until the server closes the connection; panics if it does not
+    /// within `timeout`.
+    fn expect_closed(&mut self, timeout: Duration, what: &str) {
+        let deadline = Instant::now() + timeout;
+        let mut buf = [0u8; 65536];
+        loop {
+            match self.s.read(&mut buf) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
+                Err(_) => {}
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: server did not close the connection within {timeout:?}"
+            );
+        }
+    }
+}
+
+/// One hostile input: what to send, and a piece of the log line it must cause.
+struct Case {
+    name: &'static str,
+    run: fn(&mut Raw),
+    log: &'static str,
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "truncated handshake",
+            run: |c| {
+                c.send(&[3]);
+                c.send(&[0u8; 100]);
+            },
+            log: "handshake and connect not finished",
+        },
+        Case {
+            name: "RTMPE version byte",
+            run: |c| c.send(&[6; 1537]),
+            log: "handshake",
+        },
+        Case {
+            name: "wrong version (HTTP request on the RTMP port)",
+            run: |c| c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+            log: "handshake",
+        },
+        Case {
+            name: "TLS ClientHello on the plain port",
+            run: |c| c.send(&[0x16, 3, 1, 0, 0xC8, 1, 0, 0, 0xC4, 3, 3]),
+            log: "handshake",
+        },
+        Case {
+            name: "oversized chunk size",
+            run: |c| {
+                c.handshake();
+                c.message(2, 1, 0, &0x8000_0000u32.to_be_bytes());
+            },
+            log: "chunk size",
+        },
+        Case {
+            name: "message length beyond the limit",
+            run: |c| {
+                c.handshake();
+                // fmt 0, csid 3, length 0xFFFFFF (16 MiB - 1) > the 8 MiB limit.
+                c.send(&[0x03, 0, 0, 0, 0xFF, 0xFF, 0xFF, 20, 0, 0, 0, 0, 2, 0, 7]);
+            },
+            log: "exceeds the limit",
+        },
+        Case {
+            name: "AMF bomb",
+            run: |c| {
+                c.handshake();
+                // "connect", 1.0, then a strict array claiming 4 billion items: 25 bytes.
+                let mut p = vec![2, 0, 7];
+                p.extend_from_slice(b"connect");
+                p.push(0);
+                p.extend_from_slice(&1.0f64.to_be_bytes());
+                p.extend_from_slice(&[0x0A, 0xFF, 0xFF, 0xFF, 0xFF]);
+                c.message(3, 20, 0, &p);
+            },
+            log: "bad AMF",
+        },
+        Case {
+            name: "nested-object AMF bomb",
+            run: |c| {
+                c.handshake();
+                let mut p = vec![2, 0, 7];
+                p.extend_from_slice(b"connect");
+                for _ in 0..5000 {
+                    p.extend_from_slice(&[3, 0, 1, b'a']);
+                }
+                c.message(3, 20, 0, &p);
+            },
+            log: "bad AMF",
+        },
+        Case {
+            name: "garbage after connect",
+            run: |c| {
+                c.handshake();
+                c.rtmp_connect("live");
+                // A type-1 chunk header on a chunk stream never started.
+                c.send(&[0x47, 0x13, 0x37, 0xFF, 0xEE, 0xDD, 0xCC, 0xBB, 0xAA, 0x99]);
+            },
+            log: "never started",
+        },
+        Case {
+            name: "command before connect",
+            run: |c| {
+                c.handshake();
+                c.command(
+                    0,
+                    &[
+                        Amf0Value::string("createStream"),
+                        Amf0Value::Number(2.0),
+                        Amf0Value::Null,
+                    ],
+                );
+            },
+            log: "before connect",
+        },
+        Case {
+            name: "command that is not a command",
+            run: |c| {
+                c.handshake();
+                c.command(0, &[Amf0Value::Number(5.0)]);
+            },
+            log: "command without a name",
+        },
+        Case {
+            name: "Set Chunk Size of zero",
+            run: |c| {
+                c.handshake();
+                c.message(2, 1, 0, &0u32.to_be_bytes());
+            },
+            log: "chunk size 0",
+        },
+    ]
+}
+
+/// Every hostile input is closed cleanly with a log line while a real
+/// publisher and player on the same server carry on untouched.
+#[test]
+fn hostile_inputs_are_closed_and_other_streams_go_on() {
+    let src = fixture(5);
+    let mut server = Castgate::start(&[("CASTGATE__RTMP__HANDSHAKE_TIMEOUT_SECS", "1")]);
+    let dir = tempdir();
+    let out = dir.path().join("good.flv");
+    let mut player = play(&server.url("live/good"), &out);
+    server.wait_log_all(&["play requested", "live/good"], T);
+    // The source twice over: long enough for every case to run alongside.
+    let mut publisher = publish(&src, &server.url("live/good"), &["-stream_loop", "1"]);
+    server.wait_log_all(&["play started", "live/good"], T);
+
+    for case in cases() {
+        let mut c = Raw::connect(server.rtmp);
+        let tag = c.peer_tag();
+        (case.run)(&mut c);
+        c.expect_closed(Duration::from_secs(10), case.name);
+        let line = server.wait_log_all(&[&tag, "connection closed"], T);
+        assert!(
+            line.contains(case.log),
+            "{}: log line {line:?} should mention {:?}",
+            case.name,
+            case.log
+        );
+    }
+
+    assert!(server.is_running(), "castgate died");
+    assert!(
+        wait_child(&mut publisher, T, "publisher").success(),
+        "the good publisher was disturbed"
+    );
+    wait_child(&mut player, T, "player");
+    // The good stream arrived whole: every source packet, twice, in order.
+    let source = framemd5(&src);
+    let played = framemd5(&out);
+    for s in 0..2 {
+        let one = track(&source, s);
+        let want: Vec<&str> = one
+            .iter()
+            .chain(one.iter())
+            .map(|p| p.md5.as_str())
+            .collect();
+        let got_tracks: Vec<Vec<String>> = (0..2)
+            .map(|p| track(&played, p).into_iter().map(|x| x.md5).collect())
+            .collect();
+        assert!(
+            got_tracks
+                .iter()
+                .any(|g| g.iter().map(String::as_str).eq(want.iter().copied())),
+            "source track {s} did not arrive whole alongside the hostile clients"
+        );
+    }
+    assert_eq!(decode_errors(&out), "");
+}
+
+/// Past `rtmp.max_connections` a connection is refused at once with a log
+/// line, and a slot freed is usable again.
+#[test]
+fn connection_limit_refuses_clearly() {
+    let server = Castgate::start(&[("CASTGATE__RTMP__MAX_CONNECTIONS", "2")]);
+    let a = Raw::connect(server.rtmp);
+    let b = Raw::connect(server.rtmp);
+    let mut c = Raw::connect(server.rtmp);
+    c.expect_closed(Duration::from_secs(5), "third connection");
+    server.wait_log("connection refused: limit reached", T);
+    drop((a, b));
+    // Once the first two are gone (the server notices the close), a new
+    // client completes a handshake.
+    let deadline = Instant::now() + T;
+    loop {
+        let mut d = Raw::connect(server.rtmp);
+        let refused_before = server.count_log(&["limit reached"]);
+        let mut hs = ClientHandshake::new();
+        let mut out = Vec::new();
+        hs.start(&mut out);
+        d.send(&out);
+        let mut buf = [0u8; 1];
+        let ok = matches!(d.s.read(&mut buf), Ok(1));
+        if ok {
+            break;
+        }
+        assert!(server.count_log(&["limit reached"]) > refused_before);
+        assert!(Instant::now() < deadline, "slots were never freed");
+    }
+}
+
+/// A publisher that stops sending media is disconnected after
+/// `rtmp.idle_timeout_secs`, and its stream ends.
+#[test]
+fn idle_publisher_is_disconnected() {
+    let server = Castgate::start(&[("CASTGATE__RTMP__IDLE_TIMEOUT_SECS", "1")]);
+    let mut c = Raw::connect(server.rtmp);
+    c.handshake();
+    c.rtmp_connect("live");
+    c.command(
+        0,
+        &[
+            Amf0Value::string("createStream"),
+            Amf0Value::Number(2.0),
+            Amf0Value::Null,
+        ],
+    );
+    c.command(
+        1,
+        &[
+            Amf0Value::string("publish"),
+            Amf0Value::Number(3.0),
+            Amf0Value::Null,
+            Amf0Value::string("idle"),
+            Amf0Value::string("live"),
+        ],
+    );
+    server.wait_log_all(&["publish started", "live/idle"], T);
+    c.expect_closed(Duration::from_secs(10), "idle publisher");
+    server.wait_log_all(&["sent no media", "live/idle"], T);
+}

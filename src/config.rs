@@ -1,0 +1,270 @@
+//! Settings: embedded defaults < TOML file < `CASTGATE__SECTION__KEY`
+//! environment variables.
+//!
+//! Every section rejects unknown keys, so a typo in a config file is an
+//! error that names the key instead of a silently ignored setting.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::hub::{HubConfig, PublishConflict, QueueLimits};
+use crate::rtmp::chunk::ChunkLimits;
+use crate::rtmp::session::SessionConfig;
+
+/// The defaults, embedded in the binary and documented in one place.
+pub const DEFAULTS: &str = include_str!("defaults.toml");
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub rtmp: RtmpConfig,
+    pub http: HttpConfig,
+    pub hub: HubSection,
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RtmpConfig {
+    pub listen: SocketAddr,
+    pub max_connections: usize,
+    pub handshake_timeout_secs: f64,
+    pub max_message_size: usize,
+    pub max_chunk_size: u32,
+    pub chunk_size: u32,
+    pub window_ack_size: u32,
+    /// A publisher that sends no media for this long is disconnected.
+    pub idle_timeout_secs: f64,
+    /// How long a player of a stream that is not live waits for a publisher.
+    pub play_wait_secs: f64,
+    pub publish_conflict: PublishConflict,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubSection {
+    pub gop_cache: bool,
+    pub gop_cache_max_bytes: usize,
+    pub queue_soft_bytes: usize,
+    pub queue_hard_bytes: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter, e.g. `info` or `castgate=debug`. `RUST_LOG` wins.
+    pub level: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Load(#[from] config::ConfigError),
+    #[error("config file {0} does not exist")]
+    Missing(String),
+    #[error("invalid setting `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+impl Config {
+    /// Loads defaults, then `file` if given, then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_with_env(file, std::env::vars())
+    }
+
+    /// As [`Config::load`], with the environment passed in (for tests).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Missing(path.display().to_string()));
+            }
+            builder = builder.add_source(
+                config::File::from(path)
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
+        }
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("CASTGATE__"))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("CASTGATE")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(env)),
+        );
+        let cfg: Config = builder.build()?.try_deserialize()?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                reason: reason.to_string(),
+            })
+        };
+        let r = &self.rtmp;
+        if r.max_connections == 0 {
+            return invalid("rtmp.max_connections", "must be at least 1");
+        }
+        if !(r.handshake_timeout_secs > 0.0 && r.handshake_timeout_secs <= 3600.0) {
+            return invalid("rtmp.handshake_timeout_secs", "must be in (0, 3600]");
+        }
+        if !(r.idle_timeout_secs > 0.0 && r.idle_timeout_secs <= 86_400.0) {
+            return invalid("rtmp.idle_timeout_secs", "must be in (0, 86400]");
+        }
+        if !(r.play_wait_secs >= 0.0 && r.play_wait_secs <= 86_400.0) {
+            return invalid("rtmp.play_wait_secs", "must be in [0, 86400]");
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&r.max_message_size) {
+            return invalid("rtmp.max_message_size", "must be between 1024 and 16777216");
+        }
+        if !(128..=0x7FFF_FFFF).contains(&r.max_chunk_size) {
+            return invalid("rtmp.max_chunk_size", "must be between 128 and 2147483647");
+        }
+        if !(128..=65_536).contains(&r.chunk_size) {
+            return invalid("rtmp.chunk_size", "must be between 128 and 65536");
+        }
+        if r.window_ack_size < 4096 {
+            return invalid("rtmp.window_ack_size", "must be at least 4096");
+        }
+        let h = &self.hub;
+        if h.queue_soft_bytes == 0 || h.queue_hard_bytes < h.queue_soft_bytes {
+            return invalid(
+                "hub.queue_hard_bytes",
+                "must be at least hub.queue_soft_bytes, which must be positive",
+            );
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return invalid("log.level", &e.to_string());
+        }
+        Ok(())
+    }
+
+    pub fn session_config(&self) -> SessionConfig {
+        SessionConfig {
+            chunk_limits: ChunkLimits {
+                max_message_size: self.rtmp.max_message_size,
+                max_chunk_size: self.rtmp.max_chunk_size,
+                max_buffered: self.rtmp.max_message_size * 2,
+                ..ChunkLimits::default()
+            },
+            out_chunk_size: self.rtmp.chunk_size,
+            window_ack_size: self.rtmp.window_ack_size,
+            ..SessionConfig::default()
+        }
+    }
+
+    pub fn hub_config(&self) -> HubConfig {
+        HubConfig {
+            publish_conflict: self.rtmp.publish_conflict,
+            gop_cache: self.hub.gop_cache,
+            gop_cache_max_bytes: self.hub.gop_cache_max_bytes,
+            queue: QueueLimits {
+                soft_bytes: self.hub.queue_soft_bytes,
+                hard_bytes: self.hub.queue_hard_bytes,
+            },
+        }
+    }
+}
+
+impl RtmpConfig {
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.handshake_timeout_secs)
+    }
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.idle_timeout_secs)
+    }
+    pub fn play_wait(&self) -> Duration {
+        Duration::from_secs_f64(self.play_wait_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_load() {
+        let c = Config::load_with_env(None, env(&[])).unwrap();
+        assert_eq!(c.rtmp.listen, "0.0.0.0:1935".parse().unwrap());
+        assert_eq!(c.http.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(c.rtmp.publish_conflict, PublishConflict::Takeover);
+    }
+
+    #[test]
+    fn file_then_env_override() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            f,
+            "[rtmp]\nlisten = \"127.0.0.1:2000\"\nmax_connections = 7"
+        )
+        .unwrap();
+        let c = Config::load_with_env(
+            Some(f.path()),
+            env(&[
+                ("CASTGATE__RTMP__LISTEN", "127.0.0.1:19935"),
+                ("CASTGATE__HTTP__LISTEN", "127.0.0.1:18080"),
+                ("CASTGATE__RTMP__PUBLISH_CONFLICT", "reject"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.rtmp.listen, "127.0.0.1:19935".parse().unwrap());
+        assert_eq!(c.http.listen, "127.0.0.1:18080".parse().unwrap());
+        assert_eq!(c.rtmp.max_connections, 7);
+        assert_eq!(c.rtmp.publish_conflict, PublishConflict::Reject);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "[rtmp]\nlisen = \"127.0.0.1:2000\"").unwrap();
+        let e = Config::load_with_env(Some(f.path()), env(&[])).unwrap_err();
+        assert!(e.to_string().contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_is_named() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "[rtmp]\nlisten = \"not an address\"").unwrap();
+        let e = Config::load_with_env(Some(f.path()), env(&[])).unwrap_err();
+        assert!(e.to_string().contains("listen"), "{e}");
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "[rtmp]\nchunk_size = 1").unwrap();
+        let e = Config::load_with_env(Some(f.path()), env(&[])).unwrap_err();
+        assert!(e.to_string().contains("rtmp.chunk_size"), "{e}");
+    }
+
+    #[test]
+    fn missing_file_is_named() {
+        let e =
+            Config::load_with_env(Some(Path::new("/nonexistent/c.toml")), env(&[])).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/c.toml"), "{e}");
+    }
+}

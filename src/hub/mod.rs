@@ -1,0 +1,422 @@
+//! Live streams by `app/key`: one publisher, many subscribers.
+//!
+//! The publisher pushes [`StreamEvent`]s; each subscriber has its own bounded
+//! queue with a drop policy, so a slow consumer never makes the publisher or
+//! another consumer wait. New subscribers start from the GOP cache (metadata,
+//! sequence headers and the frames since the last keyframe) so players start
+//! at once. The hub knows no protocol.
+
+mod queue;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use crate::media::{CodecConfig, Frame, MediaKind};
+use crate::rtmp::amf0::Amf0Value;
+use queue::SubscriberQueue;
+pub use queue::{Closed, QueueLimits};
+
+/// What flows from a publisher to its subscribers.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StreamEvent {
+    /// A publisher started the stream (or replaced the previous one).
+    PublisherStarted,
+    /// The publisher left; another may come back on the same key.
+    PublisherStopped,
+    /// The stream's `onMetaData` object.
+    Metadata(Arc<Amf0Value>),
+    /// A track's decoder configuration (sequence header).
+    Config(Arc<CodecConfig>),
+    Frame(Frame),
+}
+
+impl StreamEvent {
+    /// Approximate memory cost, for queue accounting.
+    fn cost(&self) -> usize {
+        64 + match self {
+            StreamEvent::Frame(f) => f.data.len(),
+            _ => 0,
+        }
+    }
+}
+
+/// What to do when a second publisher arrives on a live key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishConflict {
+    /// The new publisher replaces the old one (an encoder reconnecting after
+    /// a network drop must not be told "already publishing").
+    #[default]
+    Takeover,
+    /// The new publisher is refused.
+    Reject,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct HubConfig {
+    pub publish_conflict: PublishConflict,
+    pub gop_cache: bool,
+    /// A GOP larger than this is not cached (players then wait for the next keyframe).
+    pub gop_cache_max_bytes: usize,
+    pub queue: QueueLimits,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            publish_conflict: PublishConflict::Takeover,
+            gop_cache: true,
+            gop_cache_max_bytes: 32 * 1024 * 1024,
+            queue: QueueLimits::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PublishError {
+    #[error("stream {0} is already being published")]
+    AlreadyPublishing(String),
+}
+
+/// The registry of live streams.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+struct HubInner {
+    config: HubConfig,
+    streams: Mutex<HashMap<String, Arc<Stream>>>,
+    next_id: AtomicU64,
+}
+
+/// One stream slot. It exists while it has a publisher or subscribers.
+pub struct Stream {
+    key: String,
+    state: Mutex<StreamState>,
+}
+
+#[derive(Default)]
+struct StreamState {
+    /// Incremented for every publisher; events from an older one are ignored.
+    generation: u64,
+    publisher: Option<PublisherSlot>,
+    subscribers: Vec<Arc<SubscriberQueue>>,
+    metadata: Option<Arc<Amf0Value>>,
+    video_config: Option<Arc<CodecConfig>>,
+    audio_config: Option<Arc<CodecConfig>>,
+    /// Frames since the last video keyframe (both tracks), if it fits.
+    gop: Vec<Frame>,
+    gop_bytes: usize,
+    /// Offset added to the current publisher's timestamps so that time keeps
+    /// rising for subscribers across a publisher change.
+    offset: Option<i64>,
+    /// Highest presentation time delivered so far (after the offset).
+    last_pts: Option<i64>,
+}
+
+struct PublisherSlot {
+    id: u64,
+    peer: String,
+    kick: watch::Sender<bool>,
+}
+
+/// Information about a live stream, for logs and the API.
+#[derive(Clone, Debug)]
+pub struct StreamInfo {
+    pub key: String,
+    pub publisher: Option<String>,
+    pub subscribers: usize,
+}
+
+impl Hub {
+    pub fn new(config: HubConfig) -> Self {
+        Hub {
+            inner: Arc::new(HubInner {
+                config,
+                streams: Mutex::new(HashMap::new()),
+                next_id: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
+    }
+
+    fn slot(&self, key: &str) -> Arc<Stream> {
+        let mut streams = lock(&self.inner.streams);
+        streams
+            .entry(key.to_string())
+            .or_insert_with(|| {
+                Arc::new(Stream {
+                    key: key.to_string(),
+                    state: Mutex::new(StreamState::default()),
+                })
+            })
+            .clone()
+    }
+
+    /// Starts publishing `key` (`app/name`) for `peer`.
+    pub fn publish(&self, key: &str, peer: &str) -> Result<Publisher, PublishError> {
+        let stream = self.slot(key);
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (kick_tx, kick_rx) = watch::channel(false);
+        let generation;
+        {
+            let mut st = lock(&stream.state);
+            if let Some(old) = &st.publisher {
+                if self.inner.config.publish_conflict == PublishConflict::Reject {
+                    drop(st);
+                    self.remove_if_unused(&stream);
+                    return Err(PublishError::AlreadyPublishing(key.to_string()));
+                }
+                tracing::info!(stream = key, old = %old.peer, new = peer, "publisher takeover");
+                let _ = old.kick.send(true);
+            }
+            st.generation += 1;
+            generation = st.generation;
+            st.publisher = Some(PublisherSlot {
+                id,
+                peer: peer.to_string(),
+                kick: kick_tx,
+            });
+            st.metadata = None;
+            st.video_config = None;
+            st.audio_config = None;
+            st.gop.clear();
+            st.gop_bytes = 0;
+            st.offset = None;
+            let limits = self.inner.config.queue;
+            st.subscribers
+                .retain(|q| q.push(StreamEvent::PublisherStarted, &limits));
+        }
+        Ok(Publisher {
+            hub: self.clone(),
+            stream,
+            generation,
+            id,
+            kicked: kick_rx,
+        })
+    }
+
+    /// Subscribes to `key`, whether or not it is being published yet. The
+    /// queue starts with the GOP cache when a publisher is live.
+    pub fn subscribe(&self, key: &str) -> Subscriber {
+        let stream = self.slot(key);
+        let queue = Arc::new(SubscriberQueue::new());
+        {
+            let mut st = lock(&stream.state);
+            if st.publisher.is_some() {
+                let mut initial = vec![StreamEvent::PublisherStarted];
+                initial.extend(st.metadata.clone().map(StreamEvent::Metadata));
+                initial.extend(st.video_config.clone().map(StreamEvent::Config));
+                initial.extend(st.audio_config.clone().map(StreamEvent::Config));
+                initial.extend(st.gop.iter().cloned().map(StreamEvent::Frame));
+                queue.push_initial(initial);
+            }
+            st.subscribers.push(queue.clone());
+        }
+        Subscriber {
+            hub: self.clone(),
+            stream,
+            queue,
+        }
+    }
+
+    /// Whether `key` has a live publisher.
+    pub fn is_live(&self, key: &str) -> bool {
+        let streams = lock(&self.inner.streams);
+        streams
+            .get(key)
+            .is_some_and(|s| lock(&s.state).publisher.is_some())
+    }
+
+    pub fn streams(&self) -> Vec<StreamInfo> {
+        let streams: Vec<Arc<Stream>> = lock(&self.inner.streams).values().cloned().collect();
+        let mut out: Vec<StreamInfo> = streams
+            .iter()
+            .map(|s| {
+                let st = lock(&s.state);
+                StreamInfo {
+                    key: s.key.clone(),
+                    publisher: st.publisher.as_ref().map(|p| p.peer.clone()),
+                    subscribers: st.subscribers.len(),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
+    }
+
+    fn remove_if_unused(&self, stream: &Arc<Stream>) {
+        let mut streams = lock(&self.inner.streams);
+        let unused = {
+            let st = lock(&stream.state);
+            st.publisher.is_none() && st.subscribers.is_empty()
+        };
+        if unused {
+            if let Some(current) = streams.get(&stream.key) {
+                if Arc::ptr_eq(current, stream) {
+                    streams.remove(&stream.key);
+                }
+            }
+        }
+    }
+}
+
+/// The right to publish one stream. Dropping it ends the publish.
+pub struct Publisher {
+    hub: Hub,
+    stream: Arc<Stream>,
+    generation: u64,
+    id: u64,
+    kicked: watch::Receiver<bool>,
+}
+
+impl Publisher {
+    pub fn key(&self) -> &str {
+        &self.stream.key
+    }
+
+    /// Resolves when another publisher took the stream over.
+    pub async fn kicked(&mut self) {
+        let _ = self.kicked.wait_for(|k| *k).await;
+    }
+
+    /// Hands an event to every subscriber. Returns false when this publisher
+    /// has been replaced (the event is then dropped).
+    pub fn send(&self, event: StreamEvent) -> bool {
+        let limits = self.hub.inner.config.queue;
+        let config = &self.hub.inner.config;
+        let mut st = lock(&self.stream.state);
+        if st.generation != self.generation {
+            return false;
+        }
+        let event = match event {
+            StreamEvent::Frame(mut f) => {
+                let offset = match st.offset {
+                    Some(o) => o,
+                    None => {
+                        // First frame of this publisher: continue one frame
+                        // after the last presented time (so no new frame's
+                        // PTS or DTS collides with an old one's), or keep the
+                        // publisher's own clock when nothing came before.
+                        let o = st.last_pts.map_or(0, |last| last + 40 - f.dts);
+                        st.offset = Some(o);
+                        o
+                    }
+                };
+                f.dts += offset;
+                let pts = f.pts().max(f.dts);
+                st.last_pts = Some(st.last_pts.map_or(pts, |l| l.max(pts)));
+                if config.gop_cache {
+                    update_gop(&mut st, &f, config.gop_cache_max_bytes);
+                }
+                StreamEvent::Frame(f)
+            }
+            StreamEvent::Config(c) => {
+                match c.kind() {
+                    MediaKind::Video => st.video_config = Some(c.clone()),
+                    MediaKind::Audio => st.audio_config = Some(c.clone()),
+                }
+                StreamEvent::Config(c)
+            }
+            StreamEvent::Metadata(m) => {
+                st.metadata = Some(m.clone());
+                StreamEvent::Metadata(m)
+            }
+            other => other,
+        };
+        st.subscribers.retain(|q| q.push(event.clone(), &limits));
+        true
+    }
+}
+
+fn update_gop(st: &mut StreamState, f: &Frame, max_bytes: usize) {
+    let is_video = f.kind() == MediaKind::Video;
+    if is_video && f.keyframe {
+        st.gop.clear();
+        st.gop_bytes = 0;
+    } else if st.gop.is_empty() {
+        // Nothing cached until the first keyframe (audio-only streams have
+        // configs and go live with the next frame, which is instant anyway).
+        return;
+    }
+    st.gop_bytes += f.data.len();
+    if st.gop_bytes > max_bytes {
+        st.gop.clear();
+        st.gop_bytes = 0;
+        return;
+    }
+    st.gop.push(f.clone());
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        let limits = self.hub.inner.config.queue;
+        {
+            let mut st = lock(&self.stream.state);
+            if st.generation == self.generation
+                && st.publisher.as_ref().is_some_and(|p| p.id == self.id)
+            {
+                st.publisher = None;
+                st.gop.clear();
+                st.gop_bytes = 0;
+                st.subscribers
+                    .retain(|q| q.push(StreamEvent::PublisherStopped, &limits));
+            }
+        }
+        self.hub.remove_if_unused(&self.stream);
+    }
+}
+
+/// A consumer of one stream. Dropping it unsubscribes.
+pub struct Subscriber {
+    hub: Hub,
+    stream: Arc<Stream>,
+    queue: Arc<SubscriberQueue>,
+}
+
+impl Subscriber {
+    pub fn key(&self) -> &str {
+        &self.stream.key
+    }
+
+    /// The next event, or why this subscriber was cut off.
+    pub async fn recv(&self) -> Result<StreamEvent, Closed> {
+        self.queue.recv().await
+    }
+
+    /// Frames this subscriber lost to its drop policy.
+    pub fn dropped(&self) -> u64 {
+        self.queue.dropped()
+    }
+
+    pub fn is_live(&self) -> bool {
+        lock(&self.stream.state).publisher.is_some()
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        {
+            let mut st = lock(&self.stream.state);
+            st.subscribers.retain(|q| !Arc::ptr_eq(q, &self.queue));
+        }
+        self.hub.remove_if_unused(&self.stream);
+    }
+}
+
+/// Locks a mutex, recovering from poisoning: a panic in one connection's
+/// task must not take every other stream down with it.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests;

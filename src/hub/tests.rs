@@ -1,0 +1,161 @@
+use super::*;
+use crate::media::{Codec, Frame};
+use bytes::Bytes;
+
+fn video(dts: i64, key: bool, size: usize) -> StreamEvent {
+    StreamEvent::Frame(Frame {
+        codec: Codec::H264,
+        dts,
+        cts: 0,
+        keyframe: key,
+        data: Bytes::from(vec![0u8; size]),
+    })
+}
+
+fn audio(dts: i64) -> StreamEvent {
+    StreamEvent::Frame(Frame {
+        codec: Codec::Aac,
+        dts,
+        cts: 0,
+        keyframe: true,
+        data: Bytes::from_static(&[1, 2, 3]),
+    })
+}
+
+fn frame_dts(e: &StreamEvent) -> Option<i64> {
+    match e {
+        StreamEvent::Frame(f) => Some(f.dts),
+        _ => None,
+    }
+}
+
+/// Everything queued right now, without waiting.
+async fn drain(s: &Subscriber) -> Vec<StreamEvent> {
+    let mut out = vec![];
+    while let Ok(Ok(e)) = tokio::time::timeout(std::time::Duration::from_millis(5), s.recv()).await
+    {
+        out.push(e);
+    }
+    out
+}
+
+#[tokio::test]
+async fn late_subscriber_starts_at_last_keyframe() {
+    let hub = Hub::new(HubConfig::default());
+    let p = hub.publish("live/a", "peer").unwrap();
+    for (i, key) in [true, false, false, true, false].into_iter().enumerate() {
+        p.send(video(i as i64 * 33, key, 10));
+        p.send(audio(i as i64 * 33));
+    }
+    let s = hub.subscribe("live/a");
+    let got = drain(&s).await;
+    assert_eq!(got[0], StreamEvent::PublisherStarted);
+    let dts: Vec<i64> = got.iter().filter_map(frame_dts).collect();
+    assert_eq!(dts, vec![99, 99, 132, 132]);
+}
+
+#[tokio::test]
+async fn slow_subscriber_drops_non_key_video_then_closes() {
+    let hub = Hub::new(HubConfig {
+        queue: QueueLimits {
+            soft_bytes: 1000,
+            hard_bytes: 3000,
+        },
+        ..HubConfig::default()
+    });
+    let p = hub.publish("live/a", "peer").unwrap();
+    let s = hub.subscribe("live/a");
+    let fast = hub.subscribe("live/a");
+    let _ = drain(&s).await;
+    let mut fast_got = vec![];
+    for (ev, expect_dropped) in [
+        (video(0, true, 500), 0),
+        (video(33, false, 500), 1), // over soft: dropped
+        (video(66, false, 10), 2),  // would fit, but its reference is gone
+        (audio(70), 2),             // audio kept
+        (video(100, true, 500), 2), // keyframe kept (under hard)
+    ] {
+        p.send(ev);
+        assert_eq!(s.dropped(), expect_dropped);
+        fast_got.extend(drain(&fast).await.iter().filter_map(frame_dts));
+    }
+    let got: Vec<i64> = drain(&s).await.iter().filter_map(frame_dts).collect();
+    assert_eq!(got, vec![0, 70, 100]);
+    // The subscriber that keeps up got everything.
+    assert_eq!(fast_got, vec![0, 33, 66, 70, 100]);
+    // Now overflow the hard limit without reading.
+    let mut fast_frames = 0;
+    for i in 0..10 {
+        p.send(video(200 + i, true, 500));
+        fast_frames += drain(&fast).await.len();
+    }
+    assert_eq!(fast_frames, 10);
+    let mut res = Ok(StreamEvent::PublisherStopped);
+    for _ in 0..20 {
+        res = s.recv().await;
+        if res.is_err() {
+            break;
+        }
+    }
+    assert_eq!(res, Err(Closed::TooSlow(3000)));
+}
+
+#[tokio::test]
+async fn takeover_replaces_and_kicks_old_publisher() {
+    let hub = Hub::new(HubConfig::default());
+    let mut old = hub.publish("live/a", "one").unwrap();
+    old.send(video(1000, true, 1));
+    let s = hub.subscribe("live/a");
+    let new = hub.publish("live/a", "two").unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(1), old.kicked())
+        .await
+        .expect("old publisher is told");
+    assert!(!old.send(video(1033, false, 1)), "old publisher is ignored");
+    new.send(video(0, true, 1));
+    drop(old); // must not end the new publisher's stream
+    assert!(hub.is_live("live/a"));
+    let got = drain(&s).await;
+    let dts: Vec<i64> = got.iter().filter_map(frame_dts).collect();
+    // Time keeps rising across the publisher change.
+    assert_eq!(dts, vec![1000, 1040]);
+    assert!(!got.contains(&StreamEvent::PublisherStopped));
+}
+
+#[tokio::test]
+async fn reject_policy_refuses_second_publisher() {
+    let hub = Hub::new(HubConfig {
+        publish_conflict: PublishConflict::Reject,
+        ..HubConfig::default()
+    });
+    let _p = hub.publish("live/a", "one").unwrap();
+    assert!(matches!(
+        hub.publish("live/a", "two"),
+        Err(PublishError::AlreadyPublishing(_))
+    ));
+    assert!(hub.publish("live/b", "two").is_ok());
+}
+
+#[tokio::test]
+async fn streams_are_removed_when_unused() {
+    let hub = Hub::new(HubConfig::default());
+    let p = hub.publish("live/a", "one").unwrap();
+    let s = hub.subscribe("live/a");
+    drop(p);
+    assert_eq!(hub.streams().len(), 1);
+    assert_eq!(drain(&s).await.last(), Some(&StreamEvent::PublisherStopped));
+    drop(s);
+    assert!(hub.streams().is_empty());
+}
+
+#[tokio::test]
+async fn keys_are_separate() {
+    let hub = Hub::new(HubConfig::default());
+    let a = hub.publish("live/a", "one").unwrap();
+    let b = hub.publish("live/b", "two").unwrap();
+    let sa = hub.subscribe("live/a");
+    let _ = drain(&sa).await;
+    b.send(video(5, true, 1));
+    a.send(video(7, true, 1));
+    let dts: Vec<i64> = drain(&sa).await.iter().filter_map(frame_dts).collect();
+    assert_eq!(dts, vec![7]);
+}

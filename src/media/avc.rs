@@ -1,0 +1,855 @@
+//! H.264: the `AVCDecoderConfigurationRecord`, the SPS fields castgate needs,
+//! and AVCC NAL unit framing.
+//!
+//! Everything here reads publisher bytes, so every length is checked before
+//! use and the SPS reader fails with an error at the end of its data instead
+//! of inventing zero bits. Exp-Golomb codes are limited to 32 bits and every
+//! loop count read from the stream is range-checked first.
+
+use bytes::Bytes;
+
+use super::AvcConfig;
+
+/// Why H.264 parameters or NAL framing could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AvcError {
+    #[error("{what} truncated: need {need} bytes, have {have}")]
+    Truncated {
+        what: &'static str,
+        need: usize,
+        have: usize,
+    },
+    #[error("unsupported AVCDecoderConfigurationRecord version {0}")]
+    BadVersion(u8),
+    #[error("invalid NAL length size {0}")]
+    BadNalLengthSize(u8),
+    #[error("NAL unit of {len} bytes exceeds the {remaining} bytes left")]
+    NalTooLong { len: usize, remaining: usize },
+    #[error("NAL unit type {0} is not a sequence parameter set")]
+    NotSps(u8),
+    #[error("SPS ends early")]
+    SpsTruncated,
+    #[error("exp-Golomb code longer than 32 bits")]
+    ExpGolombTooLong,
+    #[error("SPS field {field} out of range: {value}")]
+    SpsOutOfRange { field: &'static str, value: i64 },
+}
+
+/// Parses the record an FLV AVC sequence header carries (ISO/IEC 14496-15
+/// 5.3.3.1). Profile and level come from the record, which is what `avcC`
+/// and the codec string repeat; the size comes from the first SPS. A first
+/// SPS that does not parse leaves width and height at 0 rather than
+/// rejecting a stream that decoders may well play.
+///
+/// The SPS and PPS are zero-copy slices of `record`. Trailing bytes (the
+/// High-profile chroma/bit-depth extension) are kept in `record` unread.
+pub fn parse_decoder_config(record: Bytes) -> Result<AvcConfig, AvcError> {
+    let r = &record[..];
+    need("AVC decoder configuration", 6, r.len())?;
+    if r[0] != 1 {
+        return Err(AvcError::BadVersion(r[0]));
+    }
+    // lengthSizeMinusOne = 2 is forbidden by 14496-15.
+    let nal_length_size = (r[4] & 0b11) + 1;
+    if nal_length_size == 3 {
+        return Err(AvcError::BadNalLengthSize(nal_length_size));
+    }
+    let mut pos = 6;
+    let sps = read_parameter_sets(&record, &mut pos, usize::from(r[5] & 0x1f), "SPS")?;
+    need("PPS count", pos + 1, r.len())?;
+    let num_pps = usize::from(r[pos]);
+    pos += 1;
+    let pps = read_parameter_sets(&record, &mut pos, num_pps, "PPS")?;
+    let (width, height) = sps
+        .first()
+        .and_then(|s| parse_sps(s).ok())
+        .map_or((0, 0), |i| (i.width, i.height));
+    Ok(AvcConfig {
+        profile_idc: r[1],
+        constraint_flags: r[2],
+        level_idc: r[3],
+        nal_length_size,
+        sps,
+        pps,
+        width,
+        height,
+        record,
+    })
+}
+
+fn need(what: &'static str, need: usize, have: usize) -> Result<(), AvcError> {
+    if have < need {
+        return Err(AvcError::Truncated { what, need, have });
+    }
+    Ok(())
+}
+
+/// `count` u16-length-prefixed units starting at `*pos`. `count` is at most
+/// 255, so the vector is never an abusive allocation.
+fn read_parameter_sets(
+    record: &Bytes,
+    pos: &mut usize,
+    count: usize,
+    what: &'static str,
+) -> Result<Vec<Bytes>, AvcError> {
+    let mut sets = Vec::with_capacity(count);
+    for _ in 0..count {
+        need(what, *pos + 2, record.len())?;
+        let len = usize::from(u16::from_be_bytes([record[*pos], record[*pos + 1]]));
+        *pos += 2;
+        need(what, *pos + len, record.len())?;
+        sets.push(record.slice(*pos..*pos + len));
+        *pos += len;
+    }
+    Ok(sets)
+}
+
+/// What castgate reads from a sequence parameter set (H.264 7.3.2.1.1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpsInfo {
+    pub profile_idc: u8,
+    pub constraint_flags: u8,
+    pub level_idc: u8,
+    /// Display size: coded size minus the frame cropping rectangle.
+    pub width: u32,
+    pub height: u32,
+    /// Frames per second as `(numerator, denominator)`, from VUI timing:
+    /// `time_scale / (2 * num_units_in_tick)`, i.e. two ticks per frame, as
+    /// x264 and ffmpeg write it. `None` without (or with unusable) timing.
+    pub frame_rate: Option<(u32, u32)>,
+}
+
+/// Parses an SPS NAL unit, header byte included. Emulation-prevention bytes
+/// are skipped while reading, so nothing is copied.
+///
+/// Garbage yields an error, never a panic. VUI is read only as far as the
+/// timing info; a VUI that breaks off early just leaves `frame_rate` `None`,
+/// since the size was already known.
+pub fn parse_sps(nal: &[u8]) -> Result<SpsInfo, AvcError> {
+    let (&header, _) = nal.split_first().ok_or(AvcError::SpsTruncated)?;
+    let nal_type = header & 0x1f;
+    if nal_type != 7 {
+        return Err(AvcError::NotSps(nal_type));
+    }
+    let mut r = RbspReader::new(&nal[1..]);
+    let profile_idc = r.u8()?;
+    let constraint_flags = r.u8()?;
+    let level_idc = r.u8()?;
+    r.ue_max("seq_parameter_set_id", 31)?;
+
+    let mut chroma_format_idc = 1;
+    let mut separate_colour_plane = false;
+    if matches!(
+        profile_idc,
+        100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
+    ) {
+        chroma_format_idc = r.ue_max("chroma_format_idc", 3)?;
+        if chroma_format_idc == 3 {
+            separate_colour_plane = r.flag()?;
+        }
+        r.ue_max("bit_depth_luma_minus8", 6)?;
+        r.ue_max("bit_depth_chroma_minus8", 6)?;
+        r.flag()?; // qpprime_y_zero_transform_bypass_flag
+        if r.flag()? {
+            let lists = if chroma_format_idc == 3 { 12 } else { 8 };
+            for i in 0..lists {
+                if r.flag()? {
+                    skip_scaling_list(&mut r, if i < 6 { 16 } else { 64 })?;
+                }
+            }
+        }
+    }
+    r.ue_max("log2_max_frame_num_minus4", 12)?;
+    match r.ue_max("pic_order_cnt_type", 2)? {
+        0 => {
+            r.ue_max("log2_max_pic_order_cnt_lsb_minus4", 12)?;
+        }
+        1 => {
+            r.flag()?; // delta_pic_order_always_zero_flag
+            r.se()?; // offset_for_non_ref_pic
+            r.se()?; // offset_for_top_to_bottom_field
+            let n = r.ue_max("num_ref_frames_in_pic_order_cnt_cycle", 255)?;
+            for _ in 0..n {
+                r.se()?;
+            }
+        }
+        _ => {}
+    }
+    r.ue()?; // max_num_ref_frames
+    r.flag()?; // gaps_in_frame_num_value_allowed_flag
+    let width_mbs = u64::from(r.ue()?) + 1;
+    let height_map_units = u64::from(r.ue()?) + 1;
+    let frame_mbs_only = r.flag()?;
+    if !frame_mbs_only {
+        r.flag()?; // mb_adaptive_frame_field_flag
+    }
+    r.flag()?; // direct_8x8_inference_flag
+    let field_factor: u64 = if frame_mbs_only { 1 } else { 2 };
+    let coded_w = width_mbs * 16;
+    let coded_h = field_factor * height_map_units * 16;
+    let (mut crop_w, mut crop_h) = (0u64, 0u64);
+    if r.flag()? {
+        // 7.4.2.1.1: crop offsets count in chroma sample units.
+        let chroma_array_type = if separate_colour_plane {
+            0
+        } else {
+            chroma_format_idc
+        };
+        let (unit_x, unit_y) = match chroma_array_type {
+            0 => (1, field_factor),
+            1 => (2, 2 * field_factor),
+            2 => (2, field_factor),
+            _ => (1, field_factor),
+        };
+        let (l, rt, t, b) = (r.ue()?, r.ue()?, r.ue()?, r.ue()?);
+        crop_w = unit_x * (u64::from(l) + u64::from(rt));
+        crop_h = unit_y * (u64::from(t) + u64::from(b));
+    }
+    let width = dimension("width", coded_w, crop_w)?;
+    let height = dimension("height", coded_h, crop_h)?;
+    let frame_rate = if r.flag()? {
+        read_vui_frame_rate(&mut r).ok().flatten()
+    } else {
+        None
+    };
+    Ok(SpsInfo {
+        profile_idc,
+        constraint_flags,
+        level_idc,
+        width,
+        height,
+        frame_rate,
+    })
+}
+
+fn dimension(field: &'static str, coded: u64, crop: u64) -> Result<u32, AvcError> {
+    coded
+        .checked_sub(crop)
+        .filter(|&v| v > 0)
+        .and_then(|v| u32::try_from(v).ok())
+        .ok_or(AvcError::SpsOutOfRange {
+            field,
+            value: i64::try_from(coded).unwrap_or(i64::MAX) - i64::try_from(crop).unwrap_or(0),
+        })
+}
+
+/// 7.3.2.1.1.1; only the bits are consumed, the values are of no use here.
+fn skip_scaling_list(r: &mut RbspReader<'_>, size: usize) -> Result<(), AvcError> {
+    let (mut last, mut next) = (8i32, 8i32);
+    for _ in 0..size {
+        if next != 0 {
+            let delta = r.se()?;
+            if !(-128..=127).contains(&delta) {
+                return Err(AvcError::SpsOutOfRange {
+                    field: "delta_scale",
+                    value: i64::from(delta),
+                });
+            }
+            next = (last + delta + 256) % 256;
+        }
+        if next != 0 {
+            last = next;
+        }
+    }
+    Ok(())
+}
+
+/// Annex E.1.1, up to and including `timing_info`.
+fn read_vui_frame_rate(r: &mut RbspReader<'_>) -> Result<Option<(u32, u32)>, AvcError> {
+    if r.flag()? {
+        // aspect_ratio_info_present_flag
+        if r.u8()? == 255 {
+            r.bits(32)?; // sar_width, sar_height
+        }
+    }
+    if r.flag()? {
+        r.flag()?; // overscan_appropriate_flag
+    }
+    if r.flag()? {
+        // video_signal_type_present_flag
+        r.bits(4)?; // video_format, video_full_range_flag
+        if r.flag()? {
+            r.bits(24)?; // colour primaries, transfer, matrix
+        }
+    }
+    if r.flag()? {
+        r.ue()?; // chroma_sample_loc_type_top_field
+        r.ue()?; // chroma_sample_loc_type_bottom_field
+    }
+    if !r.flag()? {
+        return Ok(None);
+    }
+    let num_units_in_tick = u64::from(r.bits(32)?);
+    let time_scale = u64::from(r.bits(32)?);
+    if num_units_in_tick == 0 || time_scale == 0 {
+        return Ok(None);
+    }
+    let (num, den) = (time_scale, 2 * num_units_in_tick);
+    let g = gcd(num, den);
+    Ok(match (u32::try_from(num / g), u32::try_from(den / g)) {
+        (Ok(n), Ok(d)) => Some((n, d)),
+        _ => None,
+    })
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// `avc1.PPCCLL` (RFC 6381 3.3), from the record's profile, constraint and
+/// level bytes.
+pub fn codec_string(config: &AvcConfig) -> String {
+    format!(
+        "avc1.{:02x}{:02x}{:02x}",
+        config.profile_idc, config.constraint_flags, config.level_idc
+    )
+}
+
+/// Iterator over the NAL units of an AVCC payload; see [`nal_units`].
+#[derive(Clone, Debug)]
+pub struct NalUnits<'a> {
+    rest: &'a [u8],
+    length_size: u8,
+    done: bool,
+}
+
+/// Iterates the NAL units of an AVCC (length-prefixed) payload. A bad length
+/// size, a short prefix or a length past the end yields one `Err` and ends
+/// the iteration. Zero-length units are skipped: they carry nothing, and
+/// some H.264 parsers panic on them, so consumers never see one.
+pub fn nal_units(data: &[u8], nal_length_size: u8) -> NalUnits<'_> {
+    NalUnits {
+        rest: data,
+        length_size: nal_length_size,
+        done: false,
+    }
+}
+
+impl<'a> Iterator for NalUnits<'a> {
+    type Item = Result<&'a [u8], AvcError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done && !self.rest.is_empty() {
+            let n = usize::from(self.length_size);
+            if !(1..=4).contains(&n) {
+                self.done = true;
+                return Some(Err(AvcError::BadNalLengthSize(self.length_size)));
+            }
+            let Some((prefix, body)) = self.rest.split_at_checked(n) else {
+                self.done = true;
+                return Some(Err(AvcError::Truncated {
+                    what: "NAL length prefix",
+                    need: n,
+                    have: self.rest.len(),
+                }));
+            };
+            let len = prefix
+                .iter()
+                .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+            let Some((nal, rest)) = body.split_at_checked(len) else {
+                self.done = true;
+                return Some(Err(AvcError::NalTooLong {
+                    len,
+                    remaining: body.len(),
+                }));
+            };
+            self.rest = rest;
+            if !nal.is_empty() {
+                return Some(Ok(nal));
+            }
+        }
+        None
+    }
+}
+
+/// Whether the payload holds an IDR slice (NAL type 5). Stops at the first
+/// framing error. FLV's frame type is what castgate trusts for keyframes;
+/// this is for checking and for streams whose tags lie.
+pub fn contains_idr(data: &[u8], nal_length_size: u8) -> bool {
+    nal_units(data, nal_length_size)
+        .map_while(Result::ok)
+        .any(|nal| nal[0] & 0x1f == 5)
+}
+
+/// Appends the payload to `out` in Annex B form (each unit behind a
+/// `00 00 00 01` start code), as MPEG-TS wants it. On error `out` is left as
+/// it was, so a half-converted frame never reaches a muxer.
+pub fn to_annex_b(data: &[u8], nal_length_size: u8, out: &mut Vec<u8>) -> Result<(), AvcError> {
+    let start = out.len();
+    for nal in nal_units(data, nal_length_size) {
+        match nal {
+            Ok(nal) => {
+                out.extend_from_slice(&[0, 0, 0, 1]);
+                out.extend_from_slice(nal);
+            }
+            Err(e) => {
+                out.truncate(start);
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// MSB-first reader over an RBSP inside a NAL unit: drops each `03` that
+/// follows two zero bytes (7.4.1) and errors at the end of the data.
+struct RbspReader<'a> {
+    data: &'a [u8],
+    pos: usize,
+    zeros: u8,
+    cur: u8,
+    bits_left: u8,
+}
+
+impl<'a> RbspReader<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        RbspReader {
+            data,
+            pos: 0,
+            zeros: 0,
+            cur: 0,
+            bits_left: 0,
+        }
+    }
+
+    fn next_byte(&mut self) -> Result<u8, AvcError> {
+        loop {
+            let b = *self.data.get(self.pos).ok_or(AvcError::SpsTruncated)?;
+            self.pos += 1;
+            if self.zeros >= 2 && b == 3 {
+                self.zeros = 0;
+                continue;
+            }
+            self.zeros = if b == 0 {
+                self.zeros.saturating_add(1)
+            } else {
+                0
+            };
+            return Ok(b);
+        }
+    }
+
+    fn bit(&mut self) -> Result<u32, AvcError> {
+        if self.bits_left == 0 {
+            self.cur = self.next_byte()?;
+            self.bits_left = 8;
+        }
+        self.bits_left -= 1;
+        Ok(u32::from((self.cur >> self.bits_left) & 1))
+    }
+
+    fn flag(&mut self) -> Result<bool, AvcError> {
+        Ok(self.bit()? == 1)
+    }
+
+    /// Up to 32 bits.
+    fn bits(&mut self, n: u32) -> Result<u32, AvcError> {
+        debug_assert!(n <= 32);
+        let mut v = 0u64;
+        for _ in 0..n {
+            v = (v << 1) | u64::from(self.bit()?);
+        }
+        // n <= 32, so the value fits.
+        Ok(v as u32)
+    }
+
+    fn u8(&mut self) -> Result<u8, AvcError> {
+        Ok(self.bits(8)? as u8)
+    }
+
+    /// ue(v), 9.1. 31 leading zeros is the most a 32-bit value needs.
+    fn ue(&mut self) -> Result<u32, AvcError> {
+        let mut zeros = 0;
+        while self.bit()? == 0 {
+            zeros += 1;
+            if zeros > 31 {
+                return Err(AvcError::ExpGolombTooLong);
+            }
+        }
+        let v = (1u64 << zeros) - 1 + u64::from(self.bits(zeros)?);
+        u32::try_from(v).map_err(|_| AvcError::ExpGolombTooLong)
+    }
+
+    fn ue_max(&mut self, field: &'static str, max: u32) -> Result<u32, AvcError> {
+        let v = self.ue()?;
+        if v > max {
+            return Err(AvcError::SpsOutOfRange {
+                field,
+                value: i64::from(v),
+            });
+        }
+        Ok(v)
+    }
+
+    /// se(v), 9.1.1.
+    fn se(&mut self) -> Result<i32, AvcError> {
+        let k = i64::from(self.ue()?);
+        let v = if k % 2 == 1 { (k + 1) / 2 } else { -(k / 2) };
+        // |v| <= 2^31 - 1 because k <= 2^32 - 2.
+        Ok(v as i32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    // AVCDecoderConfigurationRecords from ffmpeg 5.1 + libx264 (testsrc2,
+    // 30 fps, FLV), sequence header prefix `17 00 00 00 00` removed.
+    pub(crate) const HIGH_640X360: &str = "0164001effe1001a6764001eacd940a02ff970110000030001000003003c0f162d9601000668ebe3cb22c0fdf8f800";
+    const MAIN_1280X720: &str =
+        "014d401fffe10019674d401feca02802dd8088000003000800000301e078c18cb001000568ebe3cb20";
+    const BASELINE_640X360: &str =
+        "0142c01effe100196742c01ed900a02ff970110000030001000003003c0f162e4801000568cb83cb20";
+    const HIGH_1920X1080: &str = "01640028ffe1001b67640028acd940780227e5c044000003000400000300f03c60c65801000668ebe3cb22c0fdf8f800";
+
+    fn config(s: &str) -> AvcConfig {
+        parse_decoder_config(Bytes::from(hex(s))).unwrap()
+    }
+
+    #[test]
+    fn x264_records() {
+        for (rec, w, h, profile, codec) in [
+            (HIGH_640X360, 640, 360, 100, "avc1.64001e"),
+            (MAIN_1280X720, 1280, 720, 77, "avc1.4d401f"),
+            (BASELINE_640X360, 640, 360, 66, "avc1.42c01e"),
+            (HIGH_1920X1080, 1920, 1080, 100, "avc1.640028"),
+        ] {
+            let c = config(rec);
+            assert_eq!((c.width, c.height), (w, h), "{codec}");
+            assert_eq!(c.profile_idc, profile);
+            assert_eq!(c.nal_length_size, 4);
+            assert_eq!(codec_string(&c), codec);
+            assert_eq!((c.sps.len(), c.pps.len()), (1, 1));
+            assert_eq!(c.sps[0][0] & 0x1f, 7);
+            assert_eq!(c.pps[0][0] & 0x1f, 8);
+            assert_eq!(&c.record[..], &hex(rec)[..]);
+            let sps = parse_sps(&c.sps[0]).unwrap();
+            assert_eq!(sps.profile_idc, profile);
+            assert_eq!(sps.level_idc, c.level_idc);
+            assert_eq!(sps.constraint_flags, c.constraint_flags);
+            assert_eq!(sps.frame_rate, Some((30, 1)));
+        }
+    }
+
+    #[test]
+    fn sps_and_pps_are_slices_of_the_record() {
+        let c = config(HIGH_640X360);
+        let range = c.record.as_ptr_range();
+        assert!(range.contains(&c.sps[0].as_ptr()));
+        assert!(range.contains(&c.pps[0].as_ptr()));
+    }
+
+    #[test]
+    fn cropping_1080p() {
+        // 1920x1088 coded, frame_crop_bottom_offset 4 (x 2 lines for 4:2:0).
+        let c = config(HIGH_1920X1080);
+        assert_eq!((c.width, c.height), (1920, 1080));
+    }
+
+    #[test]
+    fn bad_sps_keeps_the_stream() {
+        // Same record, SPS replaced by a truncated one.
+        let rec = hex("0164001effe10003676400 00");
+        let c = parse_decoder_config(Bytes::from(rec)).unwrap();
+        assert_eq!((c.width, c.height), (0, 0));
+        assert_eq!(c.profile_idc, 100);
+        assert_eq!(c.pps.len(), 0);
+    }
+
+    #[test]
+    fn record_errors() {
+        let err = |s: &str| parse_decoder_config(Bytes::from(hex(s))).unwrap_err();
+        assert!(matches!(err(""), AvcError::Truncated { .. }));
+        assert_eq!(err("02640028ffe1"), AvcError::BadVersion(2));
+        assert_eq!(err("01640028fee1"), AvcError::BadNalLengthSize(3));
+        // SPS length runs past the end.
+        assert!(matches!(
+            err("01640028ffe10010676400"),
+            AvcError::Truncated { what: "SPS", .. }
+        ));
+        assert!(matches!(
+            err("01640028ffe1000167"),
+            AvcError::Truncated {
+                what: "PPS count",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn sps_rejects_garbage() {
+        assert_eq!(parse_sps(&[]), Err(AvcError::SpsTruncated));
+        assert_eq!(parse_sps(&[0x68, 1, 2, 3]), Err(AvcError::NotSps(8)));
+        assert_eq!(parse_sps(&[0x67, 100, 0, 30]), Err(AvcError::SpsTruncated));
+        // Exp-Golomb code of 40 zero bits.
+        assert_eq!(
+            parse_sps(&[0x67, 66, 0, 30, 0, 0, 0, 0, 0, 0x80]),
+            Err(AvcError::ExpGolombTooLong)
+        );
+        // seq_parameter_set_id 32 (ue: 00000100001).
+        assert!(matches!(
+            parse_sps(&[0x67, 66, 0, 30, 0b0000_0100, 0b0010_0000]),
+            Err(AvcError::SpsOutOfRange {
+                field: "seq_parameter_set_id",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn emulation_prevention_is_skipped() {
+        // The 720p SPS contains `00 00 03` twice; stripping them by hand and
+        // re-inserting must not change the result.
+        let c = config(MAIN_1280X720);
+        let sps = &c.sps[0];
+        assert!(sps.windows(3).any(|w| w == [0, 0, 3]));
+        let info = parse_sps(sps).unwrap();
+        assert_eq!((info.width, info.height), (1280, 720));
+    }
+
+    #[test]
+    fn nal_iteration() {
+        let data = hex("00000002 6588 00000000 00000001 41");
+        let nals: Vec<_> = nal_units(&data, 4).collect();
+        assert_eq!(nals, vec![Ok(&[0x65, 0x88][..]), Ok(&[0x41][..])]);
+        assert!(contains_idr(&data, 4));
+        assert!(!contains_idr(&hex("000141"), 2));
+
+        // Length past the end: one error, then nothing.
+        let bad = hex("0001 41 0565 88");
+        let mut it = nal_units(&bad, 2);
+        assert_eq!(it.next(), Some(Ok(&[0x41][..])));
+        assert_eq!(
+            it.next(),
+            Some(Err(AvcError::NalTooLong {
+                len: 0x0565,
+                remaining: 1
+            }))
+        );
+        assert_eq!(it.next(), None);
+
+        let mut it = nal_units(&[0, 0], 4);
+        assert!(matches!(it.next(), Some(Err(AvcError::Truncated { .. }))));
+        assert_eq!(it.next(), None);
+        let mut it = nal_units(&[1, 0x41], 0);
+        assert_eq!(it.next(), Some(Err(AvcError::BadNalLengthSize(0))));
+        assert_eq!(it.next(), None);
+        assert_eq!(nal_units(&[], 4).count(), 0);
+    }
+
+    #[test]
+    fn annex_b() {
+        let mut out = vec![0xaa];
+        to_annex_b(&hex("0002 6588 0001 41"), 2, &mut out).unwrap();
+        assert_eq!(out, hex("aa 00000001 6588 00000001 41"));
+        let mut out = vec![0xaa];
+        assert!(to_annex_b(&hex("0002 6588 0009 41"), 2, &mut out).is_err());
+        assert_eq!(out, vec![0xaa]);
+        let mut out = Vec::new();
+        to_annex_b(&hex("01 09 00 01 41"), 1, &mut out).unwrap();
+        assert_eq!(out, hex("00000001 09 00000001 41"));
+    }
+
+    #[test]
+    fn high_profile_with_scaling_lists_and_4_4_4() {
+        // Hand-assembled High 4:4:4 SPS exercising chroma_format_idc 3,
+        // seq_scaling_matrix_present with one explicit list, POC type 1,
+        // field coding and cropping; built with the bit writer below.
+        let mut w = BitWriter::default();
+        w.bits(0x67, 8);
+        w.bits(244, 8); // profile_idc
+        w.bits(0, 8);
+        w.bits(40, 8);
+        w.ue(0); // sps id
+        w.ue(3); // chroma_format_idc
+        w.bits(0, 1); // separate_colour_plane
+        w.ue(2);
+        w.ue(2); // bit depths
+        w.bits(0, 1);
+        w.bits(1, 1); // seq_scaling_matrix_present
+        for i in 0..12 {
+            if i == 0 {
+                w.bits(1, 1);
+                for _ in 0..16 {
+                    w.se(1);
+                }
+            } else {
+                w.bits(0, 1);
+            }
+        }
+        w.ue(0); // log2_max_frame_num
+        w.ue(1); // poc type 1
+        w.bits(0, 1);
+        w.se(-3);
+        w.se(4);
+        w.ue(2);
+        w.se(5);
+        w.se(-5);
+        w.ue(4); // max_num_ref_frames
+        w.bits(0, 1);
+        w.ue(44); // 720 wide
+        w.ue(17); // 18 map units * 2 * 16 = 576
+        w.bits(0, 1); // frame_mbs_only = 0
+        w.bits(1, 1); // mb_adaptive
+        w.bits(1, 1); // direct_8x8
+        w.bits(1, 1); // cropping
+        w.ue(2);
+        w.ue(2);
+        w.ue(1);
+        w.ue(2); // 4:4:4 interlaced: x unit 1, y unit 2
+        w.bits(0, 1); // no VUI
+        w.bits(1, 1); // rbsp stop bit
+        let info = parse_sps(&w.finish()).unwrap();
+        assert_eq!((info.width, info.height), (716, 570));
+        assert_eq!(info.profile_idc, 244);
+        assert_eq!(info.frame_rate, None);
+    }
+
+    #[test]
+    fn crop_larger_than_picture_is_an_error() {
+        let mut w = BitWriter::default();
+        w.bits(0x67, 8);
+        w.bits(66, 8);
+        w.bits(0, 8);
+        w.bits(30, 8);
+        w.ue(0); // sps id
+        w.ue(0); // log2_max_frame_num
+        w.ue(0); // poc type 0
+        w.ue(0); // log2_max_poc_lsb
+        w.ue(1); // max_num_ref_frames
+        w.bits(0, 1);
+        w.ue(0); // 16 wide
+        w.ue(0);
+        w.bits(1, 1);
+        w.bits(1, 1);
+        w.bits(1, 1); // cropping
+        w.ue(8); // 16 px left crop
+        w.ue(0);
+        w.ue(0);
+        w.ue(0);
+        assert!(matches!(
+            parse_sps(&w.finish()),
+            Err(AvcError::SpsOutOfRange { field: "width", .. })
+        ));
+    }
+
+    /// MSB-first bit writer for hand-made SPS vectors (no emulation
+    /// prevention: the tests keep clear of `00 00 0x`).
+    #[derive(Default)]
+    struct BitWriter {
+        out: Vec<u8>,
+        acc: u64,
+        n: u32,
+    }
+
+    impl BitWriter {
+        fn bits(&mut self, v: u64, n: u32) {
+            for i in (0..n).rev() {
+                self.acc = (self.acc << 1) | ((v >> i) & 1);
+                self.n += 1;
+                if self.n == 8 {
+                    self.out.push(self.acc as u8);
+                    self.acc = 0;
+                    self.n = 0;
+                }
+            }
+        }
+        fn ue(&mut self, v: u32) {
+            let v = u64::from(v) + 1;
+            let len = 64 - v.leading_zeros();
+            self.bits(0, len - 1);
+            self.bits(v, len);
+        }
+        fn se(&mut self, v: i32) {
+            let k = if v > 0 { 2 * v - 1 } else { -2 * v };
+            self.ue(k as u32);
+        }
+        fn finish(mut self) -> Vec<u8> {
+            while self.n != 0 {
+                self.bits(0, 1);
+            }
+            self.out
+        }
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A real record with some bytes overwritten and maybe cut short,
+        /// to get past the headers that stop purely random input.
+        fn mutated(base: &'static str) -> impl Strategy<Value = Vec<u8>> {
+            let base = hex(base);
+            let len = base.len();
+            (
+                proptest::collection::vec((0..len, any::<u8>()), 1..6),
+                0..=len,
+            )
+                .prop_map(move |(edits, cut)| {
+                    let mut v = base.clone();
+                    for (i, b) in edits {
+                        v[i] = b;
+                    }
+                    v.truncate(cut.max(1));
+                    v
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..300), size in 0u8..6) {
+                let _ = parse_sps(&data);
+                let mut sps = data.clone();
+                sps.insert(0, 0x67);
+                let _ = parse_sps(&sps);
+                if let Ok(c) = parse_decoder_config(Bytes::from(data.clone())) {
+                    prop_assert!(c.sps.len() <= 31 && c.pps.len() <= 255);
+                    let _ = codec_string(&c);
+                }
+                let n = nal_units(&data, size).count();
+                prop_assert!(n <= data.len() + 1);
+                let _ = contains_idr(&data, size);
+                let mut out = Vec::new();
+                if to_annex_b(&data, size, &mut out).is_ok() {
+                    prop_assert!(out.len() <= 4 * data.len());
+                } else {
+                    prop_assert!(out.is_empty());
+                }
+            }
+
+            #[test]
+            fn mutated_records_never_panic(
+                rec in prop_oneof![mutated(HIGH_640X360), mutated(HIGH_1920X1080), mutated(MAIN_1280X720)]
+            ) {
+                if let Ok(c) = parse_decoder_config(Bytes::from(rec)) {
+                    for s in &c.sps {
+                        let _ = parse_sps(s);
+                    }
+                }
+            }
+
+            #[test]
+            fn nal_units_cover_the_payload(nals in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..40), 0..8)) {
+                let mut data = Vec::new();
+                for n in &nals {
+                    data.extend_from_slice(&(n.len() as u16).to_be_bytes());
+                    data.extend_from_slice(n);
+                }
+                let got: Vec<&[u8]> = nal_units(&data, 2).map(Result::unwrap).collect();
+                prop_assert_eq!(got, nals.iter().map(Vec::as_slice).collect::<Vec<_>>());
+            }
+        }
+    }
+}

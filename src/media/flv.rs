@@ -1,0 +1,712 @@
+//! FLV audio and video tag bodies (the payload of RTMP messages 8 and 9)
+//! to [`Frame`]s and configurations, and the headers to write them back.
+//!
+//! Legacy FLV (Adobe FLV spec, Annex E.4) carries H.264, AAC and MP3 here.
+//! Enhanced RTMP (the 0x80 IsExHeader bit) is mapped for `avc1` only; other
+//! FourCCs are reported as [`VideoTag::Unsupported`] with the `EX_VIDEO_*`
+//! ids below, so the publisher keeps going while castgate cannot carry them.
+//!
+//! Frame payloads are [`Bytes::slice`]s of the message body: parsing never
+//! copies samples. Every [`FlvError`] concerns one tag only.
+
+use bytes::Bytes;
+
+use super::aac::{self, AacError};
+use super::avc::{self, AvcError};
+use super::{Codec, CodecConfig, Frame, Mp3Config};
+
+/// Why a tag body could not be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FlvError {
+    #[error("{what} truncated: need {need} bytes, have {have}")]
+    Truncated {
+        what: &'static str,
+        need: usize,
+        have: usize,
+    },
+    #[error("bad AVC sequence header: {0}")]
+    BadAvcConfig(#[from] AvcError),
+    #[error("bad AAC sequence header: {0}")]
+    BadAacConfig(#[from] AacError),
+    #[error("unknown {codec} packet type {packet_type}")]
+    BadPacketType {
+        codec: &'static str,
+        packet_type: u8,
+    },
+    /// A coded-frame tag with no payload. Harmless (some encoders send one
+    /// at the end): drop the tag, keep the stream.
+    #[error("empty {0} frame")]
+    EmptyFrame(&'static str),
+}
+
+/// A parsed video tag body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VideoTag {
+    Config(super::AvcConfig),
+    Frame(Frame),
+    EndOfSequence,
+    /// Codec we do not carry yet: keep publishing, log once. Legacy codec ids
+    /// are 0–15; see [`EX_VIDEO_HEVC`] and friends for Enhanced RTMP and
+    /// [`VIDEO_NOT_MEDIA`] for tags that hold no picture.
+    Unsupported {
+        codec_id: u8,
+    },
+}
+
+/// `Unsupported::codec_id` for video info/command frames (frame type 5) and
+/// Enhanced RTMP metadata: no picture, nothing to carry; ignore them.
+pub const VIDEO_NOT_MEDIA: u8 = 0x50;
+/// Enhanced RTMP `hvc1` (12 is HEVC's id in the common legacy extension).
+pub const EX_VIDEO_HEVC: u8 = 0x80 | 12;
+/// Enhanced RTMP `av01`.
+pub const EX_VIDEO_AV1: u8 = 0x80 | 13;
+/// Enhanced RTMP `vp09`.
+pub const EX_VIDEO_VP9: u8 = 0x80 | 14;
+/// Any other Enhanced RTMP video: other FourCCs, multitrack, ModEx packets.
+pub const EX_VIDEO_OTHER: u8 = 0x80 | 15;
+
+/// A parsed audio tag body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AudioTag {
+    /// AAC sequence header.
+    Config(CodecConfig),
+    Frame(Frame),
+    /// MP3 carries its format in every tag.
+    Mp3 {
+        config: Mp3Config,
+        frame: Frame,
+    },
+    Unsupported {
+        sound_format: u8,
+    },
+}
+
+fn need(what: &'static str, need: usize, have: usize) -> Result<(), FlvError> {
+    if have < need {
+        return Err(FlvError::Truncated { what, need, have });
+    }
+    Ok(())
+}
+
+/// Signed 24-bit big-endian composition time.
+fn si24(b: &[u8]) -> i32 {
+    // Arithmetic shift sign-extends.
+    i32::from_be_bytes([b[0], b[1], b[2], 0]) >> 8
+}
+
+/// Parses a video message body. `dts` is the already-unwrapped decode time
+/// in ms (see [`super::timeline`]).
+///
+/// The keyframe flag is FLV frame type 1, trusted as every server does;
+/// types 2–4 (and undefined ones) are inter frames, like ffmpeg reads them.
+pub fn parse_video(dts: i64, body: Bytes) -> Result<VideoTag, FlvError> {
+    need("video tag", 1, body.len())?;
+    let first = body[0];
+    if first & 0x80 != 0 {
+        return parse_ex_video(dts, first, body);
+    }
+    let (frame_type, codec_id) = (first >> 4, first & 0xf);
+    if frame_type == 5 {
+        return Ok(VideoTag::Unsupported {
+            codec_id: VIDEO_NOT_MEDIA,
+        });
+    }
+    if codec_id != 7 {
+        return Ok(VideoTag::Unsupported { codec_id });
+    }
+    need("AVC video tag header", 5, body.len())?;
+    let cts = si24(&body[2..5]);
+    match body[1] {
+        0 => Ok(VideoTag::Config(avc::parse_decoder_config(
+            body.slice(5..),
+        )?)),
+        1 => avc_frame(dts, cts, frame_type, body.slice(5..)),
+        2 => Ok(VideoTag::EndOfSequence),
+        packet_type => Err(FlvError::BadPacketType {
+            codec: "AVC",
+            packet_type,
+        }),
+    }
+}
+
+/// Enhanced RTMP (v1/v2) `ExVideoTagHeader`: frame type in bits 6–4,
+/// packet type in bits 3–0, then a FourCC unless it is a command frame.
+fn parse_ex_video(dts: i64, first: u8, body: Bytes) -> Result<VideoTag, FlvError> {
+    let (frame_type, packet_type) = ((first >> 4) & 7, first & 0xf);
+    const METADATA: u8 = 4;
+    if frame_type == 5 && packet_type != METADATA {
+        // A command byte follows instead of a FourCC.
+        return Ok(VideoTag::Unsupported {
+            codec_id: VIDEO_NOT_MEDIA,
+        });
+    }
+    if matches!(packet_type, 6 | 7) {
+        // Multitrack and ModEx wrap the FourCC in more structure.
+        return Ok(VideoTag::Unsupported {
+            codec_id: EX_VIDEO_OTHER,
+        });
+    }
+    need("Enhanced RTMP video header", 5, body.len())?;
+    let codec_id = match &body[1..5] {
+        b"avc1" => None,
+        b"hvc1" => Some(EX_VIDEO_HEVC),
+        b"av01" => Some(EX_VIDEO_AV1),
+        b"vp09" => Some(EX_VIDEO_VP9),
+        _ => Some(EX_VIDEO_OTHER),
+    };
+    if let Some(codec_id) = codec_id {
+        return Ok(VideoTag::Unsupported { codec_id });
+    }
+    match packet_type {
+        0 => Ok(VideoTag::Config(avc::parse_decoder_config(
+            body.slice(5..),
+        )?)),
+        1 => {
+            need("Enhanced RTMP avc1 coded frames", 8, body.len())?;
+            avc_frame(dts, si24(&body[5..8]), frame_type, body.slice(8..))
+        }
+        2 => Ok(VideoTag::EndOfSequence),
+        // CodedFramesX: composition time 0, not sent.
+        3 => avc_frame(dts, 0, frame_type, body.slice(5..)),
+        METADATA => Ok(VideoTag::Unsupported {
+            codec_id: VIDEO_NOT_MEDIA,
+        }),
+        packet_type => Err(FlvError::BadPacketType {
+            codec: "Enhanced RTMP avc1",
+            packet_type,
+        }),
+    }
+}
+
+fn avc_frame(dts: i64, cts: i32, frame_type: u8, data: Bytes) -> Result<VideoTag, FlvError> {
+    if data.is_empty() {
+        return Err(FlvError::EmptyFrame("H.264"));
+    }
+    Ok(VideoTag::Frame(Frame {
+        codec: Codec::H264,
+        dts,
+        cts,
+        keyframe: frame_type == 1,
+        data,
+    }))
+}
+
+/// Parses an audio message body. Audio frames are all keyframes with
+/// composition offset 0.
+///
+/// For MP3 the sample rate and channels come from the MPEG audio frame
+/// header when the payload starts with one, else from the FLV flags: FLV
+/// has no 48 kHz code, so ffmpeg flags 48 kHz MP3 as 44 kHz.
+pub fn parse_audio(dts: i64, body: Bytes) -> Result<AudioTag, FlvError> {
+    need("audio tag", 1, body.len())?;
+    let flags = body[0];
+    let sound_format = flags >> 4;
+    match sound_format {
+        10 => {
+            need("AAC audio tag header", 2, body.len())?;
+            match body[1] {
+                0 => {
+                    let config = aac::parse_audio_specific_config(body.slice(2..))?;
+                    Ok(AudioTag::Config(CodecConfig::Aac(config)))
+                }
+                1 => Ok(AudioTag::Frame(audio_frame(
+                    Codec::Aac,
+                    dts,
+                    body.slice(2..),
+                )?)),
+                packet_type => Err(FlvError::BadPacketType {
+                    codec: "AAC",
+                    packet_type,
+                }),
+            }
+        }
+        2 | 14 => {
+            let frame = audio_frame(Codec::Mp3, dts, body.slice(1..))?;
+            let (sample_rate, channels) =
+                mpeg_audio_format(&frame.data).unwrap_or_else(|| mp3_format_from_flags(flags));
+            Ok(AudioTag::Mp3 {
+                config: Mp3Config {
+                    sample_rate,
+                    channels,
+                    flv_flags: flags,
+                },
+                frame,
+            })
+        }
+        sound_format => Ok(AudioTag::Unsupported { sound_format }),
+    }
+}
+
+fn audio_frame(codec: Codec, dts: i64, data: Bytes) -> Result<Frame, FlvError> {
+    if data.is_empty() {
+        return Err(FlvError::EmptyFrame(match codec {
+            Codec::Mp3 => "MP3",
+            _ => "AAC",
+        }));
+    }
+    Ok(Frame {
+        codec,
+        dts,
+        cts: 0,
+        keyframe: true,
+        data,
+    })
+}
+
+/// SoundRate (5.5/11/22/44 kHz) and SoundType (mono/stereo); format 14 is
+/// MP3 at 8 kHz whatever the rate bits say.
+fn mp3_format_from_flags(flags: u8) -> (u32, u8) {
+    let rate = if flags >> 4 == 14 {
+        8000
+    } else {
+        [5512, 11025, 22050, 44100][usize::from((flags >> 2) & 3)]
+    };
+    (rate, 1 + (flags & 1))
+}
+
+/// Sample rate and channels from an MPEG-1/2/2.5 audio frame header
+/// (ISO/IEC 11172-3 2.4.1.3), if `data` starts with a valid one.
+fn mpeg_audio_format(data: &[u8]) -> Option<(u32, u8)> {
+    let h = data.get(..4)?;
+    if h[0] != 0xff || h[1] & 0xe0 != 0xe0 {
+        return None;
+    }
+    let version = (h[1] >> 3) & 3; // 0 = 2.5, 1 reserved, 2 = MPEG-2, 3 = MPEG-1
+    let layer = (h[1] >> 1) & 3;
+    let rate_index = usize::from((h[2] >> 2) & 3);
+    if version == 1 || layer == 0 || rate_index == 3 {
+        return None;
+    }
+    let base = [44100, 48000, 32000][rate_index];
+    let rate = match version {
+        3 => base,
+        2 => base / 2,
+        _ => base / 4,
+    };
+    let channels = if h[3] >> 6 == 3 { 1 } else { 2 };
+    Some((rate, channels))
+}
+
+/// The 5-byte video tag header for an H.264 frame: frame type 1 or 2, codec
+/// 7, AVC packet type 1, composition time as signed 24 bits (saturated to
+/// ±2^23 ms, about 2.3 hours; no real offset comes near).
+pub fn video_header(frame: &Frame) -> [u8; 5] {
+    let cts = frame.cts.clamp(-(1 << 23), (1 << 23) - 1).to_be_bytes();
+    let first = if frame.keyframe { 0x17 } else { 0x27 };
+    [first, 1, cts[1], cts[2], cts[3]]
+}
+
+/// An audio tag header of one or two bytes; derefs to the bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AudioHeader {
+    bytes: [u8; 2],
+    len: u8,
+}
+
+impl AudioHeader {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl std::ops::Deref for AudioHeader {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl AsRef<[u8]> for AudioHeader {
+    fn as_ref(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+/// The audio tag header to put before `frame.data`: `AF 01` for raw AAC
+/// (44 kHz/16-bit/stereo, as Flash requires for AAC whatever the real
+/// format); for MP3 the single flags byte from its [`Mp3Config`]. `None`
+/// for a video frame, or MP3 without `mp3_flags`.
+pub fn audio_header(frame: &Frame, mp3_flags: Option<u8>) -> Option<AudioHeader> {
+    match (frame.codec, mp3_flags) {
+        (Codec::Aac, _) => Some(AudioHeader {
+            bytes: [0xaf, 0x01],
+            len: 2,
+        }),
+        (Codec::Mp3, Some(flags)) => Some(AudioHeader {
+            bytes: [flags, 0],
+            len: 1,
+        }),
+        _ => None,
+    }
+}
+
+/// The sequence header tag body for RTMP play-out: `17 00 00 00 00` +
+/// record for AVC, `AF 00` + AudioSpecificConfig for AAC. MP3 has none.
+pub fn config_body(config: &CodecConfig) -> Option<Bytes> {
+    let (header, payload): (&[u8], &Bytes) = match config {
+        CodecConfig::Avc(c) => (&[0x17, 0, 0, 0, 0], &c.record),
+        CodecConfig::Aac(c) => (&[0xaf, 0], &c.asc),
+        CodecConfig::Mp3(_) => return None,
+    };
+    let mut body = Vec::with_capacity(header.len() + payload.len());
+    body.extend_from_slice(header);
+    body.extend_from_slice(payload);
+    Some(body.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::MediaKind;
+
+    fn hex(s: &str) -> Bytes {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect::<Vec<u8>>()
+            .into()
+    }
+
+    // Tag bodies from ffmpeg 5.1 + libx264 (64x64, High, -bf 2, SEI removed)
+    // and ffmpeg's AAC encoder (48 kHz stereo, silence).
+    const AVC_SEQ: &str = "170000000001640009ffe1001867640009acd94426c044000003000400000300f03c48965801000468efbcb0fdf8f800";
+    const AVC_KEY: &str =
+        "17010000430000001b658884006ff76ef3f89f24d99d37a91cec657321108f122f433781";
+    const AVC_INTER: &str = "270100008500000009419a23188ffff32714";
+    const AVC_EOS: &str = "1702000000";
+    const AAC_SEQ: &str = "af00119056e500";
+    const AAC_RAW: &str = "af01211004608c1c";
+    // libmp3lame: 44.1 kHz joint stereo (flags 2F), 22.05 kHz mono (2A) and
+    // 48 kHz stereo, which ffmpeg can only flag as 44 kHz (2F).
+    const MP3_44: &str = "2ffffb90640000026b0bce9d60600000000d20a000011665";
+    const MP3_22_MONO: &str = "2afff340c400133062843f4f18000bd6dbb60879a6699a66";
+    const MP3_48: &str = "2ffffb9464000001ee0850bd";
+
+    fn video(s: &str) -> VideoTag {
+        parse_video(1000, hex(s)).unwrap()
+    }
+
+    fn audio(s: &str) -> AudioTag {
+        parse_audio(1000, hex(s)).unwrap()
+    }
+
+    #[test]
+    fn avc_sequence_header_round_trip() {
+        let VideoTag::Config(c) = video(AVC_SEQ) else {
+            panic!("not a config")
+        };
+        assert_eq!((c.width, c.height, c.profile_idc), (64, 64, 100));
+        assert_eq!(avc::codec_string(&c), "avc1.640009");
+        assert_eq!(config_body(&CodecConfig::Avc(c)).unwrap(), hex(AVC_SEQ));
+    }
+
+    #[test]
+    fn avc_frames_round_trip() {
+        for (body, key, cts) in [(AVC_KEY, true, 67), (AVC_INTER, false, 133)] {
+            let body = hex(body);
+            let VideoTag::Frame(f) = parse_video(1000, body.clone()).unwrap() else {
+                panic!("not a frame")
+            };
+            assert_eq!((f.keyframe, f.cts, f.dts), (key, cts, 1000));
+            assert_eq!(f.pts(), 1000 + i64::from(cts));
+            assert_eq!(f.kind(), MediaKind::Video);
+            assert_eq!(avc::contains_idr(&f.data, 4), key);
+            // Zero-copy: the payload points into the body.
+            assert_eq!(f.data.as_ptr(), body[5..].as_ptr());
+            let mut out = video_header(&f).to_vec();
+            out.extend_from_slice(&f.data);
+            assert_eq!(out, body);
+        }
+    }
+
+    #[test]
+    fn negative_composition_time() {
+        // The inter frame with its offset set to -33 (FF FF DF).
+        let body = hex("27 01 ffffdf 00000009419a23188ffff32714");
+        let VideoTag::Frame(f) = parse_video(500, body.clone()).unwrap() else {
+            panic!("not a frame")
+        };
+        assert_eq!((f.cts, f.pts()), (-33, 467));
+        assert_eq!(video_header(&f), body[..5]);
+        let min = hex("27 01 800000 00");
+        let VideoTag::Frame(f) = parse_video(0, min.clone()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(f.cts, -(1 << 23));
+        assert_eq!(video_header(&f), min[..5]);
+    }
+
+    #[test]
+    fn cts_beyond_24_bits_saturates() {
+        let mut f = Frame {
+            codec: Codec::H264,
+            dts: 0,
+            cts: 1 << 30,
+            keyframe: false,
+            data: Bytes::new(),
+        };
+        assert_eq!(video_header(&f), [0x27, 1, 0x7f, 0xff, 0xff]);
+        f.cts = i32::MIN;
+        assert_eq!(video_header(&f), [0x27, 1, 0x80, 0, 0]);
+    }
+
+    #[test]
+    fn end_of_sequence_and_others() {
+        assert_eq!(video(AVC_EOS), VideoTag::EndOfSequence);
+        // Sorenson H.263, VP6, legacy-extension HEVC.
+        for (b, id) in [("22", 2), ("14 00", 4), ("1c 00 00 00 00", 12)] {
+            assert_eq!(video(b), VideoTag::Unsupported { codec_id: id });
+        }
+        // Video info/command frame: start of client-side seeking.
+        assert_eq!(
+            video("57 00"),
+            VideoTag::Unsupported {
+                codec_id: VIDEO_NOT_MEDIA
+            }
+        );
+    }
+
+    #[test]
+    fn video_errors() {
+        let err = |s: &str| parse_video(0, hex(s)).unwrap_err();
+        assert_eq!(
+            err(""),
+            FlvError::Truncated {
+                what: "video tag",
+                need: 1,
+                have: 0
+            }
+        );
+        assert!(matches!(err("17 01 00"), FlvError::Truncated { .. }));
+        assert_eq!(
+            err("17 03 000000"),
+            FlvError::BadPacketType {
+                codec: "AVC",
+                packet_type: 3
+            }
+        );
+        assert_eq!(err("17 01 000000"), FlvError::EmptyFrame("H.264"));
+        assert!(matches!(
+            err("17 00 000000 02"),
+            FlvError::BadAvcConfig(AvcError::Truncated { .. })
+        ));
+    }
+
+    #[test]
+    fn enhanced_rtmp_avc1() {
+        let seq = hex(AVC_SEQ);
+        let mut ex = b"\x90avc1".to_vec(); // key frame, SequenceStart
+        ex.extend_from_slice(&seq[5..]);
+        let VideoTag::Config(c) = parse_video(0, ex.into()).unwrap() else {
+            panic!()
+        };
+        assert_eq!((c.width, c.height), (64, 64));
+
+        let VideoTag::Frame(f) = parse_video(7, hex("91 61766331 ffffdf 00000001 65")).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (f.keyframe, f.cts, f.dts, &f.data[..]),
+            (true, -33, 7, &[0, 0, 0, 1, 0x65][..])
+        );
+        let VideoTag::Frame(f) = parse_video(7, hex("a3 61766331 00000001 41")).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (f.keyframe, f.cts, &f.data[..]),
+            (false, 0, &[0, 0, 0, 1, 0x41][..])
+        );
+        assert_eq!(video("92 61766331"), VideoTag::EndOfSequence);
+    }
+
+    #[test]
+    fn enhanced_rtmp_unsupported() {
+        for (b, id) in [
+            ("90 68766331 01", EX_VIDEO_HEVC),
+            ("91 61763031", EX_VIDEO_AV1),
+            ("91 76703039", EX_VIDEO_VP9),
+            ("91 76703038", EX_VIDEO_OTHER),
+            ("96 00", EX_VIDEO_OTHER),
+            ("97 00", EX_VIDEO_OTHER),
+            ("d0 01", VIDEO_NOT_MEDIA),
+            ("94 61766331 02", VIDEO_NOT_MEDIA),
+        ] {
+            assert_eq!(video(b), VideoTag::Unsupported { codec_id: id }, "{b}");
+        }
+        assert!(matches!(
+            parse_video(0, hex("90 6176")),
+            Err(FlvError::Truncated { .. })
+        ));
+        assert!(matches!(
+            parse_video(0, hex("91 61766331 00")),
+            Err(FlvError::Truncated { .. })
+        ));
+        assert!(matches!(
+            parse_video(0, hex("95 61766331")),
+            Err(FlvError::BadPacketType { .. })
+        ));
+    }
+
+    #[test]
+    fn aac_round_trip() {
+        let AudioTag::Config(CodecConfig::Aac(c)) = audio(AAC_SEQ) else {
+            panic!()
+        };
+        assert_eq!((c.sample_rate, c.channels), (48000, 2));
+        assert_eq!(aac::codec_string(&c), "mp4a.40.2");
+        assert_eq!(config_body(&CodecConfig::Aac(c)).unwrap(), hex(AAC_SEQ));
+
+        let body = hex(AAC_RAW);
+        let AudioTag::Frame(f) = parse_audio(21, body.clone()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (f.codec, f.dts, f.cts, f.keyframe),
+            (Codec::Aac, 21, 0, true)
+        );
+        assert_eq!(f.data.as_ptr(), body[2..].as_ptr());
+        let mut out = audio_header(&f, None).unwrap().to_vec();
+        out.extend_from_slice(&f.data);
+        assert_eq!(out, body);
+    }
+
+    #[test]
+    fn mp3() {
+        for (s, rate, channels) in [
+            (MP3_44, 44100, 2),
+            (MP3_22_MONO, 22050, 1),
+            (MP3_48, 48000, 2),
+        ] {
+            let body = hex(s);
+            let AudioTag::Mp3 { config, frame } = parse_audio(0, body.clone()).unwrap() else {
+                panic!()
+            };
+            assert_eq!((config.sample_rate, config.channels), (rate, channels));
+            assert_eq!(config.flv_flags, body[0]);
+            assert_eq!(frame.codec, Codec::Mp3);
+            let mut out = audio_header(&frame, Some(config.flv_flags))
+                .unwrap()
+                .to_vec();
+            out.extend_from_slice(&frame.data);
+            assert_eq!(out, body);
+            assert_eq!(config_body(&CodecConfig::Mp3(config)), None);
+        }
+        // No MPEG header in the payload: the flags decide. 11 kHz mono, and
+        // format 14 (MP3 8 kHz) stereo.
+        for (s, rate, channels) in [("26 00", 11025, 1), ("e3 00", 8000, 2)] {
+            let AudioTag::Mp3 { config, .. } = audio(s) else {
+                panic!()
+            };
+            assert_eq!((config.sample_rate, config.channels), (rate, channels));
+        }
+    }
+
+    #[test]
+    fn audio_others_and_errors() {
+        // PCM, Nellymoser, G.711, Speex, E-RTMP audio ExHeader.
+        for f in [0u8, 6, 7, 11, 9] {
+            assert_eq!(
+                audio(&format!("{:02x} 00", f << 4 | 0xe)),
+                AudioTag::Unsupported { sound_format: f }
+            );
+        }
+        let err = |s: &str| parse_audio(0, hex(s)).unwrap_err();
+        assert!(matches!(err(""), FlvError::Truncated { .. }));
+        assert!(matches!(err("af"), FlvError::Truncated { .. }));
+        assert_eq!(err("af 01"), FlvError::EmptyFrame("AAC"));
+        assert_eq!(err("2f"), FlvError::EmptyFrame("MP3"));
+        assert_eq!(
+            err("af 02 00"),
+            FlvError::BadPacketType {
+                codec: "AAC",
+                packet_type: 2
+            }
+        );
+        assert_eq!(err("af 00"), FlvError::BadAacConfig(AacError::Truncated));
+    }
+
+    #[test]
+    fn audio_header_needs_an_audio_frame() {
+        let f = Frame {
+            codec: Codec::H264,
+            dts: 0,
+            cts: 0,
+            keyframe: true,
+            data: Bytes::new(),
+        };
+        assert_eq!(audio_header(&f, Some(0x2f)), None);
+        let mp3 = Frame {
+            codec: Codec::Mp3,
+            ..f
+        };
+        assert_eq!(audio_header(&mp3, None), None);
+        assert_eq!(&*audio_header(&mp3, Some(0x2f)).unwrap(), &[0x2f]);
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn exercise(tag_video: bool, body: Bytes) {
+            if tag_video {
+                match parse_video(0, body) {
+                    Ok(VideoTag::Config(c)) => {
+                        let _ = avc::codec_string(&c);
+                        let _ = config_body(&CodecConfig::Avc(c));
+                    }
+                    Ok(VideoTag::Frame(f)) => {
+                        let _ = video_header(&f);
+                        let mut out = Vec::new();
+                        let _ = avc::to_annex_b(&f.data, 4, &mut out);
+                    }
+                    _ => {}
+                }
+            } else {
+                match parse_audio(0, body) {
+                    Ok(AudioTag::Config(c)) => {
+                        if let CodecConfig::Aac(a) = &c {
+                            let _ = aac::adts_header(a, 100);
+                        }
+                        let _ = config_body(&c);
+                    }
+                    Ok(AudioTag::Frame(f)) => {
+                        let _ = audio_header(&f, None);
+                    }
+                    Ok(AudioTag::Mp3 { config, frame }) => {
+                        assert!(config.sample_rate > 0 && config.channels > 0);
+                        let _ = audio_header(&frame, Some(config.flv_flags));
+                    }
+                    _ => {}
+                }
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn arbitrary_bodies_never_panic(video in any::<bool>(), data in proptest::collection::vec(any::<u8>(), 0..200)) {
+                exercise(video, data.into());
+            }
+
+            #[test]
+            fn plausible_headers_never_panic(
+                first in prop_oneof![Just(0x17u8), Just(0x27), Just(0x90), Just(0x91), Just(0xaf), Just(0x2f)],
+                second in 0u8..4,
+                rest in proptest::collection::vec(any::<u8>(), 0..120),
+            ) {
+                let mut body = vec![first, second];
+                body.extend(rest);
+                exercise(first & 0xf == 7 || first & 0x80 != 0, body.into());
+            }
+
+            #[test]
+            fn video_header_round_trips(cts in -(1i32 << 23)..(1 << 23), key in any::<bool>(), data in proptest::collection::vec(any::<u8>(), 1..50)) {
+                let f = Frame { codec: Codec::H264, dts: 5, cts, keyframe: key, data: data.into() };
+                let mut body = video_header(&f).to_vec();
+                body.extend_from_slice(&f.data);
+                prop_assert_eq!(parse_video(5, body.into()).unwrap(), VideoTag::Frame(f));
+            }
+        }
+    }
+}

@@ -1,0 +1,873 @@
+//! The RTMP server session: a sans-I/O state machine.
+//!
+//! Feed it the bytes a client sent with [`ServerSession::handle_input`]; take
+//! the bytes to send back with [`ServerSession::take_output`] and the things a
+//! server must decide or act on with [`ServerSession::poll_event`]. Publish and
+//! play requests wait for [`ServerSession::accept_publish`] /
+//! [`ServerSession::reject_publish`] (and the play equivalents), so the
+//! caller can consult the hub, authorisation and limits. The same session
+//! runs over TCP, TLS and the RTMPT tunnel.
+
+use std::collections::{HashMap, VecDeque};
+
+use bytes::{Bytes, BytesMut};
+
+use super::amf0::{self, Amf0Value, AmfError};
+use super::chunk::{ChunkDecoder, ChunkEncoder, ChunkError, ChunkLimits};
+use super::handshake::{HandshakeError, HandshakeStatus, ServerHandshake};
+use super::message::{self as msg, Message, UserControl};
+use crate::media::MediaKind;
+
+/// Chunk stream ids castgate sends on.
+const CSID_CONTROL: u32 = 2;
+const CSID_COMMAND: u32 = 3;
+const CSID_AUDIO: u32 = 4;
+const CSID_DATA: u32 = 5;
+const CSID_VIDEO: u32 = 6;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("handshake: {0}")]
+    Handshake(#[from] HandshakeError),
+    #[error("chunk stream: {0}")]
+    Chunk(#[from] ChunkError),
+    #[error("bad AMF in {what}: {source}")]
+    Amf {
+        what: &'static str,
+        #[source]
+        source: AmfError,
+    },
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+}
+
+/// Settings of one session, taken from the server config.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionConfig {
+    pub chunk_limits: ChunkLimits,
+    /// Chunk size castgate sends with (announced right after connect).
+    pub out_chunk_size: u32,
+    /// Window Acknowledgement Size and Set Peer Bandwidth we announce.
+    pub window_ack_size: u32,
+    /// Most NetStreams one connection may create.
+    pub max_streams: u32,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            chunk_limits: ChunkLimits::default(),
+            out_chunk_size: 4096,
+            window_ack_size: 2_500_000,
+            max_streams: 8,
+        }
+    }
+}
+
+/// What the session tells its driver.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ServerEvent {
+    /// The handshake finished; RTMP messages follow.
+    HandshakeDone { digest: bool },
+    /// `connect` was answered with NetConnection.Connect.Success.
+    Connected {
+        app: String,
+        tc_url: String,
+        flash_ver: String,
+    },
+    /// `publish`: answer with accept_publish / reject_publish.
+    PublishRequested {
+        stream_id: u32,
+        app: String,
+        name: String,
+        query: String,
+        mode: String,
+    },
+    /// `play`: answer with accept_play / reject_play.
+    PlayRequested {
+        stream_id: u32,
+        app: String,
+        name: String,
+        query: String,
+        start: f64,
+    },
+    /// An audio or video message on a published stream (FLV tag body).
+    Media {
+        stream_id: u32,
+        kind: MediaKind,
+        timestamp: u32,
+        payload: Bytes,
+    },
+    /// `@setDataFrame onMetaData` (or a bare `onMetaData`) on a published
+    /// stream: the metadata object.
+    Metadata { stream_id: u32, metadata: Amf0Value },
+    /// The client stopped publishing (FCUnpublish, closeStream, deleteStream).
+    PublishStopped { stream_id: u32 },
+    /// The client stopped playing (closeStream, deleteStream).
+    PlayStopped { stream_id: u32 },
+    /// receiveAudio / receiveVideo.
+    ReceiveChanged {
+        stream_id: u32,
+        kind: MediaKind,
+        enabled: bool,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum StreamState {
+    Created,
+    PublishPending { name: String },
+    Publishing { name: String },
+    PlayPending { name: String },
+    Playing { name: String },
+}
+
+#[derive(Debug)]
+enum Phase {
+    Handshake(Box<ServerHandshake>),
+    AwaitConnect,
+    Connected,
+}
+
+/// One RTMP server-side connection.
+#[derive(Debug)]
+pub struct ServerSession {
+    config: SessionConfig,
+    phase: Phase,
+    input: BytesMut,
+    output: BytesMut,
+    events: VecDeque<ServerEvent>,
+    decoder: ChunkDecoder,
+    encoder: ChunkEncoder,
+    app: String,
+    streams: HashMap<u32, StreamState>,
+    next_stream_id: u32,
+    /// Bytes received, for acknowledgements (RTMP counts wrap at 32 bits).
+    received: u64,
+    last_ack: u64,
+    peer_window: Option<u32>,
+}
+
+impl ServerSession {
+    pub fn new(config: SessionConfig) -> Self {
+        let mut encoder = ChunkEncoder::new();
+        encoder.set_chunk_size(crate::rtmp::chunk::DEFAULT_CHUNK_SIZE);
+        ServerSession {
+            config,
+            phase: Phase::Handshake(Box::default()),
+            input: BytesMut::new(),
+            output: BytesMut::new(),
+            events: VecDeque::new(),
+            decoder: ChunkDecoder::new(config.chunk_limits),
+            encoder,
+            app: String::new(),
+            streams: HashMap::new(),
+            next_stream_id: 1,
+            received: 0,
+            last_ack: 0,
+            peer_window: None,
+        }
+    }
+
+    /// The application name from `connect` (without a query string).
+    pub fn app(&self) -> &str {
+        &self.app
+    }
+
+    pub fn is_handshake_done(&self) -> bool {
+        !matches!(self.phase, Phase::Handshake(_))
+    }
+
+    /// Bytes to send to the client, emptied by the call.
+    pub fn take_output(&mut self) -> BytesMut {
+        self.output.split()
+    }
+
+    pub fn has_output(&self) -> bool {
+        !self.output.is_empty()
+    }
+
+    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+        self.events.pop_front()
+    }
+
+    /// Processes bytes from the client.
+    pub fn handle_input(&mut self, data: &[u8]) -> Result<(), SessionError> {
+        self.received += data.len() as u64;
+        self.input.extend_from_slice(data);
+        if let Phase::Handshake(hs) = &mut self.phase {
+            let mut out = Vec::new();
+            let (consumed, status) = hs.process(&self.input, &mut out)?;
+            let digest = hs.client_used_digest();
+            let _ = self.input.split_to(consumed);
+            self.output.extend_from_slice(&out);
+            if status != HandshakeStatus::Done {
+                return Ok(());
+            }
+            self.phase = Phase::AwaitConnect;
+            self.events.push_back(ServerEvent::HandshakeDone { digest });
+        }
+        loop {
+            let before = self.input.len();
+            match self.decoder.decode(&mut self.input)? {
+                Some(m) => self.handle_message(m)?,
+                None if self.input.len() == before => break,
+                None => {}
+            }
+        }
+        self.maybe_ack();
+        Ok(())
+    }
+
+    fn maybe_ack(&mut self) {
+        if let Some(window) = self.peer_window {
+            if window > 0 && self.received - self.last_ack >= u64::from(window) {
+                self.last_ack = self.received;
+                let seq = (self.received & 0xFFFF_FFFF) as u32;
+                self.send_control(msg::ACKNOWLEDGEMENT, &seq.to_be_bytes());
+            }
+        }
+    }
+
+    fn handle_message(&mut self, m: Message) -> Result<(), SessionError> {
+        match m.type_id {
+            msg::SET_CHUNK_SIZE => {
+                let size = msg::read_u32_payload(&m.payload, "Set Chunk Size without a size")?;
+                self.decoder.set_chunk_size(size)?;
+            }
+            msg::ABORT => {
+                let csid = msg::read_u32_payload(&m.payload, "Abort without a chunk stream id")?;
+                self.decoder.abort(csid);
+            }
+            msg::ACKNOWLEDGEMENT => {}
+            msg::WINDOW_ACK_SIZE => {
+                let w = msg::read_u32_payload(&m.payload, "Window Ack Size without a size")?;
+                self.peer_window = Some(w);
+            }
+            msg::SET_PEER_BANDWIDTH => {}
+            msg::USER_CONTROL => {
+                if let UserControl::PingRequest(t) = UserControl::parse(&m.payload)? {
+                    self.send_user_control(UserControl::PingResponse(t));
+                }
+            }
+            msg::AUDIO | msg::VIDEO => self.handle_media(m),
+            msg::AGGREGATE => {
+                for sub in msg::split_aggregate(&m)? {
+                    self.handle_media(Message {
+                        type_id: sub.type_id,
+                        stream_id: m.stream_id,
+                        timestamp: sub.timestamp,
+                        payload: sub.payload,
+                    });
+                }
+            }
+            msg::COMMAND_AMF0 => {
+                let values = decode_amf(&m.payload, "command")?;
+                self.handle_command(m.stream_id, values)?;
+            }
+            msg::COMMAND_AMF3 => {
+                // AMF3 commands are AMF0 after a one-byte format selector.
+                let values = decode_amf(m.payload.get(1..).unwrap_or(&[]), "AMF3 command")?;
+                self.handle_command(m.stream_id, values)?;
+            }
+            msg::DATA_AMF0 => {
+                let values = decode_amf(&m.payload, "data message")?;
+                self.handle_data(m.stream_id, values);
+            }
+            msg::DATA_AMF3 => {
+                let values = decode_amf(m.payload.get(1..).unwrap_or(&[]), "AMF3 data message")?;
+                self.handle_data(m.stream_id, values);
+            }
+            // Shared objects and unknown types are ignored, as FMS does.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn handle_media(&mut self, m: Message) {
+        let kind = match m.type_id {
+            msg::AUDIO => MediaKind::Audio,
+            msg::VIDEO => MediaKind::Video,
+            _ => return,
+        };
+        if matches!(
+            self.streams.get(&m.stream_id),
+            Some(StreamState::Publishing { .. })
+        ) {
+            self.events.push_back(ServerEvent::Media {
+                stream_id: m.stream_id,
+                kind,
+                timestamp: m.timestamp,
+                payload: m.payload,
+            });
+        }
+    }
+
+    fn handle_data(&mut self, stream_id: u32, values: Vec<Amf0Value>) {
+        if !matches!(
+            self.streams.get(&stream_id),
+            Some(StreamState::Publishing { .. })
+        ) {
+            return;
+        }
+        let mut it = values.into_iter();
+        let first = it.next();
+        let mut name = first.as_ref().and_then(|v| v.as_str()).unwrap_or("");
+        let second;
+        if name == "@setDataFrame" {
+            second = it.next();
+            name = second.as_ref().and_then(|v| v.as_str()).unwrap_or("");
+        }
+        if name == "onMetaData" {
+            if let Some(metadata) = it.next() {
+                self.events.push_back(ServerEvent::Metadata {
+                    stream_id,
+                    metadata,
+                });
+            }
+        }
+    }
+
+    fn handle_command(
+        &mut self,
+        stream_id: u32,
+        values: Vec<Amf0Value>,
+    ) -> Result<(), SessionError> {
+        let mut it = values.into_iter();
+        let name = match it.next() {
+            Some(Amf0Value::String(s)) => s,
+            other => {
+                return Err(SessionError::Protocol(format!(
+                    "command without a name: {other:?}"
+                )))
+            }
+        };
+        let tid = it.next().and_then(|v| v.as_f64()).unwrap_or(0.0);
+        let _command_object = it.next();
+        let args: Vec<Amf0Value> = it.collect();
+        let arg_str = |i: usize| {
+            args.get(i)
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string()
+        };
+
+        if !matches!(self.phase, Phase::Connected) && name != "connect" {
+            return Err(SessionError::Protocol(format!("`{name}` before connect")));
+        }
+        match name.as_str() {
+            "connect" => self.on_connect(tid, _command_object)?,
+            "createStream" => self.on_create_stream(tid)?,
+            "releaseStream" | "FCPublish" => {
+                self.send_result(tid, Amf0Value::Null, Amf0Value::Undefined);
+            }
+            "FCUnpublish" => {
+                let name = strip_query(&arg_str(0)).0;
+                let target = self.streams.iter().find_map(|(id, s)| match s {
+                    StreamState::Publishing { name: n } if *n == name => Some(*id),
+                    _ => None,
+                });
+                if let Some(id) = target {
+                    self.stop_stream(id);
+                }
+                self.send_result(tid, Amf0Value::Null, Amf0Value::Undefined);
+            }
+            "publish" => self.on_publish(stream_id, &arg_str(0), &arg_str(1))?,
+            "play" => {
+                let start = args.get(1).and_then(|v| v.as_f64()).unwrap_or(-2.0);
+                self.on_play(stream_id, &arg_str(0), start)?
+            }
+            "play2" => {
+                let name = args
+                    .first()
+                    .and_then(|o| o.get("streamName"))
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("")
+                    .to_string();
+                self.on_play(stream_id, &name, -2.0)?
+            }
+            "closeStream" => self.stop_stream(stream_id),
+            "deleteStream" => {
+                let id = args.first().and_then(|v| v.as_f64()).unwrap_or(0.0) as u32;
+                self.stop_stream(id);
+                self.streams.remove(&id);
+            }
+            "getStreamLength" => {
+                // Live streams have no length; Flash players ask anyway.
+                self.send_result(tid, Amf0Value::Null, Amf0Value::Number(0.0));
+            }
+            "receiveAudio" | "receiveVideo" => {
+                let enabled = args.first().and_then(|v| v.as_bool()).unwrap_or(true);
+                let kind = if name == "receiveAudio" {
+                    MediaKind::Audio
+                } else {
+                    MediaKind::Video
+                };
+                self.events.push_back(ServerEvent::ReceiveChanged {
+                    stream_id,
+                    kind,
+                    enabled,
+                });
+            }
+            // Bandwidth checks and pings some clients send: answer, ignore.
+            "_checkbw" | "ping" => self.send_result(tid, Amf0Value::Null, Amf0Value::Undefined),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn on_connect(&mut self, tid: f64, obj: Option<Amf0Value>) -> Result<(), SessionError> {
+        if !matches!(self.phase, Phase::AwaitConnect) {
+            return Err(SessionError::Protocol("second connect".into()));
+        }
+        let obj = obj.unwrap_or(Amf0Value::Null);
+        let field = |k: &str| {
+            obj.get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string()
+        };
+        let app_full = field("app");
+        let app = strip_query(app_full.trim_end_matches('/')).0;
+        if app.is_empty() {
+            return Err(SessionError::Protocol("connect without an app".into()));
+        }
+        let encoding = obj
+            .get("objectEncoding")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(0.0);
+        self.app = app.clone();
+        self.phase = Phase::Connected;
+
+        self.send_control(
+            msg::WINDOW_ACK_SIZE,
+            &self.config.window_ack_size.to_be_bytes(),
+        );
+        let mut bw = self.config.window_ack_size.to_be_bytes().to_vec();
+        bw.push(2); // dynamic
+        self.send_control(msg::SET_PEER_BANDWIDTH, &bw);
+        self.send_control(
+            msg::SET_CHUNK_SIZE,
+            &self.config.out_chunk_size.to_be_bytes(),
+        );
+        self.encoder
+            .set_chunk_size(self.config.out_chunk_size as usize);
+        let props = Amf0Value::object([
+            ("fmsVer", Amf0Value::string("FMS/3,0,1,123")),
+            ("capabilities", Amf0Value::Number(31.0)),
+        ]);
+        let info = Amf0Value::object([
+            ("level", Amf0Value::string("status")),
+            ("code", Amf0Value::string("NetConnection.Connect.Success")),
+            ("description", Amf0Value::string("Connection succeeded.")),
+            ("objectEncoding", Amf0Value::Number(encoding)),
+        ]);
+        self.send_command(
+            0,
+            &[
+                Amf0Value::string("_result"),
+                Amf0Value::Number(tid),
+                props,
+                info,
+            ],
+        );
+        self.events.push_back(ServerEvent::Connected {
+            app,
+            tc_url: field("tcUrl"),
+            flash_ver: field("flashVer"),
+        });
+        Ok(())
+    }
+
+    fn on_create_stream(&mut self, tid: f64) -> Result<(), SessionError> {
+        if self.streams.len() as u32 >= self.config.max_streams {
+            return Err(SessionError::Protocol(format!(
+                "more than {} streams on one connection",
+                self.config.max_streams
+            )));
+        }
+        let id = self.next_stream_id;
+        self.next_stream_id += 1;
+        self.streams.insert(id, StreamState::Created);
+        self.send_result(tid, Amf0Value::Null, Amf0Value::Number(f64::from(id)));
+        Ok(())
+    }
+
+    fn on_publish(&mut self, stream_id: u32, name: &str, mode: &str) -> Result<(), SessionError> {
+        let (name, query) = strip_query(name);
+        match self.streams.get(&stream_id) {
+            Some(StreamState::Created) => {}
+            Some(_) => {
+                self.send_status(
+                    stream_id,
+                    "error",
+                    "NetStream.Publish.BadConnection",
+                    "Stream is busy.",
+                );
+                return Ok(());
+            }
+            None => {
+                return Err(SessionError::Protocol(format!(
+                    "publish on unknown stream {stream_id}"
+                )))
+            }
+        }
+        if name.is_empty() {
+            self.send_status(
+                stream_id,
+                "error",
+                "NetStream.Publish.BadName",
+                "Empty stream name.",
+            );
+            return Ok(());
+        }
+        self.streams.insert(
+            stream_id,
+            StreamState::PublishPending { name: name.clone() },
+        );
+        self.events.push_back(ServerEvent::PublishRequested {
+            stream_id,
+            app: self.app.clone(),
+            name,
+            query,
+            mode: if mode.is_empty() {
+                "live".into()
+            } else {
+                mode.into()
+            },
+        });
+        Ok(())
+    }
+
+    fn on_play(&mut self, stream_id: u32, name: &str, start: f64) -> Result<(), SessionError> {
+        let (name, query) = strip_query(name);
+        match self.streams.get(&stream_id) {
+            Some(StreamState::Created) => {}
+            Some(_) => return Ok(()),
+            None => {
+                return Err(SessionError::Protocol(format!(
+                    "play on unknown stream {stream_id}"
+                )))
+            }
+        }
+        if name.is_empty() {
+            self.send_status(
+                stream_id,
+                "error",
+                "NetStream.Play.StreamNotFound",
+                "Empty stream name.",
+            );
+            return Ok(());
+        }
+        self.streams
+            .insert(stream_id, StreamState::PlayPending { name: name.clone() });
+        self.events.push_back(ServerEvent::PlayRequested {
+            stream_id,
+            app: self.app.clone(),
+            name,
+            query,
+            start,
+        });
+        Ok(())
+    }
+
+    /// Ends whatever a NetStream is doing and tells the driver.
+    fn stop_stream(&mut self, stream_id: u32) {
+        let Some(state) = self.streams.get_mut(&stream_id) else {
+            return;
+        };
+        let old = std::mem::replace(state, StreamState::Created);
+        match old {
+            StreamState::Publishing { name } | StreamState::PublishPending { name } => {
+                self.send_status(
+                    stream_id,
+                    "status",
+                    "NetStream.Unpublish.Success",
+                    &format!("{name} is now unpublished."),
+                );
+                self.events
+                    .push_back(ServerEvent::PublishStopped { stream_id });
+            }
+            StreamState::Playing { .. } | StreamState::PlayPending { .. } => {
+                self.events
+                    .push_back(ServerEvent::PlayStopped { stream_id });
+            }
+            StreamState::Created => {}
+        }
+    }
+
+    /// Confirms a publish: NetStream.Publish.Start; media now flows as events.
+    pub fn accept_publish(&mut self, stream_id: u32) {
+        if let Some(StreamState::PublishPending { name }) = self.streams.get(&stream_id).cloned() {
+            self.send_user_control(UserControl::StreamBegin(stream_id));
+            self.send_status(
+                stream_id,
+                "status",
+                "NetStream.Publish.Start",
+                &format!("{name} is now published."),
+            );
+            self.streams
+                .insert(stream_id, StreamState::Publishing { name });
+        }
+    }
+
+    /// Refuses a publish with an error status (e.g. `NetStream.Publish.BadName`).
+    pub fn reject_publish(&mut self, stream_id: u32, code: &str, description: &str) {
+        if matches!(
+            self.streams.get(&stream_id),
+            Some(StreamState::PublishPending { .. })
+        ) {
+            self.streams.insert(stream_id, StreamState::Created);
+            self.send_status(stream_id, "error", code, description);
+        }
+    }
+
+    /// Ends a live publish from the server side (takeover, idle timeout).
+    pub fn end_publish(&mut self, stream_id: u32, code: &str, description: &str) {
+        if matches!(
+            self.streams.get(&stream_id),
+            Some(StreamState::Publishing { .. })
+        ) {
+            self.streams.insert(stream_id, StreamState::Created);
+            self.send_status(stream_id, "error", code, description);
+        }
+    }
+
+    /// Confirms a play: Reset, StreamBegin, Play.Start and sample access.
+    pub fn accept_play(&mut self, stream_id: u32) {
+        if let Some(StreamState::PlayPending { name }) = self.streams.get(&stream_id).cloned() {
+            self.send_user_control(UserControl::StreamIsRecorded(stream_id));
+            self.send_user_control(UserControl::StreamBegin(stream_id));
+            self.send_status(
+                stream_id,
+                "status",
+                "NetStream.Play.Reset",
+                &format!("Playing and resetting {name}."),
+            );
+            self.send_status(
+                stream_id,
+                "status",
+                "NetStream.Play.Start",
+                &format!("Started playing {name}."),
+            );
+            self.send_data(
+                stream_id,
+                0,
+                &[
+                    Amf0Value::string("|RtmpSampleAccess"),
+                    Amf0Value::Boolean(true),
+                    Amf0Value::Boolean(true),
+                ],
+            );
+            self.streams
+                .insert(stream_id, StreamState::Playing { name });
+        }
+    }
+
+    /// Refuses a play (`NetStream.Play.StreamNotFound`, …).
+    pub fn reject_play(&mut self, stream_id: u32, code: &str, description: &str) {
+        if matches!(
+            self.streams.get(&stream_id),
+            Some(StreamState::PlayPending { .. })
+        ) {
+            self.streams.insert(stream_id, StreamState::Created);
+            self.send_status(stream_id, "error", code, description);
+        }
+    }
+
+    /// Tells a player its publisher went away (it may come back).
+    pub fn notify_unpublish(&mut self, stream_id: u32) {
+        if let Some(StreamState::Playing { name }) = self.streams.get(&stream_id).cloned() {
+            self.send_status(
+                stream_id,
+                "status",
+                "NetStream.Play.UnpublishNotify",
+                &format!("{name} is now unpublished."),
+            );
+            self.send_user_control(UserControl::StreamEof(stream_id));
+        }
+    }
+
+    /// Tells a player a publisher (re)started the stream.
+    pub fn notify_publish(&mut self, stream_id: u32) {
+        if let Some(StreamState::Playing { name }) = self.streams.get(&stream_id).cloned() {
+            self.send_user_control(UserControl::StreamBegin(stream_id));
+            self.send_status(
+                stream_id,
+                "status",
+                "NetStream.Play.PublishNotify",
+                &format!("{name} is now published."),
+            );
+        }
+    }
+
+    /// Ends a play from the server side.
+    pub fn end_play(&mut self, stream_id: u32, code: &str, description: &str) {
+        if matches!(
+            self.streams.get(&stream_id),
+            Some(StreamState::Playing { .. })
+        ) {
+            self.send_user_control(UserControl::StreamEof(stream_id));
+            self.send_status(stream_id, "status", code, description);
+            self.streams.insert(stream_id, StreamState::Created);
+        }
+    }
+
+    pub fn is_playing(&self, stream_id: u32) -> bool {
+        matches!(
+            self.streams.get(&stream_id),
+            Some(StreamState::Playing { .. })
+        )
+    }
+
+    /// Sends an audio or video message to a playing stream: the FLV tag
+    /// header and the shared payload are chunked without being joined.
+    pub fn send_media(&mut self, stream_id: u32, kind: MediaKind, timestamp: u32, parts: &[&[u8]]) {
+        let (csid, type_id) = match kind {
+            MediaKind::Audio => (CSID_AUDIO, msg::AUDIO),
+            MediaKind::Video => (CSID_VIDEO, msg::VIDEO),
+        };
+        self.encoder
+            .write(csid, type_id, stream_id, timestamp, parts, &mut self.output);
+    }
+
+    /// Sends a data message (e.g. onMetaData) to a playing stream.
+    pub fn send_data(&mut self, stream_id: u32, timestamp: u32, values: &[Amf0Value]) {
+        let payload = amf0::encode_all(values);
+        self.encoder.write(
+            CSID_DATA,
+            msg::DATA_AMF0,
+            stream_id,
+            timestamp,
+            &[&payload],
+            &mut self.output,
+        );
+    }
+
+    /// Sends a Ping Request (the driver's keep-alive).
+    pub fn send_ping(&mut self, timestamp: u32) {
+        self.send_user_control(UserControl::PingRequest(timestamp));
+    }
+
+    fn send_control(&mut self, type_id: u8, payload: &[u8]) {
+        self.encoder
+            .write(CSID_CONTROL, type_id, 0, 0, &[payload], &mut self.output);
+    }
+
+    fn send_user_control(&mut self, uc: UserControl) {
+        self.send_control(msg::USER_CONTROL, &uc.encode());
+    }
+
+    fn send_command(&mut self, stream_id: u32, values: &[Amf0Value]) {
+        let payload = amf0::encode_all(values);
+        self.encoder.write(
+            CSID_COMMAND,
+            msg::COMMAND_AMF0,
+            stream_id,
+            0,
+            &[&payload],
+            &mut self.output,
+        );
+    }
+
+    fn send_result(&mut self, tid: f64, obj: Amf0Value, value: Amf0Value) {
+        self.send_command(
+            0,
+            &[
+                Amf0Value::string("_result"),
+                Amf0Value::Number(tid),
+                obj,
+                value,
+            ],
+        );
+    }
+
+    fn send_status(&mut self, stream_id: u32, level: &str, code: &str, description: &str) {
+        let info = Amf0Value::object([
+            ("level", Amf0Value::string(level)),
+            ("code", Amf0Value::string(code)),
+            ("description", Amf0Value::string(description)),
+        ]);
+        self.send_command(
+            stream_id,
+            &[
+                Amf0Value::string("onStatus"),
+                Amf0Value::Number(0.0),
+                Amf0Value::Null,
+                info,
+            ],
+        );
+    }
+}
+
+fn decode_amf(payload: &[u8], what: &'static str) -> Result<Vec<Amf0Value>, SessionError> {
+    amf0::decode_all(payload).map_err(|source| SessionError::Amf { what, source })
+}
+
+/// Splits `name?query` (stream keys often carry tokens in a query string).
+pub fn strip_query(name: &str) -> (String, String) {
+    match name.split_once('?') {
+        Some((n, q)) => (n.to_string(), q.to_string()),
+        None => (name.to_string(), String::new()),
+    }
+}
+
+/// Drives a server session with arbitrary client bytes, accepting every
+/// publish and play so that the media paths are reached too. Shared by the
+/// `chunk_session` fuzz target and the property tests; must never panic.
+#[doc(hidden)]
+pub fn exercise(data: &[u8]) {
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let mut session = ServerSession::new(SessionConfig {
+        chunk_limits: ChunkLimits {
+            max_message_size: 1 << 20,
+            max_buffered: 2 << 20,
+            ..ChunkLimits::default()
+        },
+        ..SessionConfig::default()
+    });
+    // Odd selectors start with a valid handshake so the fuzzer spends its
+    // time in the chunk stream and commands.
+    if selector & 1 == 1 {
+        let mut client = super::handshake::ClientHandshake::new_simple();
+        let mut c0c1 = Vec::new();
+        client.start(&mut c0c1);
+        if session.handle_input(&c0c1).is_err() {
+            return;
+        }
+        let s = session.take_output();
+        let mut c2 = Vec::new();
+        if client.process(&s, &mut c2).is_err() || session.handle_input(&c2).is_err() {
+            return;
+        }
+    }
+    let piece = usize::from(selector >> 1).max(1);
+    for part in rest.chunks(piece) {
+        if session.handle_input(part).is_err() {
+            return;
+        }
+        while let Some(ev) = session.poll_event() {
+            match ev {
+                ServerEvent::PublishRequested { stream_id, .. } => {
+                    session.accept_publish(stream_id)
+                }
+                ServerEvent::PlayRequested { stream_id, .. } => {
+                    session.accept_play(stream_id);
+                    session.send_media(
+                        stream_id,
+                        MediaKind::Video,
+                        0,
+                        &[&[0x17, 1, 0, 0, 0], part],
+                    );
+                }
+                _ => {}
+            }
+        }
+        let _ = session.take_output();
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,489 @@
+//! The server session driven by our own client-side pieces, message by message.
+
+use super::*;
+use crate::rtmp::handshake::ClientHandshake;
+use proptest::prelude::*;
+
+/// A scripted client: handshake, then commands, reading back what the server says.
+struct Client {
+    server: ServerSession,
+    enc: ChunkEncoder,
+    dec: ChunkDecoder,
+    inbox: BytesMut,
+}
+
+impl Client {
+    fn new() -> Client {
+        let mut server = ServerSession::new(SessionConfig::default());
+        let mut hs = ClientHandshake::new();
+        let mut out = Vec::new();
+        hs.start(&mut out);
+        server.handle_input(&out).unwrap();
+        let s012 = server.take_output();
+        let mut c2 = Vec::new();
+        let (_, status) = hs.process(&s012, &mut c2).unwrap();
+        assert_eq!(status, HandshakeStatus::Done);
+        server.handle_input(&c2).unwrap();
+        assert_eq!(
+            server.poll_event(),
+            Some(ServerEvent::HandshakeDone { digest: true })
+        );
+        Client {
+            server,
+            enc: ChunkEncoder::new(),
+            dec: ChunkDecoder::new(ChunkLimits::default()),
+            inbox: BytesMut::new(),
+        }
+    }
+
+    fn send(
+        &mut self,
+        csid: u32,
+        type_id: u8,
+        stream_id: u32,
+        ts: u32,
+        payload: &[u8],
+    ) -> Result<(), SessionError> {
+        let mut out = BytesMut::new();
+        self.enc
+            .write(csid, type_id, stream_id, ts, &[payload], &mut out);
+        self.server.handle_input(&out)
+    }
+
+    fn command(&mut self, stream_id: u32, values: &[Amf0Value]) {
+        self.send(
+            3,
+            msg::COMMAND_AMF0,
+            stream_id,
+            0,
+            &amf0::encode_all(values),
+        )
+        .unwrap();
+    }
+
+    /// Every message the server sent since the last call (applying its chunk size).
+    fn received(&mut self) -> Vec<Message> {
+        self.inbox.extend_from_slice(&self.server.take_output());
+        let mut out = Vec::new();
+        for m in crate::rtmp::chunk::decode_all_with_sizes(&mut self.dec, &mut self.inbox) {
+            out.push(m);
+        }
+        out
+    }
+
+    fn commands(&mut self) -> Vec<Vec<Amf0Value>> {
+        self.received()
+            .into_iter()
+            .filter(|m| m.type_id == msg::COMMAND_AMF0)
+            .map(|m| amf0::decode_all(&m.payload).unwrap())
+            .collect()
+    }
+
+    fn connect(&mut self) {
+        self.command(
+            0,
+            &[
+                Amf0Value::string("connect"),
+                Amf0Value::Number(1.0),
+                Amf0Value::object([
+                    ("app", Amf0Value::string("live?token=1")),
+                    ("tcUrl", Amf0Value::string("rtmp://h/live")),
+                    ("flashVer", Amf0Value::string("FMLE/3.0")),
+                ]),
+            ],
+        );
+    }
+
+    fn create_stream(&mut self) -> u32 {
+        self.command(
+            0,
+            &[
+                Amf0Value::string("createStream"),
+                Amf0Value::Number(4.0),
+                Amf0Value::Null,
+            ],
+        );
+        let cmds = self.commands();
+        let result = cmds
+            .iter()
+            .find(|c| c[0].as_str() == Some("_result") && c[1].as_f64() == Some(4.0))
+            .unwrap();
+        result[3].as_f64().unwrap() as u32
+    }
+}
+
+fn status_code(cmd: &[Amf0Value]) -> Option<&str> {
+    if cmd.first()?.as_str()? != "onStatus" {
+        return None;
+    }
+    cmd.get(3)?.get("code")?.as_str()
+}
+
+#[test]
+fn connect_gets_result_and_control_messages() {
+    let mut c = Client::new();
+    c.connect();
+    let msgs = c.received();
+    let types: Vec<u8> = msgs.iter().map(|m| m.type_id).collect();
+    assert_eq!(
+        types,
+        vec![
+            msg::WINDOW_ACK_SIZE,
+            msg::SET_PEER_BANDWIDTH,
+            msg::SET_CHUNK_SIZE,
+            msg::COMMAND_AMF0
+        ]
+    );
+    let result = amf0::decode_all(&msgs[3].payload).unwrap();
+    assert_eq!(result[0].as_str(), Some("_result"));
+    assert_eq!(result[1].as_f64(), Some(1.0));
+    assert_eq!(
+        result[3].get("code").and_then(|v| v.as_str()),
+        Some("NetConnection.Connect.Success")
+    );
+    assert_eq!(
+        c.server.poll_event(),
+        Some(ServerEvent::Connected {
+            app: "live".into(),
+            tc_url: "rtmp://h/live".into(),
+            flash_ver: "FMLE/3.0".into()
+        })
+    );
+}
+
+#[test]
+fn publish_flow_and_media_events() {
+    let mut c = Client::new();
+    c.connect();
+    c.command(
+        0,
+        &[
+            Amf0Value::string("releaseStream"),
+            Amf0Value::Number(2.0),
+            Amf0Value::Null,
+            Amf0Value::string("key"),
+        ],
+    );
+    c.command(
+        0,
+        &[
+            Amf0Value::string("FCPublish"),
+            Amf0Value::Number(3.0),
+            Amf0Value::Null,
+            Amf0Value::string("key"),
+        ],
+    );
+    let sid = c.create_stream();
+    assert_eq!(sid, 1);
+    c.command(
+        sid,
+        &[
+            Amf0Value::string("publish"),
+            Amf0Value::Number(5.0),
+            Amf0Value::Null,
+            Amf0Value::string("key?secret=x"),
+            Amf0Value::string("live"),
+        ],
+    );
+    let ev = std::iter::from_fn(|| c.server.poll_event())
+        .find(|e| matches!(e, ServerEvent::PublishRequested { .. }));
+    assert_eq!(
+        ev,
+        Some(ServerEvent::PublishRequested {
+            stream_id: 1,
+            app: "live".into(),
+            name: "key".into(),
+            query: "secret=x".into(),
+            mode: "live".into()
+        })
+    );
+    // Media before acceptance is not delivered.
+    c.send(6, msg::VIDEO, sid, 0, &[0x17, 0, 0, 0, 0]).unwrap();
+    assert_eq!(c.server.poll_event(), None);
+    c.server.accept_publish(sid);
+    let codes: Vec<String> = c
+        .commands()
+        .iter()
+        .filter_map(|x| status_code(x).map(String::from))
+        .collect();
+    assert_eq!(codes, vec!["NetStream.Publish.Start"]);
+    c.send(6, msg::VIDEO, sid, 40, &[0x27, 1, 0, 0, 0, 9])
+        .unwrap();
+    match c.server.poll_event() {
+        Some(ServerEvent::Media {
+            stream_id: 1,
+            kind: MediaKind::Video,
+            timestamp: 40,
+            payload,
+        }) => {
+            assert_eq!(&payload[..], &[0x27, 1, 0, 0, 0, 9]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // @setDataFrame metadata.
+    let meta = amf0::encode_all(&[
+        Amf0Value::string("@setDataFrame"),
+        Amf0Value::string("onMetaData"),
+        Amf0Value::EcmaArray(vec![("width".into(), Amf0Value::Number(640.0))]),
+    ]);
+    c.send(4, msg::DATA_AMF0, sid, 0, &meta).unwrap();
+    assert!(matches!(
+        c.server.poll_event(),
+        Some(ServerEvent::Metadata { stream_id: 1, .. })
+    ));
+    c.command(
+        0,
+        &[
+            Amf0Value::string("FCUnpublish"),
+            Amf0Value::Number(6.0),
+            Amf0Value::Null,
+            Amf0Value::string("key"),
+        ],
+    );
+    assert_eq!(
+        c.server.poll_event(),
+        Some(ServerEvent::PublishStopped { stream_id: 1 })
+    );
+    let codes: Vec<String> = c
+        .commands()
+        .iter()
+        .filter_map(|x| status_code(x).map(String::from))
+        .collect();
+    assert_eq!(codes, vec!["NetStream.Unpublish.Success"]);
+}
+
+#[test]
+fn rejected_publish_gets_bad_name() {
+    let mut c = Client::new();
+    c.connect();
+    let sid = c.create_stream();
+    c.command(
+        sid,
+        &[
+            Amf0Value::string("publish"),
+            Amf0Value::Number(5.0),
+            Amf0Value::Null,
+            Amf0Value::string("k"),
+        ],
+    );
+    c.server
+        .reject_publish(sid, "NetStream.Publish.BadName", "taken");
+    let codes: Vec<String> = c
+        .commands()
+        .iter()
+        .filter_map(|x| status_code(x).map(String::from))
+        .collect();
+    assert_eq!(codes, vec!["NetStream.Publish.BadName"]);
+}
+
+#[test]
+fn play_flow_and_media_out() {
+    let mut c = Client::new();
+    c.connect();
+    let sid = c.create_stream();
+    c.command(
+        sid,
+        &[
+            Amf0Value::string("play"),
+            Amf0Value::Number(0.0),
+            Amf0Value::Null,
+            Amf0Value::string("key"),
+            Amf0Value::Number(-2.0),
+        ],
+    );
+    let ev = std::iter::from_fn(|| c.server.poll_event())
+        .find(|e| matches!(e, ServerEvent::PlayRequested { .. }));
+    assert!(
+        matches!(ev, Some(ServerEvent::PlayRequested { stream_id: 1, start, .. }) if start == -2.0)
+    );
+    c.server.accept_play(sid);
+    c.server
+        .send_media(sid, MediaKind::Audio, 1234, &[&[0xAF, 1], &[1, 2, 3]]);
+    let msgs = c.received();
+    let codes: Vec<String> = msgs
+        .iter()
+        .filter(|m| m.type_id == msg::COMMAND_AMF0)
+        .filter_map(|m| status_code(&amf0::decode_all(&m.payload).unwrap()).map(String::from))
+        .collect();
+    assert_eq!(codes, vec!["NetStream.Play.Reset", "NetStream.Play.Start"]);
+    let audio = msgs.iter().find(|m| m.type_id == msg::AUDIO).unwrap();
+    assert_eq!(
+        (audio.timestamp, &audio.payload[..]),
+        (1234, &[0xAF, 1, 1, 2, 3][..])
+    );
+    // getStreamLength answers; receiveVideo false is reported.
+    c.command(
+        sid,
+        &[
+            Amf0Value::string("receiveVideo"),
+            Amf0Value::Number(0.0),
+            Amf0Value::Null,
+            Amf0Value::Boolean(false),
+        ],
+    );
+    assert_eq!(
+        c.server.poll_event(),
+        Some(ServerEvent::ReceiveChanged {
+            stream_id: 1,
+            kind: MediaKind::Video,
+            enabled: false
+        })
+    );
+    c.command(
+        0,
+        &[
+            Amf0Value::string("deleteStream"),
+            Amf0Value::Number(0.0),
+            Amf0Value::Null,
+            Amf0Value::Number(1.0),
+        ],
+    );
+    assert_eq!(
+        c.server.poll_event(),
+        Some(ServerEvent::PlayStopped { stream_id: 1 })
+    );
+}
+
+#[test]
+fn ping_is_answered_and_window_is_acknowledged() {
+    let mut c = Client::new();
+    c.connect();
+    c.received();
+    c.send(
+        2,
+        msg::USER_CONTROL,
+        0,
+        0,
+        &UserControl::PingRequest(77).encode(),
+    )
+    .unwrap();
+    let msgs = c.received();
+    assert_eq!(
+        UserControl::parse(&msgs[0].payload).unwrap(),
+        UserControl::PingResponse(77)
+    );
+    c.send(2, msg::WINDOW_ACK_SIZE, 0, 0, &5000u32.to_be_bytes())
+        .unwrap();
+    c.send(6, msg::VIDEO, 0, 0, &vec![0u8; 6000]).unwrap();
+    let acks: Vec<Message> = c
+        .received()
+        .into_iter()
+        .filter(|m| m.type_id == msg::ACKNOWLEDGEMENT)
+        .collect();
+    assert_eq!(acks.len(), 1);
+}
+
+#[test]
+fn aggregate_messages_are_split() {
+    let mut c = Client::new();
+    c.connect();
+    let sid = c.create_stream();
+    c.command(
+        sid,
+        &[
+            Amf0Value::string("publish"),
+            Amf0Value::Number(5.0),
+            Amf0Value::Null,
+            Amf0Value::string("k"),
+        ],
+    );
+    c.server.accept_publish(sid);
+    while c.server.poll_event().is_some() {}
+    let mut agg = Vec::new();
+    for (t, ts, body) in [(9u8, 100u32, &b"vv"[..]), (8, 120, &b"a"[..])] {
+        agg.push(t);
+        agg.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+        agg.extend_from_slice(&ts.to_be_bytes()[1..]);
+        agg.extend_from_slice(&[0, 0, 0, 0]);
+        agg.extend_from_slice(body);
+        agg.extend_from_slice(&((body.len() + 11) as u32).to_be_bytes());
+    }
+    c.send(6, msg::AGGREGATE, sid, 1000, &agg).unwrap();
+    let evs: Vec<ServerEvent> = std::iter::from_fn(|| c.server.poll_event()).collect();
+    let times: Vec<(MediaKind, u32)> = evs
+        .iter()
+        .filter_map(|e| match e {
+            ServerEvent::Media {
+                kind, timestamp, ..
+            } => Some((*kind, *timestamp)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        times,
+        vec![(MediaKind::Video, 1000), (MediaKind::Audio, 1020)]
+    );
+}
+
+#[test]
+fn amf3_command_is_understood() {
+    let mut c = Client::new();
+    let mut p = vec![0u8];
+    p.extend(amf0::encode_all(&[
+        Amf0Value::string("connect"),
+        Amf0Value::Number(1.0),
+        Amf0Value::object([
+            ("app", Amf0Value::string("live")),
+            ("objectEncoding", Amf0Value::Number(3.0)),
+        ]),
+    ]));
+    c.send(3, msg::COMMAND_AMF3, 0, 0, &p).unwrap();
+    assert!(c
+        .commands()
+        .iter()
+        .any(|x| x[0].as_str() == Some("_result")));
+}
+
+#[test]
+fn hostile_inputs_are_errors() {
+    // Command before connect.
+    let mut c = Client::new();
+    let r = c.send(
+        3,
+        msg::COMMAND_AMF0,
+        0,
+        0,
+        &amf0::encode_all(&[Amf0Value::string("createStream"), Amf0Value::Number(2.0)]),
+    );
+    assert!(matches!(r, Err(SessionError::Protocol(_))));
+    // AMF bomb.
+    let mut c = Client::new();
+    let mut p = vec![2, 0, 7];
+    p.extend_from_slice(b"connect");
+    p.extend_from_slice(&[0x0A, 0xFF, 0xFF, 0xFF, 0xFF]);
+    assert!(matches!(
+        c.send(3, msg::COMMAND_AMF0, 0, 0, &p),
+        Err(SessionError::Amf { .. })
+    ));
+    // Too many streams.
+    let mut c = Client::new();
+    c.connect();
+    for _ in 0..8 {
+        c.create_stream();
+    }
+    let r = c.send(
+        3,
+        msg::COMMAND_AMF0,
+        0,
+        0,
+        &amf0::encode_all(&[
+            Amf0Value::string("createStream"),
+            Amf0Value::Number(2.0),
+            Amf0Value::Null,
+        ]),
+    );
+    assert!(matches!(r, Err(SessionError::Protocol(_))));
+    // Wrong version.
+    let mut s = ServerSession::new(SessionConfig::default());
+    assert!(matches!(
+        s.handle_input(&[0x47, 0x45, 0x54]),
+        Err(SessionError::Handshake(_))
+    ));
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_client_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..3000)) {
+        exercise(&data);
+    }
+}

@@ -1,0 +1,543 @@
+//! The RTMP connection driver: runs a sans-I/O [`ServerSession`] over any
+//! byte stream (TCP now; TLS and the RTMPT tunnel later), and connects it to
+//! the hub as a publisher and/or a player.
+
+pub mod ingest;
+pub mod playout;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::{sleep_until, timeout, Instant};
+use tracing::{info, warn, Instrument};
+
+use crate::config::Config;
+use crate::hub::{Closed, Hub, Publisher, StreamEvent, Subscriber};
+use crate::rtmp::session::{ServerEvent, ServerSession, SessionError};
+use ingest::Ingest;
+use playout::Playout;
+
+/// What every connection shares.
+pub struct ServerContext {
+    pub config: Config,
+    pub hub: Hub,
+}
+
+impl ServerContext {
+    pub fn new(config: Config) -> Arc<Self> {
+        let hub = Hub::new(config.hub_config());
+        Arc::new(ServerContext { config, hub })
+    }
+}
+
+/// Why a connection ended (logged once, at the end).
+#[derive(Debug, thiserror::Error)]
+pub enum EndReason {
+    #[error("peer closed the connection")]
+    PeerClosed,
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Session(#[from] SessionError),
+    #[error("handshake and connect not finished within {0:?}")]
+    HandshakeTimeout(Duration),
+    #[error("publisher sent no media for {0:?}")]
+    IdlePublisher(Duration),
+    #[error("replaced by a new publisher of {0}")]
+    TakenOver(String),
+    #[error("no publisher for {0} within {1:?}")]
+    PlayWaitExpired(String, Duration),
+    #[error("player too slow: {0}")]
+    SlowPlayer(Closed),
+    #[error("peer not reading: a write took longer than {0:?}")]
+    WriteTimeout(Duration),
+    #[error("publish refused: {0}")]
+    PublishRefused(String),
+}
+
+struct Publishing {
+    stream_id: u32,
+    publisher: Publisher,
+    ingest: Ingest,
+    last_media: Instant,
+    started: Instant,
+}
+
+struct Playing {
+    subscriber: Subscriber,
+    playout: Playout,
+    /// Set while no publisher is live: the player gives up at this instant.
+    give_up_at: Option<Instant>,
+    /// Play.Start not sent yet (waiting for the first publisher).
+    pending: bool,
+}
+
+/// Serves one RTMP connection to its end and logs why it ended.
+pub async fn serve_connection<S>(
+    io: S,
+    peer: SocketAddr,
+    protocol: &'static str,
+    ctx: Arc<ServerContext>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let span = tracing::info_span!("conn", %peer, proto = protocol);
+    async move {
+        let mut conn = Connection {
+            session: ServerSession::new(ctx.config.session_config()),
+            ctx: ctx.clone(),
+            peer,
+            app: String::new(),
+            last_key: String::new(),
+            publishing: None,
+            playing: None,
+        };
+        let reason = conn.run(io).await;
+        let stream = conn.last_key.as_str();
+        match &reason {
+            EndReason::PeerClosed => info!(stream, "connection closed: {reason}"),
+            _ => warn!(stream, "connection closed: {reason}"),
+        }
+        if let Some(p) = conn.publishing.take() {
+            log_publish_end(&p);
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+fn log_publish_end(p: &Publishing) {
+    info!(
+        stream = p.publisher.key(),
+        frames = p.ingest.frames,
+        bytes = p.ingest.bytes,
+        bad_tags = p.ingest.bad_tags,
+        timestamp_repairs = p.ingest.repairs(),
+        secs = p.started.elapsed().as_secs_f64(),
+        "publish ended"
+    );
+}
+
+struct Connection {
+    session: ServerSession,
+    ctx: Arc<ServerContext>,
+    peer: SocketAddr,
+    app: String,
+    /// The last stream this connection published or played, for the final log line.
+    last_key: String,
+    publishing: Option<Publishing>,
+    playing: Option<Playing>,
+}
+
+impl Connection {
+    async fn run<S: AsyncRead + AsyncWrite + Unpin>(&mut self, mut io: S) -> EndReason {
+        let rtmp = &self.ctx.config.rtmp;
+        let handshake_deadline = Instant::now() + rtmp.handshake_timeout();
+        let write_timeout = rtmp.idle_timeout();
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        loop {
+            if self.session.has_output() {
+                let out = self.session.take_output();
+                match timeout(write_timeout, io.write_all(&out)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return e.into(),
+                    Err(_) => return EndReason::WriteTimeout(write_timeout),
+                }
+            }
+            let deadline = self.next_deadline(handshake_deadline);
+            let publishing = self.publishing.is_some();
+            let playing = self.playing.is_some();
+            tokio::select! {
+                r = io.read_buf(&mut buf) => {
+                    match r {
+                        Ok(0) => return EndReason::PeerClosed,
+                        Ok(_) => {}
+                        Err(e) => return e.into(),
+                    }
+                    if let Err(e) = self.session.handle_input(&buf) {
+                        // Flush what the session still had to say, best effort.
+                        let out = self.session.take_output();
+                        let _ = timeout(Duration::from_millis(200), io.write_all(&out)).await;
+                        return e.into();
+                    }
+                    buf.clear();
+                    if let Err(reason) = self.drain_events() {
+                        return reason;
+                    }
+                }
+                ev = recv_opt(self.playing.as_ref().map(|p| &p.subscriber)), if playing => {
+                    match ev {
+                        Ok(ev) => self.on_stream_event(ev),
+                        Err(closed) => return EndReason::SlowPlayer(closed),
+                    }
+                }
+                _ = kicked_opt(self.publishing.as_mut().map(|p| &mut p.publisher)), if publishing => {
+                    let key = self.end_publish("NetStream.Publish.BadName", "Replaced by a new publisher.");
+                    let out = self.session.take_output();
+                    let _ = timeout(Duration::from_millis(200), io.write_all(&out)).await;
+                    return EndReason::TakenOver(key);
+                }
+                _ = sleep_until(deadline) => {
+                    if let Some(reason) = self.check_timers(handshake_deadline) {
+                        let out = self.session.take_output();
+                        let _ = timeout(Duration::from_millis(200), io.write_all(&out)).await;
+                        return reason;
+                    }
+                }
+            }
+        }
+    }
+
+    fn next_deadline(&self, handshake_deadline: Instant) -> Instant {
+        let far = Instant::now() + Duration::from_secs(3600);
+        let mut d = far;
+        if self.app.is_empty() {
+            d = d.min(handshake_deadline);
+        }
+        if let Some(p) = &self.publishing {
+            d = d.min(p.last_media + self.ctx.config.rtmp.idle_timeout());
+        }
+        if let Some(t) = self.playing.as_ref().and_then(|p| p.give_up_at) {
+            d = d.min(t);
+        }
+        d
+    }
+
+    fn check_timers(&mut self, handshake_deadline: Instant) -> Option<EndReason> {
+        let now = Instant::now();
+        let rtmp = &self.ctx.config.rtmp;
+        if self.app.is_empty() && now >= handshake_deadline {
+            return Some(EndReason::HandshakeTimeout(rtmp.handshake_timeout()));
+        }
+        if let Some(p) = &self.publishing {
+            if now >= p.last_media + rtmp.idle_timeout() {
+                let idle = rtmp.idle_timeout();
+                self.end_publish("NetStream.Publish.Idle", "No media received.");
+                return Some(EndReason::IdlePublisher(idle));
+            }
+        }
+        if let Some(p) = &self.playing {
+            if p.give_up_at.is_some_and(|t| now >= t) {
+                let key = p.subscriber.key().to_string();
+                let sid = p.playout.stream_id;
+                if p.pending {
+                    self.session.reject_play(
+                        sid,
+                        "NetStream.Play.StreamNotFound",
+                        &format!("{key} is not being published."),
+                    );
+                } else {
+                    self.session
+                        .end_play(sid, "NetStream.Play.Stop", &format!("{key} ended."));
+                }
+                self.playing = None;
+                return Some(EndReason::PlayWaitExpired(key, rtmp.play_wait()));
+            }
+        }
+        None
+    }
+
+    fn end_publish(&mut self, code: &str, description: &str) -> String {
+        match self.publishing.take() {
+            Some(p) => {
+                self.session.end_publish(p.stream_id, code, description);
+                log_publish_end(&p);
+                p.publisher.key().to_string()
+            }
+            None => String::new(),
+        }
+    }
+
+    fn drain_events(&mut self) -> Result<(), EndReason> {
+        while let Some(ev) = self.session.poll_event() {
+            self.on_session_event(ev)?;
+        }
+        Ok(())
+    }
+
+    fn on_session_event(&mut self, ev: ServerEvent) -> Result<(), EndReason> {
+        match ev {
+            ServerEvent::HandshakeDone { digest } => {
+                tracing::debug!(digest, "handshake done");
+            }
+            ServerEvent::Connected {
+                app,
+                tc_url,
+                flash_ver,
+            } => {
+                info!(app, tc_url, flash_ver, "connected");
+                self.app = app;
+            }
+            ServerEvent::PublishRequested {
+                stream_id,
+                app,
+                name,
+                mode,
+                ..
+            } => self.on_publish(stream_id, &app, &name, &mode),
+            ServerEvent::PlayRequested {
+                stream_id,
+                app,
+                name,
+                ..
+            } => self.on_play(stream_id, &app, &name),
+            ServerEvent::Media {
+                stream_id,
+                kind,
+                timestamp,
+                payload,
+            } => {
+                let Some(p) = self
+                    .publishing
+                    .as_mut()
+                    .filter(|p| p.stream_id == stream_id)
+                else {
+                    return Ok(());
+                };
+                p.last_media = Instant::now();
+                let publisher = &p.publisher;
+                if let Err(e) = p.ingest.media(kind, timestamp, payload, |ev| {
+                    publisher.send(ev);
+                }) {
+                    p.ingest.bad_tags += 1;
+                    // Log the first few, then every 100th: a broken encoder
+                    // must not flood the log.
+                    let n = p.ingest.bad_tags;
+                    if n <= 5 || n % 100 == 0 {
+                        warn!(
+                            stream = p.publisher.key(),
+                            bad_tags = n,
+                            "dropped a bad {kind:?} tag: {e}"
+                        );
+                    }
+                }
+            }
+            ServerEvent::Metadata {
+                stream_id,
+                metadata,
+            } => {
+                if let Some(p) = self
+                    .publishing
+                    .as_mut()
+                    .filter(|p| p.stream_id == stream_id)
+                {
+                    let publisher = &p.publisher;
+                    p.ingest.metadata(metadata, |ev| {
+                        publisher.send(ev);
+                    });
+                }
+            }
+            ServerEvent::PublishStopped { stream_id } => {
+                if self
+                    .publishing
+                    .as_ref()
+                    .is_some_and(|p| p.stream_id == stream_id)
+                {
+                    if let Some(p) = self.publishing.take() {
+                        log_publish_end(&p);
+                    }
+                }
+            }
+            ServerEvent::PlayStopped { stream_id } => {
+                if self
+                    .playing
+                    .as_ref()
+                    .is_some_and(|p| p.playout.stream_id == stream_id)
+                {
+                    if let Some(p) = self.playing.take() {
+                        info!(
+                            stream = p.subscriber.key(),
+                            frames = p.playout.frames_sent,
+                            dropped = p.subscriber.dropped(),
+                            "play ended"
+                        );
+                    }
+                }
+            }
+            ServerEvent::ReceiveChanged {
+                stream_id,
+                kind,
+                enabled,
+            } => {
+                if let Some(p) = self
+                    .playing
+                    .as_mut()
+                    .filter(|p| p.playout.stream_id == stream_id)
+                {
+                    match kind {
+                        crate::media::MediaKind::Audio => p.playout.receive_audio = enabled,
+                        crate::media::MediaKind::Video => p.playout.receive_video = enabled,
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_publish(&mut self, stream_id: u32, app: &str, name: &str, mode: &str) {
+        let key = match stream_key(app, name) {
+            Ok(k) => k,
+            Err(why) => {
+                warn!(app, name, "publish refused: {why}");
+                self.session
+                    .reject_publish(stream_id, "NetStream.Publish.BadName", why);
+                return;
+            }
+        };
+        if self.publishing.is_some() {
+            warn!(
+                stream = key,
+                "publish refused: this connection already publishes"
+            );
+            self.session.reject_publish(
+                stream_id,
+                "NetStream.Publish.BadConnection",
+                "This connection already publishes a stream.",
+            );
+            return;
+        }
+        match self.ctx.hub.publish(&key, &self.peer.to_string()) {
+            Ok(publisher) => {
+                info!(stream = key, mode, "publish started");
+                self.last_key = key.clone();
+                self.session.accept_publish(stream_id);
+                let now = Instant::now();
+                self.publishing = Some(Publishing {
+                    stream_id,
+                    publisher,
+                    ingest: Ingest::new(),
+                    last_media: now,
+                    started: now,
+                });
+            }
+            Err(e) => {
+                warn!(stream = key, "publish refused: {e}");
+                self.session.reject_publish(
+                    stream_id,
+                    "NetStream.Publish.BadName",
+                    &format!("{key} is already being published."),
+                );
+            }
+        }
+    }
+
+    fn on_play(&mut self, stream_id: u32, app: &str, name: &str) {
+        let key = match stream_key(app, name) {
+            Ok(k) => k,
+            Err(why) => {
+                warn!(app, name, "play refused: {why}");
+                self.session
+                    .reject_play(stream_id, "NetStream.Play.StreamNotFound", why);
+                return;
+            }
+        };
+        if self.playing.is_some() {
+            self.session.reject_play(
+                stream_id,
+                "NetStream.Play.Failed",
+                "This connection already plays a stream.",
+            );
+            return;
+        }
+        let wait = self.ctx.config.rtmp.play_wait();
+        let subscriber = self.ctx.hub.subscribe(&key);
+        if !subscriber.is_live() && wait.is_zero() {
+            info!(stream = key, "play refused: not published");
+            self.session.reject_play(
+                stream_id,
+                "NetStream.Play.StreamNotFound",
+                &format!("{key} is not being published."),
+            );
+            return;
+        }
+        info!(stream = key, live = subscriber.is_live(), "play requested");
+        self.last_key = key.clone();
+        // Play.Start goes out with the first PublisherStarted event, which a
+        // live stream's queue already holds.
+        self.playing = Some(Playing {
+            subscriber,
+            playout: Playout::new(stream_id),
+            give_up_at: Some(Instant::now() + wait),
+            pending: true,
+        });
+    }
+
+    fn on_stream_event(&mut self, ev: StreamEvent) {
+        let Some(p) = self.playing.as_mut() else {
+            return;
+        };
+        let wait = self.ctx.config.rtmp.play_wait();
+        match &ev {
+            StreamEvent::PublisherStarted => {
+                p.give_up_at = None;
+                if p.pending {
+                    p.pending = false;
+                    self.session.accept_play(p.playout.stream_id);
+                    info!(stream = p.subscriber.key(), "play started");
+                    return;
+                }
+            }
+            StreamEvent::PublisherStopped => {
+                p.give_up_at = Some(Instant::now() + wait);
+            }
+            _ => {}
+        }
+        if !p.pending {
+            p.playout.send(&mut self.session, &ev);
+        }
+    }
+}
+
+async fn recv_opt(sub: Option<&Subscriber>) -> Result<StreamEvent, Closed> {
+    match sub {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn kicked_opt(p: Option<&mut Publisher>) {
+    match p {
+        Some(p) => p.kicked().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Builds the hub key `app/name`, refusing names that would be unsafe in a
+/// URL path or a log line.
+pub fn stream_key(app: &str, name: &str) -> Result<String, &'static str> {
+    let key = format!("{app}/{name}");
+    if key.len() > 256 {
+        return Err("stream name too long");
+    }
+    if key
+        .split('/')
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return Err("stream name has an empty or dot path segment");
+    }
+    if !key
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_./~@+=:".contains(&b))
+    {
+        return Err("stream name has characters outside [A-Za-z0-9-_./~@+=:]");
+    }
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stream_key;
+
+    #[test]
+    fn stream_keys() {
+        assert_eq!(stream_key("live", "abc").unwrap(), "live/abc");
+        assert_eq!(stream_key("live", "a/b").unwrap(), "live/a/b");
+        assert!(stream_key("live", "../x").is_err());
+        assert!(stream_key("live", "a b").is_err());
+        assert!(stream_key("live", "").is_err());
+        assert!(stream_key("live", &"x".repeat(300)).is_err());
+    }
+}

@@ -1,0 +1,4 @@
+//! Listeners that hand a byte stream to a connection driver. They know
+//! nothing of RTMP; they own accepting, connection limits and socket options.
+
+pub mod tcp;
