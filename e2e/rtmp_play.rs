@@ -156,3 +156,53 @@ fn takeover_replaces_publisher_and_keeps_players() {
     }
     assert_eq!(decode_errors(&out), "");
 }
+
+/// librtmp's player (rtmpdump) receives the whole stream and ends cleanly
+/// when the publisher does.
+#[test]
+fn rtmpdump_plays() {
+    require("rtmpdump");
+    let src = fixture(6);
+    let server = Castgate::start(&[]);
+    let dir = tempdir();
+    let out = dir.path().join("dump.flv");
+    let mut player = std::process::Command::new("rtmpdump")
+        .args(["-q", "--live", "-r", &server.url("live/dump"), "-o"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("cannot run rtmpdump");
+    server.wait_log_all(&["play requested", "live/dump"], T);
+    let mut publisher = publish(&src, &server.url("live/dump"), &[]);
+    assert!(wait_child(&mut publisher, T, "publisher").success());
+    let status = wait_child(&mut player, T, "rtmpdump");
+    assert!(
+        status.success(),
+        "rtmpdump failed: {}",
+        stderr_of(&mut player)
+    );
+    assert_same_tracks(&framemd5(&src), &framemd5(&out), "rtmpdump");
+    assert_eq!(decode_errors(&out), "");
+}
+
+/// With `publish_conflict = "reject"`, a second publisher of a live key is
+/// refused and the first goes on untouched.
+#[test]
+fn reject_policy_refuses_second_publisher() {
+    let (a, b) = (fixture(7), fixture(8));
+    let server = Castgate::start(&[("CASTGATE__RTMP__PUBLISH_CONFLICT", "reject")]);
+    let dir = tempdir();
+    let out = dir.path().join("r.flv");
+    let mut player = play(&server.url("live/r"), &out);
+    server.wait_log_all(&["play requested", "live/r"], T);
+    let mut first = publish(&a, &server.url("live/r"), &[]);
+    server.wait_log_all(&["publish started", "live/r"], T);
+    let mut second = publish(&b, &server.url("live/r"), &[]);
+    let status = wait_child(&mut second, T, "second publisher");
+    assert!(!status.success(), "the second publisher must be refused");
+    server.wait_log_all(&["publish refused", "already being published"], T);
+    assert!(wait_child(&mut first, T, "first publisher").success());
+    wait_child(&mut player, T, "player");
+    assert_same_tracks(&framemd5(&a), &framemd5(&out), "first publisher's stream");
+}

@@ -12,6 +12,7 @@ if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 missing=()
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
+command -v rtmpdump >/dev/null 2>&1 || missing+=(rtmpdump)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   $sudo apt-get update -qq
