@@ -352,3 +352,99 @@ fn idle_publisher_is_disconnected() {
     c.expect_closed(Duration::from_secs(10), "idle publisher");
     server.wait_log_all(&["sent no media", "live/idle"], T);
 }
+
+/// An RTMP player that stops reading is cut off (its queue is bounded and it
+/// is disconnected), while the publisher runs at full speed and another
+/// player receives everything.
+#[test]
+fn player_that_stops_reading_is_dropped() {
+    let src = fixture(9);
+    let server = Castgate::start(&[
+        ("CASTGATE__HUB__QUEUE_SOFT_BYTES", "262144"),
+        ("CASTGATE__HUB__QUEUE_HARD_BYTES", "1048576"),
+        ("CASTGATE__RTMP__IDLE_TIMEOUT_SECS", "3"),
+    ]);
+    let dir = tempdir();
+    let out = dir.path().join("ok.flv");
+    let mut good = play(&server.url("live/slow"), &out);
+    server.wait_log_all(&["play requested", "live/slow"], T);
+
+    let mut stuck = Raw::connect(server.rtmp);
+    let tag = stuck.peer_tag();
+    stuck.handshake();
+    stuck.rtmp_connect("live");
+    stuck.command(
+        0,
+        &[
+            Amf0Value::string("createStream"),
+            Amf0Value::Number(2.0),
+            Amf0Value::Null,
+        ],
+    );
+    stuck.command(
+        1,
+        &[
+            Amf0Value::string("play"),
+            Amf0Value::Number(0.0),
+            Amf0Value::Null,
+            Amf0Value::string("slow"),
+        ],
+    );
+    server.wait_log_all(&[&tag, "play requested"], T);
+
+    // No -re: ~12 MB as fast as ffmpeg can send, far beyond the socket
+    // buffers and the stuck player's queue.
+    let mut publisher = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-stream_loop", "40", "-i"])
+        .arg(&src)
+        .args(["-c", "copy", "-f", "flv", &server.url("live/slow")])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("cannot run ffmpeg");
+    let status = wait_child(&mut publisher, T, "publisher");
+    assert!(
+        status.success(),
+        "publisher was held up: {}",
+        stderr_of(&mut publisher)
+    );
+    let line = server.wait_log_all(&[&tag, "connection closed"], T);
+    assert!(
+        line.contains("too slow") || line.contains("not reading"),
+        "the stuck player should be dropped for being slow: {line}"
+    );
+    wait_child(&mut good, T, "good player");
+    // The other player stayed connected to the end. It may itself have
+    // lost video to the drop policy during this burst (no real-time pacing),
+    // but only ever whole GOPs: after every gap its video resumes on a
+    // keyframe, so nothing it got references a dropped frame. (Its file is
+    // not run through a decoder here: ffmpeg's own -stream_loop output
+    // already trips the null muxer at loop boundaries.)
+    let source_video = track(&framemd5(&src), 0);
+    let position = |md5: &str| source_video.iter().position(|p| p.md5 == md5);
+    let got = framemd5(&out);
+    let video: Vec<usize> = (0..2)
+        .map(|t| track(&got, t))
+        .find(|t| t.first().is_some_and(|p| position(&p.md5).is_some()))
+        .expect("the good player got video")
+        .iter()
+        .map(|p| position(&p.md5).expect("a played frame that is not in the source"))
+        .collect();
+    let n = source_video.len();
+    assert_eq!(video[0] % 30, 0, "video starts on a keyframe");
+    for w in video.windows(2) {
+        if w[1] != (w[0] + 1) % n {
+            assert_eq!(
+                w[1] % 30,
+                0,
+                "after a gap ({} -> {}) video must resume on a keyframe",
+                w[0],
+                w[1]
+            );
+        }
+    }
+    // Only the stuck player was cut off; the other one ended with the stream.
+    let cut_off = server.count_log(&["connection closed", "too slow"])
+        + server.count_log(&["connection closed", "not reading"]);
+    assert_eq!(cut_off, 1, "only the stuck player may be disconnected");
+    drop(stuck);
+}

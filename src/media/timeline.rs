@@ -12,7 +12,13 @@
 /// forwards, and one forwards by more than 2^31 is a small step back across
 /// zero. A step back is clamped to the last DTS (and counted), while the
 /// unwrapped position keeps following the input, so once the publisher's
-/// clock catches up the track runs on at its own pace.
+/// clock catches up the track runs on at its own pace. A step back of more
+/// than [`RESET_MS`] is a clock reset (an encoder restarting its clock), not
+/// jitter: the track is rebased to continue from its last DTS at once instead
+/// of standing still until the new clock catches up.
+/// A backwards step larger than this is a clock reset, not jitter.
+pub const RESET_MS: i64 = 1000;
+
 #[derive(Clone, Debug, Default)]
 pub struct Timeline {
     last_raw: Option<u32>,
@@ -40,7 +46,10 @@ impl Timeline {
         // Reinterpreting the wrapped difference as i32 is the unwrap.
         let step = i64::from(raw.wrapping_sub(last_raw) as i32);
         self.position = self.position.saturating_add(step);
-        if self.position < self.last_dts {
+        if self.position < self.last_dts - RESET_MS {
+            self.position = self.last_dts;
+            self.repairs += 1;
+        } else if self.position < self.last_dts {
             self.repairs += 1;
         } else {
             self.last_dts = self.position;
@@ -57,6 +66,17 @@ impl Timeline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clock_reset_is_rebased_not_frozen() {
+        let mut t = Timeline::new();
+        let out: Vec<i64> = [50_000u32, 50_040, 0, 40, 80]
+            .iter()
+            .map(|&r| t.next(r))
+            .collect();
+        assert_eq!(out, [50_000, 50_040, 50_040, 50_080, 50_120]);
+        assert_eq!(t.repairs(), 1);
+    }
 
     #[test]
     fn wraps_at_2_pow_32() {
