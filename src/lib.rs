@@ -7,6 +7,7 @@
 pub mod config;
 pub mod hub;
 pub mod media;
+pub mod package;
 pub mod rtmp;
 pub mod server;
 pub mod transport;

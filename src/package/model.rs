@@ -1,0 +1,126 @@
+//! What the packager knows about a stream's segments: the one model both
+//! the HLS playlists and the DASH MPD are rendered from, so they always
+//! describe the same CMAF segments.
+//!
+//! Times are in each track's own timescale (video 90 kHz, audio its sample
+//! rate), exactly as written in the segments' `tfdt`/`trun`.
+
+use std::time::SystemTime;
+
+use crate::media::MediaKind;
+
+/// A track's description for manifests.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrackInfo {
+    pub kind: MediaKind,
+    /// RFC 6381 codec string, e.g. `avc1.64001f` or `mp4a.40.2`.
+    pub codec: String,
+    pub timescale: u32,
+    /// Video only (0 for audio).
+    pub width: u32,
+    pub height: u32,
+    /// Measured from the stream's timestamps (video only).
+    pub frame_rate: Option<f64>,
+    /// Audio only (0 for video).
+    pub sample_rate: u32,
+    pub channels: u8,
+    /// Peak and average bits per second, measured over the segments.
+    pub peak_bandwidth: u64,
+    pub average_bandwidth: u64,
+}
+
+/// One LL-HLS part / CMAF chunk inside a segment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PartInfo {
+    /// Duration in the track's timescale.
+    pub duration: u64,
+    /// Starts with a keyframe (always true for audio).
+    pub independent: bool,
+}
+
+/// One media segment of one track.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SegmentInfo {
+    /// Media sequence number; equal across the stream's tracks for segments
+    /// that cover the same time.
+    pub number: u64,
+    /// Decode time of the first sample (the `tfdt`), in the track's timescale.
+    pub start: u64,
+    /// Duration in the track's timescale.
+    pub duration: u64,
+    /// Which init segment this segment needs (see [`TrackTimeline::inits`]).
+    pub init: u32,
+    /// This segment follows a discontinuity (publisher return, codec change).
+    pub discontinuity: bool,
+    /// Ingest wall-clock time of the segment's first sample.
+    pub wall_clock: SystemTime,
+    pub bytes: u64,
+    pub parts: Vec<PartInfo>,
+}
+
+/// A track and the segments in its window, oldest first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrackTimeline {
+    pub info: TrackInfo,
+    /// Ids of the init segments still referenced by the window.
+    pub inits: Vec<u32>,
+    pub segments: Vec<SegmentInfo>,
+}
+
+/// Everything a manifest needs, taken as one consistent snapshot.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamSnapshot {
+    /// `app/key`.
+    pub key: String,
+    pub video: Option<TrackTimeline>,
+    pub audio: Option<TrackTimeline>,
+    /// EXT-X-TARGETDURATION: whole seconds, ≥ every segment's rounded
+    /// duration, constant for the stream's life.
+    pub target_duration: u32,
+    /// Nominal part duration in seconds (for LL-HLS later).
+    pub part_target: f64,
+    /// How many segments the playlist lists (the store keeps a few more).
+    pub window: usize,
+    /// The publisher is gone for good: HLS ENDLIST, static/ended MPD.
+    pub ended: bool,
+    /// Wall-clock time of media time zero (DASH availabilityStartTime).
+    pub availability_start: SystemTime,
+    /// When the manifest content last changed (DASH publishTime).
+    pub updated: SystemTime,
+}
+
+/// The URL layout under `/APP/KEY/`, shared by the HTTP routes and the
+/// manifests so they can never disagree.
+pub mod paths {
+    use crate::media::MediaKind;
+
+    pub const MULTIVARIANT: &str = "index.m3u8";
+    pub const MPD: &str = "manifest.mpd";
+
+    pub fn track_name(kind: MediaKind) -> &'static str {
+        match kind {
+            MediaKind::Video => "video",
+            MediaKind::Audio => "audio",
+        }
+    }
+
+    /// `video.m3u8` / `audio.m3u8`
+    pub fn media_playlist(kind: MediaKind) -> String {
+        format!("{}.m3u8", track_name(kind))
+    }
+
+    /// `video/init-3.mp4`
+    pub fn init(kind: MediaKind, init: u32) -> String {
+        format!("{}/init-{init}.mp4", track_name(kind))
+    }
+
+    /// `video/seg-42.m4s`
+    pub fn segment(kind: MediaKind, number: u64) -> String {
+        format!("{}/seg-{number}.m4s", track_name(kind))
+    }
+
+    /// DASH SegmentTemplate media pattern for one init generation.
+    pub fn dash_media_template(kind: MediaKind) -> String {
+        format!("{}/seg-$Number$.m4s", track_name(kind))
+    }
+}

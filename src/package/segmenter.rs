@@ -1,0 +1,764 @@
+//! Per-stream CMAF packaging, sans-I/O: hub events in, init segments,
+//! parts (CMAF chunks) and segments out, kept in a sliding window.
+//!
+//! Rules (DESIGN.md, "timestamps are a subsystem"):
+//! - Video times are the RTMP decode time and composition offset ×90 (90 kHz);
+//!   nothing is re-derived from the bitstream. A frame's duration is the
+//!   distance to the next frame's DTS, so each frame waits for its successor.
+//! - Audio (AAC) is timed by its sample count (1024 or 960 per frame) in its
+//!   own sample rate, anchored to the RTMP clock and re-anchored only when the
+//!   two disagree by more than [`AUDIO_REANCHOR_MS`] (a real gap).
+//! - Segments start at video keyframes: a segment closes at the first keyframe
+//!   at or after the target duration. Audio segments follow the video's
+//!   boundaries in time, so segment N of both tracks covers the same span.
+//!   Audio that is ahead of the video waits until the video has passed it.
+//! - A segment is a run of parts (~`part_target` each), each a moof+mdat.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+
+use super::cmaf::{self, Fragment, Sample};
+use super::model::{PartInfo, SegmentInfo, StreamSnapshot, TrackInfo, TrackTimeline};
+use crate::hub::StreamEvent;
+use crate::media::{aac, avc, CodecConfig, Frame, MediaKind};
+
+/// Audio re-anchors to the RTMP clock when the sample clock is this far off.
+pub const AUDIO_REANCHOR_MS: u64 = 200;
+/// Audio held back waiting for video beyond this span is released anyway
+/// (the video stalled; audio must not pile up).
+const MAX_AUDIO_HOLD_MS: u64 = 10_000;
+
+#[derive(Clone, Copy, Debug)]
+pub struct SegmenterConfig {
+    /// Target segment duration in seconds.
+    pub target: f64,
+    /// Target part (CMAF chunk) duration in seconds.
+    pub part_target: f64,
+    /// Segments listed in playlists.
+    pub window: usize,
+    /// Extra segments kept for clients that loaded an older playlist.
+    pub extra: usize,
+}
+
+impl Default for SegmenterConfig {
+    fn default() -> Self {
+        SegmenterConfig {
+            target: 2.0,
+            part_target: 0.5,
+            window: 6,
+            extra: 3,
+        }
+    }
+}
+
+/// Counters for logs and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SegmenterStats {
+    /// Video frames before the first keyframe (nothing to decode them against).
+    pub dropped_before_keyframe: u64,
+    /// Video frames whose DTS did not advance and were nudged forward.
+    pub dts_repairs: u64,
+    /// Times the audio sample clock was re-anchored to the RTMP clock.
+    pub audio_reanchors: u64,
+    /// Frames of codecs CMAF output does not carry (e.g. MP3).
+    pub unsupported_frames: u64,
+    /// Fragments that could not be written.
+    pub write_errors: u64,
+}
+
+/// A finished segment: its description and its bytes as chained chunks.
+#[derive(Clone, Debug)]
+struct StoredSegment {
+    info: SegmentInfo,
+    chunks: Vec<Bytes>,
+}
+
+#[derive(Debug)]
+struct OpenSegment {
+    number: u64,
+    start: u64,
+    wall_clock: SystemTime,
+    discontinuity: bool,
+    init: u32,
+    parts: Vec<PartInfo>,
+    chunks: Vec<Bytes>,
+    bytes: u64,
+    duration: u64,
+}
+
+/// A video frame waiting for its successor (its duration is the DTS gap).
+#[derive(Debug)]
+struct Pending {
+    dts: u64,
+    cts: i32,
+    keyframe: bool,
+    data: Bytes,
+}
+
+#[derive(Debug)]
+struct Track {
+    kind: MediaKind,
+    track_id: u32,
+    timescale: u32,
+    config: Arc<CodecConfig>,
+    init_id: u32,
+    inits: Vec<(u32, Bytes)>,
+    info: TrackInfo,
+    /// Samples of the part being built, and where it starts.
+    part: Vec<Sample>,
+    part_start: u64,
+    part_duration: u64,
+    open: Option<OpenSegment>,
+    segments: VecDeque<StoredSegment>,
+    fragment_seq: u32,
+    /// Video: the frame waiting for its duration.
+    pending: Option<Pending>,
+    last_duration: u64,
+    /// Audio: the sample clock (next sample's time), and samples waiting
+    /// for the video to pass them.
+    audio_next: Option<u64>,
+    held: VecDeque<(Sample, u64, SystemTime)>,
+    /// For frame-rate measurement: frames and ticks committed.
+    frames: u64,
+    ticks: u64,
+    /// Discontinuities among evicted segments (EXT-X-DISCONTINUITY-SEQUENCE).
+    evicted_discontinuities: u64,
+}
+
+impl Track {
+    fn new(kind: MediaKind, config: Arc<CodecConfig>) -> Result<Track, cmaf::CmafError> {
+        let track_id = match kind {
+            MediaKind::Video => 1,
+            MediaKind::Audio => 2,
+        };
+        let init = cmaf::init_segment(track_id, &config)?;
+        let info = track_info(&config);
+        Ok(Track {
+            kind,
+            track_id,
+            timescale: info.timescale,
+            config,
+            init_id: 1,
+            inits: vec![(1, init)],
+            info,
+            part: Vec::new(),
+            part_start: 0,
+            part_duration: 0,
+            open: None,
+            segments: VecDeque::new(),
+            fragment_seq: 0,
+            pending: None,
+            last_duration: 0,
+            audio_next: None,
+            held: VecDeque::new(),
+            frames: 0,
+            ticks: 0,
+            evicted_discontinuities: 0,
+        })
+    }
+
+    fn ms_to_ticks(&self, ms: u64) -> u64 {
+        ms * u64::from(self.timescale) / 1000
+    }
+
+    /// Changes the codec configuration: a new init segment.
+    fn reconfigure(&mut self, config: Arc<CodecConfig>) -> Result<(), cmaf::CmafError> {
+        let init = cmaf::init_segment(self.track_id, &config)?;
+        self.init_id += 1;
+        self.inits.push((self.init_id, init));
+        let bandwidth = (self.info.peak_bandwidth, self.info.average_bandwidth);
+        self.info = track_info(&config);
+        (self.info.peak_bandwidth, self.info.average_bandwidth) = bandwidth;
+        self.timescale = self.info.timescale;
+        self.config = config;
+        Ok(())
+    }
+
+    fn open_segment(
+        &mut self,
+        number: u64,
+        start: u64,
+        wall_clock: SystemTime,
+        discontinuity: bool,
+    ) {
+        self.open = Some(OpenSegment {
+            number,
+            start,
+            wall_clock,
+            discontinuity,
+            init: self.init_id,
+            parts: Vec::new(),
+            chunks: Vec::new(),
+            bytes: 0,
+            duration: 0,
+        });
+        self.part_start = start;
+    }
+
+    /// Adds a sample to the open segment's current part; flushes the part
+    /// when it reaches the part target.
+    fn add(&mut self, sample: Sample, time: u64, part_ticks: u64, stats: &mut SegmenterStats) {
+        if self.open.is_none() {
+            return;
+        }
+        if self.part.is_empty() {
+            self.part_start = time;
+        }
+        self.part_duration += u64::from(sample.duration);
+        self.frames += 1;
+        self.ticks += u64::from(sample.duration);
+        self.part.push(sample);
+        if self.part_duration >= part_ticks {
+            self.flush_part(stats);
+        }
+    }
+
+    fn flush_part(&mut self, stats: &mut SegmenterStats) {
+        if self.part.is_empty() {
+            return;
+        }
+        let Some(open) = self.open.as_mut() else {
+            self.part.clear();
+            return;
+        };
+        self.fragment_seq = self.fragment_seq.wrapping_add(1);
+        let samples = std::mem::take(&mut self.part);
+        let duration = std::mem::take(&mut self.part_duration);
+        match cmaf::fragment(self.track_id, self.fragment_seq, self.part_start, &samples) {
+            Ok(Fragment { header, payloads }) => {
+                open.bytes +=
+                    header.len() as u64 + payloads.iter().map(|p| p.len() as u64).sum::<u64>();
+                open.chunks.push(header);
+                open.chunks.extend(payloads);
+                open.parts.push(PartInfo {
+                    duration,
+                    independent: samples.first().is_some_and(|s| s.keyframe),
+                });
+                open.duration += duration;
+            }
+            Err(_) => stats.write_errors += 1,
+        }
+    }
+
+    /// Closes the open segment into the window.
+    fn close_segment(&mut self, keep: usize, stats: &mut SegmenterStats) {
+        self.flush_part(stats);
+        let Some(open) = self.open.take() else {
+            return;
+        };
+        if open.parts.is_empty() {
+            return;
+        }
+        let seconds = open.duration as f64 / f64::from(self.timescale);
+        if seconds > 0.0 {
+            let bps = (open.bytes as f64 * 8.0 / seconds) as u64;
+            self.info.peak_bandwidth = self.info.peak_bandwidth.max(bps);
+        }
+        self.segments.push_back(StoredSegment {
+            info: SegmentInfo {
+                number: open.number,
+                start: open.start,
+                duration: open.duration,
+                init: open.init,
+                discontinuity: open.discontinuity,
+                wall_clock: open.wall_clock,
+                bytes: open.bytes,
+                parts: open.parts,
+            },
+            chunks: open.chunks,
+        });
+        while self.segments.len() > keep {
+            if let Some(old) = self.segments.pop_front() {
+                self.evicted_discontinuities += u64::from(old.info.discontinuity);
+            }
+        }
+        let (bytes, ticks) = self.segments.iter().fold((0u64, 0u64), |(b, t), s| {
+            (b + s.info.bytes, t + s.info.duration)
+        });
+        if let Some(bps) = (bytes * 8 * u64::from(self.timescale)).checked_div(ticks) {
+            self.info.average_bandwidth = bps;
+        }
+        if self.kind == MediaKind::Video && self.ticks > 0 {
+            self.info.frame_rate =
+                Some(self.frames as f64 * f64::from(self.timescale) / self.ticks as f64);
+        }
+        let oldest = self.segments.front().map_or(self.init_id, |s| s.info.init);
+        self.inits.retain(|(id, _)| *id >= oldest);
+    }
+
+    fn timeline(&self, window: usize) -> TrackTimeline {
+        let skip = self.segments.len().saturating_sub(window);
+        TrackTimeline {
+            info: self.info.clone(),
+            inits: self.inits.iter().map(|(id, _)| *id).collect(),
+            segments: self
+                .segments
+                .iter()
+                .skip(skip)
+                .map(|s| s.info.clone())
+                .collect(),
+        }
+    }
+}
+
+fn track_info(config: &CodecConfig) -> TrackInfo {
+    match config {
+        CodecConfig::Avc(c) => TrackInfo {
+            kind: MediaKind::Video,
+            codec: avc::codec_string(c),
+            timescale: cmaf::VIDEO_TIMESCALE,
+            width: c.width,
+            height: c.height,
+            frame_rate: None,
+            sample_rate: 0,
+            channels: 0,
+            peak_bandwidth: 0,
+            average_bandwidth: 0,
+        },
+        CodecConfig::Aac(c) => TrackInfo {
+            kind: MediaKind::Audio,
+            codec: aac::codec_string(c),
+            timescale: c.sample_rate.max(1),
+            width: 0,
+            height: 0,
+            frame_rate: None,
+            sample_rate: c.sample_rate,
+            channels: c.channels,
+            peak_bandwidth: 0,
+            average_bandwidth: 0,
+        },
+        CodecConfig::Mp3(c) => TrackInfo {
+            kind: MediaKind::Audio,
+            codec: "mp4a.6B".into(),
+            timescale: c.sample_rate.max(1),
+            width: 0,
+            height: 0,
+            frame_rate: None,
+            sample_rate: c.sample_rate,
+            channels: c.channels,
+            peak_bandwidth: 0,
+            average_bandwidth: 0,
+        },
+    }
+}
+
+/// One stream's packager and segment window.
+#[derive(Debug)]
+pub struct StreamSegmenter {
+    key: String,
+    config: SegmenterConfig,
+    video: Option<Track>,
+    audio: Option<Track>,
+    /// The next segment number to open.
+    next_number: u64,
+    /// The next segments opened follow a discontinuity.
+    discontinuity: bool,
+    /// Highest video DTS seen (90 kHz): audio before it can be committed.
+    video_progress: Option<u64>,
+    target_duration: u32,
+    ended: bool,
+    availability_start: Option<SystemTime>,
+    updated: SystemTime,
+    pub stats: SegmenterStats,
+}
+
+impl StreamSegmenter {
+    pub fn new(key: &str, config: SegmenterConfig) -> Self {
+        StreamSegmenter {
+            key: key.to_string(),
+            config,
+            video: None,
+            audio: None,
+            next_number: 1,
+            discontinuity: false,
+            video_progress: None,
+            target_duration: config.target.ceil().max(1.0) as u32,
+            ended: false,
+            availability_start: None,
+            updated: SystemTime::now(),
+            stats: SegmenterStats::default(),
+        }
+    }
+
+    fn keep(&self) -> usize {
+        self.config.window + self.config.extra
+    }
+
+    /// Feeds one hub event observed at wall-clock time `now`.
+    pub fn push(&mut self, event: &StreamEvent, now: SystemTime) {
+        match event {
+            StreamEvent::PublisherStarted | StreamEvent::Metadata(_) => {}
+            StreamEvent::PublisherStopped => self.interrupt(),
+            StreamEvent::Config(c) => self.on_config(c.clone()),
+            StreamEvent::Frame(f) => match f.kind() {
+                MediaKind::Video => self.on_video(f, now),
+                MediaKind::Audio => self.on_audio(f, now),
+            },
+        }
+    }
+
+    fn on_config(&mut self, config: Arc<CodecConfig>) {
+        let kind = config.kind();
+        if matches!(config.as_ref(), CodecConfig::Mp3(_)) {
+            // CMAF players do not take MP3 in fMP4; the stream is packaged
+            // without it (RTMP players still get it).
+            return;
+        }
+        let slot = match kind {
+            MediaKind::Video => &mut self.video,
+            MediaKind::Audio => &mut self.audio,
+        };
+        match slot {
+            Some(t) if *t.config == *config => {}
+            Some(_) => {
+                // A new configuration mid-stream: close what is open, new
+                // init segment, discontinuity.
+                self.interrupt();
+                let slot = match kind {
+                    MediaKind::Video => &mut self.video,
+                    MediaKind::Audio => &mut self.audio,
+                };
+                if let Some(t) = slot {
+                    if t.reconfigure(config).is_err() {
+                        self.stats.write_errors += 1;
+                    }
+                }
+            }
+            None => match Track::new(kind, config) {
+                Ok(t) => *slot = Some(t),
+                Err(_) => self.stats.write_errors += 1,
+            },
+        }
+        self.updated = SystemTime::now();
+    }
+
+    fn on_video(&mut self, f: &Frame, now: SystemTime) {
+        let part_ticks = (self.config.part_target * f64::from(cmaf::VIDEO_TIMESCALE)) as u64;
+        let target_ticks = (self.config.target * f64::from(cmaf::VIDEO_TIMESCALE)) as u64;
+        let keep = self.keep();
+        let Some(track) = self.video.as_mut() else {
+            self.stats.unsupported_frames += 1;
+            return;
+        };
+        let mut dts = track.ms_to_ticks(f.dts.max(0) as u64);
+        let cts = f.cts.saturating_mul(90);
+        if let Some(p) = track.pending.take() {
+            if dts <= p.dts {
+                dts = p.dts + 1;
+                self.stats.dts_repairs += 1;
+            }
+            let duration = dts - p.dts;
+            track.last_duration = duration;
+            let sample = Sample {
+                duration: duration.min(u64::from(u32::MAX)) as u32,
+                cts_offset: p.cts,
+                keyframe: p.keyframe,
+                data: p.data,
+            };
+            track.add(sample, p.dts, part_ticks, &mut self.stats);
+        }
+        // Cut here? At a keyframe, once the open segment reached the target.
+        if f.keyframe {
+            let cut = match &track.open {
+                None => true,
+                Some(open) => dts.saturating_sub(open.start) >= target_ticks,
+            };
+            if cut {
+                track.close_segment(keep, &mut self.stats);
+                let number = self.next_number;
+                self.next_number += 1;
+                let disc = self.discontinuity;
+                track.open_segment(number, dts, now, disc);
+                if self.availability_start.is_none() {
+                    let since_zero = Duration::from_secs_f64(dts as f64 / 90_000.0);
+                    self.availability_start = Some(now.checked_sub(since_zero).unwrap_or(now));
+                }
+                // The audio follows: everything before this boundary closes
+                // the audio's segment of the same number.
+                self.video_progress = Some(dts);
+                self.advance_audio(Some((number, dts, now, disc)));
+                self.discontinuity = false;
+                self.updated = now;
+                self.bump_target();
+            }
+        }
+        let Some(track) = self.video.as_mut() else {
+            return;
+        };
+        if track.open.is_none() {
+            self.stats.dropped_before_keyframe += 1;
+            return;
+        }
+        track.pending = Some(Pending {
+            dts,
+            cts,
+            keyframe: f.keyframe,
+            data: f.data.clone(),
+        });
+        self.video_progress = Some(self.video_progress.map_or(dts, |p| p.max(dts)));
+        self.advance_audio(None);
+    }
+
+    fn on_audio(&mut self, f: &Frame, now: SystemTime) {
+        let Some(track) = self.audio.as_mut() else {
+            self.stats.unsupported_frames += 1;
+            return;
+        };
+        let frame_len = match track.config.as_ref() {
+            CodecConfig::Aac(c) => u64::from(c.frame_length.max(1)),
+            _ => {
+                self.stats.unsupported_frames += 1;
+                return;
+            }
+        };
+        let rtmp_time = track.ms_to_ticks(f.dts.max(0) as u64);
+        let tolerance = track.ms_to_ticks(AUDIO_REANCHOR_MS);
+        let time = match track.audio_next {
+            Some(next) if next.abs_diff(rtmp_time) <= tolerance => next,
+            Some(_) => {
+                self.stats.audio_reanchors += 1;
+                rtmp_time
+            }
+            None => rtmp_time,
+        };
+        track.audio_next = Some(time + frame_len);
+        let sample = Sample {
+            duration: frame_len as u32,
+            cts_offset: 0,
+            keyframe: true,
+            data: f.data.clone(),
+        };
+        track.held.push_back((sample, time, now));
+        self.advance_audio(None);
+    }
+
+    /// Moves held audio into segments. With video, audio is committed only
+    /// up to the video's progress (so it can still land in the right
+    /// segment when the video cuts); `cut` is a video boundary just made:
+    /// (new segment number, boundary in 90 kHz, wall clock, discontinuity).
+    fn advance_audio(&mut self, cut: Option<(u64, u64, SystemTime, bool)>) {
+        let keep = self.keep();
+        let audio_only = self.video.is_none();
+        let part_target = self.config.part_target;
+        let target = self.config.target;
+        let progress = self.video_progress;
+        let Some(track) = self.audio.as_mut() else {
+            return;
+        };
+        let ts = u64::from(track.timescale);
+        let to_audio = |t90: u64| t90 * ts / 90_000;
+        let part_ticks = (part_target * ts as f64) as u64;
+        if audio_only {
+            while let Some((sample, time, wall)) = track.held.pop_front() {
+                let cut_here = match &track.open {
+                    None => true,
+                    Some(open) => time.saturating_sub(open.start) as f64 >= target * ts as f64,
+                };
+                if cut_here {
+                    track.close_segment(keep, &mut self.stats);
+                    let number = self.next_number;
+                    self.next_number += 1;
+                    track.open_segment(number, time, wall, self.discontinuity);
+                    if self.availability_start.is_none() {
+                        let since = Duration::from_secs_f64(time as f64 / ts as f64);
+                        self.availability_start = Some(wall.checked_sub(since).unwrap_or(wall));
+                    }
+                    self.discontinuity = false;
+                    self.updated = wall;
+                    let secs = track
+                        .segments
+                        .back()
+                        .map(|s| s.info.duration as f64 / ts as f64);
+                    if let Some(secs) = secs {
+                        self.target_duration = self.target_duration.max(secs.round() as u32);
+                    }
+                }
+                track.add(sample, time, part_ticks, &mut self.stats);
+            }
+            return;
+        }
+        if let Some((number, boundary90, wall, disc)) = cut {
+            let boundary = to_audio(boundary90);
+            while track.held.front().is_some_and(|(_, t, _)| *t < boundary) {
+                if let Some((sample, time, _)) = track.held.pop_front() {
+                    track.add(sample, time, part_ticks, &mut self.stats);
+                }
+            }
+            track.close_segment(keep, &mut self.stats);
+            let start = track.held.front().map_or(boundary, |(_, t, _)| *t);
+            track.open_segment(number, start, wall, disc);
+        }
+        let limit = progress.map(to_audio);
+        let overflow =
+            |held: &VecDeque<(Sample, u64, SystemTime)>| match (held.front(), held.back()) {
+                (Some(a), Some(b)) => (b.1 - a.1) * 1000 / ts > MAX_AUDIO_HOLD_MS,
+                _ => false,
+            };
+        while let Some((_, t, _)) = track.held.front() {
+            let below = limit.is_some_and(|l| *t < l);
+            if !(below || overflow(&track.held)) || track.open.is_none() {
+                break;
+            }
+            if let Some((sample, time, _)) = track.held.pop_front() {
+                track.add(sample, time, part_ticks, &mut self.stats);
+            }
+        }
+        if track.open.is_none() && overflow(&track.held) {
+            // No video segment has opened yet: audio before it is dropped.
+            track.held.pop_front();
+        }
+    }
+
+    /// Keeps TARGETDURATION ≥ every segment's rounded duration. It only
+    /// ever grows (a GOP longer than the configured target raises it once).
+    fn bump_target(&mut self) {
+        for t in [&self.video, &self.audio].into_iter().flatten() {
+            if let Some(s) = t.segments.back() {
+                let secs = s.info.duration as f64 / f64::from(t.timescale);
+                self.target_duration = self.target_duration.max(secs.round() as u32);
+            }
+        }
+    }
+
+    /// The publisher left or the configuration changed: close what is
+    /// open (the last video frame gets the previous frame's duration) and
+    /// start the next segment with a discontinuity.
+    pub fn interrupt(&mut self) {
+        let keep = self.keep();
+        let part_ticks_v = (self.config.part_target * f64::from(cmaf::VIDEO_TIMESCALE)) as u64;
+        let mut any_open = false;
+        if let Some(v) = self.video.as_mut() {
+            if let Some(p) = v.pending.take() {
+                let duration = if v.last_duration > 0 {
+                    v.last_duration
+                } else {
+                    3000
+                };
+                let sample = Sample {
+                    duration: duration as u32,
+                    cts_offset: p.cts,
+                    keyframe: p.keyframe,
+                    data: p.data,
+                };
+                v.add(sample, p.dts, part_ticks_v, &mut self.stats);
+            }
+            any_open |= v.open.is_some();
+            v.close_segment(keep, &mut self.stats);
+        }
+        if let Some(a) = self.audio.as_mut() {
+            let part_ticks = (self.config.part_target * f64::from(a.timescale)) as u64;
+            while let Some((sample, time, _)) = a.held.pop_front() {
+                a.add(sample, time, part_ticks, &mut self.stats);
+            }
+            any_open |= a.open.is_some();
+            a.close_segment(keep, &mut self.stats);
+            a.audio_next = None;
+        }
+        self.bump_target();
+        if any_open {
+            self.discontinuity = true;
+            self.updated = SystemTime::now();
+        }
+    }
+
+    /// The stream is over for good: close everything, playlists say so.
+    pub fn end(&mut self) {
+        self.interrupt();
+        self.ended = true;
+        self.updated = SystemTime::now();
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Whether any segment exists yet (manifests are served from then on).
+    pub fn has_segments(&self) -> bool {
+        [&self.video, &self.audio]
+            .into_iter()
+            .flatten()
+            .any(|t| !t.segments.is_empty())
+    }
+
+    pub fn snapshot(&self) -> StreamSnapshot {
+        let w = self.config.window;
+        StreamSnapshot {
+            key: self.key.clone(),
+            video: self
+                .video
+                .as_ref()
+                .filter(|t| !t.segments.is_empty())
+                .map(|t| t.timeline(w)),
+            audio: self
+                .audio
+                .as_ref()
+                .filter(|t| !t.segments.is_empty())
+                .map(|t| t.timeline(w)),
+            target_duration: self.target_duration,
+            part_target: self.config.part_target,
+            window: w,
+            ended: self.ended,
+            availability_start: self.availability_start.unwrap_or(SystemTime::UNIX_EPOCH),
+            updated: self.updated,
+        }
+    }
+
+    /// Discontinuities that have slid out of `kind`'s listed window.
+    pub fn discontinuity_sequence(&self, kind: MediaKind) -> u64 {
+        let Some(t) = self.track(kind) else {
+            return 0;
+        };
+        let skip = t.segments.len().saturating_sub(self.config.window);
+        t.discontinuities_before(skip)
+    }
+
+    fn track(&self, kind: MediaKind) -> Option<&Track> {
+        match kind {
+            MediaKind::Video => self.video.as_ref(),
+            MediaKind::Audio => self.audio.as_ref(),
+        }
+    }
+
+    pub fn init(&self, kind: MediaKind, id: u32) -> Option<Bytes> {
+        self.track(kind)?
+            .inits
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, b)| b.clone())
+    }
+
+    /// A finished segment's bytes, as the chunks to send in order.
+    pub fn segment(&self, kind: MediaKind, number: u64) -> Option<Vec<Bytes>> {
+        self.track(kind)?
+            .segments
+            .iter()
+            .find(|s| s.info.number == number)
+            .map(|s| s.chunks.clone())
+    }
+
+    /// Bytes held by the window (for memory accounting and tests).
+    pub fn stored_bytes(&self) -> u64 {
+        [&self.video, &self.audio]
+            .into_iter()
+            .flatten()
+            .map(|t| t.segments.iter().map(|s| s.info.bytes).sum::<u64>())
+            .sum()
+    }
+}
+
+impl Track {
+    /// Discontinuity flags among the first `n` stored segments, plus those
+    /// already evicted (counted as they leave).
+    fn discontinuities_before(&self, n: usize) -> u64 {
+        self.evicted_discontinuities
+            + self
+                .segments
+                .iter()
+                .take(n)
+                .filter(|s| s.info.discontinuity)
+                .count() as u64
+    }
+}
