@@ -41,6 +41,7 @@ struct Log {
 pub struct Castgate {
     child: Child,
     pub rtmp: SocketAddr,
+    pub http: SocketAddr,
     log: Arc<Log>,
 }
 
@@ -48,12 +49,10 @@ impl Castgate {
     /// Starts castgate with extra `CASTGATE__…` settings and waits until it listens.
     pub fn start(env: &[(&str, &str)]) -> Castgate {
         let rtmp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_castgate"));
         cmd.env("CASTGATE__RTMP__LISTEN", rtmp.to_string())
-            .env(
-                "CASTGATE__HTTP__LISTEN",
-                format!("127.0.0.1:{}", free_port()),
-            )
+            .env("CASTGATE__HTTP__LISTEN", http.to_string())
             .env("RUST_LOG", "castgate=debug,info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -83,13 +82,24 @@ impl Castgate {
                 }
             });
         }
-        let server = Castgate { child, rtmp, log };
+        let server = Castgate {
+            child,
+            rtmp,
+            http,
+            log,
+        };
         server.wait_log("RTMP listening", Duration::from_secs(20));
+        server.wait_log("HTTP listening", Duration::from_secs(20));
         server
     }
 
     pub fn url(&self, key: &str) -> String {
         format!("rtmp://{}/{key}", self.rtmp)
+    }
+
+    /// `http://HOST:PORT/{path}` on castgate's HTTP listener.
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}/{}", self.http, path.trim_start_matches('/'))
     }
 
     /// Waits for a log line containing every one of `parts`; panics with the
@@ -377,5 +387,113 @@ pub fn assert_same_packets(source: &[Packet], played: &[Packet], what: &str) {
     );
     for (i, (a, b)) in played.iter().zip(expect).enumerate() {
         assert_eq!(a, b, "{what}: packet {i} differs");
+    }
+}
+
+/// A minimal HTTP/1.1 response.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).to_string()
+    }
+}
+
+/// One HTTP request over a fresh connection (`Connection: close`), with
+/// extra request headers. Our own tiny client keeps the test crate free of
+/// an HTTP client dependency; real clients (ffmpeg, browsers) are used too.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> HttpResponse {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to castgate HTTP");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read HTTP response");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("HTTP header end");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut lines = head.lines();
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("HTTP status line");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"))
+    {
+        body = dechunk(&body);
+    }
+    HttpResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..line_end]).trim(), 16)
+            .unwrap_or(0);
+        if size == 0 {
+            return out;
+        }
+        let start = line_end + 2;
+        out.extend_from_slice(&data[start..start + size]);
+        data = &data[start + size + 2..];
+    }
+}
+
+pub fn http_get(addr: SocketAddr, path: &str) -> HttpResponse {
+    http_request(addr, "GET", path, &[])
+}
+
+/// Polls `path` until it answers 200 (the stream's first segment exists).
+pub fn wait_http_ok(addr: SocketAddr, path: &str, timeout: Duration) -> HttpResponse {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let r = http_get(addr, path);
+        if r.status == 200 {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} never answered 200 (last {})",
+            r.status
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }

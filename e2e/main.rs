@@ -3,5 +3,6 @@
 
 mod cli;
 mod harness;
+mod hls_dash;
 mod malformed;
 mod rtmp_play;

@@ -11,6 +11,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::hub::{HubConfig, PublishConflict, QueueLimits};
+use crate::package::segmenter::SegmenterConfig;
+use crate::package::service::PackagerConfig;
 use crate::rtmp::chunk::ChunkLimits;
 use crate::rtmp::session::SessionConfig;
 
@@ -23,7 +25,25 @@ pub struct Config {
     pub rtmp: RtmpConfig,
     pub http: HttpConfig,
     pub hub: HubSection,
+    pub package: PackageSection,
     pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackageSection {
+    /// Target segment duration; a segment closes at the first keyframe at or after it.
+    pub segment_secs: f64,
+    /// CMAF chunk (LL-HLS part) duration.
+    pub part_secs: f64,
+    /// Segments listed in playlists.
+    pub window: usize,
+    /// Extra segments kept for late clients.
+    pub extra_segments: usize,
+    /// A publisher returning within this time continues the playlist.
+    pub grace_secs: f64,
+    /// An ended stream stays in memory this long.
+    pub retention_secs: f64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -153,6 +173,28 @@ impl Config {
                 "must be at least hub.queue_soft_bytes, which must be positive",
             );
         }
+        let p = &self.package;
+        if !(p.segment_secs >= 0.5 && p.segment_secs <= 60.0) {
+            return invalid("package.segment_secs", "must be in [0.5, 60]");
+        }
+        if !(p.part_secs >= 0.05 && p.part_secs <= p.segment_secs) {
+            return invalid(
+                "package.part_secs",
+                "must be in [0.05, package.segment_secs]",
+            );
+        }
+        if !(1..=1000).contains(&p.window) {
+            return invalid("package.window", "must be between 1 and 1000");
+        }
+        if p.extra_segments > 1000 {
+            return invalid("package.extra_segments", "must be at most 1000");
+        }
+        if !(p.grace_secs >= 0.0 && p.grace_secs <= 3600.0) {
+            return invalid("package.grace_secs", "must be in [0, 3600]");
+        }
+        if !(p.retention_secs >= 0.0 && p.retention_secs <= 86_400.0) {
+            return invalid("package.retention_secs", "must be in [0, 86400]");
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return invalid("log.level", &e.to_string());
         }
@@ -170,6 +212,20 @@ impl Config {
             out_chunk_size: self.rtmp.chunk_size,
             window_ack_size: self.rtmp.window_ack_size,
             ..SessionConfig::default()
+        }
+    }
+
+    pub fn packager_config(&self) -> PackagerConfig {
+        let p = &self.package;
+        PackagerConfig {
+            segmenter: SegmenterConfig {
+                target: p.segment_secs,
+                part_target: p.part_secs,
+                window: p.window,
+                extra: p.extra_segments,
+            },
+            grace: Duration::from_secs_f64(p.grace_secs),
+            retention: Duration::from_secs_f64(p.retention_secs),
         }
     }
 

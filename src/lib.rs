@@ -5,6 +5,7 @@
 //! the `hub`, which fans each live stream out to its consumers.
 
 pub mod config;
+pub mod http;
 pub mod hub;
 pub mod media;
 pub mod package;
@@ -27,13 +28,30 @@ pub async fn run(config: config::Config) -> std::io::Result<()> {
             format!("cannot listen for RTMP on {rtmp_addr}: {e}"),
         )
     })?;
+    let http_addr = config.http.listen;
+    let http_listener = TcpListener::bind(http_addr).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen for HTTP on {http_addr}: {e}"),
+        )
+    })?;
     tracing::info!(listen = %listener.local_addr()?, "RTMP listening");
+    tracing::info!(listen = %http_listener.local_addr()?, "HTTP listening");
     let ctx = server::ServerContext::new(config);
+    let app = http::router(http::HttpState {
+        store: ctx.packager.store().clone(),
+    });
     let rtmp = transport::tcp::serve(listener, max_connections, move |socket, peer| {
         server::serve_connection(socket, peer, "rtmp", Arc::clone(&ctx))
     });
+    let http = axum::serve(http_listener, app);
     tokio::select! {
         _ = rtmp => {}
+        r = http => {
+            if let Err(e) = r {
+                tracing::error!("HTTP server stopped: {e}");
+            }
+        }
         _ = shutdown_signal() => tracing::info!("shutting down"),
     }
     Ok(())

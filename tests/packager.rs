@@ -201,8 +201,24 @@ fn av_stream_packages_frame_identical_and_aligned() {
         );
         assert!(s.parts.len() >= 2, "segments are built from parts");
     }
-    // Audio and video segment starts agree within one audio frame.
-    for (sv, sa) in v.segments.iter().zip(&a.segments) {
+    // Each track's segments are contiguous: every segment starts where the
+    // previous one ended (manifests list them back to back).
+    for t in [&v, &a] {
+        for w in t.segments.windows(2) {
+            assert_eq!(
+                w[0].start + w[0].duration,
+                w[1].start,
+                "gap before segment {}",
+                w[1].number
+            );
+        }
+    }
+    // The first audio segment starts at the first audio sample (the source's
+    // AAC starts a little after its video); every later boundary agrees
+    // with the video's within one audio frame.
+    let first_audio_ms = packets(&flv, "0:a")[0].0;
+    assert_eq!(a.segments[0].start * 1000 / 48_000, first_audio_ms as u64);
+    for (sv, sa) in v.segments.iter().zip(&a.segments).skip(1) {
         let tv = sv.start as f64 / 90_000.0;
         let ta = sa.start as f64 / 48_000.0;
         assert!(

@@ -493,6 +493,80 @@ impl<'a> RbspReader<'a> {
     }
 }
 
+/// Whether a frame payload is Annex B (start codes) rather than AVCC.
+///
+/// Some encoders (and ffmpeg's FLV muxer when it had no global header) put
+/// Annex B access units in FLV tags, after an empty sequence header, with
+/// SPS/PPS in-band. A start code alone proves nothing: an AVCC NAL of 256 to
+/// 511 bytes also begins `00 00 01`. So a payload is Annex B only when it
+/// starts with a start code *and* does not walk as AVCC with
+/// `nal_length_size`-byte lengths.
+pub fn looks_like_annex_b(data: &[u8], nal_length_size: u8) -> bool {
+    let start_code = data.starts_with(&[0, 0, 0, 1]) || data.starts_with(&[0, 0, 1]);
+    start_code && nal_units(data, nal_length_size).any(|n| n.is_err())
+}
+
+/// Splits an Annex B access unit into its NAL units (start codes and
+/// trailing zero bytes removed). Never allocates beyond the output list.
+pub fn annex_b_units(data: &[u8]) -> Vec<&[u8]> {
+    let mut units = Vec::new();
+    let mut i = 0;
+    let mut start: Option<usize> = None;
+    while i + 3 <= data.len() {
+        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
+            if let Some(s) = start {
+                units.push(trim_trailing_zeros(&data[s..i]));
+            }
+            i += 3;
+            start = Some(i);
+        } else {
+            i += 1;
+        }
+    }
+    if let Some(s) = start {
+        units.push(trim_trailing_zeros(&data[s..]));
+    }
+    units.retain(|u| !u.is_empty());
+    units
+}
+
+fn trim_trailing_zeros(mut nal: &[u8]) -> &[u8] {
+    while let [rest @ .., 0] = nal {
+        nal = rest;
+    }
+    nal
+}
+
+/// Annex B -> AVCC with 4-byte lengths (the payload is rebuilt: this is the
+/// one path where castgate copies a frame, and only for such encoders).
+pub fn annex_b_to_avcc(units: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(units.iter().map(|u| u.len() + 4).sum());
+    for u in units {
+        out.extend_from_slice(&(u.len() as u32).to_be_bytes());
+        out.extend_from_slice(u);
+    }
+    out
+}
+
+/// Builds an `AVCDecoderConfigurationRecord` (4-byte NAL lengths) from an
+/// SPS and a PPS, for streams that carry them only in-band.
+pub fn build_decoder_config(sps: &[u8], pps: &[u8]) -> Result<AvcConfig, AvcError> {
+    if sps.len() < 4 || sps.len() > 0xFFFF || pps.is_empty() || pps.len() > 0xFFFF {
+        return Err(AvcError::Truncated {
+            what: "in-band SPS/PPS",
+            need: 4,
+            have: sps.len().min(pps.len()),
+        });
+    }
+    let mut r = vec![1, sps[1], sps[2], sps[3], 0xFF, 0xE1];
+    r.extend_from_slice(&(sps.len() as u16).to_be_bytes());
+    r.extend_from_slice(sps);
+    r.push(1);
+    r.extend_from_slice(&(pps.len() as u16).to_be_bytes());
+    r.extend_from_slice(pps);
+    parse_decoder_config(Bytes::from(r))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -851,5 +925,36 @@ mod tests {
                 prop_assert_eq!(got, nals.iter().map(Vec::as_slice).collect::<Vec<_>>());
             }
         }
+    }
+
+    #[test]
+    fn annex_b_round_trip_and_record() {
+        let sps: &[u8] = &[
+            0x67, 0x64, 0x00, 0x1e, 0xac, 0xd9, 0x40, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00,
+            0x03, 0x00, 0x01, 0x00, 0x00, 0x03, 0x00, 0x3c, 0x0f, 0x16, 0x2d, 0x96,
+        ];
+        let pps: &[u8] = &[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
+        let mut annexb = vec![0, 0, 0, 1];
+        annexb.extend_from_slice(sps);
+        annexb.extend_from_slice(&[0, 0, 1]);
+        annexb.extend_from_slice(pps);
+        annexb.extend_from_slice(&[0, 0, 0, 1, 0x65, 0x88, 0x84, 0x00]);
+        assert!(looks_like_annex_b(&annexb, 4));
+        // An AVCC frame whose first NAL is 256..=511 bytes starts 00 00 01.
+        let mut avcc = vec![0, 0, 1, 0xFD, 0x41];
+        avcc.extend(std::iter::repeat_n(0x9A, 0x1FC));
+        assert!(!looks_like_annex_b(&avcc, 4));
+        let units = annex_b_units(&annexb);
+        assert_eq!(units, vec![sps, pps, &[0x65, 0x88, 0x84][..]]);
+        let avcc = annex_b_to_avcc(&units);
+        let back: Vec<&[u8]> = nal_units(&avcc, 4).map(|n| n.unwrap()).collect();
+        assert_eq!(back, units);
+        let cfg = build_decoder_config(sps, pps).unwrap();
+        assert_eq!(
+            (cfg.profile_idc, cfg.level_idc, cfg.nal_length_size),
+            (100, 30, 4)
+        );
+        assert!(build_decoder_config(&[0x67], pps).is_err());
+        assert!(annex_b_units(&[0, 0, 1]).is_empty());
     }
 }

@@ -1,6 +1,10 @@
 //! CMAF packaging: the fMP4 writer, the per-stream segmenter with its
-//! sliding window, and the manifests (HLS and DASH) rendered from one model.
+//! sliding window, the packaging service that runs it per stream, and the
+//! manifests (HLS and DASH) rendered from one model.
 
 pub mod cmaf;
+pub mod dash;
+pub mod hls;
 pub mod model;
 pub mod segmenter;
+pub mod service;

@@ -121,6 +121,11 @@ struct Track {
     /// for the video to pass them.
     audio_next: Option<u64>,
     held: VecDeque<(Sample, u64, SystemTime)>,
+    /// Audio: video boundaries not yet reached by the audio: (segment
+    /// number, boundary in audio ticks, wall clock, discontinuity). The
+    /// audio segment closes when its first sample at or past the boundary
+    /// arrives, so late-interleaved audio still lands before the boundary.
+    cuts: VecDeque<(u64, u64, SystemTime, bool)>,
     /// For frame-rate measurement: frames and ticks committed.
     frames: u64,
     ticks: u64,
@@ -154,6 +159,7 @@ impl Track {
             last_duration: 0,
             audio_next: None,
             held: VecDeque::new(),
+            cuts: VecDeque::new(),
             frames: 0,
             ticks: 0,
             evicted_discontinuities: 0,
@@ -581,15 +587,9 @@ impl StreamSegmenter {
             return;
         }
         if let Some((number, boundary90, wall, disc)) = cut {
-            let boundary = to_audio(boundary90);
-            while track.held.front().is_some_and(|(_, t, _)| *t < boundary) {
-                if let Some((sample, time, _)) = track.held.pop_front() {
-                    track.add(sample, time, part_ticks, &mut self.stats);
-                }
-            }
-            track.close_segment(keep, &mut self.stats);
-            let start = track.held.front().map_or(boundary, |(_, t, _)| *t);
-            track.open_segment(number, start, wall, disc);
+            track
+                .cuts
+                .push_back((number, to_audio(boundary90), wall, disc));
         }
         let limit = progress.map(to_audio);
         let overflow =
@@ -599,16 +599,20 @@ impl StreamSegmenter {
             };
         while let Some((_, t, _)) = track.held.front() {
             let below = limit.is_some_and(|l| *t < l);
-            if !(below || overflow(&track.held)) || track.open.is_none() {
+            if !(below || overflow(&track.held)) {
                 break;
             }
-            if let Some((sample, time, _)) = track.held.pop_front() {
-                track.add(sample, time, part_ticks, &mut self.stats);
+            let Some((sample, time, _)) = track.held.pop_front() else {
+                break;
+            };
+            // Cross every video boundary this sample is at or past.
+            while track.cuts.front().is_some_and(|c| c.1 <= time) {
+                if let Some((number, _, wall, disc)) = track.cuts.pop_front() {
+                    track.close_segment(keep, &mut self.stats);
+                    track.open_segment(number, time, wall, disc);
+                }
             }
-        }
-        if track.open.is_none() && overflow(&track.held) {
-            // No video segment has opened yet: audio before it is dropped.
-            track.held.pop_front();
+            track.add(sample, time, part_ticks, &mut self.stats);
         }
     }
 
@@ -651,8 +655,15 @@ impl StreamSegmenter {
         if let Some(a) = self.audio.as_mut() {
             let part_ticks = (self.config.part_target * f64::from(a.timescale)) as u64;
             while let Some((sample, time, _)) = a.held.pop_front() {
+                while a.cuts.front().is_some_and(|c| c.1 <= time) {
+                    if let Some((number, _, wall, disc)) = a.cuts.pop_front() {
+                        a.close_segment(keep, &mut self.stats);
+                        a.open_segment(number, time, wall, disc);
+                    }
+                }
                 a.add(sample, time, part_ticks, &mut self.stats);
             }
+            a.cuts.clear();
             any_open |= a.open.is_some();
             a.close_segment(keep, &mut self.stats);
             a.audio_next = None;

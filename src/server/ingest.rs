@@ -11,7 +11,7 @@ use bytes::Bytes;
 use crate::hub::StreamEvent;
 use crate::media::flv::{self, AudioTag, FlvError, VideoTag};
 use crate::media::timeline::Timeline;
-use crate::media::{CodecConfig, MediaKind};
+use crate::media::{avc, CodecConfig, Frame, MediaKind};
 use crate::rtmp::amf0::Amf0Value;
 
 #[derive(Default)]
@@ -26,6 +26,8 @@ pub struct Ingest {
     pub unsupported_tags: u64,
     pub frames: u64,
     pub bytes: u64,
+    /// In-band parameter sets that did not parse.
+    pub bad_in_band: u64,
 }
 
 impl Ingest {
@@ -54,8 +56,18 @@ impl Ingest {
         match kind {
             MediaKind::Video => {
                 let dts = self.video_time.next(timestamp);
+                // An empty AVC sequence header announces in-band parameter
+                // sets (see `annex_b_frame`), not a broken stream.
+                if payload.len() == 5 && payload[0] & 0x0F == 7 && payload[1] == 0 {
+                    return Ok(());
+                }
                 match flv::parse_video(dts, payload)? {
                     VideoTag::Config(c) => self.config(CodecConfig::Avc(c), &mut emit),
+                    VideoTag::Frame(f)
+                        if avc::looks_like_annex_b(&f.data, self.nal_length_size()) =>
+                    {
+                        self.annex_b_frame(f, &mut emit)
+                    }
                     VideoTag::Frame(f) => {
                         self.frames += 1;
                         emit(StreamEvent::Frame(f));
@@ -86,6 +98,35 @@ impl Ingest {
             }
         }
         Ok(())
+    }
+
+    /// The NAL length size of the current video configuration (4 if none).
+    fn nal_length_size(&self) -> u8 {
+        match self.video_config.as_deref() {
+            Some(CodecConfig::Avc(c)) => c.nal_length_size,
+            _ => 4,
+        }
+    }
+
+    /// An Annex B frame: converted to AVCC (4-byte lengths); its in-band
+    /// SPS/PPS, when present, become the track's configuration.
+    fn annex_b_frame(&mut self, mut f: Frame, emit: &mut impl FnMut(StreamEvent)) {
+        let units = avc::annex_b_units(&f.data);
+        let sps = units.iter().find(|u| u[0] & 0x1F == 7);
+        let pps = units.iter().find(|u| u[0] & 0x1F == 8);
+        if let (Some(sps), Some(pps)) = (sps, pps) {
+            match avc::build_decoder_config(sps, pps) {
+                Ok(c) => self.config(CodecConfig::Avc(c), emit),
+                Err(_) => self.bad_in_band += 1,
+            }
+        }
+        if self.video_config.is_none() {
+            // Nothing can decode it without parameter sets.
+            return;
+        }
+        f.data = Bytes::from(avc::annex_b_to_avcc(&units));
+        self.frames += 1;
+        emit(StreamEvent::Frame(f));
     }
 
     fn config(&mut self, config: CodecConfig, emit: &mut impl FnMut(StreamEvent)) {

@@ -16,6 +16,7 @@ use tracing::{info, warn, Instrument};
 
 use crate::config::Config;
 use crate::hub::{Closed, Hub, Publisher, StreamEvent, Subscriber};
+use crate::package::service::{Packager, Store};
 use crate::rtmp::session::{ServerEvent, ServerSession, SessionError};
 use ingest::Ingest;
 use playout::Playout;
@@ -24,12 +25,18 @@ use playout::Playout;
 pub struct ServerContext {
     pub config: Config,
     pub hub: Hub,
+    pub packager: Packager,
 }
 
 impl ServerContext {
     pub fn new(config: Config) -> Arc<Self> {
         let hub = Hub::new(config.hub_config());
-        Arc::new(ServerContext { config, hub })
+        let packager = Packager::new(hub.clone(), Store::default(), config.packager_config());
+        Arc::new(ServerContext {
+            config,
+            hub,
+            packager,
+        })
     }
 }
 
@@ -403,6 +410,7 @@ impl Connection {
             Ok(publisher) => {
                 info!(stream = key, mode, "publish started");
                 self.last_key = key.clone();
+                self.ctx.packager.ensure(&key);
                 self.session.accept_publish(stream_id);
                 let now = Instant::now();
                 self.publishing = Some(Publishing {

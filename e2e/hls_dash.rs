@@ -1,0 +1,522 @@
+//! HLS and DASH over HTTP from the same CMAF segments, read back by ffmpeg
+//! and checked with m3u8-rs.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+const T: Duration = Duration::from_secs(90);
+
+fn media_playlist(text: &str) -> m3u8_rs::MediaPlaylist {
+    m3u8_rs::parse_media_playlist_res(text.as_bytes())
+        .unwrap_or_else(|e| panic!("m3u8-rs cannot parse the media playlist: {e:?}\n{text}"))
+}
+
+fn master_playlist(text: &str) -> m3u8_rs::MasterPlaylist {
+    m3u8_rs::parse_master_playlist_res(text.as_bytes())
+        .unwrap_or_else(|e| panic!("m3u8-rs cannot parse the multivariant playlist: {e:?}\n{text}"))
+}
+
+/// TARGETDURATION ≥ every rounded EXTINF.
+fn check_target_duration(p: &m3u8_rs::MediaPlaylist) {
+    for s in &p.segments {
+        assert!(
+            (s.duration.round() as u64) <= p.target_duration,
+            "EXTINF {} rounds above TARGETDURATION {}",
+            s.duration,
+            p.target_duration
+        );
+    }
+}
+
+/// `ffmpeg -copyts -i URL -c copy -f framemd5` packets, times in ms.
+fn read_packets(url: &str, stream: &str) -> Vec<(i64, i64, u64, String)> {
+    let out = Command::new("ffmpeg")
+        .args([
+            "-nostdin", "-v", "error", "-copyts", "-i", url, "-map", stream, "-c", "copy", "-f",
+            "framemd5", "-",
+        ])
+        .output()
+        .expect("cannot run ffmpeg");
+    assert!(
+        out.status.success(),
+        "ffmpeg could not read {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let tb: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#tb 0: "))
+        .map(|t| {
+            let (n, d) = t.trim().split_once('/').unwrap();
+            n.parse::<f64>().unwrap() / d.parse::<f64>().unwrap()
+        })
+        .expect("framemd5 time base");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').map(str::trim).collect();
+            let ms = |v: &str| (v.parse::<f64>().unwrap() * tb * 1000.0).round() as i64;
+            (ms(f[1]), ms(f[2]), f[4].parse().unwrap(), f[5].to_string())
+        })
+        .collect()
+}
+
+fn decode_url_errors(url: &str) -> String {
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i", url, "-f", "null", "-"])
+        .output()
+        .expect("cannot run ffmpeg");
+    let mut s = String::from_utf8_lossy(&out.stderr).to_string();
+    if !out.status.success() {
+        s.push_str(&format!("ffmpeg exited with {}", out.status));
+    }
+    s
+}
+
+/// Asserts `got` (pts ms, size, md5 per packet) is a contiguous run of `src`.
+fn assert_contiguous_run(
+    src: &[(i64, i64, u64, String)],
+    got: &[(i64, i64, u64, String)],
+    what: &str,
+) {
+    assert!(!got.is_empty(), "{what}: no packets");
+    let start = src
+        .iter()
+        .position(|p| p.3 == got[0].3)
+        .unwrap_or_else(|| panic!("{what}: first packet is not in the source"));
+    let expect = &src[start..start + got.len().min(src.len() - start)];
+    assert_eq!(
+        got.len(),
+        expect.len(),
+        "{what}: more packets than the source has"
+    );
+    for (i, (g, e)) in got.iter().zip(expect).enumerate() {
+        assert_eq!(
+            (g.2, &g.3),
+            (e.2, &e.3),
+            "{what}: packet {i} payload differs"
+        );
+        assert_eq!(g.1, e.1, "{what}: packet {i} PTS differs");
+    }
+}
+
+/// 30 s of a live encode (testsrc2 + sine, libx264 with B-frames, 1 s GOP,
+/// AAC) published to castgate and recorded locally at the same time.
+#[test]
+fn hls_and_dash_carry_every_frame_of_a_live_publish() {
+    require("ffmpeg");
+    let server = Castgate::start(&[("CASTGATE__PACKAGE__GRACE_SECS", "1")]);
+    let dir = tempdir();
+    let published = dir.path().join("published.flv");
+    let tee = format!(
+        "[f=flv:onfail=abort]{}|[f=flv]{}",
+        server.url("live/hls"),
+        published.display()
+    );
+    let mut publisher = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error"])
+        .args(["-re", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
+        .args([
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=1000:beep_factor=4:sample_rate=48000",
+        ])
+        .args(["-map", "0:v", "-map", "1:a", "-t", "30"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-profile:v",
+            "high",
+            "-bf",
+            "2",
+        ])
+        .args([
+            "-g",
+            "30",
+            "-keyint_min",
+            "30",
+            "-sc_threshold",
+            "0",
+            "-b:v",
+            "800k",
+        ])
+        .args(["-c:a", "aac", "-b:a", "64k", "-ar", "48000", "-ac", "2"])
+        // A global header gives the FLV a real AVC sequence header and AVCC
+        // frames, as OBS and ffmpeg's direct RTMP output send.
+        .args(["-flags:v", "+global_header"])
+        .args(["-f", "tee", &tee])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run ffmpeg");
+
+    // Live: the playlists appear, parse, advance, and carry the HTTP headers
+    // browsers and caches need.
+    let master = wait_http_ok(server.http, "/live/hls/index.m3u8", T);
+    assert_eq!(
+        master.header("content-type"),
+        Some("application/vnd.apple.mpegurl")
+    );
+    assert_eq!(master.header("access-control-allow-origin"), Some("*"));
+    let m = master_playlist(&master.text());
+    assert_eq!(m.variants.len(), 1);
+    let v = &m.variants[0];
+    assert_eq!(v.resolution.map(|r| (r.width, r.height)), Some((640, 360)));
+    assert!(
+        v.codecs
+            .as_deref()
+            .is_some_and(|c| c.starts_with("avc1.64") && c.contains("mp4a.40.2")),
+        "{:?}",
+        v.codecs
+    );
+    assert!(v.bandwidth > 100_000, "{}", v.bandwidth);
+    assert!(
+        v.frame_rate.is_some_and(|f| (f - 30.0).abs() < 0.5),
+        "{:?}",
+        v.frame_rate
+    );
+    assert_eq!(m.alternatives.len(), 1, "one audio rendition");
+    let first = media_playlist(&http_get(server.http, "/live/hls/video.m3u8").text());
+    let deadline = Instant::now() + T;
+    let later = loop {
+        let p = media_playlist(&http_get(server.http, "/live/hls/video.m3u8").text());
+        if p.media_sequence > first.media_sequence || p.segments.len() > first.segments.len() {
+            break p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the live playlist never advanced"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(!later.end_list, "live playlist must not end");
+    check_target_duration(&later);
+    let gz = http_request(
+        server.http,
+        "GET",
+        "/live/hls/video.m3u8",
+        &[("Accept-Encoding", "gzip")],
+    );
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    let mut unzipped = String::new();
+    flate2::read::GzDecoder::new(&gz.body[..])
+        .read_to_string(&mut unzipped)
+        .unwrap();
+    media_playlist(&unzipped);
+    let seg_uri = later.segments[0].uri.clone();
+    let seg = http_get(server.http, &format!("/live/hls/{seg_uri}"));
+    assert_eq!(seg.status, 200);
+    assert!(seg
+        .header("cache-control")
+        .is_some_and(|c| c.contains("immutable")));
+    let head = http_request(server.http, "HEAD", &format!("/live/hls/{seg_uri}"), &[]);
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    assert_eq!(
+        head.header("content-length"),
+        Some(seg.body.len().to_string().as_str())
+    );
+    assert_eq!(http_get(server.http, "/live/nope/index.m3u8").status, 404);
+    let mpd = wait_http_ok(server.http, "/live/hls/manifest.mpd", T);
+    assert_eq!(mpd.header("content-type"), Some("application/dash+xml"));
+    assert!(mpd.text().contains("type=\"dynamic\""));
+    assert!(mpd.text().contains("UTCTiming"));
+    let time = http_get(server.http, "/time");
+    assert_eq!(time.status, 200);
+    assert!(
+        time.text().starts_with("20") && time.text().ends_with('Z'),
+        "{}",
+        time.text()
+    );
+
+    let status = wait_child(&mut publisher, T, "publisher");
+    assert!(
+        status.success(),
+        "publisher failed: {}",
+        stderr_of(&mut publisher)
+    );
+    // The grace period passes: the stream ends.
+    server.wait_log_all(&["packaging ended", "live/hls"], T);
+
+    let ended = media_playlist(&http_get(server.http, "/live/hls/video.m3u8").text());
+    assert!(ended.end_list, "an ended stream says so");
+    check_target_duration(&ended);
+    assert_eq!(ended.segments.len(), 6, "the window holds 6 segments");
+    // An evicted segment is gone.
+    assert_eq!(
+        http_get(server.http, "/live/hls/video/seg-1.m4s").status,
+        404
+    );
+    // Every listed video segment starts with a keyframe.
+    let init_uri = match &ended.segments[0].map {
+        Some(m) => m.uri.clone(),
+        None => panic!("no EXT-X-MAP"),
+    };
+    let init = http_get(server.http, &format!("/live/hls/{init_uri}")).body;
+    for s in &ended.segments {
+        let mut file = init.clone();
+        file.extend(http_get(server.http, &format!("/live/hls/{}", s.uri)).body);
+        let path = dir.path().join("one.mp4");
+        std::fs::write(&path, &file).unwrap();
+        let out = Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-select_streams",
+                "v",
+                "-show_entries",
+                "packet=flags",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let flags = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            flags.lines().next().is_some_and(|l| l.starts_with('K')),
+            "segment {} does not start with a keyframe",
+            s.uri
+        );
+    }
+
+    // ffmpeg reads both manifests: every frame of the window, decoded
+    // cleanly, identical payloads and presentation times.
+    let src_v = read_packets(published.to_str().unwrap(), "0:v");
+    let src_a = read_packets(published.to_str().unwrap(), "0:a");
+    for url in [
+        server.http_url("live/hls/index.m3u8"),
+        server.http_url("live/hls/manifest.mpd"),
+    ] {
+        assert_eq!(decode_url_errors(&url), "", "decoding {url}");
+        let v = read_packets(&url, "0:v");
+        let a = read_packets(&url, "0:a");
+        assert_contiguous_run(&src_v, &v, &format!("video of {url}"));
+        // The window: 6 segments of 2 s of 30 fps video, to the end.
+        assert_eq!(v.len(), 6 * 60, "{url}: every frame of the window");
+        assert_eq!(
+            v.last().map(|p| &p.3),
+            src_v.last().map(|p| &p.3),
+            "{url}: up to the last frame"
+        );
+        // (A sine's AAC frames repeat, so audio is lined up by time, not hash.)
+        let first = src_a
+            .iter()
+            .position(|p| (p.1 - a[0].1).abs() <= 1)
+            .expect("first audio packet in the source");
+        for (g, e) in a.iter().zip(&src_a[first..]) {
+            assert_eq!((g.2, &g.3), (e.2, &e.3), "{url}: audio payloads");
+            assert!(
+                (g.1 - e.1).abs() <= 1,
+                "{url}: audio pts {} vs {}",
+                g.1,
+                e.1
+            );
+        }
+        // Audio and video start within one frame of each other (decode times).
+        assert!(
+            (v[0].0 - a[0].0).abs() <= 34,
+            "{url}: video starts at {} ms, audio at {} ms",
+            v[0].0,
+            a[0].0
+        );
+        // The EXTINF sum matches the media duration.
+        let extinf: f64 = ended.segments.iter().map(|s| f64::from(s.duration)).sum();
+        let media = (v.last().unwrap().0 - v[0].0) as f64 / 1000.0 + 1.0 / 30.0;
+        assert!(
+            (extinf - media).abs() < 0.05,
+            "{url}: EXTINF sum {extinf} vs media {media}"
+        );
+    }
+    let mpd = http_get(server.http, "/live/hls/manifest.mpd").text();
+    assert!(
+        mpd.contains("type=\"static\""),
+        "an ended stream's MPD is static"
+    );
+}
+
+/// Audio-only and video-only publishes never advertise the missing track.
+#[test]
+fn audio_only_and_video_only_publishes() {
+    require("ffmpeg");
+    let dir = tempdir();
+    let server = Castgate::start(&[]);
+    for (name, args) in [
+        (
+            "aonly",
+            vec![
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=500:sample_rate=44100",
+                "-c:a",
+                "aac",
+                "-b:a",
+                "64k",
+            ],
+        ),
+        (
+            "vonly",
+            vec![
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=320x240:rate=25",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-bf",
+                "2",
+                "-g",
+                "25",
+            ],
+        ),
+    ] {
+        let file = dir.path().join(format!("{name}.flv"));
+        let st = Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-y"])
+            .args(&args)
+            .args(["-t", "6", "-f", "flv"])
+            .arg(&file)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let key = format!("live/{name}");
+        let mut p = publish(&file, &server.url(&key), &[]);
+        let master = wait_http_ok(server.http, &format!("/{key}/index.m3u8"), T).text();
+        let m = master_playlist(&master);
+        let mpd = wait_http_ok(server.http, &format!("/{key}/manifest.mpd"), T).text();
+        if name == "aonly" {
+            assert!(m.alternatives.is_empty(), "{master}");
+            assert_eq!(m.variants.len(), 1);
+            assert_eq!(m.variants[0].codecs.as_deref(), Some("mp4a.40.2"));
+            assert!(m.variants[0].resolution.is_none());
+            assert!(!mpd.contains("contentType=\"video\""), "{mpd}");
+            assert_eq!(
+                http_get(server.http, &format!("/{key}/video.m3u8")).status,
+                404
+            );
+        } else {
+            assert!(m.alternatives.is_empty(), "{master}");
+            assert!(m.variants[0]
+                .codecs
+                .as_deref()
+                .is_some_and(|c| !c.contains("mp4a")));
+            assert!(!mpd.contains("contentType=\"audio\""), "{mpd}");
+            assert_eq!(
+                http_get(server.http, &format!("/{key}/audio.m3u8")).status,
+                404
+            );
+        }
+        assert!(wait_child(&mut p, T, "publisher").success());
+        let url = server.http_url(&format!("{key}/index.m3u8"));
+        assert_eq!(decode_url_errors(&url), "", "{name}");
+    }
+}
+
+/// A publisher that drops and returns within the grace period continues the
+/// same playlist with a discontinuity (DASH: a new Period); after the grace
+/// period without a publisher, the stream ends.
+#[test]
+fn publisher_drop_and_return_within_grace() {
+    let src = fixture(10);
+    let server = Castgate::start(&[("CASTGATE__PACKAGE__GRACE_SECS", "4")]);
+    let mut first = publish(&src, &server.url("live/back"), &[]);
+    wait_http_ok(server.http, "/live/back/video.m3u8", T);
+    assert!(wait_child(&mut first, T, "first publish").success());
+    server.wait_log_all(&["publish ended", "live/back"], T);
+    let mut second = publish(&src, &server.url("live/back"), &[]);
+    assert!(wait_child(&mut second, T, "second publish").success());
+    let text = http_get(server.http, "/live/back/video.m3u8").text();
+    let p = media_playlist(&text);
+    assert!(
+        p.segments.iter().any(|s| s.discontinuity),
+        "no discontinuity:\n{text}"
+    );
+    assert!(!p.end_list, "still within the grace period");
+    let mpd = http_get(server.http, "/live/back/manifest.mpd").text();
+    assert_eq!(mpd.matches("<Period").count(), 2, "{mpd}");
+    server.wait_log_all(&["packaging ended", "live/back"], T);
+    let p = media_playlist(&http_get(server.http, "/live/back/video.m3u8").text());
+    assert!(p.end_list);
+    assert_eq!(
+        decode_url_errors(&server.http_url("live/back/index.m3u8")),
+        ""
+    );
+}
+
+/// An encoder that sends an empty AVC sequence header and Annex B frames with
+/// in-band SPS/PPS (ffmpeg's FLV muxer without a global header does) is
+/// still packaged: castgate builds the configuration from the in-band
+/// parameter sets, and players decode the result.
+#[test]
+fn annex_b_publisher_is_packaged() {
+    require("ffmpeg");
+    let server = Castgate::start(&[("CASTGATE__PACKAGE__GRACE_SECS", "1")]);
+    let dir = tempdir();
+    let published = dir.path().join("annexb.flv");
+    let tee = format!(
+        "[f=flv:onfail=abort]{}|[f=flv]{}",
+        server.url("live/annexb"),
+        published.display()
+    );
+    let st = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error"])
+        .args([
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=30",
+            "-t",
+            "6",
+        ])
+        .args([
+            "-map", "0:v", "-c:v", "libx264", "-preset", "veryfast", "-bf", "2", "-g", "30",
+        ])
+        .args(["-f", "tee", &tee])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    server.wait_log_all(&["packaging ended", "live/annexb"], T);
+    let master = master_playlist(&http_get(server.http, "/live/annexb/index.m3u8").text());
+    assert_eq!(
+        master.variants[0].resolution.map(|r| (r.width, r.height)),
+        Some((320, 240))
+    );
+    let url = server.http_url("live/annexb/index.m3u8");
+    assert_eq!(decode_url_errors(&url), "");
+    // The same pictures: decoded frames hash the same as the source's.
+    let frames = |u: &str| -> Vec<String> {
+        let out = Command::new("ffmpeg")
+            .args([
+                "-nostdin", "-v", "error", "-i", u, "-map", "0:v", "-f", "framemd5", "-",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.rsplit(',').next().map(|h| h.trim().to_string()))
+            .collect()
+    };
+    let got = frames(&url);
+    let src = frames(published.to_str().unwrap());
+    assert!(got.len() >= 60, "only {} frames", got.len());
+    let start = src
+        .iter()
+        .position(|h| *h == got[0])
+        .expect("first decoded frame is in the source");
+    assert_eq!(
+        &src[start..start + got.len()],
+        &got[..],
+        "decoded pictures differ"
+    );
+}

@@ -1,0 +1,315 @@
+//! The HTTP side (axum): HLS playlists, the DASH MPD and CMAF segments from
+//! the packager's in-memory store, the time endpoint DASH clients sync to,
+//! and health.
+//!
+//! Media URLs are `/{app}/{key…}/{resource}` (see `package::model::paths`);
+//! keys may contain slashes, so the path is parsed from its end.
+
+use std::convert::Infallible;
+use std::io::Write;
+use std::time::SystemTime;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
+
+use crate::media::MediaKind;
+use crate::package::model::paths;
+use crate::package::service::Store;
+use crate::package::{dash, hls};
+
+/// Path of the UTC time endpoint the MPD's `<UTCTiming>` points at.
+pub const TIME_PATH: &str = "/time";
+
+#[derive(Clone)]
+pub struct HttpState {
+    pub store: Store,
+}
+
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(TIME_PATH, get(time))
+        .fallback(media)
+        .with_state(state)
+        .layer(axum::middleware::map_response(cors))
+}
+
+/// Browser players load from other origins: every response allows it.
+async fn cors(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, HEAD, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("Content-Length, Date"),
+    );
+    res
+}
+
+/// `urn:mpeg:dash:utc:http-iso:2014`: the current time, ISO 8601 in UTC.
+async fn time() -> Response {
+    let mut res = hls::rfc3339_millis(SystemTime::now()).into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// What a media path names.
+#[derive(Debug, PartialEq, Eq)]
+enum Resource {
+    Multivariant,
+    MediaPlaylist(MediaKind),
+    Mpd,
+    Init(MediaKind, u32),
+    Segment(MediaKind, u64),
+}
+
+/// Splits `app/key/.../resource` into the stream key and the resource.
+fn parse_media_path(path: &str) -> Option<(String, Resource)> {
+    let path = path.trim_start_matches('/');
+    let kind_of = |s: &str| match s {
+        "video" => Some(MediaKind::Video),
+        "audio" => Some(MediaKind::Audio),
+        _ => None,
+    };
+    let (rest, last) = path.rsplit_once('/')?;
+    let simple = match last {
+        paths::MULTIVARIANT => Some(Resource::Multivariant),
+        paths::MPD => Some(Resource::Mpd),
+        "video.m3u8" => Some(Resource::MediaPlaylist(MediaKind::Video)),
+        "audio.m3u8" => Some(Resource::MediaPlaylist(MediaKind::Audio)),
+        _ => None,
+    };
+    let (key, res) = match simple {
+        Some(r) => (rest, r),
+        None => {
+            let (key, dir) = rest.rsplit_once('/')?;
+            let kind = kind_of(dir)?;
+            if let Some(n) = last
+                .strip_prefix("init-")
+                .and_then(|s| s.strip_suffix(".mp4"))
+            {
+                (key, Resource::Init(kind, n.parse().ok()?))
+            } else if let Some(n) = last
+                .strip_prefix("seg-")
+                .and_then(|s| s.strip_suffix(".m4s"))
+            {
+                (key, Resource::Segment(kind, n.parse().ok()?))
+            } else {
+                return None;
+            }
+        }
+    };
+    // A key is at least `app/name`.
+    if !key.contains('/') || key.split('/').any(|s| s.is_empty() || s == "..") {
+        return None;
+    }
+    Some((key.to_string(), res))
+}
+
+fn not_found(what: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CACHE_CONTROL, "no-cache")],
+        format!("{what} not found\n"),
+    )
+        .into_response()
+}
+
+async fn media(State(state): State<HttpState>, req: Request) -> Response {
+    let method = req.method().clone();
+    if method == Method::OPTIONS {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    if method != Method::GET && method != Method::HEAD {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "GET, HEAD, OPTIONS")],
+        )
+            .into_response();
+    }
+    let Some((key, resource)) = parse_media_path(req.uri().path()) else {
+        return not_found("resource");
+    };
+    let Some(stream) = state.store.get(&key) else {
+        return not_found("stream");
+    };
+    let gzip = accepts_gzip(req.headers());
+    let head = method == Method::HEAD;
+    // Take what is needed under the lock; render and send without it.
+    let (body, content_type, immutable): (Payload, &str, bool) = {
+        let seg = stream.lock().unwrap_or_else(|e| e.into_inner());
+        if !seg.has_segments() && !matches!(resource, Resource::Init(..)) {
+            return not_found("stream (no segment yet)");
+        }
+        match resource {
+            Resource::Multivariant => (
+                Payload::Text(hls::multivariant(&seg.snapshot())),
+                "application/vnd.apple.mpegurl",
+                false,
+            ),
+            Resource::MediaPlaylist(kind) => {
+                let evicted = seg.discontinuity_sequence(kind);
+                match hls::media_playlist(&seg.snapshot(), kind, evicted) {
+                    Some(p) => (Payload::Text(p), "application/vnd.apple.mpegurl", false),
+                    None => return not_found("track"),
+                }
+            }
+            Resource::Mpd => {
+                let snap = seg.snapshot();
+                let evicted = if snap.video.is_some() {
+                    seg.discontinuity_sequence(MediaKind::Video)
+                } else {
+                    seg.discontinuity_sequence(MediaKind::Audio)
+                };
+                (
+                    Payload::Text(dash::mpd(&snap, TIME_PATH, evicted)),
+                    "application/dash+xml",
+                    false,
+                )
+            }
+            Resource::Init(kind, id) => match seg.init(kind, id) {
+                Some(b) => (Payload::Chunks(vec![b]), mp4_type(kind), true),
+                None => return not_found("init segment"),
+            },
+            Resource::Segment(kind, n) => match seg.segment(kind, n) {
+                Some(chunks) => (Payload::Chunks(chunks), mp4_type(kind), true),
+                None => return not_found("segment"),
+            },
+        }
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(if immutable {
+            "public, max-age=31536000, immutable"
+        } else {
+            "max-age=1, must-revalidate"
+        }),
+    );
+    let chunks = match body {
+        Payload::Text(text) => {
+            headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+            if gzip {
+                headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                vec![gzip_bytes(text.as_bytes())]
+            } else {
+                vec![Bytes::from(text)]
+            }
+        }
+        Payload::Chunks(c) => c,
+    };
+    let len: usize = chunks.iter().map(|c| c.len()).sum();
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    let body = if head {
+        Body::empty()
+    } else {
+        Body::from_stream(futures_util::stream::iter(
+            chunks.into_iter().map(Ok::<Bytes, Infallible>),
+        ))
+    };
+    (StatusCode::OK, headers, body).into_response()
+}
+
+enum Payload {
+    Text(String),
+    /// Segment bytes as stored: sent in order, never joined.
+    Chunks(Vec<Bytes>),
+}
+
+fn mp4_type(kind: MediaKind) -> &'static str {
+    match kind {
+        MediaKind::Video => "video/mp4",
+        MediaKind::Audio => "audio/mp4",
+    }
+}
+
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|e| e.trim().split(';').next() == Some("gzip"))
+        })
+}
+
+fn gzip_bytes(data: &[u8]) -> Bytes {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    // Writing to a Vec cannot fail.
+    let _ = enc.write_all(data);
+    Bytes::from(enc.finish().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_paths() {
+        assert_eq!(
+            parse_media_path("/live/k/index.m3u8"),
+            Some(("live/k".into(), Resource::Multivariant))
+        );
+        assert_eq!(
+            parse_media_path("/app/a/b/manifest.mpd"),
+            Some(("app/a/b".into(), Resource::Mpd))
+        );
+        assert_eq!(
+            parse_media_path("/live/k/video.m3u8"),
+            Some(("live/k".into(), Resource::MediaPlaylist(MediaKind::Video)))
+        );
+        assert_eq!(
+            parse_media_path("/live/k/audio/init-7.mp4"),
+            Some(("live/k".into(), Resource::Init(MediaKind::Audio, 7)))
+        );
+        assert_eq!(
+            parse_media_path("/live/k/video/seg-123.m4s"),
+            Some(("live/k".into(), Resource::Segment(MediaKind::Video, 123)))
+        );
+        for bad in [
+            "/index.m3u8",
+            "/k/index.m3u8",
+            "/live/k/video/seg-x.m4s",
+            "/live/k/other/seg-1.m4s",
+            "/live/../index.m3u8",
+            "/live//index.m3u8",
+            "/live/k/video/seg-99999999999999999999999.m4s",
+            "",
+        ] {
+            assert_eq!(parse_media_path(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn gzip_accepted() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("br, gzip;q=0.8"),
+        );
+        assert!(accepts_gzip(&h));
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
+        assert!(!accepts_gzip(&h));
+    }
+}

@@ -1,0 +1,683 @@
+//! HLS playlists rendered from a [`StreamSnapshot`]: pure functions, no I/O.
+//!
+//! We write the text ourselves because `m3u8-rs` silently drops the LL-HLS
+//! tags when it writes (see DESIGN.md); it is used in the tests as the
+//! parser that checks what we render. Every URL comes from
+//! [`paths`] and is relative, so the same text works under any `/APP/KEY/`
+//! prefix and behind proxies.
+
+use std::fmt::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::model::{paths, SegmentInfo, StreamSnapshot, TrackTimeline};
+use crate::media::MediaKind;
+
+/// EXT-X-VERSION: 7 covers fractional EXTINF (3), EXT-X-MAP without
+/// I-frames-only (6) and everything else we write.
+pub const VERSION: u32 = 7;
+
+/// Group id of the audio rendition in the multivariant playlist.
+const AUDIO_GROUP: &str = "audio";
+
+/// The multivariant playlist (`index.m3u8`).
+///
+/// Video (+ audio): one EXT-X-STREAM-INF for `video.m3u8` whose BANDWIDTH
+/// counts both tracks (the player downloads both), and the audio track as an
+/// EXT-X-MEDIA rendition in group `audio`. Audio only: a single
+/// EXT-X-STREAM-INF for `audio.m3u8`. A track that does not exist is never
+/// advertised; with no track at all the playlist lists no variant.
+pub fn multivariant(s: &StreamSnapshot) -> String {
+    let mut out = String::with_capacity(512);
+    out.push_str("#EXTM3U\n");
+    let _ = writeln!(out, "#EXT-X-VERSION:{VERSION}");
+    out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
+
+    let video = s.video.as_ref().map(|t| &t.info);
+    let audio = s.audio.as_ref().map(|t| &t.info);
+    match (video, audio) {
+        (Some(v), audio) => {
+            if let Some(a) = audio {
+                let _ = write!(
+                    out,
+                    "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"{AUDIO_GROUP}\",NAME=\"audio\",\
+                     DEFAULT=YES,AUTOSELECT=YES"
+                );
+                if a.channels > 0 {
+                    let _ = write!(out, ",CHANNELS=\"{}\"", a.channels);
+                }
+                let _ = writeln!(out, ",URI=\"{}\"", paths::media_playlist(MediaKind::Audio));
+            }
+            let peak = v.peak_bandwidth + audio.map_or(0, |a| a.peak_bandwidth);
+            let _ = write!(out, "#EXT-X-STREAM-INF:BANDWIDTH={peak}");
+            // AVERAGE-BANDWIDTH only when every advertised track has one:
+            // half a sum would understate it.
+            let average = v.average_bandwidth + audio.map_or(0, |a| a.average_bandwidth);
+            if v.average_bandwidth > 0 && audio.is_none_or(|a| a.average_bandwidth > 0) {
+                let _ = write!(out, ",AVERAGE-BANDWIDTH={average}");
+            }
+            let codecs = [Some(v.codec.as_str()), audio.map(|a| a.codec.as_str())];
+            write_codecs(&mut out, codecs.iter().flatten().copied());
+            if v.width > 0 && v.height > 0 {
+                let _ = write!(out, ",RESOLUTION={}x{}", v.width, v.height);
+            }
+            if let Some(fps) = v.frame_rate.filter(|f| f.is_finite() && *f > 0.0) {
+                let _ = write!(out, ",FRAME-RATE={fps:.3}");
+            }
+            if audio.is_some() {
+                let _ = write!(out, ",AUDIO=\"{AUDIO_GROUP}\"");
+            }
+            let _ = writeln!(out, "\n{}", paths::media_playlist(MediaKind::Video));
+        }
+        (None, Some(a)) => {
+            let _ = write!(out, "#EXT-X-STREAM-INF:BANDWIDTH={}", a.peak_bandwidth);
+            if a.average_bandwidth > 0 {
+                let _ = write!(out, ",AVERAGE-BANDWIDTH={}", a.average_bandwidth);
+            }
+            write_codecs(&mut out, std::iter::once(a.codec.as_str()));
+            let _ = writeln!(out, "\n{}", paths::media_playlist(MediaKind::Audio));
+        }
+        (None, None) => {}
+    }
+    out
+}
+
+/// A media playlist (`video.m3u8` / `audio.m3u8`), or `None` if the stream
+/// has no such track.
+///
+/// Lists the last `s.window` segments of the track (at least one).
+///
+/// `evicted_discontinuities` is the number of this track's segments with
+/// `discontinuity == true` that are no longer in the snapshot at all (the
+/// store drops them from its own buffer). The model carries no counter, and
+/// EXT-X-DISCONTINUITY-SEQUENCE must count every discontinuity tag that was
+/// ever removed from the playlist (RFC 8216 §6.2.2): this function adds the
+/// ones still held in the snapshot but before the window, so the caller only
+/// counts what it evicts and never needs to know the window.
+///
+/// EXT-X-MAP is written at the top, whenever the init changes and after every
+/// discontinuity; EXT-X-PROGRAM-DATE-TIME on the first segment and after every
+/// discontinuity (where the media clock may have jumped).
+///
+/// Contract with the packager (nothing is asserted): `s.target_duration` ≥
+/// every segment's rounded duration, and a segment whose init differs from
+/// its predecessor's has `discontinuity == true` (RFC 8216 requires
+/// EXT-X-DISCONTINUITY for new encoding parameters; the DASH MPD needs a new
+/// Period for a new init).
+pub fn media_playlist(
+    s: &StreamSnapshot,
+    kind: MediaKind,
+    evicted_discontinuities: u64,
+) -> Option<String> {
+    let track = track(s, kind)?;
+    let listed = window(&track.segments, s.window);
+    let skipped = &track.segments[..track.segments.len() - listed.len()];
+    let discontinuity_sequence =
+        evicted_discontinuities + skipped.iter().filter(|g| g.discontinuity).count() as u64;
+    let timescale = f64::from(track.info.timescale.max(1));
+
+    let mut out = String::with_capacity(128 + 96 * listed.len());
+    out.push_str("#EXTM3U\n");
+    let _ = writeln!(out, "#EXT-X-VERSION:{VERSION}");
+    let _ = writeln!(out, "#EXT-X-TARGETDURATION:{}", s.target_duration);
+    let _ = writeln!(
+        out,
+        "#EXT-X-MEDIA-SEQUENCE:{}",
+        listed.first().map_or(0, |g| g.number)
+    );
+    let _ = writeln!(
+        out,
+        "#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_sequence}"
+    );
+    out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
+
+    let mut previous: Option<&SegmentInfo> = None;
+    for seg in listed {
+        if seg.discontinuity {
+            out.push_str("#EXT-X-DISCONTINUITY\n");
+        }
+        if previous.is_none_or(|p| p.init != seg.init) || seg.discontinuity {
+            let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", paths::init(kind, seg.init));
+        }
+        if previous.is_none() || seg.discontinuity {
+            let _ = writeln!(
+                out,
+                "#EXT-X-PROGRAM-DATE-TIME:{}",
+                rfc3339_millis(seg.wall_clock)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "#EXTINF:{:.5},\n{}",
+            seg.duration as f64 / timescale,
+            paths::segment(kind, seg.number)
+        );
+        previous = Some(seg);
+    }
+    if s.ended {
+        out.push_str("#EXT-X-ENDLIST\n");
+    }
+    Some(out)
+}
+
+/// The snapshot's timeline for `kind`.
+pub(crate) fn track(s: &StreamSnapshot, kind: MediaKind) -> Option<&TrackTimeline> {
+    match kind {
+        MediaKind::Video => s.video.as_ref(),
+        MediaKind::Audio => s.audio.as_ref(),
+    }
+}
+
+/// The segments a manifest lists: the last `window` (at least one, so a
+/// misconfigured window of 0 never yields an empty live playlist).
+pub(crate) fn window(segments: &[SegmentInfo], window: usize) -> &[SegmentInfo] {
+    let n = window.max(1).min(segments.len());
+    &segments[segments.len() - n..]
+}
+
+/// `2026-11-21T02:33:49.123Z`: RFC 3339 / xs:dateTime in UTC with
+/// milliseconds, as EXT-X-PROGRAM-DATE-TIME and the MPD want. Times before
+/// 1970 (a broken clock) render as the epoch.
+pub(crate) fn rfc3339_millis(t: SystemTime) -> String {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (year, month, day) = civil_from_days(secs / 86_400);
+    let rem = secs % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
+/// Proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's
+/// `civil_from_days`, unsigned since we never go before the epoch).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+/// `,CODECS="a,b"` (skipping empty codec strings; nothing if none is known).
+fn write_codecs<'a>(out: &mut String, codecs: impl Iterator<Item = &'a str>) {
+    let list: Vec<String> = codecs.map(quoted).filter(|c| !c.is_empty()).collect();
+    if !list.is_empty() {
+        let _ = write!(out, ",CODECS=\"{}\"", list.join(","));
+    }
+}
+
+/// An HLS quoted-string cannot contain `"`, CR or LF (RFC 8216 §4.2); drop
+/// them rather than break the playlist.
+fn quoted(s: &str) -> String {
+    s.chars()
+        .filter(|c| !matches!(c, '"' | '\r' | '\n'))
+        .collect()
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! Snapshot builders shared by the HLS and DASH tests.
+
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use proptest::prelude::*;
+
+    use crate::media::MediaKind;
+    use crate::package::model::{PartInfo, SegmentInfo, StreamSnapshot, TrackInfo, TrackTimeline};
+
+    pub const VIDEO_TS: u32 = 90_000;
+    pub const AUDIO_TS: u32 = 48_000;
+
+    /// 2023-11-14T22:13:20Z.
+    pub fn epoch() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+    }
+
+    pub fn video_info() -> TrackInfo {
+        TrackInfo {
+            kind: MediaKind::Video,
+            codec: "avc1.64001f".into(),
+            timescale: VIDEO_TS,
+            width: 1280,
+            height: 720,
+            frame_rate: Some(30_000.0 / 1001.0),
+            sample_rate: 0,
+            channels: 0,
+            peak_bandwidth: 3_200_000,
+            average_bandwidth: 2_900_000,
+        }
+    }
+
+    pub fn audio_info() -> TrackInfo {
+        TrackInfo {
+            kind: MediaKind::Audio,
+            codec: "mp4a.40.2".into(),
+            timescale: AUDIO_TS,
+            width: 0,
+            height: 0,
+            frame_rate: None,
+            sample_rate: 48_000,
+            channels: 2,
+            peak_bandwidth: 130_000,
+            average_bandwidth: 128_000,
+        }
+    }
+
+    /// One track from `(number, start, duration, discontinuity)`; the init
+    /// id counts the discontinuities (a new init after each).
+    pub fn timeline(info: TrackInfo, segs: &[(u64, u64, u64, bool)]) -> TrackTimeline {
+        let ts = u64::from(info.timescale);
+        let mut init = 1;
+        let mut inits = vec![];
+        let segments = segs
+            .iter()
+            .enumerate()
+            .map(|(i, &(number, start, duration, discontinuity))| {
+                if discontinuity && i > 0 {
+                    init += 1;
+                }
+                if inits.last() != Some(&init) {
+                    inits.push(init);
+                }
+                SegmentInfo {
+                    number,
+                    start,
+                    duration,
+                    init,
+                    discontinuity,
+                    wall_clock: epoch()
+                        + Duration::from_nanos(
+                            (u128::from(start) * 1_000_000_000 / u128::from(ts)) as u64,
+                        ),
+                    bytes: duration * 100,
+                    parts: vec![PartInfo {
+                        duration,
+                        independent: true,
+                    }],
+                }
+            })
+            .collect();
+        TrackTimeline {
+            info,
+            inits,
+            segments,
+        }
+    }
+
+    /// `n` contiguous segments numbered from `first`: video 2 s each, audio
+    /// alternately 94 and 93 AAC frames (so the timelines need `r` runs and
+    /// fresh `S` entries). `disc` lists the numbers that start after a
+    /// discontinuity.
+    pub fn segs(
+        first: u64,
+        n: usize,
+        ts: u32,
+        disc: &[u64],
+        audio: bool,
+    ) -> Vec<(u64, u64, u64, bool)> {
+        let mut start = first * 2 * u64::from(ts);
+        (0..n as u64)
+            .map(|i| {
+                let number = first + i;
+                let duration = if audio {
+                    if i % 2 == 0 {
+                        94 * 1024
+                    } else {
+                        93 * 1024
+                    }
+                } else {
+                    2 * u64::from(ts)
+                };
+                let seg = (number, start, duration, disc.contains(&number));
+                start += duration;
+                seg
+            })
+            .collect()
+    }
+
+    pub fn snapshot(
+        video: bool,
+        audio: bool,
+        first: u64,
+        n: usize,
+        window: usize,
+        disc: &[u64],
+        ended: bool,
+    ) -> StreamSnapshot {
+        StreamSnapshot {
+            key: "live/test".into(),
+            video: video.then(|| timeline(video_info(), &segs(first, n, VIDEO_TS, disc, false))),
+            audio: audio.then(|| timeline(audio_info(), &segs(first, n, AUDIO_TS, disc, true))),
+            target_duration: 2,
+            part_target: 0.5,
+            window,
+            ended,
+            availability_start: epoch(),
+            updated: epoch() + Duration::from_millis(123_456),
+        }
+    }
+
+    /// A random track: contiguous numbers, durations 0.1–7 s, random
+    /// discontinuities, and the target duration a packager would pick.
+    pub fn arb_snapshot() -> impl Strategy<Value = StreamSnapshot> {
+        (
+            0u64..1_000_000,
+            prop::collection::vec((9_000u64..630_000, any::<bool>(), 0u8..10), 1..40),
+            1usize..12,
+            any::<bool>(),
+            0u8..3,
+        )
+            .prop_map(|(first, raw, window, ended, tracks)| {
+                let mut video = vec![];
+                let mut audio = vec![];
+                let (mut vt, mut at) = (first * 180_000, first * 96_000);
+                for (i, &(d, gap, disc)) in raw.iter().enumerate() {
+                    let number = first + i as u64;
+                    let disc = disc == 0 && i > 0;
+                    if gap && disc {
+                        vt += 9_000;
+                    }
+                    let ad = d * 48 / 90 / 1024 * 1024 + 1024;
+                    video.push((number, vt, d, disc));
+                    audio.push((number, at, ad, disc));
+                    vt += d;
+                    at += ad;
+                }
+                let longest = raw
+                    .iter()
+                    .map(|&(d, _, _)| d as f64 / 90_000.0)
+                    .chain(audio.iter().map(|a| a.2 as f64 / 48_000.0))
+                    .fold(0.0, f64::max);
+                let mut s = snapshot(false, false, 0, 0, window, &[], ended);
+                s.target_duration = longest.ceil() as u32;
+                if tracks != 1 {
+                    s.video = Some(timeline(video_info(), &video));
+                }
+                if tracks != 0 {
+                    s.audio = Some(timeline(audio_info(), &audio));
+                }
+                s
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::*;
+    use super::*;
+    use m3u8_rs::{AlternativeMediaType, MasterPlaylist, MediaPlaylist};
+    use proptest::prelude::*;
+    use std::time::Duration;
+
+    fn parse_master(text: &str) -> MasterPlaylist {
+        m3u8_rs::parse_master_playlist_res(text.as_bytes())
+            .unwrap_or_else(|e| panic!("not a multivariant playlist: {e:?}\n{text}"))
+    }
+
+    fn parse_media(text: &str) -> MediaPlaylist {
+        m3u8_rs::parse_media_playlist_res(text.as_bytes())
+            .unwrap_or_else(|e| panic!("not a media playlist: {e:?}\n{text}"))
+    }
+
+    /// Checks every rule a media playlist must keep against the track it was
+    /// rendered from, and returns the parsed playlist.
+    fn check_media(s: &StreamSnapshot, kind: MediaKind, evicted: u64) -> MediaPlaylist {
+        let text = media_playlist(s, kind, evicted).expect("track exists");
+        let p = parse_media(&text);
+        let t = track(s, kind).unwrap();
+        let listed = window(&t.segments, s.window);
+        assert_eq!(p.version, Some(7));
+        assert!(p.independent_segments);
+        assert_eq!(p.target_duration, u64::from(s.target_duration));
+        assert_eq!(p.media_sequence, listed[0].number);
+        assert_eq!(p.segments.len(), listed.len());
+        assert_eq!(p.end_list, s.ended);
+        let ts = f64::from(t.info.timescale);
+        for (parsed, seg) in p.segments.iter().zip(listed) {
+            assert_eq!(parsed.uri, paths::segment(kind, seg.number));
+            let real = seg.duration as f64 / ts;
+            assert!((f64::from(parsed.duration) - real).abs() < 1e-5);
+            assert!(
+                f64::from(parsed.duration).round() as u64 <= p.target_duration,
+                "EXTINF {} over TARGETDURATION {}",
+                parsed.duration,
+                p.target_duration
+            );
+            assert_eq!(parsed.discontinuity, seg.discontinuity);
+        }
+        assert!(p.segments[0].map.is_some(), "EXT-X-MAP at the top");
+        assert!(p.segments[0].program_date_time.is_some());
+        p
+    }
+
+    #[test]
+    fn live_window_lists_the_last_six_of_eight() {
+        let s = snapshot(true, true, 10, 8, 6, &[], false);
+        for kind in [MediaKind::Video, MediaKind::Audio] {
+            let p = check_media(&s, kind, 0);
+            assert_eq!(p.media_sequence, 12);
+            assert_eq!(p.discontinuity_sequence, 0);
+            assert!(!p.end_list);
+            assert_eq!(
+                p.segments[0].map.as_ref().unwrap().uri,
+                paths::init(kind, 1)
+            );
+            // One init, no discontinuity: MAP and PROGRAM-DATE-TIME once.
+            assert!(p.segments[1..].iter().all(|g| g.map.is_none()));
+            assert!(p.segments[1..]
+                .iter()
+                .all(|g| g.program_date_time.is_none()));
+        }
+        let text = media_playlist(&s, MediaKind::Video, 0).unwrap();
+        assert!(
+            text.contains("#EXTINF:2.00000,\nvideo/seg-12.m4s\n"),
+            "{text}"
+        );
+        // Wall clock of segment 12: epoch + 24 s, to the millisecond.
+        let p = parse_media(&text);
+        let pdt = p.segments[0].program_date_time.unwrap();
+        assert_eq!(pdt.timestamp_millis(), 1_700_000_024_000);
+        assert!(text.contains("#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:44.000Z\n"));
+        let audio = media_playlist(&s, MediaKind::Audio, 0).unwrap();
+        assert!(
+            audio.contains("#EXTINF:2.00533,\naudio/seg-12.m4s\n"),
+            "{audio}"
+        );
+    }
+
+    #[test]
+    fn multivariant_audio_and_video() {
+        let s = snapshot(true, true, 0, 3, 6, &[], false);
+        let text = multivariant(&s);
+        let m = parse_master(&text);
+        assert_eq!(m.version, Some(7));
+        assert!(m.independent_segments);
+        assert_eq!(m.variants.len(), 1);
+        let v = &m.variants[0];
+        assert_eq!(v.uri, "video.m3u8");
+        assert_eq!(v.bandwidth, 3_330_000);
+        assert_eq!(v.average_bandwidth, Some(3_028_000));
+        assert_eq!(v.codecs.as_deref(), Some("avc1.64001f,mp4a.40.2"));
+        let r = v.resolution.unwrap();
+        assert_eq!((r.width, r.height), (1280, 720));
+        assert!((v.frame_rate.unwrap() - 29.97).abs() < 1e-9);
+        assert!(text.contains("FRAME-RATE=29.970"), "{text}");
+        assert_eq!(v.audio.as_deref(), Some("audio"));
+        assert_eq!(m.alternatives.len(), 1);
+        let a = &m.alternatives[0];
+        assert_eq!(a.media_type, AlternativeMediaType::Audio);
+        assert_eq!(a.group_id, "audio");
+        assert!(a.default && a.autoselect);
+        assert_eq!(a.channels.as_deref(), Some("2"));
+        assert_eq!(a.uri.as_deref(), Some("audio.m3u8"));
+    }
+
+    #[test]
+    fn discontinuity_in_the_middle() {
+        let s = snapshot(true, true, 10, 8, 6, &[15], false);
+        for kind in [MediaKind::Video, MediaKind::Audio] {
+            let p = check_media(&s, kind, 0);
+            // Listed: 12..=17; 15 is index 3.
+            assert_eq!(p.discontinuity_sequence, 0);
+            for (i, g) in p.segments.iter().enumerate() {
+                assert_eq!(g.discontinuity, i == 3);
+                assert_eq!(g.map.is_some(), i == 0 || i == 3);
+                assert_eq!(g.program_date_time.is_some(), i == 0 || i == 3);
+            }
+            assert_eq!(
+                p.segments[3].map.as_ref().unwrap().uri,
+                paths::init(kind, 2)
+            );
+            let seg = &track(&s, kind).unwrap().segments[5];
+            assert_eq!(seg.number, 15);
+            let millis = seg
+                .wall_clock
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64;
+            assert_eq!(
+                p.segments[3].program_date_time.unwrap().timestamp_millis(),
+                millis
+            );
+        }
+        let text = media_playlist(&s, MediaKind::Video, 0).unwrap();
+        assert!(text.contains(
+            "#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"video/init-2.mp4\"\n#EXT-X-PROGRAM-DATE-TIME:"
+        ));
+    }
+
+    #[test]
+    fn discontinuity_sequence_counts_what_left_the_playlist() {
+        // 11 is held but before the window; the store evicted 3 more.
+        let s = snapshot(true, false, 10, 8, 6, &[11, 13], false);
+        let p = check_media(&s, MediaKind::Video, 3);
+        assert_eq!(p.discontinuity_sequence, 4);
+        assert!(p.segments[1].discontinuity);
+        // The flagged segment at the top keeps its tag until it leaves.
+        let s = snapshot(true, false, 10, 8, 6, &[12], false);
+        let p = check_media(&s, MediaKind::Video, 0);
+        assert_eq!(p.discontinuity_sequence, 0);
+        assert!(p.segments[0].discontinuity);
+    }
+
+    #[test]
+    fn ended_stream_has_endlist() {
+        let s = snapshot(true, true, 0, 4, 6, &[], true);
+        for kind in [MediaKind::Video, MediaKind::Audio] {
+            let p = check_media(&s, kind, 0);
+            assert!(p.end_list);
+            assert_eq!(p.segments.len(), 4);
+        }
+        assert!(media_playlist(&s, MediaKind::Video, 0)
+            .unwrap()
+            .ends_with("#EXT-X-ENDLIST\n"));
+    }
+
+    #[test]
+    fn audio_only() {
+        let s = snapshot(false, true, 0, 4, 6, &[], false);
+        assert!(media_playlist(&s, MediaKind::Video, 0).is_none());
+        check_media(&s, MediaKind::Audio, 0);
+        let text = multivariant(&s);
+        let m = parse_master(&text);
+        assert!(m.alternatives.is_empty());
+        assert_eq!(m.variants.len(), 1);
+        let v = &m.variants[0];
+        assert_eq!(v.uri, "audio.m3u8");
+        assert_eq!(v.bandwidth, 130_000);
+        assert_eq!(v.codecs.as_deref(), Some("mp4a.40.2"));
+        assert!(v.resolution.is_none() && v.frame_rate.is_none() && v.audio.is_none());
+        assert!(!text.contains("EXT-X-MEDIA:"), "{text}");
+    }
+
+    #[test]
+    fn video_only() {
+        let s = snapshot(true, false, 0, 4, 6, &[], false);
+        assert!(media_playlist(&s, MediaKind::Audio, 0).is_none());
+        check_media(&s, MediaKind::Video, 0);
+        let text = multivariant(&s);
+        let m = parse_master(&text);
+        assert!(m.alternatives.is_empty());
+        assert_eq!(m.variants.len(), 1);
+        let v = &m.variants[0];
+        assert_eq!(v.uri, "video.m3u8");
+        assert_eq!(v.bandwidth, 3_200_000);
+        assert_eq!(v.codecs.as_deref(), Some("avc1.64001f"));
+        assert!(v.audio.is_none());
+        assert!(!text.contains("AUDIO"), "{text}");
+    }
+
+    #[test]
+    fn no_track_advertises_nothing() {
+        let s = snapshot(false, false, 0, 0, 6, &[], false);
+        let m = parse_master(&multivariant(&s));
+        assert!(m.variants.is_empty() && m.alternatives.is_empty());
+        assert!(media_playlist(&s, MediaKind::Video, 0).is_none());
+    }
+
+    #[test]
+    fn hostile_codec_string_cannot_break_the_playlist() {
+        let mut s = snapshot(true, false, 0, 2, 6, &[], false);
+        s.video.as_mut().unwrap().info.codec = "avc1\"\n#EXT-X-ENDLIST".into();
+        let text = multivariant(&s);
+        assert_eq!(text.lines().count(), 5, "{text}");
+        parse_master(&text);
+    }
+
+    #[test]
+    fn rfc3339() {
+        assert_eq!(rfc3339_millis(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            rfc3339_millis(UNIX_EPOCH - Duration::from_secs(5)),
+            "1970-01-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            rfc3339_millis(UNIX_EPOCH + Duration::from_millis(951_825_599_999)),
+            "2000-02-29T11:59:59.999Z"
+        );
+        assert_eq!(
+            rfc3339_millis(UNIX_EPOCH + Duration::from_millis(1_700_000_000_123)),
+            "2023-11-14T22:13:20.123Z"
+        );
+        assert_eq!(
+            rfc3339_millis(UNIX_EPOCH + Duration::from_secs(4_107_542_400)),
+            "2100-03-01T00:00:00.000Z"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn random_tracks_render_valid_playlists(s in arb_snapshot(), evicted in 0u64..5) {
+            parse_master(&multivariant(&s));
+            for kind in [MediaKind::Video, MediaKind::Audio] {
+                let Some(t) = track(&s, kind) else {
+                    prop_assert!(media_playlist(&s, kind, evicted).is_none());
+                    continue;
+                };
+                let p = check_media(&s, kind, evicted);
+                let n = t.segments.len();
+                prop_assert_eq!(p.segments.len(), s.window.min(n));
+                let listed = &t.segments[n - p.segments.len()..];
+                let want: f64 = listed
+                    .iter()
+                    .map(|g| g.duration as f64 / f64::from(t.info.timescale))
+                    .sum();
+                let got: f64 = p.segments.iter().map(|g| f64::from(g.duration)).sum();
+                prop_assert!((want - got).abs() < 1e-3, "{} vs {}", want, got);
+                let before = t.segments[..n - listed.len()]
+                    .iter()
+                    .filter(|g| g.discontinuity)
+                    .count() as u64;
+                prop_assert_eq!(p.discontinuity_sequence, evicted + before);
+            }
+        }
+    }
+}
