@@ -520,3 +520,52 @@ fn annex_b_publisher_is_packaged() {
         "decoded pictures differ"
     );
 }
+
+/// hls.js and dash.js in headless Chromium play castgate's live stream from
+/// another origin (so CORS is exercised): playback starts, `currentTime`
+/// advances without a long stall, and dash.js syncs its clock to castgate's
+/// own time endpoint (no request leaves the machine).
+#[test]
+fn browsers_play_hls_and_dash_live() {
+    crate::browser::ensure_installed();
+    let src = fixture(11);
+    let server = Castgate::start(&[]);
+    let mut publisher = publish(&src, &server.url("live/web"), &["-stream_loop", "-1"]);
+    wait_http_ok(server.http, "/live/web/index.m3u8", T);
+    // Let the window fill a little so both players have a live edge.
+    wait_http_ok(server.http, "/live/web/video/seg-3.m4s", T);
+    let shots = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    for (player, path) in [
+        ("hls", "live/web/index.m3u8"),
+        ("dash", "live/web/manifest.mpd"),
+    ] {
+        let url = server.http_url(path);
+        let report = crate::browser::play(
+            player,
+            &url,
+            14,
+            &shots.join(format!("castgate-{player}.png")),
+        );
+        assert!(report.ok, "{player} did not play {url}: {}", report.raw);
+        assert!(report.errors.is_empty(), "{player}: {:?}", report.errors);
+        assert!(
+            report.advanced_s >= 7.0,
+            "{player} advanced only {} s: {}",
+            report.advanced_s,
+            report.raw
+        );
+        assert!(
+            report.max_stall_s < 2.5,
+            "{player} stalled {} s: {}",
+            report.max_stall_s,
+            report.raw
+        );
+        assert!(
+            report.blocked.is_empty(),
+            "{player} tried to reach {:?}",
+            report.blocked
+        );
+    }
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+}

@@ -1,6 +1,7 @@
 //! End-to-end tests: castgate against real ffmpeg publishers and players,
 //! and hostile clients on raw sockets. Run with `cargo test --test e2e`.
 
+mod browser;
 mod cli;
 mod harness;
 mod hls_dash;
