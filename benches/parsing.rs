@@ -3,84 +3,13 @@
 //! `target/bench-fixtures/`. Measures the RTMP chunk decoder (at chunk sizes
 //! 128 and 4096) and FLV tag parsing, in bytes per second.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
 use bytes::{Bytes, BytesMut};
 use castgate::media::flv;
 use castgate::rtmp::chunk::{decode_all, ChunkDecoder, ChunkEncoder, ChunkLimits};
+use common::Tag;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-
-/// One FLV tag: (type, timestamp, body).
-type Tag = (u8, u32, Bytes);
-
-fn fixture() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-fixtures");
-    let path = dir.join("720p30-3mbps-10s.flv");
-    if path.exists() {
-        return path;
-    }
-    std::fs::create_dir_all(&dir).expect("create target/bench-fixtures");
-    let tmp = dir.join("720p.tmp.flv");
-    let status = Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-y"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30"])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=1000:beep_factor=4:sample_rate=48000",
-        ])
-        .args(["-map", "0:v", "-map", "1:a", "-t", "10"])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-profile:v",
-            "high",
-            "-bf",
-            "2",
-        ])
-        .args(["-g", "60", "-keyint_min", "60", "-sc_threshold", "0"])
-        .args(["-b:v", "3000k", "-maxrate", "3000k", "-bufsize", "6000k"])
-        .args([
-            "-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-ac", "2", "-f", "flv",
-        ])
-        .arg(&tmp)
-        .status()
-        .expect("the benchmark needs ffmpeg to make its 720p fixture (apt-get install ffmpeg)");
-    assert!(
-        status.success(),
-        "ffmpeg failed to make the benchmark fixture"
-    );
-    std::fs::rename(&tmp, &path).unwrap();
-    path
-}
-
-/// Reads the audio/video tags of an FLV file.
-fn read_tags(data: &[u8]) -> Vec<Tag> {
-    let mut pos = 9 + 4; // header + PreviousTagSize0
-    let mut tags = Vec::new();
-    while pos + 11 <= data.len() {
-        let t = data[pos];
-        let size = u32::from_be_bytes([0, data[pos + 1], data[pos + 2], data[pos + 3]]) as usize;
-        let ts = u32::from_be_bytes([data[pos + 7], data[pos + 4], data[pos + 5], data[pos + 6]]);
-        let body_start = pos + 11;
-        if body_start + size > data.len() {
-            break;
-        }
-        if t == 8 || t == 9 {
-            tags.push((
-                t,
-                ts,
-                Bytes::copy_from_slice(&data[body_start..body_start + size]),
-            ));
-        }
-        pos = body_start + size + 4;
-    }
-    tags
-}
 
 fn chunked(tags: &[Tag], chunk_size: usize) -> Bytes {
     let mut enc = ChunkEncoder::new();
@@ -94,8 +23,7 @@ fn chunked(tags: &[Tag], chunk_size: usize) -> Bytes {
 }
 
 fn benches(c: &mut Criterion) {
-    let data = std::fs::read(fixture()).unwrap();
-    let tags = read_tags(&data);
+    let tags = common::tags_720p();
     assert!(tags.len() > 500, "fixture has {} tags", tags.len());
 
     let mut g = c.benchmark_group("chunk_decode_720p");

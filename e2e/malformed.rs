@@ -454,3 +454,81 @@ fn player_that_stops_reading_is_dropped() {
     assert_eq!(cut_off, 1, "only the stuck player may be disconnected");
     drop(stuck);
 }
+
+/// A publisher that never sends a keyframe, with garbage sequence headers
+/// and NAL units, packages nothing and breaks nothing: a real stream
+/// published alongside is served as HLS and decodes cleanly.
+#[test]
+fn garbage_publisher_does_not_disturb_hls() {
+    let src = fixture(12);
+    let server = Castgate::start(&[]);
+    let mut good = publish(&src, &server.url("live/fine"), &[]);
+    let mut c = Raw::connect(server.rtmp);
+    c.handshake();
+    c.rtmp_connect("live");
+    c.command(
+        0,
+        &[
+            Amf0Value::string("createStream"),
+            Amf0Value::Number(2.0),
+            Amf0Value::Null,
+        ],
+    );
+    c.command(
+        1,
+        &[
+            Amf0Value::string("publish"),
+            Amf0Value::Number(3.0),
+            Amf0Value::Null,
+            Amf0Value::string("evil"),
+        ],
+    );
+    server.wait_log_all(&["publish started", "live/evil"], T);
+    let mut rng = 0x1234_5678u32;
+    let mut junk = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                rng ^= rng << 13;
+                rng ^= rng >> 17;
+                rng ^= rng << 5;
+                rng as u8
+            })
+            .collect()
+    };
+    for i in 0..300u32 {
+        let mut video = vec![0x27, 1, 0, 0, 0];
+        video.extend(junk(64));
+        let mut bad_header = vec![0x17, 0];
+        bad_header.extend(junk(12));
+        let mut audio = vec![0xAF, (i % 2) as u8];
+        audio.extend(junk(8));
+        let mut enc = BytesMut::new();
+        c.enc.write(6, 9, 1, i * 33, &[&video], &mut enc);
+        c.enc.write(6, 9, 1, i * 33, &[&bad_header], &mut enc);
+        c.enc.write(4, 8, 1, i * 21, &[&audio], &mut enc);
+        c.send(&enc);
+    }
+    assert!(wait_child(&mut good, T, "good publisher").success());
+    let fine = wait_http_ok(server.http, "/live/fine/index.m3u8", T);
+    assert_eq!(fine.status, 200);
+    assert_eq!(
+        decode_errors_url(&server.http_url("live/fine/index.m3u8")),
+        ""
+    );
+    // No keyframe ever arrived: no video is advertised for it. (Random
+    // bytes can pass for an AAC config, so its "audio" may be packaged:
+    // garbage in, garbage out, and nothing else is disturbed.)
+    assert_eq!(http_get(server.http, "/live/evil/video.m3u8").status, 404);
+    let master = http_get(server.http, "/live/evil/index.m3u8");
+    assert!(!master.text().contains("RESOLUTION"), "{}", master.text());
+    server.wait_log_all(&["dropped a bad", "live/evil"], T);
+    drop(c);
+}
+
+fn decode_errors_url(url: &str) -> String {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i", url, "-f", "null", "-"])
+        .output()
+        .expect("cannot run ffmpeg");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}

@@ -346,3 +346,117 @@ fn garbage_and_missing_keyframes_do_not_crash() {
     seg.end();
     assert!(!seg.has_segments() || seg.snapshot().video.is_none());
 }
+
+#[test]
+fn codec_change_mid_stream_gets_new_init_and_discontinuity() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = make_flv(dir.path(), "big.flv", 4, 30, true, true);
+    let b = make_flv_sized(dir.path(), "small.flv", "160x90");
+    let mut seg = StreamSegmenter::new("live/c", SegmenterConfig::default());
+    package(&flv_tags(&a), &mut seg);
+    // Same publisher, new resolution: a new sequence header mid-stream.
+    let later: Vec<_> = flv_tags(&b)
+        .into_iter()
+        .map(|(t, ts, body)| (t, ts + 4100, body))
+        .collect();
+    package(&later, &mut seg);
+    seg.end();
+    let v = seg.snapshot().video.unwrap();
+    assert_eq!(
+        v.info.width, 160,
+        "track info follows the new configuration"
+    );
+    let inits: Vec<u32> = v.segments.iter().map(|s| s.init).collect();
+    let first_new = inits
+        .iter()
+        .position(|&i| i != inits[0])
+        .expect("a second init segment");
+    assert!(
+        v.segments[first_new].discontinuity,
+        "a new init starts with a discontinuity"
+    );
+    assert!(seg.init(MediaKind::Video, inits[first_new]).is_some());
+    // Both halves decode, each with its own init.
+    for (i, range) in [
+        (inits[0], 0..first_new),
+        (inits[first_new], first_new..v.segments.len()),
+    ] {
+        let mut out = seg.init(MediaKind::Video, i).unwrap().to_vec();
+        for s in &v.segments[range] {
+            for c in seg.segment(MediaKind::Video, s.number).unwrap() {
+                out.extend_from_slice(&c);
+            }
+        }
+        let p = dir.path().join(format!("part{i}.mp4"));
+        std::fs::write(&p, out).unwrap();
+        assert_eq!(decode_errors(&p), "");
+    }
+}
+
+fn make_flv_sized(dir: &Path, name: &str, size: &str) -> PathBuf {
+    let path = dir.join(name);
+    let status = Command::new("ffmpeg")
+        .args([
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc2=size={size}:rate=30"),
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=1000:sample_rate=48000",
+            "-t",
+            "4",
+        ])
+        .args([
+            "-c:v", "libx264", "-threads", "1", "-preset", "veryfast", "-bf", "2", "-g", "30",
+        ])
+        .args(["-c:a", "aac", "-ar", "48000", "-ac", "2", "-f", "flv"])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    path
+}
+
+#[test]
+fn memory_is_bounded_by_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let flv = make_flv(dir.path(), "m.flv", 4, 30, true, true);
+    let tags = flv_tags(&flv);
+    let mut seg = StreamSegmenter::new("live/m", SegmenterConfig::default());
+    let mut ingest = Ingest::new();
+    let mut peak = 0;
+    // 20 loops of the 4 s source = 80 s of media, time rising throughout.
+    for round in 0..20u32 {
+        let mut events = Vec::new();
+        for (t, ts, body) in &tags {
+            let kind = if *t == 9 {
+                MediaKind::Video
+            } else {
+                MediaKind::Audio
+            };
+            ingest
+                .media(kind, ts + round * 4100, body.clone(), |e| events.push(e))
+                .unwrap();
+        }
+        for e in &events {
+            seg.push(e, SystemTime::now());
+        }
+        peak = peak.max(seg.stored_bytes());
+    }
+    let per_segment = seg.stored_bytes() / 18; // 9 segments per track kept
+    assert!(
+        peak <= 20 * per_segment.max(1) + 200_000,
+        "stored bytes grew to {peak}"
+    );
+    let v = seg.snapshot().video.unwrap();
+    assert_eq!(v.segments.len(), 6);
+    assert!(v.segments[0].number > 20, "old segments were evicted");
+}
