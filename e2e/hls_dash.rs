@@ -427,7 +427,10 @@ fn audio_only_and_video_only_publishes() {
 #[test]
 fn publisher_drop_and_return_within_grace() {
     let src = fixture(10);
-    let server = Castgate::start(&[("CASTGATE__PACKAGE__GRACE_SECS", "4")]);
+    let server = Castgate::start(&[
+        ("CASTGATE__PACKAGE__GRACE_SECS", "4"),
+        ("CASTGATE__PACKAGE__RETENTION_SECS", "3"),
+    ]);
     let mut first = publish(&src, &server.url("live/back"), &[]);
     wait_http_ok(server.http, "/live/back/video.m3u8", T);
     assert!(wait_child(&mut first, T, "first publish").success());
