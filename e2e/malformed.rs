@@ -94,6 +94,30 @@ impl Raw {
         );
     }
 
+    /// Handshake, `connect` to app `live`, `createStream`, then `publish`
+    /// or `play` of `name` on stream 1.
+    fn start_stream(&mut self, command: &str, name: &str) {
+        self.handshake();
+        self.rtmp_connect("live");
+        self.command(
+            0,
+            &[
+                Amf0Value::string("createStream"),
+                Amf0Value::Number(2.0),
+                Amf0Value::Null,
+            ],
+        );
+        self.command(
+            1,
+            &[
+                Amf0Value::string(command),
+                Amf0Value::Number(3.0),
+                Amf0Value::Null,
+                Amf0Value::string(name),
+            ],
+        );
+    }
+
     /// Reads until the server closes the connection; panics if it does not
     /// within `timeout`.
     fn expect_closed(&mut self, timeout: Duration, what: &str) {
@@ -334,26 +358,7 @@ fn connection_limit_refuses_clearly() {
 fn idle_publisher_is_disconnected() {
     let server = Castgate::start(&[("CASTGATE__RTMP__IDLE_TIMEOUT_SECS", "1")]);
     let mut c = Raw::connect(server.rtmp);
-    c.handshake();
-    c.rtmp_connect("live");
-    c.command(
-        0,
-        &[
-            Amf0Value::string("createStream"),
-            Amf0Value::Number(2.0),
-            Amf0Value::Null,
-        ],
-    );
-    c.command(
-        1,
-        &[
-            Amf0Value::string("publish"),
-            Amf0Value::Number(3.0),
-            Amf0Value::Null,
-            Amf0Value::string("idle"),
-            Amf0Value::string("live"),
-        ],
-    );
+    c.start_stream("publish", "idle");
     server.wait_log_all(&["publish started", "live/idle"], T);
     c.expect_closed(Duration::from_secs(10), "idle publisher");
     server.wait_log_all(&["sent no media", "live/idle"], T);
@@ -377,25 +382,7 @@ fn player_that_stops_reading_is_dropped() {
 
     let mut stuck = Raw::connect(server.rtmp);
     let tag = stuck.peer_tag();
-    stuck.handshake();
-    stuck.rtmp_connect("live");
-    stuck.command(
-        0,
-        &[
-            Amf0Value::string("createStream"),
-            Amf0Value::Number(2.0),
-            Amf0Value::Null,
-        ],
-    );
-    stuck.command(
-        1,
-        &[
-            Amf0Value::string("play"),
-            Amf0Value::Number(0.0),
-            Amf0Value::Null,
-            Amf0Value::string("slow"),
-        ],
-    );
+    stuck.start_stream("play", "slow");
     server.wait_log_all(&[&tag, "play requested"], T);
 
     // No -re: ~12 MB as fast as ffmpeg can send, far beyond the socket
@@ -464,25 +451,7 @@ fn garbage_publisher_does_not_disturb_hls() {
     let server = Castgate::start(&[]);
     let mut good = publish(&src, &server.url("live/fine"), &[]);
     let mut c = Raw::connect(server.rtmp);
-    c.handshake();
-    c.rtmp_connect("live");
-    c.command(
-        0,
-        &[
-            Amf0Value::string("createStream"),
-            Amf0Value::Number(2.0),
-            Amf0Value::Null,
-        ],
-    );
-    c.command(
-        1,
-        &[
-            Amf0Value::string("publish"),
-            Amf0Value::Number(3.0),
-            Amf0Value::Null,
-            Amf0Value::string("evil"),
-        ],
-    );
+    c.start_stream("publish", "evil");
     server.wait_log_all(&["publish started", "live/evil"], T);
     let mut rng = 0x1234_5678u32;
     let mut junk = |n: usize| -> Vec<u8> {

@@ -324,30 +324,23 @@ fn track_info(config: &CodecConfig) -> TrackInfo {
             peak_bandwidth: 0,
             average_bandwidth: 0,
         },
-        CodecConfig::Aac(c) => TrackInfo {
-            kind: MediaKind::Audio,
-            codec: aac::codec_string(c),
-            timescale: c.sample_rate.max(1),
-            width: 0,
-            height: 0,
-            frame_rate: None,
-            sample_rate: c.sample_rate,
-            channels: c.channels,
-            peak_bandwidth: 0,
-            average_bandwidth: 0,
-        },
-        CodecConfig::Mp3(c) => TrackInfo {
-            kind: MediaKind::Audio,
-            codec: "mp4a.6B".into(),
-            timescale: c.sample_rate.max(1),
-            width: 0,
-            height: 0,
-            frame_rate: None,
-            sample_rate: c.sample_rate,
-            channels: c.channels,
-            peak_bandwidth: 0,
-            average_bandwidth: 0,
-        },
+        CodecConfig::Aac(c) => audio_info(aac::codec_string(c), c.sample_rate, c.channels),
+        CodecConfig::Mp3(c) => audio_info("mp4a.6B".into(), c.sample_rate, c.channels),
+    }
+}
+
+fn audio_info(codec: String, sample_rate: u32, channels: u8) -> TrackInfo {
+    TrackInfo {
+        kind: MediaKind::Audio,
+        codec,
+        timescale: sample_rate.max(1),
+        width: 0,
+        height: 0,
+        frame_rate: None,
+        sample_rate,
+        channels,
+        peak_bandwidth: 0,
+        average_bandwidth: 0,
     }
 }
 
