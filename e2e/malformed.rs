@@ -385,10 +385,19 @@ fn player_that_stops_reading_is_dropped() {
     stuck.start_stream("play", "slow");
     server.wait_log_all(&[&tag, "play requested"], T);
 
-    // No -re: ~12 MB as fast as ffmpeg can send, far beyond the socket
-    // buffers and the stuck player's queue.
+    // ~12 MB at 20x real time (~12 Mbit/s): an ordinary player keeps up,
+    // while the stuck one fills its socket buffers and then its queue.
     let mut publisher = std::process::Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-stream_loop", "40", "-i"])
+        .args([
+            "-nostdin",
+            "-v",
+            "error",
+            "-readrate",
+            "20",
+            "-stream_loop",
+            "40",
+            "-i",
+        ])
         .arg(&src)
         .args(["-c", "copy", "-f", "flv", &server.url("live/slow")])
         .stderr(std::process::Stdio::piped())

@@ -170,7 +170,7 @@ fn decode_errors(path: &Path) -> String {
 fn av_stream_packages_frame_identical_and_aligned() {
     let dir = tempfile::tempdir().unwrap();
     let flv = make_flv(dir.path(), "av.flv", 9, 30, true, true);
-    let mut seg = StreamSegmenter::new("live/x", SegmenterConfig::default());
+    let mut seg = StreamSegmenter::with_first_number("live/x", SegmenterConfig::default(), 1);
     package(&flv_tags(&flv), &mut seg);
     seg.end();
     let snap = seg.snapshot();
@@ -252,7 +252,7 @@ fn av_stream_packages_frame_identical_and_aligned() {
 fn audio_only_and_video_only_streams() {
     let dir = tempfile::tempdir().unwrap();
     let flv = make_flv(dir.path(), "a.flv", 5, 30, false, true);
-    let mut seg = StreamSegmenter::new("live/a", SegmenterConfig::default());
+    let mut seg = StreamSegmenter::with_first_number("live/a", SegmenterConfig::default(), 1);
     package(&flv_tags(&flv), &mut seg);
     seg.end();
     let snap = seg.snapshot();
@@ -265,7 +265,7 @@ fn audio_only_and_video_only_streams() {
     assert_eq!(packets(&p, "0:a").len(), packets(&flv, "0:a").len());
 
     let flv = make_flv(dir.path(), "v.flv", 5, 30, true, false);
-    let mut seg = StreamSegmenter::new("live/v", SegmenterConfig::default());
+    let mut seg = StreamSegmenter::with_first_number("live/v", SegmenterConfig::default(), 1);
     package(&flv_tags(&flv), &mut seg);
     seg.end();
     let snap = seg.snapshot();
@@ -285,7 +285,7 @@ fn publisher_drop_and_return_is_a_discontinuity_and_window_slides() {
         extra: 1,
         ..SegmenterConfig::default()
     };
-    let mut seg = StreamSegmenter::new("live/d", cfg);
+    let mut seg = StreamSegmenter::with_first_number("live/d", cfg, 1);
     package(&tags, &mut seg);
     seg.push(&StreamEvent::PublisherStopped, SystemTime::now());
     // The same publisher returns; the hub would rebase its clock, here we
@@ -330,7 +330,7 @@ fn publisher_drop_and_return_is_a_discontinuity_and_window_slides() {
 
 #[test]
 fn garbage_and_missing_keyframes_do_not_crash() {
-    let mut seg = StreamSegmenter::new("live/g", SegmenterConfig::default());
+    let mut seg = StreamSegmenter::with_first_number("live/g", SegmenterConfig::default(), 1);
     let mut ingest = Ingest::new();
     let mut events = Vec::new();
     // Inter frames only, never a keyframe, and garbage bodies.
@@ -352,7 +352,7 @@ fn codec_change_mid_stream_gets_new_init_and_discontinuity() {
     let dir = tempfile::tempdir().unwrap();
     let a = make_flv(dir.path(), "big.flv", 4, 30, true, true);
     let b = make_flv_sized(dir.path(), "small.flv", "160x90");
-    let mut seg = StreamSegmenter::new("live/c", SegmenterConfig::default());
+    let mut seg = StreamSegmenter::with_first_number("live/c", SegmenterConfig::default(), 1);
     package(&flv_tags(&a), &mut seg);
     // Same publisher, new resolution: a new sequence header mid-stream.
     let later: Vec<_> = flv_tags(&b)
@@ -430,7 +430,7 @@ fn memory_is_bounded_by_the_window() {
     let dir = tempfile::tempdir().unwrap();
     let flv = make_flv(dir.path(), "m.flv", 4, 30, true, true);
     let tags = flv_tags(&flv);
-    let mut seg = StreamSegmenter::new("live/m", SegmenterConfig::default());
+    let mut seg = StreamSegmenter::with_first_number("live/m", SegmenterConfig::default(), 1);
     let mut ingest = Ingest::new();
     let mut peak = 0;
     // 20 loops of the 4 s source = 80 s of media, time rising throughout.
@@ -459,4 +459,17 @@ fn memory_is_bounded_by_the_window() {
     let v = seg.snapshot().video.unwrap();
     assert_eq!(v.segments.len(), 6);
     assert!(v.segments[0].number > 20, "old segments were evicted");
+}
+
+#[test]
+fn numbering_never_repeats_across_stream_restarts() {
+    let a = StreamSegmenter::new("live/r", SegmenterConfig::default());
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let b = StreamSegmenter::new("live/r", SegmenterConfig::default());
+    let (na, nb) = (a.snapshot(), b.snapshot());
+    assert!(na.video.is_none() && nb.video.is_none());
+    assert!(
+        b.next_number() > a.next_number(),
+        "a restarted stream must not reuse segment URLs"
+    );
 }

@@ -134,7 +134,11 @@ struct Track {
 }
 
 impl Track {
-    fn new(kind: MediaKind, config: Arc<CodecConfig>) -> Result<Track, cmaf::CmafError> {
+    fn new(
+        kind: MediaKind,
+        config: Arc<CodecConfig>,
+        init_id: u32,
+    ) -> Result<Track, cmaf::CmafError> {
         let track_id = match kind {
             MediaKind::Video => 1,
             MediaKind::Audio => 2,
@@ -146,8 +150,8 @@ impl Track {
             track_id,
             timescale: info.timescale,
             config,
-            init_id: 1,
-            inits: vec![(1, init)],
+            init_id,
+            inits: vec![(init_id, init)],
             info,
             part: Vec::new(),
             part_start: 0,
@@ -353,6 +357,8 @@ pub struct StreamSegmenter {
     audio: Option<Track>,
     /// The next segment number to open.
     next_number: u64,
+    /// Where this stream's numbering started (also its first init id).
+    first_number: u64,
     /// The next segments opened follow a discontinuity.
     discontinuity: bool,
     /// Highest video DTS seen (90 kHz): audio before it can be committed.
@@ -365,13 +371,26 @@ pub struct StreamSegmenter {
 }
 
 impl StreamSegmenter {
+    /// Segment numbers and init ids start at the current Unix time in
+    /// seconds, so a stream that ends and is published again later never
+    /// reuses a URL: segments are served as immutable.
     pub fn new(key: &str, config: SegmenterConfig) -> Self {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(1, |d| d.as_secs());
+        Self::with_first_number(key, config, now.clamp(1, u64::from(u32::MAX)))
+    }
+
+    /// As [`StreamSegmenter::new`], numbering from `first_number` (tests).
+    pub fn with_first_number(key: &str, config: SegmenterConfig, first_number: u64) -> Self {
+        let first_number = first_number.clamp(1, u64::from(u32::MAX));
         StreamSegmenter {
             key: key.to_string(),
             config,
             video: None,
             audio: None,
-            next_number: 1,
+            next_number: first_number,
+            first_number,
             discontinuity: false,
             video_progress: None,
             target_duration: config.target.ceil().max(1.0) as u32,
@@ -426,7 +445,7 @@ impl StreamSegmenter {
                     }
                 }
             }
-            None => match Track::new(kind, config) {
+            None => match Track::new(kind, config, self.first_number as u32) {
                 Ok(t) => *slot = Some(t),
                 Err(_) => self.stats.write_errors += 1,
             },
@@ -675,16 +694,29 @@ impl StreamSegmenter {
         self.updated = SystemTime::now();
     }
 
+    /// The number the next segment will get.
+    pub fn next_number(&self) -> u64 {
+        self.next_number
+    }
+
     pub fn is_ended(&self) -> bool {
         self.ended
     }
 
-    /// Whether any segment exists yet (manifests are served from then on).
+    /// Whether manifests can be served: some segment exists, and every
+    /// track that has started a segment has finished one (so the first
+    /// manifest a player sees lists every track the stream has; a track
+    /// that never started, e.g. video without a keyframe, does not block).
     pub fn has_segments(&self) -> bool {
-        [&self.video, &self.audio]
-            .into_iter()
-            .flatten()
-            .any(|t| !t.segments.is_empty())
+        let mut any = false;
+        for t in [&self.video, &self.audio].into_iter().flatten() {
+            if !t.segments.is_empty() {
+                any = true;
+            } else if t.open.is_some() {
+                return false;
+            }
+        }
+        any
     }
 
     pub fn snapshot(&self) -> StreamSnapshot {
