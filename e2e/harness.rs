@@ -326,11 +326,11 @@ pub fn track(packets: &[Packet], stream: u32) -> Vec<Packet> {
         .collect()
 }
 
-/// Decodes a file fully; returns ffmpeg's error output (empty when clean).
-pub fn decode_errors(file: &Path) -> String {
+/// Decodes a file or URL fully; returns ffmpeg's error output (empty when clean).
+pub fn decode_errors(input: impl AsRef<std::ffi::OsStr>) -> String {
     let out = Command::new("ffmpeg")
         .args(["-nostdin", "-v", "error", "-i"])
-        .arg(file)
+        .arg(input)
         .args(["-f", "null", "-"])
         .output()
         .expect("cannot run ffmpeg");

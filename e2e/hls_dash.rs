@@ -64,18 +64,6 @@ fn read_packets(url: &str, stream: &str) -> Vec<(i64, i64, u64, String)> {
         .collect()
 }
 
-fn decode_url_errors(url: &str) -> String {
-    let out = Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-i", url, "-f", "null", "-"])
-        .output()
-        .expect("cannot run ffmpeg");
-    let mut s = String::from_utf8_lossy(&out.stderr).to_string();
-    if !out.status.success() {
-        s.push_str(&format!("ffmpeg exited with {}", out.status));
-    }
-    s
-}
-
 /// Asserts `got` (pts ms, size, md5 per packet) is a contiguous run of `src`.
 fn assert_contiguous_run(
     src: &[(i64, i64, u64, String)],
@@ -296,7 +284,7 @@ fn hls_and_dash_carry_every_frame_of_a_live_publish() {
         server.http_url("live/hls/index.m3u8"),
         server.http_url("live/hls/manifest.mpd"),
     ] {
-        assert_eq!(decode_url_errors(&url), "", "decoding {url}");
+        assert_eq!(decode_errors(&url), "", "decoding {url}");
         let v = read_packets(&url, "0:v");
         let a = read_packets(&url, "0:a");
         assert_contiguous_run(&src_v, &v, &format!("video of {url}"));
@@ -419,7 +407,7 @@ fn audio_only_and_video_only_publishes() {
         }
         assert!(wait_child(&mut p, T, "publisher").success());
         let url = server.http_url(&format!("{key}/index.m3u8"));
-        assert_eq!(decode_url_errors(&url), "", "{name}");
+        assert_eq!(decode_errors(&url), "", "{name}");
     }
 }
 
@@ -451,10 +439,7 @@ fn publisher_drop_and_return_within_grace() {
     server.wait_log_all(&["packaging ended", "live/back"], T);
     let p = media_playlist(&http_get(server.http, "/live/back/video.m3u8").text());
     assert!(p.end_list);
-    assert_eq!(
-        decode_url_errors(&server.http_url("live/back/index.m3u8")),
-        ""
-    );
+    assert_eq!(decode_errors(server.http_url("live/back/index.m3u8")), "");
 }
 
 /// An encoder that sends an empty AVC sequence header and Annex B frames with
@@ -497,7 +482,7 @@ fn annex_b_publisher_is_packaged() {
         Some((320, 240))
     );
     let url = server.http_url("live/annexb/index.m3u8");
-    assert_eq!(decode_url_errors(&url), "");
+    assert_eq!(decode_errors(&url), "");
     // The same pictures: decoded frames hash the same as the source's.
     let frames = |u: &str| -> Vec<String> {
         let out = Command::new("ffmpeg")

@@ -67,23 +67,13 @@ fn make_flv(dir: &Path, name: &str, secs: u32, gop: u32, video: bool, audio: boo
 
 /// The audio/video tags of an FLV file: (type, timestamp, body).
 fn flv_tags(path: &Path) -> Vec<(u8, u32, Bytes)> {
-    let data = std::fs::read(path).unwrap();
-    let mut pos = 13;
-    let mut tags = Vec::new();
-    while pos + 11 <= data.len() {
-        let t = data[pos];
-        let size = u32::from_be_bytes([0, data[pos + 1], data[pos + 2], data[pos + 3]]) as usize;
-        let ts = u32::from_be_bytes([data[pos + 7], data[pos + 4], data[pos + 5], data[pos + 6]]);
-        let body = pos + 11;
-        if body + size > data.len() {
-            break;
-        }
-        if t == 8 || t == 9 {
-            tags.push((t, ts, Bytes::copy_from_slice(&data[body..body + size])));
-        }
-        pos = body + size + 4;
-    }
-    tags
+    let data = Bytes::from(std::fs::read(path).unwrap());
+    castgate::media::flv_file::read_tags(&data)
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.tag_type == 8 || t.tag_type == 9)
+        .map(|t| (t.tag_type, t.timestamp, t.body))
+        .collect()
 }
 
 fn package(tags: &[(u8, u32, Bytes)], seg: &mut StreamSegmenter) {

@@ -53,32 +53,13 @@ pub fn fixture() -> PathBuf {
     path
 }
 
-/// Reads the audio/video tags of an FLV file.
-pub fn read_tags(data: &[u8]) -> Vec<Tag> {
-    let mut pos = 9 + 4; // header + PreviousTagSize0
-    let mut tags = Vec::new();
-    while pos + 11 <= data.len() {
-        let t = data[pos];
-        let size = u32::from_be_bytes([0, data[pos + 1], data[pos + 2], data[pos + 3]]) as usize;
-        let ts = u32::from_be_bytes([data[pos + 7], data[pos + 4], data[pos + 5], data[pos + 6]]);
-        let body_start = pos + 11;
-        if body_start + size > data.len() {
-            break;
-        }
-        if t == 8 || t == 9 {
-            tags.push((
-                t,
-                ts,
-                Bytes::copy_from_slice(&data[body_start..body_start + size]),
-            ));
-        }
-        pos = body_start + size + 4;
-    }
-    tags
-}
-
 /// The fixture's audio and video tags.
 pub fn tags_720p() -> Vec<Tag> {
-    let data = std::fs::read(fixture()).expect("read the benchmark fixture");
-    read_tags(&data)
+    let data = Bytes::from(std::fs::read(fixture()).expect("read the benchmark fixture"));
+    castgate::media::flv_file::read_tags(&data)
+        .expect("the benchmark fixture is FLV")
+        .into_iter()
+        .filter(|t| t.tag_type == 8 || t.tag_type == 9)
+        .map(|t| (t.tag_type, t.timestamp, t.body))
+        .collect()
 }

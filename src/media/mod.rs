@@ -4,6 +4,7 @@
 pub mod aac;
 pub mod avc;
 pub mod flv;
+pub mod flv_file;
 pub mod frame;
 pub mod timeline;
 

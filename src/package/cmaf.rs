@@ -886,29 +886,23 @@ mod tests {
     /// Every tag of an FLV file through `media::flv`, as castgate would see
     /// them arrive over RTMP.
     fn read_flv(data: Bytes) -> (AvcConfig, AacConfig, Vec<Frame>, Vec<Frame>) {
-        assert_eq!(&data[..3], b"FLV");
-        let mut pos = u32::from_be_bytes(data[5..9].try_into().unwrap()) as usize + 4;
         let (mut vc, mut ac, mut video, mut audio) = (None, None, Vec::new(), Vec::new());
-        while pos + 11 <= data.len() {
-            let u24 = |at: usize| u32::from_be_bytes([0, data[at], data[at + 1], data[at + 2]]);
-            let size = u24(pos + 1) as usize;
-            let ts = i64::from(u24(pos + 4) | u32::from(data[pos + 7]) << 24);
-            let body = data.slice(pos + 11..pos + 11 + size);
-            match data[pos] & 0x1f {
-                9 => match flv::parse_video(ts, body).unwrap() {
+        for tag in crate::media::flv_file::read_tags(&data).unwrap() {
+            let ts = i64::from(tag.timestamp);
+            match tag.tag_type {
+                9 => match flv::parse_video(ts, tag.body).unwrap() {
                     flv::VideoTag::Config(c) => vc = Some(c),
                     flv::VideoTag::Frame(f) => video.push(f),
                     flv::VideoTag::EndOfSequence => {}
                     other => panic!("{other:?}"),
                 },
-                8 => match flv::parse_audio(ts, body).unwrap() {
+                8 => match flv::parse_audio(ts, tag.body).unwrap() {
                     flv::AudioTag::Config(CodecConfig::Aac(c)) => ac = Some(c),
                     flv::AudioTag::Frame(f) => audio.push(f),
                     other => panic!("{other:?}"),
                 },
                 _ => {}
             }
-            pos += 11 + size + 4;
         }
         (vc.unwrap(), ac.unwrap(), video, audio)
     }
