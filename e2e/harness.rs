@@ -286,30 +286,52 @@ pub struct Packet {
     pub md5: String,
 }
 
-/// The packets of a file, in file order, with timestamps in the stream's time base.
+/// The packets of a file, in file order, with timestamps in milliseconds.
 pub fn framemd5(file: &Path) -> Vec<Packet> {
+    framemd5_of(file, "0")
+}
+
+/// The packets `-map MAP` selects from a file or URL, in order, with
+/// timestamps converted to milliseconds from each stream's time base.
+pub fn framemd5_of(input: impl AsRef<std::ffi::OsStr>, map: &str) -> Vec<Packet> {
     require("ffmpeg");
+    let input = input.as_ref();
     let out = Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-i"])
-        .arg(file)
-        .args(["-map", "0", "-copyts", "-c", "copy", "-f", "framemd5", "-"])
+        .args(["-nostdin", "-v", "error", "-copyts", "-i"])
+        .arg(input)
+        .args(["-map", map, "-c", "copy", "-f", "framemd5", "-"])
         .output()
         .expect("cannot run ffmpeg");
     assert!(
         out.status.success(),
         "framemd5 of {} failed: {}",
-        file.display(),
+        input.to_string_lossy(),
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout)
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "#tb 0: 1/1000" lines give each output stream's time base.
+    let time_bases: Vec<f64> = text
         .lines()
+        .filter_map(|l| l.strip_prefix("#tb "))
+        .filter_map(|l| l.split_once(": ").map(|(_, tb)| tb.trim()))
+        .filter_map(|tb| tb.split_once('/'))
+        .filter_map(|(n, d)| Some(n.parse::<f64>().ok()? / d.parse::<f64>().ok()?))
+        .collect();
+    text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {
             let f: Vec<&str> = l.split(',').map(str::trim).collect();
+            let stream: u32 = f.first()?.parse().ok()?;
+            let tb = *time_bases.get(stream as usize)?;
+            let ms = |v: &str| {
+                v.parse::<f64>()
+                    .ok()
+                    .map(|t| (t * tb * 1000.0).round() as i64)
+            };
             Some(Packet {
-                stream: f.first()?.parse().ok()?,
-                dts: f.get(1)?.parse().ok()?,
-                pts: f.get(2)?.parse().ok()?,
+                stream,
+                dts: ms(f.get(1)?)?,
+                pts: ms(f.get(2)?)?,
                 size: f.get(4)?.parse().ok()?,
                 md5: f.get(5)?.to_string(),
             })

@@ -31,49 +31,12 @@ fn check_target_duration(p: &m3u8_rs::MediaPlaylist) {
     }
 }
 
-/// `ffmpeg -copyts -i URL -c copy -f framemd5` packets, times in ms.
-fn read_packets(url: &str, stream: &str) -> Vec<(i64, i64, u64, String)> {
-    let out = Command::new("ffmpeg")
-        .args([
-            "-nostdin", "-v", "error", "-copyts", "-i", url, "-map", stream, "-c", "copy", "-f",
-            "framemd5", "-",
-        ])
-        .output()
-        .expect("cannot run ffmpeg");
-    assert!(
-        out.status.success(),
-        "ffmpeg could not read {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let tb: f64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("#tb 0: "))
-        .map(|t| {
-            let (n, d) = t.trim().split_once('/').unwrap();
-            n.parse::<f64>().unwrap() / d.parse::<f64>().unwrap()
-        })
-        .expect("framemd5 time base");
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').map(str::trim).collect();
-            let ms = |v: &str| (v.parse::<f64>().unwrap() * tb * 1000.0).round() as i64;
-            (ms(f[1]), ms(f[2]), f[4].parse().unwrap(), f[5].to_string())
-        })
-        .collect()
-}
-
-/// Asserts `got` (pts ms, size, md5 per packet) is a contiguous run of `src`.
-fn assert_contiguous_run(
-    src: &[(i64, i64, u64, String)],
-    got: &[(i64, i64, u64, String)],
-    what: &str,
-) {
+/// Asserts `got` is a contiguous run of `src`: same payloads and PTS.
+fn assert_contiguous_run(src: &[Packet], got: &[Packet], what: &str) {
     assert!(!got.is_empty(), "{what}: no packets");
     let start = src
         .iter()
-        .position(|p| p.3 == got[0].3)
+        .position(|p| p.md5 == got[0].md5)
         .unwrap_or_else(|| panic!("{what}: first packet is not in the source"));
     let expect = &src[start..start + got.len().min(src.len() - start)];
     assert_eq!(
@@ -83,11 +46,11 @@ fn assert_contiguous_run(
     );
     for (i, (g, e)) in got.iter().zip(expect).enumerate() {
         assert_eq!(
-            (g.2, &g.3),
-            (e.2, &e.3),
+            (g.size, &g.md5),
+            (e.size, &e.md5),
             "{what}: packet {i} payload differs"
         );
-        assert_eq!(g.1, e.1, "{what}: packet {i} PTS differs");
+        assert_eq!(g.pts, e.pts, "{what}: packet {i} PTS differs");
     }
 }
 
@@ -278,47 +241,47 @@ fn hls_and_dash_carry_every_frame_of_a_live_publish() {
 
     // ffmpeg reads both manifests: every frame of the window, decoded
     // cleanly, identical payloads and presentation times.
-    let src_v = read_packets(published.to_str().unwrap(), "0:v");
-    let src_a = read_packets(published.to_str().unwrap(), "0:a");
+    let src_v = framemd5_of(&published, "0:v");
+    let src_a = framemd5_of(&published, "0:a");
     for url in [
         server.http_url("live/hls/index.m3u8"),
         server.http_url("live/hls/manifest.mpd"),
     ] {
         assert_eq!(decode_errors(&url), "", "decoding {url}");
-        let v = read_packets(&url, "0:v");
-        let a = read_packets(&url, "0:a");
+        let v = framemd5_of(&url, "0:v");
+        let a = framemd5_of(&url, "0:a");
         assert_contiguous_run(&src_v, &v, &format!("video of {url}"));
         // The window: 6 segments of 2 s of 30 fps video, to the end.
         assert_eq!(v.len(), 6 * 60, "{url}: every frame of the window");
         assert_eq!(
-            v.last().map(|p| &p.3),
-            src_v.last().map(|p| &p.3),
+            v.last().map(|p| &p.md5),
+            src_v.last().map(|p| &p.md5),
             "{url}: up to the last frame"
         );
         // (A sine's AAC frames repeat, so audio is lined up by time, not hash.)
         let first = src_a
             .iter()
-            .position(|p| (p.1 - a[0].1).abs() <= 1)
+            .position(|p| (p.pts - a[0].pts).abs() <= 1)
             .expect("first audio packet in the source");
         for (g, e) in a.iter().zip(&src_a[first..]) {
-            assert_eq!((g.2, &g.3), (e.2, &e.3), "{url}: audio payloads");
+            assert_eq!((g.size, &g.md5), (e.size, &e.md5), "{url}: audio payloads");
             assert!(
-                (g.1 - e.1).abs() <= 1,
+                (g.pts - e.pts).abs() <= 1,
                 "{url}: audio pts {} vs {}",
-                g.1,
-                e.1
+                g.pts,
+                e.pts
             );
         }
         // Audio and video start within one frame of each other (decode times).
         assert!(
-            (v[0].0 - a[0].0).abs() <= 34,
+            (v[0].dts - a[0].dts).abs() <= 34,
             "{url}: video starts at {} ms, audio at {} ms",
-            v[0].0,
-            a[0].0
+            v[0].dts,
+            a[0].dts
         );
         // The EXTINF sum matches the media duration.
         let extinf: f64 = ended.segments.iter().map(|s| f64::from(s.duration)).sum();
-        let media = (v.last().unwrap().0 - v[0].0) as f64 / 1000.0 + 1.0 / 30.0;
+        let media = (v.last().unwrap().dts - v[0].dts) as f64 / 1000.0 + 1.0 / 30.0;
         assert!(
             (extinf - media).abs() < 0.05,
             "{url}: EXTINF sum {extinf} vs media {media}"
