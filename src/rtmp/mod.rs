@@ -4,6 +4,7 @@
 pub mod amf0;
 pub mod amf3;
 pub mod chunk;
+pub mod client;
 pub mod handshake;
 pub mod message;
 pub mod session;

@@ -1,0 +1,221 @@
+//! Publishers: each replays the FLV file over its own RTMP connection at
+//! real-time speed, tag by tag as ffmpeg `-re` does (one write per due
+//! instant), looping with rising timestamps for as long as asked.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use castgate::media::flv_file::{FileTag, TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
+use castgate::media::MediaKind;
+use castgate::rtmp::client::{ClientConfig, ClientEvent, ClientSession};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{sleep_until, timeout, Instant};
+
+/// The file, prepared once and shared by every publisher.
+pub struct Replay {
+    /// The script tag (onMetaData), sent once after publish starts.
+    pub script: Option<Bytes>,
+    /// Sequence headers, sent once before the first media.
+    pub headers: Vec<FileTag>,
+    /// Media tags in file order, timestamps relative to the first.
+    pub media: Vec<FileTag>,
+    /// Timestamp step between loops: past the last tag by one video frame.
+    pub loop_ms: u32,
+}
+
+impl Replay {
+    pub fn new(tags: Vec<FileTag>) -> Result<Replay, String> {
+        let is_header = |t: &FileTag| match t.tag_type {
+            TAG_VIDEO => t.body.len() >= 2 && t.body[0] & 0x0F == 7 && t.body[1] == 0,
+            TAG_AUDIO => t.body.len() >= 2 && t.body[0] >> 4 == 10 && t.body[1] == 0,
+            _ => false,
+        };
+        let script = tags
+            .iter()
+            .find(|t| t.tag_type == TAG_SCRIPT)
+            .map(|t| t.body.clone());
+        let headers: Vec<FileTag> = tags.iter().filter(|t| is_header(t)).cloned().collect();
+        let mut media: Vec<FileTag> = tags
+            .into_iter()
+            .filter(|t| matches!(t.tag_type, TAG_AUDIO | TAG_VIDEO) && !is_header(t))
+            .collect();
+        let first = media
+            .first()
+            .ok_or("the FLV file has no audio or video tags")?
+            .timestamp;
+        for t in &mut media {
+            t.timestamp = t.timestamp.saturating_sub(first);
+        }
+        let last = media.iter().map(|t| t.timestamp).max().unwrap_or(0);
+        Ok(Replay {
+            script,
+            headers,
+            media,
+            loop_ms: last + 34,
+        })
+    }
+}
+
+/// What one publisher saw.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct PublisherReport {
+    pub name: String,
+    pub connected: bool,
+    /// Connect to NetStream.Publish.Start.
+    pub publish_ms: Option<f64>,
+    pub error: Option<String>,
+    pub tags_sent: u64,
+    pub bytes_sent: u64,
+    /// Largest delay between a tag's due time and its write: the load
+    /// generator (or a server not reading) falling behind real time.
+    pub max_late_ms: f64,
+    /// Seconds from the run's start to Publish.Start.
+    #[serde(skip)]
+    pub started_at: Option<Instant>,
+}
+
+/// Publishes `name` from `start` until `end`.
+pub async fn run(
+    base: ClientConfig,
+    addr: String,
+    name: String,
+    replay: Arc<Replay>,
+    start: Instant,
+    end: Instant,
+    on_started: impl FnOnce(Instant),
+) -> PublisherReport {
+    let mut report = PublisherReport {
+        name: name.clone(),
+        ..Default::default()
+    };
+    sleep_until(start).await;
+    if let Err(e) = publish(base, &addr, &name, &replay, end, &mut report, on_started).await {
+        report.error = Some(e);
+    }
+    report
+}
+
+async fn publish(
+    base: ClientConfig,
+    addr: &str,
+    name: &str,
+    replay: &Replay,
+    end: Instant,
+    report: &mut PublisherReport,
+    on_started: impl FnOnce(Instant),
+) -> Result<(), String> {
+    let t0 = Instant::now();
+    let mut stream = timeout(Duration::from_secs(10), TcpStream::connect(addr))
+        .await
+        .map_err(|_| format!("connect to {addr} timed out"))?
+        .map_err(|e| format!("connect to {addr}: {e}"))?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    report.connected = true;
+    let mut session = ClientSession::new(ClientConfig {
+        stream: name.to_string(),
+        ..base
+    });
+    session.start();
+    let mut rbuf = BytesMut::with_capacity(8 << 10);
+
+    // Handshake, connect, createStream, publish.
+    let started = loop {
+        flush(&mut stream, &mut session, report).await?;
+        if let Some(ev) = session.poll_event() {
+            match ev {
+                ClientEvent::Publishing { .. } => break Instant::now(),
+                ClientEvent::Failed { code, description } => {
+                    return Err(format!("publish refused: {code} {description}"))
+                }
+                _ => continue,
+            }
+        }
+        rbuf.clear();
+        let n = timeout(Duration::from_secs(10), stream.read_buf(&mut rbuf))
+            .await
+            .map_err(|_| "no answer to publish within 10 s".to_string())?
+            .map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("server closed the connection before Publish.Start".into());
+        }
+        session.handle_input(&rbuf).map_err(|e| e.to_string())?;
+    };
+    report.publish_ms = Some(started.duration_since(t0).as_secs_f64() * 1000.0);
+    report.started_at = Some(started);
+    on_started(started);
+
+    if let Some(script) = &replay.script {
+        session.send_data_raw(0, script);
+    }
+    for t in &replay.headers {
+        session.send_media(kind(t.tag_type), 0, &[&t.body]);
+    }
+    let zero = Instant::now();
+    let mut index = 0usize;
+    let mut offset: u64 = 0;
+    loop {
+        let tag = &replay.media[index];
+        let ts = offset + u64::from(tag.timestamp);
+        let due = zero + Duration::from_millis(ts);
+        if due >= end {
+            break;
+        }
+        if due > Instant::now() {
+            flush(&mut stream, &mut session, report).await?;
+            // Wait for the tag's time, answering the server meanwhile.
+            loop {
+                rbuf.clear();
+                tokio::select! {
+                    _ = sleep_until(due) => break,
+                    r = stream.read_buf(&mut rbuf) => {
+                        match r {
+                            Ok(0) => return Err("server closed the connection".into()),
+                            Ok(_) => session.handle_input(&rbuf).map_err(|e| e.to_string())?,
+                            Err(e) => return Err(e.to_string()),
+                        }
+                        if let Some(ClientEvent::Failed { code, description }) = session.poll_event() {
+                            return Err(format!("server ended the publish: {code} {description}"));
+                        }
+                        flush(&mut stream, &mut session, report).await?;
+                    }
+                }
+            }
+            let late = Instant::now().saturating_duration_since(due).as_secs_f64() * 1000.0;
+            report.max_late_ms = report.max_late_ms.max(late);
+        }
+        session.send_media(kind(tag.tag_type), (ts & 0xFFFF_FFFF) as u32, &[&tag.body]);
+        report.tags_sent += 1;
+        index += 1;
+        if index == replay.media.len() {
+            index = 0;
+            offset += u64::from(replay.loop_ms);
+        }
+    }
+    session.stop();
+    flush(&mut stream, &mut session, report).await?;
+    let _ = stream.shutdown().await;
+    Ok(())
+}
+
+fn kind(tag_type: u8) -> MediaKind {
+    if tag_type == TAG_AUDIO {
+        MediaKind::Audio
+    } else {
+        MediaKind::Video
+    }
+}
+
+async fn flush(
+    stream: &mut TcpStream,
+    session: &mut ClientSession,
+    report: &mut PublisherReport,
+) -> Result<(), String> {
+    if session.has_output() {
+        let out = session.take_output();
+        report.bytes_sent += out.len() as u64;
+        stream.write_all(&out).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}

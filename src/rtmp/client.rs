@@ -1,0 +1,631 @@
+//! The RTMP client session: a sans-I/O state machine that publishes or
+//! plays one stream.
+//!
+//! The load generator drives it for thousands of publishers at once, and
+//! relays push with it. Like [`super::session::ServerSession`], it never
+//! touches a socket: call [`ClientSession::start`], write out
+//! [`ClientSession::take_output`], feed the server's bytes to
+//! [`ClientSession::handle_input`] and act on [`ClientSession::poll_event`].
+//!
+//! The command sequence is the one ffmpeg and OBS send, which every server
+//! (nginx-rtmp, SRS, Wowza, YouTube, Twitch, castgate) accepts:
+//! `connect` → (`releaseStream`, `FCPublish`) → `createStream` →
+//! `publish`/`play`, then media on the created stream.
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+
+use super::amf0::{self, Amf0Value};
+use super::chunk::{ChunkDecoder, ChunkEncoder, ChunkLimits};
+use super::handshake::{ClientHandshake, HandshakeStatus};
+use super::message::{self as msg, Message, UserControl};
+use super::session::SessionError;
+use crate::media::MediaKind;
+
+const CSID_CONTROL: u32 = 2;
+const CSID_COMMAND: u32 = 3;
+const CSID_AUDIO: u32 = 4;
+const CSID_DATA: u32 = 5;
+const CSID_VIDEO: u32 = 6;
+
+/// Transaction ids of the commands the client sends.
+const TID_CONNECT: f64 = 1.0;
+const TID_CREATE_STREAM: f64 = 4.0;
+
+/// Whether the session publishes or plays its stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientMode {
+    Publish,
+    Play,
+}
+
+/// What to connect to and how.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Application, as in `rtmp://host/APP/name` (may carry a `?query`).
+    pub app: String,
+    /// Stream name (may carry a `?query`, e.g. a token).
+    pub stream: String,
+    /// The URL the server is told it was reached at.
+    pub tc_url: String,
+    pub mode: ClientMode,
+    /// Chunk size we send with (announced before `connect`).
+    pub out_chunk_size: u32,
+    pub chunk_limits: ChunkLimits,
+    pub flash_ver: String,
+}
+
+impl ClientConfig {
+    /// Builds a config from `rtmp://host[:port]/app[/more]/stream`: the first
+    /// path segment is the app and the rest the stream name, as ffmpeg and
+    /// OBS split it. Returns the `host:port` too (port 1935 if absent).
+    pub fn from_url(url: &str, mode: ClientMode) -> Result<(String, ClientConfig), String> {
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| format!("not a URL: {url}"))?;
+        let default_port = match scheme {
+            "rtmp" => 1935,
+            "rtmps" => 443,
+            _ => return Err(format!("unsupported scheme {scheme}:// in {url}")),
+        };
+        let (authority, path) = rest
+            .split_once('/')
+            .ok_or_else(|| format!("no app in {url}"))?;
+        let (app, stream) = path
+            .split_once('/')
+            .ok_or_else(|| format!("no stream name in {url}"))?;
+        if authority.is_empty() || app.is_empty() || stream.is_empty() {
+            return Err(format!("expected rtmp://host/app/stream, got {url}"));
+        }
+        let addr = if authority
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
+            authority.to_string()
+        } else {
+            format!("{authority}:{default_port}")
+        };
+        let config = ClientConfig {
+            app: app.to_string(),
+            stream: stream.to_string(),
+            tc_url: format!("{scheme}://{authority}/{app}"),
+            mode,
+            ..ClientConfig::default()
+        };
+        Ok((addr, config))
+    }
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            app: String::new(),
+            stream: String::new(),
+            tc_url: String::new(),
+            mode: ClientMode::Publish,
+            out_chunk_size: 4096,
+            chunk_limits: ChunkLimits::default(),
+            flash_ver: "FMLE/3.0 (compatible; castgate)".into(),
+        }
+    }
+}
+
+/// What the session tells its driver.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClientEvent {
+    /// `connect` succeeded.
+    Connected,
+    /// NetStream.Publish.Start: media may be sent now.
+    Publishing { stream_id: u32 },
+    /// NetStream.Play.Start: media events follow.
+    Playing { stream_id: u32 },
+    /// The server refused or ended something (an `error`-level status or a
+    /// `_error` reply). Terminal for this session.
+    Failed { code: String, description: String },
+    /// Any other NetStream/NetConnection status (e.g. Play.Reset,
+    /// Unpublish.Success), for logs.
+    Status { code: String, description: String },
+    /// Audio or video received while playing (FLV tag body).
+    Media {
+        kind: MediaKind,
+        timestamp: u32,
+        payload: Bytes,
+    },
+    /// A data message received while playing (e.g. onMetaData).
+    Data {
+        timestamp: u32,
+        values: Vec<Amf0Value>,
+    },
+}
+
+#[derive(Debug)]
+enum Phase {
+    Handshake(Box<ClientHandshake>),
+    Connecting,
+    CreatingStream,
+    Starting { stream_id: u32 },
+    Active { stream_id: u32 },
+    Failed,
+}
+
+/// One RTMP client connection.
+#[derive(Debug)]
+pub struct ClientSession {
+    config: ClientConfig,
+    phase: Phase,
+    input: BytesMut,
+    output: BytesMut,
+    events: VecDeque<ClientEvent>,
+    decoder: ChunkDecoder,
+    encoder: ChunkEncoder,
+    received: u64,
+    last_ack: u64,
+    peer_window: Option<u32>,
+}
+
+impl ClientSession {
+    pub fn new(config: ClientConfig) -> Self {
+        let decoder = ChunkDecoder::new(config.chunk_limits);
+        ClientSession {
+            config,
+            phase: Phase::Handshake(Box::default()),
+            input: BytesMut::new(),
+            output: BytesMut::new(),
+            events: VecDeque::new(),
+            decoder,
+            encoder: ChunkEncoder::new(),
+            received: 0,
+            last_ack: 0,
+            peer_window: None,
+        }
+    }
+
+    /// Queues C0+C1; call once before the first `take_output`.
+    pub fn start(&mut self) {
+        if let Phase::Handshake(hs) = &mut self.phase {
+            let mut out = Vec::new();
+            hs.start(&mut out);
+            self.output.extend_from_slice(&out);
+        }
+    }
+
+    /// Bytes to send to the server, emptied by the call.
+    pub fn take_output(&mut self) -> BytesMut {
+        self.output.split()
+    }
+
+    pub fn has_output(&self) -> bool {
+        !self.output.is_empty()
+    }
+
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    /// The message stream id once publishing or playing.
+    pub fn stream_id(&self) -> Option<u32> {
+        match self.phase {
+            Phase::Active { stream_id } => Some(stream_id),
+            _ => None,
+        }
+    }
+
+    /// Processes bytes from the server.
+    pub fn handle_input(&mut self, data: &[u8]) -> Result<(), SessionError> {
+        self.received += data.len() as u64;
+        self.input.extend_from_slice(data);
+        if let Phase::Handshake(hs) = &mut self.phase {
+            let mut out = Vec::new();
+            let (consumed, status) = hs.process(&self.input, &mut out)?;
+            let _ = self.input.split_to(consumed);
+            self.output.extend_from_slice(&out);
+            if status != HandshakeStatus::Done {
+                return Ok(());
+            }
+            self.send_connect();
+        }
+        loop {
+            let before = self.input.len();
+            match self.decoder.decode(&mut self.input)? {
+                Some(m) => self.handle_message(m)?,
+                None if self.input.len() == before => break,
+                None => {}
+            }
+        }
+        self.maybe_ack();
+        Ok(())
+    }
+
+    /// Sends one audio or video message (an FLV tag body). Ignored unless
+    /// publishing.
+    pub fn send_media(&mut self, kind: MediaKind, timestamp: u32, parts: &[&[u8]]) {
+        let Phase::Active { stream_id } = self.phase else {
+            return;
+        };
+        if self.config.mode != ClientMode::Publish {
+            return;
+        }
+        let (csid, type_id) = match kind {
+            MediaKind::Audio => (CSID_AUDIO, msg::AUDIO),
+            MediaKind::Video => (CSID_VIDEO, msg::VIDEO),
+        };
+        self.encoder
+            .write(csid, type_id, stream_id, timestamp, parts, &mut self.output);
+    }
+
+    /// Sends `@setDataFrame onMetaData {…}` as encoders do. Ignored unless
+    /// publishing.
+    pub fn send_metadata(&mut self, metadata: Amf0Value) {
+        let Phase::Active { stream_id } = self.phase else {
+            return;
+        };
+        if self.config.mode != ClientMode::Publish {
+            return;
+        }
+        let payload = amf0::encode_all(&[
+            Amf0Value::string("@setDataFrame"),
+            Amf0Value::string("onMetaData"),
+            metadata,
+        ]);
+        self.encoder.write(
+            CSID_DATA,
+            msg::DATA_AMF0,
+            stream_id,
+            0,
+            &[&payload],
+            &mut self.output,
+        );
+    }
+
+    /// Sends a raw data message body (AMF0) as-is, e.g. a script tag read
+    /// from an FLV file. Ignored unless publishing.
+    pub fn send_data_raw(&mut self, timestamp: u32, payload: &[u8]) {
+        let Phase::Active { stream_id } = self.phase else {
+            return;
+        };
+        if self.config.mode == ClientMode::Publish {
+            self.encoder.write(
+                CSID_DATA,
+                msg::DATA_AMF0,
+                stream_id,
+                timestamp,
+                &[payload],
+                &mut self.output,
+            );
+        }
+    }
+
+    /// Ends the publish or play politely (FCUnpublish / deleteStream), as
+    /// ffmpeg does before closing.
+    pub fn stop(&mut self) {
+        let Phase::Active { stream_id } = self.phase else {
+            return;
+        };
+        if self.config.mode == ClientMode::Publish {
+            let name = Amf0Value::string(self.config.stream.clone());
+            self.send_command(
+                0,
+                &[
+                    Amf0Value::string("FCUnpublish"),
+                    tid(5.0),
+                    Amf0Value::Null,
+                    name,
+                ],
+            );
+        }
+        self.send_command(
+            0,
+            &[
+                Amf0Value::string("deleteStream"),
+                tid(6.0),
+                Amf0Value::Null,
+                Amf0Value::Number(f64::from(stream_id)),
+            ],
+        );
+        self.phase = Phase::Failed;
+    }
+
+    fn send_connect(&mut self) {
+        // Announce our chunk size first: media then goes out in few chunks.
+        self.send_control(
+            msg::SET_CHUNK_SIZE,
+            &self.config.out_chunk_size.to_be_bytes(),
+        );
+        self.encoder
+            .set_chunk_size(self.config.out_chunk_size as usize);
+        let mut props = vec![
+            ("app", Amf0Value::string(self.config.app.clone())),
+            ("type", Amf0Value::string("nonprivate")),
+            ("flashVer", Amf0Value::string(self.config.flash_ver.clone())),
+            ("tcUrl", Amf0Value::string(self.config.tc_url.clone())),
+        ];
+        if self.config.mode == ClientMode::Play {
+            props.push(("fpad", Amf0Value::Boolean(false)));
+            props.push(("capabilities", Amf0Value::Number(15.0)));
+            props.push(("audioCodecs", Amf0Value::Number(4071.0)));
+            props.push(("videoCodecs", Amf0Value::Number(252.0)));
+            props.push(("videoFunction", Amf0Value::Number(1.0)));
+        }
+        self.send_command(
+            0,
+            &[
+                Amf0Value::string("connect"),
+                tid(TID_CONNECT),
+                Amf0Value::object(props),
+            ],
+        );
+        self.phase = Phase::Connecting;
+    }
+
+    fn on_connected(&mut self) {
+        self.events.push_back(ClientEvent::Connected);
+        if self.config.mode == ClientMode::Publish {
+            let name = Amf0Value::string(self.config.stream.clone());
+            self.send_command(
+                0,
+                &[
+                    Amf0Value::string("releaseStream"),
+                    tid(2.0),
+                    Amf0Value::Null,
+                    name.clone(),
+                ],
+            );
+            self.send_command(
+                0,
+                &[
+                    Amf0Value::string("FCPublish"),
+                    tid(3.0),
+                    Amf0Value::Null,
+                    name,
+                ],
+            );
+        } else {
+            // A 3 s client buffer, as ffmpeg announces.
+            self.send_user_control(UserControl::SetBufferLength {
+                stream_id: 0,
+                millis: 3000,
+            });
+        }
+        self.send_command(
+            0,
+            &[
+                Amf0Value::string("createStream"),
+                tid(TID_CREATE_STREAM),
+                Amf0Value::Null,
+            ],
+        );
+        self.phase = Phase::CreatingStream;
+    }
+
+    fn on_stream_created(&mut self, stream_id: u32) {
+        let name = Amf0Value::string(self.config.stream.clone());
+        match self.config.mode {
+            ClientMode::Publish => self.send_command(
+                stream_id,
+                &[
+                    Amf0Value::string("publish"),
+                    tid(0.0),
+                    Amf0Value::Null,
+                    name,
+                    Amf0Value::string("live"),
+                ],
+            ),
+            ClientMode::Play => {
+                self.send_command(
+                    stream_id,
+                    &[
+                        Amf0Value::string("play"),
+                        tid(0.0),
+                        Amf0Value::Null,
+                        name,
+                        Amf0Value::Number(-2000.0),
+                    ],
+                );
+                self.send_user_control(UserControl::SetBufferLength {
+                    stream_id,
+                    millis: 3000,
+                });
+            }
+        }
+        self.phase = Phase::Starting { stream_id };
+    }
+
+    fn maybe_ack(&mut self) {
+        if let Some(window) = self.peer_window {
+            if window > 0 && self.received - self.last_ack >= u64::from(window) {
+                self.last_ack = self.received;
+                let seq = (self.received & 0xFFFF_FFFF) as u32;
+                self.send_control(msg::ACKNOWLEDGEMENT, &seq.to_be_bytes());
+            }
+        }
+    }
+
+    fn handle_message(&mut self, m: Message) -> Result<(), SessionError> {
+        match m.type_id {
+            msg::SET_CHUNK_SIZE => {
+                let size = msg::read_u32_payload(&m.payload, "Set Chunk Size without a size")?;
+                self.decoder.set_chunk_size(size)?;
+            }
+            msg::ABORT => {
+                let csid = msg::read_u32_payload(&m.payload, "Abort without a chunk stream id")?;
+                self.decoder.abort(csid);
+            }
+            msg::WINDOW_ACK_SIZE => {
+                let w = msg::read_u32_payload(&m.payload, "Window Ack Size without a size")?;
+                self.peer_window = Some(w);
+            }
+            msg::USER_CONTROL => {
+                if let UserControl::PingRequest(t) = UserControl::parse(&m.payload)? {
+                    self.send_user_control(UserControl::PingResponse(t));
+                }
+            }
+            msg::AUDIO | msg::VIDEO if self.is_playing() => {
+                let kind = if m.type_id == msg::AUDIO {
+                    MediaKind::Audio
+                } else {
+                    MediaKind::Video
+                };
+                self.events.push_back(ClientEvent::Media {
+                    kind,
+                    timestamp: m.timestamp,
+                    payload: m.payload,
+                });
+            }
+            msg::AGGREGATE if self.is_playing() => {
+                for sub in msg::split_aggregate(&m)? {
+                    let kind = match sub.type_id {
+                        msg::AUDIO => MediaKind::Audio,
+                        msg::VIDEO => MediaKind::Video,
+                        _ => continue,
+                    };
+                    self.events.push_back(ClientEvent::Media {
+                        kind,
+                        timestamp: sub.timestamp,
+                        payload: sub.payload,
+                    });
+                }
+            }
+            msg::DATA_AMF0 if self.is_playing() => {
+                let values = decode_amf(&m.payload, "data message")?;
+                self.events.push_back(ClientEvent::Data {
+                    timestamp: m.timestamp,
+                    values,
+                });
+            }
+            msg::COMMAND_AMF0 => {
+                let values = decode_amf(&m.payload, "command")?;
+                self.handle_command(values)?;
+            }
+            msg::COMMAND_AMF3 => {
+                let values = decode_amf(m.payload.get(1..).unwrap_or(&[]), "AMF3 command")?;
+                self.handle_command(values)?;
+            }
+            // Acks, bandwidth, shared objects: nothing to do.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn is_playing(&self) -> bool {
+        self.config.mode == ClientMode::Play
+            && matches!(self.phase, Phase::Active { .. } | Phase::Starting { .. })
+    }
+
+    fn handle_command(&mut self, values: Vec<Amf0Value>) -> Result<(), SessionError> {
+        let mut it = values.into_iter();
+        let name = match it.next() {
+            Some(Amf0Value::String(s)) => s,
+            other => {
+                return Err(SessionError::Protocol(format!(
+                    "command without a name: {other:?}"
+                )))
+            }
+        };
+        let tid = it.next().and_then(|v| v.as_f64()).unwrap_or(0.0);
+        let _obj = it.next();
+        let info = it.next();
+        let field = |k: &str| {
+            info.as_ref()
+                .and_then(|i| i.get(k))
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string()
+        };
+        match name.as_str() {
+            "_result" if tid == TID_CONNECT && matches!(self.phase, Phase::Connecting) => {
+                self.on_connected()
+            }
+            "_result"
+                if tid == TID_CREATE_STREAM && matches!(self.phase, Phase::CreatingStream) =>
+            {
+                let id = info.as_ref().and_then(|v| v.as_f64()).unwrap_or(-1.0);
+                if !(1.0..=f64::from(u32::MAX)).contains(&id) || id.fract() != 0.0 {
+                    return Err(SessionError::Protocol(format!(
+                        "createStream answered with a bad stream id {id}"
+                    )));
+                }
+                self.on_stream_created(id as u32);
+            }
+            "_error" => {
+                let (code, description) = (field("code"), field("description"));
+                self.fail(code, description);
+            }
+            "onStatus" => {
+                let (level, code, description) =
+                    (field("level"), field("code"), field("description"));
+                self.on_status(&level, code, description);
+            }
+            // onBWDone, _checkbw, onFCPublish, close…: nothing to answer.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn on_status(&mut self, level: &str, code: String, description: String) {
+        let starting = match self.phase {
+            Phase::Starting { stream_id } => Some(stream_id),
+            _ => None,
+        };
+        match (code.as_str(), starting) {
+            ("NetStream.Publish.Start", Some(stream_id))
+                if self.config.mode == ClientMode::Publish =>
+            {
+                self.phase = Phase::Active { stream_id };
+                self.events.push_back(ClientEvent::Publishing { stream_id });
+            }
+            ("NetStream.Play.Start", Some(stream_id)) if self.config.mode == ClientMode::Play => {
+                self.phase = Phase::Active { stream_id };
+                self.events.push_back(ClientEvent::Playing { stream_id });
+            }
+            _ if level == "error" => self.fail(code, description),
+            // The server ended the play (castgate's play wait ran out).
+            ("NetStream.Play.Stop", _) if matches!(self.phase, Phase::Active { .. }) => {
+                self.fail(code, description)
+            }
+            _ => self
+                .events
+                .push_back(ClientEvent::Status { code, description }),
+        }
+    }
+
+    fn fail(&mut self, code: String, description: String) {
+        if !matches!(self.phase, Phase::Failed) {
+            self.phase = Phase::Failed;
+            self.events
+                .push_back(ClientEvent::Failed { code, description });
+        }
+    }
+
+    fn send_control(&mut self, type_id: u8, payload: &[u8]) {
+        self.encoder
+            .write(CSID_CONTROL, type_id, 0, 0, &[payload], &mut self.output);
+    }
+
+    fn send_user_control(&mut self, uc: UserControl) {
+        self.send_control(msg::USER_CONTROL, &uc.encode());
+    }
+
+    fn send_command(&mut self, stream_id: u32, values: &[Amf0Value]) {
+        let payload = amf0::encode_all(values);
+        self.encoder.write(
+            CSID_COMMAND,
+            msg::COMMAND_AMF0,
+            stream_id,
+            0,
+            &[&payload],
+            &mut self.output,
+        );
+    }
+}
+
+fn tid(n: f64) -> Amf0Value {
+    Amf0Value::Number(n)
+}
+
+fn decode_amf(payload: &[u8], what: &'static str) -> Result<Vec<Amf0Value>, SessionError> {
+    amf0::decode_all(payload).map_err(|source| SessionError::Amf { what, source })
+}
+
+#[cfg(test)]
+mod tests;
