@@ -51,6 +51,8 @@ pub struct PackageSection {
 pub struct RtmpConfig {
     pub listen: SocketAddr,
     pub max_connections: usize,
+    /// Connection threads, each an event loop of its own; 0 = one per core.
+    pub workers: usize,
     pub handshake_timeout_secs: f64,
     pub max_message_size: usize,
     pub max_chunk_size: u32,

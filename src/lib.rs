@@ -35,14 +35,15 @@ pub async fn run(config: config::Config) -> std::io::Result<()> {
             format!("cannot listen for HTTP on {http_addr}: {e}"),
         )
     })?;
-    tracing::info!(listen = %listener.local_addr()?, "RTMP listening");
+    let workers = transport::pool::start(config.rtmp.workers)?;
+    tracing::info!(listen = %listener.local_addr()?, workers, "RTMP listening");
     tracing::info!(listen = %http_listener.local_addr()?, "HTTP listening");
     let ctx = server::ServerContext::new(config);
     let app = http::router(http::HttpState {
         store: ctx.packager.store().clone(),
     });
     let rtmp = transport::tcp::serve(listener, max_connections, move |socket, peer| {
-        server::serve_connection(socket, peer, "rtmp", Arc::clone(&ctx))
+        server::serve_tcp_connection(socket, peer, Arc::clone(&ctx))
     });
     let http = axum::serve(http_listener, app);
     tokio::select! {

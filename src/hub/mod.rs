@@ -5,6 +5,11 @@
 //! another consumer wait. New subscribers start from the GOP cache (metadata,
 //! sequence headers and the frames since the last keyframe) so players start
 //! at once. The hub knows no protocol.
+//!
+//! A [`Tap`] is a synchronous consumer: it sees every event on the
+//! publisher's own thread, in order, with no queue and no task wake-up. The
+//! packager is one: it only appends to in-memory segments, and waking a task
+//! per frame cost more than the packaging itself.
 
 mod queue;
 
@@ -100,12 +105,20 @@ pub struct Stream {
     state: Mutex<StreamState>,
 }
 
+/// A synchronous consumer of one stream's events; see the module docs.
+/// Called with the stream locked: it must be quick and must not call back
+/// into the hub.
+pub trait Tap: Send + Sync {
+    fn event(&self, event: &StreamEvent);
+}
+
 #[derive(Default)]
 struct StreamState {
     /// Incremented for every publisher; events from an older one are ignored.
     generation: u64,
     publisher: Option<PublisherSlot>,
     subscribers: Vec<Arc<SubscriberQueue>>,
+    taps: Vec<(u64, Arc<dyn Tap>)>,
     metadata: Option<Arc<Amf0Value>>,
     video_config: Option<Arc<CodecConfig>>,
     audio_config: Option<Arc<CodecConfig>>,
@@ -194,6 +207,9 @@ impl Hub {
             let limits = self.inner.config.queue;
             st.subscribers
                 .retain(|q| q.push(StreamEvent::PublisherStarted, &limits));
+            for (_, tap) in &st.taps {
+                tap.event(&StreamEvent::PublisherStarted);
+            }
         }
         Ok(Publisher {
             hub: self.clone(),
@@ -212,12 +228,7 @@ impl Hub {
         {
             let mut st = lock(&stream.state);
             if st.publisher.is_some() {
-                let mut initial = vec![StreamEvent::PublisherStarted];
-                initial.extend(st.metadata.clone().map(StreamEvent::Metadata));
-                initial.extend(st.video_config.clone().map(StreamEvent::Config));
-                initial.extend(st.audio_config.clone().map(StreamEvent::Config));
-                initial.extend(st.gop.iter().cloned().map(StreamEvent::Frame));
-                queue.push_initial(initial);
+                queue.push_initial(st.initial_events());
             }
             st.subscribers.push(queue.clone());
         }
@@ -225,6 +236,28 @@ impl Hub {
             hub: self.clone(),
             stream,
             queue,
+        }
+    }
+
+    /// Attaches a synchronous consumer to `key`. If a publisher is live, the
+    /// tap first gets what a new subscriber would (start, metadata, configs,
+    /// the GOP cache). Dropping the handle detaches it.
+    pub fn tap(&self, key: &str, tap: Arc<dyn Tap>) -> TapHandle {
+        let stream = self.slot(key);
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut st = lock(&stream.state);
+            if st.publisher.is_some() {
+                for e in st.initial_events() {
+                    tap.event(&e);
+                }
+            }
+            st.taps.push((id, tap));
+        }
+        TapHandle {
+            hub: self.clone(),
+            stream,
+            id,
         }
     }
 
@@ -257,7 +290,7 @@ impl Hub {
         let mut streams = lock(&self.inner.streams);
         let unused = {
             let st = lock(&stream.state);
-            st.publisher.is_none() && st.subscribers.is_empty()
+            st.publisher.is_none() && st.subscribers.is_empty() && st.taps.is_empty()
         };
         if unused {
             if let Some(current) = streams.get(&stream.key) {
@@ -332,8 +365,39 @@ impl Publisher {
             }
             other => other,
         };
+        for (_, tap) in &st.taps {
+            tap.event(&event);
+        }
         st.subscribers.retain(|q| q.push(event.clone(), &limits));
         true
+    }
+}
+
+impl StreamState {
+    /// What a consumer joining a live stream starts with.
+    fn initial_events(&self) -> Vec<StreamEvent> {
+        let mut initial = vec![StreamEvent::PublisherStarted];
+        initial.extend(self.metadata.clone().map(StreamEvent::Metadata));
+        initial.extend(self.video_config.clone().map(StreamEvent::Config));
+        initial.extend(self.audio_config.clone().map(StreamEvent::Config));
+        initial.extend(self.gop.iter().cloned().map(StreamEvent::Frame));
+        initial
+    }
+}
+
+/// A registered [`Tap`]; dropping it detaches the tap.
+pub struct TapHandle {
+    hub: Hub,
+    stream: Arc<Stream>,
+    id: u64,
+}
+
+impl Drop for TapHandle {
+    fn drop(&mut self) {
+        lock(&self.stream.state)
+            .taps
+            .retain(|(id, _)| *id != self.id);
+        self.hub.remove_if_unused(&self.stream);
     }
 }
 
@@ -369,6 +433,9 @@ impl Drop for Publisher {
                 st.gop_bytes = 0;
                 st.subscribers
                     .retain(|q| q.push(StreamEvent::PublisherStopped, &limits));
+                for (_, tap) in &st.taps {
+                    tap.event(&StreamEvent::PublisherStopped);
+                }
             }
         }
         self.hub.remove_if_unused(&self.stream);

@@ -1,16 +1,19 @@
-//! The packaging service: one task per published stream that feeds the
-//! stream's segmenter from the hub, closes segments when the publisher goes,
-//! waits out the grace period for it to return, ends the stream otherwise,
-//! and drops it from memory after the retention time.
+//! The packaging service: a hub tap per published stream feeds the stream's
+//! segmenter synchronously (segments close when the publisher goes), and a
+//! small task per stream waits out the grace period for the publisher to
+//! return, ends the stream otherwise, and drops it from memory after the
+//! retention time.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use tracing::{info, warn};
+use tokio::sync::watch;
+use tracing::{error, info};
 
 use super::segmenter::{SegmenterConfig, StreamSegmenter};
-use crate::hub::{Hub, StreamEvent};
+use crate::hub::{Hub, StreamEvent, Tap, TapHandle};
 
 #[derive(Clone, Copy, Debug)]
 pub struct PackagerConfig {
@@ -50,13 +53,52 @@ impl Store {
     }
 }
 
-/// Starts and tracks packager tasks.
+/// Starts and tracks packaged streams.
 #[derive(Clone)]
 pub struct Packager {
     hub: Hub,
     store: Store,
     config: PackagerConfig,
     running: Arc<Mutex<HashMap<String, Arc<Mutex<StreamSegmenter>>>>>,
+}
+
+/// Feeds one stream's segmenter from the hub, on the publisher's thread.
+struct SegmenterTap {
+    seg: Arc<Mutex<StreamSegmenter>>,
+    /// Whether a publisher is live, for the grace-period timer.
+    live: watch::Sender<bool>,
+    /// Set when the segmenter panicked: it is not fed again.
+    broken: AtomicBool,
+    key: String,
+}
+
+impl Tap for SegmenterTap {
+    fn event(&self, event: &StreamEvent) {
+        match event {
+            StreamEvent::PublisherStarted => {
+                self.live.send_replace(true);
+            }
+            StreamEvent::PublisherStopped => {
+                self.live.send_replace(false);
+            }
+            _ => {}
+        }
+        if self.broken.load(Ordering::Relaxed) {
+            return;
+        }
+        // The tap runs on the publisher's connection: a packager bug must
+        // end this stream's packaging, not the publish or its RTMP players.
+        let pushed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            lock(&self.seg).push(event, SystemTime::now())
+        }));
+        if pushed.is_err() {
+            self.broken.store(true, Ordering::Relaxed);
+            error!(
+                stream = self.key,
+                "packaging failed (a bug); HLS and DASH for this stream stop here"
+            );
+        }
+    }
 }
 
 impl Packager {
@@ -75,21 +117,30 @@ impl Packager {
 
     /// Makes sure `key` is being packaged. Called when a publish starts,
     /// before any media flows; a stream already packaged (its publisher
-    /// returning within the grace period) keeps its task and playlist.
+    /// returning within the grace period) keeps its segmenter and playlist.
     pub fn ensure(&self, key: &str) {
         let mut running = lock(&self.running);
         if running.contains_key(key) {
             return;
         }
+        info!(stream = key, "packaging started");
         let seg = Arc::new(Mutex::new(StreamSegmenter::new(key, self.config.segmenter)));
         running.insert(key.to_string(), seg.clone());
         self.store.insert(key, seg.clone());
-        let subscriber = self.hub.subscribe(key);
+        let (live, live_rx) = watch::channel(false);
+        let tap = self.hub.tap(
+            key,
+            Arc::new(SegmenterTap {
+                seg: seg.clone(),
+                live,
+                broken: AtomicBool::new(false),
+                key: key.to_string(),
+            }),
+        );
         let this = self.clone();
         let key = key.to_string();
         tokio::spawn(async move {
-            this.run(&key, subscriber, seg.clone()).await;
-            lock(&this.running).remove(&key);
+            this.watch_grace(&key, tap, live_rx, &seg).await;
             // Keep the ended stream for late players, then forget it (unless
             // a new publish replaced it meanwhile).
             tokio::time::sleep(this.config.retention).await;
@@ -98,42 +149,33 @@ impl Packager {
         });
     }
 
-    async fn run(
+    /// Ends the stream once its publisher has been gone for the grace period.
+    async fn watch_grace(
         &self,
         key: &str,
-        subscriber: crate::hub::Subscriber,
-        seg: Arc<Mutex<StreamSegmenter>>,
+        tap: TapHandle,
+        mut live: watch::Receiver<bool>,
+        seg: &Arc<Mutex<StreamSegmenter>>,
     ) {
-        info!(stream = key, "packaging started");
-        let mut gone_since: Option<tokio::time::Instant> = None;
         loop {
-            let event = match gone_since {
-                None => subscriber.recv().await,
-                Some(t) => {
-                    match tokio::time::timeout_at(t + self.config.grace, subscriber.recv()).await {
-                        Ok(ev) => ev,
-                        Err(_) => break,
-                    }
-                }
-            };
-            let event = match event {
-                Ok(e) => e,
-                Err(closed) => {
-                    warn!(
-                        stream = key,
-                        "packager fell behind and was cut off: {closed}"
-                    );
-                    break;
-                }
-            };
-            match event {
-                StreamEvent::PublisherStopped => gone_since = Some(tokio::time::Instant::now()),
-                StreamEvent::PublisherStarted => gone_since = None,
-                _ => {}
+            if live.wait_for(|l| !*l).await.is_err() {
+                break;
             }
-            lock(&seg).push(&event, SystemTime::now());
+            let deadline = tokio::time::Instant::now() + self.config.grace;
+            if let Ok(Ok(_)) = tokio::time::timeout_at(deadline, live.wait_for(|l| *l)).await {
+                continue;
+            }
+            // Decide under the registry lock, so a publish that arrives now
+            // either finds this stream still running or starts a new one.
+            let mut running = lock(&self.running);
+            if *live.borrow() {
+                continue;
+            }
+            running.remove(key);
+            drop(tap);
+            break;
         }
-        let mut s = lock(&seg);
+        let mut s = lock(seg);
         s.end();
         info!(stream = key, stats = ?s.stats, "packaging ended");
     }

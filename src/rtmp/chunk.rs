@@ -82,6 +82,9 @@ struct InboundStream {
     partial: Option<BytesMut>,
 }
 
+/// Bytes reserved up front for a message that spans chunks.
+const PARTIAL_RESERVE: usize = 256 * 1024;
+
 /// Reassembles messages from chunks.
 #[derive(Debug)]
 pub struct ChunkDecoder {
@@ -274,12 +277,15 @@ impl ChunkDecoder {
             s.initialised = true;
         }
         if chunk.len() == s.length {
-            // Whole message in one chunk: no copy, no partial buffer.
+            // Whole message in one chunk: one exact copy. Handing out a
+            // slice of the input buffer instead would pin that whole buffer
+            // for as long as the frame lives (a segment window: seconds), so
+            // every read would need a fresh buffer.
             return Ok(Some(Message {
                 type_id: s.type_id,
                 stream_id: s.stream_id,
                 timestamp: s.timestamp,
-                payload: chunk.freeze(),
+                payload: Bytes::copy_from_slice(&chunk),
             }));
         }
         let partial = match s.partial.as_mut() {
@@ -290,13 +296,21 @@ impl ChunkDecoder {
                         self.limits.max_partial_streams,
                     ));
                 }
-                s.partial.insert(BytesMut::new())
+                // Sized for the whole message when that is modest; a big
+                // declared length only gets memory as its bytes arrive.
+                s.partial
+                    .insert(BytesMut::with_capacity(s.length.min(PARTIAL_RESERVE)))
             }
         };
         if self.buffered + chunk.len() > self.limits.max_buffered {
             return Err(ChunkError::TooMuchBuffered(self.limits.max_buffered));
         }
         self.buffered += chunk.len();
+        if partial.capacity() - partial.len() < chunk.len() {
+            // Past the first reservation: grow once to the declared length
+            // (already checked against max_message_size and max_buffered).
+            partial.reserve(s.length - partial.len());
+        }
         partial.extend_from_slice(&chunk);
         if partial.len() < s.length {
             return Ok(None);

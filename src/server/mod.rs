@@ -2,6 +2,7 @@
 //! byte stream (TCP now; TLS and the RTMPT tunnel later), and connects it to
 //! the hub as a publisher and/or a player.
 
+pub mod coalesce;
 pub mod ingest;
 pub mod playout;
 
@@ -18,6 +19,7 @@ use crate::config::Config;
 use crate::hub::{Closed, Hub, Publisher, StreamEvent, Subscriber};
 use crate::package::service::{Packager, Store};
 use crate::rtmp::session::{ServerEvent, ServerSession, SessionError};
+use coalesce::Coalescer;
 use ingest::Ingest;
 use playout::Playout;
 
@@ -82,12 +84,37 @@ struct Playing {
     pending: bool,
 }
 
-/// Serves one RTMP connection to its end and logs why it ended.
+/// Serves one plain-TCP RTMP connection, reading publishers in batches
+/// (see [`coalesce`]).
+pub async fn serve_tcp_connection(
+    socket: tokio::net::TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<ServerContext>,
+) {
+    use std::os::fd::AsRawFd;
+    let coalescer = Coalescer::new(socket.as_raw_fd());
+    serve(socket, peer, "rtmp", ctx, Some(coalescer)).await
+}
+
+/// Serves one RTMP connection over any byte stream to its end and logs why
+/// it ended.
 pub async fn serve_connection<S>(
     io: S,
     peer: SocketAddr,
     protocol: &'static str,
     ctx: Arc<ServerContext>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    serve(io, peer, protocol, ctx, None).await
+}
+
+async fn serve<S>(
+    io: S,
+    peer: SocketAddr,
+    protocol: &'static str,
+    ctx: Arc<ServerContext>,
+    coalescer: Option<Coalescer>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -101,6 +128,9 @@ pub async fn serve_connection<S>(
             last_key: String::new(),
             publishing: None,
             playing: None,
+            coalescer,
+            batching: false,
+            epoch: coalesce_epoch(),
         };
         let reason = conn.run(io).await;
         let stream = conn.last_key.as_str();
@@ -137,6 +167,18 @@ struct Connection {
     last_key: String,
     publishing: Option<Publishing>,
     playing: Option<Playing>,
+    /// Set on plain TCP: publishers are then read in batches.
+    coalescer: Option<Coalescer>,
+    batching: bool,
+    /// The shared clock batched reads are aligned to.
+    epoch: Instant,
+}
+
+/// One process-wide origin for the batching clock, so that every
+/// connection's ticks coincide.
+fn coalesce_epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }
 
 impl Connection {
@@ -154,25 +196,18 @@ impl Connection {
                     Err(_) => return EndReason::WriteTimeout(write_timeout),
                 }
             }
+            self.update_batching();
             let deadline = self.next_deadline(handshake_deadline);
             let publishing = self.publishing.is_some();
             let playing = self.playing.is_some();
-            tokio::select! {
-                r = io.read_buf(&mut buf) => {
-                    match r {
-                        Ok(0) => return EndReason::PeerClosed,
-                        Ok(_) => {}
-                        Err(e) => return e.into(),
-                    }
-                    if let Err(e) = self.session.handle_input(&buf) {
-                        // Flush what the session still had to say, best effort.
-                        let out = self.session.take_output();
-                        let _ = timeout(Duration::from_millis(200), io.write_all(&out)).await;
-                        return e.into();
-                    }
-                    buf.clear();
-                    if let Err(reason) = self.drain_events() {
-                        return reason;
+            let batching = self.batching;
+            let tick = coalesce::next_tick(self.epoch, Instant::now());
+            let input = tokio::select! {
+                r = io.read_buf(&mut buf) => Some(r),
+                _ = sleep_until(tick), if batching => {
+                    match self.coalescer.map(|c| c.recv(&mut buf)) {
+                        Some(Err(e)) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+                        other => other,
                     }
                 }
                 ev = recv_opt(self.playing.as_ref().map(|p| &p.subscriber)), if playing => {
@@ -180,6 +215,7 @@ impl Connection {
                         Ok(ev) => self.on_stream_event(ev),
                         Err(closed) => return EndReason::SlowPlayer(closed),
                     }
+                    None
                 }
                 _ = kicked_opt(self.publishing.as_mut().map(|p| &mut p.publisher)), if publishing => {
                     let key = self.end_publish("NetStream.Publish.BadName", "Replaced by a new publisher.");
@@ -193,6 +229,43 @@ impl Connection {
                         let _ = timeout(Duration::from_millis(200), io.write_all(&out)).await;
                         return reason;
                     }
+                    None
+                }
+            };
+            match input {
+                None => {}
+                Some(Ok(0)) => return EndReason::PeerClosed,
+                Some(Ok(_)) => {
+                    if let Err(e) = self.session.handle_input(&buf) {
+                        // Flush what the session still had to say, best effort.
+                        let out = self.session.take_output();
+                        let _ = timeout(Duration::from_millis(200), io.write_all(&out)).await;
+                        return e.into();
+                    }
+                    buf.clear();
+                    if let Err(reason) = self.drain_events() {
+                        return reason;
+                    }
+                }
+                Some(Err(e)) => return e.into(),
+            }
+        }
+    }
+
+    /// Batches reads while publishing, and only then (commands and players
+    /// are answered at once).
+    fn update_batching(&mut self) {
+        let want = self.publishing.is_some() && self.playing.is_none();
+        if want == self.batching {
+            return;
+        }
+        if let Some(c) = self.coalescer {
+            match c.set_batching(want) {
+                Ok(()) => self.batching = want,
+                Err(e) => {
+                    warn!("could not change the socket's receive low-water mark: {e}");
+                    self.coalescer = None;
+                    self.batching = false;
                 }
             }
         }

@@ -1,4 +1,5 @@
 //! Listeners that hand a byte stream to a connection driver. They know
 //! nothing of RTMP; they own accepting, connection limits and socket options.
 
+pub mod pool;
 pub mod tcp;

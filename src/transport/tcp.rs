@@ -9,7 +9,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tracing::{error, warn};
 
-/// Accepts connections forever, running `handle` for each in its own task.
+/// Accepts connections forever, running `handle` for each in its own task
+/// on a connection thread (see [`super::pool`]).
 /// Past `max_connections` a new connection is closed at once with a log line:
 /// a clear refusal, never a hang.
 pub async fn serve<F, Fut>(listener: TcpListener, max_connections: usize, handle: F)
@@ -17,6 +18,7 @@ where
     F: Fn(TcpStream, SocketAddr) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let handle = Arc::new(handle);
     let limit = Arc::new(Semaphore::new(max_connections));
     let name = listener
         .local_addr()
@@ -38,9 +40,9 @@ where
             continue;
         };
         let _ = socket.set_nodelay(true);
-        let fut = handle(socket, peer);
-        tokio::spawn(async move {
-            fut.await;
+        let handle = handle.clone();
+        super::pool::spawn_connection(socket, move |socket| async move {
+            handle(socket, peer).await;
             drop(permit);
         });
     }
