@@ -3,7 +3,9 @@
 
 mod browser;
 mod cli;
+mod corpus;
 mod harness;
 mod hls_dash;
 mod malformed;
+mod raw;
 mod rtmp_play;
