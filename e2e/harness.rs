@@ -213,6 +213,30 @@ pub fn rss_kib(pid: u32) -> u64 {
         .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
 }
 
+/// The soft limit on open files of this process (castgate inherits it).
+pub fn open_files_limit() -> u64 {
+    let limits = std::fs::read_to_string("/proc/self/limits").expect("read /proc/self/limits");
+    limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(u64::MAX)
+}
+
+/// The time of day in seconds of a castgate log line (it starts with an
+/// RFC 3339 UTC timestamp such as `2026-11-21T03:24:26.372639Z`).
+pub fn log_time(line: &str) -> f64 {
+    let t = line
+        .split_once('T')
+        .and_then(|(_, rest)| rest.split_once('Z'))
+        .map(|(t, _)| t)
+        .unwrap_or_else(|| panic!("no timestamp in log line {line:?}"));
+    let f: Vec<f64> = t.split(':').filter_map(|x| x.parse().ok()).collect();
+    assert_eq!(f.len(), 3, "bad timestamp in log line {line:?}");
+    f[0] * 3600.0 + f[1] * 60.0 + f[2]
+}
+
 /// A temporary directory for one test's files.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()

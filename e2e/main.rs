@@ -4,6 +4,7 @@
 mod browser;
 mod cli;
 mod corpus;
+mod faults;
 mod harness;
 mod hls_dash;
 mod malformed;

@@ -241,24 +241,43 @@ fn idle_publisher_is_disconnected() {
 
 /// An RTMP player that stops reading is cut off (its queue is bounded and it
 /// is disconnected), while the publisher runs at full speed and another
-/// player receives everything.
+/// player receives everything; castgate's memory stays bounded meanwhile.
 #[test]
 fn player_that_stops_reading_is_dropped() {
+    const HARD_KIB: u64 = 1024;
     let src = fixture(9);
+    let hard = (HARD_KIB * 1024).to_string();
     let server = Castgate::start(&[
         ("CASTGATE__HUB__QUEUE_SOFT_BYTES", "262144"),
-        ("CASTGATE__HUB__QUEUE_HARD_BYTES", "1048576"),
-        ("CASTGATE__RTMP__IDLE_TIMEOUT_SECS", "3"),
+        ("CASTGATE__HUB__QUEUE_HARD_BYTES", &hard),
+        // The write timeout: long enough that only the queue cap bounds
+        // what waits for the stuck player.
+        ("CASTGATE__RTMP__IDLE_TIMEOUT_SECS", "10"),
     ]);
     let dir = tempdir();
     let out = dir.path().join("ok.flv");
     let mut good = play(&server.url("live/slow"), &out);
     server.wait_log_all(&["play requested", "live/slow"], T);
 
-    let mut stuck = Raw::connect(server.rtmp);
+    let mut stuck = Raw::connect_small_buffer(server.rtmp);
     let tag = stuck.peer_tag();
     stuck.start_stream("play", "slow");
     server.wait_log_all(&[&tag, "play requested"], T);
+    // castgate's resident memory, sampled every 20 ms from here to the end.
+    let baseline = server.rss_kib();
+    let pid = server.pid();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_kib(pid));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            peak
+        })
+    };
 
     // ~12 MB at 20x real time (~12 Mbit/s): an ordinary player keeps up,
     // while the stuck one fills its socket buffers and then its queue.
@@ -288,6 +307,17 @@ fn player_that_stops_reading_is_dropped() {
     assert!(
         line.contains("too slow") || line.contains("not reading"),
         "the stuck player should be dropped for being slow: {line}"
+    );
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.join().unwrap();
+    eprintln!("stuck player: castgate RSS {baseline} KiB before, {peak} KiB at peak");
+    // The stuck player's queue is capped at HARD_KIB; the margin covers
+    // what any stream costs (packager window, the other player's queue).
+    // Measured: +4 MiB with this cap, +9.7 MiB with a 64 MiB one.
+    assert!(
+        peak < baseline + HARD_KIB + 5 * 1024,
+        "castgate grew from {baseline} to {peak} KiB with a player not reading \
+         (its queue is capped at {HARD_KIB} KiB)"
     );
     wait_child(&mut good, T, "good player");
     // The other player stayed connected to the end. It may itself have

@@ -40,6 +40,31 @@ impl Raw {
         }
     }
 
+    /// As [`Raw::connect`], with a receive buffer of a few KiB, so that the
+    /// kernel holds little of what castgate sends a client that stops
+    /// reading: the rest is castgate's to bound.
+    pub fn connect_small_buffer(addr: SocketAddr) -> Raw {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .expect("tokio runtime");
+        let s = rt
+            .block_on(async {
+                let socket = tokio::net::TcpSocket::new_v4()?;
+                socket.set_recv_buffer_size(4096)?;
+                socket.connect(addr).await?.into_std()
+            })
+            .expect("connect");
+        s.set_nonblocking(false).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        Raw {
+            s,
+            enc: ChunkEncoder::new(),
+            received: Vec::new(),
+        }
+    }
+
     /// The `peer=` value castgate logs for this connection (with the space
     /// that ends it, so port 4000 does not match port 40001).
     pub fn peer_tag(&self) -> String {
@@ -201,5 +226,13 @@ impl Raw {
         if let Err(e) = self.wait_closed(timeout) {
             panic!("{what}: {e}");
         }
+    }
+
+    /// Ends the connection with a TCP reset (SO_LINGER 0, then close), as a
+    /// crashed host or a middlebox does, instead of an orderly FIN.
+    pub fn reset(self) {
+        let socket = tokio::net::TcpSocket::from_std_stream(self.s);
+        socket.set_zero_linger().expect("SO_LINGER 0");
+        drop(socket);
     }
 }
