@@ -143,8 +143,11 @@ fn replay_rtmp(server: &Castgate, e: &Entry, data: &[u8]) -> Result<(), String> 
             let line = server
                 .find_log(&[&peer, "connection closed"], STEP)
                 .ok_or("no `connection closed` log line for the peer")?;
-            if !line.contains(&e.log) {
-                return Err(format!("closed with {line:?}, expected {:?}", e.log));
+            if !line.contains(&e.log) || !line.contains(" WARN ") {
+                return Err(format!(
+                    "closed with {line:?}, expected a warning with {:?}",
+                    e.log
+                ));
             }
         }
         "open" => {
@@ -153,10 +156,14 @@ fn replay_rtmp(server: &Castgate, e: &Entry, data: &[u8]) -> Result<(), String> 
                 w => return Err(format!("no answer to a Ping after the file: {w:?}")),
             }
             check_reply(&c)?;
-            // Names the peer, and for media errors the stream too.
+            // Names the peer, and media problems are warnings naming the
+            // stream too.
             let mut parts = vec![peer.as_str(), e.log.as_str()];
             if e.after_publish() {
                 parts.push(&stream);
+                if e.log != "publish started" {
+                    parts.push(" WARN ");
+                }
             }
             server
                 .find_log(&parts, STEP)

@@ -950,9 +950,9 @@ Those files leave the chunk size at 6 bytes or more.
 ## Expected outcomes
 
 - **closed**: castgate closes the connection (within the handshake timeout,
-  2 s in the test, at the latest) and logs `connection closed: <reason>`
-  on a line naming the peer (`peer=IP:PORT`); the reason contains the
-  quoted text. Protocol errors (handshake, chunk stream, AMF, commands out
+  2 s in the test, at the latest) and logs the warning
+  `connection closed: <reason>` on a line naming the peer (`peer=IP:PORT`);
+  the reason contains the quoted text. Protocol errors (handshake, chunk stream, AMF, commands out
   of order) end the connection: nothing after them can be trusted.
 - **stays open**: castgate logs the quoted text on a line naming the peer,
   answers the Ping, and logs `peer closed the connection` when the replayer
