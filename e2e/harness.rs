@@ -105,18 +105,37 @@ impl Castgate {
     /// Waits for a log line containing every one of `parts`; panics with the
     /// log on timeout. Returns the line.
     pub fn wait_log_all(&self, parts: &[&str], timeout: Duration) -> String {
+        self.find_log(parts, timeout).unwrap_or_else(|| {
+            panic!(
+                "no log line with {parts:?} within {timeout:?}; log:\n{}",
+                self.log.lines.lock().unwrap().join("\n")
+            )
+        })
+    }
+
+    /// Waits for a log line containing every one of `parts`; `None` on
+    /// timeout (for callers that report failures themselves).
+    pub fn find_log(&self, parts: &[&str], timeout: Duration) -> Option<String> {
+        self.wait_count(parts, 1, timeout)
+            .then(|| self.lines_with(parts).swap_remove(0))
+    }
+
+    /// Waits until at least `n` log lines contain every one of `parts`;
+    /// false on timeout.
+    pub fn wait_count(&self, parts: &[&str], n: usize, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut lines = self.log.lines.lock().unwrap();
         loop {
-            if let Some(l) = lines.iter().find(|l| parts.iter().all(|p| l.contains(p))) {
-                return l.clone();
+            let count = lines
+                .iter()
+                .filter(|l| parts.iter().all(|p| l.contains(p)))
+                .count();
+            if count >= n {
+                return true;
             }
             let now = Instant::now();
             if now >= deadline {
-                panic!(
-                    "no log line with {parts:?} within {timeout:?}; log:\n{}",
-                    lines.join("\n")
-                );
+                return false;
             }
             lines = self
                 .log
@@ -125,6 +144,18 @@ impl Castgate {
                 .unwrap()
                 .0;
         }
+    }
+
+    /// Every log line so far that contains all of `parts`.
+    pub fn lines_with(&self, parts: &[&str]) -> Vec<String> {
+        self.log
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| parts.iter().all(|p| l.contains(p)))
+            .cloned()
+            .collect()
     }
 
     pub fn wait_log(&self, part: &str, timeout: Duration) -> String {
@@ -146,6 +177,22 @@ impl Castgate {
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// castgate's resident memory (VmRSS) in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        rss_kib(self.pid())
+    }
+
+    /// Fails the test if castgate logged a panic (a task that panicked is
+    /// caught by tokio, so the process lives on, but it is still a bug).
+    pub fn assert_no_panic(&self) {
+        let panics = self.lines_with(&["panicked"]);
+        assert!(panics.is_empty(), "castgate panicked: {panics:#?}");
+    }
 }
 
 impl Drop for Castgate {
@@ -153,6 +200,41 @@ impl Drop for Castgate {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Resident memory (VmRSS) of process `pid` in KiB, from /proc.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
+}
+
+/// The soft limit on open files of this process (castgate inherits it).
+pub fn open_files_limit() -> u64 {
+    let limits = std::fs::read_to_string("/proc/self/limits").expect("read /proc/self/limits");
+    limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(u64::MAX)
+}
+
+/// The time of day in seconds of a castgate log line (it starts with an
+/// RFC 3339 UTC timestamp such as `2026-11-21T03:24:26.372639Z`).
+pub fn log_time(line: &str) -> f64 {
+    let t = line
+        .split_once('T')
+        .and_then(|(_, rest)| rest.split_once('Z'))
+        .map(|(t, _)| t)
+        .unwrap_or_else(|| panic!("no timestamp in log line {line:?}"));
+    let f: Vec<f64> = t.split(':').filter_map(|x| x.parse().ok()).collect();
+    assert_eq!(f.len(), 3, "bad timestamp in log line {line:?}");
+    f[0] * 3600.0 + f[1] * 60.0 + f[2]
 }
 
 /// A temporary directory for one test's files.

@@ -3,7 +3,10 @@
 
 mod browser;
 mod cli;
+mod corpus;
+mod faults;
 mod harness;
 mod hls_dash;
 mod malformed;
+mod raw;
 mod rtmp_play;

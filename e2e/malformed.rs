@@ -1,142 +1,17 @@
 //! Hostile and broken clients on raw sockets. Each gets a clean close and a
 //! log line naming it; a stream published alongside goes on untouched.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Read;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use castgate::rtmp::amf0::{self, Amf0Value};
-use castgate::rtmp::chunk::ChunkEncoder;
-use castgate::rtmp::handshake::{ClientHandshake, HandshakeStatus};
+use castgate::rtmp::amf0::Amf0Value;
+use castgate::rtmp::handshake::ClientHandshake;
 
 use crate::harness::*;
+use crate::raw::Raw;
 
 const T: Duration = Duration::from_secs(60);
-
-/// A raw RTMP client that can say anything.
-struct Raw {
-    s: TcpStream,
-    enc: ChunkEncoder,
-}
-
-impl Raw {
-    fn connect(addr: SocketAddr) -> Raw {
-        let s = TcpStream::connect(addr).expect("connect");
-        s.set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        Raw {
-            s,
-            enc: ChunkEncoder::new(),
-        }
-    }
-
-    /// The `peer=` value castgate logs for this connection.
-    fn peer_tag(&self) -> String {
-        format!("peer={}", self.s.local_addr().unwrap())
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        // The server may already have closed; that is what some tests expect.
-        let _ = self.s.write_all(bytes);
-    }
-
-    fn handshake(&mut self) {
-        let mut hs = ClientHandshake::new();
-        let mut out = Vec::new();
-        hs.start(&mut out);
-        self.send(&out);
-        let mut buf = [0u8; 4096];
-        let mut pending = Vec::new();
-        let deadline = Instant::now() + T;
-        loop {
-            assert!(Instant::now() < deadline, "handshake did not finish");
-            match self.s.read(&mut buf) {
-                Ok(0) => panic!("server closed during the handshake"),
-                Ok(n) => pending.extend_from_slice(&buf[..n]),
-                Err(_) => continue,
-            }
-            let mut out = Vec::new();
-            let (used, status) = hs.process(&pending, &mut out).expect("handshake");
-            pending.drain(..used);
-            self.send(&out);
-            if status == HandshakeStatus::Done {
-                return;
-            }
-        }
-    }
-
-    fn message(&mut self, csid: u32, type_id: u8, stream_id: u32, payload: &[u8]) {
-        let mut out = BytesMut::new();
-        self.enc
-            .write(csid, type_id, stream_id, 0, &[payload], &mut out);
-        self.send(&out);
-    }
-
-    fn command(&mut self, stream_id: u32, values: &[Amf0Value]) {
-        self.message(3, 20, stream_id, &amf0::encode_all(values));
-    }
-
-    fn rtmp_connect(&mut self, app: &str) {
-        self.command(
-            0,
-            &[
-                Amf0Value::string("connect"),
-                Amf0Value::Number(1.0),
-                Amf0Value::object([
-                    ("app", Amf0Value::string(app)),
-                    (
-                        "tcUrl",
-                        Amf0Value::string(format!("rtmp://127.0.0.1/{app}")),
-                    ),
-                ]),
-            ],
-        );
-    }
-
-    /// Handshake, `connect` to app `live`, `createStream`, then `publish`
-    /// or `play` of `name` on stream 1.
-    fn start_stream(&mut self, command: &str, name: &str) {
-        self.handshake();
-        self.rtmp_connect("live");
-        self.command(
-            0,
-            &[
-                Amf0Value::string("createStream"),
-                Amf0Value::Number(2.0),
-                Amf0Value::Null,
-            ],
-        );
-        self.command(
-            1,
-            &[
-                Amf0Value::string(command),
-                Amf0Value::Number(3.0),
-                Amf0Value::Null,
-                Amf0Value::string(name),
-            ],
-        );
-    }
-
-    /// Reads until the server closes the connection; panics if it does not
-    /// within `timeout`.
-    fn expect_closed(&mut self, timeout: Duration, what: &str) {
-        let deadline = Instant::now() + timeout;
-        let mut buf = [0u8; 65536];
-        loop {
-            match self.s.read(&mut buf) {
-                Ok(0) => return,
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
-                Err(_) => {}
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: server did not close the connection within {timeout:?}"
-            );
-        }
-    }
-}
 
 /// One hostile input: what to send, and a piece of the log line it must cause.
 struct Case {
@@ -366,24 +241,43 @@ fn idle_publisher_is_disconnected() {
 
 /// An RTMP player that stops reading is cut off (its queue is bounded and it
 /// is disconnected), while the publisher runs at full speed and another
-/// player receives everything.
+/// player receives everything; castgate's memory stays bounded meanwhile.
 #[test]
 fn player_that_stops_reading_is_dropped() {
+    const HARD_KIB: u64 = 1024;
     let src = fixture(9);
+    let hard = (HARD_KIB * 1024).to_string();
     let server = Castgate::start(&[
         ("CASTGATE__HUB__QUEUE_SOFT_BYTES", "262144"),
-        ("CASTGATE__HUB__QUEUE_HARD_BYTES", "1048576"),
-        ("CASTGATE__RTMP__IDLE_TIMEOUT_SECS", "3"),
+        ("CASTGATE__HUB__QUEUE_HARD_BYTES", &hard),
+        // The write timeout: long enough that only the queue cap bounds
+        // what waits for the stuck player.
+        ("CASTGATE__RTMP__IDLE_TIMEOUT_SECS", "10"),
     ]);
     let dir = tempdir();
     let out = dir.path().join("ok.flv");
     let mut good = play(&server.url("live/slow"), &out);
     server.wait_log_all(&["play requested", "live/slow"], T);
 
-    let mut stuck = Raw::connect(server.rtmp);
+    let mut stuck = Raw::connect_small_buffer(server.rtmp);
     let tag = stuck.peer_tag();
     stuck.start_stream("play", "slow");
     server.wait_log_all(&[&tag, "play requested"], T);
+    // castgate's resident memory, sampled every 20 ms from here to the end.
+    let baseline = server.rss_kib();
+    let pid = server.pid();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_kib(pid));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            peak
+        })
+    };
 
     // ~12 MB at 20x real time (~12 Mbit/s): an ordinary player keeps up,
     // while the stuck one fills its socket buffers and then its queue.
@@ -413,6 +307,17 @@ fn player_that_stops_reading_is_dropped() {
     assert!(
         line.contains("too slow") || line.contains("not reading"),
         "the stuck player should be dropped for being slow: {line}"
+    );
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.join().unwrap();
+    eprintln!("stuck player: castgate RSS {baseline} KiB before, {peak} KiB at peak");
+    // The stuck player's queue is capped at HARD_KIB; the margin covers
+    // what any stream costs (packager window, the other player's queue).
+    // Measured: +4 MiB with this cap, +9.7 MiB with a 64 MiB one.
+    assert!(
+        peak < baseline + HARD_KIB + 5 * 1024,
+        "castgate grew from {baseline} to {peak} KiB with a player not reading \
+         (its queue is capped at {HARD_KIB} KiB)"
     );
     wait_child(&mut good, T, "good player");
     // The other player stayed connected to the end. It may itself have

@@ -15,21 +15,40 @@ pub mod transport;
 
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
+
+/// Connections the kernel queues before castgate accepts them. The usual
+/// default (128, from std and mio) drops SYNs as soon as a few hundred
+/// clients connect at once (encoders reconnecting after a network blip, a
+/// player rush), and each dropped one waits a second or more to retry.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// A listener with [`LISTEN_BACKLOG`] (and SO_REUSEADDR, as std sets it).
+fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 /// Binds every listener, then serves until the process is told to stop.
 /// Bind errors are returned (and name the address) before anything runs.
 pub async fn run(config: config::Config) -> std::io::Result<()> {
     let rtmp_addr = config.rtmp.listen;
     let max_connections = config.rtmp.max_connections;
-    let listener = TcpListener::bind(rtmp_addr).await.map_err(|e| {
+    let listener = bind(rtmp_addr).map_err(|e| {
         std::io::Error::new(
             e.kind(),
             format!("cannot listen for RTMP on {rtmp_addr}: {e}"),
         )
     })?;
     let http_addr = config.http.listen;
-    let http_listener = TcpListener::bind(http_addr).await.map_err(|e| {
+    let http_listener = bind(http_addr).map_err(|e| {
         std::io::Error::new(
             e.kind(),
             format!("cannot listen for HTTP on {http_addr}: {e}"),

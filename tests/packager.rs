@@ -463,3 +463,139 @@ fn numbering_never_repeats_across_stream_restarts() {
         "a restarted stream must not reuse segment URLs"
     );
 }
+
+/// Hostile publishers, fed through ingest as FLV tag bodies (no ffmpeg):
+/// a real SPS/PPS pair and made-up slices, which the packager never decodes.
+mod hostile {
+    use super::*;
+
+    const SPS: &[u8] = &[
+        0x67, 0x64, 0x00, 0x1e, 0xac, 0xd9, 0x40, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03,
+        0x00, 0x01, 0x00, 0x00, 0x03, 0x00, 0x3c, 0x0f, 0x16, 0x2d, 0x96,
+    ];
+    const PPS: &[u8] = &[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
+
+    /// An AVC sequence header; `level` tells two configurations apart.
+    fn avc_seq(level: u8) -> Bytes {
+        let mut b = vec![0x17, 0, 0, 0, 0, 1, 0x64, 0, level, 0xff, 0xe1];
+        b.extend_from_slice(&(SPS.len() as u16).to_be_bytes());
+        b.extend_from_slice(SPS);
+        b.push(1);
+        b.extend_from_slice(&(PPS.len() as u16).to_be_bytes());
+        b.extend_from_slice(PPS);
+        Bytes::from(b)
+    }
+
+    fn frame(key: bool) -> Bytes {
+        let mut b = vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0, 0, 0, 0, 8];
+        b.extend_from_slice(&[if key { 0x65 } else { 0x41 }, 0x88, 1, 2, 3, 4, 5, 6]);
+        Bytes::from(b)
+    }
+
+    fn aac(body: &[u8]) -> Bytes {
+        Bytes::from([&[0xaf, 1][..], body].concat())
+    }
+
+    /// Runs `tags` (kind, timestamp, body) through ingest into `seg`.
+    fn feed(seg: &mut StreamSegmenter, tags: &[(MediaKind, u32, Bytes)]) {
+        let mut ingest = Ingest::new();
+        let mut events = vec![StreamEvent::PublisherStarted];
+        for (kind, ts, body) in tags {
+            ingest
+                .media(*kind, *ts, body.clone(), |e| events.push(e))
+                .expect("valid tags");
+        }
+        for e in &events {
+            seg.push(e, SystemTime::now());
+        }
+    }
+
+    /// A publisher switching configurations back and forth without frames
+    /// in between keeps one init segment per track, not one per switch.
+    #[test]
+    fn configuration_flood_keeps_one_init_per_track() {
+        let mut seg = StreamSegmenter::with_first_number("live/f", SegmenterConfig::default(), 1);
+        let mut tags = Vec::new();
+        for i in 0..1000u32 {
+            let asc: &[u8] = if i % 2 == 0 {
+                &[0x11, 0x90]
+            } else {
+                &[0x12, 0x10]
+            };
+            tags.push((
+                MediaKind::Audio,
+                0,
+                Bytes::from([&[0xaf, 0][..], asc].concat()),
+            ));
+            tags.push((MediaKind::Video, 0, avc_seq(30 + (i % 2) as u8)));
+        }
+        feed(&mut seg, &tags);
+        for kind in [MediaKind::Video, MediaKind::Audio] {
+            let held = (1..=1001)
+                .filter(|&id| seg.init(kind, id).is_some())
+                .count();
+            assert_eq!(held, 1, "{kind:?} init segments held after 1000 switches");
+        }
+    }
+
+    /// AAC whose timestamps stand still while video advances: the sample
+    /// clock runs ahead and must never be pulled back (decode times of a
+    /// track only grow; before, this panicked on a subtraction).
+    #[test]
+    fn stuck_audio_timestamps_never_go_backwards() {
+        let mut seg = StreamSegmenter::with_first_number("live/s", SegmenterConfig::default(), 1);
+        let mut tags = vec![
+            (MediaKind::Video, 0, avc_seq(30)),
+            (
+                MediaKind::Audio,
+                0,
+                Bytes::from_static(&[0xaf, 0, 0x11, 0x90]),
+            ),
+        ];
+        // Video runs to 133 ms, then eleven AAC frames (229 ms of samples)
+        // all stamped 0; then both run on normally to 6.6 s.
+        for i in 0..5u32 {
+            tags.push((MediaKind::Video, i * 33, frame(i == 0)));
+        }
+        for _ in 0..11 {
+            tags.push((MediaKind::Audio, 0, aac(&[0x21, 0x10, 0x04, 0x60])));
+        }
+        for i in 5..200u32 {
+            tags.push((MediaKind::Video, i * 33, frame(i % 30 == 0)));
+            tags.push((MediaKind::Audio, i * 33, aac(&[0x21, 0x10, 0x04, 0x60])));
+        }
+        feed(&mut seg, &tags);
+        seg.end();
+        let audio = seg.snapshot().audio.expect("audio segments");
+        assert!(audio.segments.len() >= 2, "{:?}", audio.segments);
+        for w in audio.segments.windows(2) {
+            assert!(
+                w[1].start >= w[0].start + w[0].duration,
+                "audio segments overlap: {:?}",
+                audio.segments
+            );
+        }
+    }
+
+    /// An explicit AAC rate of 2^24 - 1 Hz with an RTMP clock leaping by
+    /// 2^31 - 1 ms per tag: no arithmetic overflow, the stream ends cleanly.
+    #[test]
+    fn absurd_timescale_and_time_leaps_do_not_overflow() {
+        let mut seg = StreamSegmenter::with_first_number("live/o", SegmenterConfig::default(), 1);
+        // AAC-LC, explicit rate 0xFFFFFF, stereo.
+        let asc = [0xaf, 0, 0x17, 0xff, 0xff, 0xff, 0x90];
+        let mut tags = vec![
+            (MediaKind::Video, 0, avc_seq(30)),
+            (MediaKind::Audio, 0, Bytes::copy_from_slice(&asc)),
+        ];
+        for i in 0..600u32 {
+            let ts = i.wrapping_mul(0x7FFF_FFFF);
+            tags.push((MediaKind::Video, ts, frame(true)));
+            tags.push((MediaKind::Audio, ts, aac(&[1, 2, 3, 4])));
+        }
+        feed(&mut seg, &tags);
+        seg.end();
+        let snap = seg.snapshot();
+        assert!(snap.video.is_some_and(|v| !v.segments.is_empty()));
+    }
+}

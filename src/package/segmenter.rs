@@ -171,13 +171,20 @@ impl Track {
     }
 
     fn ms_to_ticks(&self, ms: u64) -> u64 {
-        ms * u64::from(self.timescale) / 1000
+        rescale(ms, u64::from(self.timescale), 1000)
     }
 
     /// Changes the codec configuration: a new init segment.
     fn reconfigure(&mut self, config: Arc<CodecConfig>) -> Result<(), cmaf::CmafError> {
         let init = cmaf::init_segment(self.track_id, &config)?;
         self.init_id += 1;
+        // Keep only the init segments stored segments use, and the new one:
+        // a publisher switching configurations without sending frames in
+        // between must not grow the list (it is pruned otherwise only when a
+        // segment closes).
+        let segments = &self.segments;
+        self.inits
+            .retain(|(id, _)| segments.iter().any(|s| s.info.init == *id));
         self.inits.push((self.init_id, init));
         let bandwidth = (self.info.peak_bandwidth, self.info.average_bandwidth);
         self.info = track_info(&config);
@@ -312,6 +319,18 @@ impl Track {
                 .collect(),
         }
     }
+}
+
+/// Largest media time in ticks (at 90 kHz, 1.6 million years): times are
+/// capped here so that sums of times and durations never overflow.
+const MAX_TICKS: u64 = 1 << 62;
+
+/// `value * num / den` without overflow, capped at [`MAX_TICKS`]: times
+/// come from publishers, who can push an RTMP clock forward by 2^31 ms per
+/// message, and AAC timescales go up to 2^24 - 1.
+fn rescale(value: u64, num: u64, den: u64) -> u64 {
+    let v = u128::from(value) * u128::from(num) / u128::from(den.max(1));
+    u64::try_from(v).map_or(MAX_TICKS, |v| v.min(MAX_TICKS))
 }
 
 fn track_info(config: &CodecConfig) -> TrackInfo {
@@ -465,7 +484,7 @@ impl StreamSegmenter {
         let cts = f.cts.saturating_mul(90);
         if let Some(p) = track.pending.take() {
             if dts <= p.dts {
-                dts = p.dts + 1;
+                dts = p.dts.saturating_add(1);
                 self.stats.dts_repairs += 1;
             }
             let duration = dts - p.dts;
@@ -536,13 +555,17 @@ impl StreamSegmenter {
         let tolerance = track.ms_to_ticks(AUDIO_REANCHOR_MS);
         let time = match track.audio_next {
             Some(next) if next.abs_diff(rtmp_time) <= tolerance => next,
+            // The RTMP clock lags the sample clock (timestamps stuck or
+            // slow): samples must not overlap the ones already timed, so the
+            // sample clock goes on. Decode times never go backwards.
+            Some(next) if rtmp_time < next => next,
             Some(_) => {
                 self.stats.audio_reanchors += 1;
                 rtmp_time
             }
             None => rtmp_time,
         };
-        track.audio_next = Some(time + frame_len);
+        track.audio_next = Some(time.saturating_add(frame_len));
         let sample = Sample {
             duration: frame_len as u32,
             cts_offset: 0,
@@ -567,7 +590,7 @@ impl StreamSegmenter {
             return;
         };
         let ts = u64::from(track.timescale);
-        let to_audio = |t90: u64| t90 * ts / 90_000;
+        let to_audio = |t90: u64| rescale(t90, ts, 90_000);
         let part_ticks = (part_target * ts as f64) as u64;
         if audio_only {
             while let Some((sample, time, wall)) = track.held.pop_front() {
@@ -606,7 +629,7 @@ impl StreamSegmenter {
         let limit = progress.map(to_audio);
         let overflow =
             |held: &VecDeque<(Sample, u64, SystemTime)>| match (held.front(), held.back()) {
-                (Some(a), Some(b)) => (b.1 - a.1) * 1000 / ts > MAX_AUDIO_HOLD_MS,
+                (Some(a), Some(b)) => b.1.saturating_sub(a.1) > MAX_AUDIO_HOLD_MS * ts / 1000,
                 _ => false,
             };
         while let Some((_, t, _)) = track.held.front() {

@@ -3,16 +3,97 @@
 //! Each track gets its own [`Timeline`] (32-bit wrap, monotonic repair); FLV
 //! bodies become [`Frame`]s that slice the message payload, never copy it.
 //! A repeated identical sequence header is not a new configuration.
+//!
+//! What cannot be carried is dropped before it reaches the hub, so players
+//! and the packager only ever see frames they can decode: a tag that does
+//! not parse, a frame before its sequence header, an H.264 frame whose NAL
+//! length prefixes run past its end ([`IngestError`], counted as bad tags),
+//! and tags of codecs castgate does not carry ([`Notice`], said once).
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 
 use crate::hub::StreamEvent;
+use crate::media::avc::AvcError;
 use crate::media::flv::{self, AudioTag, FlvError, VideoTag};
 use crate::media::timeline::Timeline;
 use crate::media::{avc, CodecConfig, Frame, MediaKind};
 use crate::rtmp::amf0::Amf0Value;
+
+/// Why a media tag was dropped (one tag; the publisher goes on).
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Flv(#[from] FlvError),
+    /// Nothing can decode a frame whose configuration never came.
+    #[error("{0} frame before its sequence header")]
+    BeforeConfig(&'static str),
+    /// AVCC framing that does not add up: passed on, it would break every
+    /// player and the packaged segments.
+    #[error("bad NAL unit framing: {0}")]
+    NalFraming(AvcError),
+}
+
+/// Something about a publisher's media worth one warning, where no tag is
+/// bad: castgate carries on without it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// A video codec castgate does not carry (FLV codec id, or `EX_VIDEO_*`).
+    UnsupportedVideo(u8),
+    /// An audio format castgate does not carry (FLV SoundFormat).
+    UnsupportedAudio(u8),
+    /// An AVC sequence header taken without a picture size: its SPS is
+    /// missing or does not parse (decoders may still cope with in-band ones).
+    UnreadableSps(String),
+}
+
+impl std::fmt::Display for Notice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Notice::UnsupportedVideo(id) => write!(
+                f,
+                "unsupported video codec {} (id {id:#04x}): its tags are dropped",
+                video_codec_name(*id)
+            ),
+            Notice::UnsupportedAudio(id) => write!(
+                f,
+                "unsupported audio format {} (id {id}): its tags are dropped",
+                audio_format_name(*id)
+            ),
+            Notice::UnreadableSps(why) => {
+                write!(f, "AVC sequence header taken without a picture size: {why}")
+            }
+        }
+    }
+}
+
+fn video_codec_name(id: u8) -> &'static str {
+    match id {
+        1 => "JPEG",
+        2 => "Sorenson H.263",
+        3 | 6 => "Screen Video",
+        4 | 5 => "On2 VP6",
+        12 | flv::EX_VIDEO_HEVC => "HEVC",
+        13 | flv::EX_VIDEO_AV1 => "AV1",
+        flv::EX_VIDEO_VP9 => "VP9",
+        flv::EX_VIDEO_OTHER => "(Enhanced RTMP FourCC)",
+        _ => "(unknown)",
+    }
+}
+
+fn audio_format_name(id: u8) -> &'static str {
+    match id {
+        0 | 3 => "linear PCM",
+        1 => "ADPCM",
+        4..=6 => "Nellymoser",
+        7 => "G.711 A-law",
+        8 => "G.711 mu-law",
+        11 => "Speex",
+        15 => "device-specific",
+        _ => "(reserved)",
+    }
+}
 
 #[derive(Default)]
 pub struct Ingest {
@@ -28,6 +109,8 @@ pub struct Ingest {
     pub bytes: u64,
     /// In-band parameter sets that did not parse.
     pub bad_in_band: u64,
+    /// Unsupported codecs already reported (each once per publish).
+    told: Vec<Notice>,
 }
 
 impl Ingest {
@@ -40,17 +123,18 @@ impl Ingest {
         self.video_time.repairs() + self.audio_time.repairs()
     }
 
-    /// Turns one media message into zero or more hub events.
+    /// Turns one media message into zero or more hub events. A [`Notice`]
+    /// is returned the first time there is something to say about it.
     pub fn media(
         &mut self,
         kind: MediaKind,
         timestamp: u32,
         payload: Bytes,
         mut emit: impl FnMut(StreamEvent),
-    ) -> Result<(), FlvError> {
+    ) -> Result<Option<Notice>, IngestError> {
         if payload.is_empty() {
             // Some encoders send empty tags as keep-alives.
-            return Ok(());
+            return Ok(None);
         }
         self.bytes += payload.len() as u64;
         match kind {
@@ -59,16 +143,29 @@ impl Ingest {
                 // An empty AVC sequence header announces in-band parameter
                 // sets (see `annex_b_frame`), not a broken stream.
                 if payload.len() == 5 && payload[0] & 0x0F == 7 && payload[1] == 0 {
-                    return Ok(());
+                    return Ok(None);
                 }
                 match flv::parse_video(dts, payload)? {
-                    VideoTag::Config(c) => self.config(CodecConfig::Avc(c), &mut emit),
+                    VideoTag::Config(c) => {
+                        let notice = unreadable_sps(&c);
+                        if self.config(CodecConfig::Avc(c), &mut emit) {
+                            return Ok(notice);
+                        }
+                    }
                     VideoTag::Frame(f)
                         if avc::looks_like_annex_b(&f.data, self.nal_length_size()) =>
                     {
                         self.annex_b_frame(f, &mut emit)
                     }
                     VideoTag::Frame(f) => {
+                        let Some(CodecConfig::Avc(c)) = self.video_config.as_deref() else {
+                            return Err(IngestError::BeforeConfig("H.264"));
+                        };
+                        if let Some(e) =
+                            avc::nal_units(&f.data, c.nal_length_size).find_map(Result::err)
+                        {
+                            return Err(IngestError::NalFraming(e));
+                        }
                         self.frames += 1;
                         emit(StreamEvent::Frame(f));
                     }
@@ -76,6 +173,7 @@ impl Ingest {
                     VideoTag::Unsupported { codec_id } => {
                         if codec_id != flv::VIDEO_NOT_MEDIA {
                             self.unsupported_tags += 1;
+                            return Ok(self.tell(Notice::UnsupportedVideo(codec_id)));
                         }
                     }
                 }
@@ -83,8 +181,13 @@ impl Ingest {
             MediaKind::Audio => {
                 let dts = self.audio_time.next(timestamp);
                 match flv::parse_audio(dts, payload)? {
-                    AudioTag::Config(c) => self.config(c, &mut emit),
+                    AudioTag::Config(c) => {
+                        self.config(c, &mut emit);
+                    }
                     AudioTag::Frame(f) => {
+                        if !matches!(self.audio_config.as_deref(), Some(CodecConfig::Aac(_))) {
+                            return Err(IngestError::BeforeConfig("AAC"));
+                        }
                         self.frames += 1;
                         emit(StreamEvent::Frame(f));
                     }
@@ -93,11 +196,23 @@ impl Ingest {
                         self.frames += 1;
                         emit(StreamEvent::Frame(frame));
                     }
-                    AudioTag::Unsupported { .. } => self.unsupported_tags += 1,
+                    AudioTag::Unsupported { sound_format } => {
+                        self.unsupported_tags += 1;
+                        return Ok(self.tell(Notice::UnsupportedAudio(sound_format)));
+                    }
                 }
             }
         }
-        Ok(())
+        Ok(None)
+    }
+
+    /// `notice` the first time it comes up in this publish, else nothing.
+    fn tell(&mut self, notice: Notice) -> Option<Notice> {
+        if self.told.contains(&notice) {
+            return None;
+        }
+        self.told.push(notice.clone());
+        Some(notice)
     }
 
     /// The NAL length size of the current video configuration (4 if none).
@@ -116,7 +231,9 @@ impl Ingest {
         let pps = units.iter().find(|u| u[0] & 0x1F == 8);
         if let (Some(sps), Some(pps)) = (sps, pps) {
             match avc::build_decoder_config(sps, pps) {
-                Ok(c) => self.config(CodecConfig::Avc(c), emit),
+                Ok(c) => {
+                    self.config(CodecConfig::Avc(c), emit);
+                }
                 Err(_) => self.bad_in_band += 1,
             }
         }
@@ -129,20 +246,36 @@ impl Ingest {
         emit(StreamEvent::Frame(f));
     }
 
-    fn config(&mut self, config: CodecConfig, emit: &mut impl FnMut(StreamEvent)) {
+    /// Takes a configuration; false when it repeats the current one.
+    fn config(&mut self, config: CodecConfig, emit: &mut impl FnMut(StreamEvent)) -> bool {
         let slot = match config.kind() {
             MediaKind::Video => &mut self.video_config,
             MediaKind::Audio => &mut self.audio_config,
         };
         if slot.as_deref() == Some(&config) {
-            return;
+            return false;
         }
         let config = Arc::new(config);
         *slot = Some(config.clone());
         emit(StreamEvent::Config(config));
+        true
     }
 
     pub fn metadata(&mut self, metadata: Amf0Value, mut emit: impl FnMut(StreamEvent)) {
         emit(StreamEvent::Metadata(Arc::new(metadata)));
     }
+}
+
+/// Why an accepted AVC configuration has no picture size, if it has none.
+fn unreadable_sps(c: &crate::media::AvcConfig) -> Option<Notice> {
+    if c.width > 0 && c.height > 0 {
+        return None;
+    }
+    Some(Notice::UnreadableSps(match c.sps.first() {
+        None => "it holds no SPS".to_string(),
+        Some(sps) => match avc::parse_sps(sps) {
+            Err(e) => format!("its SPS does not parse: {e}"),
+            Ok(_) => "its SPS gives no size".to_string(),
+        },
+    }))
 }

@@ -152,6 +152,7 @@ fn log_publish_end(p: &Publishing) {
         frames = p.ingest.frames,
         bytes = p.ingest.bytes,
         bad_tags = p.ingest.bad_tags,
+        unsupported_tags = p.ingest.unsupported_tags,
         timestamp_repairs = p.ingest.repairs(),
         secs = p.started.elapsed().as_secs_f64(),
         "publish ended"
@@ -379,19 +380,23 @@ impl Connection {
                 };
                 p.last_media = Instant::now();
                 let publisher = &p.publisher;
-                if let Err(e) = p.ingest.media(kind, timestamp, payload, |ev| {
+                match p.ingest.media(kind, timestamp, payload, |ev| {
                     publisher.send(ev);
                 }) {
-                    p.ingest.bad_tags += 1;
-                    // Log the first few, then every 100th: a broken encoder
-                    // must not flood the log.
-                    let n = p.ingest.bad_tags;
-                    if n <= 5 || n % 100 == 0 {
-                        warn!(
-                            stream = p.publisher.key(),
-                            bad_tags = n,
-                            "dropped a bad {kind:?} tag: {e}"
-                        );
+                    Ok(None) => {}
+                    Ok(Some(notice)) => warn!(stream = p.publisher.key(), "{notice}"),
+                    Err(e) => {
+                        p.ingest.bad_tags += 1;
+                        // Log the first few, then every 100th: a broken encoder
+                        // must not flood the log.
+                        let n = p.ingest.bad_tags;
+                        if n <= 5 || n % 100 == 0 {
+                            warn!(
+                                stream = p.publisher.key(),
+                                bad_tags = n,
+                                "dropped a bad {kind:?} tag: {e}"
+                            );
+                        }
                     }
                 }
             }
