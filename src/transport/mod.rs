@@ -1,4 +1,7 @@
 //! Listeners that hand a byte stream to a connection driver. They know
 //! nothing of RTMP; they own accepting, connection limits and socket options.
 
+pub mod http;
+pub mod rtmpt;
 pub mod tcp;
+pub mod tls;
