@@ -7,3 +7,4 @@ mod harness;
 mod hls_dash;
 mod malformed;
 mod rtmp_play;
+mod tls_rtmpt;
