@@ -257,8 +257,8 @@ impl FirstByte {
     }
 }
 
-/// Waits for the first byte without consuming it. `None`: the peer closed
-/// first, or sent nothing within `limit` (the reason is returned).
+/// Waits for the first byte without consuming it. An error (the reason to
+/// log) when the peer closed first or sent nothing within `limit`.
 pub async fn peek_first_byte(tcp: &TcpStream, limit: Duration) -> Result<u8, String> {
     let mut b = [0u8; 1];
     match timeout(limit, tcp.peek(&mut b)).await {
@@ -270,8 +270,9 @@ pub async fn peek_first_byte(tcp: &TcpStream, limit: Duration) -> Result<u8, Str
 }
 
 /// Closes a connection that spoke the wrong protocol with a FIN, not a
-/// reset: the peer's unread bytes are drained first (bounded in bytes and
-/// time), so the client sees a clean end of stream.
+/// reset: our side is shut down first, then the peer's bytes are drained
+/// (bounded in bytes and time) so that dropping the socket does not turn
+/// into a reset, and the client sees a clean end of stream.
 pub async fn close_gently(mut tcp: TcpStream) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let _ = tcp.shutdown().await;

@@ -211,26 +211,41 @@ impl Tunnels {
         self.table().remove(id);
     }
 
-    /// Closes sessions that sent no request for the timeout.
+    /// Closes sessions that sent no request for the timeout, and frees the
+    /// slots of sessions whose RTMP connection ended with nothing left to
+    /// deliver (a client that opened and never spoke, for one).
     fn reap(&self) {
         let timeout = self.config.session_timeout();
         let now = Instant::now();
-        let expired: Vec<Arc<Session>> = {
+        let (expired, ended): (Vec<Arc<Session>>, Vec<Arc<Session>>) = {
             let mut table = self.table();
-            let ids: Vec<String> = table
-                .values()
-                .filter(|s| {
-                    let seen = *s.last_seen.lock().unwrap_or_else(|e| e.into_inner());
-                    // A request in progress keeps its session.
-                    now.saturating_duration_since(seen) >= timeout && s.state.try_lock().is_ok()
-                })
-                .map(|s| s.id.clone())
-                .collect();
-            ids.iter().filter_map(|id| table.remove(id)).collect()
+            let mut expired = Vec::new();
+            let mut ended = Vec::new();
+            table.retain(|_, s| {
+                // A request in progress keeps its session.
+                if s.state.try_lock().is_err() {
+                    return true;
+                }
+                let seen = *s.last_seen.lock().unwrap_or_else(|e| e.into_inner());
+                let status = s.pipe.status();
+                if now.saturating_duration_since(seen) >= timeout {
+                    expired.push(Arc::clone(s));
+                    false
+                } else if status.session_gone && status.pending_output == 0 {
+                    ended.push(Arc::clone(s));
+                    false
+                } else {
+                    true
+                }
+            });
+            (expired, ended)
         };
         for s in expired {
             warn!(peer = %s.peer, proto = s.proto, session = s.short_id(), "RTMPT session expired: no request for {timeout:?}");
             s.pipe.close_input();
+        }
+        for s in ended {
+            info!(peer = %s.peer, proto = s.proto, session = s.short_id(), "RTMPT session ended");
         }
     }
 }
@@ -263,4 +278,88 @@ async fn run_session(
 fn new_session_id() -> Option<String> {
     let mut raw = [0u8; protocol::SESSION_ID_LEN / 2];
     super::tls::secure_random(&mut raw).then(|| raw.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::rtmp::handshake::{ClientHandshake, HandshakeStatus};
+
+    fn tunnels(timeout: &str, max: &str) -> Arc<Tunnels> {
+        let env = [
+            ("CASTGATE__RTMPT__SESSION_TIMEOUT_SECS", timeout),
+            ("CASTGATE__RTMPT__MAX_SESSIONS", max),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let config = Config::load_with_env(None, env).unwrap();
+        let rtmpt = config.rtmpt.clone();
+        Tunnels::new(ServerContext::new(config), rtmpt)
+    }
+
+    fn peer() -> SocketAddr {
+        "127.0.0.1:1".parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn send_reply_carries_the_answer_and_refusals_change_nothing() {
+        let t = tunnels("30", "10");
+        let id = t.open(peer(), "rtmpt").unwrap();
+        assert!(protocol::plausible_session_id(&id));
+        let mut hs = ClientHandshake::new();
+        let mut c0c1 = Vec::new();
+        hs.start(&mut c0c1);
+        let reply = t
+            .request(Command::Send, &id, 0, Bytes::from(c0c1.clone()))
+            .await
+            .unwrap();
+        assert_eq!(reply[0], protocol::MIN_INTERVAL);
+        let mut c2 = Vec::new();
+        assert_eq!(
+            hs.process(&reply[1..], &mut c2).unwrap(),
+            (3073, HandshakeStatus::Done)
+        );
+        // A replay is refused and does not reach the session.
+        assert!(matches!(
+            t.request(Command::Send, &id, 0, Bytes::from(c0c1)).await,
+            Err(TunnelError::Sequence(SeqError::Replayed { .. }))
+        ));
+        let unknown = "0".repeat(protocol::SESSION_ID_LEN);
+        assert!(matches!(
+            t.request(Command::Idle, &unknown, 0, Bytes::new()).await,
+            Err(TunnelError::UnknownSession)
+        ));
+        let reply = t
+            .request(Command::Idle, &id, 1, Bytes::from_static(&[3]))
+            .await;
+        assert_eq!(&reply.unwrap()[..], &[protocol::MIN_INTERVAL]);
+        let reply = t.request(Command::Close, &id, 2, Bytes::new()).await;
+        assert_eq!(&reply.unwrap()[..], &[protocol::ENDED_INTERVAL]);
+        assert!(t.is_empty());
+    }
+
+    #[tokio::test]
+    async fn sessions_are_bounded_ended_ones_freed_and_silent_ones_expire() {
+        let t = tunnels("0.3", "2");
+        let a = t.open(peer(), "rtmpt").unwrap();
+        let _b = t.open(peer(), "rtmpt").unwrap();
+        assert!(matches!(
+            t.open(peer(), "rtmpt"),
+            Err(TunnelError::TooManySessions(2))
+        ));
+        // Garbage ends a's RTMP connection: the reply says so, the slot is free.
+        let reply = t
+            .request(Command::Send, &a, 0, Bytes::from_static(b"GET /"))
+            .await
+            .unwrap();
+        assert_eq!(&reply[..], &[protocol::ENDED_INTERVAL]);
+        assert_eq!(t.len(), 1);
+        let _c = t.open(peer(), "rtmpt").unwrap();
+        // Nobody polls: both expire.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !t.is_empty() {
+            assert!(Instant::now() < deadline, "sessions never expired");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
