@@ -262,19 +262,27 @@ fn hangup(server: &Castgate) {
     assert_eq!(r, 0, "kill -HUP failed");
 }
 
-/// Reads until the peer closes; panics on a reset (the close must be
-/// clean) or if it does not close within `timeout`.
-fn expect_clean_close(s: &mut impl Read, timeout: Duration, what: &str) {
+/// Reads until the peer closes and returns what was read; panics on a
+/// reset (the close must be clean) or if it does not close within `timeout`.
+fn expect_clean_close(s: &mut impl Read, timeout: Duration, what: &str) -> Vec<u8> {
     let deadline = Instant::now() + timeout;
     let mut buf = [0u8; 4096];
+    let mut got = Vec::new();
     loop {
         match s.read(&mut buf) {
-            Ok(0) => return,
-            Ok(_) => {}
+            Ok(0) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            // A TLS peer may close without close_notify.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return got,
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
                 panic!("{what}: connection reset instead of a clean close")
             }
-            Err(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("{what}: {e}"),
         }
         assert!(
             Instant::now() < deadline,
@@ -577,7 +585,10 @@ fn certificate_reload_on_sighup_keeps_the_live_publisher() {
 #[test]
 fn wrong_protocol_on_each_listener_is_closed_with_a_log_line() {
     let src = fixture(23);
-    let gate = TlsGate::start(&[("CASTGATE__RTMP__HANDSHAKE_TIMEOUT_SECS", "1")]);
+    let gate = TlsGate::start(&[
+        ("CASTGATE__RTMP__HANDSHAKE_TIMEOUT_SECS", "1"),
+        ("CASTGATE__HTTP__IDLE_TIMEOUT_SECS", "1"),
+    ]);
     let server = &gate.server;
     let mut publisher = publish(&src, &gate.rtmps_url("live/along"), &[]);
     server.wait_log_all(&["publish started", "live/along"], T);
@@ -648,6 +659,31 @@ fn wrong_protocol_on_each_listener_is_closed_with_a_log_line() {
         .unwrap();
     expect_clean_close(&mut s, T, "silent client");
     server.wait_log_all(&[&peer_tag(&s), "sent nothing within"], T);
+
+    // Idle connections are closed (http.idle_timeout_secs = 1 here): a
+    // keep-alive connection once its response is sent, and a TLS
+    // connection that never sends a request.
+    let mut s = TcpStream::connect(server.http).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: castgate\r\n\r\n")
+        .unwrap();
+    let started = Instant::now();
+    let got = expect_clean_close(&mut s, T, "idle keep-alive connection");
+    assert!(
+        String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "closed before the idle timeout"
+    );
+    let mut tls = tls_connect(gate.https);
+    tls.sock
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    expect_clean_close(&mut tls, T, "idle TLS connection");
 
     // RTMPT over HTTPS refuses unknown sessions too.
     let r = https_exchange(

@@ -73,6 +73,8 @@ pub struct HttpConfig {
     /// Connections beyond this are closed at accept (logged); applies to
     /// the HTTP and the HTTPS listener each.
     pub max_connections: usize,
+    /// A connection with no byte moving either way for this long is closed.
+    pub idle_timeout_secs: f64,
 }
 
 /// RTMP over TLS. Enabled when both `cert` and `key` are set.
@@ -219,6 +221,10 @@ impl Config {
         if self.http.max_connections == 0 {
             return invalid("http.max_connections", "must be at least 1");
         }
+        let idle = self.http.idle_timeout_secs;
+        if !(1.0..=86_400.0).contains(&idle) {
+            return invalid("http.idle_timeout_secs", "must be in [1, 86400]");
+        }
         if self.rtmps.cert.is_empty() != self.rtmps.key.is_empty() {
             return invalid(
                 "rtmps.cert",
@@ -338,6 +344,12 @@ fn tls_files(cert: &str, key: &str) -> Option<TlsFiles> {
         cert: PathBuf::from(cert),
         key: PathBuf::from(key),
     })
+}
+
+impl HttpConfig {
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.idle_timeout_secs)
+    }
 }
 
 impl RtmptConfig {

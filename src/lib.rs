@@ -82,8 +82,11 @@ pub async fn run(config: config::Config) -> std::io::Result<()> {
         tracing::info!(listen = %l.local_addr()?, http2 = true, "HTTPS listening");
     }
     let max_connections = config.rtmp.max_connections;
-    let http_max = config.http.max_connections;
-    let first_byte = config.rtmp.handshake_timeout();
+    let http_limits = transport::http::HttpLimits {
+        max_connections: config.http.max_connections,
+        idle: config.http.idle_timeout(),
+        handshake: config.rtmp.handshake_timeout(),
+    };
     let rtmpt = config.rtmpt.enabled.then(|| config.rtmpt.clone());
     let ctx = server::ServerContext::new(config);
     let tunnels = rtmpt.map(|c| transport::rtmpt::Tunnels::new(Arc::clone(&ctx), c));
@@ -93,7 +96,7 @@ pub async fn run(config: config::Config) -> std::io::Result<()> {
     };
     let app = http::router(state.clone());
     let http = axum::serve(
-        transport::http::plain(http_listener, http_max, first_byte),
+        transport::http::plain(http_listener, http_limits),
         app.into_make_service_with_connect_info::<ClientAddr>(),
     );
     let https = match (https_listener, &https_store) {
@@ -107,7 +110,7 @@ pub async fn run(config: config::Config) -> std::io::Result<()> {
                 ..state
             });
             Some(axum::serve(
-                transport::http::tls(l, acceptor, http_max, first_byte),
+                transport::http::tls(l, acceptor, http_limits),
                 app.into_make_service_with_connect_info::<ClientAddr>(),
             ))
         }

@@ -10,6 +10,7 @@
 //! their own tasks and feed a channel, so a slow or silent client never
 //! holds up `accept` for the others.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -22,17 +23,57 @@ use axum::serve::IncomingStream;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
-use tokio::time::timeout;
+use tokio::time::{timeout, Instant, Sleep};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tracing::{error, warn};
 
 use super::tls::{self, FirstByte};
 
-/// A connection that holds its slot under the listener's limit until dropped.
+/// A connection that holds its slot under the listener's limit until
+/// dropped, and fails with `TimedOut` once nothing moved either way for
+/// `idle` (an idle keep-alive connection, or a client that stopped reading).
 pub struct Limited<S> {
     io: S,
     _permit: OwnedSemaphorePermit,
+    idle: Duration,
+    last_activity: Instant,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl<S> Limited<S> {
+    fn new(io: S, permit: OwnedSemaphorePermit, idle: Duration) -> Limited<S> {
+        Limited {
+            io,
+            _permit: permit,
+            idle,
+            last_activity: Instant::now(),
+            timer: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+
+    /// With the I/O pending: whether the connection has been idle too long
+    /// (else the timer is armed to wake the task when it would be).
+    fn idle_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        loop {
+            let deadline = self.last_activity + self.idle;
+            if self.timer.deadline() != deadline {
+                self.timer.as_mut().reset(deadline);
+            }
+            match self.timer.as_mut().poll(cx) {
+                Poll::Pending => return false,
+                Poll::Ready(()) if Instant::now() >= deadline => return true,
+                Poll::Ready(()) => {}
+            }
+        }
+    }
+
+    fn timed_out(&self) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("HTTP connection idle for {:?}", self.idle),
+        )
+    }
 }
 
 /// Acknowledges received data at once instead of after the delayed-ACK
@@ -62,39 +103,70 @@ impl QuickAck for TlsStream<TcpStream> {
 
 impl<S: AsyncRead + QuickAck + Unpin> AsyncRead for Limited<S> {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
         let before = buf.filled().len();
-        let r = Pin::new(&mut self.io).poll_read(cx, buf);
-        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.io.ack_now();
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    this.last_activity = Instant::now();
+                    this.io.ack_now();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending if this.idle_expired(cx) => Poll::Ready(Err(this.timed_out())),
+            other => other,
         }
-        r
     }
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Limited<S> {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let this = self.get_mut();
+        match Pin::new(&mut this.io).poll_write(cx, buf) {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    this.last_activity = Instant::now();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending if this.idle_expired(cx) => Poll::Ready(Err(this.timed_out())),
+            other => other,
+        }
     }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.io).poll_flush(cx) {
+            Poll::Pending if this.idle_expired(cx) => Poll::Ready(Err(this.timed_out())),
+            other => other,
+        }
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
     }
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        match Pin::new(&mut this.io).poll_write_vectored(cx, bufs) {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    this.last_activity = Instant::now();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending if this.idle_expired(cx) => Poll::Ready(Err(this.timed_out())),
+            other => other,
+        }
     }
     fn is_write_vectored(&self) -> bool {
         self.io.is_write_vectored()
@@ -145,19 +217,24 @@ where
 /// serve (or `None`: it already logged why not), in its own task.
 fn accept_loop<S, F, Fut>(
     listener: TcpListener,
-    max_connections: usize,
+    limits: HttpLimits,
     what: &'static str,
     prepare: F,
 ) -> HttpListener<S>
 where
     S: Send + 'static,
     F: Fn(TcpStream, SocketAddr) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Option<S>> + Send + 'static,
+    Fut: Future<Output = Option<S>> + Send + 'static,
 {
     let local = listener
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let (tx, rx) = mpsc::channel(64);
+    let HttpLimits {
+        max_connections,
+        idle,
+        handshake: _,
+    } = limits;
     let limit = Arc::new(Semaphore::new(max_connections));
     let prepare = Arc::new(prepare);
     tokio::spawn(async move {
@@ -179,15 +256,7 @@ where
             let prepare = Arc::clone(&prepare);
             tokio::spawn(async move {
                 if let Some(io) = prepare(tcp, peer).await {
-                    let _ = tx
-                        .send((
-                            Limited {
-                                io,
-                                _permit: permit,
-                            },
-                            peer,
-                        ))
-                        .await;
+                    let _ = tx.send((Limited::new(io, permit, idle), peer)).await;
                 }
             });
         }
@@ -195,35 +264,38 @@ where
     HttpListener { rx, local }
 }
 
+/// Limits for each HTTP listener.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpLimits {
+    /// Connections at once; more are closed at accept (logged).
+    pub max_connections: usize,
+    /// A connection with no byte moving either way for this long is closed.
+    pub idle: Duration,
+    /// Time for the first byte and, on HTTPS, the TLS handshake.
+    pub handshake: Duration,
+}
+
 /// The plain HTTP listener. A TLS ClientHello (https:// or rtmpts:// sent
 /// to the HTTP port) is closed with a log line instead of reaching hyper,
 /// which would drop it silently.
-pub fn plain(
-    listener: TcpListener,
-    max_connections: usize,
-    first_byte_timeout: Duration,
-) -> HttpListener<TcpStream> {
-    accept_loop(
-        listener,
-        max_connections,
-        "HTTP",
-        move |tcp, peer| async move {
-            match tls::peek_first_byte(&tcp, first_byte_timeout).await {
-                Ok(b) if FirstByte::of(b) == FirstByte::Tls => {
-                    warn!(%peer, proto = "http", "connection closed: TLS ClientHello on the plain HTTP port (https:// or rtmpts:// instead of http:// or rtmpt://?)");
-                    tls::close_gently(tcp).await;
-                    None
-                }
-                Ok(_) => Some(tcp),
-                // Nothing sent: nothing to serve, and nothing worth a warning
-                // (browsers open spare connections).
-                Err(reason) => {
-                    tracing::debug!(%peer, proto = "http", "connection closed: {reason}");
-                    None
-                }
+pub fn plain(listener: TcpListener, limits: HttpLimits) -> HttpListener<TcpStream> {
+    let first_byte_timeout = limits.handshake;
+    accept_loop(listener, limits, "HTTP", move |tcp, peer| async move {
+        match tls::peek_first_byte(&tcp, first_byte_timeout).await {
+            Ok(b) if FirstByte::of(b) == FirstByte::Tls => {
+                warn!(%peer, proto = "http", "connection closed: TLS ClientHello on the plain HTTP port (https:// or rtmpts:// instead of http:// or rtmpt://?)");
+                tls::close_gently(tcp).await;
+                None
             }
-        },
-    )
+            Ok(_) => Some(tcp),
+            // Nothing sent: nothing to serve, and nothing worth a warning
+            // (browsers open spare connections).
+            Err(reason) => {
+                tracing::debug!(%peer, proto = "http", "connection closed: {reason}");
+                None
+            }
+        }
+    })
 }
 
 /// The HTTPS listener: TLS with ALPN (`h2`, `http/1.1`). A plain HTTP
@@ -232,10 +304,10 @@ pub fn plain(
 pub fn tls(
     listener: TcpListener,
     acceptor: TlsAcceptor,
-    max_connections: usize,
-    handshake_timeout: Duration,
+    limits: HttpLimits,
 ) -> HttpListener<TlsStream<TcpStream>> {
-    accept_loop(listener, max_connections, "HTTPS", move |tcp, peer| {
+    let handshake_timeout = limits.handshake;
+    accept_loop(listener, limits, "HTTPS", move |tcp, peer| {
         let acceptor = acceptor.clone();
         async move {
             let first = match tls::peek_first_byte(&tcp, handshake_timeout).await {
