@@ -173,13 +173,14 @@ impl Castgate {
             .count()
     }
 
+    /// The process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
     }
 
     /// castgate's resident memory (VmRSS) in KiB.
@@ -304,13 +305,20 @@ pub fn fixture(variant: u32) -> PathBuf {
 /// `ffmpeg -re -i FILE -c copy -f flv URL`, with extra input options
 /// (e.g. `-stream_loop N`).
 pub fn publish(file: &Path, url: &str, input_opts: &[&str]) -> Child {
+    publish_with(file, url, input_opts, &[])
+}
+
+/// [`publish`] with extra output options too (e.g. `-rtmp_flush_interval 1`).
+pub fn publish_with(file: &Path, url: &str, input_opts: &[&str], output_opts: &[&str]) -> Child {
     require("ffmpeg");
     Command::new("ffmpeg")
         .args(["-nostdin", "-v", "error", "-re"])
         .args(input_opts)
         .arg("-i")
         .arg(file)
-        .args(["-c", "copy", "-f", "flv", url])
+        .args(["-c", "copy"])
+        .args(output_opts)
+        .args(["-f", "flv", url])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -494,6 +502,38 @@ pub fn assert_same_packets(source: &[Packet], played: &[Packet], what: &str) {
     }
 }
 
+/// Asserts that `output` (a file or URL: HLS, DASH, a recording) holds
+/// every video and audio frame of `source`: as many packets per track, the
+/// same payloads in the same order, presentation times within 1 ms (an
+/// audio time scale rounds), and that ffmpeg decodes it without an error.
+pub fn assert_holds_every_frame(source: &Path, output: &str, what: &str) {
+    for map in ["0:v", "0:a"] {
+        let src = framemd5_of(source, map);
+        let got = framemd5_of(output, map);
+        assert_eq!(
+            got.len(),
+            src.len(),
+            "{what} ({map}): {} packets, the source has {}",
+            got.len(),
+            src.len()
+        );
+        for (i, (g, e)) in got.iter().zip(&src).enumerate() {
+            assert_eq!(
+                (g.size, &g.md5),
+                (e.size, &e.md5),
+                "{what} ({map}): packet {i} payload differs"
+            );
+            assert!(
+                (g.pts - e.pts).abs() <= 1,
+                "{what} ({map}): packet {i} pts {} vs {}",
+                g.pts,
+                e.pts
+            );
+        }
+    }
+    assert_eq!(decode_errors(output), "", "{what}: decoding");
+}
+
 /// A minimal HTTP/1.1 response.
 #[derive(Debug)]
 pub struct HttpResponse {
@@ -524,17 +564,49 @@ pub fn http_request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> HttpResponse {
-    use std::io::{Read, Write};
+    http_exchange(addr, method, path, headers, &[])
+}
+
+/// [`http_request`] with a request body (sent with its Content-Length).
+pub fn http_exchange(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
     let mut s = std::net::TcpStream::connect(addr).expect("connect to castgate HTTP");
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    http_over(&mut s, addr, method, path, headers, body)
+}
+
+/// One `Connection: close` HTTP/1.1 exchange over any byte stream (a TCP
+/// or a TLS connection).
+pub fn http_over(
+    s: &mut (impl std::io::Read + std::io::Write),
+    host: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
+    if !body.is_empty() {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
     req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
+    let mut out = req.into_bytes();
+    out.extend_from_slice(body);
+    s.write_all(&out).unwrap();
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read HTTP response");
+    // A TLS peer may close without close_notify after the response: keep
+    // what was read.
+    if let Err(e) = s.read_to_end(&mut raw) {
+        assert!(!raw.is_empty(), "read HTTP response: {e}");
+    }
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

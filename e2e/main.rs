@@ -10,3 +10,4 @@ mod hls_dash;
 mod malformed;
 mod raw;
 mod rtmp_play;
+mod tls_rtmpt;

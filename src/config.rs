@@ -5,7 +5,7 @@
 //! error that names the key instead of a silently ignored setting.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -23,7 +23,10 @@ pub const DEFAULTS: &str = include_str!("defaults.toml");
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub rtmp: RtmpConfig,
+    pub rtmps: RtmpsConfig,
     pub http: HttpConfig,
+    pub https: HttpsConfig,
+    pub rtmpt: RtmptConfig,
     pub hub: HubSection,
     pub package: PackageSection,
     pub log: LogConfig,
@@ -69,6 +72,55 @@ pub struct RtmpConfig {
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// Connections beyond this are closed at accept (logged); applies to
+    /// the HTTP and the HTTPS listener each.
+    pub max_connections: usize,
+    /// A connection with no byte moving either way for this long is closed.
+    pub idle_timeout_secs: f64,
+}
+
+/// RTMP over TLS. Enabled when both `cert` and `key` are set.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RtmpsConfig {
+    pub listen: SocketAddr,
+    /// PEM certificate chain (leaf first); empty = RTMPS off.
+    pub cert: String,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1); empty = RTMPS off.
+    pub key: String,
+}
+
+/// The HTTP server over TLS (HTTP/1.1 and HTTP/2 by ALPN).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpsConfig {
+    /// Off switch; when on, HTTPS runs whenever a certificate is available.
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    /// Empty: the RTMPS certificate and key.
+    pub cert: String,
+    pub key: String,
+}
+
+/// RTMPT: RTMP tunnelled in HTTP POSTs, on the HTTP and HTTPS listeners.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RtmptConfig {
+    pub enabled: bool,
+    /// Open tunnel sessions at once; `/open` beyond this gets 503.
+    pub max_sessions: usize,
+    /// A session with no request for this long is closed.
+    pub session_timeout_secs: f64,
+    /// Largest request body accepted (413 beyond), and the most server
+    /// bytes held for a client that does not poll.
+    pub max_body_bytes: usize,
+}
+
+/// A certificate chain and its key, as configured.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -168,6 +220,35 @@ impl Config {
         if r.window_ack_size < 4096 {
             return invalid("rtmp.window_ack_size", "must be at least 4096");
         }
+        if self.http.max_connections == 0 {
+            return invalid("http.max_connections", "must be at least 1");
+        }
+        let idle = self.http.idle_timeout_secs;
+        if !(1.0..=86_400.0).contains(&idle) {
+            return invalid("http.idle_timeout_secs", "must be in [1, 86400]");
+        }
+        if self.rtmps.cert.is_empty() != self.rtmps.key.is_empty() {
+            return invalid(
+                "rtmps.cert",
+                "rtmps.cert and rtmps.key must be set together (or both left empty)",
+            );
+        }
+        if self.https.cert.is_empty() != self.https.key.is_empty() {
+            return invalid(
+                "https.cert",
+                "https.cert and https.key must be set together (or both left empty)",
+            );
+        }
+        let t = &self.rtmpt;
+        if !(1..=1_000_000).contains(&t.max_sessions) {
+            return invalid("rtmpt.max_sessions", "must be between 1 and 1000000");
+        }
+        if !(t.session_timeout_secs >= 0.1 && t.session_timeout_secs <= 3600.0) {
+            return invalid("rtmpt.session_timeout_secs", "must be in [0.1, 3600]");
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&t.max_body_bytes) {
+            return invalid("rtmpt.max_body_bytes", "must be between 1024 and 67108864");
+        }
         let h = &self.hub;
         if h.queue_soft_bytes == 0 || h.queue_hard_bytes < h.queue_soft_bytes {
             return invalid(
@@ -244,6 +325,41 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The RTMPS certificate and key, when RTMPS is on.
+    pub fn rtmps_tls(&self) -> Option<TlsFiles> {
+        tls_files(&self.rtmps.cert, &self.rtmps.key)
+    }
+
+    /// The HTTPS certificate and key: its own, else the RTMPS ones; `None`
+    /// when HTTPS is off or there is no certificate.
+    pub fn https_tls(&self) -> Option<TlsFiles> {
+        if !self.https.enabled {
+            return None;
+        }
+        tls_files(&self.https.cert, &self.https.key).or_else(|| self.rtmps_tls())
+    }
+}
+
+fn tls_files(cert: &str, key: &str) -> Option<TlsFiles> {
+    (!cert.is_empty() && !key.is_empty()).then(|| TlsFiles {
+        cert: PathBuf::from(cert),
+        key: PathBuf::from(key),
+    })
+}
+
+impl HttpConfig {
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.idle_timeout_secs)
+    }
+}
+
+impl RtmptConfig {
+    pub fn session_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.session_timeout_secs)
+    }
+}
+
 impl RtmpConfig {
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.handshake_timeout_secs)
@@ -274,6 +390,51 @@ mod tests {
         assert_eq!(c.rtmp.listen, "0.0.0.0:1935".parse().unwrap());
         assert_eq!(c.http.listen, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(c.rtmp.publish_conflict, PublishConflict::Takeover);
+        assert_eq!(c.rtmps.listen, "0.0.0.0:1936".parse().unwrap());
+        assert_eq!(c.https.listen, "0.0.0.0:8443".parse().unwrap());
+        assert_eq!(c.rtmps_tls(), None, "RTMPS is off without a certificate");
+        assert_eq!(c.https_tls(), None);
+        assert!(c.rtmpt.enabled);
+    }
+
+    #[test]
+    fn tls_files_are_shared_unless_set_apart() {
+        let c = Config::load_with_env(
+            None,
+            env(&[
+                ("CASTGATE__RTMPS__CERT", "/c.pem"),
+                ("CASTGATE__RTMPS__KEY", "/k.pem"),
+            ]),
+        )
+        .unwrap();
+        let rtmps = c.rtmps_tls().unwrap();
+        assert_eq!(rtmps.cert, PathBuf::from("/c.pem"));
+        assert_eq!(c.https_tls(), Some(rtmps.clone()));
+        let c = Config::load_with_env(
+            None,
+            env(&[
+                ("CASTGATE__RTMPS__CERT", "/c.pem"),
+                ("CASTGATE__RTMPS__KEY", "/k.pem"),
+                ("CASTGATE__HTTPS__CERT", "/h.pem"),
+                ("CASTGATE__HTTPS__KEY", "/hk.pem"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.https_tls().unwrap().key, PathBuf::from("/hk.pem"));
+        assert_eq!(c.rtmps_tls(), Some(rtmps));
+        let c = Config::load_with_env(
+            None,
+            env(&[
+                ("CASTGATE__RTMPS__CERT", "/c.pem"),
+                ("CASTGATE__RTMPS__KEY", "/k.pem"),
+                ("CASTGATE__HTTPS__ENABLED", "false"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.https_tls(), None);
+        let e =
+            Config::load_with_env(None, env(&[("CASTGATE__RTMPS__CERT", "/c.pem")])).unwrap_err();
+        assert!(e.to_string().contains("rtmps.key"), "{e}");
     }
 
     #[test]

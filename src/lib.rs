@@ -13,6 +13,8 @@ pub mod rtmp;
 pub mod server;
 pub mod transport;
 
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpSocket};
@@ -24,7 +26,7 @@ use tokio::net::{TcpListener, TcpSocket};
 const LISTEN_BACKLOG: u32 = 1024;
 
 /// A listener with [`LISTEN_BACKLOG`] (and SO_REUSEADDR, as std sets it).
-fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+fn listen_with_backlog(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -36,45 +38,163 @@ fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
+use transport::http::ClientAddr;
+use transport::tls::CertStore;
+
+async fn bind(addr: SocketAddr, what: &str) -> std::io::Result<TcpListener> {
+    listen_with_backlog(addr).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot listen for {what} on {addr}: {e}"))
+    })
+}
+
+fn load_certs(what: &str, files: config::TlsFiles) -> std::io::Result<Arc<CertStore>> {
+    let store = CertStore::load(files).map_err(|e| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{what}: {e}"))
+    })?;
+    tracing::info!(
+        what,
+        cert = %store.files().cert.display(),
+        sha256 = store.fingerprint(),
+        "TLS certificate loaded"
+    );
+    Ok(store)
+}
+
+/// Runs `f` if there is one, else never finishes (an optional listener).
+async fn maybe<F: Future>(f: Option<F>) -> F::Output {
+    match f {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Binds every listener, then serves until the process is told to stop.
-/// Bind errors are returned (and name the address) before anything runs.
+/// Bind errors (naming the address) and certificate errors (naming the
+/// file) are returned before anything runs.
 pub async fn run(config: config::Config) -> std::io::Result<()> {
-    let rtmp_addr = config.rtmp.listen;
-    let max_connections = config.rtmp.max_connections;
-    let listener = bind(rtmp_addr).map_err(|e| {
-        std::io::Error::new(
-            e.kind(),
-            format!("cannot listen for RTMP on {rtmp_addr}: {e}"),
-        )
-    })?;
-    let http_addr = config.http.listen;
-    let http_listener = bind(http_addr).map_err(|e| {
-        std::io::Error::new(
-            e.kind(),
-            format!("cannot listen for HTTP on {http_addr}: {e}"),
-        )
-    })?;
+    transport::tls::install_crypto_provider();
+    let rtmps_store = config
+        .rtmps_tls()
+        .map(|f| load_certs("RTMPS", f))
+        .transpose()?;
+    let https_store = match (config.https_tls(), &rtmps_store) {
+        (None, _) => None,
+        (Some(f), Some(shared)) if *shared.files() == f => Some(Arc::clone(shared)),
+        (Some(f), _) => Some(load_certs("HTTPS", f)?),
+    };
+    let listener = bind(config.rtmp.listen, "RTMP").await?;
+    let http_listener = bind(config.http.listen, "HTTP").await?;
+    let rtmps_listener = match &rtmps_store {
+        Some(_) => Some(bind(config.rtmps.listen, "RTMPS").await?),
+        None => None,
+    };
+    let https_listener = match &https_store {
+        Some(_) => Some(bind(config.https.listen, "HTTPS").await?),
+        None => None,
+    };
     let workers = transport::pool::start(config.rtmp.workers)?;
     tracing::info!(listen = %listener.local_addr()?, workers, "RTMP listening");
     tracing::info!(listen = %http_listener.local_addr()?, "HTTP listening");
+    if let Some(l) = &rtmps_listener {
+        tracing::info!(listen = %l.local_addr()?, "RTMPS listening");
+    }
+    if let Some(l) = &https_listener {
+        tracing::info!(listen = %l.local_addr()?, http2 = true, "HTTPS listening");
+    }
+    let max_connections = config.rtmp.max_connections;
+    let http_limits = transport::http::HttpLimits {
+        max_connections: config.http.max_connections,
+        idle: config.http.idle_timeout(),
+        handshake: config.rtmp.handshake_timeout(),
+    };
+    let rtmpt = config.rtmpt.enabled.then(|| config.rtmpt.clone());
     let ctx = server::ServerContext::new(config);
-    let app = http::router(http::HttpState {
-        store: ctx.packager.store().clone(),
-    });
+    let tunnels = rtmpt.map(|c| transport::rtmpt::Tunnels::new(Arc::clone(&ctx), c));
+    let state = http::HttpState {
+        tunnels,
+        ..http::HttpState::new(ctx.packager.store().clone())
+    };
+    let app = http::router(state.clone());
+    let http = axum::serve(
+        transport::http::plain(http_listener, http_limits),
+        app.into_make_service_with_connect_info::<ClientAddr>(),
+    );
+    let https = match (https_listener, &https_store) {
+        (Some(l), Some(store)) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(transport::tls::server_config(
+                Arc::clone(store),
+                transport::tls::HTTP_ALPN,
+            ));
+            let app = http::router(http::HttpState {
+                tunnel_proto: "rtmpts",
+                ..state
+            });
+            Some(axum::serve(
+                transport::http::tls(l, acceptor, http_limits),
+                app.into_make_service_with_connect_info::<ClientAddr>(),
+            ))
+        }
+        _ => None,
+    };
+    let rtmps = match (rtmps_listener, &rtmps_store) {
+        (Some(l), Some(store)) => Some(transport::tls::serve_rtmps(
+            l,
+            Arc::clone(store),
+            Arc::clone(&ctx),
+        )),
+        _ => None,
+    };
+    // One reload per distinct certificate.
+    let mut stores: Vec<(&'static str, Arc<CertStore>)> = Vec::new();
+    match (&rtmps_store, https_store) {
+        (Some(r), Some(h)) if Arc::ptr_eq(r, &h) => stores.push(("RTMPS and HTTPS", h)),
+        (r, h) => {
+            stores.extend(r.as_ref().map(|r| ("RTMPS", Arc::clone(r))));
+            stores.extend(h.map(|h| ("HTTPS", h)));
+        }
+    }
     let rtmp = transport::tcp::serve(listener, max_connections, move |socket, peer| {
         server::serve_tcp_connection(socket, peer, Arc::clone(&ctx))
     });
-    let http = axum::serve(http_listener, app);
     tokio::select! {
         _ = rtmp => {}
+        _ = maybe(rtmps) => {}
         r = http => {
             if let Err(e) = r {
                 tracing::error!("HTTP server stopped: {e}");
             }
         }
+        r = maybe(https.map(|s| s.into_future())) => {
+            if let Err(e) = r {
+                tracing::error!("HTTPS server stopped: {e}");
+            }
+        }
+        _ = reload_on_hangup(stores) => {}
         _ = shutdown_signal() => tracing::info!("shutting down"),
     }
     Ok(())
+}
+
+/// SIGHUP re-reads every certificate; live connections are not touched.
+/// Without certificates SIGHUP keeps its default meaning.
+async fn reload_on_hangup(stores: Vec<(&'static str, Arc<CertStore>)>) {
+    #[cfg(unix)]
+    if !stores.is_empty() {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hup) => {
+                while hup.recv().await.is_some() {
+                    tracing::info!("SIGHUP: reloading TLS certificates");
+                    for (what, store) in &stores {
+                        store.reload_logged(what);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("cannot handle SIGHUP (no certificate reload): {e}"),
+        }
+    }
+    let _ = stores;
+    std::future::pending().await
 }
 
 async fn shutdown_signal() {

@@ -80,10 +80,3 @@ fn main() -> ExitCode {
         }
     }
 }
-
-/// mimalloc instead of glibc malloc: segments and frames are large,
-/// short-lived buffers freed on other threads than they were allocated on;
-/// glibc returned those pages to the kernel and faulted them back in (a
-/// quarter of the server's CPU under load, in `clear_page`), mimalloc reuses them.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -1,12 +1,15 @@
 //! The HTTP side (axum): HLS playlists, the DASH MPD and CMAF segments from
 //! the packager's in-memory store, the time endpoint DASH clients sync to,
-//! and health.
+//! health, and the RTMPT tunnel. The same router serves HTTP and HTTPS.
 //!
 //! Media URLs are `/{app}/{key…}/{resource}` (see `package::model::paths`);
 //! keys may contain slashes, so the path is parsed from its end.
 
+pub mod rtmpt;
+
 use std::convert::Infallible;
 use std::io::Write;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::body::Body;
@@ -21,6 +24,7 @@ use crate::media::MediaKind;
 use crate::package::model::paths;
 use crate::package::service::Store;
 use crate::package::{dash, hls};
+use crate::transport::rtmpt::Tunnels;
 
 /// Path of the UTC time endpoint the MPD's `<UTCTiming>` points at.
 pub const TIME_PATH: &str = "/time";
@@ -28,12 +32,33 @@ pub const TIME_PATH: &str = "/time";
 #[derive(Clone)]
 pub struct HttpState {
     pub store: Store,
+    /// RTMPT sessions (`None`: RTMPT is off), shared by HTTP and HTTPS.
+    pub tunnels: Option<Arc<Tunnels>>,
+    /// How tunnelled connections are labelled in logs: `rtmpt` on the HTTP
+    /// listener, `rtmpts` on the HTTPS one.
+    pub tunnel_proto: &'static str,
 }
 
+impl HttpState {
+    pub fn new(store: Store) -> HttpState {
+        HttpState {
+            store,
+            tunnels: None,
+            tunnel_proto: "rtmpt",
+        }
+    }
+}
+
+/// The router. Serve it with `into_make_service_with_connect_info::<ClientAddr>()`
+/// (`transport::http::ClientAddr`): the RTMPT routes log the client.
 pub fn router(state: HttpState) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .route(TIME_PATH, get(time))
+        .route(TIME_PATH, get(time));
+    if state.tunnels.is_some() {
+        router = rtmpt::routes(router, media);
+    }
+    router
         .fallback(media)
         .with_state(state)
         .layer(axum::middleware::map_response(cors))

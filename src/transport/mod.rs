@@ -1,5 +1,8 @@
 //! Listeners that hand a byte stream to a connection driver. They know
 //! nothing of RTMP; they own accepting, connection limits and socket options.
 
+pub mod http;
 pub mod pool;
+pub mod rtmpt;
 pub mod tcp;
+pub mod tls;

@@ -1,0 +1,149 @@
+//! The RTMPT routes: thin handlers that bound and read the request body and
+//! hand it to [`Tunnels`]. Only POST is routed here; other methods on these
+//! paths fall through to the media routes (a stream may be called `send`).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use tracing::warn;
+
+use super::HttpState;
+use crate::transport::http::ClientAddr;
+use crate::transport::rtmpt::protocol::{self, Command, CONTENT_TYPE};
+use crate::transport::rtmpt::{TunnelError, Tunnels};
+
+/// Adds the RTMPT routes; `fallback` serves other methods on those paths.
+pub fn routes<H, T>(router: Router<HttpState>, fallback: H) -> Router<HttpState>
+where
+    H: axum::handler::Handler<T, HttpState> + Clone,
+    T: 'static,
+{
+    router
+        .route("/open/{n}", post(open).fallback(fallback.clone()))
+        .route("/fcs/ident2", post(ident2).fallback(fallback.clone()))
+        .route("/{cmd}/{id}/{seq}", post(command).fallback(fallback))
+}
+
+fn fcs_headers() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h
+}
+
+fn error(status: StatusCode, why: impl std::fmt::Display) -> Response {
+    (
+        status,
+        [(header::CACHE_CONTROL, "no-cache")],
+        format!("{why}\n"),
+    )
+        .into_response()
+}
+
+/// Reads a body of at most `max` bytes; `None` past the limit.
+async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes, Response> {
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("RTMPT request body larger than {max} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    let mut stream = body.into_data_stream();
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| error(StatusCode::BAD_REQUEST, format!("body: {e}")))?;
+        if buf.len() + chunk.len() > max {
+            return Err(too_large());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+fn tunnels(state: &HttpState) -> Option<&Arc<Tunnels>> {
+    state.tunnels.as_ref()
+}
+
+/// `POST /open/1` → `<session id>\n`.
+async fn open(
+    State(state): State<HttpState>,
+    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
+    req: Request,
+) -> Response {
+    let Some(t) = tunnels(&state) else {
+        return error(StatusCode::NOT_FOUND, "RTMPT is disabled");
+    };
+    let (parts, body) = req.into_parts();
+    if let Err(r) = read_body(&parts.headers, body, t.max_body_bytes()).await {
+        warn!(%peer, proto = state.tunnel_proto, "RTMPT open refused: body too large or unreadable");
+        return r;
+    }
+    match t.open(peer, state.tunnel_proto) {
+        Ok(id) => (StatusCode::OK, fcs_headers(), format!("{id}\n")).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+/// Flash asks `/fcs/ident2` first; a 404 tells it to go on (as FMS and Red5
+/// without an ident answer).
+async fn ident2() -> Response {
+    (StatusCode::NOT_FOUND, fcs_headers()).into_response()
+}
+
+/// `POST /{send,idle,close}/<id>/<seq>`.
+async fn command(
+    State(state): State<HttpState>,
+    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
+    Path((cmd, id, seq)): Path<(String, String, String)>,
+    req: Request,
+) -> Response {
+    let Some(t) = tunnels(&state) else {
+        return error(StatusCode::NOT_FOUND, "RTMPT is disabled");
+    };
+    let Some(cmd) = Command::parse(&cmd) else {
+        return error(StatusCode::NOT_FOUND, "no such RTMPT command");
+    };
+    let proto = state.tunnel_proto;
+    let Some(seq) = protocol::parse_seq(&seq) else {
+        warn!(%peer, proto, "RTMPT {} refused: bad sequence number", cmd.name());
+        return error(StatusCode::BAD_REQUEST, "bad RTMPT sequence number");
+    };
+    if !protocol::plausible_session_id(&id) {
+        warn!(%peer, proto, "RTMPT {} refused: malformed session id", cmd.name());
+        return error(StatusCode::NOT_FOUND, TunnelError::UnknownSession);
+    }
+    let (parts, body) = req.into_parts();
+    let body = match read_body(&parts.headers, body, t.max_body_bytes()).await {
+        Ok(b) => b,
+        Err(r) => {
+            warn!(%peer, proto, session = &id[..8], "RTMPT {} refused: body larger than {} bytes or unreadable", cmd.name(), t.max_body_bytes());
+            return r;
+        }
+    };
+    match t.request(cmd, &id, seq, body).await {
+        Ok(reply) => (StatusCode::OK, fcs_headers(), reply).into_response(),
+        Err(e) => {
+            warn!(%peer, proto, session = &id[..8], "RTMPT {} refused: {e}", cmd.name());
+            let status = match e {
+                TunnelError::UnknownSession => StatusCode::NOT_FOUND,
+                TunnelError::Sequence(_) => StatusCode::BAD_REQUEST,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            error(status, e)
+        }
+    }
+}
