@@ -7,6 +7,7 @@ mod corpus;
 mod faults;
 mod harness;
 mod hls_dash;
+mod load;
 mod malformed;
 mod raw;
 mod rtmp_play;

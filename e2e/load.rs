@@ -1,0 +1,67 @@
+//! The load generator (`castgate-load`) against a real castgate: its
+//! publishers get in, every stream's playlist appears and advances, its HLS
+//! players fetch segments, and the report says so. This keeps the tool that
+//! bench/compare and bench/soak rely on honest.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::harness::*;
+
+const T: Duration = Duration::from_secs(30);
+
+#[test]
+fn load_generator_publishes_and_watches_every_stream() {
+    let src = fixture(3);
+    let server = Castgate::start(&[]);
+    let dir = tempdir();
+    let json = dir.path().join("load.json");
+    let http = server.http;
+    let out = Command::new(env!("CARGO_BIN_EXE_castgate-load"))
+        .args(["--rtmp", &format!("rtmp://{}/live", server.rtmp)])
+        .arg("--file")
+        .arg(&src)
+        .args(["--publishers", "3", "--duration", "7", "--ramp", "0.2"])
+        .args([
+            "--playlist",
+            &format!("http://{http}/live/{{name}}/video.m3u8"),
+        ])
+        .args(["--players", "2"])
+        .args([
+            "--player-url",
+            &format!("http://{http}/live/{{name}}/index.m3u8"),
+        ])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("cannot run castgate-load");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "castgate-load failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for i in 0..3 {
+        server.wait_log_all(&["publish started", &format!("live/load{i}")], T);
+    }
+    let report = std::fs::read_to_string(&json).expect("castgate-load wrote no JSON");
+    let number = |key: &str| -> f64 {
+        let at = report
+            .find(&format!("\"{key}\":"))
+            .unwrap_or_else(|| panic!("no {key} in {report}"));
+        let rest = report[at + key.len() + 3..].trim_start();
+        let end = rest.find([',', '\n']).unwrap();
+        rest[..end].trim().parse().unwrap_or(-1.0)
+    };
+    assert_eq!(number("publish_ok"), 3.0, "{stdout}");
+    assert_eq!(number("streams_without_playlist"), 0.0, "{stdout}");
+    assert_eq!(number("stalled_streams"), 0.0, "{stdout}");
+    // The first playlist needs one whole segment (2 s by default).
+    let first = number("first_playlist_ms_max");
+    assert!(
+        (1500.0..6000.0).contains(&first),
+        "first playlist after {first} ms: {stdout}"
+    );
+    assert!(number("player_segments") >= 4.0, "{stdout}");
+    assert_eq!(number("player_errors"), 0.0, "{stdout}");
+}
