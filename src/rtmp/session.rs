@@ -91,7 +91,9 @@ pub enum ServerEvent {
         query: String,
         start: f64,
     },
-    /// An audio or video message on a published stream (FLV tag body).
+    /// An audio or video message on a published stream (FLV tag body), or
+    /// on one whose PublishRequested is not answered yet (see
+    /// `accepts_media`).
     Media {
         stream_id: u32,
         kind: MediaKind,
@@ -290,10 +292,7 @@ impl ServerSession {
             msg::VIDEO => MediaKind::Video,
             _ => return,
         };
-        if matches!(
-            self.streams.get(&m.stream_id),
-            Some(StreamState::Publishing { .. })
-        ) {
+        if self.accepts_media(m.stream_id) {
             self.events.push_back(ServerEvent::Media {
                 stream_id: m.stream_id,
                 kind,
@@ -303,11 +302,20 @@ impl ServerSession {
         }
     }
 
-    fn handle_data(&mut self, stream_id: u32, values: Vec<Amf0Value>) {
-        if !matches!(
+    /// Media and metadata are passed on for a publishing stream, and for one
+    /// whose publish is still pending: an encoder that does not wait for
+    /// Publish.Start can put its first tags in the same read as `publish`,
+    /// and they follow the PublishRequested event, so a driver that accepts
+    /// loses nothing (one that refuses ignores them).
+    fn accepts_media(&self, stream_id: u32) -> bool {
+        matches!(
             self.streams.get(&stream_id),
-            Some(StreamState::Publishing { .. })
-        ) {
+            Some(StreamState::Publishing { .. } | StreamState::PublishPending { .. })
+        )
+    }
+
+    fn handle_data(&mut self, stream_id: u32, values: Vec<Amf0Value>) {
+        if !self.accepts_media(stream_id) {
             return;
         }
         let mut it = values.into_iter();
