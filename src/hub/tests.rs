@@ -159,3 +159,55 @@ async fn keys_are_separate() {
     let dts: Vec<i64> = drain(&sa).await.iter().filter_map(frame_dts).collect();
     assert_eq!(dts, vec![7]);
 }
+
+/// Records what a tap sees.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<StreamEvent>>);
+
+impl Tap for Recorder {
+    fn event(&self, event: &StreamEvent) {
+        self.0.lock().unwrap().push(event.clone());
+    }
+}
+
+#[test]
+fn taps_see_every_event_in_order_and_join_live_streams_like_subscribers() {
+    let hub = Hub::new(HubConfig::default());
+    let early = Arc::new(Recorder::default());
+    let early_handle = hub.tap("live/t", early.clone());
+    let publisher = hub.publish("live/t", "peer").unwrap();
+    publisher.send(video(0, true, 10));
+    publisher.send(audio(10));
+    publisher.send(video(40, false, 10));
+
+    // A tap joining mid-GOP starts like a subscriber: start and the GOP.
+    let late = Arc::new(Recorder::default());
+    let _late_handle = hub.tap("live/t", late.clone());
+    publisher.send(video(80, false, 10));
+    drop(publisher);
+
+    let seen =
+        |r: &Recorder| -> Vec<Option<i64>> { r.0.lock().unwrap().iter().map(frame_dts).collect() };
+    assert_eq!(
+        seen(&early),
+        [None, Some(0), Some(10), Some(40), Some(80), None]
+    );
+    assert_eq!(
+        seen(&late),
+        [None, Some(0), Some(10), Some(40), Some(80), None]
+    );
+    let events = early.0.lock().unwrap();
+    assert_eq!(events[0], StreamEvent::PublisherStarted);
+    assert_eq!(events[5], StreamEvent::PublisherStopped);
+    drop(events);
+
+    // A detached tap sees nothing more, and an unused slot goes away.
+    drop(early_handle);
+    let publisher = hub.publish("live/t", "peer").unwrap();
+    publisher.send(audio(0));
+    assert_eq!(early.0.lock().unwrap().len(), 6);
+    assert_eq!(late.0.lock().unwrap().len(), 8);
+    drop(publisher);
+    drop(_late_handle);
+    assert!(hub.streams().is_empty());
+}

@@ -19,6 +19,9 @@ use tokio::time::Instant;
 
 /// How often a publishing connection is drained.
 pub const TICK: Duration = Duration::from_millis(50);
+/// Most bytes one tick drains from a socket (the rest waits a tick: one
+/// fast publisher cannot hold its thread for long).
+const MAX_DRAIN: usize = 1024 * 1024;
 /// Receive low-water mark while publishing.
 const LOW_WATER: libc::c_int = 128 * 1024;
 
@@ -54,9 +57,26 @@ impl Coalescer {
         }
     }
 
-    /// Reads whatever the socket holds, below the low-water mark too (a
-    /// non-blocking `recv` returns what there is), into `buf`'s spare
-    /// capacity. `Ok(0)` is end of stream; `WouldBlock` means nothing waited.
+    /// Drains the socket into `buf` (up to [`MAX_DRAIN`] bytes a tick), below
+    /// the low-water mark too. `Ok(0)` is end of stream; `WouldBlock` means
+    /// nothing waited. An end of stream or error after some data is left for
+    /// the next read to report.
+    pub fn drain(&self, buf: &mut bytes::BytesMut) -> io::Result<usize> {
+        let mut total = 0;
+        while total < MAX_DRAIN {
+            match self.recv(buf) {
+                Ok(0) if total > 0 => break,
+                Ok(0) => return Ok(0),
+                Ok(n) => total += n,
+                Err(_) if total > 0 => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(total)
+    }
+
+    /// One non-blocking `recv` into `buf`'s spare capacity (a `recv` returns
+    /// what there is, whatever the low-water mark).
     pub fn recv(&self, buf: &mut bytes::BytesMut) -> io::Result<usize> {
         if buf.capacity() - buf.len() < 16 * 1024 {
             buf.reserve(64 * 1024);
@@ -138,6 +158,22 @@ mod tests {
             }
         }
         assert_eq!(&buf[..], b"hello");
+        // A drain takes everything waiting, across many reads.
+        let big = vec![7u8; 300_000];
+        client.write_all(&big).unwrap();
+        buf.clear();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while buf.len() < big.len() {
+            match c.drain(&mut buf) {
+                Ok(n) => assert!(n > 0),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    assert!(std::time::Instant::now() < deadline, "data never arrived");
+                    std::thread::yield_now();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(&buf[..], &big[..]);
         c.set_batching(false).unwrap();
         drop(client);
         assert_eq!(c.recv(&mut buf).unwrap(), 0);

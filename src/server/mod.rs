@@ -206,7 +206,7 @@ impl Connection {
             let input = tokio::select! {
                 r = io.read_buf(&mut buf) => Some(r),
                 _ = sleep_until(tick), if batching => {
-                    match self.coalescer.map(|c| c.recv(&mut buf)) {
+                    match self.coalescer.map(|c| c.drain(&mut buf)) {
                         Some(Err(e)) if e.kind() == std::io::ErrorKind::WouldBlock => None,
                         other => other,
                     }
