@@ -7,7 +7,8 @@
 //!   distance to the next frame's DTS, so each frame waits for its successor.
 //! - Audio (AAC) is timed by its sample count (1024 or 960 per frame) in its
 //!   own sample rate, anchored to the RTMP clock and re-anchored only when the
-//!   two disagree by more than [`AUDIO_REANCHOR_MS`] (a real gap).
+//!   RTMP clock runs ahead by more than [`AUDIO_REANCHOR_MS`] (a real gap;
+//!   never backwards, which would overlap samples already written).
 //! - Segments start at video keyframes: a segment closes at the first keyframe
 //!   at or after the target duration. Audio segments follow the video's
 //!   boundaries in time, so segment N of both tracks covers the same span.
@@ -23,9 +24,9 @@ use bytes::Bytes;
 use super::cmaf::{self, Fragment, Sample};
 use super::model::{PartInfo, SegmentInfo, StreamSnapshot, TrackInfo, TrackTimeline};
 use crate::hub::StreamEvent;
-use crate::media::{aac, avc, CodecConfig, Frame, MediaKind};
+use crate::media::{aac, avc, Codec, CodecConfig, Frame, MediaKind};
 
-/// Audio re-anchors to the RTMP clock when the sample clock is this far off.
+/// Audio re-anchors to the RTMP clock when the sample clock is this far behind.
 pub const AUDIO_REANCHOR_MS: u64 = 200;
 /// Audio held back waiting for video beyond this span is released anyway
 /// (the video stalled; audio must not pile up).
@@ -526,7 +527,9 @@ impl StreamSegmenter {
             return;
         };
         let frame_len = match track.config.as_ref() {
-            CodecConfig::Aac(c) => u64::from(c.frame_length.max(1)),
+            // Only AAC frames go into an AAC track: a publisher that
+            // switches to MP3 keeps the AAC track (MP3 is not packaged).
+            CodecConfig::Aac(c) if f.codec == Codec::Aac => u64::from(c.frame_length.max(1)),
             _ => {
                 self.stats.unsupported_frames += 1;
                 return;
@@ -535,7 +538,10 @@ impl StreamSegmenter {
         let rtmp_time = track.ms_to_ticks(f.dts.max(0) as u64);
         let tolerance = track.ms_to_ticks(AUDIO_REANCHOR_MS);
         let time = match track.audio_next {
-            Some(next) if next.abs_diff(rtmp_time) <= tolerance => next,
+            // Re-anchor forward only, over a real gap: an RTMP clock that
+            // lags the sample count (frozen or slow timestamps) must not
+            // pull decode times back into samples already written.
+            Some(next) if rtmp_time <= next + tolerance => next,
             Some(_) => {
                 self.stats.audio_reanchors += 1;
                 rtmp_time
@@ -796,5 +802,70 @@ impl Track {
                 .take(n)
                 .filter(|s| s.info.discontinuity)
                 .count() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::{AacConfig, Mp3Config};
+
+    fn aac_config() -> Arc<CodecConfig> {
+        Arc::new(CodecConfig::Aac(AacConfig {
+            asc: Bytes::from_static(&[0x11, 0x90]),
+            object_type: 2,
+            sample_rate: 48_000,
+            channels: 2,
+            frame_length: 1024,
+        }))
+    }
+
+    fn audio(codec: Codec, dts: i64) -> StreamEvent {
+        StreamEvent::Frame(Frame {
+            codec,
+            dts,
+            cts: 0,
+            keyframe: true,
+            data: Bytes::from_static(&[1, 2, 3]),
+        })
+    }
+
+    #[test]
+    fn mp3_frames_stay_out_of_an_aac_track() {
+        let mut seg = StreamSegmenter::with_first_number("live/t", SegmenterConfig::default(), 1);
+        let now = SystemTime::now();
+        seg.push(&StreamEvent::Config(aac_config()), now);
+        let mp3 = CodecConfig::Mp3(Mp3Config {
+            sample_rate: 44_100,
+            channels: 2,
+            flv_flags: 0x2f,
+        });
+        seg.push(&StreamEvent::Config(Arc::new(mp3)), now);
+        for i in 0..10 {
+            seg.push(&audio(Codec::Mp3, i * 26), now);
+        }
+        assert_eq!(seg.stats.unsupported_frames, 10);
+        seg.end();
+        assert!(seg.snapshot().audio.is_none());
+    }
+
+    /// The fuzzer's `aac_frozen_timestamps`: an RTMP clock that stands
+    /// still is behind the sample clock, which must not jump back.
+    #[test]
+    fn frozen_audio_timestamps_never_pull_time_back() {
+        let mut seg = StreamSegmenter::with_first_number("live/t", SegmenterConfig::default(), 1);
+        let now = SystemTime::now();
+        seg.push(&StreamEvent::Config(aac_config()), now);
+        for _ in 0..200 {
+            seg.push(&audio(Codec::Aac, 0), now);
+        }
+        seg.end();
+        assert_eq!(seg.stats.audio_reanchors, 0);
+        let segs = seg.snapshot().audio.unwrap().segments;
+        let total: u64 = segs.iter().map(|s| s.duration).sum();
+        assert_eq!(total, 200 * 1024);
+        for pair in segs.windows(2) {
+            assert_eq!(pair[1].start, pair[0].start + pair[0].duration);
+        }
     }
 }
