@@ -175,7 +175,11 @@ impl Track {
         ms * u64::from(self.timescale) / 1000
     }
 
-    /// Changes the codec configuration: a new init segment.
+    /// Changes the codec configuration: a new init segment. A new timescale
+    /// (an audio sample rate change) re-expresses the segments still held in
+    /// it, since the model gives a track's segments in the track's one
+    /// timescale: their times in seconds stay what they were. (Their bytes
+    /// keep their own init's timescale.)
     fn reconfigure(&mut self, config: Arc<CodecConfig>) -> Result<(), cmaf::CmafError> {
         let init = cmaf::init_segment(self.track_id, &config)?;
         self.init_id += 1;
@@ -183,7 +187,13 @@ impl Track {
         let bandwidth = (self.info.peak_bandwidth, self.info.average_bandwidth);
         self.info = track_info(&config);
         (self.info.peak_bandwidth, self.info.average_bandwidth) = bandwidth;
-        self.timescale = self.info.timescale;
+        let (old, new) = (self.timescale, self.info.timescale);
+        if old != new {
+            for s in &mut self.segments {
+                rescale_segment(&mut s.info, old, new);
+            }
+        }
+        self.timescale = new;
         self.config = config;
         Ok(())
     }
@@ -313,6 +323,27 @@ impl Track {
                 .collect(),
         }
     }
+}
+
+/// `ticks` of timescale `from` in timescale `to`, rounded down.
+fn rescale(ticks: u64, from: u32, to: u32) -> u64 {
+    let t = u128::from(ticks) * u128::from(to) / u128::from(from.max(1));
+    u64::try_from(t).unwrap_or(u64::MAX)
+}
+
+/// Re-expresses a segment's times in another timescale. Part boundaries
+/// are rescaled, not part durations, so the parts still add up.
+fn rescale_segment(info: &mut SegmentInfo, from: u32, to: u32) {
+    let start = rescale(info.start, from, to);
+    let (mut old_end, mut end) = (info.start, start);
+    for part in &mut info.parts {
+        old_end = old_end.saturating_add(part.duration);
+        let part_end = rescale(old_end, from, to);
+        part.duration = part_end - end;
+        end = part_end;
+    }
+    info.start = start;
+    info.duration = end - start;
 }
 
 fn track_info(config: &CodecConfig) -> TrackInfo {
@@ -847,6 +878,41 @@ mod tests {
         assert_eq!(seg.stats.unsupported_frames, 10);
         seg.end();
         assert!(seg.snapshot().audio.is_none());
+    }
+
+    /// The fuzzer's `audio_rate_change`: segments held from before a sample
+    /// rate change keep their length in seconds in the new timescale.
+    #[test]
+    fn audio_rate_change_rescales_held_segments() {
+        let mut seg = StreamSegmenter::with_first_number("live/t", SegmenterConfig::default(), 1);
+        let now = SystemTime::now();
+        seg.push(&StreamEvent::Config(aac_config()), now);
+        for i in 0..150 {
+            seg.push(&audio(Codec::Aac, i * 1024 / 48), now);
+        }
+        let before: Vec<(f64, f64)> = {
+            let t = seg.snapshot().audio.unwrap();
+            let ts = f64::from(t.info.timescale);
+            t.segments
+                .iter()
+                .map(|s| (s.start as f64 / ts, s.duration as f64 / ts))
+                .collect()
+        };
+        let mut config = (*aac_config()).clone();
+        if let CodecConfig::Aac(c) = &mut config {
+            c.asc = Bytes::from_static(&[0x13, 0x10]); // 22.05 kHz
+            c.sample_rate = 22_050;
+        }
+        seg.push(&StreamEvent::Config(Arc::new(config)), now);
+        let t = seg.snapshot().audio.unwrap();
+        assert_eq!(t.info.timescale, 22_050);
+        // The change closes the open segment too.
+        assert_eq!(t.segments.len(), before.len() + 1);
+        for (s, (start, duration)) in t.segments.iter().zip(before) {
+            assert!((s.start as f64 / 22_050.0 - start).abs() < 1e-4);
+            assert!((s.duration as f64 / 22_050.0 - duration).abs() < 1e-4);
+            assert_eq!(s.duration, s.parts.iter().map(|p| p.duration).sum::<u64>());
+        }
     }
 
     /// The fuzzer's `aac_frozen_timestamps`: an RTMP clock that stands
