@@ -132,6 +132,11 @@ struct Track {
     ticks: u64,
     /// Discontinuities among evicted segments (EXT-X-DISCONTINUITY-SEQUENCE).
     evicted_discontinuities: u64,
+    /// A segment flagged as a discontinuity closed without a sample (the
+    /// audio had none in that video segment's span): the flag moves to the
+    /// next segment, which would otherwise follow a new init or a jump in
+    /// time unflagged.
+    carried_discontinuity: bool,
 }
 
 impl Track {
@@ -168,6 +173,7 @@ impl Track {
             frames: 0,
             ticks: 0,
             evicted_discontinuities: 0,
+            carried_discontinuity: false,
         })
     }
 
@@ -209,7 +215,7 @@ impl Track {
             number,
             start,
             wall_clock,
-            discontinuity,
+            discontinuity: discontinuity || std::mem::take(&mut self.carried_discontinuity),
             init: self.init_id,
             parts: Vec::new(),
             chunks: Vec::new(),
@@ -271,6 +277,7 @@ impl Track {
             return;
         };
         if open.parts.is_empty() {
+            self.carried_discontinuity |= open.discontinuity;
             return;
         }
         let seconds = open.duration as f64 / f64::from(self.timescale);
@@ -913,6 +920,47 @@ mod tests {
             assert!((s.duration as f64 / 22_050.0 - duration).abs() < 1e-4);
             assert_eq!(s.duration, s.parts.iter().map(|p| p.duration).sum::<u64>());
         }
+    }
+
+    /// The fuzzer's `discontinuity_on_empty_audio_segment`: the audio has
+    /// no sample in the span of the video segment that carries the
+    /// discontinuity (a new audio init), so that audio segment is never
+    /// stored; the next one must carry the flag.
+    #[test]
+    fn discontinuity_survives_an_empty_audio_segment() {
+        let mut seg = StreamSegmenter::with_first_number("live/t", SegmenterConfig::default(), 1);
+        let now = SystemTime::now();
+        seg.push(&StreamEvent::Config(aac_config()), now);
+        seg.push(&audio(Codec::Aac, 0), now);
+        let mut config = (*aac_config()).clone();
+        if let CodecConfig::Aac(c) = &mut config {
+            c.channels = 1;
+            c.asc = Bytes::from_static(&[0x11, 0x88]);
+        }
+        seg.push(&StreamEvent::Config(Arc::new(config)), now);
+        let avc =
+            crate::media::avc::build_decoder_config(&[0x67, 0x64, 0, 0x1f, 0xac], &[0x68, 0xee])
+                .unwrap();
+        seg.push(&StreamEvent::Config(Arc::new(CodecConfig::Avc(avc))), now);
+        for i in 0..8 {
+            seg.push(
+                &StreamEvent::Frame(Frame {
+                    codec: Codec::H264,
+                    dts: 1000 + i * 1000,
+                    cts: 0,
+                    keyframe: true,
+                    data: Bytes::from_static(&[0, 0, 0, 1, 0x65]),
+                }),
+                now,
+            );
+        }
+        seg.push(&audio(Codec::Aac, 6100), now);
+        seg.end();
+        let audio = seg.snapshot().audio.unwrap().segments;
+        let (first, next) = (&audio[0], &audio[1]);
+        assert_ne!(first.init, next.init);
+        assert!(next.number > first.number + 1, "{audio:?}");
+        assert!(next.discontinuity);
     }
 
     /// The fuzzer's `aac_frozen_timestamps`: an RTMP clock that stands
