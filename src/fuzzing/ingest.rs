@@ -160,7 +160,8 @@ fn run_ingest(data: &[u8], contiguous: bool) {
     assert_eq!(ingest.frames, checker.frames, "ingest frame count");
     let checks = Checks {
         foreign_avcc: checker.foreign_avcc,
-        rescaled: checker.audio_rates.len() > 1,
+        rescales: checker.audio_rates.len().saturating_sub(1) as u64,
+        min_rate: checker.audio_rates.iter().copied().min().unwrap_or(1),
         contiguous,
     };
     check_packager(&seg, &config, checks);
@@ -179,8 +180,8 @@ struct EventChecker {
     /// `avcC` exactly as the publisher sent it, so then the init segment is
     /// not checked with mp4-atom.
     foreign_avcc: bool,
-    /// Sample rates the audio track had: segments are rescaled (rounding)
-    /// when it changes.
+    /// Sample rates the audio track had, in order, each change counted:
+    /// held segments are rescaled (rounding down) at every change.
     audio_rates: Vec<u32>,
 }
 
@@ -207,7 +208,7 @@ impl EventChecker {
                     CodecConfig::Aac(a) => Some(a.sample_rate),
                     _ => None,
                 };
-                if let Some(rate) = rate.filter(|r| !self.audio_rates.contains(r)) {
+                if let Some(rate) = rate.filter(|r| self.audio_rates.last() != Some(r)) {
                     self.audio_rates.push(rate);
                 }
                 if let CodecConfig::Avc(avc) = &**c {
@@ -227,8 +228,10 @@ impl EventChecker {
 #[derive(Clone, Copy)]
 struct Checks {
     foreign_avcc: bool,
-    /// Audio segments may have been rescaled to a new timescale.
-    rescaled: bool,
+    /// Audio sample rate changes (each rescales the held segments), and
+    /// the lowest rate: how far the rounding can have moved a time.
+    rescales: u64,
+    min_rate: u32,
     contiguous: bool,
 }
 
@@ -317,8 +320,8 @@ fn check_track(
         // track's current one; they differ for segments from before a
         // sample rate change, which the packager rescales (floor of each
         // part's end, once per change: after several changes the rounding
-        // compounds, so after any change times are only checked to within
-        // 1%).
+        // compounds, so after any change times are checked to within what
+        // the roundings can add up to).
         let mut init_timescale = timescale;
         if !(kind == MediaKind::Video && checks.foreign_avcc) {
             let mut b = &init[..];
@@ -332,10 +335,14 @@ fn check_track(
             u64::try_from(t).expect("rescaled time fits")
         };
         let same = |bytes: u64, model: u64, what: &str| {
-            if !(kind == MediaKind::Audio && checks.rescaled) {
+            if !(kind == MediaKind::Audio && checks.rescales > 0) {
                 assert_eq!(bytes, model, "{what}");
             } else {
-                let slack = 2 + bytes.max(model) / 100;
+                // Each rescale rounds each boundary down by less than one
+                // tick of that timescale (at most 1/min_rate s); a duration
+                // has two boundaries.
+                let per_rescale = u64::from(timescale).div_ceil(u64::from(checks.min_rate.max(1)));
+                let slack = 2 * checks.rescales * per_rescale + 2;
                 assert!(
                     bytes.abs_diff(model) <= slack,
                     "{what}: {bytes} vs {model} (rescaled)"
