@@ -5,6 +5,8 @@
 //! the `hub`, which fans each live stream out to its consumers.
 
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod hub;
 pub mod media;

@@ -1,12 +1,9 @@
-//! Client bytes from a hostile peer into a whole server session: handshake,
-//! chunk stream, control messages, AMF commands, publish and play paths.
-//! The driver is `castgate::rtmp::session::exercise`, shared with the
-//! property tests so every crash found here replays as an ordinary test.
+//! Client bytes into a whole RTMP server session (rtmp::session::exercise).
+//! The body, and what it asserts, is `castgate::fuzzing::chunk_session`, which
+//! `tests/fuzz_regressions.rs` also runs on every committed input.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    castgate::rtmp::session::exercise(data);
-});
+fuzz_target!(|data: &[u8]| castgate::fuzzing::chunk_session(data));

@@ -95,8 +95,8 @@ async fn time() -> Response {
 }
 
 /// What a media path names.
-#[derive(Debug, PartialEq, Eq)]
-enum Resource {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resource {
     Multivariant,
     MediaPlaylist(MediaKind),
     Mpd,
@@ -105,7 +105,9 @@ enum Resource {
 }
 
 /// Splits `app/key/.../resource` into the stream key and the resource.
-fn parse_media_path(path: &str) -> Option<(String, Resource)> {
+/// `None` for anything that is not a media URL (see [`paths`]) or whose key
+/// has an empty or `..` segment. Public for the `http_path` fuzz target.
+pub fn parse_media_path(path: &str) -> Option<(String, Resource)> {
     let path = path.trim_start_matches('/');
     let kind_of = |s: &str| match s {
         "video" => Some(MediaKind::Video),

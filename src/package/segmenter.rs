@@ -7,7 +7,8 @@
 //!   distance to the next frame's DTS, so each frame waits for its successor.
 //! - Audio (AAC) is timed by its sample count (1024 or 960 per frame) in its
 //!   own sample rate, anchored to the RTMP clock and re-anchored only when the
-//!   two disagree by more than [`AUDIO_REANCHOR_MS`] (a real gap).
+//!   RTMP clock runs ahead by more than [`AUDIO_REANCHOR_MS`] (a real gap;
+//!   never backwards, which would overlap samples already written).
 //! - Segments start at video keyframes: a segment closes at the first keyframe
 //!   at or after the target duration. Audio segments follow the video's
 //!   boundaries in time, so segment N of both tracks covers the same span.
@@ -23,9 +24,9 @@ use bytes::Bytes;
 use super::cmaf::{self, Fragment, Sample};
 use super::model::{PartInfo, SegmentInfo, StreamSnapshot, TrackInfo, TrackTimeline};
 use crate::hub::StreamEvent;
-use crate::media::{aac, avc, CodecConfig, Frame, MediaKind};
+use crate::media::{aac, avc, Codec, CodecConfig, Frame, MediaKind};
 
-/// Audio re-anchors to the RTMP clock when the sample clock is this far off.
+/// Audio re-anchors to the RTMP clock when the sample clock is this far behind.
 pub const AUDIO_REANCHOR_MS: u64 = 200;
 /// Audio held back waiting for video beyond this span is released anyway
 /// (the video stalled; audio must not pile up).
@@ -131,6 +132,11 @@ struct Track {
     ticks: u64,
     /// Discontinuities among evicted segments (EXT-X-DISCONTINUITY-SEQUENCE).
     evicted_discontinuities: u64,
+    /// A segment flagged as a discontinuity closed without a sample (the
+    /// audio had none in that video segment's span): the flag moves to the
+    /// next segment, which would otherwise follow a new init or a jump in
+    /// time unflagged.
+    carried_discontinuity: bool,
 }
 
 impl Track {
@@ -167,6 +173,7 @@ impl Track {
             frames: 0,
             ticks: 0,
             evicted_discontinuities: 0,
+            carried_discontinuity: false,
         })
     }
 
@@ -174,7 +181,11 @@ impl Track {
         rescale(ms, u64::from(self.timescale), 1000)
     }
 
-    /// Changes the codec configuration: a new init segment.
+    /// Changes the codec configuration: a new init segment. A new timescale
+    /// (an audio sample rate change) re-expresses the segments still held in
+    /// it, since the model gives a track's segments in the track's one
+    /// timescale: their times in seconds stay what they were. (Their bytes
+    /// keep their own init's timescale.)
     fn reconfigure(&mut self, config: Arc<CodecConfig>) -> Result<(), cmaf::CmafError> {
         let init = cmaf::init_segment(self.track_id, &config)?;
         self.init_id += 1;
@@ -189,7 +200,13 @@ impl Track {
         let bandwidth = (self.info.peak_bandwidth, self.info.average_bandwidth);
         self.info = track_info(&config);
         (self.info.peak_bandwidth, self.info.average_bandwidth) = bandwidth;
-        self.timescale = self.info.timescale;
+        let (old, new) = (self.timescale, self.info.timescale);
+        if old != new {
+            for s in &mut self.segments {
+                rescale_segment(&mut s.info, old, new);
+            }
+        }
+        self.timescale = new;
         self.config = config;
         Ok(())
     }
@@ -205,7 +222,7 @@ impl Track {
             number,
             start,
             wall_clock,
-            discontinuity,
+            discontinuity: discontinuity || std::mem::take(&mut self.carried_discontinuity),
             init: self.init_id,
             parts: Vec::new(),
             chunks: Vec::new(),
@@ -267,6 +284,7 @@ impl Track {
             return;
         };
         if open.parts.is_empty() {
+            self.carried_discontinuity |= open.discontinuity;
             return;
         }
         let seconds = open.duration as f64 / f64::from(self.timescale);
@@ -331,6 +349,21 @@ const MAX_TICKS: u64 = 1 << 62;
 fn rescale(value: u64, num: u64, den: u64) -> u64 {
     let v = u128::from(value) * u128::from(num) / u128::from(den.max(1));
     u64::try_from(v).map_or(MAX_TICKS, |v| v.min(MAX_TICKS))
+}
+
+/// Re-expresses a segment's times in another timescale. Part boundaries
+/// are rescaled, not part durations, so the parts still add up.
+fn rescale_segment(info: &mut SegmentInfo, from: u32, to: u32) {
+    let start = rescale(info.start, u64::from(to), u64::from(from));
+    let (mut old_end, mut end) = (info.start, start);
+    for part in &mut info.parts {
+        old_end = old_end.saturating_add(part.duration);
+        let part_end = rescale(old_end, u64::from(to), u64::from(from));
+        part.duration = part_end - end;
+        end = part_end;
+    }
+    info.start = start;
+    info.duration = end - start;
 }
 
 fn track_info(config: &CodecConfig) -> TrackInfo {
@@ -545,7 +578,9 @@ impl StreamSegmenter {
             return;
         };
         let frame_len = match track.config.as_ref() {
-            CodecConfig::Aac(c) => u64::from(c.frame_length.max(1)),
+            // Only AAC frames go into an AAC track: a publisher that
+            // switches to MP3 keeps the AAC track (MP3 is not packaged).
+            CodecConfig::Aac(c) if f.codec == Codec::Aac => u64::from(c.frame_length.max(1)),
             _ => {
                 self.stats.unsupported_frames += 1;
                 return;
@@ -554,11 +589,10 @@ impl StreamSegmenter {
         let rtmp_time = track.ms_to_ticks(f.dts.max(0) as u64);
         let tolerance = track.ms_to_ticks(AUDIO_REANCHOR_MS);
         let time = match track.audio_next {
-            Some(next) if next.abs_diff(rtmp_time) <= tolerance => next,
-            // The RTMP clock lags the sample clock (timestamps stuck or
-            // slow): samples must not overlap the ones already timed, so the
-            // sample clock goes on. Decode times never go backwards.
-            Some(next) if rtmp_time < next => next,
+            // Re-anchor forward only, over a real gap: an RTMP clock that
+            // lags the sample count (frozen or slow timestamps) must not
+            // pull decode times back into samples already written.
+            Some(next) if rtmp_time <= next + tolerance => next,
             Some(_) => {
                 self.stats.audio_reanchors += 1;
                 rtmp_time
@@ -819,5 +853,146 @@ impl Track {
                 .take(n)
                 .filter(|s| s.info.discontinuity)
                 .count() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::{AacConfig, Mp3Config};
+
+    fn aac_config() -> Arc<CodecConfig> {
+        Arc::new(CodecConfig::Aac(AacConfig {
+            asc: Bytes::from_static(&[0x11, 0x90]),
+            object_type: 2,
+            sample_rate: 48_000,
+            channels: 2,
+            frame_length: 1024,
+        }))
+    }
+
+    fn audio(codec: Codec, dts: i64) -> StreamEvent {
+        StreamEvent::Frame(Frame {
+            codec,
+            dts,
+            cts: 0,
+            keyframe: true,
+            data: Bytes::from_static(&[1, 2, 3]),
+        })
+    }
+
+    #[test]
+    fn mp3_frames_stay_out_of_an_aac_track() {
+        let mut seg = StreamSegmenter::with_first_number("live/t", SegmenterConfig::default(), 1);
+        let now = SystemTime::now();
+        seg.push(&StreamEvent::Config(aac_config()), now);
+        let mp3 = CodecConfig::Mp3(Mp3Config {
+            sample_rate: 44_100,
+            channels: 2,
+            flv_flags: 0x2f,
+        });
+        seg.push(&StreamEvent::Config(Arc::new(mp3)), now);
+        for i in 0..10 {
+            seg.push(&audio(Codec::Mp3, i * 26), now);
+        }
+        assert_eq!(seg.stats.unsupported_frames, 10);
+        seg.end();
+        assert!(seg.snapshot().audio.is_none());
+    }
+
+    /// The fuzzer's `audio_rate_change`: segments held from before a sample
+    /// rate change keep their length in seconds in the new timescale.
+    #[test]
+    fn audio_rate_change_rescales_held_segments() {
+        let mut seg = StreamSegmenter::with_first_number("live/t", SegmenterConfig::default(), 1);
+        let now = SystemTime::now();
+        seg.push(&StreamEvent::Config(aac_config()), now);
+        for i in 0..150 {
+            seg.push(&audio(Codec::Aac, i * 1024 / 48), now);
+        }
+        let before: Vec<(f64, f64)> = {
+            let t = seg.snapshot().audio.unwrap();
+            let ts = f64::from(t.info.timescale);
+            t.segments
+                .iter()
+                .map(|s| (s.start as f64 / ts, s.duration as f64 / ts))
+                .collect()
+        };
+        let mut config = (*aac_config()).clone();
+        if let CodecConfig::Aac(c) = &mut config {
+            c.asc = Bytes::from_static(&[0x13, 0x10]); // 22.05 kHz
+            c.sample_rate = 22_050;
+        }
+        seg.push(&StreamEvent::Config(Arc::new(config)), now);
+        let t = seg.snapshot().audio.unwrap();
+        assert_eq!(t.info.timescale, 22_050);
+        // The change closes the open segment too.
+        assert_eq!(t.segments.len(), before.len() + 1);
+        for (s, (start, duration)) in t.segments.iter().zip(before) {
+            assert!((s.start as f64 / 22_050.0 - start).abs() < 1e-4);
+            assert!((s.duration as f64 / 22_050.0 - duration).abs() < 1e-4);
+            assert_eq!(s.duration, s.parts.iter().map(|p| p.duration).sum::<u64>());
+        }
+    }
+
+    /// The fuzzer's `discontinuity_on_empty_audio_segment`: the audio has
+    /// no sample in the span of the video segment that carries the
+    /// discontinuity (a new audio init), so that audio segment is never
+    /// stored; the next one must carry the flag.
+    #[test]
+    fn discontinuity_survives_an_empty_audio_segment() {
+        let mut seg = StreamSegmenter::with_first_number("live/t", SegmenterConfig::default(), 1);
+        let now = SystemTime::now();
+        seg.push(&StreamEvent::Config(aac_config()), now);
+        seg.push(&audio(Codec::Aac, 0), now);
+        let mut config = (*aac_config()).clone();
+        if let CodecConfig::Aac(c) = &mut config {
+            c.channels = 1;
+            c.asc = Bytes::from_static(&[0x11, 0x88]);
+        }
+        seg.push(&StreamEvent::Config(Arc::new(config)), now);
+        let avc =
+            crate::media::avc::build_decoder_config(&[0x67, 0x64, 0, 0x1f, 0xac], &[0x68, 0xee])
+                .unwrap();
+        seg.push(&StreamEvent::Config(Arc::new(CodecConfig::Avc(avc))), now);
+        for i in 0..8 {
+            seg.push(
+                &StreamEvent::Frame(Frame {
+                    codec: Codec::H264,
+                    dts: 1000 + i * 1000,
+                    cts: 0,
+                    keyframe: true,
+                    data: Bytes::from_static(&[0, 0, 0, 1, 0x65]),
+                }),
+                now,
+            );
+        }
+        seg.push(&audio(Codec::Aac, 6100), now);
+        seg.end();
+        let audio = seg.snapshot().audio.unwrap().segments;
+        let (first, next) = (&audio[0], &audio[1]);
+        assert_ne!(first.init, next.init);
+        assert!(next.number > first.number + 1, "{audio:?}");
+        assert!(next.discontinuity);
+    }
+
+    /// The fuzzer's `aac_frozen_timestamps`: an RTMP clock that stands
+    /// still is behind the sample clock, which must not jump back.
+    #[test]
+    fn frozen_audio_timestamps_never_pull_time_back() {
+        let mut seg = StreamSegmenter::with_first_number("live/t", SegmenterConfig::default(), 1);
+        let now = SystemTime::now();
+        seg.push(&StreamEvent::Config(aac_config()), now);
+        for _ in 0..200 {
+            seg.push(&audio(Codec::Aac, 0), now);
+        }
+        seg.end();
+        assert_eq!(seg.stats.audio_reanchors, 0);
+        let segs = seg.snapshot().audio.unwrap().segments;
+        let total: u64 = segs.iter().map(|s| s.duration).sum();
+        assert_eq!(total, 200 * 1024);
+        for pair in segs.windows(2) {
+            assert_eq!(pair[1].start, pair[0].start + pair[0].duration);
+        }
     }
 }

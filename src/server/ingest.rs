@@ -155,7 +155,7 @@ impl Ingest {
                     VideoTag::Frame(f)
                         if avc::looks_like_annex_b(&f.data, self.nal_length_size()) =>
                     {
-                        self.annex_b_frame(f, &mut emit)
+                        self.annex_b_frame(f, &mut emit)?
                     }
                     VideoTag::Frame(f) => {
                         let Some(CodecConfig::Avc(c)) = self.video_config.as_deref() else {
@@ -224,9 +224,18 @@ impl Ingest {
     }
 
     /// An Annex B frame: converted to AVCC (4-byte lengths); its in-band
-    /// SPS/PPS, when present, become the track's configuration.
-    fn annex_b_frame(&mut self, mut f: Frame, emit: &mut impl FnMut(StreamEvent)) {
+    /// SPS/PPS, when present, become the track's configuration. Start codes
+    /// with no NAL unit behind them are an empty frame, an error like any
+    /// other empty frame (it would become an empty sample).
+    fn annex_b_frame(
+        &mut self,
+        mut f: Frame,
+        emit: &mut impl FnMut(StreamEvent),
+    ) -> Result<(), FlvError> {
         let units = avc::annex_b_units(&f.data);
+        if units.is_empty() {
+            return Err(FlvError::EmptyFrame("H.264"));
+        }
         let sps = units.iter().find(|u| u[0] & 0x1F == 7);
         let pps = units.iter().find(|u| u[0] & 0x1F == 8);
         if let (Some(sps), Some(pps)) = (sps, pps) {
@@ -239,11 +248,12 @@ impl Ingest {
         }
         if self.video_config.is_none() {
             // Nothing can decode it without parameter sets.
-            return;
+            return Ok(());
         }
         f.data = Bytes::from(avc::annex_b_to_avcc(&units));
         self.frames += 1;
         emit(StreamEvent::Frame(f));
+        Ok(())
     }
 
     /// Takes a configuration; false when it repeats the current one.

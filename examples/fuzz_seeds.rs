@@ -1,0 +1,417 @@
+//! Writes `fuzz/seeds/`: inputs in each fuzz target's format, made from the
+//! committed FLV files (`fuzz/seeds/flv_file/*.flv`, made by ffmpeg: H.264
+//! High with B-frames + AAC-LC, and MP3) and the handshake vectors. Run by
+//! hand after changing an input format: `cargo run --example fuzz_seeds`.
+
+fn main() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
+    seeds::make(&dir);
+    println!("wrote {}", dir.display());
+}
+
+mod seeds {
+    use std::path::Path;
+
+    use bytes::{Bytes, BytesMut};
+    use castgate::fuzzing::{encode_ingest_record, IngestRecord};
+    use castgate::media::avc;
+    use castgate::media::flv_file::{self, FileTag};
+    use castgate::rtmp::amf0::{self, Amf0Value};
+    use castgate::rtmp::amf3::{self, Amf3Value};
+    use castgate::rtmp::chunk::ChunkEncoder;
+    use castgate::rtmp::handshake::ClientHandshake;
+    use castgate::rtmp::message::{self, UserControl};
+
+    struct Writer<'a> {
+        root: &'a Path,
+    }
+
+    impl Writer<'_> {
+        fn put(&self, target: &str, name: &str, data: &[u8]) {
+            let dir = self.root.join(target);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(name), data).unwrap();
+        }
+    }
+
+    fn read_flv(path: &Path) -> Vec<FileTag> {
+        let data = Bytes::from(std::fs::read(path).unwrap());
+        flv_file::read_tags(&data).unwrap()
+    }
+
+    fn cat(parts: &[&[u8]]) -> Vec<u8> {
+        parts.concat()
+    }
+
+    pub fn make(root: &Path) {
+        let w = Writer { root };
+        let av = read_flv(&root.join("flv_file/h264_aac.flv"));
+        let mp3 = read_flv(&root.join("flv_file/mp3.flv"));
+        let media = |tags: &[FileTag], kind: u8| -> Vec<FileTag> {
+            tags.iter()
+                .filter(|t| t.tag_type == kind)
+                .cloned()
+                .collect()
+        };
+        let video = media(&av, flv_file::TAG_VIDEO);
+        let audio = media(&av, flv_file::TAG_AUDIO);
+        let script = media(&av, flv_file::TAG_SCRIPT);
+        let mp3_audio = media(&mp3, flv_file::TAG_AUDIO);
+        let avc_seq = &video[0].body;
+        let keyframe = video
+            .iter()
+            .find(|t| t.body[0] == 0x17 && t.body[1] == 1)
+            .unwrap();
+        let inter = video.iter().find(|t| t.body[0] == 0x27).unwrap();
+        let aac_seq = &audio[0].body;
+        let aac_raw = &audio[1].body;
+        let config = avc::parse_decoder_config(avc_seq.slice(5..)).unwrap();
+        let sps = config.sps[0].clone();
+        let pps = config.pps[0].clone();
+
+        // flv_tags: selector (bit 0: audio; the rest seeds the time) + body.
+        w.put("flv_tags", "avc_seq", &cat(&[&[0x10], avc_seq]));
+        w.put("flv_tags", "avc_key", &cat(&[&[0x20], &keyframe.body]));
+        w.put("flv_tags", "avc_inter", &cat(&[&[0x22], &inter.body]));
+        w.put("flv_tags", "avc_eos", &[0x00, 0x17, 0x02, 0, 0, 0]);
+        let mut ex = vec![0x24, 0x91];
+        ex.extend_from_slice(b"avc1");
+        ex.extend_from_slice(&keyframe.body[2..]);
+        w.put("flv_tags", "ex_avc1_coded_frames", &ex);
+        let mut ex = vec![0x24, 0x90];
+        ex.extend_from_slice(b"avc1");
+        ex.extend_from_slice(&avc_seq[5..]);
+        w.put("flv_tags", "ex_avc1_seq", &ex);
+        w.put("flv_tags", "aac_seq", &cat(&[&[0x11], aac_seq]));
+        w.put("flv_tags", "aac_raw", &cat(&[&[0x13], aac_raw]));
+        w.put("flv_tags", "mp3", &cat(&[&[0x15], &mp3_audio[0].body]));
+
+        // avc_config: NAL length size selector + bytes.
+        w.put("avc_config", "record", &cat(&[&[4], &avc_seq[5..]]));
+        w.put("avc_config", "sps", &cat(&[&[4], &sps]));
+        w.put(
+            "avc_config",
+            "avcc_keyframe",
+            &cat(&[&[4], &keyframe.body[5..]]),
+        );
+        let mut annex_b = Vec::new();
+        for unit in [&sps[..], &pps[..]] {
+            annex_b.extend_from_slice(&[0, 0, 0, 1]);
+            annex_b.extend_from_slice(unit);
+        }
+        avc::to_annex_b(&keyframe.body[5..], 4, &mut annex_b).unwrap();
+        w.put("avc_config", "annex_b_keyframe", &cat(&[&[4], &annex_b]));
+
+        // aac_config: AudioSpecificConfigs (LC from ffmpeg; HE-AAC v1/v2
+        // explicit, 960-sample frames, a PCE, an escaped object type).
+        w.put("aac_config", "lc_ffmpeg", &aac_seq[2..]);
+        for (name, asc) in [
+            ("he_aac", &[0x2b, 0x92, 0x08, 0x00][..]),
+            ("he_aac_v2", &[0xeb, 0x09, 0x88, 0x00]),
+            ("lc_960", &[0x11, 0x94]),
+            ("pce", &[0x11, 0x80, 0x04, 0xc8, 0x01, 0x00, 0x20, 0x10]),
+            ("escape_explicit_rate", &[0xf8, 0x00, 0x00, 0x00]),
+            ("ld", &[0xb9, 0x94]),
+        ] {
+            w.put("aac_config", name, asc);
+        }
+
+        // flv_file: the two files themselves are the seeds (already there).
+
+        // ingest: the files as message sequences, the same stream with
+        // Annex B video (in-band SPS/PPS), and a reconnect to MP3 audio.
+        let setup = 0b0001_0101; // 1 s segments, 0.5 s parts, window 2
+        let mut plain = vec![setup];
+        let mut annex = vec![setup];
+        let mut prev = 0u32;
+        for t in av.iter().filter(|t| t.tag_type != flv_file::TAG_SCRIPT) {
+            let audio = t.tag_type == flv_file::TAG_AUDIO;
+            let step = t.timestamp.wrapping_sub(prev);
+            prev = t.timestamp;
+            let record = IngestRecord {
+                audio,
+                reconnect: false,
+                step,
+                repeat: 0,
+                body: &t.body,
+            };
+            encode_ingest_record(&record, &mut plain);
+            let body: Vec<u8> = if audio {
+                t.body.to_vec()
+            } else if t.body[1] == 0 {
+                // The empty sequence header ffmpeg writes without extradata.
+                vec![0x17, 0, 0, 0, 0]
+            } else {
+                let mut b = t.body[..5].to_vec();
+                if t.body[0] >> 4 == 1 {
+                    for unit in [&sps[..], &pps[..]] {
+                        b.extend_from_slice(&[0, 0, 0, 1]);
+                        b.extend_from_slice(unit);
+                    }
+                }
+                avc::to_annex_b(&t.body[5..], 4, &mut b).unwrap();
+                b
+            };
+            encode_ingest_record(
+                &IngestRecord {
+                    body: &body,
+                    ..record
+                },
+                &mut annex,
+            );
+        }
+        w.put("ingest", "h264_aac", &plain);
+        w.put("ingest", "h264_annex_b_aac", &annex);
+        let mut restart = vec![0b0100_0100]; // 0.5 s segments, 0.25 s parts, window 1, 1 extra
+        let mut prev = 0u32;
+        for (i, t) in av
+            .iter()
+            .filter(|t| t.tag_type == flv_file::TAG_VIDEO)
+            .enumerate()
+            .take(8)
+        {
+            let step = t.timestamp.wrapping_sub(prev);
+            prev = t.timestamp;
+            let record = IngestRecord {
+                audio: false,
+                reconnect: i == 0,
+                step,
+                repeat: 0,
+                body: &t.body,
+            };
+            encode_ingest_record(&record, &mut restart);
+        }
+        for (i, t) in mp3
+            .iter()
+            .filter(|t| t.tag_type == flv_file::TAG_AUDIO)
+            .enumerate()
+        {
+            let record = IngestRecord {
+                audio: true,
+                reconnect: i == 0,
+                step: if i == 0 { 0 } else { 26 },
+                repeat: 0,
+                body: &t.body,
+            };
+            encode_ingest_record(&record, &mut restart);
+        }
+        // A long stream from a few tags: repeats with steps, so segments
+        // are cut and evicted.
+        for (audio, body, step, repeat) in [
+            (false, avc_seq, 0, 0),
+            (true, aac_seq, 0, 0),
+            (false, &keyframe.body, 100, 0),
+            (true, aac_raw, 21, 15),
+            (false, &inter.body, 100, 3),
+            (false, &keyframe.body, 100, 0),
+            (true, aac_raw, 21, 15),
+            (false, &inter.body, 100, 3),
+            (false, &keyframe.body, 100, 0),
+        ] {
+            encode_ingest_record(
+                &IngestRecord {
+                    audio,
+                    reconnect: false,
+                    step,
+                    repeat,
+                    body,
+                },
+                &mut restart,
+            );
+        }
+        w.put("ingest", "reconnect_mp3_repeats", &restart);
+
+        // aggregate: 4-byte aggregate timestamp + FLV tags; user controls.
+        let mut agg = 5000u32.to_be_bytes().to_vec();
+        for t in av.iter().take(6) {
+            let size = t.body.len() as u32;
+            agg.push(t.tag_type);
+            agg.extend_from_slice(&size.to_be_bytes()[1..]);
+            let ts = t.timestamp.to_be_bytes();
+            agg.extend_from_slice(&[ts[1], ts[2], ts[3], ts[0], 0, 0, 0]);
+            agg.extend_from_slice(&t.body);
+            agg.extend_from_slice(&(size + 11).to_be_bytes());
+        }
+        w.put("aggregate", "flv_tags", &agg);
+        for (name, uc) in [
+            ("ping_request", UserControl::PingRequest(7)),
+            (
+                "set_buffer_length",
+                UserControl::SetBufferLength {
+                    stream_id: 1,
+                    millis: 3000,
+                },
+            ),
+            ("stream_begin", UserControl::StreamBegin(1)),
+        ] {
+            w.put("aggregate", name, &uc.encode());
+        }
+
+        // amf: commands and metadata as publishers send them, and AMF3.
+        let connect = vec![
+            Amf0Value::string("connect"),
+            Amf0Value::Number(1.0),
+            Amf0Value::object([
+                ("app", Amf0Value::string("live")),
+                ("type", Amf0Value::string("nonprivate")),
+                (
+                    "flashVer",
+                    Amf0Value::string("FMLE/3.0 (compatible; FMSc/1.0)"),
+                ),
+                ("tcUrl", Amf0Value::string("rtmp://localhost/live")),
+                ("objectEncoding", Amf0Value::Number(0.0)),
+            ]),
+        ];
+        let create = vec![
+            Amf0Value::string("createStream"),
+            Amf0Value::Number(2.0),
+            Amf0Value::Null,
+        ];
+        let publish = vec![
+            Amf0Value::string("publish"),
+            Amf0Value::Number(3.0),
+            Amf0Value::Null,
+            Amf0Value::string("key"),
+            Amf0Value::string("live"),
+        ];
+        let play = vec![
+            Amf0Value::string("play"),
+            Amf0Value::Number(3.0),
+            Amf0Value::Null,
+            Amf0Value::string("key"),
+            Amf0Value::Number(-2.0),
+        ];
+        w.put("amf", "connect", &amf0::encode_all(&connect));
+        w.put("amf", "publish", &amf0::encode_all(&publish));
+        w.put("amf", "onmetadata", &script[0].body);
+        let mut a3 = Vec::new();
+        amf3::encode(
+            &Amf3Value::Object {
+                class_name: String::new(),
+                sealed: vec![],
+                dynamic: vec![
+                    ("app".into(), Amf3Value::String("live".into())),
+                    ("n".into(), Amf3Value::Integer(-5)),
+                    ("v".into(), Amf3Value::VectorDouble(vec![1.5, 2.0])),
+                ],
+                is_dynamic: true,
+            },
+            &mut a3,
+        );
+        amf3::encode(
+            &Amf3Value::Array {
+                assoc: vec![],
+                dense: vec![Amf3Value::String("live".into()), Amf3Value::Null],
+            },
+            &mut a3,
+        );
+        w.put("amf", "amf3", &a3);
+        let mut avmplus = vec![0x11];
+        avmplus.extend_from_slice(&a3);
+        w.put("amf", "avmplus", &avmplus);
+
+        // chunk: a chunk stream as a publisher sends it (selector: pieces
+        // of 1 + byte).
+        let mut enc = ChunkEncoder::new();
+        let mut wire = BytesMut::new();
+        enc.write(
+            2,
+            message::SET_CHUNK_SIZE,
+            0,
+            0,
+            &[&4096u32.to_be_bytes()],
+            &mut wire,
+        );
+        enc.set_chunk_size(4096);
+        let cmd = |enc: &mut ChunkEncoder, wire: &mut BytesMut, sid: u32, v: &[Amf0Value]| {
+            enc.write(
+                3,
+                message::COMMAND_AMF0,
+                sid,
+                0,
+                &[&amf0::encode_all(v)],
+                wire,
+            );
+        };
+        cmd(&mut enc, &mut wire, 0, &connect);
+        cmd(&mut enc, &mut wire, 0, &create);
+        cmd(&mut enc, &mut wire, 1, &publish);
+        enc.write(4, message::DATA_AMF0, 1, 0, &[&script[0].body], &mut wire);
+        for t in av
+            .iter()
+            .filter(|t| t.tag_type != flv_file::TAG_SCRIPT)
+            .take(12)
+        {
+            let (csid, type_id) = if t.tag_type == flv_file::TAG_VIDEO {
+                (6, message::VIDEO)
+            } else {
+                (4, message::AUDIO)
+            };
+            enc.write(csid, type_id, 1, t.timestamp, &[&t.body], &mut wire);
+        }
+        w.put("chunk", "publish", &cat(&[&[0x3f], &wire]));
+        w.put("chunk_session", "publish", &cat(&[&[0xff], &wire]));
+        let mut small = ChunkEncoder::new();
+        let mut wire = BytesMut::new();
+        cmd(&mut small, &mut wire, 0, &connect);
+        small.write(
+            2,
+            message::USER_CONTROL,
+            0,
+            0,
+            &[&UserControl::SetBufferLength {
+                stream_id: 1,
+                millis: 1000,
+            }
+            .encode()],
+            &mut wire,
+        );
+        cmd(&mut small, &mut wire, 0, &create);
+        cmd(&mut small, &mut wire, 1, &play);
+        small.write(5, 0x16, 1, 0x0100_0000, &[&agg[4..]], &mut wire);
+        small.write(2, message::ABORT, 0, 0, &[&6u32.to_be_bytes()], &mut wire);
+        w.put("chunk", "play_128", &cat(&[&[0x00], &wire]));
+        w.put("chunk_session", "play_128", &cat(&[&[0x21], &wire]));
+        // An even selector: the session sees the raw handshake too.
+        let mut client = ClientHandshake::new_simple();
+        let mut c0c1 = Vec::new();
+        client.start(&mut c0c1);
+        let mut raw = vec![0x40];
+        raw.extend_from_slice(&c0c1);
+        raw.extend_from_slice(&c0c1[1..]); // a C2 that echoes nothing
+        raw.extend_from_slice(&wire);
+        w.put("chunk_session", "raw_handshake", &raw);
+
+        // handshake: split selector + C0C1 (+ C2) from real clients.
+        let vectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/handshake");
+        for (i, name) in ["ffmpeg_c0c1", "rtmpdump_fp9_c0c1", "rtmpdump_simple_c0c1"]
+            .iter()
+            .enumerate()
+        {
+            let c0c1 = std::fs::read(vectors.join(format!("{name}.bin"))).unwrap();
+            let selector = [0xff, 0x80, 0x55][i];
+            let mut data = vec![selector];
+            data.extend_from_slice(&c0c1);
+            data.extend_from_slice(&c0c1[1..]);
+            w.put("handshake", name, &data);
+        }
+
+        // http_path and stream_key.
+        for (name, path) in [
+            ("multivariant", "/live/key/index.m3u8"),
+            ("mpd", "/app/a/b/manifest.mpd"),
+            ("media_playlist", "/live/key/audio.m3u8"),
+            ("init", "/live/key/video/init-1700000000.mp4"),
+            ("segment", "/live/a/video/video/seg-1700000123.m4s"),
+        ] {
+            w.put("http_path", name, path.as_bytes());
+        }
+        for (name, text) in [
+            ("token", "live\0key?token=abc&x=1"),
+            ("nested", "app\0a/b.c/d-e_f~g@h+i=j:k"),
+            ("dots", "live\0../x"),
+        ] {
+            w.put("stream_key", name, text.as_bytes());
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! AAC AudioSpecificConfig (media::aac).
+//! The body, and what it asserts, is `castgate::fuzzing::aac_config`, which
+//! `tests/fuzz_regressions.rs` also runs on every committed input.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| castgate::fuzzing::aac_config(data));

@@ -1,0 +1,10 @@
+//! Media messages through the server ingest, the CMAF packager and the manifests
+//! (server::ingest, package::segmenter, package::{hls, dash}).
+//! The body, and what it asserts, is `castgate::fuzzing::ingest`, which
+//! `tests/fuzz_regressions.rs` also runs on every committed input.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| castgate::fuzzing::ingest(data));

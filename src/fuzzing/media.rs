@@ -1,0 +1,325 @@
+//! Media bytes: FLV tag bodies, FLV files, H.264 parameters and framing,
+//! AAC AudioSpecificConfig.
+
+use bytes::Bytes;
+
+use crate::media::flv::{self, AudioTag, VideoTag};
+use crate::media::{aac, avc, flv_file, AacConfig, CodecConfig};
+
+/// FLV audio/video tag bodies from a hostile publisher. The first byte picks
+/// audio or video (and seeds the decode time); the rest is the body.
+/// Whatever parses is pushed through every consumer downstream, and what we
+/// write for RTMP play-out (sequence header and frame tag headers) parses
+/// back to the same configuration or frame.
+pub fn flv_tags(data: &[u8]) {
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let dts = i64::from(selector >> 1);
+    let body = Bytes::copy_from_slice(rest);
+    if selector & 1 == 0 {
+        flv_video(dts, body);
+    } else {
+        flv_audio(dts, body);
+    }
+}
+
+fn flv_video(dts: i64, body: Bytes) {
+    match flv::parse_video(dts, body) {
+        Ok(VideoTag::Config(config)) => {
+            let _ = avc::codec_string(&config);
+            for sps in &config.sps {
+                let _ = avc::parse_sps(sps);
+            }
+            let config = CodecConfig::Avc(config);
+            let body = flv::config_body(&config).expect("AVC has a sequence header");
+            assert_eq!(
+                flv::parse_video(dts, body),
+                Ok(VideoTag::Config(match config {
+                    CodecConfig::Avc(c) => c,
+                    _ => unreachable!(),
+                })),
+                "AVC sequence header round trip"
+            );
+        }
+        Ok(VideoTag::Frame(frame)) => {
+            let _ = frame.pts();
+            for size in 0..=5 {
+                for nal in avc::nal_units(&frame.data, size).flatten() {
+                    // Some encoders repeat the SPS in-band; any NAL will do.
+                    let _ = avc::parse_sps(nal);
+                }
+                let _ = avc::contains_idr(&frame.data, size);
+                let mut out = Vec::new();
+                let _ = avc::to_annex_b(&frame.data, size, &mut out);
+            }
+            let mut tag = flv::video_header(&frame).to_vec();
+            tag.extend_from_slice(&frame.data);
+            assert_eq!(
+                flv::parse_video(dts, tag.into()),
+                Ok(VideoTag::Frame(frame)),
+                "H.264 frame tag round trip"
+            );
+        }
+        Ok(VideoTag::EndOfSequence | VideoTag::Unsupported { .. }) | Err(_) => {}
+    }
+}
+
+fn flv_audio(dts: i64, body: Bytes) {
+    match flv::parse_audio(dts, body) {
+        Ok(AudioTag::Config(config)) => {
+            if let CodecConfig::Aac(aac_config) = &config {
+                let _ = aac::codec_string(aac_config);
+                check_adts(aac_config);
+            }
+            if let Some(body) = flv::config_body(&config) {
+                assert_eq!(
+                    flv::parse_audio(dts, body),
+                    Ok(AudioTag::Config(config)),
+                    "audio sequence header round trip"
+                );
+            }
+        }
+        Ok(AudioTag::Frame(frame)) => {
+            let header = flv::audio_header(&frame, None).expect("an AAC frame has a header");
+            let mut tag = header.to_vec();
+            tag.extend_from_slice(&frame.data);
+            assert_eq!(
+                flv::parse_audio(dts, tag.into()),
+                Ok(AudioTag::Frame(frame)),
+                "AAC frame tag round trip"
+            );
+        }
+        Ok(AudioTag::Mp3 { config, frame }) => {
+            assert!(config.sample_rate > 0 && config.channels > 0);
+            assert_eq!(flv::config_body(&CodecConfig::Mp3(config.clone())), None);
+            let header =
+                flv::audio_header(&frame, Some(config.flv_flags)).expect("MP3 with its flags");
+            let mut tag = header.to_vec();
+            tag.extend_from_slice(&frame.data);
+            assert_eq!(
+                flv::parse_audio(dts, tag.into()),
+                Ok(AudioTag::Mp3 { config, frame }),
+                "MP3 frame tag round trip"
+            );
+        }
+        Ok(AudioTag::Unsupported { .. }) | Err(_) => {}
+    }
+}
+
+/// ADTS headers for a few frame sizes: when one can be written, it says
+/// what the configuration says, and the AudioSpecificConfig rebuilt from its
+/// fields parses to the same core parameters.
+fn check_adts(config: &AacConfig) {
+    let Ok(fields) = aac::parse_asc_fields(&config.asc) else {
+        panic!("a parsed AacConfig's ASC does not parse again");
+    };
+    for len in [0, 1, 1000, 8184, 8185, usize::MAX - 6, usize::MAX] {
+        let Ok(h) = aac::adts_header(config, len) else {
+            continue;
+        };
+        assert_eq!((h[0], h[1] & 0xf6), (0xff, 0xf0), "ADTS sync word, layer 0");
+        let frame_len =
+            (usize::from(h[3] & 3) << 11) | (usize::from(h[4]) << 3) | usize::from(h[5] >> 5);
+        assert_eq!(frame_len, len + 7, "ADTS frame length");
+        let object_type = (h[2] >> 6) + 1;
+        let index = (h[2] >> 2) & 0xf;
+        let channels = ((h[2] & 1) << 2) | (h[3] >> 6);
+        assert_eq!(object_type, fields.core_object_type);
+        assert_eq!(channels, fields.channel_config);
+        // The ASC an ADTS demuxer would rebuild.
+        let asc = [
+            (object_type << 3) | (index >> 1),
+            ((index & 1) << 7) | (channels << 3),
+        ];
+        let rebuilt = aac::parse_asc_fields(&asc).expect("ASC rebuilt from ADTS parses");
+        assert_eq!(rebuilt.sample_rate, fields.sample_rate, "ADTS sample rate");
+        assert_eq!(rebuilt.channel_config, fields.channel_config);
+        assert_eq!(rebuilt.core_object_type, fields.core_object_type);
+        assert_eq!(rebuilt.frame_length, 1024);
+    }
+}
+
+/// An `AudioSpecificConfig` from a sequence header. A configuration that
+/// parses is sane (a positive rate, at least one channel, a frame length
+/// AAC has), [`aac::parse_audio_specific_config`] agrees with the field
+/// parser, and its ADTS headers describe it.
+pub fn aac_config(data: &[u8]) {
+    let fields = aac::parse_asc_fields(data);
+    let config = aac::parse_audio_specific_config(Bytes::copy_from_slice(data));
+    match (&fields, &config) {
+        (Ok(f), Ok(c)) => {
+            assert!(f.sample_rate > 0 && f.output_sample_rate > 0);
+            assert!(f.channels > 0);
+            assert!([480, 512, 960, 1024].contains(&f.frame_length));
+            assert!(!f.ps || f.sbr, "PS implies SBR");
+            assert_eq!(
+                (c.object_type, c.sample_rate, c.channels, c.frame_length),
+                (f.object_type, f.sample_rate, f.channels, f.frame_length)
+            );
+            assert_eq!(&c.asc[..], data);
+            let _ = aac::codec_string(c);
+            check_adts(c);
+        }
+        (Err(a), Err(b)) => assert_eq!(a, b),
+        _ => panic!("the two AudioSpecificConfig parsers disagree: {fields:?} vs {config:?}"),
+    }
+}
+
+/// H.264 parameters and NAL framing: the decoder configuration record, the
+/// SPS reader, AVCC iteration, Annex B detection and conversion.
+///
+/// The first byte picks an AVCC NAL length size for the framing checks;
+/// the rest is read as each of a record, an SPS, an AVCC payload and an
+/// Annex B access unit.
+pub fn avc_config(data: &[u8]) {
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let record = Bytes::copy_from_slice(rest);
+    if let Ok(c) = avc::parse_decoder_config(record.clone()) {
+        assert!([1, 2, 4].contains(&c.nal_length_size));
+        assert_eq!(c.record, record);
+        let range = record.as_ptr_range();
+        for set in c.sps.iter().chain(&c.pps) {
+            let p = set.as_ptr_range();
+            assert!(
+                set.is_empty() || (range.start <= p.start && p.end <= range.end),
+                "parameter sets are slices of the record"
+            );
+        }
+        match c.sps.first().map(|s| avc::parse_sps(s)) {
+            Some(Ok(info)) => assert_eq!((c.width, c.height), (info.width, info.height)),
+            _ => assert_eq!((c.width, c.height), (0, 0)),
+        }
+        let _ = avc::codec_string(&c);
+        if let (Some(sps), Some(pps)) = (c.sps.first(), c.pps.first()) {
+            if let Ok(built) = avc::build_decoder_config(sps, pps) {
+                assert_eq!(built.sps, vec![sps.clone()]);
+                assert_eq!(built.pps, vec![pps.clone()]);
+                assert_eq!(built.nal_length_size, 4);
+                assert_eq!((built.width, built.height), (c.width, c.height));
+            }
+        }
+    }
+
+    if let Ok(info) = avc::parse_sps(rest) {
+        assert!(info.width > 0 && info.height > 0);
+        if let Some((n, d)) = info.frame_rate {
+            assert!(n > 0 && d > 0);
+        }
+    }
+
+    let size = selector % 6;
+    check_avcc(rest, size);
+    check_annex_b(rest, size);
+}
+
+/// AVCC framing: units are non-empty and tile the payload with their
+/// prefixes; an error ends the iteration; Annex B output is exactly the units
+/// behind start codes, or nothing at all.
+fn check_avcc(data: &[u8], size: u8) {
+    let mut covered = 0;
+    let mut units = Vec::new();
+    let mut failed = false;
+    for nal in avc::nal_units(data, size) {
+        assert!(!failed, "NAL iteration goes on after an error");
+        match nal {
+            Ok(nal) => {
+                assert!(!nal.is_empty(), "empty NAL unit yielded");
+                covered += usize::from(size) + nal.len();
+                units.push(nal);
+            }
+            Err(_) => failed = true,
+        }
+    }
+    assert!(covered <= data.len());
+    let mut out = vec![0xAA];
+    match avc::to_annex_b(data, size, &mut out) {
+        Ok(()) => {
+            assert!(!failed);
+            let mut expect = vec![0xAA];
+            for u in &units {
+                expect.extend_from_slice(&[0, 0, 0, 1]);
+                expect.extend_from_slice(u);
+            }
+            assert_eq!(out, expect, "AVCC -> Annex B");
+        }
+        Err(_) => {
+            assert!(failed);
+            assert_eq!(out, [0xAA], "failed conversion left output behind");
+        }
+    }
+    assert_eq!(
+        avc::contains_idr(data, size),
+        units.iter().any(|u| u[0] & 0x1f == 5)
+    );
+}
+
+/// Annex B splitting: units are non-empty, contain no start code and no
+/// trailing zero; joined with start codes again they split the same; the
+/// AVCC conversion walks back to the same units and is not taken for
+/// Annex B.
+fn check_annex_b(data: &[u8], size: u8) {
+    let _ = avc::looks_like_annex_b(data, size);
+    let units = avc::annex_b_units(data);
+    let mut joined = Vec::new();
+    for u in &units {
+        assert!(!u.is_empty());
+        assert_ne!(u.last(), Some(&0), "trailing zero kept");
+        assert!(
+            !u.windows(3).any(|w| w == [0, 0, 1]),
+            "start code inside a unit"
+        );
+        joined.extend_from_slice(&[0, 0, 0, 1]);
+        joined.extend_from_slice(u);
+    }
+    assert_eq!(avc::annex_b_units(&joined), units, "Annex B re-split");
+    let avcc = avc::annex_b_to_avcc(&units);
+    let back: Vec<&[u8]> = avc::nal_units(&avcc, 4)
+        .collect::<Result<_, _>>()
+        .expect("converted AVCC walks");
+    assert_eq!(back, units, "Annex B -> AVCC round trip");
+    assert!(!avc::looks_like_annex_b(&avcc, 4), "AVCC taken for Annex B");
+}
+
+/// FLV files: every complete tag is read, bodies are slices of the file,
+/// and the tags written back into a file read back the same.
+pub fn flv_file(data: &[u8]) {
+    let file = Bytes::copy_from_slice(data);
+    let Ok(tags) = flv_file::read_tags(&file) else {
+        return;
+    };
+    let range = file.as_ptr_range();
+    let mut out = b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00".to_vec();
+    for t in &tags {
+        let p = t.body.as_ptr_range();
+        assert!(
+            t.body.is_empty() || (range.start <= p.start && p.end <= range.end),
+            "tag body is not a slice of the file"
+        );
+        assert!(t.tag_type < 32);
+        let size = u32::try_from(t.body.len()).expect("tag under 2^24 bytes");
+        out.push(t.tag_type);
+        out.extend_from_slice(&size.to_be_bytes()[1..]);
+        let ts = t.timestamp.to_be_bytes();
+        out.extend_from_slice(&[ts[1], ts[2], ts[3], ts[0], 0, 0, 0]);
+        out.extend_from_slice(&t.body);
+        out.extend_from_slice(&(size + 11).to_be_bytes());
+    }
+    let again = flv_file::read_tags(&Bytes::from(out)).expect("our FLV file reads");
+    assert_eq!(again, tags, "FLV file round trip");
+    // Tag bodies are what a publisher sends: the same parsers take them.
+    for t in tags.iter().take(64) {
+        let dts = i64::from(t.timestamp);
+        match t.tag_type {
+            flv_file::TAG_VIDEO => {
+                let _ = flv::parse_video(dts, t.body.clone());
+            }
+            flv_file::TAG_AUDIO => {
+                let _ = flv::parse_audio(dts, t.body.clone());
+            }
+            _ => {}
+        }
+    }
+}

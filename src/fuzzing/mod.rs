@@ -1,0 +1,44 @@
+//! The bodies of the fuzz targets under `fuzz/`: one `fn(&[u8])` per target.
+//!
+//! They live in the library, not in `fuzz/`, so that `tests/fuzz_regressions.rs`
+//! replays every committed seed and crash input through exactly the code
+//! libFuzzer ran, with a plain `cargo test`. Each must never panic on any
+//! input; where a cheap invariant exists (an encoder/decoder round trip, a
+//! consumption contract, a packager contract the manifests rely on) it is
+//! asserted, so a panic here is a bug in castgate either way.
+//!
+//! Not an API: nothing outside the fuzz crate and the tests calls these.
+
+mod http;
+mod ingest;
+mod media;
+mod rtmp;
+
+pub use http::{http_path, stream_key};
+pub use ingest::{encode_ingest_record, ingest, ingest_contiguous, IngestRecord};
+pub use media::{aac_config, avc_config, flv_file, flv_tags};
+pub use rtmp::{aggregate, amf, chunk, chunk_session, handshake};
+
+/// A fuzz target's body.
+pub type Target = fn(&[u8]);
+
+/// Every target, by the name of its binary under `fuzz/fuzz_targets/`.
+pub const TARGETS: &[(&str, Target)] = &[
+    ("aac_config", aac_config),
+    ("aggregate", aggregate),
+    ("amf", amf),
+    ("avc_config", avc_config),
+    ("chunk", chunk),
+    ("chunk_session", chunk_session),
+    ("flv_file", flv_file),
+    ("flv_tags", flv_tags),
+    ("handshake", handshake),
+    ("http_path", http_path),
+    ("ingest", ingest),
+    ("stream_key", stream_key),
+];
+
+/// The target called `name`.
+pub fn target(name: &str) -> Option<Target> {
+    TARGETS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+}
