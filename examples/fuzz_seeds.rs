@@ -12,6 +12,10 @@ fn main() {
 mod seeds {
     use std::path::Path;
 
+    use castgate::media::MediaKind;
+    use castgate::rtmp::client::{ClientConfig, ClientMode, ClientSession};
+    use castgate::rtmp::session::{ServerEvent, ServerSession, SessionConfig};
+
     use bytes::{Bytes, BytesMut};
     use castgate::fuzzing::{encode_ingest_record, IngestRecord};
     use castgate::media::avc;
@@ -68,6 +72,17 @@ mod seeds {
         let config = avc::parse_decoder_config(avc_seq.slice(5..)).unwrap();
         let sps = config.sps[0].clone();
         let pps = config.pps[0].clone();
+
+        // client_session: selector (bit 0: play; the rest: read size) + what
+        // castgate's own server session says to a publishing and to a
+        // playing client, media included for the player.
+        for (selector, mode, name) in [
+            (0x00u8, ClientMode::Publish, "publish"),
+            (0x21, ClientMode::Play, "play"),
+        ] {
+            let transcript = server_transcript(mode, &keyframe.body);
+            w.put("client_session", name, &cat(&[&[selector], &transcript]));
+        }
 
         // flv_tags: selector (bit 0: audio; the rest seeds the time) + body.
         w.put("flv_tags", "avc_seq", &cat(&[&[0x10], avc_seq]));
@@ -412,6 +427,43 @@ mod seeds {
             ("dots", "live\0../x"),
         ] {
             w.put("stream_key", name, text.as_bytes());
+        }
+    }
+
+    /// Every byte a castgate server session sends to one of our clients,
+    /// accepting its publish or play (and sending `media` to a player).
+    fn server_transcript(mode: ClientMode, media: &[u8]) -> Vec<u8> {
+        let mut client = ClientSession::new(ClientConfig {
+            app: "live".into(),
+            stream: "x".into(),
+            tc_url: "rtmp://127.0.0.1/live".into(),
+            mode,
+            ..ClientConfig::default()
+        });
+        let mut server = ServerSession::new(SessionConfig::default());
+        let mut transcript = Vec::new();
+        client.start();
+        loop {
+            let c = client.take_output();
+            server.handle_input(&c).unwrap();
+            while let Some(ev) = server.poll_event() {
+                match ev {
+                    ServerEvent::PublishRequested { stream_id, .. } => {
+                        server.accept_publish(stream_id)
+                    }
+                    ServerEvent::PlayRequested { stream_id, .. } => {
+                        server.accept_play(stream_id);
+                        server.send_media(stream_id, MediaKind::Video, 0, &[media]);
+                    }
+                    _ => {}
+                }
+            }
+            let s = server.take_output();
+            if s.is_empty() {
+                return transcript;
+            }
+            transcript.extend_from_slice(&s);
+            client.handle_input(&s).unwrap();
         }
     }
 }

@@ -17,7 +17,7 @@ mod rtmp;
 pub use http::{http_path, stream_key};
 pub use ingest::{encode_ingest_record, ingest, ingest_contiguous, IngestRecord};
 pub use media::{aac_config, avc_config, flv_file, flv_tags};
-pub use rtmp::{aggregate, amf, chunk, chunk_session, handshake};
+pub use rtmp::{aggregate, amf, chunk, chunk_session, client_session, handshake};
 
 /// A fuzz target's body.
 pub type Target = fn(&[u8]);
@@ -30,6 +30,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("avc_config", avc_config),
     ("chunk", chunk),
     ("chunk_session", chunk_session),
+    ("client_session", client_session),
     ("flv_file", flv_file),
     ("flv_tags", flv_tags),
     ("handshake", handshake),
