@@ -9,5 +9,6 @@ mod harness;
 mod hls_dash;
 mod malformed;
 mod raw;
+mod relay;
 mod rtmp_play;
 mod tls_rtmpt;

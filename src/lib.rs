@@ -5,6 +5,7 @@
 //! the `hub`, which fans each live stream out to its consumers.
 
 pub mod config;
+pub mod egress;
 pub mod http;
 pub mod hub;
 pub mod media;

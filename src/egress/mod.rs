@@ -1,0 +1,3 @@
+//! Relays: re-publishing live streams to RTMP, RTMPS and SRT destinations.
+
+pub mod ts;
