@@ -291,8 +291,8 @@ impl TsMuxer {
     fn write_pcr_only(&mut self, clock_ms: i64) {
         self.last_pcr_ms = Some(clock_ms);
         let pid = self.pcr_pid();
-        // No payload: the continuity counter does not advance.
-        let cc = self.cc[cc_index(pid)];
+        // No payload: the counter repeats the last payload packet's.
+        let cc = self.cc[cc_index(pid)].wrapping_sub(1) & 0xf;
         let packet = TsPacket {
             header: header(pid, cc),
             adaptation_field: Some(AdaptationField {

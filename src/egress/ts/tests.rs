@@ -83,6 +83,20 @@ fn packets(ts: &[u8]) -> Vec<TsPacket> {
     v
 }
 
+/// Continuity counters advance by one per payload packet on every PID and
+/// repeat on a packet without payload (ISO 13818-1 2.4.3.3).
+fn check_continuity(pk: &[TsPacket]) {
+    let mut cc: HashMap<u16, u8> = HashMap::new();
+    for p in pk {
+        let pid = p.header.pid.as_u16();
+        let c = p.header.continuity_counter.as_u8();
+        if let Some(prev) = cc.insert(pid, c) {
+            let step = u8::from(p.payload.is_some());
+            assert_eq!(c, (prev + step) & 0xf, "continuity on PID {pid:#x}");
+        }
+    }
+}
+
 fn pes(ts: &[u8]) -> Vec<mpeg2ts::pes::PesPacket<Vec<u8>>> {
     let mut r = PesPacketReader::new(TsPacketReader::new(ts));
     let mut v = Vec::new();
@@ -147,16 +161,10 @@ fn psi_pes_and_counters() {
         .filter(|p| matches!(p.payload, Some(TsPayload::Pat(_))))
         .count();
     assert_eq!(pats, 3);
-    // Continuity counters advance by one per payload packet on every PID.
-    let mut cc: HashMap<u16, u8> = HashMap::new();
+    check_continuity(&pk);
     let mut pcrs = Vec::new();
     for p in &pk {
         let pid = p.header.pid.as_u16();
-        let c = p.header.continuity_counter.as_u8();
-        if let Some(prev) = cc.insert(pid, c) {
-            let step = u8::from(p.payload.is_some());
-            assert_eq!(c, (prev + step) & 0xf, "continuity on PID {pid:#x}");
-        }
         if let Some(pcr) = p.adaptation_field.as_ref().and_then(|a| a.pcr) {
             assert_eq!(pid, PID_VIDEO);
             pcrs.push(pcr.as_u64());
@@ -270,6 +278,7 @@ fn video_lagging_audio_still_gets_a_clock() {
         ev.push(audio(i * 21, 100));
     }
     let (ts, _) = mux(&ev);
+    check_continuity(&packets(&ts));
     let pcr_only = packets(&ts)
         .iter()
         .filter(|p| {
