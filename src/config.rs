@@ -413,6 +413,7 @@ impl Config {
             backoff_max: Duration::from_secs_f64(r.backoff_max_secs),
             flush_interval: Duration::from_millis(r.flush_interval_ms),
             grace: Duration::from_secs_f64(self.package.grace_secs),
+            ..crate::egress::RelaySettings::default()
         }
     }
 

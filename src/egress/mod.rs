@@ -52,6 +52,10 @@ pub struct RelaySettings {
     /// A publisher returning within this time continues on the same
     /// outbound connection.
     pub grace: Duration,
+    /// A relay whose destination refuses it (an RTMP error status: bad
+    /// stream key, application) this many times in a row gives up
+    /// (`failed`) instead of retrying forever.
+    pub max_refusals: u32,
 }
 
 impl Default for RelaySettings {
@@ -65,6 +69,50 @@ impl Default for RelaySettings {
             backoff_max: Duration::from_secs(60),
             flush_interval: Duration::from_millis(20),
             grace: Duration::from_secs(10),
+            max_refusals: 10,
+        }
+    }
+}
+
+/// Why a connection attempt failed, and whether trying again can help.
+#[derive(Debug)]
+pub struct ConnectError {
+    pub message: String,
+    pub kind: FailKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailKind {
+    /// Network trouble, a destination down or slow: retry.
+    Transient,
+    /// The destination answered and refused (retried, up to a limit).
+    Refused,
+    /// Retrying cannot help (an address that cannot be bound, a name that
+    /// cannot be a TLS server name).
+    Permanent,
+}
+
+impl ConnectError {
+    pub fn refused(message: String) -> ConnectError {
+        ConnectError {
+            message,
+            kind: FailKind::Refused,
+        }
+    }
+
+    pub fn permanent(message: String) -> ConnectError {
+        ConnectError {
+            message,
+            kind: FailKind::Permanent,
+        }
+    }
+}
+
+impl From<String> for ConnectError {
+    fn from(message: String) -> ConnectError {
+        ConnectError {
+            message,
+            kind: FailKind::Transient,
         }
     }
 }

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use tracing::debug;
 
 use super::target::RtmpTarget;
+use super::ConnectError;
 use crate::hub::StreamEvent;
 use crate::media::{flv, CodecConfig, MediaKind};
 use crate::rtmp::amf0::Amf0Value;
@@ -50,21 +51,25 @@ impl Drop for RtmpLink {
 pub async fn connect(
     t: &RtmpTarget,
     tls: Option<Arc<rustls::ClientConfig>>,
-) -> Result<RtmpLink, String> {
+) -> Result<RtmpLink, ConnectError> {
     let tcp = TcpStream::connect((t.host.as_str(), t.port))
         .await
         .map_err(|e| format!("cannot connect to {}:{}: {e}", t.host, t.port))?;
     let _ = tcp.set_nodelay(true);
     let io: Box<dyn Io> = match (t.tls, tls) {
         (true, Some(config)) => {
-            let name = super::tls::server_name(&t.host)?;
+            let name = super::tls::server_name(&t.host).map_err(ConnectError::permanent)?;
             let tls = tokio_rustls::TlsConnector::from(config)
                 .connect(name, tcp)
                 .await
                 .map_err(|e| format!("TLS handshake with {}: {e}", t.host))?;
             Box::new(tls)
         }
-        (true, None) => return Err("rtmps without a TLS configuration".into()),
+        (true, None) => {
+            return Err(ConnectError::permanent(
+                "rtmps without a TLS configuration".into(),
+            ))
+        }
         (false, _) => Box::new(tcp),
     };
     let (mut read, writer) = tokio::io::split(io);
@@ -113,8 +118,8 @@ pub async fn connect(
             .map_err(|e| format!("write during the handshake: {e}"))?;
         let data = match link.input.recv().await {
             Some(Ok(d)) => d,
-            Some(Err(e)) => return Err(format!("during the handshake and publish: {e}")),
-            None => return Err("the destination closed the connection".into()),
+            Some(Err(e)) => return Err(format!("during the handshake and publish: {e}").into()),
+            None => return Err(String::from("the destination closed the connection").into()),
         };
         link.session
             .handle_input(&data)
@@ -128,7 +133,9 @@ pub async fn connect(
                     return Ok(link);
                 }
                 ClientEvent::Failed { code, description } => {
-                    return Err(format!("the destination refused: {code} {description}"))
+                    return Err(ConnectError::refused(format!(
+                        "the destination refused: {code} {description}"
+                    )))
                 }
                 other => debug!("destination: {other:?}"),
             }

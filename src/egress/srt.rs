@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 
 use super::target::{SrtMode, SrtTarget};
 use super::ts::{TsMuxer, MESSAGE};
+use super::ConnectError;
 use crate::hub::StreamEvent;
 
 /// What relays need from an SRT implementation.
@@ -95,14 +96,21 @@ pub struct SrtLink {
 
 /// Calls the receiver, or waits for one to call in (listener mode: no time
 /// limit, the caller races this with stop and the end of the stream).
-pub async fn connect(t: &SrtTarget, connect_timeout: Duration) -> Result<SrtLink, String> {
+pub async fn connect(t: &SrtTarget, connect_timeout: Duration) -> Result<SrtLink, ConnectError> {
     let socket = match t.mode {
         SrtMode::Caller => backend::call(t, connect_timeout)
             .await
             .map_err(|e| format!("SRT call to {}:{} failed: {e}", t.host, t.port))?,
-        SrtMode::Listener => backend::listen(t, connect_timeout)
-            .await
-            .map_err(|e| format!("SRT listener on {}: {e}", t.bind_addr()))?,
+        SrtMode::Listener => backend::listen(t, connect_timeout).await.map_err(|e| {
+            let msg = format!("SRT listener on {}: {e}", t.bind_addr());
+            match e.kind() {
+                // Not an address of this machine, or not ours to bind.
+                io::ErrorKind::AddrNotAvailable | io::ErrorKind::PermissionDenied => {
+                    ConnectError::permanent(msg)
+                }
+                _ => ConnectError::from(msg),
+            }
+        })?,
     };
     Ok(SrtLink::start(socket))
 }

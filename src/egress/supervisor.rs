@@ -14,7 +14,7 @@ use super::queue::RelayQueue;
 use super::rtmp::{self, RtmpLink};
 use super::srt::{self, SrtLink};
 use super::target::{SrtMode, Target};
-use super::{Inner, Relay, RelaySettings, RelayState, Source};
+use super::{ConnectError, FailKind, Inner, Relay, RelaySettings, RelayState, Source};
 use crate::hub::{StreamEvent, TapHandle};
 
 /// A connection that lasted this long resets the backoff to its start.
@@ -27,6 +27,12 @@ enum Exit {
     Stopped,
     /// A static relay whose stream ended.
     StreamEnded,
+}
+
+/// What ended a round of connection attempts.
+enum GiveUp {
+    Exit(Exit),
+    Failed(String),
 }
 
 /// How a live connection ended.
@@ -110,7 +116,7 @@ enum Link {
     Srt(Box<SrtLink>),
 }
 
-async fn connect(relay: &Relay, settings: &RelaySettings) -> Result<Link, String> {
+async fn connect(relay: &Relay, settings: &RelaySettings) -> Result<Link, ConnectError> {
     match &relay.target {
         Target::Rtmp(t) => timeout(
             settings.connect_timeout,
@@ -121,7 +127,8 @@ async fn connect(relay: &Relay, settings: &RelaySettings) -> Result<Link, String
             Err(format!(
                 "connect and publish not done within {:?}",
                 settings.connect_timeout
-            ))
+            )
+            .into())
         })
         .map(|l| Link::Rtmp(Box::new(l))),
         // A listener waits for its receiver as long as it takes.
@@ -137,7 +144,8 @@ async fn connect(relay: &Relay, settings: &RelaySettings) -> Result<Link, String
             Err(format!(
                 "SRT connection not made within {:?}",
                 settings.connect_timeout
-            ))
+            )
+            .into())
         })
         .map(|l| Link::Srt(Box::new(l))),
     }
@@ -145,9 +153,31 @@ async fn connect(relay: &Relay, settings: &RelaySettings) -> Result<Link, String
 
 async fn supervise(relay: &Relay, settings: &RelaySettings) -> Exit {
     let mut stop = relay.stop.subscribe();
+    match attempts(relay, settings, &mut stop).await {
+        GiveUp::Exit(e) => e,
+        GiveUp::Failed(e) => {
+            relay.set_state(RelayState::Failed);
+            warn!("relay failed, not retrying (delete it and create it again): {e}");
+            // A static instance goes with its stream; an API relay stays
+            // visible as failed until deleted.
+            let ephemeral = matches!(relay.source, Source::Config(_));
+            tokio::select! {
+                _ = stopped(&mut stop) => Exit::Stopped,
+                _ = stream_gone(&relay.queue, settings.grace), if ephemeral => Exit::StreamEnded,
+            }
+        }
+    }
+}
+
+async fn attempts(
+    relay: &Relay,
+    settings: &RelaySettings,
+    stop: &mut watch::Receiver<bool>,
+) -> GiveUp {
     let queue = &relay.queue;
     let ephemeral = matches!(relay.source, Source::Config(_));
     let mut attempt: u32 = 0;
+    let mut refusals: u32 = 0;
     loop {
         if !queue.is_live() {
             relay.set_state(RelayState::Waiting);
@@ -155,14 +185,14 @@ async fn supervise(relay: &Relay, settings: &RelaySettings) -> Exit {
             let mut live = queue.live();
             tokio::select! {
                 _ = live.wait_for(|l| *l) => {}
-                _ = stopped(&mut stop) => return Exit::Stopped,
+                _ = stopped(stop) => return GiveUp::Exit(Exit::Stopped),
             }
         }
         loop {
             relay.set_state(RelayState::Connecting);
             let result = tokio::select! {
                 r = connect(relay, settings) => Some(r),
-                _ = stopped(&mut stop) => return Exit::Stopped,
+                _ = stopped(stop) => return GiveUp::Exit(Exit::Stopped),
                 _ = stream_gone(queue, settings.grace) => None,
             };
             let failure = match result {
@@ -172,13 +202,14 @@ async fn supervise(relay: &Relay, settings: &RelaySettings) -> Exit {
                     relay.set_state(RelayState::Live);
                     info!("relay live");
                     let started = Instant::now();
-                    let end = live(relay, link, settings, &mut stop).await;
+                    let end = live(relay, link, settings, stop).await;
+                    refusals = 0;
                     queue.disconnected();
                     if started.elapsed() >= BACKOFF_RESET {
                         attempt = 0;
                     }
                     match end {
-                        LiveEnd::Stopped => return Exit::Stopped,
+                        LiveEnd::Stopped => return GiveUp::Exit(Exit::Stopped),
                         LiveEnd::StreamEnded => {
                             info!("the stream ended: relay connection closed");
                             break;
@@ -186,7 +217,19 @@ async fn supervise(relay: &Relay, settings: &RelaySettings) -> Exit {
                         LiveEnd::Failed(e) => e,
                     }
                 }
-                Some(Err(e)) => e,
+                Some(Err(ConnectError { message, kind })) => match kind {
+                    FailKind::Transient => message,
+                    FailKind::Refused => {
+                        refusals += 1;
+                        if refusals >= settings.max_refusals {
+                            return GiveUp::Failed(
+                                relay.error(&format!("{message} ({refusals} times in a row)")),
+                            );
+                        }
+                        message
+                    }
+                    FailKind::Permanent => return GiveUp::Failed(relay.error(&message)),
+                },
             };
             let e = relay.error(&failure);
             if ended(queue, settings.grace) {
@@ -202,13 +245,13 @@ async fn supervise(relay: &Relay, settings: &RelaySettings) -> Exit {
             );
             tokio::select! {
                 _ = sleep(delay) => {}
-                _ = stopped(&mut stop) => return Exit::Stopped,
+                _ = stopped(stop) => return GiveUp::Exit(Exit::Stopped),
                 _ = stream_gone(queue, settings.grace) => break,
             }
             relay.reconnects.fetch_add(1, Ordering::Relaxed);
         }
         if ephemeral {
-            return Exit::StreamEnded;
+            return GiveUp::Exit(Exit::StreamEnded);
         }
         attempt = 0;
     }

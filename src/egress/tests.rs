@@ -24,7 +24,17 @@ enum Seen1 {
     Closed,
 }
 
-/// An RTMP server accepting every publish, recording what arrives.
+/// How the fake destination treats a publish.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Accept,
+    /// NetStream.Publish.BadName.
+    Reject,
+    /// Accepts, then never reads again (a small receive buffer).
+    Stall,
+}
+
+/// An RTMP server recording what arrives.
 struct Dest {
     addr: SocketAddr,
     seen: Seen,
@@ -33,9 +43,18 @@ struct Dest {
 
 impl Dest {
     async fn start(addr: Option<SocketAddr>) -> Dest {
-        let listener = TcpListener::bind(addr.unwrap_or(([127, 0, 0, 1], 0).into()))
-            .await
+        Self::start_mode(addr, Mode::Accept).await
+    }
+
+    async fn start_mode(addr: Option<SocketAddr>, mode: Mode) -> Dest {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        if mode == Mode::Stall {
+            socket.set_recv_buffer_size(4096).unwrap();
+        }
+        socket
+            .bind(addr.unwrap_or(([127, 0, 0, 1], 0).into()))
             .unwrap();
+        let listener: TcpListener = socket.listen(16).unwrap();
         let addr = listener.local_addr().unwrap();
         let seen: Seen = Arc::default();
         let s = seen.clone();
@@ -49,10 +68,15 @@ impl Dest {
                 conns.push(tokio::spawn(async move {
                     let mut session = ServerSession::new(SessionConfig::default());
                     let mut buf = vec![0u8; 65536];
+                    let mut stalled = false;
                     loop {
                         let out = session.take_output();
                         if !out.is_empty() && tcp.write_all(&out).await.is_err() {
                             break;
+                        }
+                        if stalled {
+                            // Hold the connection, read nothing.
+                            std::future::pending::<()>().await;
                         }
                         let k = match tcp.read(&mut buf).await {
                             Ok(0) | Err(_) => break,
@@ -69,7 +93,16 @@ impl Dest {
                                     name,
                                     ..
                                 } => {
-                                    session.accept_publish(stream_id);
+                                    if mode == Mode::Reject {
+                                        session.reject_publish(
+                                            stream_id,
+                                            "NetStream.Publish.BadName",
+                                            "No such stream key.",
+                                        );
+                                    } else {
+                                        session.accept_publish(stream_id);
+                                    }
+                                    stalled = mode == Mode::Stall;
                                     Seen1::Publish(app, name)
                                 }
                                 ServerEvent::Media {
@@ -397,4 +430,128 @@ fn errors_are_scrubbed_of_secrets() {
     let relay = relays.inner.relays().get(&id).cloned().unwrap();
     let e = relay.error("NetStream.Publish.BadName SECRET?tok=T0KEN is taken; SECRET again");
     assert!(!e.contains("SECRET") && !e.contains("T0KEN"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_destination_loses_frames_by_policy_and_slows_nothing() {
+    let stalled = Dest::start_mode(None, Mode::Stall).await;
+    let healthy = Dest::start(None).await;
+    let hub = Hub::new(HubConfig::default());
+    let relays = Relays::new(
+        hub.clone(),
+        RelaySettings {
+            write_timeout: Duration::from_millis(1500),
+            queue: crate::hub::QueueLimits {
+                soft_bytes: 1024 * 1024,
+                hard_bytes: 2048 * 1024,
+            },
+            ..settings()
+        },
+        vec![],
+    );
+    let slow = relays
+        .create(new_relay(
+            "live/s",
+            &format!("rtmp://{}/app/k", stalled.addr),
+        ))
+        .unwrap()
+        .id;
+    let fine = relays
+        .create(new_relay(
+            "live/s",
+            &format!("rtmp://{}/app/k", healthy.addr),
+        ))
+        .unwrap()
+        .id;
+    let p = hub.publish("live/s", "peer").unwrap();
+    p.send(config_event());
+    until("both live", || {
+        state(&relays, slow) == RelayState::Live && state(&relays, fine) == RelayState::Live
+    })
+    .await;
+    // 200 frames of 64 KiB (12.5 MiB) at 100 fps: far more than socket
+    // buffers and the queue hold.
+    let big = Bytes::from(vec![0u8; 64 * 1024]);
+    let mut slowest = Duration::ZERO;
+    for i in 0..200i64 {
+        let t = std::time::Instant::now();
+        p.send(StreamEvent::Frame(Frame {
+            codec: Codec::H264,
+            dts: i * 40,
+            cts: 0,
+            keyframe: i % 25 == 0,
+            data: big.clone(),
+        }));
+        slowest = slowest.max(t.elapsed());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The publisher never waited for anybody.
+    assert!(slowest < Duration::from_millis(50), "{slowest:?}");
+    // The healthy destination got everything.
+    until("every frame at the healthy destination", || {
+        healthy.frames().len() >= 201
+    })
+    .await;
+    assert_eq!(relays.get(fine).unwrap().frames_dropped, 0);
+    // The stalled one lost frames by policy, then timed out and is retried.
+    until("the stalled relay to back off", || {
+        relays.get(slow).unwrap().reconnects >= 1
+    })
+    .await;
+    let info = relays.get(slow).unwrap();
+    assert!(info.frames_dropped > 50, "{info:?}");
+    assert!(
+        info.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("to accept a write"),
+        "{info:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_relays_and_unusable_addresses_fail() {
+    let dest = Dest::start_mode(None, Mode::Reject).await;
+    let hub = Hub::new(HubConfig::default());
+    let relays = Relays::new(
+        hub.clone(),
+        RelaySettings {
+            max_refusals: 3,
+            ..settings()
+        },
+        vec![],
+    );
+    let refused = relays
+        .create(new_relay(
+            "live/f",
+            &format!("rtmp://{}/app/KEY123", dest.addr),
+        ))
+        .unwrap()
+        .id;
+    // 192.0.2.1 (TEST-NET-1) is no address of this machine.
+    let unbindable = relays
+        .create(new_relay("live/f", "srt://192.0.2.1:9000?mode=listener"))
+        .unwrap()
+        .id;
+    let _p = hub.publish("live/f", "peer").unwrap();
+    until("failed", || state(&relays, refused) == RelayState::Failed).await;
+    let info = relays.get(refused).unwrap();
+    let e = info.last_error.unwrap();
+    assert!(e.contains("BadName") && e.contains("3 times"), "{e}");
+    assert!(!e.contains("KEY123"), "{e}");
+    assert_eq!(info.reconnects, 2);
+    until("failed", || {
+        state(&relays, unbindable) == RelayState::Failed
+    })
+    .await;
+    assert!(relays
+        .get(unbindable)
+        .unwrap()
+        .last_error
+        .unwrap()
+        .contains("192.0.2.1:9000"));
+    // Failed relays stay (visible) until deleted.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(state(&relays, refused), RelayState::Failed);
+    assert!(relays.delete(refused) && relays.delete(unbindable));
 }
