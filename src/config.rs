@@ -60,6 +60,8 @@ pub struct RelaySection {
     pub backoff_initial_secs: f64,
     pub backoff_max_secs: f64,
     pub flush_interval_ms: u64,
+    /// Relay threads; 0 = one per core.
+    pub threads: usize,
 }
 
 /// One `[[relays]]` entry: every stream matching `stream` is relayed to
@@ -374,6 +376,9 @@ impl Config {
         if !(1..=1000).contains(&r.flush_interval_ms) {
             return invalid("relay.flush_interval_ms", "must be between 1 and 1000");
         }
+        if r.threads > 1024 {
+            return invalid("relay.threads", "must be at most 1024");
+        }
         self.static_relays()?;
         Ok(())
     }
@@ -413,6 +418,11 @@ impl Config {
             backoff_max: Duration::from_secs_f64(r.backoff_max_secs),
             flush_interval: Duration::from_millis(r.flush_interval_ms),
             grace: Duration::from_secs_f64(self.package.grace_secs),
+            threads: if r.threads == 0 {
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            } else {
+                r.threads
+            },
             ..crate::egress::RelaySettings::default()
         }
     }

@@ -56,6 +56,9 @@ pub struct RelaySettings {
     /// stream key, application) this many times in a row gives up
     /// (`failed`) instead of retrying forever.
     pub max_refusals: u32,
+    /// Relay threads (single-threaded event loops); 0: relays run as tasks
+    /// on the runtime that creates them.
+    pub threads: usize,
 }
 
 impl Default for RelaySettings {
@@ -67,9 +70,10 @@ impl Default for RelaySettings {
             write_timeout: Duration::from_secs(10),
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
-            flush_interval: Duration::from_millis(20),
+            flush_interval: Duration::from_millis(100),
             grace: Duration::from_secs(10),
             max_refusals: 10,
+            threads: 0,
         }
     }
 }
@@ -343,6 +347,45 @@ impl Relay {
     }
 }
 
+/// A single-threaded event loop running relays. Measured with ten relays of
+/// one stream: on tokio's work-stealing runtime every flush tick woke the
+/// idle worker too (a futex and a context switch per tick for nothing);
+/// here the tick wakes one thread that sends for every relay and sleeps.
+/// The connection threads (`transport::pool`) do the same for RTMP.
+struct RelayThread {
+    handle: tokio::runtime::Handle,
+    relays: Arc<AtomicU64>,
+}
+
+fn start_threads(n: usize) -> Vec<RelayThread> {
+    let mut threads = Vec::with_capacity(n);
+    for i in 0..n {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                warn!("cannot start relay thread {i}: {e}; relays run on the main runtime");
+                break;
+            }
+        };
+        let handle = runtime.handle().clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("castgate-relay-{i}"))
+            .spawn(move || runtime.block_on(std::future::pending::<()>()));
+        if let Err(e) = spawned {
+            warn!("cannot start relay thread {i}: {e}; relays run on the main runtime");
+            break;
+        }
+        threads.push(RelayThread {
+            handle,
+            relays: Arc::default(),
+        });
+    }
+    threads
+}
+
 /// Every relay, by id.
 #[derive(Clone)]
 pub struct Relays {
@@ -353,7 +396,9 @@ pub(crate) struct Inner {
     hub: Hub,
     settings: RelaySettings,
     rules: Vec<StaticRule>,
-    /// Where relay tasks run (the main runtime, whichever thread asks).
+    /// Where relay tasks run: relay threads, else the runtime current when
+    /// the registry was made (whichever thread asks).
+    threads: Vec<RelayThread>,
     runtime: Option<tokio::runtime::Handle>,
     relays: Mutex<BTreeMap<u64, Arc<Relay>>>,
     next_id: AtomicU64,
@@ -395,11 +440,13 @@ impl Relays {
                 "static relay configured"
             );
         }
+        let threads = start_threads(settings.threads);
         Relays {
             inner: Arc::new(Inner {
                 hub,
                 settings,
                 rules,
+                threads,
                 runtime: tokio::runtime::Handle::try_current().ok(),
                 relays: Mutex::new(BTreeMap::new()),
                 next_id: AtomicU64::new(1),
@@ -534,9 +581,22 @@ impl Relays {
             "relay created"
         );
         let task = supervisor::run(relay.clone(), self.inner.clone(), tap);
-        match &self.inner.runtime {
-            Some(rt) => drop(rt.spawn(task)),
-            None => drop(tokio::spawn(task)),
+        let thread = self
+            .inner
+            .threads
+            .iter()
+            .min_by_key(|t| t.relays.load(Ordering::Relaxed));
+        match (thread, &self.inner.runtime) {
+            (Some(t), _) => {
+                let count = t.relays.clone();
+                count.fetch_add(1, Ordering::Relaxed);
+                drop(t.handle.spawn(async move {
+                    task.await;
+                    count.fetch_sub(1, Ordering::Relaxed);
+                }));
+            }
+            (None, Some(rt)) => drop(rt.spawn(task)),
+            (None, None) => drop(tokio::spawn(task)),
         }
         Ok(relay)
     }

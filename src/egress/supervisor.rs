@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio::time::{sleep, sleep_until, timeout, Instant, MissedTickBehavior};
+use tokio::time::{sleep, sleep_until, timeout, Instant};
 use tracing::{info, warn, Instrument};
 
 use super::queue::RelayQueue;
@@ -73,6 +73,17 @@ pub(super) async fn run(relay: Arc<Relay>, reg: Arc<Inner>, tap: TapHandle) {
 pub(super) fn backoff(n: u32, initial: Duration, max: Duration) -> Duration {
     let base = initial.saturating_mul(1u32 << n.min(20)).min(max);
     base.mul_f64(0.75 + fastrand::f64() * 0.5).min(max)
+}
+
+/// The next instant of the relays' shared flush clock: every relay sends
+/// on the same ticks, so one timer wake-up serves them all (unaligned, ten
+/// relays cost ten wake-ups and context switches per interval).
+pub(super) fn next_tick(every: Duration, now: Instant) -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    let every = every.as_nanos().max(1);
+    let n = now.saturating_duration_since(epoch).as_nanos() / every + 1;
+    epoch + Duration::from_nanos((n * every).min(u128::from(u64::MAX)) as u64)
 }
 
 /// Resolves when `stop` is set (or its sender is gone).
@@ -265,8 +276,7 @@ async fn live(
     settings: &RelaySettings,
     stop: &mut watch::Receiver<bool>,
 ) -> LiveEnd {
-    let mut tick = tokio::time::interval(settings.flush_interval);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let every = settings.flush_interval;
     let mut events: Vec<StreamEvent> = Vec::new();
     loop {
         enum Wake {
@@ -276,7 +286,7 @@ async fn live(
             Stop,
         }
         let wake = tokio::select! {
-            _ = tick.tick() => Wake::Tick,
+            _ = sleep_until(next_tick(every, Instant::now())) => Wake::Tick,
             w = peer(&mut link) => w.map_or_else(Wake::Gone, Wake::Input),
             _ = stopped(stop) => Wake::Stop,
         };
@@ -390,6 +400,19 @@ async fn close(link: Link) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flush_ticks_are_shared_and_ahead() {
+        let every = Duration::from_millis(50);
+        let _ = next_tick(every, Instant::now());
+        let now = Instant::now();
+        let a = next_tick(every, now);
+        let b = next_tick(every, now + Duration::from_millis(13));
+        assert!(a > now && a <= now + every);
+        assert!(b == a || b == a + every);
+        let later = next_tick(every, a);
+        assert_eq!(later, a + every, "a tick at a tick is the next one");
+    }
 
     #[test]
     fn backoff_doubles_with_jitter_up_to_the_maximum() {
