@@ -53,13 +53,22 @@ pub(super) async fn run(relay: Arc<Relay>, reg: Arc<Inner>, tap: TapHandle) {
     );
     async move {
         let exit = supervise(&relay, &reg.settings).await;
-        drop(tap);
         relay.set_state(RelayState::Stopped);
         match exit {
-            Exit::Stopped => info!("relay stopped"),
+            Exit::Stopped => {
+                drop(tap);
+                info!("relay stopped");
+            }
             Exit::StreamEnded => {
                 reg.remove(&relay);
+                drop(tap);
                 info!("relay ended with its stream");
+                // A publisher that came back while this instance was
+                // closing found it still there and started none: start
+                // its successor now.
+                if reg.hub.is_live(&relay.stream) {
+                    super::Relays { inner: reg.clone() }.on_publish(&relay.stream);
+                }
             }
         }
     }
