@@ -1051,3 +1051,58 @@ fn relay_api_access_validation_and_streams() {
     publisher.kill();
     server.assert_no_panic();
 }
+
+/// A publisher that ends and a new one on the same key within the grace
+/// period: the relay's outbound publish (to `ffmpeg -listen 1`, which
+/// would end with it) stays up, the destination gets both publishes with
+/// timestamps still rising, and it ends once the stream is gone for good.
+#[test]
+fn relay_outlives_a_publisher_reconnect() {
+    let dir = tempdir();
+    let src = fixture(3);
+    let one = count_packets(&src);
+    let port = free_port();
+    let out = dir.path().join("listener.flv");
+    let mut listener = ffmpeg_rtmp_listener(port, "app/k", &out);
+    let server = Castgate::start(&[("CASTGATE__PACKAGE__GRACE_SECS", "6")]);
+    let id = create_relay(
+        &server,
+        json!({"stream": "live/again", "target": format!("rtmp://127.0.0.1:{port}/app/k")}),
+    )["id"]
+        .as_u64()
+        .unwrap();
+    for round in 1..=2u64 {
+        let mut publisher = Proc(publish(&src, &server.url("live/again"), &[]), "publisher");
+        wait_relay(&server, id, "went live", in_state("live"));
+        let status = publisher.wait(T);
+        assert!(
+            status.success(),
+            "publisher {round}: {}",
+            stderr_of(&mut publisher.0)
+        );
+        assert!(server.wait_count(&["publish ended", "live/again"], round as usize, T));
+        // Still the same outbound publish: the listener is still running.
+        assert!(listener.0.try_wait().unwrap().is_none(), "round {round}");
+        let r = wait_relay(&server, id, "sent the round", |r| {
+            r["frames_sent"].as_u64() == Some(round * (one.0 + one.1))
+        });
+        assert_eq!(r["state"], "live", "{r}");
+        assert_eq!(r["reconnects"], 0, "{r}");
+    }
+    // Gone past the grace period: the relay ends its publish.
+    listener.wait(T);
+    wait_relay(&server, id, "waited again", in_state("waiting"));
+    assert_eq!(count_packets(&out), (2 * one.0, 2 * one.1));
+    for map in ["0:v", "0:a"] {
+        let p = framemd5_of(&out, map);
+        assert!(
+            p.windows(2).all(|w| w[0].dts < w[1].dts),
+            "{map}: timestamps do not rise across the reconnect"
+        );
+        let src_md5 = md5s(&src, map);
+        let got: Vec<String> = p.into_iter().map(|p| p.md5).collect();
+        assert_eq!(got, [src_md5.clone(), src_md5].concat(), "{map}");
+    }
+    assert_eq!(strict_decode(&out), "", "decoding");
+    assert_eq!(server.count_log(&["relay live", &format!("relay={id}")]), 1);
+}
