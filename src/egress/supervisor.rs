@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::{sleep, sleep_until, timeout, Instant};
-use tracing::{info, warn, Instrument};
+use tracing::{error, info, warn, Instrument};
 
 use super::queue::RelayQueue;
 use super::rtmp::{self, RtmpLink};
@@ -172,8 +172,19 @@ async fn connect(relay: &Relay, settings: &RelaySettings) -> Result<Link, Connec
 }
 
 async fn supervise(relay: &Relay, settings: &RelaySettings) -> Exit {
+    use futures_util::FutureExt;
     let mut stop = relay.stop.subscribe();
-    match attempts(relay, settings, &mut stop).await {
+    // A bug in a relay (or in the SRT or TLS code under it) must end this
+    // relay only, visibly.
+    let outcome = std::panic::AssertUnwindSafe(attempts(relay, settings, &mut stop))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| {
+            error!("relay task panicked (a bug)");
+            relay.queue.disconnected();
+            GiveUp::Failed("internal error (the relay task panicked)".into())
+        });
+    match outcome {
         GiveUp::Exit(e) => e,
         GiveUp::Failed(e) => {
             relay.set_state(RelayState::Failed);
