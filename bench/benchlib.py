@@ -289,3 +289,61 @@ def median(values):
         return None
     n = len(v)
     return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+
+class NginxRtmp(Server):
+    """nginx (Debian's RTMP module) running the given rtmp `application`
+    blocks, one worker, with `rtmp_stat` on its HTTP port (/stat) to check
+    what each application received. Used by the fan-out case: as the
+    pushing server under test and as the sink of every push."""
+
+    def __init__(self, name, apps):
+        super().__init__(name)
+        need("nginx", NGINX_RTMP_MODULE)
+        user = "user root;" if os.geteuid() == 0 else ""
+        conf = f"""
+{user}
+load_module {NGINX_RTMP_MODULE};
+daemon off;
+worker_processes 1;
+error_log {self.dir}/error.log warn;
+pid {self.dir}/nginx.pid;
+events {{ worker_connections 4096; }}
+rtmp {{
+  server {{
+    listen 127.0.0.1:{self.rtmp};
+    chunk_size 4096;
+{apps}
+  }}
+}}
+http {{
+  access_log off;
+  client_body_temp_path {self.dir}/body;
+  proxy_temp_path {self.dir}/proxy;
+  fastcgi_temp_path {self.dir}/fastcgi;
+  uwsgi_temp_path {self.dir}/uwsgi;
+  scgi_temp_path {self.dir}/scgi;
+  server {{
+    listen 127.0.0.1:{self.http};
+    location /stat {{ rtmp_stat all; }}
+  }}
+}}
+"""
+        (self.dir / "nginx.conf").write_text(conf)
+        self.log = open(self.dir / "stdout.log", "w")
+        self.proc = subprocess.Popen(
+            ["nginx", "-p", str(self.dir), "-c", str(self.dir / "nginx.conf")],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        wait_port(self.rtmp, self.proc, f"nginx ({name})")
+        wait_port(self.http, self.proc, f"nginx ({name})")
+
+    def bytes_in(self):
+        """{(application, stream): bytes received} from rtmp_stat."""
+        import urllib.request
+        import xml.etree.ElementTree as ET
+        root = ET.fromstring(urllib.request.urlopen(f"http://127.0.0.1:{self.http}/stat").read())
+        out = {}
+        for app in root.iter("application"):
+            for stream in app.iter("stream"):
+                out[(app.findtext("name"), stream.findtext("name"))] = int(stream.findtext("bytes_in") or 0)
+        return out

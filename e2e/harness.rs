@@ -48,10 +48,16 @@ pub struct Castgate {
 impl Castgate {
     /// Starts castgate with extra `CASTGATE__…` settings and waits until it listens.
     pub fn start(env: &[(&str, &str)]) -> Castgate {
+        Self::start_with_args(&[], env)
+    }
+
+    /// [`Castgate::start`] with command-line arguments (e.g. `--config F`).
+    pub fn start_with_args(args: &[&str], env: &[(&str, &str)]) -> Castgate {
         let rtmp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_castgate"));
-        cmd.env("CASTGATE__RTMP__LISTEN", rtmp.to_string())
+        cmd.args(args)
+            .env("CASTGATE__RTMP__LISTEN", rtmp.to_string())
             .env("CASTGATE__HTTP__LISTEN", http.to_string())
             .env("RUST_LOG", "castgate=debug,info")
             .stdout(Stdio::piped())

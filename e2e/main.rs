@@ -10,5 +10,6 @@ mod hls_dash;
 mod load;
 mod malformed;
 mod raw;
+mod relay;
 mod rtmp_play;
 mod tls_rtmpt;

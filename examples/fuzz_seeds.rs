@@ -73,7 +73,7 @@ mod seeds {
         let sps = config.sps[0].clone();
         let pps = config.pps[0].clone();
 
-        // client_session: selector (bit 0: play; the rest: read size) + what
+        // rtmp_client: selector (bit 0: play; the rest: read size) + what
         // castgate's own server session says to a publishing and to a
         // playing client, media included for the player.
         for (selector, mode, name) in [
@@ -81,7 +81,7 @@ mod seeds {
             (0x21, ClientMode::Play, "play"),
         ] {
             let transcript = server_transcript(mode, &keyframe.body);
-            w.put("client_session", name, &cat(&[&[selector], &transcript]));
+            w.put("rtmp_client", name, &cat(&[&[selector], &transcript]));
         }
 
         // flv_tags: selector (bit 0: audio; the rest seeds the time) + body.

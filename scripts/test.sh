@@ -2,7 +2,8 @@
 # Runs castgate's whole test suite on a fresh Debian machine: installs the
 # real programs the end-to-end tests use (apt-get, when missing), then runs
 # formatting, lint and every test target (unit, property, integration,
-# end-to-end against ffmpeg, benchmarks in test mode).
+# end-to-end against ffmpeg, nginx-rtmp and srt-live-transmit, benchmarks in
+# test mode).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,10 @@ command -v rtmpdump >/dev/null 2>&1 || missing+=(rtmpdump)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# Relay destinations in the end-to-end tests.
+command -v nginx >/dev/null 2>&1 || missing+=(nginx)
+[ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || missing+=(libnginx-mod-rtmp)
+command -v srt-live-transmit >/dev/null 2>&1 || missing+=(srt-tools)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   $sudo apt-get update -qq

@@ -29,7 +29,56 @@ pub struct Config {
     pub rtmpt: RtmptConfig,
     pub hub: HubSection,
     pub package: PackageSection,
+    pub api: ApiSection,
+    pub relay: RelaySection,
+    /// Static relays: `[[relays]]` entries.
+    #[serde(default)]
+    pub relays: Vec<StaticRelay>,
     pub log: LogConfig,
+}
+
+/// The REST API under `/api/v1`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    pub enabled: bool,
+    /// Bearer token every call must carry; empty: loopback clients only.
+    pub token: String,
+    /// Largest request body (413 beyond).
+    pub max_body_bytes: usize,
+}
+
+/// How relays behave.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelaySection {
+    pub max_relays: usize,
+    pub queue_soft_bytes: usize,
+    pub queue_hard_bytes: usize,
+    pub connect_timeout_secs: f64,
+    pub write_timeout_secs: f64,
+    pub backoff_initial_secs: f64,
+    pub backoff_max_secs: f64,
+    pub flush_interval_ms: u64,
+    /// Relay threads; 0 = one per core.
+    pub threads: usize,
+}
+
+/// One `[[relays]]` entry: every stream matching `stream` is relayed to
+/// `target` with its placeholders filled.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticRelay {
+    pub stream: String,
+    pub target: String,
+    #[serde(default)]
+    pub tls_ca_file: String,
+    #[serde(default = "yes")]
+    pub tls_verify: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -147,6 +196,12 @@ pub enum ConfigError {
     Missing(String),
     #[error("invalid setting `{key}`: {reason}")]
     Invalid { key: &'static str, reason: String },
+    #[error("invalid [[relays]] entry {index} (stream {stream:?}): {reason}")]
+    InvalidRelay {
+        index: usize,
+        stream: String,
+        reason: String,
+    },
 }
 
 impl Config {
@@ -281,7 +336,95 @@ impl Config {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return invalid("log.level", &e.to_string());
         }
+        if !(1024..=16 * 1024 * 1024).contains(&self.api.max_body_bytes) {
+            return invalid("api.max_body_bytes", "must be between 1024 and 16777216");
+        }
+        if self.api.token.len() > 4096 || self.api.token.bytes().any(|b| !(0x21..0x7f).contains(&b))
+        {
+            return invalid(
+                "api.token",
+                "must be printable ASCII without spaces, at most 4096 bytes",
+            );
+        }
+        let r = &self.relay;
+        if !(1..=100_000).contains(&r.max_relays) {
+            return invalid("relay.max_relays", "must be between 1 and 100000");
+        }
+        if r.queue_soft_bytes < 65536 || r.queue_hard_bytes < r.queue_soft_bytes {
+            return invalid(
+                "relay.queue_hard_bytes",
+                "must be at least relay.queue_soft_bytes, which must be at least 65536",
+            );
+        }
+        for (key, v) in [
+            ("relay.connect_timeout_secs", r.connect_timeout_secs),
+            ("relay.write_timeout_secs", r.write_timeout_secs),
+        ] {
+            if !(0.1..=600.0).contains(&v) {
+                return invalid(key, "must be in [0.1, 600]");
+            }
+        }
+        if !(r.backoff_initial_secs >= 0.1 && r.backoff_initial_secs <= r.backoff_max_secs) {
+            return invalid(
+                "relay.backoff_initial_secs",
+                "must be at least 0.1 and at most relay.backoff_max_secs",
+            );
+        }
+        if r.backoff_max_secs > 3600.0 {
+            return invalid("relay.backoff_max_secs", "must be at most 3600");
+        }
+        if !(1..=1000).contains(&r.flush_interval_ms) {
+            return invalid("relay.flush_interval_ms", "must be between 1 and 1000");
+        }
+        if r.threads > 1024 {
+            return invalid("relay.threads", "must be at most 1024");
+        }
+        self.static_relays()?;
         Ok(())
+    }
+
+    /// The `[[relays]]` entries, checked (a CA file is read now).
+    pub fn static_relays(&self) -> Result<Vec<crate::egress::StaticRule>, ConfigError> {
+        self.relays
+            .iter()
+            .enumerate()
+            .map(|(index, r)| {
+                let tls = crate::egress::tls::TlsOptions {
+                    ca_file: (!r.tls_ca_file.is_empty()).then(|| r.tls_ca_file.clone()),
+                    no_verify: !r.tls_verify,
+                };
+                crate::egress::StaticRule::parse(&r.stream, &r.target, tls).map_err(|reason| {
+                    ConfigError::InvalidRelay {
+                        index,
+                        stream: r.stream.clone(),
+                        reason,
+                    }
+                })
+            })
+            .collect()
+    }
+
+    pub fn relay_settings(&self) -> crate::egress::RelaySettings {
+        let r = &self.relay;
+        crate::egress::RelaySettings {
+            max_relays: r.max_relays,
+            queue: QueueLimits {
+                soft_bytes: r.queue_soft_bytes,
+                hard_bytes: r.queue_hard_bytes,
+            },
+            connect_timeout: Duration::from_secs_f64(r.connect_timeout_secs),
+            write_timeout: Duration::from_secs_f64(r.write_timeout_secs),
+            backoff_initial: Duration::from_secs_f64(r.backoff_initial_secs),
+            backoff_max: Duration::from_secs_f64(r.backoff_max_secs),
+            flush_interval: Duration::from_millis(r.flush_interval_ms),
+            grace: Duration::from_secs_f64(self.package.grace_secs),
+            threads: if r.threads == 0 {
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            } else {
+                r.threads
+            },
+            ..crate::egress::RelaySettings::default()
+        }
     }
 
     pub fn session_config(&self) -> SessionConfig {
@@ -478,6 +621,38 @@ mod tests {
         writeln!(f, "[rtmp]\nchunk_size = 1").unwrap();
         let e = Config::load_with_env(Some(f.path()), env(&[])).unwrap_err();
         assert!(e.to_string().contains("rtmp.chunk_size"), "{e}");
+    }
+
+    #[test]
+    fn static_relays_are_checked() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            f,
+            "[[relays]]\nstream = \"live/*\"\ntarget = \"rtmp://a.example/app/{{key}}\"\n\
+             [[relays]]\nstream = \"*\"\ntarget = \"srt://10.0.0.1:9000?streamid={{stream}}\""
+        )
+        .unwrap();
+        let c = Config::load_with_env(Some(f.path()), env(&[])).unwrap();
+        assert_eq!(c.static_relays().unwrap().len(), 2);
+        for (body, want) in [
+            ("stream = \"live\"\ntarget = \"rtmp://h/a/{key}\"", "names no application"),
+            ("stream = \"live/*\"\ntarget = \"ftp://h/a/{key}\"", "unknown scheme"),
+            ("stream = \"live/*\"\ntarget = \"rtmp://h/a/{name}\"", "placeholder"),
+            (
+                "stream = \"live/*\"\ntarget = \"rtmps://h/a/{key}\"\ntls_ca_file = \"/nonexistent/ca.pem\"",
+                "/nonexistent/ca.pem",
+            ),
+            (
+                "stream = \"live/*\"\ntarget = \"rtmp://h/a/{key}\"\ntls_verify = false",
+                "rtmps:// targets only",
+            ),
+            ("stream = \"live/*\"\ntarget = \"rtmp://h/a/k\"\nbogus = 1", "bogus"),
+        ] {
+            let mut f = tempfile::NamedTempFile::new().unwrap();
+            writeln!(f, "[[relays]]\n{body}").unwrap();
+            let e = Config::load_with_env(Some(f.path()), env(&[])).unwrap_err();
+            assert!(e.to_string().contains(want), "{body}: {e}");
+        }
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! listeners; `server` runs sessions over byte streams and connects them to
 //! the `hub`, which fans each live stream out to its consumers.
 
+pub mod api;
 pub mod config;
+pub mod egress;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;
@@ -110,10 +112,31 @@ pub async fn run(config: config::Config) -> std::io::Result<()> {
         handshake: config.rtmp.handshake_timeout(),
     };
     let rtmpt = config.rtmpt.enabled.then(|| config.rtmpt.clone());
+    let api_config = config.api.clone();
     let ctx = server::ServerContext::new(config);
     let tunnels = rtmpt.map(|c| transport::rtmpt::Tunnels::new(Arc::clone(&ctx), c));
+    let api = api_config.enabled.then(|| {
+        let token = (!api_config.token.is_empty()).then(|| api_config.token.clone());
+        match &token {
+            Some(_) => tracing::info!(
+                path = api::PREFIX,
+                "REST API on: every call needs Authorization: Bearer <api.token>"
+            ),
+            None => tracing::info!(
+                path = api::PREFIX,
+                "REST API on: no api.token set, answering loopback clients only"
+            ),
+        }
+        Arc::new(api::ApiState {
+            hub: ctx.hub.clone(),
+            relays: ctx.relays.clone(),
+            token,
+            max_body_bytes: api_config.max_body_bytes,
+        })
+    });
     let state = http::HttpState {
         tunnels,
+        api,
         ..http::HttpState::new(ctx.packager.store().clone())
     };
     let app = http::router(state.clone());

@@ -17,7 +17,17 @@ mod rtmp;
 pub use http::{http_path, stream_key};
 pub use ingest::{encode_ingest_record, ingest, ingest_contiguous, IngestRecord};
 pub use media::{aac_config, avc_config, flv_file, flv_tags};
-pub use rtmp::{aggregate, amf, chunk, chunk_session, client_session, handshake};
+pub use rtmp::{aggregate, amf, chunk, chunk_session, handshake, rtmp_client};
+
+/// A relay target URL: parse, redact, parse again (`egress::target`).
+pub fn relay_target(data: &[u8]) {
+    crate::egress::target::exercise(data);
+}
+
+/// Frames into the MPEG-TS muxer of the SRT relays (`egress::ts`).
+pub fn ts_mux(data: &[u8]) {
+    crate::egress::ts::exercise(data);
+}
 
 /// A fuzz target's body.
 pub type Target = fn(&[u8]);
@@ -30,13 +40,15 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("avc_config", avc_config),
     ("chunk", chunk),
     ("chunk_session", chunk_session),
-    ("client_session", client_session),
     ("flv_file", flv_file),
     ("flv_tags", flv_tags),
     ("handshake", handshake),
     ("http_path", http_path),
     ("ingest", ingest),
+    ("relay_target", relay_target),
+    ("rtmp_client", rtmp_client),
     ("stream_key", stream_key),
+    ("ts_mux", ts_mux),
 ];
 
 /// The target called `name`.

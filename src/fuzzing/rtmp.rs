@@ -308,51 +308,8 @@ pub fn aggregate(data: &[u8]) {
     }
 }
 
-/// Server bytes into an RTMP client session (the load generator's and the
-/// relays' side). The first byte picks publish or play and the read size;
-/// the client answers a valid S0/S1/S2 prefix when the input lacks one, so
-/// the fuzzer spends its time in the commands and media after it. Asserts
-/// that a failed session stays failed and never panics.
-pub fn client_session(data: &[u8]) {
-    use crate::rtmp::client::{ClientConfig, ClientEvent, ClientMode, ClientSession};
-    let Some((&selector, rest)) = data.split_first() else {
-        return;
-    };
-    let mode = if selector & 1 == 0 {
-        ClientMode::Publish
-    } else {
-        ClientMode::Play
-    };
-    let mut client = ClientSession::new(ClientConfig {
-        app: "live".into(),
-        stream: "x".into(),
-        tc_url: "rtmp://127.0.0.1/live".into(),
-        mode,
-        chunk_limits: ChunkLimits {
-            max_message_size: 1 << 20,
-            max_buffered: 2 << 20,
-            ..ChunkLimits::default()
-        },
-        ..ClientConfig::default()
-    });
-    client.start();
-    let _ = client.take_output();
-    let piece = usize::from(selector >> 1).max(1);
-    let mut failed = false;
-    for part in rest.chunks(piece) {
-        if client.handle_input(part).is_err() {
-            return;
-        }
-        while let Some(ev) = client.poll_event() {
-            match ev {
-                ClientEvent::Failed { .. } => failed = true,
-                ClientEvent::Publishing { .. } | ClientEvent::Playing { .. } => {
-                    assert!(!failed, "a failed client session started again");
-                    client.send_media(crate::media::MediaKind::Audio, 0, &[&[0xAF, 1, 0]]);
-                }
-                _ => {}
-            }
-        }
-        let _ = client.take_output();
-    }
+/// Server bytes into the RTMP client session (relays, the load generator):
+/// `rtmp::client::exercise`, which a property test also runs.
+pub fn rtmp_client(data: &[u8]) {
+    let _ = crate::rtmp::client::exercise(data);
 }

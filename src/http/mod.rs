@@ -37,6 +37,8 @@ pub struct HttpState {
     /// How tunnelled connections are labelled in logs: `rtmpt` on the HTTP
     /// listener, `rtmpts` on the HTTPS one.
     pub tunnel_proto: &'static str,
+    /// The REST API (`None`: off).
+    pub api: Option<Arc<crate::api::ApiState>>,
 }
 
 impl HttpState {
@@ -45,6 +47,7 @@ impl HttpState {
             store,
             tunnels: None,
             tunnel_proto: "rtmpt",
+            api: None,
         }
     }
 }
@@ -58,14 +61,21 @@ pub fn router(state: HttpState) -> Router {
     if state.tunnels.is_some() {
         router = rtmpt::routes(router, media);
     }
+    if let Some(api) = &state.api {
+        router = router.nest(crate::api::PREFIX, crate::api::router(Arc::clone(api)));
+    }
     router
         .fallback(media)
         .with_state(state)
         .layer(axum::middleware::map_response(cors))
 }
 
-/// Browser players load from other origins: every response allows it.
+/// Browser players load from other origins: every media response allows
+/// it (the API's do not).
 async fn cors(mut res: Response) -> Response {
+    if res.extensions().get::<crate::api::NoCors>().is_some() {
+        return res;
+    }
     let h = res.headers_mut();
     h.insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,

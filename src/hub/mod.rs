@@ -130,20 +130,93 @@ struct StreamState {
     offset: Option<i64>,
     /// Highest presentation time delivered so far (after the offset).
     last_pts: Option<i64>,
+    rates: Rates,
 }
 
 struct PublisherSlot {
     id: u64,
     peer: String,
     kick: watch::Sender<bool>,
+    since: std::time::Instant,
 }
 
-/// Information about a live stream, for logs and the API.
+/// Information about a stream, for logs and the API.
 #[derive(Clone, Debug)]
 pub struct StreamInfo {
     pub key: String,
     pub publisher: Option<String>,
     pub subscribers: usize,
+    /// Consumers fed synchronously (the packager, relays).
+    pub taps: usize,
+    /// When the current publisher started.
+    pub since: Option<std::time::Instant>,
+    pub video: Option<Arc<CodecConfig>>,
+    pub audio: Option<Arc<CodecConfig>>,
+    /// Over the last few seconds of media time.
+    pub video_kbps: Option<f64>,
+    pub audio_kbps: Option<f64>,
+    pub fps: Option<f64>,
+}
+
+/// Bytes and frames per second of media time, in one-second buckets keyed
+/// by decode time: no clock read on the publisher's path.
+#[derive(Default)]
+struct Rates {
+    /// (second, video bytes, audio bytes, video frames)
+    buckets: [(i64, u64, u64, u32); RATE_BUCKETS],
+    first: Option<i64>,
+    last: i64,
+}
+
+const RATE_BUCKETS: usize = 8;
+/// Complete seconds averaged over.
+const RATE_WINDOW: i64 = 5;
+
+impl Rates {
+    fn add(&mut self, f: &Frame) {
+        let sec = f.dts.div_euclid(1000);
+        let first = *self.first.get_or_insert(sec);
+        if sec < first {
+            return;
+        }
+        self.last = self.last.max(sec);
+        let b = &mut self.buckets[sec.rem_euclid(RATE_BUCKETS as i64) as usize];
+        if b.0 != sec {
+            *b = (sec, 0, 0, 0);
+        }
+        let n = f.data.len() as u64;
+        match f.kind() {
+            MediaKind::Video => {
+                b.1 += n;
+                b.3 += 1;
+            }
+            MediaKind::Audio => b.2 += n,
+        }
+    }
+
+    /// (video kbit/s, audio kbit/s, fps) over the last complete seconds.
+    fn get(&self) -> Option<(f64, f64, f64)> {
+        let first = self.first?;
+        let from = (self.last - RATE_WINDOW).max(first);
+        let secs = self.last - from;
+        if secs <= 0 {
+            return None;
+        }
+        let (mut v, mut a, mut n) = (0u64, 0u64, 0u64);
+        for b in &self.buckets {
+            if b.0 >= from && b.0 < self.last {
+                v += b.1;
+                a += b.2;
+                n += u64::from(b.3);
+            }
+        }
+        let s = secs as f64;
+        Some((
+            v as f64 * 8.0 / 1000.0 / s,
+            a as f64 * 8.0 / 1000.0 / s,
+            n as f64 / s,
+        ))
+    }
 }
 
 impl Hub {
@@ -197,7 +270,9 @@ impl Hub {
                 id,
                 peer: peer.to_string(),
                 kick: kick_tx,
+                since: std::time::Instant::now(),
             });
+            st.rates = Rates::default();
             st.metadata = None;
             st.video_config = None;
             st.audio_config = None;
@@ -269,21 +344,18 @@ impl Hub {
             .is_some_and(|s| lock(&s.state).publisher.is_some())
     }
 
+    /// Every stream slot (live, or waited for by players and relays).
     pub fn streams(&self) -> Vec<StreamInfo> {
         let streams: Vec<Arc<Stream>> = lock(&self.inner.streams).values().cloned().collect();
-        let mut out: Vec<StreamInfo> = streams
-            .iter()
-            .map(|s| {
-                let st = lock(&s.state);
-                StreamInfo {
-                    key: s.key.clone(),
-                    publisher: st.publisher.as_ref().map(|p| p.peer.clone()),
-                    subscribers: st.subscribers.len(),
-                }
-            })
-            .collect();
+        let mut out: Vec<StreamInfo> = streams.iter().map(|s| s.info()).collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));
         out
+    }
+
+    /// One stream, if it has a slot.
+    pub fn stream(&self, key: &str) -> Option<StreamInfo> {
+        let s = lock(&self.inner.streams).get(key).cloned();
+        s.map(|s| s.info())
     }
 
     fn remove_if_unused(&self, stream: &Arc<Stream>) {
@@ -298,6 +370,25 @@ impl Hub {
                     streams.remove(&stream.key);
                 }
             }
+        }
+    }
+}
+
+impl Stream {
+    fn info(&self) -> StreamInfo {
+        let st = lock(&self.state);
+        let rates = st.publisher.as_ref().and_then(|_| st.rates.get());
+        StreamInfo {
+            key: self.key.clone(),
+            publisher: st.publisher.as_ref().map(|p| p.peer.clone()),
+            subscribers: st.subscribers.len(),
+            taps: st.taps.len(),
+            since: st.publisher.as_ref().map(|p| p.since),
+            video: st.video_config.clone(),
+            audio: st.audio_config.clone(),
+            video_kbps: rates.map(|r| r.0).filter(|_| st.video_config.is_some()),
+            audio_kbps: rates.map(|r| r.1).filter(|_| st.audio_config.is_some()),
+            fps: rates.map(|r| r.2).filter(|_| st.video_config.is_some()),
         }
     }
 }
@@ -350,6 +441,7 @@ impl Publisher {
                 if config.gop_cache {
                     update_gop(&mut st, &f, config.gop_cache_max_bytes);
                 }
+                st.rates.add(&f);
                 StreamEvent::Frame(f)
             }
             StreamEvent::Config(c) => {

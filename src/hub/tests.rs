@@ -211,3 +211,57 @@ fn taps_see_every_event_in_order_and_join_live_streams_like_subscribers() {
     drop(_late_handle);
     assert!(hub.streams().is_empty());
 }
+
+#[tokio::test]
+async fn stream_info_has_tracks_and_rates() {
+    let hub = Hub::new(HubConfig::default());
+    assert!(hub.stream("live/r").is_none());
+    let p = hub.publish("live/r", "1.2.3.4:5").unwrap();
+    let info = hub.stream("live/r").unwrap();
+    assert_eq!(info.publisher.as_deref(), Some("1.2.3.4:5"));
+    assert!(info.since.is_some());
+    assert_eq!((info.fps, info.video_kbps), (None, None), "no media yet");
+    p.send(StreamEvent::Config(Arc::new(CodecConfig::Aac(
+        crate::media::AacConfig {
+            asc: Bytes::from_static(&[0x11, 0x90]),
+            object_type: 2,
+            sample_rate: 48000,
+            channels: 2,
+            frame_length: 1024,
+        },
+    ))));
+    // 7 s at 25 fps, 1000-byte frames (200 kbit/s), plus 3-byte audio.
+    for i in 0..175 {
+        p.send(video(i * 40, i % 25 == 0, 1000));
+        p.send(audio(i * 40));
+    }
+    let info = hub.stream("live/r").unwrap();
+    assert!(info.audio.is_some() && info.video.is_none());
+    // No video configuration: video rates are not reported.
+    assert_eq!(info.fps, None);
+    let a = info.audio_kbps.unwrap();
+    assert!((a - 0.6).abs() < 0.01, "{a}");
+    let hub2 = Hub::new(HubConfig::default());
+    let p2 = hub2.publish("live/v", "x").unwrap();
+    p2.send(StreamEvent::Config(Arc::new(CodecConfig::Avc(
+        crate::media::AvcConfig {
+            record: Bytes::new(),
+            profile_idc: 100,
+            constraint_flags: 0,
+            level_idc: 31,
+            nal_length_size: 4,
+            sps: vec![],
+            pps: vec![],
+            width: 64,
+            height: 64,
+        },
+    ))));
+    for i in 0..175 {
+        p2.send(video(i * 40, i % 25 == 0, 1000));
+    }
+    let info = hub2.stream("live/v").unwrap();
+    assert_eq!(info.fps, Some(25.0));
+    assert_eq!(info.video_kbps, Some(200.0));
+    drop(p2);
+    assert!(hub2.stream("live/v").is_none());
+}

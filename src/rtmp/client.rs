@@ -627,5 +627,75 @@ fn decode_amf(payload: &[u8], what: &'static str) -> Result<Vec<Amf0Value>, Sess
     amf0::decode_all(payload).map_err(|source| SessionError::Amf { what, source })
 }
 
+/// Server bytes from a hostile peer into a client session (a relay's
+/// destination is as untrusted as a publisher): the fuzz target's driver,
+/// also run by a property test. The first byte selects publish or play,
+/// how far a real server session takes the client first (nowhere, past the
+/// handshake, or to publishing), and the piece size. Returns whether the
+/// real server got the client publishing or playing before the bytes came.
+pub fn exercise(data: &[u8]) -> bool {
+    use super::session::{ServerEvent, ServerSession, SessionConfig};
+    let Some((&selector, rest)) = data.split_first() else {
+        return false;
+    };
+    let mode = if selector & 1 == 0 {
+        ClientMode::Publish
+    } else {
+        ClientMode::Play
+    };
+    let mut client = ClientSession::new(ClientConfig {
+        app: "live".into(),
+        stream: "key?x=1".into(),
+        tc_url: "rtmp://h/live".into(),
+        mode,
+        chunk_limits: ChunkLimits {
+            max_message_size: 1 << 20,
+            max_buffered: 2 << 20,
+            ..ChunkLimits::default()
+        },
+        ..ClientConfig::default()
+    });
+    client.start();
+    let rounds = (selector >> 1) & 3;
+    if rounds > 0 {
+        let mut server = ServerSession::new(SessionConfig::default());
+        for _ in 0..rounds * 4 {
+            let c = client.take_output();
+            if server.handle_input(&c).is_err() {
+                return false;
+            }
+            while let Some(ev) = server.poll_event() {
+                match ev {
+                    ServerEvent::PublishRequested { stream_id, .. } => {
+                        server.accept_publish(stream_id)
+                    }
+                    ServerEvent::PlayRequested { stream_id, .. } => server.accept_play(stream_id),
+                    _ => {}
+                }
+            }
+            if client.handle_input(&server.take_output()).is_err() {
+                return false;
+            }
+        }
+    }
+    let active = client.stream_id().is_some();
+    let piece = usize::from(selector >> 3).max(1);
+    for part in rest.chunks(piece) {
+        if client.handle_input(part).is_err() {
+            return active;
+        }
+        while let Some(ev) = client.poll_event() {
+            if let ClientEvent::Publishing { .. } = ev {
+                client.send_metadata(Amf0Value::Null);
+                client.send_media(MediaKind::Video, 0, &[&[0x17, 1, 0, 0, 0], part]);
+            }
+        }
+        let _ = client.take_output();
+    }
+    client.stop();
+    let _ = client.take_output();
+    active
+}
+
 #[cfg(test)]
 mod tests;

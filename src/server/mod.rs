@@ -16,6 +16,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{info, warn, Instrument};
 
 use crate::config::Config;
+use crate::egress::Relays;
 use crate::hub::{Closed, Hub, Publisher, StreamEvent, Subscriber};
 use crate::package::service::{Packager, Store};
 use crate::rtmp::session::{ServerEvent, ServerSession, SessionError};
@@ -28,16 +29,26 @@ pub struct ServerContext {
     pub config: Config,
     pub hub: Hub,
     pub packager: Packager,
+    pub relays: Relays,
 }
 
 impl ServerContext {
+    /// Relay tasks will run on the runtime current at this call.
     pub fn new(config: Config) -> Arc<Self> {
         let hub = Hub::new(config.hub_config());
         let packager = Packager::new(hub.clone(), Store::default(), config.packager_config());
+        // The config was checked when loaded; an entry that no longer
+        // checks (a CA file removed since) is left out, and said so.
+        let rules = config.static_relays().unwrap_or_else(|e| {
+            warn!("static relays not started: {e}");
+            Vec::new()
+        });
+        let relays = Relays::new(hub.clone(), config.relay_settings(), rules);
         Arc::new(ServerContext {
             config,
             hub,
             packager,
+            relays,
         })
     }
 }
@@ -489,6 +500,7 @@ impl Connection {
                 info!(stream = key, mode, "publish started");
                 self.last_key = key.clone();
                 self.ctx.packager.ensure(&key);
+                self.ctx.relays.on_publish(&key);
                 self.session.accept_publish(stream_id);
                 let now = Instant::now();
                 self.publishing = Some(Publishing {

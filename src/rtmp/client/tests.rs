@@ -270,3 +270,39 @@ proptest::proptest! {
         }
     }
 }
+
+/// The fuzz driver reaches publishing with a real server (so fuzzed bytes
+/// land in a live session), and arbitrary server bytes never panic.
+#[test]
+fn exercise_reaches_publishing_and_survives_garbage() {
+    // Selector: publish (or play), three rounds with a real server,
+    // 1-byte pieces.
+    assert!(exercise(&[
+        0b0000_1110,
+        0x02,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        4,
+        1,
+        0,
+        0,
+        0,
+        0,
+        0x10,
+        0
+    ]));
+    assert!(exercise(&[0b0000_1111]));
+    // No rounds: the bytes meet the handshake.
+    assert!(!exercise(&[0b0000_1000, 3, 0, 0]));
+}
+
+proptest::proptest! {
+    #[test]
+    fn arbitrary_server_bytes_never_panic(data in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {
+        let _ = exercise(&data);
+    }
+}

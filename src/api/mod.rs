@@ -1,0 +1,443 @@
+//! The REST API under `/api/v1` (JSON): live streams, and relays created,
+//! listed and deleted at run time. The OpenAPI 3.1 document is generated
+//! from the handlers (utoipa) and served at `/api/v1/openapi.json`.
+//!
+//! Access: with `api.token` set, every call needs `Authorization: Bearer
+//! <token>`; without it, only loopback clients are answered, and only with
+//! a loopback or `localhost` Host (a web page cannot reach the API through
+//! DNS rebinding). API replies carry no CORS headers: browsers on other
+//! origins cannot read them.
+
+mod model;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, Path, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::egress::{CreateError, NewRelay, RelayInfo, Relays};
+use crate::hub::Hub;
+use crate::transport::http::ClientAddr;
+pub use model::*;
+
+/// Where the API is mounted.
+pub const PREFIX: &str = "/api/v1";
+
+/// Longest `tls_ca_file` path accepted.
+const MAX_PATH_LEN: usize = 4096;
+
+/// What the handlers share.
+pub struct ApiState {
+    pub hub: Hub,
+    pub relays: Relays,
+    /// `None`: loopback clients only.
+    pub token: Option<String>,
+    pub max_body_bytes: usize,
+}
+
+/// Marks a response that must not get the media routes' CORS headers.
+#[derive(Clone, Copy, Debug)]
+pub struct NoCors;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "castgate API",
+        description = "Live streams and relays (RTMP, RTMPS, SRT) of a castgate gateway."
+    ),
+    servers((url = "/api/v1")),
+    paths(get_stream),
+    modifiers(&Security),
+    tags((name = "streams"), (name = "relays"))
+)]
+struct ApiDoc;
+
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        openapi.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
+            "bearer",
+            Vec::<String>::new(),
+        )]);
+    }
+}
+
+/// The router, to be nested at [`PREFIX`] in a router of any state.
+pub fn router<S: Clone + Send + Sync + 'static>(state: Arc<ApiState>) -> Router<S> {
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(list_streams))
+        .routes(routes!(list_relays, create_relay))
+        .routes(routes!(get_relay, delete_relay))
+        // Stream keys may hold slashes: a catch-all, documented above as
+        // /streams/{app}/{key}.
+        .route("/streams/{app}/{*key}", get(get_stream))
+        .split_for_parts();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    let doc = Arc::new(doc);
+    let body_limit = state.max_body_bytes;
+    router
+        .route(
+            "/openapi.json",
+            get(move || {
+                let doc = Arc::clone(&doc);
+                async move { Json(doc.as_ref().clone()) }
+            }),
+        )
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API endpoint") })
+        .with_state(state.clone())
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(state, guard))
+}
+
+/// An error reply: `{"error": "…"}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut res = (
+            self.status,
+            Json(ErrorBody {
+                error: self.message,
+            }),
+        )
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"castgate\""),
+            );
+        }
+        res
+    }
+}
+
+/// `axum::Json` with the rejections as JSON errors: 400 for bad JSON, 415
+/// without a JSON content type, 413 past the body limit, 422 for the wrong
+/// fields.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => Err(ApiError::new(rejection.status(), rejection.body_text())),
+        }
+    }
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Access control, and no CORS headers on API replies.
+async fn guard(State(state): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
+    let mut res = match check_access(&state, &req) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    };
+    res.extensions_mut().insert(NoCors);
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+fn check_access(state: &ApiState, req: &Request) -> Result<(), ApiError> {
+    match &state.token {
+        Some(token) => {
+            let Some(auth) = req.headers().get(header::AUTHORIZATION) else {
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "missing Authorization: Bearer <token>",
+                ));
+            };
+            let given = auth
+                .to_str()
+                .ok()
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or("");
+            if constant_time_eq(given.trim().as_bytes(), token.as_bytes()) {
+                Ok(())
+            } else {
+                Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "wrong bearer token",
+                ))
+            }
+        }
+        None => {
+            let peer = req
+                .extensions()
+                .get::<ConnectInfo<ClientAddr>>()
+                .map(|c| c.0 .0);
+            if !peer.is_some_and(|p| p.ip().is_loopback() || p.ip().to_canonical().is_loopback()) {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "the API answers loopback clients only (set api.token to open it)",
+                ));
+            }
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .or_else(|| req.uri().authority().map(|a| a.as_str()));
+            if host.is_some_and(|h| !is_loopback_host(h)) {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "without api.token the API answers requests for a loopback host only",
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Live streams.
+#[utoipa::path(
+    get,
+    path = "/streams",
+    tag = "streams",
+    responses(
+        (status = 200, description = "Every stream with a publisher", body = StreamList),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 403, description = "Not a loopback client (no api.token)", body = ErrorBody),
+    )
+)]
+async fn list_streams(State(state): State<Arc<ApiState>>) -> Json<StreamList> {
+    let now = Instant::now();
+    let streams = state
+        .hub
+        .streams()
+        .into_iter()
+        .filter(|s| s.publisher.is_some())
+        .map(|s| {
+            let relays = state.relays.of_stream(&s.key);
+            StreamView::new(s, relays, now)
+        })
+        .collect();
+    Json(StreamList { streams })
+}
+
+/// One live stream.
+#[utoipa::path(
+    get,
+    path = "/streams/{app}/{key}",
+    tag = "streams",
+    params(
+        ("app" = String, Path, description = "Application, e.g. `live`"),
+        ("key" = String, Path, description = "Stream name (may contain slashes)"),
+    ),
+    responses(
+        (status = 200, description = "The stream", body = StreamView),
+        (status = 404, description = "Not live", body = ErrorBody),
+    )
+)]
+async fn get_stream(
+    State(state): State<Arc<ApiState>>,
+    Path((app, key)): Path<(String, String)>,
+) -> Result<Json<StreamView>, ApiError> {
+    let stream = format!("{app}/{key}");
+    match state.hub.stream(&stream) {
+        Some(s) if s.publisher.is_some() => {
+            let relays = state.relays.of_stream(&s.key);
+            Ok(Json(StreamView::new(s, relays, Instant::now())))
+        }
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("stream {} is not live", short(&stream)),
+        )),
+    }
+}
+
+/// Every relay.
+#[utoipa::path(
+    get,
+    path = "/relays",
+    tag = "relays",
+    responses((status = 200, description = "Every relay", body = RelayList))
+)]
+async fn list_relays(State(state): State<Arc<ApiState>>) -> Json<RelayList> {
+    Json(RelayList {
+        relays: state.relays.list(),
+    })
+}
+
+/// Creates a relay. It may be created before its stream goes live: it
+/// waits (`waiting`) and starts when the stream is published.
+#[utoipa::path(
+    post,
+    path = "/relays",
+    tag = "relays",
+    request_body = CreateRelay,
+    responses(
+        (status = 201, description = "Created", body = RelayInfo,
+         headers(("Location" = String, description = "/api/v1/relays/{id}"))),
+        (status = 400, description = "Not JSON", body = ErrorBody),
+        (status = 409, description = "An identical relay exists, or the relay limit is reached", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "Unknown scheme, unparsable URL, bad stream, bad TLS option", body = ErrorBody),
+    )
+)]
+async fn create_relay(
+    State(state): State<Arc<ApiState>>,
+    ApiJson(req): ApiJson<CreateRelay>,
+) -> Result<Response, ApiError> {
+    if req
+        .tls_ca_file
+        .as_ref()
+        .is_some_and(|p| p.is_empty() || p.len() > MAX_PATH_LEN)
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("tls_ca_file must be a path of 1 to {MAX_PATH_LEN} bytes"),
+        ));
+    }
+    let new = NewRelay {
+        stream: req.stream,
+        target: req.target,
+        tls: crate::egress::tls::TlsOptions {
+            ca_file: req.tls_ca_file,
+            no_verify: req.tls_verify == Some(false),
+        },
+    };
+    let relays = state.relays.clone();
+    // Reading a CA file is blocking I/O.
+    let created = tokio::task::spawn_blocking(move || relays.create(new))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    match created {
+        Ok(info) => {
+            let location = format!("{PREFIX}/relays/{}", info.id);
+            let mut res = (StatusCode::CREATED, Json(info)).into_response();
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                res.headers_mut().insert(header::LOCATION, v);
+            }
+            Ok(res)
+        }
+        Err(e) => {
+            let status = match e {
+                CreateError::TooMany(_) | CreateError::Duplicate(_) => StatusCode::CONFLICT,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            Err(ApiError::new(status, e.to_string()))
+        }
+    }
+}
+
+fn relay_id(id: &str) -> Result<u64, ApiError> {
+    id.parse::<u64>()
+        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, format!("no relay {}", short(id))))
+}
+
+/// One relay.
+#[utoipa::path(
+    get,
+    path = "/relays/{id}",
+    tag = "relays",
+    params(("id" = u64, Path, description = "Relay id")),
+    responses(
+        (status = 200, description = "The relay", body = RelayInfo),
+        (status = 404, description = "No such relay", body = ErrorBody),
+    )
+)]
+async fn get_relay(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+) -> Result<Json<RelayInfo>, ApiError> {
+    let id = relay_id(&id)?;
+    state
+        .relays
+        .get(id)
+        .map(Json)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no relay {id}")))
+}
+
+/// Stops a relay (its destination sees the stream end) and forgets it.
+#[utoipa::path(
+    delete,
+    path = "/relays/{id}",
+    tag = "relays",
+    params(("id" = u64, Path, description = "Relay id")),
+    responses(
+        (status = 204, description = "Stopped"),
+        (status = 404, description = "No such relay", body = ErrorBody),
+    )
+)]
+async fn delete_relay(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = relay_id(&id)?;
+    if state.relays.delete(id) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no relay {id}"),
+        ))
+    }
+}
+
+fn short(s: &str) -> String {
+    if s.len() <= 80 {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(80).collect::<String>())
+    }
+}
+
+/// For the OpenAPI document and replies.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,140 @@
+//! The API's JSON bodies.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::egress::RelayInfo;
+use crate::hub::StreamInfo;
+use crate::media::{aac, avc, CodecConfig};
+
+/// `POST /relays`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRelay {
+    /// The stream to relay, `APP/KEY` (it need not be live yet).
+    #[schema(example = "live/cam")]
+    pub stream: String,
+    /// `rtmp://host[:port]/app/key`, `rtmps://…`,
+    /// `srt://host:port?streamid=…&passphrase=…&latency=MS` (caller) or
+    /// `srt://[ip]:port?mode=listener`.
+    #[schema(example = "rtmps://live-api-s.facebook.com:443/rtmp/KEY")]
+    pub target: String,
+    /// RTMPS: a PEM file of CA certificates to trust besides the web roots
+    /// (read on the server).
+    #[serde(default)]
+    pub tls_ca_file: Option<String>,
+    /// RTMPS: `false` turns certificate verification off.
+    #[serde(default)]
+    pub tls_verify: Option<bool>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RelayList {
+    pub relays: Vec<RelayInfo>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamList {
+    pub streams: Vec<StreamView>,
+}
+
+/// A live stream.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamView {
+    /// `app/key`.
+    pub stream: String,
+    pub app: String,
+    pub key: String,
+    /// The publisher's address.
+    pub publisher: String,
+    pub uptime_secs: f64,
+    pub video: Option<VideoTrack>,
+    pub audio: Option<AudioTrack>,
+    /// Audio and video, over the last few seconds of media.
+    pub bitrate_kbps: Option<f64>,
+    /// RTMP players.
+    pub players: usize,
+    /// Relays of this stream (ids).
+    pub relays: Vec<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VideoTrack {
+    /// `h264`.
+    pub codec: String,
+    /// RFC 6381, e.g. `avc1.64001f`.
+    pub codec_string: String,
+    pub width: u32,
+    pub height: u32,
+    pub fps: Option<f64>,
+    pub bitrate_kbps: Option<f64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AudioTrack {
+    /// `aac` or `mp3`.
+    pub codec: String,
+    pub codec_string: String,
+    pub sample_rate: u32,
+    pub channels: u8,
+    pub bitrate_kbps: Option<f64>,
+}
+
+fn round1(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}
+
+impl StreamView {
+    pub fn new(s: StreamInfo, relays: Vec<u64>, now: Instant) -> StreamView {
+        let (app, key) = s.key.split_once('/').unwrap_or((&s.key, ""));
+        let video = s.video.as_deref().and_then(|c| match c {
+            CodecConfig::Avc(a) => Some(VideoTrack {
+                codec: "h264".into(),
+                codec_string: avc::codec_string(a),
+                width: a.width,
+                height: a.height,
+                fps: s.fps.map(round1),
+                bitrate_kbps: s.video_kbps.map(round1),
+            }),
+            _ => None,
+        });
+        let audio = s.audio.as_deref().and_then(|c| match c {
+            CodecConfig::Aac(a) => Some(AudioTrack {
+                codec: "aac".into(),
+                codec_string: aac::codec_string(a),
+                sample_rate: a.sample_rate,
+                channels: a.channels,
+                bitrate_kbps: s.audio_kbps.map(round1),
+            }),
+            CodecConfig::Mp3(m) => Some(AudioTrack {
+                codec: "mp3".into(),
+                codec_string: "mp4a.40.34".into(),
+                sample_rate: m.sample_rate,
+                channels: m.channels,
+                bitrate_kbps: s.audio_kbps.map(round1),
+            }),
+            _ => None,
+        });
+        let bitrate_kbps = match (s.video_kbps, s.audio_kbps) {
+            (None, None) => None,
+            (v, a) => Some(round1(v.unwrap_or(0.0) + a.unwrap_or(0.0))),
+        };
+        StreamView {
+            app: app.to_string(),
+            key: key.to_string(),
+            publisher: s.publisher.clone().unwrap_or_default(),
+            uptime_secs: round1(
+                s.since
+                    .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64()),
+            ),
+            video,
+            audio,
+            bitrate_kbps,
+            players: s.subscribers,
+            relays,
+            stream: s.key,
+        }
+    }
+}

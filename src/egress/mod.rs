@@ -1,0 +1,655 @@
+//! Relays: re-publishing live streams to RTMP, RTMPS and SRT destinations
+//! (multistream), each supervised on its own.
+//!
+//! A relay is a task with its own bounded queue ([`queue::RelayQueue`], a
+//! hub tap) and a state: `waiting` for its stream, `connecting`, `live`,
+//! `backoff` after a failure (exponential, with jitter, 1 s to 60 s by
+//! default), `stopped` when deleted, `failed` when retrying cannot help. A
+//! slow or dead destination loses frames by the queue's policy and never
+//! slows the publisher, the packager or another relay.
+//!
+//! Relays come from the API (one stream, one target; they outlive their
+//! stream and wait for it to return) and from `[[relays]]` in the config (a
+//! stream pattern and a target template: an instance per matching stream,
+//! started when it is published and ended with it).
+
+pub mod queue;
+pub mod rtmp;
+pub mod srt;
+mod supervisor;
+pub mod target;
+pub mod tls;
+pub mod ts;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::hub::{Hub, QueueLimits};
+use queue::RelayQueue;
+use target::{StreamPattern, Target, TargetError, TargetTemplate};
+use tls::TlsOptions;
+
+/// How relays behave; from `[relay]` in the config.
+#[derive(Clone, Debug)]
+pub struct RelaySettings {
+    /// Relays at once (API and static instances together).
+    pub max_relays: usize,
+    pub queue: QueueLimits,
+    pub connect_timeout: Duration,
+    /// A write to a destination taking longer than this drops the
+    /// connection (and the relay retries).
+    pub write_timeout: Duration,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    /// The relay sends what its queue holds at this interval.
+    pub flush_interval: Duration,
+    /// A publisher returning within this time continues on the same
+    /// outbound connection.
+    pub grace: Duration,
+    /// A relay whose destination refuses it (an RTMP error status: bad
+    /// stream key, application) this many times in a row gives up
+    /// (`failed`) instead of retrying forever.
+    pub max_refusals: u32,
+    /// Relay threads (single-threaded event loops); 0: relays run as tasks
+    /// on the runtime that creates them.
+    pub threads: usize,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        RelaySettings {
+            max_relays: 1000,
+            queue: QueueLimits::default(),
+            connect_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            flush_interval: Duration::from_millis(100),
+            grace: Duration::from_secs(10),
+            max_refusals: 10,
+            threads: 0,
+        }
+    }
+}
+
+/// Why a connection attempt failed, and whether trying again can help.
+#[derive(Debug)]
+pub struct ConnectError {
+    pub message: String,
+    pub kind: FailKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailKind {
+    /// Network trouble, a destination down or slow: retry.
+    Transient,
+    /// The destination answered and refused (retried, up to a limit).
+    Refused,
+    /// Retrying cannot help (an address that cannot be bound, a name that
+    /// cannot be a TLS server name).
+    Permanent,
+}
+
+impl ConnectError {
+    pub fn refused(message: String) -> ConnectError {
+        ConnectError {
+            message,
+            kind: FailKind::Refused,
+        }
+    }
+
+    pub fn permanent(message: String) -> ConnectError {
+        ConnectError {
+            message,
+            kind: FailKind::Permanent,
+        }
+    }
+}
+
+impl From<String> for ConnectError {
+    fn from(message: String) -> ConnectError {
+        ConnectError {
+            message,
+            kind: FailKind::Transient,
+        }
+    }
+}
+
+/// A `[[relays]]` entry.
+#[derive(Clone, Debug)]
+pub struct StaticRule {
+    pub pattern: StreamPattern,
+    pub template: TargetTemplate,
+    pub tls: TlsOptions,
+    /// Built once (the CA file is read at start-up).
+    tls_config: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl StaticRule {
+    /// Checks a rule as written in the config; the error is the reason.
+    pub fn parse(stream: &str, target: &str, tls: TlsOptions) -> Result<StaticRule, String> {
+        let pattern = StreamPattern::parse(stream)?;
+        let template = TargetTemplate::parse(target).map_err(|e| e.to_string())?;
+        let sample = template.fill("app/key").map_err(|e| e.to_string())?;
+        if !target
+            .split("://")
+            .next()
+            .is_some_and(|s| s.eq_ignore_ascii_case(sample.scheme()))
+        {
+            return Err("the scheme of a target template cannot be a placeholder".into());
+        }
+        check_tls_options(&sample, &tls)?;
+        let tls_config = match sample.scheme() {
+            "rtmps" => Some(tls::client_config(&tls)?),
+            _ => None,
+        };
+        Ok(StaticRule {
+            pattern,
+            template,
+            tls,
+            tls_config,
+        })
+    }
+}
+
+/// A relay's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RelayState {
+    /// The stream is not live yet.
+    Waiting,
+    Connecting,
+    Live,
+    /// Waiting before the next attempt (`next_attempt_secs`).
+    Backoff,
+    Stopped,
+    /// Gave up: retrying cannot help (see `last_error`).
+    Failed,
+}
+
+/// Where a relay comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Api,
+    /// The index of its `[[relays]]` entry.
+    Config(usize),
+}
+
+/// What the API shows of a relay. The target is redacted.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct RelayInfo {
+    pub id: u64,
+    /// The stream relayed (`app/key`).
+    pub stream: String,
+    /// The destination, stream key / stream id / passphrase redacted.
+    pub target: String,
+    /// `rtmp`, `rtmps` or `srt`.
+    pub protocol: String,
+    /// `api`, or `config` for an instance of a `[[relays]]` entry.
+    pub source: String,
+    pub state: RelayState,
+    /// Seconds in the current state.
+    pub state_secs: f64,
+    /// In `backoff`: seconds until the next attempt.
+    pub next_attempt_secs: Option<f64>,
+    pub bytes_sent: u64,
+    pub frames_sent: u64,
+    /// Frames lost to the queue's drop policy (slow or absent destination)
+    /// or not convertible for the destination.
+    pub frames_dropped: u64,
+    /// Connection attempts after a failure.
+    pub reconnects: u64,
+    /// The last error (secrets redacted).
+    pub last_error: Option<String>,
+    /// When it happened (RFC 3339).
+    pub last_error_at: Option<String>,
+    /// Bytes waiting in the relay's queue.
+    pub queued_bytes: u64,
+    /// RTMPS: whether the destination's certificate is verified.
+    pub tls_verify: Option<bool>,
+}
+
+/// A request for a relay (the API's `POST /relays`).
+#[derive(Clone, Debug, Default)]
+pub struct NewRelay {
+    pub stream: String,
+    pub target: String,
+    pub tls: TlsOptions,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error("unknown stream pattern {0:?}: expected APP/KEY, e.g. live/cam ({1})")]
+    BadStream(String, String),
+    #[error("bad target: {0}")]
+    BadTarget(#[from] TargetError),
+    #[error("{0}")]
+    BadTls(String),
+    #[error("relay limit reached ({0}, relay.max_relays)")]
+    TooMany(usize),
+    #[error("relay {0} already sends this stream to this target")]
+    Duplicate(u64),
+}
+
+struct Status {
+    state: RelayState,
+    since: Instant,
+    next_attempt: Option<Instant>,
+    last_error: Option<(String, SystemTime)>,
+}
+
+/// One relay, shared by the registry and its task.
+pub(crate) struct Relay {
+    id: u64,
+    stream: String,
+    target: Target,
+    /// The target as given (the duplicate check compares it).
+    url: String,
+    redacted: String,
+    source: Source,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    tls_verify: Option<bool>,
+    queue: Arc<RelayQueue>,
+    status: Mutex<Status>,
+    bytes_sent: AtomicU64,
+    frames_sent: AtomicU64,
+    /// Frames the link could not send (before the first keyframe, or not
+    /// convertible), on top of the queue's drops.
+    link_dropped: AtomicU64,
+    reconnects: AtomicU64,
+    stop: watch::Sender<bool>,
+}
+
+impl Relay {
+    fn status(&self) -> MutexGuard<'_, Status> {
+        self.status.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_state(&self, state: RelayState) {
+        let mut s = self.status();
+        if s.state != state {
+            s.state = state;
+            s.since = Instant::now();
+        }
+        s.next_attempt = None;
+    }
+
+    fn set_backoff(&self, next: Instant) {
+        let mut s = self.status();
+        s.state = RelayState::Backoff;
+        s.since = Instant::now();
+        s.next_attempt = Some(next);
+    }
+
+    /// Records an error with the target's secrets scrubbed out; returns it.
+    fn error(&self, e: &str) -> String {
+        let e = self.scrub(e);
+        self.status().last_error = Some((e.clone(), SystemTime::now()));
+        e
+    }
+
+    /// Replaces the target's secrets in a message (a server may quote the
+    /// stream key back in an error).
+    fn scrub(&self, msg: &str) -> String {
+        let mut out = msg.to_string();
+        let secrets: Vec<&str> = match &self.target {
+            Target::Rtmp(r) => vec![r.key.as_str(), r.key.split('?').next().unwrap_or("")],
+            Target::Srt(s) => s
+                .stream_id
+                .iter()
+                .chain(&s.passphrase)
+                .map(String::as_str)
+                .collect(),
+        };
+        for s in secrets {
+            if s.len() >= 3 {
+                out = out.replace(s, target::REDACTED);
+            }
+        }
+        out
+    }
+
+    fn info(&self) -> RelayInfo {
+        let s = self.status();
+        let now = Instant::now();
+        RelayInfo {
+            id: self.id,
+            stream: self.stream.clone(),
+            target: self.redacted.clone(),
+            protocol: self.target.scheme().to_string(),
+            source: match self.source {
+                Source::Api => "api".into(),
+                Source::Config(_) => "config".into(),
+            },
+            state: s.state,
+            state_secs: now.duration_since(s.since).as_secs_f64(),
+            next_attempt_secs: s
+                .next_attempt
+                .map(|t| t.saturating_duration_since(now).as_secs_f64()),
+            bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
+            frames_sent: self.frames_sent.load(Ordering::Relaxed),
+            frames_dropped: self.queue.dropped() + self.link_dropped.load(Ordering::Relaxed),
+            reconnects: self.reconnects.load(Ordering::Relaxed),
+            last_error: s.last_error.as_ref().map(|(e, _)| e.clone()),
+            last_error_at: s
+                .last_error
+                .as_ref()
+                .map(|(_, t)| crate::package::hls::rfc3339_millis(*t)),
+            queued_bytes: self.queue.queued_bytes() as u64,
+            tls_verify: self.tls_verify,
+        }
+    }
+}
+
+/// A single-threaded event loop running relays. Measured with ten relays of
+/// one stream: on tokio's work-stealing runtime every flush tick woke the
+/// idle worker too (a futex and a context switch per tick for nothing);
+/// here the tick wakes one thread that sends for every relay and sleeps.
+/// The connection threads (`transport::pool`) do the same for RTMP.
+struct RelayThread {
+    handle: tokio::runtime::Handle,
+    relays: Arc<AtomicU64>,
+}
+
+fn start_threads(n: usize) -> Vec<RelayThread> {
+    let mut threads = Vec::with_capacity(n);
+    for i in 0..n {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                warn!("cannot start relay thread {i}: {e}; relays run on the main runtime");
+                break;
+            }
+        };
+        let handle = runtime.handle().clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("castgate-relay-{i}"))
+            .spawn(move || runtime.block_on(std::future::pending::<()>()));
+        if let Err(e) = spawned {
+            warn!("cannot start relay thread {i}: {e}; relays run on the main runtime");
+            break;
+        }
+        threads.push(RelayThread {
+            handle,
+            relays: Arc::default(),
+        });
+    }
+    threads
+}
+
+/// Every relay, by id.
+#[derive(Clone)]
+pub struct Relays {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    hub: Hub,
+    settings: RelaySettings,
+    rules: Vec<StaticRule>,
+    /// Where relay tasks run: relay threads, else the runtime current when
+    /// the registry was made (whichever thread asks).
+    threads: Vec<RelayThread>,
+    runtime: Option<tokio::runtime::Handle>,
+    relays: Mutex<BTreeMap<u64, Arc<Relay>>>,
+    next_id: AtomicU64,
+}
+
+impl Inner {
+    fn relays(&self) -> MutexGuard<'_, BTreeMap<u64, Arc<Relay>>> {
+        self.relays.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets a relay whose task ended on its own.
+    fn remove(&self, relay: &Arc<Relay>) {
+        let mut map = self.relays();
+        if map.get(&relay.id).is_some_and(|r| Arc::ptr_eq(r, relay)) {
+            map.remove(&relay.id);
+        }
+    }
+}
+
+fn check_tls_options(target: &Target, tls: &TlsOptions) -> Result<(), String> {
+    if target.scheme() != "rtmps" && (tls.ca_file.is_some() || tls.no_verify) {
+        return Err("tls_ca_file and tls_verify apply to rtmps:// targets only".into());
+    }
+    if tls.no_verify && tls.ca_file.is_some() {
+        return Err("tls_ca_file is pointless with tls_verify = false".into());
+    }
+    Ok(())
+}
+
+impl Relays {
+    /// Tasks run on the runtime current at this call, if any (else on
+    /// whichever runtime creates them).
+    pub fn new(hub: Hub, settings: RelaySettings, rules: Vec<StaticRule>) -> Relays {
+        for (i, r) in rules.iter().enumerate() {
+            info!(
+                rule = i,
+                pattern = r.pattern.as_str(),
+                target = %r.template.redacted(),
+                "static relay configured"
+            );
+        }
+        let threads = start_threads(settings.threads);
+        Relays {
+            inner: Arc::new(Inner {
+                hub,
+                settings,
+                rules,
+                threads,
+                runtime: tokio::runtime::Handle::try_current().ok(),
+                relays: Mutex::new(BTreeMap::new()),
+                next_id: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    pub fn settings(&self) -> &RelaySettings {
+        &self.inner.settings
+    }
+
+    /// Creates a relay from the API. Reads the CA file if one is given:
+    /// call it off the async threads.
+    pub fn create(&self, req: NewRelay) -> Result<RelayInfo, CreateError> {
+        let (app, name) = req.stream.split_once('/').unwrap_or((&req.stream, ""));
+        let stream = crate::server::stream_key(app, name)
+            .map_err(|why| CreateError::BadStream(short(&req.stream), why.to_string()))?;
+        let target = Target::parse(&req.target)?;
+        check_tls_options(&target, &req.tls).map_err(CreateError::BadTls)?;
+        {
+            let map = self.inner.relays();
+            if let Some(r) = map
+                .values()
+                .find(|r| r.source == Source::Api && r.stream == stream && r.url == req.target)
+            {
+                return Err(CreateError::Duplicate(r.id));
+            }
+        }
+        let tls_config = match target.scheme() {
+            "rtmps" => Some(tls::client_config(&req.tls).map_err(CreateError::BadTls)?),
+            _ => None,
+        };
+        let relay = self
+            .start(
+                stream,
+                target,
+                req.target,
+                &req.tls,
+                tls_config,
+                Source::Api,
+            )
+            .map_err(|StartError::TooMany(n)| CreateError::TooMany(n))?;
+        Ok(relay.info())
+    }
+
+    /// Starts the static relays whose pattern matches a stream that has
+    /// just been published (once per stream: a returning publisher keeps
+    /// the instances it has).
+    pub fn on_publish(&self, key: &str) {
+        for (i, rule) in self.inner.rules.iter().enumerate() {
+            if !rule.pattern.matches(key) {
+                continue;
+            }
+            let exists = self
+                .inner
+                .relays()
+                .values()
+                .any(|r| r.source == Source::Config(i) && r.stream == key);
+            if exists {
+                continue;
+            }
+            let target = match rule.template.fill(key) {
+                Ok(t) => t,
+                Err(e) => {
+                    warn!(stream = key, rule = i, "static relay not started: {e}");
+                    continue;
+                }
+            };
+            let url = target.redacted();
+            if let Err(e) = self.start(
+                key.to_string(),
+                target,
+                url,
+                &rule.tls,
+                rule.tls_config.clone(),
+                Source::Config(i),
+            ) {
+                warn!(stream = key, rule = i, "static relay not started: {e:?}");
+            }
+        }
+    }
+
+    fn start(
+        &self,
+        stream: String,
+        target: Target,
+        url: String,
+        tls: &TlsOptions,
+        tls_config: Option<Arc<rustls::ClientConfig>>,
+        source: Source,
+    ) -> Result<Arc<Relay>, StartError> {
+        let queue = RelayQueue::new(self.inner.settings.queue);
+        let relay = {
+            let mut map = self.inner.relays();
+            if map.len() >= self.inner.settings.max_relays {
+                return Err(StartError::TooMany(self.inner.settings.max_relays));
+            }
+            let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+            let relay = Arc::new(Relay {
+                id,
+                stream,
+                redacted: target.redacted(),
+                tls_verify: (target.scheme() == "rtmps").then_some(!tls.no_verify),
+                target,
+                url,
+                source,
+                tls: tls_config,
+                queue: queue.clone(),
+                status: Mutex::new(Status {
+                    state: RelayState::Waiting,
+                    since: Instant::now(),
+                    next_attempt: None,
+                    last_error: None,
+                }),
+                bytes_sent: AtomicU64::new(0),
+                frames_sent: AtomicU64::new(0),
+                link_dropped: AtomicU64::new(0),
+                reconnects: AtomicU64::new(0),
+                stop: watch::channel(false).0,
+            });
+            map.insert(id, relay.clone());
+            relay
+        };
+        // Attached here, synchronously: a static relay started by a publish
+        // sees the stream from its first frame.
+        let tap = self.inner.hub.tap(&relay.stream, queue);
+        info!(
+            relay = relay.id,
+            stream = relay.stream,
+            target = relay.redacted,
+            source = ?relay.source,
+            "relay created"
+        );
+        let task = supervisor::run(relay.clone(), self.inner.clone(), tap);
+        let thread = self
+            .inner
+            .threads
+            .iter()
+            .min_by_key(|t| t.relays.load(Ordering::Relaxed));
+        match (thread, &self.inner.runtime) {
+            (Some(t), _) => {
+                let count = t.relays.clone();
+                count.fetch_add(1, Ordering::Relaxed);
+                drop(t.handle.spawn(async move {
+                    task.await;
+                    count.fetch_sub(1, Ordering::Relaxed);
+                }));
+            }
+            (None, Some(rt)) => drop(rt.spawn(task)),
+            (None, None) => drop(tokio::spawn(task)),
+        }
+        Ok(relay)
+    }
+
+    pub fn list(&self) -> Vec<RelayInfo> {
+        let relays: Vec<Arc<Relay>> = self.inner.relays().values().cloned().collect();
+        relays.iter().map(|r| r.info()).collect()
+    }
+
+    pub fn get(&self, id: u64) -> Option<RelayInfo> {
+        let r = self.inner.relays().get(&id).cloned();
+        r.map(|r| r.info())
+    }
+
+    /// The relays of one stream.
+    pub fn of_stream(&self, key: &str) -> Vec<u64> {
+        self.inner
+            .relays()
+            .values()
+            .filter(|r| r.stream == key)
+            .map(|r| r.id)
+            .collect()
+    }
+
+    /// Stops and forgets a relay; its destination sees the stream end.
+    /// False if there is no such relay.
+    pub fn delete(&self, id: u64) -> bool {
+        let Some(relay) = self.inner.relays().remove(&id) else {
+            return false;
+        };
+        relay.stop.send_replace(true);
+        info!(
+            relay = relay.id,
+            stream = relay.stream,
+            target = relay.redacted,
+            "relay deleted"
+        );
+        true
+    }
+}
+
+#[derive(Debug)]
+enum StartError {
+    TooMany(usize),
+}
+
+fn short(s: &str) -> String {
+    if s.len() <= 64 {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(64).collect::<String>())
+    }
+}
+
+#[cfg(test)]
+mod tests;

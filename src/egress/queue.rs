@@ -1,0 +1,412 @@
+//! A relay's bounded queue: a hub [`Tap`], so the publisher's thread only
+//! appends to it (no task wake-up per frame); the relay drains it on its
+//! own clock.
+//!
+//! The drop policy, in the order it applies:
+//!
+//! - Connected and keeping up: everything is queued.
+//! - Past the soft limit: non-key video is dropped, and once one video
+//!   frame is dropped every video frame up to the next keyframe goes too (a
+//!   decoder cannot use P-frames whose references are gone). Audio and
+//!   keyframes are kept.
+//! - Past the hard limit: frames are dropped whatever they are (the
+//!   destination is not taking a stream at all), and video resumes at the
+//!   next keyframe.
+//! - Not connected (connecting, backoff): only the current GOP is kept, so
+//!   a (re)connected destination starts at once from the last keyframe
+//!   instead of receiving a stale backlog.
+//!
+//! Metadata and codec configurations are never lost: the latest of each is
+//! kept aside and sent first whenever sending (re)starts, and when one
+//! cannot be queued (past the hard limit) it goes out again before the next
+//! frame. Every dropped frame is counted.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use tokio::sync::watch;
+
+use crate::hub::{QueueLimits, StreamEvent, Tap};
+use crate::media::{CodecConfig, MediaKind};
+use crate::rtmp::amf0::Amf0Value;
+
+/// The publisher's side of a relay.
+pub struct RelayQueue {
+    inner: Mutex<Inner>,
+    limits: QueueLimits,
+    /// Whether a publisher is live; the relay waits on it.
+    live: watch::Sender<bool>,
+    dropped: AtomicU64,
+}
+
+#[derive(Default)]
+struct Inner {
+    items: VecDeque<StreamEvent>,
+    bytes: usize,
+    /// Video is dropped until the next keyframe.
+    skip_video: bool,
+    /// The relay has a destination to send to.
+    connected: bool,
+    /// When the publisher left (for the grace period), if it did.
+    gone_since: Option<Instant>,
+    metadata: Option<Arc<Amf0Value>>,
+    video_config: Option<Arc<CodecConfig>>,
+    audio_config: Option<Arc<CodecConfig>>,
+    /// The latest metadata and configurations must go out before anything
+    /// else on the next drain.
+    headers_due: bool,
+    /// At least one video configuration was seen (streams without video
+    /// have no keyframes to trim at).
+    has_video: bool,
+}
+
+fn cost(e: &StreamEvent) -> usize {
+    64 + match e {
+        StreamEvent::Frame(f) => f.data.len(),
+        _ => 0,
+    }
+}
+
+impl RelayQueue {
+    pub fn new(limits: QueueLimits) -> Arc<RelayQueue> {
+        Arc::new(RelayQueue {
+            inner: Mutex::new(Inner::default()),
+            limits,
+            live: watch::channel(false).0,
+            dropped: AtomicU64::new(0),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Frames lost to the drop policy so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    fn drop_frames(&self, n: u64) {
+        if n > 0 {
+            self.dropped.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Follows the publisher's presence.
+    pub fn live(&self) -> watch::Receiver<bool> {
+        self.live.subscribe()
+    }
+
+    pub fn is_live(&self) -> bool {
+        *self.live.borrow()
+    }
+
+    /// When the publisher left, if it is gone.
+    pub fn gone_since(&self) -> Option<Instant> {
+        self.lock().gone_since
+    }
+
+    /// Bytes waiting to be sent.
+    pub fn queued_bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    /// Sending starts (a destination is connected): what is queued (at
+    /// most the current GOP) goes out after the latest metadata and
+    /// configurations.
+    pub fn connected(&self) {
+        let mut q = self.lock();
+        q.connected = true;
+        q.headers_due = true;
+    }
+
+    /// Sending stops: from now on only the current GOP is kept.
+    pub fn disconnected(&self) {
+        let mut q = self.lock();
+        q.connected = false;
+        let n = trim_to_last_keyframe(&mut q);
+        drop(q);
+        self.drop_frames(n);
+    }
+
+    /// Moves everything queued into `out` (the latest headers first when
+    /// they are due).
+    pub fn drain(&self, out: &mut Vec<StreamEvent>) {
+        let mut q = self.lock();
+        if q.headers_due {
+            q.headers_due = false;
+            out.extend(q.metadata.clone().map(StreamEvent::Metadata));
+            out.extend(q.video_config.clone().map(StreamEvent::Config));
+            out.extend(q.audio_config.clone().map(StreamEvent::Config));
+        }
+        q.bytes = 0;
+        out.extend(q.items.drain(..));
+    }
+}
+
+/// Drops what precedes the last queued video keyframe (everything but
+/// control events when there is none and the stream has video). Returns
+/// the frames dropped.
+fn trim_to_last_keyframe(q: &mut Inner) -> u64 {
+    let last_key = q.items.iter().rposition(
+        |e| matches!(e, StreamEvent::Frame(f) if f.kind() == MediaKind::Video && f.keyframe),
+    );
+    let cut = match last_key {
+        Some(i) => i,
+        None if q.has_video => q.items.len(),
+        None => return 0,
+    };
+    let mut n = 0;
+    for e in q.items.drain(..cut) {
+        q.bytes -= cost(&e);
+        if matches!(e, StreamEvent::Frame(_)) {
+            n += 1;
+        }
+    }
+    // Configurations and metadata among them are replayed from the copies
+    // kept aside.
+    q.headers_due = true;
+    if last_key.is_none() {
+        q.skip_video = true;
+    }
+    n
+}
+
+impl Tap for RelayQueue {
+    fn event(&self, event: &StreamEvent) {
+        let mut q = self.lock();
+        match event {
+            StreamEvent::PublisherStarted => {
+                q.gone_since = None;
+                // A new publisher's video starts at its first keyframe.
+                q.skip_video = true;
+                drop(q);
+                self.live.send_replace(true);
+                return;
+            }
+            StreamEvent::PublisherStopped => {
+                q.gone_since = Some(Instant::now());
+                drop(q);
+                self.live.send_replace(false);
+                return;
+            }
+            StreamEvent::Metadata(m) => q.metadata = Some(m.clone()),
+            StreamEvent::Config(c) => match c.kind() {
+                MediaKind::Video => {
+                    q.video_config = Some(c.clone());
+                    q.has_video = true;
+                }
+                MediaKind::Audio => q.audio_config = Some(c.clone()),
+            },
+            StreamEvent::Frame(_) => {}
+        }
+        let cost = cost(event);
+        let StreamEvent::Frame(f) = event else {
+            // Control events are small; past the hard limit they are
+            // replayed from the copies kept aside instead of queued.
+            if q.bytes + cost > self.limits.hard_bytes {
+                q.headers_due = true;
+            } else {
+                q.bytes += cost;
+                q.items.push_back(event.clone());
+            }
+            return;
+        };
+        let video = f.kind() == MediaKind::Video;
+        if video && f.keyframe && !q.connected {
+            // Not sending: a new GOP replaces the one kept.
+            let n = q
+                .items
+                .drain(..)
+                .filter(|e| matches!(e, StreamEvent::Frame(_)))
+                .count() as u64;
+            q.bytes = 0;
+            q.headers_due = true;
+            self.drop_frames(n);
+        }
+        let over_soft = q.bytes + cost > self.limits.soft_bytes;
+        let over_hard = q.bytes + cost > self.limits.hard_bytes;
+        if video {
+            if f.keyframe && !over_hard {
+                q.skip_video = false;
+            } else if q.skip_video || (over_soft && !f.keyframe) || over_hard {
+                q.skip_video = true;
+                drop(q);
+                self.drop_frames(1);
+                return;
+            }
+        } else if over_hard {
+            drop(q);
+            self.drop_frames(1);
+            return;
+        }
+        q.bytes += cost;
+        q.items.push_back(event.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::{Codec, Frame};
+    use bytes::Bytes;
+
+    fn frame(kind: MediaKind, key: bool, size: usize, dts: i64) -> StreamEvent {
+        StreamEvent::Frame(Frame {
+            codec: if kind == MediaKind::Video {
+                Codec::H264
+            } else {
+                Codec::Aac
+            },
+            dts,
+            cts: 0,
+            keyframe: key,
+            data: Bytes::from(vec![0; size]),
+        })
+    }
+
+    fn video_config() -> StreamEvent {
+        StreamEvent::Config(Arc::new(CodecConfig::Avc(crate::media::AvcConfig {
+            record: Bytes::new(),
+            profile_idc: 100,
+            constraint_flags: 0,
+            level_idc: 31,
+            nal_length_size: 4,
+            sps: vec![],
+            pps: vec![],
+            width: 0,
+            height: 0,
+        })))
+    }
+
+    fn drained(q: &RelayQueue) -> Vec<StreamEvent> {
+        let mut v = Vec::new();
+        q.drain(&mut v);
+        v
+    }
+
+    fn dts_of(v: &[StreamEvent]) -> Vec<i64> {
+        v.iter()
+            .filter_map(|e| match e {
+                StreamEvent::Frame(f) => Some(f.dts),
+                _ => None,
+            })
+            .collect()
+    }
+
+    const LIMITS: QueueLimits = QueueLimits {
+        soft_bytes: 10_000,
+        hard_bytes: 20_000,
+    };
+
+    #[test]
+    fn connected_keeps_everything_under_the_soft_limit() {
+        let q = RelayQueue::new(LIMITS);
+        q.connected();
+        q.event(&StreamEvent::PublisherStarted);
+        assert!(q.is_live());
+        q.event(&video_config());
+        q.event(&frame(MediaKind::Video, true, 100, 0));
+        q.event(&frame(MediaKind::Audio, true, 100, 0));
+        q.event(&frame(MediaKind::Video, false, 100, 33));
+        let v = drained(&q);
+        // The config as a header, then in stream order.
+        assert!(matches!(v[0], StreamEvent::Config(_)));
+        assert!(matches!(v[1], StreamEvent::Config(_)));
+        assert_eq!(dts_of(&v), [0, 0, 33]);
+        assert_eq!(q.dropped(), 0);
+        assert!(drained(&q).is_empty());
+    }
+
+    #[test]
+    fn slow_destination_loses_non_key_video_then_everything() {
+        let q = RelayQueue::new(LIMITS);
+        q.connected();
+        q.event(&StreamEvent::PublisherStarted);
+        q.event(&video_config());
+        let _ = drained(&q);
+        q.event(&frame(MediaKind::Video, true, 9_000, 0));
+        // Past soft: the P-frame goes, and so does the next one (under soft).
+        q.event(&frame(MediaKind::Video, false, 2_000, 33));
+        q.event(&frame(MediaKind::Audio, true, 500, 34));
+        q.drain(&mut Vec::new());
+        q.event(&frame(MediaKind::Video, false, 10, 66));
+        assert_eq!(q.dropped(), 2);
+        // A keyframe resumes video.
+        q.event(&frame(MediaKind::Video, true, 5_000, 99));
+        q.event(&frame(MediaKind::Video, false, 10, 133));
+        assert_eq!(dts_of(&drained(&q)), [99, 133]);
+        // Past hard: audio and keyframes go too.
+        q.event(&frame(MediaKind::Video, true, 19_000, 200));
+        q.event(&frame(MediaKind::Audio, true, 1_000, 201));
+        q.event(&frame(MediaKind::Video, true, 1_000, 233));
+        q.event(&frame(MediaKind::Video, false, 10, 266));
+        assert_eq!(q.dropped(), 5);
+        assert_eq!(dts_of(&drained(&q)), [200]);
+    }
+
+    #[test]
+    fn disconnected_keeps_only_the_current_gop() {
+        let q = RelayQueue::new(LIMITS);
+        q.event(&StreamEvent::PublisherStarted);
+        q.event(&video_config());
+        for i in 0..10 {
+            q.event(&frame(MediaKind::Video, i % 4 == 0, 100, i * 33));
+            q.event(&frame(MediaKind::Audio, true, 50, i * 33));
+        }
+        // GOPs at 0, 132, 264: only the last is queued (its audio too).
+        assert_eq!(q.dropped(), 16);
+        q.connected();
+        let v = drained(&q);
+        assert!(matches!(v[0], StreamEvent::Config(_)), "headers first");
+        assert_eq!(dts_of(&v), [264, 264, 297, 297]);
+    }
+
+    #[test]
+    fn disconnecting_trims_the_backlog_to_the_last_keyframe() {
+        let q = RelayQueue::new(LIMITS);
+        q.connected();
+        q.event(&StreamEvent::PublisherStarted);
+        q.event(&video_config());
+        for i in 0..6 {
+            q.event(&frame(MediaKind::Video, i % 3 == 0, 100, i * 33));
+        }
+        q.disconnected();
+        assert_eq!(q.dropped(), 3);
+        q.connected();
+        assert_eq!(dts_of(&drained(&q)), [99, 132, 165]);
+    }
+
+    #[test]
+    fn headers_past_the_hard_limit_are_replayed() {
+        let q = RelayQueue::new(LIMITS);
+        q.connected();
+        q.event(&StreamEvent::PublisherStarted);
+        q.event(&frame(MediaKind::Audio, true, 19_900, 0));
+        q.event(&video_config());
+        let v = drained(&q);
+        assert!(matches!(v.first(), Some(StreamEvent::Config(_))));
+    }
+
+    #[test]
+    fn publisher_presence_and_new_publisher_waits_for_a_keyframe() {
+        let q = RelayQueue::new(LIMITS);
+        q.connected();
+        let rx = q.live();
+        q.event(&StreamEvent::PublisherStarted);
+        assert!(*rx.borrow());
+        q.event(&video_config());
+        q.event(&frame(MediaKind::Video, true, 10, 0));
+        q.event(&StreamEvent::PublisherStopped);
+        assert!(!q.is_live());
+        assert!(q.gone_since().is_some());
+        q.event(&StreamEvent::PublisherStarted);
+        assert!(q.gone_since().is_none());
+        q.event(&frame(MediaKind::Video, false, 10, 40));
+        q.event(&frame(MediaKind::Video, true, 10, 73));
+        assert_eq!(dts_of(&drained(&q)), [0, 73]);
+        assert_eq!(q.dropped(), 1);
+    }
+}

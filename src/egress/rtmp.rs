@@ -1,0 +1,266 @@
+//! RTMP and RTMPS push: the sans-I/O [`ClientSession`] over TCP or TLS,
+//! and hub events turned into the FLV tag bodies it sends.
+//!
+//! A reader task forwards the server's bytes (acknowledgement windows,
+//! pings, chunk size changes, status messages) so that the relay's loop can
+//! wait for them and for its own clock at once; the session answers them.
+
+use std::io;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::debug;
+
+use super::target::RtmpTarget;
+use super::ConnectError;
+use crate::hub::StreamEvent;
+use crate::media::{flv, CodecConfig, MediaKind};
+use crate::rtmp::amf0::Amf0Value;
+use crate::rtmp::chunk::ChunkLimits;
+use crate::rtmp::client::{ClientConfig, ClientEvent, ClientMode, ClientSession};
+
+/// A byte stream to a destination (TCP or TLS over TCP).
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+/// Largest message accepted from a destination: servers only send commands
+/// and control messages to a publisher.
+const MAX_SERVER_MESSAGE: usize = 1024 * 1024;
+
+/// A publishing connection to one destination.
+pub struct RtmpLink {
+    session: ClientSession,
+    writer: WriteHalf<Box<dyn Io>>,
+    input: mpsc::Receiver<io::Result<Bytes>>,
+    reader: JoinHandle<()>,
+    out: FlvOut,
+}
+
+impl Drop for RtmpLink {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// Connects, shakes hands and publishes. The error says which step failed
+/// (and never holds the stream key: callers scrub it anyway).
+pub async fn connect(
+    t: &RtmpTarget,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> Result<RtmpLink, ConnectError> {
+    let tcp = TcpStream::connect((t.host.as_str(), t.port))
+        .await
+        .map_err(|e| format!("cannot connect to {}:{}: {e}", t.host, t.port))?;
+    let _ = tcp.set_nodelay(true);
+    let io: Box<dyn Io> = match (t.tls, tls) {
+        (true, Some(config)) => {
+            let name = super::tls::server_name(&t.host).map_err(ConnectError::permanent)?;
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("TLS handshake with {}: {e}", t.host))?;
+            Box::new(tls)
+        }
+        (true, None) => {
+            return Err(ConnectError::permanent(
+                "rtmps without a TLS configuration".into(),
+            ))
+        }
+        (false, _) => Box::new(tcp),
+    };
+    let (mut read, writer) = tokio::io::split(io);
+    let (tx, input) = mpsc::channel(4);
+    let reader = tokio::spawn(async move {
+        loop {
+            let mut buf = BytesMut::with_capacity(16 * 1024);
+            let r = match read.read_buf(&mut buf).await {
+                Ok(0) => Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the destination closed the connection",
+                )),
+                Ok(_) => Ok(buf.freeze()),
+                Err(e) => Err(e),
+            };
+            let end = r.is_err();
+            if tx.send(r).await.is_err() || end {
+                return;
+            }
+        }
+    });
+    let scheme = if t.tls { "rtmps" } else { "rtmp" };
+    let config = ClientConfig {
+        app: t.app.clone(),
+        stream: t.key.clone(),
+        tc_url: format!("{scheme}://{}/{}", t.authority, t.app),
+        mode: ClientMode::Publish,
+        chunk_limits: ChunkLimits {
+            max_message_size: MAX_SERVER_MESSAGE,
+            max_buffered: 2 * MAX_SERVER_MESSAGE,
+            ..ChunkLimits::default()
+        },
+        ..ClientConfig::default()
+    };
+    let mut link = RtmpLink {
+        session: ClientSession::new(config),
+        writer,
+        input,
+        reader,
+        out: FlvOut::default(),
+    };
+    link.session.start();
+    loop {
+        link.flush()
+            .await
+            .map_err(|e| format!("write during the handshake: {e}"))?;
+        let data = match link.input.recv().await {
+            Some(Ok(d)) => d,
+            Some(Err(e)) => return Err(format!("during the handshake and publish: {e}").into()),
+            None => return Err(String::from("the destination closed the connection").into()),
+        };
+        link.session
+            .handle_input(&data)
+            .map_err(|e| format!("RTMP error from the destination: {e}"))?;
+        while let Some(ev) = link.session.poll_event() {
+            match ev {
+                ClientEvent::Publishing { .. } => {
+                    link.flush()
+                        .await
+                        .map_err(|e| format!("write after publish: {e}"))?;
+                    return Ok(link);
+                }
+                ClientEvent::Failed { code, description } => {
+                    return Err(ConnectError::refused(format!(
+                        "the destination refused: {code} {description}"
+                    )))
+                }
+                other => debug!("destination: {other:?}"),
+            }
+        }
+    }
+}
+
+impl RtmpLink {
+    /// Encodes one hub event; true when it was a frame that will be sent.
+    pub fn push(&mut self, ev: &StreamEvent) -> bool {
+        self.out.push(&mut self.session, ev)
+    }
+
+    /// Writes everything pending; returns the bytes written.
+    pub async fn flush(&mut self) -> io::Result<usize> {
+        if !self.session.has_output() {
+            return Ok(0);
+        }
+        let out = self.session.take_output();
+        self.writer.write_all(&out).await?;
+        Ok(out.len())
+    }
+
+    /// The next bytes from the destination (`None`: the connection ended).
+    pub async fn recv(&mut self) -> Option<io::Result<Bytes>> {
+        self.input.recv().await
+    }
+
+    /// Handles bytes from the destination: acknowledgements and pings are
+    /// answered; an error or a status ending the publish is returned.
+    pub fn handle_input(&mut self, data: &[u8]) -> Result<(), String> {
+        self.session
+            .handle_input(data)
+            .map_err(|e| format!("RTMP error from the destination: {e}"))?;
+        while let Some(ev) = self.session.poll_event() {
+            match ev {
+                ClientEvent::Failed { code, description } => {
+                    return Err(format!(
+                        "the destination ended the publish: {code} {description}"
+                    ))
+                }
+                other => debug!("destination: {other:?}"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the publish politely (FCUnpublish, deleteStream), then closes.
+    /// Bounded in time: a destination that does not read is just dropped.
+    pub async fn close(mut self) {
+        self.session.stop();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+            let _ = self.flush().await;
+            let _ = self.writer.shutdown().await;
+        })
+        .await;
+    }
+}
+
+/// Hub events -> RTMP media and data messages, for a publishing session.
+#[derive(Default)]
+struct FlvOut {
+    mp3_flags: Option<u8>,
+    /// Video waits for a keyframe after a configuration change.
+    video_started: bool,
+    last_ts: u32,
+    metadata: Option<Arc<Amf0Value>>,
+    video_config: Option<Arc<CodecConfig>>,
+    audio_config: Option<Arc<CodecConfig>>,
+}
+
+impl FlvOut {
+    fn push(&mut self, session: &mut ClientSession, ev: &StreamEvent) -> bool {
+        match ev {
+            StreamEvent::PublisherStarted | StreamEvent::PublisherStopped => false,
+            StreamEvent::Metadata(m) => {
+                // Sent again only when it changed (a returning publisher
+                // usually sends the same).
+                if self.metadata.as_ref() != Some(m) {
+                    self.metadata = Some(m.clone());
+                    session.send_metadata(Amf0Value::clone(m));
+                }
+                false
+            }
+            StreamEvent::Config(c) => {
+                let slot = match c.kind() {
+                    MediaKind::Video => &mut self.video_config,
+                    MediaKind::Audio => &mut self.audio_config,
+                };
+                if slot.as_ref() == Some(c) {
+                    return false;
+                }
+                *slot = Some(c.clone());
+                if let CodecConfig::Mp3(m) = c.as_ref() {
+                    self.mp3_flags = Some(m.flv_flags);
+                }
+                if let Some(body) = flv::config_body(c) {
+                    session.send_media(c.kind(), self.last_ts, &[&body]);
+                }
+                if c.kind() == MediaKind::Video {
+                    self.video_started = false;
+                }
+                false
+            }
+            StreamEvent::Frame(f) => {
+                let ts = (f.dts & 0xFFFF_FFFF) as u32;
+                match f.kind() {
+                    MediaKind::Video => {
+                        if !self.video_started && !f.keyframe {
+                            return false;
+                        }
+                        self.video_started = true;
+                        let header = flv::video_header(f);
+                        session.send_media(MediaKind::Video, ts, &[&header, &f.data]);
+                    }
+                    MediaKind::Audio => {
+                        let Some(header) = flv::audio_header(f, self.mp3_flags) else {
+                            return false;
+                        };
+                        session.send_media(MediaKind::Audio, ts, &[&header, &f.data]);
+                    }
+                }
+                self.last_ts = ts;
+                true
+            }
+        }
+    }
+}

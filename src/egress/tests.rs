@@ -1,0 +1,557 @@
+//! Relays in process: the hub as the source, castgate's own server session
+//! over loopback TCP as the destination (the e2e tests use real ones).
+
+use std::net::SocketAddr;
+use std::sync::Mutex as StdMutex;
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use super::*;
+use crate::hub::{HubConfig, StreamEvent};
+use crate::media::{AvcConfig, Codec, CodecConfig, Frame, MediaKind};
+use crate::rtmp::session::{ServerEvent, ServerSession, SessionConfig};
+
+/// What the fake destination saw: (connection number, event).
+type Seen = Arc<StdMutex<Vec<(usize, Seen1)>>>;
+
+#[derive(Clone, Debug, PartialEq)]
+enum Seen1 {
+    Publish(String, String),
+    Media(MediaKind, u32, bool),
+    Stopped,
+    Closed,
+}
+
+/// How the fake destination treats a publish.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Accept,
+    /// NetStream.Publish.BadName.
+    Reject,
+    /// Accepts, then never reads again (a small receive buffer).
+    Stall,
+}
+
+/// An RTMP server recording what arrives.
+struct Dest {
+    addr: SocketAddr,
+    seen: Seen,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Dest {
+    async fn start(addr: Option<SocketAddr>) -> Dest {
+        Self::start_mode(addr, Mode::Accept).await
+    }
+
+    async fn start_mode(addr: Option<SocketAddr>, mode: Mode) -> Dest {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        if mode == Mode::Stall {
+            socket.set_recv_buffer_size(4096).unwrap();
+        }
+        socket
+            .bind(addr.unwrap_or(([127, 0, 0, 1], 0).into()))
+            .unwrap();
+        let listener: TcpListener = socket.listen(16).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen: Seen = Arc::default();
+        let s = seen.clone();
+        let task = tokio::spawn(async move {
+            let mut n = 0;
+            let mut conns = Vec::new();
+            loop {
+                let (mut tcp, _) = listener.accept().await.unwrap();
+                n += 1;
+                let seen = s.clone();
+                conns.push(tokio::spawn(async move {
+                    let mut session = ServerSession::new(SessionConfig::default());
+                    let mut buf = vec![0u8; 65536];
+                    let mut stalled = false;
+                    loop {
+                        let out = session.take_output();
+                        if !out.is_empty() && tcp.write_all(&out).await.is_err() {
+                            break;
+                        }
+                        if stalled {
+                            // Hold the connection, read nothing.
+                            std::future::pending::<()>().await;
+                        }
+                        let k = match tcp.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(k) => k,
+                        };
+                        if session.handle_input(&buf[..k]).is_err() {
+                            break;
+                        }
+                        while let Some(ev) = session.poll_event() {
+                            let rec = match ev {
+                                ServerEvent::PublishRequested {
+                                    stream_id,
+                                    app,
+                                    name,
+                                    ..
+                                } => {
+                                    if mode == Mode::Reject {
+                                        session.reject_publish(
+                                            stream_id,
+                                            "NetStream.Publish.BadName",
+                                            "No such stream key.",
+                                        );
+                                    } else {
+                                        session.accept_publish(stream_id);
+                                    }
+                                    stalled = mode == Mode::Stall;
+                                    Seen1::Publish(app, name)
+                                }
+                                ServerEvent::Media {
+                                    kind,
+                                    timestamp,
+                                    payload,
+                                    ..
+                                } => Seen1::Media(kind, timestamp, payload.first() == Some(&0x17)),
+                                ServerEvent::PublishStopped { .. } => Seen1::Stopped,
+                                _ => continue,
+                            };
+                            seen.lock().unwrap().push((n, rec));
+                        }
+                    }
+                    seen.lock().unwrap().push((n, Seen1::Closed));
+                }));
+            }
+        });
+        Dest { addr, seen, task }
+    }
+
+    fn seen(&self) -> Vec<(usize, Seen1)> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Video and audio timestamps of frames (configs excluded: their
+    /// timestamp is the last frame's).
+    fn frames(&self) -> Vec<(usize, MediaKind, u32)> {
+        self.seen()
+            .into_iter()
+            .filter_map(|(n, s)| match s {
+                Seen1::Media(k, ts, _) => Some((n, k, ts)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+impl Drop for Dest {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn settings() -> RelaySettings {
+    RelaySettings {
+        backoff_initial: Duration::from_millis(100),
+        backoff_max: Duration::from_millis(400),
+        connect_timeout: Duration::from_secs(2),
+        grace: Duration::from_millis(600),
+        ..RelaySettings::default()
+    }
+}
+
+fn config_event() -> StreamEvent {
+    StreamEvent::Config(Arc::new(CodecConfig::Avc(AvcConfig {
+        record: Bytes::from_static(&[1, 100, 0, 31, 0xff, 0xe0, 0]),
+        profile_idc: 100,
+        constraint_flags: 0,
+        level_idc: 31,
+        nal_length_size: 4,
+        sps: vec![],
+        pps: vec![],
+        width: 64,
+        height: 64,
+    })))
+}
+
+fn video(dts: i64, key: bool) -> StreamEvent {
+    StreamEvent::Frame(Frame {
+        codec: Codec::H264,
+        dts,
+        cts: 0,
+        keyframe: key,
+        data: Bytes::from_static(&[0, 0, 0, 2, 0x65, 0x88]),
+    })
+}
+
+async fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn state(relays: &Relays, id: u64) -> RelayState {
+    relays.get(id).unwrap().state
+}
+
+fn new_relay(stream: &str, target: &str) -> NewRelay {
+    NewRelay {
+        stream: stream.into(),
+        target: target.into(),
+        tls: TlsOptions::default(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waits_for_the_stream_then_relays_everything_then_stops() {
+    let dest = Dest::start(None).await;
+    let hub = Hub::new(HubConfig::default());
+    let relays = Relays::new(hub.clone(), settings(), vec![]);
+    let url = format!("rtmp://{}/app/the-key?x=1", dest.addr);
+    let info = relays.create(new_relay("live/a", &url)).unwrap();
+    assert_eq!(info.state, RelayState::Waiting);
+    assert_eq!(info.target, format!("rtmp://{}/app/***", dest.addr));
+    let id = info.id;
+    // Created before the stream: nothing connects yet.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(dest.seen().is_empty());
+    assert_eq!(state(&relays, id), RelayState::Waiting);
+
+    let publisher = hub.publish("live/a", "peer").unwrap();
+    publisher.send(config_event());
+    // Real media arrives over time; here it waits for the connection (a
+    // relay not connected yet keeps only the current GOP).
+    until("live", || state(&relays, id) == RelayState::Live).await;
+    for i in 0..30 {
+        publisher.send(video(i * 40, i % 10 == 0));
+    }
+    until("30 frames at the destination", || dest.frames().len() >= 31).await;
+    assert_eq!(state(&relays, id), RelayState::Live);
+    let seen = dest.seen();
+    assert_eq!(seen[0], (1, Seen1::Publish("app".into(), "the-key".into())));
+    // The sequence header, then every frame in order.
+    let ts: Vec<u32> = dest.frames().iter().map(|f| f.2).collect();
+    let want: Vec<u32> = std::iter::once(0).chain((0..30).map(|i| i * 40)).collect();
+    assert_eq!(ts, want);
+    let info = relays.get(id).unwrap();
+    assert_eq!((info.frames_sent, info.frames_dropped), (30, 0));
+    assert!(info.bytes_sent > 30 * 6);
+
+    assert!(relays.delete(id));
+    assert!(relays.get(id).is_none());
+    assert!(!relays.delete(id));
+    until("the destination to see the end", || {
+        let s = dest.seen();
+        s.contains(&(1, Seen1::Stopped)) && s.contains(&(1, Seen1::Closed))
+    })
+    .await;
+    drop(publisher);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backs_off_while_the_destination_is_down_then_resumes_at_a_keyframe() {
+    // A port with nothing listening yet.
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let hub = Hub::new(HubConfig::default());
+    let relays = Relays::new(hub.clone(), settings(), vec![]);
+    let id = relays
+        .create(new_relay("live/b", &format!("rtmp://{addr}/app/k")))
+        .unwrap()
+        .id;
+    let publisher = hub.publish("live/b", "peer").unwrap();
+    publisher.send(config_event());
+    let mut dts = 0;
+    let mut feed = |n: usize, publisher: &crate::hub::Publisher| {
+        for _ in 0..n {
+            publisher.send(video(dts, dts % 400 == 0));
+            dts += 40;
+        }
+    };
+    feed(5, &publisher);
+    until("backoff", || state(&relays, id) == RelayState::Backoff).await;
+    let info = relays.get(id).unwrap();
+    assert!(info.last_error.unwrap().contains("cannot connect"));
+    assert!(info.next_attempt_secs.is_some());
+    until("a retry", || relays.get(id).unwrap().reconnects >= 2).await;
+    feed(20, &publisher);
+    let dest = Dest::start(Some(addr)).await;
+    until("live again", || state(&relays, id) == RelayState::Live).await;
+    feed(10, &publisher);
+    until("frames", || dest.frames().len() >= 5).await;
+    // It starts at the last keyframe queued (dts 800), not with a backlog.
+    let first_video = dest
+        .seen()
+        .into_iter()
+        .find_map(|(_, s)| match s {
+            Seen1::Media(MediaKind::Video, ts, true) if ts > 0 => Some(ts),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(first_video, 800);
+    assert!(relays.get(id).unwrap().frames_dropped >= 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survives_a_publisher_reconnect_within_the_grace_period() {
+    let dest = Dest::start(None).await;
+    let hub = Hub::new(HubConfig::default());
+    let relays = Relays::new(hub.clone(), settings(), vec![]);
+    let id = relays
+        .create(new_relay("live/c", &format!("rtmp://{}/app/k", dest.addr)))
+        .unwrap()
+        .id;
+    let p1 = hub.publish("live/c", "one").unwrap();
+    p1.send(config_event());
+    for i in 0..10 {
+        p1.send(video(i * 40, i == 0));
+    }
+    until("frames", || dest.frames().len() >= 11).await;
+    drop(p1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The second publisher's clock starts at 0 again.
+    let p2 = hub.publish("live/c", "two").unwrap();
+    p2.send(config_event());
+    for i in 0..10 {
+        p2.send(video(i * 40, i == 0));
+    }
+    until("frames", || dest.frames().len() >= 21).await;
+    assert_eq!(state(&relays, id), RelayState::Live);
+    let frames = dest.frames();
+    assert!(frames.iter().all(|f| f.0 == 1), "one connection throughout");
+    let ts: Vec<u32> = frames.iter().map(|f| f.2).collect();
+    assert!(ts.windows(2).all(|w| w[0] <= w[1]), "time rises: {ts:?}");
+    assert!(!dest.seen().iter().any(|s| s.1 == Seen1::Stopped));
+
+    // Gone for longer than the grace period: the relay ends the publish and
+    // waits for the stream again.
+    drop(p2);
+    until("waiting", || state(&relays, id) == RelayState::Waiting).await;
+    until("the end", || dest.seen().contains(&(1, Seen1::Closed))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_relays_follow_their_streams() {
+    let dest = Dest::start(None).await;
+    let hub = Hub::new(HubConfig::default());
+    let rule = StaticRule::parse(
+        "live/*",
+        &format!("rtmp://{}/relayed/{{key}}", dest.addr),
+        TlsOptions::default(),
+    )
+    .unwrap();
+    let relays = Relays::new(hub.clone(), settings(), vec![rule]);
+    assert!(relays.list().is_empty());
+    let other = hub.publish("other/x", "p").unwrap();
+    relays.on_publish("other/x");
+    assert!(relays.list().is_empty(), "the pattern does not match");
+    let p = hub.publish("live/cam", "p").unwrap();
+    relays.on_publish("live/cam");
+    relays.on_publish("live/cam");
+    let list = relays.list();
+    assert_eq!(list.len(), 1, "one instance per stream");
+    assert_eq!(list[0].source, "config");
+    let id = list[0].id;
+    p.send(config_event());
+    p.send(video(0, true));
+    until("frames", || dest.frames().len() >= 2).await;
+    assert_eq!(
+        dest.seen()[0].1,
+        Seen1::Publish("relayed".into(), "cam".into())
+    );
+    drop(p);
+    // The stream ends: the instance goes with it.
+    until("removal", || relays.get(id).is_none()).await;
+    until("the end", || dest.seen().contains(&(1, Seen1::Closed))).await;
+    drop(other);
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_with_reasons() {
+    let hub = Hub::new(HubConfig::default());
+    let relays = Relays::new(
+        hub,
+        RelaySettings {
+            max_relays: 2,
+            ..settings()
+        },
+        vec![],
+    );
+    let err = |r: NewRelay| relays.create(r).unwrap_err().to_string();
+    assert!(err(new_relay("nokey", "rtmp://h/a/k")).contains("unknown stream pattern"));
+    assert!(err(new_relay("live/a b", "rtmp://h/a/k")).contains("unknown stream pattern"));
+    assert!(err(new_relay("live/*", "rtmp://h/a/k")).contains("unknown stream pattern"));
+    assert!(err(new_relay("live/a", "ftp://h/a/k")).contains("unknown scheme"));
+    assert!(err(new_relay("live/a", "rtmp://h")).contains("no application"));
+    let e = err(NewRelay {
+        tls: TlsOptions {
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            no_verify: false,
+        },
+        ..new_relay("live/a", "rtmps://h/a/k")
+    });
+    assert!(e.contains("/nonexistent/ca.pem"), "{e}");
+    let e = err(NewRelay {
+        tls: TlsOptions {
+            ca_file: None,
+            no_verify: true,
+        },
+        ..new_relay("live/a", "srt://h:1?latency=5")
+    });
+    assert!(e.contains("rtmps:// targets only"), "{e}");
+    let a = relays.create(new_relay("live/a", "rtmp://h/a/k")).unwrap();
+    assert!(matches!(
+        relays.create(new_relay("live/a", "rtmp://h/a/k")),
+        Err(CreateError::Duplicate(id)) if id == a.id
+    ));
+    relays.create(new_relay("live/a", "rtmp://h/a/k2")).unwrap();
+    assert!(matches!(
+        relays.create(new_relay("live/a", "rtmp://h/a/k3")),
+        Err(CreateError::TooMany(2))
+    ));
+    assert!(relays.delete(a.id));
+    relays.create(new_relay("live/a", "rtmp://h/a/k3")).unwrap();
+}
+
+#[test]
+fn errors_are_scrubbed_of_secrets() {
+    let hub = Hub::new(HubConfig::default());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _g = rt.enter();
+    let relays = Relays::new(hub, settings(), vec![]);
+    let id = relays
+        .create(new_relay("live/a", "rtmp://h/a/SECRET?tok=T0KEN"))
+        .unwrap()
+        .id;
+    let relay = relays.inner.relays().get(&id).cloned().unwrap();
+    let e = relay.error("NetStream.Publish.BadName SECRET?tok=T0KEN is taken; SECRET again");
+    assert!(!e.contains("SECRET") && !e.contains("T0KEN"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_destination_loses_frames_by_policy_and_slows_nothing() {
+    let stalled = Dest::start_mode(None, Mode::Stall).await;
+    let healthy = Dest::start(None).await;
+    let hub = Hub::new(HubConfig::default());
+    let relays = Relays::new(
+        hub.clone(),
+        RelaySettings {
+            write_timeout: Duration::from_millis(1500),
+            queue: crate::hub::QueueLimits {
+                soft_bytes: 1024 * 1024,
+                hard_bytes: 2048 * 1024,
+            },
+            ..settings()
+        },
+        vec![],
+    );
+    let slow = relays
+        .create(new_relay(
+            "live/s",
+            &format!("rtmp://{}/app/k", stalled.addr),
+        ))
+        .unwrap()
+        .id;
+    let fine = relays
+        .create(new_relay(
+            "live/s",
+            &format!("rtmp://{}/app/k", healthy.addr),
+        ))
+        .unwrap()
+        .id;
+    let p = hub.publish("live/s", "peer").unwrap();
+    p.send(config_event());
+    until("both live", || {
+        state(&relays, slow) == RelayState::Live && state(&relays, fine) == RelayState::Live
+    })
+    .await;
+    // 200 frames of 64 KiB (12.5 MiB) at 100 fps: far more than socket
+    // buffers and the queue hold.
+    let big = Bytes::from(vec![0u8; 64 * 1024]);
+    let mut slowest = Duration::ZERO;
+    for i in 0..200i64 {
+        let t = std::time::Instant::now();
+        p.send(StreamEvent::Frame(Frame {
+            codec: Codec::H264,
+            dts: i * 40,
+            cts: 0,
+            keyframe: i % 25 == 0,
+            data: big.clone(),
+        }));
+        slowest = slowest.max(t.elapsed());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The publisher never waited for anybody.
+    assert!(slowest < Duration::from_millis(50), "{slowest:?}");
+    // The healthy destination got everything.
+    until("every frame at the healthy destination", || {
+        healthy.frames().len() >= 201
+    })
+    .await;
+    assert_eq!(relays.get(fine).unwrap().frames_dropped, 0);
+    // The stalled one lost frames by policy, then timed out and is retried.
+    until("the stalled relay to back off", || {
+        relays.get(slow).unwrap().reconnects >= 1
+    })
+    .await;
+    let info = relays.get(slow).unwrap();
+    assert!(info.frames_dropped > 50, "{info:?}");
+    assert!(
+        info.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("to accept a write"),
+        "{info:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_relays_and_unusable_addresses_fail() {
+    let dest = Dest::start_mode(None, Mode::Reject).await;
+    let hub = Hub::new(HubConfig::default());
+    let relays = Relays::new(
+        hub.clone(),
+        RelaySettings {
+            max_refusals: 3,
+            ..settings()
+        },
+        vec![],
+    );
+    let refused = relays
+        .create(new_relay(
+            "live/f",
+            &format!("rtmp://{}/app/KEY123", dest.addr),
+        ))
+        .unwrap()
+        .id;
+    // 192.0.2.1 (TEST-NET-1) is no address of this machine.
+    let unbindable = relays
+        .create(new_relay("live/f", "srt://192.0.2.1:9000?mode=listener"))
+        .unwrap()
+        .id;
+    let _p = hub.publish("live/f", "peer").unwrap();
+    until("failed", || state(&relays, refused) == RelayState::Failed).await;
+    let info = relays.get(refused).unwrap();
+    let e = info.last_error.unwrap();
+    assert!(e.contains("BadName") && e.contains("3 times"), "{e}");
+    assert!(!e.contains("KEY123"), "{e}");
+    assert_eq!(info.reconnects, 2);
+    until("failed", || {
+        state(&relays, unbindable) == RelayState::Failed
+    })
+    .await;
+    assert!(relays
+        .get(unbindable)
+        .unwrap()
+        .last_error
+        .unwrap()
+        .contains("192.0.2.1:9000"));
+    // Failed relays stay (visible) until deleted.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(state(&relays, refused), RelayState::Failed);
+    assert!(relays.delete(refused) && relays.delete(unbindable));
+}
