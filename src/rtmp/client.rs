@@ -159,9 +159,7 @@ pub struct ClientSession {
     events: VecDeque<ClientEvent>,
     decoder: ChunkDecoder,
     encoder: ChunkEncoder,
-    received: u64,
-    last_ack: u64,
-    peer_window: Option<u32>,
+    control: msg::Control,
 }
 
 impl ClientSession {
@@ -175,9 +173,7 @@ impl ClientSession {
             events: VecDeque::new(),
             decoder,
             encoder: ChunkEncoder::new(),
-            received: 0,
-            last_ack: 0,
-            peer_window: None,
+            control: msg::Control::default(),
         }
     }
 
@@ -213,7 +209,7 @@ impl ClientSession {
 
     /// Processes bytes from the server.
     pub fn handle_input(&mut self, data: &[u8]) -> Result<(), SessionError> {
-        self.received += data.len() as u64;
+        self.control.received(data.len());
         self.input.extend_from_slice(data);
         if let Phase::Handshake(hs) = &mut self.phase {
             let mut out = Vec::new();
@@ -432,34 +428,21 @@ impl ClientSession {
     }
 
     fn maybe_ack(&mut self) {
-        if let Some(window) = self.peer_window {
-            if window > 0 && self.received - self.last_ack >= u64::from(window) {
-                self.last_ack = self.received;
-                let seq = (self.received & 0xFFFF_FFFF) as u32;
-                self.send_control(msg::ACKNOWLEDGEMENT, &seq.to_be_bytes());
-            }
+        if let Some(seq) = self.control.ack_due() {
+            self.send_control(msg::ACKNOWLEDGEMENT, &seq.to_be_bytes());
         }
     }
 
     fn handle_message(&mut self, m: Message) -> Result<(), SessionError> {
+        match self.control.handle(&m, &mut self.decoder)? {
+            msg::ControlOutcome::NotControl => {}
+            msg::ControlOutcome::Done => return Ok(()),
+            msg::ControlOutcome::Answer(uc) => {
+                self.send_user_control(uc);
+                return Ok(());
+            }
+        }
         match m.type_id {
-            msg::SET_CHUNK_SIZE => {
-                let size = msg::read_u32_payload(&m.payload, "Set Chunk Size without a size")?;
-                self.decoder.set_chunk_size(size)?;
-            }
-            msg::ABORT => {
-                let csid = msg::read_u32_payload(&m.payload, "Abort without a chunk stream id")?;
-                self.decoder.abort(csid);
-            }
-            msg::WINDOW_ACK_SIZE => {
-                let w = msg::read_u32_payload(&m.payload, "Window Ack Size without a size")?;
-                self.peer_window = Some(w);
-            }
-            msg::USER_CONTROL => {
-                if let UserControl::PingRequest(t) = UserControl::parse(&m.payload)? {
-                    self.send_user_control(UserControl::PingResponse(t));
-                }
-            }
             msg::AUDIO | msg::VIDEO if self.is_playing() => {
                 let kind = if m.type_id == msg::AUDIO {
                     MediaKind::Audio

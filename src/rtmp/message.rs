@@ -245,3 +245,74 @@ mod tests {
         assert!(split_aggregate(&m).is_err());
     }
 }
+
+/// The protocol-control side both RTMP endpoints share: the peer's Set
+/// Chunk Size and Abort (applied to the chunk decoder), its window and our
+/// Acknowledgements, and Ping Requests.
+#[derive(Debug, Default)]
+pub struct Control {
+    /// Bytes received, for acknowledgements (RTMP counts wrap at 32 bits).
+    received: u64,
+    last_ack: u64,
+    peer_window: Option<u32>,
+}
+
+/// What [`Control::handle`] made of a message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ControlOutcome {
+    /// Not a control message: the session handles it.
+    NotControl,
+    /// Applied; nothing to answer.
+    Done,
+    /// A Ping Request: answer with this Ping Response.
+    Answer(UserControl),
+}
+
+impl Control {
+    /// Counts bytes as they arrive.
+    pub fn received(&mut self, n: usize) {
+        self.received += n as u64;
+    }
+
+    /// Handles Set Chunk Size, Abort, Acknowledgement, Window Ack Size, Set
+    /// Peer Bandwidth and User Control messages.
+    pub fn handle(
+        &mut self,
+        m: &Message,
+        decoder: &mut super::chunk::ChunkDecoder,
+    ) -> Result<ControlOutcome, ChunkError> {
+        match m.type_id {
+            SET_CHUNK_SIZE => {
+                let size = read_u32_payload(&m.payload, "Set Chunk Size without a size")?;
+                decoder.set_chunk_size(size)?;
+            }
+            ABORT => {
+                let csid = read_u32_payload(&m.payload, "Abort without a chunk stream id")?;
+                decoder.abort(csid);
+            }
+            WINDOW_ACK_SIZE => {
+                let w = read_u32_payload(&m.payload, "Window Ack Size without a size")?;
+                self.peer_window = Some(w);
+            }
+            ACKNOWLEDGEMENT | SET_PEER_BANDWIDTH => {}
+            USER_CONTROL => {
+                if let UserControl::PingRequest(t) = UserControl::parse(&m.payload)? {
+                    return Ok(ControlOutcome::Answer(UserControl::PingResponse(t)));
+                }
+            }
+            _ => return Ok(ControlOutcome::NotControl),
+        }
+        Ok(ControlOutcome::Done)
+    }
+
+    /// The Acknowledgement sequence number to send, when the peer's window
+    /// has been received since the last one.
+    pub fn ack_due(&mut self) -> Option<u32> {
+        let window = self.peer_window.filter(|w| *w > 0)?;
+        if self.received - self.last_ack < u64::from(window) {
+            return None;
+        }
+        self.last_ack = self.received;
+        Some((self.received & 0xFFFF_FFFF) as u32)
+    }
+}

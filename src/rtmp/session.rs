@@ -144,10 +144,7 @@ pub struct ServerSession {
     app: String,
     streams: HashMap<u32, StreamState>,
     next_stream_id: u32,
-    /// Bytes received, for acknowledgements (RTMP counts wrap at 32 bits).
-    received: u64,
-    last_ack: u64,
-    peer_window: Option<u32>,
+    control: msg::Control,
 }
 
 impl ServerSession {
@@ -165,9 +162,7 @@ impl ServerSession {
             app: String::new(),
             streams: HashMap::new(),
             next_stream_id: 1,
-            received: 0,
-            last_ack: 0,
-            peer_window: None,
+            control: msg::Control::default(),
         }
     }
 
@@ -195,7 +190,7 @@ impl ServerSession {
 
     /// Processes bytes from the client.
     pub fn handle_input(&mut self, data: &[u8]) -> Result<(), SessionError> {
-        self.received += data.len() as u64;
+        self.control.received(data.len());
         self.input.extend_from_slice(data);
         if let Phase::Handshake(hs) = &mut self.phase {
             let mut out = Vec::new();
@@ -222,36 +217,21 @@ impl ServerSession {
     }
 
     fn maybe_ack(&mut self) {
-        if let Some(window) = self.peer_window {
-            if window > 0 && self.received - self.last_ack >= u64::from(window) {
-                self.last_ack = self.received;
-                let seq = (self.received & 0xFFFF_FFFF) as u32;
-                self.send_control(msg::ACKNOWLEDGEMENT, &seq.to_be_bytes());
-            }
+        if let Some(seq) = self.control.ack_due() {
+            self.send_control(msg::ACKNOWLEDGEMENT, &seq.to_be_bytes());
         }
     }
 
     fn handle_message(&mut self, m: Message) -> Result<(), SessionError> {
+        match self.control.handle(&m, &mut self.decoder)? {
+            msg::ControlOutcome::NotControl => {}
+            msg::ControlOutcome::Done => return Ok(()),
+            msg::ControlOutcome::Answer(uc) => {
+                self.send_user_control(uc);
+                return Ok(());
+            }
+        }
         match m.type_id {
-            msg::SET_CHUNK_SIZE => {
-                let size = msg::read_u32_payload(&m.payload, "Set Chunk Size without a size")?;
-                self.decoder.set_chunk_size(size)?;
-            }
-            msg::ABORT => {
-                let csid = msg::read_u32_payload(&m.payload, "Abort without a chunk stream id")?;
-                self.decoder.abort(csid);
-            }
-            msg::ACKNOWLEDGEMENT => {}
-            msg::WINDOW_ACK_SIZE => {
-                let w = msg::read_u32_payload(&m.payload, "Window Ack Size without a size")?;
-                self.peer_window = Some(w);
-            }
-            msg::SET_PEER_BANDWIDTH => {}
-            msg::USER_CONTROL => {
-                if let UserControl::PingRequest(t) = UserControl::parse(&m.payload)? {
-                    self.send_user_control(UserControl::PingResponse(t));
-                }
-            }
             msg::AUDIO | msg::VIDEO => self.handle_media(m),
             msg::AGGREGATE => {
                 for sub in msg::split_aggregate(&m)? {
