@@ -15,6 +15,7 @@ pub mod media;
 pub mod package;
 pub mod rtmp;
 pub mod server;
+pub mod transcode;
 pub mod transport;
 
 use std::future::{Future, IntoFuture};
