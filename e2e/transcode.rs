@@ -1,6 +1,7 @@
 //! Transcode profiles against the real ffmpeg: a 1080p publish through a
-//! ladder (multivariant playlist, each rendition decoded by ffprobe at its
-//! size, segment starts aligned across renditions, hls.js playing it), the
+//! ladder (multivariant playlist and MPD, each rendition decoded by ffprobe
+//! at its size, segment starts aligned across renditions, hls.js and dash.js
+//! playing them), the
 //! ffmpeg child killed and restarted, no child left behind, a publisher
 //! returning within the grace period, passthrough for unmapped streams, and
 //! check-config on bad profiles and mappings.
@@ -349,19 +350,57 @@ fn a_1080p_publish_through_a_ladder() {
         assert!(j.contains(want), "{want} not in {j}");
     }
 
-    // hls.js plays the multivariant playlist in Chromium.
+    // The MPD: one video AdaptationSet with a Representation per rendition,
+    // segment-aligned, and the audio AdaptationSet.
+    let mpd = http_get(server.http, "/live/abr/manifest.mpd").text();
+    let sets: Vec<&str> = mpd.split("<AdaptationSet ").skip(1).collect();
+    assert_eq!(sets.len(), 2, "{mpd}");
+    let (video, audio) = if sets[0].contains("contentType=\"video\"") {
+        (sets[0], sets[1])
+    } else {
+        (sets[1], sets[0])
+    };
+    assert!(video.contains("segmentAlignment=\"true\""), "{mpd}");
+    for rep in [
+        "\"video\"",
+        "\"video-720p\"",
+        "\"video-480p\"",
+        "\"video-360p\"",
+    ] {
+        assert!(
+            video.contains(&format!("<Representation id={rep}")),
+            "{rep}: {mpd}"
+        );
+    }
+    for h in [1080, 720, 480, 360] {
+        assert!(video.contains(&format!("height=\"{h}\"")), "{h}: {mpd}");
+    }
+    assert!(
+        video.contains("media=\"720p/video/seg-$Number$.m4s\""),
+        "{mpd}"
+    );
+    assert!(audio.contains("contentType=\"audio\""), "{mpd}");
+    assert!(audio.contains("<Representation"), "{mpd}");
+
+    // hls.js and dash.js play them in Chromium.
     crate::browser::ensure_installed();
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let url = server.http_url("live/abr/index.m3u8");
-    let report = crate::browser::play("hls", &url, 12, &shots.join("castgate-abr-hls.png"));
-    assert!(report.ok, "hls.js did not play {url}: {}", report.raw);
-    assert!(report.errors.is_empty(), "{:?}", report.errors);
-    assert!(
-        report.advanced_s >= 5.0,
-        "advanced only {} s: {}",
-        report.advanced_s,
-        report.raw
-    );
+    for (player, path) in [
+        ("hls", "live/abr/index.m3u8"),
+        ("dash", "live/abr/manifest.mpd"),
+    ] {
+        let url = server.http_url(path);
+        let shot = shots.join(format!("castgate-abr-{player}.png"));
+        let report = crate::browser::play(player, &url, 12, &shot);
+        assert!(report.ok, "{player} did not play {url}: {}", report.raw);
+        assert!(report.errors.is_empty(), "{player}: {:?}", report.errors);
+        assert!(
+            report.advanced_s >= 5.0,
+            "{player} advanced only {} s: {}",
+            report.advanced_s,
+            report.raw
+        );
+    }
 
     let _ = publisher.kill();
     let _ = publisher.wait();

@@ -229,7 +229,15 @@ async fn media(State(state): State<HttpState>, req: Request) -> Response {
                     seg.discontinuity_sequence(MediaKind::Audio)
                 };
                 (
-                    Payload::Text(dash::mpd(&snap, TIME_PATH, evicted)),
+                    Payload::Text(dash::mpd_ladder(
+                        &snap,
+                        TIME_PATH,
+                        evicted,
+                        &ladder
+                            .iter()
+                            .map(|(n, s)| (n.as_str(), s))
+                            .collect::<Vec<_>>(),
+                    )),
                     "application/dash+xml",
                     false,
                 )

@@ -9,7 +9,8 @@
 //! those of the source, and `-sc_threshold 0` with a long `-g` keeps the
 //! encoder from adding its own, so every rendition (and the source) has
 //! keyframes at the same presentation times and their segments line up.
-//! `-copyts` with `-fps_mode passthrough` keeps the source's timestamps.
+//! `-copyts`, `-fps_mode passthrough` and the input's time base keep the
+//! source's timestamps exactly.
 
 use super::profile::{AudioSettings, Profile};
 
@@ -92,6 +93,10 @@ pub fn args(profile: &Profile, source: SourceTracks) -> Vec<String> {
             "0",
             "-fps_mode",
             "passthrough",
+            // Encode on the input's millisecond clock: the default (1/fps)
+            // would round every timestamp by up to half a frame.
+            "-enc_time_base:v",
+            "-1",
         ]);
         if v.codec.ends_with("_nvenc") {
             // NVENC makes forced keyframes IDR only when told.
