@@ -9,7 +9,9 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::hub::StreamEvent;
 use crate::media::flv;
-use crate::media::flv_file::{TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
+use std::sync::Arc;
+
+use crate::media::flv_file::{TAG_AUDIO, TAG_VIDEO};
 use crate::media::{CodecConfig, MediaKind};
 
 /// Largest tag accepted back from ffmpeg (as `rtmp.max_message_size`'s
@@ -171,16 +173,61 @@ impl FlvReader {
     }
 }
 
-/// Whether a tag type is one the reader's caller cares about.
-pub fn is_media(tag_type: u8) -> bool {
-    tag_type == TAG_AUDIO || tag_type == TAG_VIDEO || tag_type == TAG_SCRIPT
+/// One rendition's FLV output -> hub events on the source's clock: FLV's
+/// 32-bit milliseconds unwrapped, the feed offset taken off; tags castgate
+/// cannot carry (script data, other codecs, broken bodies) dropped.
+pub struct OutputParser {
+    reader: FlvReader,
+    offset_ms: i64,
+    /// (last raw timestamp, its unwrapped value)
+    unwrap: Option<(u32, i64)>,
+}
+
+impl OutputParser {
+    pub fn new(offset_ms: i64) -> Self {
+        OutputParser {
+            reader: FlvReader::new(),
+            offset_ms,
+            unwrap: None,
+        }
+    }
+
+    /// Feeds bytes; returns the events of every tag they complete.
+    pub fn push(&mut self, data: &[u8]) -> Result<Vec<StreamEvent>, ReadError> {
+        self.reader.push(data);
+        let mut out = Vec::new();
+        while let Some(tag) = self.reader.next_tag()? {
+            let pos = match self.unwrap {
+                None => i64::from(tag.timestamp),
+                Some((last, pos)) => pos + i64::from(tag.timestamp.wrapping_sub(last) as i32),
+            };
+            self.unwrap = Some((tag.timestamp, pos));
+            let dts = pos - self.offset_ms;
+            let event = match tag.tag_type {
+                TAG_VIDEO => match flv::parse_video(dts, tag.body) {
+                    Ok(flv::VideoTag::Config(c)) => {
+                        Some(StreamEvent::Config(Arc::new(CodecConfig::Avc(c))))
+                    }
+                    Ok(flv::VideoTag::Frame(f)) => Some(StreamEvent::Frame(f)),
+                    _ => None,
+                },
+                TAG_AUDIO => match flv::parse_audio(dts, tag.body) {
+                    Ok(flv::AudioTag::Config(c)) => Some(StreamEvent::Config(Arc::new(c))),
+                    Ok(flv::AudioTag::Frame(f)) => Some(StreamEvent::Frame(f)),
+                    _ => None,
+                },
+                _ => None,
+            };
+            out.extend(event);
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::media::{Codec, Frame};
-    use std::sync::Arc;
 
     fn frame(codec: Codec, dts: i64, key: bool) -> StreamEvent {
         StreamEvent::Frame(Frame {
@@ -239,6 +286,38 @@ mod tests {
             let v = flv::parse_video(0, tags[1].body.clone()).unwrap();
             assert!(matches!(v, flv::VideoTag::Frame(f) if f.keyframe && f.cts == 40));
         }
+    }
+
+    #[test]
+    fn ffmpeg_output_becomes_events_on_the_source_clock() {
+        // The fuzz seed: a byte of chunk size, then real ffmpeg FLV output
+        // made with `-output_ts_offset 10` (the feed offset).
+        let seed = include_bytes!("../../fuzz/seeds/ffmpeg_output/rendition_64.bin");
+        let mut p = OutputParser::new(10_000);
+        let mut events = Vec::new();
+        for c in seed[1..].chunks(64) {
+            events.extend(p.push(c).unwrap());
+        }
+        let configs = events
+            .iter()
+            .filter(|e| matches!(e, StreamEvent::Config(_)))
+            .count();
+        assert_eq!(configs, 2);
+        let frames: Vec<&Frame> = events
+            .iter()
+            .filter_map(|e| match e {
+                StreamEvent::Frame(f) => Some(f),
+                _ => None,
+            })
+            .collect();
+        assert!(frames.len() > 20, "{}", frames.len());
+        let video: Vec<i64> = frames
+            .iter()
+            .filter(|f| f.codec == Codec::H264)
+            .map(|f| f.pts())
+            .collect();
+        assert_eq!(video.iter().min(), Some(&0), "back on the source clock");
+        assert!(video.iter().all(|t| *t < 1100), "{video:?}");
     }
 
     #[test]

@@ -22,12 +22,10 @@ use tracing::{error, info, warn};
 
 use super::child;
 use super::command::{self, SourceTracks};
-use super::flv_io::{FlvReader, FlvWriter};
+use super::flv_io::{FlvWriter, OutputParser};
 use super::progress::ProgressParser;
 use super::{lock, JobStatus, Profile, Transcoder, FEED_OFFSET_MS};
 use crate::hub::{Publisher, StreamEvent};
-use crate::media::flv::{self, AudioTag, VideoTag};
-use crate::media::flv_file::{TAG_AUDIO, TAG_VIDEO};
 use crate::media::{CodecConfig, Frame, MediaKind};
 
 /// A write to ffmpeg's stdin taking longer than this means it is stuck.
@@ -402,49 +400,60 @@ async fn read_output(
     publisher: Arc<Publisher>,
     clock: Arc<Mutex<OutClock>>,
 ) {
-    let mut reader = FlvReader::new();
+    let mut parser = OutputParser::new(FEED_OFFSET_MS);
     let mut buf = vec![0u8; 64 * 1024];
-    let mut unwrap: Option<(u32, i64)> = None;
     loop {
         let n = match pipe.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        reader.push(&buf[..n]);
-        loop {
-            let tag = match reader.next_tag() {
-                Ok(Some(t)) => t,
-                Ok(None) => break,
-                Err(e) => {
-                    warn!(stream = key, "unreadable ffmpeg output: {e}");
-                    return;
-                }
-            };
-            // Unwrap FLV's 32-bit milliseconds, then back to the source clock.
-            let pos = match unwrap {
-                None => i64::from(tag.timestamp),
-                Some((last, pos)) => pos + i64::from(tag.timestamp.wrapping_sub(last) as i32),
-            };
-            unwrap = Some((tag.timestamp, pos));
-            let dts = pos - FEED_OFFSET_MS;
-            let event = match tag.tag_type {
-                TAG_VIDEO => match flv::parse_video(dts, tag.body) {
-                    Ok(VideoTag::Config(c)) => {
-                        Some(StreamEvent::Config(Arc::new(CodecConfig::Avc(c))))
-                    }
-                    Ok(VideoTag::Frame(f)) => Some(StreamEvent::Frame(f)),
-                    _ => None,
-                },
-                TAG_AUDIO => match flv::parse_audio(dts, tag.body) {
-                    Ok(AudioTag::Config(c)) => Some(StreamEvent::Config(Arc::new(c))),
-                    Ok(AudioTag::Frame(f)) => Some(StreamEvent::Frame(f)),
-                    _ => None,
-                },
-                _ => None,
-            };
-            let Some(event) = event else { continue };
+        let events = match parser.push(&buf[..n]) {
+            Ok(e) => e,
+            Err(e) => {
+                warn!(stream = key, "unreadable ffmpeg output: {e}");
+                return;
+            }
+        };
+        for event in events {
             if deliver(&mut lock(&clock), &event) {
                 publisher.send(event);
+            }
+        }
+    }
+}
+
+/// Fuzz body (`ffmpeg_output`): arbitrary bytes as a rendition's output, in
+/// chunks sized by the input, through the parser and the delivery rule.
+/// Delivered frames never go back in time on their track, and video resumes
+/// at a keyframe after anything was skipped.
+#[doc(hidden)]
+pub fn exercise(data: &[u8]) {
+    let Some((&chunk, rest)) = data.split_first() else {
+        return;
+    };
+    let chunk = usize::from(chunk).max(1);
+    let mut parser = OutputParser::new(FEED_OFFSET_MS);
+    let mut clock = OutClock::default();
+    let (mut video, mut audio): (Option<i64>, Option<i64>) = (None, None);
+    for piece in rest.chunks(chunk) {
+        let Ok(events) = parser.push(piece) else {
+            return;
+        };
+        for e in events {
+            let skipping = clock.need_key;
+            if !deliver(&mut clock, &e) {
+                continue;
+            }
+            if let StreamEvent::Frame(f) = &e {
+                let last = match f.kind() {
+                    MediaKind::Video => {
+                        assert!(!skipping || f.keyframe, "resumed on a non-keyframe");
+                        &mut video
+                    }
+                    MediaKind::Audio => &mut audio,
+                };
+                assert!(last.is_none_or(|l| f.dts > l), "time went back");
+                *last = Some(f.dts);
             }
         }
     }

@@ -30,6 +30,7 @@ use crate::egress::target::StreamPattern;
 use crate::egress::Relays;
 use crate::hub::Hub;
 use crate::package::service::Packager;
+pub use job::exercise as exercise_output;
 pub use profile::{Profile, Profiles};
 pub use progress::Progress;
 
