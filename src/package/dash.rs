@@ -650,6 +650,53 @@ mod tests {
 
     const TIME_URL: &str = "/api/time?fmt=iso&x=\"1\"";
 
+    /// A rendition of `s`: the same segment times, its own numbers and size.
+    fn rendition(s: &StreamSnapshot, height: u32) -> StreamSnapshot {
+        let mut r = s.clone();
+        r.audio = None;
+        if let Some(v) = r.video.as_mut() {
+            v.info.height = height;
+            v.info.width = height * 16 / 9;
+            v.info.codec = "avc1.4d401e".into();
+            for g in &mut v.segments {
+                g.number += 1000;
+            }
+        }
+        r
+    }
+
+    #[test]
+    fn a_ladder_is_one_video_set_with_a_representation_per_rendition() {
+        let s = snapshot(true, true, 10, 8, 6, &[15], false);
+        let low = rendition(&s, 360);
+        let xml = mpd_ladder(&s, TIME_URL, 0, &[("360p", &low)]);
+        assert_eq!(xml, mpd_ladder(&s, TIME_URL, 0, &[("360p", &low)]));
+        let m = parse(&xml);
+        let periods: Vec<&El> = m.kids("Period").collect();
+        assert_eq!(periods.len(), 2, "{xml}");
+        for p in periods {
+            let video = adaptation(p, "video").expect("video set");
+            assert_eq!(video.a("segmentAlignment"), "true");
+            let reps: Vec<&El> = video.kids("Representation").collect();
+            assert_eq!(reps.len(), 2, "{xml}");
+            assert_eq!(reps[0].a("id"), "video");
+            assert_eq!(reps[1].a("id"), "video-360p");
+            assert_eq!(reps[1].a("height"), "360");
+            let t = reps[1].kid("SegmentTemplate");
+            assert_eq!(t.a("media"), "360p/video/seg-$Number$.m4s");
+            assert!(t.a("initialization").starts_with("360p/video/init-"));
+            // Same times as the source in this Period, the rendition's numbers.
+            let src: Vec<(u64, u64, u64)> = expand(reps[0].kid("SegmentTemplate"))
+                .into_iter()
+                .map(|(n, t, d)| (n + 1000, t, d))
+                .collect();
+            assert_eq!(expand(t), src, "{xml}");
+            assert!(adaptation(p, "audio").is_some());
+        }
+        // No renditions: exactly the plain MPD.
+        assert_eq!(mpd_ladder(&s, TIME_URL, 0, &[]), mpd(&s, TIME_URL, 0));
+    }
+
     #[test]
     fn live_audio_and_video() {
         let s = snapshot(true, true, 10, 8, 6, &[], false);

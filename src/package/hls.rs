@@ -528,6 +528,37 @@ mod tests {
     }
 
     #[test]
+    fn multivariant_lists_a_ladder_with_one_audio_group() {
+        let s = snapshot(true, true, 0, 3, 6, &[], false);
+        let mut low = snapshot(true, true, 0, 3, 6, &[], false);
+        if let Some(v) = low.video.as_mut() {
+            v.info.width = 640;
+            v.info.height = 360;
+            v.info.peak_bandwidth = 500_000;
+            v.info.average_bandwidth = 400_000;
+        }
+        let text = multivariant_ladder(&s, &[("360p", &low)]);
+        let m = parse_master(&text);
+        let uris: Vec<&str> = m.variants.iter().map(|v| v.uri.as_str()).collect();
+        assert_eq!(uris, ["video.m3u8", "360p/video.m3u8"]);
+        let v = &m.variants[1];
+        let audio = s.audio.as_ref().unwrap().info.clone();
+        assert_eq!(v.bandwidth, 500_000 + audio.peak_bandwidth);
+        assert_eq!(v.average_bandwidth, Some(400_000 + audio.average_bandwidth));
+        let r = v.resolution.unwrap();
+        assert_eq!((r.width, r.height), (640, 360));
+        assert_eq!(v.audio.as_deref(), Some("audio"));
+        assert_eq!(m.alternatives.len(), 1, "{text}");
+        assert_eq!(m.alternatives[0].uri.as_deref(), Some("audio.m3u8"));
+        // A source without audio shares the first rendition's.
+        let mut mute = s.clone();
+        mute.audio = None;
+        let m = parse_master(&multivariant_ladder(&mute, &[("360p", &low)]));
+        assert_eq!(m.alternatives[0].uri.as_deref(), Some("360p/audio.m3u8"));
+        assert_eq!(multivariant_ladder(&s, &[]), multivariant(&s));
+    }
+
+    #[test]
     fn multivariant_audio_and_video() {
         let s = snapshot(true, true, 0, 3, 6, &[], false);
         let text = multivariant(&s);
