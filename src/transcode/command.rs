@@ -105,6 +105,9 @@ pub fn args(profile: &Profile, source: SourceTracks) -> Vec<String> {
         if let Some(p) = &v.preset {
             push(&["-preset", p]);
         }
+        if let Some(t) = &v.tune {
+            push(&["-tune", t]);
+        }
         if let Some(p) = &v.profile {
             push(&["-profile:v", p]);
         }
@@ -168,6 +171,14 @@ mod tests {
             joined.contains("-c:a aac -b:a 128k -ac 2 -ar 48000"),
             "{joined}"
         );
+        let mut tuned = p.clone();
+        for r in &mut tuned.renditions {
+            if let super::super::profile::RenditionKind::Encoded { video, .. } = &mut r.kind {
+                video.tune = Some("zerolatency".into());
+            }
+        }
+        let t = args(&tuned, SourceTracks { audio: true }).join(" ");
+        assert_eq!(t.matches("-tune zerolatency").count(), 3, "{t}");
         let no_audio = args(p, SourceTracks { audio: false }).join(" ");
         assert!(!no_audio.contains("0:a"), "{no_audio}");
         assert!(!no_audio.contains("-c:a"), "{no_audio}");

@@ -53,6 +53,7 @@ struct RenditionFile {
     maxrate_kbps: Option<u32>,
     bufsize_kbps: Option<u32>,
     preset: Option<String>,
+    tune: Option<String>,
     profile: Option<String>,
     fps: Option<f64>,
     audio_codec: Option<String>,
@@ -73,6 +74,10 @@ pub struct VideoSettings {
     pub maxrate_kbps: u32,
     pub bufsize_kbps: u32,
     pub preset: Option<String>,
+    /// Encoder tuning, e.g. `zerolatency` (libx264: no B-frames, no
+    /// lookahead; the rendition then lags its source by a frame or two
+    /// instead of ~0.7 s).
+    pub tune: Option<String>,
     pub profile: Option<String>,
     pub fps: Option<f64>,
 }
@@ -234,6 +239,7 @@ pub fn parse(origin: &str, file_name: &str, text: &str) -> Result<Profile, Strin
                 ("maxrate_kbps", r.maxrate_kbps.is_some()),
                 ("bufsize_kbps", r.bufsize_kbps.is_some()),
                 ("preset", r.preset.is_some()),
+                ("tune", r.tune.is_some()),
                 ("profile", r.profile.is_some()),
                 ("fps", r.fps.is_some()),
                 ("audio_codec", r.audio_codec.is_some()),
@@ -328,7 +334,11 @@ fn video_settings(r: &RenditionFile, at: &dyn Fn(&str) -> String) -> Result<Vide
             at("bufsize_kbps")
         ));
     }
-    for (key, v) in [("preset", &r.preset), ("profile", &r.profile)] {
+    for (key, v) in [
+        ("preset", &r.preset),
+        ("tune", &r.tune),
+        ("profile", &r.profile),
+    ] {
         if let Some(v) = v {
             if !valid_token(v) {
                 return Err(format!("{}: {v:?} is not a plain option value", at(key)));
@@ -348,6 +358,7 @@ fn video_settings(r: &RenditionFile, at: &dyn Fn(&str) -> String) -> Result<Vide
         maxrate_kbps: maxrate,
         bufsize_kbps: bufsize,
         preset: r.preset.clone(),
+        tune: r.tune.clone(),
         profile: r.profile.clone(),
         fps: r.fps,
     })
