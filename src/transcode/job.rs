@@ -202,13 +202,21 @@ pub(super) async fn run(t: Transcoder, key: String, profile: Profile, status: Ar
                     gone_since = None;
                     continue;
                 }
-                jobs.remove(&key);
+                if jobs.get(&key).is_some_and(|j| Arc::ptr_eq(j, &status)) {
+                    jobs.remove(&key);
+                }
                 break;
             }
         }
     }
     stop(&mut run, outputs.as_deref(), &status, &key, "job ended").await;
-    lock(&inner.jobs).remove(&key);
+    {
+        // Only this job's entry: a new publish may have started a new job.
+        let mut jobs = lock(&inner.jobs);
+        if jobs.get(&key).is_some_and(|j| Arc::ptr_eq(j, &status)) {
+            jobs.remove(&key);
+        }
+    }
     info!(stream = key, "transcode job ended");
     // Dropping the outputs ends the rendition streams.
     drop(outputs);
