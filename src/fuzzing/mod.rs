@@ -29,6 +29,11 @@ pub fn ts_mux(data: &[u8]) {
     crate::egress::ts::exercise(data);
 }
 
+/// A signed HLS/DASH URL query, and signing a playlist (`auth::signed`).
+pub fn signed_url(data: &[u8]) {
+    crate::auth::signed::exercise(data);
+}
+
 /// A fuzz target's body.
 pub type Target = fn(&[u8]);
 
@@ -47,6 +52,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("ingest", ingest),
     ("relay_target", relay_target),
     ("rtmp_client", rtmp_client),
+    ("signed_url", signed_url),
     ("stream_key", stream_key),
     ("ts_mux", ts_mux),
 ];
