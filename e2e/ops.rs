@@ -259,8 +259,15 @@ fn publish_through_an_auth_webhook() {
     let rel = release.clone();
     let hook = Receiver::start(Arc::new(move |r: &Received| {
         let v = r.json();
+        if v["query"].as_str().unwrap_or("").contains("bad") {
+            return (401, String::new());
+        }
         match v["key"].as_str().unwrap_or("") {
             "allow" | "allow2" => (200, String::new()),
+            "relayme" => (
+                200,
+                r#"{"relays":["rtmp://127.0.0.1:9/app/x"],"profile":"low"}"#.into(),
+            ),
             "rename" => (200, r#"{"name":"renamed"}"#.into()),
             "slow" => {
                 let (m, c) = &*rel;
@@ -318,8 +325,9 @@ fn publish_through_an_auth_webhook() {
     });
     let (_b, code) = raw_publish(&server, "allow2");
     assert_eq!(code, "NetStream.Publish.Start");
-    assert!(
-        !slow.received.windows(17).any(|w| w == b"NetStream.Publish"),
+    assert_eq!(
+        slow.wait_for(b"NetStream.Publish", Duration::from_millis(500)),
+        Wait::TimedOut,
         "the slow publisher was answered before its webhook did"
     );
     // ... and is refused when the webhook times out (5 s).
@@ -345,6 +353,31 @@ fn publish_through_an_auth_webhook() {
     let (_a2, code) = raw_publish(&server, "allow?tok=1");
     assert_eq!(code, "NetStream.Publish.Start");
     assert_eq!(asked("allow"), 1, "the allow answer was not cached");
+
+    // A takeover needs the same authorisation: refused, the first stays.
+    let (_t, code) = raw_publish(&server, "allow?tok=bad");
+    assert_eq!(code, "NetStream.Publish.Unauthorized");
+    let mut first = _a2;
+    assert_eq!(
+        first.wait_for(b"Replaced by a new publisher", Duration::from_millis(500)),
+        Wait::TimedOut
+    );
+    assert!(api_streams(&server).contains(&"live/allow".to_string()));
+
+    // The answer may attach relays (and name a transcode profile).
+    let (_r, code) = raw_publish(&server, "relayme");
+    assert_eq!(code, "NetStream.Publish.Start");
+    let r = http_get(server.http, "/api/v1/relays");
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert!(
+        v["relays"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["stream"] == "live/relayme" && r["source"] == "api"),
+        "{v}"
+    );
+    server.wait_log_all(&["publish started", "live/relayme", "profile=\"low\""], T);
     server.assert_no_panic();
 
     // Down: nothing listens on the webhook's port; publishing is refused.
@@ -760,8 +793,11 @@ fn sighup_reloads_keys_and_relays() {
     // Relay targets that refuse connections: the relays' identity is what
     // is checked, not their delivery.
     let (a, b) = (free_port(), free_port());
-    let config = |keys: &str, targets: &[u16]| {
-        let mut c = format!("[auth]\npublish = \"keys\"\n[auth.publish_keys]\nlive = [{keys}]\n");
+    let config = |keys: &str, targets: &[u16], play_wait: u32| {
+        let mut c = format!(
+            "[rtmp]\nplay_wait_secs = {play_wait}\n\
+             [auth]\npublish = \"keys\"\n[auth.publish_keys]\nlive = [{keys}]\n"
+        );
         for t in targets {
             c.push_str(&format!(
                 "[[relays]]\nstream = \"live/*\"\ntarget = \"rtmp://127.0.0.1:{t}/app/{{key}}\"\n"
@@ -769,7 +805,7 @@ fn sighup_reloads_keys_and_relays() {
         }
         c
     };
-    let cfg = write_config(dir.path(), "c.toml", &config("\"k1\"", &[a]));
+    let cfg = write_config(dir.path(), "c.toml", &config("\"k1\"", &[a], 30));
     let server = Castgate::start_with_args(&["serve", "--config", &cfg], &[]);
     let mut ff = publish(&fixture(0), &server.url("live/k1"), &["-stream_loop", "-1"]);
     wait_http_ok(server.http, "/live/k1/video.m3u8", T);
@@ -779,12 +815,27 @@ fn sighup_reloads_keys_and_relays() {
     assert_eq!(before.len(), 1, "{before:?}");
     assert!(before[0].1.contains(&format!(":{a}/")), "{before:?}");
 
-    // k2 allowed, relay b added, relay a untouched.
-    write_config(dir.path(), "c.toml", &config("\"k1\", \"k2\"", &[a, b]));
+    // A player of a stream nobody publishes waits (play_wait_secs = 30).
+    let mut waiting = Raw::connect(server.rtmp);
+    waiting.start_stream("play", "nobody");
+    assert_eq!(
+        waiting.wait_for(b"NetStream.Play", Duration::from_secs(1)),
+        Wait::TimedOut
+    );
+
+    // k2 allowed, relay b added, relay a untouched, players no longer wait.
+    write_config(dir.path(), "c.toml", &config("\"k1\", \"k2\"", &[a, b], 0));
     hup(&server);
     server.wait_log_all(&["SIGHUP: config reloaded", "relay_rules_added=1"], T);
     let (_r2, code) = raw_publish(&server, "k2");
     assert_eq!(code, "NetStream.Publish.Start");
+    let mut refused = Raw::connect(server.rtmp);
+    refused.start_stream("play", "nobody");
+    assert_eq!(
+        refused.wait_for(b"NetStream.Play.StreamNotFound", T),
+        Wait::Found,
+        "the new rtmp.play_wait_secs did not apply"
+    );
     let deadline = Instant::now() + T;
     let after = loop {
         let now: Vec<_> = relays(&server)
@@ -813,7 +864,7 @@ fn sighup_reloads_keys_and_relays() {
     );
 
     // Relay a removed: its relay stops, b's stays; k2 refused again.
-    write_config(dir.path(), "c.toml", &config("\"k1\"", &[b]));
+    write_config(dir.path(), "c.toml", &config("\"k1\"", &[b], 0));
     hup(&server);
     server.wait_count(&["SIGHUP: config reloaded"], 2, T);
     let b_relays: Vec<_> = after

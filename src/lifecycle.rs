@@ -147,6 +147,40 @@ impl Reloader {
                 "relay.threads",
                 self.current.relay.threads != new.relay.threads,
             ),
+            (
+                "rtmp.max_connections",
+                self.current.rtmp.max_connections != new.rtmp.max_connections,
+            ),
+            (
+                "rtmps.listen",
+                self.current.rtmps.listen != new.rtmps.listen,
+            ),
+            (
+                "https.listen",
+                self.current.https.listen != new.https.listen,
+            ),
+            (
+                "http.max_connections",
+                self.current.http.max_connections != new.http.max_connections,
+            ),
+            (
+                "hub",
+                self.current.hub.queue_soft_bytes != new.hub.queue_soft_bytes
+                    || self.current.hub.queue_hard_bytes != new.hub.queue_hard_bytes
+                    || self.current.hub.gop_cache != new.hub.gop_cache
+                    || self.current.hub.gop_cache_max_bytes != new.hub.gop_cache_max_bytes,
+            ),
+            (
+                "package",
+                self.current.package.segment_secs != new.package.segment_secs
+                    || self.current.package.part_secs != new.package.part_secs
+                    || self.current.package.window != new.package.window,
+            ),
+            (
+                "relay",
+                self.current.relay.queue_hard_bytes != new.relay.queue_hard_bytes
+                    || self.current.relay.max_relays != new.relay.max_relays,
+            ),
         ]
         .into_iter()
         .filter(|(_, changed)| *changed)

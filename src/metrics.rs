@@ -419,6 +419,12 @@ fn render_state(src: &Sources, out: &mut String) {
             |_, s| Some(s?.bytes.load(Ordering::Relaxed) as f64),
         ),
         (
+            "castgate_stream_player_frames_dropped_total",
+            "counter",
+            "Frames the stream's current RTMP players (consumers) lost to their drop policy.",
+            |i, _| Some(i.subscribers_dropped as f64),
+        ),
+        (
             "castgate_stream_players",
             "gauge",
             "RTMP players (queued subscribers) of the stream.",
@@ -561,6 +567,36 @@ mod tests {
         assert_eq!(streams.snapshot().len(), 1, "a takeover keeps its stats");
         drop(b);
         assert!(streams.snapshot().is_empty());
+    }
+
+    /// Per-stream series stop at `max_streams`; the rest are counted.
+    #[tokio::test]
+    async fn per_stream_series_are_capped() {
+        let hub = Hub::new(crate::hub::HubConfig::default());
+        let relays = crate::egress::Relays::new(
+            hub.clone(),
+            crate::egress::RelaySettings::default(),
+            Vec::new(),
+        );
+        let _p: Vec<_> = ["live/a", "live/b", "live/c"]
+            .iter()
+            .map(|k| hub.publish(k, "peer").unwrap())
+            .collect();
+        let src = Sources {
+            hub,
+            streams: Streams::default(),
+            relays,
+            max_streams: 2,
+        };
+        let mut out = String::new();
+        render_state(&src, &mut out);
+        assert!(out.contains("castgate_streams_live 3\n"), "{out}");
+        assert!(out.contains("castgate_streams_unlabelled 1\n"), "{out}");
+        let labelled: std::collections::BTreeSet<&str> = out
+            .lines()
+            .filter(|l| l.starts_with("castgate_stream_players{"))
+            .collect();
+        assert_eq!(labelled.len(), 2, "{out}");
     }
 
     #[test]

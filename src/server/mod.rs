@@ -193,11 +193,15 @@ async fn serve<S>(
             info!("connection refused: shutting down");
             return;
         }
+        // The config as last reloaded: RTMP limits and timeouts changed by
+        // SIGHUP apply to connections from then on.
+        let config = ctx.config_tx.borrow().clone();
         let mut conn = Connection {
+            session: ServerSession::new(config.session_config()),
+            config,
             gauge: ConnGauge::new(protocol),
             protocol,
             pending: None,
-            session: ServerSession::new(ctx.config.session_config()),
             ctx: ctx.clone(),
             peer,
             app: String::new(),
@@ -246,6 +250,8 @@ fn log_publish_end(p: &Publishing) {
 }
 
 struct Connection {
+    /// This connection's settings (the config current when it started).
+    config: Arc<Config>,
     gauge: ConnGauge,
     protocol: &'static str,
     /// Set when a publish or play awaits its authorisation: no more session
@@ -276,7 +282,7 @@ fn coalesce_epoch() -> Instant {
 
 impl Connection {
     async fn run<S: AsyncRead + AsyncWrite + Unpin>(&mut self, mut io: S) -> EndReason {
-        let rtmp = &self.ctx.config.rtmp;
+        let rtmp = &self.config.rtmp;
         let handshake_deadline = Instant::now() + rtmp.handshake_timeout();
         let write_timeout = rtmp.idle_timeout();
         let mut buf = BytesMut::with_capacity(64 * 1024);
@@ -393,7 +399,7 @@ impl Connection {
             d = d.min(handshake_deadline);
         }
         if let Some(p) = &self.publishing {
-            d = d.min(p.last_media + self.ctx.config.rtmp.idle_timeout());
+            d = d.min(p.last_media + self.config.rtmp.idle_timeout());
         }
         if let Some(t) = self.playing.as_ref().and_then(|p| p.give_up_at) {
             d = d.min(t);
@@ -403,7 +409,7 @@ impl Connection {
 
     fn check_timers(&mut self, handshake_deadline: Instant) -> Option<EndReason> {
         let now = Instant::now();
-        let rtmp = &self.ctx.config.rtmp;
+        let rtmp = &self.config.rtmp;
         if self.app.is_empty() && now >= handshake_deadline {
             return Some(EndReason::HandshakeTimeout(rtmp.handshake_timeout()));
         }
@@ -777,7 +783,7 @@ impl Connection {
             );
             return;
         }
-        let wait = self.ctx.config.rtmp.play_wait();
+        let wait = self.config.rtmp.play_wait();
         let subscriber = self.ctx.hub.subscribe(&key);
         if !subscriber.is_live() && wait.is_zero() {
             info!(stream = key, "play refused: not published");
@@ -804,7 +810,7 @@ impl Connection {
         let Some(p) = self.playing.as_mut() else {
             return;
         };
-        let wait = self.ctx.config.rtmp.play_wait();
+        let wait = self.config.rtmp.play_wait();
         match &ev {
             StreamEvent::PublisherStarted => {
                 p.give_up_at = None;
