@@ -90,6 +90,7 @@ pub async fn run_from(
     config_path: Option<std::path::PathBuf>,
 ) -> std::io::Result<()> {
     transport::tls::install_crypto_provider();
+    let (hangup, stop_signals) = lifecycle::signals();
     let rtmps_store = config
         .rtmps_tls()
         .map(|f| load_certs("RTMPS", f))
@@ -254,8 +255,8 @@ pub async fn run_from(
             }
             None
         }
-        _ = lifecycle::reload_on_hangup(reloader) => None,
-        s = lifecycle::stop_signal() => Some(s),
+        _ = lifecycle::reload_on_hangup(hangup, reloader) => None,
+        s = lifecycle::stop_signal(stop_signals) => Some(s),
     };
     ready.store(false, std::sync::atomic::Ordering::Relaxed);
     let Some(signal) = signal else {

@@ -205,40 +205,85 @@ impl Reloader {
     }
 }
 
-/// Waits for SIGHUP forever, reloading on each. Without SIGHUP support it
-/// never finishes.
-pub async fn reload_on_hangup(mut reloader: Reloader) {
+/// SIGHUP, registered early: a SIGHUP that arrives while castgate starts
+/// must not kill it (the default action).
+pub struct Hangup {
+    #[cfg(unix)]
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+/// SIGTERM and SIGINT, registered early for the same reason.
+pub struct StopSignals {
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+/// Registers the handlers (call on the runtime, before the listeners log
+/// that they listen).
+pub fn signals() -> (Hangup, StopSignals) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::hangup()) {
-            Ok(mut hup) => {
-                while hup.recv().await.is_some() {
-                    info!("SIGHUP: reloading the config and TLS certificates");
-                    let _ = reloader.reload();
-                }
+        let get = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                warn!("cannot handle {name}: {e}");
+                None
             }
-            Err(e) => warn!("cannot handle SIGHUP (no reload): {e}"),
+        };
+        (
+            Hangup {
+                hup: get(SignalKind::hangup(), "SIGHUP"),
+            },
+            StopSignals {
+                term: get(SignalKind::terminate(), "SIGTERM"),
+                int: get(SignalKind::interrupt(), "SIGINT"),
+            },
+        )
+    }
+    #[cfg(not(unix))]
+    (Hangup {}, StopSignals {})
+}
+
+/// Waits for SIGHUP forever, reloading on each. Without SIGHUP support it
+/// never finishes.
+pub async fn reload_on_hangup(mut hangup: Hangup, mut reloader: Reloader) {
+    #[cfg(unix)]
+    if let Some(hup) = hangup.hup.as_mut() {
+        while hup.recv().await.is_some() {
+            info!("SIGHUP: reloading the config and TLS certificates");
+            let _ = reloader.reload();
         }
     }
-    let _ = &mut reloader;
+    let _ = (&mut hangup, &mut reloader);
     std::future::pending().await
 }
 
 /// Resolves on SIGTERM or SIGINT; says which.
-pub async fn stop_signal() -> &'static str {
+pub async fn stop_signal(mut s: StopSignals) -> &'static str {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            return tokio::select! {
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
-            };
+        async fn recv(sig: Option<&mut tokio::signal::unix::Signal>) {
+            match sig {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            _ = recv(s.term.as_mut()) => "SIGTERM",
+            _ = recv(s.int.as_mut()) => "SIGINT",
         }
     }
-    let _ = tokio::signal::ctrl_c().await;
-    "SIGINT"
+    #[cfg(not(unix))]
+    {
+        let _ = &mut s;
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
 }
 
 #[cfg(test)]
