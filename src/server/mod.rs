@@ -513,7 +513,11 @@ impl Connection {
         mode: String,
     ) {
         if let Err(why) = stream_key(&app, &name) {
-            warn!(app, name, "{action:?} refused: {why}");
+            let what = match action {
+                Action::Publish => "publish",
+                Action::Play => "play",
+            };
+            warn!(app, name, "{what} refused: {why}");
             match action {
                 Action::Publish => {
                     self.session
