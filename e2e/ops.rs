@@ -608,6 +608,49 @@ fn webhook_events_signed_in_order_and_retried() {
         ids[..4],
         "the late receiver got other events or another order"
     );
+
+    // relay.state_changed: a relay to a destination that refuses.
+    let dead = free_port();
+    let body = format!(r#"{{"stream":"live/three","target":"rtmp://127.0.0.1:{dead}/app/x"}}"#);
+    let r = http_exchange(
+        server.http,
+        "POST",
+        "/api/v1/relays",
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let mut ff = publish(&src, &server.url("live/three"), &[]);
+    let relay_events = |g: &[Received]| -> Vec<(String, String)> {
+        g.iter()
+            .map(|r| r.json())
+            .filter(|v| v["type"] == "relay.state_changed")
+            .map(|v| {
+                assert_eq!(v["stream"], "live/three");
+                (
+                    v["data"]["from"].as_str().unwrap().to_string(),
+                    v["data"]["to"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let got = hook.wait("relay state changes", |g| {
+        relay_events(g).iter().any(|(_, to)| to == "backoff")
+    });
+    let changes = relay_events(&got);
+    assert_eq!(
+        changes[0],
+        ("waiting".to_string(), "connecting".to_string()),
+        "{changes:?}"
+    );
+    assert!(
+        changes.contains(&("connecting".to_string(), "backoff".to_string())),
+        "{changes:?}"
+    );
+    for r in &got {
+        assert_signed(r, secret);
+    }
+    let _ = wait_child(&mut ff, T, "ffmpeg");
     server.assert_no_panic();
 }
 
