@@ -7,7 +7,10 @@
 //! - [`ServerContext::config_updates`](crate::server::ServerContext): a
 //!   `watch::Receiver<Arc<Config>>` that sees every accepted reload
 //!   (transcode profiles, limits); `changed().await` wakes on each.
-//! - `crate::webhooks::emit` for events (`transcode.failed`).
+//! - `crate::webhooks::emit` for events (`transcode.failed`), and
+//!   `crate::metrics::transcode_restart()`.
+//! - `ServerContext::auth.profile_of(key)`: the transcode profile the auth
+//!   webhook named for a live stream.
 //!
 //! A reload re-reads the config file (and the environment) with the same
 //! checks as start-up; an invalid file is refused with the reason, logged,

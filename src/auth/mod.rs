@@ -213,6 +213,25 @@ pub enum Verdict {
 pub struct Auth {
     policy: ArcSwap<Policy>,
     cache: Mutex<HashMap<String, (Instant, Verdict)>>,
+    /// Transcode profiles named by the webhook, by live stream.
+    profiles: Arc<Mutex<HashMap<String, (u64, String)>>>,
+    next_profile: std::sync::atomic::AtomicU64,
+}
+
+/// Keeps a stream's webhook-named profile while its publish lasts.
+pub struct ProfileGuard {
+    profiles: Arc<Mutex<HashMap<String, (u64, String)>>>,
+    key: String,
+    id: u64,
+}
+
+impl Drop for ProfileGuard {
+    fn drop(&mut self) {
+        let mut m = self.profiles.lock().unwrap_or_else(|e| e.into_inner());
+        if m.get(&self.key).is_some_and(|(id, _)| *id == self.id) {
+            m.remove(&self.key);
+        }
+    }
 }
 
 /// Cached answers at most (past this, expired ones are swept, then all).
@@ -223,7 +242,34 @@ impl Auth {
         Auth {
             policy: ArcSwap::from_pointee(policy),
             cache: Mutex::new(HashMap::new()),
+            profiles: Arc::default(),
+            next_profile: std::sync::atomic::AtomicU64::new(1),
         }
+    }
+
+    /// The hook for the transcode module: the profile the auth webhook
+    /// named for `key`'s current publish (`None`: none named).
+    pub fn profile_of(&self, key: &str) -> Option<String> {
+        let m = self.profiles.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(key).map(|(_, p)| p.clone())
+    }
+
+    /// Records the profile of a publish that starts; dropping the guard
+    /// (the publish ends) forgets it.
+    pub fn publish_profile(&self, key: &str, profile: Option<&str>) -> Option<ProfileGuard> {
+        let profile = profile?;
+        let id = self
+            .next_profile
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.profiles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_string(), (id, profile.to_string()));
+        Some(ProfileGuard {
+            profiles: self.profiles.clone(),
+            key: key.to_string(),
+            id,
+        })
     }
 
     pub fn policy(&self) -> Arc<Policy> {
@@ -382,6 +428,19 @@ mod tests {
             auth.check(&req(Action::Play, "live", "bad")).await,
             Verdict::Allow(_)
         ));
+    }
+
+    #[test]
+    fn profiles_last_as_long_as_their_publish() {
+        let auth = Auth::new(section().policy().unwrap());
+        assert!(auth.publish_profile("live/a", None).is_none());
+        let g = auth.publish_profile("live/a", Some("low"));
+        assert_eq!(auth.profile_of("live/a").as_deref(), Some("low"));
+        let g2 = auth.publish_profile("live/a", Some("high"));
+        drop(g);
+        assert_eq!(auth.profile_of("live/a").as_deref(), Some("high"));
+        drop(g2);
+        assert_eq!(auth.profile_of("live/a"), None);
     }
 
     #[test]

@@ -162,6 +162,9 @@ pub fn exercise(data: &[u8]) {
     let signed = sign_playlist(doc, &q);
     assert_eq!(signed.lines().count(), doc.lines().count(), "{doc:?}");
     for (a, b) in doc.lines().zip(signed.lines()) {
+        // A line's own trailing CR reads as part of the CRLF once the
+        // signed line gets its LF.
+        let a = a.strip_suffix('\r').unwrap_or(a);
         assert!(
             b.starts_with(a.split("URI=\"").next().unwrap_or("")),
             "{a:?} -> {b:?}"

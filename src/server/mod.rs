@@ -130,6 +130,8 @@ struct Publishing {
     started: Instant,
     /// Read by `/metrics`; unregistered when the publish ends.
     stats: StatsGuard,
+    /// The webhook-named transcode profile (`Auth::profile_of`).
+    _profile: Option<crate::auth::ProfileGuard>,
     protocol: &'static str,
 }
 
@@ -755,6 +757,10 @@ impl Connection {
                     last_media: now,
                     started: now,
                     stats: self.ctx.stats.register(&key),
+                    _profile: self
+                        .ctx
+                        .auth
+                        .publish_profile(&key, grant.profile.as_deref()),
                     protocol: self.protocol,
                 });
             }
