@@ -909,7 +909,7 @@ fn sighup_reloads_keys_and_relays() {
     // Relay a removed: its relay stops, b's stays; k2 refused again.
     write_config(dir.path(), "c.toml", &config("\"k1\"", &[b], 0));
     hup(&server);
-    server.wait_count(&["SIGHUP: config reloaded"], 2, T);
+    assert!(server.wait_count(&["SIGHUP: config reloaded"], 2, T));
     let b_relays: Vec<_> = after
         .iter()
         .filter(|r| r.1.contains(&format!(":{b}/")))
@@ -953,8 +953,8 @@ fn sighup_reloads_keys_and_relays() {
 #[test]
 fn sigterm_during_a_live_publish() {
     let mut server = Castgate::start(&[
-        ("CASTGATE__LIFECYCLE__DRAIN_SECS", "5"),
-        ("CASTGATE__LIFECYCLE__SHUTDOWN_TIMEOUT_SECS", "20"),
+        ("CASTGATE__LIFECYCLE__DRAIN_SECS", "10"),
+        ("CASTGATE__LIFECYCLE__SHUTDOWN_TIMEOUT_SECS", "30"),
         // Without the shutdown, an ended publisher would keep the playlist
         // open this long: the ENDLIST below is the shutdown's doing.
         ("CASTGATE__PACKAGE__GRACE_SECS", "600"),
@@ -984,9 +984,11 @@ fn sigterm_during_a_live_publish() {
         .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("children")).ok())
         .collect();
     assert_eq!(children.trim(), "", "castgate has child processes");
-    let status = server.wait_exit(Duration::from_secs(40));
+    // Within shutdown_timeout_secs (30), with slack for a loaded machine.
+    let status = server.wait_exit(Duration::from_secs(45));
     assert_eq!(status.code(), Some(0), "exit status {status:?}");
-    assert!(started.elapsed() < Duration::from_secs(40));
+    assert!(started.elapsed() < Duration::from_secs(45));
+    server.wait_log("shut down cleanly", T);
     let _ = wait_child(&mut ff, T, "ffmpeg after castgate exited");
     server.assert_no_panic();
 }
