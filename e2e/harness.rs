@@ -189,6 +189,11 @@ impl Castgate {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Waits for the process to exit (after a signal); panics on timeout.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        wait_child(&mut self.child, timeout, "castgate")
+    }
+
     /// castgate's resident memory (VmRSS) in KiB.
     pub fn rss_kib(&self) -> u64 {
         rss_kib(self.pid())

@@ -9,6 +9,7 @@ mod harness;
 mod hls_dash;
 mod load;
 mod malformed;
+mod ops;
 mod raw;
 mod relay;
 mod rtmp_play;

@@ -428,6 +428,23 @@ mod seeds {
         ] {
             w.put("stream_key", name, text.as_bytes());
         }
+        // signed_url: a query, a 0 byte, a playlist or MPD.
+        let valid = castgate::auth::signed::query("fuzz", "live/k", 1000);
+        for (name, text) in [
+            (
+                "playlist",
+                format!(
+                    "{valid}\0#EXTM3U\n#EXT-X-MAP:URI=\"video/init-1.mp4\"\n#EXTINF:2.0,\nvideo/seg-1.m4s\n\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"video/seg-2.m4s?part=0\"\n"
+                ),
+            ),
+            (
+                "mpd",
+                "exp=1&sig=00\0<SegmentTemplate media=\"video/seg-$Number$.m4s\" initialization=\"video/init-1.mp4\"/>".to_string(),
+            ),
+            ("expired", "exp=1&sig=zz&exp=2\0".to_string()),
+        ] {
+            w.put("signed_url", name, text.as_bytes());
+        }
     }
 
     /// Every byte a castgate server session sends to one of our clients,

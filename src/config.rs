@@ -35,6 +35,10 @@ pub struct Config {
     #[serde(default)]
     pub relays: Vec<StaticRelay>,
     pub log: LogConfig,
+    pub auth: crate::auth::AuthSection,
+    pub webhooks: crate::webhooks::WebhooksSection,
+    pub metrics: crate::metrics::MetricsSection,
+    pub lifecycle: crate::lifecycle::LifecycleSection,
     /// How transcode jobs run.
     pub transcoder: TranscoderSection,
     /// `[[transcode]]` entries: stream pattern -> profile, first match wins.
@@ -486,6 +490,10 @@ impl Config {
             return invalid("relay.threads", "must be at most 1024");
         }
         self.static_relays()?;
+        self.auth.validate()?;
+        self.webhooks.validate()?;
+        self.metrics.validate()?;
+        self.lifecycle.validate()?;
         Ok(())
     }
 

@@ -5,18 +5,22 @@
 //! the `hub`, which fans each live stream out to its consumers.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod egress;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;
 pub mod hub;
+pub mod lifecycle;
 pub mod media;
+pub mod metrics;
 pub mod package;
 pub mod rtmp;
 pub mod server;
 pub mod transcode;
 pub mod transport;
+pub mod webhooks;
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
@@ -77,7 +81,17 @@ async fn maybe<F: Future>(f: Option<F>) -> F::Output {
 /// Bind errors (naming the address) and certificate errors (naming the
 /// file) are returned before anything runs.
 pub async fn run(config: config::Config) -> std::io::Result<()> {
+    run_from(config, None).await
+}
+
+/// [`run`], with the config file SIGHUP re-reads (`None`: defaults and the
+/// environment only).
+pub async fn run_from(
+    config: config::Config,
+    config_path: Option<std::path::PathBuf>,
+) -> std::io::Result<()> {
     transport::tls::install_crypto_provider();
+    let (hangup, stop_signals) = lifecycle::signals();
     let rtmps_store = config
         .rtmps_tls()
         .map(|f| load_certs("RTMPS", f))
@@ -114,7 +128,27 @@ pub async fn run(config: config::Config) -> std::io::Result<()> {
     };
     let rtmpt = config.rtmpt.enabled.then(|| config.rtmpt.clone());
     let api_config = config.api.clone();
-    let ctx = server::ServerContext::new(config);
+    if !auth::is_loopback(config.rtmp.listen) {
+        if config.auth.publish == auth::AuthMode::Open {
+            tracing::warn!(
+                listen = %config.rtmp.listen,
+                "auth.publish = \"open\": ANYONE who can reach this address may publish; set auth.publish to \"keys\" or \"webhook\""
+            );
+        }
+        if config.auth.play == auth::AuthMode::Open {
+            tracing::info!(listen = %config.rtmp.listen, "auth.play = \"open\": anyone may play over RTMP");
+        }
+    }
+    webhooks::configure(&config.webhooks);
+    let lifecycle_config = config.lifecycle.clone();
+    let metrics_on = config.metrics.enabled;
+    if metrics_on {
+        metrics::handle();
+    }
+    let (stop_trigger, shutdown) = lifecycle::shutdown_pair();
+    let current_config = config.clone();
+    let ctx = server::ServerContext::new_with(config, shutdown);
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let tunnels = rtmpt.map(|c| transport::rtmpt::Tunnels::new(Arc::clone(&ctx), c));
     let api = api_config.enabled.then(|| {
         let token = (!api_config.token.is_empty()).then(|| api_config.token.clone());
@@ -139,6 +173,14 @@ pub async fn run(config: config::Config) -> std::io::Result<()> {
     let state = http::HttpState {
         tunnels,
         api,
+        auth: Some(Arc::clone(&ctx.auth)),
+        ready: Arc::clone(&ready),
+        metrics: metrics_on.then(|| metrics::Sources {
+            hub: ctx.hub.clone(),
+            streams: ctx.stats.clone(),
+            relays: ctx.relays.clone(),
+            max_streams: ctx.config.metrics.max_streams,
+        }),
         ..http::HttpState::new(ctx.packager.store().clone())
     };
     let app = http::router(state.clone());
@@ -180,68 +222,80 @@ pub async fn run(config: config::Config) -> std::io::Result<()> {
             stores.extend(h.map(|h| ("HTTPS", h)));
         }
     }
+    let reloader = lifecycle::Reloader {
+        path: config_path,
+        ctx: Arc::clone(&ctx),
+        certs: stores,
+        current: current_config,
+    };
+    let conn_ctx = Arc::clone(&ctx);
     let rtmp = transport::tcp::serve(listener, max_connections, move |socket, peer| {
-        server::serve_tcp_connection(socket, peer, Arc::clone(&ctx))
+        server::serve_tcp_connection(socket, peer, Arc::clone(&conn_ctx))
     });
-    tokio::select! {
-        _ = rtmp => {}
-        _ = maybe(rtmps) => {}
-        r = http => {
+    // The HTTP servers outlive the RTMP listeners at shutdown (players
+    // fetch the ended playlists), so they are polled in both phases.
+    let mut http = std::pin::pin!(http.into_future());
+    let mut https = std::pin::pin!(maybe(https.map(|s| s.into_future())));
+    let rtmp_side = async {
+        tokio::select! {
+            _ = rtmp => {}
+            _ = maybe(rtmps) => {}
+        }
+    };
+    ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    let signal = tokio::select! {
+        _ = rtmp_side => None,
+        r = &mut http => {
             if let Err(e) = r {
                 tracing::error!("HTTP server stopped: {e}");
             }
+            None
         }
-        r = maybe(https.map(|s| s.into_future())) => {
+        r = &mut https => {
             if let Err(e) = r {
                 tracing::error!("HTTPS server stopped: {e}");
             }
+            None
         }
-        _ = reload_on_hangup(stores) => {}
-        _ = shutdown_signal() => tracing::info!("shutting down"),
+        _ = lifecycle::reload_on_hangup(hangup, reloader) => None,
+        s = lifecycle::stop_signal(stop_signals) => Some(s),
+    };
+    ready.store(false, std::sync::atomic::Ordering::Relaxed);
+    let Some(signal) = signal else {
+        return Ok(());
+    };
+    let limit = lifecycle_config.shutdown_timeout();
+    tracing::info!(signal, timeout = ?limit, "shutting down: RTMP listeners closed");
+    let stop = async {
+        stop_trigger.trigger();
+        // Publishers end (their segments close), then the playlists are
+        // marked ended at once instead of after the grace period.
+        let deadline = tokio::time::Instant::now() + limit.mul_f64(0.5);
+        while ctx.hub.streams().iter().any(|s| s.publisher.is_some())
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let ended = ctx.packager.end_all();
+        let relays = ctx.relays.stop_all();
+        tracing::info!(
+            streams_ended = ended,
+            relays_stopped = relays,
+            "shutting down: streams ended"
+        );
+        webhooks::flush(limit.mul_f64(0.25)).await;
+        tracing::info!(drain = ?lifecycle_config.drain(), "shutting down: draining HTTP");
+        tokio::time::sleep(lifecycle_config.drain()).await;
+    };
+    let stopped = async {
+        tokio::select! {
+            _ = stop => true,
+            _ = &mut http => false,
+        }
+    };
+    match tokio::time::timeout(limit, stopped).await {
+        Ok(_) => tracing::info!("shut down cleanly"),
+        Err(_) => tracing::warn!(timeout = ?limit, "shutdown timeout reached: exiting anyway"),
     }
     Ok(())
-}
-
-/// SIGHUP re-reads every certificate; live connections are not touched.
-/// Without certificates SIGHUP keeps its default meaning.
-async fn reload_on_hangup(stores: Vec<(&'static str, Arc<CertStore>)>) {
-    #[cfg(unix)]
-    if !stores.is_empty() {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::hangup()) {
-            Ok(mut hup) => {
-                while hup.recv().await.is_some() {
-                    tracing::info!("SIGHUP: reloading TLS certificates");
-                    for (what, store) in &stores {
-                        store.reload_logged(what);
-                    }
-                }
-            }
-            Err(e) => tracing::warn!("cannot handle SIGHUP (no certificate reload): {e}"),
-        }
-    }
-    let _ = stores;
-    std::future::pending().await
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -46,6 +46,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Serve { config } => {
+            let config_path = config.clone();
             let config = match Config::load(config.as_deref()) {
                 Ok(c) => c,
                 Err(e) => {
@@ -70,7 +71,11 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(castgate::run(config)) {
+            let result = runtime.block_on(castgate::run_from(config, config_path));
+            // Tasks still running (connections being dropped) get a moment,
+            // not a say in whether the process exits.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("castgate: {e}");

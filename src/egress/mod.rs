@@ -124,6 +124,9 @@ impl From<String> for ConnectError {
 /// A `[[relays]]` entry.
 #[derive(Clone, Debug)]
 pub struct StaticRule {
+    /// The entry as written (pattern, target, TLS options): a reload keeps
+    /// the relays of entries whose spec did not change.
+    spec: String,
     pub pattern: StreamPattern,
     pub template: TargetTemplate,
     pub tls: TlsOptions,
@@ -150,6 +153,7 @@ impl StaticRule {
             _ => None,
         };
         Ok(StaticRule {
+            spec: format!("{stream}\n{target}\n{tls:?}"),
             pattern,
             template,
             tls,
@@ -177,8 +181,9 @@ pub enum RelayState {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
     Api,
-    /// The index of its `[[relays]]` entry.
-    Config(usize),
+    /// The id of its `[[relays]]` entry (stable across reloads while the
+    /// entry is unchanged).
+    Config(u64),
 }
 
 /// What the API shows of a relay. The target is redacted.
@@ -272,19 +277,49 @@ impl Relay {
     }
 
     fn set_state(&self, state: RelayState) {
-        let mut s = self.status();
-        if s.state != state {
-            s.state = state;
-            s.since = Instant::now();
+        let changed = {
+            let mut s = self.status();
+            let from = s.state;
+            if s.state != state {
+                s.state = state;
+                s.since = Instant::now();
+            }
+            s.next_attempt = None;
+            (from != state).then_some(from)
+        };
+        if let Some(from) = changed {
+            self.state_changed(from, state);
         }
-        s.next_attempt = None;
     }
 
     fn set_backoff(&self, next: Instant) {
-        let mut s = self.status();
-        s.state = RelayState::Backoff;
-        s.since = Instant::now();
-        s.next_attempt = Some(next);
+        let from = {
+            let mut s = self.status();
+            let from = s.state;
+            s.state = RelayState::Backoff;
+            s.since = Instant::now();
+            s.next_attempt = Some(next);
+            from
+        };
+        if from != RelayState::Backoff {
+            self.state_changed(from, RelayState::Backoff);
+        }
+    }
+
+    /// The `relay.state_changed` webhook event (queued, never waited for).
+    fn state_changed(&self, from: RelayState, to: RelayState) {
+        let last_error = self.status().last_error.as_ref().map(|(e, _)| e.clone());
+        crate::webhooks::emit(
+            "relay.state_changed",
+            Some(&self.stream),
+            serde_json::json!({
+                "relay": self.id,
+                "target": self.redacted,
+                "from": from,
+                "to": to,
+                "last_error": last_error,
+            }),
+        );
     }
 
     /// Records an error with the target's secrets scrubbed out; returns it.
@@ -395,16 +430,22 @@ pub struct Relays {
 pub(crate) struct Inner {
     hub: Hub,
     settings: RelaySettings,
-    rules: Vec<StaticRule>,
+    /// `[[relays]]` entries with their ids; replaced on reload.
+    rules: Mutex<Vec<(u64, StaticRule)>>,
     /// Where relay tasks run: relay threads, else the runtime current when
     /// the registry was made (whichever thread asks).
     threads: Vec<RelayThread>,
     runtime: Option<tokio::runtime::Handle>,
     relays: Mutex<BTreeMap<u64, Arc<Relay>>>,
     next_id: AtomicU64,
+    next_rule: AtomicU64,
 }
 
 impl Inner {
+    fn rules(&self) -> MutexGuard<'_, Vec<(u64, StaticRule)>> {
+        self.rules.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn relays(&self) -> MutexGuard<'_, BTreeMap<u64, Arc<Relay>>> {
         self.relays.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -432,7 +473,12 @@ impl Relays {
     /// Tasks run on the runtime current at this call, if any (else on
     /// whichever runtime creates them).
     pub fn new(hub: Hub, settings: RelaySettings, rules: Vec<StaticRule>) -> Relays {
-        for (i, r) in rules.iter().enumerate() {
+        let rules: Vec<(u64, StaticRule)> = rules
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| (i as u64, r))
+            .collect();
+        for (i, r) in &rules {
             info!(
                 rule = i,
                 pattern = r.pattern.as_str(),
@@ -440,12 +486,14 @@ impl Relays {
                 "static relay configured"
             );
         }
+        let next_rule = rules.len() as u64;
         let threads = start_threads(settings.threads);
         Relays {
             inner: Arc::new(Inner {
                 hub,
                 settings,
-                rules,
+                rules: Mutex::new(rules),
+                next_rule: AtomicU64::new(next_rule),
                 threads,
                 runtime: tokio::runtime::Handle::try_current().ok(),
                 relays: Mutex::new(BTreeMap::new()),
@@ -496,7 +544,9 @@ impl Relays {
     /// just been published (once per stream: a returning publisher keeps
     /// the instances it has).
     pub fn on_publish(&self, key: &str) {
-        for (i, rule) in self.inner.rules.iter().enumerate() {
+        let rules = self.inner.rules().clone();
+        for (i, rule) in &rules {
+            let i = *i;
             if !rule.pattern.matches(key) {
                 continue;
             }
@@ -599,6 +649,61 @@ impl Relays {
             (None, None) => drop(tokio::spawn(task)),
         }
         Ok(relay)
+    }
+
+    /// Replaces the `[[relays]]` entries (SIGHUP): relays of entries that
+    /// are gone stop, entries that are new start for the streams live now,
+    /// unchanged entries and their relays are not touched. Returns (stopped
+    /// relays, new entries).
+    pub fn set_rules(&self, new: Vec<StaticRule>) -> (usize, usize) {
+        let (removed, added) = {
+            let mut rules = self.inner.rules();
+            let mut kept: Vec<(u64, StaticRule)> = Vec::new();
+            let mut added = 0;
+            let mut old: Vec<(u64, StaticRule)> = std::mem::take(&mut *rules);
+            for rule in new {
+                match old.iter().position(|(_, o)| o.spec == rule.spec) {
+                    Some(i) => kept.push(old.swap_remove(i)),
+                    None => {
+                        let id = self.inner.next_rule.fetch_add(1, Ordering::Relaxed);
+                        info!(
+                            rule = id,
+                            pattern = rule.pattern.as_str(),
+                            target = %rule.template.redacted(),
+                            "static relay configured (reload)"
+                        );
+                        kept.push((id, rule));
+                        added += 1;
+                    }
+                }
+            }
+            *rules = kept;
+            (old.into_iter().map(|(id, _)| id).collect::<Vec<_>>(), added)
+        };
+        let doomed: Vec<u64> = self
+            .inner
+            .relays()
+            .values()
+            .filter(|r| matches!(r.source, Source::Config(id) if removed.contains(&id)))
+            .map(|r| r.id)
+            .collect();
+        for id in &doomed {
+            self.delete(id.to_owned());
+        }
+        if added > 0 {
+            for info in self.inner.hub.streams() {
+                if info.publisher.is_some() {
+                    self.on_publish(&info.key);
+                }
+            }
+        }
+        (doomed.len(), added)
+    }
+
+    /// Stops every relay (shutdown): each destination sees its stream end.
+    pub fn stop_all(&self) -> usize {
+        let ids: Vec<u64> = self.inner.relays().keys().copied().collect();
+        ids.iter().filter(|id| self.delete(**id)).count()
     }
 
     pub fn list(&self) -> Vec<RelayInfo> {

@@ -34,6 +34,11 @@ pub fn ffmpeg_output(data: &[u8]) {
     crate::transcode::exercise_output(data);
 }
 
+/// A signed HLS/DASH URL query, and signing a playlist (`auth::signed`).
+pub fn signed_url(data: &[u8]) {
+    crate::auth::signed::exercise(data);
+}
+
 /// A fuzz target's body.
 pub type Target = fn(&[u8]);
 
@@ -53,6 +58,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("ingest", ingest),
     ("relay_target", relay_target),
     ("rtmp_client", rtmp_client),
+    ("signed_url", signed_url),
     ("stream_key", stream_key),
     ("ts_mux", ts_mux),
 ];

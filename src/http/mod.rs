@@ -39,6 +39,12 @@ pub struct HttpState {
     pub tunnel_proto: &'static str,
     /// The REST API (`None`: off).
     pub api: Option<Arc<crate::api::ApiState>>,
+    /// Signed-URL checks on media (`auth.url_secret`).
+    pub auth: Option<Arc<crate::auth::Auth>>,
+    /// `/readyz`: true while the listeners are up and not shutting down.
+    pub ready: Arc<std::sync::atomic::AtomicBool>,
+    /// `/metrics` (`None`: off).
+    pub metrics: Option<crate::metrics::Sources>,
 }
 
 impl HttpState {
@@ -48,6 +54,9 @@ impl HttpState {
             tunnels: None,
             tunnel_proto: "rtmpt",
             api: None,
+            auth: None,
+            ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            metrics: None,
         }
     }
 }
@@ -57,7 +66,11 @@ impl HttpState {
 pub fn router(state: HttpState) -> Router {
     let mut router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
         .route(TIME_PATH, get(time));
+    if state.metrics.is_some() {
+        router = router.route("/metrics", get(metrics_page));
+    }
     if state.tunnels.is_some() {
         router = rtmpt::routes(router, media);
     }
@@ -68,6 +81,69 @@ pub fn router(state: HttpState) -> Router {
         .fallback(media)
         .with_state(state)
         .layer(axum::middleware::map_response(cors))
+        .layer(axum::middleware::from_fn(count_request))
+}
+
+/// `/readyz`: 200 once every listener is up, 503 before and while
+/// shutting down (a load balancer stops sending new clients).
+async fn readyz(State(state): State<HttpState>) -> Response {
+    if state.ready.load(std::sync::atomic::Ordering::Relaxed) {
+        "ready\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+async fn metrics_page(State(state): State<HttpState>) -> Response {
+    let Some(src) = state.metrics else {
+        return not_found("metrics");
+    };
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            ),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        crate::metrics::render(&src),
+    )
+        .into_response()
+}
+
+/// Counts every request by route and status (and times media ones).
+async fn count_request(req: Request, next: axum::middleware::Next) -> Response {
+    let route = route_of(req.uri().path());
+    let started = std::time::Instant::now();
+    let res = next.run(req).await;
+    crate::metrics::http_request(route, res.status().as_u16(), started.elapsed());
+    res
+}
+
+/// A request's route, from a small fixed set (bounded label values).
+pub fn route_of(path: &str) -> &'static str {
+    match path {
+        "/metrics" => return "metrics",
+        "/healthz" | "/readyz" => return "health",
+        TIME_PATH => return "time",
+        _ => {}
+    }
+    if path.starts_with(crate::api::PREFIX) {
+        return "api";
+    }
+    if ["/open/", "/send/", "/idle/", "/close/", "/fcs/"]
+        .iter()
+        .any(|p| path.starts_with(p))
+    {
+        return "rtmpt";
+    }
+    match parse_media_path(path) {
+        Some((_, Resource::Multivariant | Resource::MediaPlaylist(_))) => "playlist",
+        Some((_, Resource::Mpd)) => "mpd",
+        Some((_, Resource::Init(..))) => "init",
+        Some((_, Resource::Segment(..))) => "segment",
+        None => "other",
+    }
 }
 
 /// Browser players load from other origins: every media response allows
@@ -183,6 +259,28 @@ async fn media(State(state): State<HttpState>, req: Request) -> Response {
     let Some((key, resource)) = parse_media_path(req.uri().path()) else {
         return not_found("resource");
     };
+    // Signed URLs: checked before anything about the stream is revealed.
+    let mut carry_query = None;
+    if let Some(secret) = state
+        .auth
+        .as_ref()
+        .and_then(|a| a.policy().url_secret.clone())
+    {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        match crate::auth::signed::verify(&secret, &key, req.uri().query(), now) {
+            Ok(q) => carry_query = Some(q),
+            Err(e) => {
+                return (
+                    StatusCode::FORBIDDEN,
+                    [(header::CACHE_CONTROL, "no-store")],
+                    format!("signed URL required: {e}\n"),
+                )
+                    .into_response()
+            }
+        }
+    }
     let Some(stream) = state.store.get(&key) else {
         return not_found("stream");
     };
@@ -264,6 +362,11 @@ async fn media(State(state): State<HttpState>, req: Request) -> Response {
     );
     let chunks = match body {
         Payload::Text(text) => {
+            let text = match (&carry_query, resource) {
+                (Some(q), Resource::Mpd) => crate::auth::signed::sign_mpd(&text, q),
+                (Some(q), _) => crate::auth::signed::sign_playlist(&text, q),
+                (None, _) => text,
+            };
             headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
             if gzip {
                 headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));

@@ -156,6 +156,8 @@ pub struct StreamInfo {
     pub video_kbps: Option<f64>,
     pub audio_kbps: Option<f64>,
     pub fps: Option<f64>,
+    /// Frames the current subscribers (players) lost to their drop policy.
+    pub subscribers_dropped: u64,
 }
 
 /// Bytes and frames per second of media time, in one-second buckets keyed
@@ -389,6 +391,7 @@ impl Stream {
             video_kbps: rates.map(|r| r.0).filter(|_| st.video_config.is_some()),
             audio_kbps: rates.map(|r| r.1).filter(|_| st.audio_config.is_some()),
             fps: rates.map(|r| r.2).filter(|_| st.video_config.is_some()),
+            subscribers_dropped: st.subscribers.iter().map(|q| q.dropped()).sum(),
         }
     }
 }

@@ -178,6 +178,17 @@ impl Packager {
         });
     }
 
+    /// Shutdown: ends every packaged stream now, without waiting for the
+    /// grace period (open segments close, playlists get EXT-X-ENDLIST, the
+    /// MPD turns static). Returns how many.
+    pub fn end_all(&self) -> usize {
+        let segs: Vec<_> = lock(&self.running).values().cloned().collect();
+        for s in &segs {
+            lock(s).end();
+        }
+        segs.len()
+    }
+
     /// Ends the stream once its publisher has been gone for the grace period.
     async fn watch_grace(
         &self,

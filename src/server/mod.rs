@@ -15,9 +15,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{info, warn, Instrument};
 
+use crate::auth::{Action, Auth, Grant, Verdict};
 use crate::config::Config;
 use crate::egress::Relays;
 use crate::hub::{Closed, Hub, Publisher, StreamEvent, Subscriber};
+use crate::lifecycle::Shutdown;
+use crate::metrics::{ConnGauge, StatsGuard};
 use crate::package::service::{Packager, Store};
 use crate::rtmp::session::{ServerEvent, ServerSession, SessionError};
 use coalesce::Coalescer;
@@ -31,11 +34,45 @@ pub struct ServerContext {
     pub packager: Packager,
     pub relays: Relays,
     pub transcoder: crate::transcode::Transcoder,
+    /// Publish and play authorisation (its policy is swapped on SIGHUP).
+    pub auth: Arc<Auth>,
+    /// Per-publish stats read by `/metrics`.
+    pub stats: crate::metrics::Streams,
+    /// Fires when the process starts to stop (see `lifecycle`).
+    pub shutdown: Shutdown,
+    /// Every accepted config reload (see `lifecycle`); subscribe with
+    /// [`ServerContext::config_updates`].
+    pub config_tx: tokio::sync::watch::Sender<Arc<Config>>,
 }
 
 impl ServerContext {
     /// Relay tasks will run on the runtime current at this call.
     pub fn new(config: Config) -> Arc<Self> {
+        Self::new_with(config, Shutdown::never())
+    }
+
+    /// The config as last reloaded; `changed().await` wakes on each reload.
+    pub fn config_updates(&self) -> tokio::sync::watch::Receiver<Arc<Config>> {
+        self.config_tx.subscribe()
+    }
+
+    /// [`ServerContext::new`] with the process's shutdown token.
+    pub fn new_with(config: Config, shutdown: Shutdown) -> Arc<Self> {
+        // Checked when loaded; a keys file gone since then fails closed.
+        let policy = config.auth.policy().unwrap_or_else(|e| {
+            tracing::error!(
+                "auth: {e}; publishing and playing are refused until a reload fixes it"
+            );
+            let mut deny = config.auth.clone();
+            deny.publish = crate::auth::AuthMode::Keys;
+            deny.play = crate::auth::AuthMode::Keys;
+            deny.keys_file.clear();
+            deny.publish_keys.clear();
+            deny.play_keys.clear();
+            deny.webhook_url.clear();
+            deny.policy()
+                .unwrap_or_else(|_| unreachable!("a keys-only policy always checks"))
+        });
         let hub = Hub::new(config.hub_config());
         let packager = Packager::new(hub.clone(), Store::default(), config.packager_config());
         // The config was checked when loaded; an entry that no longer
@@ -58,12 +95,17 @@ impl ServerContext {
             rules,
             profiles,
         );
+        let config_tx = tokio::sync::watch::Sender::new(Arc::new(config.clone()));
         Arc::new(ServerContext {
             config,
             hub,
             packager,
             relays,
             transcoder,
+            auth: Arc::new(Auth::new(policy)),
+            stats: crate::metrics::Streams::default(),
+            shutdown,
+            config_tx,
         })
     }
 }
@@ -91,6 +133,8 @@ pub enum EndReason {
     WriteTimeout(Duration),
     #[error("publish refused: {0}")]
     PublishRefused(String),
+    #[error("server shutting down")]
+    Shutdown,
 }
 
 struct Publishing {
@@ -99,6 +143,22 @@ struct Publishing {
     ingest: Ingest,
     last_media: Instant,
     started: Instant,
+    /// Read by `/metrics`; unregistered when the publish ends.
+    stats: StatsGuard,
+    /// The webhook-named transcode profile (`Auth::profile_of`).
+    _profile: Option<crate::auth::ProfileGuard>,
+    protocol: &'static str,
+}
+
+/// A publish or play waiting for its authorisation.
+struct PendingAuth {
+    stream_id: u32,
+    app: String,
+    name: String,
+    query: String,
+    /// Publish mode (`live`, `record`, `append`); empty for play.
+    mode: String,
+    action: Action,
 }
 
 struct Playing {
@@ -146,8 +206,19 @@ async fn serve<S>(
 {
     let span = tracing::info_span!("conn", %peer, proto = protocol);
     async move {
+        if ctx.shutdown.is_stopping() {
+            info!("connection refused: shutting down");
+            return;
+        }
+        // The config as last reloaded: RTMP limits and timeouts changed by
+        // SIGHUP apply to connections from then on.
+        let config = ctx.config_tx.borrow().clone();
         let mut conn = Connection {
-            session: ServerSession::new(ctx.config.session_config()),
+            session: ServerSession::new(config.session_config()),
+            config,
+            gauge: ConnGauge::new(protocol),
+            protocol,
+            pending: None,
             ctx: ctx.clone(),
             peer,
             app: String::new(),
@@ -173,6 +244,16 @@ async fn serve<S>(
 }
 
 fn log_publish_end(p: &Publishing) {
+    crate::webhooks::emit(
+        "stream.ended",
+        Some(p.publisher.key()),
+        serde_json::json!({
+            "protocol": p.protocol,
+            "frames": p.ingest.frames,
+            "bytes": p.ingest.bytes,
+            "secs": p.started.elapsed().as_secs_f64(),
+        }),
+    );
     info!(
         stream = p.publisher.key(),
         frames = p.ingest.frames,
@@ -186,6 +267,14 @@ fn log_publish_end(p: &Publishing) {
 }
 
 struct Connection {
+    /// This connection's settings (the config current when it started).
+    config: Arc<Config>,
+    gauge: ConnGauge,
+    protocol: &'static str,
+    /// Set when a publish or play awaits its authorisation: no more session
+    /// events are handled until it is decided (media sent right after the
+    /// publish command waits in the session, in order).
+    pending: Option<PendingAuth>,
     session: ServerSession,
     ctx: Arc<ServerContext>,
     peer: SocketAddr,
@@ -210,11 +299,24 @@ fn coalesce_epoch() -> Instant {
 
 impl Connection {
     async fn run<S: AsyncRead + AsyncWrite + Unpin>(&mut self, mut io: S) -> EndReason {
-        let rtmp = &self.ctx.config.rtmp;
+        let rtmp = &self.config.rtmp;
         let handshake_deadline = Instant::now() + rtmp.handshake_timeout();
         let write_timeout = rtmp.idle_timeout();
         let mut buf = BytesMut::with_capacity(64 * 1024);
+        let shutdown = self.ctx.shutdown.clone();
         loop {
+            while let Some(p) = self.pending.take() {
+                self.authorise(p).await;
+                if let Err(reason) = self.drain_events() {
+                    return reason;
+                }
+            }
+            self.gauge.set(match (&self.publishing, &self.playing) {
+                (Some(_), _) => "publishing",
+                (None, Some(_)) => "playing",
+                _ if self.app.is_empty() => "handshake",
+                _ => "connected",
+            });
             if self.session.has_output() {
                 let out = self.session.take_output();
                 match timeout(write_timeout, io.write_all(&out)).await {
@@ -249,6 +351,15 @@ impl Connection {
                     let out = self.session.take_output();
                     let _ = timeout(Duration::from_millis(200), io.write_all(&out)).await;
                     return EndReason::TakenOver(key);
+                }
+                _ = shutdown.cancelled() => {
+                    self.end_publish("NetStream.Unpublish.Success", "Server shutting down.");
+                    if let Some(p) = self.playing.take() {
+                        self.session.end_play(p.playout.stream_id, "NetStream.Play.Stop", "Server shutting down.");
+                    }
+                    let out = self.session.take_output();
+                    let _ = timeout(Duration::from_millis(200), io.write_all(&out)).await;
+                    return EndReason::Shutdown;
                 }
                 _ = sleep_until(deadline) => {
                     if let Some(reason) = self.check_timers(handshake_deadline) {
@@ -305,7 +416,7 @@ impl Connection {
             d = d.min(handshake_deadline);
         }
         if let Some(p) = &self.publishing {
-            d = d.min(p.last_media + self.ctx.config.rtmp.idle_timeout());
+            d = d.min(p.last_media + self.config.rtmp.idle_timeout());
         }
         if let Some(t) = self.playing.as_ref().and_then(|p| p.give_up_at) {
             d = d.min(t);
@@ -315,7 +426,7 @@ impl Connection {
 
     fn check_timers(&mut self, handshake_deadline: Instant) -> Option<EndReason> {
         let now = Instant::now();
-        let rtmp = &self.ctx.config.rtmp;
+        let rtmp = &self.config.rtmp;
         if self.app.is_empty() && now >= handshake_deadline {
             return Some(EndReason::HandshakeTimeout(rtmp.handshake_timeout()));
         }
@@ -359,10 +470,91 @@ impl Connection {
     }
 
     fn drain_events(&mut self) -> Result<(), EndReason> {
-        while let Some(ev) = self.session.poll_event() {
+        while self.pending.is_none() {
+            let Some(ev) = self.session.poll_event() else {
+                break;
+            };
             self.on_session_event(ev)?;
         }
         Ok(())
+    }
+
+    /// Asks the authoriser (a webhook answers within its timeout; this
+    /// connection alone waits) and answers the client.
+    async fn authorise(&mut self, p: PendingAuth) {
+        let req = crate::auth::Request::new(p.action, &p.app, &p.name, &p.query, self.protocol)
+            .from(self.peer);
+        let verdict = self.ctx.auth.check(&req).await;
+        match (p.action, verdict) {
+            (Action::Publish, Verdict::Allow(grant)) => {
+                self.on_publish(p.stream_id, &p.app, &p.name, &p.mode, grant)
+            }
+            (Action::Play, Verdict::Allow(_)) => self.on_play(p.stream_id, &p.app, &p.name),
+            (Action::Publish, Verdict::Deny(why)) => {
+                crate::metrics::auth_denied("publish");
+                warn!(
+                    app = p.app,
+                    name = p.name,
+                    "publish refused: unauthorised: {why}"
+                );
+                self.session.reject_publish(
+                    p.stream_id,
+                    "NetStream.Publish.Unauthorized",
+                    "Not authorised to publish this stream.",
+                );
+            }
+            (Action::Play, Verdict::Deny(why)) => {
+                crate::metrics::auth_denied("play");
+                warn!(
+                    app = p.app,
+                    name = p.name,
+                    "play refused: unauthorised: {why}"
+                );
+                self.session.reject_play(
+                    p.stream_id,
+                    "NetStream.Play.Failed",
+                    "Not authorised to play this stream.",
+                );
+            }
+        }
+    }
+
+    /// Checks the name, then queues the request for [`Self::authorise`].
+    fn ask(
+        &mut self,
+        action: Action,
+        stream_id: u32,
+        app: String,
+        name: String,
+        query: String,
+        mode: String,
+    ) {
+        if let Err(why) = stream_key(&app, &name) {
+            let what = match action {
+                Action::Publish => "publish",
+                Action::Play => "play",
+            };
+            warn!(app, name, "{what} refused: {why}");
+            match action {
+                Action::Publish => {
+                    self.session
+                        .reject_publish(stream_id, "NetStream.Publish.BadName", why)
+                }
+                Action::Play => {
+                    self.session
+                        .reject_play(stream_id, "NetStream.Play.StreamNotFound", why)
+                }
+            }
+            return;
+        }
+        self.pending = Some(PendingAuth {
+            stream_id,
+            app,
+            name,
+            query,
+            mode,
+            action,
+        });
     }
 
     fn on_session_event(&mut self, ev: ServerEvent) -> Result<(), EndReason> {
@@ -382,15 +574,16 @@ impl Connection {
                 stream_id,
                 app,
                 name,
+                query,
                 mode,
-                ..
-            } => self.on_publish(stream_id, &app, &name, &mode),
+            } => self.ask(Action::Publish, stream_id, app, name, query, mode),
             ServerEvent::PlayRequested {
                 stream_id,
                 app,
                 name,
+                query,
                 ..
-            } => self.on_play(stream_id, &app, &name),
+            } => self.ask(Action::Play, stream_id, app, name, query, String::new()),
             ServerEvent::Media {
                 stream_id,
                 kind,
@@ -406,13 +599,22 @@ impl Connection {
                 };
                 p.last_media = Instant::now();
                 let publisher = &p.publisher;
-                match p.ingest.media(kind, timestamp, payload, |ev| {
+                let stats = &*p.stats.stats;
+                let result = p.ingest.media(kind, timestamp, payload, |ev| {
+                    stats.observe(&ev);
                     publisher.send(ev);
-                }) {
+                });
+                stats
+                    .timestamp_repairs
+                    .store(p.ingest.repairs(), std::sync::atomic::Ordering::Relaxed);
+                match result {
                     Ok(None) => {}
                     Ok(Some(notice)) => warn!(stream = p.publisher.key(), "{notice}"),
                     Err(e) => {
                         p.ingest.bad_tags += 1;
+                        stats
+                            .bad_tags
+                            .store(p.ingest.bad_tags, std::sync::atomic::Ordering::Relaxed);
                         // Log the first few, then every 100th: a broken encoder
                         // must not flood the log.
                         let n = p.ingest.bad_tags;
@@ -488,7 +690,19 @@ impl Connection {
         Ok(())
     }
 
-    fn on_publish(&mut self, stream_id: u32, app: &str, name: &str, mode: &str) {
+    fn on_publish(&mut self, stream_id: u32, app: &str, name: &str, mode: &str, grant: Grant) {
+        let name = match &grant.name {
+            Some(renamed) => {
+                info!(
+                    app,
+                    from = name,
+                    to = renamed,
+                    "publish renamed by the auth webhook"
+                );
+                renamed.as_str()
+            }
+            None => name,
+        };
         let key = match stream_key(app, name) {
             Ok(k) => k,
             Err(why) => {
@@ -512,12 +726,45 @@ impl Connection {
         }
         match self.ctx.hub.publish(&key, &self.peer.to_string()) {
             Ok(publisher) => {
-                info!(stream = key, mode, "publish started");
+                info!(
+                    stream = key,
+                    mode,
+                    profile = grant.profile,
+                    "publish started"
+                );
                 self.last_key = key.clone();
                 self.ctx.transcoder.on_publish(&key);
                 self.ctx.packager.ensure(&key);
                 self.ctx.relays.on_publish(&key);
+                for target in &grant.relays {
+                    let req = crate::egress::NewRelay {
+                        stream: key.clone(),
+                        target: target.clone(),
+                        tls: Default::default(),
+                    };
+                    match self.ctx.relays.create(req) {
+                        Ok(r) => info!(
+                            stream = key,
+                            relay = r.id,
+                            "relay attached by the auth webhook"
+                        ),
+                        Err(crate::egress::CreateError::Duplicate(_)) => {}
+                        Err(e) => {
+                            warn!(stream = key, "relay from the auth webhook not started: {e}")
+                        }
+                    }
+                }
                 self.session.accept_publish(stream_id);
+                crate::webhooks::emit(
+                    "stream.started",
+                    Some(&key),
+                    serde_json::json!({
+                        "protocol": self.protocol,
+                        "client": self.peer.to_string(),
+                        "mode": mode,
+                        "profile": grant.profile,
+                    }),
+                );
                 let now = Instant::now();
                 self.publishing = Some(Publishing {
                     stream_id,
@@ -525,6 +772,12 @@ impl Connection {
                     ingest: Ingest::new(),
                     last_media: now,
                     started: now,
+                    stats: self.ctx.stats.register(&key),
+                    _profile: self
+                        .ctx
+                        .auth
+                        .publish_profile(&key, grant.profile.as_deref()),
+                    protocol: self.protocol,
                 });
             }
             Err(e) => {
@@ -556,7 +809,7 @@ impl Connection {
             );
             return;
         }
-        let wait = self.ctx.config.rtmp.play_wait();
+        let wait = self.config.rtmp.play_wait();
         let subscriber = self.ctx.hub.subscribe(&key);
         if !subscriber.is_live() && wait.is_zero() {
             info!(stream = key, "play refused: not published");
@@ -583,7 +836,7 @@ impl Connection {
         let Some(p) = self.playing.as_mut() else {
             return;
         };
-        let wait = self.ctx.config.rtmp.play_wait();
+        let wait = self.config.rtmp.play_wait();
         match &ev {
             StreamEvent::PublisherStarted => {
                 p.give_up_at = None;

@@ -1,0 +1,606 @@
+//! `/metrics` in the Prometheus text format.
+//!
+//! Two sources, one page:
+//! - event counters and histograms (connections, HTTP requests and their
+//!   latency, auth decisions, transcode restarts) go through the `metrics`
+//!   facade into `metrics-exporter-prometheus` (no listener of its own: our
+//!   axum route renders it). They are touched per connection or request,
+//!   never per frame.
+//! - per-stream and per-relay series are read at scrape time from state
+//!   that already exists (the hub's rates, relay stats) and from
+//!   [`StreamStats`], plain atomics the publisher's task stores into per
+//!   frame (no lock, no allocation on the media path). They are rendered
+//!   here, for at most `metrics.max_streams` streams, so an ended stream
+//!   leaves no stale series behind.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use serde::Deserialize;
+
+use crate::config::ConfigError;
+use crate::hub::{Hub, StreamEvent};
+use crate::media::MediaKind;
+
+/// `[metrics]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    pub enabled: bool,
+    pub max_streams: usize,
+}
+
+impl MetricsSection {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_streams > 100_000 {
+            return Err(ConfigError::Invalid {
+                key: "metrics.max_streams",
+                reason: "must be at most 100000".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Latency buckets (seconds) for HTTP and webhook histograms.
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// The process-wide recorder, installed on first use. `None` if another
+/// recorder was installed first (an embedding program's).
+pub fn handle() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
+                .ok()?
+                .build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            // Series that exist before anything happens, so dashboards and
+            // alerts see zeros rather than nothing.
+            counter!("castgate_transcode_restarts_total").absolute(0);
+            counter!("castgate_auth_denied_total", "action" => "publish").absolute(0);
+            counter!("castgate_auth_denied_total", "action" => "play").absolute(0);
+            Some(handle)
+        })
+        .as_ref()
+}
+
+/// Per-publish numbers the media path stores into (relaxed atomics).
+#[derive(Default)]
+pub struct StreamStats {
+    pub video_frames: AtomicU64,
+    pub audio_frames: AtomicU64,
+    pub bytes: AtomicU64,
+    pub keyframes: AtomicU64,
+    last_key_dts: AtomicI64,
+    /// Milliseconds between the last two video keyframes (0: not yet).
+    pub keyframe_interval_ms: AtomicI64,
+    pub bframes: AtomicBool,
+    last_video_dts: AtomicI64,
+    last_audio_dts: AtomicI64,
+    has_video: AtomicBool,
+    has_audio: AtomicBool,
+    pub timestamp_repairs: AtomicU64,
+    pub bad_tags: AtomicU64,
+}
+
+impl StreamStats {
+    /// Called for every event the publisher sends: a few relaxed stores.
+    #[inline]
+    pub fn observe(&self, ev: &StreamEvent) {
+        let StreamEvent::Frame(f) = ev else {
+            return;
+        };
+        self.bytes.fetch_add(f.data.len() as u64, Ordering::Relaxed);
+        match f.kind() {
+            MediaKind::Video => {
+                self.video_frames.fetch_add(1, Ordering::Relaxed);
+                self.last_video_dts.store(f.dts, Ordering::Relaxed);
+                self.has_video.store(true, Ordering::Relaxed);
+                if f.cts != 0 {
+                    self.bframes.store(true, Ordering::Relaxed);
+                }
+                if f.keyframe {
+                    let n = self.keyframes.fetch_add(1, Ordering::Relaxed);
+                    let last = self.last_key_dts.swap(f.dts, Ordering::Relaxed);
+                    if n > 0 {
+                        self.keyframe_interval_ms
+                            .store(f.dts - last, Ordering::Relaxed);
+                    }
+                }
+            }
+            MediaKind::Audio => {
+                self.audio_frames.fetch_add(1, Ordering::Relaxed);
+                self.last_audio_dts.store(f.dts, Ordering::Relaxed);
+                self.has_audio.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Video minus audio decode time of the latest frames, in seconds.
+    fn drift(&self) -> Option<f64> {
+        (self.has_video.load(Ordering::Relaxed) && self.has_audio.load(Ordering::Relaxed)).then(
+            || {
+                (self.last_video_dts.load(Ordering::Relaxed)
+                    - self.last_audio_dts.load(Ordering::Relaxed)) as f64
+                    / 1000.0
+            },
+        )
+    }
+}
+
+/// The live publishes' stats, by stream. Touched at publish start and end
+/// and at scrape time.
+/// Stream key → (publish id, stats).
+type StatsMap = BTreeMap<String, (u64, Arc<StreamStats>)>;
+
+#[derive(Clone, Default)]
+pub struct Streams {
+    inner: Arc<Mutex<StatsMap>>,
+    next: Arc<AtomicU64>,
+}
+
+/// Unregisters a publish's stats when dropped.
+pub struct StatsGuard {
+    streams: Streams,
+    key: String,
+    id: u64,
+    pub stats: Arc<StreamStats>,
+}
+
+impl Drop for StatsGuard {
+    fn drop(&mut self) {
+        let mut m = self.streams.lock();
+        if m.get(&self.key).is_some_and(|(id, _)| *id == self.id) {
+            m.remove(&self.key);
+        }
+    }
+}
+
+impl Streams {
+    fn lock(&self) -> MutexGuard<'_, StatsMap> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a new publish of `key` (replacing a taken-over one's).
+    pub fn register(&self, key: &str) -> StatsGuard {
+        let stats = Arc::new(StreamStats::default());
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(key.to_string(), (id, stats.clone()));
+        StatsGuard {
+            streams: self.clone(),
+            key: key.to_string(),
+            id,
+            stats,
+        }
+    }
+
+    fn snapshot(&self) -> Vec<(String, Arc<StreamStats>)> {
+        self.lock()
+            .iter()
+            .map(|(k, (_, s))| (k.clone(), s.clone()))
+            .collect()
+    }
+}
+
+/// Tracks one connection in `castgate_connections{protocol,state}`.
+pub struct ConnGauge {
+    protocol: &'static str,
+    state: &'static str,
+}
+
+impl ConnGauge {
+    pub fn new(protocol: &'static str) -> ConnGauge {
+        counter!("castgate_connections_accepted_total", "protocol" => protocol).increment(1);
+        gauge!("castgate_connections", "protocol" => protocol, "state" => "handshake")
+            .increment(1.0);
+        ConnGauge {
+            protocol,
+            state: "handshake",
+        }
+    }
+
+    /// `handshake`, `connected`, `publishing`, `playing`.
+    pub fn set(&mut self, state: &'static str) {
+        if state == self.state {
+            return;
+        }
+        gauge!("castgate_connections", "protocol" => self.protocol, "state" => self.state)
+            .decrement(1.0);
+        gauge!("castgate_connections", "protocol" => self.protocol, "state" => state)
+            .increment(1.0);
+        self.state = state;
+    }
+}
+
+impl Drop for ConnGauge {
+    fn drop(&mut self) {
+        gauge!("castgate_connections", "protocol" => self.protocol, "state" => self.state)
+            .decrement(1.0);
+    }
+}
+
+/// A refused publish or play.
+pub fn auth_denied(action: &'static str) {
+    counter!("castgate_auth_denied_total", "action" => action).increment(1);
+}
+
+/// An auth webhook call and how it ended (`allow`, `deny`, `error`).
+pub fn auth_webhook_call(outcome: &'static str, took: Duration) {
+    counter!("castgate_auth_webhook_calls_total", "outcome" => outcome).increment(1);
+    histogram!("castgate_auth_webhook_duration_seconds").record(took.as_secs_f64());
+}
+
+/// The hook for the transcode supervisor: a transcoder was restarted.
+pub fn transcode_restart() {
+    counter!("castgate_transcode_restarts_total").increment(1);
+}
+
+/// One HTTP request: `route` is a small fixed set (see `http::route_of`).
+pub fn http_request(route: &'static str, status: u16, took: Duration) {
+    counter!("castgate_http_requests_total", "route" => route, "status" => status_label(status))
+        .increment(1);
+    if matches!(route, "playlist" | "mpd" | "segment" | "init") {
+        histogram!("castgate_http_request_duration_seconds", "route" => route)
+            .record(took.as_secs_f64());
+    }
+}
+
+fn status_label(status: u16) -> &'static str {
+    const CODES: &[(u16, &str)] = &[
+        (200, "200"),
+        (204, "204"),
+        (206, "206"),
+        (304, "304"),
+        (400, "400"),
+        (401, "401"),
+        (403, "403"),
+        (404, "404"),
+        (405, "405"),
+        (413, "413"),
+        (429, "429"),
+        (500, "500"),
+        (503, "503"),
+    ];
+    CODES.iter().find(|(c, _)| *c == status).map_or(
+        match status / 100 {
+            2 => "2xx",
+            3 => "3xx",
+            4 => "4xx",
+            _ => "5xx",
+        },
+        |(_, s)| s,
+    )
+}
+
+/// What the scrape reads besides the recorder.
+#[derive(Clone)]
+pub struct Sources {
+    pub hub: Hub,
+    pub streams: Streams,
+    pub relays: crate::egress::Relays,
+    pub max_streams: usize,
+}
+
+/// The whole page.
+pub fn render(src: &Sources) -> String {
+    let mut out = handle().map(|h| h.render()).unwrap_or_default();
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    render_state(src, &mut out);
+    out
+}
+
+/// Escapes a label value (`\`, `"`, newline).
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+struct Family<'a> {
+    out: &'a mut String,
+}
+
+impl Family<'_> {
+    fn head(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+    fn line(&mut self, name: &str, labels: &str, v: f64) {
+        if labels.is_empty() {
+            let _ = writeln!(self.out, "{name} {v}");
+        } else {
+            let _ = writeln!(self.out, "{name}{{{labels}}} {v}");
+        }
+    }
+}
+
+fn render_state(src: &Sources, out: &mut String) {
+    let infos = src.hub.streams();
+    let live: Vec<_> = infos.iter().filter(|i| i.publisher.is_some()).collect();
+    let stats: BTreeMap<String, Arc<StreamStats>> = src.streams.snapshot().into_iter().collect();
+    let mut f = Family { out };
+    f.head(
+        "castgate_streams_live",
+        "gauge",
+        "Streams with a publisher.",
+    );
+    f.line("castgate_streams_live", "", live.len() as f64);
+    let shown: Vec<_> = live.iter().take(src.max_streams).collect();
+    f.head(
+        "castgate_streams_unlabelled",
+        "gauge",
+        "Live streams beyond metrics.max_streams (no per-stream series).",
+    );
+    f.line(
+        "castgate_streams_unlabelled",
+        "",
+        (live.len() - shown.len()) as f64,
+    );
+    type Get = fn(&crate::hub::StreamInfo, Option<&StreamStats>) -> Option<f64>;
+    let per_stream: &[(&str, &str, &str, Get)] = &[
+        (
+            "castgate_stream_ingest_video_kbps",
+            "gauge",
+            "Video ingest bitrate over the last seconds of media time.",
+            |i, _| i.video_kbps,
+        ),
+        (
+            "castgate_stream_ingest_audio_kbps",
+            "gauge",
+            "Audio ingest bitrate over the last seconds of media time.",
+            |i, _| i.audio_kbps,
+        ),
+        (
+            "castgate_stream_fps",
+            "gauge",
+            "Video frames per second of media time.",
+            |i, _| i.fps,
+        ),
+        (
+            "castgate_stream_keyframe_interval_seconds",
+            "gauge",
+            "Media time between the last two video keyframes.",
+            |_, s| {
+                let ms = s?.keyframe_interval_ms.load(Ordering::Relaxed);
+                (ms > 0).then(|| ms as f64 / 1000.0)
+            },
+        ),
+        (
+            "castgate_stream_bframes",
+            "gauge",
+            "1 when the video has composition offsets (B-frames).",
+            |_, s| Some(f64::from(u8::from(s?.bframes.load(Ordering::Relaxed)))),
+        ),
+        (
+            "castgate_stream_av_drift_seconds",
+            "gauge",
+            "Decode time of the latest video frame minus the latest audio frame.",
+            |_, s| s?.drift(),
+        ),
+        (
+            "castgate_stream_timestamp_repairs_total",
+            "counter",
+            "Timestamps castgate repaired (jumps, non-monotonic input).",
+            |_, s| Some(s?.timestamp_repairs.load(Ordering::Relaxed) as f64),
+        ),
+        (
+            "castgate_stream_bad_tags_total",
+            "counter",
+            "Publisher tags dropped as unreadable.",
+            |_, s| Some(s?.bad_tags.load(Ordering::Relaxed) as f64),
+        ),
+        (
+            "castgate_stream_video_frames_total",
+            "counter",
+            "Video frames received in this publish.",
+            |_, s| Some(s?.video_frames.load(Ordering::Relaxed) as f64),
+        ),
+        (
+            "castgate_stream_audio_frames_total",
+            "counter",
+            "Audio frames received in this publish.",
+            |_, s| Some(s?.audio_frames.load(Ordering::Relaxed) as f64),
+        ),
+        (
+            "castgate_stream_ingest_bytes_total",
+            "counter",
+            "Media bytes received in this publish.",
+            |_, s| Some(s?.bytes.load(Ordering::Relaxed) as f64),
+        ),
+        (
+            "castgate_stream_player_frames_dropped_total",
+            "counter",
+            "Frames the stream's current RTMP players (consumers) lost to their drop policy.",
+            |i, _| Some(i.subscribers_dropped as f64),
+        ),
+        (
+            "castgate_stream_players",
+            "gauge",
+            "RTMP players (queued subscribers) of the stream.",
+            |i, _| Some(i.subscribers as f64),
+        ),
+    ];
+    for (name, kind, help, get) in per_stream {
+        f.head(name, kind, help);
+        for i in &shown {
+            let s = stats.get(&i.key).map(|s| &**s);
+            if let Some(v) = get(i, s) {
+                f.line(name, &format!("stream=\"{}\"", esc(&i.key)), v);
+            }
+        }
+    }
+    let relays = src.relays.list();
+    f.head("castgate_relays", "gauge", "Relays by state.");
+    for state in [
+        "waiting",
+        "connecting",
+        "live",
+        "backoff",
+        "stopped",
+        "failed",
+    ] {
+        let n = relays
+            .iter()
+            .filter(|r| relay_state(r.state) == state)
+            .count();
+        f.line("castgate_relays", &format!("state=\"{state}\""), n as f64);
+    }
+    let shown_relays: Vec<_> = relays.iter().take(src.max_streams).collect();
+    type RelayGet = fn(&crate::egress::RelayInfo) -> f64;
+    let per_relay: &[(&str, &str, &str, RelayGet)] = &[
+        (
+            "castgate_relay_up",
+            "gauge",
+            "1 while the relay is live.",
+            |r| f64::from(u8::from(r.state == crate::egress::RelayState::Live)),
+        ),
+        (
+            "castgate_relay_bytes_sent_total",
+            "counter",
+            "Bytes sent to the destination.",
+            |r| r.bytes_sent as f64,
+        ),
+        (
+            "castgate_relay_reconnects_total",
+            "counter",
+            "Connection attempts after a failure.",
+            |r| r.reconnects as f64,
+        ),
+        (
+            "castgate_relay_frames_dropped_total",
+            "counter",
+            "Frames the relay (a consumer) lost to its drop policy.",
+            |r| r.frames_dropped as f64,
+        ),
+    ];
+    for (name, kind, help, get) in per_relay {
+        f.head(name, kind, help);
+        for r in &shown_relays {
+            let labels = format!(
+                "relay=\"{}\",stream=\"{}\",protocol=\"{}\",state=\"{}\"",
+                r.id,
+                esc(&r.stream),
+                esc(&r.protocol),
+                relay_state(r.state)
+            );
+            f.line(name, &labels, get(r));
+        }
+    }
+    let c = crate::webhooks::counters();
+    f.head(
+        "castgate_webhook_events_total",
+        "counter",
+        "Webhook events by outcome (delivered, failed_attempt, dropped).",
+    );
+    for (outcome, v) in [
+        ("delivered", &c.delivered),
+        ("failed_attempt", &c.failed_attempts),
+        ("dropped", &c.dropped),
+    ] {
+        f.line(
+            "castgate_webhook_events_total",
+            &format!("outcome=\"{outcome}\""),
+            v.load(Ordering::Relaxed) as f64,
+        );
+    }
+}
+
+fn relay_state(s: crate::egress::RelayState) -> &'static str {
+    use crate::egress::RelayState::*;
+    match s {
+        Waiting => "waiting",
+        Connecting => "connecting",
+        Live => "live",
+        Backoff => "backoff",
+        Stopped => "stopped",
+        Failed => "failed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::{Codec, Frame};
+
+    fn frame(codec: Codec, dts: i64, cts: i32, key: bool) -> StreamEvent {
+        StreamEvent::Frame(Frame {
+            codec,
+            dts,
+            cts,
+            keyframe: key,
+            data: bytes::Bytes::from_static(&[0; 10]),
+        })
+    }
+
+    #[test]
+    fn stream_stats() {
+        let s = StreamStats::default();
+        s.observe(&frame(Codec::H264, 0, 0, true));
+        s.observe(&frame(Codec::Aac, 0, 0, true));
+        s.observe(&frame(Codec::H264, 33, 66, false));
+        s.observe(&frame(Codec::H264, 2000, 0, true));
+        s.observe(&frame(Codec::Aac, 1950, 0, true));
+        assert_eq!(s.keyframe_interval_ms.load(Ordering::Relaxed), 2000);
+        assert!(s.bframes.load(Ordering::Relaxed));
+        assert_eq!(s.drift(), Some(0.05));
+        assert_eq!(s.bytes.load(Ordering::Relaxed), 50);
+        assert_eq!(s.video_frames.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn registry_keeps_the_newest_publish() {
+        let streams = Streams::default();
+        let a = streams.register("live/a");
+        let b = streams.register("live/a");
+        drop(a);
+        assert_eq!(streams.snapshot().len(), 1, "a takeover keeps its stats");
+        drop(b);
+        assert!(streams.snapshot().is_empty());
+    }
+
+    /// Per-stream series stop at `max_streams`; the rest are counted.
+    #[tokio::test]
+    async fn per_stream_series_are_capped() {
+        let hub = Hub::new(crate::hub::HubConfig::default());
+        let relays = crate::egress::Relays::new(
+            hub.clone(),
+            crate::egress::RelaySettings::default(),
+            Vec::new(),
+        );
+        let _p: Vec<_> = ["live/a", "live/b", "live/c"]
+            .iter()
+            .map(|k| hub.publish(k, "peer").unwrap())
+            .collect();
+        let src = Sources {
+            hub,
+            streams: Streams::default(),
+            relays,
+            max_streams: 2,
+        };
+        let mut out = String::new();
+        render_state(&src, &mut out);
+        assert!(out.contains("castgate_streams_live 3\n"), "{out}");
+        assert!(out.contains("castgate_streams_unlabelled 1\n"), "{out}");
+        let labelled: std::collections::BTreeSet<&str> = out
+            .lines()
+            .filter(|l| l.starts_with("castgate_stream_players{"))
+            .collect();
+        assert_eq!(labelled.len(), 2, "{out}");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(esc("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
