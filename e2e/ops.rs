@@ -32,31 +32,31 @@ fn hmac_hex(secret: &str, msg: &[u8]) -> String {
 
 /// One request the receiver got.
 #[derive(Clone, Debug)]
-struct Received {
-    path: String,
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
+pub(crate) struct Received {
+    pub(crate) path: String,
+    pub(crate) headers: HashMap<String, String>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Received {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).expect("JSON body")
     }
 }
 
 /// What the receiver answers: (status, body).
-type Handler = Arc<dyn Fn(&Received) -> (u16, String) + Send + Sync>;
+pub(crate) type Handler = Arc<dyn Fn(&Received) -> (u16, String) + Send + Sync>;
 
 /// A small HTTP/1.1 server in the test: one thread per connection, every
 /// request recorded (in arrival order) before it is answered.
-struct Receiver {
+pub(crate) struct Receiver {
     addr: SocketAddr,
     got: Arc<(Mutex<Vec<Received>>, Condvar)>,
     stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Receiver {
-    fn start(handler: Handler) -> Receiver {
+    pub(crate) fn start(handler: Handler) -> Receiver {
         Self::start_on(TcpListener::bind("127.0.0.1:0").unwrap(), handler)
     }
 
@@ -78,7 +78,7 @@ impl Receiver {
         Receiver { addr, got, stop }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
@@ -87,7 +87,7 @@ impl Receiver {
     }
 
     /// Waits until `pred` holds for the requests so far.
-    fn wait(&self, what: &str, pred: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+    pub(crate) fn wait(&self, what: &str, pred: impl Fn(&[Received]) -> bool) -> Vec<Received> {
         let deadline = Instant::now() + T;
         let mut g = self.got.0.lock().unwrap();
         loop {

@@ -106,6 +106,16 @@ fn source_1080p() -> PathBuf {
 /// castgate with `[[transcode]]` entries (`(pattern, profile)`) and the CI
 /// ladder in a profiles folder.
 fn start(dir: &Path, mappings: &[(&str, &str)], env: &[(&str, &str)]) -> Castgate {
+    start_with(dir, mappings, "", env)
+}
+
+/// [`start`] with more of the config file (`extra`, TOML) after the mappings.
+fn start_with(
+    dir: &Path,
+    mappings: &[(&str, &str)],
+    extra: &str,
+    env: &[(&str, &str)],
+) -> Castgate {
     let profiles = dir.join("profiles");
     std::fs::create_dir_all(&profiles).unwrap();
     std::fs::write(profiles.join("ci-ladder.toml"), CI_LADDER).unwrap();
@@ -116,6 +126,7 @@ fn start(dir: &Path, mappings: &[(&str, &str)], env: &[(&str, &str)]) -> Castgat
             "[[transcode]]\nstream = \"{stream}\"\nprofile = \"{profile}\"\n"
         ));
     }
+    cfg.push_str(extra);
     let file = dir.join("castgate.toml");
     std::fs::write(&file, cfg).unwrap();
     let profiles_dir = profiles.display().to_string();
@@ -551,6 +562,96 @@ fn ffmpeg_is_restarted_resumed_and_never_left_behind() {
     server.wait_log_all(&["transcode job ended", "live/sup"], T);
     assert!(ffmpeg_children(castgate).is_empty());
     server.assert_no_panic();
+}
+
+/// The transcoder with the operations side: a crashed ffmpeg is told to the
+/// webhook receiver (`transcode.failed`, signed like every event) and
+/// counted in `/metrics`; SIGTERM during a transcoded publish stops ffmpeg
+/// before castgate exits (with 0), and the renditions' playlists end.
+#[test]
+fn crashes_are_reported_and_sigterm_stops_ffmpeg() {
+    let dir = tempdir();
+    let hook = crate::ops::Receiver::start(std::sync::Arc::new(|_: &crate::ops::Received| {
+        (200, String::new())
+    }));
+    let extra = format!(
+        "[webhooks]\nurls = [\"{}\"]\nsecret = \"s\"\n",
+        hook.url("/events")
+    );
+    let mut server = start_with(
+        dir.path(),
+        &[("live/*", "ci-small")],
+        &extra,
+        &[
+            ("CASTGATE__PACKAGE__GRACE_SECS", "600"),
+            ("CASTGATE__LIFECYCLE__DRAIN_SECS", "10"),
+            ("CASTGATE__LIFECYCLE__SHUTDOWN_TIMEOUT_SECS", "30"),
+        ],
+    );
+    let castgate = server.pid();
+    let mut publisher = publish_small(&server, "live/ops");
+    wait_variants(&server, "/live/ops/index.m3u8", 3);
+    let first = ffmpeg_children(castgate);
+    assert_eq!(first.len(), 1, "{first:?}");
+    // SAFETY: kill(2) on a pid read from /proc; no memory involved.
+    assert_eq!(
+        unsafe { libc::kill(first[0] as libc::pid_t, libc::SIGKILL) },
+        0
+    );
+    let got = hook.wait("transcode.failed", |r| {
+        r.iter().any(|e| e.json()["type"] == "transcode.failed")
+    });
+    let e = got
+        .iter()
+        .map(|r| r.json())
+        .find(|j| j["type"] == "transcode.failed")
+        .unwrap();
+    assert_eq!(e["stream"], "live/ops", "{e}");
+    assert_eq!(e["data"]["profile"], "ci-small", "{e}");
+    assert!(
+        e["data"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("signal")),
+        "{e}"
+    );
+    let metrics = http_get(server.http, "/metrics").text();
+    let restarts: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("castgate_transcode_restarts_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no restart counter in:\n{metrics}"));
+    assert!(restarts >= 1.0, "{restarts}");
+    wait_until("a new ffmpeg", T, || {
+        let now = ffmpeg_children(castgate);
+        now.len() == 1 && now[0] != first[0]
+    });
+    let second = ffmpeg_children(castgate);
+
+    // SAFETY: as above, castgate's own pid.
+    assert_eq!(
+        unsafe { libc::kill(castgate as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    server.wait_log_all(&["transcode job ends", "live/ops"], T);
+    // During the drain (HTTP still up): no ffmpeg left, renditions ended.
+    server.wait_log("shutting down: draining HTTP", T);
+    wait_until("ffmpeg stopped by the shutdown", T, || {
+        ffmpeg_children(castgate).is_empty()
+    });
+    for p in ["/live/ops/240p/video.m3u8", "/live/ops/video.m3u8"] {
+        let text = http_get(server.http, p).text();
+        assert!(text.contains("#EXT-X-ENDLIST"), "{p} not ended:\n{text}");
+    }
+    let status = server.wait_exit(Duration::from_secs(45));
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    for pid in first.iter().chain(&second) {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "ffmpeg {pid} outlived castgate"
+        );
+    }
+    let _ = publisher.kill();
+    let _ = publisher.wait();
 }
 
 #[test]

@@ -16,7 +16,8 @@
 //! checks as start-up; an invalid file is refused with the reason, logged,
 //! and the running config stays. What it applies: auth (modes, keys, keys
 //! file, webhook, URL secret), `[[relays]]` (changed entries only),
-//! webhooks, TLS certificates, and whatever subscribes to the config watch.
+//! webhooks, TLS certificates, `[[transcode]]` mappings and profiles (for
+//! new publishes), and whatever subscribes to the config watch.
 //! Listen addresses and thread counts need a restart (logged when changed).
 
 use std::path::PathBuf;
@@ -136,7 +137,9 @@ impl Reloader {
         // Everything that can fail is computed before anything changes.
         let policy = new.auth.policy()?;
         let rules = new.static_relays()?;
+        let (profiles, transcode_rules) = new.transcode_plan()?;
         self.ctx.auth.set_policy(policy);
+        self.ctx.transcoder.set_plan(transcode_rules, profiles);
         let (stopped, added) = self.ctx.relays.set_rules(rules);
         crate::webhooks::configure(&new.webhooks);
         let needs_restart: Vec<&str> = [
@@ -306,6 +309,51 @@ mod tests {
             .unwrap();
         assert!(token.is_stopping());
         assert!(!Shutdown::never().is_stopping());
+    }
+
+    #[tokio::test]
+    async fn reload_swaps_transcode_mappings_for_new_publishes() {
+        let name = |p: Option<crate::transcode::Profile>| p.map(|p| p.name);
+        let base = Config::load_with_env(None, Vec::new()).unwrap();
+        let ctx = ServerContext::new_with(base.clone(), Shutdown::never());
+        let t = &ctx.transcoder;
+        assert_eq!(name(t.profile_for("live/a", None)), None);
+        // A profile the auth webhook names wins; an unknown one is ignored.
+        assert_eq!(
+            name(t.profile_for("live/a", Some("abr-720p"))).as_deref(),
+            Some("abr-720p")
+        );
+        assert_eq!(name(t.profile_for("live/a", Some("nope"))), None);
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        let mapping = |profile: &str| {
+            std::fs::write(
+                &file,
+                format!("[[transcode]]\nstream = \"live/*\"\nprofile = \"{profile}\"\n"),
+            )
+            .unwrap()
+        };
+        let mut reloader = Reloader {
+            path: Some(file.clone()),
+            ctx: ctx.clone(),
+            certs: vec![],
+            current: base,
+        };
+        mapping("abr-720p");
+        reloader.reload().unwrap();
+        assert_eq!(
+            name(t.profile_for("live/a", None)).as_deref(),
+            Some("abr-720p")
+        );
+        assert_eq!(name(t.profile_for("other/a", None)), None);
+        // A mapping to a missing profile is refused; the running plan stays.
+        mapping("missing");
+        assert!(reloader.reload().is_err());
+        assert_eq!(
+            name(t.profile_for("live/a", None)).as_deref(),
+            Some("abr-720p")
+        );
     }
 
     #[test]

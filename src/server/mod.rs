@@ -94,6 +94,7 @@ impl ServerContext {
             config.transcode_settings(),
             rules,
             profiles,
+            shutdown.clone(),
         );
         let config_tx = tokio::sync::watch::Sender::new(Arc::new(config.clone()));
         Arc::new(ServerContext {
@@ -733,7 +734,9 @@ impl Connection {
                     "publish started"
                 );
                 self.last_key = key.clone();
-                self.ctx.transcoder.on_publish(&key);
+                self.ctx
+                    .transcoder
+                    .on_publish(&key, grant.profile.as_deref());
                 self.ctx.packager.ensure(&key);
                 self.ctx.relays.on_publish(&key);
                 for target in &grant.relays {

@@ -160,6 +160,7 @@ pub(super) async fn run(t: Transcoder, key: String, profile: Profile, status: Ar
                             Ok(r) => run = Some(r),
                             Err(e) => {
                                 error!(stream = key, ffmpeg = %settings.ffmpeg.display(), "cannot start ffmpeg: {e}");
+                                failed(&key, &profile.name, &format!("cannot start ffmpeg: {e}"), backoff);
                                 for o in o {
                                     o.publisher.send(StreamEvent::PublisherStopped);
                                 }
@@ -185,6 +186,7 @@ pub(super) async fn run(t: Transcoder, key: String, profile: Profile, status: Ar
                     backoff = settings.backoff_initial;
                 }
                 warn!(stream = key, %exit, ran_secs = ran.as_secs_f64(), restart_in_secs = backoff.as_secs_f64(), "ffmpeg exited; restarting");
+                failed(&key, &profile.name, &exit, backoff);
                 stop(&mut run, outputs.as_deref(), &status, &key, "").await;
                 not_before = Instant::now() + backoff;
                 backoff = (backoff * 2).min(settings.backoff_max);
@@ -193,6 +195,10 @@ pub(super) async fn run(t: Transcoder, key: String, profile: Profile, status: Ar
                     v.last_exit = Some(exit);
                     v.state = "backoff".into();
                 });
+            }
+            _ = inner.shutdown.cancelled() => {
+                info!(stream = key, "castgate is stopping: transcode job ends");
+                break;
             }
             _ = sleep_until_opt(grace_at) => {
                 // Decide under the registry lock, so a publish that arrives
@@ -220,6 +226,21 @@ pub(super) async fn run(t: Transcoder, key: String, profile: Profile, status: Ar
     info!(stream = key, "transcode job ended");
     // Dropping the outputs ends the rendition streams.
     drop(outputs);
+}
+
+/// Tells operators (webhook `transcode.failed`, the restart counter in
+/// `/metrics`) that ffmpeg ended on its own or could not start.
+fn failed(key: &str, profile: &str, why: &str, restart_in: Duration) {
+    crate::metrics::transcode_restart();
+    crate::webhooks::emit(
+        "transcode.failed",
+        Some(key),
+        serde_json::json!({
+            "profile": profile,
+            "reason": why,
+            "restart_in_secs": restart_in.as_secs_f64(),
+        }),
+    );
 }
 
 async fn wait_run(run: &mut Option<Run>) -> std::io::Result<std::process::ExitStatus> {

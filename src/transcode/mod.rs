@@ -73,9 +73,12 @@ struct Inner {
     packager: Packager,
     relays: Relays,
     settings: TranscodeSettings,
-    rules: Vec<Rule>,
-    profiles: Profiles,
+    /// Mappings and profiles; a SIGHUP reload swaps them (running jobs keep
+    /// the profile they started with).
+    plan: Mutex<Arc<(Vec<Rule>, Profiles)>>,
     jobs: Mutex<HashMap<String, Arc<JobStatus>>>,
+    /// Jobs stop (and their ffmpeg with them) when castgate shuts down.
+    shutdown: crate::lifecycle::Shutdown,
     /// Jobs run on the runtime current when the transcoder was made (the
     /// main one), not on the connection thread that saw the publish.
     runtime: Option<tokio::runtime::Handle>,
@@ -117,6 +120,7 @@ impl Transcoder {
         settings: TranscodeSettings,
         rules: Vec<Rule>,
         profiles: Profiles,
+        shutdown: crate::lifecycle::Shutdown,
     ) -> Self {
         Transcoder {
             inner: Arc::new(Inner {
@@ -124,26 +128,46 @@ impl Transcoder {
                 packager,
                 relays,
                 settings,
-                rules,
-                profiles,
+                plan: Mutex::new(Arc::new((rules, profiles))),
                 jobs: Mutex::new(HashMap::new()),
+                shutdown,
                 runtime: tokio::runtime::Handle::try_current().ok(),
             }),
         }
     }
 
-    /// The profile `key` maps to (the first matching rule), if any.
-    pub fn profile_for(&self, key: &str) -> Option<&Profile> {
-        let rule = self.inner.rules.iter().find(|r| r.pattern.matches(key))?;
-        self.inner.profiles.get(&rule.profile)
+    /// Replaces the mappings and profiles (a config reload): new publishes
+    /// use them, running jobs go on with the profile they started with.
+    pub fn set_plan(&self, rules: Vec<Rule>, profiles: Profiles) {
+        *lock(&self.inner.plan) = Arc::new((rules, profiles));
+    }
+
+    /// The profile `key` gets: `requested` (named by the auth webhook) when
+    /// it exists, else the first matching rule's, if any.
+    pub fn profile_for(&self, key: &str, requested: Option<&str>) -> Option<Profile> {
+        let plan = lock(&self.inner.plan).clone();
+        let (rules, profiles) = &*plan;
+        if let Some(name) = requested {
+            match profiles.get(name) {
+                Some(p) => return Some(p.clone()),
+                None => warn!(
+                    stream = key,
+                    profile = name,
+                    "the auth webhook named an unknown profile: using the configured mapping"
+                ),
+            }
+        }
+        let rule = rules.iter().find(|r| r.pattern.matches(key))?;
+        profiles.get(&rule.profile).cloned()
     }
 
     /// Called when `key` is published, before the packager starts on it. A
     /// stream mapped to a profile with encoded renditions gets a job (unless
     /// its job is still running: a publisher returning within the grace
-    /// period resumes it); anything else is passed through.
-    pub fn on_publish(&self, key: &str) {
-        let Some(profile) = self.profile_for(key) else {
+    /// period resumes it); anything else is passed through. `requested`: a
+    /// profile the auth webhook attached to this publish.
+    pub fn on_publish(&self, key: &str, requested: Option<&str>) {
+        let Some(profile) = self.profile_for(key, requested) else {
             return;
         };
         if !profile.needs_ffmpeg() {
@@ -187,12 +211,7 @@ impl Transcoder {
             renditions = ?names,
             "transcode job started"
         );
-        runtime.spawn(job::run(
-            self.clone(),
-            key.to_string(),
-            profile.clone(),
-            status,
-        ));
+        runtime.spawn(job::run(self.clone(), key.to_string(), profile, status));
     }
 
     /// The job of `key`, if it has one.
