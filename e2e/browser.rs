@@ -45,7 +45,7 @@ pub struct BrowserReport {
 }
 
 /// Directory holding package.json / play.js / player.html.
-fn browser_dir() -> PathBuf {
+pub fn browser_dir() -> PathBuf {
     // file!() is absolute when this module is included from another crate with #[path = ".."],
     // and relative to the manifest dir (e2e/browser.rs) in castgate itself.
     let this = Path::new(file!());
@@ -157,10 +157,10 @@ pub fn ensure_installed() {
     }
 }
 
-struct Output {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 fn drain<R: Read + Send + 'static>(r: Option<R>) -> JoinHandle<String> {
@@ -183,7 +183,7 @@ fn kill_group(child: &mut Child) {
 }
 
 /// Runs `cmd` in its own process group with captured output; kills the group after `timeout`.
-fn run_bounded(mut cmd: Command, timeout: Duration) -> Result<Output, String> {
+pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Result<Output, String> {
     use std::os::unix::process::CommandExt;
     cmd.stdout(Stdio::piped())
         .stderr(Stdio::piped())

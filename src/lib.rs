@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod config;
+pub mod console;
 pub mod egress;
 #[doc(hidden)]
 pub mod fuzzing;
