@@ -220,6 +220,15 @@ pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Result<Output, String
     })
 }
 
+/// One Chromium at a time: parallel test threads would skew timings on small CI machines.
+/// Hold the guard while a browser runs.
+pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Runs play.js for `player` ("hls" or "dash") against `url` for `secs` seconds of sampling,
 /// saving a screenshot to `screenshot` (put it under the target dir, e.g.
 /// `env!("CARGO_TARGET_TMPDIR")`, so it survives as an artifact). Returns the parsed report;
@@ -232,11 +241,7 @@ pub fn play(player: &str, url: &str, secs: u32, screenshot: &Path) -> BrowserRep
     );
     assert!(secs > 0, "browser::play: secs must be > 0");
     ensure_installed();
-    // One Chromium at a time: parallel test threads would skew timings on small CI machines.
-    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-    let _serial = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = one_at_a_time();
     let dir = browser_dir();
     if let Some(parent) = screenshot.parent() {
         let _ = std::fs::create_dir_all(parent);

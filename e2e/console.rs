@@ -25,6 +25,7 @@ fn artifact(name: &str) -> PathBuf {
 fn console_lists_plays_and_manages_relays_in_chromium() {
     require("ffmpeg");
     browser::ensure_installed();
+    let _serial = browser::one_at_a_time();
     let (args, _) = crate::docker::serve_args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let server = Castgate::start_with_args(&args, &[("CASTGATE__API__TOKEN", TOKEN)]);
@@ -79,6 +80,14 @@ fn console_lists_plays_and_manages_relays_in_chromium() {
         steps["load"]["csp"].as_str(),
         Some(castgate::console::CONTENT_SECURITY_POLICY)
     );
+    // The only failed loads are the API calls made before the token was
+    // entered (no missing asset, no script error).
+    for e in r["console_errors"].as_array().into_iter().flatten() {
+        assert!(
+            e.as_str().unwrap_or("").contains("401"),
+            "browser console error: {e}"
+        );
+    }
     // Without the token the page explains the 401.
     let status = steps["load"]["status"].as_str().unwrap_or("");
     assert!(
@@ -108,6 +117,12 @@ fn console_lists_plays_and_manages_relays_in_chromium() {
     // The console's own player played it.
     let play = &steps["play"];
     assert!(play["advanced_s"].as_f64().unwrap_or(0.0) >= 4.0, "{play}");
+    // ...while the list refreshed by itself (the uptime moved on).
+    assert_ne!(
+        play["refreshed"]["before"], play["refreshed"]["after"],
+        "{play}"
+    );
+    assert!(play["refreshed"]["after"].is_string(), "{play}");
     assert_eq!(
         (play["width"].as_u64(), play["height"].as_u64()),
         (Some(640), Some(360))

@@ -154,6 +154,8 @@ async function main() {
     });
 
     await step('play', async () => {
+      const before = await streamRow(stream);
+      const uptimeBefore = before ? before[4] : null;
       const t0 = Date.now();
       await page.click(`#streams tbody tr[data-stream="${stream}"] button.watch`);
       const video = () => page.evaluate(() => {
@@ -179,7 +181,13 @@ async function main() {
         if (v.player && v.player.state === 'error') throw new StepFailed(`player error: ${v.player.error}`);
         return { done: v.currentTime - first >= PLAY_MIN_ADVANCE_S, advanced_s: v.currentTime - first, ...v };
       });
+      // The page refreshed by itself meanwhile: the uptime moved on.
+      const refreshed = await until(page, 'the stream list refreshes by itself', async () => {
+        const row = await streamRow(stream);
+        return { done: !!row && uptimeBefore !== null && row[4] !== uptimeBefore, before: uptimeBefore, after: row && row[4] };
+      });
       return {
+        refreshed: { before: refreshed.before, after: refreshed.after },
         startup_ms: startupMs, advanced_s: played.currentTime - first, wall_s: (Date.now() - ta) / 1000,
         width: played.width, height: played.height, frames: played.frames, dropped: played.dropped,
         player: played.player,
