@@ -1,10 +1,10 @@
-//! The web console in a real browser: castgate runs the container's command
-//! on the config docker/compose.yml mounts (ports aside) with an API token,
-//! ffmpeg publishes, and headless Chromium (playwright-core, driven by
-//! `e2e/browser/console.js`) uses the console as an operator would: token,
-//! stream list, the console's own player, a relay created with the form
-//! going live (to this same castgate, so the relayed stream shows up in the
-//! list too), links, a screenshot, the relay stopped.
+//! The web console in a real browser. Headless Chromium (playwright-core,
+//! driven by `e2e/browser/console.js`) uses the console as an operator
+//! would while ffmpeg publishes: token, stream list, the console's own
+//! player, a relay created with the form going live (to this same castgate,
+//! so the relayed stream shows up in the list too), links, a screenshot,
+//! the relay stopped. Once on the compose service's command and config with
+//! an API token, once on the embedded defaults (`cargo run --release`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -21,33 +21,70 @@ fn artifact(name: &str) -> PathBuf {
     tmp.parent().unwrap_or(tmp).join("e2e-artifacts").join(name)
 }
 
+/// The compose service's command and mounted config (ports aside), with the
+/// token compose passes.
 #[test]
 fn console_lists_plays_and_manages_relays_in_chromium() {
     require("ffmpeg");
     browser::ensure_installed();
-    let _serial = browser::one_at_a_time();
     let (args, _) = crate::docker::serve_args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let server = Castgate::start_with_args(&args, &[("CASTGATE__API__TOKEN", TOKEN)]);
+    let r = drive_console(&server, Some(TOKEN), 7, "console.png");
+    // Without the token the page explains the 401.
+    let status = r["steps"]["load"]["status"].as_str().unwrap_or("");
+    assert!(
+        status.contains("401") && status.contains("token"),
+        "{status}"
+    );
+}
+
+/// `cargo run --release` as is: embedded defaults, no token, so the API
+/// answers loopback clients, which this browser is.
+#[test]
+fn console_works_on_the_embedded_defaults_without_a_token() {
+    require("ffmpeg");
+    browser::ensure_installed();
+    let server = Castgate::start(&[]);
+    server.wait_log("answering loopback clients only", Duration::from_secs(10));
+    let r = drive_console(&server, None, 8, "console-defaults.png");
+    assert_eq!(r["console_errors"], serde_json::json!([]), "{r}");
+}
+
+/// Publishes `live/cam`, runs console.js against `server`, checks its
+/// report and castgate's side of it; returns the report.
+fn drive_console(
+    server: &Castgate,
+    token: Option<&str>,
+    fixture_variant: u32,
+    shot_name: &str,
+) -> serde_json::Value {
     let mut publisher = publish(
-        &fixture(7),
+        &fixture(fixture_variant),
         &server.url("live/cam"),
         &["-stream_loop", "-1"],
     );
     wait_http_ok(server.http, "/live/cam/index.m3u8", Duration::from_secs(30));
-
-    let shot = artifact("console.png");
+    let shot = artifact(shot_name);
     let _ = std::fs::remove_file(&shot);
     let relay_target = format!("rtmp://{}/live/cam-relay", server.rtmp);
     let mut cmd = Command::new("node");
     cmd.arg(browser::browser_dir().join("console.js"))
         .arg(server.http_url("/"))
-        .args([TOKEN, "live/cam", &relay_target, "live/cam-relay"])
+        .args([
+            token.unwrap_or("-"),
+            "live/cam",
+            &relay_target,
+            "live/cam-relay",
+        ])
         .arg(&shot)
         .current_dir(browser::browser_dir())
         .stdin(Stdio::null());
-    let out = browser::run_bounded(cmd, Duration::from_secs(300))
-        .unwrap_or_else(|e| panic!("node console.js: {e}"));
+    let out = {
+        let _serial = browser::one_at_a_time();
+        browser::run_bounded(cmd, Duration::from_secs(300))
+            .unwrap_or_else(|e| panic!("node console.js: {e}"))
+    };
     let _ = publisher.kill();
     let _ = publisher.wait();
     let line = out
@@ -83,17 +120,12 @@ fn console_lists_plays_and_manages_relays_in_chromium() {
     // The only failed loads are the API calls made before the token was
     // entered (no missing asset, no script error).
     for e in r["console_errors"].as_array().into_iter().flatten() {
+        let e = e.as_str().unwrap_or("");
         assert!(
-            e.as_str().unwrap_or("").contains("401"),
+            token.is_some() && e.contains("401"),
             "browser console error: {e}"
         );
     }
-    // Without the token the page explains the 401.
-    let status = steps["load"]["status"].as_str().unwrap_or("");
-    assert!(
-        status.contains("401") && status.contains("token"),
-        "{status}"
-    );
     // The stream row: codecs, resolution, fps, bitrates, uptime, publisher.
     let row: Vec<&str> = steps["token"]["row"]
         .as_array()
@@ -114,31 +146,28 @@ fn console_lists_plays_and_manages_relays_in_chromium() {
         "{row:?}"
     );
     assert!(row[5].starts_with("127.0.0.1:"), "{row:?}");
-    // The console's own player played it.
+    // The console's own player played it...
     let play = &steps["play"];
     assert!(play["advanced_s"].as_f64().unwrap_or(0.0) >= 4.0, "{play}");
-    // ...while the list refreshed by itself (the uptime moved on).
-    assert_ne!(
-        play["refreshed"]["before"], play["refreshed"]["after"],
-        "{play}"
-    );
-    assert!(play["refreshed"]["after"].is_string(), "{play}");
     assert_eq!(
         (play["width"].as_u64(), play["height"].as_u64()),
         (Some(640), Some(360))
     );
     assert!(play["frames"].as_u64().unwrap_or(0) > 60, "{play}");
     assert_eq!(play["player"]["tracks"].as_array().map(Vec::len), Some(2));
+    // ...while the list refreshed by itself (the uptime moved on).
+    assert!(play["refreshed"]["after"].is_string(), "{play}");
+    assert_ne!(
+        play["refreshed"]["before"], play["refreshed"]["after"],
+        "{play}"
+    );
     // The relay went live from the form, reached its destination, and stopped.
     let relay = &steps["relay_create"];
     assert!(
         relay["row"][3].as_str().unwrap_or("").starts_with("live"),
         "{relay}"
     );
-    assert_eq!(
-        relay["row"][2],
-        "rtmp://{}/live/***".replace("{}", &server.rtmp.to_string())
-    );
+    assert_eq!(relay["row"][2], format!("rtmp://{}/live/***", server.rtmp));
     assert_eq!(relay["relayed_row"][0], "live/cam-relay");
     let id = relay["id"].as_u64().expect("relay id");
     assert!(steps["relay_stop"].is_object(), "{line}");
@@ -146,7 +175,14 @@ fn console_lists_plays_and_manages_relays_in_chromium() {
         .as_array()
         .cloned()
         .unwrap_or_default();
-    assert!(links.iter().any(|l| l["label"] == "OpenAPI"), "{links:?}");
+    for label in ["HLS", "DASH", "OpenAPI"] {
+        assert!(
+            links
+                .iter()
+                .any(|l| l["label"] == label && l["status"] == 200),
+            "{links:?}"
+        );
+    }
     // What the browser saw is what castgate did.
     let relay_tag = format!("relay={id} ");
     for what in [
@@ -161,18 +197,11 @@ fn console_lists_plays_and_manages_relays_in_chromium() {
         &["publish started", "stream=\"live/cam-relay\""],
         Duration::from_secs(1),
     );
-    let relays = http_request(
-        server.http,
-        "GET",
-        "/api/v1/relays",
-        &[("Authorization", &format!("Bearer {TOKEN}"))],
-    );
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    let relays = http_request(server.http, "GET", "/api/v1/relays", &headers);
     assert_eq!(relays.status, 200);
-    assert!(
-        !relays.text().contains(&format!("\"id\":{id},")),
-        "relay {id} still exists: {}",
-        relays.text()
-    );
+    assert_eq!(relays.text(), "{\"relays\":[]}", "relay {id} is gone");
     let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
     assert!(
         size > 10_000,
@@ -180,4 +209,5 @@ fn console_lists_plays_and_manages_relays_in_chromium() {
         shot.display()
     );
     server.assert_no_panic();
+    r
 }

@@ -1,9 +1,10 @@
 #!/usr/bin/env node
-// usage: node console.js CONSOLE_URL TOKEN STREAM RELAY_TARGET RELAY_STREAM SCREENSHOT.png
+// usage: node console.js CONSOLE_URL TOKEN|- STREAM RELAY_TARGET RELAY_STREAM SCREENSHOT.png
 //
 // Drives castgate's web console (served by castgate at CONSOLE_URL) in headless Chromium through
 // playwright-core, as an operator would:
-//   1. the page, before the token is entered, says the API wants one (401);
+//   1. the page, before the token is entered, says the API wants one (401); with TOKEN `-`
+//      (castgate has no api.token: loopback clients only) this step is skipped;
 //   2. with the token, STREAM is listed with its codecs, resolution, fps, bitrate, uptime;
 //   3. "Watch" plays it in the console's own MSE player: currentTime advances;
 //   4. the relay form creates a relay STREAM -> RELAY_TARGET; its row goes "live" with frames
@@ -132,9 +133,11 @@ async function main() {
   }, String(id));
 
   try {
+    const noToken = token === '-';
     await step('load', async () => {
       const res = await page.goto(consoleUrl, { timeout: 15000 });
       const csp = res.headers()['content-security-policy'] || null;
+      if (noToken) return { http_status: res.status(), csp };
       const status = await until(page, 'the page asks for the API token', async () => {
         const s = await text('#status');
         return { done: s !== null && s.includes('401'), status: s };
@@ -143,8 +146,10 @@ async function main() {
     });
 
     await step('token', async () => {
-      await page.fill('#token', token);
-      await page.click('#token-save');
+      if (!noToken) {
+        await page.fill('#token', token);
+        await page.click('#token-save');
+      }
       const seen = await until(page, `${stream} listed with its video and audio`, async () => {
         const row = await streamRow(stream);
         const status = await text('#status');
@@ -227,7 +232,7 @@ async function main() {
       }, stream);
       const checked = [];
       for (const [label, href] of hrefs) {
-        const headers = href.includes('/api/') ? { Authorization: `Bearer ${token}` } : {};
+        const headers = href.includes('/api/') && !noToken ? { Authorization: `Bearer ${token}` } : {};
         const res = await page.request.get(href, { headers, timeout: 10000 });
         checked.push({ label, href, status: res.status(), type: res.headers()['content-type'] || null });
       }
