@@ -174,7 +174,7 @@ fn drain<R: Read + Send + 'static>(r: Option<R>) -> JoinHandle<String> {
 }
 
 /// Kills the child's whole process group (node and the Chromium it started).
-fn kill_group(child: &mut Child) {
+pub fn kill_group(child: &mut Child) {
     let _ = Command::new("kill")
         .args(["-KILL", "--", &format!("-{}", child.id())])
         .stderr(Stdio::null())

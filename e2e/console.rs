@@ -6,9 +6,11 @@
 //! the relay stopped. Once on the compose service's command and config with
 //! an API token, once on the embedded defaults (`cargo run --release`).
 
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
 use crate::browser;
 use crate::harness::{fixture, http_request, publish, require, wait_http_ok, Castgate};
@@ -30,7 +32,15 @@ fn console_lists_plays_and_manages_relays_in_chromium() {
     let (args, _) = crate::docker::serve_args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let server = Castgate::start_with_args(&args, &[("CASTGATE__API__TOKEN", TOKEN)]);
-    let r = drive_console(&server, Some(TOKEN), 7, "console.png");
+    let r = drive_console(&server, Some(TOKEN), 7, "console.png", true);
+    // The player went on across a publisher switch (a new publisher on the
+    // key within the grace period: a discontinuity in the playlists).
+    let re = &r["steps"]["reconnect"];
+    let edge = re["edge"].as_f64().unwrap_or(f64::NAN);
+    assert!(
+        re["current_time"].as_f64().unwrap_or(0.0) >= edge + 4.0,
+        "{re}"
+    );
     // Without the token the page explains the 401.
     let status = r["steps"]["load"]["status"].as_str().unwrap_or("");
     assert!(
@@ -47,7 +57,7 @@ fn console_works_on_the_embedded_defaults_without_a_token() {
     browser::ensure_installed();
     let server = Castgate::start(&[]);
     server.wait_log("answering loopback clients only", Duration::from_secs(10));
-    let r = drive_console(&server, None, 8, "console-defaults.png");
+    let r = drive_console(&server, None, 8, "console-defaults.png", false);
     assert_eq!(r["console_errors"], serde_json::json!([]), "{r}");
 }
 
@@ -58,6 +68,7 @@ fn drive_console(
     token: Option<&str>,
     fixture_variant: u32,
     shot_name: &str,
+    reconnect: bool,
 ) -> serde_json::Value {
     let mut publisher = publish(
         &fixture(fixture_variant),
@@ -78,12 +89,28 @@ fn drive_console(
             "live/cam-relay",
         ])
         .arg(&shot)
-        .current_dir(browser::browser_dir())
-        .stdin(Stdio::null());
+        .args(reconnect.then_some("reconnect"))
+        .current_dir(browser::browser_dir());
     let out = {
         let _serial = browser::one_at_a_time();
-        browser::run_bounded(cmd, Duration::from_secs(300))
-            .unwrap_or_else(|e| panic!("node console.js: {e}"))
+        run_console_js(cmd, Duration::from_secs(300), || {
+            // Replace the publisher while the page plays.
+            let _ = publisher.kill();
+            let _ = publisher.wait();
+            publisher = publish(
+                &fixture(fixture_variant),
+                &server.url("live/cam"),
+                &["-stream_loop", "-1"],
+            );
+            assert!(
+                server.wait_count(
+                    &["publish started", "stream=\"live/cam\""],
+                    2,
+                    Duration::from_secs(30)
+                ),
+                "the second publisher never started"
+            );
+        })
     };
     let _ = publisher.kill();
     let _ = publisher.wait();
@@ -210,4 +237,76 @@ fn drive_console(
     );
     server.assert_no_panic();
     r
+}
+
+/// Kills node and its Chromium if the test panics while they run.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            browser::kill_group(&mut self.0);
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Runs console.js in its own process group with a deadline. When it says
+/// `{"event":"playing"}`, runs `on_playing` and then writes a line to its
+/// stdin (it waits for one in `reconnect` mode).
+fn run_console_js(
+    mut cmd: Command,
+    timeout: Duration,
+    mut on_playing: impl FnMut(),
+) -> browser::Output {
+    use std::os::unix::process::CommandExt;
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = Running(cmd.spawn().expect("cannot start node"));
+    let mut stdin = child.0.stdin.take();
+    let stdout = child.0.stdout.take().expect("piped stdout");
+    let mut stderr = child.0.stderr.take().expect("piped stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + timeout;
+    let mut lines = Vec::new();
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => {
+                if line.trim() == r#"{"event":"playing"}"# {
+                    on_playing();
+                    if let Some(s) = stdin.as_mut() {
+                        let _ = writeln!(s, "republished");
+                        let _ = s.flush();
+                    }
+                }
+                lines.push(line);
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => panic!(
+                "console.js still running after {timeout:?}; its output:\n{}",
+                lines.join("\n")
+            ),
+        }
+    }
+    drop(stdin);
+    let status = child.0.wait().expect("wait for node");
+    browser::Output {
+        status,
+        stdout: lines.join("\n"),
+        stderr: err.join().unwrap_or_default(),
+    }
 }

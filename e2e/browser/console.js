@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// usage: node console.js CONSOLE_URL TOKEN|- STREAM RELAY_TARGET RELAY_STREAM SCREENSHOT.png
+// usage: node console.js CONSOLE_URL TOKEN|- STREAM RELAY_TARGET RELAY_STREAM SCREENSHOT.png [reconnect]
 //
 // Drives castgate's web console (served by castgate at CONSOLE_URL) in headless Chromium through
 // playwright-core, as an operator would:
@@ -7,6 +7,9 @@
 //      (castgate has no api.token: loopback clients only) this step is skipped;
 //   2. with the token, STREAM is listed with its codecs, resolution, fps, bitrate, uptime;
 //   3. "Watch" plays it in the console's own MSE player: currentTime advances;
+//      with `reconnect`, it then prints {"event":"playing"}, waits for a line on stdin (the test
+//      has replaced the publisher meanwhile) and checks that playback goes on 4 s past the end
+//      of what was buffered then, i.e. across the publisher switch;
 //   4. the relay form creates a relay STREAM -> RELAY_TARGET; its row goes "live" with frames
 //      sent, and RELAY_STREAM (what the relay publishes) shows up in the stream list;
 //   5. a screenshot is saved; the HLS, DASH and OpenAPI links answer 200;
@@ -36,7 +39,7 @@ function harnessFail(msg) {
   process.exit(2);
 }
 
-const [consoleUrl, token, stream, relayTarget, relayStream, shot] = process.argv.slice(2);
+const [consoleUrl, token, stream, relayTarget, relayStream, shot, mode] = process.argv.slice(2);
 if (!consoleUrl || !token || !stream || !relayTarget || !relayStream || !shot) {
   harnessFail('usage: node console.js CONSOLE_URL TOKEN STREAM RELAY_TARGET RELAY_STREAM SCREENSHOT.png');
 }
@@ -71,6 +74,21 @@ async function finish(code, message) {
 setTimeout(() => finish(2, 'harness failure: hard timeout (240 s)'), 240000).unref();
 
 class StepFailed extends Error {}
+
+/** The next line the test writes on our stdin. */
+function stdinLine(timeoutMs) {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    const t = setTimeout(() => reject(new StepFailed(`no line on stdin within ${timeoutMs} ms`)), timeoutMs);
+    process.stdin.setEncoding('utf8');
+    process.stdin.on('data', d => {
+      buf += d;
+      const nl = buf.indexOf('\n');
+      if (nl >= 0) { clearTimeout(t); process.stdin.pause(); resolve(buf.slice(0, nl).trim()); }
+    });
+    process.stdin.on('end', () => { clearTimeout(t); reject(new StepFailed('stdin closed')); });
+  });
+}
 
 /** Polls `probe` (returns a truthy value when done) until the deadline. */
 async function until(page, what, probe, timeoutMs = STEP_TIMEOUT_MS) {
@@ -158,21 +176,24 @@ async function main() {
       return { row: seen.row, status: seen.status };
     });
 
+    const video = () => page.evaluate(() => {
+      const v = document.getElementById('video');
+      const p = window.castgatePlayer;
+      const q = v.getVideoPlaybackQuality ? v.getVideoPlaybackQuality() : {};
+      const b = v.buffered;
+      return {
+        currentTime: v.currentTime, paused: v.paused, readyState: v.readyState,
+        width: v.videoWidth, height: v.videoHeight, frames: q.totalVideoFrames, dropped: q.droppedVideoFrames,
+        bufferedEnd: b.length ? b.end(b.length - 1) : 0, ranges: b.length,
+        player: p ? JSON.parse(JSON.stringify(p.status)) : null,
+      };
+    });
+
     await step('play', async () => {
       const before = await streamRow(stream);
       const uptimeBefore = before ? before[4] : null;
       const t0 = Date.now();
       await page.click(`#streams tbody tr[data-stream="${stream}"] button.watch`);
-      const video = () => page.evaluate(() => {
-        const v = document.getElementById('video');
-        const p = window.castgatePlayer;
-        const q = v.getVideoPlaybackQuality ? v.getVideoPlaybackQuality() : {};
-        return {
-          currentTime: v.currentTime, paused: v.paused, readyState: v.readyState,
-          width: v.videoWidth, height: v.videoHeight, frames: q.totalVideoFrames, dropped: q.droppedVideoFrames,
-          player: p ? JSON.parse(JSON.stringify(p.status)) : null,
-        };
-      });
       const started = await until(page, 'the player starts', async () => {
         const v = await video();
         if (v.player && v.player.state === 'error') throw new StepFailed(`player error: ${v.player.error}`);
@@ -198,6 +219,20 @@ async function main() {
         player: played.player,
       };
     });
+
+    if (mode === 'reconnect') {
+      await step('reconnect', async () => {
+        process.stdout.write(JSON.stringify({ event: 'playing' }) + '\n');
+        const word = await stdinLine(90000);
+        const edge = (await video()).bufferedEnd;
+        const after = await until(page, 'playback goes on past the publisher switch', async () => {
+          const v = await video();
+          if (v.player && v.player.state === 'error') throw new StepFailed(`player error: ${v.player.error}`);
+          return { done: v.currentTime >= edge + 4, edge, ...v };
+        });
+        return { word, edge, current_time: after.currentTime, ranges: after.ranges, player: after.player };
+      });
+    }
 
     let relayId = null;
     await step('relay_create', async () => {
