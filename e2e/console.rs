@@ -41,6 +41,12 @@ fn console_lists_plays_and_manages_relays_in_chromium() {
         re["current_time"].as_f64().unwrap_or(0.0) >= edge + 4.0,
         "{re}"
     );
+    // The OpenAPI link works with a token too (the page fetches it).
+    let tab = &r["steps"]["links"]["openapi_tab"];
+    assert!(
+        tab["url"].as_str().unwrap_or("").starts_with("blob:"),
+        "{tab}"
+    );
     // Without the token the page explains the 401.
     let status = r["steps"]["load"]["status"].as_str().unwrap_or("");
     assert!(

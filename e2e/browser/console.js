@@ -274,7 +274,18 @@ async function main() {
       if (checked.length < 5 || checked.some(c => c.status !== 200)) {
         throw new StepFailed(`links: ${JSON.stringify(checked)}`);
       }
-      return { links: checked };
+      // With a token, a click on the OpenAPI link must still show the document.
+      let openapiTab = null;
+      if (!noToken) {
+        const [tab] = await Promise.all([ctx.waitForEvent('page', { timeout: 15000 }), page.click('#openapi-link')]);
+        const shown = await until(tab, 'the OpenAPI document opens in a tab', async () => {
+          const body = await tab.evaluate(() => document.body ? document.body.innerText : '').catch(() => '');
+          return { done: tab.url().startsWith('blob:') && body.includes('"openapi"') && body.includes('/relays'), url: tab.url(), chars: body.length };
+        });
+        openapiTab = { url: shown.url, chars: shown.chars };
+        await tab.close();
+      }
+      return { links: checked, openapi_tab: openapiTab };
     });
 
     await step('screenshot', async () => {

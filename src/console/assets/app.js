@@ -285,6 +285,25 @@
     refresh();
   }
 
+  /**
+   * The OpenAPI link: a plain link works without a token (loopback); with
+   * one, a browser navigation would get 401, so the page fetches the
+   * document with the token and opens it in a new tab.
+   */
+  function openApiDocument(ev) {
+    if (!token) return;
+    ev.preventDefault();
+    // Opened now, within the click, so no popup blocker stops it.
+    const w = window.open('', '_blank');
+    api('GET', '/openapi.json').then(doc => {
+      const blob = new Blob([JSON.stringify(doc, null, 2)], { type: 'application/json' });
+      if (w) w.location.href = URL.createObjectURL(blob);
+    }).catch(e => {
+      if (w) w.close();
+      setStatus(explain(e), true);
+    });
+  }
+
   function init() {
     $('token').value = token;
     $('token-form').addEventListener('submit', ev => {
@@ -296,6 +315,7 @@
     });
     $('relay-form').addEventListener('submit', addRelay);
     $('player-close').addEventListener('click', closePlayer);
+    $('openapi-link').addEventListener('click', openApiDocument);
     refresh();
   }
 
