@@ -64,7 +64,9 @@ fn console_works_on_the_embedded_defaults_without_a_token() {
     let server = Castgate::start(&[]);
     server.wait_log("answering loopback clients only", Duration::from_secs(10));
     let r = drive_console(&server, None, 8, "console-defaults.png", false);
-    assert_eq!(r["console_errors"], serde_json::json!([]), "{r}");
+    // Loopback needs no token: no 401 on the way.
+    let status = r["steps"]["token"]["status"].as_str().unwrap_or("");
+    assert!(status.starts_with("updated "), "{status}");
 }
 
 /// Publishes `live/cam`, runs console.js against `server`, checks its
@@ -151,14 +153,25 @@ fn drive_console(
         Some(castgate::console::CONTENT_SECURITY_POLICY)
     );
     // The only failed loads are the API calls made before the token was
-    // entered (no missing asset, no script error).
-    for e in r["console_errors"].as_array().into_iter().flatten() {
-        let e = e.as_str().unwrap_or("");
+    // entered and the relay refused on purpose (no missing asset, no
+    // script error).
+    let errors: Vec<&str> = r["console_errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.as_str())
+        .collect();
+    for e in &errors {
         assert!(
-            token.is_some() && e.contains("401"),
+            e.contains("422") || token.is_some() && e.contains("401"),
             "browser console error: {e}"
         );
     }
+    assert_eq!(
+        errors.iter().filter(|e| e.contains("422")).count(),
+        1,
+        "{errors:?}"
+    );
     // The stream row: codecs, resolution, fps, bitrates, uptime, publisher.
     let row: Vec<&str> = steps["token"]["row"]
         .as_array()
@@ -202,6 +215,11 @@ fn drive_console(
     );
     assert_eq!(relay["row"][2], format!("rtmp://{}/live/***", server.rtmp));
     assert_eq!(relay["relayed_row"][0], "live/cam-relay");
+    let refused = relay["refused"].as_str().unwrap_or("");
+    assert!(
+        refused.starts_with("422: ") && refused.contains("ftp"),
+        "{relay}"
+    );
     let id = relay["id"].as_u64().expect("relay id");
     assert!(steps["relay_stop"].is_object(), "{line}");
     let links = steps["links"]["links"]

@@ -236,11 +236,18 @@ async function main() {
 
     let relayId = null;
     await step('relay_create', async () => {
+      // A target the API refuses: the form shows the API's reason.
       await page.fill('#relay-stream', stream);
+      await page.fill('#relay-target', 'ftp://example.invalid/x');
+      await page.click('#relay-submit');
+      const refused = await until(page, 'the form shows why a bad target is refused', async () => {
+        const msg = await text('#relay-message');
+        return { done: !!msg && msg.startsWith('422'), message: msg };
+      });
       await page.fill('#relay-target', relayTarget);
       await page.click('#relay-submit');
       const made = await until(page, 'the form says the relay was created', async () => {
-        const msg = await text('#relay-error');
+        const msg = await text('#relay-message');
         const m = /relay #(\d+) created/.exec(msg || '');
         return { done: !!m, message: msg, id: m ? Number(m[1]) : null };
       });
@@ -253,7 +260,7 @@ async function main() {
         const row = await streamRow(relayStream);
         return { done: !!row && row[1].includes('avc1'), row };
       });
-      return { id: relayId, row: live.row, relayed_row: relayed.row };
+      return { refused: refused.message, id: relayId, row: live.row, relayed_row: relayed.row };
     });
 
     await step('links', async () => {

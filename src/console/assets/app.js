@@ -40,9 +40,12 @@
     return data;
   }
 
-  /** `app/key…` as a URL path: each segment escaped, slashes kept. */
+  /**
+   * `app/key…` as a URL path on this server: each segment escaped, slashes
+   * kept, empty segments dropped (so it never starts with `//`, another host).
+   */
   function streamPath(stream) {
-    return '/' + stream.split('/').map(encodeURIComponent).join('/');
+    return '/' + stream.split('/').filter(s => s.length > 0).map(encodeURIComponent).join('/');
   }
 
   function hlsUrl(stream) { return `${streamPath(stream)}/index.m3u8`; }
@@ -268,7 +271,7 @@
 
   async function addRelay(ev) {
     ev.preventDefault();
-    const err = $('relay-error');
+    const err = $('relay-message');
     err.textContent = '';
     try {
       const r = await api('POST', '/relays', {
