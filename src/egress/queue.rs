@@ -14,7 +14,9 @@
 //!   next keyframe.
 //! - Not connected (connecting, backoff): only the current GOP is kept, so
 //!   a (re)connected destination starts at once from the last keyframe
-//!   instead of receiving a stale backlog.
+//!   instead of receiving a stale backlog. That GOP includes frames the
+//!   lost connection had already taken: a destination that fails mid-GOP
+//!   would otherwise wait up to a GOP for video on the next connection.
 //!
 //! Metadata and codec configurations are never lost: the latest of each is
 //! kept aside and sent first whenever sending (re)starts, and when one
@@ -60,6 +62,12 @@ struct Inner {
     /// At least one video configuration was seen (streams without video
     /// have no keyframes to trim at).
     has_video: bool,
+    /// Frames drained since the last video keyframe (references: frame
+    /// payloads are shared `Bytes`), given back to the queue if the
+    /// connection drops; empty when that GOP is of no use (no keyframe
+    /// seen yet, a new configuration, or larger than the soft limit).
+    sent_gop: Vec<StreamEvent>,
+    sent_gop_bytes: usize,
 }
 
 fn cost(e: &StreamEvent) -> usize {
@@ -122,10 +130,21 @@ impl RelayQueue {
         q.headers_due = true;
     }
 
-    /// Sending stops: from now on only the current GOP is kept.
+    /// Sending stops: from now on only the current GOP is kept, starting
+    /// with the frames of it that the lost connection already took.
     pub fn disconnected(&self) {
         let mut q = self.lock();
         q.connected = false;
+        let sent = std::mem::take(&mut q.sent_gop);
+        q.sent_gop_bytes = 0;
+        let has_key = q.items.iter().any(is_keyframe);
+        // When frames were dropped since (skip_video), that GOP is broken.
+        if !has_key && !q.skip_video {
+            for e in sent.into_iter().rev() {
+                q.bytes += cost(&e);
+                q.items.push_front(e);
+            }
+        }
         let n = trim_to_last_keyframe(&mut q);
         drop(q);
         self.drop_frames(n);
@@ -142,8 +161,39 @@ impl RelayQueue {
             out.extend(q.audio_config.clone().map(StreamEvent::Config));
         }
         q.bytes = 0;
-        out.extend(q.items.drain(..));
+        let soft = self.limits.soft_bytes;
+        let Inner {
+            items,
+            sent_gop,
+            sent_gop_bytes,
+            ..
+        } = &mut *q;
+        for e in items.drain(..) {
+            match &e {
+                StreamEvent::Frame(_) => {
+                    let key = is_keyframe(&e);
+                    if key || *sent_gop_bytes + cost(&e) > soft {
+                        sent_gop.clear();
+                        *sent_gop_bytes = 0;
+                    }
+                    if key || !sent_gop.is_empty() {
+                        *sent_gop_bytes += cost(&e);
+                        sent_gop.push(e.clone());
+                    }
+                }
+                StreamEvent::Config(_) => {
+                    sent_gop.clear();
+                    *sent_gop_bytes = 0;
+                }
+                _ => {}
+            }
+            out.push(e);
+        }
     }
+}
+
+fn is_keyframe(e: &StreamEvent) -> bool {
+    matches!(e, StreamEvent::Frame(f) if f.kind() == MediaKind::Video && f.keyframe)
 }
 
 /// Drops what precedes the last queued video keyframe (everything but
@@ -182,6 +232,8 @@ impl Tap for RelayQueue {
                 q.gone_since = None;
                 // A new publisher's video starts at its first keyframe.
                 q.skip_video = true;
+                q.sent_gop.clear();
+                q.sent_gop_bytes = 0;
                 drop(q);
                 self.live.send_replace(true);
                 return;
@@ -377,6 +429,55 @@ mod tests {
         assert_eq!(q.dropped(), 3);
         q.connected();
         assert_eq!(dts_of(&drained(&q)), [99, 132, 165]);
+    }
+
+    #[test]
+    fn a_connection_lost_mid_gop_gives_its_gop_to_the_next_one() {
+        let q = RelayQueue::new(LIMITS);
+        q.connected();
+        q.event(&StreamEvent::PublisherStarted);
+        q.event(&video_config());
+        for i in 0..5 {
+            q.event(&frame(MediaKind::Video, i % 3 == 0, 100, i * 33));
+            q.event(&frame(MediaKind::Audio, true, 50, i * 33));
+        }
+        // Everything went out; the connection drops mid-GOP (keyframes at 0, 99).
+        assert_eq!(
+            dts_of(&drained(&q)),
+            [0, 0, 33, 33, 66, 66, 99, 99, 132, 132]
+        );
+        q.disconnected();
+        q.event(&frame(MediaKind::Video, false, 100, 165));
+        q.connected();
+        let v = drained(&q);
+        assert!(matches!(v[0], StreamEvent::Config(_)), "headers first");
+        assert_eq!(dts_of(&v), [99, 99, 132, 132, 165]);
+        assert_eq!(q.dropped(), 0);
+        // A new configuration starts over: the next loss waits for a keyframe.
+        q.event(&video_config());
+        q.event(&frame(MediaKind::Video, false, 100, 198));
+        let _ = drained(&q);
+        q.disconnected();
+        q.event(&frame(MediaKind::Video, false, 100, 231));
+        q.connected();
+        assert_eq!(dts_of(&drained(&q)), Vec::<i64>::new());
+        q.event(&frame(MediaKind::Video, true, 100, 264));
+        assert_eq!(dts_of(&drained(&q)), [264]);
+    }
+
+    #[test]
+    fn a_gop_past_the_soft_limit_is_not_kept_for_the_next_connection() {
+        let q = RelayQueue::new(LIMITS);
+        q.connected();
+        q.event(&StreamEvent::PublisherStarted);
+        q.event(&video_config());
+        q.event(&frame(MediaKind::Video, true, 6_000, 0));
+        let _ = drained(&q);
+        q.event(&frame(MediaKind::Video, false, 6_000, 33));
+        let _ = drained(&q);
+        q.disconnected();
+        q.connected();
+        assert_eq!(dts_of(&drained(&q)), Vec::<i64>::new());
     }
 
     #[test]

@@ -183,13 +183,18 @@ impl RtmpLink {
         Ok(())
     }
 
-    /// Ends the publish politely (FCUnpublish, deleteStream), then closes.
-    /// Bounded in time: a destination that does not read is just dropped.
+    /// Ends the publish politely (FCUnpublish, deleteStream), sends FIN, and
+    /// reads until the destination closes too. Closing a socket while the
+    /// destination still sends (acknowledgements for the tail we just wrote)
+    /// makes the kernel answer with a reset, and the destination may lose
+    /// the tail it had not read yet. Bounded in time: a destination that
+    /// does not read or never closes is just dropped.
     pub async fn close(mut self) {
         self.session.stop();
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
             let _ = self.flush().await;
             let _ = self.writer.shutdown().await;
+            while let Some(Ok(_)) = self.input.recv().await {}
         })
         .await;
     }

@@ -32,6 +32,9 @@ enum Mode {
     Reject,
     /// Accepts, then never reads again (a small receive buffer).
     Stall,
+    /// Accepts, then reads nothing (a small receive buffer) until
+    /// [`Dest::resume`]; then sends a ping and reads on.
+    Pause,
 }
 
 /// An RTMP server recording what arrives.
@@ -39,6 +42,9 @@ struct Dest {
     addr: SocketAddr,
     seen: Seen,
     task: tokio::task::JoinHandle<()>,
+    /// The last connection's peer (the relay's local address).
+    peer: Arc<StdMutex<Option<SocketAddr>>>,
+    resume: Arc<tokio::sync::Notify>,
 }
 
 impl Dest {
@@ -48,7 +54,7 @@ impl Dest {
 
     async fn start_mode(addr: Option<SocketAddr>, mode: Mode) -> Dest {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        if mode == Mode::Stall {
+        if matches!(mode, Mode::Stall | Mode::Pause) {
             socket.set_recv_buffer_size(4096).unwrap();
         }
         socket
@@ -58,13 +64,18 @@ impl Dest {
         let addr = listener.local_addr().unwrap();
         let seen: Seen = Arc::default();
         let s = seen.clone();
+        let peer: Arc<StdMutex<Option<SocketAddr>>> = Arc::default();
+        let resume = Arc::new(tokio::sync::Notify::new());
+        let (peer2, resume2) = (peer.clone(), resume.clone());
         let task = tokio::spawn(async move {
             let mut n = 0;
             let mut conns = Vec::new();
             loop {
-                let (mut tcp, _) = listener.accept().await.unwrap();
+                let (mut tcp, from) = listener.accept().await.unwrap();
+                *peer2.lock().unwrap() = Some(from);
                 n += 1;
                 let seen = s.clone();
+                let resume = resume2.clone();
                 conns.push(tokio::spawn(async move {
                     let mut session = ServerSession::new(SessionConfig::default());
                     let mut buf = vec![0u8; 65536];
@@ -73,6 +84,12 @@ impl Dest {
                         let out = session.take_output();
                         if !out.is_empty() && tcp.write_all(&out).await.is_err() {
                             break;
+                        }
+                        if stalled && mode == Mode::Pause {
+                            resume.notified().await;
+                            stalled = false;
+                            session.send_ping(0);
+                            continue;
                         }
                         if stalled {
                             // Hold the connection, read nothing.
@@ -102,7 +119,7 @@ impl Dest {
                                     } else {
                                         session.accept_publish(stream_id);
                                     }
-                                    stalled = mode == Mode::Stall;
+                                    stalled = matches!(mode, Mode::Stall | Mode::Pause);
                                     Seen1::Publish(app, name)
                                 }
                                 ServerEvent::Media {
@@ -121,7 +138,13 @@ impl Dest {
                 }));
             }
         });
-        Dest { addr, seen, task }
+        Dest {
+            addr,
+            seen,
+            task,
+            peer,
+            resume,
+        }
     }
 
     fn seen(&self) -> Vec<(usize, Seen1)> {
@@ -193,6 +216,17 @@ fn state(relays: &Relays, id: u64) -> RelayState {
     relays.get(id).unwrap().state
 }
 
+/// The kernel's state of the TCP connection whose local address is `local`
+/// (/proc/net/tcp: 1 established, 4 FIN_WAIT1, ...), if it exists.
+fn tcp_state(local: SocketAddr) -> Option<u8> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let want = format!(":{:04X}", local.port());
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f.get(1)?.ends_with(&want)).then(|| u8::from_str_radix(f.get(3)?, 16).ok())?
+    })
+}
+
 fn new_relay(stream: &str, target: &str) -> NewRelay {
     NewRelay {
         stream: stream.into(),
@@ -244,6 +278,57 @@ async fn waits_for_the_stream_then_relays_everything_then_stops() {
         s.contains(&(1, Seen1::Stopped)) && s.contains(&(1, Seen1::Closed))
     })
     .await;
+    drop(publisher);
+}
+
+/// Deleting a relay whose destination is behind: everything written still
+/// arrives, then the end of the publish. A socket closed while the
+/// destination still sends (here a ping, in real servers acknowledgements)
+/// answers with a reset that throws away the unsent tail; the relay keeps
+/// reading until the destination has closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_relay_delivers_the_tail_to_a_slow_destination() {
+    let dest = Dest::start_mode(None, Mode::Pause).await;
+    let hub = Hub::new(HubConfig::default());
+    let relays = Relays::new(hub.clone(), settings(), vec![]);
+    let url = format!("rtmp://{}/app/k", dest.addr);
+    let id = relays.create(new_relay("live/tail", &url)).unwrap().id;
+    let publisher = hub.publish("live/tail", "peer").unwrap();
+    publisher.send(config_event());
+    until("live", || state(&relays, id) == RelayState::Live).await;
+    // 12 KB: more than the paused destination's receive buffer takes, less
+    // than the relay's send buffer, so part of it waits in the relay's kernel.
+    for i in 0..20 {
+        let mut data = vec![0u8; 600];
+        data[..5].copy_from_slice(&[0, 0, 2, 0x54, 0x65]);
+        publisher.send(StreamEvent::Frame(Frame {
+            codec: Codec::H264,
+            dts: i * 40,
+            cts: 0,
+            keyframe: i == 0,
+            data: Bytes::from(data),
+        }));
+    }
+    until("20 frames written", || {
+        relays.get(id).unwrap().frames_sent == 20
+    })
+    .await;
+    let local = dest.peer.lock().unwrap().unwrap();
+    assert!(relays.delete(id));
+    // The relay has sent its FIN (queued behind the data)...
+    until("the relay's half-close", || tcp_state(local) == Some(4)).await;
+    // ...and the destination now speaks, then reads.
+    dest.resume.notify_one();
+    until("the destination to see the end", || {
+        dest.seen().contains(&(1, Seen1::Closed))
+    })
+    .await;
+    assert!(
+        dest.seen().contains(&(1, Seen1::Stopped)),
+        "{:?}",
+        dest.seen()
+    );
+    assert_eq!(dest.frames().len(), 21);
     drop(publisher);
 }
 
