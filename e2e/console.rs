@@ -163,7 +163,7 @@ fn drive_console(
         .collect();
     for e in &errors {
         assert!(
-            e.contains("422") || token.is_some() && e.contains("401"),
+            e.contains("422") || e.contains("503") || token.is_some() && e.contains("401"),
             "browser console error: {e}"
         );
     }
@@ -195,6 +195,8 @@ fn drive_console(
     // The console's own player played it...
     let play = &steps["play"];
     assert!(play["advanced_s"].as_f64().unwrap_or(0.0) >= 4.0, "{play}");
+    // ...through 3 segment requests answered 503 (retried).
+    assert_eq!(play["injected_failures"], 3, "{play}");
     assert_eq!(
         (play["width"].as_u64(), play["height"].as_u64()),
         (Some(640), Some(360))

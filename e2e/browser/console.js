@@ -6,7 +6,9 @@
 //   1. the page, before the token is entered, says the API wants one (401); with TOKEN `-`
 //      (castgate has no api.token: loopback clients only) this step is skipped;
 //   2. with the token, STREAM is listed with its codecs, resolution, fps, bitrate, uptime;
-//   3. "Watch" plays it in the console's own MSE player: currentTime advances;
+//   3. "Watch" plays it in the console's own MSE player: currentTime advances, through
+//      INJECTED_FAILURES media segment requests answered 503 by this script once it plays (the
+//      player retries them);
 //      with `reconnect`, it then prints {"event":"playing"}, waits for a line on stdin (the test
 //      has replaced the publisher meanwhile) and checks that playback goes on 4 s past the end
 //      of what was buffered then, i.e. across the publisher switch;
@@ -26,6 +28,7 @@ const os = require('os');
 const path = require('path');
 
 const STEP_TIMEOUT_MS = 45000;
+const INJECTED_FAILURES = 3;
 const PLAY_MIN_ADVANCE_S = 4;
 const CHROMIUM_CANDIDATES = ['/usr/lib/chromium/chromium', '/usr/bin/chromium'];
 const CHROMIUM_ARGS = [
@@ -57,6 +60,8 @@ if (!executablePath) harnessFail(`no Chromium at ${CHROMIUM_CANDIDATES.join(' or
 
 let ctx = null;
 let profile = null;
+let failuresToInject = 0;
+let failuresInjected = 0;
 const report = { ok: false, failed_step: null, steps: {}, errors: [], console_errors: [], blocked: [] };
 
 async function finish(code, message) {
@@ -126,6 +131,11 @@ async function main() {
   }
   await ctx.route('**/*', route => {
     const u = new URL(route.request().url());
+    if (u.host === origin.host && failuresToInject > 0 && /\/seg-\d+\.m4s$/.test(u.pathname)) {
+      failuresToInject -= 1;
+      failuresInjected += 1;
+      return route.fulfill({ status: 503, body: 'injected by console.js' });
+    }
     if (u.protocol === 'data:' || u.protocol === 'blob:' || u.host === origin.host) return route.continue();
     if (report.blocked.length < 10) report.blocked.push(u.origin + u.pathname);
     return route.abort('blockedbyclient');
@@ -200,12 +210,13 @@ async function main() {
         return { done: v.player && v.player.state === 'playing' && v.currentTime > 0, ...v };
       });
       const startupMs = Date.now() - t0;
+      failuresToInject = INJECTED_FAILURES;
       const first = started.currentTime;
       const ta = Date.now();
       const played = await until(page, `currentTime advances by ${PLAY_MIN_ADVANCE_S} s`, async () => {
         const v = await video();
         if (v.player && v.player.state === 'error') throw new StepFailed(`player error: ${v.player.error}`);
-        return { done: v.currentTime - first >= PLAY_MIN_ADVANCE_S, advanced_s: v.currentTime - first, ...v };
+        return { done: v.currentTime - first >= PLAY_MIN_ADVANCE_S && failuresToInject === 0, advanced_s: v.currentTime - first, injected: failuresInjected, ...v };
       });
       // The page refreshed by itself meanwhile: the uptime moved on.
       const refreshed = await until(page, 'the stream list refreshes by itself', async () => {
@@ -214,6 +225,7 @@ async function main() {
       });
       return {
         refreshed: { before: refreshed.before, after: refreshed.after },
+        injected_failures: failuresInjected,
         startup_ms: startupMs, advanced_s: played.currentTime - first, wall_s: (Date.now() - ta) / 1000,
         width: played.width, height: played.height, frames: played.frames, dropped: played.dropped,
         player: played.player,

@@ -42,7 +42,7 @@
 
   /**
    * `app/key…` as a URL path on this server: each segment escaped, slashes
-   * kept, empty segments dropped (so it never starts with `//`, another host).
+   * kept, empty segments dropped (two leading slashes would name another host).
    */
   function streamPath(stream) {
     return '/' + stream.split('/').filter(s => s.length > 0).map(encodeURIComponent).join('/');

@@ -18,6 +18,9 @@
   // Further behind the live end than this, playback jumps forward.
   const MAX_LATENCY_S = 30;
   const VIDEO_CODECS = ['avc1', 'avc3', 'hvc1', 'hev1', 'av01', 'vp09'];
+  // Network errors and 5xx in a row (each retried after a playlist pause)
+  // before the player gives up.
+  const MAX_TRANSIENT_ERRORS = 10;
 
   /** `KEY=VALUE,KEY="VALUE, with commas"` of an HLS tag. */
   function attributes(s) {
@@ -113,6 +116,15 @@
       this.map = null; // init segment appended last
       this.ended = false;
       this.appended = 0;
+      this.failures = 0; // transient errors in a row
+    }
+
+    /** Whether `e` is worth retrying (and counts it). */
+    transient(e) {
+      const retry = e instanceof TypeError || (e instanceof HttpError && e.status >= 500);
+      if (!retry) return false;
+      this.failures += 1;
+      return this.failures <= MAX_TRANSIENT_ERRORS;
     }
 
     async load() {
@@ -139,10 +151,18 @@
             }
             await this.append(await this.player.fetchBytes(seg.uri));
             this.appended += 1;
+            this.failures = 0;
             this.player.segmentAppended();
           } catch (e) {
-            // An expired segment (404) is skipped; anything else stops.
-            if (!(e instanceof HttpError) || e.status !== 404) throw e;
+            // An expired segment (404) is skipped; a network error or 5xx
+            // is retried after the pause; anything else stops.
+            if (e instanceof HttpError && e.status === 404) {
+              // skipped
+            } else if (this.transient(e)) {
+              break;
+            } else {
+              throw e;
+            }
           }
           this.next = seg.number + 1;
         }
@@ -153,7 +173,13 @@
         }
         await sleep(Math.min(2000, Math.max(500, media.target * 500)), signal);
         if (signal.aborted) return;
-        media = await this.load();
+        try {
+          media = await this.load();
+          this.failures = 0;
+        } catch (e) {
+          // Keep the last playlist and try again after the pause.
+          if (!this.transient(e)) throw e;
+        }
       }
     }
 
