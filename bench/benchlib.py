@@ -170,7 +170,7 @@ class Server:
 
 
 class Castgate(Server):
-    def __init__(self, binary, env=None):
+    def __init__(self, binary, env=None, args=()):
         super().__init__("castgate")
         e = dict(os.environ)
         e.update({
@@ -181,7 +181,7 @@ class Castgate(Server):
         })
         e.update(env or {})
         self.log = open(self.dir / "castgate.log", "w")
-        self.proc = subprocess.Popen([str(binary)], env=e, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([str(binary), *args], env=e, stdout=self.log, stderr=subprocess.STDOUT)
         wait_port(self.rtmp, self.proc, "castgate")
         wait_port(self.http, self.proc, "castgate")
 

@@ -15,3 +15,4 @@ mod raw;
 mod relay;
 mod rtmp_play;
 mod tls_rtmpt;
+mod transcode;

@@ -35,6 +35,34 @@ pub struct Config {
     #[serde(default)]
     pub relays: Vec<StaticRelay>,
     pub log: LogConfig,
+    /// How transcode jobs run.
+    pub transcoder: TranscoderSection,
+    /// `[[transcode]]` entries: stream pattern -> profile, first match wins.
+    #[serde(default)]
+    pub transcode: Vec<TranscodeMapping>,
+}
+
+/// `[transcoder]`: where profiles and ffmpeg are, and how jobs are supervised.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TranscoderSection {
+    /// A folder of `*.toml` profiles adding to (and overriding) the shipped
+    /// ones; empty = the shipped ones only.
+    pub profiles_dir: String,
+    /// The ffmpeg program (a path, or a name looked up in PATH).
+    pub ffmpeg: String,
+    pub restart_backoff_initial_secs: f64,
+    pub restart_backoff_max_secs: f64,
+    /// ffmpeg stderr lines logged per minute and job; the rest are counted.
+    pub stderr_lines_per_minute: u32,
+}
+
+/// One `[[transcode]]` entry.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TranscodeMapping {
+    pub stream: String,
+    pub profile: String,
 }
 
 /// The REST API under `/api/v1`.
@@ -196,6 +224,9 @@ pub enum ConfigError {
     Missing(String),
     #[error("invalid setting `{key}`: {reason}")]
     Invalid { key: &'static str, reason: String },
+    /// A transcode profile or mapping (the message names the file and key).
+    #[error("{0}")]
+    Transcode(String),
     #[error("invalid [[relays]] entry {index} (stream {stream:?}): {reason}")]
     InvalidRelay {
         index: usize,
@@ -240,7 +271,82 @@ impl Config {
         );
         let cfg: Config = builder.build()?.try_deserialize()?;
         cfg.validate()?;
+        cfg.transcode_plan()?;
         Ok(cfg)
+    }
+
+    /// The transcode profiles and the checked `[[transcode]]` mappings.
+    /// Errors name the profile file and key, or the config key.
+    pub fn transcode_plan(
+        &self,
+    ) -> Result<(crate::transcode::Profiles, Vec<crate::transcode::Rule>), ConfigError> {
+        use crate::transcode::{find_program, Profiles, Rule};
+        let t = &self.transcoder;
+        let bad =
+            |key: &str, reason: String| ConfigError::Transcode(format!("key `{key}`: {reason}"));
+        if !(t.restart_backoff_initial_secs > 0.0 && t.restart_backoff_initial_secs <= 3600.0) {
+            return Err(bad(
+                "transcoder.restart_backoff_initial_secs",
+                "must be in (0, 3600]".into(),
+            ));
+        }
+        if !(t.restart_backoff_max_secs >= t.restart_backoff_initial_secs
+            && t.restart_backoff_max_secs <= 3600.0)
+        {
+            return Err(bad(
+                "transcoder.restart_backoff_max_secs",
+                "must be at least restart_backoff_initial_secs and at most 3600".into(),
+            ));
+        }
+        let dir = (!t.profiles_dir.is_empty()).then(|| Path::new(&t.profiles_dir));
+        if let Some(d) = dir {
+            if !d.is_dir() {
+                return Err(bad(
+                    "transcoder.profiles_dir",
+                    format!("{} is not a directory", d.display()),
+                ));
+            }
+        }
+        let profiles = Profiles::load(dir).map_err(ConfigError::Transcode)?;
+        let mut rules = Vec::new();
+        for (i, m) in self.transcode.iter().enumerate() {
+            let pattern = crate::egress::target::StreamPattern::parse(&m.stream)
+                .map_err(|e| bad(&format!("transcode[{i}].stream"), e))?;
+            let Some(p) = profiles.get(&m.profile) else {
+                let known: Vec<&str> = profiles.names().collect();
+                return Err(bad(
+                    &format!("transcode[{i}].profile"),
+                    format!("no profile {:?} (known: {})", m.profile, known.join(", ")),
+                ));
+            };
+            if p.needs_ffmpeg() && find_program(&t.ffmpeg).is_none() {
+                return Err(bad(
+                    "transcoder.ffmpeg",
+                    format!(
+                        "{:?} not found, and transcode[{i}] maps {:?} to profile {:?} ({}), which needs it",
+                        t.ffmpeg, m.stream, m.profile, p.origin
+                    ),
+                ));
+            }
+            rules.push(Rule {
+                pattern,
+                profile: m.profile.clone(),
+            });
+        }
+        Ok((profiles, rules))
+    }
+
+    /// How transcode jobs run.
+    pub fn transcode_settings(&self) -> crate::transcode::TranscodeSettings {
+        let t = &self.transcoder;
+        crate::transcode::TranscodeSettings {
+            ffmpeg: crate::transcode::find_program(&t.ffmpeg)
+                .unwrap_or_else(|| PathBuf::from(&t.ffmpeg)),
+            backoff_initial: Duration::from_secs_f64(t.restart_backoff_initial_secs),
+            backoff_max: Duration::from_secs_f64(t.restart_backoff_max_secs),
+            stderr_lines_per_minute: t.stderr_lines_per_minute,
+            grace: Duration::from_secs_f64(self.package.grace_secs),
+        }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -449,6 +555,7 @@ impl Config {
                 part_target: p.part_secs,
                 window: p.window,
                 extra: p.extra_segments,
+                aligned: false,
             },
             grace: Duration::from_secs_f64(p.grace_secs),
             retention: Duration::from_secs_f64(p.retention_secs),

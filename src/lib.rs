@@ -16,6 +16,7 @@ pub mod media;
 pub mod package;
 pub mod rtmp;
 pub mod server;
+pub mod transcode;
 pub mod transport;
 
 use std::future::{Future, IntoFuture};
@@ -133,6 +134,7 @@ pub async fn run(config: config::Config) -> std::io::Result<()> {
             relays: ctx.relays.clone(),
             token,
             max_body_bytes: api_config.max_body_bytes,
+            transcoder: Some(ctx.transcoder.clone()),
         })
     });
     let state = http::HttpState {

@@ -43,6 +43,20 @@ pub struct ApiState {
     /// `None`: loopback clients only.
     pub token: Option<String>,
     pub max_body_bytes: usize,
+    /// Transcode jobs, shown in the stream views.
+    pub transcoder: Option<crate::transcode::Transcoder>,
+}
+
+impl ApiState {
+    /// A stream's view, with its transcode job.
+    fn stream_view(&self, s: crate::hub::StreamInfo, now: Instant) -> StreamView {
+        let relays = self.relays.of_stream(&s.key);
+        let transcode = self.transcoder.as_ref().and_then(|t| t.status(&s.key));
+        StreamView {
+            transcode,
+            ..StreamView::new(s, relays, now)
+        }
+    }
 }
 
 /// Marks a response that must not get the media routes' CORS headers.
@@ -256,10 +270,7 @@ async fn list_streams(State(state): State<Arc<ApiState>>) -> Json<StreamList> {
         .streams()
         .into_iter()
         .filter(|s| s.publisher.is_some())
-        .map(|s| {
-            let relays = state.relays.of_stream(&s.key);
-            StreamView::new(s, relays, now)
-        })
+        .map(|s| state.stream_view(s, now))
         .collect();
     Json(StreamList { streams })
 }
@@ -284,10 +295,7 @@ async fn get_stream(
 ) -> Result<Json<StreamView>, ApiError> {
     let stream = format!("{app}/{key}");
     match state.hub.stream(&stream) {
-        Some(s) if s.publisher.is_some() => {
-            let relays = state.relays.of_stream(&s.key);
-            Ok(Json(StreamView::new(s, relays, Instant::now())))
-        }
+        Some(s) if s.publisher.is_some() => Ok(Json(state.stream_view(s, Instant::now()))),
         _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("stream {} is not live", short(&stream)),

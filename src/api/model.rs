@@ -58,6 +58,8 @@ pub struct StreamView {
     pub players: usize,
     /// Relays of this stream (ids).
     pub relays: Vec<u64>,
+    /// The stream's transcode job (ffmpeg state and progress), if it has one.
+    pub transcode: Option<crate::transcode::TranscodeView>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -135,6 +137,7 @@ impl StreamView {
             players: s.subscribers,
             relays,
             stream: s.key,
+            transcode: None,
         }
     }
 }

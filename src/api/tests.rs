@@ -29,6 +29,7 @@ fn app(token: Option<&str>) -> Router {
             relays,
             token: token.map(String::from),
             max_body_bytes: 2048,
+            transcoder: None,
         })),
     )
 }

@@ -88,6 +88,7 @@ fn segmenter_config(setup: u8) -> SegmenterConfig {
         part_target,
         window: 1 + usize::from((setup >> 4) & 3),
         extra: usize::from(setup >> 6),
+        aligned: false,
     }
 }
 

@@ -29,6 +29,11 @@ pub fn ts_mux(data: &[u8]) {
     crate::egress::ts::exercise(data);
 }
 
+/// One rendition's output from ffmpeg back into the hub (`transcode`).
+pub fn ffmpeg_output(data: &[u8]) {
+    crate::transcode::exercise_output(data);
+}
+
 /// A fuzz target's body.
 pub type Target = fn(&[u8]);
 
@@ -40,6 +45,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("avc_config", avc_config),
     ("chunk", chunk),
     ("chunk_session", chunk_session),
+    ("ffmpeg_output", ffmpeg_output),
     ("flv_file", flv_file),
     ("flv_tags", flv_tags),
     ("handshake", handshake),

@@ -189,6 +189,14 @@ async fn media(State(state): State<HttpState>, req: Request) -> Response {
     let Some(stream) = state.store.get(&key) else {
         return not_found("stream");
     };
+    // A transcoded stream's renditions (each its own stream), snapshotted
+    // one at a time: never two stream locks at once.
+    let ladder: Vec<(String, crate::package::model::StreamSnapshot)> =
+        if matches!(resource, Resource::Multivariant | Resource::Mpd) {
+            ladder_snapshots(&state.store, &key)
+        } else {
+            Vec::new()
+        };
     let gzip = accepts_gzip(req.headers());
     let head = method == Method::HEAD;
     // Take what is needed under the lock; render and send without it.
@@ -199,7 +207,13 @@ async fn media(State(state): State<HttpState>, req: Request) -> Response {
         }
         match resource {
             Resource::Multivariant => (
-                Payload::Text(hls::multivariant(&seg.snapshot())),
+                Payload::Text(hls::multivariant_ladder(
+                    &seg.snapshot(),
+                    &ladder
+                        .iter()
+                        .map(|(n, s)| (n.as_str(), s))
+                        .collect::<Vec<_>>(),
+                )),
                 "application/vnd.apple.mpegurl",
                 false,
             ),
@@ -218,7 +232,15 @@ async fn media(State(state): State<HttpState>, req: Request) -> Response {
                     seg.discontinuity_sequence(MediaKind::Audio)
                 };
                 (
-                    Payload::Text(dash::mpd(&snap, TIME_PATH, evicted)),
+                    Payload::Text(dash::mpd_ladder(
+                        &snap,
+                        TIME_PATH,
+                        evicted,
+                        &ladder
+                            .iter()
+                            .map(|(n, s)| (n.as_str(), s))
+                            .collect::<Vec<_>>(),
+                    )),
                     "application/dash+xml",
                     false,
                 )
@@ -265,6 +287,22 @@ async fn media(State(state): State<HttpState>, req: Request) -> Response {
         ))
     };
     (StatusCode::OK, headers, body).into_response()
+}
+
+/// Snapshots of `key`'s renditions that have segments, in ladder order.
+fn ladder_snapshots(
+    store: &Store,
+    key: &str,
+) -> Vec<(String, crate::package::model::StreamSnapshot)> {
+    store
+        .ladder(key)
+        .into_iter()
+        .filter_map(|name| {
+            let seg = store.get(&format!("{key}/{name}"))?;
+            let seg = seg.lock().unwrap_or_else(|e| e.into_inner());
+            seg.has_segments().then(|| (name, seg.snapshot()))
+        })
+        .collect()
 }
 
 enum Payload {

@@ -53,6 +53,29 @@ pub const PROFILES: &str = "urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:
 /// Contract with the packager: segment numbers are contiguous within a track
 /// (`$Number$` addressing), and `s.target_duration` ≥ every segment.
 pub fn mpd(s: &StreamSnapshot, utc_timing_url: &str, evicted_discontinuities: u64) -> String {
+    mpd_ladder(s, utc_timing_url, evicted_discontinuities, &[])
+}
+
+/// How far (90 kHz ticks, half a second) a rendition's segment start may be
+/// from the source's and still belong to the same Period: their keyframes
+/// are the same pictures, but decode times differ by the encoders' B-frame
+/// delays.
+const LADDER_SLACK: u64 = 45_000;
+
+/// The MPD of a transcoded stream: [`mpd`] of the source, whose video
+/// AdaptationSet also holds one Representation per rendition (`(name,
+/// snapshot)`, each its own stream at `NAME/` under the source's URL) with
+/// its own SegmentTemplate and SegmentTimeline. Periods are the source's;
+/// a rendition lists its segments that start within a Period's time span
+/// (and share one init). Segments of all Representations start at the same
+/// keyframes (the packager cuts ladders on one grid), hence
+/// `segmentAlignment="true"`.
+pub fn mpd_ladder(
+    s: &StreamSnapshot,
+    utc_timing_url: &str,
+    evicted_discontinuities: u64,
+    renditions: &[(&str, &StreamSnapshot)],
+) -> String {
     let tracks: Vec<(MediaKind, &TrackTimeline)> = [
         (MediaKind::Video, s.video.as_ref()),
         (MediaKind::Audio, s.audio.as_ref()),
@@ -172,10 +195,56 @@ pub fn mpd(s: &StreamSnapshot, utc_timing_url: &str, evicted_discontinuities: u6
             "  <Period id=\"{id}\" start=\"{}\">",
             xs_duration(start)
         );
+        // This Period's span on the video timeline, for the renditions.
+        let span = tracks
+            .iter()
+            .zip(segs)
+            .find(|((kind, _), segs)| *kind == MediaKind::Video && !segs.is_empty())
+            .map(|(_, segs)| {
+                let lo = segs[0].start.saturating_sub(LADDER_SLACK);
+                let hi = periods
+                    .iter()
+                    .nth(i + 1)
+                    .and_then(|(_, next)| {
+                        tracks
+                            .iter()
+                            .zip(next)
+                            .find(|((kind, _), _)| *kind == MediaKind::Video)
+                            .and_then(|(_, n)| n.first())
+                    })
+                    .map_or(u64::MAX, |n| n.start.saturating_sub(LADDER_SLACK));
+                (lo, hi)
+            });
         for ((kind, t), segs) in tracks.iter().zip(segs) {
-            if !segs.is_empty() {
-                adaptation_set(&mut out, *kind, t, segs, origin);
+            if segs.is_empty() {
+                continue;
             }
+            let mut reps = vec![Rep {
+                id: paths::track_name(*kind).to_string(),
+                prefix: String::new(),
+                track: t,
+                segs: segs.clone(),
+            }];
+            if let (MediaKind::Video, Some((lo, hi))) = (kind, span) {
+                for (name, r) in renditions {
+                    let Some(rt) = r.video.as_ref() else { continue };
+                    let listed = window(&rt.segments, r.window);
+                    let inside: Vec<&SegmentInfo> = listed
+                        .iter()
+                        .filter(|g| g.start >= lo && g.start < hi)
+                        .collect();
+                    let Some(init) = inside.first().map(|g| g.init) else {
+                        continue;
+                    };
+                    reps.push(Rep {
+                        id: format!("video-{name}"),
+                        prefix: format!("{name}/"),
+                        track: rt,
+                        segs: inside.into_iter().take_while(|g| g.init == init).collect(),
+                    });
+                }
+            }
+            adaptation_set(&mut out, *kind, &reps, origin);
         }
         out.push_str("  </Period>\n");
     }
@@ -267,14 +336,16 @@ fn origin(tracks: &[(MediaKind, &TrackTimeline)], number: u64) -> Time {
         .unwrap_or(Time::new(0, 1))
 }
 
-fn adaptation_set(
-    out: &mut String,
-    kind: MediaKind,
-    t: &TrackTimeline,
-    segs: &[&SegmentInfo],
-    origin: Time,
-) {
-    let info = &t.info;
+/// One Representation: the source's track (`prefix` empty) or a rendition's.
+struct Rep<'a> {
+    id: String,
+    /// URL prefix relative to the source's folder (`720p/`).
+    prefix: String,
+    track: &'a TrackTimeline,
+    segs: Vec<&'a SegmentInfo>,
+}
+
+fn adaptation_set(out: &mut String, kind: MediaKind, reps: &[Rep<'_>], origin: Time) {
     let (id, content, mime) = match kind {
         MediaKind::Video => (0, "video", "video/mp4"),
         MediaKind::Audio => (1, "audio", "audio/mp4"),
@@ -284,6 +355,15 @@ fn adaptation_set(
         "    <AdaptationSet id=\"{id}\" contentType=\"{content}\" mimeType=\"{mime}\" \
          segmentAlignment=\"true\" startWithSAP=\"1\">"
     );
+    for rep in reps {
+        representation(out, kind, rep, origin);
+    }
+    out.push_str("    </AdaptationSet>\n");
+}
+
+fn representation(out: &mut String, kind: MediaKind, rep: &Rep<'_>, origin: Time) {
+    let info = &rep.track.info;
+    let segs = &rep.segs;
     let bandwidth = if info.peak_bandwidth > 0 {
         info.peak_bandwidth
     } else {
@@ -292,7 +372,7 @@ fn adaptation_set(
     let _ = write!(
         out,
         "      <Representation id=\"{}\" codecs=\"{}\" bandwidth=\"{bandwidth}\"",
-        paths::track_name(kind),
+        attr(&rep.id),
         attr(&info.codec)
     );
     match kind {
@@ -326,10 +406,12 @@ fn adaptation_set(
     let first = segs[0];
     let _ = writeln!(
         out,
-        "        <SegmentTemplate timescale=\"{}\" initialization=\"{}\" media=\"{}\" \
+        "        <SegmentTemplate timescale=\"{}\" initialization=\"{}{}\" media=\"{}{}\" \
          startNumber=\"{}\" presentationTimeOffset=\"{}\">",
         info.timescale.max(1),
+        attr(&rep.prefix),
         paths::init(kind, first.init),
+        attr(&rep.prefix),
         paths::dash_media_template(kind),
         first.number,
         origin.rescale(info.timescale.max(1))
@@ -349,7 +431,6 @@ fn adaptation_set(
     out.push_str("          </SegmentTimeline>\n");
     out.push_str("        </SegmentTemplate>\n");
     out.push_str("      </Representation>\n");
-    out.push_str("    </AdaptationSet>\n");
 }
 
 /// `<S>` entries `(t, d, r)`: `t` on the first and wherever the timeline is
@@ -568,6 +649,53 @@ mod tests {
     }
 
     const TIME_URL: &str = "/api/time?fmt=iso&x=\"1\"";
+
+    /// A rendition of `s`: the same segment times, its own numbers and size.
+    fn rendition(s: &StreamSnapshot, height: u32) -> StreamSnapshot {
+        let mut r = s.clone();
+        r.audio = None;
+        if let Some(v) = r.video.as_mut() {
+            v.info.height = height;
+            v.info.width = height * 16 / 9;
+            v.info.codec = "avc1.4d401e".into();
+            for g in &mut v.segments {
+                g.number += 1000;
+            }
+        }
+        r
+    }
+
+    #[test]
+    fn a_ladder_is_one_video_set_with_a_representation_per_rendition() {
+        let s = snapshot(true, true, 10, 8, 6, &[15], false);
+        let low = rendition(&s, 360);
+        let xml = mpd_ladder(&s, TIME_URL, 0, &[("360p", &low)]);
+        assert_eq!(xml, mpd_ladder(&s, TIME_URL, 0, &[("360p", &low)]));
+        let m = parse(&xml);
+        let periods: Vec<&El> = m.kids("Period").collect();
+        assert_eq!(periods.len(), 2, "{xml}");
+        for p in periods {
+            let video = adaptation(p, "video").expect("video set");
+            assert_eq!(video.a("segmentAlignment"), "true");
+            let reps: Vec<&El> = video.kids("Representation").collect();
+            assert_eq!(reps.len(), 2, "{xml}");
+            assert_eq!(reps[0].a("id"), "video");
+            assert_eq!(reps[1].a("id"), "video-360p");
+            assert_eq!(reps[1].a("height"), "360");
+            let t = reps[1].kid("SegmentTemplate");
+            assert_eq!(t.a("media"), "360p/video/seg-$Number$.m4s");
+            assert!(t.a("initialization").starts_with("360p/video/init-"));
+            // Same times as the source in this Period, the rendition's numbers.
+            let src: Vec<(u64, u64, u64)> = expand(reps[0].kid("SegmentTemplate"))
+                .into_iter()
+                .map(|(n, t, d)| (n + 1000, t, d))
+                .collect();
+            assert_eq!(expand(t), src, "{xml}");
+            assert!(adaptation(p, "audio").is_some());
+        }
+        // No renditions: exactly the plain MPD.
+        assert_eq!(mpd_ladder(&s, TIME_URL, 0, &[]), mpd(&s, TIME_URL, 0));
+    }
 
     #[test]
     fn live_audio_and_video() {

@@ -9,7 +9,7 @@
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::model::{paths, SegmentInfo, StreamSnapshot, TrackTimeline};
+use super::model::{paths, SegmentInfo, StreamSnapshot, TrackInfo, TrackTimeline};
 use crate::media::MediaKind;
 
 /// EXT-X-VERSION: 7 covers fractional EXTINF (3), EXT-X-MAP without
@@ -27,48 +27,44 @@ const AUDIO_GROUP: &str = "audio";
 /// EXT-X-STREAM-INF for `audio.m3u8`. A track that does not exist is never
 /// advertised; with no track at all the playlist lists no variant.
 pub fn multivariant(s: &StreamSnapshot) -> String {
+    multivariant_ladder(s, &[])
+}
+
+/// The multivariant playlist of a transcoded stream: the source's video
+/// and every rendition's (`(name, snapshot)`, each its own stream at
+/// `NAME/` under the source's URL), one EXT-X-STREAM-INF each, sharing one
+/// audio group: the source's audio track (else the first rendition's).
+/// Every variant's BANDWIDTH and CODECS count that audio. Renditions
+/// without video are not listed. With no renditions this is
+/// [`multivariant`].
+pub fn multivariant_ladder(s: &StreamSnapshot, renditions: &[(&str, &StreamSnapshot)]) -> String {
     let mut out = String::with_capacity(512);
     out.push_str("#EXTM3U\n");
     let _ = writeln!(out, "#EXT-X-VERSION:{VERSION}");
     out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
 
-    let video = s.video.as_ref().map(|t| &t.info);
-    let audio = s.audio.as_ref().map(|t| &t.info);
-    match (video, audio) {
-        (Some(v), audio) => {
-            if let Some(a) = audio {
-                let _ = write!(
-                    out,
-                    "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"{AUDIO_GROUP}\",NAME=\"audio\",\
-                     DEFAULT=YES,AUTOSELECT=YES"
-                );
-                if a.channels > 0 {
-                    let _ = write!(out, ",CHANNELS=\"{}\"", a.channels);
-                }
-                let _ = writeln!(out, ",URI=\"{}\"", paths::media_playlist(MediaKind::Audio));
-            }
-            let peak = v.peak_bandwidth + audio.map_or(0, |a| a.peak_bandwidth);
-            let _ = write!(out, "#EXT-X-STREAM-INF:BANDWIDTH={peak}");
-            // AVERAGE-BANDWIDTH only when every advertised track has one:
-            // half a sum would understate it.
-            let average = v.average_bandwidth + audio.map_or(0, |a| a.average_bandwidth);
-            if v.average_bandwidth > 0 && audio.is_none_or(|a| a.average_bandwidth > 0) {
-                let _ = write!(out, ",AVERAGE-BANDWIDTH={average}");
-            }
-            let codecs = [Some(v.codec.as_str()), audio.map(|a| a.codec.as_str())];
-            write_codecs(&mut out, codecs.iter().flatten().copied());
-            if v.width > 0 && v.height > 0 {
-                let _ = write!(out, ",RESOLUTION={}x{}", v.width, v.height);
-            }
-            if let Some(fps) = v.frame_rate.filter(|f| f.is_finite() && *f > 0.0) {
-                let _ = write!(out, ",FRAME-RATE={fps:.3}");
-            }
-            if audio.is_some() {
-                let _ = write!(out, ",AUDIO=\"{AUDIO_GROUP}\"");
-            }
-            let _ = writeln!(out, "\n{}", paths::media_playlist(MediaKind::Video));
-        }
-        (None, Some(a)) => {
+    let audio = s
+        .audio
+        .as_ref()
+        .map(|t| (String::new(), &t.info))
+        .or_else(|| {
+            renditions
+                .iter()
+                .find_map(|(n, r)| r.audio.as_ref().map(|t| (format!("{n}/"), &t.info)))
+        });
+    let videos: Vec<(String, &TrackInfo)> = s
+        .video
+        .as_ref()
+        .map(|t| (String::new(), &t.info))
+        .into_iter()
+        .chain(
+            renditions
+                .iter()
+                .filter_map(|(n, r)| r.video.as_ref().map(|t| (format!("{n}/"), &t.info))),
+        )
+        .collect();
+    if videos.is_empty() {
+        if let Some(a) = s.audio.as_ref().map(|t| &t.info) {
             let _ = write!(out, "#EXT-X-STREAM-INF:BANDWIDTH={}", a.peak_bandwidth);
             if a.average_bandwidth > 0 {
                 let _ = write!(out, ",AVERAGE-BANDWIDTH={}", a.average_bandwidth);
@@ -76,7 +72,45 @@ pub fn multivariant(s: &StreamSnapshot) -> String {
             write_codecs(&mut out, std::iter::once(a.codec.as_str()));
             let _ = writeln!(out, "\n{}", paths::media_playlist(MediaKind::Audio));
         }
-        (None, None) => {}
+        return out;
+    }
+    if let Some((prefix, a)) = &audio {
+        let _ = write!(
+            out,
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"{AUDIO_GROUP}\",NAME=\"audio\",\
+             DEFAULT=YES,AUTOSELECT=YES"
+        );
+        if a.channels > 0 {
+            let _ = write!(out, ",CHANNELS=\"{}\"", a.channels);
+        }
+        let _ = writeln!(
+            out,
+            ",URI=\"{prefix}{}\"",
+            paths::media_playlist(MediaKind::Audio)
+        );
+    }
+    let audio = audio.map(|(_, a)| a);
+    for (prefix, v) in videos {
+        let peak = v.peak_bandwidth + audio.map_or(0, |a| a.peak_bandwidth);
+        let _ = write!(out, "#EXT-X-STREAM-INF:BANDWIDTH={peak}");
+        // AVERAGE-BANDWIDTH only when every advertised track has one:
+        // half a sum would understate it.
+        let average = v.average_bandwidth + audio.map_or(0, |a| a.average_bandwidth);
+        if v.average_bandwidth > 0 && audio.is_none_or(|a| a.average_bandwidth > 0) {
+            let _ = write!(out, ",AVERAGE-BANDWIDTH={average}");
+        }
+        let codecs = [Some(v.codec.as_str()), audio.map(|a| a.codec.as_str())];
+        write_codecs(&mut out, codecs.iter().flatten().copied());
+        if v.width > 0 && v.height > 0 {
+            let _ = write!(out, ",RESOLUTION={}x{}", v.width, v.height);
+        }
+        if let Some(fps) = v.frame_rate.filter(|f| f.is_finite() && *f > 0.0) {
+            let _ = write!(out, ",FRAME-RATE={fps:.3}");
+        }
+        if audio.is_some() {
+            let _ = write!(out, ",AUDIO=\"{AUDIO_GROUP}\"");
+        }
+        let _ = writeln!(out, "\n{prefix}{}", paths::media_playlist(MediaKind::Video));
     }
     out
 }
@@ -491,6 +525,37 @@ mod tests {
             audio.contains("#EXTINF:2.00533,\naudio/seg-12.m4s\n"),
             "{audio}"
         );
+    }
+
+    #[test]
+    fn multivariant_lists_a_ladder_with_one_audio_group() {
+        let s = snapshot(true, true, 0, 3, 6, &[], false);
+        let mut low = snapshot(true, true, 0, 3, 6, &[], false);
+        if let Some(v) = low.video.as_mut() {
+            v.info.width = 640;
+            v.info.height = 360;
+            v.info.peak_bandwidth = 500_000;
+            v.info.average_bandwidth = 400_000;
+        }
+        let text = multivariant_ladder(&s, &[("360p", &low)]);
+        let m = parse_master(&text);
+        let uris: Vec<&str> = m.variants.iter().map(|v| v.uri.as_str()).collect();
+        assert_eq!(uris, ["video.m3u8", "360p/video.m3u8"]);
+        let v = &m.variants[1];
+        let audio = s.audio.as_ref().unwrap().info.clone();
+        assert_eq!(v.bandwidth, 500_000 + audio.peak_bandwidth);
+        assert_eq!(v.average_bandwidth, Some(400_000 + audio.average_bandwidth));
+        let r = v.resolution.unwrap();
+        assert_eq!((r.width, r.height), (640, 360));
+        assert_eq!(v.audio.as_deref(), Some("audio"));
+        assert_eq!(m.alternatives.len(), 1, "{text}");
+        assert_eq!(m.alternatives[0].uri.as_deref(), Some("audio.m3u8"));
+        // A source without audio shares the first rendition's.
+        let mut mute = s.clone();
+        mute.audio = None;
+        let m = parse_master(&multivariant_ladder(&mute, &[("360p", &low)]));
+        assert_eq!(m.alternatives[0].uri.as_deref(), Some("360p/audio.m3u8"));
+        assert_eq!(multivariant_ladder(&s, &[]), multivariant(&s));
     }
 
     #[test]

@@ -42,6 +42,12 @@ pub struct SegmenterConfig {
     pub window: usize,
     /// Extra segments kept for clients that loaded an older playlist.
     pub extra: usize,
+    /// Cut on a time grid instead: at the first keyframe whose presentation
+    /// time falls in a later `target`-long slot of the media clock than the
+    /// open segment's. Streams with keyframes at the same times (the
+    /// renditions of a transcode ladder and their source) then cut at the
+    /// same keyframes whenever each of them started.
+    pub aligned: bool,
 }
 
 impl Default for SegmenterConfig {
@@ -51,6 +57,7 @@ impl Default for SegmenterConfig {
             part_target: 0.5,
             window: 6,
             extra: 3,
+            aligned: false,
         }
     }
 }
@@ -415,6 +422,8 @@ pub struct StreamSegmenter {
     discontinuity: bool,
     /// Highest video DTS seen (90 kHz): audio before it can be committed.
     video_progress: Option<u64>,
+    /// Aligned mode: the grid slot of the open video segment's first keyframe.
+    slot: Option<i64>,
     target_duration: u32,
     ended: bool,
     availability_start: Option<SystemTime>,
@@ -445,6 +454,7 @@ impl StreamSegmenter {
             first_number,
             discontinuity: false,
             video_progress: None,
+            slot: None,
             target_duration: config.target.ceil().max(1.0) as u32,
             ended: false,
             availability_start: None,
@@ -532,11 +542,16 @@ impl StreamSegmenter {
         }
         // Cut here? At a keyframe, once the open segment reached the target.
         if f.keyframe {
+            let slot = f
+                .pts()
+                .div_euclid(((self.config.target * 1000.0) as i64).max(1));
             let cut = match &track.open {
                 None => true,
+                Some(_) if self.config.aligned => self.slot.is_none_or(|s| slot > s),
                 Some(open) => dts.saturating_sub(open.start) >= target_ticks,
             };
             if cut {
+                self.slot = Some(slot);
                 track.close_segment(keep, &mut self.stats);
                 let number = self.next_number;
                 self.next_number += 1;

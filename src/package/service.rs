@@ -28,9 +28,23 @@ pub struct PackagerConfig {
 #[derive(Clone, Default)]
 pub struct Store {
     streams: Arc<Mutex<HashMap<String, Arc<Mutex<StreamSegmenter>>>>>,
+    /// Transcoded streams: source key -> its renditions' names (each packaged
+    /// as `KEY/NAME`), for the multivariant playlist and the MPD.
+    ladders: Arc<Mutex<HashMap<String, Vec<String>>>>,
 }
 
 impl Store {
+    /// Declares `key`'s renditions (`key/NAME` streams), listed in its
+    /// manifests once they have segments.
+    pub fn set_ladder(&self, key: &str, renditions: Vec<String>) {
+        lock(&self.ladders).insert(key.to_string(), renditions);
+    }
+
+    /// The renditions of `key` (empty when it is not transcoded).
+    pub fn ladder(&self, key: &str) -> Vec<String> {
+        lock(&self.ladders).get(key).cloned().unwrap_or_default()
+    }
+
     pub fn get(&self, key: &str) -> Option<Arc<Mutex<StreamSegmenter>>> {
         lock(&self.streams).get(key).cloned()
     }
@@ -49,6 +63,7 @@ impl Store {
         let mut map = lock(&self.streams);
         if map.get(key).is_some_and(|cur| Arc::ptr_eq(cur, s)) {
             map.remove(key);
+            lock(&self.ladders).remove(key);
         }
     }
 }
@@ -60,6 +75,8 @@ pub struct Packager {
     store: Store,
     config: PackagerConfig,
     running: Arc<Mutex<HashMap<String, Arc<Mutex<StreamSegmenter>>>>>,
+    /// Streams segmented on the aligned grid (see [`Packager::align`]).
+    aligned: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
 /// Feeds one stream's segmenter from the hub, on the publisher's thread.
@@ -108,7 +125,15 @@ impl Packager {
             store,
             config,
             running: Arc::default(),
+            aligned: Arc::default(),
         }
+    }
+
+    /// Segments `key` on the aligned grid ([`SegmenterConfig::aligned`])
+    /// from its next [`Packager::ensure`] on: a transcode ladder's source and
+    /// renditions cut at the same keyframes. Call before `ensure`.
+    pub fn align(&self, key: &str) {
+        lock(&self.aligned).insert(key.to_string());
     }
 
     pub fn store(&self) -> &Store {
@@ -124,7 +149,11 @@ impl Packager {
             return;
         }
         info!(stream = key, "packaging started");
-        let seg = Arc::new(Mutex::new(StreamSegmenter::new(key, self.config.segmenter)));
+        let segmenter = SegmenterConfig {
+            aligned: lock(&self.aligned).contains(key),
+            ..self.config.segmenter
+        };
+        let seg = Arc::new(Mutex::new(StreamSegmenter::new(key, segmenter)));
         running.insert(key.to_string(), seg.clone());
         self.store.insert(key, seg.clone());
         let (live, live_rx) = watch::channel(false);
@@ -172,6 +201,7 @@ impl Packager {
                 continue;
             }
             running.remove(key);
+            lock(&self.aligned).remove(key);
             drop(tap);
             break;
         }

@@ -30,6 +30,7 @@ pub struct ServerContext {
     pub hub: Hub,
     pub packager: Packager,
     pub relays: Relays,
+    pub transcoder: crate::transcode::Transcoder,
 }
 
 impl ServerContext {
@@ -44,11 +45,25 @@ impl ServerContext {
             Vec::new()
         });
         let relays = Relays::new(hub.clone(), config.relay_settings(), rules);
+        // Checked when loaded too; a profile file broken since is said so.
+        let (profiles, rules) = config.transcode_plan().unwrap_or_else(|e| {
+            warn!("transcoding off: {e}");
+            Default::default()
+        });
+        let transcoder = crate::transcode::Transcoder::new(
+            hub.clone(),
+            packager.clone(),
+            relays.clone(),
+            config.transcode_settings(),
+            rules,
+            profiles,
+        );
         Arc::new(ServerContext {
             config,
             hub,
             packager,
             relays,
+            transcoder,
         })
     }
 }
@@ -499,6 +514,7 @@ impl Connection {
             Ok(publisher) => {
                 info!(stream = key, mode, "publish started");
                 self.last_key = key.clone();
+                self.ctx.transcoder.on_publish(&key);
                 self.ctx.packager.ensure(&key);
                 self.ctx.relays.on_publish(&key);
                 self.session.accept_publish(stream_id);

@@ -1,0 +1,595 @@
+//! One transcoded stream's supervisor task.
+//!
+//! It subscribes to the source (a bounded hub queue: a slow ffmpeg loses
+//! frames by the hub's drop policy, never slows the publisher), starts
+//! ffmpeg at a source keyframe, writes the source to its stdin as FLV and
+//! publishes each rendition it reads back as `KEY/NAME`. ffmpeg exiting on
+//! its own is restarted after a backoff; the publisher leaving stops ffmpeg
+//! at once, and the job ends unless the publisher returns within the grace
+//! period. The renditions' hub publishers live as long as the job, so their
+//! clock stays the source's across restarts; each gap is told to their
+//! consumers as a stop and a start (a discontinuity in HLS and DASH).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin};
+use tokio::task::JoinHandle;
+use tokio::time::{sleep_until, timeout, Instant};
+use tracing::{error, info, warn};
+
+use super::child;
+use super::command::{self, SourceTracks};
+use super::flv_io::{FlvWriter, OutputParser};
+use super::progress::ProgressParser;
+use super::{lock, JobStatus, Profile, Transcoder, FEED_OFFSET_MS};
+use crate::hub::{Publisher, StreamEvent};
+use crate::media::{CodecConfig, Frame, MediaKind};
+
+/// A write to ffmpeg's stdin taking longer than this means it is stuck.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A run this long resets the backoff.
+const STABLE_RUN: Duration = Duration::from_secs(30);
+
+/// One rendition's hub side, for the job's life.
+struct Output {
+    key: String,
+    publisher: Arc<Publisher>,
+    clock: Arc<Mutex<OutClock>>,
+}
+
+/// What a rendition last delivered: output that ffmpeg repeats after a
+/// restart (it starts again from a keyframe) is not delivered twice.
+#[derive(Default)]
+struct OutClock {
+    video: Option<i64>,
+    audio: Option<i64>,
+    /// Video is held back to the next keyframe after a dropped frame.
+    need_key: bool,
+    video_config: Option<Arc<CodecConfig>>,
+    audio_config: Option<Arc<CodecConfig>>,
+}
+
+/// One ffmpeg run.
+struct Run {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    writer: FlvWriter,
+    /// FLV header and sequence headers, written before the first frame.
+    head: Option<Bytes>,
+    tasks: Vec<JoinHandle<()>>,
+    started: Instant,
+    video: Arc<CodecConfig>,
+    audio: Option<Arc<CodecConfig>>,
+}
+
+/// The source as the job last saw it.
+#[derive(Default)]
+struct Source {
+    live: bool,
+    video: Option<Arc<CodecConfig>>,
+    audio: Option<Arc<CodecConfig>>,
+}
+
+/// Decode times last fed to ffmpeg, across runs: a new run starts at a
+/// later keyframe than anything the previous one had.
+#[derive(Default)]
+struct Fed {
+    video: Option<i64>,
+    audio: Option<i64>,
+}
+
+pub(super) async fn run(t: Transcoder, key: String, profile: Profile, status: Arc<JobStatus>) {
+    let inner = &t.inner;
+    let settings = &inner.settings;
+    let mut sub = inner.hub.subscribe(&key);
+    let mut src = Source::default();
+    let mut outputs: Option<Vec<Output>> = None;
+    let mut run: Option<Run> = None;
+    let mut fed = Fed::default();
+    let mut backoff = settings.backoff_initial;
+    let mut not_before = Instant::now();
+    let mut gone_since: Option<Instant> = (!sub.is_live()).then(Instant::now);
+    loop {
+        let grace_at = gone_since.map(|t| t + settings.grace);
+        tokio::select! {
+            ev = sub.recv() => match ev {
+                Err(closed) => {
+                    warn!(stream = key, "transcode input fell behind ({closed}); restarting ffmpeg");
+                    stop(&mut run, outputs.as_deref(), &status, &key, "input fell behind").await;
+                    sub = inner.hub.subscribe(&key);
+                    src = Source::default();
+                }
+                Ok(StreamEvent::PublisherStarted) => {
+                    if run.is_some() {
+                        stop(&mut run, outputs.as_deref(), &status, &key, "publisher changed").await;
+                    }
+                    src = Source { live: true, ..Source::default() };
+                    gone_since = None;
+                    status.update(|v| v.state = "starting".into());
+                }
+                Ok(StreamEvent::PublisherStopped) => {
+                    src.live = false;
+                    gone_since = Some(Instant::now());
+                    stop(&mut run, outputs.as_deref(), &status, &key, "publisher left").await;
+                    status.update(|v| v.state = "waiting".into());
+                }
+                Ok(StreamEvent::Metadata(_)) => {}
+                Ok(StreamEvent::Config(c)) => {
+                    let changed = run.as_ref().is_some_and(|r| match c.kind() {
+                        MediaKind::Video => *r.video != *c,
+                        MediaKind::Audio => r.audio.as_ref().is_none_or(|a| **a != *c),
+                    });
+                    match c.kind() {
+                        MediaKind::Video => src.video = Some(c.clone()),
+                        MediaKind::Audio => src.audio = Some(c.clone()),
+                    }
+                    if changed {
+                        // New codec parameters: a new ffmpeg from the next keyframe.
+                        stop(&mut run, outputs.as_deref(), &status, &key, "source parameters changed").await;
+                    }
+                }
+                Ok(StreamEvent::Frame(f)) => {
+                    if run.is_none() {
+                        let startable = src.live
+                            && f.kind() == MediaKind::Video
+                            && f.keyframe
+                            && Instant::now() >= not_before
+                            && fed.video.is_none_or(|d| f.dts > d);
+                        if !startable {
+                            continue;
+                        }
+                        let Some(video) = src.video.clone() else { continue };
+                        if outputs.is_none() {
+                            match publish_outputs(&t, &key, &profile) {
+                                Ok(o) => outputs = Some(o),
+                                Err(e) => {
+                                    error!(stream = key, "transcode job stopped: {e}");
+                                    break;
+                                }
+                            }
+                        } else if let Some(o) = &outputs {
+                            for o in o {
+                                o.publisher.send(StreamEvent::PublisherStarted);
+                            }
+                        }
+                        let Some(o) = &outputs else { break };
+                        match start(&t, &key, &profile, video, src.audio.clone(), o, &status) {
+                            Ok(r) => run = Some(r),
+                            Err(e) => {
+                                error!(stream = key, ffmpeg = %settings.ffmpeg.display(), "cannot start ffmpeg: {e}");
+                                for o in o {
+                                    o.publisher.send(StreamEvent::PublisherStopped);
+                                }
+                                not_before = Instant::now() + backoff;
+                                backoff = (backoff * 2).min(settings.backoff_max);
+                                status.update(|v| v.state = "backoff".into());
+                                continue;
+                            }
+                        }
+                    }
+                    if let Some(r) = run.as_mut() {
+                        feed(r, &f, &mut fed, &key).await;
+                    }
+                }
+            },
+            exit = wait_run(&mut run) => {
+                let ran = run.as_ref().map_or(Duration::ZERO, |r| r.started.elapsed());
+                let exit = match exit {
+                    Ok(s) => s.to_string(),
+                    Err(e) => e.to_string(),
+                };
+                if ran >= STABLE_RUN {
+                    backoff = settings.backoff_initial;
+                }
+                warn!(stream = key, %exit, ran_secs = ran.as_secs_f64(), restart_in_secs = backoff.as_secs_f64(), "ffmpeg exited; restarting");
+                stop(&mut run, outputs.as_deref(), &status, &key, "").await;
+                not_before = Instant::now() + backoff;
+                backoff = (backoff * 2).min(settings.backoff_max);
+                status.update(|v| {
+                    v.restarts += 1;
+                    v.last_exit = Some(exit);
+                    v.state = "backoff".into();
+                });
+            }
+            _ = sleep_until_opt(grace_at) => {
+                // Decide under the registry lock, so a publish that arrives
+                // now either finds this job or starts a new one.
+                let mut jobs = lock(&inner.jobs);
+                if sub.is_live() {
+                    gone_since = None;
+                    continue;
+                }
+                if jobs.get(&key).is_some_and(|j| Arc::ptr_eq(j, &status)) {
+                    jobs.remove(&key);
+                }
+                break;
+            }
+        }
+    }
+    stop(&mut run, outputs.as_deref(), &status, &key, "job ended").await;
+    {
+        // Only this job's entry: a new publish may have started a new job.
+        let mut jobs = lock(&inner.jobs);
+        if jobs.get(&key).is_some_and(|j| Arc::ptr_eq(j, &status)) {
+            jobs.remove(&key);
+        }
+    }
+    info!(stream = key, "transcode job ended");
+    // Dropping the outputs ends the rendition streams.
+    drop(outputs);
+}
+
+async fn wait_run(run: &mut Option<Run>) -> std::io::Result<std::process::ExitStatus> {
+    match run {
+        Some(r) => r.child.wait().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Takes the rendition streams (`KEY/NAME`) in the hub and starts their
+/// packaging and relays, as a publish does.
+fn publish_outputs(t: &Transcoder, key: &str, profile: &Profile) -> Result<Vec<Output>, String> {
+    let inner = &t.inner;
+    let mut out = Vec::new();
+    for (r, _, _) in profile.encoded() {
+        let rkey = format!("{key}/{}", r.name);
+        let publisher = inner
+            .hub
+            .publish(&rkey, "transcode")
+            .map_err(|e| format!("rendition {rkey}: {e}"))?;
+        inner.packager.ensure(&rkey);
+        inner.relays.on_publish(&rkey);
+        out.push(Output {
+            key: rkey,
+            publisher: Arc::new(publisher),
+            clock: Arc::default(),
+        });
+    }
+    Ok(out)
+}
+
+fn start(
+    t: &Transcoder,
+    key: &str,
+    profile: &Profile,
+    video: Arc<CodecConfig>,
+    audio: Option<Arc<CodecConfig>>,
+    outputs: &[Output],
+    status: &Arc<JobStatus>,
+) -> std::io::Result<Run> {
+    let settings = &t.inner.settings;
+    let tracks = SourceTracks {
+        audio: audio.is_some(),
+    };
+    let args = command::args(profile, tracks);
+    let spawned = child::spawn(&settings.ffmpeg, &args, outputs.len())?;
+    let mut child = spawned.child;
+    let pid = child.id();
+    info!(stream = key, pid, "ffmpeg started");
+    tracing::debug!(stream = key, args = ?args, "ffmpeg command line");
+    let mut tasks = Vec::new();
+    for (pipe, o) in spawned.outputs.into_iter().zip(outputs) {
+        tasks.push(tokio::spawn(read_output(
+            pipe,
+            o.key.clone(),
+            o.publisher.clone(),
+            o.clock.clone(),
+        )));
+    }
+    if let Some(stdout) = child.stdout.take() {
+        let status = status.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            let mut parser = ProgressParser::default();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(p) = parser.line(&line) {
+                    status.update(|v| v.progress = Some(p));
+                }
+            }
+        }));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        tasks.push(tokio::spawn(log_stderr(
+            stderr,
+            key.to_string(),
+            settings.stderr_lines_per_minute,
+        )));
+    }
+    status.update(|v| {
+        v.pid = pid;
+        v.state = "running".into();
+        v.progress = None;
+    });
+    let mut writer = FlvWriter::new(FEED_OFFSET_MS);
+    let mut head = FlvWriter::header(tracks.audio, true).to_vec();
+    for c in [Some(&video), audio.as_ref()].into_iter().flatten() {
+        if let Some(tag) = writer.tag(&StreamEvent::Config(c.clone())) {
+            head.extend_from_slice(&tag);
+        }
+    }
+    let stdin = child.stdin.take();
+    Ok(Run {
+        child,
+        stdin,
+        writer,
+        head: Some(Bytes::from(head)),
+        tasks,
+        started: Instant::now(),
+        video,
+        audio,
+    })
+}
+
+/// Writes one source frame to ffmpeg (after the header, on the first).
+async fn feed(r: &mut Run, f: &Frame, fed: &mut Fed, key: &str) {
+    let last = match f.kind() {
+        MediaKind::Video => &mut fed.video,
+        MediaKind::Audio => &mut fed.audio,
+    };
+    if last.is_some_and(|d| f.dts <= d) {
+        // Already given to an earlier run (the GOP a restart begins with).
+        return;
+    }
+    *last = Some(f.dts);
+    let Some(tag) = r.writer.tag(&StreamEvent::Frame(f.clone())) else {
+        return;
+    };
+    let Some(stdin) = r.stdin.as_mut() else {
+        return;
+    };
+    let head = r.head.take();
+    let write = async {
+        if let Some(h) = head {
+            stdin.write_all(&h).await?;
+        }
+        stdin.write_all(&tag).await
+    };
+    match timeout(WRITE_TIMEOUT, write).await {
+        Ok(Ok(())) => {}
+        // ffmpeg exited: its exit is handled by the supervisor loop.
+        Ok(Err(_)) => r.stdin = None,
+        Err(_) => {
+            warn!(stream = key, "ffmpeg stopped reading its input; killing it");
+            r.stdin = None;
+            let _ = r.child.start_kill();
+        }
+    }
+}
+
+/// Ends the current run, if any: kills ffmpeg, waits for it (no zombie),
+/// lets the readers deliver what it wrote, and tells the renditions'
+/// consumers the stream paused.
+async fn stop(
+    run: &mut Option<Run>,
+    outputs: Option<&[Output]>,
+    status: &JobStatus,
+    key: &str,
+    why: &str,
+) {
+    let Some(mut r) = run.take() else {
+        return;
+    };
+    let pid = r.child.id();
+    drop(r.stdin.take());
+    let _ = r.child.start_kill();
+    let _ = r.child.wait().await;
+    if !why.is_empty() {
+        info!(stream = key, pid, "ffmpeg stopped: {why}");
+    }
+    for task in r.tasks.iter_mut() {
+        // The pipes hit EOF once ffmpeg is gone; do not wait on a stuck one.
+        if timeout(Duration::from_secs(2), &mut *task).await.is_err() {
+            task.abort();
+        }
+    }
+    for o in outputs.into_iter().flatten() {
+        o.publisher.send(StreamEvent::PublisherStopped);
+    }
+    status.update(|v| {
+        v.pid = None;
+        v.progress = None;
+    });
+}
+
+/// Reads one rendition's FLV from its pipe into the hub.
+async fn read_output(
+    mut pipe: tokio::net::unix::pipe::Receiver,
+    key: String,
+    publisher: Arc<Publisher>,
+    clock: Arc<Mutex<OutClock>>,
+) {
+    let mut parser = OutputParser::new(FEED_OFFSET_MS);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let events = match parser.push(&buf[..n]) {
+            Ok(e) => e,
+            Err(e) => {
+                warn!(stream = key, "unreadable ffmpeg output: {e}");
+                return;
+            }
+        };
+        for event in events {
+            if deliver(&mut lock(&clock), &event) {
+                publisher.send(event);
+            }
+        }
+    }
+}
+
+/// Fuzz body (`ffmpeg_output`): arbitrary bytes as a rendition's output, in
+/// chunks sized by the input, through the parser and the delivery rule.
+/// Delivered frames never go back in time on their track, and video resumes
+/// at a keyframe after anything was skipped.
+#[doc(hidden)]
+pub fn exercise(data: &[u8]) {
+    let Some((&chunk, rest)) = data.split_first() else {
+        return;
+    };
+    let chunk = usize::from(chunk).max(1);
+    let mut parser = OutputParser::new(FEED_OFFSET_MS);
+    let mut clock = OutClock::default();
+    let (mut video, mut audio): (Option<i64>, Option<i64>) = (None, None);
+    for piece in rest.chunks(chunk) {
+        let Ok(events) = parser.push(piece) else {
+            return;
+        };
+        for e in events {
+            let skipping = clock.need_key;
+            if !deliver(&mut clock, &e) {
+                continue;
+            }
+            if let StreamEvent::Frame(f) = &e {
+                let last = match f.kind() {
+                    MediaKind::Video => {
+                        assert!(!skipping || f.keyframe, "resumed on a non-keyframe");
+                        &mut video
+                    }
+                    MediaKind::Audio => &mut audio,
+                };
+                assert!(last.is_none_or(|l| f.dts > l), "time went back");
+                *last = Some(f.dts);
+            }
+        }
+    }
+}
+
+/// Whether a rendition event goes to the hub: a repeated configuration
+/// does not, nor a frame at or before what was already delivered.
+fn deliver(c: &mut OutClock, event: &StreamEvent) -> bool {
+    match event {
+        StreamEvent::Config(cfg) => {
+            let slot = match cfg.kind() {
+                MediaKind::Video => &mut c.video_config,
+                MediaKind::Audio => &mut c.audio_config,
+            };
+            if slot.as_ref().is_some_and(|s| **s == **cfg) {
+                return false;
+            }
+            *slot = Some(cfg.clone());
+            if cfg.kind() == MediaKind::Video {
+                c.need_key = true;
+            }
+            true
+        }
+        StreamEvent::Frame(f) => match f.kind() {
+            MediaKind::Video => {
+                if c.video.is_some_and(|d| f.dts <= d) {
+                    c.need_key = true;
+                    return false;
+                }
+                if c.need_key && !f.keyframe {
+                    return false;
+                }
+                c.need_key = false;
+                c.video = Some(f.dts);
+                true
+            }
+            MediaKind::Audio => {
+                if c.audio.is_some_and(|d| f.dts <= d) {
+                    return false;
+                }
+                c.audio = Some(f.dts);
+                true
+            }
+        },
+        _ => true,
+    }
+}
+
+/// ffmpeg's stderr into our log, at most `per_minute` lines a minute.
+async fn log_stderr(stderr: tokio::process::ChildStderr, key: String, per_minute: u32) {
+    let mut lines = BufReader::new(stderr).lines();
+    let mut window = Instant::now();
+    let (mut logged, mut suppressed) = (0u32, 0u64);
+    while let Ok(Some(line)) = lines.next_line().await {
+        if window.elapsed() >= Duration::from_secs(60) {
+            if suppressed > 0 {
+                warn!(
+                    stream = key,
+                    suppressed, "ffmpeg: more stderr lines were not logged"
+                );
+            }
+            window = Instant::now();
+            logged = 0;
+            suppressed = 0;
+        }
+        if logged < per_minute {
+            logged += 1;
+            warn!(stream = key, "ffmpeg: {}", line.trim_end());
+        } else {
+            suppressed += 1;
+        }
+    }
+    if suppressed > 0 {
+        warn!(
+            stream = key,
+            suppressed, "ffmpeg: more stderr lines were not logged"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::Codec;
+
+    fn frame(kind: Codec, dts: i64, keyframe: bool) -> StreamEvent {
+        StreamEvent::Frame(Frame {
+            codec: kind,
+            dts,
+            cts: 0,
+            keyframe,
+            data: Bytes::from_static(b"x"),
+        })
+    }
+
+    #[test]
+    fn a_restart_never_delivers_time_twice() {
+        let mut c = OutClock::default();
+        let mut got = Vec::new();
+        for e in [
+            frame(Codec::H264, 0, true),
+            frame(Codec::H264, 40, false),
+            frame(Codec::Aac, 21, true),
+            // ffmpeg restarted: it repeats from an earlier keyframe.
+            frame(Codec::H264, 0, true),
+            frame(Codec::H264, 40, false),
+            frame(Codec::H264, 80, false),
+            frame(Codec::Aac, 10, true),
+            frame(Codec::H264, 120, true),
+            frame(Codec::H264, 160, false),
+            frame(Codec::Aac, 42, true),
+        ] {
+            if deliver(&mut c, &e) {
+                if let StreamEvent::Frame(f) = e {
+                    got.push((f.codec, f.dts));
+                }
+            }
+        }
+        assert_eq!(
+            got,
+            [
+                (Codec::H264, 0),
+                (Codec::H264, 40),
+                (Codec::Aac, 21),
+                (Codec::H264, 120),
+                (Codec::H264, 160),
+                (Codec::Aac, 42),
+            ]
+        );
+    }
+}

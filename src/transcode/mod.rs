@@ -1,0 +1,221 @@
+//! Per-stream transcoding: profiles (ABR ladders) mapped to streams by
+//! pattern, one supervised ffmpeg per transcoded stream, its renditions
+//! published back into the hub as streams of their own (`live/KEY/720p`),
+//! so they are packaged, relayed and played like any stream.
+//!
+//! - [`profile`]: the ladders (`profiles/*.toml`, shipped ones embedded).
+//! - [`command`]: a profile -> the ffmpeg command line (one decode, one
+//!   filter graph, a pipe per rendition, keyframes forced at the source's).
+//! - [`flv_io`]: FLV to ffmpeg and back, sans-I/O.
+//! - `child`: spawning with the extra pipes and the process hygiene.
+//! - `job`: the supervisor task of one stream.
+
+pub mod command;
+pub mod flv_io;
+pub mod profile;
+pub mod progress;
+
+mod child;
+mod job;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::egress::target::StreamPattern;
+use crate::egress::Relays;
+use crate::hub::Hub;
+use crate::package::service::Packager;
+pub use job::exercise as exercise_output;
+pub use profile::{Profile, Profiles};
+pub use progress::Progress;
+
+/// Added to every timestamp fed to ffmpeg and taken off what comes back:
+/// encoder delay (B-frames, AAC priming) puts the first output packets a
+/// little before the first input, and ffmpeg would shift a stream starting
+/// near zero to keep times non-negative, moving the renditions off the
+/// source's clock. Ten seconds is far more than any such delay.
+pub const FEED_OFFSET_MS: i64 = 10_000;
+
+/// How jobs run (from `[transcoder]`).
+#[derive(Clone, Debug)]
+pub struct TranscodeSettings {
+    pub ffmpeg: PathBuf,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    /// ffmpeg stderr lines logged per minute per job; the rest are counted.
+    pub stderr_lines_per_minute: u32,
+    /// A publisher returning within this time resumes the job (the
+    /// packager's grace period, so renditions and source agree).
+    pub grace: Duration,
+}
+
+/// One `[[transcode]]` mapping, checked.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    pub pattern: StreamPattern,
+    pub profile: String,
+}
+
+/// Starts a job when a stream that maps to a transcoding profile is
+/// published; knows every job's state for the API.
+#[derive(Clone)]
+pub struct Transcoder {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    hub: Hub,
+    packager: Packager,
+    relays: Relays,
+    settings: TranscodeSettings,
+    rules: Vec<Rule>,
+    profiles: Profiles,
+    jobs: Mutex<HashMap<String, Arc<JobStatus>>>,
+    /// Jobs run on the runtime current when the transcoder was made (the
+    /// main one), not on the connection thread that saw the publish.
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+/// What the API shows of a job.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct TranscodeView {
+    pub profile: String,
+    /// Rendition stream keys (`app/key/NAME`).
+    pub renditions: Vec<String>,
+    /// `running`, `starting` (waiting for a keyframe), `backoff` (after a
+    /// crash) or `waiting` (the publisher left, within the grace period).
+    pub state: String,
+    pub pid: Option<u32>,
+    /// ffmpeg restarts after it exited on its own.
+    pub restarts: u64,
+    pub last_exit: Option<String>,
+    /// ffmpeg's latest progress report (this run).
+    pub progress: Option<Progress>,
+}
+
+/// A job's state, shared by its task and the API.
+pub struct JobStatus {
+    view: Mutex<TranscodeView>,
+}
+
+impl JobStatus {
+    fn update(&self, f: impl FnOnce(&mut TranscodeView)) {
+        f(&mut lock(&self.view));
+    }
+}
+
+impl Transcoder {
+    pub fn new(
+        hub: Hub,
+        packager: Packager,
+        relays: Relays,
+        settings: TranscodeSettings,
+        rules: Vec<Rule>,
+        profiles: Profiles,
+    ) -> Self {
+        Transcoder {
+            inner: Arc::new(Inner {
+                hub,
+                packager,
+                relays,
+                settings,
+                rules,
+                profiles,
+                jobs: Mutex::new(HashMap::new()),
+                runtime: tokio::runtime::Handle::try_current().ok(),
+            }),
+        }
+    }
+
+    /// The profile `key` maps to (the first matching rule), if any.
+    pub fn profile_for(&self, key: &str) -> Option<&Profile> {
+        let rule = self.inner.rules.iter().find(|r| r.pattern.matches(key))?;
+        self.inner.profiles.get(&rule.profile)
+    }
+
+    /// Called when `key` is published, before the packager starts on it. A
+    /// stream mapped to a profile with encoded renditions gets a job (unless
+    /// its job is still running: a publisher returning within the grace
+    /// period resumes it); anything else is passed through.
+    pub fn on_publish(&self, key: &str) {
+        let Some(profile) = self.profile_for(key) else {
+            return;
+        };
+        if !profile.needs_ffmpeg() {
+            info!(
+                stream = key,
+                profile = profile.name,
+                "passthrough profile: no transcoding"
+            );
+            return;
+        }
+        let Some(runtime) = &self.inner.runtime else {
+            warn!(stream = key, "no runtime to run the transcode job on");
+            return;
+        };
+        let mut jobs = lock(&self.inner.jobs);
+        if jobs.contains_key(key) {
+            return;
+        }
+        let names: Vec<String> = profile.encoded().map(|(r, _, _)| r.name.clone()).collect();
+        let packager = &self.inner.packager;
+        packager.align(key);
+        for n in &names {
+            packager.align(&format!("{key}/{n}"));
+        }
+        packager.store().set_ladder(key, names.clone());
+        let status = Arc::new(JobStatus {
+            view: Mutex::new(TranscodeView {
+                profile: profile.name.clone(),
+                renditions: names.iter().map(|n| format!("{key}/{n}")).collect(),
+                state: "starting".into(),
+                pid: None,
+                restarts: 0,
+                last_exit: None,
+                progress: None,
+            }),
+        });
+        jobs.insert(key.to_string(), status.clone());
+        info!(
+            stream = key,
+            profile = profile.name,
+            renditions = ?names,
+            "transcode job started"
+        );
+        runtime.spawn(job::run(
+            self.clone(),
+            key.to_string(),
+            profile.clone(),
+            status,
+        ));
+    }
+
+    /// The job of `key`, if it has one.
+    pub fn status(&self, key: &str) -> Option<TranscodeView> {
+        let s = lock(&self.inner.jobs).get(key).cloned()?;
+        let v = lock(&s.view).clone();
+        Some(v)
+    }
+}
+
+/// `name` as a program to run: a path as is, a bare name looked up in PATH.
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        return p.is_file().then_some(p);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
