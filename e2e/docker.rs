@@ -187,20 +187,21 @@ fn compose_file_parses_and_its_config_checks() {
     assert_eq!(cfg.http.listen.port(), 8080);
     assert!(cfg.rtmp.listen.ip().is_unspecified() && cfg.http.listen.ip().is_unspecified());
 
-    // The commented relay examples are valid once uncommented, and the check
-    // is not a rubber stamp: a typo fails it, naming the key.
+    // The commented relay and transcode examples are valid once
+    // uncommented, and the check is not a rubber stamp: a typo fails it,
+    // naming the key, and so does an unknown profile.
     let dir = crate::harness::tempdir();
     let text = std::fs::read_to_string(&mounted).unwrap();
-    let mut in_relay = false;
-    let relays: String = text
+    let mut in_example = false;
+    let examples: String = text
         .lines()
         .map(|l| {
-            if l == "# [[relays]]" {
-                in_relay = true;
+            if l == "# [[relays]]" || l == "# [[transcode]]" {
+                in_example = true;
             } else if !l.starts_with("# ") {
-                in_relay = false;
+                in_example = false;
             }
-            if in_relay {
+            if in_example {
                 &l[2..]
             } else {
                 l
@@ -208,11 +209,18 @@ fn compose_file_parses_and_its_config_checks() {
         })
         .collect::<Vec<_>>()
         .join("\n");
-    assert_eq!(relays.matches("\n[[relays]]").count(), 2, "{relays}");
-    let with_relays = dir.path().join("relays.toml");
-    std::fs::write(&with_relays, &relays).unwrap();
-    let (ok, out) = check_config(&with_relays);
-    assert!(ok, "the relay examples, uncommented: {out}\n{relays}");
+    assert_eq!(examples.matches("\n[[relays]]").count(), 2, "{examples}");
+    assert_eq!(examples.matches("\n[[transcode]]").count(), 1, "{examples}");
+    let uncommented = dir.path().join("examples.toml");
+    std::fs::write(&uncommented, &examples).unwrap();
+    let (ok, out) = check_config(&uncommented);
+    assert!(ok, "the examples, uncommented: {out}\n{examples}");
+    let cfg = castgate::config::Config::load_with_env(Some(&uncommented), Vec::new()).unwrap();
+    assert_eq!(cfg.relays.len(), 2);
+    let bad_profile = dir.path().join("bad-profile.toml");
+    std::fs::write(&bad_profile, examples.replace("abr-720p", "abr-9000p")).unwrap();
+    let (ok, out) = check_config(&bad_profile);
+    assert!(!ok && out.contains("abr-9000p"), "{out}");
     let typo = dir.path().join("typo.toml");
     std::fs::write(&typo, text.replace("[log]\nlevel", "[log]\nlevle")).unwrap();
     let (ok, out) = check_config(&typo);
