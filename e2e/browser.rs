@@ -45,7 +45,7 @@ pub struct BrowserReport {
 }
 
 /// Directory holding package.json / play.js / player.html.
-fn browser_dir() -> PathBuf {
+pub fn browser_dir() -> PathBuf {
     // file!() is absolute when this module is included from another crate with #[path = ".."],
     // and relative to the manifest dir (e2e/browser.rs) in castgate itself.
     let this = Path::new(file!());
@@ -157,10 +157,10 @@ pub fn ensure_installed() {
     }
 }
 
-struct Output {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 fn drain<R: Read + Send + 'static>(r: Option<R>) -> JoinHandle<String> {
@@ -174,7 +174,7 @@ fn drain<R: Read + Send + 'static>(r: Option<R>) -> JoinHandle<String> {
 }
 
 /// Kills the child's whole process group (node and the Chromium it started).
-fn kill_group(child: &mut Child) {
+pub fn kill_group(child: &mut Child) {
     let _ = Command::new("kill")
         .args(["-KILL", "--", &format!("-{}", child.id())])
         .stderr(Stdio::null())
@@ -183,7 +183,7 @@ fn kill_group(child: &mut Child) {
 }
 
 /// Runs `cmd` in its own process group with captured output; kills the group after `timeout`.
-fn run_bounded(mut cmd: Command, timeout: Duration) -> Result<Output, String> {
+pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Result<Output, String> {
     use std::os::unix::process::CommandExt;
     cmd.stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -220,6 +220,15 @@ fn run_bounded(mut cmd: Command, timeout: Duration) -> Result<Output, String> {
     })
 }
 
+/// One Chromium at a time: parallel test threads would skew timings on small CI machines.
+/// Hold the guard while a browser runs.
+pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Runs play.js for `player` ("hls" or "dash") against `url` for `secs` seconds of sampling,
 /// saving a screenshot to `screenshot` (put it under the target dir, e.g.
 /// `env!("CARGO_TARGET_TMPDIR")`, so it survives as an artifact). Returns the parsed report;
@@ -232,11 +241,7 @@ pub fn play(player: &str, url: &str, secs: u32, screenshot: &Path) -> BrowserRep
     );
     assert!(secs > 0, "browser::play: secs must be > 0");
     ensure_installed();
-    // One Chromium at a time: parallel test threads would skew timings on small CI machines.
-    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-    let _serial = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = one_at_a_time();
     let dir = browser_dir();
     if let Some(parent) = screenshot.parent() {
         let _ = std::fs::create_dir_all(parent);

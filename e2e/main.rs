@@ -3,7 +3,9 @@
 
 mod browser;
 mod cli;
+mod console;
 mod corpus;
+mod docker;
 mod faults;
 mod harness;
 mod hls_dash;

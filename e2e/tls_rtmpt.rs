@@ -437,13 +437,15 @@ fn ffmpeg_publishes_over_rtmps_rtmpt_and_rtmpts() {
     }
     let frames = framemd5(&src).len();
     for (proto, key, _) in &streams {
-        let ended = gate.server.wait_log_all(&["publish ended", key], T);
+        // Quoted: "live/t" is a prefix of "live/ts".
+        let stream = format!("stream=\"{key}\"");
+        let ended = gate.server.wait_log_all(&["publish ended", &stream], T);
         assert!(
             ended.contains(&format!("proto=\"{proto}\""))
                 && ended.contains(&format!("frames={frames} ")),
             "{proto}: {ended}"
         );
-        gate.server.wait_log_all(&["packaging ended", key], T);
+        gate.server.wait_log_all(&["packaging ended", &stream], T);
     }
     for (proto, key, _) in &streams {
         let hls = gate.server.http_url(&format!("{key}/index.m3u8"));

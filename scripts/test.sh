@@ -21,6 +21,10 @@ command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v nginx >/dev/null 2>&1 || missing+=(nginx)
 [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || missing+=(libnginx-mod-rtmp)
 command -v srt-live-transmit >/dev/null 2>&1 || missing+=(srt-tools)
+# The Docker files are validated without an engine (e2e/docker.rs): the
+# compose file by docker-compose, the HEALTHCHECK by running its curl.
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   $sudo apt-get update -qq

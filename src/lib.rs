@@ -7,6 +7,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod egress;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -77,6 +77,9 @@ pub fn router(state: HttpState) -> Router {
     if let Some(api) = &state.api {
         router = router.nest(crate::api::PREFIX, crate::api::router(Arc::clone(api)));
     }
+    // The web console at `/` (its assets are exact two-segment paths, never
+    // media URLs).
+    router = crate::console::routes(router);
     router
         .fallback(media)
         .with_state(state)

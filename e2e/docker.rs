@@ -1,0 +1,415 @@
+//! The Docker files, checked as far as a machine without a Docker engine
+//! can: `docker-compose config` parses `docker/compose.yml`, the config it
+//! mounts passes `castgate check-config`, the Dockerfile's build command is
+//! `cargo build --release --locked` on a lock file that resolves and a
+//! toolchain no older than any locked crate needs, and its run command
+//! (ENTRYPOINT + CMD on the mounted config, ports aside) is what these
+//! tests start — here and in the console's browser test — with its
+//! HEALTHCHECK run against it. Not run here: `docker build` and the
+//! container itself (see the README).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::harness::{require, Castgate};
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(repo().join(rel)).unwrap_or_else(|e| panic!("cannot read {rel}: {e}"))
+}
+
+/// The Dockerfile as `(INSTRUCTION, arguments)`, continuation lines joined,
+/// comments dropped.
+pub fn dockerfile() -> Vec<(String, String)> {
+    let text = read("docker/Dockerfile");
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if current.is_empty() && (t.is_empty() || t.starts_with('#')) {
+            continue;
+        }
+        match t.strip_suffix('\\') {
+            Some(part) => {
+                current.push_str(part.trim());
+                current.push(' ');
+            }
+            None => {
+                current.push_str(t);
+                let (ins, args) = current.split_once(' ').unwrap_or((&current, ""));
+                out.push((ins.to_ascii_uppercase(), args.trim().to_string()));
+                current.clear();
+            }
+        }
+    }
+    out
+}
+
+fn exec_form(args: &str, what: &str) -> Vec<String> {
+    serde_json::from_str(args).unwrap_or_else(|e| panic!("{what} is not exec form ({e}): {args}"))
+}
+
+/// ENTRYPOINT + CMD: what the container runs.
+pub fn run_command() -> Vec<String> {
+    let df = dockerfile();
+    let get = |ins: &str| {
+        df.iter()
+            .rev()
+            .find(|(i, _)| i == ins)
+            .map(|(_, a)| exec_form(a, ins))
+            .unwrap_or_default()
+    };
+    let mut cmd = get("ENTRYPOINT");
+    cmd.extend(get("CMD"));
+    cmd
+}
+
+/// `docker-compose -f docker/compose.yml config` (the normalised file);
+/// panics unless it parses.
+pub fn compose_config(token: Option<&str>) -> String {
+    require("docker-compose");
+    let mut cmd = Command::new("docker-compose");
+    cmd.args(["-f", "docker/compose.yml", "config"])
+        .current_dir(repo())
+        .env_remove("CASTGATE_API_TOKEN")
+        .stdin(Stdio::null());
+    if let Some(t) = token {
+        cmd.env("CASTGATE_API_TOKEN", t);
+    }
+    let out = cmd.output().expect("cannot run docker-compose");
+    assert!(
+        out.status.success(),
+        "docker-compose config failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The host file compose mounts at `target` (`- HOST:TARGET[:ro]` in the
+/// normalised output).
+fn mount_source(config: &str, target: &str) -> Option<PathBuf> {
+    config.lines().find_map(|l| {
+        let spec = l.trim().strip_prefix("- ")?;
+        let (host, rest) = spec.split_once(':')?;
+        (rest == target || rest.strip_prefix(target) == Some(":ro")).then(|| PathBuf::from(host))
+    })
+}
+
+/// The container's command line with the config path replaced by the host
+/// file compose mounts there: `[serve, --config, HOST_FILE]`.
+pub fn serve_args() -> (Vec<String>, PathBuf) {
+    let cmd = run_command();
+    assert_eq!(cmd.first().map(String::as_str), Some("castgate"), "{cmd:?}");
+    let at = cmd
+        .iter()
+        .position(|a| a == "--config")
+        .unwrap_or_else(|| panic!("the container command has no --config: {cmd:?}"));
+    let in_container = cmd.get(at + 1).expect("--config without a file").clone();
+    let host = mount_source(&compose_config(None), &in_container).unwrap_or_else(|| {
+        panic!("docker/compose.yml mounts nothing at {in_container}, the file the image runs with")
+    });
+    let mut args = cmd[1..].to_vec();
+    args[at] = host.display().to_string();
+    (args, host)
+}
+
+fn check_config(file: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_castgate"))
+        .arg("check-config")
+        .arg(file)
+        .env_remove("CASTGATE__API__TOKEN")
+        .output()
+        .expect("cannot run castgate check-config");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// `1.88` and `1.88.0` compare equal.
+fn version(v: &str) -> [u32; 3] {
+    let mut out = [0; 3];
+    for (slot, part) in out.iter_mut().zip(v.split('.')) {
+        *slot = part.parse().unwrap_or(0);
+    }
+    out
+}
+
+#[test]
+fn compose_file_parses_and_its_config_checks() {
+    let normalised = compose_config(None);
+    assert!(
+        normalised.contains("dockerfile: docker/Dockerfile"),
+        "{normalised}"
+    );
+    assert!(
+        normalised.contains(&format!("context: {}", repo().display())),
+        "the build context is the repository: {normalised}"
+    );
+    // The token comes from the shell, and nothing else is required.
+    assert!(
+        normalised.contains("CASTGATE__API__TOKEN: ''"),
+        "{normalised}"
+    );
+    let with = compose_config(Some("s3cret"));
+    assert!(with.contains("CASTGATE__API__TOKEN: s3cret"), "{with}");
+
+    // Every published port is the same port in the container, one per listener.
+    let mut published = BTreeSet::new();
+    let lines: Vec<&str> = normalised.lines().map(str::trim).collect();
+    for w in lines.windows(2) {
+        if let (Some(p), Some(t)) = (
+            w[0].strip_prefix("- published: "),
+            w[1].strip_prefix("target: "),
+        ) {
+            assert_eq!(p, t, "{normalised}");
+            published.insert(p.parse::<u16>().unwrap());
+        }
+    }
+    assert_eq!(published, BTreeSet::from([1935, 1936, 8080, 8443]));
+
+    let (_, mounted) = serve_args();
+    assert_eq!(mounted, repo().join("docker/castgate.toml"));
+    let (ok, out) = check_config(&mounted);
+    assert!(ok, "check-config {}: {out}", mounted.display());
+    assert!(out.contains(": ok"), "{out}");
+
+    // The publish URL and the HLS URL the compose file promises.
+    let cfg = castgate::config::Config::load_with_env(Some(&mounted), Vec::new()).unwrap();
+    assert_eq!(cfg.rtmp.listen.port(), 1935);
+    assert_eq!(cfg.http.listen.port(), 8080);
+    assert!(cfg.rtmp.listen.ip().is_unspecified() && cfg.http.listen.ip().is_unspecified());
+
+    // The commented relay and transcode examples are valid once
+    // uncommented, and the check is not a rubber stamp: a typo fails it,
+    // naming the key, and so does an unknown profile.
+    let dir = crate::harness::tempdir();
+    let text = std::fs::read_to_string(&mounted).unwrap();
+    let mut in_example = false;
+    let examples: String = text
+        .lines()
+        .map(|l| {
+            if l == "# [[relays]]" || l == "# [[transcode]]" {
+                in_example = true;
+            } else if !l.starts_with("# ") {
+                in_example = false;
+            }
+            if in_example {
+                &l[2..]
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_eq!(examples.matches("\n[[relays]]").count(), 2, "{examples}");
+    assert_eq!(examples.matches("\n[[transcode]]").count(), 1, "{examples}");
+    let uncommented = dir.path().join("examples.toml");
+    std::fs::write(&uncommented, &examples).unwrap();
+    let (ok, out) = check_config(&uncommented);
+    assert!(ok, "the examples, uncommented: {out}\n{examples}");
+    let cfg = castgate::config::Config::load_with_env(Some(&uncommented), Vec::new()).unwrap();
+    assert_eq!(cfg.relays.len(), 2);
+    let bad_profile = dir.path().join("bad-profile.toml");
+    std::fs::write(&bad_profile, examples.replace("abr-720p", "abr-9000p")).unwrap();
+    let (ok, out) = check_config(&bad_profile);
+    assert!(!ok && out.contains("abr-9000p"), "{out}");
+    let typo = dir.path().join("typo.toml");
+    std::fs::write(&typo, text.replace("[log]\nlevel", "[log]\nlevle")).unwrap();
+    let (ok, out) = check_config(&typo);
+    assert!(!ok && out.contains("levle"), "{out}");
+}
+
+#[test]
+fn dockerfile_builds_and_runs_what_the_tests_do() {
+    let df = dockerfile();
+    let froms: Vec<&str> = df
+        .iter()
+        .filter(|(i, _)| i == "FROM")
+        .map(|(_, a)| a.as_str())
+        .collect();
+    assert_eq!(
+        froms.len(),
+        2,
+        "a build stage and a runtime stage: {froms:?}"
+    );
+    // Build stage: a Rust toolchain at least as new as every locked crate needs.
+    let rust = froms[0]
+        .strip_prefix("rust:")
+        .and_then(|r| r.split('-').next())
+        .unwrap_or_else(|| panic!("build stage is not a rust image: {}", froms[0]));
+    assert!(froms[0].ends_with(" AS build"), "{}", froms[0]);
+    let out = Command::new(env!("CARGO"))
+        .args(["metadata", "--locked", "--offline", "--format-version", "1"])
+        .current_dir(repo())
+        .output()
+        .expect("cannot run cargo metadata");
+    assert!(
+        out.status.success(),
+        "Cargo.lock does not resolve as is, so `cargo build --locked` would fail: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let packages = meta["packages"].as_array().unwrap();
+    assert!(packages.len() > 50, "{} packages", packages.len());
+    let (needed, by) = packages
+        .iter()
+        .filter_map(|p| Some((version(p["rust_version"].as_str()?), p["name"].as_str()?)))
+        .max()
+        .unwrap();
+    assert!(
+        version(rust) >= needed,
+        "the build stage has Rust {rust}, {by} needs {needed:?}"
+    );
+    let runs: Vec<&str> = df
+        .iter()
+        .filter(|(i, _)| i == "RUN")
+        .map(|(_, a)| a.as_str())
+        .collect();
+    assert!(
+        runs[0].starts_with("cargo build --release --locked"),
+        "{runs:?}"
+    );
+    // Runtime stage: Debian slim, ffmpeg for transcode profiles, curl for the
+    // health check, a user of its own.
+    assert!(
+        froms[1].starts_with("debian:") && froms[1].ends_with("-slim"),
+        "{}",
+        froms[1]
+    );
+    let install = runs.get(1).copied().unwrap_or("");
+    for pkg in [" ffmpeg", " curl", "useradd "] {
+        assert!(install.contains(pkg), "{pkg} in {install}");
+    }
+    let user = df
+        .iter()
+        .rev()
+        .find(|(i, _)| i == "USER")
+        .map(|(_, a)| a.as_str());
+    assert!(
+        user.is_some_and(|u| u != "root" && u != "0" && install.contains(&format!(" {u}"))),
+        "USER {user:?}"
+    );
+    // EXPOSE: exactly the listeners of the config the image runs with.
+    let (args, mounted) = serve_args();
+    let cfg = castgate::config::Config::load_with_env(Some(&mounted), Vec::new()).unwrap();
+    let expose: BTreeSet<u16> = df
+        .iter()
+        .filter(|(i, _)| i == "EXPOSE")
+        .flat_map(|(_, a)| a.split_whitespace().map(|p| p.parse::<u16>().unwrap()))
+        .collect();
+    assert_eq!(
+        expose,
+        BTreeSet::from([
+            cfg.rtmp.listen.port(),
+            cfg.rtmps.listen.port(),
+            cfg.http.listen.port(),
+            cfg.https.listen.port()
+        ])
+    );
+    // The image carries the same config file compose mounts over it.
+    let in_container = &run_command()[3];
+    assert_eq!(args[1], "--config");
+    assert!(
+        df.iter()
+            .any(|(i, a)| i == "COPY" && *a == format!("docker/castgate.toml {in_container}")),
+        "COPY docker/castgate.toml {in_container}"
+    );
+    let health = healthcheck();
+    assert!(
+        health.contains(&format!("127.0.0.1:{}/healthz", cfg.http.listen.port())),
+        "{health}"
+    );
+    // Everything cargo needs is in the build context; the bulky rest is not.
+    let ignore = read(".dockerignore");
+    let ignored: Vec<&str> = ignore
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    for must in ["target", "e2e/browser/node_modules", ".git"] {
+        assert!(ignored.contains(&must), "{must} in .dockerignore");
+    }
+    for needed in [
+        "src",
+        "Cargo.toml",
+        "Cargo.lock",
+        "benches",
+        "e2e",
+        "tests",
+        "docker",
+    ] {
+        assert!(
+            !ignored
+                .iter()
+                .any(|i| *i == needed || i.starts_with(&format!("{needed}/*"))),
+            "{needed} must reach the build"
+        );
+    }
+}
+
+/// The HEALTHCHECK's command (after `CMD`).
+fn healthcheck() -> String {
+    let df = dockerfile();
+    let (_, h) = df
+        .iter()
+        .find(|(i, _)| i == "HEALTHCHECK")
+        .expect("a HEALTHCHECK");
+    h.split_once(" CMD ")
+        .map(|(_, c)| c.to_string())
+        .unwrap_or_else(|| panic!("HEALTHCHECK without CMD: {h}"))
+}
+
+fn run_healthcheck(http: std::net::SocketAddr) -> std::process::ExitStatus {
+    require("curl");
+    let cmd = healthcheck().replace("127.0.0.1:8080", &http.to_string());
+    Command::new("sh")
+        .args(["-c", &cmd])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("cannot run sh")
+}
+
+/// The container's command, on the file compose mounts (ports aside), passes
+/// the container's health check, serves the console and the API's 401
+/// without the token compose passes; once stopped, the check fails.
+#[test]
+fn container_command_serves_and_passes_its_health_check() {
+    let (args, _) = serve_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Castgate::start_with_args(&args, &[("CASTGATE__API__TOKEN", "t0ken")]);
+    server.wait_log(
+        "REST API on: every call needs Authorization",
+        Duration::from_secs(10),
+    );
+    let http = server.http;
+    let status = run_healthcheck(http);
+    assert!(status.success(), "HEALTHCHECK against castgate: {status}");
+    let page = crate::harness::http_get(http, "/");
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("castgate console"));
+    let api = crate::harness::http_get(http, "/api/v1/streams");
+    assert_eq!(api.status, 401);
+    let api = crate::harness::http_request(
+        http,
+        "GET",
+        "/api/v1/streams",
+        &[("Authorization", "Bearer t0ken")],
+    );
+    assert_eq!(api.status, 200, "{}", api.text());
+    server.assert_no_panic();
+    drop(server);
+    let status = run_healthcheck(http);
+    assert!(
+        !status.success(),
+        "HEALTHCHECK passes with castgate stopped"
+    );
+}

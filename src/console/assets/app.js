@@ -1,0 +1,328 @@
+// The console page: live streams, a player, relays. Everything comes from
+// this server's REST API (/api/v1, with the API token when one is set) and
+// its media routes. Text from the server (stream keys come from publishers)
+// only ever goes into textContent, never into HTML.
+'use strict';
+
+(function () {
+  const API = '/api/v1';
+  const REFRESH_MS = 2000;
+  const TOKEN_KEY = 'castgate.apiToken';
+  const $ = id => document.getElementById(id);
+
+  let token = sessionStorage.getItem(TOKEN_KEY) || '';
+  let player = null;
+  let playing = null; // the stream the player shows
+  let timer = null;
+
+  class ApiError extends Error {
+    constructor(status, message) {
+      super(`${status}: ${message}`);
+      this.status = status;
+    }
+  }
+
+  async function api(method, path, body) {
+    const headers = { Accept: 'application/json' };
+    if (token) headers.Authorization = `Bearer ${token}`;
+    const init = { method, headers, cache: 'no-store' };
+    if (body !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    const res = await fetch(API + path, init);
+    const text = await res.text();
+    let data = null;
+    try { data = text ? JSON.parse(text) : null; } catch (_) { data = null; }
+    if (!res.ok) {
+      throw new ApiError(res.status, (data && data.error) || text.trim() || res.statusText);
+    }
+    return data;
+  }
+
+  /**
+   * `app/key…` as a URL path on this server: each segment escaped, slashes
+   * kept, empty segments dropped (two leading slashes would name another host).
+   */
+  function streamPath(stream) {
+    return '/' + stream.split('/').filter(s => s.length > 0).map(encodeURIComponent).join('/');
+  }
+
+  function hlsUrl(stream) { return `${streamPath(stream)}/index.m3u8`; }
+  function dashUrl(stream) { return `${streamPath(stream)}/manifest.mpd`; }
+
+  function kbps(v) { return v == null ? '–' : `${Math.round(v)} kb/s`; }
+
+  function bytes(n) {
+    if (n < 1024) return `${n} B`;
+    const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+    let v = n / 1024;
+    let i = 0;
+    while (v >= 1024 && i < units.length - 1) { v /= 1024; i += 1; }
+    return `${v.toFixed(1)} ${units[i]}`;
+  }
+
+  function duration(secs) {
+    const s = Math.floor(secs);
+    const h = Math.floor(s / 3600);
+    const m = Math.floor((s % 3600) / 60);
+    const pad = x => String(x).padStart(2, '0');
+    return h > 0 ? `${h}h ${pad(m)}m ${pad(s % 60)}s` : `${m}m ${pad(s % 60)}s`;
+  }
+
+  function videoText(v) {
+    if (!v) return '–';
+    const fps = v.fps == null ? '' : ` ${v.fps} fps`;
+    return `${v.codec} (${v.codec_string}) ${v.width}×${v.height}${fps} ${kbps(v.bitrate_kbps)}`;
+  }
+
+  function audioText(a) {
+    if (!a) return '–';
+    return `${a.codec} (${a.codec_string}) ${a.sample_rate / 1000} kHz ${a.channels} ch ${kbps(a.bitrate_kbps)}`;
+  }
+
+  function el(tag, props, children) {
+    const e = document.createElement(tag);
+    Object.assign(e, props || {});
+    for (const c of children || []) e.append(c);
+    return e;
+  }
+
+  /**
+   * Updates `tbody` in place to one row per item, keyed by `key(item)`:
+   * rows (and their buttons) survive refreshes, so a click is never lost
+   * to a redraw. `cells(item)` gives strings or nodes, one per column.
+   */
+  function sync(tbody, items, key, attr, cells) {
+    const rows = new Map();
+    for (const tr of Array.from(tbody.rows)) rows.set(tr.dataset[attr], tr);
+    const seen = new Set();
+    for (const item of items) {
+      const k = String(key(item));
+      seen.add(k);
+      let tr = rows.get(k);
+      if (!tr) {
+        tr = document.createElement('tr');
+        tr.dataset[attr] = k;
+      }
+      const values = cells(item);
+      while (tr.cells.length < values.length) tr.insertCell();
+      values.forEach((v, i) => {
+        const td = tr.cells[i];
+        if (typeof v === 'string') {
+          if (td.textContent !== v || td.children.length > 0) td.textContent = v;
+        } else if (td.firstChild !== v) {
+          td.replaceChildren(v);
+        }
+      });
+      tbody.append(tr); // keeps the server's order
+    }
+    for (const [k, tr] of rows) if (!seen.has(k)) tr.remove();
+  }
+
+  // Buttons and state cells are made once per row and reused.
+  const buttons = new Map();
+  function button(id, label, cls, onclick) {
+    let b = buttons.get(id);
+    if (!b) {
+      b = el('button', { type: 'button', className: cls, textContent: label });
+      b.addEventListener('click', onclick);
+      buttons.set(id, b);
+    }
+    return b;
+  }
+
+  function links(stream) {
+    return el('span', { className: 'links' }, [
+      el('a', { href: hlsUrl(stream), textContent: 'HLS' }),
+      ' ',
+      el('a', { href: dashUrl(stream), textContent: 'DASH' }),
+    ]);
+  }
+
+  function renderStreams(list) {
+    const streams = list.streams;
+    $('stream-count').textContent = `(${streams.length})`;
+    $('no-streams').hidden = streams.length > 0;
+    sync($('streams').tBodies[0], streams, s => s.stream, 'stream', s => {
+      const watch = button(`watch:${s.stream}`, 'Watch', 'watch', () => watchStream(s.stream));
+      return [
+        s.stream,
+        videoText(s.video),
+        audioText(s.audio),
+        kbps(s.bitrate_kbps),
+        duration(s.uptime_secs),
+        s.publisher,
+        String(s.players),
+        s.relays.length ? s.relays.map(id => `#${id}`).join(' ') : '–',
+        streamActions(s.stream, watch),
+      ];
+    });
+    const options = $('live-streams');
+    options.replaceChildren(...streams.map(s => el('option', { value: s.stream })));
+  }
+
+  const actionCells = new Map();
+  function streamActions(stream, watch) {
+    let span = actionCells.get(stream);
+    if (!span) {
+      span = el('span', {}, [watch, ' ', links(stream)]);
+      actionCells.set(stream, span);
+    }
+    return span;
+  }
+
+  function relayState(r) {
+    let s = r.state;
+    if (r.state === 'backoff' && r.next_attempt_secs != null) s += ` (retry in ${r.next_attempt_secs.toFixed(1)} s)`;
+    else s += ` (${duration(r.state_secs)})`;
+    return s;
+  }
+
+  function renderRelays(list) {
+    const relays = list.relays;
+    $('relay-count').textContent = `(${relays.length})`;
+    const tbody = $('relays').tBodies[0];
+    sync(tbody, relays, r => r.id, 'relayId', r => [
+      String(r.id),
+      r.stream,
+      r.target,
+      relayState(r),
+      bytes(r.bytes_sent),
+      String(r.frames_sent),
+      String(r.frames_dropped),
+      String(r.reconnects),
+      r.last_error || '–',
+      button(`stop:${r.id}`, 'Stop', 'stop', () => stopRelay(r.id)),
+    ]);
+    for (const tr of Array.from(tbody.rows)) {
+      const r = relays.find(x => String(x.id) === tr.dataset.relayId);
+      if (r) tr.className = `state-${r.state}`;
+    }
+  }
+
+  function setStatus(text, isError) {
+    const s = $('status');
+    s.textContent = text;
+    s.className = isError ? 'error' : '';
+  }
+
+  function explain(e) {
+    if (e instanceof ApiError && e.status === 401) {
+      return `API: ${e.message}. Enter the API token (api.token) above.`;
+    }
+    if (e instanceof ApiError && e.status === 403) {
+      return `API: ${e.message}. Set api.token (CASTGATE__API__TOKEN) and enter it above to use the console from another machine.`;
+    }
+    return `API: ${e.message || e}`;
+  }
+
+  async function refresh() {
+    clearTimeout(timer);
+    try {
+      const [streams, relays] = await Promise.all([api('GET', '/streams'), api('GET', '/relays')]);
+      renderStreams(streams);
+      renderRelays(relays);
+      setStatus(`updated ${new Date().toLocaleTimeString()} · ${streams.streams.length} live · ${relays.relays.length} relays`, false);
+    } catch (e) {
+      setStatus(explain(e), true);
+    }
+    showPlayerState();
+    timer = setTimeout(refresh, REFRESH_MS);
+  }
+
+  function showPlayerState() {
+    if (!player) return;
+    const st = player.status;
+    $('player-state').textContent = st.error ? `error: ${st.error}` : `${st.state} · ${st.segments} segments`;
+  }
+
+  function watchStream(stream) {
+    closePlayer();
+    playing = stream;
+    $('player-section').hidden = false;
+    $('player-stream').textContent = stream;
+    $('hls-link').href = hlsUrl(stream);
+    $('dash-link').href = dashUrl(stream);
+    if (!$('relay-stream').value) $('relay-stream').value = stream;
+    player = new window.CastgatePlayer($('video'), hlsUrl(stream));
+    player.onstatus = showPlayerState;
+    window.castgatePlayer = player;
+    player.start();
+  }
+
+  function closePlayer() {
+    if (player) player.destroy();
+    player = null;
+    playing = null;
+    window.castgatePlayer = null;
+    $('player-section').hidden = true;
+  }
+
+  async function stopRelay(id) {
+    try {
+      await api('DELETE', `/relays/${id}`);
+      buttons.delete(`stop:${id}`);
+    } catch (e) {
+      setStatus(explain(e), true);
+    }
+    refresh();
+  }
+
+  async function addRelay(ev) {
+    ev.preventDefault();
+    const err = $('relay-message');
+    err.textContent = '';
+    try {
+      const r = await api('POST', '/relays', {
+        stream: $('relay-stream').value.trim(),
+        target: $('relay-target').value.trim(),
+      });
+      $('relay-target').value = '';
+      err.textContent = `relay #${r.id} created`;
+      err.className = 'ok';
+    } catch (e) {
+      err.textContent = e instanceof ApiError && e.status >= 401 && e.status <= 403 ? explain(e) : e.message;
+      err.className = 'error';
+    }
+    refresh();
+  }
+
+  /**
+   * The OpenAPI link: a plain link works without a token (loopback); with
+   * one, a browser navigation would get 401, so the page fetches the
+   * document with the token and opens it in a new tab.
+   */
+  function openApiDocument(ev) {
+    if (!token) return;
+    ev.preventDefault();
+    // Opened now, within the click, so no popup blocker stops it.
+    const w = window.open('', '_blank');
+    api('GET', '/openapi.json').then(doc => {
+      const blob = new Blob([JSON.stringify(doc, null, 2)], { type: 'application/json' });
+      if (w) w.location.href = URL.createObjectURL(blob);
+    }).catch(e => {
+      if (w) w.close();
+      setStatus(explain(e), true);
+    });
+  }
+
+  function init() {
+    $('token').value = token;
+    $('token-form').addEventListener('submit', ev => {
+      ev.preventDefault();
+      token = $('token').value.trim();
+      if (token) sessionStorage.setItem(TOKEN_KEY, token);
+      else sessionStorage.removeItem(TOKEN_KEY);
+      refresh();
+    });
+    $('relay-form').addEventListener('submit', addRelay);
+    $('player-close').addEventListener('click', closePlayer);
+    $('openapi-link').addEventListener('click', openApiDocument);
+    refresh();
+  }
+
+  // For the end-to-end test and the curious.
+  window.castgateConsole = { refresh, watch: watchStream, playing: () => playing };
+  init();
+})();
