@@ -120,6 +120,7 @@ fn manifest() -> Vec<Entry> {
 
 /// Replays one RTMP file and checks its outcome.
 fn replay_rtmp(server: &Castgate, e: &Entry, data: &[u8]) -> Result<(), String> {
+    let since = server.log_len();
     let mut c = Raw::connect(server.rtmp);
     let peer = c.peer_tag();
     let key = e.key();
@@ -141,7 +142,7 @@ fn replay_rtmp(server: &Castgate, e: &Entry, data: &[u8]) -> Result<(), String> 
             c.wait_closed(STEP)?;
             check_reply(&c)?;
             let line = server
-                .find_log(&[&peer, "connection closed"], STEP)
+                .find_log_after(since, &[&peer, "connection closed"], STEP)
                 .ok_or("no `connection closed` log line for the peer")?;
             if !line.contains(&e.log) || !line.contains(" WARN ") {
                 return Err(format!(
@@ -166,11 +167,11 @@ fn replay_rtmp(server: &Castgate, e: &Entry, data: &[u8]) -> Result<(), String> 
                 }
             }
             server
-                .find_log(&parts, STEP)
+                .find_log_after(since, &parts, STEP)
                 .ok_or_else(|| format!("no log line with {parts:?}"))?;
             drop(c);
             let line = server
-                .find_log(&[&peer, "connection closed"], STEP)
+                .find_log_after(since, &[&peer, "connection closed"], STEP)
                 .ok_or("no `connection closed` log line for the peer")?;
             if !line.contains("peer closed the connection") {
                 return Err(format!("castgate closed the connection itself: {line:?}"));
@@ -178,17 +179,23 @@ fn replay_rtmp(server: &Castgate, e: &Entry, data: &[u8]) -> Result<(), String> 
         }
         other => return Err(format!("unknown expectation {other:?}")),
     }
-    check_publish_end(server, e, &peer, &stream)
+    check_publish_end(server, e, since, &peer, &stream)
 }
 
 /// A publishing replay ends with the bad-tag count the manifest states, and
 /// the stream's packager ends after the grace period (it did not die).
-fn check_publish_end(server: &Castgate, e: &Entry, peer: &str, stream: &str) -> Result<(), String> {
+fn check_publish_end(
+    server: &Castgate,
+    e: &Entry,
+    since: usize,
+    peer: &str,
+    stream: &str,
+) -> Result<(), String> {
     if !e.after_publish() {
         return Ok(());
     }
     let line = server
-        .find_log(&[peer, "publish ended", stream], STEP)
+        .find_log_after(since, &[peer, "publish ended", stream], STEP)
         .ok_or("no `publish ended` log line")?;
     if let Some(n) = e.bad_tags {
         if !line.contains(&format!(" bad_tags={n} ")) {

@@ -126,6 +126,42 @@ impl Castgate {
             .then(|| self.lines_with(parts).swap_remove(0))
     }
 
+    /// How many log lines there are so far (a mark for [`Self::find_log_after`]).
+    pub fn log_len(&self) -> usize {
+        self.log.lines.lock().unwrap().len()
+    }
+
+    /// As [`Self::find_log`], among the lines logged after the mark `start`
+    /// (a client port reused by a later connection names the same peer).
+    pub fn find_log_after(
+        &self,
+        start: usize,
+        parts: &[&str],
+        timeout: Duration,
+    ) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let mut lines = self.log.lines.lock().unwrap();
+        loop {
+            let found = lines
+                .iter()
+                .skip(start)
+                .find(|l| parts.iter().all(|p| l.contains(p)));
+            if let Some(l) = found {
+                return Some(l.clone());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            lines = self
+                .log
+                .changed
+                .wait_timeout(lines, deadline - now)
+                .unwrap()
+                .0;
+        }
+    }
+
     /// Waits until at least `n` log lines contain every one of `parts`;
     /// false on timeout.
     pub fn wait_count(&self, parts: &[&str], n: usize, timeout: Duration) -> bool {
