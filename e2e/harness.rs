@@ -139,45 +139,44 @@ impl Castgate {
         parts: &[&str],
         timeout: Duration,
     ) -> Option<String> {
-        let deadline = Instant::now() + timeout;
-        let mut lines = self.log.lines.lock().unwrap();
-        loop {
-            let found = lines
+        self.wait_lines(timeout, |lines| {
+            lines
                 .iter()
                 .skip(start)
-                .find(|l| parts.iter().all(|p| l.contains(p)));
-            if let Some(l) = found {
-                return Some(l.clone());
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return None;
-            }
-            lines = self
-                .log
-                .changed
-                .wait_timeout(lines, deadline - now)
-                .unwrap()
-                .0;
-        }
+                .find(|l| parts.iter().all(|p| l.contains(p)))
+                .cloned()
+        })
     }
 
     /// Waits until at least `n` log lines contain every one of `parts`;
     /// false on timeout.
     pub fn wait_count(&self, parts: &[&str], n: usize, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut lines = self.log.lines.lock().unwrap();
-        loop {
+        self.wait_lines(timeout, |lines| {
             let count = lines
                 .iter()
                 .filter(|l| parts.iter().all(|p| l.contains(p)))
                 .count();
-            if count >= n {
-                return true;
+            (count >= n).then_some(())
+        })
+        .is_some()
+    }
+
+    /// Runs `check` on the log now and on every new line until it answers
+    /// or `timeout` passes.
+    fn wait_lines<T>(
+        &self,
+        timeout: Duration,
+        mut check: impl FnMut(&[String]) -> Option<T>,
+    ) -> Option<T> {
+        let deadline = Instant::now() + timeout;
+        let mut lines = self.log.lines.lock().unwrap();
+        loop {
+            if let Some(found) = check(&lines) {
+                return Some(found);
             }
             let now = Instant::now();
             if now >= deadline {
-                return false;
+                return None;
             }
             lines = self
                 .log
