@@ -162,33 +162,37 @@ impl RelayQueue {
         }
         q.bytes = 0;
         let soft = self.limits.soft_bytes;
-        let Inner {
-            items,
-            sent_gop,
-            sent_gop_bytes,
-            ..
-        } = &mut *q;
-        for e in items.drain(..) {
-            match &e {
-                StreamEvent::Frame(_) => {
-                    let key = is_keyframe(&e);
-                    if key || *sent_gop_bytes + cost(&e) > soft {
-                        sent_gop.clear();
-                        *sent_gop_bytes = 0;
-                    }
-                    if key || !sent_gop.is_empty() {
-                        *sent_gop_bytes += cost(&e);
-                        sent_gop.push(e.clone());
-                    }
-                }
-                StreamEvent::Config(_) => {
-                    sent_gop.clear();
-                    *sent_gop_bytes = 0;
-                }
-                _ => {}
-            }
+        while let Some(e) = q.items.pop_front() {
+            q.remember_sent(&e, soft);
             out.push(e);
         }
+    }
+}
+
+impl Inner {
+    /// Keeps a drained frame aside while it belongs to the current GOP and
+    /// that GOP stays under `limit` bytes.
+    fn remember_sent(&mut self, e: &StreamEvent, limit: usize) {
+        match e {
+            StreamEvent::Frame(_) => {
+                let key = is_keyframe(e);
+                if key || self.sent_gop_bytes + cost(e) > limit {
+                    self.forget_sent_gop();
+                }
+                if key || !self.sent_gop.is_empty() {
+                    self.sent_gop_bytes += cost(e);
+                    self.sent_gop.push(e.clone());
+                }
+            }
+            // Frames before a new configuration are of no use after it.
+            StreamEvent::Config(_) => self.forget_sent_gop(),
+            _ => {}
+        }
+    }
+
+    fn forget_sent_gop(&mut self) {
+        self.sent_gop.clear();
+        self.sent_gop_bytes = 0;
     }
 }
 
@@ -200,9 +204,7 @@ fn is_keyframe(e: &StreamEvent) -> bool {
 /// control events when there is none and the stream has video). Returns
 /// the frames dropped.
 fn trim_to_last_keyframe(q: &mut Inner) -> u64 {
-    let last_key = q.items.iter().rposition(
-        |e| matches!(e, StreamEvent::Frame(f) if f.kind() == MediaKind::Video && f.keyframe),
-    );
+    let last_key = q.items.iter().rposition(is_keyframe);
     let cut = match last_key {
         Some(i) => i,
         None if q.has_video => q.items.len(),
@@ -232,8 +234,7 @@ impl Tap for RelayQueue {
                 q.gone_since = None;
                 // A new publisher's video starts at its first keyframe.
                 q.skip_video = true;
-                q.sent_gop.clear();
-                q.sent_gop_bytes = 0;
+                q.forget_sent_gop();
                 drop(q);
                 self.live.send_replace(true);
                 return;
