@@ -26,21 +26,13 @@
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
+const { CHROMIUM_ARGS, harnessFailer, findChromium } = require('./chromium');
 
 const STEP_TIMEOUT_MS = 45000;
 const INJECTED_FAILURES = 3;
 const PLAY_MIN_ADVANCE_S = 4;
-const CHROMIUM_CANDIDATES = ['/usr/lib/chromium/chromium', '/usr/bin/chromium'];
-const CHROMIUM_ARGS = [
-  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--autoplay-policy=no-user-gesture-required',
-];
 
-function harnessFail(msg) {
-  process.stderr.write(`console.js: harness failure: ${msg}\n`);
-  process.exit(2);
-}
+const harnessFail = harnessFailer('console.js');
 
 const [consoleUrl, token, stream, relayTarget, relayStream, shot, mode] = process.argv.slice(2);
 if (!consoleUrl || !token || !stream || !relayTarget || !relayStream || !shot) {
@@ -49,14 +41,7 @@ if (!consoleUrl || !token || !stream || !relayTarget || !relayStream || !shot) {
 let origin;
 try { origin = new URL(consoleUrl); } catch (e) { harnessFail(`bad URL ${consoleUrl}: ${e.message}`); }
 
-let chromium;
-try {
-  ({ chromium } = require('playwright-core'));
-} catch (e) {
-  harnessFail(`cannot load playwright-core (run \`npm ci\` in ${__dirname}): ${e.message}`);
-}
-const executablePath = CHROMIUM_CANDIDATES.find(p => fs.existsSync(p));
-if (!executablePath) harnessFail(`no Chromium at ${CHROMIUM_CANDIDATES.join(' or ')} (apt-get install chromium)`);
+const { chromium, executablePath } = findChromium(harnessFail);
 
 let ctx = null;
 let profile = null;

@@ -19,21 +19,13 @@
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
+const { CHROMIUM_ARGS, harnessFailer, findChromium } = require('./chromium');
 const http = require('http');
 
 const STARTUP_TIMEOUT_MS = 20000;
 const HARD_TIMEOUT_EXTRA_MS = 45000;
-const CHROMIUM_CANDIDATES = ['/usr/lib/chromium/chromium', '/usr/bin/chromium'];
-const CHROMIUM_ARGS = [
-  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--autoplay-policy=no-user-gesture-required',
-];
 
-function harnessFail(msg) {
-  process.stderr.write(`play.js: harness failure: ${msg}\n`);
-  process.exit(2);
-}
+const harnessFail = harnessFailer('play.js');
 
 const [player, src, secsArg, shot] = process.argv.slice(2);
 const secs = Number(secsArg);
@@ -43,14 +35,7 @@ if (!['hls', 'dash'].includes(player) || !src || !Number.isFinite(secs) || secs 
 let srcUrl;
 try { srcUrl = new URL(src); } catch (e) { harnessFail(`bad URL ${src}: ${e.message}`); }
 
-let chromium;
-try {
-  ({ chromium } = require('playwright-core'));
-} catch (e) {
-  harnessFail(`cannot load playwright-core (run \`npm ci\` in ${__dirname}): ${e.message}`);
-}
-const executablePath = CHROMIUM_CANDIDATES.find(p => fs.existsSync(p));
-if (!executablePath) harnessFail(`no Chromium at ${CHROMIUM_CANDIDATES.join(' or ')} (apt-get install chromium)`);
+const { chromium, executablePath } = findChromium(harnessFail);
 
 const nm = path.join(__dirname, 'node_modules');
 const files = {
