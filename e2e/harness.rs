@@ -2,7 +2,7 @@
 //! real ffmpeg/ffprobe runs, generated fixtures and framemd5 comparisons.
 //!
 //! A missing external program is a test failure with a clear message,
-//! never a skip: run `./ci/test` (it installs them) or install ffmpeg.
+//! never a skip: run `./scripts/test.sh` (it installs them) or install them.
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
@@ -18,7 +18,7 @@ pub fn require(tool: &str) {
         .unwrap_or(false);
     assert!(
         found,
-        "`{tool}` is not installed: the end-to-end tests need it (run ./ci/test, which installs it with apt-get)"
+        "`{tool}` is not installed: the end-to-end tests need it (run ./scripts/test.sh, which installs it with apt-get)"
     );
 }
 

@@ -1,5 +1,5 @@
 //! The RTMP connection driver: runs a sans-I/O [`ServerSession`] over any
-//! byte stream (TCP now; TLS and the RTMPT tunnel later), and connects it to
+//! byte stream (TCP, TLS, or the RTMPT tunnel's pipe), and connects it to
 //! the hub as a publisher and/or a player.
 
 pub mod coalesce;
