@@ -229,7 +229,7 @@ fn hls_and_dash_carry_every_frame_of_a_live_publish() {
                 "csv=p=0",
             ])
             .arg(&path)
-            .output()
+            .output_within(RUN_LIMIT)
             .unwrap();
         let flags = String::from_utf8_lossy(&out.stdout);
         assert!(
@@ -452,7 +452,7 @@ fn annex_b_publisher_is_packaged() {
             .args([
                 "-nostdin", "-v", "error", "-i", u, "-map", "0:v", "-f", "framemd5", "-",
             ])
-            .output()
+            .output_within(RUN_LIMIT)
             .unwrap();
         String::from_utf8_lossy(&out.stdout)
             .lines()

@@ -33,7 +33,7 @@ fn load_generator_publishes_and_watches_every_stream() {
         ])
         .arg("--json")
         .arg(&json)
-        .output()
+        .output_within(RUN_LIMIT)
         .expect("cannot run castgate-load");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(

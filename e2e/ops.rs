@@ -381,7 +381,8 @@ fn publish_through_an_auth_webhook() {
     server.assert_no_panic();
 
     // Down: nothing listens on the webhook's port; publishing is refused.
-    let dead = free_port();
+    let dead = ClosedPort::new();
+    let dead = dead.port;
     let down = Castgate::start(&[
         ("CASTGATE__AUTH__PUBLISH", "webhook"),
         (
@@ -498,7 +499,7 @@ fn signed_hls_urls() {
         .args(["60", "ffmpeg", "-nostdin", "-v", "error", "-i"])
         .arg(server.http_url(&format!("/live/sig/index.m3u8?{q}")))
         .args(["-t", "2", "-f", "null", "-"])
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     assert!(
         out.status.success(),
@@ -538,8 +539,9 @@ fn webhook_events_signed_in_order_and_retried() {
     let secret = "hook-secret";
     let dir = tempdir();
     let hook = Receiver::start(Arc::new(|_: &Received| (200, String::new())));
-    // Reserve a port for the receiver that comes up late.
-    let late_listener_port = free_port();
+    // Hold a port for the receiver that comes up late (refusing until then).
+    let late_port = ClosedPort::new();
+    let late_listener_port = late_port.port;
     let cfg = write_config(
         dir.path(),
         "c.toml",
@@ -592,7 +594,7 @@ fn webhook_events_signed_in_order_and_retried() {
     // The second URL was down all along: castgate retried.
     assert!(server.wait_count(&["webhook delivery failed", "/late"], 2, T));
     let late = Receiver::start_on(
-        TcpListener::bind(("127.0.0.1", late_listener_port)).unwrap(),
+        late_port.listen(),
         Arc::new(|_: &Received| (200, String::new())),
     );
     let got_late = late.wait("the retried events", |g| g.len() >= 4);
@@ -610,7 +612,8 @@ fn webhook_events_signed_in_order_and_retried() {
     );
 
     // relay.state_changed: a relay to a destination that refuses.
-    let dead = free_port();
+    let dead_port = ClosedPort::new();
+    let dead = dead_port.port;
     let body = format!(r#"{{"stream":"live/three","target":"rtmp://127.0.0.1:{dead}/app/x"}}"#);
     let r = http_exchange(
         server.http,
@@ -835,7 +838,8 @@ fn sighup_reloads_keys_and_relays() {
     let dir = tempdir();
     // Relay targets that refuse connections: the relays' identity is what
     // is checked, not their delivery.
-    let (a, b) = (free_port(), free_port());
+    let (held_a, held_b) = (ClosedPort::new(), ClosedPort::new());
+    let (a, b) = (held_a.port, held_b.port);
     let config = |keys: &str, targets: &[u16], play_wait: u32| {
         let mut c = format!(
             "[rtmp]\nplay_wait_secs = {play_wait}\n\

@@ -80,19 +80,16 @@ impl TlsGate {
     fn start(env: &[(&str, &str)]) -> TlsGate {
         let dir = tempdir();
         let cert = Cert::generate(dir.path(), "server");
-        let rtmps: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let https: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let (rtmps_s, https_s) = (rtmps.to_string(), https.to_string());
         let mut all = vec![
-            ("CASTGATE__RTMPS__LISTEN", rtmps_s.as_str()),
-            ("CASTGATE__HTTPS__LISTEN", https_s.as_str()),
+            ("CASTGATE__RTMPS__LISTEN", "127.0.0.1:0"),
+            ("CASTGATE__HTTPS__LISTEN", "127.0.0.1:0"),
             ("CASTGATE__RTMPS__CERT", cert.cert.to_str().unwrap()),
             ("CASTGATE__RTMPS__KEY", cert.key.to_str().unwrap()),
         ];
         all.extend_from_slice(env);
         let server = Castgate::start(&all);
-        server.wait_log("RTMPS listening", T);
-        server.wait_log("HTTPS listening", T);
+        let rtmps = server.listening("RTMPS");
+        let https = server.listening("HTTPS");
         TlsGate {
             server,
             rtmps,
@@ -889,7 +886,7 @@ fn bad_certificate_files_stop_start_up_naming_the_file() {
             "/nonexistent/https.pem",
         ),
     ] {
-        let port = || format!("127.0.0.1:{}", free_port());
+        let port = || "127.0.0.1:0".to_string();
         let out = Command::new(env!("CARGO_BIN_EXE_castgate"))
             .env("CASTGATE__RTMP__LISTEN", port())
             .env("CASTGATE__HTTP__LISTEN", port())
@@ -898,7 +895,7 @@ fn bad_certificate_files_stop_start_up_naming_the_file() {
             .env(format!("CASTGATE__{section}__CERT"), cert)
             .env(format!("CASTGATE__{section}__KEY"), key)
             .env_remove("RUST_LOG")
-            .output()
+            .output_within(RUN_LIMIT)
             .expect("cannot run castgate");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{section} {cert} {key}: started");
