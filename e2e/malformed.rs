@@ -13,7 +13,9 @@ use crate::raw::Raw;
 
 const T: Duration = Duration::from_secs(60);
 
-/// One hostile input: what to send, and a piece of the log line it must cause.
+/// One hostile input: what to send, and a piece of the log line it must
+/// cause: the exact reason, so that a server that ignores the input and
+/// closes on the handshake timeout instead does not pass.
 struct Case {
     name: &'static str,
     run: fn(&mut Raw),
@@ -33,17 +35,17 @@ fn cases() -> Vec<Case> {
         Case {
             name: "RTMPE version byte",
             run: |c| c.send(&[6; 1537]),
-            log: "handshake",
+            log: "RTMPE (encrypted RTMP, version byte 6) is not supported",
         },
         Case {
             name: "wrong version (HTTP request on the RTMP port)",
             run: |c| c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
-            log: "handshake",
+            log: "unsupported RTMP version byte 0x47 (expected 0x03): looks like an HTTP request",
         },
         Case {
             name: "TLS ClientHello on the plain port",
             run: |c| c.send(&[0x16, 3, 1, 0, 0xC8, 1, 0, 0, 0xC4, 3, 3]),
-            log: "handshake",
+            log: "unsupported RTMP version byte 0x16 (expected 0x03): looks like a TLS ClientHello",
         },
         Case {
             name: "oversized chunk size",

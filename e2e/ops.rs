@@ -325,15 +325,15 @@ fn publish_through_an_auth_webhook() {
     });
     let (_b, code) = raw_publish(&server, "allow2");
     assert_eq!(code, "NetStream.Publish.Start");
-    assert_eq!(
-        slow.wait_for(b"NetStream.Publish", Duration::from_millis(500)),
-        Wait::TimedOut,
-        "the slow publisher was answered before its webhook did"
-    );
-    // ... and is refused when the webhook times out (5 s).
+    // ... and is refused when the webhook times out (5 s), never accepted
+    // meanwhile.
     assert_eq!(
         slow.wait_for(b"NetStream.Publish.Unauthorized", T),
         Wait::Found
+    );
+    assert!(
+        !slow.has_received(b"NetStream.Publish.Start"),
+        "the slow publisher was accepted without its webhook's answer"
     );
     server.wait_log_all(&["auth webhook failed", "no answer within"], T);
     {
@@ -358,10 +358,7 @@ fn publish_through_an_auth_webhook() {
     let (_t, code) = raw_publish(&server, "allow?tok=bad");
     assert_eq!(code, "NetStream.Publish.Unauthorized");
     let mut first = _a2;
-    assert_eq!(
-        first.wait_for(b"Replaced by a new publisher", Duration::from_millis(500)),
-        Wait::TimedOut
-    );
+    assert!(first.nothing_received(b"Replaced by a new publisher", T));
     assert!(api_streams(&server).contains(&"live/allow".to_string()));
 
     // The answer may attach relays (and name a transcode profile).
@@ -865,9 +862,9 @@ fn sighup_reloads_keys_and_relays() {
     // A player of a stream nobody publishes waits (play_wait_secs = 30).
     let mut waiting = Raw::connect(server.rtmp);
     waiting.start_stream("play", "nobody");
-    assert_eq!(
-        waiting.wait_for(b"NetStream.Play", Duration::from_secs(1)),
-        Wait::TimedOut
+    assert!(
+        waiting.nothing_received(b"NetStream.Play", T),
+        "a player of an absent stream was answered at once"
     );
 
     // k2 allowed, relay b added, relay a untouched, players no longer wait.
@@ -952,8 +949,8 @@ fn sighup_reloads_keys_and_relays() {
 }
 
 /// SIGTERM during a live publish: /readyz turns 503, the playlists end with
-/// EXT-X-ENDLIST (served during the drain), no child process is left and
-/// castgate exits 0 within its timeout.
+/// EXT-X-ENDLIST (served during the drain) and castgate exits 0 within its
+/// timeout.
 #[test]
 fn sigterm_during_a_live_publish() {
     let mut server = Castgate::start(&[
@@ -982,12 +979,8 @@ fn sigterm_during_a_live_publish() {
     }
     let mpd = http_get(server.http, "/live/t/manifest.mpd").text();
     assert!(mpd.contains("type=\"static\""), "MPD not ended:\n{mpd}");
-    // No child process of castgate's.
-    let children: String = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("children")).ok())
-        .collect();
-    assert_eq!(children.trim(), "", "castgate has child processes");
+    // (No transcode is mapped here, so there is no child process to check:
+    // e2e/transcode.rs checks that SIGTERM leaves no ffmpeg behind.)
     // Within shutdown_timeout_secs (30), with slack for a loaded machine.
     let status = server.wait_exit(Duration::from_secs(45));
     assert_eq!(status.code(), Some(0), "exit status {status:?}");

@@ -706,7 +706,9 @@ mod tests {
 
     /// Every chunk used to count the partial messages over all chunk
     /// streams ever seen: 2.7 MB of empty messages on 65 280 chunk stream
-    /// ids took 20 s of CPU (release). Now linear: well under a second.
+    /// ids took 20 s of CPU (release). The count is now kept as streams
+    /// change (`partial_streams`); this checks the result on that input,
+    /// and benches/parsing.rs (`chunk/many_streams`) measures its speed.
     #[test]
     fn many_chunk_streams_cost_linear_time() {
         let mut wire = Vec::new();
@@ -719,12 +721,9 @@ mod tests {
         }
         let mut dec = ChunkDecoder::new(ChunkLimits::default());
         let mut input = BytesMut::from(&wire[..]);
-        let start = std::time::Instant::now();
         let out = decode_all(&mut dec, &mut input).unwrap();
         assert_eq!(out.len(), 3 * 65280);
-        // Debug builds, shared CI machines: the quadratic version took
-        // minutes here.
-        assert!(start.elapsed() < std::time::Duration::from_secs(10));
+        assert_eq!(dec.partial_streams, 0, "every message completed");
     }
 
     #[test]
