@@ -192,6 +192,92 @@ fn hostile_inputs_are_closed_and_other_streams_go_on() {
     assert_eq!(decode_errors(&out), "");
 }
 
+/// Clients that connect but never publish or play cannot make castgate hold
+/// media-sized messages: a declared 8 MiB message is refused at once (the
+/// limit before authorisation is 64 KiB), and many half-sent small ones are
+/// capped per connection, so 100 such clients leave RSS nearly flat, while
+/// a real publisher alongside is untouched.
+#[test]
+fn half_sent_messages_from_non_publishers_are_bounded() {
+    let src = fixture(7);
+    let server = Castgate::start(&[("CASTGATE__RTMP__MAX_CONNECTIONS", "500")]);
+    let mut publisher = publish(&src, &server.url("live/ok"), &["-stream_loop", "1"]);
+    server.wait_log_all(&["publish started", "live/ok"], T);
+    let rss_before = server.rss_kib();
+
+    // Four half-sent 8 MiB messages: the first declaration closes it.
+    let mut big = Raw::connect(server.rtmp);
+    let tag = big.peer_tag();
+    big.handshake();
+    big.rtmp_connect("live");
+    for csid in 4..8u8 {
+        // fmt 0, a 0xFFFFFF-byte video message, one 128-byte chunk of it.
+        let mut m = vec![csid, 0, 0, 0, 0xFF, 0xFF, 0xFF, 9, 1, 0, 0, 0];
+        m.extend_from_slice(&[0x17; 128]);
+        big.send(&m);
+    }
+    big.expect_closed(Duration::from_secs(10), "an 8 MiB message before publish");
+    let line = server.wait_log_all(&[&tag, "connection closed"], T);
+    assert!(line.contains("exceeds the limit of 65536 bytes"), "{line}");
+
+    // The first `sent` bytes of a 60000-byte video message on chunk stream
+    // `csid`, in 128-byte chunks (the default chunk size); `sent` is a
+    // multiple of 128, so the next message starts on a chunk boundary.
+    let half_sent = |csid: u8, sent: usize| -> Vec<u8> {
+        let mut m = vec![csid, 0, 0, 0, 0, 0xEA, 0x60, 9, 1, 0, 0, 0];
+        for (i, piece) in vec![0x17u8; sent].chunks(128).enumerate() {
+            if i > 0 {
+                m.push(0xC0 | csid);
+            }
+            m.extend_from_slice(piece);
+        }
+        m
+    };
+    // 100 clients, each holding three 39936-byte halves of 60 KB messages
+    // (117 KiB: just under the 128 KiB a client may hold before publishing).
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        let mut c = Raw::connect(server.rtmp);
+        c.handshake();
+        c.rtmp_connect("live");
+        for csid in 4..7u8 {
+            c.send(&half_sent(csid, 128 * 312));
+        }
+        held.push(c);
+    }
+    // A fourth half would pass the per-client cap: that client is closed.
+    let mut greedy = Raw::connect(server.rtmp);
+    let greedy_tag = greedy.peer_tag();
+    greedy.handshake();
+    greedy.rtmp_connect("live");
+    for csid in 4..8u8 {
+        greedy.send(&half_sent(csid, 128 * 312));
+    }
+    greedy.expect_closed(
+        Duration::from_secs(10),
+        "a client past its partial-message cap",
+    );
+    let line = server.wait_log_all(&[&greedy_tag, "connection closed"], T);
+    assert!(
+        line.contains("partial messages exceed 131072 bytes"),
+        "{line}"
+    );
+    for c in &mut held {
+        assert_eq!(c.ping(T), crate::raw::Wait::Found, "a held client is alive");
+    }
+    let grown_kib = server.rss_kib().saturating_sub(rss_before);
+    eprintln!("RSS grew by {grown_kib} KiB with 100 clients holding half-sent messages");
+    assert!(
+        grown_kib < 64 * 1024,
+        "RSS grew by {grown_kib} KiB for clients that never published"
+    );
+    drop(held);
+    assert!(
+        wait_child(&mut publisher, T, "publisher").success(),
+        "the real publisher was disturbed"
+    );
+}
+
 /// Past `rtmp.max_connections` a connection is refused at once with a log
 /// line, and a slot freed is usable again.
 #[test]

@@ -139,6 +139,8 @@ pub struct RtmpConfig {
     pub workers: usize,
     pub handshake_timeout_secs: f64,
     pub max_message_size: usize,
+    /// Bytes of partially received messages all connections may hold.
+    pub message_budget_bytes: usize,
     pub max_chunk_size: u32,
     pub chunk_size: u32,
     pub window_ack_size: u32,
@@ -375,6 +377,12 @@ impl Config {
         }
         if !(1024..=16 * 1024 * 1024).contains(&r.max_message_size) {
             return invalid("rtmp.max_message_size", "must be between 1024 and 16777216");
+        }
+        if r.message_budget_bytes < r.max_message_size * 2 {
+            return invalid(
+                "rtmp.message_budget_bytes",
+                "must hold at least two messages of rtmp.max_message_size",
+            );
         }
         if !(128..=0x7FFF_FFFF).contains(&r.max_chunk_size) {
             return invalid("rtmp.max_chunk_size", "must be between 128 and 2147483647");

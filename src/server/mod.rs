@@ -43,6 +43,8 @@ pub struct ServerContext {
     /// Every accepted config reload (see `lifecycle`); subscribe with
     /// [`ServerContext::config_updates`].
     pub config_tx: tokio::sync::watch::Sender<Arc<Config>>,
+    /// Partially received RTMP messages of every connection, together.
+    pub message_budget: Arc<crate::rtmp::chunk::MessageBudget>,
 }
 
 impl ServerContext {
@@ -97,7 +99,11 @@ impl ServerContext {
             shutdown.clone(),
         );
         let config_tx = tokio::sync::watch::Sender::new(Arc::new(config.clone()));
+        let message_budget = Arc::new(crate::rtmp::chunk::MessageBudget::new(
+            config.rtmp.message_budget_bytes,
+        ));
         Arc::new(ServerContext {
+            message_budget,
             config,
             hub,
             packager,
@@ -214,8 +220,10 @@ async fn serve<S>(
         // The config as last reloaded: RTMP limits and timeouts changed by
         // SIGHUP apply to connections from then on.
         let config = ctx.config_tx.borrow().clone();
+        let mut session = ServerSession::new(config.session_config());
+        session.set_message_budget(ctx.message_budget.clone());
         let mut conn = Connection {
-            session: ServerSession::new(config.session_config()),
+            session,
             config,
             gauge: ConnGauge::new(protocol),
             protocol,

@@ -534,3 +534,44 @@ proptest! {
         exercise(&data);
     }
 }
+
+/// Until publish or play is accepted a client may send commands only: a
+/// media-sized message is refused, and the full limits apply once the
+/// publish is accepted.
+#[test]
+fn large_messages_only_after_publish_is_accepted() {
+    let big = vec![0x17; 200 * 1024];
+    let mut c = Client::new();
+    c.connect();
+    let err = c.send(6, msg::VIDEO, 1, 0, &big).unwrap_err();
+    assert!(
+        err.to_string().contains("exceeds the limit of 65536"),
+        "{err}"
+    );
+
+    let mut c = Client::new();
+    c.connect();
+    let sid = c.create_stream();
+    c.command(
+        sid,
+        &[
+            Amf0Value::string("publish"),
+            Amf0Value::Number(5.0),
+            Amf0Value::Null,
+            Amf0Value::string("k"),
+        ],
+    );
+    assert_eq!(c.server.chunk_limits().max_message_size, 64 * 1024);
+    c.server.accept_publish(sid);
+    assert_eq!(
+        c.server.chunk_limits().max_message_size,
+        SessionConfig::default().chunk_limits.max_message_size
+    );
+    c.send(6, msg::VIDEO, sid, 0, &big).unwrap();
+    let media = std::iter::from_fn(|| c.server.poll_event())
+        .find(|e| matches!(e, ServerEvent::Media { .. }));
+    assert!(
+        matches!(media, Some(ServerEvent::Media { ref payload, .. }) if payload.len() == big.len()),
+        "the keyframe after Publish.Start"
+    );
+}
