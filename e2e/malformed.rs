@@ -278,6 +278,117 @@ fn half_sent_messages_from_non_publishers_are_bounded() {
     );
 }
 
+/// Publishes the fixture's tags over a raw client, each changed by `edit`
+/// (which may also drop a tag by returning `None`), then pings so that
+/// everything was read.
+fn publish_tags(
+    server: &Castgate,
+    name: &str,
+    edit: impl Fn(&castgate::media::flv_file::FileTag) -> Option<(u32, Vec<u8>)>,
+) -> Raw {
+    let data = bytes::Bytes::from(std::fs::read(fixture(9)).unwrap());
+    let tags = castgate::media::flv_file::read_tags(&data).expect("fixture tags");
+    let mut c = Raw::connect(server.rtmp);
+    c.start_publish(name, T).unwrap();
+    // The 4 s fixture twice, time rising (sequence headers sent once).
+    for round in 0..2u32 {
+        for t in &tags {
+            let csid = match t.tag_type {
+                8 => 4,
+                9 => 6,
+                _ => continue,
+            };
+            if round > 0 && t.body.get(1) == Some(&0) {
+                continue;
+            }
+            let mut t = t.clone();
+            t.timestamp += round * 4000;
+            if let Some((ts, body)) = edit(&t) {
+                c.message_at(csid, t.tag_type, 1, ts, &body);
+            }
+        }
+    }
+    assert_eq!(c.ping(T), crate::raw::Wait::Found, "castgate read it all");
+    c
+}
+
+/// The media playlist's TARGETDURATION and EXTINFs, once it lists `n`
+/// segments.
+fn durations(server: &Castgate, key: &str, n: usize) -> (u64, Vec<f32>, String) {
+    let deadline = Instant::now() + T;
+    loop {
+        let r = http_get(server.http, &format!("/{key}/video.m3u8"));
+        if r.status == 200 {
+            let text = r.text();
+            if let Ok(p) = m3u8_rs::parse_media_playlist_res(text.as_bytes()) {
+                if p.segments.len() >= n {
+                    let d = p.segments.iter().map(|s| s.duration).collect();
+                    return (p.target_duration, d, text);
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "{key} never listed {n} segments");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A sequence header with 4 MiB of junk after the record is kept at the
+/// size of the record it carries (the junk would be copied into every init
+/// segment), and a publisher whose clock leaps 13 hours ahead in one step
+/// gets sane segment durations: the leap is clamped and counted.
+#[test]
+fn oversized_sequence_header_and_timestamp_leaps_stay_sane() {
+    let server = Castgate::start(&[]);
+    let _big = publish_tags(&server, "bighdr", |t| {
+        let mut body = t.body.to_vec();
+        if t.tag_type == 9 && body.get(1) == Some(&0) {
+            body.extend(std::iter::repeat_n(0xEE, 4 * 1024 * 1024));
+        }
+        Some((t.timestamp, body))
+    });
+    let (_, _, text) = durations(&server, "live/bighdr", 1);
+    let map = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\""))
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no EXT-X-MAP in\n{text}"));
+    let init = http_get(server.http, &format!("/live/bighdr/{map}"));
+    assert_eq!(init.status, 200);
+    assert!(
+        init.body.len() < 4096,
+        "the init segment carries the junk: {} bytes",
+        init.body.len()
+    );
+
+    let leap = 47_721_000u32;
+    let _leap = publish_tags(&server, "leap", |t| {
+        let ts = if t.timestamp > 2500 {
+            t.timestamp + leap
+        } else {
+            t.timestamp
+        };
+        Some((ts, t.body.to_vec()))
+    });
+    let (target, extinf, text) = durations(&server, "live/leap", 3);
+    assert!(target <= 4, "TARGETDURATION {target}:\n{text}");
+    assert!(
+        extinf.iter().all(|d| *d <= 4.0),
+        "segment durations {extinf:?}:\n{text}"
+    );
+    let metrics = http_get(server.http, "/metrics").text();
+    let repairs = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("castgate_stream_timestamp_repairs_total{stream=\"live/leap\"}")
+        })
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no repairs series for live/leap:\n{metrics}"));
+    assert!(
+        repairs >= 2.0,
+        "the leap of both tracks is counted: {repairs}"
+    );
+}
+
 /// Past `rtmp.max_connections` a connection is refused at once with a log
 /// line, and a slot freed is usable again.
 #[test]

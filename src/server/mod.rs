@@ -148,6 +148,8 @@ struct Publishing {
     stream_id: u32,
     publisher: Publisher,
     ingest: Ingest,
+    /// Limits the bad-tag warnings of this publish.
+    bad_tag_log: LogThrottle,
     last_media: Instant,
     started: Instant,
     /// Read by `/metrics`; unregistered when the publish ends.
@@ -606,7 +608,10 @@ impl Connection {
                 else {
                     return Ok(());
                 };
-                p.last_media = Instant::now();
+                let now = Instant::now();
+                p.last_media = now;
+                p.ingest
+                    .set_arrival(now.duration_since(p.started).as_millis() as i64);
                 let publisher = &p.publisher;
                 let stats = &*p.stats.stats;
                 let result = p.ingest.media(kind, timestamp, payload, |ev| {
@@ -624,13 +629,15 @@ impl Connection {
                         stats
                             .bad_tags
                             .store(p.ingest.bad_tags, std::sync::atomic::Ordering::Relaxed);
-                        // Log the first few, then every 100th: a broken encoder
-                        // must not flood the log.
+                        // The first few, then at most one line a second with
+                        // the count of those not logged: a broken encoder must
+                        // not flood the log, however fast it sends.
                         let n = p.ingest.bad_tags;
-                        if n <= 5 || n % 100 == 0 {
+                        if let Some(suppressed) = p.bad_tag_log.allow(now, n) {
                             warn!(
                                 stream = p.publisher.key(),
                                 bad_tags = n,
+                                not_logged = suppressed,
                                 "dropped a bad {kind:?} tag: {e}"
                             );
                         }
@@ -781,6 +788,7 @@ impl Connection {
                     stream_id,
                     publisher,
                     ingest: Ingest::new(),
+                    bad_tag_log: LogThrottle::default(),
                     last_media: now,
                     started: now,
                     stats: self.ctx.stats.register(&key),
@@ -883,6 +891,33 @@ async fn kicked_opt(p: Option<&mut Publisher>) {
     }
 }
 
+/// Lets the first few of a run of warnings through, then at most one a
+/// second, so a peer cannot flood the log however fast it sends.
+#[derive(Debug, Default)]
+struct LogThrottle {
+    last: Option<Instant>,
+    /// Warnings not logged since the last line.
+    suppressed: u64,
+}
+
+impl LogThrottle {
+    /// Warnings always logged at the start of a run.
+    const FIRST: u64 = 5;
+    const EVERY: Duration = Duration::from_secs(1);
+
+    /// Whether the `n`th warning (counting from 1) is logged at `now`;
+    /// `Some(k)`: yes, after `k` that were not.
+    fn allow(&mut self, now: Instant, n: u64) -> Option<u64> {
+        let due = n <= Self::FIRST || self.last.is_none_or(|t| now >= t + Self::EVERY);
+        if !due {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
 /// Builds the hub key `app/name`, refusing names that would be unsafe in a
 /// URL path or a log line.
 pub fn stream_key(app: &str, name: &str) -> Result<String, &'static str> {
@@ -907,7 +942,27 @@ pub fn stream_key(app: &str, name: &str) -> Result<String, &'static str> {
 
 #[cfg(test)]
 mod tests {
-    use super::stream_key;
+    use super::{stream_key, LogThrottle};
+    use std::time::Duration;
+    use tokio::time::Instant;
+
+    #[test]
+    fn bad_tag_warnings_are_limited_by_time() {
+        let mut t = LogThrottle::default();
+        let t0 = Instant::now();
+        // The first five pass, then 10,000 within one second: one more line.
+        let logged: Vec<u64> = (1..=10_005u64)
+            .filter_map(|n| t.allow(t0 + Duration::from_micros(n * 50), n))
+            .collect();
+        assert_eq!(logged, vec![0, 0, 0, 0, 0]);
+        // A second later the next one is logged, with the count skipped.
+        assert_eq!(
+            t.allow(t0 + Duration::from_millis(1001), 10_006),
+            Some(10_000)
+        );
+        assert_eq!(t.allow(t0 + Duration::from_millis(1500), 10_007), None);
+        assert_eq!(t.allow(t0 + Duration::from_millis(2100), 10_008), Some(1));
+    }
 
     #[test]
     fn stream_keys() {
