@@ -389,6 +389,42 @@ fn oversized_sequence_header_and_timestamp_leaps_stay_sane() {
     );
 }
 
+/// Sessions that connect and then neither publish nor play cannot hold the
+/// connection slots: at the cap, each is closed after
+/// `rtmp.session_idle_secs` with a log line naming it, and then a real
+/// publisher gets in.
+#[test]
+fn idle_sessions_at_the_connection_cap_are_closed() {
+    let server = Castgate::start(&[
+        ("CASTGATE__RTMP__MAX_CONNECTIONS", "20"),
+        ("CASTGATE__RTMP__SESSION_IDLE_SECS", "2"),
+    ]);
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        let mut c = Raw::connect(server.rtmp);
+        c.handshake();
+        c.rtmp_connect("live");
+        assert_eq!(c.ping(T), crate::raw::Wait::Found, "connected and alive");
+        idle.push(c);
+    }
+    for c in &mut idle {
+        let tag = c.peer_tag();
+        c.expect_closed(T, "an idle session at the cap");
+        server.wait_log_all(
+            &[&tag, "connection closed", "neither published nor played"],
+            T,
+        );
+    }
+    let src = fixture(8);
+    let mut ff = publish(&src, &server.url("live/after"), &[]);
+    assert!(
+        wait_child(&mut ff, T, "publisher after the idle sessions").success(),
+        "{}",
+        stderr_of(&mut ff)
+    );
+    server.wait_log_all(&["publish started", "live/after"], T);
+}
+
 /// Past `rtmp.max_connections` a connection is refused at once with a log
 /// line, and a slot freed is usable again.
 #[test]

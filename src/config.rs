@@ -146,6 +146,9 @@ pub struct RtmpConfig {
     pub window_ack_size: u32,
     /// A publisher that sends no media for this long is disconnected.
     pub idle_timeout_secs: f64,
+    /// A connected session that neither publishes nor plays (nor waits for
+    /// its authorisation) for this long is closed.
+    pub session_idle_secs: f64,
     /// How long a player of a stream that is not live waits for a publisher.
     pub play_wait_secs: f64,
     pub publish_conflict: PublishConflict,
@@ -371,6 +374,9 @@ impl Config {
         }
         if !(r.idle_timeout_secs > 0.0 && r.idle_timeout_secs <= 86_400.0) {
             return invalid("rtmp.idle_timeout_secs", "must be in (0, 86400]");
+        }
+        if !(r.session_idle_secs > 0.0 && r.session_idle_secs <= 86_400.0) {
+            return invalid("rtmp.session_idle_secs", "must be in (0, 86400]");
         }
         if !(r.play_wait_secs >= 0.0 && r.play_wait_secs <= 86_400.0) {
             return invalid("rtmp.play_wait_secs", "must be in [0, 86400]");
@@ -635,6 +641,9 @@ impl RtmpConfig {
     }
     pub fn play_wait(&self) -> Duration {
         Duration::from_secs_f64(self.play_wait_secs)
+    }
+    pub fn session_idle(&self) -> Duration {
+        Duration::from_secs_f64(self.session_idle_secs)
     }
 }
 

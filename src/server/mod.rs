@@ -130,6 +130,8 @@ pub enum EndReason {
     HandshakeTimeout(Duration),
     #[error("publisher sent no media for {0:?}")]
     IdlePublisher(Duration),
+    #[error("session neither published nor played for {0:?} (rtmp.session_idle_secs)")]
+    IdleSession(Duration),
     #[error("replaced by a new publisher of {0}")]
     TakenOver(String),
     #[error("no publisher for {0} within {1:?}")]
@@ -239,6 +241,7 @@ async fn serve<S>(
             coalescer,
             batching: false,
             epoch: coalesce_epoch(),
+            last_active: Instant::now(),
         };
         let reason = conn.run(io).await;
         let stream = conn.last_key.as_str();
@@ -299,6 +302,10 @@ struct Connection {
     batching: bool,
     /// The shared clock batched reads are aligned to.
     epoch: Instant,
+    /// The last time this connection was shaking hands, publishing,
+    /// playing or awaiting an authorisation: idle sessions are closed
+    /// `rtmp.session_idle_secs` after it.
+    last_active: Instant,
 }
 
 /// One process-wide origin for the batching clock, so that every
@@ -321,6 +328,9 @@ impl Connection {
                 if let Err(reason) = self.drain_events() {
                     return reason;
                 }
+            }
+            if !self.is_idle_session() {
+                self.last_active = Instant::now();
             }
             self.gauge.set(match (&self.publishing, &self.playing) {
                 (Some(_), _) => "publishing",
@@ -420,11 +430,22 @@ impl Connection {
         }
     }
 
+    /// Connected, and neither publishing, playing nor awaiting a decision.
+    fn is_idle_session(&self) -> bool {
+        !self.app.is_empty()
+            && self.publishing.is_none()
+            && self.playing.is_none()
+            && self.pending.is_none()
+    }
+
     fn next_deadline(&self, handshake_deadline: Instant) -> Instant {
         let far = Instant::now() + Duration::from_secs(3600);
         let mut d = far;
         if self.app.is_empty() {
             d = d.min(handshake_deadline);
+        }
+        if self.is_idle_session() {
+            d = d.min(self.last_active + self.config.rtmp.session_idle());
         }
         if let Some(p) = &self.publishing {
             d = d.min(p.last_media + self.config.rtmp.idle_timeout());
@@ -440,6 +461,9 @@ impl Connection {
         let rtmp = &self.config.rtmp;
         if self.app.is_empty() && now >= handshake_deadline {
             return Some(EndReason::HandshakeTimeout(rtmp.handshake_timeout()));
+        }
+        if self.is_idle_session() && now >= self.last_active + rtmp.session_idle() {
+            return Some(EndReason::IdleSession(rtmp.session_idle()));
         }
         if let Some(p) = &self.publishing {
             if now >= p.last_media + rtmp.idle_timeout() {
