@@ -425,6 +425,25 @@ fn idle_sessions_at_the_connection_cap_are_closed() {
     server.wait_log_all(&["publish started", "live/after"], T);
 }
 
+/// A stream key splits into application and name one way only: the
+/// application is one path segment, so `live/a` + `b` is refused (it would
+/// otherwise be the stream `live` + `a/b` under another application's name)
+/// while `live` + `a/b` publishes.
+#[test]
+fn application_names_are_one_path_segment() {
+    let server = Castgate::start(&[]);
+    let mut nested = Raw::connect(server.rtmp);
+    nested.start_stream_in("live/a", "publish", "b");
+    assert_eq!(
+        nested.wait_for(b"NetStream.Publish.BadName", T),
+        crate::raw::Wait::Found
+    );
+    server.wait_log_all(&["publish refused", "application name has a '/'"], T);
+    let mut plain = Raw::connect(server.rtmp);
+    plain.start_publish("a/b", T).unwrap();
+    server.wait_log_all(&["publish started", "live/a/b"], T);
+}
+
 /// Past `rtmp.max_connections` a connection is refused at once with a log
 /// line, and a slot freed is usable again.
 #[test]

@@ -144,8 +144,13 @@ impl Raw {
     /// Handshake, `connect` to app `live`, `createStream`, then `publish`
     /// or `play` of `name` on stream 1.
     pub fn start_stream(&mut self, command: &str, name: &str) {
+        self.start_stream_in("live", command, name);
+    }
+
+    /// [`Raw::start_stream`] in application `app`.
+    pub fn start_stream_in(&mut self, app: &str, command: &str, name: &str) {
         self.handshake();
-        self.rtmp_connect("live");
+        self.rtmp_connect(app);
         self.command(
             0,
             &[

@@ -944,7 +944,17 @@ impl LogThrottle {
 
 /// Builds the hub key `app/name`, refusing names that would be unsafe in a
 /// URL path or a log line.
+///
+/// The application is one path segment; the name may have several. So a
+/// key splits one way only (`a` + `b/k`): an application `a/b` with name
+/// `k` is refused rather than becoming the same stream under another
+/// application's policy (ffmpeg sends `rtmp://HOST/a/b/k` as app `a/b`:
+/// use `-rtmp_app a -rtmp_playpath b/k`).
 pub fn stream_key(app: &str, name: &str) -> Result<String, &'static str> {
+    if app.contains('/') {
+        return Err("the application name has a '/': it is one path segment \
+                    (rtmp://HOST/APP/NAME, where NAME may have '/')");
+    }
     let key = format!("{app}/{name}");
     if key.len() > 256 {
         return Err("stream name too long");
@@ -992,6 +1002,10 @@ mod tests {
     fn stream_keys() {
         assert_eq!(stream_key("live", "abc").unwrap(), "live/abc");
         assert_eq!(stream_key("live", "a/b").unwrap(), "live/a/b");
+        // One way to split a key: the application is one segment.
+        assert!(stream_key("live/a", "b").is_err());
+        assert!(stream_key("a/b", "k").is_err());
+        assert_eq!(stream_key("a", "b/k").unwrap(), "a/b/k");
         assert!(stream_key("live", "../x").is_err());
         assert!(stream_key("live", "a b").is_err());
         assert!(stream_key("live", "").is_err());
