@@ -129,16 +129,13 @@ pub async fn run_from(
     };
     let rtmpt = config.rtmpt.enabled.then(|| config.rtmpt.clone());
     let api_config = config.api.clone();
-    if !auth::is_loopback(config.rtmp.listen) {
-        if config.auth.publish == auth::AuthMode::Open {
-            tracing::warn!(
-                listen = %config.rtmp.listen,
-                "auth.publish = \"open\": ANYONE who can reach this address may publish; set auth.publish to \"keys\" or \"webhook\""
-            );
-        }
-        if config.auth.play == auth::AuthMode::Open {
-            tracing::info!(listen = %config.rtmp.listen, "auth.play = \"open\": anyone may play over RTMP");
-        }
+    for warning in
+        open_listener_warnings(&config, rtmps_listener.is_some(), https_listener.is_some())
+    {
+        tracing::warn!("{warning}");
+    }
+    if config.auth.play == auth::AuthMode::Open && !auth::is_loopback(config.rtmp.listen) {
+        tracing::info!(listen = %config.rtmp.listen, "auth.play = \"open\": anyone may play over RTMP");
     }
     webhooks::configure(&config.webhooks);
     let lifecycle_config = config.lifecycle.clone();
@@ -299,4 +296,73 @@ pub async fn run_from(
         Err(_) => tracing::warn!(timeout = ?limit, "shutdown timeout reached: exiting anyway"),
     }
     Ok(())
+}
+
+/// One warning for every listener that takes publishes from beyond this
+/// machine while `auth.publish` is open (RTMP, RTMPS, and RTMPT/RTMPTS on
+/// the HTTP/HTTPS ports): anyone who reaches it may publish, and, with
+/// takeover, replace a live stream's publisher.
+fn open_listener_warnings(config: &config::Config, rtmps_on: bool, https_on: bool) -> Vec<String> {
+    if config.auth.publish != auth::AuthMode::Open {
+        return Vec::new();
+    }
+    let rtmpt = config.rtmpt.enabled;
+    let listeners = [
+        ("RTMP", config.rtmp.listen, true),
+        ("RTMPS", config.rtmps.listen, rtmps_on),
+        ("RTMPT", config.http.listen, rtmpt),
+        ("RTMPTS", config.https.listen, https_on && rtmpt),
+    ];
+    let takeover = match config.rtmp.publish_conflict {
+        hub::PublishConflict::Takeover => {
+            ", and replace the publisher of any live stream (rtmp.publish_conflict = \"takeover\")"
+        }
+        hub::PublishConflict::Reject => "",
+    };
+    listeners
+        .into_iter()
+        .filter(|(_, addr, on)| *on && !auth::is_loopback(*addr))
+        .map(|(proto, addr, _)| {
+            format!(
+                "auth.publish = \"open\": ANYONE who can reach {proto} on {addr} may publish{takeover}; \
+                 set auth.publish to \"keys\" or \"webhook\""
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listener_open_to_publishers_is_warned_about() {
+        let mut c = config::Config::load(None).unwrap();
+        c.rtmp.listen = "0.0.0.0:1935".parse().unwrap();
+        c.rtmps.listen = "0.0.0.0:1936".parse().unwrap();
+        c.http.listen = "0.0.0.0:8080".parse().unwrap();
+        c.https.listen = "127.0.0.1:8443".parse().unwrap();
+        let w = open_listener_warnings(&c, true, true);
+        assert_eq!(w.len(), 3, "{w:#?}");
+        for (proto, addr) in [
+            ("RTMP", "0.0.0.0:1935"),
+            ("RTMPS", "0.0.0.0:1936"),
+            ("RTMPT", "0.0.0.0:8080"),
+        ] {
+            assert!(
+                w.iter()
+                    .any(|l| l.contains(&format!("reach {proto} on {addr}"))
+                        && l.contains("takeover")),
+                "{proto}: {w:#?}"
+            );
+        }
+        // RTMPS off: not listed; takeover off: not claimed.
+        c.rtmp.publish_conflict = hub::PublishConflict::Reject;
+        let w = open_listener_warnings(&c, false, true);
+        assert_eq!(w.len(), 2, "{w:#?}");
+        assert!(w.iter().all(|l| !l.contains("takeover")));
+        // Keys: nothing to warn about.
+        c.auth.publish = auth::AuthMode::Keys;
+        assert!(open_listener_warnings(&c, true, true).is_empty());
+    }
 }
