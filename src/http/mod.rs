@@ -37,6 +37,9 @@ pub struct HttpState {
     /// How tunnelled connections are labelled in logs: `rtmpt` on the HTTP
     /// listener, `rtmpts` on the HTTPS one.
     pub tunnel_proto: &'static str,
+    /// The listener's URL scheme (`http`, `https`), for the absolute time
+    /// URL in the MPD.
+    pub scheme: &'static str,
     /// The REST API (`None`: off).
     pub api: Option<Arc<crate::api::ApiState>>,
     /// Signed-URL checks on media (`auth.url_secret`).
@@ -53,6 +56,7 @@ impl HttpState {
             store,
             tunnels: None,
             tunnel_proto: "rtmpt",
+            scheme: "http",
             api: None,
             auth: None,
             ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
@@ -297,6 +301,10 @@ async fn media(State(state): State<HttpState>, req: Request) -> Response {
         };
     let gzip = accepts_gzip(req.headers());
     let head = method == Method::HEAD;
+    let absolute_time = (resource == Resource::Mpd)
+        .then(|| request_authority(&req))
+        .flatten()
+        .map(|host| format!("{}://{host}{TIME_PATH}", state.scheme));
     // Take what is needed under the lock; render and send without it.
     let (body, content_type, immutable): (Payload, &str, bool) = {
         let seg = stream.lock().unwrap_or_else(|e| e.into_inner());
@@ -329,10 +337,15 @@ async fn media(State(state): State<HttpState>, req: Request) -> Response {
                 } else {
                     seg.discontinuity_sequence(MediaKind::Audio)
                 };
+                let time: Vec<&str> = absolute_time
+                    .iter()
+                    .map(String::as_str)
+                    .chain([TIME_PATH])
+                    .collect();
                 (
                     Payload::Text(dash::mpd_ladder(
                         &snap,
-                        TIME_PATH,
+                        &time,
                         evicted,
                         &ladder
                             .iter()
@@ -390,6 +403,23 @@ async fn media(State(state): State<HttpState>, req: Request) -> Response {
         ))
     };
     (StatusCode::OK, headers, body).into_response()
+}
+
+/// The host (and port) the client asked for: HTTP/1.1's `Host`, or
+/// HTTP/2's `:authority`. `None` when absent or not a plain host name or
+/// address (it is echoed into the MPD). Forwarded headers are not trusted:
+/// a shared cache would hand a forged one to every client.
+fn request_authority(req: &Request) -> Option<String> {
+    let host = match req.headers().get(header::HOST) {
+        Some(h) => h.to_str().ok()?,
+        None => req.uri().authority()?.as_str(),
+    };
+    let plain = !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b));
+    plain.then(|| host.to_string())
 }
 
 /// Snapshots of `key`'s renditions that have segments, in ladder order.
