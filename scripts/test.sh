@@ -14,6 +14,13 @@ missing=()
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v rtmpdump >/dev/null 2>&1 || missing+=(rtmpdump)
+# GStreamer: librtmp's rtmpsink and GStreamer's rtmp2sink publish, playbin
+# plays HLS and DASH (libav decodes; glib-networking is GIO's TLS for rtmps).
+command -v gst-launch-1.0 >/dev/null 2>&1 || missing+=(gstreamer1.0-tools)
+for p in gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav glib-networking; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
