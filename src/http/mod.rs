@@ -473,6 +473,41 @@ fn gzip_bytes(data: &[u8]) -> Bytes {
 mod tests {
     use super::*;
 
+    /// The MPD's absolute time URL comes from `Host` (HTTP/1.1) or the
+    /// `:authority` (HTTP/2, in the URI); anything else is not echoed.
+    #[test]
+    fn request_authority_is_a_plain_host() {
+        let req = |uri: &str, host: Option<&str>| {
+            let mut b = Request::builder().uri(uri);
+            if let Some(h) = host {
+                b = b.header(header::HOST, h);
+            }
+            b.body(Body::empty()).unwrap()
+        };
+        let host = |uri, h| request_authority(&req(uri, h));
+        assert_eq!(
+            host("/live/k/manifest.mpd", Some("127.0.0.1:8080")).as_deref(),
+            Some("127.0.0.1:8080")
+        );
+        assert_eq!(
+            host("/x", Some("[::1]:8443")).as_deref(),
+            Some("[::1]:8443")
+        );
+        assert_eq!(
+            host("/x", Some("cdn.example-1.net")).as_deref(),
+            Some("cdn.example-1.net")
+        );
+        assert_eq!(
+            host("https://h2.example:8443/x", None).as_deref(),
+            Some("h2.example:8443")
+        );
+        assert_eq!(host("/x", None), None);
+        assert_eq!(host("/x", Some("")), None);
+        assert_eq!(host("/x", Some("a\"><b")), None);
+        assert_eq!(host("/x", Some("user@host")), None);
+        assert_eq!(host("/x", Some(&"a".repeat(256))), None);
+    }
+
     #[test]
     fn media_paths() {
         assert_eq!(
