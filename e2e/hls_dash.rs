@@ -642,7 +642,8 @@ fn gstreamer_plays_hls_and_dash_live() {
         ("playbin3", "live/gst/index.m3u8"),
     ] {
         let url = server.http_url(path);
-        let (video, audio, out) = gst_play(playbin, &url, 8);
+        let (video, audio, out) = gst_play(playbin, &url, 12);
+        eprintln!("GStreamer {playbin} {path}: {video} video and {audio} audio buffers in 12 s");
         let errors: Vec<&str> = out.lines().filter(|l| l.starts_with("ERROR")).collect();
         assert!(errors.is_empty(), "{playbin} {url}: {errors:?}");
         assert!(
