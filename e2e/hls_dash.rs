@@ -546,3 +546,128 @@ fn browsers_play_hls_and_dash_live() {
     let _ = publisher.kill();
     let _ = publisher.wait();
 }
+
+/// `timeout -s INT SECS gst-launch-1.0 -v PLAYBIN uri=URL` with counting
+/// fake sinks (in real time): the video and audio buffers that reached
+/// them, and GStreamer's output.
+fn gst_play(playbin: &str, url: &str, secs: u32) -> (usize, usize, String) {
+    require("gst-launch-1.0");
+    require("timeout");
+    let out = Command::new("timeout")
+        .args(["-k", "10", "-s", "INT", &secs.to_string()])
+        .args(["gst-launch-1.0", "-v", playbin])
+        .arg(format!("uri={url}"))
+        .arg("video-sink=fakesink name=vs sync=true silent=false")
+        .arg("audio-sink=fakesink name=as sync=true silent=false")
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot run gst-launch-1.0");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // `last-message = chain ******* (vs:sink) (N bytes, dts: …)`, once a buffer.
+    let buffers = |sink: &str| {
+        text.lines()
+            .filter(|l| l.contains(sink) && l.contains("chain"))
+            .count()
+    };
+    (buffers("(vs:sink)"), buffers("(as:sink)"), text)
+}
+
+/// GStreamer plays castgate's live DASH (playbin: dashdemux) and HLS
+/// (playbin3: hlsdemux2): video and audio buffers reach the sinks in real
+/// time, with no error. The MPD has what GStreamer needs: an XML
+/// declaration it detects as DASH, and an absolute UTCTiming URL first.
+///
+/// GStreamer 1.22 limits, not castgate's (the report has the detail):
+/// - dashdemux and dashdemux2 pick the live segment as if the first listed
+///   segment started at media time 0 (`gst_mpd_client_stream_seek` adds
+///   the first segment's start to the offset into the chosen `S`): once
+///   the window has slid they ask for segments far in the future and play
+///   nothing. A 30-segment window keeps media time 0 listed for this test.
+/// - dashdemux2 under playbin3 stays "buffering" on a live MPD in
+///   gst-launch; the legacy hlsdemux (playbin) stalls video with a separate
+///   audio rendition. Hence one playbin for each.
+#[test]
+fn gstreamer_plays_hls_and_dash_live() {
+    require("ffmpeg");
+    let server = Castgate::start(&[("CASTGATE__PACKAGE__WINDOW", "30")]);
+    let mut publisher = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error"])
+        .args(["-re", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
+        .args([
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=1000:sample_rate=48000",
+        ])
+        .args(["-map", "0:v", "-map", "1:a", "-t", "60"])
+        .args(["-c:v", "libx264", "-preset", "veryfast", "-threads", "1"])
+        .args([
+            "-bf",
+            "2",
+            "-g",
+            "30",
+            "-keyint_min",
+            "30",
+            "-sc_threshold",
+            "0",
+        ])
+        .args([
+            "-b:v", "500k", "-c:a", "aac", "-b:a", "64k", "-ar", "48000", "-ac", "2",
+        ])
+        .args(["-f", "flv", &server.url("live/gst")])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run ffmpeg");
+    // dashdemux starts suggestedPresentationDelay (3 segments) behind the
+    // live edge: wait until 4 segments exist.
+    wait_http_ok(server.http, "/live/gst/index.m3u8", T);
+    let deadline = Instant::now() + T;
+    while media_playlist(&http_get(server.http, "/live/gst/video.m3u8").text())
+        .segments
+        .len()
+        < 4
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the playlist never reached 4 segments"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mpd = http_get(server.http, "/live/gst/manifest.mpd").text();
+    assert!(mpd.starts_with("<?xml version=\"1.0\"?>\n<MPD "), "{mpd}");
+    let absolute = format!("value=\"http://{}/time\"", server.http);
+    let first_utc = mpd.find("<UTCTiming").expect("a UTCTiming");
+    assert!(
+        mpd[first_utc..].starts_with(&format!(
+            "<UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" {absolute}/>"
+        )),
+        "{mpd}"
+    );
+    assert!(mpd.contains("value=\"/time\""), "{mpd}");
+    for (playbin, path) in [
+        ("playbin", "live/gst/manifest.mpd"),
+        ("playbin3", "live/gst/index.m3u8"),
+    ] {
+        let url = server.http_url(path);
+        let (video, audio, out) = gst_play(playbin, &url, 12);
+        eprintln!("GStreamer {playbin} {path}: {video} video and {audio} audio buffers in 12 s");
+        let errors: Vec<&str> = out.lines().filter(|l| l.starts_with("ERROR")).collect();
+        assert!(errors.is_empty(), "{playbin} {url}: {errors:?}");
+        assert!(
+            video > 0 && audio > 0,
+            "{playbin} {url}: {video} video and {audio} audio buffers played\n{}",
+            out.lines()
+                .filter(|l| !l.contains("last-message"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+}

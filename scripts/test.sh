@@ -48,9 +48,17 @@ need() { # need COMMAND-OR-PATH PACKAGE
     *) command -v "$1" >/dev/null 2>&1 || missing+=("$2") ;;
   esac
 }
+need_pkg() { # need_pkg PACKAGE...: Debian packages with no command to look for
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+}
 need ffmpeg ffmpeg
 need ffprobe ffmpeg
 need rtmpdump rtmpdump
+# GStreamer: librtmp's rtmpsink and GStreamer's rtmp2sink publish, playbin
+# plays HLS and DASH (libav decodes; glib-networking is GIO's TLS for rtmps).
+need gst-launch-1.0 gstreamer1.0-tools
+need_pkg gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav glib-networking
 need chromium chromium
 need node nodejs
 need npm npm

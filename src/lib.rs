@@ -23,7 +23,7 @@ pub mod transcode;
 pub mod transport;
 pub mod webhooks;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -48,7 +48,6 @@ fn listen_with_backlog(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-use transport::http::ClientAddr;
 use transport::tls::CertStore;
 
 async fn bind(addr: SocketAddr, what: &str) -> std::io::Result<TcpListener> {
@@ -182,10 +181,7 @@ pub async fn run_from(
         ..http::HttpState::new(ctx.packager.store().clone())
     };
     let app = http::router(state.clone());
-    let http = axum::serve(
-        transport::http::plain(http_listener, http_limits),
-        app.into_make_service_with_connect_info::<ClientAddr>(),
-    );
+    let http = transport::http::serve(transport::http::plain(http_listener, http_limits), app);
     let https = match (https_listener, &https_store) {
         (Some(l), Some(store)) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(transport::tls::server_config(
@@ -194,11 +190,12 @@ pub async fn run_from(
             ));
             let app = http::router(http::HttpState {
                 tunnel_proto: "rtmpts",
+                scheme: "https",
                 ..state
             });
-            Some(axum::serve(
+            Some(transport::http::serve(
                 transport::http::tls(l, acceptor, http_limits),
-                app.into_make_service_with_connect_info::<ClientAddr>(),
+                app,
             ))
         }
         _ => None,
@@ -232,8 +229,8 @@ pub async fn run_from(
     });
     // The HTTP servers outlive the RTMP listeners at shutdown (players
     // fetch the ended playlists), so they are polled in both phases.
-    let mut http = std::pin::pin!(http.into_future());
-    let mut https = std::pin::pin!(maybe(https.map(|s| s.into_future())));
+    let mut http = std::pin::pin!(http);
+    let mut https = std::pin::pin!(maybe(https));
     let rtmp_side = async {
         tokio::select! {
             _ = rtmp => {}
@@ -243,16 +240,12 @@ pub async fn run_from(
     ready.store(true, std::sync::atomic::Ordering::Relaxed);
     let signal = tokio::select! {
         _ = rtmp_side => None,
-        r = &mut http => {
-            if let Err(e) = r {
-                tracing::error!("HTTP server stopped: {e}");
-            }
+        () = &mut http => {
+            tracing::error!("HTTP server stopped");
             None
         }
-        r = &mut https => {
-            if let Err(e) = r {
-                tracing::error!("HTTPS server stopped: {e}");
-            }
+        () = &mut https => {
+            tracing::error!("HTTPS server stopped");
             None
         }
         _ = lifecycle::reload_on_hangup(hangup, reloader) => None,

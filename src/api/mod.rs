@@ -59,7 +59,8 @@ impl ApiState {
     }
 }
 
-/// Marks a response that must not get the media routes' CORS headers.
+/// Marks a response that must not get the media routes' CORS headers (the
+/// API's, and the RTMPT tunnel's).
 #[derive(Clone, Copy, Debug)]
 pub struct NoCors;
 
