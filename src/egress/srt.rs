@@ -204,7 +204,7 @@ mod backend {
                             // With a stream id in the target, only a caller
                             // sending it is served.
                             if want_id.is_some() && s.stream_id() != want_id {
-                                warn!(peer, "SRT caller refused: not the stream id of this relay");
+                                warn!(peer = %peer, "SRT caller refused: not the stream id of this relay");
                                 continue;
                             }
                             break Ok((s, peer));
@@ -217,7 +217,7 @@ mod backend {
         let (sock, peer) = rx
             .await
             .map_err(|_| io::Error::other("the SRT accept thread ended"))??;
-        info!(peer, "SRT receiver called in");
+        info!(peer = %peer, "SRT receiver called in");
         LibSrt::start(sock, peer)
     }
 }
