@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs castgate's whole test suite on a fresh Debian machine: installs the
-# real programs the end-to-end tests use (apt-get, when missing), then runs
+# real programs the end-to-end tests use and libsrt to build with (apt-get,
+# when missing), then runs
 # formatting, lint and every test target (unit, property, integration,
 # end-to-end against ffmpeg, nginx-rtmp and srt-live-transmit, benchmarks in
 # test mode).
@@ -21,6 +22,8 @@ command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v nginx >/dev/null 2>&1 || missing+=(nginx)
 [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || missing+=(libnginx-mod-rtmp)
 command -v srt-live-transmit >/dev/null 2>&1 || missing+=(srt-tools)
+# SRT relays link libsrt (Debian's OpenSSL flavour) at build time.
+[ -e /usr/include/srt/srt.h ] || missing+=(libsrt-openssl-dev)
 # The Docker files are validated without an engine (e2e/docker.rs): the
 # compose file by docker-compose, the HEALTHCHECK by running its curl.
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
