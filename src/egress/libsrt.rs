@@ -620,9 +620,16 @@ mod tests {
     /// sees the stream id, and a close reaches the other side.
     #[test]
     fn caller_reaches_listener_with_stream_id_and_passphrase() {
+        for key_len in [16, 24, 32] {
+            exchange(key_len);
+        }
+    }
+
+    /// One connection with AES of `key_len` bytes.
+    fn exchange(key_len: u16) {
         let mut o = opts();
         o.passphrase = Some("passphrase-0123".into());
-        o.key_len = 32;
+        o.key_len = key_len;
         let port = std::net::UdpSocket::bind("127.0.0.1:0")
             .and_then(|s| s.local_addr())
             .unwrap()
