@@ -270,24 +270,47 @@ fn dockerfile_builds_and_runs_what_the_tests_do() {
         version(rust) >= needed,
         "the build stage has Rust {rust}, {by} needs {needed:?}"
     );
-    let runs: Vec<&str> = df
+    // Each RUN with the stage it belongs to (0: build, 1: runtime).
+    let mut stage = 0usize;
+    let mut stage_runs: Vec<(usize, &str)> = Vec::new();
+    for (i, (ins, args)) in df.iter().enumerate() {
+        if ins == "FROM" && i > 0 {
+            stage += 1;
+        }
+        if ins == "RUN" {
+            stage_runs.push((stage, args.as_str()));
+        }
+    }
+    let build_runs: Vec<&str> = stage_runs
         .iter()
-        .filter(|(i, _)| i == "RUN")
-        .map(|(_, a)| a.as_str())
+        .filter(|(s, _)| *s == 0)
+        .map(|(_, r)| *r)
+        .collect();
+    let runs: Vec<&str> = stage_runs
+        .iter()
+        .filter(|(s, _)| *s == 1)
+        .map(|(_, r)| *r)
         .collect();
     assert!(
-        runs[0].starts_with("cargo build --release --locked"),
-        "{runs:?}"
+        build_runs
+            .iter()
+            .any(|r| r.starts_with("cargo build --release --locked")),
+        "{build_runs:?}"
+    );
+    // libsrt (SRT relays) links against Debian's libsrt-openssl.
+    assert!(
+        build_runs.iter().any(|r| r.contains(" libsrt-openssl-dev")),
+        "{build_runs:?}"
     );
     // Runtime stage: Debian slim, ffmpeg for transcode profiles, curl for the
-    // health check, a user of its own.
+    // health check, libsrt for SRT relays, a user of its own.
     assert!(
         froms[1].starts_with("debian:") && froms[1].ends_with("-slim"),
         "{}",
         froms[1]
     );
-    let install = runs.get(1).copied().unwrap_or("");
-    for pkg in [" ffmpeg", " curl", "useradd "] {
+    let install = runs.first().copied().unwrap_or("");
+    for pkg in [" ffmpeg", " curl", " libsrt1.5-openssl", "useradd "] {
         assert!(install.contains(pkg), "{pkg} in {install}");
     }
     let user = df

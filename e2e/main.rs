@@ -15,5 +15,6 @@ mod ops;
 mod raw;
 mod relay;
 mod rtmp_play;
+mod srt;
 mod tls_rtmpt;
 mod transcode;

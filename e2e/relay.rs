@@ -15,10 +15,10 @@ use serde_json::{json, Value};
 
 use crate::harness::*;
 
-const T: Duration = Duration::from_secs(60);
+pub(crate) const T: Duration = Duration::from_secs(60);
 
 /// Packets per stream type as ffprobe counts them: (video, audio).
-fn count_packets(input: &Path) -> (u64, u64) {
+pub(crate) fn count_packets(input: &Path) -> (u64, u64) {
     require("ffprobe");
     let out = Command::new("ffprobe")
         .args(["-v", "error", "-count_packets", "-show_entries"])
@@ -55,7 +55,7 @@ fn count_packets(input: &Path) -> (u64, u64) {
 /// The MD5 of every decoded frame (pictures or audio frames) of one
 /// stream: equal lists mean the same pictures and sound, whatever the
 /// container and bitstream format.
-fn decoded_md5(input: &Path, map: &str) -> Vec<String> {
+pub(crate) fn decoded_md5(input: &Path, map: &str) -> Vec<String> {
     let out = Command::new("ffmpeg")
         .args(["-nostdin", "-v", "error", "-i"])
         .arg(input)
@@ -140,7 +140,7 @@ fn ts_muxer_output_decodes_like_the_source() {
 /// clean). Stricter than [`decode_errors`]: a truncated or corrupt packet is
 /// only a warning. `-copyts` keeps the null muxer from complaining about
 /// B-frame timestamps that round to the same 1/fps tick.
-fn strict_decode(input: &Path) -> String {
+pub(crate) fn strict_decode(input: &Path) -> String {
     let out = Command::new("ffmpeg")
         .args(["-nostdin", "-v", "warning", "-copyts", "-i"])
         .arg(input)
@@ -156,14 +156,14 @@ fn strict_decode(input: &Path) -> String {
 
 /// A child process killed (and reaped) when dropped, so a failing test
 /// leaves no receiver behind.
-struct Proc(Child, &'static str);
+pub(crate) struct Proc(pub(crate) Child, pub(crate) &'static str);
 
 impl Proc {
-    fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
+    pub(crate) fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
         wait_child(&mut self.0, timeout, self.1)
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -178,7 +178,7 @@ impl Drop for Proc {
 /// Whether something listens on a loopback TCP port (LISTEN) or holds a
 /// UDP port, from /proc/net: probing with a connection would use up a
 /// one-shot listener such as `ffmpeg -listen 1`.
-fn bound(udp: bool, port: u16) -> bool {
+pub(crate) fn bound(udp: bool, port: u16) -> bool {
     let files: &[&str] = if udp {
         &["/proc/net/udp", "/proc/net/udp6"]
     } else {
@@ -197,7 +197,7 @@ fn bound(udp: bool, port: u16) -> bool {
     })
 }
 
-fn wait_bound(udp: bool, port: u16, p: &mut Proc) {
+pub(crate) fn wait_bound(udp: bool, port: u16, p: &mut Proc) {
     let deadline = Instant::now() + T;
     while !bound(udp, port) {
         if let Ok(Some(status)) = p.0.try_wait() {
@@ -216,7 +216,7 @@ fn wait_bound(udp: bool, port: u16, p: &mut Proc) {
     }
 }
 
-fn free_udp_port() -> u16 {
+pub(crate) fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
         .map(|a| a.port())
@@ -243,7 +243,7 @@ fn ffmpeg_rtmp_listener(port: u16, path: &str, out: &Path) -> Proc {
 
 /// `srt-live-transmit` writing what it receives to `out`; `-a:no`: it exits
 /// when its peer disconnects. `url` is the SRT URL (listener or caller).
-fn srt_receiver(url: &str, out: &Path) -> Proc {
+pub(crate) fn srt_receiver(url: &str, out: &Path) -> Proc {
     require("srt-live-transmit");
     let file = std::fs::File::create(out).unwrap();
     let child = Command::new("srt-live-transmit")
@@ -344,7 +344,7 @@ rtmp {{
 }
 
 /// One API call: (status, JSON body or Null).
-fn api(
+pub(crate) fn api(
     server: &Castgate,
     method: &str,
     path: &str,
@@ -376,14 +376,19 @@ fn api(
     (r.status, json)
 }
 
-fn create_relay(server: &Castgate, body: Value) -> Value {
+pub(crate) fn create_relay(server: &Castgate, body: Value) -> Value {
     let (status, r) = api(server, "POST", "/relays", Some(&body), None);
     assert_eq!(status, 201, "POST /relays {body}: {r}");
     r
 }
 
 /// Polls a relay until `pred` holds; panics with the relay and the log.
-fn wait_relay(server: &Castgate, id: u64, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+pub(crate) fn wait_relay(
+    server: &Castgate,
+    id: u64,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + T;
     loop {
         let (status, r) = api(server, "GET", &format!("/relays/{id}"), None, None);
@@ -401,7 +406,7 @@ fn wait_relay(server: &Castgate, id: u64, what: &str, pred: impl Fn(&Value) -> b
     }
 }
 
-fn in_state(state: &'static str) -> impl Fn(&Value) -> bool {
+pub(crate) fn in_state(state: &'static str) -> impl Fn(&Value) -> bool {
     move |r| r["state"] == state
 }
 
@@ -409,9 +414,23 @@ fn in_state(state: &'static str) -> impl Fn(&Value) -> bool {
 /// (so that a target can be killed and restarted mid-stream), as one file
 /// whose packets receivers are compared with.
 fn looped_fixture(variant: u32, dir: &Path) -> PathBuf {
-    let out = dir.join(format!("looped{variant}.flv"));
+    looped_fixture_n(variant, 4, dir)
+}
+
+/// The 4 s fixture `times` times over, as one file.
+pub(crate) fn looped_fixture_n(variant: u32, times: u32, dir: &Path) -> PathBuf {
+    let out = dir.join(format!("looped{variant}x{times}.flv"));
+    let loops = times.saturating_sub(1).to_string();
     let status = Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-y", "-stream_loop", "3", "-i"])
+        .args([
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-stream_loop",
+            &loops,
+            "-i",
+        ])
         .arg(fixture(variant))
         .args(["-c", "copy", "-f", "flv"])
         .arg(&out)

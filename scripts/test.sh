@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs castgate's whole test suite on a Debian machine: installs the real
-# programs the end-to-end tests use (apt-get, npm), then runs formatting,
+# programs the end-to-end tests use and libsrt to build with (apt-get, npm),
+# then runs formatting,
 # lint and every test target (unit, property, integration, end-to-end against
 # ffmpeg, rtmpdump, GStreamer, nginx-rtmp, srt-live-transmit, Chromium and
 # Docker, benchmarks in test mode), plus a check that the fuzz crate builds.
@@ -68,6 +69,8 @@ need git git
 need nginx nginx
 need /usr/lib/nginx/modules/ngx_rtmp_module.so libnginx-mod-rtmp
 need srt-live-transmit srt-tools
+# SRT relays link libsrt (Debian's OpenSSL flavour) at build time.
+need /usr/include/srt/srt.h libsrt-openssl-dev
 # The Docker files are checked without an engine (e2e/docker.rs): the
 # compose file by docker-compose, the HEALTHCHECK by running its curl.
 need docker-compose docker-compose
