@@ -158,6 +158,11 @@ pub struct HttpConfig {
     pub max_connections: usize,
     /// A connection with no byte moving either way for this long is closed.
     pub idle_timeout_secs: f64,
+    /// HLS/DASH viewers tracked per stream (see `viewers`); past it the
+    /// stream's counts saturate and say so.
+    pub max_viewers_tracked_per_stream: usize,
+    /// HLS/DASH viewers tracked over all streams.
+    pub max_viewers_tracked: usize,
 }
 
 /// RTMP over TLS. Enabled when both `cert` and `key` are set.
@@ -392,6 +397,17 @@ impl Config {
         if !(1.0..=86_400.0).contains(&idle) {
             return invalid("http.idle_timeout_secs", "must be in [1, 86400]");
         }
+        for (key, v) in [
+            (
+                "http.max_viewers_tracked_per_stream",
+                self.http.max_viewers_tracked_per_stream,
+            ),
+            ("http.max_viewers_tracked", self.http.max_viewers_tracked),
+        ] {
+            if !(1..=10_000_000).contains(&v) {
+                return invalid(key, "must be between 1 and 10000000");
+            }
+        }
         if self.rtmps.cert.is_empty() != self.rtmps.key.is_empty() {
             return invalid(
                 "rtmps.cert",
@@ -567,6 +583,14 @@ impl Config {
             },
             grace: Duration::from_secs_f64(p.grace_secs),
             retention: Duration::from_secs_f64(p.retention_secs),
+        }
+    }
+
+    /// The HLS/DASH viewer tracker's caps.
+    pub fn viewer_limits(&self) -> crate::viewers::ViewerLimits {
+        crate::viewers::ViewerLimits {
+            per_stream: self.http.max_viewers_tracked_per_stream,
+            total: self.http.max_viewers_tracked,
         }
     }
 

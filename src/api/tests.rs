@@ -30,6 +30,7 @@ fn app(token: Option<&str>) -> Router {
             token: token.map(String::from),
             max_body_bytes: 2048,
             transcoder: None,
+            viewers: crate::viewers::Viewers::default(),
         })),
     )
 }
