@@ -17,3 +17,4 @@ mod relay;
 mod rtmp_play;
 mod tls_rtmpt;
 mod transcode;
+mod viewers;
