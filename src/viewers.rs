@@ -28,8 +28,9 @@
 //!   bounds) until a window has passed without a refusal. Streams are only
 //!   tracked once the HTTP layer found them in the packager's store.
 //! - **Cost per request**: the caller's clock read, one SipHash of the
-//!   address and User-Agent, and one short lock of one of [`SHARDS`]
-//!   shards (chosen by stream key) around two hash-map lookups and a store.
+//!   address and User-Agent and one of the stream key, and one short lock
+//!   of one of [`SHARDS`] shards (chosen by stream key) around two lookups
+//!   in maps keyed by those hashes and a store.
 //!   Nothing is allocated except for a stream's or a client's first entry
 //!   (and a map growing). Expired entries are dropped when a count is read
 //!   and, at most once a second per shard, by a request (a pass over that
@@ -38,6 +39,7 @@
 //! No clock is read here: every call takes `now`, so the window is tested
 //! with made-up instants.
 
+use std::collections::hash_map::Entry;
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
@@ -128,6 +130,8 @@ impl Hasher for IdHasher {
 }
 
 struct StreamViewers {
+    /// The stream key (map keys are its hash).
+    key: Box<str>,
     clients: HashMap<ClientId, Client, BuildHasherDefault<IdHasher>>,
     /// [`WINDOW_TARGETS`] × the target duration last reported.
     window_ms: u64,
@@ -137,8 +141,9 @@ struct StreamViewers {
 }
 
 impl StreamViewers {
-    fn new(window_ms: u64) -> Self {
+    fn new(key: &str, window_ms: u64) -> Self {
         StreamViewers {
+            key: key.into(),
             clients: HashMap::default(),
             window_ms,
             capped_until_ms: 0,
@@ -175,7 +180,9 @@ impl StreamViewers {
 
 #[derive(Default)]
 struct Shard {
-    streams: HashMap<String, StreamViewers>,
+    /// By the stream key's keyed hash (one hash per request picks the
+    /// shard and the entry).
+    streams: HashMap<u64, StreamViewers, BuildHasherDefault<IdHasher>>,
     last_sweep_ms: u64,
 }
 
@@ -242,20 +249,20 @@ impl Viewers {
     ) {
         let now_ms = self.ms(now);
         let window_ms = WINDOW_TARGETS * (target.as_millis() as u64).max(1000);
-        let shard_index = self.shard_of(stream);
+        let hash = self.inner.keys.hash_one(stream);
+        let shard_index = shard_of(hash);
         let mut shard = lock(&self.inner.shards[shard_index]);
         if now_ms.saturating_sub(shard.last_sweep_ms) >= SWEEP_EVERY_MS {
             self.sweep_shard(&mut shard, now_ms);
         }
-        if !shard.streams.contains_key(stream) {
+        if let Entry::Vacant(e) = shard.streams.entry(hash) {
             if fetch == Fetch::Media {
                 return;
             }
-            shard
-                .streams
-                .insert(stream.to_string(), StreamViewers::new(window_ms));
+            e.insert(StreamViewers::new(stream, window_ms));
         }
-        let Some(sv) = shard.streams.get_mut(stream) else {
+        // Two keys with one 64-bit keyed hash: the later one is not tracked.
+        let Some(sv) = shard.streams.get_mut(&hash).filter(|sv| &*sv.key == stream) else {
             return;
         };
         sv.window_ms = window_ms;
@@ -305,8 +312,9 @@ impl Viewers {
     /// `stream`'s viewers at `now` (expired clients are dropped on the way).
     pub fn count(&self, stream: &str, now: Instant) -> ViewerCounts {
         let now_ms = self.ms(now);
-        let mut shard = lock(&self.inner.shards[self.shard_of(stream)]);
-        let Some(sv) = shard.streams.get_mut(stream) else {
+        let hash = self.inner.keys.hash_one(stream);
+        let mut shard = lock(&self.inner.shards[shard_of(hash)]);
+        let Some(sv) = shard.streams.get_mut(&hash).filter(|sv| &*sv.key == stream) else {
             return ViewerCounts::default();
         };
         let (counts, gone) = sv.prune(now_ms);
@@ -337,8 +345,9 @@ impl Viewers {
         now.saturating_duration_since(self.inner.epoch).as_millis() as u64
     }
 
+    #[cfg(test)]
     fn shard_of(&self, stream: &str) -> usize {
-        (self.inner.keys.hash_one(stream) % SHARDS as u64) as usize
+        shard_of(self.inner.keys.hash_one(stream))
     }
 
     /// Takes one slot under the total cap.
@@ -386,6 +395,12 @@ impl Viewers {
         shard.last_sweep_ms = now_ms;
         self.inner.tracked.fetch_sub(gone, Ordering::Relaxed);
     }
+}
+
+/// The shard of a stream key's hash: bits the shard's own map does not
+/// index by (hashbrown uses the low bits and the top 7).
+fn shard_of(hash: u64) -> usize {
+    ((hash >> 32) % SHARDS as u64) as usize
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
