@@ -677,6 +677,26 @@ mod tests {
         assert_eq!(c.rtmps_tls(), None, "RTMPS is off without a certificate");
         assert_eq!(c.https_tls(), None);
         assert!(c.rtmpt.enabled);
+        assert_eq!(
+            c.viewer_limits(),
+            crate::viewers::ViewerLimits {
+                per_stream: 10_000,
+                total: 100_000
+            }
+        );
+    }
+
+    #[test]
+    fn viewer_caps_are_checked() {
+        let e = Config::load_with_env(None, env(&[("CASTGATE__HTTP__MAX_VIEWERS_TRACKED", "0")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("http.max_viewers_tracked"), "{e}");
+        let c = Config::load_with_env(
+            None,
+            env(&[("CASTGATE__HTTP__MAX_VIEWERS_TRACKED_PER_STREAM", "50")]),
+        )
+        .unwrap();
+        assert_eq!(c.viewer_limits().per_stream, 50);
     }
 
     #[test]
