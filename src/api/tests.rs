@@ -302,6 +302,7 @@ async fn openapi_document() {
         "RelayInfo",
         "CreateRelay",
         "StreamView",
+        "PlayerCounts",
         "RelayState",
         "ErrorBody",
     ] {
