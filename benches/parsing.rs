@@ -47,6 +47,27 @@ fn benches(c: &mut Criterion) {
     }
     g.finish();
 
+    // 65 280 chunk stream ids, three empty messages each: once quadratic
+    // (20 s of CPU), now linear (see chunk.rs many_chunk_streams_cost_linear_time).
+    let mut g = c.benchmark_group("chunk");
+    let mut wire = Vec::new();
+    for round in 0..3u8 {
+        for csid in 320u32..65600 {
+            let v = csid - 64;
+            wire.extend_from_slice(&[0x01, v as u8, (v >> 8) as u8]);
+            wire.extend_from_slice(&[0, 0, round, 0, 0, 0, 9, 1, 0, 0, 0]);
+        }
+    }
+    g.throughput(Throughput::Bytes(wire.len() as u64));
+    g.bench_function("many_streams", |b| {
+        b.iter(|| {
+            let mut dec = ChunkDecoder::new(ChunkLimits::default());
+            let mut input = BytesMut::from(&wire[..]);
+            assert_eq!(decode_all(&mut dec, &mut input).unwrap().len(), 3 * 65280);
+        })
+    });
+    g.finish();
+
     let mut g = c.benchmark_group("flv_parse_720p");
     let bytes: usize = tags.iter().map(|t| t.2.len()).sum();
     g.throughput(Throughput::Bytes(bytes as u64));

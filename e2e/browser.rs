@@ -3,7 +3,8 @@
 //!
 //! Needs node + npm and Chromium (`/usr/lib/chromium/chromium` or `/usr/bin/chromium`). A missing
 //! tool is a test failure, never a skip. The npm packages are pinned by
-//! `e2e/browser/package-lock.json` and installed on first use with `npm ci`.
+//! `e2e/browser/package-lock.json` and installed by the test command (`npm ci` in
+//! `scripts/test.sh`); the tests check that the installed versions are the pinned ones.
 //!
 //! The player page is served from its own loopback origin, so the media server must answer with
 //! CORS headers (`Access-Control-Allow-Origin`) or playback fails.
@@ -16,7 +17,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 const CHROMIUM_CANDIDATES: [&str; 2] = ["/usr/lib/chromium/chromium", "/usr/bin/chromium"];
-const NPM_INSTALL_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The parsed JSON line printed by `play.js`.
 #[derive(Debug, Clone)]
@@ -86,18 +86,44 @@ fn chromium_path() -> Option<&'static str> {
         .find(|p| Path::new(p).is_file())
 }
 
-fn packages_present(dir: &Path) -> bool {
-    let nm = dir.join("node_modules");
-    [
-        "playwright-core/package.json",
-        "hls.js/dist/hls.min.js",
-        "dashjs/dist/modern/umd/dash.all.min.js",
-    ]
-    .iter()
-    .all(|f| nm.join(f).is_file())
+/// Checks that `node_modules` holds exactly the versions `package.json` pins (a stale or
+/// partial install from an earlier checkout must not pass for the pinned players).
+fn packages_match(dir: &Path) -> Result<(), String> {
+    let manifest = std::fs::read_to_string(dir.join("package.json"))
+        .map_err(|e| format!("cannot read {}/package.json: {e}", dir.display()))?;
+    let manifest: serde_json::Value = serde_json::from_str(&manifest)
+        .map_err(|e| format!("{}/package.json: {e}", dir.display()))?;
+    let deps = manifest["dependencies"]
+        .as_object()
+        .ok_or("package.json has no dependencies")?;
+    for (name, want) in deps {
+        let want = want.as_str().unwrap_or_default();
+        let installed = dir.join("node_modules").join(name).join("package.json");
+        let have = std::fs::read_to_string(&installed)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["version"].as_str().map(str::to_string));
+        match have {
+            Some(v) if v == want => {}
+            Some(v) => {
+                return Err(format!(
+                    "{name} {v} is installed but package.json pins {want}: run `npm ci` in {} \
+                     (scripts/test.sh does)",
+                    dir.display()
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "{name} is not installed: run `npm ci` in {} (scripts/test.sh does)",
+                    dir.display()
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
-fn try_install() -> Result<(), String> {
+fn check_installed() -> Result<(), String> {
     let node = tool_version("node")?;
     let major: u32 = node
         .trim_start_matches('v')
@@ -110,49 +136,20 @@ fn try_install() -> Result<(), String> {
             "node {node} is too old: playwright-core and dash.js need Node.js >= 20"
         ));
     }
-    tool_version("npm")?;
     if chromium_path().is_none() {
         return Err(format!(
             "no Chromium at {CHROMIUM_CANDIDATES:?}; install it (apt-get install chromium)"
         ));
     }
-    let dir = browser_dir();
-    if packages_present(&dir) {
-        return Ok(());
-    }
-    let ci = dir.join("package-lock.json").is_file();
-    let mut cmd = Command::new("npm");
-    cmd.arg(if ci { "ci" } else { "install" })
-        .args(["--no-audit", "--no-fund", "--loglevel=error"])
-        .current_dir(&dir)
-        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-        .stdin(Stdio::null());
-    let what = format!(
-        "npm {} in {}",
-        if ci { "ci" } else { "install" },
-        dir.display()
-    );
-    let out = run_bounded(cmd, NPM_INSTALL_TIMEOUT).map_err(|e| format!("{what}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{what} failed ({}):\n{}\n{}",
-            out.status, out.stdout, out.stderr
-        ));
-    }
-    if !packages_present(&dir) {
-        return Err(format!(
-            "{what} succeeded but node_modules is still incomplete"
-        ));
-    }
-    Ok(())
+    packages_match(&browser_dir())
 }
 
-/// Installs the npm packages if node_modules is missing (`npm ci` in e2e/browser, or
-/// `npm install` without a lockfile), once per test run. Panics with a clear message if
-/// node/npm/Chromium are missing or the install fails: a missing tool is a failure, not a skip.
+/// Checks node, Chromium and the pinned npm packages once per test run. The test command
+/// (`scripts/test.sh`) installs them with `npm ci`; a test never installs anything. Panics
+/// with a clear message if something is missing: a missing tool is a failure, not a skip.
 pub fn ensure_installed() {
-    static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
-    if let Err(e) = INSTALLED.get_or_init(try_install) {
+    static CHECKED: OnceLock<Result<(), String>> = OnceLock::new();
+    if let Err(e) = CHECKED.get_or_init(check_installed) {
         panic!("browser tests cannot run: {e}");
     }
 }

@@ -2,13 +2,13 @@
 
 use std::process::Command;
 
-use crate::harness::tempdir;
+use crate::harness::{tempdir, OutputWithin, RUN_LIMIT};
 
 fn castgate(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_castgate"))
         .args(args)
         .env_remove("RUST_LOG")
-        .output()
+        .output_within(RUN_LIMIT)
         .expect("cannot run castgate")
 }
 
@@ -75,7 +75,7 @@ fn serve_fails_clearly_when_the_port_is_taken() {
     let out = Command::new(env!("CARGO_BIN_EXE_castgate"))
         .arg("serve")
         .env("CASTGATE__RTMP__LISTEN", &addr)
-        .output()
+        .output_within(RUN_LIMIT)
         .expect("cannot run castgate");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

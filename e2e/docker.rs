@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::harness::{require, Castgate};
+use crate::harness::{require, Castgate, OutputWithin, RUN_LIMIT};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -81,7 +81,9 @@ pub fn compose_config(token: Option<&str>) -> String {
     if let Some(t) = token {
         cmd.env("CASTGATE_API_TOKEN", t);
     }
-    let out = cmd.output().expect("cannot run docker-compose");
+    let out = cmd
+        .output_within(RUN_LIMIT)
+        .expect("cannot run docker-compose");
     assert!(
         out.status.success(),
         "docker-compose config failed: {}",
@@ -123,7 +125,7 @@ fn check_config(file: &Path) -> (bool, String) {
         .arg("check-config")
         .arg(file)
         .env_remove("CASTGATE__API__TOKEN")
-        .output()
+        .output_within(RUN_LIMIT)
         .expect("cannot run castgate check-config");
     let text = format!(
         "{}{}",
@@ -249,7 +251,7 @@ fn dockerfile_builds_and_runs_what_the_tests_do() {
     let out = Command::new(env!("CARGO"))
         .args(["metadata", "--locked", "--offline", "--format-version", "1"])
         .current_dir(repo())
-        .output()
+        .output_within(RUN_LIMIT)
         .expect("cannot run cargo metadata");
     assert!(
         out.status.success(),

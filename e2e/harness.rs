@@ -2,7 +2,7 @@
 //! real ffmpeg/ffprobe runs, generated fixtures and framemd5 comparisons.
 //!
 //! A missing external program is a test failure with a clear message,
-//! never a skip: run `./ci/test` (it installs them) or install ffmpeg.
+//! never a skip: run `./scripts/test.sh` (it installs them) or install them.
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
@@ -18,16 +18,65 @@ pub fn require(tool: &str) {
         .unwrap_or(false);
     assert!(
         found,
-        "`{tool}` is not installed: the end-to-end tests need it (run ./ci/test, which installs it with apt-get)"
+        "`{tool}` is not installed: the end-to-end tests need it (run ./scripts/test.sh, which installs it with apt-get)"
     );
 }
 
-/// A free loopback port (bound then released; the race is acceptable in tests).
+/// A free loopback port, bound then released: only for peers that cannot
+/// bind port 0 and report what they got (ffmpeg or srt-live-transmit as
+/// listeners, a port that must refuse connections). castgate itself binds
+/// port 0 and reports its ports in its log ([`Castgate::listening`]).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("no free port")
+}
+
+/// A loopback TCP port held bound but not listening: connections to it are
+/// refused for as long as this lives, and nothing else can take the port
+/// meanwhile (unlike a port bound and released). [`ClosedPort::listen`]
+/// turns it into a listener on the same port later, with no race.
+pub struct ClosedPort {
+    fd: std::os::fd::OwnedFd,
+    pub port: u16,
+}
+
+impl ClosedPort {
+    pub fn new() -> ClosedPort {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain socket(2)/bind(2)/getsockname(2) on a descriptor we
+        // own; the sockaddr structs are fully initialised and sized.
+        unsafe {
+            let raw = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            assert!(raw >= 0, "socket: {}", std::io::Error::last_os_error());
+            let fd = std::os::fd::OwnedFd::from_raw_fd(raw);
+            let mut addr: libc::sockaddr_in = std::mem::zeroed();
+            addr.sin_family = libc::AF_INET as libc::sa_family_t;
+            addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            let rc = libc::bind(raw, &addr as *const _ as *const libc::sockaddr, len);
+            assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+            let mut got: libc::sockaddr_in = std::mem::zeroed();
+            let mut got_len = len;
+            let rc =
+                libc::getsockname(raw, &mut got as *mut _ as *mut libc::sockaddr, &mut got_len);
+            assert_eq!(rc, 0, "getsockname: {}", std::io::Error::last_os_error());
+            ClosedPort {
+                fd,
+                port: u16::from_be(got.sin_port),
+            }
+        }
+    }
+
+    /// Starts listening on the held port.
+    pub fn listen(self) -> TcpListener {
+        use std::os::fd::AsRawFd;
+        // SAFETY: listen(2) on the bound socket we own.
+        let rc = unsafe { libc::listen(self.fd.as_raw_fd(), 128) };
+        assert_eq!(rc, 0, "listen: {}", std::io::Error::last_os_error());
+        TcpListener::from(self.fd)
+    }
 }
 
 /// The log lines of a running castgate, shared with the thread reading them.
@@ -37,12 +86,16 @@ struct Log {
     changed: Condvar,
 }
 
-/// A castgate process on free loopback ports, killed on drop.
+/// A castgate process on loopback ports it picked itself (port 0), killed
+/// on drop. Dropping it also fails the test if castgate logged a panic
+/// (tokio catches a task's panic and the process lives on, so only the log
+/// shows it), unless the test is already failing.
 pub struct Castgate {
     child: Child,
     pub rtmp: SocketAddr,
     pub http: SocketAddr,
     log: Arc<Log>,
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Castgate {
@@ -53,12 +106,10 @@ impl Castgate {
 
     /// [`Castgate::start`] with command-line arguments (e.g. `--config F`).
     pub fn start_with_args(args: &[&str], env: &[(&str, &str)]) -> Castgate {
-        let rtmp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_castgate"));
         cmd.args(args)
-            .env("CASTGATE__RTMP__LISTEN", rtmp.to_string())
-            .env("CASTGATE__HTTP__LISTEN", http.to_string())
+            .env("CASTGATE__RTMP__LISTEN", "127.0.0.1:0")
+            .env("CASTGATE__HTTP__LISTEN", "127.0.0.1:0")
             .env("RUST_LOG", "castgate=debug,info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -67,6 +118,7 @@ impl Castgate {
         }
         let mut child = cmd.spawn().expect("cannot start castgate");
         let log = Arc::new(Log::default());
+        let mut readers = Vec::new();
         for pipe in [
             child
                 .stdout
@@ -81,22 +133,34 @@ impl Castgate {
         .flatten()
         {
             let log = log.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
                     log.lines.lock().unwrap().push(line);
                     log.changed.notify_all();
                 }
-            });
+            }));
         }
-        let server = Castgate {
+        let unbound: SocketAddr = "0.0.0.0:0".parse().unwrap();
+        let mut server = Castgate {
             child,
-            rtmp,
-            http,
+            rtmp: unbound,
+            http: unbound,
             log,
+            readers,
         };
-        server.wait_log("RTMP listening", Duration::from_secs(20));
-        server.wait_log("HTTP listening", Duration::from_secs(20));
+        server.rtmp = server.listening("RTMP");
+        server.http = server.listening("HTTP");
         server
+    }
+
+    /// The address a listener bound, from its `"{what} listening"` log line
+    /// (`what`: RTMP, HTTP, RTMPS, HTTPS); waits for the line.
+    pub fn listening(&self, what: &str) -> SocketAddr {
+        let line = self.wait_log(&format!(" {what} listening"), Duration::from_secs(20));
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix("listen="))
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no listen=ADDRESS in {line:?}"))
     }
 
     pub fn url(&self, key: &str) -> String {
@@ -246,6 +310,14 @@ impl Drop for Castgate {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // The pipes close with the process: every line is in once the
+        // readers end.
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        if !std::thread::panicking() {
+            self.assert_no_panic();
+        }
     }
 }
 
@@ -404,6 +476,59 @@ pub fn wait_child(child: &mut Child, timeout: Duration, what: &str) -> std::proc
     }
 }
 
+/// How long a one-shot external command (ffprobe, ffmpeg over a file,
+/// castgate's own subcommands) may take before the test fails instead of
+/// stalling CI.
+pub const RUN_LIMIT: Duration = Duration::from_secs(300);
+
+/// `Command::output` with a deadline: past `limit` the process is killed
+/// and the call fails with `TimedOut`, naming the program.
+pub trait OutputWithin {
+    fn output_within(&mut self, limit: Duration) -> std::io::Result<std::process::Output>;
+}
+
+impl OutputWithin for Command {
+    fn output_within(&mut self, limit: Duration) -> std::io::Result<std::process::Output> {
+        fn drain(
+            pipe: Option<impl std::io::Read + Send + 'static>,
+        ) -> std::thread::JoinHandle<Vec<u8>> {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut p) = pipe {
+                    let _ = p.read_to_end(&mut buf);
+                }
+                buf
+            })
+        }
+        let mut child = self
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let (out, err) = (drain(child.stdout.take()), drain(child.stderr.take()));
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("{:?} did not finish within {limit:?}", self.get_program()),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Ok(std::process::Output {
+            status,
+            stdout: out.join().unwrap_or_default(),
+            stderr: err.join().unwrap_or_default(),
+        })
+    }
+}
+
 pub fn stderr_of(child: &mut Child) -> String {
     let mut s = String::new();
     if let Some(mut e) = child.stderr.take() {
@@ -436,7 +561,7 @@ pub fn framemd5_of(input: impl AsRef<std::ffi::OsStr>, map: &str) -> Vec<Packet>
         .args(["-nostdin", "-v", "error", "-copyts", "-i"])
         .arg(input)
         .args(["-map", map, "-c", "copy", "-f", "framemd5", "-"])
-        .output()
+        .output_within(RUN_LIMIT)
         .expect("cannot run ffmpeg");
     assert!(
         out.status.success(),
@@ -490,7 +615,7 @@ pub fn decode_errors(input: impl AsRef<std::ffi::OsStr>) -> String {
         .args(["-nostdin", "-v", "error", "-i"])
         .arg(input)
         .args(["-f", "null", "-"])
-        .output()
+        .output_within(RUN_LIMIT)
         .expect("cannot run ffmpeg");
     let mut s = String::from_utf8_lossy(&out.stderr).to_string();
     if !out.status.success() {

@@ -33,7 +33,7 @@ fn load_generator_publishes_and_watches_every_stream() {
         ])
         .arg("--json")
         .arg(&json)
-        .output()
+        .output_within(RUN_LIMIT)
         .expect("cannot run castgate-load");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -56,12 +56,12 @@ fn load_generator_publishes_and_watches_every_stream() {
     assert_eq!(number("publish_ok"), 3.0, "{stdout}");
     assert_eq!(number("streams_without_playlist"), 0.0, "{stdout}");
     assert_eq!(number("stalled_streams"), 0.0, "{stdout}");
-    // The first playlist needs one whole segment (2 s by default).
+    // The first playlist needs one whole segment (2 s by default) of media
+    // sent in real time, so it cannot come sooner; how soon after that is
+    // measured by bench/compare, not asserted.
     let first = number("first_playlist_ms_max");
-    assert!(
-        (1500.0..6000.0).contains(&first),
-        "first playlist after {first} ms: {stdout}"
-    );
+    assert!(first >= 1500.0, "first playlist after {first} ms: {stdout}");
+    eprintln!("castgate-load: first playlist after at most {first} ms");
     assert!(number("player_segments") >= 4.0, "{stdout}");
     assert_eq!(number("player_errors"), 0.0, "{stdout}");
 }

@@ -13,7 +13,9 @@ use crate::raw::Raw;
 
 const T: Duration = Duration::from_secs(60);
 
-/// One hostile input: what to send, and a piece of the log line it must cause.
+/// One hostile input: what to send, and a piece of the log line it must
+/// cause: the exact reason, so that a server that ignores the input and
+/// closes on the handshake timeout instead does not pass.
 struct Case {
     name: &'static str,
     run: fn(&mut Raw),
@@ -33,17 +35,17 @@ fn cases() -> Vec<Case> {
         Case {
             name: "RTMPE version byte",
             run: |c| c.send(&[6; 1537]),
-            log: "handshake",
+            log: "RTMPE (encrypted RTMP, version byte 6) is not supported",
         },
         Case {
             name: "wrong version (HTTP request on the RTMP port)",
             run: |c| c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
-            log: "handshake",
+            log: "unsupported RTMP version byte 0x47 (expected 0x03): looks like an HTTP request",
         },
         Case {
             name: "TLS ClientHello on the plain port",
             run: |c| c.send(&[0x16, 3, 1, 0, 0xC8, 1, 0, 0, 0xC4, 3, 3]),
-            log: "handshake",
+            log: "unsupported RTMP version byte 0x16 (expected 0x03): looks like a TLS ClientHello",
         },
         Case {
             name: "oversized chunk size",
@@ -188,6 +190,258 @@ fn hostile_inputs_are_closed_and_other_streams_go_on() {
         );
     }
     assert_eq!(decode_errors(&out), "");
+}
+
+/// Clients that connect but never publish or play cannot make castgate hold
+/// media-sized messages: a declared 8 MiB message is refused at once (the
+/// limit before authorisation is 64 KiB), and many half-sent small ones are
+/// capped per connection, so 100 such clients leave RSS nearly flat, while
+/// a real publisher alongside is untouched.
+#[test]
+fn half_sent_messages_from_non_publishers_are_bounded() {
+    let src = fixture(7);
+    let server = Castgate::start(&[("CASTGATE__RTMP__MAX_CONNECTIONS", "500")]);
+    let mut publisher = publish(&src, &server.url("live/ok"), &["-stream_loop", "1"]);
+    server.wait_log_all(&["publish started", "live/ok"], T);
+    let rss_before = server.rss_kib();
+
+    // Four half-sent 8 MiB messages: the first declaration closes it.
+    let mut big = Raw::connect(server.rtmp);
+    let tag = big.peer_tag();
+    big.handshake();
+    big.rtmp_connect("live");
+    for csid in 4..8u8 {
+        // fmt 0, a 0xFFFFFF-byte video message, one 128-byte chunk of it.
+        let mut m = vec![csid, 0, 0, 0, 0xFF, 0xFF, 0xFF, 9, 1, 0, 0, 0];
+        m.extend_from_slice(&[0x17; 128]);
+        big.send(&m);
+    }
+    big.expect_closed(Duration::from_secs(10), "an 8 MiB message before publish");
+    let line = server.wait_log_all(&[&tag, "connection closed"], T);
+    assert!(line.contains("exceeds the limit of 65536 bytes"), "{line}");
+
+    // The first `sent` bytes of a 60000-byte video message on chunk stream
+    // `csid`, in 128-byte chunks (the default chunk size); `sent` is a
+    // multiple of 128, so the next message starts on a chunk boundary.
+    let half_sent = |csid: u8, sent: usize| -> Vec<u8> {
+        let mut m = vec![csid, 0, 0, 0, 0, 0xEA, 0x60, 9, 1, 0, 0, 0];
+        for (i, piece) in vec![0x17u8; sent].chunks(128).enumerate() {
+            if i > 0 {
+                m.push(0xC0 | csid);
+            }
+            m.extend_from_slice(piece);
+        }
+        m
+    };
+    // 100 clients, each holding three 39936-byte halves of 60 KB messages
+    // (117 KiB: just under the 128 KiB a client may hold before publishing).
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        let mut c = Raw::connect(server.rtmp);
+        c.handshake();
+        c.rtmp_connect("live");
+        for csid in 4..7u8 {
+            c.send(&half_sent(csid, 128 * 312));
+        }
+        held.push(c);
+    }
+    // A fourth half would pass the per-client cap: that client is closed.
+    let mut greedy = Raw::connect(server.rtmp);
+    let greedy_tag = greedy.peer_tag();
+    greedy.handshake();
+    greedy.rtmp_connect("live");
+    for csid in 4..8u8 {
+        greedy.send(&half_sent(csid, 128 * 312));
+    }
+    greedy.expect_closed(
+        Duration::from_secs(10),
+        "a client past its partial-message cap",
+    );
+    let line = server.wait_log_all(&[&greedy_tag, "connection closed"], T);
+    assert!(
+        line.contains("partial messages exceed 131072 bytes"),
+        "{line}"
+    );
+    for c in &mut held {
+        assert_eq!(c.ping(T), crate::raw::Wait::Found, "a held client is alive");
+    }
+    let grown_kib = server.rss_kib().saturating_sub(rss_before);
+    eprintln!("RSS grew by {grown_kib} KiB with 100 clients holding half-sent messages");
+    assert!(
+        grown_kib < 64 * 1024,
+        "RSS grew by {grown_kib} KiB for clients that never published"
+    );
+    drop(held);
+    assert!(
+        wait_child(&mut publisher, T, "publisher").success(),
+        "the real publisher was disturbed"
+    );
+}
+
+/// Publishes the fixture's tags over a raw client, each changed by `edit`
+/// (which may also drop a tag by returning `None`), then pings so that
+/// everything was read.
+fn publish_tags(
+    server: &Castgate,
+    name: &str,
+    edit: impl Fn(&castgate::media::flv_file::FileTag) -> Option<(u32, Vec<u8>)>,
+) -> Raw {
+    let data = bytes::Bytes::from(std::fs::read(fixture(9)).unwrap());
+    let tags = castgate::media::flv_file::read_tags(&data).expect("fixture tags");
+    let mut c = Raw::connect(server.rtmp);
+    c.start_publish(name, T).unwrap();
+    // The 4 s fixture twice, time rising (sequence headers sent once).
+    for round in 0..2u32 {
+        for t in &tags {
+            let csid = match t.tag_type {
+                8 => 4,
+                9 => 6,
+                _ => continue,
+            };
+            if round > 0 && t.body.get(1) == Some(&0) {
+                continue;
+            }
+            let mut t = t.clone();
+            t.timestamp += round * 4000;
+            if let Some((ts, body)) = edit(&t) {
+                c.message_at(csid, t.tag_type, 1, ts, &body);
+            }
+        }
+    }
+    assert_eq!(c.ping(T), crate::raw::Wait::Found, "castgate read it all");
+    c
+}
+
+/// The media playlist's TARGETDURATION and EXTINFs, once it lists `n`
+/// segments.
+fn durations(server: &Castgate, key: &str, n: usize) -> (u64, Vec<f32>, String) {
+    let deadline = Instant::now() + T;
+    loop {
+        let r = http_get(server.http, &format!("/{key}/video.m3u8"));
+        if r.status == 200 {
+            let text = r.text();
+            if let Ok(p) = m3u8_rs::parse_media_playlist_res(text.as_bytes()) {
+                if p.segments.len() >= n {
+                    let d = p.segments.iter().map(|s| s.duration).collect();
+                    return (p.target_duration, d, text);
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "{key} never listed {n} segments");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A sequence header with 4 MiB of junk after the record is kept at the
+/// size of the record it carries (the junk would be copied into every init
+/// segment), and a publisher whose clock leaps 13 hours ahead in one step
+/// gets sane segment durations: the leap is clamped and counted.
+#[test]
+fn oversized_sequence_header_and_timestamp_leaps_stay_sane() {
+    let server = Castgate::start(&[]);
+    let _big = publish_tags(&server, "bighdr", |t| {
+        let mut body = t.body.to_vec();
+        if t.tag_type == 9 && body.get(1) == Some(&0) {
+            body.extend(std::iter::repeat_n(0xEE, 4 * 1024 * 1024));
+        }
+        Some((t.timestamp, body))
+    });
+    let (_, _, text) = durations(&server, "live/bighdr", 1);
+    let map = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\""))
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no EXT-X-MAP in\n{text}"));
+    let init = http_get(server.http, &format!("/live/bighdr/{map}"));
+    assert_eq!(init.status, 200);
+    assert!(
+        init.body.len() < 4096,
+        "the init segment carries the junk: {} bytes",
+        init.body.len()
+    );
+
+    let leap = 47_721_000u32;
+    let _leap = publish_tags(&server, "leap", |t| {
+        let ts = if t.timestamp > 2500 {
+            t.timestamp + leap
+        } else {
+            t.timestamp
+        };
+        Some((ts, t.body.to_vec()))
+    });
+    let (target, extinf, text) = durations(&server, "live/leap", 3);
+    assert!(target <= 4, "TARGETDURATION {target}:\n{text}");
+    assert!(
+        extinf.iter().all(|d| *d <= 4.0),
+        "segment durations {extinf:?}:\n{text}"
+    );
+    let metrics = http_get(server.http, "/metrics").text();
+    let repairs = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("castgate_stream_timestamp_repairs_total{stream=\"live/leap\"}")
+        })
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no repairs series for live/leap:\n{metrics}"));
+    assert!(
+        repairs >= 2.0,
+        "the leap of both tracks is counted: {repairs}"
+    );
+}
+
+/// Sessions that connect and then neither publish nor play cannot hold the
+/// connection slots: at the cap, each is closed after
+/// `rtmp.session_idle_secs` with a log line naming it, and then a real
+/// publisher gets in.
+#[test]
+fn idle_sessions_at_the_connection_cap_are_closed() {
+    let server = Castgate::start(&[
+        ("CASTGATE__RTMP__MAX_CONNECTIONS", "20"),
+        ("CASTGATE__RTMP__SESSION_IDLE_SECS", "2"),
+    ]);
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        let mut c = Raw::connect(server.rtmp);
+        c.handshake();
+        c.rtmp_connect("live");
+        assert_eq!(c.ping(T), crate::raw::Wait::Found, "connected and alive");
+        idle.push(c);
+    }
+    for c in &mut idle {
+        let tag = c.peer_tag();
+        c.expect_closed(T, "an idle session at the cap");
+        server.wait_log_all(
+            &[&tag, "connection closed", "neither published nor played"],
+            T,
+        );
+    }
+    let src = fixture(8);
+    let mut ff = publish(&src, &server.url("live/after"), &[]);
+    assert!(
+        wait_child(&mut ff, T, "publisher after the idle sessions").success(),
+        "{}",
+        stderr_of(&mut ff)
+    );
+    server.wait_log_all(&["publish started", "live/after"], T);
+}
+
+/// A stream key splits into application and name one way only: the
+/// application is one path segment, so `live/a` + `b` is refused (it would
+/// otherwise be the stream `live` + `a/b` under another application's name)
+/// while `live` + `a/b` publishes.
+#[test]
+fn application_names_are_one_path_segment() {
+    let server = Castgate::start(&[]);
+    let mut nested = Raw::connect(server.rtmp);
+    nested.start_stream_in("live/a", "publish", "b");
+    assert_eq!(
+        nested.wait_for(b"NetStream.Publish.BadName", T),
+        crate::raw::Wait::Found
+    );
+    server.wait_log_all(&["publish refused", "application name has a '/'"], T);
+    let mut plain = Raw::connect(server.rtmp);
+    plain.start_publish("a/b", T).unwrap();
+    server.wait_log_all(&["publish started", "live/a/b"], T);
 }
 
 /// Past `rtmp.max_connections` a connection is refused at once with a log

@@ -325,15 +325,15 @@ fn publish_through_an_auth_webhook() {
     });
     let (_b, code) = raw_publish(&server, "allow2");
     assert_eq!(code, "NetStream.Publish.Start");
-    assert_eq!(
-        slow.wait_for(b"NetStream.Publish", Duration::from_millis(500)),
-        Wait::TimedOut,
-        "the slow publisher was answered before its webhook did"
-    );
-    // ... and is refused when the webhook times out (5 s).
+    // ... and is refused when the webhook times out (5 s), never accepted
+    // meanwhile.
     assert_eq!(
         slow.wait_for(b"NetStream.Publish.Unauthorized", T),
         Wait::Found
+    );
+    assert!(
+        !slow.has_received(b"NetStream.Publish.Start"),
+        "the slow publisher was accepted without its webhook's answer"
     );
     server.wait_log_all(&["auth webhook failed", "no answer within"], T);
     {
@@ -358,10 +358,7 @@ fn publish_through_an_auth_webhook() {
     let (_t, code) = raw_publish(&server, "allow?tok=bad");
     assert_eq!(code, "NetStream.Publish.Unauthorized");
     let mut first = _a2;
-    assert_eq!(
-        first.wait_for(b"Replaced by a new publisher", Duration::from_millis(500)),
-        Wait::TimedOut
-    );
+    assert!(first.nothing_received(b"Replaced by a new publisher", T));
     assert!(api_streams(&server).contains(&"live/allow".to_string()));
 
     // The answer may attach relays (and name a transcode profile).
@@ -381,7 +378,8 @@ fn publish_through_an_auth_webhook() {
     server.assert_no_panic();
 
     // Down: nothing listens on the webhook's port; publishing is refused.
-    let dead = free_port();
+    let dead = ClosedPort::new();
+    let dead = dead.port;
     let down = Castgate::start(&[
         ("CASTGATE__AUTH__PUBLISH", "webhook"),
         (
@@ -498,7 +496,7 @@ fn signed_hls_urls() {
         .args(["60", "ffmpeg", "-nostdin", "-v", "error", "-i"])
         .arg(server.http_url(&format!("/live/sig/index.m3u8?{q}")))
         .args(["-t", "2", "-f", "null", "-"])
-        .output()
+        .output_within(RUN_LIMIT)
         .unwrap();
     assert!(
         out.status.success(),
@@ -538,8 +536,9 @@ fn webhook_events_signed_in_order_and_retried() {
     let secret = "hook-secret";
     let dir = tempdir();
     let hook = Receiver::start(Arc::new(|_: &Received| (200, String::new())));
-    // Reserve a port for the receiver that comes up late.
-    let late_listener_port = free_port();
+    // Hold a port for the receiver that comes up late (refusing until then).
+    let late_port = ClosedPort::new();
+    let late_listener_port = late_port.port;
     let cfg = write_config(
         dir.path(),
         "c.toml",
@@ -592,7 +591,7 @@ fn webhook_events_signed_in_order_and_retried() {
     // The second URL was down all along: castgate retried.
     assert!(server.wait_count(&["webhook delivery failed", "/late"], 2, T));
     let late = Receiver::start_on(
-        TcpListener::bind(("127.0.0.1", late_listener_port)).unwrap(),
+        late_port.listen(),
         Arc::new(|_: &Received| (200, String::new())),
     );
     let got_late = late.wait("the retried events", |g| g.len() >= 4);
@@ -610,7 +609,8 @@ fn webhook_events_signed_in_order_and_retried() {
     );
 
     // relay.state_changed: a relay to a destination that refuses.
-    let dead = free_port();
+    let dead_port = ClosedPort::new();
+    let dead = dead_port.port;
     let body = format!(r#"{{"stream":"live/three","target":"rtmp://127.0.0.1:{dead}/app/x"}}"#);
     let r = http_exchange(
         server.http,
@@ -835,7 +835,8 @@ fn sighup_reloads_keys_and_relays() {
     let dir = tempdir();
     // Relay targets that refuse connections: the relays' identity is what
     // is checked, not their delivery.
-    let (a, b) = (free_port(), free_port());
+    let (held_a, held_b) = (ClosedPort::new(), ClosedPort::new());
+    let (a, b) = (held_a.port, held_b.port);
     let config = |keys: &str, targets: &[u16], play_wait: u32| {
         let mut c = format!(
             "[rtmp]\nplay_wait_secs = {play_wait}\n\
@@ -861,9 +862,9 @@ fn sighup_reloads_keys_and_relays() {
     // A player of a stream nobody publishes waits (play_wait_secs = 30).
     let mut waiting = Raw::connect(server.rtmp);
     waiting.start_stream("play", "nobody");
-    assert_eq!(
-        waiting.wait_for(b"NetStream.Play", Duration::from_secs(1)),
-        Wait::TimedOut
+    assert!(
+        waiting.nothing_received(b"NetStream.Play", T),
+        "a player of an absent stream was answered at once"
     );
 
     // k2 allowed, relay b added, relay a untouched, players no longer wait.
@@ -948,8 +949,8 @@ fn sighup_reloads_keys_and_relays() {
 }
 
 /// SIGTERM during a live publish: /readyz turns 503, the playlists end with
-/// EXT-X-ENDLIST (served during the drain), no child process is left and
-/// castgate exits 0 within its timeout.
+/// EXT-X-ENDLIST (served during the drain) and castgate exits 0 within its
+/// timeout.
 #[test]
 fn sigterm_during_a_live_publish() {
     let mut server = Castgate::start(&[
@@ -978,12 +979,8 @@ fn sigterm_during_a_live_publish() {
     }
     let mpd = http_get(server.http, "/live/t/manifest.mpd").text();
     assert!(mpd.contains("type=\"static\""), "MPD not ended:\n{mpd}");
-    // No child process of castgate's.
-    let children: String = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("children")).ok())
-        .collect();
-    assert_eq!(children.trim(), "", "castgate has child processes");
+    // (No transcode is mapped here, so there is no child process to check:
+    // e2e/transcode.rs checks that SIGTERM leaves no ffmpeg behind.)
     // Within shutdown_timeout_secs (30), with slack for a loaded machine.
     let status = server.wait_exit(Duration::from_secs(45));
     assert_eq!(status.code(), Some(0), "exit status {status:?}");

@@ -144,8 +144,13 @@ impl Raw {
     /// Handshake, `connect` to app `live`, `createStream`, then `publish`
     /// or `play` of `name` on stream 1.
     pub fn start_stream(&mut self, command: &str, name: &str) {
+        self.start_stream_in("live", command, name);
+    }
+
+    /// [`Raw::start_stream`] in application `app`.
+    pub fn start_stream_in(&mut self, app: &str, command: &str, name: &str) {
         self.handshake();
-        self.rtmp_connect("live");
+        self.rtmp_connect(app);
         self.command(
             0,
             &[
@@ -198,6 +203,42 @@ impl Raw {
                 Err(_) => return Wait::Closed,
             }
         }
+    }
+
+    /// Whether `pattern` is in what was read so far.
+    pub fn has_received(&self, pattern: &[u8]) -> bool {
+        self.received.windows(pattern.len()).any(|w| w == pattern)
+    }
+
+    /// Proof that nothing matching `pattern` was sent up to now: two Ping
+    /// round trips (whatever castgate wrote in answer to earlier messages
+    /// went out with or before the first Pong, so it has been read once the
+    /// second Pong is), then a look at everything read. Panics if a Ping
+    /// goes unanswered.
+    pub fn nothing_received(&mut self, pattern: &[u8], timeout: Duration) -> bool {
+        let pongs = |r: &[u8]| r.windows(PONG.len()).filter(|w| *w == PONG).count();
+        for _ in 0..2 {
+            let want = pongs(&self.received) + 1;
+            let mut ping = vec![0x02, 0, 0, 0, 0, 0, 6, 4, 0, 0, 0, 0];
+            ping.extend_from_slice(&[0, 6, 0xC0, 0xFF, 0xEE, 0x42]);
+            self.send(&ping);
+            let deadline = Instant::now() + timeout;
+            let mut buf = [0u8; 65536];
+            while pongs(&self.received) < want {
+                assert!(Instant::now() < deadline, "no Pong from castgate");
+                match self.s.read(&mut buf) {
+                    Ok(0) => panic!("castgate closed the connection"),
+                    Ok(n) => self.received.extend_from_slice(&buf[..n]),
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) => {}
+                    Err(e) => panic!("reading from castgate: {e}"),
+                }
+            }
+        }
+        !self.has_received(pattern)
     }
 
     /// Sends a Ping Request (a type-0 chunk on chunk stream 2, whatever

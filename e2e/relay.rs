@@ -2,7 +2,6 @@
 //! srt-live-transmit and ffmpeg as SRT peers, castgate's own RTMPS listener;
 //! and the MPEG-TS muxer's output checked by ffprobe and ffmpeg.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,7 +24,7 @@ fn count_packets(input: &Path) -> (u64, u64) {
         .args(["-v", "error", "-count_packets", "-show_entries"])
         .args(["stream=index,codec_type,nb_read_packets", "-of", "csv=p=0"])
         .arg(input)
-        .output()
+        .output_within(RUN_LIMIT)
         .expect("cannot run ffprobe");
     assert!(
         out.status.success(),
@@ -61,7 +60,7 @@ fn decoded_md5(input: &Path, map: &str) -> Vec<String> {
         .args(["-nostdin", "-v", "error", "-i"])
         .arg(input)
         .args(["-map", map, "-f", "framemd5", "-"])
-        .output()
+        .output_within(RUN_LIMIT)
         .expect("cannot run ffmpeg");
     assert!(
         out.status.success(),
@@ -146,7 +145,7 @@ fn strict_decode(input: &Path) -> String {
         .args(["-nostdin", "-v", "warning", "-copyts", "-i"])
         .arg(input)
         .args(["-f", "null", "-"])
-        .output()
+        .output_within(RUN_LIMIT)
         .expect("cannot run ffmpeg");
     let mut s = String::from_utf8_lossy(&out.stderr).to_string();
     if !out.status.success() {
@@ -686,17 +685,14 @@ fn static_rtmps_and_srt_listener_relays() {
     let src = fixture(1);
     let want = count_packets(&src);
     let (ca, cert, key) = ca_and_cert(dir.path());
-    let rtmps: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let rtmps_s = rtmps.to_string();
-    let https_s = format!("127.0.0.1:{}", free_port());
     let dest = Castgate::start(&[
-        ("CASTGATE__RTMPS__LISTEN", &rtmps_s),
-        ("CASTGATE__HTTPS__LISTEN", &https_s),
+        ("CASTGATE__RTMPS__LISTEN", "127.0.0.1:0"),
+        ("CASTGATE__HTTPS__LISTEN", "127.0.0.1:0"),
         ("CASTGATE__RTMPS__CERT", cert.to_str().unwrap()),
         ("CASTGATE__RTMPS__KEY", key.to_str().unwrap()),
         ("CASTGATE__PACKAGE__GRACE_SECS", "1"),
     ]);
-    dest.wait_log("RTMPS listening", T);
+    let rtmps = dest.listening("RTMPS");
     let config = dir.path().join("castgate.toml");
     std::fs::write(
         &config,

@@ -1,7 +1,19 @@
 //! RTMPS, HTTPS (with HTTP/2), RTMPT and RTMPTS: ffmpeg publishes and plays
-//! through each, the certificate is reloaded under a live publisher, and
-//! wrong-protocol and hostile clients on every listener get a clean close
-//! or an HTTP error, and a log line.
+//! through each, librtmp (rtmpdump, GStreamer's rtmpsink) plays and
+//! publishes over RTMPT, GStreamer's own client publishes over RTMPS, the
+//! certificate is reloaded under a live publisher, and wrong-protocol and
+//! hostile clients on every listener get a clean close or an HTTP error,
+//! and a log line.
+//!
+//! librtmp is not tested over rtmpts:// (nor rtmps://): its TLS is broken
+//! in Debian 12's librtmp1 (2.4+20151223, built with GnuTLS), whatever the
+//! server. rtmpdump and GStreamer's rtmpsink crash (SIGSEGV in
+//! `RTMP_Connect1`) on `rtmpts://` right after the tunnel's open request,
+//! also against a minimal TLS server sending a well-formed
+//! `HTTP/1.1 200 OK` reply; on `rtmps://` they fail with
+//! "RTMP_Connect1, handshake failed", also through a plain TLS terminator
+//! in front of a server rtmpdump plays from over `rtmp://`. GStreamer's own
+//! RTMP client (rtmp2sink) covers TLS publishing instead.
 //!
 //! Certificates are generated at test start with rcgen. ffmpeg 5.1 does not
 //! verify certificates by default; the Rust TLS client here accepts any
@@ -10,7 +22,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -80,19 +92,16 @@ impl TlsGate {
     fn start(env: &[(&str, &str)]) -> TlsGate {
         let dir = tempdir();
         let cert = Cert::generate(dir.path(), "server");
-        let rtmps: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let https: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let (rtmps_s, https_s) = (rtmps.to_string(), https.to_string());
         let mut all = vec![
-            ("CASTGATE__RTMPS__LISTEN", rtmps_s.as_str()),
-            ("CASTGATE__HTTPS__LISTEN", https_s.as_str()),
+            ("CASTGATE__RTMPS__LISTEN", "127.0.0.1:0"),
+            ("CASTGATE__HTTPS__LISTEN", "127.0.0.1:0"),
             ("CASTGATE__RTMPS__CERT", cert.cert.to_str().unwrap()),
             ("CASTGATE__RTMPS__KEY", cert.key.to_str().unwrap()),
         ];
         all.extend_from_slice(env);
         let server = Castgate::start(&all);
-        server.wait_log("RTMPS listening", T);
-        server.wait_log("HTTPS listening", T);
+        let rtmps = server.listening("RTMPS");
+        let https = server.listening("HTTPS");
         TlsGate {
             server,
             rtmps,
@@ -889,7 +898,7 @@ fn bad_certificate_files_stop_start_up_naming_the_file() {
             "/nonexistent/https.pem",
         ),
     ] {
-        let port = || format!("127.0.0.1:{}", free_port());
+        let port = || "127.0.0.1:0".to_string();
         let out = Command::new(env!("CARGO_BIN_EXE_castgate"))
             .env("CASTGATE__RTMP__LISTEN", port())
             .env("CASTGATE__HTTP__LISTEN", port())
@@ -898,7 +907,7 @@ fn bad_certificate_files_stop_start_up_naming_the_file() {
             .env(format!("CASTGATE__{section}__CERT"), cert)
             .env(format!("CASTGATE__{section}__KEY"), key)
             .env_remove("RUST_LOG")
-            .output()
+            .output_within(RUN_LIMIT)
             .expect("cannot run castgate");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{section} {cert} {key}: started");
@@ -907,4 +916,179 @@ fn bad_certificate_files_stop_start_up_naming_the_file() {
             "{section} {cert} {key}: {stderr}"
         );
     }
+}
+
+/// librtmp's player over the RTMP tunnel: rtmpdump, started before the
+/// publisher, records every packet with the publisher's timestamps and
+/// payloads and ends when the stream does. librtmp reads the tunnel's
+/// replies with case-sensitive matching (`HTTP/1.1 200 `, `Content-`
+/// then `length:`): with other spellings it fails at once with
+/// "RTMP_Connect1, Could not connect for handshake".
+#[test]
+fn rtmpdump_plays_over_rtmpt() {
+    require("rtmpdump");
+    let src = fixture(24);
+    let server = Castgate::start(&[]);
+    let dir = tempdir();
+    let out = dir.path().join("rtmpt.flv");
+    let url = format!("rtmpt://{}/live/dumpt", server.http);
+    let mut player = Command::new("rtmpdump")
+        .args(["-q", "--live", "-r", &url, "-o"])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run rtmpdump");
+    server.wait_log_all(
+        &["play requested", "stream=\"live/dumpt\"", "proto=\"rtmpt\""],
+        T,
+    );
+    let mut publisher = publish(&src, &server.url("live/dumpt"), &[]);
+    assert!(wait_child(&mut publisher, T, "publisher").success());
+    let status = wait_child(&mut player, T, "rtmpdump over rtmpt");
+    assert!(
+        status.success(),
+        "rtmpdump over rtmpt failed: {}",
+        stderr_of(&mut player)
+    );
+    assert_same_tracks(&framemd5(&src), &framemd5(&out), "rtmpdump over rtmpt");
+    assert_eq!(decode_errors(&out), "", "decoding what rtmpdump played");
+}
+
+/// `gst-launch-1.0 -e`: the fixture's FLV demuxed and re-muxed by
+/// GStreamer's flvmux into `sink` (its element and properties), with a
+/// copy of exactly what flvmux produced written to `sent`.
+fn gst_publish(src: &Path, sink: &[&str], sent: &Path) -> Child {
+    require("gst-launch-1.0");
+    let words = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+    let mut args = words("-q -e filesrc");
+    args.push(format!("location={}", src.display()));
+    args.extend(words("! flvdemux name=d d.video ! queue ! h264parse"));
+    args.extend(words(
+        "! flvmux name=m streamable=true ! tee name=t ! queue !",
+    ));
+    args.extend(sink.iter().map(|s| s.to_string()));
+    args.extend(words("t. ! queue ! filesink"));
+    args.push(format!("location={}", sent.display()));
+    args.extend(words("d.audio ! queue ! aacparse ! m."));
+    Command::new("gst-launch-1.0")
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run gst-launch-1.0")
+}
+
+/// Waits for a GStreamer publish to finish cleanly, then for castgate to
+/// log its end over `proto` with every frame, and its packaging to end.
+fn expect_gst_publish(server: &Castgate, gst: &mut Child, key: &str, proto: &str, frames: usize) {
+    let status = wait_child(gst, T, "gst-launch-1.0");
+    let mut out = String::new();
+    if let Some(mut o) = gst.stdout.take() {
+        let _ = o.read_to_string(&mut out);
+    }
+    assert!(
+        status.success(),
+        "GStreamer's {proto} publish failed: {out}{}",
+        stderr_of(gst)
+    );
+    let stream = format!("stream=\"{key}\"");
+    let ended = server.wait_log_all(&["publish ended", &stream], T);
+    assert!(
+        ended.contains(&format!("proto=\"{proto}\""))
+            && ended.contains(&format!("frames={frames} ")),
+        "{proto}: {ended}"
+    );
+    server.wait_log_all(&["packaging ended", &stream], T);
+}
+
+/// HLS of a GStreamer publish holds every frame of the source fixture
+/// (same count and payloads, in order, per track) and decodes cleanly.
+/// Timestamps: flvmux shifts the stream so the first video frame
+/// presents at 0 and clamps what would go negative to 0 (with B-frames,
+/// the first three video tags share DTS 0; the first audio frame lands on
+/// the second's time). Video presentation times survive that and are
+/// compared with what flvmux sent (`sent`); audio, whose first two
+/// frames came with one timestamp, must play contiguously (1024 samples a
+/// frame at 48 kHz) with no gap.
+fn assert_hls_holds_gst_publish(server: &Castgate, key: &str, src: &Path, sent: &Path, what: &str) {
+    let hls = server.http_url(&format!("{key}/index.m3u8"));
+    for map in ["0:v", "0:a"] {
+        let got = framemd5_of(&hls, map);
+        let payloads = |p: &[Packet]| p.iter().map(|p| p.md5.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            payloads(&got),
+            payloads(&framemd5_of(src, map)),
+            "{what} ({map}): frames differ from the source fixture's"
+        );
+        if map == "0:v" {
+            let sent = framemd5_of(sent, map);
+            for (i, (g, e)) in got.iter().zip(&sent).enumerate() {
+                assert!(
+                    (g.pts - e.pts).abs() <= 1,
+                    "{what}: video frame {i} pts {} vs {} sent",
+                    g.pts,
+                    e.pts
+                );
+            }
+        } else {
+            for (i, w) in got.windows(2).enumerate() {
+                let step = w[1].pts - w[0].pts;
+                assert!(
+                    (step - 21).abs() <= 1,
+                    "{what}: audio frame {} starts {step} ms after the previous",
+                    i + 1
+                );
+            }
+        }
+    }
+    assert_eq!(decode_errors(&hls), "", "{what}: decoding");
+}
+
+/// GStreamer's librtmp sink publishes over rtmpt://: castgate receives every
+/// frame, and the stream's HLS holds them all.
+#[test]
+fn gstreamer_rtmpsink_publishes_over_rtmpt() {
+    let src = fixture(25);
+    let server = Castgate::start(&[("CASTGATE__PACKAGE__GRACE_SECS", "1")]);
+    let dir = tempdir();
+    let sent = dir.path().join("sent.flv");
+    let location = format!("location=rtmpt://{}/live/gstt", server.http);
+    let mut gst = gst_publish(&src, &["rtmpsink", &location], &sent);
+    let frames = framemd5(&src).len();
+    expect_gst_publish(&server, &mut gst, "live/gstt", "rtmpt", frames);
+    assert_hls_holds_gst_publish(
+        &server,
+        "live/gstt",
+        &src,
+        &sent,
+        "HLS of GStreamer's rtmpsink publish over rtmpt",
+    );
+}
+
+/// GStreamer's own RTMP client (rtmp2sink) publishes over rtmps:// to a
+/// self-signed certificate (`tls-validation-flags=0` accepts it): every
+/// frame arrives and the HLS holds them all. librtmp cannot do TLS here
+/// (see the module comment).
+#[test]
+fn gstreamer_rtmp2sink_publishes_over_rtmps() {
+    let src = fixture(26);
+    let gate = TlsGate::start(&[("CASTGATE__PACKAGE__GRACE_SECS", "1")]);
+    let sent = gate.dir.path().join("sent.flv");
+    let location = format!("location={}", gate.rtmps_url("live/gsts"));
+    let mut gst = gst_publish(
+        &src,
+        &["rtmp2sink", &location, "tls-validation-flags=0"],
+        &sent,
+    );
+    let frames = framemd5(&src).len();
+    expect_gst_publish(&gate.server, &mut gst, "live/gsts", "rtmps", frames);
+    assert_hls_holds_gst_publish(
+        &gate.server,
+        "live/gsts",
+        &src,
+        &sent,
+        "HLS of GStreamer's rtmp2sink publish over rtmps",
+    );
 }

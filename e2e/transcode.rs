@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{http_get, require, tempdir, wait_http_ok, Castgate};
+use crate::harness::{http_get, require, tempdir, wait_http_ok, Castgate, OutputWithin, RUN_LIMIT};
 
 const T: Duration = Duration::from_secs(90);
 
@@ -174,7 +174,7 @@ fn ffprobe(input: &str, args: &[&str]) -> String {
         .args(args)
         .arg(input)
         .stdin(Stdio::null())
-        .output()
+        .output_within(RUN_LIMIT)
         .expect("cannot run ffprobe");
     assert!(
         out.status.success(),
@@ -715,7 +715,7 @@ fn check_config_names_the_profile_file_and_key() {
         let out = Command::new(env!("CARGO_BIN_EXE_castgate"))
             .args(["check-config", cfg.to_str().unwrap()])
             .env_remove("RUST_LOG")
-            .output()
+            .output_within(RUN_LIMIT)
             .expect("cannot run castgate");
         (
             out.status.success(),

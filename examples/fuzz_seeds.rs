@@ -2,6 +2,8 @@
 //! committed FLV files (`fuzz/seeds/flv_file/*.flv`, made by ffmpeg: H.264
 //! High with B-frames + AAC-LC, and MP3) and the handshake vectors. Run by
 //! hand after changing an input format: `cargo run --example fuzz_seeds`.
+//! `tests/fuzz_regressions.rs` runs it into a temporary directory on every
+//! `cargo test`, so it keeps building and making what is committed.
 
 fn main() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
@@ -9,7 +11,7 @@ fn main() {
     println!("wrote {}", dir.display());
 }
 
-mod seeds {
+pub mod seeds {
     use std::path::Path;
 
     use castgate::media::MediaKind;

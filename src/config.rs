@@ -139,11 +139,16 @@ pub struct RtmpConfig {
     pub workers: usize,
     pub handshake_timeout_secs: f64,
     pub max_message_size: usize,
+    /// Bytes of partially received messages all connections may hold.
+    pub message_budget_bytes: usize,
     pub max_chunk_size: u32,
     pub chunk_size: u32,
     pub window_ack_size: u32,
     /// A publisher that sends no media for this long is disconnected.
     pub idle_timeout_secs: f64,
+    /// A connected session that neither publishes nor plays (nor waits for
+    /// its authorisation) for this long is closed.
+    pub session_idle_secs: f64,
     /// How long a player of a stream that is not live waits for a publisher.
     pub play_wait_secs: f64,
     pub publish_conflict: PublishConflict,
@@ -375,11 +380,20 @@ impl Config {
         if !(r.idle_timeout_secs > 0.0 && r.idle_timeout_secs <= 86_400.0) {
             return invalid("rtmp.idle_timeout_secs", "must be in (0, 86400]");
         }
+        if !(r.session_idle_secs > 0.0 && r.session_idle_secs <= 86_400.0) {
+            return invalid("rtmp.session_idle_secs", "must be in (0, 86400]");
+        }
         if !(r.play_wait_secs >= 0.0 && r.play_wait_secs <= 86_400.0) {
             return invalid("rtmp.play_wait_secs", "must be in [0, 86400]");
         }
         if !(1024..=16 * 1024 * 1024).contains(&r.max_message_size) {
             return invalid("rtmp.max_message_size", "must be between 1024 and 16777216");
+        }
+        if r.message_budget_bytes < r.max_message_size * 2 {
+            return invalid(
+                "rtmp.message_budget_bytes",
+                "must hold at least two messages of rtmp.max_message_size",
+            );
         }
         if !(128..=0x7FFF_FFFF).contains(&r.max_chunk_size) {
             return invalid("rtmp.max_chunk_size", "must be between 128 and 2147483647");
@@ -651,6 +665,9 @@ impl RtmpConfig {
     }
     pub fn play_wait(&self) -> Duration {
         Duration::from_secs_f64(self.play_wait_secs)
+    }
+    pub fn session_idle(&self) -> Duration {
+        Duration::from_secs_f64(self.session_idle_secs)
     }
 }
 

@@ -24,7 +24,7 @@ pub mod transport;
 pub mod viewers;
 pub mod webhooks;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -49,7 +49,6 @@ fn listen_with_backlog(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-use transport::http::ClientAddr;
 use transport::tls::CertStore;
 
 async fn bind(addr: SocketAddr, what: &str) -> std::io::Result<TcpListener> {
@@ -130,16 +129,13 @@ pub async fn run_from(
     };
     let rtmpt = config.rtmpt.enabled.then(|| config.rtmpt.clone());
     let api_config = config.api.clone();
-    if !auth::is_loopback(config.rtmp.listen) {
-        if config.auth.publish == auth::AuthMode::Open {
-            tracing::warn!(
-                listen = %config.rtmp.listen,
-                "auth.publish = \"open\": ANYONE who can reach this address may publish; set auth.publish to \"keys\" or \"webhook\""
-            );
-        }
-        if config.auth.play == auth::AuthMode::Open {
-            tracing::info!(listen = %config.rtmp.listen, "auth.play = \"open\": anyone may play over RTMP");
-        }
+    for warning in
+        open_listener_warnings(&config, rtmps_listener.is_some(), https_listener.is_some())
+    {
+        tracing::warn!("{warning}");
+    }
+    if config.auth.play == auth::AuthMode::Open && !auth::is_loopback(config.rtmp.listen) {
+        tracing::info!(listen = %config.rtmp.listen, "auth.play = \"open\": anyone may play over RTMP");
     }
     webhooks::configure(&config.webhooks);
     let lifecycle_config = config.lifecycle.clone();
@@ -190,10 +186,7 @@ pub async fn run_from(
         ..http::HttpState::new(ctx.packager.store().clone())
     };
     let app = http::router(state.clone());
-    let http = axum::serve(
-        transport::http::plain(http_listener, http_limits),
-        app.into_make_service_with_connect_info::<ClientAddr>(),
-    );
+    let http = transport::http::serve(transport::http::plain(http_listener, http_limits), app);
     let https = match (https_listener, &https_store) {
         (Some(l), Some(store)) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(transport::tls::server_config(
@@ -202,11 +195,12 @@ pub async fn run_from(
             ));
             let app = http::router(http::HttpState {
                 tunnel_proto: "rtmpts",
+                scheme: "https",
                 ..state
             });
-            Some(axum::serve(
+            Some(transport::http::serve(
                 transport::http::tls(l, acceptor, http_limits),
-                app.into_make_service_with_connect_info::<ClientAddr>(),
+                app,
             ))
         }
         _ => None,
@@ -240,8 +234,8 @@ pub async fn run_from(
     });
     // The HTTP servers outlive the RTMP listeners at shutdown (players
     // fetch the ended playlists), so they are polled in both phases.
-    let mut http = std::pin::pin!(http.into_future());
-    let mut https = std::pin::pin!(maybe(https.map(|s| s.into_future())));
+    let mut http = std::pin::pin!(http);
+    let mut https = std::pin::pin!(maybe(https));
     let rtmp_side = async {
         tokio::select! {
             _ = rtmp => {}
@@ -251,16 +245,12 @@ pub async fn run_from(
     ready.store(true, std::sync::atomic::Ordering::Relaxed);
     let signal = tokio::select! {
         _ = rtmp_side => None,
-        r = &mut http => {
-            if let Err(e) = r {
-                tracing::error!("HTTP server stopped: {e}");
-            }
+        () = &mut http => {
+            tracing::error!("HTTP server stopped");
             None
         }
-        r = &mut https => {
-            if let Err(e) = r {
-                tracing::error!("HTTPS server stopped: {e}");
-            }
+        () = &mut https => {
+            tracing::error!("HTTPS server stopped");
             None
         }
         _ = lifecycle::reload_on_hangup(hangup, reloader) => None,
@@ -304,4 +294,73 @@ pub async fn run_from(
         Err(_) => tracing::warn!(timeout = ?limit, "shutdown timeout reached: exiting anyway"),
     }
     Ok(())
+}
+
+/// One warning for every listener that takes publishes from beyond this
+/// machine while `auth.publish` is open (RTMP, RTMPS, and RTMPT/RTMPTS on
+/// the HTTP/HTTPS ports): anyone who reaches it may publish, and, with
+/// takeover, replace a live stream's publisher.
+fn open_listener_warnings(config: &config::Config, rtmps_on: bool, https_on: bool) -> Vec<String> {
+    if config.auth.publish != auth::AuthMode::Open {
+        return Vec::new();
+    }
+    let rtmpt = config.rtmpt.enabled;
+    let listeners = [
+        ("RTMP", config.rtmp.listen, true),
+        ("RTMPS", config.rtmps.listen, rtmps_on),
+        ("RTMPT", config.http.listen, rtmpt),
+        ("RTMPTS", config.https.listen, https_on && rtmpt),
+    ];
+    let takeover = match config.rtmp.publish_conflict {
+        hub::PublishConflict::Takeover => {
+            ", and replace the publisher of any live stream (rtmp.publish_conflict = \"takeover\")"
+        }
+        hub::PublishConflict::Reject => "",
+    };
+    listeners
+        .into_iter()
+        .filter(|(_, addr, on)| *on && !auth::is_loopback(*addr))
+        .map(|(proto, addr, _)| {
+            format!(
+                "auth.publish = \"open\": ANYONE who can reach {proto} on {addr} may publish{takeover}; \
+                 set auth.publish to \"keys\" or \"webhook\""
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listener_open_to_publishers_is_warned_about() {
+        let mut c = config::Config::load(None).unwrap();
+        c.rtmp.listen = "0.0.0.0:1935".parse().unwrap();
+        c.rtmps.listen = "0.0.0.0:1936".parse().unwrap();
+        c.http.listen = "0.0.0.0:8080".parse().unwrap();
+        c.https.listen = "127.0.0.1:8443".parse().unwrap();
+        let w = open_listener_warnings(&c, true, true);
+        assert_eq!(w.len(), 3, "{w:#?}");
+        for (proto, addr) in [
+            ("RTMP", "0.0.0.0:1935"),
+            ("RTMPS", "0.0.0.0:1936"),
+            ("RTMPT", "0.0.0.0:8080"),
+        ] {
+            assert!(
+                w.iter()
+                    .any(|l| l.contains(&format!("reach {proto} on {addr}"))
+                        && l.contains("takeover")),
+                "{proto}: {w:#?}"
+            );
+        }
+        // RTMPS off: not listed; takeover off: not claimed.
+        c.rtmp.publish_conflict = hub::PublishConflict::Reject;
+        let w = open_listener_warnings(&c, false, true);
+        assert_eq!(w.len(), 2, "{w:#?}");
+        assert!(w.iter().all(|l| !l.contains("takeover")));
+        // Keys: nothing to warn about.
+        c.auth.publish = auth::AuthMode::Keys;
+        assert!(open_listener_warnings(&c, true, true).is_empty());
+    }
 }

@@ -158,6 +158,10 @@ impl Reloader {
                 self.current.rtmp.max_connections != new.rtmp.max_connections,
             ),
             (
+                "rtmp.message_budget_bytes",
+                self.current.rtmp.message_budget_bytes != new.rtmp.message_budget_bytes,
+            ),
+            (
                 "rtmps.listen",
                 self.current.rtmps.listen != new.rtmps.listen,
             ),

@@ -118,3 +118,46 @@ fn known_audio_gap_bug_still_reproduces() {
         );
     }
 }
+
+#[allow(dead_code)] // its `main` is the example's own
+#[path = "../examples/fuzz_seeds.rs"]
+mod fuzz_seeds_example;
+
+/// The seed maker (`cargo run --example fuzz_seeds`) still runs, everything
+/// it makes is committed (some committed seeds come from elsewhere: real
+/// ffmpeg output, hand-made targets), and its target takes each cleanly.
+#[test]
+fn the_seed_maker_makes_what_is_committed() {
+    let out = tempfile::tempdir().unwrap();
+    let flv = out.path().join("flv_file");
+    std::fs::create_dir_all(&flv).unwrap();
+    for f in files(&fuzz_dir().join("seeds/flv_file")) {
+        std::fs::copy(&f, flv.join(f.file_name().unwrap())).unwrap();
+    }
+    fuzz_seeds_example::seeds::make(out.path());
+    let names = |root: &Path| -> BTreeSet<String> {
+        TARGETS
+            .iter()
+            .flat_map(|(t, _)| {
+                files(&root.join(t))
+                    .into_iter()
+                    .map(move |p| format!("{t}/{}", p.file_name().unwrap().to_string_lossy()))
+            })
+            .collect()
+    };
+    let made = names(out.path());
+    let committed = names(&fuzz_dir().join("seeds"));
+    assert!(made.len() > 50, "the maker made only {made:?}");
+    let uncommitted: Vec<_> = made.difference(&committed).collect();
+    assert!(
+        uncommitted.is_empty(),
+        "the maker makes seeds that are not committed (run `cargo run --example fuzz_seeds`): \
+         {uncommitted:?}"
+    );
+    for (name, target) in TARGETS {
+        for path in files(&out.path().join(name)) {
+            let data = std::fs::read(&path).unwrap();
+            target(&data);
+        }
+    }
+}

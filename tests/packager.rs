@@ -326,9 +326,16 @@ fn garbage_and_missing_keyframes_do_not_crash() {
     // Inter frames only, never a keyframe, and garbage bodies.
     for i in 0..200u32 {
         let body = Bytes::from(vec![0x27, 1, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 1, 2, 3]);
-        let _ = ingest.media(MediaKind::Video, i * 33, body, |e| events.push(e));
+        // Before any sequence header, every such frame is refused as
+        // undecodable, never accepted and never a panic.
+        assert!(ingest
+            .media(MediaKind::Video, i * 33, body, |e| events.push(e))
+            .is_err());
         let junk = Bytes::from(vec![0xAF, (i % 3) as u8, 0x12, 0x10, 0x99]);
-        let _ = ingest.media(MediaKind::Audio, i * 21, junk, |e| events.push(e));
+        let audio = ingest.media(MediaKind::Audio, i * 21, junk, |e| events.push(e));
+        // 12 10 is a valid AAC-LC config (type 0), then raw frames (type 1)
+        // are accepted; type 2 does not exist and is refused.
+        assert_eq!(audio.is_ok(), i % 3 != 2, "audio packet {i}: {audio:?}");
     }
     for e in &events {
         seg.push(e, SystemTime::now());
@@ -422,7 +429,9 @@ fn memory_is_bounded_by_the_window() {
     let tags = flv_tags(&flv);
     let mut seg = StreamSegmenter::with_first_number("live/m", SegmenterConfig::default(), 1);
     let mut ingest = Ingest::new();
-    let mut peak = 0;
+    // Stored bytes after each 4 s round, and the segment numbers seen.
+    let mut stored = Vec::new();
+    let mut first_numbers = Vec::new();
     // 20 loops of the 4 s source = 80 s of media, time rising throughout.
     for round in 0..20u32 {
         let mut events = Vec::new();
@@ -439,29 +448,61 @@ fn memory_is_bounded_by_the_window() {
         for e in &events {
             seg.push(e, SystemTime::now());
         }
-        peak = peak.max(seg.stored_bytes());
+        stored.push(seg.stored_bytes());
+        if let Some(v) = seg.snapshot().video {
+            first_numbers.extend(v.segments.iter().map(|s| s.number));
+        }
     }
-    let per_segment = seg.stored_bytes() / 18; // 9 segments per track kept
+    // Once the window has filled (the store keeps 9 segments per track of
+    // 1 s GOPs: full well before 20 s), stored bytes stay flat: every
+    // round's figure within one round's worth of media of the first full one.
+    let full = stored[6];
+    let round_bytes = stored[6] / 9 * 4;
+    for (i, b) in stored.iter().enumerate().skip(6) {
+        assert!(
+            b.abs_diff(full) <= round_bytes,
+            "stored bytes not flat after the window filled: round {i}: {b} vs {full} ({stored:?})"
+        );
+    }
     assert!(
-        peak <= 20 * per_segment.max(1) + 200_000,
-        "stored bytes grew to {peak}"
+        stored[19] < stored[6] * 2,
+        "the store grows with the stream: {stored:?}"
     );
     let v = seg.snapshot().video.unwrap();
     assert_eq!(v.segments.len(), 6);
-    assert!(v.segments[0].number > 20, "old segments were evicted");
+    let oldest_kept = v.segments[0].number;
+    assert!(oldest_kept > 20, "old segments were evicted: {oldest_kept}");
+    // Evicted segments answer nothing, for either track.
+    let first = *first_numbers.iter().min().unwrap();
+    assert_eq!(first, 1, "numbering starts where it was told to");
+    for n in first..oldest_kept.saturating_sub(3) {
+        assert!(
+            seg.segment(MediaKind::Video, n).is_none(),
+            "video segment {n} was kept after eviction"
+        );
+        assert!(
+            seg.segment(MediaKind::Audio, n).is_none(),
+            "audio segment {n} was kept after eviction"
+        );
+    }
+    assert!(seg.segment(MediaKind::Video, oldest_kept).is_some());
 }
 
 #[test]
 fn numbering_never_repeats_across_stream_restarts() {
-    let a = StreamSegmenter::new("live/r", SegmenterConfig::default());
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-    let b = StreamSegmenter::new("live/r", SegmenterConfig::default());
-    let (na, nb) = (a.snapshot(), b.snapshot());
-    assert!(na.video.is_none() && nb.video.is_none());
+    // A stream published again a second or more after it began numbers its
+    // segments past every number the first session can have used in that
+    // time (one segment a second at most: the target is ≥ 1 s).
+    let t0 = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+    let a = StreamSegmenter::first_number_at(t0);
+    let b = StreamSegmenter::first_number_at(t0 + std::time::Duration::from_millis(1100));
+    assert!(b > a, "a restarted stream must not reuse segment URLs");
+    let live = StreamSegmenter::new("live/r", SegmenterConfig::default());
     assert!(
-        b.next_number() > a.next_number(),
-        "a restarted stream must not reuse segment URLs"
+        live.next_number() >= StreamSegmenter::first_number_at(t0),
+        "new() numbers from the wall clock"
     );
+    assert_eq!(StreamSegmenter::first_number_at(SystemTime::UNIX_EPOCH), 1);
 }
 
 /// Hostile publishers, fed through ingest as FLV tag bodies (no ffmpeg):

@@ -62,7 +62,8 @@ impl ApiState {
     }
 }
 
-/// Marks a response that must not get the media routes' CORS headers.
+/// Marks a response that must not get the media routes' CORS headers (the
+/// API's, and the RTMPT tunnel's).
 #[derive(Clone, Copy, Debug)]
 pub struct NoCors;
 
@@ -189,8 +190,23 @@ fn is_loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Compares two secrets in time independent of where they differ and of
+/// their lengths: both are hashed first (SHA-256), and the digests, of one
+/// fixed length, are compared without an early return.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use sha2::{Digest, Sha256};
+    let (x, y) = (Sha256::digest(a), Sha256::digest(b));
+    x.iter()
+        .zip(y.iter())
+        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
+        == 0
+}
+
+/// The credentials of an `Authorization: Bearer <token>` header: the
+/// scheme is case-insensitive (RFC 9110 §11.1), spaces after it skipped.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }
 
 /// Access control, and no CORS headers on API replies.
@@ -214,12 +230,8 @@ fn check_access(state: &ApiState, req: &Request) -> Result<(), ApiError> {
                     "missing Authorization: Bearer <token>",
                 ));
             };
-            let given = auth
-                .to_str()
-                .ok()
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .unwrap_or("");
-            if constant_time_eq(given.trim().as_bytes(), token.as_bytes()) {
+            let given = auth.to_str().ok().and_then(bearer_token).unwrap_or("");
+            if constant_time_eq(given.as_bytes(), token.as_bytes()) {
                 Ok(())
             } else {
                 Err(ApiError::new(

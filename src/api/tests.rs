@@ -152,6 +152,43 @@ async fn bearer_token_when_set() {
     .await;
     assert_eq!(r.status, StatusCode::OK, "any client with the token");
     assert_eq!(r.headers.get(header::CACHE_CONTROL).unwrap(), "no-store");
+    // The scheme is case-insensitive; the token is not; prefixes, longer
+    // tokens and other schemes are refused.
+    for (value, ok) in [
+        ("bearer s3cret", true),
+        ("BEARER  s3cret", true),
+        ("Bearer S3cret", false),
+        ("Bearer s3cre", false),
+        ("Bearer s3cret0", false),
+        ("Basic s3cret", false),
+        ("s3cret", false),
+        ("Bearer", false),
+    ] {
+        let r = call(
+            &app,
+            Method::GET,
+            "/api/v1/relays",
+            LOCAL,
+            &[("authorization", value)],
+            "",
+        )
+        .await;
+        let want = if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
+        assert_eq!(r.status, want, "Authorization: {value}");
+    }
+}
+
+#[test]
+fn token_comparison_does_not_depend_on_length() {
+    assert!(constant_time_eq(b"abc", b"abc"));
+    assert!(!constant_time_eq(b"abc", b"abd"));
+    assert!(!constant_time_eq(b"abc", b"abcd"));
+    assert!(!constant_time_eq(b"", b"a"));
+    assert!(constant_time_eq(b"", b""));
 }
 
 #[tokio::test]

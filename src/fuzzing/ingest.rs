@@ -417,6 +417,6 @@ fn check_manifests(seg: &StreamSegmenter, snap: &StreamSnapshot) {
     } else {
         seg.discontinuity_sequence(MediaKind::Audio)
     };
-    let mpd = dash::mpd(snap, "/time", evicted);
+    let mpd = dash::mpd(snap, &["/time"], evicted);
     assert!(mpd.ends_with("</MPD>\n"));
 }

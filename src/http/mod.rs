@@ -39,6 +39,9 @@ pub struct HttpState {
     /// How tunnelled connections are labelled in logs: `rtmpt` on the HTTP
     /// listener, `rtmpts` on the HTTPS one.
     pub tunnel_proto: &'static str,
+    /// The listener's URL scheme (`http`, `https`), for the absolute time
+    /// URL in the MPD.
+    pub scheme: &'static str,
     /// The REST API (`None`: off).
     pub api: Option<Arc<crate::api::ApiState>>,
     /// Signed-URL checks on media (`auth.url_secret`).
@@ -57,6 +60,7 @@ impl HttpState {
             store,
             tunnels: None,
             tunnel_proto: "rtmpt",
+            scheme: "http",
             api: None,
             auth: None,
             ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
@@ -302,6 +306,10 @@ async fn media(State(state): State<HttpState>, req: Request) -> Response {
         };
     let gzip = accepts_gzip(req.headers());
     let head = method == Method::HEAD;
+    let absolute_time = (resource == Resource::Mpd)
+        .then(|| request_authority(&req))
+        .flatten()
+        .map(|host| format!("{}://{host}{TIME_PATH}", state.scheme));
     // Take what is needed under the lock; render and send without it.
     let (body, content_type, immutable, target): (Payload, &str, bool, u32) = {
         let seg = stream.lock().unwrap_or_else(|e| e.into_inner());
@@ -335,10 +343,15 @@ async fn media(State(state): State<HttpState>, req: Request) -> Response {
                 } else {
                     seg.discontinuity_sequence(MediaKind::Audio)
                 };
+                let time: Vec<&str> = absolute_time
+                    .iter()
+                    .map(String::as_str)
+                    .chain([TIME_PATH])
+                    .collect();
                 (
                     Payload::Text(dash::mpd_ladder(
                         &snap,
-                        TIME_PATH,
+                        &time,
                         evicted,
                         &ladder
                             .iter()
@@ -427,6 +440,23 @@ fn record_viewer(viewers: &Viewers, req: &Request, key: &str, resource: Resource
     );
 }
 
+/// The host (and port) the client asked for: HTTP/1.1's `Host`, or
+/// HTTP/2's `:authority`. `None` when absent or not a plain host name or
+/// address (it is echoed into the MPD). Forwarded headers are not trusted:
+/// a shared cache would hand a forged one to every client.
+fn request_authority(req: &Request) -> Option<String> {
+    let host = match req.headers().get(header::HOST) {
+        Some(h) => h.to_str().ok()?,
+        None => req.uri().authority()?.as_str(),
+    };
+    let plain = !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b));
+    plain.then(|| host.to_string())
+}
+
 /// Snapshots of `key`'s renditions that have segments, in ladder order.
 fn ladder_snapshots(
     store: &Store,
@@ -477,6 +507,41 @@ fn gzip_bytes(data: &[u8]) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The MPD's absolute time URL comes from `Host` (HTTP/1.1) or the
+    /// `:authority` (HTTP/2, in the URI); anything else is not echoed.
+    #[test]
+    fn request_authority_is_a_plain_host() {
+        let req = |uri: &str, host: Option<&str>| {
+            let mut b = Request::builder().uri(uri);
+            if let Some(h) = host {
+                b = b.header(header::HOST, h);
+            }
+            b.body(Body::empty()).unwrap()
+        };
+        let host = |uri, h| request_authority(&req(uri, h));
+        assert_eq!(
+            host("/live/k/manifest.mpd", Some("127.0.0.1:8080")).as_deref(),
+            Some("127.0.0.1:8080")
+        );
+        assert_eq!(
+            host("/x", Some("[::1]:8443")).as_deref(),
+            Some("[::1]:8443")
+        );
+        assert_eq!(
+            host("/x", Some("cdn.example-1.net")).as_deref(),
+            Some("cdn.example-1.net")
+        );
+        assert_eq!(
+            host("https://h2.example:8443/x", None).as_deref(),
+            Some("h2.example:8443")
+        );
+        assert_eq!(host("/x", None), None);
+        assert_eq!(host("/x", Some("")), None);
+        assert_eq!(host("/x", Some("a\"><b")), None);
+        assert_eq!(host("/x", Some("user@host")), None);
+        assert_eq!(host("/x", Some(&"a".repeat(256))), None);
+    }
 
     #[test]
     fn media_paths() {

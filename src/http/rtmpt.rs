@@ -20,15 +20,36 @@ use crate::transport::rtmpt::protocol::{self, Command, CONTENT_TYPE};
 use crate::transport::rtmpt::{TunnelError, Tunnels};
 
 /// Adds the RTMPT routes; `fallback` serves other methods on those paths.
+///
+/// Tunnel replies carry no CORS headers (no browser speaks RTMPT): librtmp
+/// scans a reply's head for `Content-` followed by `length:`, and nothing
+/// that is not the length should come before it.
 pub fn routes<H, T>(router: Router<HttpState>, fallback: H) -> Router<HttpState>
 where
     H: axum::handler::Handler<T, HttpState> + Clone,
     T: 'static,
 {
+    let no_cors = || axum::middleware::map_response(no_cors);
     router
-        .route("/open/{n}", post(open).fallback(fallback.clone()))
-        .route("/fcs/ident2", post(ident2).fallback(fallback.clone()))
-        .route("/{cmd}/{id}/{seq}", post(command).fallback(fallback))
+        .route(
+            "/open/{n}",
+            post(open).route_layer(no_cors()).fallback(fallback.clone()),
+        )
+        .route(
+            "/fcs/ident2",
+            post(ident2)
+                .route_layer(no_cors())
+                .fallback(fallback.clone()),
+        )
+        .route(
+            "/{cmd}/{id}/{seq}",
+            post(command).route_layer(no_cors()).fallback(fallback),
+        )
+}
+
+async fn no_cors(mut res: Response) -> Response {
+    res.extensions_mut().insert(crate::api::NoCors);
+    res
 }
 
 fn fcs_headers() -> HeaderMap {

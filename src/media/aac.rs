@@ -28,7 +28,14 @@ pub enum AacError {
     NotAdtsCompatible(&'static str),
     #[error("ADTS frame of {0} bytes exceeds 8191")]
     FrameTooLong(usize),
+    #[error("AudioSpecificConfig of {0} bytes is larger than {MAX_ASC} bytes")]
+    TooLarge(usize),
 }
+
+/// The largest `AudioSpecificConfig` kept: real ones are 2 to 5 bytes, and
+/// a program config element with its comment stays well under this. It is
+/// copied into every init segment, so a publisher must not make it big.
+pub const MAX_ASC: usize = 512;
 
 /// Every field castgate decodes from an `AudioSpecificConfig`; the subset
 /// that matters downstream is [`AacConfig`].
@@ -154,6 +161,9 @@ fn program_config_channels(r: &mut BitReader<'_>) -> Result<u8, AacError> {
 /// Parses the AAC sequence header's `AudioSpecificConfig`; see the module
 /// doc for what `sample_rate` means with SBR.
 pub fn parse_audio_specific_config(asc: Bytes) -> Result<AacConfig, AacError> {
+    if asc.len() > MAX_ASC {
+        return Err(AacError::TooLarge(asc.len()));
+    }
     let f = parse_asc_fields(&asc)?;
     Ok(AacConfig {
         asc,
@@ -282,6 +292,12 @@ mod tests {
     #[test]
     fn he_aac_explicit() {
         // AOT 5, core 22050 Hz stereo, extension 44100 Hz, core AOT 2.
+        let mut huge = vec![0x12, 0x10];
+        huge.resize(MAX_ASC + 1, 0xEE);
+        assert_eq!(
+            parse_audio_specific_config(Bytes::from(huge)).unwrap_err(),
+            AacError::TooLarge(MAX_ASC + 1)
+        );
         let asc = [0x2b, 0x92, 0x08, 0x00];
         let c = cfg(&asc).unwrap();
         assert_eq!((c.object_type, c.sample_rate, c.channels), (5, 22050, 2));

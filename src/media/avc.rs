@@ -33,7 +33,14 @@ pub enum AvcError {
     ExpGolombTooLong,
     #[error("SPS field {field} out of range: {value}")]
     SpsOutOfRange { field: &'static str, value: i64 },
+    #[error("AVC decoder configuration of {0} bytes is larger than {MAX_RECORD} bytes")]
+    RecordTooLarge(usize),
 }
+
+/// The largest decoder configuration record kept (real ones are well under
+/// 1 KiB: an SPS and a PPS of tens of bytes). It is copied into every init
+/// segment, so a publisher must not make it big.
+pub const MAX_RECORD: usize = 16 * 1024;
 
 /// Parses the record an FLV AVC sequence header carries (ISO/IEC 14496-15
 /// 5.3.3.1). Profile and level come from the record, which is what `avcC`
@@ -41,8 +48,11 @@ pub enum AvcError {
 /// SPS that does not parse leaves width and height at 0 rather than
 /// rejecting a stream that decoders may well play.
 ///
-/// The SPS and PPS are zero-copy slices of `record`. Trailing bytes (the
-/// High-profile chroma/bit-depth extension) are kept in `record` unread.
+/// The SPS and PPS are zero-copy slices of `record`. The record kept is
+/// what was parsed: the parameter sets and, for the High profiles, the
+/// chroma/bit-depth extension when it is whole; any other trailing bytes
+/// are dropped (they would be copied into every init segment), and a
+/// record larger than [`MAX_RECORD`] is refused.
 pub fn parse_decoder_config(record: Bytes) -> Result<AvcConfig, AvcError> {
     let r = &record[..];
     need("AVC decoder configuration", 6, r.len())?;
@@ -60,6 +70,13 @@ pub fn parse_decoder_config(record: Bytes) -> Result<AvcConfig, AvcError> {
     let num_pps = usize::from(r[pos]);
     pos += 1;
     let pps = read_parameter_sets(&record, &mut pos, num_pps, "PPS")?;
+    if matches!(r[1], 100 | 110 | 122 | 144) {
+        pos = high_profile_extension_end(&record, pos);
+    }
+    if pos > MAX_RECORD {
+        return Err(AvcError::RecordTooLarge(pos));
+    }
+    let record = record.slice(..pos);
     let (width, height) = sps
         .first()
         .and_then(|s| parse_sps(s).ok())
@@ -75,6 +92,27 @@ pub fn parse_decoder_config(record: Bytes) -> Result<AvcConfig, AvcError> {
         height,
         record,
     })
+}
+
+/// Where the High-profile extension after the PPS ends (14496-15 5.3.3.1.2:
+/// chroma_format, bit depths, then SPS extensions), or `pos` when it is
+/// absent or not whole (encoders often omit it; decoders do without it).
+fn high_profile_extension_end(record: &Bytes, pos: usize) -> usize {
+    let r = &record[..];
+    if r.len() < pos + 4 {
+        return pos;
+    }
+    let mut end = pos + 4;
+    for _ in 0..r[pos + 3] {
+        let Some(len) = r.get(end..end + 2) else {
+            return pos;
+        };
+        end += 2 + usize::from(u16::from_be_bytes([len[0], len[1]]));
+        if end > r.len() {
+            return pos;
+        }
+    }
+    end
 }
 
 fn need(what: &'static str, need: usize, have: usize) -> Result<(), AvcError> {
@@ -640,6 +678,35 @@ mod tests {
         assert_eq!((c.width, c.height), (0, 0));
         assert_eq!(c.profile_idc, 100);
         assert_eq!(c.pps.len(), 0);
+    }
+
+    /// Trailing bytes after what the record defines are dropped (they would
+    /// otherwise be copied into every init segment); the High-profile
+    /// extension is kept; a record too large is refused.
+    #[test]
+    fn the_record_kept_is_what_was_parsed() {
+        for rec in [HIGH_640X360, MAIN_1280X720, HIGH_1920X1080] {
+            let mut junk = hex(rec);
+            junk.extend(std::iter::repeat_n(0xEE, 8 * 1024 * 1024));
+            let c = parse_decoder_config(Bytes::from(junk)).unwrap();
+            assert_eq!(&c.record[..], &hex(rec)[..], "{rec}");
+        }
+        // A High record whose extension is cut short keeps up to the PPS.
+        let cut = &hex(HIGH_1920X1080)[..hex(HIGH_1920X1080).len() - 2];
+        let c = parse_decoder_config(Bytes::copy_from_slice(cut)).unwrap();
+        assert_eq!(c.record.len(), hex(HIGH_1920X1080).len() - 4);
+        // 31 SPS of 1000 bytes each: larger than any real record.
+        let mut big = vec![1, 0x42, 0xc0, 0x1e, 0xff, 0xe0 | 31];
+        for _ in 0..31 {
+            big.extend_from_slice(&1000u16.to_be_bytes());
+            big.push(0x67);
+            big.extend(std::iter::repeat_n(0, 999));
+        }
+        big.push(0);
+        assert_eq!(
+            parse_decoder_config(Bytes::from(big)).unwrap_err(),
+            AvcError::RecordTooLarge(6 + 31 * 1002 + 1)
+        );
     }
 
     #[test]

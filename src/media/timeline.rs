@@ -19,6 +19,13 @@
 /// A backwards step larger than this is a clock reset, not jitter.
 pub const RESET_MS: i64 = 1000;
 
+/// How far a track's clock may run ahead of the time that passed between
+/// two of its messages' arrivals before the step counts as absurd (a
+/// publisher's clock leaping hours ahead): such a step is clamped to the
+/// time that passed, so segment durations stay sane. A track that paused
+/// for a while and resumes with the right timestamp is not affected.
+pub const MAX_AHEAD_MS: i64 = 10_000;
+
 #[derive(Clone, Debug, Default)]
 pub struct Timeline {
     last_raw: Option<u32>,
@@ -27,11 +34,33 @@ pub struct Timeline {
     /// Last DTS handed out.
     last_dts: i64,
     repairs: u64,
+    /// When the last message arrived (ms on the caller's clock), if known.
+    last_arrival: Option<i64>,
 }
 
 impl Timeline {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// [`Timeline::next`] for a message that arrived at `arrival_ms` (any
+    /// monotonic clock in milliseconds): a forward step more than
+    /// [`MAX_AHEAD_MS`] beyond the time since the previous message arrived
+    /// is clamped to that time (at least 1 ms) and counted as a repair.
+    pub fn next_at(&mut self, raw: u32, arrival_ms: i64) -> i64 {
+        let last = self.last_arrival.replace(arrival_ms);
+        if let (Some(last_raw), Some(last_arrival)) = (self.last_raw, last) {
+            let step = i64::from(raw.wrapping_sub(last_raw) as i32);
+            let elapsed = (arrival_ms - last_arrival).max(0);
+            if step > elapsed + MAX_AHEAD_MS {
+                self.last_raw = Some(raw);
+                self.position = self.position.saturating_add(elapsed.max(1));
+                self.last_dts = self.last_dts.max(self.position);
+                self.repairs += 1;
+                return self.last_dts;
+            }
+        }
+        self.next(raw)
     }
 
     /// The DTS in milliseconds for the next message's raw timestamp.
@@ -76,6 +105,32 @@ mod tests {
             .collect();
         assert_eq!(out, [50_000, 50_040, 50_040, 50_080, 50_120]);
         assert_eq!(t.repairs(), 1);
+    }
+
+    #[test]
+    fn absurd_leaps_ahead_are_clamped_to_the_time_that_passed() {
+        let mut t = Timeline::new();
+        // 40 ms apart in arrival; the third message's clock leaps 13 hours.
+        assert_eq!(t.next_at(1000, 0), 1000);
+        assert_eq!(t.next_at(1040, 40), 1040);
+        assert_eq!(t.next_at(1040 + 47_721_000, 80), 1080);
+        assert_eq!(t.repairs(), 1);
+        // The track runs on from there at its own pace.
+        assert_eq!(t.next_at(1040 + 47_721_040, 120), 1120);
+        assert_eq!(t.repairs(), 1);
+    }
+
+    #[test]
+    fn a_pause_as_long_as_the_gap_in_arrival_is_kept() {
+        let mut t = Timeline::new();
+        assert_eq!(t.next_at(1000, 0), 1000);
+        // Nothing for 30 s, then the right timestamp: not a leap.
+        assert_eq!(t.next_at(31_000, 30_000), 31_000);
+        // A burst (a backlog sent at once) is small steps: kept too.
+        for i in 1..=100 {
+            assert_eq!(t.next_at(31_000 + i * 33, 30_001), 31_000 + i as i64 * 33);
+        }
+        assert_eq!(t.repairs(), 0);
     }
 
     #[test]

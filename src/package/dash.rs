@@ -33,9 +33,14 @@ pub const PROFILES: &str = "urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:
 /// dynamic MPD "with an end" keeps players polling and ffmpeg's demuxer
 /// hammering it.
 ///
-/// `utc_timing_url` (absolute or root-relative URL of castgate's time
-/// endpoint, returning an ISO 8601 time) goes into `<UTCTiming>`; without
-/// it dash.js calls an internet time server.
+/// `utc_timing` (URLs of castgate's time endpoint, returning an ISO 8601
+/// time, in order of preference) each become a `<UTCTiming>`; without one
+/// dash.js calls an internet time server. GStreamer's dashdemux uses the
+/// first and cannot resolve a relative URL; dash.js tries them in order.
+///
+/// The XML declaration has no `encoding` (UTF-8 is XML's default):
+/// GStreamer 1.22's type detection of an MPD read over HTTP takes
+/// `<?xml version="1.0" encoding="UTF-8"?>` for plain XML and plays nothing.
 ///
 /// Periods: a new Period starts at every segment number where a track has
 /// `discontinuity == true` (both tracks are split at the same numbers), and,
@@ -52,8 +57,8 @@ pub const PROFILES: &str = "urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:
 ///
 /// Contract with the packager: segment numbers are contiguous within a track
 /// (`$Number$` addressing), and `s.target_duration` ≥ every segment.
-pub fn mpd(s: &StreamSnapshot, utc_timing_url: &str, evicted_discontinuities: u64) -> String {
-    mpd_ladder(s, utc_timing_url, evicted_discontinuities, &[])
+pub fn mpd(s: &StreamSnapshot, utc_timing: &[&str], evicted_discontinuities: u64) -> String {
+    mpd_ladder(s, utc_timing, evicted_discontinuities, &[])
 }
 
 /// How far (90 kHz ticks, half a second) a rendition's segment start may be
@@ -72,7 +77,7 @@ const LADDER_SLACK: u64 = 45_000;
 /// `segmentAlignment="true"`.
 pub fn mpd_ladder(
     s: &StreamSnapshot,
-    utc_timing_url: &str,
+    utc_timing: &[&str],
     evicted_discontinuities: u64,
     renditions: &[(&str, &StreamSnapshot)],
 ) -> String {
@@ -121,7 +126,7 @@ pub fn mpd_ladder(
 
     let target_ms = u64::from(s.target_duration) * 1000;
     let mut out = String::with_capacity(2048);
-    out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    out.push_str("<?xml version=\"1.0\"?>\n");
     out.push_str(
         "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" \
          xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" \
@@ -248,11 +253,13 @@ pub fn mpd_ladder(
         }
         out.push_str("  </Period>\n");
     }
-    let _ = writeln!(
-        out,
-        "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"{}\"/>",
-        attr(utc_timing_url)
-    );
+    for url in utc_timing {
+        let _ = writeln!(
+            out,
+            "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"{}\"/>",
+            attr(url)
+        );
+    }
     out.push_str("</MPD>\n");
     out
 }
@@ -669,8 +676,7 @@ mod tests {
     fn a_ladder_is_one_video_set_with_a_representation_per_rendition() {
         let s = snapshot(true, true, 10, 8, 6, &[15], false);
         let low = rendition(&s, 360);
-        let xml = mpd_ladder(&s, TIME_URL, 0, &[("360p", &low)]);
-        assert_eq!(xml, mpd_ladder(&s, TIME_URL, 0, &[("360p", &low)]));
+        let xml = mpd_ladder(&s, &[TIME_URL], 0, &[("360p", &low)]);
         let m = parse(&xml);
         let periods: Vec<&El> = m.kids("Period").collect();
         assert_eq!(periods.len(), 2, "{xml}");
@@ -694,13 +700,29 @@ mod tests {
             assert!(adaptation(p, "audio").is_some());
         }
         // No renditions: exactly the plain MPD.
-        assert_eq!(mpd_ladder(&s, TIME_URL, 0, &[]), mpd(&s, TIME_URL, 0));
+        assert_eq!(mpd_ladder(&s, &[TIME_URL], 0, &[]), mpd(&s, &[TIME_URL], 0));
+    }
+
+    /// GStreamer detects an MPD read over HTTP only without an `encoding`
+    /// in the XML declaration; every time URL becomes a UTCTiming, in order
+    /// (GStreamer uses the first, dash.js falls back to the next).
+    #[test]
+    fn declaration_and_time_sources_suit_gstreamer() {
+        let s = snapshot(true, true, 10, 8, 6, &[], false);
+        let xml = mpd(&s, &["http://127.0.0.1:8080/time", "/time"], 0);
+        assert!(xml.starts_with("<?xml version=\"1.0\"?>\n<MPD "), "{xml}");
+        let m = parse(&xml);
+        let values: Vec<&str> = m.kids("UTCTiming").map(|u| u.a("value")).collect();
+        assert_eq!(values, ["http://127.0.0.1:8080/time", "/time"]);
+        assert!(m
+            .kids("UTCTiming")
+            .all(|u| u.a("schemeIdUri") == "urn:mpeg:dash:utc:http-iso:2014"));
     }
 
     #[test]
     fn live_audio_and_video() {
         let s = snapshot(true, true, 10, 8, 6, &[], false);
-        let xml = mpd(&s, TIME_URL, 0);
+        let xml = mpd(&s, &[TIME_URL], 0);
         assert!(xml.contains("value=\"/api/time?fmt=iso&amp;x=&quot;1&quot;\""));
         let m = parse(&xml);
         assert_eq!(m.name, "MPD");
@@ -787,7 +809,7 @@ mod tests {
     #[test]
     fn discontinuity_starts_a_period() {
         let s = snapshot(true, true, 10, 8, 6, &[15], false);
-        let m = parse(&mpd(&s, TIME_URL, 0));
+        let m = parse(&mpd(&s, &[TIME_URL], 0));
         let periods: Vec<_> = m.kids("Period").collect();
         assert_eq!(periods.len(), 2);
         assert_eq!((periods[0].a("id"), periods[0].a("start")), ("p0", "PT0S"));
@@ -825,7 +847,7 @@ mod tests {
     fn period_ids_and_starts_survive_reloads() {
         let mut s = snapshot(true, true, 10, 12, 6, &[15], false);
         let ids = |s: &StreamSnapshot, evicted: u64| -> Vec<(String, String)> {
-            let m = parse(&mpd(s, TIME_URL, evicted));
+            let m = parse(&mpd(s, &[TIME_URL], evicted));
             m.kids("Period")
                 .map(|p| (p.a("id").to_string(), p.a("start").to_string()))
                 .collect()
@@ -843,7 +865,7 @@ mod tests {
         for t in [s.video.as_mut().unwrap(), s.audio.as_mut().unwrap()] {
             t.segments.drain(..1);
         }
-        let m = parse(&mpd(&s, TIME_URL, 1));
+        let m = parse(&mpd(&s, &[TIME_URL], 1));
         let p = m.kid("Period");
         assert_eq!(p.a("id"), "p1");
         let tpl = adaptation(p, "video")
@@ -857,7 +879,7 @@ mod tests {
     #[test]
     fn ended_stream_is_static() {
         let s = snapshot(true, true, 10, 8, 6, &[], true);
-        let m = parse(&mpd(&s, TIME_URL, 0));
+        let m = parse(&mpd(&s, &[TIME_URL], 0));
         assert_eq!(m.a("type"), "static");
         // Video listed 12..=17: 24 s to 36 s.
         assert_eq!(m.a("mediaPresentationDuration"), "PT12S");
@@ -883,7 +905,7 @@ mod tests {
 
         // With a discontinuity the second Period starts where it plays.
         let s = snapshot(true, true, 10, 8, 6, &[15], true);
-        let m = parse(&mpd(&s, TIME_URL, 0));
+        let m = parse(&mpd(&s, &[TIME_URL], 0));
         let starts: Vec<_> = m.kids("Period").map(|p| p.a("start").to_string()).collect();
         assert_eq!(starts, ["PT0S", "PT6S"]);
     }
@@ -891,7 +913,7 @@ mod tests {
     #[test]
     fn audio_only() {
         let s = snapshot(false, true, 10, 8, 6, &[14], false);
-        let xml = mpd(&s, TIME_URL, 0);
+        let xml = mpd(&s, &[TIME_URL], 0);
         let m = parse(&xml);
         assert!(!xml.contains("video"), "{xml}");
         let periods: Vec<_> = m.kids("Period").collect();
@@ -910,7 +932,7 @@ mod tests {
     #[test]
     fn video_only() {
         let s = snapshot(true, false, 10, 8, 6, &[], false);
-        let xml = mpd(&s, TIME_URL, 0);
+        let xml = mpd(&s, &[TIME_URL], 0);
         let m = parse(&xml);
         let p = m.kid("Period");
         assert_eq!(p.kids("AdaptationSet").count(), 1);
@@ -932,7 +954,7 @@ mod tests {
         ];
         let mut s = snapshot(false, false, 0, 0, 10, &[], false);
         s.video = Some(timeline(video_info(), &segs));
-        let m = parse(&mpd(&s, TIME_URL, 0));
+        let m = parse(&mpd(&s, &[TIME_URL], 0));
         let tpl = adaptation(m.kid("Period"), "video")
             .unwrap()
             .kid("Representation")
@@ -965,7 +987,7 @@ mod tests {
         for seg in &mut s.video.as_mut().unwrap().segments[3..] {
             seg.init = 7;
         }
-        let m = parse(&mpd(&s, TIME_URL, 2));
+        let m = parse(&mpd(&s, &[TIME_URL], 2));
         let periods: Vec<_> = m.kids("Period").collect();
         assert_eq!(periods.len(), 2);
         assert_eq!(periods[0].a("id"), "p2");
@@ -985,7 +1007,7 @@ mod tests {
     #[test]
     fn nothing_packaged_yet() {
         let s = snapshot(true, true, 0, 0, 6, &[], false);
-        let m = parse(&mpd(&s, TIME_URL, 0));
+        let m = parse(&mpd(&s, &[TIME_URL], 0));
         let p = m.kid("Period");
         assert_eq!(p.a("id"), "p0");
         assert!(p.children.is_empty());
@@ -996,7 +1018,7 @@ mod tests {
     fn hostile_codec_is_escaped() {
         let mut s = snapshot(true, false, 0, 2, 6, &[], false);
         s.video.as_mut().unwrap().info.codec = "avc1\"/><x a='&\u{1}\n".into();
-        let m = parse(&mpd(&s, TIME_URL, 0));
+        let m = parse(&mpd(&s, &[TIME_URL], 0));
         let r = adaptation(m.kid("Period"), "video")
             .unwrap()
             .kid("Representation");
@@ -1026,7 +1048,7 @@ mod tests {
     proptest! {
         #[test]
         fn random_tracks_render_a_valid_mpd(s in arb_snapshot(), evicted in 0u64..5) {
-            let xml = mpd(&s, TIME_URL, evicted);
+            let xml = mpd(&s, &[TIME_URL], evicted);
             let m = parse(&xml);
             prop_assert_eq!(m.a("type"), if s.ended { "static" } else { "dynamic" });
             prop_assert_eq!(m.a("xmlns:xsi"), "http://www.w3.org/2001/XMLSchema-instance");

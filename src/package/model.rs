@@ -77,7 +77,7 @@ pub struct StreamSnapshot {
     /// EXT-X-TARGETDURATION: whole seconds, ≥ every segment's rounded
     /// duration, constant for the stream's life.
     pub target_duration: u32,
-    /// Nominal part duration in seconds (for LL-HLS later).
+    /// Nominal part duration in seconds (the CMAF chunk cadence).
     pub part_target: f64,
     /// How many segments the playlist lists (the store keeps a few more).
     pub window: usize,

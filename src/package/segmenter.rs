@@ -436,10 +436,15 @@ impl StreamSegmenter {
     /// seconds, so a stream that ends and is published again later never
     /// reuses a URL: segments are served as immutable.
     pub fn new(key: &str, config: SegmenterConfig) -> Self {
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(1, |d| d.as_secs());
-        Self::with_first_number(key, config, now.clamp(1, u64::from(u32::MAX)))
+        Self::with_first_number(key, config, Self::first_number_at(SystemTime::now()))
+    }
+
+    /// The first segment number of a stream started at `now`: its Unix
+    /// time in seconds (at least 1, at most `u32::MAX`).
+    pub fn first_number_at(now: SystemTime) -> u64 {
+        now.duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(1, |d| d.as_secs())
+            .clamp(1, u64::from(u32::MAX))
     }
 
     /// As [`StreamSegmenter::new`], numbering from `first_number` (tests).

@@ -477,7 +477,6 @@ pub(crate) fn truncate_str(s: &str, max: usize) -> &str {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use std::time::{Duration, Instant};
 
     fn round_trip(value: Amf0Value) {
         let mut bytes = Vec::new();
@@ -876,15 +875,14 @@ mod tests {
         );
     }
 
+    /// The bomb is refused with the expected error (before allocating what
+    /// it claims: the lengths are checked against the input and the item
+    /// budget; how fast is measured in benches/parsing.rs).
     fn assert_clean_error(name: &str, bytes: &[u8], check: impl Fn(&AmfError) -> bool) {
-        let start = Instant::now();
-        let result = decode_all(bytes);
-        let elapsed = start.elapsed();
-        match &result {
+        match &decode_all(bytes) {
             Err(e) if check(e) => {}
             other => panic!("{name}: unexpected {other:?}"),
         }
-        assert!(elapsed < Duration::from_secs(2), "{name} took {elapsed:?}");
     }
 
     /// AMF3 array of `n` dense references to object-table entry `idx`.
@@ -966,13 +964,11 @@ mod tests {
             ),
         ];
         for (name, bytes) in &amf3_cases {
-            let start = Instant::now();
             let bare = amf3::decode_all(bytes);
             assert!(
                 matches!(bare, Err(LengthExceedsInput { .. })),
                 "{name}: {bare:?}"
             );
-            assert!(start.elapsed() < Duration::from_secs(2));
             let mut wrapped = vec![0x11];
             wrapped.extend_from_slice(bytes);
             assert_clean_error(name, &wrapped, too_long);

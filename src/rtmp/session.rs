@@ -13,7 +13,7 @@ use std::collections::{HashMap, VecDeque};
 use bytes::{Bytes, BytesMut};
 
 use super::amf0::{self, Amf0Value, AmfError};
-use super::chunk::{ChunkDecoder, ChunkEncoder, ChunkError, ChunkLimits};
+use super::chunk::{ChunkDecoder, ChunkEncoder, ChunkError, ChunkLimits, MessageBudget};
 use super::handshake::{HandshakeError, HandshakeStatus, ServerHandshake};
 use super::message::{self as msg, Message, UserControl};
 use crate::media::MediaKind;
@@ -147,6 +147,18 @@ pub struct ServerSession {
     control: msg::Control,
 }
 
+/// The limits until the client may publish or play: the tighter of the
+/// configured ones and [`ChunkLimits::UNAUTHORISED`].
+fn unauthorised_limits(configured: ChunkLimits) -> ChunkLimits {
+    let u = ChunkLimits::UNAUTHORISED;
+    ChunkLimits {
+        max_message_size: configured.max_message_size.min(u.max_message_size),
+        max_chunk_size: configured.max_chunk_size.min(u.max_chunk_size),
+        max_partial_streams: configured.max_partial_streams.min(u.max_partial_streams),
+        max_buffered: configured.max_buffered.min(u.max_buffered),
+    }
+}
+
 impl ServerSession {
     pub fn new(config: SessionConfig) -> Self {
         let mut encoder = ChunkEncoder::new();
@@ -157,13 +169,24 @@ impl ServerSession {
             input: BytesMut::new(),
             output: BytesMut::new(),
             events: VecDeque::new(),
-            decoder: ChunkDecoder::new(config.chunk_limits),
+            decoder: ChunkDecoder::new(unauthorised_limits(config.chunk_limits)),
             encoder,
             app: String::new(),
             streams: HashMap::new(),
             next_stream_id: 1,
             control: msg::Control::default(),
         }
+    }
+
+    /// Counts this session's partially received messages against a budget
+    /// shared by every connection.
+    pub fn set_message_budget(&mut self, budget: std::sync::Arc<MessageBudget>) {
+        self.decoder.set_budget(budget);
+    }
+
+    /// The message limits in force now (tighter until publish or play).
+    pub fn chunk_limits(&self) -> ChunkLimits {
+        self.decoder.limits()
     }
 
     /// The application name from `connect` (without a query string).
@@ -587,6 +610,8 @@ impl ServerSession {
     /// Confirms a publish: NetStream.Publish.Start; media now flows as events.
     pub fn accept_publish(&mut self, stream_id: u32) {
         if let Some(StreamState::PublishPending { name }) = self.streams.get(&stream_id).cloned() {
+            // Allowed now: media-sized messages from here on.
+            self.decoder.set_limits(self.config.chunk_limits);
             self.send_user_control(UserControl::StreamBegin(stream_id));
             self.send_status(
                 stream_id,
@@ -624,6 +649,7 @@ impl ServerSession {
     /// Confirms a play: Reset, StreamBegin, Play.Start and sample access.
     pub fn accept_play(&mut self, stream_id: u32) {
         if let Some(StreamState::PlayPending { name }) = self.streams.get(&stream_id).cloned() {
+            self.decoder.set_limits(self.config.chunk_limits);
             self.send_user_control(UserControl::StreamIsRecorded(stream_id));
             self.send_user_control(UserControl::StreamBegin(stream_id));
             self.send_status(

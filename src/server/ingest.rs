@@ -111,11 +111,27 @@ pub struct Ingest {
     pub bad_in_band: u64,
     /// Unsupported codecs already reported (each once per publish).
     told: Vec<Notice>,
+    /// When the message being handled arrived (ms, the driver's clock), so
+    /// absurd timestamp leaps can be told from pauses; `None`: not known.
+    arrival_ms: Option<i64>,
 }
 
 impl Ingest {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Tells the next messages' arrival time (milliseconds on any monotonic
+    /// clock): timestamps then cannot leap far ahead of it.
+    pub fn set_arrival(&mut self, ms: i64) {
+        self.arrival_ms = Some(ms);
+    }
+
+    fn dts(timeline: &mut Timeline, raw: u32, arrival: Option<i64>) -> i64 {
+        match arrival {
+            Some(at) => timeline.next_at(raw, at),
+            None => timeline.next(raw),
+        }
     }
 
     /// Timestamp repairs made so far (both tracks).
@@ -139,7 +155,7 @@ impl Ingest {
         self.bytes += payload.len() as u64;
         match kind {
             MediaKind::Video => {
-                let dts = self.video_time.next(timestamp);
+                let dts = Self::dts(&mut self.video_time, timestamp, self.arrival_ms);
                 // An empty AVC sequence header announces in-band parameter
                 // sets (see `annex_b_frame`), not a broken stream.
                 if payload.len() == 5 && payload[0] & 0x0F == 7 && payload[1] == 0 {
@@ -179,7 +195,7 @@ impl Ingest {
                 }
             }
             MediaKind::Audio => {
-                let dts = self.audio_time.next(timestamp);
+                let dts = Self::dts(&mut self.audio_time, timestamp, self.arrival_ms);
                 match flv::parse_audio(dts, payload)? {
                     AudioTag::Config(c) => {
                         self.config(c, &mut emit);

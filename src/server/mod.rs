@@ -1,5 +1,5 @@
 //! The RTMP connection driver: runs a sans-I/O [`ServerSession`] over any
-//! byte stream (TCP now; TLS and the RTMPT tunnel later), and connects it to
+//! byte stream (TCP, TLS, or the RTMPT tunnel's pipe), and connects it to
 //! the hub as a publisher and/or a player.
 
 pub mod coalesce;
@@ -43,6 +43,8 @@ pub struct ServerContext {
     /// Every accepted config reload (see `lifecycle`); subscribe with
     /// [`ServerContext::config_updates`].
     pub config_tx: tokio::sync::watch::Sender<Arc<Config>>,
+    /// Partially received RTMP messages of every connection, together.
+    pub message_budget: Arc<crate::rtmp::chunk::MessageBudget>,
 }
 
 impl ServerContext {
@@ -97,7 +99,11 @@ impl ServerContext {
             shutdown.clone(),
         );
         let config_tx = tokio::sync::watch::Sender::new(Arc::new(config.clone()));
+        let message_budget = Arc::new(crate::rtmp::chunk::MessageBudget::new(
+            config.rtmp.message_budget_bytes,
+        ));
         Arc::new(ServerContext {
+            message_budget,
             config,
             hub,
             packager,
@@ -124,6 +130,8 @@ pub enum EndReason {
     HandshakeTimeout(Duration),
     #[error("publisher sent no media for {0:?}")]
     IdlePublisher(Duration),
+    #[error("session neither published nor played for {0:?} (rtmp.session_idle_secs)")]
+    IdleSession(Duration),
     #[error("replaced by a new publisher of {0}")]
     TakenOver(String),
     #[error("no publisher for {0} within {1:?}")]
@@ -142,6 +150,8 @@ struct Publishing {
     stream_id: u32,
     publisher: Publisher,
     ingest: Ingest,
+    /// Limits the bad-tag warnings of this publish.
+    bad_tag_log: LogThrottle,
     last_media: Instant,
     started: Instant,
     /// Read by `/metrics`; unregistered when the publish ends.
@@ -214,8 +224,10 @@ async fn serve<S>(
         // The config as last reloaded: RTMP limits and timeouts changed by
         // SIGHUP apply to connections from then on.
         let config = ctx.config_tx.borrow().clone();
+        let mut session = ServerSession::new(config.session_config());
+        session.set_message_budget(ctx.message_budget.clone());
         let mut conn = Connection {
-            session: ServerSession::new(config.session_config()),
+            session,
             config,
             gauge: ConnGauge::new(protocol),
             protocol,
@@ -229,6 +241,7 @@ async fn serve<S>(
             coalescer,
             batching: false,
             epoch: coalesce_epoch(),
+            last_active: Instant::now(),
         };
         let reason = conn.run(io).await;
         let stream = conn.last_key.as_str();
@@ -289,6 +302,10 @@ struct Connection {
     batching: bool,
     /// The shared clock batched reads are aligned to.
     epoch: Instant,
+    /// The last time this connection was shaking hands, publishing,
+    /// playing or awaiting an authorisation: idle sessions are closed
+    /// `rtmp.session_idle_secs` after it.
+    last_active: Instant,
 }
 
 /// One process-wide origin for the batching clock, so that every
@@ -311,6 +328,9 @@ impl Connection {
                 if let Err(reason) = self.drain_events() {
                     return reason;
                 }
+            }
+            if !self.is_idle_session() {
+                self.last_active = Instant::now();
             }
             self.gauge.set(match (&self.publishing, &self.playing) {
                 (Some(_), _) => "publishing",
@@ -410,11 +430,22 @@ impl Connection {
         }
     }
 
+    /// Connected, and neither publishing, playing nor awaiting a decision.
+    fn is_idle_session(&self) -> bool {
+        !self.app.is_empty()
+            && self.publishing.is_none()
+            && self.playing.is_none()
+            && self.pending.is_none()
+    }
+
     fn next_deadline(&self, handshake_deadline: Instant) -> Instant {
         let far = Instant::now() + Duration::from_secs(3600);
         let mut d = far;
         if self.app.is_empty() {
             d = d.min(handshake_deadline);
+        }
+        if self.is_idle_session() {
+            d = d.min(self.last_active + self.config.rtmp.session_idle());
         }
         if let Some(p) = &self.publishing {
             d = d.min(p.last_media + self.config.rtmp.idle_timeout());
@@ -430,6 +461,9 @@ impl Connection {
         let rtmp = &self.config.rtmp;
         if self.app.is_empty() && now >= handshake_deadline {
             return Some(EndReason::HandshakeTimeout(rtmp.handshake_timeout()));
+        }
+        if self.is_idle_session() && now >= self.last_active + rtmp.session_idle() {
+            return Some(EndReason::IdleSession(rtmp.session_idle()));
         }
         if let Some(p) = &self.publishing {
             if now >= p.last_media + rtmp.idle_timeout() {
@@ -598,7 +632,10 @@ impl Connection {
                 else {
                     return Ok(());
                 };
-                p.last_media = Instant::now();
+                let now = Instant::now();
+                p.last_media = now;
+                p.ingest
+                    .set_arrival(now.duration_since(p.started).as_millis() as i64);
                 let publisher = &p.publisher;
                 let stats = &*p.stats.stats;
                 let result = p.ingest.media(kind, timestamp, payload, |ev| {
@@ -616,13 +653,15 @@ impl Connection {
                         stats
                             .bad_tags
                             .store(p.ingest.bad_tags, std::sync::atomic::Ordering::Relaxed);
-                        // Log the first few, then every 100th: a broken encoder
-                        // must not flood the log.
+                        // The first few, then at most one line a second with
+                        // the count of those not logged: a broken encoder must
+                        // not flood the log, however fast it sends.
                         let n = p.ingest.bad_tags;
-                        if n <= 5 || n % 100 == 0 {
+                        if let Some(suppressed) = p.bad_tag_log.allow(now, n) {
                             warn!(
                                 stream = p.publisher.key(),
                                 bad_tags = n,
+                                not_logged = suppressed,
                                 "dropped a bad {kind:?} tag: {e}"
                             );
                         }
@@ -773,6 +812,7 @@ impl Connection {
                     stream_id,
                     publisher,
                     ingest: Ingest::new(),
+                    bad_tag_log: LogThrottle::default(),
                     last_media: now,
                     started: now,
                     stats: self.ctx.stats.register(&key),
@@ -875,9 +915,46 @@ async fn kicked_opt(p: Option<&mut Publisher>) {
     }
 }
 
+/// Lets the first few of a run of warnings through, then at most one a
+/// second, so a peer cannot flood the log however fast it sends.
+#[derive(Debug, Default)]
+struct LogThrottle {
+    last: Option<Instant>,
+    /// Warnings not logged since the last line.
+    suppressed: u64,
+}
+
+impl LogThrottle {
+    /// Warnings always logged at the start of a run.
+    const FIRST: u64 = 5;
+    const EVERY: Duration = Duration::from_secs(1);
+
+    /// Whether the `n`th warning (counting from 1) is logged at `now`;
+    /// `Some(k)`: yes, after `k` that were not.
+    fn allow(&mut self, now: Instant, n: u64) -> Option<u64> {
+        let due = n <= Self::FIRST || self.last.is_none_or(|t| now >= t + Self::EVERY);
+        if !due {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
 /// Builds the hub key `app/name`, refusing names that would be unsafe in a
 /// URL path or a log line.
+///
+/// The application is one path segment; the name may have several. So a
+/// key splits one way only (`a` + `b/k`): an application `a/b` with name
+/// `k` is refused rather than becoming the same stream under another
+/// application's policy (ffmpeg sends `rtmp://HOST/a/b/k` as app `a/b`:
+/// use `-rtmp_app a -rtmp_playpath b/k`).
 pub fn stream_key(app: &str, name: &str) -> Result<String, &'static str> {
+    if app.contains('/') {
+        return Err("the application name has a '/': it is one path segment \
+                    (rtmp://HOST/APP/NAME, where NAME may have '/')");
+    }
     let key = format!("{app}/{name}");
     if key.len() > 256 {
         return Err("stream name too long");
@@ -899,12 +976,36 @@ pub fn stream_key(app: &str, name: &str) -> Result<String, &'static str> {
 
 #[cfg(test)]
 mod tests {
-    use super::stream_key;
+    use super::{stream_key, LogThrottle};
+    use std::time::Duration;
+    use tokio::time::Instant;
+
+    #[test]
+    fn bad_tag_warnings_are_limited_by_time() {
+        let mut t = LogThrottle::default();
+        let t0 = Instant::now();
+        // The first five pass, then 10,000 within one second: one more line.
+        let logged: Vec<u64> = (1..=10_005u64)
+            .filter_map(|n| t.allow(t0 + Duration::from_micros(n * 50), n))
+            .collect();
+        assert_eq!(logged, vec![0, 0, 0, 0, 0]);
+        // A second later the next one is logged, with the count skipped.
+        assert_eq!(
+            t.allow(t0 + Duration::from_millis(1001), 10_006),
+            Some(10_000)
+        );
+        assert_eq!(t.allow(t0 + Duration::from_millis(1500), 10_007), None);
+        assert_eq!(t.allow(t0 + Duration::from_millis(2100), 10_008), Some(1));
+    }
 
     #[test]
     fn stream_keys() {
         assert_eq!(stream_key("live", "abc").unwrap(), "live/abc");
         assert_eq!(stream_key("live", "a/b").unwrap(), "live/a/b");
+        // One way to split a key: the application is one segment.
+        assert!(stream_key("live/a", "b").is_err());
+        assert!(stream_key("a/b", "k").is_err());
+        assert_eq!(stream_key("a", "b/k").unwrap(), "a/b/k");
         assert!(stream_key("live", "../x").is_err());
         assert!(stream_key("live", "a b").is_err());
         assert!(stream_key("live", "").is_err());

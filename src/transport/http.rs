@@ -1,14 +1,17 @@
 //! Listeners for the HTTP server: plain and TLS, each with a connection
-//! limit and a look at the first byte, handed to `axum::serve`.
+//! limit and a look at the first byte, and [`serve`], which runs the router
+//! on every connection they yield.
 //!
-//! Why not `axum-server` or a hand-written hyper accept loop: axum 0.8's
-//! `serve` takes any [`Listener`], and with axum's `http2` feature it already
-//! serves HTTP/1.1 and HTTP/2 on one connection (hyper-util's `auto`
-//! builder tells them apart by the HTTP/2 preface, which a client sends
-//! after ALPN picked `h2`). So the only missing piece is a listener whose
-//! `accept` yields finished TLS streams. Accepting and handshaking run in
-//! their own tasks and feed a channel, so a slow or silent client never
-//! holds up `accept` for the others.
+//! Why not `axum::serve`: it builds its own hyper connection builder and
+//! exposes none of its settings, and the RTMPT tunnel needs one of them.
+//! librtmp (rtmpdump, GStreamer's `rtmpsink`) parses the tunnel's replies
+//! with case-sensitive string matching and only finds a header spelt
+//! `Content-Length:`; hyper writes lower-case names unless told
+//! `title_case_headers`. [`serve`] is the same small loop as axum's, with
+//! hyper-util's `auto` builder (HTTP/1.1 and HTTP/2 on one listener, told
+//! apart by the HTTP/2 preface a client sends after ALPN picked `h2`).
+//! Accepting and handshaking run in their own tasks and feed a channel, so
+//! a slow or silent client never holds up `accept` for the others.
 
 use std::future::Future;
 use std::io;
@@ -18,15 +21,17 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::IncomingStream;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout, Instant, Sleep};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
-use tracing::{error, warn};
+use tracing::{debug, error, warn};
 
 use super::tls::{self, FirstByte};
 
@@ -173,29 +178,17 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Limited<S> {
     }
 }
 
-/// Accepted (and, for HTTPS, TLS-established) connections for `axum::serve`.
+/// Accepted (and, for HTTPS, TLS-established) connections for [`serve`].
 pub struct HttpListener<S> {
     rx: mpsc::Receiver<(Limited<S>, SocketAddr)>,
     local: SocketAddr,
 }
 
-impl<S> axum::serve::Listener for HttpListener<S>
-where
-    S: AsyncRead + AsyncWrite + QuickAck + Unpin + Send + 'static,
-{
-    type Io = Limited<S>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.rx.recv().await {
-            Some(conn) => conn,
-            // The accept task only ends with the runtime.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.local)
+impl<S> HttpListener<S> {
+    /// The next connection; `None` once the accept task has ended (only
+    /// with the runtime).
+    async fn accept(&mut self) -> Option<(Limited<S>, SocketAddr)> {
+        self.rx.recv().await
     }
 }
 
@@ -204,12 +197,33 @@ where
 #[derive(Clone, Copy, Debug)]
 pub struct ClientAddr(pub SocketAddr);
 
-impl<S> Connected<IncomingStream<'_, HttpListener<S>>> for ClientAddr
+/// Serves `app` on every connection of `listener` until the listener ends
+/// (it does not before the runtime does). Each request carries
+/// `ConnectInfo<ClientAddr>`. HTTP/1 replies have title-case header names
+/// (`Content-Length:`), which librtmp's RTMPT client needs.
+pub async fn serve<S>(mut listener: HttpListener<S>, app: axum::Router)
 where
     S: AsyncRead + AsyncWrite + QuickAck + Unpin + Send + 'static,
 {
-    fn connect_info(stream: IncomingStream<'_, HttpListener<S>>) -> Self {
-        ClientAddr(*stream.remote_addr())
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder.http1().title_case_headers(true);
+    let local = listener.local;
+    while let Some((io, peer)) = listener.accept().await {
+        let app = app.clone();
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(ClientAddr(peer)));
+                // A Router is always ready: no `poll_ready` needed.
+                tower_service::Service::call(&mut app.clone(), req)
+            });
+            if let Err(e) = builder
+                .serve_connection_with_upgrades(TokioIo::new(io), service)
+                .await
+            {
+                debug!(%peer, listener = %local, "HTTP connection ended: {e}");
+            }
+        });
     }
 }
 

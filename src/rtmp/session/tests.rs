@@ -274,14 +274,53 @@ fn rejected_publish_gets_bad_name() {
             Amf0Value::string("k"),
         ],
     );
+    assert!(matches!(
+        c.server.poll_event(),
+        Some(ServerEvent::Connected { .. })
+    ));
+    assert!(matches!(
+        c.server.poll_event(),
+        Some(ServerEvent::PublishRequested { .. })
+    ));
     c.server
         .reject_publish(sid, "NetStream.Publish.BadName", "taken");
-    let codes: Vec<String> = c
-        .commands()
+    // One onStatus, on the publishing stream, at level error, with the
+    // description given (what the session adds around the code).
+    let received = c.received();
+    let statuses: Vec<&Message> = received
         .iter()
-        .filter_map(|x| status_code(x).map(String::from))
+        .filter(|m| m.type_id == msg::COMMAND_AMF0)
         .collect();
-    assert_eq!(codes, vec!["NetStream.Publish.BadName"]);
+    assert_eq!(statuses.len(), 1);
+    assert_eq!(statuses[0].stream_id, sid);
+    let status = amf0::decode_all(&statuses[0].payload).unwrap();
+    let info = &status[3];
+    assert_eq!(info.get("level").and_then(|v| v.as_str()), Some("error"));
+    assert_eq!(
+        info.get("description").and_then(|v| v.as_str()),
+        Some("taken")
+    );
+    // The stream is no longer publishing: its media is not passed on...
+    c.send(4, msg::VIDEO, sid, 0, &[0x17, 0, 0, 0, 0]).unwrap();
+    assert_eq!(c.server.poll_event(), None, "media of a rejected publish");
+    // ...and it may publish again (the session went back to Created).
+    c.command(
+        sid,
+        &[
+            Amf0Value::string("publish"),
+            Amf0Value::Number(6.0),
+            Amf0Value::Null,
+            Amf0Value::string("k2"),
+        ],
+    );
+    assert!(matches!(
+        c.server.poll_event(),
+        Some(ServerEvent::PublishRequested { .. })
+    ));
+    // Rejecting a stream that is not pending sends nothing.
+    c.server
+        .reject_publish(sid + 7, "NetStream.Publish.BadName", "x");
+    assert!(c.commands().is_empty());
 }
 
 #[test]
@@ -494,4 +533,45 @@ proptest! {
     fn arbitrary_client_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..3000)) {
         exercise(&data);
     }
+}
+
+/// Until publish or play is accepted a client may send commands only: a
+/// media-sized message is refused, and the full limits apply once the
+/// publish is accepted.
+#[test]
+fn large_messages_only_after_publish_is_accepted() {
+    let big = vec![0x17; 200 * 1024];
+    let mut c = Client::new();
+    c.connect();
+    let err = c.send(6, msg::VIDEO, 1, 0, &big).unwrap_err();
+    assert!(
+        err.to_string().contains("exceeds the limit of 65536"),
+        "{err}"
+    );
+
+    let mut c = Client::new();
+    c.connect();
+    let sid = c.create_stream();
+    c.command(
+        sid,
+        &[
+            Amf0Value::string("publish"),
+            Amf0Value::Number(5.0),
+            Amf0Value::Null,
+            Amf0Value::string("k"),
+        ],
+    );
+    assert_eq!(c.server.chunk_limits().max_message_size, 64 * 1024);
+    c.server.accept_publish(sid);
+    assert_eq!(
+        c.server.chunk_limits().max_message_size,
+        SessionConfig::default().chunk_limits.max_message_size
+    );
+    c.send(6, msg::VIDEO, sid, 0, &big).unwrap();
+    let media = std::iter::from_fn(|| c.server.poll_event())
+        .find(|e| matches!(e, ServerEvent::Media { .. }));
+    assert!(
+        matches!(media, Some(ServerEvent::Media { ref payload, .. }) if payload.len() == big.len()),
+        "the keyframe after Publish.Start"
+    );
 }
