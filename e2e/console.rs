@@ -1,9 +1,9 @@
 //! The web console in a real browser. Headless Chromium (playwright-core,
 //! driven by `e2e/browser/console.js`) uses the console as an operator
 //! would while ffmpeg publishes: token, stream list, the console's own
-//! player, a relay created with the form going live (to this same castgate,
-//! so the relayed stream shows up in the list too), links, a screenshot,
-//! the relay stopped. Once on the compose service's command and config with
+//! player (which the list then counts as an HLS viewer), a relay created
+//! with the form going live (to this same castgate, so the relayed stream
+//! shows up in the list too), links, a screenshot, the relay stopped. Once on the compose service's command and config with
 //! an API token, once on the embedded defaults (`cargo run --release`).
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -203,6 +203,8 @@ fn drive_console(
     );
     assert!(play["frames"].as_u64().unwrap_or(0) > 60, "{play}");
     assert_eq!(play["player"]["tracks"].as_array().map(Vec::len), Some(2));
+    // ...and was counted as the stream's one HLS viewer in the list...
+    assert_eq!(play["players"], "1 (hls 1)", "{play}");
     // ...while the list refreshed by itself (the uptime moved on).
     assert!(play["refreshed"]["after"].is_string(), "{play}");
     assert_ne!(

@@ -18,3 +18,4 @@ mod rtmp_play;
 mod srt;
 mod tls_rtmpt;
 mod transcode;
+mod viewers;

@@ -163,6 +163,11 @@ pub struct HttpConfig {
     pub max_connections: usize,
     /// A connection with no byte moving either way for this long is closed.
     pub idle_timeout_secs: f64,
+    /// HLS/DASH viewers tracked per stream (see `viewers`); past it the
+    /// stream's counts saturate and say so.
+    pub max_viewers_tracked_per_stream: usize,
+    /// HLS/DASH viewers tracked over all streams.
+    pub max_viewers_tracked: usize,
 }
 
 /// RTMP over TLS. Enabled when both `cert` and `key` are set.
@@ -406,6 +411,17 @@ impl Config {
         if !(1.0..=86_400.0).contains(&idle) {
             return invalid("http.idle_timeout_secs", "must be in [1, 86400]");
         }
+        for (key, v) in [
+            (
+                "http.max_viewers_tracked_per_stream",
+                self.http.max_viewers_tracked_per_stream,
+            ),
+            ("http.max_viewers_tracked", self.http.max_viewers_tracked),
+        ] {
+            if !(1..=10_000_000).contains(&v) {
+                return invalid(key, "must be between 1 and 10000000");
+            }
+        }
         if self.rtmps.cert.is_empty() != self.rtmps.key.is_empty() {
             return invalid(
                 "rtmps.cert",
@@ -584,6 +600,14 @@ impl Config {
         }
     }
 
+    /// The HLS/DASH viewer tracker's caps.
+    pub fn viewer_limits(&self) -> crate::viewers::ViewerLimits {
+        crate::viewers::ViewerLimits {
+            per_stream: self.http.max_viewers_tracked_per_stream,
+            total: self.http.max_viewers_tracked,
+        }
+    }
+
     pub fn hub_config(&self) -> HubConfig {
         HubConfig {
             publish_conflict: self.rtmp.publish_conflict,
@@ -670,6 +694,26 @@ mod tests {
         assert_eq!(c.rtmps_tls(), None, "RTMPS is off without a certificate");
         assert_eq!(c.https_tls(), None);
         assert!(c.rtmpt.enabled);
+        assert_eq!(
+            c.viewer_limits(),
+            crate::viewers::ViewerLimits {
+                per_stream: 10_000,
+                total: 100_000
+            }
+        );
+    }
+
+    #[test]
+    fn viewer_caps_are_checked() {
+        let e = Config::load_with_env(None, env(&[("CASTGATE__HTTP__MAX_VIEWERS_TRACKED", "0")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("http.max_viewers_tracked"), "{e}");
+        let c = Config::load_with_env(
+            None,
+            env(&[("CASTGATE__HTTP__MAX_VIEWERS_TRACKED_PER_STREAM", "50")]),
+        )
+        .unwrap();
+        assert_eq!(c.viewer_limits().per_stream, 50);
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod rtmp;
 pub mod server;
 pub mod transcode;
 pub mod transport;
+pub mod viewers;
 pub mod webhooks;
 
 use std::future::Future;
@@ -146,6 +147,7 @@ pub async fn run_from(
     let current_config = config.clone();
     let ctx = server::ServerContext::new_with(config, shutdown);
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let viewers = viewers::Viewers::new(ctx.config.viewer_limits());
     let tunnels = rtmpt.map(|c| transport::rtmpt::Tunnels::new(Arc::clone(&ctx), c));
     let api = api_config.enabled.then(|| {
         let token = (!api_config.token.is_empty()).then(|| api_config.token.clone());
@@ -165,6 +167,7 @@ pub async fn run_from(
             token,
             max_body_bytes: api_config.max_body_bytes,
             transcoder: Some(ctx.transcoder.clone()),
+            viewers: viewers.clone(),
         })
     });
     let state = http::HttpState {
@@ -177,7 +180,9 @@ pub async fn run_from(
             streams: ctx.stats.clone(),
             relays: ctx.relays.clone(),
             max_streams: ctx.config.metrics.max_streams,
+            viewers: viewers.clone(),
         }),
+        viewers,
         ..http::HttpState::new(ctx.packager.store().clone())
     };
     let app = http::router(state.clone());

@@ -174,6 +174,12 @@ impl Reloader {
                 self.current.http.max_connections != new.http.max_connections,
             ),
             (
+                "http.max_viewers_tracked",
+                self.current.http.max_viewers_tracked != new.http.max_viewers_tracked
+                    || self.current.http.max_viewers_tracked_per_stream
+                        != new.http.max_viewers_tracked_per_stream,
+            ),
+            (
                 "hub",
                 self.current.hub.queue_soft_bytes != new.hub.queue_soft_bytes
                     || self.current.hub.queue_hard_bytes != new.hub.queue_hard_bytes

@@ -289,6 +289,8 @@ pub struct Sources {
     pub streams: Streams,
     pub relays: crate::egress::Relays,
     pub max_streams: usize,
+    /// HLS and DASH viewers.
+    pub viewers: crate::viewers::Viewers,
 }
 
 /// The whole page.
@@ -424,12 +426,6 @@ fn render_state(src: &Sources, out: &mut String) {
             "Frames the stream's current RTMP players (consumers) lost to their drop policy.",
             |i, _| Some(i.subscribers_dropped as f64),
         ),
-        (
-            "castgate_stream_players",
-            "gauge",
-            "RTMP players (queued subscribers) of the stream.",
-            |i, _| Some(i.subscribers as f64),
-        ),
     ];
     for (name, kind, help, get) in per_stream {
         f.head(name, kind, help);
@@ -440,6 +436,57 @@ fn render_state(src: &Sources, out: &mut String) {
             }
         }
     }
+    // Players by protocol: RTMP from the hub, HLS and DASH from the viewer
+    // tracker (3 series per labelled stream).
+    let now = std::time::Instant::now();
+    src.viewers.sweep(now);
+    let http: Vec<_> = shown
+        .iter()
+        .map(|i| src.viewers.count(&i.key, now))
+        .collect();
+    f.head(
+        "castgate_stream_players",
+        "gauge",
+        "Players of the stream by protocol: RTMP subscribers; HLS and DASH clients (address + User-Agent) served a manifest lately.",
+    );
+    for (i, h) in shown.iter().zip(&http) {
+        let stream = esc(&i.key);
+        for (protocol, n) in [("rtmp", i.subscribers), ("hls", h.hls), ("dash", h.dash)] {
+            f.line(
+                "castgate_stream_players",
+                &format!("stream=\"{stream}\",protocol=\"{protocol}\""),
+                n as f64,
+            );
+        }
+    }
+    f.head(
+        "castgate_stream_players_capped",
+        "gauge",
+        "1 while the stream's HLS/DASH player counts are lower bounds (a tracking cap was reached).",
+    );
+    for (i, h) in shown.iter().zip(&http) {
+        f.line(
+            "castgate_stream_players_capped",
+            &format!("stream=\"{}\"", esc(&i.key)),
+            f64::from(u8::from(h.capped)),
+        );
+    }
+    f.head(
+        "castgate_viewers_tracked",
+        "gauge",
+        "HLS/DASH client entries held by the viewer tracker (bounded by http.max_viewers_tracked).",
+    );
+    f.line("castgate_viewers_tracked", "", src.viewers.tracked() as f64);
+    f.head(
+        "castgate_viewers_untracked_total",
+        "counter",
+        "New HLS/DASH clients not tracked because a cap was reached.",
+    );
+    f.line(
+        "castgate_viewers_untracked_total",
+        "",
+        src.viewers.refused() as f64,
+    );
     let relays = src.relays.list();
     f.head("castgate_relays", "gauge", "Relays by state.");
     for state in [
@@ -587,6 +634,7 @@ mod tests {
             streams: Streams::default(),
             relays,
             max_streams: 2,
+            viewers: crate::viewers::Viewers::default(),
         };
         let mut out = String::new();
         render_state(&src, &mut out);
@@ -595,8 +643,59 @@ mod tests {
         let labelled: std::collections::BTreeSet<&str> = out
             .lines()
             .filter(|l| l.starts_with("castgate_stream_players{"))
+            .filter_map(|l| l.split(',').next())
             .collect();
         assert_eq!(labelled.len(), 2, "{out}");
+        // Three protocols each.
+        let series = out
+            .lines()
+            .filter(|l| l.starts_with("castgate_stream_players{"))
+            .count();
+        assert_eq!(series, 6, "{out}");
+    }
+
+    /// HLS and DASH viewers are series of their own next to RTMP's.
+    #[tokio::test]
+    async fn players_by_protocol() {
+        use crate::viewers::{Fetch, HttpProtocol, Viewers};
+        let hub = Hub::new(crate::hub::HubConfig::default());
+        let relays = crate::egress::Relays::new(
+            hub.clone(),
+            crate::egress::RelaySettings::default(),
+            Vec::new(),
+        );
+        let _p = hub.publish("live/a", "peer").unwrap();
+        let _rtmp = hub.subscribe("live/a");
+        let viewers = Viewers::default();
+        // An hour-long target: the window cannot pass while the test runs.
+        let target = Duration::from_secs(3600);
+        let now = std::time::Instant::now();
+        for (n, proto) in [HttpProtocol::Hls, HttpProtocol::Hls, HttpProtocol::Dash]
+            .into_iter()
+            .enumerate()
+        {
+            let c = viewers.client(std::net::IpAddr::from([192, 0, 2, n as u8]), None);
+            viewers.record("live/a", c, Fetch::Manifest(proto), target, now);
+        }
+        let src = Sources {
+            hub,
+            streams: Streams::default(),
+            relays,
+            max_streams: 10,
+            viewers,
+        };
+        let mut out = String::new();
+        render_state(&src, &mut out);
+        for line in [
+            "castgate_stream_players{stream=\"live/a\",protocol=\"rtmp\"} 1\n",
+            "castgate_stream_players{stream=\"live/a\",protocol=\"hls\"} 2\n",
+            "castgate_stream_players{stream=\"live/a\",protocol=\"dash\"} 1\n",
+            "castgate_stream_players_capped{stream=\"live/a\"} 0\n",
+            "castgate_viewers_tracked 3\n",
+            "castgate_viewers_untracked_total 0\n",
+        ] {
+            assert!(out.contains(line), "{line} in:\n{out}");
+        }
     }
 
     #[test]

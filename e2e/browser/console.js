@@ -8,7 +8,8 @@
 //   2. with the token, STREAM is listed with its codecs, resolution, fps, bitrate, uptime;
 //   3. "Watch" plays it in the console's own MSE player: currentTime advances, through
 //      INJECTED_FAILURES media segment requests answered 503 by this script once it plays (the
-//      player retries them);
+//      player retries them); the stream's players column then counts the page as its one HLS
+//      viewer ("1 (hls 1)");
 //      with `reconnect`, it then prints {"event":"playing"}, waits for a line on stdin (the test
 //      has replaced the publisher meanwhile) and checks that playback goes on 4 s past the end
 //      of what was buffered then, i.e. across the publisher switch;
@@ -208,7 +209,14 @@ async function main() {
         const row = await streamRow(stream);
         return { done: !!row && uptimeBefore !== null && row[4] !== uptimeBefore, before: uptimeBefore, after: row && row[4] };
       });
+      // This page's own player is the stream's one HLS viewer (the test's
+      // earlier playlist poll, another client, expires from the count).
+      const viewers = await until(page, 'the players column shows this page as an HLS viewer', async () => {
+        const row = await streamRow(stream);
+        return { done: !!row && row[6] === '1 (hls 1)', players: row && row[6] };
+      });
       return {
+        players: viewers.players,
         refreshed: { before: refreshed.before, after: refreshed.after },
         injected_failures: failuresInjected,
         startup_ms: startupMs, advanced_s: played.currentTime - first, wall_s: (Date.now() - ta) / 1000,

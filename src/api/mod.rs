@@ -45,6 +45,8 @@ pub struct ApiState {
     pub max_body_bytes: usize,
     /// Transcode jobs, shown in the stream views.
     pub transcoder: Option<crate::transcode::Transcoder>,
+    /// HLS and DASH viewers (the HTTP routes record them).
+    pub viewers: crate::viewers::Viewers,
 }
 
 impl ApiState {
@@ -52,9 +54,10 @@ impl ApiState {
     fn stream_view(&self, s: crate::hub::StreamInfo, now: Instant) -> StreamView {
         let relays = self.relays.of_stream(&s.key);
         let transcode = self.transcoder.as_ref().and_then(|t| t.status(&s.key));
+        let http = self.viewers.count(&s.key, now);
         StreamView {
             transcode,
-            ..StreamView::new(s, relays, now)
+            ..StreamView::new(s, relays, http, now)
         }
     }
 }

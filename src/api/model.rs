@@ -54,12 +54,35 @@ pub struct StreamView {
     pub audio: Option<AudioTrack>,
     /// Audio and video, over the last few seconds of media.
     pub bitrate_kbps: Option<f64>,
-    /// RTMP players.
+    /// Players over every protocol (the sum of `players_by_protocol`).
     pub players: usize,
+    /// RTMP players (queued subscribers: `rtmp play` clients and the
+    /// stream's transcoder), and HLS and DASH viewers: distinct clients
+    /// (address and User-Agent) served the stream's playlist or MPD, kept
+    /// counted by any request within 3 target durations.
+    pub players_by_protocol: PlayerCounts,
+    /// The HLS/DASH counts reached a tracking cap
+    /// (`http.max_viewers_tracked_per_stream`, `http.max_viewers_tracked`)
+    /// within the last window: they are lower bounds.
+    pub players_capped: bool,
     /// Relays of this stream (ids).
     pub relays: Vec<u64>,
     /// The stream's transcode job (ffmpeg state and progress), if it has one.
     pub transcode: Option<crate::transcode::TranscodeView>,
+}
+
+/// Players of a stream by protocol (more protocols, e.g. SRT, may be added).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct PlayerCounts {
+    pub rtmp: usize,
+    pub hls: usize,
+    pub dash: usize,
+}
+
+impl PlayerCounts {
+    pub fn total(&self) -> usize {
+        self.rtmp + self.hls + self.dash
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -89,7 +112,12 @@ fn round1(v: f64) -> f64 {
 }
 
 impl StreamView {
-    pub fn new(s: StreamInfo, relays: Vec<u64>, now: Instant) -> StreamView {
+    pub fn new(
+        s: StreamInfo,
+        relays: Vec<u64>,
+        http: crate::viewers::ViewerCounts,
+        now: Instant,
+    ) -> StreamView {
         let (app, key) = s.key.split_once('/').unwrap_or((&s.key, ""));
         let video = s.video.as_deref().and_then(|c| match c {
             CodecConfig::Avc(a) => Some(VideoTrack {
@@ -123,6 +151,11 @@ impl StreamView {
             (None, None) => None,
             (v, a) => Some(round1(v.unwrap_or(0.0) + a.unwrap_or(0.0))),
         };
+        let by_protocol = PlayerCounts {
+            rtmp: s.subscribers,
+            hls: http.hls,
+            dash: http.dash,
+        };
         StreamView {
             app: app.to_string(),
             key: key.to_string(),
@@ -134,7 +167,9 @@ impl StreamView {
             video,
             audio,
             bitrate_kbps,
-            players: s.subscribers,
+            players: by_protocol.total(),
+            players_by_protocol: by_protocol,
+            players_capped: http.capped,
             relays,
             stream: s.key,
             transcode: None,

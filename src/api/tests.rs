@@ -30,6 +30,7 @@ fn app(token: Option<&str>) -> Router {
             token: token.map(String::from),
             max_body_bytes: 2048,
             transcoder: None,
+            viewers: crate::viewers::Viewers::default(),
         })),
     )
 }
@@ -338,6 +339,7 @@ async fn openapi_document() {
         "RelayInfo",
         "CreateRelay",
         "StreamView",
+        "PlayerCounts",
         "RelayState",
         "ErrorBody",
     ] {

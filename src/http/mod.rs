@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -24,7 +24,9 @@ use crate::media::MediaKind;
 use crate::package::model::paths;
 use crate::package::service::Store;
 use crate::package::{dash, hls};
+use crate::transport::http::ClientAddr;
 use crate::transport::rtmpt::Tunnels;
+use crate::viewers::{Fetch, HttpProtocol, Viewers};
 
 /// Path of the UTC time endpoint the MPD's `<UTCTiming>` points at.
 pub const TIME_PATH: &str = "/time";
@@ -48,6 +50,8 @@ pub struct HttpState {
     pub ready: Arc<std::sync::atomic::AtomicBool>,
     /// `/metrics` (`None`: off).
     pub metrics: Option<crate::metrics::Sources>,
+    /// HLS and DASH viewers, recorded by the media route.
+    pub viewers: Viewers,
 }
 
 impl HttpState {
@@ -61,6 +65,7 @@ impl HttpState {
             auth: None,
             ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             metrics: None,
+            viewers: Viewers::default(),
         }
     }
 }
@@ -306,12 +311,13 @@ async fn media(State(state): State<HttpState>, req: Request) -> Response {
         .flatten()
         .map(|host| format!("{}://{host}{TIME_PATH}", state.scheme));
     // Take what is needed under the lock; render and send without it.
-    let (body, content_type, immutable): (Payload, &str, bool) = {
+    let (body, content_type, immutable, target): (Payload, &str, bool, u32) = {
         let seg = stream.lock().unwrap_or_else(|e| e.into_inner());
         if !seg.has_segments() && !matches!(resource, Resource::Init(..)) {
             return not_found("stream (no segment yet)");
         }
-        match resource {
+        let target = seg.target_duration();
+        let (body, content_type, immutable) = match resource {
             Resource::Multivariant => (
                 Payload::Text(hls::multivariant_ladder(
                     &seg.snapshot(),
@@ -364,8 +370,10 @@ async fn media(State(state): State<HttpState>, req: Request) -> Response {
                 Some(chunks) => (Payload::Chunks(chunks), mp4_type(kind), true),
                 None => return not_found("segment"),
             },
-        }
+        };
+        (body, content_type, immutable, target)
     };
+    record_viewer(&state.viewers, &req, &key, resource, target);
     let mut headers = HeaderMap::new();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(
@@ -403,6 +411,33 @@ async fn media(State(state): State<HttpState>, req: Request) -> Response {
         ))
     };
     (StatusCode::OK, headers, body).into_response()
+}
+
+/// Counts the client among `key`'s HLS or DASH viewers (it was served
+/// `resource`). A hash of its address and User-Agent and a short lock: see
+/// `viewers` for the cost.
+fn record_viewer(viewers: &Viewers, req: &Request, key: &str, resource: Resource, target: u32) {
+    let Some(ConnectInfo(ClientAddr(peer))) = req.extensions().get::<ConnectInfo<ClientAddr>>()
+    else {
+        return;
+    };
+    let fetch = match resource {
+        Resource::Multivariant | Resource::MediaPlaylist(_) => Fetch::Manifest(HttpProtocol::Hls),
+        Resource::Mpd => Fetch::Manifest(HttpProtocol::Dash),
+        Resource::Init(..) | Resource::Segment(..) => Fetch::Media,
+    };
+    let ua = req
+        .headers()
+        .get(header::USER_AGENT)
+        .map(HeaderValue::as_bytes);
+    let client = viewers.client(peer.ip(), ua);
+    viewers.record(
+        key,
+        client,
+        fetch,
+        std::time::Duration::from_secs(target.into()),
+        std::time::Instant::now(),
+    );
 }
 
 /// The host (and port) the client asked for: HTTP/1.1's `Host`, or

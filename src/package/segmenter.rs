@@ -780,6 +780,11 @@ impl StreamSegmenter {
         self.ended
     }
 
+    /// EXT-X-TARGETDURATION in seconds (≥ every segment, rounded).
+    pub fn target_duration(&self) -> u32 {
+        self.target_duration
+    }
+
     /// Whether manifests can be served: some segment exists, and every
     /// track that has started a segment has finished one (so the first
     /// manifest a player sees lists every track the stream has; a track

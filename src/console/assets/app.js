@@ -76,6 +76,20 @@
     return `${v.codec} (${v.codec_string}) ${v.width}×${v.height}${fps} ${kbps(v.bitrate_kbps)}`;
   }
 
+  /**
+   * Players over every protocol, then the protocols that have some:
+   * `4 (rtmp 1, hls 2, dash 1)`. HLS and DASH counts are lower bounds
+   * (`≥`) when the server's viewer tracking reached its cap.
+   */
+  function playersText(s) {
+    const by = s.players_by_protocol || {};
+    const more = s.players_capped ? '≥' : '';
+    const parts = Object.keys(by).filter(p => by[p] > 0)
+      .map(p => `${p} ${p === 'rtmp' ? '' : more}${by[p]}`);
+    const total = `${more}${s.players}`;
+    return parts.length ? `${total} (${parts.join(', ')})` : total;
+  }
+
   function audioText(a) {
     if (!a) return '–';
     return `${a.codec} (${a.codec_string}) ${a.sample_rate / 1000} kHz ${a.channels} ch ${kbps(a.bitrate_kbps)}`;
@@ -153,7 +167,7 @@
         kbps(s.bitrate_kbps),
         duration(s.uptime_secs),
         s.publisher,
-        String(s.players),
+        playersText(s),
         s.relays.length ? s.relays.map(id => `#${id}`).join(' ') : '–',
         streamActions(s.stream, watch),
       ];
