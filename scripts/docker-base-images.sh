@@ -171,5 +171,5 @@ while read -r ins image as name; do
   [ "${ins^^}" = FROM ] || continue
   for s in "${stages[@]}"; do [ "$s" = "$image" ] && continue 2; done
   ensure "$image"
-  [ "${as^^}" = AS ] && stages+=("$name")
+  if [ "${as^^}" = AS ]; then stages+=("$name"); fi
 done < <(grep -i '^FROM ' docker/Dockerfile)

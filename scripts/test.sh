@@ -21,9 +21,14 @@ command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v nginx >/dev/null 2>&1 || missing+=(nginx)
 [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || missing+=(libnginx-mod-rtmp)
 command -v srt-live-transmit >/dev/null 2>&1 || missing+=(srt-tools)
-# The Docker files are validated without an engine (e2e/docker.rs): the
-# compose file by docker-compose, the HEALTHCHECK by running its curl.
+# The Docker image is built and its compose service run (e2e/docker_run.rs,
+# e2e/docker.rs): Debian's engine and client (/usr/bin/docker: a newer
+# client elsewhere on PATH needs the buildx plugin to build), docker-compose,
+# debootstrap for stand-in base images when Docker Hub cannot be reached,
+# curl for the HEALTHCHECK run outside the container.
+{ [ -x /usr/bin/docker ] && command -v dockerd >/dev/null 2>&1; } || missing+=(docker.io)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
