@@ -1,14 +1,13 @@
-//! The Docker files, checked as far as a machine without a Docker engine
-//! can: `docker-compose config` parses `docker/compose.yml`, the config it
-//! mounts passes `castgate check-config`, the Dockerfile's build command is
-//! `cargo build --release --locked` on a lock file that resolves and a
-//! toolchain no older than any locked crate needs, and its run command
-//! (ENTRYPOINT + CMD on the mounted config, ports aside) is what these
-//! tests start — here and in the console's browser test — with its
-//! HEALTHCHECK run against it. Not run here: `docker build` and the
-//! container itself (see the README).
+//! The Docker files, read: `docker-compose config` parses
+//! `docker/compose.yml`, the config it mounts passes `castgate
+//! check-config`, the Dockerfile's build command is `cargo build --release
+//! --locked` on a lock file that resolves and a toolchain no older than any
+//! locked crate needs, and its run command (ENTRYPOINT + CMD on the mounted
+//! config, ports aside) is what these tests start — here and in the
+//! console's browser test — with its HEALTHCHECK run against it. The image
+//! itself is built and run in a Docker engine by `docker_run.rs`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -248,8 +247,14 @@ fn dockerfile_builds_and_runs_what_the_tests_do() {
         .and_then(|r| r.split('-').next())
         .unwrap_or_else(|| panic!("build stage is not a rust image: {}", froms[0]));
     assert!(froms[0].ends_with(" AS build"), "{}", froms[0]);
+    // `cargo metadata --locked` fails when the lock file would have to
+    // change. Only the packages a Linux build of this architecture (the
+    // image's platform) uses: other targets' crates need not be fetched;
+    // any that the local cache lacks are downloaded from crates.io.
+    let platform = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
     let out = Command::new(env!("CARGO"))
-        .args(["metadata", "--locked", "--offline", "--format-version", "1"])
+        .args(["metadata", "--locked", "--format-version", "1"])
+        .args(["--filter-platform", &platform])
         .current_dir(repo())
         .output_within(RUN_LIMIT)
         .expect("cannot run cargo metadata");
@@ -266,6 +271,12 @@ fn dockerfile_builds_and_runs_what_the_tests_do() {
         .filter_map(|p| Some((version(p["rust_version"].as_str()?), p["name"].as_str()?)))
         .max()
         .unwrap();
+    assert!(
+        packages
+            .iter()
+            .any(|p| p["name"] == "castgate" && p["rust_version"].is_string()),
+        "castgate's own rust-version counts too"
+    );
     assert!(
         version(rust) >= needed,
         "the build stage has Rust {rust}, {by} needs {needed:?}"
@@ -291,17 +302,53 @@ fn dockerfile_builds_and_runs_what_the_tests_do() {
         .filter(|(s, _)| *s == 1)
         .map(|(_, r)| *r)
         .collect();
-    assert!(
-        build_runs
+    let build = build_runs
+        .iter()
+        .find(|r| r.contains("cargo build"))
+        .unwrap_or_else(|| panic!("no cargo build: {build_runs:?}"));
+    let command: Vec<&str> = build
+        .split_whitespace()
+        .skip_while(|w| w.starts_with("--mount="))
+        .collect();
+    assert_eq!(
+        command[..4],
+        ["cargo", "build", "--release", "--locked"],
+        "{build}"
+    );
+    // Each stage installs its own list of Debian packages, set at the top.
+    let args: BTreeMap<&str, &str> = df
+        .iter()
+        .filter(|(i, _)| i == "ARG")
+        .filter_map(|(_, a)| a.split_once('='))
+        .map(|(k, v)| (k, v.trim_matches('"')))
+        .collect();
+    let stages: Vec<&[(String, String)]> = {
+        let starts: Vec<usize> = (0..df.len()).filter(|&i| df[i].0 == "FROM").collect();
+        starts
             .iter()
-            .any(|r| r.starts_with("cargo build --release --locked")),
-        "{build_runs:?}"
-    );
-    // libsrt (SRT relays) links against Debian's libsrt-openssl.
-    assert!(
-        build_runs.iter().any(|r| r.contains(" libsrt-openssl-dev")),
-        "{build_runs:?}"
-    );
+            .enumerate()
+            .map(|(n, &at)| &df[at..starts.get(n + 1).copied().unwrap_or(df.len())])
+            .collect()
+    };
+    for (stage, list) in stages.iter().zip(["BUILD_PACKAGES", "RUNTIME_PACKAGES"]) {
+        assert!(
+            args.contains_key(list),
+            "ARG {list}=… before the first FROM"
+        );
+        assert!(
+            stage.iter().any(|(i, a)| i == "ARG" && a == list),
+            "the stage FROM {} declares ARG {list}",
+            stage[0].1
+        );
+        assert!(
+            stage.iter().any(|(i, a)| i == "RUN"
+                && a.contains(&format!(
+                    "apt-get install -y --no-install-recommends ${list}"
+                ))),
+            "the stage FROM {} installs ${list}",
+            stage[0].1
+        );
+    }
     // Runtime stage: Debian slim, ffmpeg for transcode profiles, curl for the
     // health check, libsrt for SRT relays, a user of its own.
     assert!(
@@ -309,10 +356,21 @@ fn dockerfile_builds_and_runs_what_the_tests_do() {
         "{}",
         froms[1]
     );
-    let install = runs.first().copied().unwrap_or("");
-    for pkg in [" ffmpeg", " curl", " libsrt1.5-openssl", "useradd "] {
-        assert!(install.contains(pkg), "{pkg} in {install}");
+    let runtime: Vec<&str> = args["RUNTIME_PACKAGES"].split_whitespace().collect();
+    for pkg in ["ffmpeg", "curl", "libsrt1.5-openssl"] {
+        assert!(
+            runtime.contains(&pkg),
+            "{pkg} in RUNTIME_PACKAGES {runtime:?}"
+        );
     }
+    // libsrt (SRT relays) is linked against Debian's OpenSSL flavour.
+    let build: Vec<&str> = args["BUILD_PACKAGES"].split_whitespace().collect();
+    assert!(
+        build.contains(&"libsrt-openssl-dev"),
+        "libsrt-openssl-dev in BUILD_PACKAGES {build:?}"
+    );
+    let install = runs.last().copied().unwrap_or("");
+    assert!(install.contains("useradd "), "{install}");
     let user = df
         .iter()
         .rev()

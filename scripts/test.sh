@@ -71,9 +71,14 @@ need /usr/lib/nginx/modules/ngx_rtmp_module.so libnginx-mod-rtmp
 need srt-live-transmit srt-tools
 # SRT relays link libsrt (Debian's OpenSSL flavour) at build time.
 need /usr/include/srt/srt.h libsrt-openssl-dev
-# The Docker files are checked without an engine (e2e/docker.rs): the
-# compose file by docker-compose, the HEALTHCHECK by running its curl.
+# The Docker image is built and its compose service run (e2e/docker_run.rs,
+# e2e/docker.rs): Debian's engine and client (/usr/bin/docker: a newer
+# client elsewhere on PATH needs the buildx plugin to build), docker-compose,
+# debootstrap for stand-in base images when Docker Hub cannot be reached,
+# curl for the HEALTHCHECK run outside the container.
+{ [ -x /usr/bin/docker ] && command -v dockerd >/dev/null 2>&1; } || missing+=(docker.io)
 need docker-compose docker-compose
+need debootstrap debootstrap
 if [ ${#missing[@]} -gt 0 ]; then
   # shellcheck disable=SC2207
   missing=($(printf '%s\n' "${missing[@]}" | sort -u))
