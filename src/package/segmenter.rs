@@ -13,6 +13,12 @@
 //!   at or after the target duration. Audio segments follow the video's
 //!   boundaries in time, so segment N of both tracks covers the same span.
 //!   Audio that is ahead of the video waits until the video has passed it.
+//! - Segment numbers are contiguous within a track (HLS media sequence
+//!   numbers and DASH `$Number$` count segments): a video segment whose span
+//!   has no audio still gets an audio segment of that number. Mid-stream it
+//!   holds the next audio sample alone; when the publisher stops, it holds a
+//!   copy of the last audio frame at the video boundary (nothing else exists
+//!   to put there, and the next segment follows a discontinuity).
 //! - A segment is a run of parts (~`part_target` each), each a moof+mdat.
 
 use std::collections::VecDeque;
@@ -73,6 +79,9 @@ pub struct SegmenterStats {
     pub audio_reanchors: u64,
     /// Frames of codecs CMAF output does not carry (e.g. MP3).
     pub unsupported_frames: u64,
+    /// Audio segments made of a copy of the last audio frame: video
+    /// segments the audio never reached before the publisher stopped.
+    pub audio_gap_fills: u64,
     /// Fragments that could not be written.
     pub write_errors: u64,
 }
@@ -129,6 +138,9 @@ struct Track {
     /// for the video to pass them.
     audio_next: Option<u64>,
     held: VecDeque<(Sample, u64, SystemTime)>,
+    /// Audio: the last frame received in the current configuration (what
+    /// fills a video segment the audio never reached, see [`Track::fill_cuts`]).
+    last_frame: Option<Bytes>,
     /// Audio: video boundaries not yet reached by the audio: (segment
     /// number, boundary in audio ticks, wall clock, discontinuity). The
     /// audio segment closes when its first sample at or past the boundary
@@ -176,6 +188,7 @@ impl Track {
             last_duration: 0,
             audio_next: None,
             held: VecDeque::new(),
+            last_frame: None,
             cuts: VecDeque::new(),
             frames: 0,
             ticks: 0,
@@ -215,7 +228,80 @@ impl Track {
         }
         self.timescale = new;
         self.config = config;
+        self.last_frame = None;
         Ok(())
+    }
+
+    /// Whether the track has begun its numbering: from then on every
+    /// segment number the video cuts is one of its segments too.
+    fn started(&self) -> bool {
+        self.open.is_some() || !self.segments.is_empty()
+    }
+
+    /// Audio: crosses the video boundaries a sample at `time` is at or past,
+    /// before it is added. Before the track's first segment, every one
+    /// (the track starts at the last). After, at most one per sample: a
+    /// boundary the previous sample already passed opens a segment that
+    /// this sample alone fills, so no number is skipped when the audio had
+    /// nothing in a video segment's span (the numbers stay those of the
+    /// video segments from the next boundary on).
+    fn cross_cuts(&mut self, time: u64, keep: usize, stats: &mut SegmenterStats) {
+        let started = self.started();
+        let mut crossed = None;
+        let mut discontinuity = false;
+        while let Some(&cut) = self.cuts.front().filter(|c| c.1 <= time) {
+            self.cuts.pop_front();
+            discontinuity |= cut.3;
+            crossed = Some(cut);
+            if started {
+                break;
+            }
+        }
+        if let Some((number, _, wall, _)) = crossed {
+            self.close_segment(keep, stats);
+            self.open_segment(number, time, wall, discontinuity);
+        }
+    }
+
+    /// Audio, when the publisher stops or the configuration changes: the
+    /// video boundaries the audio never reached still get their audio
+    /// segments, each a copy of the last audio frame at the boundary (after
+    /// what was written), so that the numbering stays contiguous across
+    /// the discontinuity that follows. Without a frame of the current
+    /// configuration to copy, the boundaries stay owed: the next samples,
+    /// whatever their time, fill them (the first after a discontinuity).
+    fn fill_cuts(&mut self, keep: usize, part_ticks: u64, stats: &mut SegmenterStats) {
+        if !self.started() {
+            self.cuts.clear();
+            return;
+        }
+        let frame_len = match self.config.as_ref() {
+            CodecConfig::Aac(c) => u64::from(c.frame_length.max(1)),
+            _ => 1024,
+        };
+        let Some(frame) = self.last_frame.clone() else {
+            let mut first = true;
+            for cut in &mut self.cuts {
+                cut.1 = 0;
+                cut.3 |= std::mem::take(&mut first);
+            }
+            return;
+        };
+        let mut at = self.audio_next.unwrap_or(0);
+        while let Some((number, boundary, wall, disc)) = self.cuts.pop_front() {
+            let start = boundary.max(at);
+            self.close_segment(keep, stats);
+            self.open_segment(number, start, wall, disc);
+            let sample = Sample {
+                duration: frame_len as u32,
+                cts_offset: 0,
+                keyframe: true,
+                data: frame.clone(),
+            };
+            self.add(sample, start, part_ticks, stats);
+            stats.audio_gap_fills += 1;
+            at = start.saturating_add(frame_len);
+        }
     }
 
     fn open_segment(
@@ -615,6 +701,7 @@ impl StreamSegmenter {
             None => rtmp_time,
         };
         track.audio_next = Some(time.saturating_add(frame_len));
+        track.last_frame = Some(f.data.clone());
         let sample = Sample {
             duration: frame_len as u32,
             cts_offset: 0,
@@ -689,13 +776,7 @@ impl StreamSegmenter {
             let Some((sample, time, _)) = track.held.pop_front() else {
                 break;
             };
-            // Cross every video boundary this sample is at or past.
-            while track.cuts.front().is_some_and(|c| c.1 <= time) {
-                if let Some((number, _, wall, disc)) = track.cuts.pop_front() {
-                    track.close_segment(keep, &mut self.stats);
-                    track.open_segment(number, time, wall, disc);
-                }
-            }
+            track.cross_cuts(time, keep, &mut self.stats);
             track.add(sample, time, part_ticks, &mut self.stats);
         }
     }
@@ -739,15 +820,10 @@ impl StreamSegmenter {
         if let Some(a) = self.audio.as_mut() {
             let part_ticks = (self.config.part_target * f64::from(a.timescale)) as u64;
             while let Some((sample, time, _)) = a.held.pop_front() {
-                while a.cuts.front().is_some_and(|c| c.1 <= time) {
-                    if let Some((number, _, wall, disc)) = a.cuts.pop_front() {
-                        a.close_segment(keep, &mut self.stats);
-                        a.open_segment(number, time, wall, disc);
-                    }
-                }
+                a.cross_cuts(time, keep, &mut self.stats);
                 a.add(sample, time, part_ticks, &mut self.stats);
             }
-            a.cuts.clear();
+            a.fill_cuts(keep, part_ticks, &mut self.stats);
             any_open |= a.open.is_some();
             a.close_segment(keep, &mut self.stats);
             a.audio_next = None;
@@ -987,8 +1063,159 @@ mod tests {
         let audio = seg.snapshot().audio.unwrap().segments;
         let (first, next) = (&audio[0], &audio[1]);
         assert_ne!(first.init, next.init);
-        assert!(next.number > first.number + 1, "{audio:?}");
+        assert_eq!(next.number, first.number + 1, "{audio:?}");
         assert!(next.discontinuity);
+    }
+
+    fn avc_config() -> Arc<CodecConfig> {
+        let avc =
+            crate::media::avc::build_decoder_config(&[0x67, 0x64, 0, 0x1f, 0xac], &[0x68, 0xee])
+                .unwrap();
+        Arc::new(CodecConfig::Avc(avc))
+    }
+
+    fn keyframe(dts: i64) -> StreamEvent {
+        StreamEvent::Frame(Frame {
+            codec: Codec::H264,
+            dts,
+            cts: 0,
+            keyframe: true,
+            data: Bytes::from_static(&[0, 0, 0, 1, 0x65]),
+        })
+    }
+
+    /// Feeds, in time order, a keyframe every second over `video` (ms) and
+    /// a 48 kHz AAC frame (1024 samples) wherever `audio_at` says so.
+    fn wide() -> SegmenterConfig {
+        SegmenterConfig {
+            window: 10,
+            ..SegmenterConfig::default()
+        }
+    }
+
+    fn feed(
+        seg: &mut StreamSegmenter,
+        video: std::ops::Range<i64>,
+        audio_at: impl Fn(i64) -> bool,
+    ) {
+        let now = SystemTime::now();
+        let mut frame = 0i64;
+        for ms in video.step_by(1000) {
+            loop {
+                let at = frame * 1024 / 48;
+                if at >= ms + 1000 {
+                    break;
+                }
+                if at >= ms && audio_at(at) {
+                    seg.push(&audio(Codec::Aac, at), now);
+                }
+                frame += 1;
+            }
+            seg.push(&keyframe(ms), now);
+        }
+    }
+
+    /// The fuzzer's `audio_gap`, by hand: the audio has no sample in the
+    /// whole span of one video segment (2 s to 4 s). Its number is not
+    /// skipped: the first sample after the gap makes that segment alone.
+    #[test]
+    fn audio_gap_keeps_segment_numbers_contiguous() {
+        let mut seg = StreamSegmenter::with_first_number("live/t", wide(), 1);
+        let now = SystemTime::now();
+        seg.push(&StreamEvent::Config(avc_config()), now);
+        seg.push(&StreamEvent::Config(aac_config()), now);
+        feed(&mut seg, 0..10_000, |ms| !(1900..4100).contains(&ms));
+        seg.end();
+        let snap = seg.snapshot();
+        let video: Vec<u64> = snap
+            .video
+            .unwrap()
+            .segments
+            .iter()
+            .map(|s| s.number)
+            .collect();
+        let audio = snap.audio.unwrap().segments;
+        let numbers: Vec<u64> = audio.iter().map(|s| s.number).collect();
+        assert_eq!(video, [1, 2, 3, 4, 5]);
+        assert_eq!(numbers, [1, 2, 3, 4, 5], "{audio:?}");
+        // Segment 2 (video 2 s..4 s) is the first sample after the gap,
+        // alone; segment 3 starts with the next one.
+        let first_after = 4100 * 48 / 1024 * 1024 + 1024;
+        let at = |ms: u64| ms * 48;
+        assert!(audio[1].start >= at(4000) && audio[1].start < at(4121));
+        assert!(audio[1].start <= first_after, "{:?}", audio[1]);
+        assert_eq!(audio[1].duration, 1024);
+        assert_eq!(audio[2].start, audio[1].start + 1024);
+        assert!(audio.iter().all(|s| !s.discontinuity));
+        assert_eq!(seg.stats.audio_gap_fills, 0);
+    }
+
+    /// The audio stops before the video's last boundaries, then the
+    /// publisher leaves and comes back: the video segments the audio never
+    /// reached still get audio segments (a copy of the last audio frame at
+    /// each boundary), so the numbering goes on contiguously after the
+    /// discontinuity.
+    #[test]
+    fn audio_behind_the_video_at_a_stop_keeps_numbers_contiguous() {
+        let mut seg = StreamSegmenter::with_first_number("live/t", wide(), 1);
+        let now = SystemTime::now();
+        seg.push(&StreamEvent::Config(avc_config()), now);
+        seg.push(&StreamEvent::Config(aac_config()), now);
+        feed(&mut seg, 0..7000, |ms| ms < 1900);
+        seg.push(&StreamEvent::PublisherStopped, now);
+        seg.push(&StreamEvent::PublisherStarted, now);
+        feed(&mut seg, 0..5000, |_| true);
+        seg.end();
+        let snap = seg.snapshot();
+        let video = snap.video.unwrap().segments;
+        let audio = snap.audio.unwrap().segments;
+        let numbers = |t: &[SegmentInfo]| t.iter().map(|s| s.number).collect::<Vec<_>>();
+        assert_eq!(numbers(&video), [1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(numbers(&audio), [1, 2, 3, 4, 5, 6, 7], "{audio:?}");
+        assert_eq!(seg.stats.audio_gap_fills, 3);
+        for (filled, boundary_ms) in audio[1..4].iter().zip([2000u64, 4000, 6000]) {
+            assert_eq!(filled.start, boundary_ms * 48);
+            assert_eq!(filled.duration, 1024);
+            assert!(!filled.discontinuity);
+        }
+        // The copies are the last frame's bytes.
+        let filled = seg.segment(MediaKind::Audio, 2).unwrap();
+        assert!(filled.last().is_some_and(|b| b[..] == [1, 2, 3]));
+        // Both tracks follow the discontinuity at the same number.
+        assert!(video[4].discontinuity && audio[4].discontinuity);
+        assert!(!video[3].discontinuity && !audio[3].discontinuity);
+    }
+
+    /// A new audio configuration (whose frames never came) when the
+    /// publisher stops: no frame to copy, so the video boundary the audio
+    /// did not reach is filled by the next audio sample, after a
+    /// discontinuity.
+    #[test]
+    fn owed_audio_segment_without_a_frame_to_copy_takes_the_next_sample() {
+        let mut seg = StreamSegmenter::with_first_number("live/t", wide(), 1);
+        let now = SystemTime::now();
+        seg.push(&StreamEvent::Config(avc_config()), now);
+        seg.push(&StreamEvent::Config(aac_config()), now);
+        feed(&mut seg, 0..3000, |_| true);
+        let mut config = (*aac_config()).clone();
+        if let CodecConfig::Aac(c) = &mut config {
+            c.channels = 1;
+            c.asc = Bytes::from_static(&[0x11, 0x88]);
+        }
+        seg.push(&StreamEvent::Config(Arc::new(config)), now);
+        feed(&mut seg, 3000..6000, |_| false);
+        seg.push(&StreamEvent::PublisherStopped, now);
+        seg.push(&StreamEvent::PublisherStarted, now);
+        feed(&mut seg, 0..5000, |_| true);
+        seg.end();
+        let audio = seg.snapshot().audio.unwrap().segments;
+        let numbers: Vec<u64> = audio.iter().map(|s| s.number).collect();
+        assert_eq!(numbers, [1, 2, 3, 4, 5, 6, 7], "{audio:?}");
+        assert_eq!(seg.stats.audio_gap_fills, 0);
+        let owed = &audio[2];
+        assert!(owed.discontinuity);
+        assert_eq!(owed.duration, 1024);
+        assert_ne!(owed.init, audio[1].init);
     }
 
     /// The fuzzer's `aac_frozen_timestamps`: an RTMP clock that stands
