@@ -291,7 +291,8 @@ async fn media(State(state): State<HttpState>, req: Request) -> Response {
     // one at a time: never two stream locks at once.
     let ladder: Vec<(String, crate::package::model::StreamSnapshot)> =
         if matches!(resource, Resource::Multivariant | Resource::Mpd) {
-            ladder_snapshots(&state.store, &key)
+            let source_ended = stream.lock().unwrap_or_else(|e| e.into_inner()).is_ended();
+            state.store.ladder_snapshots(&key, source_ended)
         } else {
             Vec::new()
         };
@@ -390,22 +391,6 @@ async fn media(State(state): State<HttpState>, req: Request) -> Response {
         ))
     };
     (StatusCode::OK, headers, body).into_response()
-}
-
-/// Snapshots of `key`'s renditions that have segments, in ladder order.
-fn ladder_snapshots(
-    store: &Store,
-    key: &str,
-) -> Vec<(String, crate::package::model::StreamSnapshot)> {
-    store
-        .ladder(key)
-        .into_iter()
-        .filter_map(|name| {
-            let seg = store.get(&format!("{key}/{name}"))?;
-            let seg = seg.lock().unwrap_or_else(|e| e.into_inner());
-            seg.has_segments().then(|| (name, seg.snapshot()))
-        })
-        .collect()
 }
 
 enum Payload {
