@@ -16,9 +16,10 @@
 //! - Segment numbers are contiguous within a track (HLS media sequence
 //!   numbers and DASH `$Number$` count segments): a video segment whose span
 //!   has no audio still gets an audio segment of that number. Mid-stream it
-//!   holds the next audio sample alone; when the publisher stops, it holds a
-//!   copy of the last audio frame at the video boundary (nothing else exists
-//!   to put there, and the next segment follows a discontinuity).
+//!   holds the next audio sample alone; for boundaries the audio had not
+//!   reached when the publisher stopped, once audio segments follow (the
+//!   publisher returned), a copy of the last audio frame at the boundary
+//!   (nothing else exists to put there; a discontinuity follows).
 //! - A segment is a run of parts (~`part_target` each), each a moof+mdat.
 
 use std::collections::VecDeque;
@@ -139,8 +140,13 @@ struct Track {
     audio_next: Option<u64>,
     held: VecDeque<(Sample, u64, SystemTime)>,
     /// Audio: the last frame received in the current configuration (what
-    /// fills a video segment the audio never reached, see [`Track::fill_cuts`]).
+    /// fills a video segment the audio never reached, see [`Track::pay_owed`]).
     last_frame: Option<Bytes>,
+    /// Audio: video boundaries the audio had not reached when the publisher
+    /// stopped (see [`Track::owe_cuts`]), and where the first of their
+    /// segments may start (the end of what was written before).
+    owed: VecDeque<(u64, u64, SystemTime, bool)>,
+    owed_at: u64,
     /// Audio: video boundaries not yet reached by the audio: (segment
     /// number, boundary in audio ticks, wall clock, discontinuity). The
     /// audio segment closes when its first sample at or past the boundary
@@ -189,6 +195,8 @@ impl Track {
             audio_next: None,
             held: VecDeque::new(),
             last_frame: None,
+            owed: VecDeque::new(),
+            owed_at: 0,
             cuts: VecDeque::new(),
             frames: 0,
             ticks: 0,
@@ -206,8 +214,18 @@ impl Track {
     /// it, since the model gives a track's segments in the track's one
     /// timescale: their times in seconds stay what they were. (Their bytes
     /// keep their own init's timescale.)
-    fn reconfigure(&mut self, config: Arc<CodecConfig>) -> Result<(), cmaf::CmafError> {
+    fn reconfigure(
+        &mut self,
+        config: Arc<CodecConfig>,
+        keep: usize,
+        part_target: f64,
+        stats: &mut SegmenterStats,
+    ) -> Result<(), cmaf::CmafError> {
         let init = cmaf::init_segment(self.track_id, &config)?;
+        // Owed segments are copies of a frame of the configuration ending
+        // here: made now, in its init.
+        let part_ticks = (part_target * f64::from(self.timescale)) as u64;
+        self.pay_owed(keep, part_ticks, stats);
         self.init_id += 1;
         // Keep only the init segments stored segments use, and the new one:
         // a publisher switching configurations without sending frames in
@@ -244,8 +262,22 @@ impl Track {
     /// boundary the previous sample already passed opens a segment that
     /// this sample alone fills, so no number is skipped when the audio had
     /// nothing in a video segment's span (the numbers stay those of the
-    /// video segments from the next boundary on).
-    fn cross_cuts(&mut self, time: u64, keep: usize, stats: &mut SegmenterStats) {
+    /// video segments from the next boundary on). Boundaries owed from
+    /// before a stop come first (see [`Track::owe_cuts`]).
+    fn cross_cuts(&mut self, time: u64, keep: usize, part_ticks: u64, stats: &mut SegmenterStats) {
+        self.pay_owed(keep, part_ticks, stats);
+        if let Some((number, _, wall, disc)) = self.owed.pop_front() {
+            // No frame to copy (not expected: the sample's own frame is the
+            // last one): this sample stands for the owed segment.
+            self.close_segment(keep, stats);
+            let disc = disc
+                || self
+                    .segments
+                    .back()
+                    .is_some_and(|s| s.info.init != self.init_id);
+            self.open_segment(number, time, wall, disc);
+            return;
+        }
         let started = self.started();
         let mut crossed = None;
         let mut discontinuity = false;
@@ -264,33 +296,44 @@ impl Track {
     }
 
     /// Audio, when the publisher stops or the configuration changes: the
-    /// video boundaries the audio never reached still get their audio
-    /// segments, each a copy of the last audio frame at the boundary (after
-    /// what was written), so that the numbering stays contiguous across
-    /// the discontinuity that follows. Without a frame of the current
-    /// configuration to copy, the boundaries stay owed: the next samples,
-    /// whatever their time, fill them (the first after a discontinuity).
-    fn fill_cuts(&mut self, keep: usize, part_ticks: u64, stats: &mut SegmenterStats) {
+    /// video boundaries the audio did not reach are owed an audio segment
+    /// each, made only if audio segments follow (the publisher returns, the
+    /// new configuration gets frames): a stream that ends with its audio
+    /// behind its video just has fewer audio segments.
+    fn owe_cuts(&mut self) {
         if !self.started() {
             self.cuts.clear();
             return;
         }
+        if self.owed.is_empty() {
+            self.owed_at = self.audio_next.unwrap_or(0);
+        }
+        self.owed.extend(self.cuts.drain(..));
+    }
+
+    /// Makes the owed audio segments, each a copy of the last audio frame
+    /// at its video boundary (after what was written before it), so that
+    /// the numbering stays contiguous across the discontinuity. Needs a
+    /// frame of the current configuration (the one that ended, or the first
+    /// of a new one: then the first owed segment follows a discontinuity,
+    /// as its init changes); without one they stay owed.
+    fn pay_owed(&mut self, keep: usize, part_ticks: u64, stats: &mut SegmenterStats) {
+        let Some(frame) = self.last_frame.clone().filter(|_| !self.owed.is_empty()) else {
+            return;
+        };
         let frame_len = match self.config.as_ref() {
             CodecConfig::Aac(c) => u64::from(c.frame_length.max(1)),
             _ => 1024,
         };
-        let Some(frame) = self.last_frame.clone() else {
-            let mut first = true;
-            for cut in &mut self.cuts {
-                cut.1 = 0;
-                cut.3 |= std::mem::take(&mut first);
-            }
-            return;
-        };
-        let mut at = self.audio_next.unwrap_or(0);
-        while let Some((number, boundary, wall, disc)) = self.cuts.pop_front() {
-            let start = boundary.max(at);
+        let mut at = self.owed_at;
+        while let Some((number, boundary, wall, disc)) = self.owed.pop_front() {
             self.close_segment(keep, stats);
+            let disc = disc
+                || self
+                    .segments
+                    .back()
+                    .is_some_and(|s| s.info.init != self.init_id);
+            let start = if disc { boundary } else { boundary.max(at) };
             self.open_segment(number, start, wall, disc);
             let sample = Sample {
                 duration: frame_len as u32,
@@ -302,6 +345,7 @@ impl Track {
             stats.audio_gap_fills += 1;
             at = start.saturating_add(frame_len);
         }
+        self.close_segment(keep, stats);
     }
 
     fn open_segment(
@@ -583,12 +627,15 @@ impl StreamSegmenter {
                 // A new configuration mid-stream: close what is open, new
                 // init segment, discontinuity.
                 self.interrupt();
+                let (keep, part_target) = (self.keep(), self.config.part_target);
                 let slot = match kind {
                     MediaKind::Video => &mut self.video,
                     MediaKind::Audio => &mut self.audio,
                 };
                 if let Some(t) = slot {
-                    if t.reconfigure(config).is_err() {
+                    if t.reconfigure(config, keep, part_target, &mut self.stats)
+                        .is_err()
+                    {
                         self.stats.write_errors += 1;
                     }
                 }
@@ -776,7 +823,7 @@ impl StreamSegmenter {
             let Some((sample, time, _)) = track.held.pop_front() else {
                 break;
             };
-            track.cross_cuts(time, keep, &mut self.stats);
+            track.cross_cuts(time, keep, part_ticks, &mut self.stats);
             track.add(sample, time, part_ticks, &mut self.stats);
         }
     }
@@ -820,10 +867,10 @@ impl StreamSegmenter {
         if let Some(a) = self.audio.as_mut() {
             let part_ticks = (self.config.part_target * f64::from(a.timescale)) as u64;
             while let Some((sample, time, _)) = a.held.pop_front() {
-                a.cross_cuts(time, keep, &mut self.stats);
+                a.cross_cuts(time, keep, part_ticks, &mut self.stats);
                 a.add(sample, time, part_ticks, &mut self.stats);
             }
-            a.fill_cuts(keep, part_ticks, &mut self.stats);
+            a.owe_cuts();
             any_open |= a.open.is_some();
             a.close_segment(keep, &mut self.stats);
             a.audio_next = None;
@@ -1186,12 +1233,28 @@ mod tests {
         assert!(!video[3].discontinuity && !audio[3].discontinuity);
     }
 
-    /// A new audio configuration (whose frames never came) when the
-    /// publisher stops: no frame to copy, so the video boundary the audio
-    /// did not reach is filled by the next audio sample, after a
-    /// discontinuity.
+    /// A stream that ends with its audio behind its video has fewer audio
+    /// segments, no copies: nothing follows that needs the numbers.
     #[test]
-    fn owed_audio_segment_without_a_frame_to_copy_takes_the_next_sample() {
+    fn audio_behind_the_video_at_the_end_is_left_short() {
+        let mut seg = StreamSegmenter::with_first_number("live/t", wide(), 1);
+        let now = SystemTime::now();
+        seg.push(&StreamEvent::Config(avc_config()), now);
+        seg.push(&StreamEvent::Config(aac_config()), now);
+        feed(&mut seg, 0..7000, |ms| ms < 1900);
+        seg.end();
+        let snap = seg.snapshot();
+        assert_eq!(snap.video.unwrap().segments.len(), 4);
+        assert_eq!(snap.audio.unwrap().segments.len(), 1);
+        assert_eq!(seg.stats.audio_gap_fills, 0);
+    }
+
+    /// A new audio configuration whose frames only come after the
+    /// publisher stopped and returned: the video segments the audio did not
+    /// reach before the stop are copies of the new configuration's first
+    /// frame, in its init, after a discontinuity.
+    #[test]
+    fn owed_audio_segments_after_a_configuration_change_copy_its_first_frame() {
         let mut seg = StreamSegmenter::with_first_number("live/t", wide(), 1);
         let now = SystemTime::now();
         seg.push(&StreamEvent::Config(avc_config()), now);
@@ -1211,11 +1274,14 @@ mod tests {
         let audio = seg.snapshot().audio.unwrap().segments;
         let numbers: Vec<u64> = audio.iter().map(|s| s.number).collect();
         assert_eq!(numbers, [1, 2, 3, 4, 5, 6, 7], "{audio:?}");
-        assert_eq!(seg.stats.audio_gap_fills, 0);
-        let owed = &audio[2];
-        assert!(owed.discontinuity);
-        assert_eq!(owed.duration, 1024);
-        assert_ne!(owed.init, audio[1].init);
+        assert_eq!(seg.stats.audio_gap_fills, 2);
+        let (owed, next) = (&audio[2], &audio[3]);
+        assert!(owed.discontinuity && !next.discontinuity, "{audio:#?}");
+        assert_eq!(owed.init, audio[1].init + 1);
+        assert_eq!(next.init, owed.init);
+        assert_eq!((owed.start, owed.duration), (3000 * 48, 1024));
+        assert_eq!((next.start, next.duration), (5000 * 48, 1024));
+        assert!(audio[4].discontinuity);
     }
 
     /// The fuzzer's `aac_frozen_timestamps`: an RTMP clock that stands
