@@ -3,8 +3,9 @@
 //! at its size, segment starts aligned across renditions, hls.js and dash.js
 //! playing them), the
 //! ffmpeg child killed and restarted, no child left behind, a publisher
-//! returning within the grace period, passthrough for unmapped streams, and
-//! check-config on bad profiles and mappings.
+//! returning within the grace period, a key published again after its
+//! stream ended (never served as the ended session), passthrough for
+//! unmapped streams, and check-config on bad profiles and mappings.
 //!
 //! Presets are ultrafast/superfast and sizes small so a loaded 2-core CI box
 //! keeps up; every wait polls for its condition with a generous deadline.
