@@ -3,8 +3,9 @@
 //! at its size, segment starts aligned across renditions, hls.js and dash.js
 //! playing them), the
 //! ffmpeg child killed and restarted, no child left behind, a publisher
-//! returning within the grace period, passthrough for unmapped streams, and
-//! check-config on bad profiles and mappings.
+//! returning within the grace period, a key published again after its
+//! stream ended (never served as the ended session), passthrough for
+//! unmapped streams, and check-config on bad profiles and mappings.
 //!
 //! Presets are ultrafast/superfast and sizes small so a loaded 2-core CI box
 //! keeps up; every wait polls for its condition with a generous deadline.
@@ -652,6 +653,135 @@ fn crashes_are_reported_and_sigterm_stops_ffmpeg() {
     }
     let _ = publisher.kill();
     let _ = publisher.wait();
+}
+
+/// A 6 s 320x180 source (1 s GOP, AAC): another picture size than the
+/// fixtures', so a playlist tells which session it belongs to.
+fn source_180p(dir: &Path) -> PathBuf {
+    require("ffmpeg");
+    let path = dir.join("small.flv");
+    let status = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=700:sample_rate=48000"])
+        .args(["-map", "0:v", "-map", "1:a", "-t", "6"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-threads", "1"])
+        .args(["-g", "30", "-keyint_min", "30", "-sc_threshold", "0"])
+        .args(["-c:a", "aac", "-ar", "48000", "-ac", "2", "-f", "flv"])
+        .arg(&path)
+        .status()
+        .expect("cannot run ffmpeg");
+    assert!(status.success(), "ffmpeg could not make the 180p source");
+    path
+}
+
+/// A transcoded key published again after its stream ended (grace over,
+/// the ended session and its renditions still retained): from the new
+/// publish's "publish started" line until the new session's segments
+/// appear, every multivariant playlist, media playlist (source and
+/// rendition) and MPD fetched is either 404 (not ready, as for any stream
+/// before its first segment) or the new session: never an ENDLIST playlist
+/// or a static MPD, never the old 640x360 source, never a listed rendition
+/// that is the ended one.
+#[test]
+fn a_republished_key_never_serves_the_ended_session() {
+    let dir = tempdir();
+    let server = start(
+        dir.path(),
+        &[("live/again", "ci-small")],
+        &[
+            ("CASTGATE__PACKAGE__GRACE_SECS", "1"),
+            ("CASTGATE__PACKAGE__RETENTION_SECS", "600"),
+        ],
+    );
+    let key = "live/again";
+    let mut first = crate::harness::publish(
+        &crate::harness::fixture(5),
+        &server.url(key),
+        &["-stream_loop", "1"],
+    );
+    wait_http_ok(server.http, &format!("/{key}/240p/video.m3u8"), T);
+    assert!(crate::harness::wait_child(&mut first, T, "first publish").success());
+    // The first session and its renditions end (grace over) and are kept.
+    for stream in [key, "live/again/240p", "live/again/180p"] {
+        server.wait_log_all(&["packaging ended", &format!("stream=\"{stream}\"")], T);
+    }
+    for path in ["video.m3u8", "240p/video.m3u8"] {
+        let old = http_get(server.http, &format!("/{key}/{path}"));
+        assert_eq!(old.status, 200, "{path}: the ended session is retained");
+        assert!(media(&old.text()).end_list, "{path}: {}", old.text());
+    }
+
+    let mark = server.log_len();
+    let mut second = crate::harness::publish(&source_180p(dir.path()), &server.url(key), &[]);
+    server
+        .find_log_after(mark, &["publish started", &format!("stream=\"{key}\"")], T)
+        .expect("the second publish is accepted");
+    // From now on: 404 or the new session, until all four show it.
+    let paths = [
+        "index.m3u8",
+        "video.m3u8",
+        "manifest.mpd",
+        "240p/video.m3u8",
+    ];
+    let mut current = [false; 4];
+    let mut not_ready = 0;
+    let deadline = Instant::now() + T;
+    while !current.iter().all(|c| *c) {
+        assert!(
+            Instant::now() < deadline,
+            "the new session never showed in all of {paths:?}: {current:?}"
+        );
+        for (i, path) in paths.iter().enumerate() {
+            let r = http_get(server.http, &format!("/{key}/{path}"));
+            if r.status == 404 {
+                not_ready += 1;
+                continue;
+            }
+            assert_eq!(r.status, 200, "{path}: {}", r.text());
+            let text = r.text();
+            match *path {
+                "index.m3u8" => {
+                    let m = master(&text);
+                    for v in &m.variants {
+                        if v.uri == "video.m3u8" {
+                            let size = v.resolution.map(|r| (r.width, r.height));
+                            assert_eq!(size, Some((320, 180)), "old source listed: {text}");
+                        }
+                        let listed = http_get(server.http, &format!("/{key}/{}", v.uri));
+                        assert!(
+                            listed.status == 404 || !media(&listed.text()).end_list,
+                            "{} is listed but is the ended session: {}",
+                            v.uri,
+                            listed.text()
+                        );
+                    }
+                }
+                "manifest.mpd" => {
+                    assert!(
+                        text.contains("type=\"dynamic\""),
+                        "ended MPD served: {text}"
+                    );
+                    assert!(
+                        !text.contains("width=\"640\""),
+                        "old source in the MPD: {text}"
+                    );
+                }
+                _ => assert!(
+                    !media(&text).end_list,
+                    "{path}: ended session served: {text}"
+                ),
+            }
+            current[i] = true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        not_ready > 0,
+        "the polls began only after the new session had segments everywhere"
+    );
+    assert!(crate::harness::wait_child(&mut second, T, "second publish").success());
+    server.assert_no_panic();
 }
 
 #[test]

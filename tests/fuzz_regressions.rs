@@ -97,28 +97,6 @@ fn every_target_has_a_fuzz_binary() {
     }
 }
 
-/// Inputs under `fuzz/known/<target>/` reproduce open bugs: each must
-/// still fail the stricter check it was found with, so this test fails once
-/// the bug is fixed. The input then moves to `fuzz/regressions/` and the
-/// check into the target.
-#[test]
-fn known_audio_gap_bug_still_reproduces() {
-    let inputs = files(&fuzz_dir().join("known/ingest"));
-    assert!(!inputs.is_empty());
-    for path in inputs {
-        let data = std::fs::read(&path).unwrap();
-        // The ordinary target passes: the packager does not crash.
-        fuzzing::ingest(&data);
-        let strict = catch_unwind(AssertUnwindSafe(|| fuzzing::ingest_contiguous(&data)));
-        assert!(
-            strict.is_err(),
-            "{} no longer shows the audio-gap numbering bug: move it to fuzz/regressions/ingest \
-             and make the contiguity check part of the ingest target",
-            path.display()
-        );
-    }
-}
-
 #[allow(dead_code)] // its `main` is the example's own
 #[path = "../examples/fuzz_seeds.rs"]
 mod fuzz_seeds_example;

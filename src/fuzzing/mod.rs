@@ -15,7 +15,7 @@ mod media;
 mod rtmp;
 
 pub use http::{http_path, stream_key};
-pub use ingest::{encode_ingest_record, ingest, ingest_contiguous, IngestRecord};
+pub use ingest::{encode_ingest_record, ingest, IngestRecord};
 pub use media::{aac_config, avc_config, flv_file, flv_tags};
 pub use rtmp::{aggregate, amf, chunk, chunk_session, handshake, rtmp_client};
 

@@ -300,7 +300,8 @@ async fn media(State(state): State<HttpState>, req: Request) -> Response {
     // one at a time: never two stream locks at once.
     let ladder: Vec<(String, crate::package::model::StreamSnapshot)> =
         if matches!(resource, Resource::Multivariant | Resource::Mpd) {
-            ladder_snapshots(&state.store, &key)
+            let source_ended = stream.lock().unwrap_or_else(|e| e.into_inner()).is_ended();
+            state.store.ladder_snapshots(&key, source_ended)
         } else {
             Vec::new()
         };
@@ -456,23 +457,6 @@ fn request_authority(req: &Request) -> Option<String> {
             .all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b));
     plain.then(|| host.to_string())
 }
-
-/// Snapshots of `key`'s renditions that have segments, in ladder order.
-fn ladder_snapshots(
-    store: &Store,
-    key: &str,
-) -> Vec<(String, crate::package::model::StreamSnapshot)> {
-    store
-        .ladder(key)
-        .into_iter()
-        .filter_map(|name| {
-            let seg = store.get(&format!("{key}/{name}"))?;
-            let seg = seg.lock().unwrap_or_else(|e| e.into_inner());
-            seg.has_segments().then(|| (name, seg.snapshot()))
-        })
-        .collect()
-}
-
 enum Payload {
     Text(String),
     /// Segment bytes as stored: sent in order, never joined.

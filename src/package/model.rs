@@ -41,8 +41,10 @@ pub struct PartInfo {
 /// One media segment of one track.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SegmentInfo {
-    /// Media sequence number; equal across the stream's tracks for segments
-    /// that cover the same time.
+    /// Media sequence number, contiguous within a track; equal across the
+    /// stream's tracks for segments that cover the same time (an audio
+    /// segment standing for a video segment whose span had no audio holds
+    /// the audio next to it, see [`super::segmenter`]).
     pub number: u64,
     /// Decode time of the first sample (the `tfdt`), in the track's timescale.
     pub start: u64,

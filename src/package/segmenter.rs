@@ -13,6 +13,13 @@
 //!   at or after the target duration. Audio segments follow the video's
 //!   boundaries in time, so segment N of both tracks covers the same span.
 //!   Audio that is ahead of the video waits until the video has passed it.
+//! - Segment numbers are contiguous within a track (HLS media sequence
+//!   numbers and DASH `$Number$` count segments): a video segment whose span
+//!   has no audio still gets an audio segment of that number. Mid-stream it
+//!   holds the next audio sample alone; for boundaries the audio had not
+//!   reached when the publisher stopped, once audio segments follow (the
+//!   publisher returned), a copy of the last audio frame at the boundary
+//!   (nothing else exists to put there; a discontinuity follows).
 //! - A segment is a run of parts (~`part_target` each), each a moof+mdat.
 
 use std::collections::VecDeque;
@@ -73,6 +80,9 @@ pub struct SegmenterStats {
     pub audio_reanchors: u64,
     /// Frames of codecs CMAF output does not carry (e.g. MP3).
     pub unsupported_frames: u64,
+    /// Audio segments made of a copy of the last audio frame: video
+    /// segments the audio never reached before the publisher stopped.
+    pub audio_gap_fills: u64,
     /// Fragments that could not be written.
     pub write_errors: u64,
 }
@@ -129,6 +139,14 @@ struct Track {
     /// for the video to pass them.
     audio_next: Option<u64>,
     held: VecDeque<(Sample, u64, SystemTime)>,
+    /// Audio: the last frame received in the current configuration (what
+    /// fills a video segment the audio never reached, see [`Track::pay_owed`]).
+    last_frame: Option<Bytes>,
+    /// Audio: video boundaries the audio had not reached when the publisher
+    /// stopped (see [`Track::owe_cuts`]), and where the first of their
+    /// segments may start (the end of what was written before).
+    owed: VecDeque<(u64, u64, SystemTime, bool)>,
+    owed_at: u64,
     /// Audio: video boundaries not yet reached by the audio: (segment
     /// number, boundary in audio ticks, wall clock, discontinuity). The
     /// audio segment closes when its first sample at or past the boundary
@@ -176,6 +194,9 @@ impl Track {
             last_duration: 0,
             audio_next: None,
             held: VecDeque::new(),
+            last_frame: None,
+            owed: VecDeque::new(),
+            owed_at: 0,
             cuts: VecDeque::new(),
             frames: 0,
             ticks: 0,
@@ -193,8 +214,18 @@ impl Track {
     /// it, since the model gives a track's segments in the track's one
     /// timescale: their times in seconds stay what they were. (Their bytes
     /// keep their own init's timescale.)
-    fn reconfigure(&mut self, config: Arc<CodecConfig>) -> Result<(), cmaf::CmafError> {
+    fn reconfigure(
+        &mut self,
+        config: Arc<CodecConfig>,
+        keep: usize,
+        part_target: f64,
+        stats: &mut SegmenterStats,
+    ) -> Result<(), cmaf::CmafError> {
         let init = cmaf::init_segment(self.track_id, &config)?;
+        // Owed segments are copies of a frame of the configuration ending
+        // here: made now, in its init.
+        let part_ticks = (part_target * f64::from(self.timescale)) as u64;
+        self.pay_owed(keep, part_ticks, stats);
         self.init_id += 1;
         // Keep only the init segments stored segments use, and the new one:
         // a publisher switching configurations without sending frames in
@@ -215,7 +246,106 @@ impl Track {
         }
         self.timescale = new;
         self.config = config;
+        self.last_frame = None;
         Ok(())
+    }
+
+    /// Whether the track has begun its numbering: from then on every
+    /// segment number the video cuts is one of its segments too.
+    fn started(&self) -> bool {
+        self.open.is_some() || !self.segments.is_empty()
+    }
+
+    /// Audio: crosses the video boundaries a sample at `time` is at or past,
+    /// before it is added. Before the track's first segment, every one
+    /// (the track starts at the last). After, at most one per sample: a
+    /// boundary the previous sample already passed opens a segment that
+    /// this sample alone fills, so no number is skipped when the audio had
+    /// nothing in a video segment's span (the numbers stay those of the
+    /// video segments from the next boundary on). Boundaries owed from
+    /// before a stop come first (see [`Track::owe_cuts`]).
+    fn cross_cuts(&mut self, time: u64, keep: usize, part_ticks: u64, stats: &mut SegmenterStats) {
+        self.pay_owed(keep, part_ticks, stats);
+        if let Some((number, _, wall, disc)) = self.owed.pop_front() {
+            // No frame to copy (not expected: the sample's own frame is the
+            // last one): this sample stands for the owed segment.
+            self.close_segment(keep, stats);
+            let disc = disc
+                || self
+                    .segments
+                    .back()
+                    .is_some_and(|s| s.info.init != self.init_id);
+            self.open_segment(number, time, wall, disc);
+            return;
+        }
+        let started = self.started();
+        let mut crossed = None;
+        let mut discontinuity = false;
+        while let Some(&cut) = self.cuts.front().filter(|c| c.1 <= time) {
+            self.cuts.pop_front();
+            discontinuity |= cut.3;
+            crossed = Some(cut);
+            if started {
+                break;
+            }
+        }
+        if let Some((number, _, wall, _)) = crossed {
+            self.close_segment(keep, stats);
+            self.open_segment(number, time, wall, discontinuity);
+        }
+    }
+
+    /// Audio, when the publisher stops or the configuration changes: the
+    /// video boundaries the audio did not reach are owed an audio segment
+    /// each, made only if audio segments follow (the publisher returns, the
+    /// new configuration gets frames): a stream that ends with its audio
+    /// behind its video just has fewer audio segments.
+    fn owe_cuts(&mut self) {
+        if !self.started() {
+            self.cuts.clear();
+            return;
+        }
+        if self.owed.is_empty() {
+            self.owed_at = self.audio_next.unwrap_or(0);
+        }
+        self.owed.extend(self.cuts.drain(..));
+    }
+
+    /// Makes the owed audio segments, each a copy of the last audio frame
+    /// at its video boundary (after what was written before it), so that
+    /// the numbering stays contiguous across the discontinuity. Needs a
+    /// frame of the current configuration (the one that ended, or the first
+    /// of a new one: then the first owed segment follows a discontinuity,
+    /// as its init changes); without one they stay owed.
+    fn pay_owed(&mut self, keep: usize, part_ticks: u64, stats: &mut SegmenterStats) {
+        let Some(frame) = self.last_frame.clone().filter(|_| !self.owed.is_empty()) else {
+            return;
+        };
+        let frame_len = match self.config.as_ref() {
+            CodecConfig::Aac(c) => u64::from(c.frame_length.max(1)),
+            _ => 1024,
+        };
+        let mut at = self.owed_at;
+        while let Some((number, boundary, wall, disc)) = self.owed.pop_front() {
+            self.close_segment(keep, stats);
+            let disc = disc
+                || self
+                    .segments
+                    .back()
+                    .is_some_and(|s| s.info.init != self.init_id);
+            let start = if disc { boundary } else { boundary.max(at) };
+            self.open_segment(number, start, wall, disc);
+            let sample = Sample {
+                duration: frame_len as u32,
+                cts_offset: 0,
+                keyframe: true,
+                data: frame.clone(),
+            };
+            self.add(sample, start, part_ticks, stats);
+            stats.audio_gap_fills += 1;
+            at = start.saturating_add(frame_len);
+        }
+        self.close_segment(keep, stats);
     }
 
     fn open_segment(
@@ -502,12 +632,15 @@ impl StreamSegmenter {
                 // A new configuration mid-stream: close what is open, new
                 // init segment, discontinuity.
                 self.interrupt();
+                let (keep, part_target) = (self.keep(), self.config.part_target);
                 let slot = match kind {
                     MediaKind::Video => &mut self.video,
                     MediaKind::Audio => &mut self.audio,
                 };
                 if let Some(t) = slot {
-                    if t.reconfigure(config).is_err() {
+                    if t.reconfigure(config, keep, part_target, &mut self.stats)
+                        .is_err()
+                    {
                         self.stats.write_errors += 1;
                     }
                 }
@@ -620,6 +753,7 @@ impl StreamSegmenter {
             None => rtmp_time,
         };
         track.audio_next = Some(time.saturating_add(frame_len));
+        track.last_frame = Some(f.data.clone());
         let sample = Sample {
             duration: frame_len as u32,
             cts_offset: 0,
@@ -694,13 +828,7 @@ impl StreamSegmenter {
             let Some((sample, time, _)) = track.held.pop_front() else {
                 break;
             };
-            // Cross every video boundary this sample is at or past.
-            while track.cuts.front().is_some_and(|c| c.1 <= time) {
-                if let Some((number, _, wall, disc)) = track.cuts.pop_front() {
-                    track.close_segment(keep, &mut self.stats);
-                    track.open_segment(number, time, wall, disc);
-                }
-            }
+            track.cross_cuts(time, keep, part_ticks, &mut self.stats);
             track.add(sample, time, part_ticks, &mut self.stats);
         }
     }
@@ -744,15 +872,10 @@ impl StreamSegmenter {
         if let Some(a) = self.audio.as_mut() {
             let part_ticks = (self.config.part_target * f64::from(a.timescale)) as u64;
             while let Some((sample, time, _)) = a.held.pop_front() {
-                while a.cuts.front().is_some_and(|c| c.1 <= time) {
-                    if let Some((number, _, wall, disc)) = a.cuts.pop_front() {
-                        a.close_segment(keep, &mut self.stats);
-                        a.open_segment(number, time, wall, disc);
-                    }
-                }
+                a.cross_cuts(time, keep, part_ticks, &mut self.stats);
                 a.add(sample, time, part_ticks, &mut self.stats);
             }
-            a.cuts.clear();
+            a.owe_cuts();
             any_open |= a.open.is_some();
             a.close_segment(keep, &mut self.stats);
             a.audio_next = None;
@@ -997,8 +1120,178 @@ mod tests {
         let audio = seg.snapshot().audio.unwrap().segments;
         let (first, next) = (&audio[0], &audio[1]);
         assert_ne!(first.init, next.init);
-        assert!(next.number > first.number + 1, "{audio:?}");
+        assert_eq!(next.number, first.number + 1, "{audio:?}");
         assert!(next.discontinuity);
+    }
+
+    fn avc_config() -> Arc<CodecConfig> {
+        let avc =
+            crate::media::avc::build_decoder_config(&[0x67, 0x64, 0, 0x1f, 0xac], &[0x68, 0xee])
+                .unwrap();
+        Arc::new(CodecConfig::Avc(avc))
+    }
+
+    fn keyframe(dts: i64) -> StreamEvent {
+        StreamEvent::Frame(Frame {
+            codec: Codec::H264,
+            dts,
+            cts: 0,
+            keyframe: true,
+            data: Bytes::from_static(&[0, 0, 0, 1, 0x65]),
+        })
+    }
+
+    /// Feeds, in time order, a keyframe every second over `video` (ms) and
+    /// a 48 kHz AAC frame (1024 samples) wherever `audio_at` says so.
+    fn wide() -> SegmenterConfig {
+        SegmenterConfig {
+            window: 10,
+            ..SegmenterConfig::default()
+        }
+    }
+
+    fn feed(
+        seg: &mut StreamSegmenter,
+        video: std::ops::Range<i64>,
+        audio_at: impl Fn(i64) -> bool,
+    ) {
+        let now = SystemTime::now();
+        let mut frame = 0i64;
+        for ms in video.step_by(1000) {
+            loop {
+                let at = frame * 1024 / 48;
+                if at >= ms + 1000 {
+                    break;
+                }
+                if at >= ms && audio_at(at) {
+                    seg.push(&audio(Codec::Aac, at), now);
+                }
+                frame += 1;
+            }
+            seg.push(&keyframe(ms), now);
+        }
+    }
+
+    /// The fuzzer's `audio_gap`, by hand: the audio has no sample in the
+    /// whole span of one video segment (2 s to 4 s). Its number is not
+    /// skipped: the first sample after the gap makes that segment alone.
+    #[test]
+    fn audio_gap_keeps_segment_numbers_contiguous() {
+        let mut seg = StreamSegmenter::with_first_number("live/t", wide(), 1);
+        let now = SystemTime::now();
+        seg.push(&StreamEvent::Config(avc_config()), now);
+        seg.push(&StreamEvent::Config(aac_config()), now);
+        feed(&mut seg, 0..10_000, |ms| !(1900..4100).contains(&ms));
+        seg.end();
+        let snap = seg.snapshot();
+        let video: Vec<u64> = snap
+            .video
+            .unwrap()
+            .segments
+            .iter()
+            .map(|s| s.number)
+            .collect();
+        let audio = snap.audio.unwrap().segments;
+        let numbers: Vec<u64> = audio.iter().map(|s| s.number).collect();
+        assert_eq!(video, [1, 2, 3, 4, 5]);
+        assert_eq!(numbers, [1, 2, 3, 4, 5], "{audio:?}");
+        // Segment 2 (video 2 s..4 s) is the first sample after the gap,
+        // alone; segment 3 starts with the next one.
+        let first_after = 4100 * 48 / 1024 * 1024 + 1024;
+        let at = |ms: u64| ms * 48;
+        assert!(audio[1].start >= at(4000) && audio[1].start < at(4121));
+        assert!(audio[1].start <= first_after, "{:?}", audio[1]);
+        assert_eq!(audio[1].duration, 1024);
+        assert_eq!(audio[2].start, audio[1].start + 1024);
+        assert!(audio.iter().all(|s| !s.discontinuity));
+        assert_eq!(seg.stats.audio_gap_fills, 0);
+    }
+
+    /// The audio stops before the video's last boundaries, then the
+    /// publisher leaves and comes back: the video segments the audio never
+    /// reached still get audio segments (a copy of the last audio frame at
+    /// each boundary), so the numbering goes on contiguously after the
+    /// discontinuity.
+    #[test]
+    fn audio_behind_the_video_at_a_stop_keeps_numbers_contiguous() {
+        let mut seg = StreamSegmenter::with_first_number("live/t", wide(), 1);
+        let now = SystemTime::now();
+        seg.push(&StreamEvent::Config(avc_config()), now);
+        seg.push(&StreamEvent::Config(aac_config()), now);
+        feed(&mut seg, 0..7000, |ms| ms < 1900);
+        seg.push(&StreamEvent::PublisherStopped, now);
+        seg.push(&StreamEvent::PublisherStarted, now);
+        feed(&mut seg, 0..5000, |_| true);
+        seg.end();
+        let snap = seg.snapshot();
+        let video = snap.video.unwrap().segments;
+        let audio = snap.audio.unwrap().segments;
+        let numbers = |t: &[SegmentInfo]| t.iter().map(|s| s.number).collect::<Vec<_>>();
+        assert_eq!(numbers(&video), [1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(numbers(&audio), [1, 2, 3, 4, 5, 6, 7], "{audio:?}");
+        assert_eq!(seg.stats.audio_gap_fills, 3);
+        for (filled, boundary_ms) in audio[1..4].iter().zip([2000u64, 4000, 6000]) {
+            assert_eq!(filled.start, boundary_ms * 48);
+            assert_eq!(filled.duration, 1024);
+            assert!(!filled.discontinuity);
+        }
+        // The copies are the last frame's bytes.
+        let filled = seg.segment(MediaKind::Audio, 2).unwrap();
+        assert!(filled.last().is_some_and(|b| b[..] == [1, 2, 3]));
+        // Both tracks follow the discontinuity at the same number.
+        assert!(video[4].discontinuity && audio[4].discontinuity);
+        assert!(!video[3].discontinuity && !audio[3].discontinuity);
+    }
+
+    /// A stream that ends with its audio behind its video has fewer audio
+    /// segments, no copies: nothing follows that needs the numbers.
+    #[test]
+    fn audio_behind_the_video_at_the_end_is_left_short() {
+        let mut seg = StreamSegmenter::with_first_number("live/t", wide(), 1);
+        let now = SystemTime::now();
+        seg.push(&StreamEvent::Config(avc_config()), now);
+        seg.push(&StreamEvent::Config(aac_config()), now);
+        feed(&mut seg, 0..7000, |ms| ms < 1900);
+        seg.end();
+        let snap = seg.snapshot();
+        assert_eq!(snap.video.unwrap().segments.len(), 4);
+        assert_eq!(snap.audio.unwrap().segments.len(), 1);
+        assert_eq!(seg.stats.audio_gap_fills, 0);
+    }
+
+    /// A new audio configuration whose frames only come after the
+    /// publisher stopped and returned: the video segments the audio did not
+    /// reach before the stop are copies of the new configuration's first
+    /// frame, in its init, after a discontinuity.
+    #[test]
+    fn owed_audio_segments_after_a_configuration_change_copy_its_first_frame() {
+        let mut seg = StreamSegmenter::with_first_number("live/t", wide(), 1);
+        let now = SystemTime::now();
+        seg.push(&StreamEvent::Config(avc_config()), now);
+        seg.push(&StreamEvent::Config(aac_config()), now);
+        feed(&mut seg, 0..3000, |_| true);
+        let mut config = (*aac_config()).clone();
+        if let CodecConfig::Aac(c) = &mut config {
+            c.channels = 1;
+            c.asc = Bytes::from_static(&[0x11, 0x88]);
+        }
+        seg.push(&StreamEvent::Config(Arc::new(config)), now);
+        feed(&mut seg, 3000..6000, |_| false);
+        seg.push(&StreamEvent::PublisherStopped, now);
+        seg.push(&StreamEvent::PublisherStarted, now);
+        feed(&mut seg, 0..5000, |_| true);
+        seg.end();
+        let audio = seg.snapshot().audio.unwrap().segments;
+        let numbers: Vec<u64> = audio.iter().map(|s| s.number).collect();
+        assert_eq!(numbers, [1, 2, 3, 4, 5, 6, 7], "{audio:?}");
+        assert_eq!(seg.stats.audio_gap_fills, 2);
+        let (owed, next) = (&audio[2], &audio[3]);
+        assert!(owed.discontinuity && !next.discontinuity, "{audio:#?}");
+        assert_eq!(owed.init, audio[1].init + 1);
+        assert_eq!(next.init, owed.init);
+        assert_eq!((owed.start, owed.duration), (3000 * 48, 1024));
+        assert_eq!((next.start, next.duration), (5000 * 48, 1024));
+        assert!(audio[4].discontinuity);
     }
 
     /// The fuzzer's `aac_frozen_timestamps`: an RTMP clock that stands

@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tracing::{error, info};
 
+use super::model::StreamSnapshot;
 use super::segmenter::{SegmenterConfig, StreamSegmenter};
 use crate::hub::{Hub, StreamEvent, Tap, TapHandle};
 
@@ -45,6 +46,24 @@ impl Store {
         lock(&self.ladders).get(key).cloned().unwrap_or_default()
     }
 
+    /// Snapshots of `key`'s renditions for its manifests, in ladder order:
+    /// those with segments, and while the source is live (`source_ended`
+    /// false) only those not ended. An ended rendition next to a live
+    /// source is a past session's (the source was published again) or a
+    /// transcode that gave up: either way not part of what plays now.
+    /// One stream lock at a time.
+    pub fn ladder_snapshots(&self, key: &str, source_ended: bool) -> Vec<(String, StreamSnapshot)> {
+        self.ladder(key)
+            .into_iter()
+            .filter_map(|name| {
+                let seg = self.get(&format!("{key}/{name}"))?;
+                let seg = lock(&seg);
+                let current = source_ended || !seg.is_ended();
+                (current && seg.has_segments()).then(|| (name, seg.snapshot()))
+            })
+            .collect()
+    }
+
     pub fn get(&self, key: &str) -> Option<Arc<Mutex<StreamSegmenter>>> {
         lock(&self.streams).get(key).cloned()
     }
@@ -55,8 +74,21 @@ impl Store {
         k
     }
 
-    fn insert(&self, key: &str, s: Arc<Mutex<StreamSegmenter>>) {
-        lock(&self.streams).insert(key.to_string(), s);
+    /// Makes `s` what `key` serves. A new session of a stream also drops
+    /// what is kept of its renditions' (`key/NAME`) ended sessions, except
+    /// those in `running` (live, or within their grace period): they were
+    /// the previous session's, and the new one's replace them only when its
+    /// transcode starts.
+    fn insert(
+        &self,
+        key: &str,
+        s: Arc<Mutex<StreamSegmenter>>,
+        running: &HashMap<String, Arc<Mutex<StreamSegmenter>>>,
+    ) {
+        let mut map = lock(&self.streams);
+        let prefix = format!("{key}/");
+        map.retain(|k, _| !k.starts_with(&prefix) || running.contains_key(k));
+        map.insert(key.to_string(), s);
     }
 
     fn remove_if_same(&self, key: &str, s: &Arc<Mutex<StreamSegmenter>>) {
@@ -155,7 +187,7 @@ impl Packager {
         };
         let seg = Arc::new(Mutex::new(StreamSegmenter::new(key, segmenter)));
         running.insert(key.to_string(), seg.clone());
-        self.store.insert(key, seg.clone());
+        self.store.insert(key, seg.clone(), &running);
         let (live, live_rx) = watch::channel(false);
         let tap = self.hub.tap(
             key,
@@ -224,4 +256,141 @@ impl Packager {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::HubConfig;
+    use crate::media::{avc, Codec, CodecConfig, Frame};
+    use bytes::Bytes;
+
+    /// Publishes `key` on `hub` with `packager` as the server does (hub
+    /// first, then `ensure`) and sends keyframes every second over `ms`.
+    fn publish(
+        hub: &Hub,
+        packager: &Packager,
+        key: &str,
+        ms: std::ops::Range<i64>,
+    ) -> crate::hub::Publisher {
+        let p = hub.publish(key, "peer").unwrap();
+        packager.ensure(key);
+        let config =
+            avc::build_decoder_config(&[0x67, 0x64, 0, 0x1f, 0xac], &[0x68, 0xee]).unwrap();
+        p.send(StreamEvent::Config(Arc::new(CodecConfig::Avc(config))));
+        for dts in ms.step_by(1000) {
+            p.send(StreamEvent::Frame(Frame {
+                codec: Codec::H264,
+                dts,
+                cts: 0,
+                keyframe: true,
+                data: Bytes::from_static(&[0, 0, 0, 1, 0x65]),
+            }));
+        }
+        p
+    }
+
+    /// Waits (bounded) until `key`'s packaged stream is ended.
+    async fn ended(store: &Store, key: &str) {
+        let bound = Duration::from_secs(10);
+        tokio::time::timeout(bound, async {
+            while !store.get(key).is_some_and(|s| lock(&s).is_ended()) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the stream ends once the grace period is over");
+    }
+
+    /// A key published again after its stream ended (grace over, still
+    /// retained) never serves the ended session as current: from the new
+    /// publish on, the store answers with the new session only, "no segment
+    /// yet" until its first segment.
+    #[tokio::test]
+    async fn republish_after_grace_replaces_the_ended_session_at_once() {
+        let hub = Hub::new(HubConfig::default());
+        let store = Store::default();
+        let packager = packager(&hub, &store);
+        let key = "live/again";
+        drop(publish(&hub, &packager, key, 0..9000));
+        ended(&store, key).await;
+        let old = store.get(key).unwrap();
+        assert!(lock(&old).has_segments());
+
+        let p = publish(&hub, &packager, key, 0..1);
+        let now = store.get(key).unwrap();
+        assert!(
+            !Arc::ptr_eq(&old, &now),
+            "the ended session is still served"
+        );
+        let s = lock(&now);
+        assert!(!s.is_ended() && !s.has_segments());
+        drop(s);
+        drop(p);
+    }
+
+    fn packager(hub: &Hub, store: &Store) -> Packager {
+        let config = PackagerConfig {
+            segmenter: SegmenterConfig::default(),
+            grace: Duration::from_millis(20),
+            retention: Duration::from_secs(600),
+        };
+        Packager::new(hub.clone(), store.clone(), config)
+    }
+
+    /// A transcoded key published again: its previous session's renditions
+    /// (ended, still retained) are dropped with the new publish, so neither
+    /// their URLs nor the new session's manifests show them.
+    #[tokio::test]
+    async fn republish_drops_the_previous_sessions_renditions() {
+        let hub = Hub::new(HubConfig::default());
+        let store = Store::default();
+        let packager = packager(&hub, &store);
+        let (key, rendition) = ("live/ladder", "live/ladder/240p");
+        store.set_ladder(key, vec!["240p".into()]);
+        let source = publish(&hub, &packager, key, 0..9000);
+        let r = publish(&hub, &packager, rendition, 0..9000);
+        assert_eq!(store.ladder_snapshots(key, false).len(), 1);
+        drop((source, r));
+        ended(&store, key).await;
+        ended(&store, rendition).await;
+        assert_eq!(store.ladder_snapshots(key, true).len(), 1);
+
+        let _p = publish(&hub, &packager, key, 0..1);
+        assert!(
+            store.get(rendition).is_none(),
+            "the ended rendition is still served"
+        );
+        assert!(store.ladder_snapshots(key, false).is_empty());
+        // The new session's rendition, once its transcode publishes it.
+        let _r = publish(&hub, &packager, rendition, 0..9000);
+        let now = store.get(rendition).unwrap();
+        assert!(!lock(&now).is_ended());
+        assert_eq!(store.ladder_snapshots(key, false).len(), 1);
+    }
+
+    /// While the source is live, its manifests leave out an ended rendition
+    /// (a transcode that gave up); once the source has ended too, the
+    /// retained ladder is listed whole.
+    #[tokio::test]
+    async fn a_live_source_lists_only_live_renditions() {
+        let hub = Hub::new(HubConfig::default());
+        let store = Store::default();
+        let packager = packager(&hub, &store);
+        let key = "live/half";
+        store.set_ladder(key, vec!["a".into(), "b".into()]);
+        let _source = publish(&hub, &packager, key, 0..9000);
+        let _a = publish(&hub, &packager, "live/half/a", 0..9000);
+        drop(publish(&hub, &packager, "live/half/b", 0..9000));
+        ended(&store, "live/half/b").await;
+        let names = |ended| -> Vec<String> {
+            store
+                .ladder_snapshots(key, ended)
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect()
+        };
+        assert_eq!(names(false), ["a"]);
+        assert_eq!(names(true), ["a", "b"]);
+    }
 }

@@ -766,17 +766,19 @@ impl Connection {
         }
         match self.ctx.hub.publish(&key, &self.peer.to_string()) {
             Ok(publisher) => {
+                self.last_key = key.clone();
+                self.ctx
+                    .transcoder
+                    .on_publish(&key, grant.profile.as_deref());
+                self.ctx.packager.ensure(&key);
+                // Logged once the packager has taken the new session: from
+                // this line on, the key never serves a previous session.
                 info!(
                     stream = key,
                     mode,
                     profile = grant.profile,
                     "publish started"
                 );
-                self.last_key = key.clone();
-                self.ctx
-                    .transcoder
-                    .on_publish(&key, grant.profile.as_deref());
-                self.ctx.packager.ensure(&key);
                 self.ctx.relays.on_publish(&key);
                 for target in &grant.relays {
                     let req = crate::egress::NewRelay {
