@@ -281,15 +281,16 @@ fn dockerfile_builds_and_runs_what_the_tests_do() {
         version(rust) >= needed,
         "the build stage has Rust {rust}, {by} needs {needed:?}"
     );
-    // Each RUN with the stage it belongs to (0: build, 1: runtime).
-    let mut stage = 0usize;
+    // Each RUN with the stage it belongs to (0: build, 1: runtime; ARGs
+    // before the first FROM belong to none).
+    let mut froms_seen = 0usize;
     let mut stage_runs: Vec<(usize, &str)> = Vec::new();
-    for (i, (ins, args)) in df.iter().enumerate() {
-        if ins == "FROM" && i > 0 {
-            stage += 1;
+    for (ins, args) in &df {
+        if ins == "FROM" {
+            froms_seen += 1;
         }
-        if ins == "RUN" {
-            stage_runs.push((stage, args.as_str()));
+        if ins == "RUN" && froms_seen > 0 {
+            stage_runs.push((froms_seen - 1, args.as_str()));
         }
     }
     let build_runs: Vec<&str> = stage_runs
