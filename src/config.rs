@@ -135,6 +135,9 @@ pub struct PackageSection {
 pub struct RtmpConfig {
     pub listen: SocketAddr,
     pub max_connections: usize,
+    /// Connections one client address may hold at once (RTMP and RTMPS
+    /// each); more are closed at accept (logged, naming the address).
+    pub max_connections_per_ip: usize,
     /// Connection threads, each an event loop of its own; 0 = one per core.
     pub workers: usize,
     pub handshake_timeout_secs: f64,
@@ -161,8 +164,19 @@ pub struct HttpConfig {
     /// Connections beyond this are closed at accept (logged); applies to
     /// the HTTP and the HTTPS listener each.
     pub max_connections: usize,
+    /// Connections one client address may hold at once (HTTP and HTTPS
+    /// each); more get a 503 (HTTP) or are closed (HTTPS), logged.
+    pub max_connections_per_ip: usize,
     /// A connection with no byte moving either way for this long is closed.
     pub idle_timeout_secs: f64,
+    /// A request head (and a connection's first request) must be complete
+    /// within this, however slowly its bytes trickle in.
+    pub header_timeout_secs: f64,
+    /// A request body must be complete within this after its head: 408.
+    pub body_timeout_secs: f64,
+    /// Bytes of request bodies all connections may buffer at once; past
+    /// this, requests get 503.
+    pub body_budget_bytes: usize,
 }
 
 /// RTMP over TLS. Enabled when both `cert` and `key` are set.
@@ -195,6 +209,8 @@ pub struct RtmptConfig {
     pub enabled: bool,
     /// Open tunnel sessions at once; `/open` beyond this gets 503.
     pub max_sessions: usize,
+    /// Sessions one client address may hold at once; `/open` beyond gets 503.
+    pub max_sessions_per_ip: usize,
     /// A session with no request for this long is closed.
     pub session_timeout_secs: f64,
     /// Largest request body accepted (413 beyond), and the most server
@@ -399,12 +415,30 @@ impl Config {
         if r.window_ack_size < 4096 {
             return invalid("rtmp.window_ack_size", "must be at least 4096");
         }
+        if r.max_connections_per_ip == 0 {
+            return invalid("rtmp.max_connections_per_ip", "must be at least 1");
+        }
         if self.http.max_connections == 0 {
             return invalid("http.max_connections", "must be at least 1");
+        }
+        if self.http.max_connections_per_ip == 0 {
+            return invalid("http.max_connections_per_ip", "must be at least 1");
         }
         let idle = self.http.idle_timeout_secs;
         if !(1.0..=86_400.0).contains(&idle) {
             return invalid("http.idle_timeout_secs", "must be in [1, 86400]");
+        }
+        if !(0.5..=3600.0).contains(&self.http.header_timeout_secs) {
+            return invalid("http.header_timeout_secs", "must be in [0.5, 3600]");
+        }
+        if !(0.5..=86_400.0).contains(&self.http.body_timeout_secs) {
+            return invalid("http.body_timeout_secs", "must be in [0.5, 86400]");
+        }
+        if self.http.body_budget_bytes < self.rtmpt.max_body_bytes.max(self.api.max_body_bytes) {
+            return invalid(
+                "http.body_budget_bytes",
+                "must hold at least one body of rtmpt.max_body_bytes and of api.max_body_bytes",
+            );
         }
         if self.rtmps.cert.is_empty() != self.rtmps.key.is_empty() {
             return invalid(
@@ -421,6 +455,9 @@ impl Config {
         let t = &self.rtmpt;
         if !(1..=1_000_000).contains(&t.max_sessions) {
             return invalid("rtmpt.max_sessions", "must be between 1 and 1000000");
+        }
+        if t.max_sessions_per_ip == 0 {
+            return invalid("rtmpt.max_sessions_per_ip", "must be at least 1");
         }
         if !(t.session_timeout_secs >= 0.1 && t.session_timeout_secs <= 3600.0) {
             return invalid("rtmpt.session_timeout_secs", "must be in [0.1, 3600]");
@@ -623,6 +660,12 @@ fn tls_files(cert: &str, key: &str) -> Option<TlsFiles> {
 impl HttpConfig {
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.idle_timeout_secs)
+    }
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.header_timeout_secs)
+    }
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.body_timeout_secs)
     }
 }
 
