@@ -799,6 +799,52 @@ mod tests {
     }
 
     #[test]
+    fn client_limits_are_checked() {
+        let c = Config::load_with_env(None, env(&[])).unwrap();
+        assert_eq!(c.rtmp.max_connections_per_ip, 64);
+        assert_eq!(c.http.max_connections_per_ip, 256);
+        assert_eq!(c.rtmpt.max_sessions_per_ip, 16);
+        assert_eq!(c.http.header_timeout(), Duration::from_secs(10));
+        assert_eq!(c.http.body_timeout(), Duration::from_secs(30));
+        for (key, value, named) in [
+            (
+                "CASTGATE__RTMP__MAX_CONNECTIONS_PER_IP",
+                "0",
+                "rtmp.max_connections_per_ip",
+            ),
+            (
+                "CASTGATE__HTTP__MAX_CONNECTIONS_PER_IP",
+                "0",
+                "http.max_connections_per_ip",
+            ),
+            (
+                "CASTGATE__RTMPT__MAX_SESSIONS_PER_IP",
+                "0",
+                "rtmpt.max_sessions_per_ip",
+            ),
+            (
+                "CASTGATE__HTTP__HEADER_TIMEOUT_SECS",
+                "0",
+                "http.header_timeout_secs",
+            ),
+            (
+                "CASTGATE__HTTP__BODY_TIMEOUT_SECS",
+                "-1",
+                "http.body_timeout_secs",
+            ),
+            // Smaller than one RTMPT body.
+            (
+                "CASTGATE__HTTP__BODY_BUDGET_BYTES",
+                "1000",
+                "http.body_budget_bytes",
+            ),
+        ] {
+            let e = Config::load_with_env(None, env(&[(key, value)])).unwrap_err();
+            assert!(e.to_string().contains(named), "{key}={value}: {e}");
+        }
+    }
+
+    #[test]
     fn static_relays_are_checked() {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         writeln!(

@@ -434,4 +434,43 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+
+    #[tokio::test]
+    async fn sessions_per_address_are_capped_and_refusals_come_before_the_body() {
+        let env = [
+            ("CASTGATE__RTMPT__MAX_SESSIONS_PER_IP", "2"),
+            ("CASTGATE__RTMPT__SESSION_TIMEOUT_SECS", "30"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let config = Config::load_with_env(None, env).unwrap();
+        let t = Tunnels::new(ServerContext::new(config.clone()), config.rtmpt.clone());
+        let a: SocketAddr = "127.0.0.2:5000".parse().unwrap();
+        let b: SocketAddr = "127.0.0.3:5000".parse().unwrap();
+        let first = t.open(a, "rtmpt").unwrap();
+        let _second = t.open(a, "rtmpt").unwrap();
+        assert!(matches!(
+            t.open(a, "rtmpt"),
+            Err(TunnelError::TooManyFromAddress(_))
+        ));
+        // Another address is served.
+        let _other = t.open(b, "rtmpt").unwrap();
+        // Unknown ids and bad sequence numbers are refused without a body.
+        let unknown = "f".repeat(protocol::SESSION_ID_LEN);
+        assert!(matches!(
+            t.admit(Command::Send, &unknown, 0).await,
+            Err(TunnelError::UnknownSession)
+        ));
+        assert!(matches!(
+            t.admit(Command::Send, &first, 7).await,
+            Err(TunnelError::Sequence(SeqError::BadStart { got: 7 }))
+        ));
+        // A refused admission used nothing up: 0 is still accepted.
+        let admitted = t.admit(Command::Idle, &first, 0).await.unwrap();
+        admitted.finish(Bytes::new()).await.unwrap();
+        // A closed session gives its address's slot back.
+        t.request(Command::Close, &first, 1, Bytes::new())
+            .await
+            .unwrap();
+        let _again = t.open(a, "rtmpt").unwrap();
+    }
 }

@@ -239,11 +239,14 @@ mod tests {
                 got: u64::MAX
             })
         );
-        // The refusals used nothing up.
+        // The refusals used nothing up, nor does a check.
+        assert_eq!(s.check(2), Ok(()));
+        assert_eq!(s.check(2), Ok(()));
         s.accept(Command::Send, 2, t0).unwrap();
         s.accept(Command::Close, 3, t0).unwrap();
         assert!(s.is_closed());
         assert_eq!(s.accept(Command::Idle, 4, t0), Err(SeqError::Closed));
+        assert_eq!(s.check(4), Err(SeqError::Closed));
     }
 
     #[test]
