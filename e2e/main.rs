@@ -9,6 +9,7 @@ mod docker;
 mod faults;
 mod harness;
 mod hls_dash;
+mod limits;
 mod load;
 mod malformed;
 mod ops;
