@@ -22,7 +22,7 @@ fn ip(s: &str) -> IpAddr {
 
 /// One HTTP/1.1 response (its head and a `Content-Length` body) read from a
 /// connection that may stay open (keep-alive).
-fn read_response(s: &mut TcpStream) -> Result<(u16, Vec<u8>), String> {
+pub fn read_response(s: &mut impl Read) -> Result<(u16, Vec<u8>), String> {
     let mut raw = Vec::new();
     let mut b = [0u8; 4096];
     let head_end = loop {
@@ -58,8 +58,8 @@ fn read_response(s: &mut TcpStream) -> Result<(u16, Vec<u8>), String> {
     Ok((status, body))
 }
 
-/// A keep-alive GET on an open connection.
-fn keep_alive_get(s: &mut TcpStream, path: &str) -> u16 {
+/// A keep-alive GET on an open connection (TCP or TLS).
+pub fn keep_alive_get(s: &mut (impl Read + Write), path: &str) -> u16 {
     s.write_all(format!("GET {path} HTTP/1.1\r\nHost: castgate\r\n\r\n").as_bytes())
         .expect("send GET");
     read_response(s)
