@@ -1,5 +1,6 @@
-//! The RTMPT routes: thin handlers that bound and read the request body and
-//! hand it to [`Tunnels`]. Only POST is routed here; other methods on these
+//! The RTMPT routes: thin handlers that have [`Tunnels`] admit a request
+//! (its session and sequence number), then bound and read its body (under
+//! the shared body budget) and hand it over. Only POST is routed here; other methods on these
 //! paths fall through to the media routes (a stream may be called `send`).
 
 use std::sync::Arc;

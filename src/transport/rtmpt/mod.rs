@@ -4,9 +4,12 @@
 //! HTTP handlers (`http::rtmpt`) only parse requests and call
 //! [`Tunnels::open`] and [`Tunnels::request`].
 //!
-//! Limits: the number of sessions, each request body, the bytes held for a
-//! client that does not poll, and inactivity (a reaper closes sessions that
-//! sent no request for `rtmpt.session_timeout_secs`).
+//! Limits: the number of sessions, in all and per client address, each
+//! request body and all bodies together (`http.body_budget_bytes`), the
+//! bytes held for a client that does not poll, and inactivity (a reaper
+//! closes sessions that sent no request for `rtmpt.session_timeout_secs`).
+//! A request is admitted ([`Tunnels::admit`]: session id, sequence number)
+//! before its body is read.
 
 pub mod pipe;
 pub mod protocol;
