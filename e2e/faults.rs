@@ -342,6 +342,10 @@ fn a_thousand_idle_connections_time_out() {
             &HANDSHAKE_TIMEOUT.to_string(),
         ),
         ("CASTGATE__RTMP__MAX_CONNECTIONS", "2000"),
+        // Every connection here comes from 127.0.0.1 (the idle ones and the
+        // publisher): the per-address cap (64 by default) would refuse all
+        // but the first 64. This test is about the handshake timeout.
+        ("CASTGATE__RTMP__MAX_CONNECTIONS_PER_IP", "2000"),
     ]);
     // The kernel queues them even while castgate is slow to accept (listen
     // backlog 1024); how long that takes is printed, not asserted.

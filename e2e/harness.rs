@@ -705,6 +705,24 @@ pub fn assert_holds_every_frame(source: &Path, output: &str, what: &str) {
     assert_eq!(decode_errors(output), "", "{what}: decoding");
 }
 
+/// A TCP connection to `to` from the loopback source address `src` (any of
+/// 127/8 is local on Linux: several client addresses without namespaces).
+pub fn tcp_connect_from(src: std::net::IpAddr, to: SocketAddr) -> std::net::TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .expect("tokio runtime");
+    let s = rt
+        .block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::new(src, 0))?;
+            socket.connect(to).await?.into_std()
+        })
+        .unwrap_or_else(|e| panic!("connect to {to} from {src}: {e}"));
+    s.set_nonblocking(false).unwrap();
+    s
+}
+
 /// A minimal HTTP/1.1 response.
 #[derive(Debug)]
 pub struct HttpResponse {

@@ -10,6 +10,7 @@ mod docker_run;
 mod faults;
 mod harness;
 mod hls_dash;
+mod limits;
 mod load;
 mod malformed;
 mod ops;

@@ -40,6 +40,20 @@ impl Raw {
         }
     }
 
+    /// As [`Raw::connect`], from the loopback source address `src` (e.g.
+    /// 127.0.0.2: Linux routes all of 127/8 on `lo`), so that castgate sees
+    /// a client of another address.
+    pub fn connect_from(src: std::net::IpAddr, addr: SocketAddr) -> Raw {
+        let s = crate::harness::tcp_connect_from(src, addr);
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        Raw {
+            s,
+            enc: ChunkEncoder::new(),
+            received: Vec::new(),
+        }
+    }
+
     /// As [`Raw::connect`], with a receive buffer of a few KiB, so that the
     /// kernel holds little of what castgate sends a client that stops
     /// reading: the rest is castgate's to bound.

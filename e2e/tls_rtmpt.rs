@@ -864,6 +864,62 @@ fn rtmpt_sessions_expire_and_are_bounded() {
     Tunnel::open(http);
 }
 
+/// The per-address caps hold on the TLS listeners too: past
+/// `rtmp.max_connections_per_ip` (RTMPS) and `http.max_connections_per_ip`
+/// (HTTPS) a connection from 127.0.0.2 is closed before TLS with a log line
+/// naming the address, while 127.0.0.1 is served (ffmpeg publishes over
+/// rtmps://, a GET over HTTPS answers).
+#[test]
+fn per_address_caps_hold_on_rtmps_and_https() {
+    let src = fixture(25);
+    let gate = TlsGate::start(&[
+        ("CASTGATE__RTMP__MAX_CONNECTIONS_PER_IP", "2"),
+        ("CASTGATE__HTTP__MAX_CONNECTIONS_PER_IP", "2"),
+        ("CASTGATE__RTMP__HANDSHAKE_TIMEOUT_SECS", "60"),
+    ]);
+    let server = &gate.server;
+    let greedy: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let held_rtmps: Vec<_> = (0..2)
+        .map(|_| tls_handshake(tcp_connect_from(greedy, gate.rtmps), &[]).expect("RTMPS TLS"))
+        .collect();
+    let mut held_https: Vec<_> = (0..2)
+        .map(|_| {
+            let mut s =
+                tls_handshake(tcp_connect_from(greedy, gate.https), &[]).expect("HTTPS TLS");
+            assert_eq!(crate::limits::keep_alive_get(&mut s, "/healthz"), 200);
+            s
+        })
+        .collect();
+    for (addr, what) in [(gate.rtmps, "RTMPS"), (gate.https, "HTTPS")] {
+        let tcp = tcp_connect_from(greedy, addr);
+        let tag = format!("{} ", peer_tag(&tcp));
+        assert!(
+            tls_handshake(tcp, &[]).is_err(),
+            "{what}: a third connection from 127.0.0.2 must be refused"
+        );
+        let line = server.wait_log_all(&[&tag, "connection refused: per-address limit reached"], T);
+        assert!(line.contains("client=127.0.0.2"), "{line}");
+    }
+    // 127.0.0.1 is served on both.
+    assert_eq!(
+        https_exchange(gate.https, "GET", "/healthz", &[]).status,
+        200
+    );
+    let mut publisher = publish(&src, &gate.rtmps_url("live/capped"), &[]);
+    server.wait_log_all(&["publish started", "live/capped", "proto=\"rtmps\""], T);
+    assert!(
+        wait_child(&mut publisher, T, "rtmps publisher").success(),
+        "{}",
+        stderr_of(&mut publisher)
+    );
+    // The held HTTPS connections still work.
+    assert_eq!(
+        crate::limits::keep_alive_get(&mut held_https[0], "/healthz"),
+        200
+    );
+    drop(held_rtmps);
+}
+
 /// A missing or bad certificate or key stops start-up with a message
 /// naming the file.
 #[test]

@@ -135,6 +135,9 @@ pub struct PackageSection {
 pub struct RtmpConfig {
     pub listen: SocketAddr,
     pub max_connections: usize,
+    /// Connections one client address may hold at once (RTMP and RTMPS
+    /// each); more are closed at accept (logged, naming the address).
+    pub max_connections_per_ip: usize,
     /// Connection threads, each an event loop of its own; 0 = one per core.
     pub workers: usize,
     pub handshake_timeout_secs: f64,
@@ -161,6 +164,9 @@ pub struct HttpConfig {
     /// Connections beyond this are closed at accept (logged); applies to
     /// the HTTP and the HTTPS listener each.
     pub max_connections: usize,
+    /// Connections one client address may hold at once (HTTP and HTTPS
+    /// each); more get a 503 (HTTP) or are closed (HTTPS), logged.
+    pub max_connections_per_ip: usize,
     /// A connection with no byte moving either way for this long is closed.
     pub idle_timeout_secs: f64,
     /// HLS/DASH viewers tracked per stream (see `viewers`); past it the
@@ -168,6 +174,14 @@ pub struct HttpConfig {
     pub max_viewers_tracked_per_stream: usize,
     /// HLS/DASH viewers tracked over all streams.
     pub max_viewers_tracked: usize,
+    /// A request head (and a connection's first request) must be complete
+    /// within this, however slowly its bytes trickle in.
+    pub header_timeout_secs: f64,
+    /// A request body must be complete within this after its head: 408.
+    pub body_timeout_secs: f64,
+    /// Bytes of request bodies all connections may buffer at once; past
+    /// this, requests get 503.
+    pub body_budget_bytes: usize,
 }
 
 /// RTMP over TLS. Enabled when both `cert` and `key` are set.
@@ -200,6 +214,8 @@ pub struct RtmptConfig {
     pub enabled: bool,
     /// Open tunnel sessions at once; `/open` beyond this gets 503.
     pub max_sessions: usize,
+    /// Sessions one client address may hold at once; `/open` beyond gets 503.
+    pub max_sessions_per_ip: usize,
     /// A session with no request for this long is closed.
     pub session_timeout_secs: f64,
     /// Largest request body accepted (413 beyond), and the most server
@@ -404,8 +420,14 @@ impl Config {
         if r.window_ack_size < 4096 {
             return invalid("rtmp.window_ack_size", "must be at least 4096");
         }
+        if r.max_connections_per_ip == 0 {
+            return invalid("rtmp.max_connections_per_ip", "must be at least 1");
+        }
         if self.http.max_connections == 0 {
             return invalid("http.max_connections", "must be at least 1");
+        }
+        if self.http.max_connections_per_ip == 0 {
+            return invalid("http.max_connections_per_ip", "must be at least 1");
         }
         let idle = self.http.idle_timeout_secs;
         if !(1.0..=86_400.0).contains(&idle) {
@@ -422,6 +444,18 @@ impl Config {
                 return invalid(key, "must be between 1 and 10000000");
             }
         }
+        if !(0.5..=3600.0).contains(&self.http.header_timeout_secs) {
+            return invalid("http.header_timeout_secs", "must be in [0.5, 3600]");
+        }
+        if !(0.5..=86_400.0).contains(&self.http.body_timeout_secs) {
+            return invalid("http.body_timeout_secs", "must be in [0.5, 86400]");
+        }
+        if self.http.body_budget_bytes < self.rtmpt.max_body_bytes.max(self.api.max_body_bytes) {
+            return invalid(
+                "http.body_budget_bytes",
+                "must hold at least one body of rtmpt.max_body_bytes and of api.max_body_bytes",
+            );
+        }
         if self.rtmps.cert.is_empty() != self.rtmps.key.is_empty() {
             return invalid(
                 "rtmps.cert",
@@ -437,6 +471,9 @@ impl Config {
         let t = &self.rtmpt;
         if !(1..=1_000_000).contains(&t.max_sessions) {
             return invalid("rtmpt.max_sessions", "must be between 1 and 1000000");
+        }
+        if t.max_sessions_per_ip == 0 {
+            return invalid("rtmpt.max_sessions_per_ip", "must be at least 1");
         }
         if !(t.session_timeout_secs >= 0.1 && t.session_timeout_secs <= 3600.0) {
             return invalid("rtmpt.session_timeout_secs", "must be in [0.1, 3600]");
@@ -648,6 +685,12 @@ impl HttpConfig {
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.idle_timeout_secs)
     }
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.header_timeout_secs)
+    }
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.body_timeout_secs)
+    }
 }
 
 impl RtmptConfig {
@@ -797,6 +840,52 @@ mod tests {
         writeln!(f, "[rtmp]\nchunk_size = 1").unwrap();
         let e = Config::load_with_env(Some(f.path()), env(&[])).unwrap_err();
         assert!(e.to_string().contains("rtmp.chunk_size"), "{e}");
+    }
+
+    #[test]
+    fn client_limits_are_checked() {
+        let c = Config::load_with_env(None, env(&[])).unwrap();
+        assert_eq!(c.rtmp.max_connections_per_ip, 64);
+        assert_eq!(c.http.max_connections_per_ip, 256);
+        assert_eq!(c.rtmpt.max_sessions_per_ip, 16);
+        assert_eq!(c.http.header_timeout(), Duration::from_secs(10));
+        assert_eq!(c.http.body_timeout(), Duration::from_secs(30));
+        for (key, value, named) in [
+            (
+                "CASTGATE__RTMP__MAX_CONNECTIONS_PER_IP",
+                "0",
+                "rtmp.max_connections_per_ip",
+            ),
+            (
+                "CASTGATE__HTTP__MAX_CONNECTIONS_PER_IP",
+                "0",
+                "http.max_connections_per_ip",
+            ),
+            (
+                "CASTGATE__RTMPT__MAX_SESSIONS_PER_IP",
+                "0",
+                "rtmpt.max_sessions_per_ip",
+            ),
+            (
+                "CASTGATE__HTTP__HEADER_TIMEOUT_SECS",
+                "0",
+                "http.header_timeout_secs",
+            ),
+            (
+                "CASTGATE__HTTP__BODY_TIMEOUT_SECS",
+                "-1",
+                "http.body_timeout_secs",
+            ),
+            // Smaller than one RTMPT body.
+            (
+                "CASTGATE__HTTP__BODY_BUDGET_BYTES",
+                "1000",
+                "http.body_budget_bytes",
+            ),
+        ] {
+            let e = Config::load_with_env(None, env(&[(key, value)])).unwrap_err();
+            assert!(e.to_string().contains(named), "{key}={value}: {e}");
+        }
     }
 
     #[test]

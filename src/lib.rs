@@ -122,8 +122,12 @@ pub async fn run_from(
         tracing::info!(listen = %l.local_addr()?, http2 = true, "HTTPS listening");
     }
     let max_connections = config.rtmp.max_connections;
+    let max_per_ip = config.rtmp.max_connections_per_ip;
     let http_limits = transport::http::HttpLimits {
         max_connections: config.http.max_connections,
+        max_connections_per_ip: config.http.max_connections_per_ip,
+        header: config.http.header_timeout(),
+        body: config.http.body_timeout(),
         idle: config.http.idle_timeout(),
         handshake: config.rtmp.handshake_timeout(),
     };
@@ -229,9 +233,14 @@ pub async fn run_from(
         current: current_config,
     };
     let conn_ctx = Arc::clone(&ctx);
-    let rtmp = transport::tcp::serve(listener, max_connections, move |socket, peer| {
-        server::serve_tcp_connection(socket, peer, Arc::clone(&conn_ctx))
-    });
+    let rtmp = transport::tcp::serve(
+        listener,
+        transport::tcp::Limits {
+            max_connections,
+            max_per_ip,
+        },
+        move |socket, peer| server::serve_tcp_connection(socket, peer, Arc::clone(&conn_ctx)),
+    );
     // The HTTP servers outlive the RTMP listeners at shutdown (players
     // fetch the ended playlists), so they are polled in both phases.
     let mut http = std::pin::pin!(http);

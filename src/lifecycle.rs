@@ -180,6 +180,30 @@ impl Reloader {
                         != new.http.max_viewers_tracked_per_stream,
             ),
             (
+                "rtmp.max_connections_per_ip",
+                self.current.rtmp.max_connections_per_ip != new.rtmp.max_connections_per_ip,
+            ),
+            (
+                "http.max_connections_per_ip",
+                self.current.http.max_connections_per_ip != new.http.max_connections_per_ip,
+            ),
+            (
+                "http.header_timeout_secs",
+                self.current.http.header_timeout_secs != new.http.header_timeout_secs,
+            ),
+            (
+                "http.body_timeout_secs",
+                self.current.http.body_timeout_secs != new.http.body_timeout_secs,
+            ),
+            (
+                "http.body_budget_bytes",
+                self.current.http.body_budget_bytes != new.http.body_budget_bytes,
+            ),
+            (
+                "rtmpt.max_sessions_per_ip",
+                self.current.rtmpt.max_sessions_per_ip != new.rtmpt.max_sessions_per_ip,
+            ),
+            (
                 "hub",
                 self.current.hub.queue_soft_bytes != new.hub.queue_soft_bytes
                     || self.current.hub.queue_hard_bytes != new.hub.queue_hard_bytes

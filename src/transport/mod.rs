@@ -1,7 +1,9 @@
 //! Listeners that hand a byte stream to a connection driver. They know
 //! nothing of RTMP; they own accepting, connection limits and socket options.
 
+pub mod budget;
 pub mod http;
+pub mod per_ip;
 pub mod pool;
 pub mod rtmpt;
 pub mod tcp;

@@ -315,24 +315,23 @@ pub async fn accept(
 /// closed with a log line naming it and the reason.
 pub async fn serve_rtmps(listener: TcpListener, store: Arc<CertStore>, ctx: Arc<ServerContext>) {
     let acceptor = TlsAcceptor::from(server_config(store, &[]));
-    let max_connections = ctx.config.rtmp.max_connections;
+    let limits = super::tcp::Limits {
+        max_connections: ctx.config.rtmp.max_connections,
+        max_per_ip: ctx.config.rtmp.max_connections_per_ip,
+    };
     let limit = ctx.config.rtmp.handshake_timeout();
-    super::tcp::serve(
-        listener,
-        max_connections,
-        move |tcp: TcpStream, peer: SocketAddr| {
-            let acceptor = acceptor.clone();
-            let ctx = Arc::clone(&ctx);
-            async move {
-                match accept(&acceptor, tcp, limit, "RTMPS").await {
-                    Ok(tls) => serve_connection(tls, peer, "rtmps", ctx).await,
-                    Err(reason) => {
-                        warn!(%peer, proto = "rtmps", "connection closed: {reason}")
-                    }
+    super::tcp::serve(listener, limits, move |tcp: TcpStream, peer: SocketAddr| {
+        let acceptor = acceptor.clone();
+        let ctx = Arc::clone(&ctx);
+        async move {
+            match accept(&acceptor, tcp, limit, "RTMPS").await {
+                Ok(tls) => serve_connection(tls, peer, "rtmps", ctx).await,
+                Err(reason) => {
+                    warn!(%peer, proto = "rtmps", "connection closed: {reason}")
                 }
             }
-        },
-    )
+        }
+    })
     .await
 }
 

@@ -416,8 +416,8 @@ case(C, "length-zero-command", HANDSHAKE + chunks(3, 20, 0, b""), "close",
      "command without a name: None", what="a zero-length AMF0 command")
 case(C, "too-many-partial-streams",
      HANDSHAKE + b"".join(first_chunk(4 + i, 18, 0, bytes(200)) for i in range(65)),
-     "close", "more than 64 chunk streams with partial messages",
-     what="65 chunk streams each holding half a message")
+     "close", "more than 4 chunk streams with partial messages",
+     what="65 chunk streams each holding half a message (4 allowed before publish or play)")
 case(C, "user-control-short", HANDSHAKE + control(4, b"\x00"), "close",
      "user control shorter than 2 bytes", what="a 1-byte User Control message")
 case(C, "ping-without-value", HANDSHAKE + control(4, b"\x00\x06\x00"), "close",
@@ -505,7 +505,9 @@ case(A, "amf3-depth-bomb", HANDSHAKE + chunks(3, 17, 0, b"\x00" + amf_str("conne
      what="AMF3 command (type 17) with 3000 nested AMF3 objects")
 _items = b"\x0a" + struct.pack(">I", 70000) + b"\x05" * 70000
 case(A, "items-bomb", HANDSHAKE + cmd(_connect_head + [_items]), "close",
-     "more values than the item limit", what="a strict array of 70,000 nulls (above the 65,536-item budget)")
+     "exceeds the limit of 65536 bytes",
+     what="a strict array of 70,000 nulls: a 70 KB command, over the 64 KiB a client may send "
+          "before publish or play (the AMF item budget behind it is unit-tested)")
 _laughs = b"\x11\x09" + u29((21 << 1) | 1) + b"\x01"  # outer array of 21
 _laughs += b"\x09" + u29((10 << 1) | 1) + b"\x01" + b"\x01" * 10  # level 0: ten nulls
 for _k in range(1, 21):

@@ -4,9 +4,12 @@
 //! HTTP handlers (`http::rtmpt`) only parse requests and call
 //! [`Tunnels::open`] and [`Tunnels::request`].
 //!
-//! Limits: the number of sessions, each request body, the bytes held for a
-//! client that does not poll, and inactivity (a reaper closes sessions that
-//! sent no request for `rtmpt.session_timeout_secs`).
+//! Limits: the number of sessions, in all and per client address, each
+//! request body and all bodies together (`http.body_budget_bytes`), the
+//! bytes held for a client that does not poll, and inactivity (a reaper
+//! closes sessions that sent no request for `rtmpt.session_timeout_secs`).
+//! A request is admitted ([`Tunnels::admit`]: session id, sequence number)
+//! before its body is read.
 
 pub mod pipe;
 pub mod protocol;
@@ -20,6 +23,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use std::time::Instant;
 use tracing::{info, warn, Instrument};
 
+use super::budget::ByteBudget;
+use super::per_ip::{IpPermit, PerIpLimit, PerIpRefusal};
 use crate::config::RtmptConfig;
 use crate::server::{serve_connection, ServerContext};
 use pipe::{Pipe, SessionIo};
@@ -39,6 +44,8 @@ pub enum TunnelError {
     UnknownSession,
     #[error("too many RTMPT sessions (rtmpt.max_sessions = {0})")]
     TooManySessions(usize),
+    #[error("too many RTMPT sessions from this address: {0} (rtmpt.max_sessions_per_ip)")]
+    TooManyFromAddress(PerIpRefusal),
     #[error("{0}")]
     Sequence(#[from] SeqError),
     #[error("session is not keeping up: {0} bytes still unread")]
@@ -52,9 +59,11 @@ struct Session {
     peer: SocketAddr,
     proto: &'static str,
     pipe: Arc<Pipe>,
-    /// Held for the whole of a request: one request per session at a time,
-    /// in sequence order.
-    state: tokio::sync::Mutex<TunnelState>,
+    /// Held for the whole of a request (from before its body is read): one
+    /// request per session at a time, in sequence order.
+    state: Arc<tokio::sync::Mutex<TunnelState>>,
+    /// The session's slot under `rtmpt.max_sessions_per_ip`.
+    _ip_permit: IpPermit,
     /// The last request's time, readable by the reaper without waiting.
     last_seen: Mutex<Instant>,
 }
@@ -70,15 +79,32 @@ pub struct Tunnels {
     ctx: Arc<ServerContext>,
     config: RtmptConfig,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    per_ip: PerIpLimit,
+    /// Request bodies buffered by every connection (`http.body_budget_bytes`).
+    bodies: ByteBudget,
+}
+
+/// A tunnel request whose session and sequence number were accepted, its
+/// body not read yet; it holds the session's request lock.
+pub struct Admitted<'a> {
+    tunnels: &'a Tunnels,
+    session: Arc<Session>,
+    state: tokio::sync::OwnedMutexGuard<TunnelState>,
+    cmd: Command,
+    seq: u64,
 }
 
 impl Tunnels {
     /// A session table, with its reaper task (which ends with the table).
     pub fn new(ctx: Arc<ServerContext>, config: RtmptConfig) -> Arc<Tunnels> {
+        let per_ip = PerIpLimit::new(config.max_sessions_per_ip, config.max_sessions);
+        let bodies = ByteBudget::new(ctx.config.http.body_budget_bytes);
         let tunnels = Arc::new(Tunnels {
             ctx,
             config,
             sessions: Mutex::new(HashMap::new()),
+            per_ip,
+            bodies,
         });
         let weak = Arc::downgrade(&tunnels);
         let period = (tunnels.config.session_timeout() / 4)
@@ -93,6 +119,11 @@ impl Tunnels {
 
     pub fn max_body_bytes(&self) -> usize {
         self.config.max_body_bytes
+    }
+
+    /// The budget request bodies are buffered under.
+    pub fn body_budget(&self) -> &ByteBudget {
+        &self.bodies
     }
 
     /// Open sessions.
@@ -111,6 +142,13 @@ impl Tunnels {
             warn!(%peer, proto, max_sessions = self.config.max_sessions, "RTMPT open refused: too many sessions");
             return Err(TunnelError::TooManySessions(self.config.max_sessions));
         }
+        let ip_permit = match self.per_ip.try_acquire(peer.ip()) {
+            Ok(p) => p,
+            Err(why) => {
+                warn!(%peer, client = %peer.ip(), proto, max_sessions_per_ip = self.config.max_sessions_per_ip, "RTMPT open refused: per-address limit reached ({why})");
+                return Err(TunnelError::TooManyFromAddress(why));
+            }
+        };
         let id = loop {
             let Some(id) = new_session_id() else {
                 warn!(%peer, proto, "RTMPT open refused: no secure random source");
@@ -126,7 +164,8 @@ impl Tunnels {
             peer,
             proto,
             pipe,
-            state: tokio::sync::Mutex::new(TunnelState::new(Instant::now())),
+            state: Arc::new(tokio::sync::Mutex::new(TunnelState::new(Instant::now()))),
+            _ip_permit: ip_permit,
             last_seen: Mutex::new(Instant::now()),
         });
         info!(%peer, proto, session = session.short_id(), "RTMPT session opened");
@@ -147,15 +186,49 @@ impl Tunnels {
         seq: u64,
         body: Bytes,
     ) -> Result<Bytes, TunnelError> {
+        self.admit(cmd, id, seq).await?.finish(body).await
+    }
+
+    /// The first half of [`request`](Self::request): the session must exist
+    /// and take `seq`, before anything of the request's body is read (a
+    /// request to an unknown session costs no body buffer). Waits for the
+    /// session's previous request to finish.
+    pub async fn admit(
+        &self,
+        cmd: Command,
+        id: &str,
+        seq: u64,
+    ) -> Result<Admitted<'_>, TunnelError> {
         let session = self
             .table()
             .get(id)
             .cloned()
             .ok_or(TunnelError::UnknownSession)?;
-        let mut state = session.state.lock().await;
+        let state = Arc::clone(&session.state).lock_owned().await;
+        state.check(seq)?;
+        Ok(Admitted {
+            tunnels: self,
+            session,
+            state,
+            cmd,
+            seq,
+        })
+    }
+}
+
+impl Admitted<'_> {
+    /// The second half of [`Tunnels::request`], with the body.
+    pub async fn finish(self, body: Bytes) -> Result<Bytes, TunnelError> {
+        let Admitted {
+            tunnels,
+            session,
+            mut state,
+            cmd,
+            seq,
+        } = self;
         let data: &[u8] = if cmd.carries_data() { &body } else { &[] };
         let status = session.pipe.status();
-        if status.pending_input + data.len() > self.config.max_body_bytes {
+        if status.pending_input + data.len() > tunnels.config.max_body_bytes {
             return Err(TunnelError::Backlog(status.pending_input));
         }
         state.accept(cmd, seq, Instant::now())?;
@@ -173,7 +246,7 @@ impl Tunnels {
                 // publisher's last frames), then the connection ends.
                 pipe.close_input();
                 pipe.wait_gone(CLOSE_LIMIT).await;
-                self.remove(&session.id);
+                tunnels.remove(&session.id);
                 info!(peer = %session.peer, proto = session.proto, session = session.short_id(), "RTMPT session closed by the client");
             }
         }
@@ -187,7 +260,7 @@ impl Tunnels {
         if gone && cmd != Command::Close {
             // The RTMP connection ended (its reason is logged); this reply
             // carries its last bytes and the next request gets a 404.
-            self.remove(&session.id);
+            tunnels.remove(&session.id);
             info!(peer = %session.peer, proto = session.proto, session = session.short_id(), "RTMPT session ended");
         }
         state.touch(Instant::now());
@@ -206,7 +279,9 @@ impl Tunnels {
         reply.extend_from_slice(&out);
         Ok(reply.freeze())
     }
+}
 
+impl Tunnels {
     fn remove(&self, id: &str) {
         self.table().remove(id);
     }
@@ -361,5 +436,44 @@ mod tests {
             assert!(Instant::now() < deadline, "sessions never expired");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    #[tokio::test]
+    async fn sessions_per_address_are_capped_and_refusals_come_before_the_body() {
+        let env = [
+            ("CASTGATE__RTMPT__MAX_SESSIONS_PER_IP", "2"),
+            ("CASTGATE__RTMPT__SESSION_TIMEOUT_SECS", "30"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let config = Config::load_with_env(None, env).unwrap();
+        let t = Tunnels::new(ServerContext::new(config.clone()), config.rtmpt.clone());
+        let a: SocketAddr = "127.0.0.2:5000".parse().unwrap();
+        let b: SocketAddr = "127.0.0.3:5000".parse().unwrap();
+        let first = t.open(a, "rtmpt").unwrap();
+        let _second = t.open(a, "rtmpt").unwrap();
+        assert!(matches!(
+            t.open(a, "rtmpt"),
+            Err(TunnelError::TooManyFromAddress(_))
+        ));
+        // Another address is served.
+        let _other = t.open(b, "rtmpt").unwrap();
+        // Unknown ids and bad sequence numbers are refused without a body.
+        let unknown = "f".repeat(protocol::SESSION_ID_LEN);
+        assert!(matches!(
+            t.admit(Command::Send, &unknown, 0).await,
+            Err(TunnelError::UnknownSession)
+        ));
+        assert!(matches!(
+            t.admit(Command::Send, &first, 7).await,
+            Err(TunnelError::Sequence(SeqError::BadStart { got: 7 }))
+        ));
+        // A refused admission used nothing up: 0 is still accepted.
+        let admitted = t.admit(Command::Idle, &first, 0).await.unwrap();
+        admitted.finish(Bytes::new()).await.unwrap();
+        // A closed session gives its address's slot back.
+        t.request(Command::Close, &first, 1, Bytes::new())
+            .await
+            .unwrap();
+        let _again = t.open(a, "rtmpt").unwrap();
     }
 }

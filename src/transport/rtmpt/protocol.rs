@@ -97,6 +97,18 @@ impl TunnelState {
     /// Checks a request's sequence number. Accepted, the number is used up
     /// and the session's inactivity clock restarts; refused, nothing changes.
     pub fn accept(&mut self, cmd: Command, seq: u64, now: Instant) -> Result<(), SeqError> {
+        self.check(seq)?;
+        self.next_seq = Some(seq + 1);
+        self.last_request = now;
+        if cmd == Command::Close {
+            self.closed = true;
+        }
+        Ok(())
+    }
+
+    /// Whether [`accept`](Self::accept) would take `seq` now, changing
+    /// nothing: a request is checked before its body is read.
+    pub fn check(&self, seq: u64) -> Result<(), SeqError> {
         if self.closed {
             return Err(SeqError::Closed);
         }
@@ -110,11 +122,6 @@ impl TunnelState {
                 return Err(SeqError::Skipped { expected, got: seq })
             }
             Some(_) => {}
-        }
-        self.next_seq = Some(seq + 1);
-        self.last_request = now;
-        if cmd == Command::Close {
-            self.closed = true;
         }
         Ok(())
     }
@@ -232,11 +239,14 @@ mod tests {
                 got: u64::MAX
             })
         );
-        // The refusals used nothing up.
+        // The refusals used nothing up, nor does a check.
+        assert_eq!(s.check(2), Ok(()));
+        assert_eq!(s.check(2), Ok(()));
         s.accept(Command::Send, 2, t0).unwrap();
         s.accept(Command::Close, 3, t0).unwrap();
         assert!(s.is_closed());
         assert_eq!(s.accept(Command::Idle, 4, t0), Err(SeqError::Closed));
+        assert_eq!(s.check(4), Err(SeqError::Closed));
     }
 
     #[test]
