@@ -6,6 +6,7 @@ mod cli;
 mod console;
 mod corpus;
 mod docker;
+mod egress;
 mod faults;
 mod harness;
 mod hls_dash;

@@ -325,8 +325,10 @@ impl EgressPolicy {
         self.allow.iter().any(|r| r.matches_name(name))
     }
 
-    /// A relay into castgate itself (one of its own listeners, on a
-    /// loopback, unspecified or the listener's own address).
+    /// A relay of a stream into castgate itself under the same name (one of
+    /// its own listeners, on a loopback, unspecified or the listener's own
+    /// address) would take the stream over from its publisher. The callers
+    /// ask only for targets that name the relay's own stream.
     pub fn check_not_self(&self, addr: SocketAddr) -> Result<(), Denied> {
         let ip = canonical(addr.ip());
         let own = self.own.read().unwrap_or_else(|e| e.into_inner());
@@ -345,11 +347,14 @@ impl EgressPolicy {
 
     /// Everything decidable without DNS, for refusing a target when it is
     /// created: a host that is an address (in any spelling `getaddrinfo`
-    /// takes) or a denied name.
-    pub fn check_literal(&self, host: &str, port: u16) -> Result<(), Denied> {
+    /// takes) or a denied name. `own_stream`: the target names the stream
+    /// being relayed.
+    pub fn check_literal(&self, host: &str, port: u16, own_stream: bool) -> Result<(), Denied> {
         match parse_numeric_host(host) {
             Some(ip) => {
-                self.check_not_self(SocketAddr::new(ip, port))?;
+                if own_stream {
+                    self.check_not_self(SocketAddr::new(ip, port))?;
+                }
                 self.check_ip(ip)
             }
             None => self.check_name(host),
@@ -387,12 +392,14 @@ impl EgressPolicy {
 
     /// The connect-time check: resolves `host`, checks every address, and
     /// returns only the allowed ones (refused if none is). Trusted targets
-    /// (the operator's config) are resolved unchecked.
+    /// (the operator's config) are resolved unchecked, except that none may
+    /// send a stream into castgate under its own name (`own_stream`).
     pub async fn resolve(
         &self,
         host: &str,
         port: u16,
         trusted: bool,
+        own_stream: bool,
     ) -> Result<Vec<SocketAddr>, ResolveError> {
         if !trusted {
             self.check_name(host).map_err(ResolveError::Denied)?;
@@ -404,7 +411,7 @@ impl EgressPolicy {
                 .map_err(|e| ResolveError::Lookup(format!("cannot resolve {host}: {e}")))?
                 .collect(),
         };
-        if trusted {
+        if trusted && !own_stream {
             return Ok(addrs);
         }
         let vouched =
@@ -413,13 +420,16 @@ impl EgressPolicy {
         let mut ok = Vec::new();
         for a in addrs {
             let a = SocketAddr::new(canonical(a.ip()), a.port());
-            let verdict = self.check_not_self(a).and_then(|()| {
-                if vouched {
-                    Ok(())
-                } else {
-                    self.check_ip(a.ip())
-                }
-            });
+            let verdict = own_stream
+                .then(|| self.check_not_self(a))
+                .unwrap_or(Ok(()))
+                .and_then(|()| {
+                    if vouched || trusted {
+                        Ok(())
+                    } else {
+                        self.check_ip(a.ip())
+                    }
+                });
             match verdict {
                 Ok(()) => ok.push(a),
                 Err(mut d) => {
@@ -603,7 +613,7 @@ mod tests {
             "::127.0.0.1",
             "ff02::1",
         ] {
-            let e = p.check_literal(host, 1935).expect_err(host);
+            let e = p.check_literal(host, 1935, false).expect_err(host);
             assert!(e.to_string().contains("egress policy refuses"), "{e}");
         }
         for host in [
@@ -611,7 +621,7 @@ mod tests {
             "METADATA.google.internal.",
             "metadata",
         ] {
-            let e = p.check_literal(host, 80).expect_err(host);
+            let e = p.check_literal(host, 80, false).expect_err(host);
             assert!(e.reason.contains("metadata"), "{e}");
         }
         for host in [
@@ -624,7 +634,7 @@ mod tests {
             "a.rtmp.youtube.com",
             "live.example.com",
         ] {
-            assert_eq!(p.check_literal(host, 1935), Ok(()), "{host}");
+            assert_eq!(p.check_literal(host, 1935, false), Ok(()), "{host}");
         }
     }
 
@@ -641,17 +651,17 @@ mod tests {
             "",
         )
         .unwrap();
-        assert_eq!(p.check_literal("127.0.0.1", 1), Ok(()));
-        assert_eq!(p.check_literal("2130706433", 1), Ok(()));
-        assert_eq!(p.check_literal("::ffff:127.0.0.1", 1), Ok(()));
-        assert!(p.check_literal("127.0.0.2", 1).is_err());
-        assert_eq!(p.check_literal("fd00:ec2::254", 1), Ok(()));
+        assert_eq!(p.check_literal("127.0.0.1", 1, false), Ok(()));
+        assert_eq!(p.check_literal("2130706433", 1, false), Ok(()));
+        assert_eq!(p.check_literal("::ffff:127.0.0.1", 1, false), Ok(()));
+        assert!(p.check_literal("127.0.0.2", 1, false).is_err());
+        assert_eq!(p.check_literal("fd00:ec2::254", 1, false), Ok(()));
         assert!(p
-            .check_literal("203.0.113.9", 1)
+            .check_literal("203.0.113.9", 1, false)
             .unwrap_err()
             .reason
             .contains("egress.deny"));
-        assert!(p.check_literal("EVIL.example", 1).is_err());
+        assert!(p.check_literal("EVIL.example", 1, false).is_err());
         assert_eq!(p.check_name("ingest.corp.example"), Ok(()));
         assert!(p.name_allowed("a.b.corp.example"));
         assert!(!p.name_allowed("corp.example"));
@@ -667,18 +677,21 @@ mod tests {
     }
 
     #[test]
-    fn own_listeners_are_refused_even_when_allowed() {
+    fn own_stream_into_own_listeners_is_refused_even_when_allowed() {
         let p = EgressPolicy::open();
         p.set_own_listeners(vec![
             "0.0.0.0:1935".parse().unwrap(),
             "127.0.0.1:8080".parse().unwrap(),
         ]);
         for host in ["127.0.0.1", "127.1", "0.0.0.0", "::1", "::ffff:127.0.0.1"] {
-            assert!(p.check_literal(host, 1935).is_err(), "{host}");
+            let e = p.check_literal(host, 1935, true).expect_err(host);
+            assert!(e.reason.contains("own listener"), "{e}");
+            // Another stream name on castgate itself is no takeover.
+            assert_eq!(p.check_literal(host, 1935, false), Ok(()), "{host}");
         }
-        assert!(p.check_literal("127.0.0.1", 8080).is_err());
-        assert_eq!(p.check_literal("127.0.0.1", 1936), Ok(()));
-        assert_eq!(p.check_literal("203.0.113.5", 1935), Ok(()));
+        assert!(p.check_literal("127.0.0.1", 8080, true).is_err());
+        assert_eq!(p.check_literal("127.0.0.1", 1936, true), Ok(()));
+        assert_eq!(p.check_literal("203.0.113.5", 1935, true), Ok(()));
     }
 
     #[test]
@@ -738,7 +751,7 @@ mod tests {
             "0177.0.0.1",
             "0.0.0.0",
         ] {
-            match p.resolve(host, 1935, false).await {
+            match p.resolve(host, 1935, false, false).await {
                 Err(ResolveError::Denied(d)) => {
                     assert!(d.to_string().contains("egress policy"), "{d}")
                 }
@@ -747,13 +760,19 @@ mod tests {
         }
         // Trusted (operator-written) targets are not checked.
         assert_eq!(
-            p.resolve("127.0.0.1", 1935, true).await.unwrap(),
+            p.resolve("127.0.0.1", 1935, true, false).await.unwrap(),
             vec!["127.0.0.1:1935".parse::<SocketAddr>().unwrap()]
         );
         let allowed = EgressPolicy::new(&["127.0.0.1/32".into()], &[], &[], "").unwrap();
         assert_eq!(
-            allowed.resolve("127.1", 9, false).await.unwrap(),
+            allowed.resolve("127.1", 9, false, false).await.unwrap(),
             vec!["127.0.0.1:9".parse::<SocketAddr>().unwrap()]
         );
+        // Not even the operator may relay a stream into itself.
+        allowed.set_own_listeners(vec!["127.0.0.1:9".parse().unwrap()]);
+        assert!(matches!(
+            allowed.resolve("localhost", 9, true, true).await,
+            Err(ResolveError::Denied(_))
+        ));
     }
 }

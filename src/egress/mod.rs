@@ -530,11 +530,11 @@ impl Relays {
         check_tls_options(&target, &req.tls).map_err(CreateError::BadTls)?;
         let policy = &self.inner.settings.egress;
         match &target {
-            Target::Rtmp(t) => policy.check_literal(&t.host, t.port),
+            Target::Rtmp(t) => policy.check_literal(&t.host, t.port, names_stream(t, &stream)),
             Target::Srt(t) if t.mode == target::SrtMode::Listener => {
                 policy.check_srt_listen(t.bind_addr())
             }
-            Target::Srt(t) => policy.check_literal(&t.host, t.port),
+            Target::Srt(t) => policy.check_literal(&t.host, t.port, false),
         }
         .map_err(|d| CreateError::Egress(d.to_string()))?;
         let mut tls_options = req.tls.clone();
@@ -783,6 +783,13 @@ impl Relays {
 #[derive(Debug)]
 enum StartError {
     TooMany(usize),
+}
+
+/// Whether an RTMP target publishes under the name of the stream relayed
+/// (into castgate itself that would take the stream over).
+pub(crate) fn names_stream(t: &target::RtmpTarget, stream: &str) -> bool {
+    let key = t.key.split('?').next().unwrap_or("");
+    crate::server::stream_key(&t.app, key).is_ok_and(|k| k == stream)
 }
 
 fn short(s: &str) -> String {

@@ -697,8 +697,9 @@ async fn the_default_egress_policy_refuses_internal_targets_at_creation() {
         .unwrap();
 }
 
-/// A relay into castgate itself (its own RTMP listener) is refused even
-/// where loopback is allowed.
+/// A relay of a stream into castgate itself under its own name (its own
+/// RTMP listener) is refused even where loopback is allowed; another name
+/// is a copy, not a takeover.
 #[tokio::test]
 async fn a_relay_into_castgate_itself_is_refused() {
     let hub = Hub::new(HubConfig::default());
@@ -713,4 +714,7 @@ async fn a_relay_into_castgate_itself_is_refused() {
             other => panic!("{target}: {other:?}"),
         }
     }
+    relays
+        .create(new_relay("live/a", "rtmp://127.0.0.1:19350/live/copy"))
+        .unwrap();
 }
