@@ -420,16 +420,18 @@ impl EgressPolicy {
         let mut ok = Vec::new();
         for a in addrs {
             let a = SocketAddr::new(canonical(a.ip()), a.port());
-            let verdict = own_stream
-                .then(|| self.check_not_self(a))
-                .unwrap_or(Ok(()))
-                .and_then(|()| {
-                    if vouched || trusted {
-                        Ok(())
-                    } else {
-                        self.check_ip(a.ip())
-                    }
-                });
+            let own = if own_stream {
+                self.check_not_self(a)
+            } else {
+                Ok(())
+            };
+            let verdict = own.and_then(|()| {
+                if vouched || trusted {
+                    Ok(())
+                } else {
+                    self.check_ip(a.ip())
+                }
+            });
             match verdict {
                 Ok(()) => ok.push(a),
                 Err(mut d) => {

@@ -147,7 +147,11 @@ async fn resolve(
     port: u16,
 ) -> Result<Vec<std::net::SocketAddr>, ConnectError> {
     let trusted = matches!(relay.source, Source::Config(_));
-    let lookup = settings.egress.resolve(host, port, trusted);
+    let own_stream = match &relay.target {
+        Target::Rtmp(t) => super::names_stream(t, &relay.stream),
+        Target::Srt(_) => false,
+    };
+    let lookup = settings.egress.resolve(host, port, trusted, own_stream);
     match timeout(settings.connect_timeout, lookup).await {
         Ok(Ok(addrs)) => Ok(addrs),
         Ok(Err(ResolveError::Denied(d))) => {
