@@ -732,6 +732,33 @@ mod tests {
     }
 
     #[test]
+    fn egress_takes_lists_from_files_and_strings_from_the_environment() {
+        let c = Config::load_with_env(None, env(&[])).unwrap();
+        assert!(c.egress.allow.is_empty() && c.egress.srt_listen.is_empty());
+        let p = c.relay_settings().egress;
+        assert!(p.check_literal("127.0.0.1", 1935, false).is_err());
+        let c = Config::load_with_env(
+            None,
+            env(&[
+                (
+                    "CASTGATE__EGRESS__ALLOW",
+                    "127.0.0.1/32, ingest.corp.example",
+                ),
+                ("CASTGATE__EGRESS__SRT_LISTEN", "0.0.0.0:9000-9100"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.egress.allow, ["127.0.0.1/32", "ingest.corp.example"]);
+        let p = c.relay_settings().egress;
+        assert_eq!(p.check_literal("127.1", 1935, false), Ok(()));
+        assert_eq!(p.check_srt_listen("0.0.0.0:9001".parse().unwrap()), Ok(()));
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "[egress]\nallow = [\"10.0.0.0/33\"]").unwrap();
+        let e = Config::load_with_env(Some(f.path()), env(&[])).unwrap_err();
+        assert!(e.to_string().contains("egress.allow"), "{e}");
+    }
+
+    #[test]
     fn tls_files_are_shared_unless_set_apart() {
         let c = Config::load_with_env(
             None,
