@@ -200,6 +200,15 @@ fn internal_targets_and_ca_files_are_refused_at_creation() {
             "{target}: {r}"
         );
     }
+    // The log names the stream and the refused address.
+    server.wait_log_all(
+        &[
+            "relay refused by the egress policy at creation",
+            "live/never",
+            "refused=169.254.169.254",
+        ],
+        T,
+    );
     // Inside the configured range: created (nothing dials; it listens on
     // loopback for a receiver that never comes).
     let listener = create_relay(
@@ -298,4 +307,42 @@ fn a_relay_into_its_own_stream_is_refused() {
         "the real publisher was cut off"
     );
     server.assert_no_panic();
+}
+
+/// Webhook URLs in the config file are the operator's: trusted, so
+/// `check-config` takes one on loopback or the metadata address (nothing is
+/// dialled here). A bad `[egress]` entry is named.
+#[test]
+fn check_config_trusts_operator_webhooks_and_names_bad_egress_entries() {
+    use crate::harness::{tempdir, OutputWithin, RUN_LIMIT};
+    let run = |body: &str| {
+        let dir = tempdir();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, body).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_castgate"))
+            .args(["check-config", f.to_str().unwrap()])
+            .env_remove("RUST_LOG")
+            .output_within(RUN_LIMIT)
+            .expect("cannot run castgate")
+    };
+    let out = run(
+        "[webhooks]\nurls = [\"http://127.1:9/hook\", \"http://169.254.169.254/hook\"]\nsecret = \"s\"\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (body, named) in [
+        ("[egress]\nallow = [\"10.0.0.0/33\"]\n", "egress.allow"),
+        (
+            "[egress]\nsrt_listen = [\"0.0.0.0:22-\"]\n",
+            "egress.srt_listen",
+        ),
+    ] {
+        let out = run(body);
+        assert!(!out.status.success(), "{body:?} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(named), "{body:?}: {err}");
+    }
 }

@@ -536,7 +536,16 @@ impl Relays {
             }
             Target::Srt(t) => policy.check_literal(&t.host, t.port, false),
         }
-        .map_err(|d| CreateError::Egress(d.to_string()))?;
+        .map_err(|d| {
+            warn!(
+                stream,
+                target = %target.redacted(),
+                refused = %d.target,
+                "relay refused by the egress policy at creation: {}",
+                d.reason
+            );
+            CreateError::Egress(d.to_string())
+        })?;
         let mut tls_options = req.tls.clone();
         if let Some(path) = &req.tls.ca_file {
             // One answer for every unusable path: no oracle for the
