@@ -346,3 +346,63 @@ fn check_config_trusts_operator_webhooks_and_names_bad_egress_entries() {
         assert!(err.contains(named), "{body:?}: {err}");
     }
 }
+
+/// Relays granted by an auth-webhook answer are untrusted like API ones:
+/// literal internal targets are not started, a name is refused at connect
+/// time, and the local sink sees no connection.
+#[test]
+fn auth_webhook_relays_are_checked_like_api_relays() {
+    require("ffmpeg");
+    let sink = Sink::start();
+    let grant = format!(
+        r#"{{"relays":["rtmp://169.254.169.254/app/x","rtmp://2130706433:{p}/app/y","rtmp://localhost:{p}/app/GRANTkey77"]}}"#,
+        p = sink.port
+    );
+    let hook = crate::ops::Receiver::start(Arc::new(move |_r: &crate::ops::Received| {
+        (200, grant.clone())
+    }));
+    let server = Castgate::start(&[
+        ("CASTGATE__PACKAGE__GRACE_SECS", "2"),
+        ("CASTGATE__AUTH__PUBLISH", "webhook"),
+        ("CASTGATE__AUTH__WEBHOOK_URL", &hook.url("/auth")),
+        ("CASTGATE__AUTH__WEBHOOK_TIMEOUT_SECS", "5"),
+    ]);
+    let _publisher = Proc(
+        publish(
+            &fixture(1),
+            &server.url("live/granted"),
+            &["-stream_loop", "-1"],
+        ),
+        "publisher",
+    );
+    assert!(
+        server.wait_count(
+            &[
+                "relay from the auth webhook not started",
+                "egress policy refuses"
+            ],
+            2,
+            T
+        ),
+        "two granted relays should be refused at creation:\n{}",
+        server.lines_with(&["relay"]).join("\n")
+    );
+    let (_, list) = api(&server, "GET", "/relays", None, None);
+    let relays = list["relays"].as_array().cloned().unwrap_or_default();
+    assert_eq!(relays.len(), 1, "{list}");
+    let id = relays[0]["id"].as_u64().unwrap();
+    let r = wait_relay(&server, id, "failed", in_state("failed"));
+    assert!(
+        r["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("egress policy refuses localhost"),
+        "{r}"
+    );
+    assert!(
+        server.count_log(&["GRANTkey77"]) == 0,
+        "a stream key reached the log"
+    );
+    assert_eq!(sink.accepted(), 0, "castgate dialled a refused target");
+    server.assert_no_panic();
+}

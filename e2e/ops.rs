@@ -184,7 +184,7 @@ fn api_streams(server: &Castgate) -> Vec<String> {
 }
 
 /// Publishes with a raw client and returns what castgate answered.
-fn raw_publish(server: &Castgate, name: &str) -> (Raw, &'static str) {
+pub(crate) fn raw_publish(server: &Castgate, name: &str) -> (Raw, &'static str) {
     let mut raw = Raw::connect(server.rtmp);
     raw.start_stream("publish", name);
     let deadline = Instant::now() + T;
