@@ -31,7 +31,8 @@ fn console_lists_plays_and_manages_relays_in_chromium() {
     browser::ensure_installed();
     let (args, _) = crate::docker::serve_args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = Castgate::start_with_args(&args, &[("CASTGATE__API__TOKEN", TOKEN)]);
+    let server =
+        Castgate::start_with_args_loopback_egress(&args, &[("CASTGATE__API__TOKEN", TOKEN)]);
     let r = drive_console(&server, Some(TOKEN), 7, "console.png", true);
     // The player went on across a publisher switch (a new publisher on the
     // key within the grace period: a discontinuity in the playlists).
@@ -61,7 +62,7 @@ fn console_lists_plays_and_manages_relays_in_chromium() {
 fn console_works_on_the_embedded_defaults_without_a_token() {
     require("ffmpeg");
     browser::ensure_installed();
-    let server = Castgate::start(&[]);
+    let server = Castgate::start_loopback_egress(&[]);
     server.wait_log("answering loopback clients only", Duration::from_secs(10));
     let r = drive_console(&server, None, 8, "console-defaults.png", false);
     // Loopback needs no token: no 401 on the way.

@@ -98,10 +98,30 @@ pub struct Castgate {
     readers: Vec<std::thread::JoinHandle<()>>,
 }
 
+/// Egress settings letting API relays reach loopback test destinations.
+pub const LOOPBACK_EGRESS: [(&str, &str); 2] = [
+    ("CASTGATE__EGRESS__ALLOW", "127.0.0.1/32"),
+    ("CASTGATE__EGRESS__SRT_LISTEN", "127.0.0.1:1024-65535"),
+];
+
 impl Castgate {
     /// Starts castgate with extra `CASTGATE__…` settings and waits until it listens.
     pub fn start(env: &[(&str, &str)]) -> Castgate {
         Self::start_with_args(&[], env)
+    }
+
+    /// [`Castgate::start`] for tests whose API relays send to local test
+    /// destinations: castgate refuses loopback targets from the API by
+    /// default (`[egress]`), so this allows 127.0.0.1 and SRT listener
+    /// relays on it ([`LOOPBACK_EGRESS`]) instead of weakening the default.
+    pub fn start_loopback_egress(env: &[(&str, &str)]) -> Castgate {
+        Self::start_with_args_loopback_egress(&[], env)
+    }
+
+    /// [`Castgate::start_with_args`] with [`LOOPBACK_EGRESS`] (before `env`).
+    pub fn start_with_args_loopback_egress(args: &[&str], env: &[(&str, &str)]) -> Castgate {
+        let all: Vec<(&str, &str)> = LOOPBACK_EGRESS.iter().chain(env).copied().collect();
+        Self::start_with_args(args, &all)
     }
 
     /// [`Castgate::start`] with command-line arguments (e.g. `--config F`).

@@ -7,6 +7,7 @@ mod console;
 mod corpus;
 mod docker;
 mod docker_run;
+mod egress;
 mod faults;
 mod harness;
 mod hls_dash;

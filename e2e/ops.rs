@@ -184,7 +184,7 @@ fn api_streams(server: &Castgate) -> Vec<String> {
 }
 
 /// Publishes with a raw client and returns what castgate answered.
-fn raw_publish(server: &Castgate, name: &str) -> (Raw, &'static str) {
+pub(crate) fn raw_publish(server: &Castgate, name: &str) -> (Raw, &'static str) {
     let mut raw = Raw::connect(server.rtmp);
     raw.start_stream("publish", name);
     let deadline = Instant::now() + T;
@@ -227,7 +227,7 @@ fn publish_with_allowed_and_wrong_keys() {
         "c.toml",
         "[auth]\npublish = \"keys\"\n[auth.publish_keys]\nlive = [\"good\"]\n",
     );
-    let server = Castgate::start_with_args(&["serve", "--config", &cfg], &[]);
+    let server = Castgate::start_with_args_loopback_egress(&["serve", "--config", &cfg], &[]);
     let (_raw, code) = raw_publish(&server, "wrong");
     assert_eq!(code, "NetStream.Publish.Unauthorized");
     server.wait_log_all(&["publish refused: unauthorised"], T);
@@ -278,7 +278,7 @@ fn publish_through_an_auth_webhook() {
             _ => (403, r#"{"error":"no"}"#.into()),
         }
     }));
-    let server = Castgate::start(&[
+    let server = Castgate::start_loopback_egress(&[
         ("CASTGATE__AUTH__PUBLISH", "webhook"),
         ("CASTGATE__AUTH__WEBHOOK_URL", &hook.url("/auth?token=t")),
         ("CASTGATE__AUTH__WEBHOOK_TIMEOUT_SECS", "5"),
@@ -380,7 +380,7 @@ fn publish_through_an_auth_webhook() {
     // Down: nothing listens on the webhook's port; publishing is refused.
     let dead = ClosedPort::new();
     let dead = dead.port;
-    let down = Castgate::start(&[
+    let down = Castgate::start_loopback_egress(&[
         ("CASTGATE__AUTH__PUBLISH", "webhook"),
         (
             "CASTGATE__AUTH__WEBHOOK_URL",
@@ -406,7 +406,7 @@ fn play_with_keys() {
         "c.toml",
         &format!("[auth]\nplay = \"keys\"\nkeys_file = \"{keys}\"\n"),
     );
-    let server = Castgate::start_with_args(&["serve", "--config", &cfg], &[]);
+    let server = Castgate::start_with_args_loopback_egress(&["serve", "--config", &cfg], &[]);
     let mut ff = publish(
         &fixture(0),
         &server.url("live/cam"),
@@ -429,7 +429,7 @@ fn play_with_keys() {
 #[test]
 fn signed_hls_urls() {
     let secret = "s3cret";
-    let server = Castgate::start(&[("CASTGATE__AUTH__URL_SECRET", secret)]);
+    let server = Castgate::start_loopback_egress(&[("CASTGATE__AUTH__URL_SECRET", secret)]);
     let mut ff = publish(
         &fixture(2),
         &server.url("live/sig"),
@@ -549,7 +549,7 @@ fn webhook_events_signed_in_order_and_retried() {
             hook.url("/events")
         ),
     );
-    let server = Castgate::start_with_args(&["serve", "--config", &cfg], &[]);
+    let server = Castgate::start_with_args_loopback_egress(&["serve", "--config", &cfg], &[]);
     let src = fixture(3);
     for key in ["one", "two"] {
         let mut ff = publish(&src, &server.url(&format!("live/{key}")), &[]);
@@ -701,7 +701,7 @@ fn value(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> O
 /// A/V drift, HTTP requests and latency; the stream's series go with it.
 #[test]
 fn metrics_move_with_a_publish() {
-    let server = Castgate::start(&[]);
+    let server = Castgate::start_loopback_egress(&[]);
     assert_eq!(http_get(server.http, "/healthz").status, 200);
     assert_eq!(http_get(server.http, "/readyz").status, 200);
     let s = scrape(&server);
@@ -850,7 +850,7 @@ fn sighup_reloads_keys_and_relays() {
         c
     };
     let cfg = write_config(dir.path(), "c.toml", &config("\"k1\"", &[a], 30));
-    let server = Castgate::start_with_args(&["serve", "--config", &cfg], &[]);
+    let server = Castgate::start_with_args_loopback_egress(&["serve", "--config", &cfg], &[]);
     let mut ff = publish(&fixture(0), &server.url("live/k1"), &["-stream_loop", "-1"]);
     wait_http_ok(server.http, "/live/k1/video.m3u8", T);
     let (_r, code) = raw_publish(&server, "k2");
@@ -953,7 +953,7 @@ fn sighup_reloads_keys_and_relays() {
 /// timeout.
 #[test]
 fn sigterm_during_a_live_publish() {
-    let mut server = Castgate::start(&[
+    let mut server = Castgate::start_loopback_egress(&[
         ("CASTGATE__LIFECYCLE__DRAIN_SECS", "10"),
         ("CASTGATE__LIFECYCLE__SHUTDOWN_TIMEOUT_SECS", "30"),
         // Without the shutdown, an ended publisher would keep the playlist

@@ -23,7 +23,7 @@ use crate::relay::*;
 /// time out after 2 s, retries come within 1 s, a stream ends 1 s after
 /// its publisher.
 fn start_castgate() -> Castgate {
-    let server = Castgate::start(&[
+    let server = Castgate::start_loopback_egress(&[
         ("CASTGATE__PACKAGE__GRACE_SECS", "1"),
         ("CASTGATE__RELAY__CONNECT_TIMEOUT_SECS", "2"),
         ("CASTGATE__RELAY__BACKOFF_MAX_SECS", "1"),

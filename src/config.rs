@@ -31,6 +31,8 @@ pub struct Config {
     pub package: PackageSection,
     pub api: ApiSection,
     pub relay: RelaySection,
+    /// What relays from the API may connect to (SSRF guard).
+    pub egress: EgressSection,
     /// Static relays: `[[relays]]` entries.
     #[serde(default)]
     pub relays: Vec<StaticRelay>,
@@ -94,6 +96,51 @@ pub struct RelaySection {
     pub flush_interval_ms: u64,
     /// Relay threads; 0 = one per core.
     pub threads: usize,
+}
+
+/// `[egress]`: the policy for connections castgate opens for API clients
+/// and auth-webhook answers (see `egress_policy`). Lists also take a
+/// comma-separated string (for environment variables).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressSection {
+    #[serde(deserialize_with = "string_or_list")]
+    pub allow: Vec<String>,
+    #[serde(deserialize_with = "string_or_list")]
+    pub deny: Vec<String>,
+    #[serde(deserialize_with = "string_or_list")]
+    pub srt_listen: Vec<String>,
+    pub ca_dir: String,
+}
+
+impl EgressSection {
+    pub fn policy(&self) -> Result<crate::egress_policy::EgressPolicy, String> {
+        crate::egress_policy::EgressPolicy::new(
+            &self.allow,
+            &self.deny,
+            &self.srt_listen,
+            &self.ca_dir,
+        )
+    }
+}
+
+/// A list, or one string of comma-separated items.
+fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+        Either::Many(v) => v,
+    })
 }
 
 /// One `[[relays]]` entry: every stream matching `stream` is relayed to
@@ -556,6 +603,12 @@ impl Config {
         if r.threads > 1024 {
             return invalid("relay.threads", "must be at most 1024");
         }
+        if let Err(reason) = self.egress.policy() {
+            return Err(ConfigError::Invalid {
+                key: "egress",
+                reason,
+            });
+        }
         self.static_relays()?;
         self.auth.validate()?;
         self.webhooks.validate()?;
@@ -604,6 +657,12 @@ impl Config {
             } else {
                 r.threads
             },
+            // Checked by validate(); a policy that no longer builds
+            // refuses everything rather than nothing.
+            egress: std::sync::Arc::new(self.egress.policy().unwrap_or_else(|e| {
+                tracing::warn!("{e}: API relays refused");
+                crate::egress_policy::EgressPolicy::closed()
+            })),
             ..crate::egress::RelaySettings::default()
         }
     }
@@ -757,6 +816,33 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.viewer_limits().per_stream, 50);
+    }
+
+    #[test]
+    fn egress_takes_lists_from_files_and_strings_from_the_environment() {
+        let c = Config::load_with_env(None, env(&[])).unwrap();
+        assert!(c.egress.allow.is_empty() && c.egress.srt_listen.is_empty());
+        let p = c.relay_settings().egress;
+        assert!(p.check_literal("127.0.0.1", 1935, false).is_err());
+        let c = Config::load_with_env(
+            None,
+            env(&[
+                (
+                    "CASTGATE__EGRESS__ALLOW",
+                    "127.0.0.1/32, ingest.corp.example",
+                ),
+                ("CASTGATE__EGRESS__SRT_LISTEN", "0.0.0.0:9000-9100"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.egress.allow, ["127.0.0.1/32", "ingest.corp.example"]);
+        let p = c.relay_settings().egress;
+        assert_eq!(p.check_literal("127.1", 1935, false), Ok(()));
+        assert_eq!(p.check_srt_listen("0.0.0.0:9001".parse().unwrap()), Ok(()));
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "[egress]\nallow = [\"10.0.0.0/33\"]").unwrap();
+        let e = Config::load_with_env(Some(f.path()), env(&[])).unwrap_err();
+        assert!(e.to_string().contains("egress.allow"), "{e}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod console;
 pub mod egress;
+pub mod egress_policy;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;
@@ -150,6 +151,14 @@ pub async fn run_from(
     let (stop_trigger, shutdown) = lifecycle::shutdown_pair();
     let current_config = config.clone();
     let ctx = server::ServerContext::new_with(config, shutdown);
+    // API relays into castgate itself are refused (egress policy).
+    let own: Vec<std::net::SocketAddr> = [Some(&listener), Some(&http_listener)]
+        .into_iter()
+        .chain([rtmps_listener.as_ref(), https_listener.as_ref()])
+        .flatten()
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
+    ctx.relays.set_own_listeners(own);
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let viewers = viewers::Viewers::new(ctx.config.viewer_limits());
     let tunnels = rtmpt.map(|c| transport::rtmpt::Tunnels::new(Arc::clone(&ctx), c));

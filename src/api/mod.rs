@@ -341,7 +341,7 @@ async fn list_relays(State(state): State<Arc<ApiState>>) -> Json<RelayList> {
     responses(
         (status = 201, description = "Created", body = RelayInfo,
          headers(("Location" = String, description = "/api/v1/relays/{id}"))),
-        (status = 400, description = "Not JSON", body = ErrorBody),
+        (status = 400, description = "Not JSON, or a target the egress policy refuses ([egress])", body = ErrorBody),
         (status = 409, description = "An identical relay exists, or the relay limit is reached", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
@@ -387,6 +387,7 @@ async fn create_relay(
         Err(e) => {
             let status = match e {
                 CreateError::TooMany(_) | CreateError::Duplicate(_) => StatusCode::CONFLICT,
+                CreateError::Egress(_) => StatusCode::BAD_REQUEST,
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             };
             Err(ApiError::new(status, e.to_string()))

@@ -18,11 +18,12 @@ pub struct CreateRelay {
     pub stream: String,
     /// `rtmp://host[:port]/app/key`, `rtmps://…`,
     /// `srt://host:port?streamid=…&passphrase=…&latency=MS` (caller) or
-    /// `srt://[ip]:port?mode=listener`.
+    /// `srt://[ip]:port?mode=listener` (only on `egress.srt_listen`). The
+    /// egress policy refuses internal addresses (`[egress]`).
     #[schema(example = "rtmps://live-api-s.facebook.com:443/rtmp/KEY")]
     pub target: String,
     /// RTMPS: a PEM file of CA certificates to trust besides the web roots
-    /// (read on the server).
+    /// (read on the server, only inside `egress.ca_dir`).
     #[serde(default)]
     pub tls_ca_file: Option<String>,
     /// RTMPS: `false` turns certificate verification off.

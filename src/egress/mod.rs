@@ -31,6 +31,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::egress_policy::{EgressPolicy, CA_FILE_REFUSED};
 use crate::hub::{Hub, QueueLimits};
 use queue::RelayQueue;
 use target::{StreamPattern, Target, TargetError, TargetTemplate};
@@ -60,6 +61,8 @@ pub struct RelaySettings {
     /// Relay threads (single-threaded event loops); 0: relays run as tasks
     /// on the runtime that creates them.
     pub threads: usize,
+    /// What API relays may connect to (`[egress]`).
+    pub egress: Arc<EgressPolicy>,
 }
 
 impl Default for RelaySettings {
@@ -75,6 +78,7 @@ impl Default for RelaySettings {
             grace: Duration::from_secs(10),
             max_refusals: 10,
             threads: 0,
+            egress: Arc::new(EgressPolicy::default()),
         }
     }
 }
@@ -241,6 +245,9 @@ pub enum CreateError {
     TooMany(usize),
     #[error("relay {0} already sends this stream to this target")]
     Duplicate(u64),
+    /// Refused by the egress policy (`[egress]`).
+    #[error("{0}")]
+    Egress(String),
 }
 
 struct Status {
@@ -503,6 +510,12 @@ impl Relays {
         }
     }
 
+    /// Records castgate's own listening addresses once bound: API relays
+    /// into castgate itself are refused.
+    pub fn set_own_listeners(&self, addrs: Vec<std::net::SocketAddr>) {
+        self.inner.settings.egress.set_own_listeners(addrs);
+    }
+
     pub fn settings(&self) -> &RelaySettings {
         &self.inner.settings
     }
@@ -515,6 +528,33 @@ impl Relays {
             .map_err(|why| CreateError::BadStream(short(&req.stream), why.to_string()))?;
         let target = Target::parse(&req.target)?;
         check_tls_options(&target, &req.tls).map_err(CreateError::BadTls)?;
+        let policy = &self.inner.settings.egress;
+        match &target {
+            Target::Rtmp(t) => policy.check_literal(&t.host, t.port, names_stream(t, &stream)),
+            Target::Srt(t) if t.mode == target::SrtMode::Listener => {
+                policy.check_srt_listen(t.bind_addr())
+            }
+            Target::Srt(t) => policy.check_literal(&t.host, t.port, false),
+        }
+        .map_err(|d| {
+            warn!(
+                stream,
+                target = %target.redacted(),
+                refused = %d.target,
+                "relay refused by the egress policy at creation: {}",
+                d.reason
+            );
+            CreateError::Egress(d.to_string())
+        })?;
+        let mut tls_options = req.tls.clone();
+        if let Some(path) = &req.tls.ca_file {
+            // One answer for every unusable path: no oracle for the
+            // server's files.
+            let path = policy
+                .ca_file(path)
+                .map_err(|e| CreateError::BadTls(e.into()))?;
+            tls_options.ca_file = Some(path.to_string_lossy().into_owned());
+        }
         {
             let map = self.inner.relays();
             if let Some(r) = map
@@ -525,7 +565,12 @@ impl Relays {
             }
         }
         let tls_config = match target.scheme() {
-            "rtmps" => Some(tls::client_config(&req.tls).map_err(CreateError::BadTls)?),
+            "rtmps" => Some(tls::client_config(&tls_options).map_err(|e| {
+                CreateError::BadTls(match tls_options.ca_file {
+                    Some(_) => CA_FILE_REFUSED.into(),
+                    None => e,
+                })
+            })?),
             _ => None,
         };
         let relay = self
@@ -533,7 +578,7 @@ impl Relays {
                 stream,
                 target,
                 req.target,
-                &req.tls,
+                &tls_options,
                 tls_config,
                 Source::Api,
             )
@@ -747,6 +792,13 @@ impl Relays {
 #[derive(Debug)]
 enum StartError {
     TooMany(usize),
+}
+
+/// Whether an RTMP target publishes under the name of the stream relayed
+/// (into castgate itself that would take the stream over).
+pub(crate) fn names_stream(t: &target::RtmpTarget, stream: &str) -> bool {
+    let key = t.key.split('?').next().unwrap_or("");
+    crate::server::stream_key(&t.app, key).is_ok_and(|k| k == stream)
 }
 
 fn short(s: &str) -> String {

@@ -48,11 +48,14 @@ impl Drop for RtmpLink {
 
 /// Connects, shakes hands and publishes. The error says which step failed
 /// (and never holds the stream key: callers scrub it anyway).
+/// `addrs`: the target's addresses, resolved and checked by the egress
+/// policy; only these are connected to (tried in order).
 pub async fn connect(
     t: &RtmpTarget,
+    addrs: &[std::net::SocketAddr],
     tls: Option<Arc<rustls::ClientConfig>>,
 ) -> Result<RtmpLink, ConnectError> {
-    let tcp = TcpStream::connect((t.host.as_str(), t.port))
+    let tcp = TcpStream::connect(addrs)
         .await
         .map_err(|e| format!("cannot connect to {}:{}: {e}", t.host, t.port))?;
     let _ = tcp.set_nodelay(true);

@@ -157,10 +157,14 @@ mod backend {
         }
     }
 
-    pub async fn call(t: &SrtTarget, connect_timeout: Duration) -> io::Result<LibSrt> {
-        let addr = tokio::net::lookup_host((t.host.as_str(), t.port))
-            .await?
-            .next()
+    /// Calls the first of `addrs` (resolved and checked by the caller).
+    pub async fn call(
+        addrs: &[SocketAddr],
+        t: &SrtTarget,
+        connect_timeout: Duration,
+    ) -> io::Result<LibSrt> {
+        let addr = *addrs
+            .first()
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address for the host"))?;
         let opts = options(t, connect_timeout, true);
         // Blocks for at most the connect timeout; a relay stopped meanwhile
@@ -239,17 +243,25 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Calls the receiver, or waits for one to call in (listener mode: no time
 /// limit, the caller races this with stop and the end of the stream).
-pub async fn connect(t: &SrtTarget, connect_timeout: Duration) -> Result<SrtLink, ConnectError> {
+/// `addrs`: where a caller may call (resolved and checked by the egress
+/// policy); unused by a listener.
+pub async fn connect(
+    t: &SrtTarget,
+    addrs: &[SocketAddr],
+    connect_timeout: Duration,
+) -> Result<SrtLink, ConnectError> {
     let socket = match t.mode {
-        SrtMode::Caller => backend::call(t, connect_timeout).await.map_err(|e| {
-            let msg = format!("SRT call to {}:{} failed: {e}", t.host, t.port);
-            match e.kind() {
-                // The listener answered and rejected us (passphrase, stream
-                // id): retried, up to the refusal limit.
-                io::ErrorKind::ConnectionRefused => ConnectError::refused(msg),
-                _ => ConnectError::from(msg),
-            }
-        })?,
+        SrtMode::Caller => backend::call(addrs, t, connect_timeout)
+            .await
+            .map_err(|e| {
+                let msg = format!("SRT call to {}:{} failed: {e}", t.host, t.port);
+                match e.kind() {
+                    // The listener answered and rejected us (passphrase, stream
+                    // id): retried, up to the refusal limit.
+                    io::ErrorKind::ConnectionRefused => ConnectError::refused(msg),
+                    _ => ConnectError::from(msg),
+                }
+            })?,
         SrtMode::Listener => backend::listen(t, connect_timeout).await.map_err(|e| {
             let msg = format!("SRT listener on {}: {e}", t.bind_addr());
             match e.kind() {

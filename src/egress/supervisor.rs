@@ -15,6 +15,7 @@ use super::rtmp::{self, RtmpLink};
 use super::srt::{self, SrtLink};
 use super::target::{SrtMode, Target};
 use super::{ConnectError, FailKind, Inner, Relay, RelaySettings, RelayState, Source};
+use crate::egress_policy::ResolveError;
 use crate::hub::{StreamEvent, TapHandle};
 
 /// A connection that lasted this long resets the backoff to its start.
@@ -136,12 +137,42 @@ enum Link {
     Srt(Box<SrtLink>),
 }
 
+/// The addresses a relay may connect to: its host resolved now, each
+/// address checked by the egress policy unless the operator wrote the
+/// target (a config relay). A refusal is final: retrying cannot help.
+async fn resolve(
+    relay: &Relay,
+    settings: &RelaySettings,
+    host: &str,
+    port: u16,
+) -> Result<Vec<std::net::SocketAddr>, ConnectError> {
+    let trusted = matches!(relay.source, Source::Config(_));
+    let own_stream = match &relay.target {
+        Target::Rtmp(t) => super::names_stream(t, &relay.stream),
+        Target::Srt(_) => false,
+    };
+    let lookup = settings.egress.resolve(host, port, trusted, own_stream);
+    match timeout(settings.connect_timeout, lookup).await {
+        Ok(Ok(addrs)) => Ok(addrs),
+        Ok(Err(ResolveError::Denied(d))) => {
+            warn!(refused = %d.target, "relay refused by the egress policy");
+            Err(ConnectError::permanent(d.to_string()))
+        }
+        Ok(Err(ResolveError::Lookup(e))) => Err(e.into()),
+        Err(_) => Err(format!(
+            "cannot resolve {host} within {:?}",
+            settings.connect_timeout
+        )
+        .into()),
+    }
+}
+
 async fn connect(relay: &Relay, settings: &RelaySettings) -> Result<Link, ConnectError> {
     match &relay.target {
-        Target::Rtmp(t) => timeout(
-            settings.connect_timeout,
-            rtmp::connect(t, relay.tls.clone()),
-        )
+        Target::Rtmp(t) => timeout(settings.connect_timeout, async {
+            let addrs = resolve(relay, settings, &t.host, t.port).await?;
+            rtmp::connect(t, &addrs, relay.tls.clone()).await
+        })
         .await
         .unwrap_or_else(|_| {
             Err(format!(
@@ -152,13 +183,15 @@ async fn connect(relay: &Relay, settings: &RelaySettings) -> Result<Link, Connec
         })
         .map(|l| Link::Rtmp(Box::new(l))),
         // A listener waits for its receiver as long as it takes.
-        Target::Srt(t) if t.mode == SrtMode::Listener => srt::connect(t, settings.connect_timeout)
-            .await
-            .map(|l| Link::Srt(Box::new(l))),
-        Target::Srt(t) => timeout(
-            settings.connect_timeout + Duration::from_secs(1),
-            srt::connect(t, settings.connect_timeout),
-        )
+        Target::Srt(t) if t.mode == SrtMode::Listener => {
+            srt::connect(t, &[], settings.connect_timeout)
+                .await
+                .map(|l| Link::Srt(Box::new(l)))
+        }
+        Target::Srt(t) => timeout(settings.connect_timeout + Duration::from_secs(1), async {
+            let addrs = resolve(relay, settings, &t.host, t.port).await?;
+            srt::connect(t, &addrs, settings.connect_timeout).await
+        })
         .await
         .unwrap_or_else(|_| {
             Err(format!(

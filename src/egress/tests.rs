@@ -176,6 +176,23 @@ fn settings() -> RelaySettings {
         backoff_max: Duration::from_millis(400),
         connect_timeout: Duration::from_secs(2),
         grace: Duration::from_millis(600),
+        // These relays are created like API relays and send to local test
+        // destinations: loopback is allowed here (the default refuses it).
+        egress: std::sync::Arc::new(
+            crate::egress_policy::EgressPolicy::new(
+                &["127.0.0.1/32".into(), "::1/128".into()],
+                &[],
+                // SRT listener relays on loopback, any, and an address
+                // that cannot be bound (a test of that failure).
+                &[
+                    "127.0.0.1:1-65535".into(),
+                    "0.0.0.0:1-65535".into(),
+                    "192.0.2.1:9000".into(),
+                ],
+                "",
+            )
+            .unwrap(),
+        ),
         ..RelaySettings::default()
     }
 }
@@ -474,14 +491,17 @@ async fn bad_requests_are_refused_with_reasons() {
     assert!(err(new_relay("live/*", "rtmp://h/a/k")).contains("unknown stream pattern"));
     assert!(err(new_relay("live/a", "ftp://h/a/k")).contains("unknown scheme"));
     assert!(err(new_relay("live/a", "rtmp://h")).contains("no application"));
-    let e = err(NewRelay {
-        tls: TlsOptions {
-            ca_file: Some("/nonexistent/ca.pem".into()),
-            no_verify: false,
-        },
-        ..new_relay("live/a", "rtmps://h/a/k")
-    });
-    assert!(e.contains("/nonexistent/ca.pem"), "{e}");
+    // No oracle for the server's files: one answer for every unusable path.
+    for path in ["/nonexistent/ca.pem", "/etc/shadow", "/etc/passwd"] {
+        let e = err(NewRelay {
+            tls: TlsOptions {
+                ca_file: Some(path.into()),
+                no_verify: false,
+            },
+            ..new_relay("live/a", "rtmps://h/a/k")
+        });
+        assert_eq!(e, crate::egress_policy::CA_FILE_REFUSED, "{path}");
+    }
     let e = err(NewRelay {
         tls: TlsOptions {
             ca_file: None,
@@ -642,4 +662,59 @@ async fn refused_relays_and_unusable_addresses_fail() {
     assert_eq!(state(&relays, refused), RelayState::Failed);
     assert!(relays.list().iter().any(|r| r.id == refused));
     assert!(relays.delete(refused) && relays.delete(unbindable));
+}
+
+/// The default egress policy refuses internal targets from the API at
+/// creation, names the policy, and never dials them.
+#[tokio::test]
+async fn the_default_egress_policy_refuses_internal_targets_at_creation() {
+    let hub = Hub::new(HubConfig::default());
+    let relays = Relays::new(hub, RelaySettings::default(), vec![]);
+    for target in [
+        "rtmp://169.254.169.254/app/k",
+        "rtmp://metadata.google.internal/app/k",
+        "rtmp://10.0.0.1:6379/app/k",
+        "rtmp://[fd00:ec2::254]/app/k",
+        "rtmp://2130706433/app/k",
+        "rtmp://0x7f000001/app/k",
+        "rtmp://0177.0.0.1/app/k",
+        "rtmp://127.1/app/k",
+        "rtmp://0.0.0.0/app/k",
+        "rtmps://[::ffff:127.0.0.1]/app/k",
+        "srt://100.64.0.1:9000",
+        "srt://0.0.0.0:9999?mode=listener",
+        "srt://:22?mode=listener",
+    ] {
+        match relays.create(new_relay("live/a", target)) {
+            Err(CreateError::Egress(e)) => assert!(e.contains("egress"), "{target}: {e}"),
+            other => panic!("{target}: {other:?}"),
+        }
+    }
+    assert!(relays.list().is_empty());
+    // Names are resolved and checked at connect time instead.
+    relays
+        .create(new_relay("live/a", "rtmp://localhost/app/k"))
+        .unwrap();
+}
+
+/// A relay of a stream into castgate itself under its own name (its own
+/// RTMP listener) is refused even where loopback is allowed; another name
+/// is a copy, not a takeover.
+#[tokio::test]
+async fn a_relay_into_castgate_itself_is_refused() {
+    let hub = Hub::new(HubConfig::default());
+    let relays = Relays::new(hub, settings(), vec![]);
+    relays.set_own_listeners(vec!["127.0.0.1:19350".parse().unwrap()]);
+    for target in [
+        "rtmp://127.0.0.1:19350/live/a",
+        "rtmp://0.0.0.0:19350/live/a",
+    ] {
+        match relays.create(new_relay("live/a", target)) {
+            Err(CreateError::Egress(e)) => assert!(e.contains("own listener"), "{target}: {e}"),
+            other => panic!("{target}: {other:?}"),
+        }
+    }
+    relays
+        .create(new_relay("live/a", "rtmp://127.0.0.1:19350/live/copy"))
+        .unwrap();
 }
