@@ -38,6 +38,13 @@ fn check_config_names_the_bad_key() {
         ("[rtmp]\npublish_conflict = \"maybe\"\n", "publish_conflict"),
         ("[rtmp]\nchunk_size = 5\n", "rtmp.chunk_size"),
         ("[nonsense]\nx = 1\n", "nonsense"),
+        // A play policy that would leave HLS/DASH open.
+        ("[auth]\nplay = \"keys\"\n", "HLS and DASH"),
+        // The old list of names that were their own secret.
+        (
+            "[auth]\npublish = \"keys\"\n[auth.publish_keys]\nlive = [\"n\"]\n",
+            "NAME = \"KEY\"",
+        ),
     ] {
         let f = dir.path().join("bad.toml");
         std::fs::write(&f, body).unwrap();

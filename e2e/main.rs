@@ -1,6 +1,7 @@
 //! End-to-end tests: castgate against real ffmpeg publishers and players,
 //! and hostile clients on raw sockets. Run with `cargo test --test e2e`.
 
+mod access;
 mod browser;
 mod cli;
 mod console;
@@ -14,6 +15,7 @@ mod hls_dash;
 mod limits;
 mod load;
 mod malformed;
+mod netns;
 mod ops;
 mod raw;
 mod relay;

@@ -216,36 +216,83 @@ fn now_secs() -> u64 {
         .as_secs()
 }
 
-/// Stream keys from the config: the right key publishes (ffmpeg, HLS
-/// appears), a wrong key gets NetStream.Publish.Unauthorized and no stream
-/// exists; ffmpeg with the wrong key fails.
+/// Stream keys apart from stream names: `NAME?key=KEY` publishes NAME
+/// (ffmpeg, HLS appears under the public name); no key, a wrong key or a
+/// key of another name gets NetStream.Publish.Unauthorized and leaves the
+/// live publisher alone (no takeover); the key alone as the name publishes
+/// as its stream and may take over; the key is in no log line, metric,
+/// API answer or playlist.
 #[test]
-fn publish_with_allowed_and_wrong_keys() {
+fn publish_keys_are_apart_from_names() {
+    const KEY: &str = "k-7f3a9c-studio";
     let dir = tempdir();
     let cfg = write_config(
         dir.path(),
         "c.toml",
-        "[auth]\npublish = \"keys\"\n[auth.publish_keys]\nlive = [\"good\"]\n",
+        &format!(
+            "[auth]\npublish = \"keys\"\n[auth.publish_keys.live]\n\
+             studio = \"{KEY}\"\nother = \"k-other-2\"\n"
+        ),
     );
     let server = Castgate::start_with_args_loopback_egress(&["serve", "--config", &cfg], &[]);
-    let (_raw, code) = raw_publish(&server, "wrong");
-    assert_eq!(code, "NetStream.Publish.Unauthorized");
-    server.wait_log_all(&["publish refused: unauthorised"], T);
-    let mut bad = publish(&fixture(0), &server.url("live/wrong"), &[]);
-    let status = wait_child(&mut bad, T, "ffmpeg with a wrong key");
-    assert!(!status.success(), "ffmpeg published with a wrong key");
+    let mut bad = publish(&fixture(0), &server.url("live/studio"), &[]);
+    let status = wait_child(&mut bad, T, "ffmpeg without a key");
+    assert!(!status.success(), "ffmpeg published without a key");
     assert!(api_streams(&server).is_empty());
-    assert_eq!(http_get(server.http, "/live/wrong/index.m3u8").status, 404);
 
     let mut good = publish(
         &fixture(0),
-        &server.url("live/good"),
+        &server.url(&format!("live/studio?key={KEY}")),
         &["-stream_loop", "-1"],
     );
-    wait_http_ok(server.http, "/live/good/video.m3u8", T);
-    assert_eq!(api_streams(&server), vec!["live/good".to_string()]);
-    let _ = good.kill();
-    let _ = good.wait();
+    wait_http_ok(server.http, "/live/studio/video.m3u8", T);
+    assert_eq!(api_streams(&server), vec!["live/studio".to_string()]);
+
+    // Takeover attempts without the right key are refused.
+    for name in [
+        "studio".to_string(),
+        "studio?key=k-7f3a9c-studiO".to_string(),
+        "studio?key=k-other-2".to_string(),
+        format!("other?key={KEY}"),
+    ] {
+        let (_raw, code) = raw_publish(&server, &name);
+        assert_eq!(code, "NetStream.Publish.Unauthorized", "{name}");
+    }
+    // The ffmpeg without a key, then these four.
+    assert!(server.wait_count(&["publish refused: unauthorised"], 5, T));
+    assert_eq!(server.count_log(&["publisher takeover"]), 0);
+    assert!(
+        matches!(good.try_wait(), Ok(None)),
+        "the keyed publisher was dropped"
+    );
+    let before = http_get(server.http, "/live/studio/video.m3u8").text();
+    let deadline = Instant::now() + T;
+    while http_get(server.http, "/live/studio/video.m3u8").text() == before {
+        assert!(Instant::now() < deadline, "the live playlist stopped");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The key alone, as platform stream keys work: publishes as "studio",
+    // taking it over (the same authorisation as a publish).
+    let (_taker, code) = raw_publish(&server, KEY);
+    assert_eq!(code, "NetStream.Publish.Start");
+    server.wait_log_all(&["publisher takeover", "live/studio"], T);
+    assert_eq!(api_streams(&server), vec!["live/studio".to_string()]);
+    let _ = wait_child(&mut good, T, "the replaced ffmpeg");
+
+    // The key appears nowhere a viewer or an operator's tools look.
+    let mut seen = server.lines_with(&[""]).join("\n");
+    for path in [
+        "/metrics",
+        "/api/v1/streams",
+        "/live/studio/index.m3u8",
+        "/live/studio/video.m3u8",
+        "/live/studio/manifest.mpd",
+    ] {
+        seen.push_str(&http_get(server.http, path).text());
+    }
+    assert!(seen.contains("live/studio"), "nothing was looked at");
+    assert!(!seen.contains(KEY), "the key leaked:\n{seen}");
     server.assert_no_panic();
 }
 
@@ -395,16 +442,23 @@ fn publish_through_an_auth_webhook() {
     assert!(api_streams(&down).is_empty());
 }
 
-/// RTMP play with keys: a listed key plays, another is refused with
-/// NetStream.Play.Failed.
+/// One play policy on every path: with signed URLs and play keys, RTMP
+/// play (a raw client), RTMPT play (ffmpeg and librtmp's rtmpdump) and HLS
+/// need the signature, and RTMP paths the key too; nothing less plays.
 #[test]
-fn play_with_keys() {
+fn one_play_policy_for_rtmp_rtmpt_and_hls() {
+    require("rtmpdump");
+    let secret = "s3cret";
     let dir = tempdir();
-    let keys = write_config(dir.path(), "keys.toml", "[play]\nlive = [\"cam\"]\n");
+    let keys = write_config(
+        dir.path(),
+        "keys.toml",
+        "[play.live]\ncam = \"view-key-1\"\n",
+    );
     let cfg = write_config(
         dir.path(),
         "c.toml",
-        &format!("[auth]\nplay = \"keys\"\nkeys_file = \"{keys}\"\n"),
+        &format!("[auth]\nplay = \"keys\"\nurl_secret = \"{secret}\"\nkeys_file = \"{keys}\"\n"),
     );
     let server = Castgate::start_with_args_loopback_egress(&["serve", "--config", &cfg], &[]);
     let mut ff = publish(
@@ -412,15 +466,77 @@ fn play_with_keys() {
         &server.url("live/cam"),
         &["-stream_loop", "-1"],
     );
-    wait_http_ok(server.http, "/live/cam/video.m3u8", T);
-    let mut no = Raw::connect(server.rtmp);
-    no.start_stream("play", "other");
-    assert_eq!(no.wait_for(b"NetStream.Play.Failed", T), Wait::Found);
+    let exp = now_secs() + 600;
+    let sig = format!(
+        "exp={exp}&sig={}",
+        hmac_hex(secret, format!("live/cam:{exp}").as_bytes())
+    );
+    let other_exp = now_secs() + 601;
+    let other = format!(
+        "exp={other_exp}&sig={}",
+        hmac_hex(secret, format!("live/other:{other_exp}").as_bytes())
+    );
+    wait_http_ok(server.http, &format!("/live/cam/video.m3u8?{sig}"), T);
+    assert_eq!(http_get(server.http, "/live/cam/video.m3u8").status, 403);
+
+    let full = format!("cam?key=view-key-1&{sig}");
+    for name in [
+        "cam".to_string(),
+        "cam?key=view-key-1".to_string(),
+        format!("cam?{sig}"),
+        format!("cam?key=view-key-2&{sig}"),
+        format!("cam?key=view-key-1&{other}"),
+    ] {
+        let mut no = Raw::connect(server.rtmp);
+        no.start_stream("play", &name);
+        assert_eq!(
+            no.wait_for(b"NetStream.Play.Failed", T),
+            Wait::Found,
+            "{name}"
+        );
+        assert!(!no.has_received(b"NetStream.Play.Start"), "{name}");
+    }
     let mut yes = Raw::connect(server.rtmp);
-    yes.start_stream("play", "cam");
+    yes.start_stream("play", &full);
     assert_eq!(yes.wait_for(b"NetStream.Play.Start", T), Wait::Found);
+
+    // RTMPT through the HTTP listener, with ffmpeg: one second of media
+    // with the credential, an error without.
+    let rtmpt = |name: &str| {
+        let mut c = std::process::Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-rw_timeout", "10000000", "-i"])
+            .arg(format!("rtmpt://{}/live/{name}", server.http))
+            .args(["-t", "1", "-f", "null", "-"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("cannot run ffmpeg");
+        let status = wait_child(&mut c, T, "ffmpeg over rtmpt");
+        (status.success(), stderr_of(&mut c))
+    };
+    let (ok, err) = rtmpt(&full);
+    assert!(
+        ok,
+        "ffmpeg could not play over RTMPT with the credential: {err}"
+    );
+    let (ok, _) = rtmpt(&format!("cam?{sig}"));
+    assert!(!ok, "ffmpeg played over RTMPT without the key");
+
+    // librtmp's player over RTMPT without the signature fails at once.
+    let mut dump = std::process::Command::new("rtmpdump")
+        .args(["-q", "--live", "-r"])
+        .arg(format!("rtmpt://{}/live", server.http))
+        .args(["-y", "cam?key=view-key-1", "-o", "/dev/null"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("cannot run rtmpdump");
+    let status = wait_child(&mut dump, T, "rtmpdump without a signature");
+    assert!(!status.success(), "rtmpdump played without a signature");
+    assert!(server.wait_count(&["play refused: unauthorised", "signed URL required"], 4, T));
     let _ = ff.kill();
     let _ = ff.wait();
+    server.assert_no_panic();
 }
 
 /// Signed HLS URLs: a valid signature opens the playlists and the
@@ -490,6 +606,17 @@ fn signed_hls_urls() {
         http_get(server.http, &format!("/live/other/index.m3u8?{q}")).status,
         403
     );
+    // RTMP play of the same stream needs the same signature.
+    let mut unsigned = Raw::connect(server.rtmp);
+    unsigned.start_stream("play", "sig");
+    assert_eq!(
+        unsigned.wait_for(b"NetStream.Play.Failed", T),
+        Wait::Found,
+        "RTMP played a signed-only stream without a signature"
+    );
+    let mut signed = Raw::connect(server.rtmp);
+    signed.start_stream("play", &format!("sig?{q}"));
+    assert_eq!(signed.wait_for(b"NetStream.Play.Start", T), Wait::Found);
     // A real player follows the signed URLs.
     require("ffmpeg");
     let out = std::process::Command::new("timeout")
@@ -836,11 +963,13 @@ fn sighup_reloads_keys_and_relays() {
     // Relay targets that refuse connections: the relays' identity is what
     // is checked, not their delivery.
     let (held_a, held_b) = (ClosedPort::new(), ClosedPort::new());
+    const K1: &str = "k1 = \"key-1\"";
+    const K2: &str = "k2 = \"key-2\"";
     let (a, b) = (held_a.port, held_b.port);
     let config = |keys: &str, targets: &[u16], play_wait: u32| {
         let mut c = format!(
             "[rtmp]\nplay_wait_secs = {play_wait}\n\
-             [auth]\npublish = \"keys\"\n[auth.publish_keys]\nlive = [{keys}]\n"
+             [auth]\npublish = \"keys\"\n[auth.publish_keys.live]\n{keys}\n"
         );
         for t in targets {
             c.push_str(&format!(
@@ -849,11 +978,15 @@ fn sighup_reloads_keys_and_relays() {
         }
         c
     };
-    let cfg = write_config(dir.path(), "c.toml", &config("\"k1\"", &[a], 30));
+    let cfg = write_config(dir.path(), "c.toml", &config(K1, &[a], 30));
     let server = Castgate::start_with_args_loopback_egress(&["serve", "--config", &cfg], &[]);
-    let mut ff = publish(&fixture(0), &server.url("live/k1"), &["-stream_loop", "-1"]);
+    let mut ff = publish(
+        &fixture(0),
+        &server.url("live/k1?key=key-1"),
+        &["-stream_loop", "-1"],
+    );
     wait_http_ok(server.http, "/live/k1/video.m3u8", T);
-    let (_r, code) = raw_publish(&server, "k2");
+    let (_r, code) = raw_publish(&server, "k2?key=key-2");
     assert_eq!(code, "NetStream.Publish.Unauthorized");
     let before = relays(&server);
     assert_eq!(before.len(), 1, "{before:?}");
@@ -868,10 +1001,14 @@ fn sighup_reloads_keys_and_relays() {
     );
 
     // k2 allowed, relay b added, relay a untouched, players no longer wait.
-    write_config(dir.path(), "c.toml", &config("\"k1\", \"k2\"", &[a, b], 0));
+    write_config(
+        dir.path(),
+        "c.toml",
+        &config(&format!("{K1}\n{K2}"), &[a, b], 0),
+    );
     hup(&server);
     server.wait_log_all(&["SIGHUP: config reloaded", "relay_rules_added=1"], T);
-    let (_r2, code) = raw_publish(&server, "k2");
+    let (_r2, code) = raw_publish(&server, "k2?key=key-2");
     assert_eq!(code, "NetStream.Publish.Start");
     let mut refused = Raw::connect(server.rtmp);
     refused.start_stream("play", "nobody");
@@ -901,14 +1038,14 @@ fn sighup_reloads_keys_and_relays() {
     write_config(dir.path(), "c.toml", "[auth]\npublish = \"sometimes\"\n");
     hup(&server);
     server.wait_log_all(&["config rejected", "publish"], T);
-    let (_r3, code) = raw_publish(&server, "k2");
+    let (_r3, code) = raw_publish(&server, "k2?key=key-2");
     assert_eq!(
         code, "NetStream.Publish.Start",
         "the old config did not stay"
     );
 
     // Relay a removed: its relay stops, b's stays; k2 refused again.
-    write_config(dir.path(), "c.toml", &config("\"k1\"", &[b], 0));
+    write_config(dir.path(), "c.toml", &config(K1, &[b], 0));
     hup(&server);
     assert!(server.wait_count(&["SIGHUP: config reloaded"], 2, T));
     let b_relays: Vec<_> = after
@@ -932,7 +1069,7 @@ fn sighup_reloads_keys_and_relays() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let mut fresh = Raw::connect(server.rtmp);
-    fresh.start_stream("publish", "k3");
+    fresh.start_stream("publish", "k2?key=key-2");
     assert_eq!(
         fresh.wait_for(b"NetStream.Publish.Unauthorized", T),
         Wait::Found

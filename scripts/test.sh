@@ -64,6 +64,7 @@ need chromium chromium
 need node nodejs
 need npm npm
 need curl curl
+need ip iproute2
 need git git
 # Relay destinations in the end-to-end tests.
 need nginx nginx

@@ -195,6 +195,7 @@ pub async fn run_from(
             max_streams: ctx.config.metrics.max_streams,
             viewers: viewers.clone(),
         }),
+        access_token: (!api_config.token.is_empty()).then(|| api_config.token.clone()),
         viewers,
         ..http::HttpState::new(ctx.packager.store().clone())
     };

@@ -190,18 +190,6 @@ fn is_loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Compares two secrets in time independent of where they differ and of
-/// their lengths: both are hashed first (SHA-256), and the digests, of one
-/// fixed length, are compared without an early return.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    use sha2::{Digest, Sha256};
-    let (x, y) = (Sha256::digest(a), Sha256::digest(b));
-    x.iter()
-        .zip(y.iter())
-        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
-        == 0
-}
-
 /// The credentials of an `Authorization: Bearer <token>` header: the
 /// scheme is case-insensitive (RFC 9110 §11.1), spaces after it skipped.
 fn bearer_token(value: &str) -> Option<&str> {
@@ -211,7 +199,7 @@ fn bearer_token(value: &str) -> Option<&str> {
 
 /// Access control, and no CORS headers on API replies.
 async fn guard(State(state): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
-    let mut res = match check_access(&state, &req) {
+    let mut res = match check_access(state.token.as_deref(), &req) {
         Ok(()) => next.run(req).await,
         Err(e) => e.into_response(),
     };
@@ -221,8 +209,11 @@ async fn guard(State(state): State<Arc<ApiState>>, req: Request, next: Next) -> 
     res
 }
 
-fn check_access(state: &ApiState, req: &Request) -> Result<(), ApiError> {
-    match &state.token {
+/// The API's guard, also in front of `/metrics`: with a token, the
+/// request must carry it; without one, only a loopback client asking for a
+/// loopback host is answered.
+pub fn check_access(token: Option<&str>, req: &Request) -> Result<(), ApiError> {
+    match token {
         Some(token) => {
             let Some(auth) = req.headers().get(header::AUTHORIZATION) else {
                 return Err(ApiError::new(
@@ -231,7 +222,7 @@ fn check_access(state: &ApiState, req: &Request) -> Result<(), ApiError> {
                 ));
             };
             let given = auth.to_str().ok().and_then(bearer_token).unwrap_or("");
-            if constant_time_eq(given.as_bytes(), token.as_bytes()) {
+            if crate::auth::constant_time_eq(given.as_bytes(), token.as_bytes()) {
                 Ok(())
             } else {
                 Err(ApiError::new(
@@ -248,7 +239,7 @@ fn check_access(state: &ApiState, req: &Request) -> Result<(), ApiError> {
             if !peer.is_some_and(|p| p.ip().is_loopback() || p.ip().to_canonical().is_loopback()) {
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
-                    "the API answers loopback clients only (set api.token to open it)",
+                    "without api.token, only loopback clients are answered (set api.token to open this)",
                 ));
             }
             let host = req
@@ -259,7 +250,7 @@ fn check_access(state: &ApiState, req: &Request) -> Result<(), ApiError> {
             if host.is_some_and(|h| !is_loopback_host(h)) {
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
-                    "without api.token the API answers requests for a loopback host only",
+                    "without api.token, only requests for a loopback host are answered",
                 ));
             }
             Ok(())

@@ -184,11 +184,11 @@ async fn bearer_token_when_set() {
 
 #[test]
 fn token_comparison_does_not_depend_on_length() {
-    assert!(constant_time_eq(b"abc", b"abc"));
-    assert!(!constant_time_eq(b"abc", b"abd"));
-    assert!(!constant_time_eq(b"abc", b"abcd"));
-    assert!(!constant_time_eq(b"", b"a"));
-    assert!(constant_time_eq(b"", b""));
+    assert!(crate::auth::constant_time_eq(b"abc", b"abc"));
+    assert!(!crate::auth::constant_time_eq(b"abc", b"abd"));
+    assert!(!crate::auth::constant_time_eq(b"abc", b"abcd"));
+    assert!(!crate::auth::constant_time_eq(b"", b"a"));
+    assert!(crate::auth::constant_time_eq(b"", b""));
 }
 
 #[tokio::test]

@@ -50,6 +50,8 @@ pub struct HttpState {
     pub ready: Arc<std::sync::atomic::AtomicBool>,
     /// `/metrics` (`None`: off).
     pub metrics: Option<crate::metrics::Sources>,
+    /// `api.token`, which `/metrics` needs too (`None`: loopback only).
+    pub access_token: Option<String>,
     /// HLS and DASH viewers, recorded by the media route.
     pub viewers: Viewers,
 }
@@ -65,6 +67,7 @@ impl HttpState {
             auth: None,
             ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             metrics: None,
+            access_token: None,
             viewers: Viewers::default(),
         }
     }
@@ -106,10 +109,15 @@ async fn readyz(State(state): State<HttpState>) -> Response {
     }
 }
 
-async fn metrics_page(State(state): State<HttpState>) -> Response {
+/// `/metrics`, behind the API's guard: stream names and counts are not
+/// for everyone.
+async fn metrics_page(State(state): State<HttpState>, req: Request) -> Response {
     let Some(src) = state.metrics else {
         return not_found("metrics");
     };
+    if let Err(e) = crate::api::check_access(state.access_token.as_deref(), &req) {
+        return e.into_response();
+    }
     (
         [
             (

@@ -519,17 +519,23 @@ impl Connection {
     async fn authorise(&mut self, p: PendingAuth) {
         let req = crate::auth::Request::new(p.action, &p.app, &p.name, &p.query, self.protocol)
             .from(self.peer);
-        let verdict = self.ctx.auth.check(&req).await;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let verdict = self.ctx.auth.check(&req, now).await;
         match (p.action, verdict) {
             (Action::Publish, Verdict::Allow(grant)) => {
                 self.on_publish(p.stream_id, &p.app, &p.name, &p.mode, grant)
             }
-            (Action::Play, Verdict::Allow(_)) => self.on_play(p.stream_id, &p.app, &p.name),
+            (Action::Play, Verdict::Allow(grant)) => {
+                let name = grant.name.as_deref().unwrap_or(&p.name);
+                self.on_play(p.stream_id, &p.app, name)
+            }
             (Action::Publish, Verdict::Deny(why)) => {
                 crate::metrics::auth_denied("publish");
                 warn!(
                     app = p.app,
-                    name = p.name,
+                    name = self.ctx.auth.loggable_name(p.action, &p.app, &p.name),
                     "publish refused: unauthorised: {why}"
                 );
                 self.session.reject_publish(
@@ -542,7 +548,7 @@ impl Connection {
                 crate::metrics::auth_denied("play");
                 warn!(
                     app = p.app,
-                    name = p.name,
+                    name = self.ctx.auth.loggable_name(p.action, &p.app, &p.name),
                     "play refused: unauthorised: {why}"
                 );
                 self.session.reject_play(
@@ -569,6 +575,7 @@ impl Connection {
                 Action::Publish => "publish",
                 Action::Play => "play",
             };
+            let name = self.ctx.auth.loggable_name(action, &app, &name);
             warn!(app, name, "{what} refused: {why}");
             match action {
                 Action::Publish => {
@@ -602,6 +609,8 @@ impl Connection {
                 tc_url,
                 flash_ver,
             } => {
+                // Encoders may put a key in the tcUrl's query: not logged.
+                let tc_url = crate::rtmp::session::strip_query(&tc_url).0;
                 info!(app, tc_url, flash_ver, "connected");
                 self.app = app;
             }
@@ -733,12 +742,8 @@ impl Connection {
     fn on_publish(&mut self, stream_id: u32, app: &str, name: &str, mode: &str, grant: Grant) {
         let name = match &grant.name {
             Some(renamed) => {
-                info!(
-                    app,
-                    from = name,
-                    to = renamed,
-                    "publish renamed by the auth webhook"
-                );
+                // The name sent may be a secret key: only the new one is shown.
+                info!(app, to = renamed, "publish renamed by the auth");
                 renamed.as_str()
             }
             None => name,
