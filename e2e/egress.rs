@@ -328,11 +328,15 @@ fn check_config_trusts_operator_webhooks_and_names_bad_egress_entries() {
     let out = run(
         "[webhooks]\nurls = [\"http://127.1:9/hook\", \"http://169.254.169.254/hook\"]\nsecret = \"s\"\n",
     );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    // Accepted, with the metadata address named (and the loopback one not).
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        err.contains("warning: webhooks.urls: http://169.254.169.254")
+            && err.contains("cloud metadata"),
+        "{err}"
     );
+    assert!(!err.contains("127.1"), "{err}");
     for (body, named) in [
         ("[egress]\nallow = [\"10.0.0.0/33\"]\n", "egress.allow"),
         (

@@ -617,6 +617,32 @@ impl Config {
         Ok(())
     }
 
+    /// What is valid but probably a mistake, for `check-config` and the
+    /// start-up log: operator webhook URLs are trusted (no egress check),
+    /// so one that points at a cloud metadata service is named.
+    pub fn warnings(&self) -> Vec<String> {
+        let urls = self
+            .webhooks
+            .urls
+            .iter()
+            .map(|u| ("webhooks.urls", u))
+            .chain(
+                (!self.auth.webhook_url.is_empty())
+                    .then_some(("auth.webhook_url", &self.auth.webhook_url)),
+            );
+        urls.filter_map(|(key, url)| {
+            let ep = crate::webhooks::client::Endpoint::parse(url).ok()?;
+            crate::egress_policy::is_metadata_host(&ep.host).then(|| {
+                format!(
+                    "{key}: {} is a cloud metadata address; castgate will send it \
+                     requests (URLs in the config are trusted, not checked by [egress])",
+                    ep.redacted()
+                )
+            })
+        })
+        .collect()
+    }
+
     /// The `[[relays]]` entries, checked (a CA file is read now).
     pub fn static_relays(&self) -> Result<Vec<crate::egress::StaticRule>, ConfigError> {
         self.relays

@@ -484,6 +484,20 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Whether `host` (a name, or an address in any spelling) is a cloud
+/// metadata service: a metadata host name, link-local IPv4
+/// (169.254.169.254 and its neighbours) or AWS's `fd00:ec2::254`.
+pub fn is_metadata_host(host: &str) -> bool {
+    match parse_numeric_host(host) {
+        Some(IpAddr::V4(v4)) => v4.is_link_local(),
+        Some(IpAddr::V6(v6)) => {
+            v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+                || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_link_local())
+        }
+        None => DEFAULT_DENY_NAMES.contains(&normalize_name(host).as_str()),
+    }
+}
+
 fn normalize_name(host: &str) -> String {
     host.trim_end_matches('.').to_ascii_lowercase()
 }
@@ -550,6 +564,23 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         parse_numeric_host(s).unwrap()
+    }
+
+    #[test]
+    fn metadata_hosts_in_any_spelling() {
+        for h in [
+            "169.254.169.254",
+            "2852039166",
+            "0xa9fea9fe",
+            "[fd00:ec2::254]",
+            "::ffff:169.254.169.254",
+            "Metadata.Google.Internal.",
+        ] {
+            assert!(is_metadata_host(h), "{h}");
+        }
+        for h in ["127.0.0.1", "10.0.0.1", "example.com", "[fd00::1]"] {
+            assert!(!is_metadata_host(h), "{h}");
+        }
     }
 
     #[test]

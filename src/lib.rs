@@ -139,6 +139,9 @@ pub async fn run_from(
     {
         tracing::warn!("{warning}");
     }
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     if config.auth.play == auth::AuthMode::Open && !auth::is_loopback(config.rtmp.listen) {
         tracing::info!(listen = %config.rtmp.listen, "auth.play = \"open\": anyone may play over RTMP");
     }
