@@ -649,7 +649,7 @@ impl Config {
             .iter()
             .enumerate()
             .map(|(index, r)| {
-                let tls = crate::egress::tls::TlsOptions {
+                let tls = crate::transport::tls_client::TlsOptions {
                     ca_file: (!r.tls_ca_file.is_empty()).then(|| r.tls_ca_file.clone()),
                     no_verify: !r.tls_verify,
                 };

@@ -20,6 +20,9 @@ pub mod metrics;
 pub mod package;
 pub mod rtmp;
 pub mod server;
+pub mod shutdown;
+pub mod stream_key;
+pub mod streams;
 pub mod transcode;
 pub mod transport;
 pub mod viewers;
@@ -151,7 +154,7 @@ pub async fn run_from(
     if metrics_on {
         metrics::handle();
     }
-    let (stop_trigger, shutdown) = lifecycle::shutdown_pair();
+    let (stop_trigger, shutdown) = shutdown::shutdown_pair();
     let current_config = config.clone();
     let ctx = server::ServerContext::new_with(config, shutdown);
     // API relays into castgate itself are refused (egress policy).
@@ -164,7 +167,10 @@ pub async fn run_from(
     ctx.relays.set_own_listeners(own);
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let viewers = viewers::Viewers::new(ctx.config.viewer_limits());
-    let tunnels = rtmpt.map(|c| transport::rtmpt::Tunnels::new(Arc::clone(&ctx), c));
+    let tunnels = rtmpt.map(|c| {
+        let handler = server::handler(Arc::clone(&ctx));
+        transport::rtmpt::Tunnels::new(handler, c, ctx.config.http.body_budget_bytes)
+    });
     let api = api_config.enabled.then(|| {
         let token = (!api_config.token.is_empty()).then(|| api_config.token.clone());
         match &token {
@@ -226,7 +232,12 @@ pub async fn run_from(
         (Some(l), Some(store)) => Some(transport::tls::serve_rtmps(
             l,
             Arc::clone(store),
-            Arc::clone(&ctx),
+            transport::tcp::Limits {
+                max_connections,
+                max_per_ip,
+            },
+            ctx.config.rtmp.handshake_timeout(),
+            server::handler(Arc::clone(&ctx)),
         )),
         _ => None,
     };

@@ -1,7 +1,7 @@
 //! Reload (SIGHUP) and graceful shutdown (SIGTERM, SIGINT).
 //!
 //! Hooks for other modules (the transcode supervisor among them):
-//! - [`Shutdown`] (`ServerContext::shutdown`): a cheap, cloneable token;
+//! - [`Shutdown`](crate::shutdown::Shutdown) (`ServerContext::shutdown`): a cheap, cloneable token;
 //!   `shutdown.cancelled().await` resolves when the process starts to stop
 //!   (stop transcoders, flush, exit). `is_stopping()` polls it.
 //! - [`ServerContext::config_updates`](crate::server::ServerContext): a
@@ -25,10 +25,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, ConfigError};
+
 use crate::server::ServerContext;
 use crate::transport::tls::CertStore;
 
@@ -63,48 +63,6 @@ impl LifecycleSection {
 
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.shutdown_timeout_secs)
-    }
-}
-
-/// The shutdown token (see the module docs).
-#[derive(Clone)]
-pub struct Shutdown {
-    rx: watch::Receiver<bool>,
-}
-
-/// Starts a shutdown (held by `run`).
-pub struct ShutdownTrigger {
-    tx: watch::Sender<bool>,
-}
-
-pub fn shutdown_pair() -> (ShutdownTrigger, Shutdown) {
-    let (tx, rx) = watch::channel(false);
-    (ShutdownTrigger { tx }, Shutdown { rx })
-}
-
-impl ShutdownTrigger {
-    pub fn trigger(&self) {
-        self.tx.send_replace(true);
-    }
-}
-
-impl Shutdown {
-    /// A token that never fires (tests, embedding).
-    pub fn never() -> Shutdown {
-        let (tx, rx) = watch::channel(false);
-        // The sender is kept alive forever, so `changed` never errors.
-        std::mem::forget(tx);
-        Shutdown { rx }
-    }
-
-    pub fn is_stopping(&self) -> bool {
-        *self.rx.borrow()
-    }
-
-    /// Resolves once the shutdown started.
-    pub async fn cancelled(&self) {
-        let mut rx = self.rx.clone();
-        let _ = rx.wait_for(|s| *s).await;
     }
 }
 
@@ -329,21 +287,7 @@ pub async fn stop_signal(mut s: StopSignals) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn shutdown_token() {
-        let (trigger, token) = shutdown_pair();
-        let t2 = token.clone();
-        let waiter = tokio::spawn(async move { t2.cancelled().await });
-        assert!(!token.is_stopping());
-        trigger.trigger();
-        tokio::time::timeout(Duration::from_secs(5), waiter)
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(token.is_stopping());
-        assert!(!Shutdown::never().is_stopping());
-    }
+    use crate::shutdown::Shutdown;
 
     #[tokio::test]
     async fn reload_swaps_transcode_mappings_for_new_publishes() {

@@ -184,6 +184,11 @@ impl Streams {
         }
     }
 
+    /// Whether `key` has a live publish's stats registered.
+    pub fn contains(&self, key: &str) -> bool {
+        self.lock().contains_key(key)
+    }
+
     fn snapshot(&self) -> Vec<(String, Arc<StreamStats>)> {
         self.lock()
             .iter()

@@ -356,7 +356,7 @@ async fn create_relay(
     let new = NewRelay {
         stream: req.stream,
         target: req.target,
-        tls: crate::egress::tls::TlsOptions {
+        tls: crate::transport::tls_client::TlsOptions {
             ca_file: req.tls_ca_file,
             no_verify: req.tls_verify == Some(false),
         },

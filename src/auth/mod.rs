@@ -136,7 +136,7 @@ impl KeyTable {
             };
             let t = table.apps.entry(app.clone()).or_default();
             for (name, keys) in streams {
-                crate::server::stream_key(&app, &name)
+                crate::stream_key::StreamKey::new(&app, &name)
                     .map_err(|why| format!("{what} keys: {app}/{name}: {why}"))?;
                 let keys = match keys {
                     StreamKeys::One(k) => vec![k],

@@ -19,7 +19,6 @@ pub mod rtmp;
 pub mod srt;
 mod supervisor;
 pub mod target;
-pub mod tls;
 pub mod ts;
 
 use std::collections::BTreeMap;
@@ -33,9 +32,9 @@ use tracing::{info, warn};
 
 use crate::egress_policy::{EgressPolicy, CA_FILE_REFUSED};
 use crate::hub::{Hub, QueueLimits};
+use crate::transport::tls_client::{self as tls, TlsOptions};
 use queue::RelayQueue;
 use target::{StreamPattern, Target, TargetError, TargetTemplate};
-use tls::TlsOptions;
 
 /// How relays behave; from `[relay]` in the config.
 #[derive(Clone, Debug)]
@@ -523,9 +522,9 @@ impl Relays {
     /// Creates a relay from the API. Reads the CA file if one is given:
     /// call it off the async threads.
     pub fn create(&self, req: NewRelay) -> Result<RelayInfo, CreateError> {
-        let (app, name) = req.stream.split_once('/').unwrap_or((&req.stream, ""));
-        let stream = crate::server::stream_key(app, name)
-            .map_err(|why| CreateError::BadStream(short(&req.stream), why.to_string()))?;
+        let stream: String = crate::stream_key::StreamKey::parse(&req.stream)
+            .map_err(|why| CreateError::BadStream(short(&req.stream), why.to_string()))?
+            .into();
         let target = Target::parse(&req.target)?;
         check_tls_options(&target, &req.tls).map_err(CreateError::BadTls)?;
         let policy = &self.inner.settings.egress;
@@ -798,7 +797,7 @@ enum StartError {
 /// (into castgate itself that would take the stream over).
 pub(crate) fn names_stream(t: &target::RtmpTarget, stream: &str) -> bool {
     let key = t.key.split('?').next().unwrap_or("");
-    crate::server::stream_key(&t.app, key).is_ok_and(|k| k == stream)
+    crate::stream_key::StreamKey::new(&t.app, key).is_ok_and(|k| k == stream)
 }
 
 fn short(s: &str) -> String {

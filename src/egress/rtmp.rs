@@ -61,7 +61,8 @@ pub async fn connect(
     let _ = tcp.set_nodelay(true);
     let io: Box<dyn Io> = match (t.tls, tls) {
         (true, Some(config)) => {
-            let name = super::tls::server_name(&t.host).map_err(ConnectError::permanent)?;
+            let name = crate::transport::tls_client::server_name(&t.host)
+                .map_err(ConnectError::permanent)?;
             let tls = tokio_rustls::TlsConnector::from(config)
                 .connect(name, tcp)
                 .await

@@ -18,11 +18,13 @@ use tracing::{info, warn, Instrument};
 use crate::auth::{Action, Auth, Grant, Verdict};
 use crate::config::Config;
 use crate::egress::Relays;
-use crate::hub::{Closed, Hub, Publisher, StreamEvent, Subscriber};
-use crate::lifecycle::Shutdown;
-use crate::metrics::{ConnGauge, StatsGuard};
+use crate::hub::{Closed, Hub, StreamEvent, Subscriber};
+use crate::metrics::ConnGauge;
 use crate::package::service::{Packager, Store};
 use crate::rtmp::session::{ServerEvent, ServerSession, SessionError};
+use crate::shutdown::Shutdown;
+use crate::stream_key::StreamKey;
+use crate::streams::{Granted, Origin, PublishGuard, Registry};
 use coalesce::Coalescer;
 use ingest::Ingest;
 use playout::Playout;
@@ -38,6 +40,8 @@ pub struct ServerContext {
     pub auth: Arc<Auth>,
     /// Per-publish stats read by `/metrics`.
     pub stats: crate::metrics::Streams,
+    /// What a publish starts and stops (see [`crate::streams`]).
+    pub streams: Registry,
     /// Fires when the process starts to stop (see `lifecycle`).
     pub shutdown: Shutdown,
     /// Every accepted config reload (see `lifecycle`); subscribe with
@@ -92,12 +96,14 @@ impl ServerContext {
         let transcoder = crate::transcode::Transcoder::new(
             hub.clone(),
             packager.clone(),
-            relays.clone(),
             config.transcode_settings(),
             rules,
             profiles,
             shutdown.clone(),
         );
+        let stats = crate::metrics::Streams::default();
+        let streams = Registry::new(hub.clone(), packager.clone(), relays.clone(), stats.clone());
+        streams.add_hook(Arc::new(transcoder.clone()));
         let config_tx = tokio::sync::watch::Sender::new(Arc::new(config.clone()));
         let message_budget = Arc::new(crate::rtmp::chunk::MessageBudget::new(
             config.rtmp.message_budget_bytes,
@@ -110,7 +116,8 @@ impl ServerContext {
             relays,
             transcoder,
             auth: Arc::new(Auth::new(policy)),
-            stats: crate::metrics::Streams::default(),
+            stats,
+            streams,
             shutdown,
             config_tx,
         })
@@ -148,17 +155,16 @@ pub enum EndReason {
 
 struct Publishing {
     stream_id: u32,
-    publisher: Publisher,
+    /// The registry's handle: frames go through it; dropping it ends the
+    /// publish (packaging, relays, transcode, stats, `stream.ended`).
+    guard: PublishGuard,
     ingest: Ingest,
     /// Limits the bad-tag warnings of this publish.
     bad_tag_log: LogThrottle,
     last_media: Instant,
     started: Instant,
-    /// Read by `/metrics`; unregistered when the publish ends.
-    stats: StatsGuard,
     /// The webhook-named transcode profile (`Auth::profile_of`).
     _profile: Option<crate::auth::ProfileGuard>,
-    protocol: &'static str,
 }
 
 /// A publish or play waiting for its authorisation.
@@ -191,6 +197,18 @@ pub async fn serve_tcp_connection(
     use std::os::fd::AsRawFd;
     let coalescer = Coalescer::new(socket.as_raw_fd());
     serve(socket, peer, "rtmp", ctx, Some(coalescer)).await
+}
+
+/// The RTMP connection driver as a transport [`Handler`]: what TLS
+/// listeners and RTMPT tunnels hand their byte streams to.
+///
+/// [`Handler`]: crate::transport::Handler
+pub fn handler(ctx: Arc<ServerContext>) -> crate::transport::Handler {
+    Arc::new(move |io, peer, protocol| {
+        let ctx = Arc::clone(&ctx);
+        // Dropping `io` at the end tells a tunnel the connection is over.
+        Box::pin(async move { serve_connection(io, peer, protocol, ctx).await })
+    })
 }
 
 /// Serves one RTMP connection over any byte stream to its end and logs why
@@ -257,19 +275,11 @@ async fn serve<S>(
     .await
 }
 
+/// The connection's own account of a publish ending (the registry's guard,
+/// dropped with `p`, emits `stream.ended`).
 fn log_publish_end(p: &Publishing) {
-    crate::webhooks::emit(
-        "stream.ended",
-        Some(p.publisher.key()),
-        serde_json::json!({
-            "protocol": p.protocol,
-            "frames": p.ingest.frames,
-            "bytes": p.ingest.bytes,
-            "secs": p.started.elapsed().as_secs_f64(),
-        }),
-    );
     info!(
-        stream = p.publisher.key(),
+        stream = %p.guard.key(),
         frames = p.ingest.frames,
         bytes = p.ingest.bytes,
         bad_tags = p.ingest.bad_tags,
@@ -367,7 +377,7 @@ impl Connection {
                     }
                     None
                 }
-                _ = kicked_opt(self.publishing.as_mut().map(|p| &mut p.publisher)), if publishing => {
+                _ = kicked_opt(self.publishing.as_mut().map(|p| &mut p.guard)), if publishing => {
                     let key = self.end_publish("NetStream.Publish.BadName", "Replaced by a new publisher.");
                     let out = self.session.take_output();
                     let _ = timeout(Duration::from_millis(200), io.write_all(&out)).await;
@@ -498,7 +508,7 @@ impl Connection {
             Some(p) => {
                 self.session.end_publish(p.stream_id, code, description);
                 log_publish_end(&p);
-                p.publisher.key().to_string()
+                p.guard.key().to_string()
             }
             None => String::new(),
         }
@@ -570,7 +580,7 @@ impl Connection {
         query: String,
         mode: String,
     ) {
-        if let Err(why) = stream_key(&app, &name) {
+        if let Err(why) = StreamKey::new(&app, &name) {
             let what = match action {
                 Action::Publish => "publish",
                 Action::Play => "play",
@@ -578,14 +588,16 @@ impl Connection {
             let name = self.ctx.auth.loggable_name(action, &app, &name);
             warn!(app, name, "{what} refused: {why}");
             match action {
-                Action::Publish => {
-                    self.session
-                        .reject_publish(stream_id, "NetStream.Publish.BadName", why)
-                }
-                Action::Play => {
-                    self.session
-                        .reject_play(stream_id, "NetStream.Play.StreamNotFound", why)
-                }
+                Action::Publish => self.session.reject_publish(
+                    stream_id,
+                    "NetStream.Publish.BadName",
+                    &why.to_string(),
+                ),
+                Action::Play => self.session.reject_play(
+                    stream_id,
+                    "NetStream.Play.StreamNotFound",
+                    &why.to_string(),
+                ),
             }
             return;
         }
@@ -645,18 +657,17 @@ impl Connection {
                 p.last_media = now;
                 p.ingest
                     .set_arrival(now.duration_since(p.started).as_millis() as i64);
-                let publisher = &p.publisher;
-                let stats = &*p.stats.stats;
+                let guard = &p.guard;
+                let stats = guard.stats();
                 let result = p.ingest.media(kind, timestamp, payload, |ev| {
-                    stats.observe(&ev);
-                    publisher.send(ev);
+                    guard.send(ev);
                 });
                 stats
                     .timestamp_repairs
                     .store(p.ingest.repairs(), std::sync::atomic::Ordering::Relaxed);
                 match result {
                     Ok(None) => {}
-                    Ok(Some(notice)) => warn!(stream = p.publisher.key(), "{notice}"),
+                    Ok(Some(notice)) => warn!(stream = %p.guard.key(), "{notice}"),
                     Err(e) => {
                         p.ingest.bad_tags += 1;
                         stats
@@ -668,7 +679,7 @@ impl Connection {
                         let n = p.ingest.bad_tags;
                         if let Some(suppressed) = p.bad_tag_log.allow(now, n) {
                             warn!(
-                                stream = p.publisher.key(),
+                                stream = %p.guard.key(),
                                 bad_tags = n,
                                 not_logged = suppressed,
                                 "dropped a bad {kind:?} tag: {e}"
@@ -686,9 +697,9 @@ impl Connection {
                     .as_mut()
                     .filter(|p| p.stream_id == stream_id)
                 {
-                    let publisher = &p.publisher;
+                    let guard = &p.guard;
                     p.ingest.metadata(metadata, |ev| {
-                        publisher.send(ev);
+                        guard.send(ev);
                     });
                 }
             }
@@ -748,18 +759,21 @@ impl Connection {
             }
             None => name,
         };
-        let key = match stream_key(app, name) {
+        let key = match StreamKey::new(app, name) {
             Ok(k) => k,
             Err(why) => {
                 warn!(app, name, "publish refused: {why}");
-                self.session
-                    .reject_publish(stream_id, "NetStream.Publish.BadName", why);
+                self.session.reject_publish(
+                    stream_id,
+                    "NetStream.Publish.BadName",
+                    &why.to_string(),
+                );
                 return;
             }
         };
         if self.publishing.is_some() {
             warn!(
-                stream = key,
+                stream = %key,
                 "publish refused: this connection already publishes"
             );
             self.session.reject_publish(
@@ -769,69 +783,35 @@ impl Connection {
             );
             return;
         }
-        match self.ctx.hub.publish(&key, &self.peer.to_string()) {
-            Ok(publisher) => {
-                self.last_key = key.clone();
-                self.ctx
-                    .transcoder
-                    .on_publish(&key, grant.profile.as_deref());
-                self.ctx.packager.ensure(&key);
-                // Logged once the packager has taken the new session: from
-                // this line on, the key never serves a previous session.
-                info!(
-                    stream = key,
-                    mode,
-                    profile = grant.profile,
-                    "publish started"
-                );
-                self.ctx.relays.on_publish(&key);
-                for target in &grant.relays {
-                    let req = crate::egress::NewRelay {
-                        stream: key.clone(),
-                        target: target.clone(),
-                        tls: Default::default(),
-                    };
-                    match self.ctx.relays.create(req) {
-                        Ok(r) => info!(
-                            stream = key,
-                            relay = r.id,
-                            "relay attached by the auth webhook"
-                        ),
-                        Err(crate::egress::CreateError::Duplicate(_)) => {}
-                        Err(e) => {
-                            warn!(stream = key, "relay from the auth webhook not started: {e}")
-                        }
-                    }
-                }
+        let origin = Origin::Client {
+            protocol: self.protocol,
+            peer: self.peer,
+            mode: mode.to_string(),
+        };
+        let granted = Granted {
+            profile: grant.profile.clone(),
+            relays: grant.relays.clone(),
+        };
+        match self.ctx.streams.publish(key.clone(), origin, &granted) {
+            Ok(guard) => {
+                self.last_key = key.to_string();
                 self.session.accept_publish(stream_id);
-                crate::webhooks::emit(
-                    "stream.started",
-                    Some(&key),
-                    serde_json::json!({
-                        "protocol": self.protocol,
-                        "client": self.peer.to_string(),
-                        "mode": mode,
-                        "profile": grant.profile,
-                    }),
-                );
                 let now = Instant::now();
                 self.publishing = Some(Publishing {
                     stream_id,
-                    publisher,
+                    guard,
                     ingest: Ingest::new(),
                     bad_tag_log: LogThrottle::default(),
                     last_media: now,
                     started: now,
-                    stats: self.ctx.stats.register(&key),
                     _profile: self
                         .ctx
                         .auth
                         .publish_profile(&key, grant.profile.as_deref()),
-                    protocol: self.protocol,
                 });
             }
             Err(e) => {
-                warn!(stream = key, "publish refused: {e}");
+                warn!(stream = %key, "publish refused: {e}");
                 self.session.reject_publish(
                     stream_id,
                     "NetStream.Publish.BadName",
@@ -842,12 +822,15 @@ impl Connection {
     }
 
     fn on_play(&mut self, stream_id: u32, app: &str, name: &str) {
-        let key = match stream_key(app, name) {
+        let key = match StreamKey::new(app, name) {
             Ok(k) => k,
             Err(why) => {
                 warn!(app, name, "play refused: {why}");
-                self.session
-                    .reject_play(stream_id, "NetStream.Play.StreamNotFound", why);
+                self.session.reject_play(
+                    stream_id,
+                    "NetStream.Play.StreamNotFound",
+                    &why.to_string(),
+                );
                 return;
             }
         };
@@ -862,7 +845,7 @@ impl Connection {
         let wait = self.config.rtmp.play_wait();
         let subscriber = self.ctx.hub.subscribe(&key);
         if !subscriber.is_live() && wait.is_zero() {
-            info!(stream = key, "play refused: not published");
+            info!(stream = %key, "play refused: not published");
             self.session.reject_play(
                 stream_id,
                 "NetStream.Play.StreamNotFound",
@@ -870,8 +853,8 @@ impl Connection {
             );
             return;
         }
-        info!(stream = key, live = subscriber.is_live(), "play requested");
-        self.last_key = key.clone();
+        info!(stream = %key, live = subscriber.is_live(), "play requested");
+        self.last_key = key.to_string();
         // Play.Start goes out with the first PublisherStarted event, which a
         // live stream's queue already holds.
         self.playing = Some(Playing {
@@ -915,7 +898,7 @@ async fn recv_opt(sub: Option<&Subscriber>) -> Result<StreamEvent, Closed> {
     }
 }
 
-async fn kicked_opt(p: Option<&mut Publisher>) {
+async fn kicked_opt(p: Option<&mut PublishGuard>) {
     match p {
         Some(p) => p.kicked().await,
         None => std::future::pending().await,
@@ -949,41 +932,9 @@ impl LogThrottle {
     }
 }
 
-/// Builds the hub key `app/name`, refusing names that would be unsafe in a
-/// URL path or a log line.
-///
-/// The application is one path segment; the name may have several. So a
-/// key splits one way only (`a` + `b/k`): an application `a/b` with name
-/// `k` is refused rather than becoming the same stream under another
-/// application's policy (ffmpeg sends `rtmp://HOST/a/b/k` as app `a/b`:
-/// use `-rtmp_app a -rtmp_playpath b/k`).
-pub fn stream_key(app: &str, name: &str) -> Result<String, &'static str> {
-    if app.contains('/') {
-        return Err("the application name has a '/': it is one path segment \
-                    (rtmp://HOST/APP/NAME, where NAME may have '/')");
-    }
-    let key = format!("{app}/{name}");
-    if key.len() > 256 {
-        return Err("stream name too long");
-    }
-    if key
-        .split('/')
-        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
-    {
-        return Err("stream name has an empty or dot path segment");
-    }
-    if !key
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-_./~@+=:".contains(&b))
-    {
-        return Err("stream name has characters outside [A-Za-z0-9-_./~@+=:]");
-    }
-    Ok(key)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{stream_key, LogThrottle};
+    use super::LogThrottle;
     use std::time::Duration;
     use tokio::time::Instant;
 
@@ -1003,19 +954,5 @@ mod tests {
         );
         assert_eq!(t.allow(t0 + Duration::from_millis(1500), 10_007), None);
         assert_eq!(t.allow(t0 + Duration::from_millis(2100), 10_008), Some(1));
-    }
-
-    #[test]
-    fn stream_keys() {
-        assert_eq!(stream_key("live", "abc").unwrap(), "live/abc");
-        assert_eq!(stream_key("live", "a/b").unwrap(), "live/a/b");
-        // One way to split a key: the application is one segment.
-        assert!(stream_key("live/a", "b").is_err());
-        assert!(stream_key("a/b", "k").is_err());
-        assert_eq!(stream_key("a", "b/k").unwrap(), "a/b/k");
-        assert!(stream_key("live", "../x").is_err());
-        assert!(stream_key("live", "a b").is_err());
-        assert!(stream_key("live", "").is_err());
-        assert!(stream_key("live", &"x".repeat(300)).is_err());
     }
 }

@@ -25,8 +25,10 @@ use super::command::{self, SourceTracks};
 use super::flv_io::{FlvWriter, OutputParser};
 use super::progress::ProgressParser;
 use super::{lock, JobStatus, Profile, Transcoder, FEED_OFFSET_MS};
-use crate::hub::{Publisher, StreamEvent};
+use crate::hub::StreamEvent;
 use crate::media::{CodecConfig, Frame, MediaKind};
+use crate::stream_key::StreamKey;
+use crate::streams::{Granted, Origin, PublishGuard, Registry};
 
 /// A write to ffmpeg's stdin taking longer than this means it is stuck.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,7 +38,7 @@ const STABLE_RUN: Duration = Duration::from_secs(30);
 /// One rendition's hub side, for the job's life.
 struct Output {
     key: String,
-    publisher: Arc<Publisher>,
+    publisher: Arc<PublishGuard>,
     clock: Arc<Mutex<OutClock>>,
 }
 
@@ -81,7 +83,13 @@ struct Fed {
     audio: Option<i64>,
 }
 
-pub(super) async fn run(t: Transcoder, key: String, profile: Profile, status: Arc<JobStatus>) {
+pub(super) async fn run(
+    t: Transcoder,
+    registry: Registry,
+    key: String,
+    profile: Profile,
+    status: Arc<JobStatus>,
+) {
     let inner = &t.inner;
     let settings = &inner.settings;
     let mut sub = inner.hub.subscribe(&key);
@@ -143,7 +151,7 @@ pub(super) async fn run(t: Transcoder, key: String, profile: Profile, status: Ar
                         }
                         let Some(video) = src.video.clone() else { continue };
                         if outputs.is_none() {
-                            match publish_outputs(&t, &key, &profile) {
+                            match publish_outputs(&registry, &key, &profile) {
                                 Ok(o) => outputs = Some(o),
                                 Err(e) => {
                                     error!(stream = key, "transcode job stopped: {e}");
@@ -257,21 +265,28 @@ async fn sleep_until_opt(at: Option<Instant>) {
     }
 }
 
-/// Takes the rendition streams (`KEY/NAME`) in the hub and starts their
-/// packaging and relays, as a publish does.
-fn publish_outputs(t: &Transcoder, key: &str, profile: &Profile) -> Result<Vec<Output>, String> {
-    let inner = &t.inner;
+/// Publishes the rendition streams (`KEY/NAME`) through the registry, as
+/// any publish: packaging, relays, stats and events follow them.
+fn publish_outputs(
+    registry: &Registry,
+    key: &str,
+    profile: &Profile,
+) -> Result<Vec<Output>, String> {
+    let source = StreamKey::parse(key).map_err(|e| format!("stream {key}: {e}"))?;
     let mut out = Vec::new();
     for (r, _, _) in profile.encoded() {
-        let rkey = format!("{key}/{}", r.name);
-        let publisher = inner
-            .hub
-            .publish(&rkey, "transcode")
+        let rkey = source
+            .rendition(&r.name)
+            .map_err(|e| format!("rendition {key}/{}: {e}", r.name))?;
+        let origin = Origin::Rendition {
+            source: source.clone(),
+            profile: profile.name.clone(),
+        };
+        let publisher = registry
+            .publish(rkey.clone(), origin, &Granted::default())
             .map_err(|e| format!("rendition {rkey}: {e}"))?;
-        inner.packager.ensure(&rkey);
-        inner.relays.on_publish(&rkey);
         out.push(Output {
-            key: rkey,
+            key: rkey.into(),
             publisher: Arc::new(publisher),
             clock: Arc::default(),
         });
@@ -426,7 +441,7 @@ async fn stop(
 async fn read_output(
     mut pipe: tokio::net::unix::pipe::Receiver,
     key: String,
-    publisher: Arc<Publisher>,
+    publisher: Arc<PublishGuard>,
     clock: Arc<Mutex<OutClock>>,
 ) {
     let mut parser = OutputParser::new(FEED_OFFSET_MS);

@@ -27,9 +27,10 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::egress::target::StreamPattern;
-use crate::egress::Relays;
 use crate::hub::Hub;
 use crate::package::service::Packager;
+use crate::stream_key::StreamKey;
+use crate::streams::{Granted, Origin, PublishHook, Registry};
 pub use job::exercise as exercise_output;
 pub use profile::{Profile, Profiles};
 pub use progress::Progress;
@@ -71,14 +72,13 @@ pub struct Transcoder {
 struct Inner {
     hub: Hub,
     packager: Packager,
-    relays: Relays,
     settings: TranscodeSettings,
     /// Mappings and profiles; a SIGHUP reload swaps them (running jobs keep
     /// the profile they started with).
     plan: Mutex<Arc<(Vec<Rule>, Profiles)>>,
     jobs: Mutex<HashMap<String, Arc<JobStatus>>>,
     /// Jobs stop (and their ffmpeg with them) when castgate shuts down.
-    shutdown: crate::lifecycle::Shutdown,
+    shutdown: crate::shutdown::Shutdown,
     /// Jobs run on the runtime current when the transcoder was made (the
     /// main one), not on the connection thread that saw the publish.
     runtime: Option<tokio::runtime::Handle>,
@@ -116,17 +116,15 @@ impl Transcoder {
     pub fn new(
         hub: Hub,
         packager: Packager,
-        relays: Relays,
         settings: TranscodeSettings,
         rules: Vec<Rule>,
         profiles: Profiles,
-        shutdown: crate::lifecycle::Shutdown,
+        shutdown: crate::shutdown::Shutdown,
     ) -> Self {
         Transcoder {
             inner: Arc::new(Inner {
                 hub,
                 packager,
-                relays,
                 settings,
                 plan: Mutex::new(Arc::new((rules, profiles))),
                 jobs: Mutex::new(HashMap::new()),
@@ -165,8 +163,9 @@ impl Transcoder {
     /// stream mapped to a profile with encoded renditions gets a job (unless
     /// its job is still running: a publisher returning within the grace
     /// period resumes it); anything else is passed through. `requested`: a
-    /// profile the auth webhook attached to this publish.
-    pub fn on_publish(&self, key: &str, requested: Option<&str>) {
+    /// profile the auth webhook attached to this publish. The job publishes
+    /// its renditions through `registry`.
+    pub fn on_publish(&self, registry: &Registry, key: &str, requested: Option<&str>) {
         let Some(profile) = self.profile_for(key, requested) else {
             return;
         };
@@ -211,7 +210,13 @@ impl Transcoder {
             renditions = ?names,
             "transcode job started"
         );
-        runtime.spawn(job::run(self.clone(), key.to_string(), profile, status));
+        runtime.spawn(job::run(
+            self.clone(),
+            registry.clone(),
+            key.to_string(),
+            profile,
+            status,
+        ));
     }
 
     /// The job of `key`, if it has one.
@@ -219,6 +224,15 @@ impl Transcoder {
         let s = lock(&self.inner.jobs).get(key).cloned()?;
         let v = lock(&s.view).clone();
         Some(v)
+    }
+}
+
+/// Every publish but a rendition's may start a job.
+impl PublishHook for Transcoder {
+    fn on_publish(&self, registry: &Registry, key: &StreamKey, origin: &Origin, granted: &Granted) {
+        if let Origin::Client { .. } = origin {
+            Transcoder::on_publish(self, registry, key, granted.profile.as_deref());
+        }
     }
 }
 

@@ -8,3 +8,30 @@ pub mod pool;
 pub mod rtmpt;
 pub mod tcp;
 pub mod tls;
+pub mod tls_client;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// A byte stream a listener or tunnel hands on (TLS over TCP, an RTMPT
+/// session's pipe).
+pub trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> ByteStream for T {}
+
+/// What serves each byte stream a transport accepts: the RTMP connection
+/// driver, given by whoever builds the transport, so transports never
+/// import what they carry. Arguments: the stream, the peer, and the
+/// protocol name for logs and metrics (`rtmps`, `rtmpt`, `rtmpts`).
+pub type Handler = Arc<
+    dyn Fn(
+            Box<dyn ByteStream>,
+            SocketAddr,
+            &'static str,
+        ) -> Pin<Box<dyn Future<Output = ()> + Send>>
+        + Send
+        + Sync,
+>;

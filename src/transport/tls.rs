@@ -26,7 +26,6 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
 use crate::config::TlsFiles;
-use crate::server::{serve_connection, ServerContext};
 
 /// PEM files larger than this are refused (a chain is a few KiB).
 const MAX_PEM_BYTES: u64 = 1024 * 1024;
@@ -313,19 +312,21 @@ pub async fn accept(
 /// Serves RTMPS forever: TLS, then the same RTMP connection driver as plain
 /// RTMP. A client that does not speak TLS (e.g. `rtmp://` to this port) is
 /// closed with a log line naming it and the reason.
-pub async fn serve_rtmps(listener: TcpListener, store: Arc<CertStore>, ctx: Arc<ServerContext>) {
+/// `limit` bounds the TLS handshake.
+pub async fn serve_rtmps(
+    listener: TcpListener,
+    store: Arc<CertStore>,
+    limits: super::tcp::Limits,
+    limit: Duration,
+    handler: super::Handler,
+) {
     let acceptor = TlsAcceptor::from(server_config(store, &[]));
-    let limits = super::tcp::Limits {
-        max_connections: ctx.config.rtmp.max_connections,
-        max_per_ip: ctx.config.rtmp.max_connections_per_ip,
-    };
-    let limit = ctx.config.rtmp.handshake_timeout();
     super::tcp::serve(listener, limits, move |tcp: TcpStream, peer: SocketAddr| {
         let acceptor = acceptor.clone();
-        let ctx = Arc::clone(&ctx);
+        let handler = Arc::clone(&handler);
         async move {
             match accept(&acceptor, tcp, limit, "RTMPS").await {
-                Ok(tls) => serve_connection(tls, peer, "rtmps", ctx).await,
+                Ok(tls) => handler(Box::new(tls), peer, "rtmps").await,
                 Err(reason) => {
                     warn!(%peer, proto = "rtmps", "connection closed: {reason}")
                 }

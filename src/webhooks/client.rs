@@ -101,7 +101,7 @@ async fn exchange(
         .map_err(|e| format!("connect to {}: {e}", ep.authority))?;
     let _ = tcp.set_nodelay(true);
     if ep.https {
-        let config = crate::egress::tls::client_config(&Default::default())?;
+        let config = crate::transport::tls_client::client_config(&Default::default())?;
         let name = rustls_pki_types::ServerName::try_from(ep.host.clone())
             .map_err(|e| format!("{}: {e}", ep.host))?;
         let tls = tokio_rustls::TlsConnector::from(config)

@@ -26,8 +26,7 @@ use tracing::{info, warn, Instrument};
 use super::budget::ByteBudget;
 use super::per_ip::{IpPermit, PerIpLimit, PerIpRefusal};
 use crate::config::RtmptConfig;
-use crate::server::{serve_connection, ServerContext};
-use pipe::{Pipe, SessionIo};
+use pipe::Pipe;
 use protocol::{Command, SeqError, TunnelState};
 
 /// How long a `/send` waits for the session to digest its bytes before
@@ -76,7 +75,8 @@ impl Session {
 
 /// The open tunnel sessions of one server (shared by HTTP and HTTPS).
 pub struct Tunnels {
-    ctx: Arc<ServerContext>,
+    /// Serves each session's byte stream (the RTMP connection driver).
+    handler: crate::transport::Handler,
     config: RtmptConfig,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     per_ip: PerIpLimit,
@@ -96,11 +96,16 @@ pub struct Admitted<'a> {
 
 impl Tunnels {
     /// A session table, with its reaper task (which ends with the table).
-    pub fn new(ctx: Arc<ServerContext>, config: RtmptConfig) -> Arc<Tunnels> {
+    /// `body_budget`: bytes of request bodies buffered at once, together.
+    pub fn new(
+        handler: crate::transport::Handler,
+        config: RtmptConfig,
+        body_budget: usize,
+    ) -> Arc<Tunnels> {
         let per_ip = PerIpLimit::new(config.max_sessions_per_ip, config.max_sessions);
-        let bodies = ByteBudget::new(ctx.config.http.body_budget_bytes);
+        let bodies = ByteBudget::new(body_budget);
         let tunnels = Arc::new(Tunnels {
-            ctx,
+            handler,
             config,
             sessions: Mutex::new(HashMap::new()),
             per_ip,
@@ -170,7 +175,7 @@ impl Tunnels {
         });
         info!(%peer, proto, session = session.short_id(), "RTMPT session opened");
         let span = tracing::info_span!("rtmpt", session = session.short_id());
-        tokio::spawn(run_session(io, peer, proto, Arc::clone(&self.ctx)).instrument(span));
+        tokio::spawn((self.handler)(Box::new(io), peer, proto).instrument(span));
         table.insert(id.clone(), session);
         Ok(id)
     }
@@ -337,16 +342,6 @@ async fn reaper(tunnels: Weak<Tunnels>, period: Duration) {
     }
 }
 
-async fn run_session(
-    io: SessionIo,
-    peer: SocketAddr,
-    proto: &'static str,
-    ctx: Arc<ServerContext>,
-) {
-    // Dropping `io` at the end tells the tunnel the connection is over.
-    serve_connection(io, peer, proto, ctx).await;
-}
-
 /// 128 bits from the installed crypto provider's secure random source, hex.
 /// Possession of the id is control of the session, so it must not be
 /// guessable: without a secure source there is no id.
@@ -360,6 +355,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::rtmp::handshake::{ClientHandshake, HandshakeStatus};
+    use crate::server::ServerContext;
 
     fn tunnels(timeout: &str, max: &str) -> Arc<Tunnels> {
         let env = [
@@ -369,7 +365,12 @@ mod tests {
         .map(|(k, v)| (k.to_string(), v.to_string()));
         let config = Config::load_with_env(None, env).unwrap();
         let rtmpt = config.rtmpt.clone();
-        Tunnels::new(ServerContext::new(config), rtmpt)
+        let budget = config.http.body_budget_bytes;
+        Tunnels::new(
+            crate::server::handler(ServerContext::new(config)),
+            rtmpt,
+            budget,
+        )
     }
 
     fn peer() -> SocketAddr {
@@ -446,7 +447,11 @@ mod tests {
         ]
         .map(|(k, v)| (k.to_string(), v.to_string()));
         let config = Config::load_with_env(None, env).unwrap();
-        let t = Tunnels::new(ServerContext::new(config.clone()), config.rtmpt.clone());
+        let t = Tunnels::new(
+            crate::server::handler(ServerContext::new(config.clone())),
+            config.rtmpt.clone(),
+            config.http.body_budget_bytes,
+        );
         let a: SocketAddr = "127.0.0.2:5000".parse().unwrap();
         let b: SocketAddr = "127.0.0.3:5000".parse().unwrap();
         let first = t.open(a, "rtmpt").unwrap();

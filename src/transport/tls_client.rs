@@ -1,4 +1,4 @@
-//! TLS for RTMPS relays: rustls (ring) with the bundled web roots
+//! Client TLS (RTMPS relays, HTTPS webhooks): rustls (ring) with the bundled web roots
 //! (`webpki-roots`), plus per relay a CA file to trust, or, when asked
 //! explicitly, no certificate verification at all (handshake signatures are
 //! still checked).
@@ -25,7 +25,7 @@ pub struct TlsOptions {
 }
 
 fn provider() -> Arc<CryptoProvider> {
-    crate::transport::tls::install_crypto_provider();
+    super::tls::install_crypto_provider();
     CryptoProvider::get_default()
         .cloned()
         .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()))

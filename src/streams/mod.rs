@@ -1,0 +1,271 @@
+//! The stream registry: the one place that decides what a publish starts
+//! and what its end stops.
+//!
+//! Every publisher goes through [`Registry::publish`], whatever brought it:
+//! an RTMP connection (plain, TLS or tunnelled over HTTP), a transcode
+//! rendition, and later SRT ingest, pulled sources and cluster forwards.
+//! A publish takes the stream in the hub, then starts, in order:
+//!
+//! 1. the publish hooks (the transcoder: it aligns the packager's segments
+//!    before packaging starts, and starts a job for a mapped profile);
+//! 2. packaging (HLS/DASH);
+//! 3. the static relays whose patterns match, and the relays an
+//!    authorisation granted;
+//! 4. per-stream stats for `/metrics` and the `stream.started` event.
+//!
+//! The [`PublishGuard`] it returns is the publisher's handle: frames sent
+//! through it are counted and go to the hub. Dropping it emits
+//! `stream.ended`, ends the publish in the hub (which stops what follows
+//! the stream: packaging after its grace period, relays, the transcode
+//! job) and unregisters the stats, in that order.
+//!
+//! The registry knows no protocol: a connection keeps its own protocol
+//! work (sessions, acknowledgements, logs of its own counters).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use tracing::{info, warn};
+
+use crate::egress::{CreateError, NewRelay, Relays};
+use crate::hub::{Hub, PublishError, Publisher, StreamEvent};
+use crate::metrics::{StatsGuard, StreamStats};
+use crate::package::service::Packager;
+use crate::stream_key::StreamKey;
+
+/// Who publishes a stream.
+#[derive(Clone, Debug)]
+pub enum Origin {
+    /// A client connection; `protocol` is the listener's (`rtmp`, `rtmps`,
+    /// `rtmpt`, `rtmpts`), `mode` the publish mode it asked for (`live`,
+    /// `record`, `append`).
+    Client {
+        protocol: &'static str,
+        peer: SocketAddr,
+        mode: String,
+    },
+    /// A rendition that a transcode job makes from another stream.
+    Rendition { source: StreamKey, profile: String },
+}
+
+impl Origin {
+    /// The protocol named in logs, events and `/metrics`.
+    pub fn protocol(&self) -> &'static str {
+        match self {
+            Origin::Client { protocol, .. } => protocol,
+            Origin::Rendition { .. } => "transcode",
+        }
+    }
+
+    /// Who the hub shows as the publisher.
+    fn peer(&self) -> String {
+        match self {
+            Origin::Client { peer, .. } => peer.to_string(),
+            Origin::Rendition { .. } => "transcode".to_string(),
+        }
+    }
+}
+
+/// What an authorisation added to a publish (an auth webhook's answer).
+#[derive(Clone, Debug, Default)]
+pub struct Granted {
+    /// The transcode profile to use instead of the configured mapping.
+    pub profile: Option<String>,
+    /// Relay targets to start for this publish.
+    pub relays: Vec<String>,
+}
+
+/// Something started for every publish besides packaging and relays (the
+/// transcoder; later recording and cluster leases). Hooks run before
+/// packaging starts, in the order they were added.
+pub trait PublishHook: Send + Sync {
+    fn on_publish(&self, registry: &Registry, key: &StreamKey, origin: &Origin, granted: &Granted);
+}
+
+/// The stream registry (cheap to clone; clones share everything).
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    hub: Hub,
+    packager: Packager,
+    relays: Relays,
+    stats: crate::metrics::Streams,
+    hooks: RwLock<Vec<Arc<dyn PublishHook>>>,
+}
+
+impl Registry {
+    pub fn new(
+        hub: Hub,
+        packager: Packager,
+        relays: Relays,
+        stats: crate::metrics::Streams,
+    ) -> Registry {
+        Registry {
+            inner: Arc::new(Inner {
+                hub,
+                packager,
+                relays,
+                stats,
+                hooks: RwLock::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// Adds a hook run on every publish from now on.
+    pub fn add_hook(&self, hook: Arc<dyn PublishHook>) {
+        self.inner
+            .hooks
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(hook);
+    }
+
+    pub fn hub(&self) -> &Hub {
+        &self.inner.hub
+    }
+
+    /// Takes `key` for a new publisher and starts everything that follows a
+    /// stream (see the module docs). Fails when the stream is taken and
+    /// the hub's conflict policy keeps the current publisher.
+    pub fn publish(
+        &self,
+        key: StreamKey,
+        origin: Origin,
+        granted: &Granted,
+    ) -> Result<PublishGuard, PublishError> {
+        let inner = &*self.inner;
+        let publisher = inner.hub.publish(&key, &origin.peer())?;
+        let hooks = inner
+            .hooks
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for hook in &hooks {
+            hook.on_publish(self, &key, &origin, granted);
+        }
+        inner.packager.ensure(&key);
+        // Logged once the packager has taken the new session: from this
+        // line on, the key never serves a previous session.
+        let protocol = origin.protocol();
+        match &origin {
+            Origin::Client { mode, .. } => info!(
+                stream = %key,
+                protocol,
+                mode,
+                profile = granted.profile,
+                "publish started"
+            ),
+            Origin::Rendition { source, profile } => info!(
+                stream = %key,
+                %source,
+                profile,
+                "rendition publish started"
+            ),
+        }
+        inner.relays.on_publish(&key);
+        for target in &granted.relays {
+            let req = NewRelay {
+                stream: key.to_string(),
+                target: target.clone(),
+                tls: Default::default(),
+            };
+            match inner.relays.create(req) {
+                Ok(r) => info!(stream = %key, relay = r.id, "relay attached by the auth webhook"),
+                Err(CreateError::Duplicate(_)) => {}
+                Err(e) => warn!(stream = %key, "relay from the auth webhook not started: {e}"),
+            }
+        }
+        let stats = inner.stats.register(&key);
+        crate::webhooks::emit(
+            "stream.started",
+            Some(&key),
+            started_event(&origin, granted),
+        );
+        Ok(PublishGuard {
+            publisher,
+            stats,
+            key,
+            protocol,
+            started: Instant::now(),
+        })
+    }
+}
+
+fn started_event(origin: &Origin, granted: &Granted) -> serde_json::Value {
+    match origin {
+        Origin::Client {
+            protocol,
+            peer,
+            mode,
+        } => serde_json::json!({
+            "protocol": protocol,
+            "client": peer.to_string(),
+            "mode": mode,
+            "profile": granted.profile,
+        }),
+        Origin::Rendition { source, profile } => serde_json::json!({
+            "protocol": "transcode",
+            "source": source.as_str(),
+            "profile": profile,
+        }),
+    }
+}
+
+/// A live publish (see the module docs): send its frames through it; drop
+/// it to end the publish.
+pub struct PublishGuard {
+    // Field order is drop order: the hub sees the publisher leave before
+    // the stats are unregistered.
+    publisher: Publisher,
+    stats: StatsGuard,
+    key: StreamKey,
+    protocol: &'static str,
+    started: Instant,
+}
+
+impl PublishGuard {
+    pub fn key(&self) -> &StreamKey {
+        &self.key
+    }
+
+    /// Counts an event for `/metrics` and hands it to the hub; `false` once
+    /// this publisher was replaced (see [`Publisher::send`]).
+    pub fn send(&self, event: StreamEvent) -> bool {
+        self.stats.stats.observe(&event);
+        self.publisher.send(event)
+    }
+
+    /// This publish's stats (the media path stores its counters there).
+    pub fn stats(&self) -> &StreamStats {
+        &self.stats.stats
+    }
+
+    /// Resolves when another publisher took the stream over.
+    pub async fn kicked(&mut self) {
+        self.publisher.kicked().await
+    }
+}
+
+impl Drop for PublishGuard {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = &self.stats.stats;
+        crate::webhooks::emit(
+            "stream.ended",
+            Some(&self.key),
+            serde_json::json!({
+                "protocol": self.protocol,
+                "frames": s.video_frames.load(Relaxed) + s.audio_frames.load(Relaxed),
+                "bytes": s.bytes.load(Relaxed),
+                "secs": self.started.elapsed().as_secs_f64(),
+            }),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests;
