@@ -272,7 +272,7 @@ impl EgressPolicy {
 
     /// Records castgate's own listening addresses (after binding).
     pub fn set_own_listeners(&self, addrs: Vec<SocketAddr>) {
-        *self.own.write().unwrap_or_else(|e| e.into_inner()) = addrs;
+        *crate::locks::write(&self.own) = addrs;
     }
 
     /// Whether the policy allows connecting to this address.
@@ -331,7 +331,7 @@ impl EgressPolicy {
     /// ask only for targets that name the relay's own stream.
     pub fn check_not_self(&self, addr: SocketAddr) -> Result<(), Denied> {
         let ip = canonical(addr.ip());
-        let own = self.own.read().unwrap_or_else(|e| e.into_inner());
+        let own = crate::locks::read(&self.own);
         let hit = own.iter().any(|l| {
             l.port() == addr.port()
                 && (ip.is_loopback() || ip.is_unspecified() || ip == canonical(l.ip()))

@@ -168,7 +168,7 @@ impl Drop for StatsGuard {
 
 impl Streams {
     fn lock(&self) -> MutexGuard<'_, StatsMap> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        crate::locks::lock(&self.inner)
     }
 
     /// Registers a new publish of `key` (replacing a taken-over one's).

@@ -39,13 +39,14 @@
 //! No clock is read here: every call takes `now`, so the window is tested
 //! with made-up instants.
 
+use crate::locks::lock;
 use std::collections::hash_map::Entry;
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Target durations a client stays counted after its last request.
@@ -401,10 +402,6 @@ impl Viewers {
 /// index by (hashbrown uses the low bits and the top 7).
 fn shard_of(hash: u64) -> usize {
     ((hash >> 32) % SHARDS as u64) as usize
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

@@ -440,12 +440,9 @@ async fn delete_relay(
     }
 }
 
+/// Client input echoed in a message, cut short.
 fn short(s: &str) -> String {
-    if s.len() <= 80 {
-        s.to_string()
-    } else {
-        format!("{}…", s.chars().take(80).collect::<String>())
-    }
+    crate::text::short(s, 80)
 }
 
 /// For the OpenAPI document and replies.

@@ -430,7 +430,7 @@ pub struct ProfileGuard {
 
 impl Drop for ProfileGuard {
     fn drop(&mut self) {
-        let mut m = self.profiles.lock().unwrap_or_else(|e| e.into_inner());
+        let mut m = crate::locks::lock(&self.profiles);
         if m.get(&self.key).is_some_and(|(id, _)| *id == self.id) {
             m.remove(&self.key);
         }
@@ -453,7 +453,7 @@ impl Auth {
     /// The hook for the transcode module: the profile the auth webhook
     /// named for `key`'s current publish (`None`: none named).
     pub fn profile_of(&self, key: &str) -> Option<String> {
-        let m = self.profiles.lock().unwrap_or_else(|e| e.into_inner());
+        let m = crate::locks::lock(&self.profiles);
         m.get(key).map(|(_, p)| p.clone())
     }
 
@@ -464,10 +464,7 @@ impl Auth {
         let id = self
             .next_profile
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.profiles
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key.to_string(), (id, profile.to_string()));
+        crate::locks::lock(&self.profiles).insert(key.to_string(), (id, profile.to_string()));
         Some(ProfileGuard {
             profiles: self.profiles.clone(),
             key: key.to_string(),
@@ -486,7 +483,7 @@ impl Auth {
     }
 
     fn cache(&self) -> MutexGuard<'_, HashMap<String, (Instant, Verdict)>> {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+        crate::locks::lock(&self.cache)
     }
 
     /// Decides at `now` (Unix seconds, for signed URLs). Only the webhook

@@ -280,7 +280,7 @@ pub(crate) struct Relay {
 
 impl Relay {
     fn status(&self) -> MutexGuard<'_, Status> {
-        self.status.lock().unwrap_or_else(|e| e.into_inner())
+        crate::locks::lock(&self.status)
     }
 
     fn set_state(&self, state: RelayState) {
@@ -450,11 +450,11 @@ pub(crate) struct Inner {
 
 impl Inner {
     fn rules(&self) -> MutexGuard<'_, Vec<(u64, StaticRule)>> {
-        self.rules.lock().unwrap_or_else(|e| e.into_inner())
+        crate::locks::lock(&self.rules)
     }
 
     fn relays(&self) -> MutexGuard<'_, BTreeMap<u64, Arc<Relay>>> {
-        self.relays.lock().unwrap_or_else(|e| e.into_inner())
+        crate::locks::lock(&self.relays)
     }
 
     /// Forgets a relay whose task ended on its own.
@@ -800,12 +800,9 @@ pub(crate) fn names_stream(t: &target::RtmpTarget, stream: &str) -> bool {
     crate::stream_key::StreamKey::new(&t.app, key).is_ok_and(|k| k == stream)
 }
 
+/// Client input echoed in a message, cut short.
 fn short(s: &str) -> String {
-    if s.len() <= 64 {
-        s.to_string()
-    } else {
-        format!("{}…", s.chars().take(64).collect::<String>())
-    }
+    crate::text::short(s, 64)
 }
 
 #[cfg(test)]

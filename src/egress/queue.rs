@@ -88,7 +88,7 @@ impl RelayQueue {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        crate::locks::lock(&self.inner)
     }
 
     /// Frames lost to the drop policy so far.

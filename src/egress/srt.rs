@@ -72,7 +72,7 @@ mod backend {
                             }
                             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                                 if let Some(s) = reader.stats() {
-                                    *snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Some(s);
+                                    *crate::locks::lock(&snapshot) = Some(s);
                                 }
                             }
                             Err(e) => break e.to_string(),
@@ -91,7 +91,7 @@ mod backend {
 
         fn log_stats(&self, what: &str) {
             let now = self.sock.stats();
-            let last = *self.stats.lock().unwrap_or_else(|e| e.into_inner());
+            let last = *crate::locks::lock(&self.stats);
             if let Some(s) = now.or(last) {
                 info!(
                     peer = %self.peer,

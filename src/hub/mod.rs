@@ -13,9 +13,10 @@
 
 mod queue;
 
+use crate::locks::lock;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 use tokio::sync::watch;
@@ -572,12 +573,6 @@ impl Drop for Subscriber {
         }
         self.hub.remove_if_unused(&self.stream);
     }
-}
-
-/// Locks a mutex, recovering from poisoning: a panic in one connection's
-/// task must not take every other stream down with it.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

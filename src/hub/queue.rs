@@ -11,7 +11,8 @@ use std::sync::Mutex;
 
 use tokio::sync::Notify;
 
-use super::{lock, StreamEvent};
+use super::StreamEvent;
+use crate::locks::lock;
 use crate::media::MediaKind;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -117,11 +117,7 @@ impl Registry {
 
     /// Adds a hook run on every publish from now on.
     pub fn add_hook(&self, hook: Arc<dyn PublishHook>) {
-        self.inner
-            .hooks
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(hook);
+        crate::locks::write(&self.inner.hooks).push(hook);
     }
 
     pub fn hub(&self) -> &Hub {
@@ -139,11 +135,7 @@ impl Registry {
     ) -> Result<PublishGuard, PublishError> {
         let inner = &*self.inner;
         let publisher = inner.hub.publish(&key, &origin.peer())?;
-        let hooks = inner
-            .hooks
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let hooks = crate::locks::read(&inner.hooks).clone();
         for hook in &hooks {
             hook.on_publish(self, &key, &origin, granted);
         }

@@ -56,7 +56,7 @@ impl PerIpLimit {
     }
 
     fn counts(&self) -> MutexGuard<'_, HashMap<IpAddr, usize>> {
-        self.inner.counts.lock().unwrap_or_else(|e| e.into_inner())
+        crate::locks::lock(&self.inner.counts)
     }
 
     /// A slot for `ip` (IPv4-mapped IPv6 addresses count as their IPv4
@@ -106,7 +106,7 @@ impl PerIpLimit {
 
 impl Drop for IpPermit {
     fn drop(&mut self) {
-        let mut counts = self.inner.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut counts = crate::locks::lock(&self.inner.counts);
         if let Some(held) = counts.get_mut(&self.ip) {
             *held = held.saturating_sub(1);
             if *held == 0 {

@@ -214,7 +214,7 @@ struct Sink {
 
 impl Sink {
     fn lock(&self) -> MutexGuard<'_, VecDeque<(String, Bytes)>> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+        crate::locks::lock(&self.queue)
     }
 
     fn push(&self, kind: &str, body: Bytes) {

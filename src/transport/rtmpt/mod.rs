@@ -119,7 +119,7 @@ impl Tunnels {
     }
 
     fn table(&self) -> MutexGuard<'_, HashMap<String, Arc<Session>>> {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+        crate::locks::lock(&self.sessions)
     }
 
     pub fn max_body_bytes(&self) -> usize {
@@ -237,7 +237,7 @@ impl Admitted<'_> {
             return Err(TunnelError::Backlog(status.pending_input));
         }
         state.accept(cmd, seq, Instant::now())?;
-        *session.last_seen.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        *crate::locks::lock(&session.last_seen) = Instant::now();
         let pipe = &session.pipe;
         match cmd {
             Command::Send => {
@@ -269,7 +269,7 @@ impl Admitted<'_> {
             info!(peer = %session.peer, proto = session.proto, session = session.short_id(), "RTMPT session ended");
         }
         state.touch(Instant::now());
-        *session.last_seen.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        *crate::locks::lock(&session.last_seen) = Instant::now();
         tracing::trace!(
             session = session.short_id(),
             cmd = cmd.name(),
@@ -306,7 +306,7 @@ impl Tunnels {
                 if s.state.try_lock().is_err() {
                     return true;
                 }
-                let seen = *s.last_seen.lock().unwrap_or_else(|e| e.into_inner());
+                let seen = *crate::locks::lock(&s.last_seen);
                 let status = s.pipe.status();
                 if now.saturating_duration_since(seen) >= timeout {
                     expired.push(Arc::clone(s));

@@ -68,7 +68,7 @@ impl Pipe {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        crate::locks::lock(&self.inner)
     }
 
     pub fn status(&self) -> PipeStatus {
