@@ -335,15 +335,28 @@ impl Family<'_> {
 fn render_state(src: &Sources, out: &mut String) {
     let infos = src.hub.streams();
     let live: Vec<_> = infos.iter().filter(|i| i.publisher.is_some()).collect();
-    let stats: BTreeMap<String, Arc<StreamStats>> = src.streams.snapshot().into_iter().collect();
     let mut f = Family { out };
+    let shown = render_stream_counts(&mut f, &live, src.max_streams);
+    render_per_stream(&mut f, &shown, &src.streams);
+    render_players(&mut f, &shown, &src.viewers);
+    render_relays(&mut f, &src.relays, src.max_streams);
+    render_webhooks(&mut f);
+}
+
+/// How many streams are live and how many get no per-stream series; the
+/// streams that get them.
+fn render_stream_counts<'a>(
+    f: &mut Family<'_>,
+    live: &[&'a crate::hub::StreamInfo],
+    max_streams: usize,
+) -> Vec<&'a crate::hub::StreamInfo> {
     f.head(
         "castgate_streams_live",
         "gauge",
         "Streams with a publisher.",
     );
     f.line("castgate_streams_live", "", live.len() as f64);
-    let shown: Vec<_> = live.iter().take(src.max_streams).collect();
+    let shown: Vec<_> = live.iter().take(max_streams).copied().collect();
     f.head(
         "castgate_streams_unlabelled",
         "gauge",
@@ -354,6 +367,12 @@ fn render_state(src: &Sources, out: &mut String) {
         "",
         (live.len() - shown.len()) as f64,
     );
+    shown
+}
+
+/// The per-stream series from the hub and the publishes' stats.
+fn render_per_stream(f: &mut Family<'_>, shown: &[&crate::hub::StreamInfo], streams: &Streams) {
+    let stats: BTreeMap<String, Arc<StreamStats>> = streams.snapshot().into_iter().collect();
     type Get = fn(&crate::hub::StreamInfo, Option<&StreamStats>) -> Option<f64>;
     let per_stream: &[(&str, &str, &str, Get)] = &[
         (
@@ -434,21 +453,25 @@ fn render_state(src: &Sources, out: &mut String) {
     ];
     for (name, kind, help, get) in per_stream {
         f.head(name, kind, help);
-        for i in &shown {
+        for i in shown {
             let s = stats.get(&i.key).map(|s| &**s);
             if let Some(v) = get(i, s) {
                 f.line(name, &format!("stream=\"{}\"", esc(&i.key)), v);
             }
         }
     }
-    // Players by protocol: RTMP from the hub, HLS and DASH from the viewer
-    // tracker (3 series per labelled stream).
+}
+
+/// Players by protocol: RTMP from the hub, HLS and DASH from the viewer
+/// tracker (3 series per labelled stream), and the tracker's own state.
+fn render_players(
+    f: &mut Family<'_>,
+    shown: &[&crate::hub::StreamInfo],
+    viewers: &crate::viewers::Viewers,
+) {
     let now = std::time::Instant::now();
-    src.viewers.sweep(now);
-    let http: Vec<_> = shown
-        .iter()
-        .map(|i| src.viewers.count(&i.key, now))
-        .collect();
+    viewers.sweep(now);
+    let http: Vec<_> = shown.iter().map(|i| viewers.count(&i.key, now)).collect();
     f.head(
         "castgate_stream_players",
         "gauge",
@@ -481,7 +504,7 @@ fn render_state(src: &Sources, out: &mut String) {
         "gauge",
         "HLS/DASH client entries held by the viewer tracker (bounded by http.max_viewers_tracked).",
     );
-    f.line("castgate_viewers_tracked", "", src.viewers.tracked() as f64);
+    f.line("castgate_viewers_tracked", "", viewers.tracked() as f64);
     f.head(
         "castgate_viewers_untracked_total",
         "counter",
@@ -490,9 +513,13 @@ fn render_state(src: &Sources, out: &mut String) {
     f.line(
         "castgate_viewers_untracked_total",
         "",
-        src.viewers.refused() as f64,
+        viewers.refused() as f64,
     );
-    let relays = src.relays.list();
+}
+
+/// Relays by state, and per relay (at most `max_relays` of them).
+fn render_relays(f: &mut Family<'_>, relays: &crate::egress::Relays, max_relays: usize) {
+    let relays = relays.list();
     f.head("castgate_relays", "gauge", "Relays by state.");
     for state in [
         "waiting",
@@ -508,7 +535,7 @@ fn render_state(src: &Sources, out: &mut String) {
             .count();
         f.line("castgate_relays", &format!("state=\"{state}\""), n as f64);
     }
-    let shown_relays: Vec<_> = relays.iter().take(src.max_streams).collect();
+    let shown_relays: Vec<_> = relays.iter().take(max_relays).collect();
     type RelayGet = fn(&crate::egress::RelayInfo) -> f64;
     let per_relay: &[(&str, &str, &str, RelayGet)] = &[
         (
@@ -549,6 +576,10 @@ fn render_state(src: &Sources, out: &mut String) {
             f.line(name, &labels, get(r));
         }
     }
+}
+
+/// Webhook deliveries by outcome.
+fn render_webhooks(f: &mut Family<'_>) {
     let c = crate::webhooks::counters();
     f.head(
         "castgate_webhook_events_total",
