@@ -645,109 +645,127 @@ impl Connection {
                 kind,
                 timestamp,
                 payload,
-            } => {
-                let Some(p) = self
-                    .publishing
-                    .as_mut()
-                    .filter(|p| p.stream_id == stream_id)
-                else {
-                    return Ok(());
-                };
-                let now = Instant::now();
-                p.last_media = now;
-                p.ingest
-                    .set_arrival(now.duration_since(p.started).as_millis() as i64);
-                let guard = &p.guard;
-                let stats = guard.stats();
-                let result = p.ingest.media(kind, timestamp, payload, |ev| {
-                    guard.send(ev);
-                });
-                stats
-                    .timestamp_repairs
-                    .store(p.ingest.repairs(), std::sync::atomic::Ordering::Relaxed);
-                match result {
-                    Ok(None) => {}
-                    Ok(Some(notice)) => warn!(stream = %p.guard.key(), "{notice}"),
-                    Err(e) => {
-                        p.ingest.bad_tags += 1;
-                        stats
-                            .bad_tags
-                            .store(p.ingest.bad_tags, std::sync::atomic::Ordering::Relaxed);
-                        // The first few, then at most one line a second with
-                        // the count of those not logged: a broken encoder must
-                        // not flood the log, however fast it sends.
-                        let n = p.ingest.bad_tags;
-                        if let Some(suppressed) = p.bad_tag_log.allow(now, n) {
-                            warn!(
-                                stream = %p.guard.key(),
-                                bad_tags = n,
-                                not_logged = suppressed,
-                                "dropped a bad {kind:?} tag: {e}"
-                            );
-                        }
-                    }
-                }
-            }
+            } => self.on_media(stream_id, kind, timestamp, payload),
             ServerEvent::Metadata {
                 stream_id,
                 metadata,
-            } => {
-                if let Some(p) = self
-                    .publishing
-                    .as_mut()
-                    .filter(|p| p.stream_id == stream_id)
-                {
-                    let guard = &p.guard;
-                    p.ingest.metadata(metadata, |ev| {
-                        guard.send(ev);
-                    });
-                }
-            }
-            ServerEvent::PublishStopped { stream_id } => {
-                if self
-                    .publishing
-                    .as_ref()
-                    .is_some_and(|p| p.stream_id == stream_id)
-                {
-                    if let Some(p) = self.publishing.take() {
-                        log_publish_end(&p);
-                    }
-                }
-            }
-            ServerEvent::PlayStopped { stream_id } => {
-                if self
-                    .playing
-                    .as_ref()
-                    .is_some_and(|p| p.playout.stream_id == stream_id)
-                {
-                    if let Some(p) = self.playing.take() {
-                        info!(
-                            stream = p.subscriber.key(),
-                            frames = p.playout.frames_sent,
-                            dropped = p.subscriber.dropped(),
-                            "play ended"
-                        );
-                    }
-                }
-            }
+            } => self.on_metadata(stream_id, metadata),
+            ServerEvent::PublishStopped { stream_id } => self.on_publish_stopped(stream_id),
+            ServerEvent::PlayStopped { stream_id } => self.on_play_stopped(stream_id),
             ServerEvent::ReceiveChanged {
                 stream_id,
                 kind,
                 enabled,
-            } => {
-                if let Some(p) = self
-                    .playing
-                    .as_mut()
-                    .filter(|p| p.playout.stream_id == stream_id)
-                {
-                    match kind {
-                        crate::media::MediaKind::Audio => p.playout.receive_audio = enabled,
-                        crate::media::MediaKind::Video => p.playout.receive_video = enabled,
-                    }
+            } => self.on_receive_changed(stream_id, kind, enabled),
+        }
+        Ok(())
+    }
+
+    /// A publisher's audio or video message: through the FLV reader into
+    /// the registry's guard, counting and throttling what is dropped.
+    fn on_media(
+        &mut self,
+        stream_id: u32,
+        kind: crate::media::MediaKind,
+        timestamp: u32,
+        payload: bytes::Bytes,
+    ) {
+        let Some(p) = self
+            .publishing
+            .as_mut()
+            .filter(|p| p.stream_id == stream_id)
+        else {
+            return;
+        };
+        let now = Instant::now();
+        p.last_media = now;
+        p.ingest
+            .set_arrival(now.duration_since(p.started).as_millis() as i64);
+        let guard = &p.guard;
+        let stats = guard.stats();
+        let result = p.ingest.media(kind, timestamp, payload, |ev| {
+            guard.send(ev);
+        });
+        stats
+            .timestamp_repairs
+            .store(p.ingest.repairs(), std::sync::atomic::Ordering::Relaxed);
+        match result {
+            Ok(None) => {}
+            Ok(Some(notice)) => warn!(stream = %p.guard.key(), "{notice}"),
+            Err(e) => {
+                p.ingest.bad_tags += 1;
+                stats
+                    .bad_tags
+                    .store(p.ingest.bad_tags, std::sync::atomic::Ordering::Relaxed);
+                // The first few, then at most one line a second with
+                // the count of those not logged: a broken encoder must
+                // not flood the log, however fast it sends.
+                let n = p.ingest.bad_tags;
+                if let Some(suppressed) = p.bad_tag_log.allow(now, n) {
+                    warn!(
+                        stream = %p.guard.key(),
+                        bad_tags = n,
+                        not_logged = suppressed,
+                        "dropped a bad {kind:?} tag: {e}"
+                    );
                 }
             }
         }
-        Ok(())
+    }
+
+    fn on_metadata(&mut self, stream_id: u32, metadata: crate::rtmp::amf0::Amf0Value) {
+        if let Some(p) = self
+            .publishing
+            .as_mut()
+            .filter(|p| p.stream_id == stream_id)
+        {
+            let guard = &p.guard;
+            p.ingest.metadata(metadata, |ev| {
+                guard.send(ev);
+            });
+        }
+    }
+
+    fn on_publish_stopped(&mut self, stream_id: u32) {
+        if self
+            .publishing
+            .as_ref()
+            .is_some_and(|p| p.stream_id == stream_id)
+        {
+            if let Some(p) = self.publishing.take() {
+                log_publish_end(&p);
+            }
+        }
+    }
+
+    fn on_play_stopped(&mut self, stream_id: u32) {
+        if self
+            .playing
+            .as_ref()
+            .is_some_and(|p| p.playout.stream_id == stream_id)
+        {
+            if let Some(p) = self.playing.take() {
+                info!(
+                    stream = p.subscriber.key(),
+                    frames = p.playout.frames_sent,
+                    dropped = p.subscriber.dropped(),
+                    "play ended"
+                );
+            }
+        }
+    }
+
+    fn on_receive_changed(&mut self, stream_id: u32, kind: crate::media::MediaKind, enabled: bool) {
+        if let Some(p) = self
+            .playing
+            .as_mut()
+            .filter(|p| p.playout.stream_id == stream_id)
+        {
+            match kind {
+                crate::media::MediaKind::Audio => p.playout.receive_audio = enabled,
+                crate::media::MediaKind::Video => p.playout.receive_video = enabled,
+            }
+        }
     }
 
     fn on_publish(&mut self, stream_id: u32, app: &str, name: &str, mode: &str, grant: Grant) {
