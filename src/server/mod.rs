@@ -279,7 +279,7 @@ async fn serve<S>(
 /// dropped with `p`, emits `stream.ended`).
 fn log_publish_end(p: &Publishing) {
     info!(
-        stream = %p.guard.key(),
+        stream = p.guard.key().as_str(),
         frames = p.ingest.frames,
         bytes = p.ingest.bytes,
         bad_tags = p.ingest.bad_tags,
@@ -691,7 +691,7 @@ impl Connection {
             .store(p.ingest.repairs(), std::sync::atomic::Ordering::Relaxed);
         match result {
             Ok(None) => {}
-            Ok(Some(notice)) => warn!(stream = %p.guard.key(), "{notice}"),
+            Ok(Some(notice)) => warn!(stream = p.guard.key().as_str(), "{notice}"),
             Err(e) => {
                 p.ingest.bad_tags += 1;
                 stats
@@ -703,7 +703,7 @@ impl Connection {
                 let n = p.ingest.bad_tags;
                 if let Some(suppressed) = p.bad_tag_log.allow(now, n) {
                     warn!(
-                        stream = %p.guard.key(),
+                        stream = p.guard.key().as_str(),
                         bad_tags = n,
                         not_logged = suppressed,
                         "dropped a bad {kind:?} tag: {e}"
@@ -791,7 +791,7 @@ impl Connection {
         };
         if self.publishing.is_some() {
             warn!(
-                stream = %key,
+                stream = key.as_str(),
                 "publish refused: this connection already publishes"
             );
             self.session.reject_publish(
@@ -829,7 +829,7 @@ impl Connection {
                 });
             }
             Err(e) => {
-                warn!(stream = %key, "publish refused: {e}");
+                warn!(stream = key.as_str(), "publish refused: {e}");
                 self.session.reject_publish(
                     stream_id,
                     "NetStream.Publish.BadName",
@@ -863,7 +863,7 @@ impl Connection {
         let wait = self.config.rtmp.play_wait();
         let subscriber = self.ctx.hub.subscribe(&key);
         if !subscriber.is_live() && wait.is_zero() {
-            info!(stream = %key, "play refused: not published");
+            info!(stream = key.as_str(), "play refused: not published");
             self.session.reject_play(
                 stream_id,
                 "NetStream.Play.StreamNotFound",
@@ -871,7 +871,11 @@ impl Connection {
             );
             return;
         }
-        info!(stream = %key, live = subscriber.is_live(), "play requested");
+        info!(
+            stream = key.as_str(),
+            live = subscriber.is_live(),
+            "play requested"
+        );
         self.last_key = key.to_string();
         // Play.Start goes out with the first PublisherStarted event, which a
         // live stream's queue already holds.

@@ -145,15 +145,15 @@ impl Registry {
         let protocol = origin.protocol();
         match &origin {
             Origin::Client { mode, .. } => info!(
-                stream = %key,
+                stream = key.as_str(),
                 protocol,
                 mode,
                 profile = granted.profile,
                 "publish started"
             ),
             Origin::Rendition { source, profile } => info!(
-                stream = %key,
-                %source,
+                stream = key.as_str(),
+                source = source.as_str(),
                 profile,
                 "rendition publish started"
             ),
@@ -166,9 +166,16 @@ impl Registry {
                 tls: Default::default(),
             };
             match inner.relays.create(req) {
-                Ok(r) => info!(stream = %key, relay = r.id, "relay attached by the auth webhook"),
+                Ok(r) => info!(
+                    stream = key.as_str(),
+                    relay = r.id,
+                    "relay attached by the auth webhook"
+                ),
                 Err(CreateError::Duplicate(_)) => {}
-                Err(e) => warn!(stream = %key, "relay from the auth webhook not started: {e}"),
+                Err(e) => warn!(
+                    stream = key.as_str(),
+                    "relay from the auth webhook not started: {e}"
+                ),
             }
         }
         let stats = inner.stats.register(&key);
