@@ -6,5 +6,8 @@ pub mod http;
 pub mod per_ip;
 pub mod pool;
 pub mod rtmpt;
+pub mod settings;
 pub mod tcp;
 pub mod tls;
+
+pub use settings::{HttpSettings, HttpsSettings, RtmpsSettings, TlsFiles};

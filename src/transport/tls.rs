@@ -25,7 +25,7 @@ use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
-use crate::config::TlsFiles;
+use super::settings::TlsFiles;
 use crate::server::{serve_connection, ServerContext};
 
 /// PEM files larger than this are refused (a chain is a few KiB).
@@ -315,11 +315,12 @@ pub async fn accept(
 /// closed with a log line naming it and the reason.
 pub async fn serve_rtmps(listener: TcpListener, store: Arc<CertStore>, ctx: Arc<ServerContext>) {
     let acceptor = TlsAcceptor::from(server_config(store, &[]));
+    let rtmp = ctx.rtmp();
     let limits = super::tcp::Limits {
-        max_connections: ctx.config.rtmp.max_connections,
-        max_per_ip: ctx.config.rtmp.max_connections_per_ip,
+        max_connections: rtmp.max_connections,
+        max_per_ip: rtmp.max_connections_per_ip,
     };
-    let limit = ctx.config.rtmp.handshake_timeout();
+    let limit = rtmp.handshake_timeout;
     super::tcp::serve(listener, limits, move |tcp: TcpStream, peer: SocketAddr| {
         let acceptor = acceptor.clone();
         let ctx = Arc::clone(&ctx);
