@@ -554,6 +554,38 @@ fn inet_aton(s: &str) -> Option<Ipv4Addr> {
     Some(Ipv4Addr::from(v | last))
 }
 
+/// `[egress]`: what API relays and auth-webhook grants may connect to.
+/// Lists also take a comma-separated string (environment variables).
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(deserialize_with = "crate::settings::string_or_list")]
+    pub allow: Vec<String>,
+    #[serde(deserialize_with = "crate::settings::string_or_list")]
+    pub deny: Vec<String>,
+    #[serde(deserialize_with = "crate::settings::string_or_list")]
+    pub srt_listen: Vec<String>,
+    pub ca_dir: String,
+}
+
+impl crate::settings::Section for Settings {
+    const NAME: &'static str = "egress";
+    /// The relay service holds the policy it was built with.
+    const LIVE: &'static [&'static str] = &[];
+
+    fn validate(&self) -> Result<(), crate::settings::Invalid> {
+        self.policy()
+            .map(|_| ())
+            .map_err(|why| crate::settings::Invalid::new("egress", why))
+    }
+}
+
+impl Settings {
+    pub fn policy(&self) -> Result<EgressPolicy, String> {
+        EgressPolicy::new(&self.allow, &self.deny, &self.srt_listen, &self.ca_dir)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

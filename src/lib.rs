@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod package;
 pub mod rtmp;
 pub mod server;
+pub mod settings;
 pub mod shutdown;
 pub mod stream_key;
 pub mod streams;
@@ -63,7 +64,7 @@ async fn bind(addr: SocketAddr, what: &str) -> std::io::Result<TcpListener> {
     })
 }
 
-fn load_certs(what: &str, files: config::TlsFiles) -> std::io::Result<Arc<CertStore>> {
+fn load_certs(what: &str, files: transport::TlsFiles) -> std::io::Result<Arc<CertStore>> {
     let store = CertStore::load(files).map_err(|e| {
         std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{what}: {e}"))
     })?;
@@ -129,14 +130,10 @@ pub async fn run_from(
     }
     let max_connections = config.rtmp.max_connections;
     let max_per_ip = config.rtmp.max_connections_per_ip;
-    let http_limits = transport::http::HttpLimits {
-        max_connections: config.http.max_connections,
-        max_connections_per_ip: config.http.max_connections_per_ip,
-        header: config.http.header_timeout(),
-        body: config.http.body_timeout(),
-        idle: config.http.idle_timeout(),
-        handshake: config.rtmp.handshake_timeout(),
-    };
+    let http_limits = config.http.limits(config.rtmp.handshake_timeout);
+    let body_budget_bytes = config.http.body_budget_bytes;
+    let viewer_limits = config.http.viewer_limits();
+    let max_streams = config.metrics.max_streams;
     let rtmpt = config.rtmpt.enabled.then(|| config.rtmpt.clone());
     let api_config = config.api.clone();
     for warning in
@@ -158,7 +155,7 @@ pub async fn run_from(
     }
     let (stop_trigger, shutdown) = shutdown::shutdown_pair();
     let current_config = config.clone();
-    let ctx = server::ServerContext::new_with(config, shutdown);
+    let ctx = server::ServerContext::new_with(config.server_sections(), shutdown);
     // API relays into castgate itself are refused (egress policy).
     let own: Vec<std::net::SocketAddr> = [Some(&listener), Some(&http_listener)]
         .into_iter()
@@ -168,13 +165,13 @@ pub async fn run_from(
         .collect();
     ctx.relays.set_own_listeners(own);
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let viewers = viewers::Viewers::new(ctx.config.viewer_limits());
+    let viewers = viewers::Viewers::new(viewer_limits);
     let tunnels = rtmpt.map(|c| {
         let handler = server::handler(Arc::clone(&ctx));
-        transport::rtmpt::Tunnels::new(handler, c, ctx.config.http.body_budget_bytes)
+        transport::rtmpt::Tunnels::new(handler, c, body_budget_bytes)
     });
     let api = api_config.enabled.then(|| {
-        let token = (!api_config.token.is_empty()).then(|| api_config.token.clone());
+        let token = api_config.token();
         match &token {
             Some(_) => tracing::info!(
                 path = api::PREFIX,
@@ -203,10 +200,10 @@ pub async fn run_from(
             hub: ctx.hub.clone(),
             streams: ctx.stats.clone(),
             relays: ctx.relays.clone(),
-            max_streams: ctx.config.metrics.max_streams,
+            max_streams,
             viewers: viewers.clone(),
         }),
-        access_token: (!api_config.token.is_empty()).then(|| api_config.token.clone()),
+        access_token: api_config.token(),
         viewers,
         ..http::HttpState::new(ctx.packager.store().clone())
     };
@@ -238,7 +235,7 @@ pub async fn run_from(
                 max_connections,
                 max_per_ip,
             },
-            ctx.config.rtmp.handshake_timeout(),
+            ctx.rtmp().handshake_timeout,
             server::handler(Arc::clone(&ctx)),
         )),
         _ => None,
@@ -295,7 +292,7 @@ pub async fn run_from(
     let Some(signal) = signal else {
         return Ok(());
     };
-    let limit = lifecycle_config.shutdown_timeout();
+    let limit = lifecycle_config.shutdown_timeout;
     tracing::info!(signal, timeout = ?limit, "shutting down: RTMP listeners closed");
     let stop = async {
         stop_trigger.trigger();
@@ -315,8 +312,8 @@ pub async fn run_from(
             "shutting down: streams ended"
         );
         webhooks::flush(limit.mul_f64(0.25)).await;
-        tracing::info!(drain = ?lifecycle_config.drain(), "shutting down: draining HTTP");
-        tokio::time::sleep(lifecycle_config.drain()).await;
+        tracing::info!(drain = ?lifecycle_config.drain, "shutting down: draining HTTP");
+        tokio::time::sleep(lifecycle_config.drain).await;
     };
     let stopped = async {
         tokio::select! {

@@ -4,9 +4,8 @@
 //! - [`Shutdown`](crate::shutdown::Shutdown) (`ServerContext::shutdown`): a cheap, cloneable token;
 //!   `shutdown.cancelled().await` resolves when the process starts to stop
 //!   (stop transcoders, flush, exit). `is_stopping()` polls it.
-//! - [`ServerContext::config_updates`](crate::server::ServerContext): a
-//!   `watch::Receiver<Arc<Config>>` that sees every accepted reload
-//!   (transcode profiles, limits); `changed().await` wakes on each.
+//! - `ServerContext::rtmp`: a `watch::Sender<Arc<server::Settings>>` that
+//!   holds `[rtmp]` as last reloaded; `subscribe()` to wake on each.
 //! - `crate::webhooks::emit` for events (`transcode.failed`), and
 //!   `crate::metrics::transcode_restart()`.
 //! - `ServerContext::auth.profile_of(key)`: the transcode profile the auth
@@ -14,192 +13,122 @@
 //!
 //! A reload re-reads the config file (and the environment) with the same
 //! checks as start-up; an invalid file is refused with the reason, logged,
-//! and the running config stays. What it applies: auth (modes, keys, keys
-//! file, webhook, URL secret), `[[relays]]` (changed entries only),
-//! webhooks, TLS certificates, `[[transcode]]` mappings and profiles (for
-//! new publishes), and whatever subscribes to the config watch.
-//! Listen addresses and thread counts need a restart (logged when changed).
+//! and the running config stays. Each section answers what it did
+//! ([`Reload`](crate::settings::Reload): applied, or the changed keys that
+//! need a restart, from its [`Section::LIVE`](crate::settings::Section)
+//! list); the log line names every key that needs a restart, and the
+//! README's table is checked against the same lists.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
-use crate::config::{Config, ConfigError};
-
 use crate::server::ServerContext;
+use crate::settings::{check, secs, Invalid, Section};
 use crate::transport::tls::CertStore;
 
 /// `[lifecycle]`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct LifecycleSection {
-    pub drain_secs: f64,
-    pub shutdown_timeout_secs: f64,
+pub struct Settings {
+    #[serde(rename = "drain_secs", with = "secs")]
+    pub drain: Duration,
+    #[serde(rename = "shutdown_timeout_secs", with = "secs")]
+    pub shutdown_timeout: Duration,
 }
 
-impl LifecycleSection {
-    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        if !(1.0..=3600.0).contains(&self.shutdown_timeout_secs) {
-            return Err(ConfigError::Invalid {
-                key: "lifecycle.shutdown_timeout_secs",
-                reason: "must be in [1, 3600]".into(),
-            });
-        }
-        if !(self.drain_secs >= 0.0 && self.drain_secs < self.shutdown_timeout_secs) {
-            return Err(ConfigError::Invalid {
-                key: "lifecycle.drain_secs",
-                reason: "must be in [0, lifecycle.shutdown_timeout_secs)".into(),
-            });
-        }
-        Ok(())
-    }
+impl Section for Settings {
+    const NAME: &'static str = "lifecycle";
+    /// Read once, when `run` starts.
+    const LIVE: &'static [&'static str] = &[];
 
-    pub fn drain(&self) -> Duration {
-        Duration::from_secs_f64(self.drain_secs)
+    fn validate(&self) -> Result<(), Invalid> {
+        let timeout = self.shutdown_timeout.as_secs_f64();
+        check(
+            (1.0..=3600.0).contains(&timeout),
+            "lifecycle.shutdown_timeout_secs",
+            "must be in [1, 3600]",
+        )?;
+        check(
+            self.drain < self.shutdown_timeout,
+            "lifecycle.drain_secs",
+            "must be in [0, lifecycle.shutdown_timeout_secs)",
+        )
     }
+}
 
-    pub fn shutdown_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.shutdown_timeout_secs)
-    }
+/// A configuration a reload re-reads and applies (`config::Config`).
+pub trait Reloadable: Sized {
+    type Error: std::fmt::Display;
+
+    /// Reads the file (and the environment) with start-up's checks.
+    fn load(path: Option<&Path>) -> Result<Self, Self::Error>;
+
+    /// Applies `self` over `running` to the services; everything that can
+    /// fail is checked first, so an error changes nothing.
+    fn apply(&self, running: &Self, ctx: &ServerContext) -> Result<Report, Self::Error>;
+}
+
+/// What a reload did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Changed keys (`section.key`) that apply after a restart.
+    pub needs_restart: Vec<String>,
+    /// Static relays stopped (entries removed or changed) and entries added.
+    pub relays_stopped: usize,
+    pub relay_rules_added: usize,
 }
 
 /// What a SIGHUP reload works on.
-pub struct Reloader {
+pub struct Reloader<C> {
     pub path: Option<PathBuf>,
     pub ctx: Arc<ServerContext>,
     pub certs: Vec<(&'static str, Arc<CertStore>)>,
-    pub current: Config,
+    pub current: C,
 }
 
-impl Reloader {
+impl<C: Reloadable> Reloader<C> {
     /// Re-reads the config and applies it; an invalid one changes nothing.
-    pub fn reload(&mut self) -> Result<(), ConfigError> {
+    pub fn reload(&mut self) -> Result<Report, String> {
         for (what, store) in &self.certs {
             store.reload_logged(what);
         }
-        let new = match Config::load(self.path.as_deref()) {
+        let new = match C::load(self.path.as_deref()) {
             Ok(c) => c,
             Err(e) => {
                 error!("SIGHUP: config rejected, the running one stays: {e}");
-                return Err(e);
+                return Err(e.to_string());
             }
         };
         self.apply(new)
     }
 
     /// Applies a checked config.
-    pub fn apply(&mut self, new: Config) -> Result<(), ConfigError> {
-        // Everything that can fail is computed before anything changes.
-        let policy = new.auth.policy()?;
-        let rules = new.static_relays()?;
-        let (profiles, transcode_rules) = new.transcode_plan()?;
-        self.ctx.auth.set_policy(policy);
-        self.ctx.transcoder.set_plan(transcode_rules, profiles);
-        let (stopped, added) = self.ctx.relays.set_rules(rules);
-        crate::webhooks::configure(&new.webhooks);
-        let needs_restart: Vec<&str> = [
-            ("rtmp.listen", self.current.rtmp.listen != new.rtmp.listen),
-            ("http.listen", self.current.http.listen != new.http.listen),
-            (
-                "rtmp.workers",
-                self.current.rtmp.workers != new.rtmp.workers,
-            ),
-            (
-                "relay.threads",
-                self.current.relay.threads != new.relay.threads,
-            ),
-            (
-                "rtmp.max_connections",
-                self.current.rtmp.max_connections != new.rtmp.max_connections,
-            ),
-            (
-                "rtmp.message_budget_bytes",
-                self.current.rtmp.message_budget_bytes != new.rtmp.message_budget_bytes,
-            ),
-            (
-                "rtmps.listen",
-                self.current.rtmps.listen != new.rtmps.listen,
-            ),
-            (
-                "https.listen",
-                self.current.https.listen != new.https.listen,
-            ),
-            (
-                "http.max_connections",
-                self.current.http.max_connections != new.http.max_connections,
-            ),
-            (
-                "http.max_viewers_tracked",
-                self.current.http.max_viewers_tracked != new.http.max_viewers_tracked
-                    || self.current.http.max_viewers_tracked_per_stream
-                        != new.http.max_viewers_tracked_per_stream,
-            ),
-            (
-                "rtmp.max_connections_per_ip",
-                self.current.rtmp.max_connections_per_ip != new.rtmp.max_connections_per_ip,
-            ),
-            (
-                "http.max_connections_per_ip",
-                self.current.http.max_connections_per_ip != new.http.max_connections_per_ip,
-            ),
-            (
-                "http.header_timeout_secs",
-                self.current.http.header_timeout_secs != new.http.header_timeout_secs,
-            ),
-            (
-                "http.body_timeout_secs",
-                self.current.http.body_timeout_secs != new.http.body_timeout_secs,
-            ),
-            (
-                "http.body_budget_bytes",
-                self.current.http.body_budget_bytes != new.http.body_budget_bytes,
-            ),
-            (
-                "rtmpt.max_sessions_per_ip",
-                self.current.rtmpt.max_sessions_per_ip != new.rtmpt.max_sessions_per_ip,
-            ),
-            (
-                "hub",
-                self.current.hub.queue_soft_bytes != new.hub.queue_soft_bytes
-                    || self.current.hub.queue_hard_bytes != new.hub.queue_hard_bytes
-                    || self.current.hub.gop_cache != new.hub.gop_cache
-                    || self.current.hub.gop_cache_max_bytes != new.hub.gop_cache_max_bytes,
-            ),
-            (
-                "package",
-                self.current.package.segment_secs != new.package.segment_secs
-                    || self.current.package.part_secs != new.package.part_secs
-                    || self.current.package.window != new.package.window,
-            ),
-            (
-                "relay",
-                self.current.relay.queue_hard_bytes != new.relay.queue_hard_bytes
-                    || self.current.relay.max_relays != new.relay.max_relays,
-            ),
-        ]
-        .into_iter()
-        .filter(|(_, changed)| *changed)
-        .map(|(k, _)| k)
-        .collect();
-        if !needs_restart.is_empty() {
+    pub fn apply(&mut self, new: C) -> Result<Report, String> {
+        let report = match new.apply(&self.current, &self.ctx) {
+            Ok(r) => r,
+            Err(e) => {
+                error!("SIGHUP: config rejected, the running one stays: {e}");
+                return Err(e.to_string());
+            }
+        };
+        if !report.needs_restart.is_empty() {
             warn!(
-                ?needs_restart,
+                needs_restart = ?report.needs_restart,
                 "SIGHUP: these settings apply after a restart"
             );
         }
         info!(
-            publish = ?new.auth.publish,
-            play = ?new.auth.play,
-            relays_stopped = stopped,
-            relay_rules_added = added,
+            relays_stopped = report.relays_stopped,
+            relay_rules_added = report.relay_rules_added,
+            needs_restart = ?report.needs_restart,
             "SIGHUP: config reloaded"
         );
-        self.ctx.config_tx.send_replace(Arc::new(new.clone()));
         self.current = new;
-        Ok(())
+        Ok(report)
     }
 }
 
@@ -247,7 +176,7 @@ pub fn signals() -> (Hangup, StopSignals) {
 
 /// Waits for SIGHUP forever, reloading on each. Without SIGHUP support it
 /// never finishes.
-pub async fn reload_on_hangup(mut hangup: Hangup, mut reloader: Reloader) {
+pub async fn reload_on_hangup<C: Reloadable>(mut hangup: Hangup, mut reloader: Reloader<C>) {
     #[cfg(unix)]
     if let Some(hup) = hangup.hup.as_mut() {
         while hup.recv().await.is_some() {
@@ -287,61 +216,21 @@ pub async fn stop_signal(mut s: StopSignals) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shutdown::Shutdown;
-
-    #[tokio::test]
-    async fn reload_swaps_transcode_mappings_for_new_publishes() {
-        let name = |p: Option<crate::transcode::Profile>| p.map(|p| p.name);
-        let base = Config::load_with_env(None, Vec::new()).unwrap();
-        let ctx = ServerContext::new_with(base.clone(), Shutdown::never());
-        let t = &ctx.transcoder;
-        assert_eq!(name(t.profile_for("live/a", None)), None);
-        // A profile the auth webhook names wins; an unknown one is ignored.
-        assert_eq!(
-            name(t.profile_for("live/a", Some("abr-720p"))).as_deref(),
-            Some("abr-720p")
-        );
-        assert_eq!(name(t.profile_for("live/a", Some("nope"))), None);
-
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("c.toml");
-        let mapping = |profile: &str| {
-            std::fs::write(
-                &file,
-                format!("[[transcode]]\nstream = \"live/*\"\nprofile = \"{profile}\"\n"),
-            )
-            .unwrap()
-        };
-        let mut reloader = Reloader {
-            path: Some(file.clone()),
-            ctx: ctx.clone(),
-            certs: vec![],
-            current: base,
-        };
-        mapping("abr-720p");
-        reloader.reload().unwrap();
-        assert_eq!(
-            name(t.profile_for("live/a", None)).as_deref(),
-            Some("abr-720p")
-        );
-        assert_eq!(name(t.profile_for("other/a", None)), None);
-        // A mapping to a missing profile is refused; the running plan stays.
-        mapping("missing");
-        assert!(reloader.reload().is_err());
-        assert_eq!(
-            name(t.profile_for("live/a", None)).as_deref(),
-            Some("abr-720p")
-        );
-    }
 
     #[test]
     fn timeouts_are_checked() {
-        let mut s = LifecycleSection {
-            drain_secs: 5.0,
-            shutdown_timeout_secs: 2.0,
+        let mut s = Settings {
+            drain: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(2),
         };
-        assert!(s.validate().is_err());
-        s.shutdown_timeout_secs = 10.0;
-        assert!(s.validate().is_ok());
+        assert_eq!(s.validate().unwrap_err().key, "lifecycle.drain_secs");
+        s.shutdown_timeout = Duration::from_secs(10);
+        assert_eq!(s.validate(), Ok(()));
+        s.shutdown_timeout = Duration::from_millis(500);
+        s.drain = Duration::ZERO;
+        assert_eq!(
+            s.validate().unwrap_err().key,
+            "lifecycle.shutdown_timeout_secs"
+        );
     }
 }

@@ -21,29 +21,31 @@ use std::time::Duration;
 
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
 use crate::hub::{Hub, StreamEvent};
 use crate::media::MediaKind;
+use crate::settings::{check, Invalid, Section};
 
 /// `[metrics]`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct MetricsSection {
+pub struct Settings {
     pub enabled: bool,
     pub max_streams: usize,
 }
 
-impl MetricsSection {
-    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        if self.max_streams > 100_000 {
-            return Err(ConfigError::Invalid {
-                key: "metrics.max_streams",
-                reason: "must be at most 100000".into(),
-            });
-        }
-        Ok(())
+impl Section for Settings {
+    const NAME: &'static str = "metrics";
+    /// The exporter is set up once, at start-up.
+    const LIVE: &'static [&'static str] = &[];
+
+    fn validate(&self) -> Result<(), Invalid> {
+        check(
+            self.max_streams <= 100_000,
+            "metrics.max_streams",
+            "must be at most 100000",
+        )
     }
 }
 

@@ -9,6 +9,7 @@
 //! origins cannot read them.
 
 mod model;
+mod settings;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -29,6 +30,7 @@ use crate::egress::{CreateError, NewRelay, RelayInfo, Relays};
 use crate::hub::Hub;
 use crate::transport::http::ClientAddr;
 pub use model::*;
+pub use settings::Settings;
 
 /// Where the API is mounted.
 pub const PREFIX: &str = "/api/v1";

@@ -30,7 +30,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::config::ConfigError;
+use crate::settings::{secs, secs_within, Invalid, Section};
 use crate::webhooks::client::{self, Endpoint};
 
 /// How publishers (or players) are authorised.
@@ -55,15 +55,17 @@ impl AuthMode {
 }
 
 /// `[auth]`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct AuthSection {
+pub struct Settings {
     pub publish: AuthMode,
     pub play: AuthMode,
     pub keys_file: String,
     pub webhook_url: String,
-    pub webhook_timeout_secs: f64,
-    pub cache_secs: f64,
+    #[serde(rename = "webhook_timeout_secs", with = "secs")]
+    pub webhook_timeout: Duration,
+    #[serde(rename = "cache_secs", with = "secs")]
+    pub cache: Duration,
     pub url_secret: String,
     /// app → stream name → its keys.
     #[serde(default)]
@@ -74,7 +76,7 @@ pub struct AuthSection {
 
 /// One application's keys as written: `NAME = "KEY"` or
 /// `NAME = ["KEY", …]` entries.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum AppKeys {
     Streams(BTreeMap<String, StreamKeys>),
@@ -83,7 +85,7 @@ pub enum AppKeys {
     Names(Vec<String>),
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum StreamKeys {
     One(String),
@@ -217,14 +219,30 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// Keys files larger than this are refused.
 const MAX_KEYS_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
-impl AuthSection {
-    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+impl Section for Settings {
+    const NAME: &'static str = "auth";
+    /// A reload builds a new policy (re-reading the keys file) and swaps it in.
+    const LIVE: &'static [&'static str] = &[
+        "publish",
+        "play",
+        "keys_file",
+        "webhook_url",
+        "webhook_timeout_secs",
+        "cache_secs",
+        "url_secret",
+        "publish_keys",
+        "play_keys",
+    ];
+
+    fn validate(&self) -> Result<(), Invalid> {
         self.policy().map(|_| ())
     }
+}
 
+impl Settings {
     /// The policy this section describes; reads the keys file.
-    pub fn policy(&self) -> Result<Policy, ConfigError> {
-        let invalid = |key, reason: String| ConfigError::Invalid { key, reason };
+    pub fn policy(&self) -> Result<Policy, Invalid> {
+        let invalid = |key: &str, reason: String| Invalid::new(key, reason);
         let uses = |m| self.publish == m || self.play == m;
         let webhook = if self.webhook_url.is_empty() {
             if uses(AuthMode::Webhook) {
@@ -237,13 +255,13 @@ impl AuthSection {
         } else {
             Some(Endpoint::parse(&self.webhook_url).map_err(|e| invalid("auth.webhook_url", e))?)
         };
-        if !(0.05..=60.0).contains(&self.webhook_timeout_secs) {
+        if !secs_within(self.webhook_timeout, 0.05, 60.0) {
             return Err(invalid(
                 "auth.webhook_timeout_secs",
                 "must be in [0.05, 60]".into(),
             ));
         }
-        if !(0.0..=3600.0).contains(&self.cache_secs) {
+        if !secs_within(self.cache, 0.0, 3600.0) {
             return Err(invalid("auth.cache_secs", "must be in [0, 3600]".into()));
         }
         if self.play != AuthMode::Open && self.url_secret.is_empty() {
@@ -272,8 +290,8 @@ impl AuthSection {
                 .map_err(from_file("auth.publish_keys"))?,
             play_keys: KeyTable::build("play", play).map_err(from_file("auth.play_keys"))?,
             webhook,
-            webhook_timeout: Duration::from_secs_f64(self.webhook_timeout_secs),
-            cache_ttl: Duration::from_secs_f64(self.cache_secs),
+            webhook_timeout: self.webhook_timeout,
+            cache_ttl: self.cache,
             url_secret: (!self.url_secret.is_empty()).then(|| self.url_secret.clone()),
         })
     }
@@ -610,10 +628,8 @@ pub fn is_loopback(addr: SocketAddr) -> bool {
 mod tests {
     use super::*;
 
-    fn section() -> AuthSection {
-        crate::config::Config::load_with_env(None, Vec::new())
-            .unwrap()
-            .auth
+    fn section() -> Settings {
+        crate::settings::tests::default_section("auth")
     }
 
     fn req(action: Action, app: &str, key: &str) -> Request {

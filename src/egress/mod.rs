@@ -16,6 +16,7 @@
 mod libsrt;
 pub mod queue;
 pub mod rtmp;
+mod settings;
 pub mod srt;
 mod supervisor;
 pub mod target;
@@ -35,6 +36,8 @@ use crate::hub::{Hub, QueueLimits};
 use crate::transport::tls_client::{self as tls, TlsOptions};
 use queue::RelayQueue;
 use target::{StreamPattern, Target, TargetError, TargetTemplate};
+
+pub use settings::{static_rules, Settings, StaticRelay};
 
 /// How relays behave; from `[relay]` in the config.
 #[derive(Clone, Debug)]

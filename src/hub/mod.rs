@@ -12,19 +12,21 @@
 //! per frame cost more than the packaging itself.
 
 mod queue;
+mod settings;
 
 use crate::locks::lock;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::media::{CodecConfig, Frame, MediaKind};
 use crate::rtmp::amf0::Amf0Value;
 use queue::SubscriberQueue;
 pub use queue::{Closed, QueueLimits};
+pub use settings::Settings;
 
 /// What flows from a publisher to its subscribers.
 #[derive(Clone, Debug, PartialEq)]
@@ -51,7 +53,7 @@ impl StreamEvent {
 }
 
 /// What to do when a second publisher arrives on a live key.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PublishConflict {
     /// The new publisher replaces the old one (an encoder reconnecting after
@@ -96,6 +98,8 @@ pub struct Hub {
 
 struct HubInner {
     config: HubConfig,
+    /// `config.publish_conflict` as last set (a reload changes it).
+    reject_conflicts: AtomicBool,
     streams: Mutex<HashMap<String, Arc<Stream>>>,
     next_id: AtomicU64,
 }
@@ -226,6 +230,9 @@ impl Hub {
     pub fn new(config: HubConfig) -> Self {
         Hub {
             inner: Arc::new(HubInner {
+                reject_conflicts: AtomicBool::new(
+                    config.publish_conflict == PublishConflict::Reject,
+                ),
                 config,
                 streams: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
@@ -233,8 +240,17 @@ impl Hub {
         }
     }
 
+    /// As built; the conflict rule may have changed since
+    /// ([`Hub::set_publish_conflict`]).
     pub fn config(&self) -> &HubConfig {
         &self.inner.config
+    }
+
+    /// What a second publisher on a live key does from now on.
+    pub fn set_publish_conflict(&self, conflict: PublishConflict) {
+        self.inner
+            .reject_conflicts
+            .store(conflict == PublishConflict::Reject, Ordering::Relaxed);
     }
 
     fn slot(&self, key: &str) -> Arc<Stream> {
@@ -259,7 +275,7 @@ impl Hub {
         {
             let mut st = lock(&stream.state);
             if let Some(old) = &st.publisher {
-                if self.inner.config.publish_conflict == PublishConflict::Reject {
+                if self.inner.reject_conflicts.load(Ordering::Relaxed) {
                     drop(st);
                     self.remove_if_unused(&stream);
                     return Err(PublishError::AlreadyPublishing(key.to_string()));

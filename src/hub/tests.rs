@@ -133,6 +133,11 @@ async fn reject_policy_refuses_second_publisher() {
         Err(PublishError::AlreadyPublishing(_))
     ));
     assert!(hub.publish("live/b", "two").is_ok());
+    // A reload switches the rule for the next publisher.
+    hub.set_publish_conflict(PublishConflict::Takeover);
+    let _three = hub.publish("live/a", "three").unwrap();
+    hub.set_publish_conflict(PublishConflict::Reject);
+    assert!(hub.publish("live/a", "four").is_err());
 }
 
 #[tokio::test]

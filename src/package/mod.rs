@@ -8,3 +8,6 @@ pub mod hls;
 pub mod model;
 pub mod segmenter;
 pub mod service;
+mod settings;
+
+pub use settings::Settings;

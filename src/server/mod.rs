@@ -5,6 +5,7 @@
 pub mod coalesce;
 pub mod ingest;
 pub mod playout;
+mod settings;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,7 +17,6 @@ use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{info, warn, Instrument};
 
 use crate::auth::{Action, Auth, Grant, Verdict};
-use crate::config::Config;
 use crate::egress::Relays;
 use crate::hub::{Closed, Hub, StreamEvent, Subscriber};
 use crate::metrics::ConnGauge;
@@ -28,10 +28,10 @@ use crate::streams::{Granted, Origin, PublishGuard, Registry};
 use coalesce::Coalescer;
 use ingest::Ingest;
 use playout::Playout;
+pub use settings::{ContextSettings, Settings};
 
 /// What every connection shares.
 pub struct ServerContext {
-    pub config: Config,
     pub hub: Hub,
     pub packager: Packager,
     pub relays: Relays,
@@ -44,26 +44,26 @@ pub struct ServerContext {
     pub streams: Registry,
     /// Fires when the process starts to stop (see `lifecycle`).
     pub shutdown: Shutdown,
-    /// Every accepted config reload (see `lifecycle`); subscribe with
-    /// [`ServerContext::config_updates`].
-    pub config_tx: tokio::sync::watch::Sender<Arc<Config>>,
+    /// `[rtmp]` as last reloaded (see `lifecycle`): each connection takes
+    /// the one current when it starts.
+    pub rtmp: tokio::sync::watch::Sender<Arc<Settings>>,
     /// Partially received RTMP messages of every connection, together.
     pub message_budget: Arc<crate::rtmp::chunk::MessageBudget>,
 }
 
 impl ServerContext {
     /// Relay tasks will run on the runtime current at this call.
-    pub fn new(config: Config) -> Arc<Self> {
+    pub fn new(config: ContextSettings) -> Arc<Self> {
         Self::new_with(config, Shutdown::never())
     }
 
-    /// The config as last reloaded; `changed().await` wakes on each reload.
-    pub fn config_updates(&self) -> tokio::sync::watch::Receiver<Arc<Config>> {
-        self.config_tx.subscribe()
+    /// `[rtmp]` as last reloaded.
+    pub fn rtmp(&self) -> Arc<Settings> {
+        self.rtmp.borrow().clone()
     }
 
     /// [`ServerContext::new`] with the process's shutdown token.
-    pub fn new_with(config: Config, shutdown: Shutdown) -> Arc<Self> {
+    pub fn new_with(config: ContextSettings, shutdown: Shutdown) -> Arc<Self> {
         // Checked when loaded; a keys file gone since then fails closed.
         let policy = config.auth.policy().unwrap_or_else(|e| {
             tracing::error!(
@@ -79,24 +79,40 @@ impl ServerContext {
             deny.policy()
                 .unwrap_or_else(|_| unreachable!("a keys-only policy always checks"))
         });
-        let hub = Hub::new(config.hub_config());
-        let packager = Packager::new(hub.clone(), Store::default(), config.packager_config());
+        let hub = Hub::new(config.hub.hub_config(config.rtmp.publish_conflict));
+        let packager = Packager::new(
+            hub.clone(),
+            Store::default(),
+            config.package.packager_config(),
+        );
         // The config was checked when loaded; an entry that no longer
         // checks (a CA file removed since) is left out, and said so.
-        let rules = config.static_relays().unwrap_or_else(|e| {
+        let rules = crate::egress::static_rules(&config.relays).unwrap_or_else(|e| {
             warn!("static relays not started: {e}");
             Vec::new()
         });
-        let relays = Relays::new(hub.clone(), config.relay_settings(), rules);
-        // Checked when loaded too; a profile file broken since is said so.
-        let (profiles, rules) = config.transcode_plan().unwrap_or_else(|e| {
-            warn!("transcoding off: {e}");
-            Default::default()
+        // Checked when loaded; a policy that no longer builds refuses
+        // everything rather than nothing.
+        let egress = config.egress.policy().unwrap_or_else(|e| {
+            warn!("{e}: API relays refused");
+            crate::egress_policy::EgressPolicy::closed()
         });
+        let relay_settings = config
+            .relay
+            .relay_settings(config.package.grace, Arc::new(egress));
+        let relays = Relays::new(hub.clone(), relay_settings, rules);
+        // Checked when loaded too; a profile file broken since is said so.
+        let (profiles, rules) = config
+            .transcoder
+            .plan(&config.transcode)
+            .unwrap_or_else(|e| {
+                warn!("transcoding off: {e}");
+                Default::default()
+            });
         let transcoder = crate::transcode::Transcoder::new(
             hub.clone(),
             packager.clone(),
-            config.transcode_settings(),
+            config.transcoder.transcode_settings(config.package.grace),
             rules,
             profiles,
             shutdown.clone(),
@@ -104,13 +120,12 @@ impl ServerContext {
         let stats = crate::metrics::Streams::default();
         let streams = Registry::new(hub.clone(), packager.clone(), relays.clone(), stats.clone());
         streams.add_hook(Arc::new(transcoder.clone()));
-        let config_tx = tokio::sync::watch::Sender::new(Arc::new(config.clone()));
         let message_budget = Arc::new(crate::rtmp::chunk::MessageBudget::new(
             config.rtmp.message_budget_bytes,
         ));
+        let rtmp = tokio::sync::watch::Sender::new(Arc::new(config.rtmp));
         Arc::new(ServerContext {
             message_budget,
-            config,
             hub,
             packager,
             relays,
@@ -119,7 +134,7 @@ impl ServerContext {
             stats,
             streams,
             shutdown,
-            config_tx,
+            rtmp,
         })
     }
 }
@@ -241,7 +256,7 @@ async fn serve<S>(
         }
         // The config as last reloaded: RTMP limits and timeouts changed by
         // SIGHUP apply to connections from then on.
-        let config = ctx.config_tx.borrow().clone();
+        let config = ctx.rtmp();
         let mut session = ServerSession::new(config.session_config());
         session.set_message_budget(ctx.message_budget.clone());
         let mut conn = Connection {
@@ -291,8 +306,8 @@ fn log_publish_end(p: &Publishing) {
 }
 
 struct Connection {
-    /// This connection's settings (the config current when it started).
-    config: Arc<Config>,
+    /// This connection's `[rtmp]` (as current when it started).
+    config: Arc<Settings>,
     gauge: ConnGauge,
     protocol: &'static str,
     /// Set when a publish or play awaits its authorisation: no more session
@@ -327,9 +342,9 @@ fn coalesce_epoch() -> Instant {
 
 impl Connection {
     async fn run<S: AsyncRead + AsyncWrite + Unpin>(&mut self, mut io: S) -> EndReason {
-        let rtmp = &self.config.rtmp;
-        let handshake_deadline = Instant::now() + rtmp.handshake_timeout();
-        let write_timeout = rtmp.idle_timeout();
+        let rtmp = &self.config;
+        let handshake_deadline = Instant::now() + rtmp.handshake_timeout;
+        let write_timeout = rtmp.idle_timeout;
         let mut buf = BytesMut::with_capacity(64 * 1024);
         let shutdown = self.ctx.shutdown.clone();
         loop {
@@ -455,10 +470,10 @@ impl Connection {
             d = d.min(handshake_deadline);
         }
         if self.is_idle_session() {
-            d = d.min(self.last_active + self.config.rtmp.session_idle());
+            d = d.min(self.last_active + self.config.session_idle);
         }
         if let Some(p) = &self.publishing {
-            d = d.min(p.last_media + self.config.rtmp.idle_timeout());
+            d = d.min(p.last_media + self.config.idle_timeout);
         }
         if let Some(t) = self.playing.as_ref().and_then(|p| p.give_up_at) {
             d = d.min(t);
@@ -468,16 +483,16 @@ impl Connection {
 
     fn check_timers(&mut self, handshake_deadline: Instant) -> Option<EndReason> {
         let now = Instant::now();
-        let rtmp = &self.config.rtmp;
+        let rtmp = &self.config;
         if self.app.is_empty() && now >= handshake_deadline {
-            return Some(EndReason::HandshakeTimeout(rtmp.handshake_timeout()));
+            return Some(EndReason::HandshakeTimeout(rtmp.handshake_timeout));
         }
-        if self.is_idle_session() && now >= self.last_active + rtmp.session_idle() {
-            return Some(EndReason::IdleSession(rtmp.session_idle()));
+        if self.is_idle_session() && now >= self.last_active + rtmp.session_idle {
+            return Some(EndReason::IdleSession(rtmp.session_idle));
         }
         if let Some(p) = &self.publishing {
-            if now >= p.last_media + rtmp.idle_timeout() {
-                let idle = rtmp.idle_timeout();
+            if now >= p.last_media + rtmp.idle_timeout {
+                let idle = rtmp.idle_timeout;
                 self.end_publish("NetStream.Publish.Idle", "No media received.");
                 return Some(EndReason::IdlePublisher(idle));
             }
@@ -497,7 +512,7 @@ impl Connection {
                         .end_play(sid, "NetStream.Play.Stop", &format!("{key} ended."));
                 }
                 self.playing = None;
-                return Some(EndReason::PlayWaitExpired(key, rtmp.play_wait()));
+                return Some(EndReason::PlayWaitExpired(key, rtmp.play_wait));
             }
         }
         None
@@ -860,7 +875,7 @@ impl Connection {
             );
             return;
         }
-        let wait = self.config.rtmp.play_wait();
+        let wait = self.config.play_wait;
         let subscriber = self.ctx.hub.subscribe(&key);
         if !subscriber.is_live() && wait.is_zero() {
             info!(stream = key.as_str(), "play refused: not published");
@@ -891,7 +906,7 @@ impl Connection {
         let Some(p) = self.playing.as_mut() else {
             return;
         };
-        let wait = self.config.rtmp.play_wait();
+        let wait = self.config.play_wait;
         match &ev {
             StreamEvent::PublisherStarted => {
                 p.give_up_at = None;

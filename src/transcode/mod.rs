@@ -17,6 +17,7 @@ pub mod progress;
 
 mod child;
 mod job;
+mod settings;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -34,6 +35,7 @@ use crate::streams::{Granted, Origin, PublishHook, Registry};
 pub use job::exercise as exercise_output;
 pub use profile::{Profile, Profiles};
 pub use progress::Progress;
+pub use settings::{Mapping, Settings};
 
 /// Added to every timestamp fed to ffmpeg and taken off what comes back:
 /// encoder delay (B-frames, AAC priming) puts the first output packets a

@@ -6,9 +6,12 @@ pub mod http;
 pub mod per_ip;
 pub mod pool;
 pub mod rtmpt;
+pub mod settings;
 pub mod tcp;
 pub mod tls;
 pub mod tls_client;
+
+pub use settings::{HttpSettings, HttpsSettings, RtmpsSettings, TlsFiles};
 
 use std::future::Future;
 use std::net::SocketAddr;

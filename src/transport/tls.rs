@@ -25,7 +25,7 @@ use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
-use crate::config::TlsFiles;
+use super::settings::TlsFiles;
 
 /// PEM files larger than this are refused (a chain is a few KiB).
 const MAX_PEM_BYTES: u64 = 1024 * 1024;

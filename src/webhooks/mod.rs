@@ -29,25 +29,40 @@ use sha2::Sha256;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
-use crate::config::ConfigError;
+use crate::settings::{secs, secs_within, Invalid, Section};
 use client::Endpoint;
 
 /// `[webhooks]`.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct WebhooksSection {
+pub struct Settings {
     pub urls: Vec<String>,
     pub secret: String,
     pub queue_size: usize,
-    pub timeout_secs: f64,
-    pub backoff_initial_secs: f64,
-    pub backoff_max_secs: f64,
+    #[serde(rename = "timeout_secs", with = "secs")]
+    pub timeout: Duration,
+    #[serde(rename = "backoff_initial_secs", with = "secs")]
+    pub backoff_initial: Duration,
+    #[serde(rename = "backoff_max_secs", with = "secs")]
+    pub backoff_max: Duration,
     pub max_attempts: u32,
 }
 
-impl WebhooksSection {
-    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key, reason: String| Err(ConfigError::Invalid { key, reason });
+impl Section for Settings {
+    const NAME: &'static str = "webhooks";
+    /// A reload replaces the dispatcher ([`configure`]) when anything changed.
+    const LIVE: &'static [&'static str] = &[
+        "urls",
+        "secret",
+        "queue_size",
+        "timeout_secs",
+        "backoff_initial_secs",
+        "backoff_max_secs",
+        "max_attempts",
+    ];
+
+    fn validate(&self) -> Result<(), Invalid> {
+        let invalid = |key: &str, reason: String| Err(Invalid::new(key, reason));
         for u in &self.urls {
             if let Err(e) = Endpoint::parse(u) {
                 return invalid("webhooks.urls", e);
@@ -59,12 +74,12 @@ impl WebhooksSection {
                 "must be between 1 and 1000000".into(),
             );
         }
-        if !(0.1..=600.0).contains(&self.timeout_secs) {
+        if !secs_within(self.timeout, 0.1, 600.0) {
             return invalid("webhooks.timeout_secs", "must be in [0.1, 600]".into());
         }
-        if !(self.backoff_initial_secs >= 0.01
-            && self.backoff_initial_secs <= self.backoff_max_secs
-            && self.backoff_max_secs <= 3600.0)
+        if !(self.backoff_initial.as_secs_f64() >= 0.01
+            && self.backoff_initial <= self.backoff_max
+            && self.backoff_max.as_secs_f64() <= 3600.0)
         {
             return invalid(
                 "webhooks.backoff_initial_secs",
@@ -152,7 +167,7 @@ pub fn emit(kind: &str, stream: Option<&str>, data: serde_json::Value) {
 /// Starts delivering to `section`'s URLs (replacing the previous set; its
 /// queued events are still delivered). Call on a runtime. The config was
 /// validated, so a URL that no longer parses is skipped with a warning.
-pub fn configure(section: &WebhooksSection) {
+pub fn configure(section: &Settings) {
     if let Some(old) = CURRENT.load_full() {
         if old.section == *section {
             return;
@@ -200,7 +215,7 @@ pub async fn flush(limit: Duration) {
 }
 
 struct Dispatcher {
-    section: WebhooksSection,
+    section: Settings,
     sinks: Vec<Arc<Sink>>,
 }
 
@@ -209,7 +224,7 @@ struct Sink {
     ep: Endpoint,
     queue: Mutex<VecDeque<(String, Bytes)>>,
     wake: Notify,
-    section: WebhooksSection,
+    section: Settings,
 }
 
 impl Sink {
@@ -272,8 +287,8 @@ async fn deliver(sink: std::sync::Weak<Sink>) {
 
 async fn send_with_retries(s: &Sink, kind: &str, body: &Bytes) -> bool {
     let c = &s.section;
-    let mut backoff = Duration::from_secs_f64(c.backoff_initial_secs);
-    let max = Duration::from_secs_f64(c.backoff_max_secs);
+    let mut backoff = c.backoff_initial;
+    let max = c.backoff_max;
     for attempt in 1..=c.max_attempts {
         let ts = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -286,7 +301,7 @@ async fn send_with_retries(s: &Sink, kind: &str, body: &Bytes) -> bool {
                 format!("sha256={}", signature(&c.secret, ts, body)),
             ),
         ];
-        let limit = Duration::from_secs_f64(c.timeout_secs);
+        let limit = c.timeout;
         let err = match client::post_json(&s.ep, &headers, body.clone(), limit).await {
             Ok(r) if (200..300).contains(&r.status) => return true,
             Ok(r) => format!("answered {}", r.status),

@@ -13,6 +13,7 @@
 
 pub mod pipe;
 pub mod protocol;
+mod settings;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -25,9 +26,9 @@ use tracing::{info, warn, Instrument};
 
 use super::budget::ByteBudget;
 use super::per_ip::{IpPermit, PerIpLimit, PerIpRefusal};
-use crate::config::RtmptConfig;
 use pipe::Pipe;
 use protocol::{Command, SeqError, TunnelState};
+pub use settings::Settings;
 
 /// How long a `/send` waits for the session to digest its bytes before
 /// replying (normally microseconds; a bound, not a delay).
@@ -77,7 +78,7 @@ impl Session {
 pub struct Tunnels {
     /// Serves each session's byte stream (the RTMP connection driver).
     handler: crate::transport::Handler,
-    config: RtmptConfig,
+    config: Settings,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     per_ip: PerIpLimit,
     /// Request bodies buffered by every connection (`http.body_budget_bytes`).
@@ -96,14 +97,14 @@ pub struct Admitted<'a> {
 
 impl Tunnels {
     /// A session table, with its reaper task (which ends with the table).
-    /// `body_budget`: bytes of request bodies buffered at once, together.
+    /// `body_budget_bytes` is `http.body_budget_bytes`.
     pub fn new(
         handler: crate::transport::Handler,
-        config: RtmptConfig,
-        body_budget: usize,
+        config: Settings,
+        body_budget_bytes: usize,
     ) -> Arc<Tunnels> {
         let per_ip = PerIpLimit::new(config.max_sessions_per_ip, config.max_sessions);
-        let bodies = ByteBudget::new(body_budget);
+        let bodies = ByteBudget::new(body_budget_bytes);
         let tunnels = Arc::new(Tunnels {
             handler,
             config,
@@ -112,7 +113,7 @@ impl Tunnels {
             bodies,
         });
         let weak = Arc::downgrade(&tunnels);
-        let period = (tunnels.config.session_timeout() / 4)
+        let period = (tunnels.config.session_timeout / 4)
             .clamp(Duration::from_millis(50), Duration::from_secs(1));
         tokio::spawn(reaper(weak, period));
         tunnels
@@ -295,7 +296,7 @@ impl Tunnels {
     /// slots of sessions whose RTMP connection ended with nothing left to
     /// deliver (a client that opened and never spoke, for one).
     fn reap(&self) {
-        let timeout = self.config.session_timeout();
+        let timeout = self.config.session_timeout;
         let now = Instant::now();
         let (expired, ended): (Vec<Arc<Session>>, Vec<Arc<Session>>) = {
             let mut table = self.table();
@@ -353,24 +354,28 @@ fn new_session_id() -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
     use crate::rtmp::handshake::{ClientHandshake, HandshakeStatus};
     use crate::server::ServerContext;
+    use crate::settings::tests::default_section;
 
-    fn tunnels(timeout: &str, max: &str) -> Arc<Tunnels> {
-        let env = [
-            ("CASTGATE__RTMPT__SESSION_TIMEOUT_SECS", timeout),
-            ("CASTGATE__RTMPT__MAX_SESSIONS", max),
-        ]
-        .map(|(k, v)| (k.to_string(), v.to_string()));
-        let config = Config::load_with_env(None, env).unwrap();
-        let rtmpt = config.rtmpt.clone();
-        let budget = config.http.body_budget_bytes;
+    /// A table with the default settings and these.
+    fn table(settings: Settings) -> Arc<Tunnels> {
+        let budget = default_section::<crate::transport::HttpSettings>("http").body_budget_bytes;
         Tunnels::new(
-            crate::server::handler(ServerContext::new(config)),
-            rtmpt,
+            crate::server::handler(ServerContext::new(
+                crate::server::ContextSettings::defaults(),
+            )),
+            settings,
             budget,
         )
+    }
+
+    fn tunnels(timeout: f64, max: usize) -> Arc<Tunnels> {
+        table(Settings {
+            session_timeout: Duration::from_secs_f64(timeout),
+            max_sessions: max,
+            ..default_section("rtmpt")
+        })
     }
 
     fn peer() -> SocketAddr {
@@ -379,7 +384,7 @@ mod tests {
 
     #[tokio::test]
     async fn send_reply_carries_the_answer_and_refusals_change_nothing() {
-        let t = tunnels("30", "10");
+        let t = tunnels(30.0, 10);
         let id = t.open(peer(), "rtmpt").unwrap();
         assert!(protocol::plausible_session_id(&id));
         let mut hs = ClientHandshake::new();
@@ -416,7 +421,7 @@ mod tests {
 
     #[tokio::test]
     async fn sessions_are_bounded_ended_ones_freed_and_silent_ones_expire() {
-        let t = tunnels("0.3", "2");
+        let t = tunnels(0.3, 2);
         let a = t.open(peer(), "rtmpt").unwrap();
         let _b = t.open(peer(), "rtmpt").unwrap();
         assert!(matches!(
@@ -441,17 +446,11 @@ mod tests {
 
     #[tokio::test]
     async fn sessions_per_address_are_capped_and_refusals_come_before_the_body() {
-        let env = [
-            ("CASTGATE__RTMPT__MAX_SESSIONS_PER_IP", "2"),
-            ("CASTGATE__RTMPT__SESSION_TIMEOUT_SECS", "30"),
-        ]
-        .map(|(k, v)| (k.to_string(), v.to_string()));
-        let config = Config::load_with_env(None, env).unwrap();
-        let t = Tunnels::new(
-            crate::server::handler(ServerContext::new(config.clone())),
-            config.rtmpt.clone(),
-            config.http.body_budget_bytes,
-        );
+        let t = table(Settings {
+            max_sessions_per_ip: 2,
+            session_timeout: Duration::from_secs(30),
+            ..default_section("rtmpt")
+        });
         let a: SocketAddr = "127.0.0.2:5000".parse().unwrap();
         let b: SocketAddr = "127.0.0.3:5000".parse().unwrap();
         let first = t.open(a, "rtmpt").unwrap();

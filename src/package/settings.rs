@@ -1,0 +1,89 @@
+//! `[package]`: segment and part durations, the playlist window, and how
+//! long a stream outlives its publisher.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::segmenter::SegmenterConfig;
+use super::service::PackagerConfig;
+use crate::settings::{check, secs, secs_within, Invalid, Section};
+
+/// `[package]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Target segment duration; a segment closes at the first keyframe at or after it.
+    #[serde(rename = "segment_secs", with = "secs")]
+    pub segment: Duration,
+    /// CMAF chunk (LL-HLS part) duration.
+    #[serde(rename = "part_secs", with = "secs")]
+    pub part: Duration,
+    /// Segments listed in playlists.
+    pub window: usize,
+    /// Extra segments kept for late clients.
+    pub extra_segments: usize,
+    /// A publisher returning within this time continues the playlist (and
+    /// its relays and transcode job).
+    #[serde(rename = "grace_secs", with = "secs")]
+    pub grace: Duration,
+    /// An ended stream stays in memory this long.
+    #[serde(rename = "retention_secs", with = "secs")]
+    pub retention: Duration,
+}
+
+impl Section for Settings {
+    const NAME: &'static str = "package";
+    /// The packager, relays and transcoder are built once, with these.
+    const LIVE: &'static [&'static str] = &[];
+
+    fn validate(&self) -> Result<(), Invalid> {
+        check(
+            secs_within(self.segment, 0.5, 60.0),
+            "package.segment_secs",
+            "must be in [0.5, 60]",
+        )?;
+        check(
+            secs_within(self.part, 0.05, self.segment.as_secs_f64()),
+            "package.part_secs",
+            "must be in [0.05, package.segment_secs]",
+        )?;
+        check(
+            (1..=1000).contains(&self.window),
+            "package.window",
+            "must be between 1 and 1000",
+        )?;
+        check(
+            self.extra_segments <= 1000,
+            "package.extra_segments",
+            "must be at most 1000",
+        )?;
+        check(
+            secs_within(self.grace, 0.0, 3600.0),
+            "package.grace_secs",
+            "must be in [0, 3600]",
+        )?;
+        check(
+            secs_within(self.retention, 0.0, 86_400.0),
+            "package.retention_secs",
+            "must be in [0, 86400]",
+        )
+    }
+}
+
+impl Settings {
+    /// The packager's (and its segmenter's) settings.
+    pub fn packager_config(&self) -> PackagerConfig {
+        PackagerConfig {
+            segmenter: SegmenterConfig {
+                target: self.segment.as_secs_f64(),
+                part_target: self.part.as_secs_f64(),
+                window: self.window,
+                extra: self.extra_segments,
+                aligned: false,
+            },
+            grace: self.grace,
+            retention: self.retention,
+        }
+    }
+}
