@@ -20,24 +20,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::media::{CodecConfig, Frame, MediaKind};
-use crate::rtmp::amf0::Amf0Value;
+use crate::media::{CodecConfig, Frame, MediaKind, Metadata};
 use queue::SubscriberQueue;
 pub use queue::{Closed, QueueLimits};
 
-/// What flows from a publisher to its subscribers.
-#[derive(Clone, Debug, PartialEq)]
-pub enum StreamEvent {
-    /// A publisher started the stream (or replaced the previous one).
-    PublisherStarted,
-    /// The publisher left; another may come back on the same key.
-    PublisherStopped,
-    /// The stream's `onMetaData` object.
-    Metadata(Arc<Amf0Value>),
-    /// A track's decoder configuration (sequence header).
-    Config(Arc<CodecConfig>),
-    Frame(Frame),
-}
+/// The events are media's: the hub only routes them.
+pub use crate::media::StreamEvent;
 
 impl StreamEvent {
     /// Approximate memory cost, for queue accounting.
@@ -119,7 +107,7 @@ struct StreamState {
     publisher: Option<PublisherSlot>,
     subscribers: Vec<Arc<SubscriberQueue>>,
     taps: Vec<(u64, Arc<dyn Tap>)>,
-    metadata: Option<Arc<Amf0Value>>,
+    metadata: Option<Metadata>,
     video_config: Option<Arc<CodecConfig>>,
     audio_config: Option<Arc<CodecConfig>>,
     /// Frames since the last video keyframe (both tracks), if it fits.

@@ -3,7 +3,6 @@
 //! the hub as a publisher and/or a player.
 
 pub mod coalesce;
-pub mod ingest;
 pub mod playout;
 
 use std::net::SocketAddr;
@@ -20,11 +19,11 @@ use crate::config::Config;
 use crate::egress::Relays;
 use crate::hub::{Closed, Hub, Publisher, StreamEvent, Subscriber};
 use crate::lifecycle::Shutdown;
+use crate::media::flv::Ingest;
 use crate::metrics::{ConnGauge, StatsGuard};
 use crate::package::service::{Packager, Store};
 use crate::rtmp::session::{ServerEvent, ServerSession, SessionError};
 use coalesce::Coalescer;
-use ingest::Ingest;
 use playout::Playout;
 
 /// What every connection shares.
@@ -687,7 +686,8 @@ impl Connection {
                     .filter(|p| p.stream_id == stream_id)
                 {
                     let publisher = &p.publisher;
-                    p.ingest.metadata(metadata, |ev| {
+                    let amf0 = crate::rtmp::amf0::encode_all(std::slice::from_ref(&metadata));
+                    p.ingest.metadata(amf0.into(), |ev| {
                         publisher.send(ev);
                     });
                 }

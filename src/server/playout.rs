@@ -1,9 +1,10 @@
-//! Player side: hub events -> RTMP messages on a playing NetStream.
+//! Player side: hub events -> RTMP messages on a playing NetStream. The
+//! tags are [`TagWriter`]'s; this only says what the player asked for and
+//! puts the tags into messages.
 
 use crate::hub::StreamEvent;
-use crate::media::flv;
-use crate::media::{CodecConfig, MediaKind};
-use crate::rtmp::amf0::Amf0Value;
+use crate::media::flv::{TagKind, TagWriter};
+use crate::media::MediaKind;
 use crate::rtmp::session::ServerSession;
 
 /// Per-player state: what it wants and where its stream stands.
@@ -11,11 +12,7 @@ pub struct Playout {
     pub stream_id: u32,
     pub receive_audio: bool,
     pub receive_video: bool,
-    /// MP3 carries its format byte in every tag.
-    mp3_flags: Option<u8>,
-    /// Video is held back until a keyframe (after a join or a takeover).
-    video_started: bool,
-    last_ts: u32,
+    tags: TagWriter,
     pub frames_sent: u64,
 }
 
@@ -25,9 +22,7 @@ impl Playout {
             stream_id,
             receive_audio: true,
             receive_video: true,
-            mp3_flags: None,
-            video_started: false,
-            last_ts: 0,
+            tags: TagWriter::new(),
             frames_sent: 0,
         }
     }
@@ -36,57 +31,46 @@ impl Playout {
     pub fn send(&mut self, session: &mut ServerSession, event: &StreamEvent) {
         let sid = self.stream_id;
         match event {
-            StreamEvent::PublisherStarted => {
-                self.video_started = false;
-                session.notify_publish(sid);
-            }
+            StreamEvent::PublisherStarted => session.notify_publish(sid),
             StreamEvent::PublisherStopped => session.notify_unpublish(sid),
-            StreamEvent::Metadata(m) => {
-                session.send_data(
-                    sid,
-                    0,
-                    &[Amf0Value::string("onMetaData"), Amf0Value::clone(m)],
-                );
+            StreamEvent::Frame(f) if f.kind() == MediaKind::Video && !self.receive_video => {
+                // Video turned back on resumes at a keyframe.
+                self.tags.hold_video();
+                return;
             }
-            StreamEvent::Config(c) => {
-                if let CodecConfig::Mp3(m) = c.as_ref() {
-                    self.mp3_flags = Some(m.flv_flags);
-                }
-                if let Some(body) = flv::config_body(c) {
-                    session.send_media(sid, c.kind(), self.last_ts, &[&body]);
-                }
-                if c.kind() == MediaKind::Video {
-                    self.video_started = false;
-                }
-            }
-            StreamEvent::Frame(f) => {
-                let ts = (f.dts & 0xFFFF_FFFF) as u32;
-                match f.kind() {
-                    MediaKind::Video => {
-                        if !self.receive_video {
-                            self.video_started = false;
-                            return;
-                        }
-                        if !self.video_started && !f.keyframe {
-                            return;
-                        }
-                        self.video_started = true;
-                        let header = flv::video_header(f);
-                        session.send_media(sid, MediaKind::Video, ts, &[&header, &f.data]);
-                    }
-                    MediaKind::Audio => {
-                        if !self.receive_audio {
-                            return;
-                        }
-                        let Some(header) = flv::audio_header(f, self.mp3_flags) else {
-                            return;
-                        };
-                        session.send_media(sid, MediaKind::Audio, ts, &[&header, &f.data]);
-                    }
-                }
-                self.last_ts = ts;
-                self.frames_sent += 1;
-            }
+            StreamEvent::Frame(f) if f.kind() == MediaKind::Audio && !self.receive_audio => return,
+            _ => {}
         }
+        let Some(tag) = self.tags.write(event) else {
+            return;
+        };
+        match tag.kind {
+            TagKind::Media(kind) => session.send_media(sid, kind, tag.timestamp, &tag.parts()),
+            TagKind::Script => session.send_data_raw(sid, tag.timestamp, &tag.parts()),
+        }
+        if matches!(event, StreamEvent::Frame(_)) {
+            self.frames_sent += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use crate::media::flv::ON_METADATA;
+    use crate::rtmp::amf0::{self, Amf0Value};
+
+    /// Metadata goes out as the data message players expect, whose name
+    /// the writer spells in AMF0 without knowing AMF0.
+    #[test]
+    fn metadata_is_an_on_metadata_data_message() {
+        let value = Amf0Value::object([("width", Amf0Value::Number(1280.0))]);
+        let encoded = amf0::encode_all(std::slice::from_ref(&value));
+        let body = [ON_METADATA, &encoded].concat();
+        assert_eq!(
+            amf0::decode_all(&Bytes::from(body)).unwrap(),
+            [Amf0Value::string("onMetaData"), value]
+        );
     }
 }
