@@ -364,16 +364,8 @@ pub fn config_body(config: &CodecConfig) -> Option<Bytes> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::flv::hex;
     use crate::media::MediaKind;
-
-    fn hex(s: &str) -> Bytes {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect::<Vec<u8>>()
-            .into()
-    }
 
     // Tag bodies from ffmpeg 5.1 + libx264 (64x64, High, -bf 2, SEI removed)
     // and ffmpeg's AAC encoder (48 kHz stereo, silence).

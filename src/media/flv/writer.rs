@@ -178,6 +178,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::media::flv::hex;
     use crate::media::flv::Ingest;
     use crate::media::{AacConfig, AvcConfig, Codec, Frame, Metadata, Mp3Config};
 
@@ -418,14 +419,5 @@ mod tests {
             };
         }
         assert_eq!(back, input);
-    }
-
-    fn hex(s: &str) -> Bytes {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect::<Vec<u8>>()
-            .into()
     }
 }
