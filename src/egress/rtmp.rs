@@ -263,3 +263,48 @@ impl FlvOut {
         false
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::flv::samples::{self, ReadBack};
+    use crate::rtmp::client::tests::pump;
+    use crate::rtmp::session::{ServerEvent, ServerSession, SessionConfig};
+
+    /// A destination reads back what the relay sends as the same events:
+    /// metadata set with `@setDataFrame`, configurations, frames. Repeated
+    /// metadata and configurations (the queue's replays) go out once.
+    #[test]
+    fn a_destination_reads_back_what_the_relay_sends() {
+        let (_, config) =
+            ClientConfig::from_url("rtmp://127.0.0.1/live/relay", ClientMode::Publish).unwrap();
+        let mut session = ClientSession::new(config);
+        let mut server = ServerSession::new(SessionConfig::default());
+        session.start();
+        pump(&mut session, &mut server, 4096);
+
+        let input = samples::events();
+        let mut out = FlvOut::default();
+        let mut frames = 0;
+        for e in input.iter().chain(&input[..3]) {
+            frames += u32::from(out.push(&mut session, e));
+        }
+        assert_eq!(frames, 3);
+        let mut back = ReadBack::default();
+        for ev in pump(&mut session, &mut server, 4096) {
+            match ev {
+                ServerEvent::Metadata { metadata, .. } => {
+                    back.metadata(amf0::encode_all(&[metadata]).into())
+                }
+                ServerEvent::Media {
+                    kind,
+                    timestamp,
+                    payload,
+                    ..
+                } => back.media(kind, timestamp, payload),
+                _ => {}
+            }
+        }
+        assert_eq!(back.events, input);
+    }
+}

@@ -58,8 +58,13 @@ impl Playout {
 mod tests {
     use bytes::Bytes;
 
+    use super::*;
+    use crate::media::flv::samples::{self, ReadBack};
     use crate::media::flv::ON_METADATA;
     use crate::rtmp::amf0::{self, Amf0Value};
+    use crate::rtmp::client::tests::pump;
+    use crate::rtmp::client::{ClientConfig, ClientEvent, ClientMode, ClientSession};
+    use crate::rtmp::session::{ServerEvent, SessionConfig};
 
     /// Metadata goes out as the data message players expect, whose name
     /// the writer spells in AMF0 without knowing AMF0.
@@ -72,5 +77,65 @@ mod tests {
             amf0::decode_all(&Bytes::from(body)).unwrap(),
             [Amf0Value::string("onMetaData"), value]
         );
+    }
+
+    /// A player reads back what it is sent as the same events, and gets
+    /// only the tracks it asked for.
+    #[test]
+    fn a_player_reads_back_what_it_is_sent() {
+        let (_, config) =
+            ClientConfig::from_url("rtmp://127.0.0.1/live/cam", ClientMode::Play).unwrap();
+        let mut player = ClientSession::new(config);
+        let mut server = ServerSession::new(SessionConfig::default());
+        player.start();
+        let stream_id = pump(&mut player, &mut server, 4096)
+            .iter()
+            .find_map(|e| match e {
+                ServerEvent::PlayRequested { stream_id, .. } => Some(*stream_id),
+                _ => None,
+            })
+            .expect("a play request");
+        while player.poll_event().is_some() {}
+
+        let input = samples::events();
+        let mut playout = Playout::new(stream_id);
+        for e in &input {
+            playout.send(&mut server, e);
+        }
+        assert_eq!(playout.frames_sent, 3);
+        assert_eq!(read_back(&mut player, &mut server), input);
+
+        // Audio off: no audio frames. Video off and on again: nothing until
+        // the next keyframe.
+        playout.receive_audio = false;
+        playout.receive_video = false;
+        for e in &input[3..] {
+            playout.send(&mut server, e);
+        }
+        playout.receive_video = true;
+        playout.send(&mut server, &input[5]);
+        assert_eq!(playout.frames_sent, 3);
+        playout.send(&mut server, &input[3]);
+        assert_eq!(playout.frames_sent, 4);
+    }
+
+    fn read_back(player: &mut ClientSession, server: &mut ServerSession) -> Vec<StreamEvent> {
+        pump(player, server, 4096);
+        let mut back = ReadBack::default();
+        while let Some(ev) = player.poll_event() {
+            match ev {
+                ClientEvent::Data { values, .. } => {
+                    assert_eq!(values[0], Amf0Value::string("onMetaData"));
+                    back.metadata(amf0::encode_all(&values[1..]).into());
+                }
+                ClientEvent::Media {
+                    kind,
+                    timestamp,
+                    payload,
+                } => back.media(kind, timestamp, payload),
+                _ => {}
+            }
+        }
+        back.events
     }
 }

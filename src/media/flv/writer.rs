@@ -178,8 +178,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::media::flv::hex;
-    use crate::media::flv::Ingest;
+    use crate::media::flv::samples::{self, ReadBack};
     use crate::media::{AacConfig, AvcConfig, Codec, Frame, Metadata, Mp3Config};
 
     fn frame(codec: Codec, dts: i64, keyframe: bool) -> StreamEvent {
@@ -383,41 +382,20 @@ mod tests {
     /// What the reader makes of the writer's tags is what went in.
     #[test]
     fn written_tags_read_back_as_the_same_events() {
-        // A real AVC sequence header (64x64 High) and AAC-LC 48 kHz stereo.
-        let avc_seq = hex("170000000001640009ffe1001867640009acd94426c044000003000400000300f03c48965801000468efbcb0fdf8f800");
-        let aac_seq = hex("af00119056e500");
-        let mut reader = Ingest::new();
-        let mut input = Vec::new();
-        let mut take = |kind, ts: u32, body: Bytes| {
-            reader
-                .media(kind, ts, body, |e| input.push(e))
-                .expect("a tag the reader takes");
-        };
-        take(MediaKind::Video, 0, avc_seq);
-        take(MediaKind::Audio, 0, aac_seq);
-        take(MediaKind::Video, 0, hex("1701000043 00000002 6588"));
-        take(MediaKind::Audio, 10, hex("af01 211004608c1c"));
-        take(MediaKind::Video, 40, hex("2701000085 00000002 4188"));
-        reader.metadata(Bytes::from_static(b"\x05"), |e| input.push(e));
-        assert_eq!(input.len(), 6);
-
+        let input = samples::events();
         let mut w = TagWriter::new();
-        let mut back = Vec::new();
-        let mut again = Ingest::new();
+        let mut back = ReadBack::default();
         for e in &input {
             let tag = w.write(e).expect("each event has a tag");
             let body = Bytes::from(tag.parts().concat());
             match tag.kind {
-                TagKind::Media(kind) => again
-                    .media(kind, tag.timestamp, body, |e| back.push(e))
-                    .unwrap(),
+                TagKind::Media(kind) => back.media(kind, tag.timestamp, body),
                 TagKind::Script => {
                     assert_eq!(&body[..ON_METADATA.len()], ON_METADATA);
-                    again.metadata(body.slice(ON_METADATA.len()..), |e| back.push(e));
-                    None
+                    back.metadata(body.slice(ON_METADATA.len()..));
                 }
-            };
+            }
         }
-        assert_eq!(back, input);
+        assert_eq!(back.events, input);
     }
 }
