@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use castgate::hub::StreamEvent;
+use castgate::media::flv::Ingest;
 use castgate::media::MediaKind;
 use castgate::package::segmenter::{SegmenterConfig, StreamSegmenter};
-use castgate::server::ingest::Ingest;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 /// Counts allocations (not bytes) made through the global allocator.

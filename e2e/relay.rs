@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use castgate::egress::ts::{TsMuxer, MESSAGE, PACKET};
 use castgate::hub::StreamEvent;
+use castgate::media::flv::Ingest;
 use castgate::media::MediaKind;
-use castgate::server::ingest::Ingest;
 use serde_json::{json, Value};
 
 use crate::harness::*;

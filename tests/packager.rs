@@ -9,9 +9,9 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use castgate::hub::StreamEvent;
+use castgate::media::flv::Ingest;
 use castgate::media::MediaKind;
 use castgate::package::segmenter::{SegmenterConfig, StreamSegmenter};
-use castgate::server::ingest::Ingest;
 
 fn require_ffmpeg() {
     let ok = Command::new("ffmpeg").arg("-version").output().is_ok();

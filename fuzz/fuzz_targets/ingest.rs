@@ -1,5 +1,5 @@
-//! Media messages through the server ingest, the CMAF packager and the manifests
-//! (server::ingest, package::segmenter, package::{hls, dash}).
+//! Media messages through the FLV tag reader, the CMAF packager and the manifests
+//! (media::flv::reader, package::segmenter, package::{hls, dash}).
 //! The body, and what it asserts, is `castgate::fuzzing::ingest`, which
 //! `tests/fuzz_regressions.rs` also runs on every committed input.
 

@@ -31,8 +31,7 @@ use std::time::Instant;
 use tokio::sync::watch;
 
 use crate::hub::{QueueLimits, StreamEvent, Tap};
-use crate::media::{CodecConfig, MediaKind};
-use crate::rtmp::amf0::Amf0Value;
+use crate::media::{CodecConfig, MediaKind, Metadata};
 
 /// The publisher's side of a relay.
 pub struct RelayQueue {
@@ -53,7 +52,7 @@ struct Inner {
     connected: bool,
     /// When the publisher left (for the grace period), if it did.
     gone_since: Option<Instant>,
-    metadata: Option<Arc<Amf0Value>>,
+    metadata: Option<Metadata>,
     video_config: Option<Arc<CodecConfig>>,
     audio_config: Option<Arc<CodecConfig>>,
     /// The latest metadata and configurations must go out before anything

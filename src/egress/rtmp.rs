@@ -18,8 +18,9 @@ use tracing::debug;
 use super::target::RtmpTarget;
 use super::ConnectError;
 use crate::hub::StreamEvent;
-use crate::media::{flv, CodecConfig, MediaKind};
-use crate::rtmp::amf0::Amf0Value;
+use crate::media::flv::{TagKind, TagWriter};
+use crate::media::{CodecConfig, MediaKind, Metadata};
+use crate::rtmp::amf0::{self, Amf0Value};
 use crate::rtmp::chunk::ChunkLimits;
 use crate::rtmp::client::{ClientConfig, ClientEvent, ClientMode, ClientSession};
 
@@ -205,29 +206,48 @@ impl RtmpLink {
 }
 
 /// Hub events -> RTMP media and data messages, for a publishing session.
+/// The tags are [`TagWriter`]'s; the relay's queue replays the latest
+/// metadata and configurations after it trims, so repeats are skipped here.
 #[derive(Default)]
 struct FlvOut {
-    mp3_flags: Option<u8>,
-    /// Video waits for a keyframe after a configuration change.
-    video_started: bool,
-    last_ts: u32,
-    metadata: Option<Arc<Amf0Value>>,
+    tags: TagWriter,
+    metadata: Option<Metadata>,
     video_config: Option<Arc<CodecConfig>>,
     audio_config: Option<Arc<CodecConfig>>,
 }
 
 impl FlvOut {
+    /// True when `ev` was a frame that will be sent.
     fn push(&mut self, session: &mut ClientSession, ev: &StreamEvent) -> bool {
+        if self.repeats(ev) {
+            return false;
+        }
+        let Some(tag) = self.tags.write(ev) else {
+            return false;
+        };
+        match tag.kind {
+            TagKind::Media(kind) => session.send_media(kind, tag.timestamp, &tag.parts()),
+            TagKind::Script => {
+                // A publisher sets the metadata with `@setDataFrame`.
+                let mut body = Vec::with_capacity(16 + tag.body_len());
+                amf0::encode(&Amf0Value::string("@setDataFrame"), &mut body);
+                body.extend_from_slice(tag.head());
+                body.extend_from_slice(&tag.payload);
+                session.send_data_raw(tag.timestamp, &body);
+            }
+        }
+        matches!(ev, StreamEvent::Frame(_))
+    }
+
+    /// Whether `ev` is the metadata or configuration already sent (a
+    /// returning publisher usually sends the same); remembers it if not.
+    fn repeats(&mut self, ev: &StreamEvent) -> bool {
         match ev {
-            StreamEvent::PublisherStarted | StreamEvent::PublisherStopped => false,
             StreamEvent::Metadata(m) => {
-                // Sent again only when it changed (a returning publisher
-                // usually sends the same).
-                if self.metadata.as_ref() != Some(m) {
-                    self.metadata = Some(m.clone());
-                    session.send_metadata(Amf0Value::clone(m));
+                if self.metadata.as_ref() == Some(m) {
+                    return true;
                 }
-                false
+                self.metadata = Some(m.clone());
             }
             StreamEvent::Config(c) => {
                 let slot = match c.kind() {
@@ -235,41 +255,57 @@ impl FlvOut {
                     MediaKind::Audio => &mut self.audio_config,
                 };
                 if slot.as_ref() == Some(c) {
-                    return false;
+                    return true;
                 }
                 *slot = Some(c.clone());
-                if let CodecConfig::Mp3(m) = c.as_ref() {
-                    self.mp3_flags = Some(m.flv_flags);
-                }
-                if let Some(body) = flv::config_body(c) {
-                    session.send_media(c.kind(), self.last_ts, &[&body]);
-                }
-                if c.kind() == MediaKind::Video {
-                    self.video_started = false;
-                }
-                false
             }
-            StreamEvent::Frame(f) => {
-                let ts = (f.dts & 0xFFFF_FFFF) as u32;
-                match f.kind() {
-                    MediaKind::Video => {
-                        if !self.video_started && !f.keyframe {
-                            return false;
-                        }
-                        self.video_started = true;
-                        let header = flv::video_header(f);
-                        session.send_media(MediaKind::Video, ts, &[&header, &f.data]);
-                    }
-                    MediaKind::Audio => {
-                        let Some(header) = flv::audio_header(f, self.mp3_flags) else {
-                            return false;
-                        };
-                        session.send_media(MediaKind::Audio, ts, &[&header, &f.data]);
-                    }
+            _ => {}
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::flv::samples::{self, ReadBack};
+    use crate::rtmp::client::tests::pump;
+    use crate::rtmp::session::{ServerEvent, ServerSession, SessionConfig};
+
+    /// A destination reads back what the relay sends as the same events:
+    /// metadata set with `@setDataFrame`, configurations, frames. Repeated
+    /// metadata and configurations (the queue's replays) go out once.
+    #[test]
+    fn a_destination_reads_back_what_the_relay_sends() {
+        let (_, config) =
+            ClientConfig::from_url("rtmp://127.0.0.1/live/relay", ClientMode::Publish).unwrap();
+        let mut session = ClientSession::new(config);
+        let mut server = ServerSession::new(SessionConfig::default());
+        session.start();
+        pump(&mut session, &mut server, 4096);
+
+        let input = samples::events();
+        let mut out = FlvOut::default();
+        let mut frames = 0;
+        for e in input.iter().chain(&input[..3]) {
+            frames += u32::from(out.push(&mut session, e));
+        }
+        assert_eq!(frames, 3);
+        let mut back = ReadBack::default();
+        for ev in pump(&mut session, &mut server, 4096) {
+            match ev {
+                ServerEvent::Metadata { metadata, .. } => {
+                    back.metadata(amf0::encode_all(&[metadata]).into())
                 }
-                self.last_ts = ts;
-                true
+                ServerEvent::Media {
+                    kind,
+                    timestamp,
+                    payload,
+                    ..
+                } => back.media(kind, timestamp, payload),
+                _ => {}
             }
         }
+        assert_eq!(back.events, input);
     }
 }

@@ -1,4 +1,4 @@
-//! A publisher's media messages through the server-side ingest
+//! A publisher's media messages through the FLV tag reader
 //! ([`Ingest::media`]) and the CMAF packager ([`StreamSegmenter`]), with the
 //! HLS playlists and the DASH MPD rendered from the result.
 //!
@@ -21,11 +21,11 @@ use bytes::{Buf, Bytes};
 use mp4_atom::{Atom, Avcc, Decode, Ftyp, Moof, Moov};
 
 use crate::hub::StreamEvent;
+use crate::media::flv::Ingest;
 use crate::media::{CodecConfig, MediaKind};
 use crate::package::model::{paths, StreamSnapshot, TrackTimeline};
 use crate::package::segmenter::{SegmenterConfig, StreamSegmenter};
 use crate::package::{dash, hls};
-use crate::server::ingest::Ingest;
 
 /// One record of the `ingest` target's input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -22,25 +22,13 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::media::{CodecConfig, Frame, MediaKind};
-use crate::rtmp::amf0::Amf0Value;
+use crate::media::{CodecConfig, Frame, MediaKind, Metadata};
 use queue::SubscriberQueue;
 pub use queue::{Closed, QueueLimits};
 pub use settings::Settings;
 
-/// What flows from a publisher to its subscribers.
-#[derive(Clone, Debug, PartialEq)]
-pub enum StreamEvent {
-    /// A publisher started the stream (or replaced the previous one).
-    PublisherStarted,
-    /// The publisher left; another may come back on the same key.
-    PublisherStopped,
-    /// The stream's `onMetaData` object.
-    Metadata(Arc<Amf0Value>),
-    /// A track's decoder configuration (sequence header).
-    Config(Arc<CodecConfig>),
-    Frame(Frame),
-}
+/// The events are media's: the hub only routes them.
+pub use crate::media::StreamEvent;
 
 impl StreamEvent {
     /// Approximate memory cost, for queue accounting.
@@ -124,7 +112,7 @@ struct StreamState {
     publisher: Option<PublisherSlot>,
     subscribers: Vec<Arc<SubscriberQueue>>,
     taps: Vec<(u64, Arc<dyn Tap>)>,
-    metadata: Option<Arc<Amf0Value>>,
+    metadata: Option<Metadata>,
     video_config: Option<Arc<CodecConfig>>,
     audio_config: Option<Arc<CodecConfig>>,
     /// Frames since the last video keyframe (both tracks), if it fits.

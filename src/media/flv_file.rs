@@ -1,11 +1,15 @@
 //! FLV files (the container, as opposed to the tag bodies in [`super::flv`]):
-//! the header and tag framing, for replaying a recorded stream.
+//! the header and tag framing, read from a whole file ([`read_tags`], for
+//! replaying a recorded stream) or from a byte stream ([`FlvReader`], for
+//! ffmpeg's output), and written ([`header`], [`encode_tag`]).
 //!
 //! Tag bodies are slices of the file's buffer, never copies. A tag cut off
 //! by the end of the file (an encoder killed mid-write) ends the read, the
 //! way players treat it.
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::flv::Tag;
 
 pub const TAG_AUDIO: u8 = 8;
 pub const TAG_VIDEO: u8 = 9;
@@ -58,6 +62,105 @@ pub fn read_tags(data: &Bytes) -> Result<Vec<FileTag>, FlvFileError> {
     Ok(tags)
 }
 
+/// The file header (and PreviousTagSize0) announcing the tracks there are.
+pub fn header(audio: bool, video: bool) -> Bytes {
+    let flags = u8::from(audio) << 2 | u8::from(video);
+    Bytes::from(vec![b'F', b'L', b'V', 1, flags, 0, 0, 0, 9, 0, 0, 0, 0])
+}
+
+/// One tag as it goes in a file: tag header, body, PreviousTagSize.
+pub fn encode_tag(tag: &Tag) -> Bytes {
+    let size = tag.body_len();
+    let ts = tag.timestamp;
+    let mut out = Vec::with_capacity(11 + size + 4);
+    out.push(tag.kind.type_id());
+    out.extend_from_slice(&(size as u32).to_be_bytes()[1..]);
+    out.extend_from_slice(&ts.to_be_bytes()[1..]);
+    out.push((ts >> 24) as u8);
+    out.extend_from_slice(&[0, 0, 0]);
+    for p in tag.parts() {
+        out.extend_from_slice(p);
+    }
+    out.extend_from_slice(&((size + 11) as u32).to_be_bytes());
+    out.into()
+}
+
+/// Largest tag [`FlvReader`] accepts (as `rtmp.max_message_size`'s
+/// default: a 4K keyframe fits).
+pub const MAX_TAG: usize = 8 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ReadError {
+    #[error("not an FLV stream (no `FLV` signature)")]
+    NotFlv,
+    #[error("FLV header size {0} is invalid")]
+    BadHeader(usize),
+    #[error("FLV tag of {0} bytes is larger than the limit")]
+    TooLarge(usize),
+}
+
+/// FLV bytes -> tags, incrementally and bounded: a tag larger than
+/// [`MAX_TAG`] is an error, not an allocation, whatever bytes arrive.
+#[derive(Default)]
+pub struct FlvReader {
+    buf: BytesMut,
+    header_done: bool,
+}
+
+impl FlvReader {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// The next complete tag, `Ok(None)` when more bytes are needed.
+    pub fn next_tag(&mut self) -> Result<Option<FileTag>, ReadError> {
+        if !self.header_done {
+            if self.buf.len() < 9 {
+                return Ok(None);
+            }
+            if &self.buf[..3] != b"FLV" {
+                return Err(ReadError::NotFlv);
+            }
+            let size =
+                u32::from_be_bytes([self.buf[5], self.buf[6], self.buf[7], self.buf[8]]) as usize;
+            if !(9..=1024).contains(&size) {
+                return Err(ReadError::BadHeader(size));
+            }
+            // The header, then PreviousTagSize0.
+            if self.buf.len() < size + 4 {
+                return Ok(None);
+            }
+            self.buf.advance(size + 4);
+            self.header_done = true;
+        }
+        if self.buf.len() < 11 {
+            return Ok(None);
+        }
+        let b = &self.buf;
+        let size = u32::from_be_bytes([0, b[1], b[2], b[3]]) as usize;
+        if size > MAX_TAG {
+            return Err(ReadError::TooLarge(size));
+        }
+        if b.len() < 11 + size + 4 {
+            return Ok(None);
+        }
+        let tag_type = b[0] & 0x1F;
+        let timestamp = u32::from_be_bytes([b[7], b[4], b[5], b[6]]);
+        let mut tag = self.buf.split_to(11 + size + 4).freeze();
+        tag.advance(11);
+        tag.truncate(size);
+        Ok(Some(FileTag {
+            tag_type,
+            timestamp,
+            body: tag,
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +210,66 @@ mod tests {
         let mut f = file(&[]);
         f.extend_from_slice(&[9, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0, 0, 0, 1, 2]);
         assert!(read_tags(&Bytes::from(f)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn written_tags_read_back_in_any_chunking() {
+        use crate::media::flv::{TagKind, TagWriter};
+        use crate::media::{Codec, Frame, MediaKind, StreamEvent};
+        let mut w = TagWriter::new();
+        let mut stream = header(true, true).to_vec();
+        let mut written = Vec::new();
+        for (codec, dts) in [
+            (Codec::H264, 0),
+            (Codec::Aac, 5),
+            (Codec::H264, 0x1_0000_0020),
+        ] {
+            let f = Frame {
+                codec,
+                dts,
+                cts: 0,
+                keyframe: true,
+                data: Bytes::from_static(b"frame"),
+            };
+            let tag = w.write(&StreamEvent::Frame(f)).unwrap();
+            stream.extend_from_slice(&encode_tag(&tag));
+            written.push(FileTag {
+                tag_type: tag.kind.type_id(),
+                timestamp: tag.timestamp,
+                body: Bytes::from(tag.parts().concat()),
+            });
+        }
+        assert_eq!(written[2].timestamp, 0x20);
+        assert_eq!(
+            written[1].tag_type,
+            TagKind::Media(MediaKind::Audio).type_id()
+        );
+        assert_eq!(read_tags(&Bytes::from(stream.clone())).unwrap(), written);
+        for chunk in [1, 7, 1000] {
+            let mut r = FlvReader::new();
+            let mut tags = Vec::new();
+            for c in stream.chunks(chunk) {
+                r.push(c);
+                while let Some(t) = r.next_tag().unwrap() {
+                    tags.push(t);
+                }
+            }
+            assert_eq!(tags, written, "in chunks of {chunk}");
+        }
+    }
+
+    #[test]
+    fn hostile_streams_are_bounded_errors() {
+        let mut r = FlvReader::new();
+        r.push(b"NOPE00000000");
+        assert_eq!(r.next_tag(), Err(ReadError::NotFlv));
+        let mut r = FlvReader::new();
+        r.push(&header(true, true));
+        r.push(&[9, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(r.next_tag(), Err(ReadError::TooLarge(0xFF_FFFF)));
+        let mut r = FlvReader::new();
+        r.push(&[b'F', b'L', b'V', 1, 5, 0xFF, 0, 0, 9]);
+        assert!(matches!(r.next_tag(), Err(ReadError::BadHeader(_))));
     }
 
     #[test]

@@ -1,11 +1,13 @@
-//! Media types, FLV tag bodies and codec parameter parsing. Knows nothing of
-//! the network: everything here is a pure function of bytes.
+//! Media types, FLV tags both ways and codec parameter parsing. Knows
+//! nothing of the network: everything here is a pure function of bytes.
 
 pub mod aac;
 pub mod avc;
+mod event;
 pub mod flv;
 pub mod flv_file;
 pub mod frame;
 pub mod timeline;
 
+pub use event::{Metadata, StreamEvent};
 pub use frame::*;

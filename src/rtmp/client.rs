@@ -681,4 +681,4 @@ pub fn exercise(data: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

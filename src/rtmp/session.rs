@@ -758,6 +758,19 @@ impl ServerSession {
         );
     }
 
+    /// Sends a data message body already encoded (AMF0), in parts: the
+    /// hub's metadata after its `onMetaData` name, say.
+    pub fn send_data_raw(&mut self, stream_id: u32, timestamp: u32, parts: &[&[u8]]) {
+        self.encoder.write(
+            CSID_DATA,
+            msg::DATA_AMF0,
+            stream_id,
+            timestamp,
+            parts,
+            &mut self.output,
+        );
+    }
+
     /// Sends a Ping Request (the driver's keep-alive).
     pub fn send_ping(&mut self, timestamp: u32) {
         self.send_user_control(UserControl::PingRequest(timestamp));

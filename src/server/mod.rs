@@ -3,7 +3,6 @@
 //! the hub as a publisher and/or a player.
 
 pub mod coalesce;
-pub mod ingest;
 pub mod playout;
 mod settings;
 
@@ -19,6 +18,7 @@ use tracing::{info, warn, Instrument};
 use crate::auth::{Action, Auth, Grant, Verdict};
 use crate::egress::Relays;
 use crate::hub::{Closed, Hub, StreamEvent, Subscriber};
+use crate::media::flv::Ingest;
 use crate::metrics::ConnGauge;
 use crate::package::service::{Packager, Store};
 use crate::rtmp::session::{ServerEvent, ServerSession, SessionError};
@@ -26,7 +26,6 @@ use crate::shutdown::Shutdown;
 use crate::stream_key::StreamKey;
 use crate::streams::{Granted, Origin, PublishGuard, Registry};
 use coalesce::Coalescer;
-use ingest::Ingest;
 use playout::Playout;
 pub use settings::{ContextSettings, Settings};
 
@@ -735,7 +734,8 @@ impl Connection {
             .filter(|p| p.stream_id == stream_id)
         {
             let guard = &p.guard;
-            p.ingest.metadata(metadata, |ev| {
+            let amf0 = crate::rtmp::amf0::encode_all(std::slice::from_ref(&metadata));
+            p.ingest.metadata(amf0.into(), |ev| {
                 guard.send(ev);
             });
         }

@@ -1,175 +1,47 @@
 //! FLV as a byte stream to and from the ffmpeg child (sans-I/O).
 //!
-//! [`FlvWriter`] turns hub events into an FLV stream for ffmpeg's stdin;
-//! [`FlvReader`] cuts ffmpeg's FLV output back into tags, bounded (a tag
-//! larger than [`MAX_TAG`] is an error, not an allocation), whatever bytes
-//! arrive. Tag bodies are the formats in [`crate::media::flv`].
+//! [`FlvWriter`] turns hub events into an FLV stream for ffmpeg's stdin
+//! (the tags are [`TagWriter`]'s); [`OutputParser`] reads ffmpeg's FLV
+//! output back into hub events ([`FlvReader`] cuts it into tags, bounded,
+//! whatever bytes arrive). Tag bodies are the formats in
+//! [`crate::media::flv`].
 
-use bytes::{Buf, Bytes, BytesMut};
-
-use crate::hub::StreamEvent;
-use crate::media::flv;
 use std::sync::Arc;
 
-use crate::media::flv_file::{TAG_AUDIO, TAG_VIDEO};
-use crate::media::{CodecConfig, MediaKind};
+use bytes::Bytes;
 
-/// Largest tag accepted back from ffmpeg (as `rtmp.max_message_size`'s
-/// default: a 4K keyframe fits).
-pub const MAX_TAG: usize = 8 * 1024 * 1024;
+use crate::hub::StreamEvent;
+use crate::media::flv::{self, TagKind, TagWriter};
+use crate::media::flv_file::{self, FlvReader, ReadError, TAG_AUDIO, TAG_VIDEO};
+use crate::media::CodecConfig;
 
 /// Hub events -> FLV bytes.
 pub struct FlvWriter {
-    /// Added to every timestamp: see [`crate::transcode::FEED_OFFSET_MS`].
-    offset_ms: i64,
-    mp3_flags: Option<u8>,
-    last_ts: u32,
+    tags: TagWriter,
 }
 
 impl FlvWriter {
+    /// `offset_ms` is added to every timestamp: see
+    /// [`crate::transcode::FEED_OFFSET_MS`].
     pub fn new(offset_ms: i64) -> Self {
         FlvWriter {
-            offset_ms,
-            mp3_flags: None,
-            last_ts: 0,
+            tags: TagWriter::with_offset(offset_ms),
         }
     }
 
     /// The file header (and PreviousTagSize0) announcing the tracks there are.
     pub fn header(audio: bool, video: bool) -> Bytes {
-        let flags = u8::from(audio) << 2 | u8::from(video);
-        Bytes::from(vec![b'F', b'L', b'V', 1, flags, 0, 0, 0, 9, 0, 0, 0, 0])
-    }
-
-    fn ts(&self, dts: i64) -> u32 {
-        // FLV time is 32-bit milliseconds: wrap as RTMP does.
-        ((dts + self.offset_ms) & 0xFFFF_FFFF) as u32
+        flv_file::header(audio, video)
     }
 
     /// The tag for `event`, if it has one (publisher start/stop and
     /// metadata have none: ffmpeg needs only configurations and frames).
     pub fn tag(&mut self, event: &StreamEvent) -> Option<Bytes> {
-        match event {
-            StreamEvent::Config(c) => {
-                if let CodecConfig::Mp3(m) = c.as_ref() {
-                    self.mp3_flags = Some(m.flv_flags);
-                }
-                let body = flv::config_body(c)?;
-                let t = match c.kind() {
-                    MediaKind::Video => TAG_VIDEO,
-                    MediaKind::Audio => TAG_AUDIO,
-                };
-                Some(write_tag(t, self.last_ts, &[&body]))
-            }
-            StreamEvent::Frame(f) => {
-                let ts = self.ts(f.dts);
-                self.last_ts = ts;
-                match f.kind() {
-                    MediaKind::Video => {
-                        Some(write_tag(TAG_VIDEO, ts, &[&flv::video_header(f), &f.data]))
-                    }
-                    MediaKind::Audio => {
-                        let h = flv::audio_header(f, self.mp3_flags)?;
-                        Some(write_tag(TAG_AUDIO, ts, &[&h, &f.data]))
-                    }
-                }
-            }
-            _ => None,
+        let tag = self.tags.write(event)?;
+        if tag.kind == TagKind::Script {
+            return None;
         }
-    }
-}
-
-fn write_tag(tag_type: u8, ts: u32, parts: &[&[u8]]) -> Bytes {
-    let size: usize = parts.iter().map(|p| p.len()).sum();
-    let mut out = Vec::with_capacity(11 + size + 4);
-    out.push(tag_type);
-    out.extend_from_slice(&(size as u32).to_be_bytes()[1..]);
-    out.extend_from_slice(&ts.to_be_bytes()[1..]);
-    out.push((ts >> 24) as u8);
-    out.extend_from_slice(&[0, 0, 0]);
-    for p in parts {
-        out.extend_from_slice(p);
-    }
-    out.extend_from_slice(&((size + 11) as u32).to_be_bytes());
-    out.into()
-}
-
-/// One tag read back.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Tag {
-    pub tag_type: u8,
-    pub timestamp: u32,
-    pub body: Bytes,
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ReadError {
-    #[error("not an FLV stream (no `FLV` signature)")]
-    NotFlv,
-    #[error("FLV header size {0} is invalid")]
-    BadHeader(usize),
-    #[error("FLV tag of {0} bytes is larger than the limit")]
-    TooLarge(usize),
-}
-
-/// FLV bytes -> tags, incrementally.
-#[derive(Default)]
-pub struct FlvReader {
-    buf: BytesMut,
-    header_done: bool,
-}
-
-impl FlvReader {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    pub fn push(&mut self, data: &[u8]) {
-        self.buf.extend_from_slice(data);
-    }
-
-    /// The next complete tag, `Ok(None)` when more bytes are needed.
-    pub fn next_tag(&mut self) -> Result<Option<Tag>, ReadError> {
-        if !self.header_done {
-            if self.buf.len() < 9 {
-                return Ok(None);
-            }
-            if &self.buf[..3] != b"FLV" {
-                return Err(ReadError::NotFlv);
-            }
-            let size =
-                u32::from_be_bytes([self.buf[5], self.buf[6], self.buf[7], self.buf[8]]) as usize;
-            if !(9..=1024).contains(&size) {
-                return Err(ReadError::BadHeader(size));
-            }
-            // The header, then PreviousTagSize0.
-            if self.buf.len() < size + 4 {
-                return Ok(None);
-            }
-            self.buf.advance(size + 4);
-            self.header_done = true;
-        }
-        if self.buf.len() < 11 {
-            return Ok(None);
-        }
-        let b = &self.buf;
-        let size = u32::from_be_bytes([0, b[1], b[2], b[3]]) as usize;
-        if size > MAX_TAG {
-            return Err(ReadError::TooLarge(size));
-        }
-        if b.len() < 11 + size + 4 {
-            return Ok(None);
-        }
-        let tag_type = b[0] & 0x1F;
-        let timestamp = u32::from_be_bytes([b[7], b[4], b[5], b[6]]);
-        let mut tag = self.buf.split_to(11 + size + 4).freeze();
-        tag.advance(11);
-        tag.truncate(size);
-        Ok(Some(Tag {
-            tag_type,
-            timestamp,
-            body: tag,
-        }))
+        Some(flv_file::encode_tag(&tag))
     }
 }
 
@@ -240,7 +112,7 @@ mod tests {
     }
 
     #[test]
-    fn written_tags_read_back_in_any_chunking() {
+    fn ffmpeg_gets_configurations_and_frames_on_the_offset_clock() {
         let mut w = FlvWriter::new(10_000);
         let mut stream = FlvWriter::header(true, true).to_vec();
         let aac = CodecConfig::Aac(crate::media::AacConfig {
@@ -252,6 +124,9 @@ mod tests {
         });
         for e in [
             StreamEvent::PublisherStarted,
+            StreamEvent::Metadata(crate::media::Metadata::from_amf0(Bytes::from_static(
+                b"\x05",
+            ))),
             StreamEvent::Config(Arc::new(aac)),
             frame(Codec::H264, 0, true),
             frame(Codec::Aac, 5, true),
@@ -261,31 +136,22 @@ mod tests {
                 stream.extend_from_slice(&t);
             }
         }
-        for chunk in [1, 7, 1000] {
-            let mut r = FlvReader::new();
-            let mut tags = Vec::new();
-            for c in stream.chunks(chunk) {
-                r.push(c);
-                while let Some(t) = r.next_tag().unwrap() {
-                    tags.push(t);
-                }
-            }
-            let got: Vec<(u8, u32, usize)> = tags
-                .iter()
-                .map(|t| (t.tag_type, t.timestamp, t.body.len()))
-                .collect();
-            assert_eq!(
-                got,
-                [
-                    (TAG_AUDIO, 0, 4),
-                    (TAG_VIDEO, 10_000, 10),
-                    (TAG_AUDIO, 10_005, 7),
-                    (TAG_VIDEO, (0xFFFF_FFFFu64 + 10_000) as u32, 10),
-                ]
-            );
-            let v = flv::parse_video(0, tags[1].body.clone()).unwrap();
-            assert!(matches!(v, flv::VideoTag::Frame(f) if f.keyframe && f.cts == 40));
-        }
+        let tags = flv_file::read_tags(&Bytes::from(stream)).unwrap();
+        let got: Vec<(u8, u32, usize)> = tags
+            .iter()
+            .map(|t| (t.tag_type, t.timestamp, t.body.len()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (TAG_AUDIO, 0, 4),
+                (TAG_VIDEO, 10_000, 10),
+                (TAG_AUDIO, 10_005, 7),
+                (TAG_VIDEO, (0xFFFF_FFFFu64 + 10_000) as u32, 10),
+            ]
+        );
+        let v = flv::parse_video(0, tags[1].body.clone()).unwrap();
+        assert!(matches!(v, flv::VideoTag::Frame(f) if f.keyframe && f.cts == 40));
     }
 
     #[test]
@@ -318,19 +184,5 @@ mod tests {
             .collect();
         assert_eq!(video.iter().min(), Some(&0), "back on the source clock");
         assert!(video.iter().all(|t| *t < 1100), "{video:?}");
-    }
-
-    #[test]
-    fn hostile_bytes_are_bounded_errors() {
-        let mut r = FlvReader::new();
-        r.push(b"NOPE00000000");
-        assert_eq!(r.next_tag(), Err(ReadError::NotFlv));
-        let mut r = FlvReader::new();
-        r.push(&FlvWriter::header(true, true));
-        r.push(&[9, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(r.next_tag(), Err(ReadError::TooLarge(0xFF_FFFF)));
-        let mut r = FlvReader::new();
-        r.push(&[b'F', b'L', b'V', 1, 5, 0xFF, 0, 0, 9]);
-        assert!(matches!(r.next_tag(), Err(ReadError::BadHeader(_))));
     }
 }

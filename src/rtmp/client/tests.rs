@@ -6,7 +6,11 @@ use crate::rtmp::session::{ServerEvent, ServerSession, SessionConfig};
 
 /// Moves bytes both ways, `piece` bytes at a time, until both are quiet.
 /// The server accepts every publish and play.
-fn pump(client: &mut ClientSession, server: &mut ServerSession, piece: usize) -> Vec<ServerEvent> {
+pub(crate) fn pump(
+    client: &mut ClientSession,
+    server: &mut ServerSession,
+    piece: usize,
+) -> Vec<ServerEvent> {
     let mut seen = Vec::new();
     loop {
         let c = client.take_output();

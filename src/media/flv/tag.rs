@@ -11,9 +11,9 @@
 
 use bytes::Bytes;
 
-use super::aac::{self, AacError};
-use super::avc::{self, AvcError};
-use super::{Codec, CodecConfig, Frame, Mp3Config};
+use crate::media::aac::{self, AacError};
+use crate::media::avc::{self, AvcError};
+use crate::media::{AvcConfig, Codec, CodecConfig, Frame, Mp3Config};
 
 /// Why a tag body could not be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -42,7 +42,7 @@ pub enum FlvError {
 /// A parsed video tag body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VideoTag {
-    Config(super::AvcConfig),
+    Config(AvcConfig),
     Frame(Frame),
     EndOfSequence,
     /// Codec we do not carry yet: keep publishing, log once. Legacy codec ids
@@ -95,7 +95,7 @@ fn si24(b: &[u8]) -> i32 {
 }
 
 /// Parses a video message body. `dts` is the already-unwrapped decode time
-/// in ms (see [`super::timeline`]).
+/// in ms (see [`crate::media::timeline`]).
 ///
 /// The keyframe flag is FLV frame type 1, trusted as every server does;
 /// types 2–4 (and undefined ones) are inter frames, like ffmpeg reads them.
@@ -340,14 +340,21 @@ pub fn audio_header(frame: &Frame, mp3_flags: Option<u8>) -> Option<AudioHeader>
     }
 }
 
-/// The sequence header tag body for RTMP play-out: `17 00 00 00 00` +
-/// record for AVC, `AF 00` + AudioSpecificConfig for AAC. MP3 has none.
+/// The sequence header tag body for a configuration, as its header and the
+/// bytes that follow it (kept apart so writing never copies them):
+/// `17 00 00 00 00` + record for AVC, `AF 00` + AudioSpecificConfig for
+/// AAC. MP3 has none.
+pub fn config_parts(config: &CodecConfig) -> Option<(&'static [u8], &Bytes)> {
+    match config {
+        CodecConfig::Avc(c) => Some((&[0x17, 0, 0, 0, 0], &c.record)),
+        CodecConfig::Aac(c) => Some((&[0xaf, 0], &c.asc)),
+        CodecConfig::Mp3(_) => None,
+    }
+}
+
+/// [`config_parts`] as one body.
 pub fn config_body(config: &CodecConfig) -> Option<Bytes> {
-    let (header, payload): (&[u8], &Bytes) = match config {
-        CodecConfig::Avc(c) => (&[0x17, 0, 0, 0, 0], &c.record),
-        CodecConfig::Aac(c) => (&[0xaf, 0], &c.asc),
-        CodecConfig::Mp3(_) => return None,
-    };
+    let (header, payload) = config_parts(config)?;
     let mut body = Vec::with_capacity(header.len() + payload.len());
     body.extend_from_slice(header);
     body.extend_from_slice(payload);
@@ -357,16 +364,8 @@ pub fn config_body(config: &CodecConfig) -> Option<Bytes> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::flv::hex;
     use crate::media::MediaKind;
-
-    fn hex(s: &str) -> Bytes {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect::<Vec<u8>>()
-            .into()
-    }
 
     // Tag bodies from ffmpeg 5.1 + libx264 (64x64, High, -bf 2, SEI removed)
     // and ffmpeg's AAC encoder (48 kHz stereo, silence).

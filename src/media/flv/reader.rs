@@ -1,4 +1,5 @@
-//! Publisher side: RTMP audio/video/data messages -> hub events.
+//! FLV tags in: the sans-I/O tag reader. A publisher's audio, video and
+//! data tag bodies (RTMP messages 8, 9 and 18) become hub events.
 //!
 //! Each track gets its own [`Timeline`] (32-bit wrap, monotonic repair); FLV
 //! bodies become [`Frame`]s that slice the message payload, never copy it.
@@ -14,12 +15,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::hub::StreamEvent;
+use super::tag::{self as flv, AudioTag, FlvError, VideoTag};
 use crate::media::avc::AvcError;
-use crate::media::flv::{self, AudioTag, FlvError, VideoTag};
 use crate::media::timeline::Timeline;
-use crate::media::{avc, CodecConfig, Frame, MediaKind};
-use crate::rtmp::amf0::Amf0Value;
+use crate::media::{avc, CodecConfig, Frame, MediaKind, Metadata, StreamEvent};
 
 /// Why a media tag was dropped (one tag; the publisher goes on).
 #[derive(Debug, thiserror::Error)]
@@ -287,8 +286,10 @@ impl Ingest {
         true
     }
 
-    pub fn metadata(&mut self, metadata: Amf0Value, mut emit: impl FnMut(StreamEvent)) {
-        emit(StreamEvent::Metadata(Arc::new(metadata)));
+    /// The stream's `onMetaData` object, `amf0` being its encoded value
+    /// (the protocol that carried it decoded the message).
+    pub fn metadata(&mut self, amf0: Bytes, mut emit: impl FnMut(StreamEvent)) {
+        emit(StreamEvent::Metadata(Metadata::from_amf0(amf0)));
     }
 }
 
