@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod package;
 pub mod rtmp;
 pub mod server;
+pub mod timefmt;
 pub mod transcode;
 pub mod transport;
 pub mod viewers;

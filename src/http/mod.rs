@@ -194,7 +194,7 @@ async fn cors(mut res: Response) -> Response {
 
 /// `urn:mpeg:dash:utc:http-iso:2014`: the current time, ISO 8601 in UTC.
 async fn time() -> Response {
-    let mut res = hls::rfc3339_millis(SystemTime::now()).into_response();
+    let mut res = crate::timefmt::rfc3339_millis(SystemTime::now()).into_response();
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res

@@ -13,9 +13,10 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::hls::{rfc3339_millis, window};
+use super::hls::window;
 use super::model::{paths, SegmentInfo, StreamSnapshot, TrackTimeline};
 use crate::media::MediaKind;
+use crate::timefmt::rfc3339_millis;
 
 /// Live profile (what dash.js, Shaka and ffmpeg expect) plus CMAF, which the
 /// segments are.
