@@ -152,7 +152,7 @@ pub fn ingest(data: &[u8]) {
         min_rate: checker.audio_rates.iter().copied().min().unwrap_or(1),
     };
     check_packager(&seg, &config, checks);
-    seg.end();
+    seg.end(base + Duration::from_millis(messages * 10));
     check_packager(&seg, &config, checks);
 }
 

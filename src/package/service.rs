@@ -185,7 +185,11 @@ impl Packager {
             aligned: lock(&self.aligned).contains(key),
             ..self.config.segmenter
         };
-        let seg = Arc::new(Mutex::new(StreamSegmenter::new(key, segmenter)));
+        let seg = Arc::new(Mutex::new(StreamSegmenter::new(
+            key,
+            segmenter,
+            SystemTime::now(),
+        )));
         running.insert(key.to_string(), seg.clone());
         self.store.insert(key, seg.clone(), &running);
         let (live, live_rx) = watch::channel(false);
@@ -216,7 +220,7 @@ impl Packager {
     pub fn end_all(&self) -> usize {
         let segs: Vec<_> = lock(&self.running).values().cloned().collect();
         for s in &segs {
-            lock(s).end();
+            lock(s).end(SystemTime::now());
         }
         segs.len()
     }
@@ -249,7 +253,7 @@ impl Packager {
             break;
         }
         let mut s = lock(seg);
-        s.end();
+        s.end(SystemTime::now());
         info!(stream = key, stats = ?s.stats, "packaging ended");
     }
 }
