@@ -116,6 +116,10 @@ struct Pending {
     data: Bytes,
 }
 
+/// An audio sample waiting for the video: the sample, its time in the
+/// track's timescale, and its ingest wall clock.
+type HeldSample = (Sample, u64, SystemTime);
+
 #[derive(Debug)]
 struct Track {
     kind: MediaKind,
@@ -138,7 +142,7 @@ struct Track {
     /// Audio: the sample clock (next sample's time), and samples waiting
     /// for the video to pass them.
     audio_next: Option<u64>,
-    held: VecDeque<(Sample, u64, SystemTime)>,
+    held: VecDeque<HeldSample>,
     /// Audio: the last frame received in the current configuration (what
     /// fills a video segment the audio never reached, see [`Track::pay_owed`]).
     last_frame: Option<Bytes>,
@@ -292,6 +296,25 @@ impl Track {
         if let Some((number, _, wall, _)) = crossed {
             self.close_segment(keep, stats);
             self.open_segment(number, time, wall, discontinuity);
+        }
+    }
+
+    /// Audio: moves held samples into segments, oldest first, crossing
+    /// the video's boundaries on the way, for as long as `release` lets
+    /// the oldest go.
+    fn commit_held(
+        &mut self,
+        keep: usize,
+        part_ticks: u64,
+        stats: &mut SegmenterStats,
+        release: impl Fn(&VecDeque<HeldSample>) -> bool,
+    ) {
+        while release(&self.held) {
+            let Some((sample, time, _)) = self.held.pop_front() else {
+                break;
+            };
+            self.cross_cuts(time, keep, part_ticks, stats);
+            self.add(sample, time, part_ticks, stats);
         }
     }
 
@@ -818,22 +841,14 @@ impl StreamSegmenter {
                 .push_back((number, to_audio(boundary90), wall, disc));
         }
         let limit = progress.map(to_audio);
-        let overflow =
-            |held: &VecDeque<(Sample, u64, SystemTime)>| match (held.front(), held.back()) {
-                (Some(a), Some(b)) => b.1.saturating_sub(a.1) > MAX_AUDIO_HOLD_MS * ts / 1000,
-                _ => false,
+        let max_hold = MAX_AUDIO_HOLD_MS * ts / 1000;
+        track.commit_held(keep, part_ticks, &mut self.stats, |held| {
+            let (Some(first), Some(last)) = (held.front(), held.back()) else {
+                return false;
             };
-        while let Some((_, t, _)) = track.held.front() {
-            let below = limit.is_some_and(|l| *t < l);
-            if !(below || overflow(&track.held)) {
-                break;
-            }
-            let Some((sample, time, _)) = track.held.pop_front() else {
-                break;
-            };
-            track.cross_cuts(time, keep, part_ticks, &mut self.stats);
-            track.add(sample, time, part_ticks, &mut self.stats);
-        }
+            let below = limit.is_some_and(|l| first.1 < l);
+            below || last.1.saturating_sub(first.1) > max_hold
+        });
     }
 
     /// Keeps TARGETDURATION ≥ every segment's rounded duration. It only
@@ -874,10 +889,7 @@ impl StreamSegmenter {
         }
         if let Some(a) = self.audio.as_mut() {
             let part_ticks = (self.config.part_target * f64::from(a.timescale)) as u64;
-            while let Some((sample, time, _)) = a.held.pop_front() {
-                a.cross_cuts(time, keep, part_ticks, &mut self.stats);
-                a.add(sample, time, part_ticks, &mut self.stats);
-            }
+            a.commit_held(keep, part_ticks, &mut self.stats, |_| true);
             a.owe_cuts();
             any_open |= a.open.is_some();
             a.close_segment(keep, &mut self.stats);
