@@ -22,8 +22,9 @@ use mp4_atom::{Atom, Avcc, Decode, Ftyp, Moof, Moov};
 
 use crate::hub::StreamEvent;
 use crate::media::{CodecConfig, MediaKind};
-use crate::package::model::{paths, StreamSnapshot, TrackTimeline};
+use crate::package::model::{StreamSnapshot, TrackTimeline};
 use crate::package::segmenter::{SegmenterConfig, StreamSegmenter};
+use crate::package::urls;
 use crate::package::{dash, hls};
 use crate::server::ingest::Ingest;
 
@@ -386,7 +387,7 @@ fn check_manifests(seg: &StreamSegmenter, snap: &StreamSnapshot) {
         };
         let playlist = playlist.expect("a track with segments has a playlist");
         for s in &track.segments {
-            let uri = paths::segment(kind, s.number);
+            let uri = urls::segment(kind, s.number);
             assert!(playlist.contains(&uri), "{uri} not in the playlist");
         }
     }

@@ -2,8 +2,8 @@
 //! the packager's in-memory store, the time endpoint DASH clients sync to,
 //! health, and the RTMPT tunnel. The same router serves HTTP and HTTPS.
 //!
-//! Media URLs are `/{app}/{key…}/{resource}` (see `package::model::paths`);
-//! keys may contain slashes, so the path is parsed from its end.
+//! Media URLs are `/{app}/{key…}/{resource}`, laid out and parsed by
+//! `package::urls`.
 
 pub mod rtmpt;
 
@@ -21,8 +21,8 @@ use axum::Router;
 use bytes::Bytes;
 
 use crate::media::MediaKind;
-use crate::package::model::paths;
 use crate::package::service::Store;
+use crate::package::urls::{self, Resource};
 use crate::package::{dash, hls};
 use crate::transport::http::ClientAddr;
 use crate::transport::rtmpt::Tunnels;
@@ -157,7 +157,7 @@ pub fn route_of(path: &str) -> &'static str {
     {
         return "rtmpt";
     }
-    match parse_media_path(path) {
+    match urls::parse(path) {
         Some((_, Resource::Multivariant | Resource::MediaPlaylist(_))) => "playlist",
         Some((_, Resource::Mpd)) => "mpd",
         Some((_, Resource::Init(..))) => "init",
@@ -200,61 +200,6 @@ async fn time() -> Response {
     res
 }
 
-/// What a media path names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Resource {
-    Multivariant,
-    MediaPlaylist(MediaKind),
-    Mpd,
-    Init(MediaKind, u32),
-    Segment(MediaKind, u64),
-}
-
-/// Splits `app/key/.../resource` into the stream key and the resource.
-/// `None` for anything that is not a media URL (see [`paths`]) or whose key
-/// has an empty or `..` segment. Public for the `http_path` fuzz target.
-pub fn parse_media_path(path: &str) -> Option<(String, Resource)> {
-    let path = path.trim_start_matches('/');
-    let kind_of = |s: &str| match s {
-        "video" => Some(MediaKind::Video),
-        "audio" => Some(MediaKind::Audio),
-        _ => None,
-    };
-    let (rest, last) = path.rsplit_once('/')?;
-    let simple = match last {
-        paths::MULTIVARIANT => Some(Resource::Multivariant),
-        paths::MPD => Some(Resource::Mpd),
-        "video.m3u8" => Some(Resource::MediaPlaylist(MediaKind::Video)),
-        "audio.m3u8" => Some(Resource::MediaPlaylist(MediaKind::Audio)),
-        _ => None,
-    };
-    let (key, res) = match simple {
-        Some(r) => (rest, r),
-        None => {
-            let (key, dir) = rest.rsplit_once('/')?;
-            let kind = kind_of(dir)?;
-            if let Some(n) = last
-                .strip_prefix("init-")
-                .and_then(|s| s.strip_suffix(".mp4"))
-            {
-                (key, Resource::Init(kind, n.parse().ok()?))
-            } else if let Some(n) = last
-                .strip_prefix("seg-")
-                .and_then(|s| s.strip_suffix(".m4s"))
-            {
-                (key, Resource::Segment(kind, n.parse().ok()?))
-            } else {
-                return None;
-            }
-        }
-    };
-    // A key is at least `app/name`.
-    if !key.contains('/') || key.split('/').any(|s| s.is_empty() || s == "..") {
-        return None;
-    }
-    Some((key.to_string(), res))
-}
-
 fn not_found(what: &str) -> Response {
     (
         StatusCode::NOT_FOUND,
@@ -276,7 +221,7 @@ async fn media(State(state): State<HttpState>, req: Request) -> Response {
         )
             .into_response();
     }
-    let Some((key, resource)) = parse_media_path(req.uri().path()) else {
+    let Some((key, resource)) = urls::parse(req.uri().path()) else {
         return not_found("resource");
     };
     // Signed URLs: checked before anything about the stream is revealed.
@@ -533,42 +478,6 @@ mod tests {
         assert_eq!(host("/x", Some("a\"><b")), None);
         assert_eq!(host("/x", Some("user@host")), None);
         assert_eq!(host("/x", Some(&"a".repeat(256))), None);
-    }
-
-    #[test]
-    fn media_paths() {
-        assert_eq!(
-            parse_media_path("/live/k/index.m3u8"),
-            Some(("live/k".into(), Resource::Multivariant))
-        );
-        assert_eq!(
-            parse_media_path("/app/a/b/manifest.mpd"),
-            Some(("app/a/b".into(), Resource::Mpd))
-        );
-        assert_eq!(
-            parse_media_path("/live/k/video.m3u8"),
-            Some(("live/k".into(), Resource::MediaPlaylist(MediaKind::Video)))
-        );
-        assert_eq!(
-            parse_media_path("/live/k/audio/init-7.mp4"),
-            Some(("live/k".into(), Resource::Init(MediaKind::Audio, 7)))
-        );
-        assert_eq!(
-            parse_media_path("/live/k/video/seg-123.m4s"),
-            Some(("live/k".into(), Resource::Segment(MediaKind::Video, 123)))
-        );
-        for bad in [
-            "/index.m3u8",
-            "/k/index.m3u8",
-            "/live/k/video/seg-x.m4s",
-            "/live/k/other/seg-1.m4s",
-            "/live/../index.m3u8",
-            "/live//index.m3u8",
-            "/live/k/video/seg-99999999999999999999999.m4s",
-            "",
-        ] {
-            assert_eq!(parse_media_path(bad), None, "{bad}");
-        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! A small hand-written writer (DESIGN.md allows it): the document is a fixed
 //! shape, and every value that is not ours (codec strings, the time URL) goes
-//! through [`attr`] escaping. Every URL comes from [`paths`] and is relative.
+//! through [`attr`] escaping. Every URL comes from [`urls`] and is relative.
 //!
 //! Timing model: segment times are decode times on each track's media
 //! timeline, whose zero is `s.availability_start`. Each Period's
@@ -14,7 +14,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::hls::window;
-use super::model::{paths, SegmentInfo, StreamSnapshot, TrackTimeline};
+use super::model::{SegmentInfo, StreamSnapshot, TrackTimeline};
+use super::urls;
 use crate::media::MediaKind;
 use crate::timefmt::rfc3339_millis;
 
@@ -226,7 +227,7 @@ pub fn mpd_ladder(
                 continue;
             }
             let mut reps = vec![Rep {
-                id: paths::track_name(*kind).to_string(),
+                id: urls::track_name(*kind).to_string(),
                 prefix: String::new(),
                 track: t,
                 segs: segs.clone(),
@@ -418,9 +419,9 @@ fn representation(out: &mut String, kind: MediaKind, rep: &Rep<'_>, origin: Time
          startNumber=\"{}\" presentationTimeOffset=\"{}\">",
         info.timescale.max(1),
         attr(&rep.prefix),
-        paths::init(kind, first.init),
+        urls::init(kind, first.init),
         attr(&rep.prefix),
-        paths::dash_media_template(kind),
+        urls::dash_media_template(kind),
         first.number,
         origin.rescale(info.timescale.max(1))
     );

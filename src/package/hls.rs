@@ -3,10 +3,11 @@
 //! We write the text ourselves because `m3u8-rs` silently drops the LL-HLS
 //! tags when it writes (see DESIGN.md); it is used in the tests as the
 //! parser that checks what we render. Every URL comes from
-//! [`paths`] and is relative, so the same text works under any `/APP/KEY/`
+//! [`urls`] and is relative, so the same text works under any `/APP/KEY/`
 //! prefix and behind proxies.
 
-use super::model::{paths, SegmentInfo, StreamSnapshot, TrackInfo, TrackTimeline};
+use super::model::{SegmentInfo, StreamSnapshot, TrackInfo, TrackTimeline};
+use super::urls;
 use crate::media::MediaKind;
 use crate::timefmt::rfc3339_millis;
 use std::fmt::Write as _;
@@ -69,7 +70,7 @@ pub fn multivariant_ladder(s: &StreamSnapshot, renditions: &[(&str, &StreamSnaps
                 let _ = write!(out, ",AVERAGE-BANDWIDTH={}", a.average_bandwidth);
             }
             write_codecs(&mut out, std::iter::once(a.codec.as_str()));
-            let _ = writeln!(out, "\n{}", paths::media_playlist(MediaKind::Audio));
+            let _ = writeln!(out, "\n{}", urls::media_playlist(MediaKind::Audio));
         }
         return out;
     }
@@ -85,7 +86,7 @@ pub fn multivariant_ladder(s: &StreamSnapshot, renditions: &[(&str, &StreamSnaps
         let _ = writeln!(
             out,
             ",URI=\"{prefix}{}\"",
-            paths::media_playlist(MediaKind::Audio)
+            urls::media_playlist(MediaKind::Audio)
         );
     }
     let audio = audio.map(|(_, a)| a);
@@ -109,7 +110,7 @@ pub fn multivariant_ladder(s: &StreamSnapshot, renditions: &[(&str, &StreamSnaps
         if audio.is_some() {
             let _ = write!(out, ",AUDIO=\"{AUDIO_GROUP}\"");
         }
-        let _ = writeln!(out, "\n{prefix}{}", paths::media_playlist(MediaKind::Video));
+        let _ = writeln!(out, "\n{prefix}{}", urls::media_playlist(MediaKind::Video));
     }
     out
 }
@@ -169,7 +170,7 @@ pub fn media_playlist(
             out.push_str("#EXT-X-DISCONTINUITY\n");
         }
         if previous.is_none_or(|p| p.init != seg.init) || seg.discontinuity {
-            let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", paths::init(kind, seg.init));
+            let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", urls::init(kind, seg.init));
         }
         if previous.is_none() || seg.discontinuity {
             let _ = writeln!(
@@ -182,7 +183,7 @@ pub fn media_playlist(
             out,
             "#EXTINF:{:.5},\n{}",
             seg.duration as f64 / timescale,
-            paths::segment(kind, seg.number)
+            urls::segment(kind, seg.number)
         );
         previous = Some(seg);
     }
@@ -443,7 +444,7 @@ mod tests {
         assert_eq!(p.end_list, s.ended);
         let ts = f64::from(t.info.timescale);
         for (parsed, seg) in p.segments.iter().zip(listed) {
-            assert_eq!(parsed.uri, paths::segment(kind, seg.number));
+            assert_eq!(parsed.uri, urls::segment(kind, seg.number));
             let real = seg.duration as f64 / ts;
             assert!((f64::from(parsed.duration) - real).abs() < 1e-5);
             assert!(
@@ -467,10 +468,7 @@ mod tests {
             assert_eq!(p.media_sequence, 12);
             assert_eq!(p.discontinuity_sequence, 0);
             assert!(!p.end_list);
-            assert_eq!(
-                p.segments[0].map.as_ref().unwrap().uri,
-                paths::init(kind, 1)
-            );
+            assert_eq!(p.segments[0].map.as_ref().unwrap().uri, urls::init(kind, 1));
             // One init, no discontinuity: MAP and PROGRAM-DATE-TIME once.
             assert!(p.segments[1..].iter().all(|g| g.map.is_none()));
             assert!(p.segments[1..]
@@ -564,10 +562,7 @@ mod tests {
                 assert_eq!(g.map.is_some(), i == 0 || i == 3);
                 assert_eq!(g.program_date_time.is_some(), i == 0 || i == 3);
             }
-            assert_eq!(
-                p.segments[3].map.as_ref().unwrap().uri,
-                paths::init(kind, 2)
-            );
+            assert_eq!(p.segments[3].map.as_ref().unwrap().uri, urls::init(kind, 2));
             let seg = &track(&s, kind).unwrap().segments[5];
             assert_eq!(seg.number, 15);
             let millis = seg
