@@ -283,20 +283,12 @@ async fn media(State(state): State<HttpState>, req: Request) -> Response {
                 "application/vnd.apple.mpegurl",
                 false,
             ),
-            Resource::MediaPlaylist(kind) => {
-                let evicted = seg.discontinuity_sequence(kind);
-                match hls::media_playlist(&seg.snapshot(), kind, evicted) {
-                    Some(p) => (Payload::Text(p), "application/vnd.apple.mpegurl", false),
-                    None => return not_found("track"),
-                }
-            }
+            Resource::MediaPlaylist(kind) => match hls::media_playlist(&seg.snapshot(), kind) {
+                Some(p) => (Payload::Text(p), "application/vnd.apple.mpegurl", false),
+                None => return not_found("track"),
+            },
             Resource::Mpd => {
                 let snap = seg.snapshot();
-                let evicted = if snap.video.is_some() {
-                    seg.discontinuity_sequence(MediaKind::Video)
-                } else {
-                    seg.discontinuity_sequence(MediaKind::Audio)
-                };
                 let time: Vec<&str> = absolute_time
                     .iter()
                     .map(String::as_str)
@@ -306,7 +298,6 @@ async fn media(State(state): State<HttpState>, req: Request) -> Response {
                     Payload::Text(dash::mpd_ladder(
                         &snap,
                         &time,
-                        evicted,
                         &ladder
                             .iter()
                             .map(|(n, s)| (n.as_str(), s))

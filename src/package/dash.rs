@@ -49,9 +49,9 @@ pub const PROFILES: &str = "urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:
 /// defensively, where a track's init changes without one (a Period can only
 /// name one init). Period ids must stay the same across reloads, so they come
 /// from the discontinuity count, as HLS's EXT-X-DISCONTINUITY-SEQUENCE does:
-/// `evicted_discontinuities` is the number of segment numbers flagged
-/// `discontinuity` that are no longer in the snapshot (the same counter the
-/// store passes to [`super::hls::media_playlist`]). A Period whose first
+/// they count from the segment numbers flagged `discontinuity` that are no
+/// longer in the snapshot (the video track's `discontinuities_before`, else
+/// the audio's: both tracks are split at the same numbers). A Period whose first
 /// segment is held starts at that segment's time (video, else audio); the
 /// oldest Period, once that segment is evicted, starts at media time 0 with
 /// presentationTimeOffset 0 — its id stays and every segment keeps exactly
@@ -59,8 +59,8 @@ pub const PROFILES: &str = "urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:
 ///
 /// Contract with the packager: segment numbers are contiguous within a track
 /// (`$Number$` addressing), and `s.target_duration` ≥ every segment.
-pub fn mpd(s: &StreamSnapshot, utc_timing: &[&str], evicted_discontinuities: u64) -> String {
-    mpd_ladder(s, utc_timing, evicted_discontinuities, &[])
+pub fn mpd(s: &StreamSnapshot, utc_timing: &[&str]) -> String {
+    mpd_ladder(s, utc_timing, &[])
 }
 
 /// How far (90 kHz ticks, half a second) a rendition's segment start may be
@@ -80,9 +80,13 @@ const LADDER_SLACK: u64 = 45_000;
 pub fn mpd_ladder(
     s: &StreamSnapshot,
     utc_timing: &[&str],
-    evicted_discontinuities: u64,
     renditions: &[(&str, &StreamSnapshot)],
 ) -> String {
+    let evicted_discontinuities = s
+        .video
+        .as_ref()
+        .or(s.audio.as_ref())
+        .map_or(0, |t| t.discontinuities_before);
     let tracks: Vec<(MediaKind, &TrackTimeline)> = [
         (MediaKind::Video, s.video.as_ref()),
         (MediaKind::Audio, s.audio.as_ref()),
@@ -678,7 +682,7 @@ mod tests {
     fn a_ladder_is_one_video_set_with_a_representation_per_rendition() {
         let s = snapshot(true, true, 10, 8, 6, &[15], false);
         let low = rendition(&s, 360);
-        let xml = mpd_ladder(&s, &[TIME_URL], 0, &[("360p", &low)]);
+        let xml = mpd_ladder(&s, &[TIME_URL], &[("360p", &low)]);
         let m = parse(&xml);
         let periods: Vec<&El> = m.kids("Period").collect();
         assert_eq!(periods.len(), 2, "{xml}");
@@ -702,7 +706,7 @@ mod tests {
             assert!(adaptation(p, "audio").is_some());
         }
         // No renditions: exactly the plain MPD.
-        assert_eq!(mpd_ladder(&s, &[TIME_URL], 0, &[]), mpd(&s, &[TIME_URL], 0));
+        assert_eq!(mpd_ladder(&s, &[TIME_URL], &[]), mpd(&s, &[TIME_URL]));
     }
 
     /// GStreamer detects an MPD read over HTTP only without an `encoding`
@@ -711,7 +715,7 @@ mod tests {
     #[test]
     fn declaration_and_time_sources_suit_gstreamer() {
         let s = snapshot(true, true, 10, 8, 6, &[], false);
-        let xml = mpd(&s, &["http://127.0.0.1:8080/time", "/time"], 0);
+        let xml = mpd(&s, &["http://127.0.0.1:8080/time", "/time"]);
         assert!(xml.starts_with("<?xml version=\"1.0\"?>\n<MPD "), "{xml}");
         let m = parse(&xml);
         let values: Vec<&str> = m.kids("UTCTiming").map(|u| u.a("value")).collect();
@@ -724,7 +728,7 @@ mod tests {
     #[test]
     fn live_audio_and_video() {
         let s = snapshot(true, true, 10, 8, 6, &[], false);
-        let xml = mpd(&s, &[TIME_URL], 0);
+        let xml = mpd(&s, &[TIME_URL]);
         assert!(xml.contains("value=\"/api/time?fmt=iso&amp;x=&quot;1&quot;\""));
         let m = parse(&xml);
         assert_eq!(m.name, "MPD");
@@ -811,7 +815,7 @@ mod tests {
     #[test]
     fn discontinuity_starts_a_period() {
         let s = snapshot(true, true, 10, 8, 6, &[15], false);
-        let m = parse(&mpd(&s, &[TIME_URL], 0));
+        let m = parse(&mpd(&s, &[TIME_URL]));
         let periods: Vec<_> = m.kids("Period").collect();
         assert_eq!(periods.len(), 2);
         assert_eq!((periods[0].a("id"), periods[0].a("start")), ("p0", "PT0S"));
@@ -849,7 +853,7 @@ mod tests {
     fn period_ids_and_starts_survive_reloads() {
         let mut s = snapshot(true, true, 10, 12, 6, &[15], false);
         let ids = |s: &StreamSnapshot, evicted: u64| -> Vec<(String, String)> {
-            let m = parse(&mpd(s, &[TIME_URL], evicted));
+            let m = parse(&mpd(&with_evicted(s.clone(), evicted), &[TIME_URL]));
             m.kids("Period")
                 .map(|p| (p.a("id").to_string(), p.a("start").to_string()))
                 .collect()
@@ -867,7 +871,7 @@ mod tests {
         for t in [s.video.as_mut().unwrap(), s.audio.as_mut().unwrap()] {
             t.segments.drain(..1);
         }
-        let m = parse(&mpd(&s, &[TIME_URL], 1));
+        let m = parse(&mpd(&with_evicted(s.clone(), 1), &[TIME_URL]));
         let p = m.kid("Period");
         assert_eq!(p.a("id"), "p1");
         let tpl = adaptation(p, "video")
@@ -881,7 +885,7 @@ mod tests {
     #[test]
     fn ended_stream_is_static() {
         let s = snapshot(true, true, 10, 8, 6, &[], true);
-        let m = parse(&mpd(&s, &[TIME_URL], 0));
+        let m = parse(&mpd(&s, &[TIME_URL]));
         assert_eq!(m.a("type"), "static");
         // Video listed 12..=17: 24 s to 36 s.
         assert_eq!(m.a("mediaPresentationDuration"), "PT12S");
@@ -907,7 +911,7 @@ mod tests {
 
         // With a discontinuity the second Period starts where it plays.
         let s = snapshot(true, true, 10, 8, 6, &[15], true);
-        let m = parse(&mpd(&s, &[TIME_URL], 0));
+        let m = parse(&mpd(&s, &[TIME_URL]));
         let starts: Vec<_> = m.kids("Period").map(|p| p.a("start").to_string()).collect();
         assert_eq!(starts, ["PT0S", "PT6S"]);
     }
@@ -915,7 +919,7 @@ mod tests {
     #[test]
     fn audio_only() {
         let s = snapshot(false, true, 10, 8, 6, &[14], false);
-        let xml = mpd(&s, &[TIME_URL], 0);
+        let xml = mpd(&s, &[TIME_URL]);
         let m = parse(&xml);
         assert!(!xml.contains("video"), "{xml}");
         let periods: Vec<_> = m.kids("Period").collect();
@@ -934,7 +938,7 @@ mod tests {
     #[test]
     fn video_only() {
         let s = snapshot(true, false, 10, 8, 6, &[], false);
-        let xml = mpd(&s, &[TIME_URL], 0);
+        let xml = mpd(&s, &[TIME_URL]);
         let m = parse(&xml);
         let p = m.kid("Period");
         assert_eq!(p.kids("AdaptationSet").count(), 1);
@@ -956,7 +960,7 @@ mod tests {
         ];
         let mut s = snapshot(false, false, 0, 0, 10, &[], false);
         s.video = Some(timeline(video_info(), &segs));
-        let m = parse(&mpd(&s, &[TIME_URL], 0));
+        let m = parse(&mpd(&s, &[TIME_URL]));
         let tpl = adaptation(m.kid("Period"), "video")
             .unwrap()
             .kid("Representation")
@@ -989,7 +993,7 @@ mod tests {
         for seg in &mut s.video.as_mut().unwrap().segments[3..] {
             seg.init = 7;
         }
-        let m = parse(&mpd(&s, &[TIME_URL], 2));
+        let m = parse(&mpd(&with_evicted(s, 2), &[TIME_URL]));
         let periods: Vec<_> = m.kids("Period").collect();
         assert_eq!(periods.len(), 2);
         assert_eq!(periods[0].a("id"), "p2");
@@ -1009,7 +1013,7 @@ mod tests {
     #[test]
     fn nothing_packaged_yet() {
         let s = snapshot(true, true, 0, 0, 6, &[], false);
-        let m = parse(&mpd(&s, &[TIME_URL], 0));
+        let m = parse(&mpd(&s, &[TIME_URL]));
         let p = m.kid("Period");
         assert_eq!(p.a("id"), "p0");
         assert!(p.children.is_empty());
@@ -1020,7 +1024,7 @@ mod tests {
     fn hostile_codec_is_escaped() {
         let mut s = snapshot(true, false, 0, 2, 6, &[], false);
         s.video.as_mut().unwrap().info.codec = "avc1\"/><x a='&\u{1}\n".into();
-        let m = parse(&mpd(&s, &[TIME_URL], 0));
+        let m = parse(&mpd(&s, &[TIME_URL]));
         let r = adaptation(m.kid("Period"), "video")
             .unwrap()
             .kid("Representation");
@@ -1050,7 +1054,8 @@ mod tests {
     proptest! {
         #[test]
         fn random_tracks_render_a_valid_mpd(s in arb_snapshot(), evicted in 0u64..5) {
-            let xml = mpd(&s, &[TIME_URL], evicted);
+            let s = with_evicted(s, evicted);
+            let xml = mpd(&s, &[TIME_URL]);
             let m = parse(&xml);
             prop_assert_eq!(m.a("type"), if s.ended { "static" } else { "dynamic" });
             prop_assert_eq!(m.a("xmlns:xsi"), "http://www.w3.org/2001/XMLSchema-instance");

@@ -120,13 +120,10 @@ pub fn multivariant_ladder(s: &StreamSnapshot, renditions: &[(&str, &StreamSnaps
 ///
 /// Lists the last `s.window` segments of the track (at least one).
 ///
-/// `evicted_discontinuities` is the number of this track's segments with
-/// `discontinuity == true` that are no longer in the snapshot at all (the
-/// store drops them from its own buffer). The model carries no counter, and
-/// EXT-X-DISCONTINUITY-SEQUENCE must count every discontinuity tag that was
-/// ever removed from the playlist (RFC 8216 §6.2.2): this function adds the
-/// ones still held in the snapshot but before the window, so the caller only
-/// counts what it evicts and never needs to know the window.
+/// EXT-X-DISCONTINUITY-SEQUENCE counts every discontinuity tag that ever
+/// left the playlist (RFC 8216 §6.2.2): the track's
+/// `discontinuities_before` (segments gone from the snapshot) plus those
+/// still in the snapshot but before the window.
 ///
 /// EXT-X-MAP is written at the top, whenever the init changes and after every
 /// discontinuity; EXT-X-PROGRAM-DATE-TIME on the first segment and after every
@@ -137,16 +134,12 @@ pub fn multivariant_ladder(s: &StreamSnapshot, renditions: &[(&str, &StreamSnaps
 /// its predecessor's has `discontinuity == true` (RFC 8216 requires
 /// EXT-X-DISCONTINUITY for new encoding parameters; the DASH MPD needs a new
 /// Period for a new init).
-pub fn media_playlist(
-    s: &StreamSnapshot,
-    kind: MediaKind,
-    evicted_discontinuities: u64,
-) -> Option<String> {
+pub fn media_playlist(s: &StreamSnapshot, kind: MediaKind) -> Option<String> {
     let track = track(s, kind)?;
     let listed = window(&track.segments, s.window);
     let skipped = &track.segments[..track.segments.len() - listed.len()];
     let discontinuity_sequence =
-        evicted_discontinuities + skipped.iter().filter(|g| g.discontinuity).count() as u64;
+        track.discontinuities_before + skipped.iter().filter(|g| g.discontinuity).count() as u64;
     let timescale = f64::from(track.info.timescale.max(1));
 
     let mut out = String::with_capacity(128 + 96 * listed.len());
@@ -311,7 +304,17 @@ pub(crate) mod test_support {
             info,
             inits,
             segments,
+            discontinuities_before: 0,
         }
+    }
+
+    /// `s` with `n` discontinuities gone from every track (evicted by the
+    /// store).
+    pub fn with_evicted(mut s: StreamSnapshot, n: u64) -> StreamSnapshot {
+        for t in [s.video.as_mut(), s.audio.as_mut()].into_iter().flatten() {
+            t.discontinuities_before = n;
+        }
+        s
     }
 
     /// `n` contiguous segments numbered from `first`: video 2 s each, audio
@@ -431,8 +434,8 @@ mod tests {
 
     /// Checks every rule a media playlist must keep against the track it was
     /// rendered from, and returns the parsed playlist.
-    fn check_media(s: &StreamSnapshot, kind: MediaKind, evicted: u64) -> MediaPlaylist {
-        let text = media_playlist(s, kind, evicted).expect("track exists");
+    fn check_media(s: &StreamSnapshot, kind: MediaKind) -> MediaPlaylist {
+        let text = media_playlist(s, kind).expect("track exists");
         let p = parse_media(&text);
         let t = track(s, kind).unwrap();
         let listed = window(&t.segments, s.window);
@@ -464,7 +467,7 @@ mod tests {
     fn live_window_lists_the_last_six_of_eight() {
         let s = snapshot(true, true, 10, 8, 6, &[], false);
         for kind in [MediaKind::Video, MediaKind::Audio] {
-            let p = check_media(&s, kind, 0);
+            let p = check_media(&s, kind);
             assert_eq!(p.media_sequence, 12);
             assert_eq!(p.discontinuity_sequence, 0);
             assert!(!p.end_list);
@@ -475,7 +478,7 @@ mod tests {
                 .iter()
                 .all(|g| g.program_date_time.is_none()));
         }
-        let text = media_playlist(&s, MediaKind::Video, 0).unwrap();
+        let text = media_playlist(&s, MediaKind::Video).unwrap();
         assert!(
             text.contains("#EXTINF:2.00000,\nvideo/seg-12.m4s\n"),
             "{text}"
@@ -485,7 +488,7 @@ mod tests {
         let pdt = p.segments[0].program_date_time.unwrap();
         assert_eq!(pdt.timestamp_millis(), 1_700_000_024_000);
         assert!(text.contains("#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:44.000Z\n"));
-        let audio = media_playlist(&s, MediaKind::Audio, 0).unwrap();
+        let audio = media_playlist(&s, MediaKind::Audio).unwrap();
         assert!(
             audio.contains("#EXTINF:2.00533,\naudio/seg-12.m4s\n"),
             "{audio}"
@@ -554,7 +557,7 @@ mod tests {
     fn discontinuity_in_the_middle() {
         let s = snapshot(true, true, 10, 8, 6, &[15], false);
         for kind in [MediaKind::Video, MediaKind::Audio] {
-            let p = check_media(&s, kind, 0);
+            let p = check_media(&s, kind);
             // Listed: 12..=17; 15 is index 3.
             assert_eq!(p.discontinuity_sequence, 0);
             for (i, g) in p.segments.iter().enumerate() {
@@ -575,7 +578,7 @@ mod tests {
                 millis
             );
         }
-        let text = media_playlist(&s, MediaKind::Video, 0).unwrap();
+        let text = media_playlist(&s, MediaKind::Video).unwrap();
         assert!(text.contains(
             "#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"video/init-2.mp4\"\n#EXT-X-PROGRAM-DATE-TIME:"
         ));
@@ -584,26 +587,37 @@ mod tests {
     #[test]
     fn discontinuity_sequence_counts_what_left_the_playlist() {
         // 11 is held but before the window; the store evicted 3 more.
-        let s = snapshot(true, false, 10, 8, 6, &[11, 13], false);
-        let p = check_media(&s, MediaKind::Video, 3);
+        let s = with_evicted(snapshot(true, false, 10, 8, 6, &[11, 13], false), 3);
+        let p = check_media(&s, MediaKind::Video);
         assert_eq!(p.discontinuity_sequence, 4);
         assert!(p.segments[1].discontinuity);
         // The flagged segment at the top keeps its tag until it leaves.
         let s = snapshot(true, false, 10, 8, 6, &[12], false);
-        let p = check_media(&s, MediaKind::Video, 0);
+        let p = check_media(&s, MediaKind::Video);
         assert_eq!(p.discontinuity_sequence, 0);
         assert!(p.segments[0].discontinuity);
+    }
+
+    /// Each track's playlist counts its own discontinuities gone from the
+    /// snapshot.
+    #[test]
+    fn each_track_counts_its_own_evicted_discontinuities() {
+        let mut s = snapshot(true, true, 10, 6, 6, &[], false);
+        s.video.as_mut().unwrap().discontinuities_before = 2;
+        s.audio.as_mut().unwrap().discontinuities_before = 5;
+        assert_eq!(check_media(&s, MediaKind::Video).discontinuity_sequence, 2);
+        assert_eq!(check_media(&s, MediaKind::Audio).discontinuity_sequence, 5);
     }
 
     #[test]
     fn ended_stream_has_endlist() {
         let s = snapshot(true, true, 0, 4, 6, &[], true);
         for kind in [MediaKind::Video, MediaKind::Audio] {
-            let p = check_media(&s, kind, 0);
+            let p = check_media(&s, kind);
             assert!(p.end_list);
             assert_eq!(p.segments.len(), 4);
         }
-        assert!(media_playlist(&s, MediaKind::Video, 0)
+        assert!(media_playlist(&s, MediaKind::Video)
             .unwrap()
             .ends_with("#EXT-X-ENDLIST\n"));
     }
@@ -611,8 +625,8 @@ mod tests {
     #[test]
     fn audio_only() {
         let s = snapshot(false, true, 0, 4, 6, &[], false);
-        assert!(media_playlist(&s, MediaKind::Video, 0).is_none());
-        check_media(&s, MediaKind::Audio, 0);
+        assert!(media_playlist(&s, MediaKind::Video).is_none());
+        check_media(&s, MediaKind::Audio);
         let text = multivariant(&s);
         let m = parse_master(&text);
         assert!(m.alternatives.is_empty());
@@ -628,8 +642,8 @@ mod tests {
     #[test]
     fn video_only() {
         let s = snapshot(true, false, 0, 4, 6, &[], false);
-        assert!(media_playlist(&s, MediaKind::Audio, 0).is_none());
-        check_media(&s, MediaKind::Video, 0);
+        assert!(media_playlist(&s, MediaKind::Audio).is_none());
+        check_media(&s, MediaKind::Video);
         let text = multivariant(&s);
         let m = parse_master(&text);
         assert!(m.alternatives.is_empty());
@@ -647,7 +661,7 @@ mod tests {
         let s = snapshot(false, false, 0, 0, 6, &[], false);
         let m = parse_master(&multivariant(&s));
         assert!(m.variants.is_empty() && m.alternatives.is_empty());
-        assert!(media_playlist(&s, MediaKind::Video, 0).is_none());
+        assert!(media_playlist(&s, MediaKind::Video).is_none());
     }
 
     #[test]
@@ -662,13 +676,14 @@ mod tests {
     proptest! {
         #[test]
         fn random_tracks_render_valid_playlists(s in arb_snapshot(), evicted in 0u64..5) {
+            let s = with_evicted(s, evicted);
             parse_master(&multivariant(&s));
             for kind in [MediaKind::Video, MediaKind::Audio] {
                 let Some(t) = track(&s, kind) else {
-                    prop_assert!(media_playlist(&s, kind, evicted).is_none());
+                    prop_assert!(media_playlist(&s, kind).is_none());
                     continue;
                 };
-                let p = check_media(&s, kind, evicted);
+                let p = check_media(&s, kind);
                 let n = t.segments.len();
                 prop_assert_eq!(p.segments.len(), s.window.min(n));
                 let listed = &t.segments[n - p.segments.len()..];

@@ -67,6 +67,10 @@ pub struct TrackTimeline {
     /// Ids of the init segments still referenced by the window.
     pub inits: Vec<u32>,
     pub segments: Vec<SegmentInfo>,
+    /// Discontinuity flags on this track's segments before `segments`
+    /// (gone from the snapshot): what HLS's EXT-X-DISCONTINUITY-SEQUENCE
+    /// and the DASH Period ids count from.
+    pub discontinuities_before: u64,
 }
 
 /// Everything a manifest needs, taken as one consistent snapshot.

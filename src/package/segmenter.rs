@@ -495,6 +495,7 @@ impl Track {
                 .skip(skip)
                 .map(|s| s.info.clone())
                 .collect(),
+            discontinuities_before: self.discontinuities_before(skip),
         }
     }
 }
@@ -963,7 +964,8 @@ impl StreamSegmenter {
         }
     }
 
-    /// Discontinuities that have slid out of `kind`'s listed window.
+    /// Discontinuities that have slid out of `kind`'s listed window (the
+    /// snapshot's [`TrackTimeline::discontinuities_before`]).
     pub fn discontinuity_sequence(&self, kind: MediaKind) -> u64 {
         let Some(t) = self.track(kind) else {
             return 0;
@@ -1028,6 +1030,39 @@ mod tests {
     /// The wall clock the tests give the segmenter.
     fn t0() -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+    }
+
+    /// The snapshot carries the discontinuities gone from it (evicted, or
+    /// held before the window), so a playlist needs nothing else.
+    #[test]
+    fn snapshot_counts_discontinuities_before_its_segments() {
+        let config = SegmenterConfig {
+            window: 2,
+            extra: 1,
+            ..SegmenterConfig::default()
+        };
+        let mut seg = StreamSegmenter::with_first_number("live/t", config, 1);
+        let now = t0();
+        for session in 0..4 {
+            seg.push(&StreamEvent::Config(avc_config()), now);
+            for ms in (0..=6000).step_by(1000) {
+                seg.push(&keyframe(session * 10_000 + ms), now);
+            }
+            seg.push(&StreamEvent::PublisherStopped, now);
+        }
+        // Four segments a session; sessions 2 to 4 start flagged, and all
+        // three flags are before the two listed segments.
+        let snap = seg.snapshot();
+        let video = snap.video.as_ref().unwrap();
+        let numbers: Vec<u64> = video.segments.iter().map(|s| s.number).collect();
+        assert_eq!(numbers, [15, 16]);
+        assert_eq!(video.discontinuities_before, 3);
+        assert_eq!(seg.discontinuity_sequence(MediaKind::Video), 3);
+        let playlist = super::super::hls::media_playlist(&snap, MediaKind::Video).unwrap();
+        assert!(
+            playlist.contains("#EXT-X-DISCONTINUITY-SEQUENCE:3\n"),
+            "{playlist}"
+        );
     }
 
     /// The segmenter reads no clock: every time it reports is one it was
