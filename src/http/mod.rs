@@ -3,7 +3,9 @@
 //! health, and the RTMPT tunnel. The same router serves HTTP and HTTPS.
 //!
 //! Media URLs are `/{app}/{key…}/{resource}`, laid out and parsed by
-//! `package::urls`.
+//! `package::urls`. What a media URL answers (body, content type, cache
+//! policy) is the packager's decision (`Store::serve`); this side routes,
+//! checks signed URLs, compresses and writes the headers.
 
 pub mod rtmpt;
 
@@ -20,10 +22,9 @@ use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 
-use crate::media::MediaKind;
+use crate::package::serve::{CachePolicy, Payload};
 use crate::package::service::Store;
 use crate::package::urls::{self, Resource};
-use crate::package::{dash, hls};
 use crate::transport::http::ClientAddr;
 use crate::transport::rtmpt::Tunnels;
 use crate::viewers::{Fetch, HttpProtocol, Viewers};
@@ -209,6 +210,7 @@ fn not_found(what: &str) -> Response {
         .into_response()
 }
 
+/// A media URL: the store's answer as a response.
 async fn media(State(state): State<HttpState>, req: Request) -> Response {
     let method = req.method().clone();
     if method == Method::OPTIONS {
@@ -246,90 +248,29 @@ async fn media(State(state): State<HttpState>, req: Request) -> Response {
             }
         }
     }
-    let Some(stream) = state.store.get(&key) else {
-        return not_found("stream");
-    };
-    // A transcoded stream's renditions (each its own stream), snapshotted
-    // one at a time: never two stream locks at once.
-    let ladder: Vec<(String, crate::package::model::StreamSnapshot)> =
-        if matches!(resource, Resource::Multivariant | Resource::Mpd) {
-            let source_ended = stream.lock().unwrap_or_else(|e| e.into_inner()).is_ended();
-            state.store.ladder_snapshots(&key, source_ended)
-        } else {
-            Vec::new()
-        };
     let gzip = accepts_gzip(req.headers());
     let head = method == Method::HEAD;
     let absolute_time = (resource == Resource::Mpd)
         .then(|| request_authority(&req))
         .flatten()
         .map(|host| format!("{}://{host}{TIME_PATH}", state.scheme));
-    // Take what is needed under the lock; render and send without it.
-    let (body, content_type, immutable, target): (Payload, &str, bool, u32) = {
-        let seg = stream.lock().unwrap_or_else(|e| e.into_inner());
-        if !seg.has_segments() && !matches!(resource, Resource::Init(..)) {
-            return not_found("stream (no segment yet)");
-        }
-        let target = seg.target_duration();
-        let (body, content_type, immutable) = match resource {
-            Resource::Multivariant => (
-                Payload::Text(hls::multivariant_ladder(
-                    &seg.snapshot(),
-                    &ladder
-                        .iter()
-                        .map(|(n, s)| (n.as_str(), s))
-                        .collect::<Vec<_>>(),
-                )),
-                "application/vnd.apple.mpegurl",
-                false,
-            ),
-            Resource::MediaPlaylist(kind) => match hls::media_playlist(&seg.snapshot(), kind) {
-                Some(p) => (Payload::Text(p), "application/vnd.apple.mpegurl", false),
-                None => return not_found("track"),
-            },
-            Resource::Mpd => {
-                let snap = seg.snapshot();
-                let time: Vec<&str> = absolute_time
-                    .iter()
-                    .map(String::as_str)
-                    .chain([TIME_PATH])
-                    .collect();
-                (
-                    Payload::Text(dash::mpd_ladder(
-                        &snap,
-                        &time,
-                        &ladder
-                            .iter()
-                            .map(|(n, s)| (n.as_str(), s))
-                            .collect::<Vec<_>>(),
-                    )),
-                    "application/dash+xml",
-                    false,
-                )
-            }
-            Resource::Init(kind, id) => match seg.init(kind, id) {
-                Some(b) => (Payload::Chunks(vec![b]), mp4_type(kind), true),
-                None => return not_found("init segment"),
-            },
-            Resource::Segment(kind, n) => match seg.segment(kind, n) {
-                Some(chunks) => (Payload::Chunks(chunks), mp4_type(kind), true),
-                None => return not_found("segment"),
-            },
-        };
-        (body, content_type, immutable, target)
+    let time: Vec<&str> = absolute_time
+        .iter()
+        .map(String::as_str)
+        .chain([TIME_PATH])
+        .collect();
+    let served = match state.store.serve(&key, resource, &time) {
+        Ok(served) => served,
+        Err(missing) => return not_found(missing.what()),
     };
-    record_viewer(&state.viewers, &req, &key, resource, target);
+    record_viewer(&state.viewers, &req, &key, resource, served.target_duration);
     let mut headers = HeaderMap::new();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static(if immutable {
-            "public, max-age=31536000, immutable"
-        } else {
-            "max-age=1, must-revalidate"
-        }),
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(served.content_type),
     );
-    let chunks = match body {
+    headers.insert(header::CACHE_CONTROL, cache_control(served.cache));
+    let chunks = match served.payload {
         Payload::Text(text) => {
             let text = match (&carry_query, resource) {
                 (Some(q), Resource::Mpd) => crate::auth::signed::sign_mpd(&text, q),
@@ -401,16 +342,15 @@ fn request_authority(req: &Request) -> Option<String> {
             .all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b));
     plain.then(|| host.to_string())
 }
-enum Payload {
-    Text(String),
-    /// Segment bytes as stored: sent in order, never joined.
-    Chunks(Vec<Bytes>),
-}
-
-fn mp4_type(kind: MediaKind) -> &'static str {
-    match kind {
-        MediaKind::Video => "video/mp4",
-        MediaKind::Audio => "audio/mp4",
+/// `Cache-Control` for what the store answered.
+fn cache_control(policy: CachePolicy) -> HeaderValue {
+    match policy {
+        CachePolicy::Immutable => HeaderValue::from_static("public, max-age=31536000, immutable"),
+        // Digits and ASCII: always a valid value; never cache otherwise.
+        CachePolicy::Live { max_age } => {
+            HeaderValue::try_from(format!("max-age={}, must-revalidate", max_age.as_secs()))
+                .unwrap_or(HeaderValue::from_static("no-cache"))
+        }
     }
 }
 
@@ -469,6 +409,96 @@ mod tests {
         assert_eq!(host("/x", Some("a\"><b")), None);
         assert_eq!(host("/x", Some("user@host")), None);
         assert_eq!(host("/x", Some(&"a".repeat(256))), None);
+    }
+
+    async fn call(
+        app: &Router,
+        method: Method,
+        path: &str,
+        headers: &[(header::HeaderName, &str)],
+    ) -> (StatusCode, HeaderMap, Bytes) {
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+        let mut req = Request::builder().method(method).uri(path);
+        for (name, value) in headers {
+            req = req.header(name, *value);
+        }
+        let res = app
+            .clone()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let (status, headers) = (res.status(), res.headers().clone());
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        (status, headers, body)
+    }
+
+    /// The store's answer as a response: types, cache policies, CORS,
+    /// compression and HEAD, exactly.
+    #[tokio::test]
+    async fn media_responses_carry_what_the_store_answered() {
+        let live = crate::package::serve::test_support::Live::new();
+        let _p = live.publish("live/h", 0..9000);
+        let first = {
+            let stream = live.store.get("live/h").unwrap();
+            let snap = stream.lock().unwrap().snapshot();
+            snap.video.unwrap().segments[0].number
+        };
+        let app = router(HttpState::new(live.store.clone()));
+
+        let (status, h, plain) = call(&app, Method::GET, "/live/h/video.m3u8", &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(h["content-type"], "application/vnd.apple.mpegurl");
+        assert_eq!(h["cache-control"], "max-age=1, must-revalidate");
+        assert_eq!(h["vary"], "Accept-Encoding");
+        assert_eq!(h["access-control-allow-origin"], "*");
+        assert_eq!(h["content-length"], plain.len().to_string().as_str());
+        assert!(h.get("content-encoding").is_none());
+        assert!(plain.starts_with(b"#EXTM3U\n"));
+
+        let gzip = [(header::ACCEPT_ENCODING, "gzip")];
+        let (_, h, packed) = call(&app, Method::GET, "/live/h/video.m3u8", &gzip).await;
+        assert_eq!(h["content-encoding"], "gzip");
+        let mut unpacked = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(&packed[..]),
+            &mut unpacked,
+        )
+        .unwrap();
+        assert_eq!(unpacked, plain);
+
+        let segment = format!("/live/h/video/seg-{first}.m4s");
+        let (status, h, body) = call(&app, Method::GET, &segment, &gzip).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(h["content-type"], "video/mp4");
+        assert_eq!(h["cache-control"], "public, max-age=31536000, immutable");
+        assert!(h.get("vary").is_none() && h.get("content-encoding").is_none());
+        assert_eq!(h["content-length"], body.len().to_string().as_str());
+        let (status, h, empty) = call(&app, Method::HEAD, &segment, &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(empty.is_empty());
+        assert_eq!(h["content-length"], body.len().to_string().as_str());
+
+        let host = [(header::HOST, "cdn.example:8080")];
+        let (_, h, mpd) = call(&app, Method::GET, "/live/h/manifest.mpd", &host).await;
+        assert_eq!(h["content-type"], "application/dash+xml");
+        assert_eq!(h["cache-control"], "max-age=1, must-revalidate");
+        let mpd = String::from_utf8(mpd.to_vec()).unwrap();
+        let timing = "<UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=";
+        assert!(
+            mpd.contains(&format!(
+                "{timing}\"http://cdn.example:8080/time\"/>\n  {timing}\"/time\"/>"
+            )),
+            "{mpd}"
+        );
+
+        let (status, h, body) = call(&app, Method::GET, "/live/none/index.m3u8", &[]).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(h["cache-control"], "no-cache");
+        assert_eq!(&body[..], b"stream not found\n");
+        let (status, _, body) = call(&app, Method::GET, "/live/h/audio.m3u8", &[]).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(&body[..], b"track not found\n");
     }
 
     #[test]

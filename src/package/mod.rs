@@ -8,5 +8,6 @@ pub mod dash;
 pub mod hls;
 pub mod model;
 pub mod segmenter;
+pub mod serve;
 pub mod service;
 pub mod urls;
