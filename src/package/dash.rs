@@ -82,56 +82,141 @@ pub fn mpd_ladder(
     utc_timing: &[&str],
     renditions: &[(&str, &StreamSnapshot)],
 ) -> String {
-    let evicted_discontinuities = s
-        .video
-        .as_ref()
-        .or(s.audio.as_ref())
-        .map_or(0, |t| t.discontinuities_before);
-    let tracks: Vec<(MediaKind, &TrackTimeline)> = [
-        (MediaKind::Video, s.video.as_ref()),
-        (MediaKind::Audio, s.audio.as_ref()),
-    ]
-    .into_iter()
-    .filter_map(|(kind, t)| Some((kind, t?)))
-    .collect();
-    let listed: Vec<&[SegmentInfo]> = tracks
-        .iter()
-        .map(|(_, t)| window(&t.segments, s.window))
+    let source = Source::new(s);
+    let periods: Vec<_> = periods(&source.boundaries, &source.listed)
+        .into_iter()
         .collect();
-    let boundaries = boundaries(&tracks);
-    let periods = periods(&boundaries, &listed);
-
-    // Where presentation time 0 is on the media timeline: media time 0 when
-    // live (so availabilityStartTime keeps its meaning), the first listed
-    // segment when static (a VOD view of what is left).
-    let first_listed = tracks
-        .iter()
-        .zip(&listed)
-        .find_map(|((_, t), l)| l.first().map(|g| Time::new(g.start, t.info.timescale)));
-    let zero = match (s.ended, first_listed) {
-        (true, Some(first)) => first,
-        _ => Time::new(0, 1),
-    };
-    let end_ms = tracks
-        .iter()
-        .zip(&listed)
-        .filter_map(|((_, t), l)| {
-            let last = l.last()?;
-            Some(Time::new(last.start + last.duration, t.info.timescale).millis())
-        })
-        .max();
-    let window_ms = tracks
-        .iter()
-        .zip(&listed)
-        .filter_map(|((_, t), l)| {
-            let (first, last) = (l.first()?, l.last()?);
-            let span = last.start + last.duration - first.start.min(last.start);
-            Some(Time::new(span, t.info.timescale).millis())
-        })
-        .max();
-
-    let target_ms = u64::from(s.target_duration) * 1000;
     let mut out = String::with_capacity(2048);
+    write_mpd_start(&mut out, &source);
+    if periods.is_empty() {
+        // Nothing packaged yet: the schema wants one Period.
+        let _ = writeln!(
+            out,
+            "  <Period id=\"p{}\" start=\"PT0S\"/>",
+            source.evicted_discontinuities
+        );
+    }
+    for (i, (key, segs)) in periods.iter().enumerate() {
+        let next = periods.get(i + 1).map(|(_, segs)| segs);
+        write_period(&mut out, &source, i == 0, *key, segs, next, renditions);
+    }
+    for url in utc_timing {
+        let _ = writeln!(
+            out,
+            "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"{}\"/>",
+            attr(url)
+        );
+    }
+    out.push_str("</MPD>\n");
+    out
+}
+
+/// The source stream's tracks and what the MPD lists of them.
+struct Source<'a> {
+    s: &'a StreamSnapshot,
+    tracks: Vec<(MediaKind, &'a TrackTimeline)>,
+    /// Each track's listed window, in `tracks` order.
+    listed: Vec<&'a [SegmentInfo]>,
+    boundaries: BTreeMap<u64, Boundary>,
+    /// Discontinuities gone from the snapshot: both tracks are split at
+    /// the same numbers, so the video's count, else the audio's.
+    evicted_discontinuities: u64,
+    /// Where presentation time 0 is on the media timeline: media time 0
+    /// when live (so availabilityStartTime keeps its meaning), the first
+    /// listed segment when static (a VOD view of what is left).
+    zero: Time,
+}
+
+impl<'a> Source<'a> {
+    fn new(s: &'a StreamSnapshot) -> Self {
+        let tracks: Vec<(MediaKind, &TrackTimeline)> = [
+            (MediaKind::Video, s.video.as_ref()),
+            (MediaKind::Audio, s.audio.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(kind, t)| Some((kind, t?)))
+        .collect();
+        let listed: Vec<&[SegmentInfo]> = tracks
+            .iter()
+            .map(|(_, t)| window(&t.segments, s.window))
+            .collect();
+        let first_listed = tracks
+            .iter()
+            .zip(&listed)
+            .find_map(|((_, t), l)| l.first().map(|g| Time::new(g.start, t.info.timescale)));
+        let zero = match (s.ended, first_listed) {
+            (true, Some(first)) => first,
+            _ => Time::new(0, 1),
+        };
+        Source {
+            s,
+            boundaries: boundaries(&tracks),
+            evicted_discontinuities: tracks.first().map_or(0, |(_, t)| t.discontinuities_before),
+            tracks,
+            listed,
+            zero,
+        }
+    }
+
+    /// Each track's listed segments with its timeline.
+    fn listed(&self) -> impl Iterator<Item = (&'a TrackTimeline, &'a [SegmentInfo])> + '_ {
+        self.tracks
+            .iter()
+            .map(|(_, t)| *t)
+            .zip(self.listed.iter().copied())
+    }
+
+    /// Where the last listed segment ends, in ms (the latest track's).
+    fn end_ms(&self) -> Option<u64> {
+        self.listed()
+            .filter_map(|(t, l)| {
+                let last = l.last()?;
+                Some(Time::new(last.start + last.duration, t.info.timescale).millis())
+            })
+            .max()
+    }
+
+    /// How much time the listed window spans, in ms (the longest track's).
+    fn window_ms(&self) -> Option<u64> {
+        self.listed()
+            .filter_map(|(t, l)| {
+                let (first, last) = (l.first()?, l.last()?);
+                let span = last.start + last.duration - first.start.min(last.start);
+                Some(Time::new(span, t.info.timescale).millis())
+            })
+            .max()
+    }
+
+    /// The id of the Period starting at boundary `key` (`None`: the one
+    /// whose start is no longer held).
+    fn period_id(&self, key: Option<u64>) -> String {
+        let discontinuities = self.evicted_discontinuities
+            + key.map_or(0, |b| {
+                self.boundaries
+                    .range(..=b)
+                    .filter(|(_, k)| **k == Boundary::Discontinuity)
+                    .count() as u64
+            });
+        match key.map(|b| (b, self.boundaries.get(&b))) {
+            Some((b, Some(Boundary::InitChange))) => format!("p{discontinuities}-{b}"),
+            _ => format!("p{discontinuities}"),
+        }
+    }
+
+    /// The first video segment of a Period's lists, if it has one.
+    fn first_video(&self, segs: &'a [Vec<&'a SegmentInfo>]) -> Option<&'a SegmentInfo> {
+        self.tracks
+            .iter()
+            .zip(segs)
+            .find(|((kind, _), _)| *kind == MediaKind::Video)
+            .and_then(|(_, segs)| segs.first().copied())
+    }
+}
+
+/// The `<MPD>` start tag: live or static timing, and segment durations.
+fn write_mpd_start(out: &mut String, source: &Source<'_>) {
+    let (s, zero) = (source.s, source.zero);
+    let target_ms = u64::from(s.target_duration) * 1000;
     out.push_str("<?xml version=\"1.0\"?>\n");
     out.push_str(
         "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" \
@@ -141,7 +226,7 @@ pub fn mpd_ladder(
     let _ = write!(out, " profiles=\"{PROFILES}\"");
     if s.ended {
         out.push_str(" type=\"static\"");
-        let duration = end_ms.unwrap_or(0).saturating_sub(zero.millis());
+        let duration = source.end_ms().unwrap_or(0).saturating_sub(zero.millis());
         let _ = write!(
             out,
             " mediaPresentationDuration=\"{}\"",
@@ -159,7 +244,7 @@ pub fn mpd_ladder(
             " minimumUpdatePeriod=\"{}\"",
             xs_duration((target_ms / 2).max(1000))
         );
-        if let Some(depth) = window_ms {
+        if let Some(depth) = source.window_ms() {
             let _ = write!(out, " timeShiftBufferDepth=\"{}\"", xs_duration(depth));
         }
         let _ = write!(
@@ -175,99 +260,83 @@ pub fn mpd_ladder(
         xs_duration(target_ms),
         xs_duration(target_ms.max(1000))
     );
+}
 
-    if periods.is_empty() {
-        // Nothing packaged yet: the schema wants one Period.
-        let _ = writeln!(
-            out,
-            "  <Period id=\"p{evicted_discontinuities}\" start=\"PT0S\"/>"
-        );
-    }
-    for (i, (key, segs)) in periods.iter().enumerate() {
-        let origin = match key {
-            _ if i == 0 && s.ended => zero,
-            None => Time::new(0, 1),
-            Some(b) => origin(&tracks, *b),
-        };
-        let discontinuities = evicted_discontinuities
-            + key.map_or(0, |b| {
-                boundaries
-                    .range(..=b)
-                    .filter(|(_, k)| **k == Boundary::Discontinuity)
-                    .count() as u64
-            });
-        let id = match key.map(|b| (b, boundaries.get(&b))) {
-            Some((b, Some(Boundary::InitChange))) => format!("p{discontinuities}-{b}"),
-            _ => format!("p{discontinuities}"),
-        };
-        let start = origin.millis().saturating_sub(zero.millis());
-        let _ = writeln!(
-            out,
-            "  <Period id=\"{id}\" start=\"{}\">",
-            xs_duration(start)
-        );
-        // This Period's span on the video timeline, for the renditions.
-        let span = tracks
-            .iter()
-            .zip(segs)
-            .find(|((kind, _), segs)| *kind == MediaKind::Video && !segs.is_empty())
-            .map(|(_, segs)| {
-                let lo = segs[0].start.saturating_sub(LADDER_SLACK);
-                let hi = periods
-                    .iter()
-                    .nth(i + 1)
-                    .and_then(|(_, next)| {
-                        tracks
-                            .iter()
-                            .zip(next)
-                            .find(|((kind, _), _)| *kind == MediaKind::Video)
-                            .and_then(|(_, n)| n.first())
-                    })
-                    .map_or(u64::MAX, |n| n.start.saturating_sub(LADDER_SLACK));
-                (lo, hi)
-            });
-        for ((kind, t), segs) in tracks.iter().zip(segs) {
-            if segs.is_empty() {
-                continue;
-            }
-            let mut reps = vec![Rep {
-                id: urls::track_name(*kind).to_string(),
-                prefix: String::new(),
-                track: t,
-                segs: segs.clone(),
-            }];
-            if let (MediaKind::Video, Some((lo, hi))) = (kind, span) {
-                for (name, r) in renditions {
-                    let Some(rt) = r.video.as_ref() else { continue };
-                    let listed = window(&rt.segments, r.window);
-                    let inside: Vec<&SegmentInfo> = listed
-                        .iter()
-                        .filter(|g| g.start >= lo && g.start < hi)
-                        .collect();
-                    let Some(init) = inside.first().map(|g| g.init) else {
-                        continue;
-                    };
-                    reps.push(Rep {
-                        id: format!("video-{name}"),
-                        prefix: format!("{name}/"),
-                        track: rt,
-                        segs: inside.into_iter().take_while(|g| g.init == init).collect(),
-                    });
-                }
-            }
-            adaptation_set(&mut out, *kind, &reps, origin);
+/// One Period: `segs` are its listed segments per track, `next` the next
+/// Period's (where this one's span ends for the renditions).
+fn write_period(
+    out: &mut String,
+    source: &Source<'_>,
+    first: bool,
+    key: Option<u64>,
+    segs: &[Vec<&SegmentInfo>],
+    next: Option<&Vec<Vec<&SegmentInfo>>>,
+    renditions: &[(&str, &StreamSnapshot)],
+) {
+    let zero = source.zero;
+    let origin = match key {
+        _ if first && source.s.ended => zero,
+        None => Time::new(0, 1),
+        Some(b) => origin(&source.tracks, b),
+    };
+    let start = origin.millis().saturating_sub(zero.millis());
+    let _ = writeln!(
+        out,
+        "  <Period id=\"{}\" start=\"{}\">",
+        source.period_id(key),
+        xs_duration(start)
+    );
+    // This Period's span on the video timeline, for the renditions.
+    let span = source.first_video(segs).map(|first| {
+        let lo = first.start.saturating_sub(LADDER_SLACK);
+        let hi = next
+            .and_then(|next| source.first_video(next))
+            .map_or(u64::MAX, |n| n.start.saturating_sub(LADDER_SLACK));
+        (lo, hi)
+    });
+    for ((kind, t), segs) in source.tracks.iter().zip(segs) {
+        if segs.is_empty() {
+            continue;
         }
-        out.push_str("  </Period>\n");
+        let mut reps = vec![Rep {
+            id: urls::track_name(*kind).to_string(),
+            prefix: String::new(),
+            track: t,
+            segs: segs.clone(),
+        }];
+        if let (MediaKind::Video, Some(span)) = (kind, span) {
+            reps.extend(rendition_reps(renditions, span));
+        }
+        adaptation_set(out, *kind, &reps, origin);
     }
-    for url in utc_timing {
-        let _ = writeln!(
-            out,
-            "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"{}\"/>",
-            attr(url)
-        );
+    out.push_str("  </Period>\n");
+}
+
+/// The renditions' Representations in a Period spanning `lo..hi` on the
+/// video timeline: each rendition's listed segments that start in it and
+/// share the first one's init.
+fn rendition_reps<'a>(
+    renditions: &[(&str, &'a StreamSnapshot)],
+    (lo, hi): (u64, u64),
+) -> Vec<Rep<'a>> {
+    let mut reps = Vec::new();
+    for (name, r) in renditions {
+        let Some(rt) = r.video.as_ref() else { continue };
+        let inside: Vec<&SegmentInfo> = window(&rt.segments, r.window)
+            .iter()
+            .filter(|g| g.start >= lo && g.start < hi)
+            .collect();
+        let Some(init) = inside.first().map(|g| g.init) else {
+            continue;
+        };
+        reps.push(Rep {
+            id: format!("video-{name}"),
+            prefix: format!("{name}/"),
+            track: rt,
+            segs: inside.into_iter().take_while(|g| g.init == init).collect(),
+        });
     }
-    out.push_str("</MPD>\n");
-    out
+    reps
 }
 
 /// Why a Period starts at a segment number.
