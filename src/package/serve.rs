@@ -232,25 +232,36 @@ pub(crate) mod test_support {
             }
         }
 
-        /// Publishes `key` (video only) with a keyframe every second over
-        /// `ms`: with the default 2 s target, a segment closes every 2 s.
+        /// Publishes `key` as [`publish`] does.
         pub fn publish(&self, key: &str, ms: std::ops::Range<i64>) -> Publisher {
-            let p = self.hub.publish(key, "peer").unwrap();
-            self.packager.ensure(key);
-            let config =
-                avc::build_decoder_config(&[0x67, 0x64, 0, 0x1f, 0xac], &[0x68, 0xee]).unwrap();
-            p.send(StreamEvent::Config(Arc::new(CodecConfig::Avc(config))));
-            for dts in ms.step_by(1000) {
-                p.send(StreamEvent::Frame(Frame {
-                    codec: Codec::H264,
-                    dts,
-                    cts: 0,
-                    keyframe: true,
-                    data: Bytes::from_static(&[0, 0, 0, 1, 0x65]),
-                }));
-            }
-            p
+            publish(&self.hub, &self.packager, key, ms)
         }
+    }
+
+    /// Publishes `key` on `hub` with `packager` as the server does (hub
+    /// first, then `ensure`): video only, a keyframe every second over
+    /// `ms` (with the default 2 s target, a segment closes every 2 s).
+    pub fn publish(
+        hub: &Hub,
+        packager: &Packager,
+        key: &str,
+        ms: std::ops::Range<i64>,
+    ) -> Publisher {
+        let p = hub.publish(key, "peer").unwrap();
+        packager.ensure(key);
+        let config =
+            avc::build_decoder_config(&[0x67, 0x64, 0, 0x1f, 0xac], &[0x68, 0xee]).unwrap();
+        p.send(StreamEvent::Config(Arc::new(CodecConfig::Avc(config))));
+        for dts in ms.step_by(1000) {
+            p.send(StreamEvent::Frame(Frame {
+                codec: Codec::H264,
+                dts,
+                cts: 0,
+                keyframe: true,
+                data: Bytes::from_static(&[0, 0, 0, 1, 0x65]),
+            }));
+        }
+        p
     }
 }
 

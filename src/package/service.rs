@@ -266,33 +266,7 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 mod tests {
     use super::*;
     use crate::hub::HubConfig;
-    use crate::media::{avc, Codec, CodecConfig, Frame};
-    use bytes::Bytes;
-
-    /// Publishes `key` on `hub` with `packager` as the server does (hub
-    /// first, then `ensure`) and sends keyframes every second over `ms`.
-    fn publish(
-        hub: &Hub,
-        packager: &Packager,
-        key: &str,
-        ms: std::ops::Range<i64>,
-    ) -> crate::hub::Publisher {
-        let p = hub.publish(key, "peer").unwrap();
-        packager.ensure(key);
-        let config =
-            avc::build_decoder_config(&[0x67, 0x64, 0, 0x1f, 0xac], &[0x68, 0xee]).unwrap();
-        p.send(StreamEvent::Config(Arc::new(CodecConfig::Avc(config))));
-        for dts in ms.step_by(1000) {
-            p.send(StreamEvent::Frame(Frame {
-                codec: Codec::H264,
-                dts,
-                cts: 0,
-                keyframe: true,
-                data: Bytes::from_static(&[0, 0, 0, 1, 0x65]),
-            }));
-        }
-        p
-    }
+    use crate::package::serve::test_support::publish;
 
     /// Waits (bounded) until `key`'s packaged stream is ended.
     async fn ended(store: &Store, key: &str) {
