@@ -54,11 +54,11 @@ fn events() -> Vec<StreamEvent> {
 
 fn package(events: &[StreamEvent]) -> StreamSegmenter {
     let now = SystemTime::now();
-    let mut seg = StreamSegmenter::new("live/bench", SegmenterConfig::default());
+    let mut seg = StreamSegmenter::new("live/bench", SegmenterConfig::default(), now);
     for e in events {
         seg.push(e, now);
     }
-    seg.end();
+    seg.end(now);
     seg
 }
 

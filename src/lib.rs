@@ -26,6 +26,7 @@ pub mod shutdown;
 pub mod stream_key;
 pub mod streams;
 pub mod text;
+pub mod timefmt;
 pub mod transcode;
 pub mod transport;
 pub mod viewers;

@@ -162,7 +162,7 @@ fn av_stream_packages_frame_identical_and_aligned() {
     let flv = make_flv(dir.path(), "av.flv", 9, 30, true, true);
     let mut seg = StreamSegmenter::with_first_number("live/x", SegmenterConfig::default(), 1);
     package(&flv_tags(&flv), &mut seg);
-    seg.end();
+    seg.end(SystemTime::now());
     let snap = seg.snapshot();
     let v = snap.video.clone().unwrap();
     let a = snap.audio.clone().unwrap();
@@ -244,7 +244,7 @@ fn audio_only_and_video_only_streams() {
     let flv = make_flv(dir.path(), "a.flv", 5, 30, false, true);
     let mut seg = StreamSegmenter::with_first_number("live/a", SegmenterConfig::default(), 1);
     package(&flv_tags(&flv), &mut seg);
-    seg.end();
+    seg.end(SystemTime::now());
     let snap = seg.snapshot();
     assert!(snap.video.is_none());
     let a = snap.audio.unwrap();
@@ -257,7 +257,7 @@ fn audio_only_and_video_only_streams() {
     let flv = make_flv(dir.path(), "v.flv", 5, 30, true, false);
     let mut seg = StreamSegmenter::with_first_number("live/v", SegmenterConfig::default(), 1);
     package(&flv_tags(&flv), &mut seg);
-    seg.end();
+    seg.end(SystemTime::now());
     let snap = seg.snapshot();
     assert!(snap.audio.is_none());
     let p = dir.path().join("v.mp4");
@@ -285,7 +285,7 @@ fn publisher_drop_and_return_is_a_discontinuity_and_window_slides() {
         .map(|(t, ts, b)| (*t, ts + 6100, b.clone()))
         .collect();
     package(&shifted, &mut seg);
-    seg.end();
+    seg.end(SystemTime::now());
     let snap = seg.snapshot();
     let v = snap.video.unwrap();
     assert_eq!(v.segments.len(), 3, "the window lists 3 segments");
@@ -340,7 +340,7 @@ fn garbage_and_missing_keyframes_do_not_crash() {
     for e in &events {
         seg.push(e, SystemTime::now());
     }
-    seg.end();
+    seg.end(SystemTime::now());
     assert!(!seg.has_segments() || seg.snapshot().video.is_none());
 }
 
@@ -357,7 +357,7 @@ fn codec_change_mid_stream_gets_new_init_and_discontinuity() {
         .map(|(t, ts, body)| (t, ts + 4100, body))
         .collect();
     package(&later, &mut seg);
-    seg.end();
+    seg.end(SystemTime::now());
     let v = seg.snapshot().video.unwrap();
     assert_eq!(
         v.info.width, 160,
@@ -497,10 +497,11 @@ fn numbering_never_repeats_across_stream_restarts() {
     let a = StreamSegmenter::first_number_at(t0);
     let b = StreamSegmenter::first_number_at(t0 + std::time::Duration::from_millis(1100));
     assert!(b > a, "a restarted stream must not reuse segment URLs");
-    let live = StreamSegmenter::new("live/r", SegmenterConfig::default());
-    assert!(
-        live.next_number() >= StreamSegmenter::first_number_at(t0),
-        "new() numbers from the wall clock"
+    let live = StreamSegmenter::new("live/r", SegmenterConfig::default(), t0);
+    assert_eq!(
+        live.next_number(),
+        StreamSegmenter::first_number_at(t0),
+        "new() numbers from the time it is given"
     );
     assert_eq!(StreamSegmenter::first_number_at(SystemTime::UNIX_EPOCH), 1);
 }
@@ -606,7 +607,7 @@ mod hostile {
             tags.push((MediaKind::Audio, i * 33, aac(&[0x21, 0x10, 0x04, 0x60])));
         }
         feed(&mut seg, &tags);
-        seg.end();
+        seg.end(SystemTime::now());
         let audio = seg.snapshot().audio.expect("audio segments");
         assert!(audio.segments.len() >= 2, "{:?}", audio.segments);
         for w in audio.segments.windows(2) {
@@ -635,7 +636,7 @@ mod hostile {
             tags.push((MediaKind::Audio, ts, aac(&[1, 2, 3, 4])));
         }
         feed(&mut seg, &tags);
-        seg.end();
+        seg.end(SystemTime::now());
         let snap = seg.snapshot();
         assert!(snap.video.is_some_and(|v| !v.segments.is_empty()));
     }

@@ -1,4 +1,4 @@
-//! HTTP media paths (http::parse_media_path).
+//! HTTP media paths (package::urls::parse).
 //! The body, and what it asserts, is `castgate::fuzzing::http_path`, which
 //! `tests/fuzz_regressions.rs` also runs on every committed input.
 

@@ -385,7 +385,7 @@ impl Relay {
             last_error_at: s
                 .last_error
                 .as_ref()
-                .map(|(_, t)| crate::package::hls::rfc3339_millis(*t)),
+                .map(|(_, t)| crate::timefmt::rfc3339_millis(*t)),
             queued_bytes: self.queue.queued_bytes() as u64,
             tls_verify: self.tls_verify,
         }

@@ -1,22 +1,9 @@
 //! Names from the network: HTTP media paths, and the stream names RTMP
 //! clients publish and play.
 
-use crate::http::{parse_media_path, Resource};
 use crate::media::MediaKind;
-use crate::package::model::paths;
+use crate::package::urls::{parse as parse_media_path, url, Resource};
 use crate::rtmp::session::strip_query;
-
-/// The URL of `resource` under `key`, as the manifests write it.
-fn url(key: &str, resource: Resource) -> String {
-    let last = match resource {
-        Resource::Multivariant => paths::MULTIVARIANT.to_string(),
-        Resource::Mpd => paths::MPD.to_string(),
-        Resource::MediaPlaylist(kind) => paths::media_playlist(kind),
-        Resource::Init(kind, id) => paths::init(kind, id),
-        Resource::Segment(kind, n) => paths::segment(kind, n),
-    };
-    format!("/{key}/{last}")
-}
 
 fn assert_servable_key(key: &str) {
     assert!(key.contains('/'), "key {key:?} has no app");

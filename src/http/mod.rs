@@ -2,8 +2,10 @@
 //! the packager's in-memory store, the time endpoint DASH clients sync to,
 //! health, and the RTMPT tunnel. The same router serves HTTP and HTTPS.
 //!
-//! Media URLs are `/{app}/{key…}/{resource}` (see `package::model::paths`);
-//! keys may contain slashes, so the path is parsed from its end.
+//! Media URLs are `/{app}/{key…}/{resource}`, laid out and parsed by
+//! `package::urls`. What a media URL answers (body, content type, cache
+//! policy) is the packager's decision (`Store::serve`); this side routes,
+//! checks signed URLs, compresses and writes the headers.
 
 pub mod rtmpt;
 
@@ -20,10 +22,9 @@ use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 
-use crate::media::MediaKind;
-use crate::package::model::paths;
+use crate::package::serve::{CachePolicy, Payload};
 use crate::package::service::Store;
-use crate::package::{dash, hls};
+use crate::package::urls::{self, Resource};
 use crate::transport::http::ClientAddr;
 use crate::transport::rtmpt::Tunnels;
 use crate::viewers::{Fetch, HttpProtocol, Viewers};
@@ -157,7 +158,7 @@ pub fn route_of(path: &str) -> &'static str {
     {
         return "rtmpt";
     }
-    match parse_media_path(path) {
+    match urls::parse(path) {
         Some((_, Resource::Multivariant | Resource::MediaPlaylist(_))) => "playlist",
         Some((_, Resource::Mpd)) => "mpd",
         Some((_, Resource::Init(..))) => "init",
@@ -194,65 +195,10 @@ async fn cors(mut res: Response) -> Response {
 
 /// `urn:mpeg:dash:utc:http-iso:2014`: the current time, ISO 8601 in UTC.
 async fn time() -> Response {
-    let mut res = hls::rfc3339_millis(SystemTime::now()).into_response();
+    let mut res = crate::timefmt::rfc3339_millis(SystemTime::now()).into_response();
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
-}
-
-/// What a media path names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Resource {
-    Multivariant,
-    MediaPlaylist(MediaKind),
-    Mpd,
-    Init(MediaKind, u32),
-    Segment(MediaKind, u64),
-}
-
-/// Splits `app/key/.../resource` into the stream key and the resource.
-/// `None` for anything that is not a media URL (see [`paths`]) or whose key
-/// has an empty or `..` segment. Public for the `http_path` fuzz target.
-pub fn parse_media_path(path: &str) -> Option<(String, Resource)> {
-    let path = path.trim_start_matches('/');
-    let kind_of = |s: &str| match s {
-        "video" => Some(MediaKind::Video),
-        "audio" => Some(MediaKind::Audio),
-        _ => None,
-    };
-    let (rest, last) = path.rsplit_once('/')?;
-    let simple = match last {
-        paths::MULTIVARIANT => Some(Resource::Multivariant),
-        paths::MPD => Some(Resource::Mpd),
-        "video.m3u8" => Some(Resource::MediaPlaylist(MediaKind::Video)),
-        "audio.m3u8" => Some(Resource::MediaPlaylist(MediaKind::Audio)),
-        _ => None,
-    };
-    let (key, res) = match simple {
-        Some(r) => (rest, r),
-        None => {
-            let (key, dir) = rest.rsplit_once('/')?;
-            let kind = kind_of(dir)?;
-            if let Some(n) = last
-                .strip_prefix("init-")
-                .and_then(|s| s.strip_suffix(".mp4"))
-            {
-                (key, Resource::Init(kind, n.parse().ok()?))
-            } else if let Some(n) = last
-                .strip_prefix("seg-")
-                .and_then(|s| s.strip_suffix(".m4s"))
-            {
-                (key, Resource::Segment(kind, n.parse().ok()?))
-            } else {
-                return None;
-            }
-        }
-    };
-    // A key is at least `app/name`.
-    if !key.contains('/') || key.split('/').any(|s| s.is_empty() || s == "..") {
-        return None;
-    }
-    Some((key.to_string(), res))
 }
 
 fn not_found(what: &str) -> Response {
@@ -264,6 +210,7 @@ fn not_found(what: &str) -> Response {
         .into_response()
 }
 
+/// A media URL: the store's answer as a response.
 async fn media(State(state): State<HttpState>, req: Request) -> Response {
     let method = req.method().clone();
     if method == Method::OPTIONS {
@@ -276,7 +223,7 @@ async fn media(State(state): State<HttpState>, req: Request) -> Response {
         )
             .into_response();
     }
-    let Some((key, resource)) = parse_media_path(req.uri().path()) else {
+    let Some((key, resource)) = urls::parse(req.uri().path()) else {
         return not_found("resource");
     };
     // Signed URLs: checked before anything about the stream is revealed.
@@ -301,99 +248,29 @@ async fn media(State(state): State<HttpState>, req: Request) -> Response {
             }
         }
     }
-    let Some(stream) = state.store.get(&key) else {
-        return not_found("stream");
-    };
-    // A transcoded stream's renditions (each its own stream), snapshotted
-    // one at a time: never two stream locks at once.
-    let ladder: Vec<(String, crate::package::model::StreamSnapshot)> =
-        if matches!(resource, Resource::Multivariant | Resource::Mpd) {
-            let source_ended = stream.lock().unwrap_or_else(|e| e.into_inner()).is_ended();
-            state.store.ladder_snapshots(&key, source_ended)
-        } else {
-            Vec::new()
-        };
     let gzip = accepts_gzip(req.headers());
     let head = method == Method::HEAD;
     let absolute_time = (resource == Resource::Mpd)
         .then(|| request_authority(&req))
         .flatten()
         .map(|host| format!("{}://{host}{TIME_PATH}", state.scheme));
-    // Take what is needed under the lock; render and send without it.
-    let (body, content_type, immutable, target): (Payload, &str, bool, u32) = {
-        let seg = stream.lock().unwrap_or_else(|e| e.into_inner());
-        if !seg.has_segments() && !matches!(resource, Resource::Init(..)) {
-            return not_found("stream (no segment yet)");
-        }
-        let target = seg.target_duration();
-        let (body, content_type, immutable) = match resource {
-            Resource::Multivariant => (
-                Payload::Text(hls::multivariant_ladder(
-                    &seg.snapshot(),
-                    &ladder
-                        .iter()
-                        .map(|(n, s)| (n.as_str(), s))
-                        .collect::<Vec<_>>(),
-                )),
-                "application/vnd.apple.mpegurl",
-                false,
-            ),
-            Resource::MediaPlaylist(kind) => {
-                let evicted = seg.discontinuity_sequence(kind);
-                match hls::media_playlist(&seg.snapshot(), kind, evicted) {
-                    Some(p) => (Payload::Text(p), "application/vnd.apple.mpegurl", false),
-                    None => return not_found("track"),
-                }
-            }
-            Resource::Mpd => {
-                let snap = seg.snapshot();
-                let evicted = if snap.video.is_some() {
-                    seg.discontinuity_sequence(MediaKind::Video)
-                } else {
-                    seg.discontinuity_sequence(MediaKind::Audio)
-                };
-                let time: Vec<&str> = absolute_time
-                    .iter()
-                    .map(String::as_str)
-                    .chain([TIME_PATH])
-                    .collect();
-                (
-                    Payload::Text(dash::mpd_ladder(
-                        &snap,
-                        &time,
-                        evicted,
-                        &ladder
-                            .iter()
-                            .map(|(n, s)| (n.as_str(), s))
-                            .collect::<Vec<_>>(),
-                    )),
-                    "application/dash+xml",
-                    false,
-                )
-            }
-            Resource::Init(kind, id) => match seg.init(kind, id) {
-                Some(b) => (Payload::Chunks(vec![b]), mp4_type(kind), true),
-                None => return not_found("init segment"),
-            },
-            Resource::Segment(kind, n) => match seg.segment(kind, n) {
-                Some(chunks) => (Payload::Chunks(chunks), mp4_type(kind), true),
-                None => return not_found("segment"),
-            },
-        };
-        (body, content_type, immutable, target)
+    let time: Vec<&str> = absolute_time
+        .iter()
+        .map(String::as_str)
+        .chain([TIME_PATH])
+        .collect();
+    let served = match state.store.serve(&key, resource, &time) {
+        Ok(served) => served,
+        Err(missing) => return not_found(missing.what()),
     };
-    record_viewer(&state.viewers, &req, &key, resource, target);
+    record_viewer(&state.viewers, &req, &key, resource, served.target_duration);
     let mut headers = HeaderMap::new();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static(if immutable {
-            "public, max-age=31536000, immutable"
-        } else {
-            "max-age=1, must-revalidate"
-        }),
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(served.content_type),
     );
-    let chunks = match body {
+    headers.insert(header::CACHE_CONTROL, cache_control(served.cache));
+    let chunks = match served.payload {
         Payload::Text(text) => {
             let text = match (&carry_query, resource) {
                 (Some(q), Resource::Mpd) => crate::auth::signed::sign_mpd(&text, q),
@@ -465,16 +342,15 @@ fn request_authority(req: &Request) -> Option<String> {
             .all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b));
     plain.then(|| host.to_string())
 }
-enum Payload {
-    Text(String),
-    /// Segment bytes as stored: sent in order, never joined.
-    Chunks(Vec<Bytes>),
-}
-
-fn mp4_type(kind: MediaKind) -> &'static str {
-    match kind {
-        MediaKind::Video => "video/mp4",
-        MediaKind::Audio => "audio/mp4",
+/// `Cache-Control` for what the store answered.
+fn cache_control(policy: CachePolicy) -> HeaderValue {
+    match policy {
+        CachePolicy::Immutable => HeaderValue::from_static("public, max-age=31536000, immutable"),
+        // Digits and ASCII: always a valid value; never cache otherwise.
+        CachePolicy::Live { max_age } => {
+            HeaderValue::try_from(format!("max-age={}, must-revalidate", max_age.as_secs()))
+                .unwrap_or(HeaderValue::from_static("no-cache"))
+        }
     }
 }
 
@@ -535,40 +411,94 @@ mod tests {
         assert_eq!(host("/x", Some(&"a".repeat(256))), None);
     }
 
-    #[test]
-    fn media_paths() {
-        assert_eq!(
-            parse_media_path("/live/k/index.m3u8"),
-            Some(("live/k".into(), Resource::Multivariant))
-        );
-        assert_eq!(
-            parse_media_path("/app/a/b/manifest.mpd"),
-            Some(("app/a/b".into(), Resource::Mpd))
-        );
-        assert_eq!(
-            parse_media_path("/live/k/video.m3u8"),
-            Some(("live/k".into(), Resource::MediaPlaylist(MediaKind::Video)))
-        );
-        assert_eq!(
-            parse_media_path("/live/k/audio/init-7.mp4"),
-            Some(("live/k".into(), Resource::Init(MediaKind::Audio, 7)))
-        );
-        assert_eq!(
-            parse_media_path("/live/k/video/seg-123.m4s"),
-            Some(("live/k".into(), Resource::Segment(MediaKind::Video, 123)))
-        );
-        for bad in [
-            "/index.m3u8",
-            "/k/index.m3u8",
-            "/live/k/video/seg-x.m4s",
-            "/live/k/other/seg-1.m4s",
-            "/live/../index.m3u8",
-            "/live//index.m3u8",
-            "/live/k/video/seg-99999999999999999999999.m4s",
-            "",
-        ] {
-            assert_eq!(parse_media_path(bad), None, "{bad}");
+    async fn call(
+        app: &Router,
+        method: Method,
+        path: &str,
+        headers: &[(header::HeaderName, &str)],
+    ) -> (StatusCode, HeaderMap, Bytes) {
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+        let mut req = Request::builder().method(method).uri(path);
+        for (name, value) in headers {
+            req = req.header(name, *value);
         }
+        let res = app
+            .clone()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let (status, headers) = (res.status(), res.headers().clone());
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        (status, headers, body)
+    }
+
+    /// The store's answer as a response: types, cache policies, CORS,
+    /// compression and HEAD, exactly.
+    #[tokio::test]
+    async fn media_responses_carry_what_the_store_answered() {
+        let live = crate::package::serve::test_support::Live::new();
+        let _p = live.publish("live/h", 0..9000);
+        let first = {
+            let stream = live.store.get("live/h").unwrap();
+            let snap = stream.lock().unwrap().snapshot();
+            snap.video.unwrap().segments[0].number
+        };
+        let app = router(HttpState::new(live.store.clone()));
+
+        let (status, h, plain) = call(&app, Method::GET, "/live/h/video.m3u8", &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(h["content-type"], "application/vnd.apple.mpegurl");
+        assert_eq!(h["cache-control"], "max-age=1, must-revalidate");
+        assert_eq!(h["vary"], "Accept-Encoding");
+        assert_eq!(h["access-control-allow-origin"], "*");
+        assert_eq!(h["content-length"], plain.len().to_string().as_str());
+        assert!(h.get("content-encoding").is_none());
+        assert!(plain.starts_with(b"#EXTM3U\n"));
+
+        let gzip = [(header::ACCEPT_ENCODING, "gzip")];
+        let (_, h, packed) = call(&app, Method::GET, "/live/h/video.m3u8", &gzip).await;
+        assert_eq!(h["content-encoding"], "gzip");
+        let mut unpacked = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(&packed[..]),
+            &mut unpacked,
+        )
+        .unwrap();
+        assert_eq!(unpacked, plain);
+
+        let segment = format!("/live/h/video/seg-{first}.m4s");
+        let (status, h, body) = call(&app, Method::GET, &segment, &gzip).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(h["content-type"], "video/mp4");
+        assert_eq!(h["cache-control"], "public, max-age=31536000, immutable");
+        assert!(h.get("vary").is_none() && h.get("content-encoding").is_none());
+        assert_eq!(h["content-length"], body.len().to_string().as_str());
+        let (status, h, empty) = call(&app, Method::HEAD, &segment, &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(empty.is_empty());
+        assert_eq!(h["content-length"], body.len().to_string().as_str());
+
+        let host = [(header::HOST, "cdn.example:8080")];
+        let (_, h, mpd) = call(&app, Method::GET, "/live/h/manifest.mpd", &host).await;
+        assert_eq!(h["content-type"], "application/dash+xml");
+        assert_eq!(h["cache-control"], "max-age=1, must-revalidate");
+        let mpd = String::from_utf8(mpd.to_vec()).unwrap();
+        let timing = "<UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=";
+        assert!(
+            mpd.contains(&format!(
+                "{timing}\"http://cdn.example:8080/time\"/>\n  {timing}\"/time\"/>"
+            )),
+            "{mpd}"
+        );
+
+        let (status, h, body) = call(&app, Method::GET, "/live/none/index.m3u8", &[]).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(h["cache-control"], "no-cache");
+        assert_eq!(&body[..], b"stream not found\n");
+        let (status, _, body) = call(&app, Method::GET, "/live/h/audio.m3u8", &[]).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(&body[..], b"track not found\n");
     }
 
     #[test]

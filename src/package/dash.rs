@@ -2,7 +2,7 @@
 //!
 //! A small hand-written writer (DESIGN.md allows it): the document is a fixed
 //! shape, and every value that is not ours (codec strings, the time URL) goes
-//! through [`attr`] escaping. Every URL comes from [`paths`] and is relative.
+//! through [`attr`] escaping. Every URL comes from [`urls`] and is relative.
 //!
 //! Timing model: segment times are decode times on each track's media
 //! timeline, whose zero is `s.availability_start`. Each Period's
@@ -13,9 +13,11 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::hls::{rfc3339_millis, window};
-use super::model::{paths, SegmentInfo, StreamSnapshot, TrackTimeline};
+use super::hls::window;
+use super::model::{SegmentInfo, StreamSnapshot, TrackTimeline};
+use super::urls;
 use crate::media::MediaKind;
+use crate::timefmt::rfc3339_millis;
 
 /// Live profile (what dash.js, Shaka and ffmpeg expect) plus CMAF, which the
 /// segments are.
@@ -47,9 +49,9 @@ pub const PROFILES: &str = "urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:
 /// defensively, where a track's init changes without one (a Period can only
 /// name one init). Period ids must stay the same across reloads, so they come
 /// from the discontinuity count, as HLS's EXT-X-DISCONTINUITY-SEQUENCE does:
-/// `evicted_discontinuities` is the number of segment numbers flagged
-/// `discontinuity` that are no longer in the snapshot (the same counter the
-/// store passes to [`super::hls::media_playlist`]). A Period whose first
+/// they count from the segment numbers flagged `discontinuity` that are no
+/// longer in the snapshot (the video track's `discontinuities_before`, else
+/// the audio's: both tracks are split at the same numbers). A Period whose first
 /// segment is held starts at that segment's time (video, else audio); the
 /// oldest Period, once that segment is evicted, starts at media time 0 with
 /// presentationTimeOffset 0 — its id stays and every segment keeps exactly
@@ -57,8 +59,8 @@ pub const PROFILES: &str = "urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:
 ///
 /// Contract with the packager: segment numbers are contiguous within a track
 /// (`$Number$` addressing), and `s.target_duration` ≥ every segment.
-pub fn mpd(s: &StreamSnapshot, utc_timing: &[&str], evicted_discontinuities: u64) -> String {
-    mpd_ladder(s, utc_timing, evicted_discontinuities, &[])
+pub fn mpd(s: &StreamSnapshot, utc_timing: &[&str]) -> String {
+    mpd_ladder(s, utc_timing, &[])
 }
 
 /// How far (90 kHz ticks, half a second) a rendition's segment start may be
@@ -78,54 +80,143 @@ const LADDER_SLACK: u64 = 45_000;
 pub fn mpd_ladder(
     s: &StreamSnapshot,
     utc_timing: &[&str],
-    evicted_discontinuities: u64,
     renditions: &[(&str, &StreamSnapshot)],
 ) -> String {
-    let tracks: Vec<(MediaKind, &TrackTimeline)> = [
-        (MediaKind::Video, s.video.as_ref()),
-        (MediaKind::Audio, s.audio.as_ref()),
-    ]
-    .into_iter()
-    .filter_map(|(kind, t)| Some((kind, t?)))
-    .collect();
-    let listed: Vec<&[SegmentInfo]> = tracks
-        .iter()
-        .map(|(_, t)| window(&t.segments, s.window))
+    let source = Source::new(s);
+    let periods: Vec<_> = periods(&source.boundaries, &source.listed)
+        .into_iter()
         .collect();
-    let boundaries = boundaries(&tracks);
-    let periods = periods(&boundaries, &listed);
-
-    // Where presentation time 0 is on the media timeline: media time 0 when
-    // live (so availabilityStartTime keeps its meaning), the first listed
-    // segment when static (a VOD view of what is left).
-    let first_listed = tracks
-        .iter()
-        .zip(&listed)
-        .find_map(|((_, t), l)| l.first().map(|g| Time::new(g.start, t.info.timescale)));
-    let zero = match (s.ended, first_listed) {
-        (true, Some(first)) => first,
-        _ => Time::new(0, 1),
-    };
-    let end_ms = tracks
-        .iter()
-        .zip(&listed)
-        .filter_map(|((_, t), l)| {
-            let last = l.last()?;
-            Some(Time::new(last.start + last.duration, t.info.timescale).millis())
-        })
-        .max();
-    let window_ms = tracks
-        .iter()
-        .zip(&listed)
-        .filter_map(|((_, t), l)| {
-            let (first, last) = (l.first()?, l.last()?);
-            let span = last.start + last.duration - first.start.min(last.start);
-            Some(Time::new(span, t.info.timescale).millis())
-        })
-        .max();
-
-    let target_ms = u64::from(s.target_duration) * 1000;
     let mut out = String::with_capacity(2048);
+    write_mpd_start(&mut out, &source);
+    if periods.is_empty() {
+        // Nothing packaged yet: the schema wants one Period.
+        let _ = writeln!(
+            out,
+            "  <Period id=\"p{}\" start=\"PT0S\"/>",
+            source.evicted_discontinuities
+        );
+    }
+    for (i, (key, segs)) in periods.iter().enumerate() {
+        let next = periods.get(i + 1).map(|(_, segs)| segs);
+        write_period(&mut out, &source, i == 0, *key, segs, next, renditions);
+    }
+    for url in utc_timing {
+        let _ = writeln!(
+            out,
+            "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"{}\"/>",
+            attr(url)
+        );
+    }
+    out.push_str("</MPD>\n");
+    out
+}
+
+/// The source stream's tracks and what the MPD lists of them.
+struct Source<'a> {
+    s: &'a StreamSnapshot,
+    tracks: Vec<(MediaKind, &'a TrackTimeline)>,
+    /// Each track's listed window, in `tracks` order.
+    listed: Vec<&'a [SegmentInfo]>,
+    boundaries: BTreeMap<u64, Boundary>,
+    /// Discontinuities gone from the snapshot: both tracks are split at
+    /// the same numbers, so the video's count, else the audio's.
+    evicted_discontinuities: u64,
+    /// Where presentation time 0 is on the media timeline: media time 0
+    /// when live (so availabilityStartTime keeps its meaning), the first
+    /// listed segment when static (a VOD view of what is left).
+    zero: Time,
+}
+
+impl<'a> Source<'a> {
+    fn new(s: &'a StreamSnapshot) -> Self {
+        let tracks: Vec<(MediaKind, &TrackTimeline)> = [
+            (MediaKind::Video, s.video.as_ref()),
+            (MediaKind::Audio, s.audio.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(kind, t)| Some((kind, t?)))
+        .collect();
+        let listed: Vec<&[SegmentInfo]> = tracks
+            .iter()
+            .map(|(_, t)| window(&t.segments, s.window))
+            .collect();
+        let first_listed = tracks
+            .iter()
+            .zip(&listed)
+            .find_map(|((_, t), l)| l.first().map(|g| Time::new(g.start, t.info.timescale)));
+        let zero = match (s.ended, first_listed) {
+            (true, Some(first)) => first,
+            _ => Time::new(0, 1),
+        };
+        Source {
+            s,
+            boundaries: boundaries(&tracks),
+            evicted_discontinuities: tracks.first().map_or(0, |(_, t)| t.discontinuities_before),
+            tracks,
+            listed,
+            zero,
+        }
+    }
+
+    /// Each track's listed segments with its timeline.
+    fn listed(&self) -> impl Iterator<Item = (&'a TrackTimeline, &'a [SegmentInfo])> + '_ {
+        self.tracks
+            .iter()
+            .map(|(_, t)| *t)
+            .zip(self.listed.iter().copied())
+    }
+
+    /// Where the last listed segment ends, in ms (the latest track's).
+    fn end_ms(&self) -> Option<u64> {
+        self.listed()
+            .filter_map(|(t, l)| {
+                let last = l.last()?;
+                Some(Time::new(last.start + last.duration, t.info.timescale).millis())
+            })
+            .max()
+    }
+
+    /// How much time the listed window spans, in ms (the longest track's).
+    fn window_ms(&self) -> Option<u64> {
+        self.listed()
+            .filter_map(|(t, l)| {
+                let (first, last) = (l.first()?, l.last()?);
+                let span = last.start + last.duration - first.start.min(last.start);
+                Some(Time::new(span, t.info.timescale).millis())
+            })
+            .max()
+    }
+
+    /// The id of the Period starting at boundary `key` (`None`: the one
+    /// whose start is no longer held).
+    fn period_id(&self, key: Option<u64>) -> String {
+        let discontinuities = self.evicted_discontinuities
+            + key.map_or(0, |b| {
+                self.boundaries
+                    .range(..=b)
+                    .filter(|(_, k)| **k == Boundary::Discontinuity)
+                    .count() as u64
+            });
+        match key.map(|b| (b, self.boundaries.get(&b))) {
+            Some((b, Some(Boundary::InitChange))) => format!("p{discontinuities}-{b}"),
+            _ => format!("p{discontinuities}"),
+        }
+    }
+
+    /// The first video segment of a Period's lists, if it has one.
+    fn first_video(&self, segs: &'a [Vec<&'a SegmentInfo>]) -> Option<&'a SegmentInfo> {
+        self.tracks
+            .iter()
+            .zip(segs)
+            .find(|((kind, _), _)| *kind == MediaKind::Video)
+            .and_then(|(_, segs)| segs.first().copied())
+    }
+}
+
+/// The `<MPD>` start tag: live or static timing, and segment durations.
+fn write_mpd_start(out: &mut String, source: &Source<'_>) {
+    let (s, zero) = (source.s, source.zero);
+    let target_ms = u64::from(s.target_duration) * 1000;
     out.push_str("<?xml version=\"1.0\"?>\n");
     out.push_str(
         "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" \
@@ -135,7 +226,7 @@ pub fn mpd_ladder(
     let _ = write!(out, " profiles=\"{PROFILES}\"");
     if s.ended {
         out.push_str(" type=\"static\"");
-        let duration = end_ms.unwrap_or(0).saturating_sub(zero.millis());
+        let duration = source.end_ms().unwrap_or(0).saturating_sub(zero.millis());
         let _ = write!(
             out,
             " mediaPresentationDuration=\"{}\"",
@@ -153,7 +244,7 @@ pub fn mpd_ladder(
             " minimumUpdatePeriod=\"{}\"",
             xs_duration((target_ms / 2).max(1000))
         );
-        if let Some(depth) = window_ms {
+        if let Some(depth) = source.window_ms() {
             let _ = write!(out, " timeShiftBufferDepth=\"{}\"", xs_duration(depth));
         }
         let _ = write!(
@@ -169,99 +260,83 @@ pub fn mpd_ladder(
         xs_duration(target_ms),
         xs_duration(target_ms.max(1000))
     );
+}
 
-    if periods.is_empty() {
-        // Nothing packaged yet: the schema wants one Period.
-        let _ = writeln!(
-            out,
-            "  <Period id=\"p{evicted_discontinuities}\" start=\"PT0S\"/>"
-        );
-    }
-    for (i, (key, segs)) in periods.iter().enumerate() {
-        let origin = match key {
-            _ if i == 0 && s.ended => zero,
-            None => Time::new(0, 1),
-            Some(b) => origin(&tracks, *b),
-        };
-        let discontinuities = evicted_discontinuities
-            + key.map_or(0, |b| {
-                boundaries
-                    .range(..=b)
-                    .filter(|(_, k)| **k == Boundary::Discontinuity)
-                    .count() as u64
-            });
-        let id = match key.map(|b| (b, boundaries.get(&b))) {
-            Some((b, Some(Boundary::InitChange))) => format!("p{discontinuities}-{b}"),
-            _ => format!("p{discontinuities}"),
-        };
-        let start = origin.millis().saturating_sub(zero.millis());
-        let _ = writeln!(
-            out,
-            "  <Period id=\"{id}\" start=\"{}\">",
-            xs_duration(start)
-        );
-        // This Period's span on the video timeline, for the renditions.
-        let span = tracks
-            .iter()
-            .zip(segs)
-            .find(|((kind, _), segs)| *kind == MediaKind::Video && !segs.is_empty())
-            .map(|(_, segs)| {
-                let lo = segs[0].start.saturating_sub(LADDER_SLACK);
-                let hi = periods
-                    .iter()
-                    .nth(i + 1)
-                    .and_then(|(_, next)| {
-                        tracks
-                            .iter()
-                            .zip(next)
-                            .find(|((kind, _), _)| *kind == MediaKind::Video)
-                            .and_then(|(_, n)| n.first())
-                    })
-                    .map_or(u64::MAX, |n| n.start.saturating_sub(LADDER_SLACK));
-                (lo, hi)
-            });
-        for ((kind, t), segs) in tracks.iter().zip(segs) {
-            if segs.is_empty() {
-                continue;
-            }
-            let mut reps = vec![Rep {
-                id: paths::track_name(*kind).to_string(),
-                prefix: String::new(),
-                track: t,
-                segs: segs.clone(),
-            }];
-            if let (MediaKind::Video, Some((lo, hi))) = (kind, span) {
-                for (name, r) in renditions {
-                    let Some(rt) = r.video.as_ref() else { continue };
-                    let listed = window(&rt.segments, r.window);
-                    let inside: Vec<&SegmentInfo> = listed
-                        .iter()
-                        .filter(|g| g.start >= lo && g.start < hi)
-                        .collect();
-                    let Some(init) = inside.first().map(|g| g.init) else {
-                        continue;
-                    };
-                    reps.push(Rep {
-                        id: format!("video-{name}"),
-                        prefix: format!("{name}/"),
-                        track: rt,
-                        segs: inside.into_iter().take_while(|g| g.init == init).collect(),
-                    });
-                }
-            }
-            adaptation_set(&mut out, *kind, &reps, origin);
+/// One Period: `segs` are its listed segments per track, `next` the next
+/// Period's (where this one's span ends for the renditions).
+fn write_period(
+    out: &mut String,
+    source: &Source<'_>,
+    first: bool,
+    key: Option<u64>,
+    segs: &[Vec<&SegmentInfo>],
+    next: Option<&Vec<Vec<&SegmentInfo>>>,
+    renditions: &[(&str, &StreamSnapshot)],
+) {
+    let zero = source.zero;
+    let origin = match key {
+        _ if first && source.s.ended => zero,
+        None => Time::new(0, 1),
+        Some(b) => origin(&source.tracks, b),
+    };
+    let start = origin.millis().saturating_sub(zero.millis());
+    let _ = writeln!(
+        out,
+        "  <Period id=\"{}\" start=\"{}\">",
+        source.period_id(key),
+        xs_duration(start)
+    );
+    // This Period's span on the video timeline, for the renditions.
+    let span = source.first_video(segs).map(|first| {
+        let lo = first.start.saturating_sub(LADDER_SLACK);
+        let hi = next
+            .and_then(|next| source.first_video(next))
+            .map_or(u64::MAX, |n| n.start.saturating_sub(LADDER_SLACK));
+        (lo, hi)
+    });
+    for ((kind, t), segs) in source.tracks.iter().zip(segs) {
+        if segs.is_empty() {
+            continue;
         }
-        out.push_str("  </Period>\n");
+        let mut reps = vec![Rep {
+            id: urls::track_name(*kind).to_string(),
+            prefix: String::new(),
+            track: t,
+            segs: segs.clone(),
+        }];
+        if let (MediaKind::Video, Some(span)) = (kind, span) {
+            reps.extend(rendition_reps(renditions, span));
+        }
+        adaptation_set(out, *kind, &reps, origin);
     }
-    for url in utc_timing {
-        let _ = writeln!(
-            out,
-            "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"{}\"/>",
-            attr(url)
-        );
+    out.push_str("  </Period>\n");
+}
+
+/// The renditions' Representations in a Period spanning `lo..hi` on the
+/// video timeline: each rendition's listed segments that start in it and
+/// share the first one's init.
+fn rendition_reps<'a>(
+    renditions: &[(&str, &'a StreamSnapshot)],
+    (lo, hi): (u64, u64),
+) -> Vec<Rep<'a>> {
+    let mut reps = Vec::new();
+    for (name, r) in renditions {
+        let Some(rt) = r.video.as_ref() else { continue };
+        let inside: Vec<&SegmentInfo> = window(&rt.segments, r.window)
+            .iter()
+            .filter(|g| g.start >= lo && g.start < hi)
+            .collect();
+        let Some(init) = inside.first().map(|g| g.init) else {
+            continue;
+        };
+        reps.push(Rep {
+            id: format!("video-{name}"),
+            prefix: format!("{name}/"),
+            track: rt,
+            segs: inside.into_iter().take_while(|g| g.init == init).collect(),
+        });
     }
-    out.push_str("</MPD>\n");
-    out
+    reps
 }
 
 /// Why a Period starts at a segment number.
@@ -417,9 +492,9 @@ fn representation(out: &mut String, kind: MediaKind, rep: &Rep<'_>, origin: Time
          startNumber=\"{}\" presentationTimeOffset=\"{}\">",
         info.timescale.max(1),
         attr(&rep.prefix),
-        paths::init(kind, first.init),
+        urls::init(kind, first.init),
         attr(&rep.prefix),
-        paths::dash_media_template(kind),
+        urls::dash_media_template(kind),
         first.number,
         origin.rescale(info.timescale.max(1))
     );
@@ -676,7 +751,7 @@ mod tests {
     fn a_ladder_is_one_video_set_with_a_representation_per_rendition() {
         let s = snapshot(true, true, 10, 8, 6, &[15], false);
         let low = rendition(&s, 360);
-        let xml = mpd_ladder(&s, &[TIME_URL], 0, &[("360p", &low)]);
+        let xml = mpd_ladder(&s, &[TIME_URL], &[("360p", &low)]);
         let m = parse(&xml);
         let periods: Vec<&El> = m.kids("Period").collect();
         assert_eq!(periods.len(), 2, "{xml}");
@@ -700,7 +775,7 @@ mod tests {
             assert!(adaptation(p, "audio").is_some());
         }
         // No renditions: exactly the plain MPD.
-        assert_eq!(mpd_ladder(&s, &[TIME_URL], 0, &[]), mpd(&s, &[TIME_URL], 0));
+        assert_eq!(mpd_ladder(&s, &[TIME_URL], &[]), mpd(&s, &[TIME_URL]));
     }
 
     /// GStreamer detects an MPD read over HTTP only without an `encoding`
@@ -709,7 +784,7 @@ mod tests {
     #[test]
     fn declaration_and_time_sources_suit_gstreamer() {
         let s = snapshot(true, true, 10, 8, 6, &[], false);
-        let xml = mpd(&s, &["http://127.0.0.1:8080/time", "/time"], 0);
+        let xml = mpd(&s, &["http://127.0.0.1:8080/time", "/time"]);
         assert!(xml.starts_with("<?xml version=\"1.0\"?>\n<MPD "), "{xml}");
         let m = parse(&xml);
         let values: Vec<&str> = m.kids("UTCTiming").map(|u| u.a("value")).collect();
@@ -722,7 +797,7 @@ mod tests {
     #[test]
     fn live_audio_and_video() {
         let s = snapshot(true, true, 10, 8, 6, &[], false);
-        let xml = mpd(&s, &[TIME_URL], 0);
+        let xml = mpd(&s, &[TIME_URL]);
         assert!(xml.contains("value=\"/api/time?fmt=iso&amp;x=&quot;1&quot;\""));
         let m = parse(&xml);
         assert_eq!(m.name, "MPD");
@@ -809,7 +884,7 @@ mod tests {
     #[test]
     fn discontinuity_starts_a_period() {
         let s = snapshot(true, true, 10, 8, 6, &[15], false);
-        let m = parse(&mpd(&s, &[TIME_URL], 0));
+        let m = parse(&mpd(&s, &[TIME_URL]));
         let periods: Vec<_> = m.kids("Period").collect();
         assert_eq!(periods.len(), 2);
         assert_eq!((periods[0].a("id"), periods[0].a("start")), ("p0", "PT0S"));
@@ -847,7 +922,7 @@ mod tests {
     fn period_ids_and_starts_survive_reloads() {
         let mut s = snapshot(true, true, 10, 12, 6, &[15], false);
         let ids = |s: &StreamSnapshot, evicted: u64| -> Vec<(String, String)> {
-            let m = parse(&mpd(s, &[TIME_URL], evicted));
+            let m = parse(&mpd(&with_evicted(s.clone(), evicted), &[TIME_URL]));
             m.kids("Period")
                 .map(|p| (p.a("id").to_string(), p.a("start").to_string()))
                 .collect()
@@ -865,7 +940,7 @@ mod tests {
         for t in [s.video.as_mut().unwrap(), s.audio.as_mut().unwrap()] {
             t.segments.drain(..1);
         }
-        let m = parse(&mpd(&s, &[TIME_URL], 1));
+        let m = parse(&mpd(&with_evicted(s.clone(), 1), &[TIME_URL]));
         let p = m.kid("Period");
         assert_eq!(p.a("id"), "p1");
         let tpl = adaptation(p, "video")
@@ -879,7 +954,7 @@ mod tests {
     #[test]
     fn ended_stream_is_static() {
         let s = snapshot(true, true, 10, 8, 6, &[], true);
-        let m = parse(&mpd(&s, &[TIME_URL], 0));
+        let m = parse(&mpd(&s, &[TIME_URL]));
         assert_eq!(m.a("type"), "static");
         // Video listed 12..=17: 24 s to 36 s.
         assert_eq!(m.a("mediaPresentationDuration"), "PT12S");
@@ -905,7 +980,7 @@ mod tests {
 
         // With a discontinuity the second Period starts where it plays.
         let s = snapshot(true, true, 10, 8, 6, &[15], true);
-        let m = parse(&mpd(&s, &[TIME_URL], 0));
+        let m = parse(&mpd(&s, &[TIME_URL]));
         let starts: Vec<_> = m.kids("Period").map(|p| p.a("start").to_string()).collect();
         assert_eq!(starts, ["PT0S", "PT6S"]);
     }
@@ -913,7 +988,7 @@ mod tests {
     #[test]
     fn audio_only() {
         let s = snapshot(false, true, 10, 8, 6, &[14], false);
-        let xml = mpd(&s, &[TIME_URL], 0);
+        let xml = mpd(&s, &[TIME_URL]);
         let m = parse(&xml);
         assert!(!xml.contains("video"), "{xml}");
         let periods: Vec<_> = m.kids("Period").collect();
@@ -932,7 +1007,7 @@ mod tests {
     #[test]
     fn video_only() {
         let s = snapshot(true, false, 10, 8, 6, &[], false);
-        let xml = mpd(&s, &[TIME_URL], 0);
+        let xml = mpd(&s, &[TIME_URL]);
         let m = parse(&xml);
         let p = m.kid("Period");
         assert_eq!(p.kids("AdaptationSet").count(), 1);
@@ -954,7 +1029,7 @@ mod tests {
         ];
         let mut s = snapshot(false, false, 0, 0, 10, &[], false);
         s.video = Some(timeline(video_info(), &segs));
-        let m = parse(&mpd(&s, &[TIME_URL], 0));
+        let m = parse(&mpd(&s, &[TIME_URL]));
         let tpl = adaptation(m.kid("Period"), "video")
             .unwrap()
             .kid("Representation")
@@ -987,7 +1062,7 @@ mod tests {
         for seg in &mut s.video.as_mut().unwrap().segments[3..] {
             seg.init = 7;
         }
-        let m = parse(&mpd(&s, &[TIME_URL], 2));
+        let m = parse(&mpd(&with_evicted(s, 2), &[TIME_URL]));
         let periods: Vec<_> = m.kids("Period").collect();
         assert_eq!(periods.len(), 2);
         assert_eq!(periods[0].a("id"), "p2");
@@ -1007,7 +1082,7 @@ mod tests {
     #[test]
     fn nothing_packaged_yet() {
         let s = snapshot(true, true, 0, 0, 6, &[], false);
-        let m = parse(&mpd(&s, &[TIME_URL], 0));
+        let m = parse(&mpd(&s, &[TIME_URL]));
         let p = m.kid("Period");
         assert_eq!(p.a("id"), "p0");
         assert!(p.children.is_empty());
@@ -1018,7 +1093,7 @@ mod tests {
     fn hostile_codec_is_escaped() {
         let mut s = snapshot(true, false, 0, 2, 6, &[], false);
         s.video.as_mut().unwrap().info.codec = "avc1\"/><x a='&\u{1}\n".into();
-        let m = parse(&mpd(&s, &[TIME_URL], 0));
+        let m = parse(&mpd(&s, &[TIME_URL]));
         let r = adaptation(m.kid("Period"), "video")
             .unwrap()
             .kid("Representation");
@@ -1048,7 +1123,8 @@ mod tests {
     proptest! {
         #[test]
         fn random_tracks_render_a_valid_mpd(s in arb_snapshot(), evicted in 0u64..5) {
-            let xml = mpd(&s, &[TIME_URL], evicted);
+            let s = with_evicted(s, evicted);
+            let xml = mpd(&s, &[TIME_URL]);
             let m = parse(&xml);
             prop_assert_eq!(m.a("type"), if s.ended { "static" } else { "dynamic" });
             prop_assert_eq!(m.a("xmlns:xsi"), "http://www.w3.org/2001/XMLSchema-instance");

@@ -3,14 +3,14 @@
 //! We write the text ourselves because `m3u8-rs` silently drops the LL-HLS
 //! tags when it writes (see DESIGN.md); it is used in the tests as the
 //! parser that checks what we render. Every URL comes from
-//! [`paths`] and is relative, so the same text works under any `/APP/KEY/`
+//! [`urls`] and is relative, so the same text works under any `/APP/KEY/`
 //! prefix and behind proxies.
 
-use std::fmt::Write as _;
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use super::model::{paths, SegmentInfo, StreamSnapshot, TrackInfo, TrackTimeline};
+use super::model::{SegmentInfo, StreamSnapshot, TrackInfo, TrackTimeline};
+use super::urls;
 use crate::media::MediaKind;
+use crate::timefmt::rfc3339_millis;
+use std::fmt::Write as _;
 
 /// EXT-X-VERSION: 7 covers fractional EXTINF (3), EXT-X-MAP without
 /// I-frames-only (6) and everything else we write.
@@ -70,7 +70,7 @@ pub fn multivariant_ladder(s: &StreamSnapshot, renditions: &[(&str, &StreamSnaps
                 let _ = write!(out, ",AVERAGE-BANDWIDTH={}", a.average_bandwidth);
             }
             write_codecs(&mut out, std::iter::once(a.codec.as_str()));
-            let _ = writeln!(out, "\n{}", paths::media_playlist(MediaKind::Audio));
+            let _ = writeln!(out, "\n{}", urls::media_playlist(MediaKind::Audio));
         }
         return out;
     }
@@ -86,7 +86,7 @@ pub fn multivariant_ladder(s: &StreamSnapshot, renditions: &[(&str, &StreamSnaps
         let _ = writeln!(
             out,
             ",URI=\"{prefix}{}\"",
-            paths::media_playlist(MediaKind::Audio)
+            urls::media_playlist(MediaKind::Audio)
         );
     }
     let audio = audio.map(|(_, a)| a);
@@ -110,7 +110,7 @@ pub fn multivariant_ladder(s: &StreamSnapshot, renditions: &[(&str, &StreamSnaps
         if audio.is_some() {
             let _ = write!(out, ",AUDIO=\"{AUDIO_GROUP}\"");
         }
-        let _ = writeln!(out, "\n{prefix}{}", paths::media_playlist(MediaKind::Video));
+        let _ = writeln!(out, "\n{prefix}{}", urls::media_playlist(MediaKind::Video));
     }
     out
 }
@@ -120,13 +120,10 @@ pub fn multivariant_ladder(s: &StreamSnapshot, renditions: &[(&str, &StreamSnaps
 ///
 /// Lists the last `s.window` segments of the track (at least one).
 ///
-/// `evicted_discontinuities` is the number of this track's segments with
-/// `discontinuity == true` that are no longer in the snapshot at all (the
-/// store drops them from its own buffer). The model carries no counter, and
-/// EXT-X-DISCONTINUITY-SEQUENCE must count every discontinuity tag that was
-/// ever removed from the playlist (RFC 8216 §6.2.2): this function adds the
-/// ones still held in the snapshot but before the window, so the caller only
-/// counts what it evicts and never needs to know the window.
+/// EXT-X-DISCONTINUITY-SEQUENCE counts every discontinuity tag that ever
+/// left the playlist (RFC 8216 §6.2.2): the track's
+/// `discontinuities_before` (segments gone from the snapshot) plus those
+/// still in the snapshot but before the window.
 ///
 /// EXT-X-MAP is written at the top, whenever the init changes and after every
 /// discontinuity; EXT-X-PROGRAM-DATE-TIME on the first segment and after every
@@ -137,16 +134,12 @@ pub fn multivariant_ladder(s: &StreamSnapshot, renditions: &[(&str, &StreamSnaps
 /// its predecessor's has `discontinuity == true` (RFC 8216 requires
 /// EXT-X-DISCONTINUITY for new encoding parameters; the DASH MPD needs a new
 /// Period for a new init).
-pub fn media_playlist(
-    s: &StreamSnapshot,
-    kind: MediaKind,
-    evicted_discontinuities: u64,
-) -> Option<String> {
+pub fn media_playlist(s: &StreamSnapshot, kind: MediaKind) -> Option<String> {
     let track = track(s, kind)?;
     let listed = window(&track.segments, s.window);
     let skipped = &track.segments[..track.segments.len() - listed.len()];
     let discontinuity_sequence =
-        evicted_discontinuities + skipped.iter().filter(|g| g.discontinuity).count() as u64;
+        track.discontinuities_before + skipped.iter().filter(|g| g.discontinuity).count() as u64;
     let timescale = f64::from(track.info.timescale.max(1));
 
     let mut out = String::with_capacity(128 + 96 * listed.len());
@@ -170,7 +163,7 @@ pub fn media_playlist(
             out.push_str("#EXT-X-DISCONTINUITY\n");
         }
         if previous.is_none_or(|p| p.init != seg.init) || seg.discontinuity {
-            let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", paths::init(kind, seg.init));
+            let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", urls::init(kind, seg.init));
         }
         if previous.is_none() || seg.discontinuity {
             let _ = writeln!(
@@ -183,7 +176,7 @@ pub fn media_playlist(
             out,
             "#EXTINF:{:.5},\n{}",
             seg.duration as f64 / timescale,
-            paths::segment(kind, seg.number)
+            urls::segment(kind, seg.number)
         );
         previous = Some(seg);
     }
@@ -206,38 +199,6 @@ pub(crate) fn track(s: &StreamSnapshot, kind: MediaKind) -> Option<&TrackTimelin
 pub(crate) fn window(segments: &[SegmentInfo], window: usize) -> &[SegmentInfo] {
     let n = window.max(1).min(segments.len());
     &segments[segments.len() - n..]
-}
-
-/// `2026-11-21T02:33:49.123Z`: RFC 3339 / xs:dateTime in UTC with
-/// milliseconds, as EXT-X-PROGRAM-DATE-TIME and the MPD want. Times before
-/// 1970 (a broken clock) render as the epoch.
-pub(crate) fn rfc3339_millis(t: SystemTime) -> String {
-    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (year, month, day) = civil_from_days(secs / 86_400);
-    let rem = secs % 86_400;
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        since.subsec_millis()
-    )
-}
-
-/// Proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's
-/// `civil_from_days`, unsigned since we never go before the epoch).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 /// `,CODECS="a,b"` (skipping empty codec strings; nothing if none is known).
@@ -343,7 +304,17 @@ pub(crate) mod test_support {
             info,
             inits,
             segments,
+            discontinuities_before: 0,
         }
+    }
+
+    /// `s` with `n` discontinuities gone from every track (evicted by the
+    /// store).
+    pub fn with_evicted(mut s: StreamSnapshot, n: u64) -> StreamSnapshot {
+        for t in [s.video.as_mut(), s.audio.as_mut()].into_iter().flatten() {
+            t.discontinuities_before = n;
+        }
+        s
     }
 
     /// `n` contiguous segments numbered from `first`: video 2 s each, audio
@@ -449,7 +420,7 @@ mod tests {
     use super::*;
     use m3u8_rs::{AlternativeMediaType, MasterPlaylist, MediaPlaylist};
     use proptest::prelude::*;
-    use std::time::Duration;
+    use std::time::UNIX_EPOCH;
 
     fn parse_master(text: &str) -> MasterPlaylist {
         m3u8_rs::parse_master_playlist_res(text.as_bytes())
@@ -463,8 +434,8 @@ mod tests {
 
     /// Checks every rule a media playlist must keep against the track it was
     /// rendered from, and returns the parsed playlist.
-    fn check_media(s: &StreamSnapshot, kind: MediaKind, evicted: u64) -> MediaPlaylist {
-        let text = media_playlist(s, kind, evicted).expect("track exists");
+    fn check_media(s: &StreamSnapshot, kind: MediaKind) -> MediaPlaylist {
+        let text = media_playlist(s, kind).expect("track exists");
         let p = parse_media(&text);
         let t = track(s, kind).unwrap();
         let listed = window(&t.segments, s.window);
@@ -476,7 +447,7 @@ mod tests {
         assert_eq!(p.end_list, s.ended);
         let ts = f64::from(t.info.timescale);
         for (parsed, seg) in p.segments.iter().zip(listed) {
-            assert_eq!(parsed.uri, paths::segment(kind, seg.number));
+            assert_eq!(parsed.uri, urls::segment(kind, seg.number));
             let real = seg.duration as f64 / ts;
             assert!((f64::from(parsed.duration) - real).abs() < 1e-5);
             assert!(
@@ -496,21 +467,18 @@ mod tests {
     fn live_window_lists_the_last_six_of_eight() {
         let s = snapshot(true, true, 10, 8, 6, &[], false);
         for kind in [MediaKind::Video, MediaKind::Audio] {
-            let p = check_media(&s, kind, 0);
+            let p = check_media(&s, kind);
             assert_eq!(p.media_sequence, 12);
             assert_eq!(p.discontinuity_sequence, 0);
             assert!(!p.end_list);
-            assert_eq!(
-                p.segments[0].map.as_ref().unwrap().uri,
-                paths::init(kind, 1)
-            );
+            assert_eq!(p.segments[0].map.as_ref().unwrap().uri, urls::init(kind, 1));
             // One init, no discontinuity: MAP and PROGRAM-DATE-TIME once.
             assert!(p.segments[1..].iter().all(|g| g.map.is_none()));
             assert!(p.segments[1..]
                 .iter()
                 .all(|g| g.program_date_time.is_none()));
         }
-        let text = media_playlist(&s, MediaKind::Video, 0).unwrap();
+        let text = media_playlist(&s, MediaKind::Video).unwrap();
         assert!(
             text.contains("#EXTINF:2.00000,\nvideo/seg-12.m4s\n"),
             "{text}"
@@ -520,7 +488,7 @@ mod tests {
         let pdt = p.segments[0].program_date_time.unwrap();
         assert_eq!(pdt.timestamp_millis(), 1_700_000_024_000);
         assert!(text.contains("#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:44.000Z\n"));
-        let audio = media_playlist(&s, MediaKind::Audio, 0).unwrap();
+        let audio = media_playlist(&s, MediaKind::Audio).unwrap();
         assert!(
             audio.contains("#EXTINF:2.00533,\naudio/seg-12.m4s\n"),
             "{audio}"
@@ -589,7 +557,7 @@ mod tests {
     fn discontinuity_in_the_middle() {
         let s = snapshot(true, true, 10, 8, 6, &[15], false);
         for kind in [MediaKind::Video, MediaKind::Audio] {
-            let p = check_media(&s, kind, 0);
+            let p = check_media(&s, kind);
             // Listed: 12..=17; 15 is index 3.
             assert_eq!(p.discontinuity_sequence, 0);
             for (i, g) in p.segments.iter().enumerate() {
@@ -597,10 +565,7 @@ mod tests {
                 assert_eq!(g.map.is_some(), i == 0 || i == 3);
                 assert_eq!(g.program_date_time.is_some(), i == 0 || i == 3);
             }
-            assert_eq!(
-                p.segments[3].map.as_ref().unwrap().uri,
-                paths::init(kind, 2)
-            );
+            assert_eq!(p.segments[3].map.as_ref().unwrap().uri, urls::init(kind, 2));
             let seg = &track(&s, kind).unwrap().segments[5];
             assert_eq!(seg.number, 15);
             let millis = seg
@@ -613,7 +578,7 @@ mod tests {
                 millis
             );
         }
-        let text = media_playlist(&s, MediaKind::Video, 0).unwrap();
+        let text = media_playlist(&s, MediaKind::Video).unwrap();
         assert!(text.contains(
             "#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"video/init-2.mp4\"\n#EXT-X-PROGRAM-DATE-TIME:"
         ));
@@ -622,26 +587,37 @@ mod tests {
     #[test]
     fn discontinuity_sequence_counts_what_left_the_playlist() {
         // 11 is held but before the window; the store evicted 3 more.
-        let s = snapshot(true, false, 10, 8, 6, &[11, 13], false);
-        let p = check_media(&s, MediaKind::Video, 3);
+        let s = with_evicted(snapshot(true, false, 10, 8, 6, &[11, 13], false), 3);
+        let p = check_media(&s, MediaKind::Video);
         assert_eq!(p.discontinuity_sequence, 4);
         assert!(p.segments[1].discontinuity);
         // The flagged segment at the top keeps its tag until it leaves.
         let s = snapshot(true, false, 10, 8, 6, &[12], false);
-        let p = check_media(&s, MediaKind::Video, 0);
+        let p = check_media(&s, MediaKind::Video);
         assert_eq!(p.discontinuity_sequence, 0);
         assert!(p.segments[0].discontinuity);
+    }
+
+    /// Each track's playlist counts its own discontinuities gone from the
+    /// snapshot.
+    #[test]
+    fn each_track_counts_its_own_evicted_discontinuities() {
+        let mut s = snapshot(true, true, 10, 6, 6, &[], false);
+        s.video.as_mut().unwrap().discontinuities_before = 2;
+        s.audio.as_mut().unwrap().discontinuities_before = 5;
+        assert_eq!(check_media(&s, MediaKind::Video).discontinuity_sequence, 2);
+        assert_eq!(check_media(&s, MediaKind::Audio).discontinuity_sequence, 5);
     }
 
     #[test]
     fn ended_stream_has_endlist() {
         let s = snapshot(true, true, 0, 4, 6, &[], true);
         for kind in [MediaKind::Video, MediaKind::Audio] {
-            let p = check_media(&s, kind, 0);
+            let p = check_media(&s, kind);
             assert!(p.end_list);
             assert_eq!(p.segments.len(), 4);
         }
-        assert!(media_playlist(&s, MediaKind::Video, 0)
+        assert!(media_playlist(&s, MediaKind::Video)
             .unwrap()
             .ends_with("#EXT-X-ENDLIST\n"));
     }
@@ -649,8 +625,8 @@ mod tests {
     #[test]
     fn audio_only() {
         let s = snapshot(false, true, 0, 4, 6, &[], false);
-        assert!(media_playlist(&s, MediaKind::Video, 0).is_none());
-        check_media(&s, MediaKind::Audio, 0);
+        assert!(media_playlist(&s, MediaKind::Video).is_none());
+        check_media(&s, MediaKind::Audio);
         let text = multivariant(&s);
         let m = parse_master(&text);
         assert!(m.alternatives.is_empty());
@@ -666,8 +642,8 @@ mod tests {
     #[test]
     fn video_only() {
         let s = snapshot(true, false, 0, 4, 6, &[], false);
-        assert!(media_playlist(&s, MediaKind::Audio, 0).is_none());
-        check_media(&s, MediaKind::Video, 0);
+        assert!(media_playlist(&s, MediaKind::Audio).is_none());
+        check_media(&s, MediaKind::Video);
         let text = multivariant(&s);
         let m = parse_master(&text);
         assert!(m.alternatives.is_empty());
@@ -685,7 +661,7 @@ mod tests {
         let s = snapshot(false, false, 0, 0, 6, &[], false);
         let m = parse_master(&multivariant(&s));
         assert!(m.variants.is_empty() && m.alternatives.is_empty());
-        assert!(media_playlist(&s, MediaKind::Video, 0).is_none());
+        assert!(media_playlist(&s, MediaKind::Video).is_none());
     }
 
     #[test]
@@ -697,37 +673,17 @@ mod tests {
         parse_master(&text);
     }
 
-    #[test]
-    fn rfc3339() {
-        assert_eq!(rfc3339_millis(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
-        assert_eq!(
-            rfc3339_millis(UNIX_EPOCH - Duration::from_secs(5)),
-            "1970-01-01T00:00:00.000Z"
-        );
-        assert_eq!(
-            rfc3339_millis(UNIX_EPOCH + Duration::from_millis(951_825_599_999)),
-            "2000-02-29T11:59:59.999Z"
-        );
-        assert_eq!(
-            rfc3339_millis(UNIX_EPOCH + Duration::from_millis(1_700_000_000_123)),
-            "2023-11-14T22:13:20.123Z"
-        );
-        assert_eq!(
-            rfc3339_millis(UNIX_EPOCH + Duration::from_secs(4_107_542_400)),
-            "2100-03-01T00:00:00.000Z"
-        );
-    }
-
     proptest! {
         #[test]
         fn random_tracks_render_valid_playlists(s in arb_snapshot(), evicted in 0u64..5) {
+            let s = with_evicted(s, evicted);
             parse_master(&multivariant(&s));
             for kind in [MediaKind::Video, MediaKind::Audio] {
                 let Some(t) = track(&s, kind) else {
-                    prop_assert!(media_playlist(&s, kind, evicted).is_none());
+                    prop_assert!(media_playlist(&s, kind).is_none());
                     continue;
                 };
-                let p = check_media(&s, kind, evicted);
+                let p = check_media(&s, kind);
                 let n = t.segments.len();
                 prop_assert_eq!(p.segments.len(), s.window.min(n));
                 let listed = &t.segments[n - p.segments.len()..];

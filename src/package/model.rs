@@ -67,6 +67,10 @@ pub struct TrackTimeline {
     /// Ids of the init segments still referenced by the window.
     pub inits: Vec<u32>,
     pub segments: Vec<SegmentInfo>,
+    /// Discontinuity flags on this track's segments before `segments`
+    /// (gone from the snapshot): what HLS's EXT-X-DISCONTINUITY-SEQUENCE
+    /// and the DASH Period ids count from.
+    pub discontinuities_before: u64,
 }
 
 /// Everything a manifest needs, taken as one consistent snapshot.
@@ -89,40 +93,4 @@ pub struct StreamSnapshot {
     pub availability_start: SystemTime,
     /// When the manifest content last changed (DASH publishTime).
     pub updated: SystemTime,
-}
-
-/// The URL layout under `/APP/KEY/`, shared by the HTTP routes and the
-/// manifests so they can never disagree.
-pub mod paths {
-    use crate::media::MediaKind;
-
-    pub const MULTIVARIANT: &str = "index.m3u8";
-    pub const MPD: &str = "manifest.mpd";
-
-    pub fn track_name(kind: MediaKind) -> &'static str {
-        match kind {
-            MediaKind::Video => "video",
-            MediaKind::Audio => "audio",
-        }
-    }
-
-    /// `video.m3u8` / `audio.m3u8`
-    pub fn media_playlist(kind: MediaKind) -> String {
-        format!("{}.m3u8", track_name(kind))
-    }
-
-    /// `video/init-3.mp4`
-    pub fn init(kind: MediaKind, init: u32) -> String {
-        format!("{}/init-{init}.mp4", track_name(kind))
-    }
-
-    /// `video/seg-42.m4s`
-    pub fn segment(kind: MediaKind, number: u64) -> String {
-        format!("{}/seg-{number}.m4s", track_name(kind))
-    }
-
-    /// DASH SegmentTemplate media pattern for one init generation.
-    pub fn dash_media_template(kind: MediaKind) -> String {
-        format!("{}/seg-$Number$.m4s", track_name(kind))
-    }
 }

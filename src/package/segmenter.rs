@@ -116,6 +116,10 @@ struct Pending {
     data: Bytes,
 }
 
+/// An audio sample waiting for the video: the sample, its time in the
+/// track's timescale, and its ingest wall clock.
+type HeldSample = (Sample, u64, SystemTime);
+
 #[derive(Debug)]
 struct Track {
     kind: MediaKind,
@@ -138,7 +142,7 @@ struct Track {
     /// Audio: the sample clock (next sample's time), and samples waiting
     /// for the video to pass them.
     audio_next: Option<u64>,
-    held: VecDeque<(Sample, u64, SystemTime)>,
+    held: VecDeque<HeldSample>,
     /// Audio: the last frame received in the current configuration (what
     /// fills a video segment the audio never reached, see [`Track::pay_owed`]).
     last_frame: Option<Bytes>,
@@ -292,6 +296,25 @@ impl Track {
         if let Some((number, _, wall, _)) = crossed {
             self.close_segment(keep, stats);
             self.open_segment(number, time, wall, discontinuity);
+        }
+    }
+
+    /// Audio: moves held samples into segments, oldest first, crossing
+    /// the video's boundaries on the way, for as long as `release` lets
+    /// the oldest go.
+    fn commit_held(
+        &mut self,
+        keep: usize,
+        part_ticks: u64,
+        stats: &mut SegmenterStats,
+        release: impl Fn(&VecDeque<HeldSample>) -> bool,
+    ) {
+        while release(&self.held) {
+            let Some((sample, time, _)) = self.held.pop_front() else {
+                break;
+            };
+            self.cross_cuts(time, keep, part_ticks, stats);
+            self.add(sample, time, part_ticks, stats);
         }
     }
 
@@ -472,6 +495,7 @@ impl Track {
                 .skip(skip)
                 .map(|s| s.info.clone())
                 .collect(),
+            discontinuities_before: self.discontinuities_before(skip),
         }
     }
 }
@@ -565,8 +589,10 @@ impl StreamSegmenter {
     /// Segment numbers and init ids start at the current Unix time in
     /// seconds, so a stream that ends and is published again later never
     /// reuses a URL: segments are served as immutable.
-    pub fn new(key: &str, config: SegmenterConfig) -> Self {
-        Self::with_first_number(key, config, Self::first_number_at(SystemTime::now()))
+    pub fn new(key: &str, config: SegmenterConfig, now: SystemTime) -> Self {
+        let mut seg = Self::with_first_number(key, config, Self::first_number_at(now));
+        seg.updated = now;
+        seg
     }
 
     /// The first segment number of a stream started at `now`: its Unix
@@ -578,6 +604,7 @@ impl StreamSegmenter {
     }
 
     /// As [`StreamSegmenter::new`], numbering from `first_number` (tests).
+    /// Nothing has changed yet: `updated` is the epoch until the first event.
     pub fn with_first_number(key: &str, config: SegmenterConfig, first_number: u64) -> Self {
         let first_number = first_number.clamp(1, u64::from(u32::MAX));
         StreamSegmenter {
@@ -593,7 +620,7 @@ impl StreamSegmenter {
             target_duration: config.target.ceil().max(1.0) as u32,
             ended: false,
             availability_start: None,
-            updated: SystemTime::now(),
+            updated: SystemTime::UNIX_EPOCH,
             stats: SegmenterStats::default(),
         }
     }
@@ -606,8 +633,8 @@ impl StreamSegmenter {
     pub fn push(&mut self, event: &StreamEvent, now: SystemTime) {
         match event {
             StreamEvent::PublisherStarted | StreamEvent::Metadata(_) => {}
-            StreamEvent::PublisherStopped => self.interrupt(),
-            StreamEvent::Config(c) => self.on_config(c.clone()),
+            StreamEvent::PublisherStopped => self.interrupt(now),
+            StreamEvent::Config(c) => self.on_config(c.clone(), now),
             StreamEvent::Frame(f) => match f.kind() {
                 MediaKind::Video => self.on_video(f, now),
                 MediaKind::Audio => self.on_audio(f, now),
@@ -615,7 +642,7 @@ impl StreamSegmenter {
         }
     }
 
-    fn on_config(&mut self, config: Arc<CodecConfig>) {
+    fn on_config(&mut self, config: Arc<CodecConfig>, now: SystemTime) {
         let kind = config.kind();
         if matches!(config.as_ref(), CodecConfig::Mp3(_)) {
             // CMAF players do not take MP3 in fMP4; the stream is packaged
@@ -631,7 +658,7 @@ impl StreamSegmenter {
             Some(_) => {
                 // A new configuration mid-stream: close what is open, new
                 // init segment, discontinuity.
-                self.interrupt();
+                self.interrupt(now);
                 let (keep, part_target) = (self.keep(), self.config.part_target);
                 let slot = match kind {
                     MediaKind::Video => &mut self.video,
@@ -650,7 +677,7 @@ impl StreamSegmenter {
                 Err(_) => self.stats.write_errors += 1,
             },
         }
-        self.updated = SystemTime::now();
+        self.updated = now;
     }
 
     fn on_video(&mut self, f: &Frame, now: SystemTime) {
@@ -815,22 +842,14 @@ impl StreamSegmenter {
                 .push_back((number, to_audio(boundary90), wall, disc));
         }
         let limit = progress.map(to_audio);
-        let overflow =
-            |held: &VecDeque<(Sample, u64, SystemTime)>| match (held.front(), held.back()) {
-                (Some(a), Some(b)) => b.1.saturating_sub(a.1) > MAX_AUDIO_HOLD_MS * ts / 1000,
-                _ => false,
+        let max_hold = MAX_AUDIO_HOLD_MS * ts / 1000;
+        track.commit_held(keep, part_ticks, &mut self.stats, |held| {
+            let (Some(first), Some(last)) = (held.front(), held.back()) else {
+                return false;
             };
-        while let Some((_, t, _)) = track.held.front() {
-            let below = limit.is_some_and(|l| *t < l);
-            if !(below || overflow(&track.held)) {
-                break;
-            }
-            let Some((sample, time, _)) = track.held.pop_front() else {
-                break;
-            };
-            track.cross_cuts(time, keep, part_ticks, &mut self.stats);
-            track.add(sample, time, part_ticks, &mut self.stats);
-        }
+            let below = limit.is_some_and(|l| first.1 < l);
+            below || last.1.saturating_sub(first.1) > max_hold
+        });
     }
 
     /// Keeps TARGETDURATION ≥ every segment's rounded duration. It only
@@ -846,8 +865,8 @@ impl StreamSegmenter {
 
     /// The publisher left or the configuration changed: close what is
     /// open (the last video frame gets the previous frame's duration) and
-    /// start the next segment with a discontinuity.
-    pub fn interrupt(&mut self) {
+    /// start the next segment with a discontinuity. `now`: when.
+    pub fn interrupt(&mut self, now: SystemTime) {
         let keep = self.keep();
         let part_ticks_v = (self.config.part_target * f64::from(cmaf::VIDEO_TIMESCALE)) as u64;
         let mut any_open = false;
@@ -871,10 +890,7 @@ impl StreamSegmenter {
         }
         if let Some(a) = self.audio.as_mut() {
             let part_ticks = (self.config.part_target * f64::from(a.timescale)) as u64;
-            while let Some((sample, time, _)) = a.held.pop_front() {
-                a.cross_cuts(time, keep, part_ticks, &mut self.stats);
-                a.add(sample, time, part_ticks, &mut self.stats);
-            }
+            a.commit_held(keep, part_ticks, &mut self.stats, |_| true);
             a.owe_cuts();
             any_open |= a.open.is_some();
             a.close_segment(keep, &mut self.stats);
@@ -883,15 +899,16 @@ impl StreamSegmenter {
         self.bump_target();
         if any_open {
             self.discontinuity = true;
-            self.updated = SystemTime::now();
+            self.updated = now;
         }
     }
 
-    /// The stream is over for good: close everything, playlists say so.
-    pub fn end(&mut self) {
-        self.interrupt();
+    /// The stream is over for good (at `now`): close everything,
+    /// playlists say so.
+    pub fn end(&mut self, now: SystemTime) {
+        self.interrupt(now);
         self.ended = true;
-        self.updated = SystemTime::now();
+        self.updated = now;
     }
 
     /// The number the next segment will get.
@@ -947,7 +964,8 @@ impl StreamSegmenter {
         }
     }
 
-    /// Discontinuities that have slid out of `kind`'s listed window.
+    /// Discontinuities that have slid out of `kind`'s listed window (the
+    /// snapshot's [`TrackTimeline::discontinuities_before`]).
     pub fn discontinuity_sequence(&self, kind: MediaKind) -> u64 {
         let Some(t) = self.track(kind) else {
             return 0;
@@ -1009,6 +1027,65 @@ mod tests {
     use super::*;
     use crate::media::{AacConfig, Mp3Config};
 
+    /// The wall clock the tests give the segmenter.
+    fn t0() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+    }
+
+    /// The snapshot carries the discontinuities gone from it (evicted, or
+    /// held before the window), so a playlist needs nothing else.
+    #[test]
+    fn snapshot_counts_discontinuities_before_its_segments() {
+        let config = SegmenterConfig {
+            window: 2,
+            extra: 1,
+            ..SegmenterConfig::default()
+        };
+        let mut seg = StreamSegmenter::with_first_number("live/t", config, 1);
+        let now = t0();
+        for session in 0..4 {
+            seg.push(&StreamEvent::Config(avc_config()), now);
+            for ms in (0..=6000).step_by(1000) {
+                seg.push(&keyframe(session * 10_000 + ms), now);
+            }
+            seg.push(&StreamEvent::PublisherStopped, now);
+        }
+        // Four segments a session; sessions 2 to 4 start flagged, and all
+        // three flags are before the two listed segments.
+        let snap = seg.snapshot();
+        let video = snap.video.as_ref().unwrap();
+        let numbers: Vec<u64> = video.segments.iter().map(|s| s.number).collect();
+        assert_eq!(numbers, [15, 16]);
+        assert_eq!(video.discontinuities_before, 3);
+        assert_eq!(seg.discontinuity_sequence(MediaKind::Video), 3);
+        let playlist = super::super::hls::media_playlist(&snap, MediaKind::Video).unwrap();
+        assert!(
+            playlist.contains("#EXT-X-DISCONTINUITY-SEQUENCE:3\n"),
+            "{playlist}"
+        );
+    }
+
+    /// The segmenter reads no clock: every time it reports is one it was
+    /// given (the config's, the cut's, the stop's, the end's).
+    #[test]
+    fn manifest_times_are_the_times_given() {
+        let at = |ms| t0() + Duration::from_millis(ms);
+        let mut seg = StreamSegmenter::new("live/t", SegmenterConfig::default(), at(0));
+        assert_eq!(seg.next_number(), 1_700_000_000);
+        assert_eq!(seg.snapshot().updated, at(0));
+        seg.push(&StreamEvent::Config(avc_config()), at(5));
+        assert_eq!(seg.snapshot().updated, at(5));
+        seg.push(&keyframe(0), at(10));
+        seg.push(&keyframe(2000), at(20));
+        let snap = seg.snapshot();
+        assert_eq!(snap.updated, at(20));
+        assert_eq!(snap.availability_start, at(10));
+        seg.push(&StreamEvent::PublisherStopped, at(30));
+        assert_eq!(seg.snapshot().updated, at(30));
+        seg.end(at(40));
+        assert_eq!(seg.snapshot().updated, at(40));
+    }
+
     fn aac_config() -> Arc<CodecConfig> {
         Arc::new(CodecConfig::Aac(AacConfig {
             asc: Bytes::from_static(&[0x11, 0x90]),
@@ -1032,7 +1109,7 @@ mod tests {
     #[test]
     fn mp3_frames_stay_out_of_an_aac_track() {
         let mut seg = StreamSegmenter::with_first_number("live/t", SegmenterConfig::default(), 1);
-        let now = SystemTime::now();
+        let now = t0();
         seg.push(&StreamEvent::Config(aac_config()), now);
         let mp3 = CodecConfig::Mp3(Mp3Config {
             sample_rate: 44_100,
@@ -1044,7 +1121,7 @@ mod tests {
             seg.push(&audio(Codec::Mp3, i * 26), now);
         }
         assert_eq!(seg.stats.unsupported_frames, 10);
-        seg.end();
+        seg.end(now);
         assert!(seg.snapshot().audio.is_none());
     }
 
@@ -1053,7 +1130,7 @@ mod tests {
     #[test]
     fn audio_rate_change_rescales_held_segments() {
         let mut seg = StreamSegmenter::with_first_number("live/t", SegmenterConfig::default(), 1);
-        let now = SystemTime::now();
+        let now = t0();
         seg.push(&StreamEvent::Config(aac_config()), now);
         for i in 0..150 {
             seg.push(&audio(Codec::Aac, i * 1024 / 48), now);
@@ -1090,7 +1167,7 @@ mod tests {
     #[test]
     fn discontinuity_survives_an_empty_audio_segment() {
         let mut seg = StreamSegmenter::with_first_number("live/t", SegmenterConfig::default(), 1);
-        let now = SystemTime::now();
+        let now = t0();
         seg.push(&StreamEvent::Config(aac_config()), now);
         seg.push(&audio(Codec::Aac, 0), now);
         let mut config = (*aac_config()).clone();
@@ -1116,7 +1193,7 @@ mod tests {
             );
         }
         seg.push(&audio(Codec::Aac, 6100), now);
-        seg.end();
+        seg.end(now);
         let audio = seg.snapshot().audio.unwrap().segments;
         let (first, next) = (&audio[0], &audio[1]);
         assert_ne!(first.init, next.init);
@@ -1155,7 +1232,7 @@ mod tests {
         video: std::ops::Range<i64>,
         audio_at: impl Fn(i64) -> bool,
     ) {
-        let now = SystemTime::now();
+        let now = t0();
         let mut frame = 0i64;
         for ms in video.step_by(1000) {
             loop {
@@ -1178,11 +1255,11 @@ mod tests {
     #[test]
     fn audio_gap_keeps_segment_numbers_contiguous() {
         let mut seg = StreamSegmenter::with_first_number("live/t", wide(), 1);
-        let now = SystemTime::now();
+        let now = t0();
         seg.push(&StreamEvent::Config(avc_config()), now);
         seg.push(&StreamEvent::Config(aac_config()), now);
         feed(&mut seg, 0..10_000, |ms| !(1900..4100).contains(&ms));
-        seg.end();
+        seg.end(now);
         let snap = seg.snapshot();
         let video: Vec<u64> = snap
             .video
@@ -1215,14 +1292,14 @@ mod tests {
     #[test]
     fn audio_behind_the_video_at_a_stop_keeps_numbers_contiguous() {
         let mut seg = StreamSegmenter::with_first_number("live/t", wide(), 1);
-        let now = SystemTime::now();
+        let now = t0();
         seg.push(&StreamEvent::Config(avc_config()), now);
         seg.push(&StreamEvent::Config(aac_config()), now);
         feed(&mut seg, 0..7000, |ms| ms < 1900);
         seg.push(&StreamEvent::PublisherStopped, now);
         seg.push(&StreamEvent::PublisherStarted, now);
         feed(&mut seg, 0..5000, |_| true);
-        seg.end();
+        seg.end(now);
         let snap = seg.snapshot();
         let video = snap.video.unwrap().segments;
         let audio = snap.audio.unwrap().segments;
@@ -1248,11 +1325,11 @@ mod tests {
     #[test]
     fn audio_behind_the_video_at_the_end_is_left_short() {
         let mut seg = StreamSegmenter::with_first_number("live/t", wide(), 1);
-        let now = SystemTime::now();
+        let now = t0();
         seg.push(&StreamEvent::Config(avc_config()), now);
         seg.push(&StreamEvent::Config(aac_config()), now);
         feed(&mut seg, 0..7000, |ms| ms < 1900);
-        seg.end();
+        seg.end(now);
         let snap = seg.snapshot();
         assert_eq!(snap.video.unwrap().segments.len(), 4);
         assert_eq!(snap.audio.unwrap().segments.len(), 1);
@@ -1266,7 +1343,7 @@ mod tests {
     #[test]
     fn owed_audio_segments_after_a_configuration_change_copy_its_first_frame() {
         let mut seg = StreamSegmenter::with_first_number("live/t", wide(), 1);
-        let now = SystemTime::now();
+        let now = t0();
         seg.push(&StreamEvent::Config(avc_config()), now);
         seg.push(&StreamEvent::Config(aac_config()), now);
         feed(&mut seg, 0..3000, |_| true);
@@ -1280,7 +1357,7 @@ mod tests {
         seg.push(&StreamEvent::PublisherStopped, now);
         seg.push(&StreamEvent::PublisherStarted, now);
         feed(&mut seg, 0..5000, |_| true);
-        seg.end();
+        seg.end(now);
         let audio = seg.snapshot().audio.unwrap().segments;
         let numbers: Vec<u64> = audio.iter().map(|s| s.number).collect();
         assert_eq!(numbers, [1, 2, 3, 4, 5, 6, 7], "{audio:?}");
@@ -1299,12 +1376,12 @@ mod tests {
     #[test]
     fn frozen_audio_timestamps_never_pull_time_back() {
         let mut seg = StreamSegmenter::with_first_number("live/t", SegmenterConfig::default(), 1);
-        let now = SystemTime::now();
+        let now = t0();
         seg.push(&StreamEvent::Config(aac_config()), now);
         for _ in 0..200 {
             seg.push(&audio(Codec::Aac, 0), now);
         }
-        seg.end();
+        seg.end(now);
         assert_eq!(seg.stats.audio_reanchors, 0);
         let segs = seg.snapshot().audio.unwrap().segments;
         let total: u64 = segs.iter().map(|s| s.duration).sum();

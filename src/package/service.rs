@@ -4,9 +4,10 @@
 //! return, ends the stream otherwise, and drops it from memory after the
 //! retention time.
 
+use crate::locks::lock;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
@@ -185,7 +186,11 @@ impl Packager {
             aligned: lock(&self.aligned).contains(key),
             ..self.config.segmenter
         };
-        let seg = Arc::new(Mutex::new(StreamSegmenter::new(key, segmenter)));
+        let seg = Arc::new(Mutex::new(StreamSegmenter::new(
+            key,
+            segmenter,
+            SystemTime::now(),
+        )));
         running.insert(key.to_string(), seg.clone());
         self.store.insert(key, seg.clone(), &running);
         let (live, live_rx) = watch::channel(false);
@@ -216,7 +221,7 @@ impl Packager {
     pub fn end_all(&self) -> usize {
         let segs: Vec<_> = lock(&self.running).values().cloned().collect();
         for s in &segs {
-            lock(s).end();
+            lock(s).end(SystemTime::now());
         }
         segs.len()
     }
@@ -249,46 +254,16 @@ impl Packager {
             break;
         }
         let mut s = lock(seg);
-        s.end();
+        s.end(SystemTime::now());
         info!(stream = key, stats = ?s.stats, "packaging ended");
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::hub::HubConfig;
-    use crate::media::{avc, Codec, CodecConfig, Frame};
-    use bytes::Bytes;
-
-    /// Publishes `key` on `hub` with `packager` as the server does (hub
-    /// first, then `ensure`) and sends keyframes every second over `ms`.
-    fn publish(
-        hub: &Hub,
-        packager: &Packager,
-        key: &str,
-        ms: std::ops::Range<i64>,
-    ) -> crate::hub::Publisher {
-        let p = hub.publish(key, "peer").unwrap();
-        packager.ensure(key);
-        let config =
-            avc::build_decoder_config(&[0x67, 0x64, 0, 0x1f, 0xac], &[0x68, 0xee]).unwrap();
-        p.send(StreamEvent::Config(Arc::new(CodecConfig::Avc(config))));
-        for dts in ms.step_by(1000) {
-            p.send(StreamEvent::Frame(Frame {
-                codec: Codec::H264,
-                dts,
-                cts: 0,
-                keyframe: true,
-                data: Bytes::from_static(&[0, 0, 0, 1, 0x65]),
-            }));
-        }
-        p
-    }
+    use crate::package::serve::test_support::publish;
 
     /// Waits (bounded) until `key`'s packaged stream is ended.
     async fn ended(store: &Store, key: &str) {

@@ -148,7 +148,7 @@ pub fn emit(kind: &str, stream: Option<&str>, data: serde_json::Value) {
     let event = Event {
         id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         kind: kind.to_string(),
-        time: crate::package::hls::rfc3339_millis(SystemTime::now()),
+        time: crate::timefmt::rfc3339_millis(SystemTime::now()),
         stream: stream.map(str::to_string),
         data,
     };
