@@ -8,12 +8,9 @@
 //! that names the key instead of a silently ignored setting.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::lifecycle::{Reloadable, Report};
-use crate::server::ServerContext;
 use crate::settings::{check, Invalid, Reload, Section};
 use crate::transport::TlsFiles;
 
@@ -186,21 +183,6 @@ impl Config {
         ]
     }
 
-    /// The sections the shared services are built from.
-    pub fn server_sections(&self) -> crate::server::ContextSettings {
-        crate::server::ContextSettings {
-            rtmp: self.rtmp.clone(),
-            hub: self.hub.clone(),
-            package: self.package.clone(),
-            relay: self.relay.clone(),
-            egress: self.egress.clone(),
-            relays: self.relays.clone(),
-            auth: self.auth.clone(),
-            transcoder: self.transcoder.clone(),
-            transcode: self.transcode.clone(),
-        }
-    }
-
     /// What is valid but probably a mistake, for `check-config` and the
     /// start-up log: operator webhook URLs are trusted (no egress check),
     /// so one that points at a cloud metadata service is named.
@@ -239,49 +221,15 @@ impl Config {
     }
 }
 
-impl Reloadable for Config {
-    type Error = ConfigError;
-
-    fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        Config::load(path)
-    }
-
-    fn apply(&self, running: &Config, ctx: &ServerContext) -> Result<Report, ConfigError> {
-        // Everything that can fail is computed before anything changes.
-        let policy = self.auth.policy()?;
-        let rules = crate::egress::static_rules(&self.relays)?;
-        let (profiles, transcode_rules) = self.transcoder.plan(&self.transcode)?;
-        ctx.auth.set_policy(policy);
-        ctx.transcoder.set_plan(transcode_rules, profiles);
-        let (relays_stopped, relay_rules_added) = ctx.relays.set_rules(rules);
-        crate::webhooks::configure(&self.webhooks);
-        ctx.hub.set_publish_conflict(self.rtmp.publish_conflict);
-        ctx.rtmp.send_replace(Arc::new(self.rtmp.clone()));
-        let needs_restart = running
-            .answers(self)
-            .into_iter()
-            .flat_map(|a| match a.reload {
-                Reload::Applied => Vec::new(),
-                Reload::NeedsRestart(keys) => keys,
-            })
-            .collect();
-        Ok(Report {
-            needs_restart,
-            relays_stopped,
-            relay_rules_added,
-        })
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::hub::PublishConflict;
     use std::io::Write;
     use std::path::PathBuf;
     use std::time::Duration;
 
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pub(crate) fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -570,83 +518,5 @@ mod tests {
                 );
             }
         }
-    }
-
-    /// Reloads `body` over the defaults into a context built from them.
-    fn reload(ctx: &Arc<ServerContext>, body: &str) -> Result<Report, String> {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("c.toml");
-        std::fs::write(&file, body).unwrap();
-        let mut reloader = crate::lifecycle::Reloader {
-            path: Some(file),
-            ctx: ctx.clone(),
-            certs: vec![],
-            current: Config::load_with_env(None, env(&[])).unwrap(),
-        };
-        reloader.reload()
-    }
-
-    #[tokio::test]
-    async fn reload_applies_live_keys_and_names_the_rest() {
-        let base = Config::load_with_env(None, env(&[])).unwrap();
-        let ctx = ServerContext::new(base.server_sections());
-        let r = reload(
-            &ctx,
-            "[rtmp]\nlisten = \"127.0.0.1:1\"\nplay_wait_secs = 3.5\npublish_conflict = \"reject\"\n\
-             [api]\ntoken = \"t\"\n[package]\ngrace_secs = 1.0\nretention_secs = 2.0\n\
-             [rtmps]\ncert = \"/c.pem\"\nkey = \"/k.pem\"\n[rtmpt]\nmax_sessions = 5\n",
-        )
-        .unwrap();
-        assert_eq!(
-            r.needs_restart,
-            [
-                "rtmp.listen",
-                "rtmps.cert",
-                "rtmps.key",
-                "rtmpt.max_sessions",
-                "package.grace_secs",
-                "package.retention_secs",
-                "api.token",
-            ]
-        );
-        assert_eq!(ctx.rtmp().play_wait, Duration::from_millis(3500));
-        // The hub took the conflict rule: a second publisher is refused.
-        let _first = ctx.hub.publish("live/a", "one").unwrap();
-        assert!(ctx.hub.publish("live/a", "two").is_err());
-        // Nothing changed: nothing to restart.
-        assert_eq!(
-            reload(&ctx, "").unwrap().needs_restart,
-            Vec::<String>::new()
-        );
-    }
-
-    #[tokio::test]
-    async fn reload_swaps_transcode_mappings_for_new_publishes() {
-        let name = |p: Option<crate::transcode::Profile>| p.map(|p| p.name);
-        let base = Config::load_with_env(None, Vec::new()).unwrap();
-        let ctx = ServerContext::new(base.server_sections());
-        let t = &ctx.transcoder;
-        assert_eq!(name(t.profile_for("live/a", None)), None);
-        // A profile the auth webhook names wins; an unknown one is ignored.
-        assert_eq!(
-            name(t.profile_for("live/a", Some("abr-720p"))).as_deref(),
-            Some("abr-720p")
-        );
-        assert_eq!(name(t.profile_for("live/a", Some("nope"))), None);
-        let mapping = |profile: &str| {
-            format!("[[transcode]]\nstream = \"live/*\"\nprofile = \"{profile}\"\n")
-        };
-        reload(&ctx, &mapping("abr-720p")).unwrap();
-        assert_eq!(
-            name(t.profile_for("live/a", None)).as_deref(),
-            Some("abr-720p")
-        );
-        assert_eq!(name(t.profile_for("other/a", None)), None);
-        // A mapping to a missing profile is refused; the running plan stays.
-        assert!(reload(&ctx, &mapping("missing")).is_err());
-        assert_eq!(
-            name(t.profile_for("live/a", None)).as_deref(),
-            Some("abr-720p")
-        );
     }
 }

@@ -26,7 +26,6 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
-use crate::server::ServerContext;
 use crate::settings::{check, secs, Invalid, Section};
 use crate::transport::tls::CertStore;
 
@@ -63,13 +62,15 @@ impl Section for Settings {
 /// A configuration a reload re-reads and applies (`config::Config`).
 pub trait Reloadable: Sized {
     type Error: std::fmt::Display;
+    /// What a reload applies to (the running services).
+    type Services;
 
     /// Reads the file (and the environment) with start-up's checks.
     fn load(path: Option<&Path>) -> Result<Self, Self::Error>;
 
     /// Applies `self` over `running` to the services; everything that can
     /// fail is checked first, so an error changes nothing.
-    fn apply(&self, running: &Self, ctx: &ServerContext) -> Result<Report, Self::Error>;
+    fn apply(&self, running: &Self, services: &Self::Services) -> Result<Report, Self::Error>;
 }
 
 /// What a reload did.
@@ -83,9 +84,9 @@ pub struct Report {
 }
 
 /// What a SIGHUP reload works on.
-pub struct Reloader<C> {
+pub struct Reloader<C: Reloadable> {
     pub path: Option<PathBuf>,
-    pub ctx: Arc<ServerContext>,
+    pub services: C::Services,
     pub certs: Vec<(&'static str, Arc<CertStore>)>,
     pub current: C,
 }
@@ -108,7 +109,7 @@ impl<C: Reloadable> Reloader<C> {
 
     /// Applies a checked config.
     pub fn apply(&mut self, new: C) -> Result<Report, String> {
-        let report = match new.apply(&self.current, &self.ctx) {
+        let report = match new.apply(&self.current, &self.services) {
             Ok(r) => r,
             Err(e) => {
                 error!("SIGHUP: config rejected, the running one stays: {e}");

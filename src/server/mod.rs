@@ -16,125 +16,59 @@ use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{info, warn, Instrument};
 
 use crate::auth::{Action, Auth, Grant, Verdict};
-use crate::egress::Relays;
 use crate::hub::{Closed, Hub, StreamEvent, Subscriber};
 use crate::media::flv::Ingest;
 use crate::metrics::ConnGauge;
-use crate::package::service::{Packager, Store};
 use crate::rtmp::session::{ServerEvent, ServerSession, SessionError};
 use crate::shutdown::Shutdown;
 use crate::stream_key::StreamKey;
 use crate::streams::{Granted, Origin, PublishGuard, Registry};
 use coalesce::Coalescer;
 use playout::Playout;
-pub use settings::{ContextSettings, Settings};
+pub use settings::Settings;
 
-/// What every connection shares.
+/// What every RTMP connection shares: only what a connection uses (built
+/// by [`crate::app`]).
 pub struct ServerContext {
+    /// Live streams: players subscribe here.
     pub hub: Hub,
-    pub packager: Packager,
-    pub relays: Relays,
-    pub transcoder: crate::transcode::Transcoder,
-    /// Publish and play authorisation (its policy is swapped on SIGHUP).
-    pub auth: Arc<Auth>,
-    /// Per-publish stats read by `/metrics`.
-    pub stats: crate::metrics::Streams,
     /// What a publish starts and stops (see [`crate::streams`]).
     pub streams: Registry,
-    /// Fires when the process starts to stop (see `lifecycle`).
+    /// Publish and play authorisation (its policy is swapped on SIGHUP).
+    pub auth: Arc<Auth>,
+    /// Fires when the process starts to stop.
     pub shutdown: Shutdown,
-    /// `[rtmp]` as last reloaded (see `lifecycle`): each connection takes
-    /// the one current when it starts.
+    /// `[rtmp]` as last reloaded: each connection takes the one current
+    /// when it starts.
     pub rtmp: tokio::sync::watch::Sender<Arc<Settings>>,
     /// Partially received RTMP messages of every connection, together.
     pub message_budget: Arc<crate::rtmp::chunk::MessageBudget>,
 }
 
 impl ServerContext {
-    /// Relay tasks will run on the runtime current at this call.
-    pub fn new(config: ContextSettings) -> Arc<Self> {
-        Self::new_with(config, Shutdown::never())
+    pub fn new(
+        hub: Hub,
+        streams: Registry,
+        auth: Arc<Auth>,
+        rtmp: Settings,
+        shutdown: Shutdown,
+    ) -> Arc<Self> {
+        let message_budget = Arc::new(crate::rtmp::chunk::MessageBudget::new(
+            rtmp.message_budget_bytes,
+        ));
+        Arc::new(ServerContext {
+            hub,
+            streams,
+            auth,
+            shutdown,
+            rtmp: tokio::sync::watch::Sender::new(Arc::new(rtmp)),
+            message_budget,
+        })
     }
 
     /// `[rtmp]` as last reloaded.
     pub fn rtmp(&self) -> Arc<Settings> {
         self.rtmp.borrow().clone()
-    }
-
-    /// [`ServerContext::new`] with the process's shutdown token.
-    pub fn new_with(config: ContextSettings, shutdown: Shutdown) -> Arc<Self> {
-        // Checked when loaded; a keys file gone since then fails closed.
-        let policy = config.auth.policy().unwrap_or_else(|e| {
-            tracing::error!(
-                "auth: {e}; publishing and playing are refused until a reload fixes it"
-            );
-            let mut deny = config.auth.clone();
-            deny.publish = crate::auth::AuthMode::Keys;
-            deny.play = crate::auth::AuthMode::Keys;
-            deny.keys_file.clear();
-            deny.publish_keys.clear();
-            deny.play_keys.clear();
-            deny.webhook_url.clear();
-            deny.policy()
-                .unwrap_or_else(|_| unreachable!("a keys-only policy always checks"))
-        });
-        let hub = Hub::new(config.hub.hub_config(config.rtmp.publish_conflict));
-        let packager = Packager::new(
-            hub.clone(),
-            Store::default(),
-            config.package.packager_config(),
-        );
-        // The config was checked when loaded; an entry that no longer
-        // checks (a CA file removed since) is left out, and said so.
-        let rules = crate::egress::static_rules(&config.relays).unwrap_or_else(|e| {
-            warn!("static relays not started: {e}");
-            Vec::new()
-        });
-        // Checked when loaded; a policy that no longer builds refuses
-        // everything rather than nothing.
-        let egress = config.egress.policy().unwrap_or_else(|e| {
-            warn!("{e}: API relays refused");
-            crate::egress_policy::EgressPolicy::closed()
-        });
-        let relay_settings = config
-            .relay
-            .relay_settings(config.package.grace, Arc::new(egress));
-        let relays = Relays::new(hub.clone(), relay_settings, rules);
-        // Checked when loaded too; a profile file broken since is said so.
-        let (profiles, rules) = config
-            .transcoder
-            .plan(&config.transcode)
-            .unwrap_or_else(|e| {
-                warn!("transcoding off: {e}");
-                Default::default()
-            });
-        let transcoder = crate::transcode::Transcoder::new(
-            hub.clone(),
-            packager.clone(),
-            config.transcoder.transcode_settings(config.package.grace),
-            rules,
-            profiles,
-            shutdown.clone(),
-        );
-        let stats = crate::metrics::Streams::default();
-        let streams = Registry::new(hub.clone(), packager.clone(), relays.clone(), stats.clone());
-        streams.add_hook(Arc::new(transcoder.clone()));
-        let message_budget = Arc::new(crate::rtmp::chunk::MessageBudget::new(
-            config.rtmp.message_budget_bytes,
-        ));
-        let rtmp = tokio::sync::watch::Sender::new(Arc::new(config.rtmp));
-        Arc::new(ServerContext {
-            message_budget,
-            hub,
-            packager,
-            relays,
-            transcoder,
-            auth: Arc::new(Auth::new(policy)),
-            stats,
-            streams,
-            shutdown,
-            rtmp,
-        })
     }
 }
 

@@ -1,6 +1,4 @@
-//! `[rtmp]`: the RTMP listener, its connections' limits and timeouts, and
-//! the sections the shared services of [`ServerContext`](super::ServerContext)
-//! are built from.
+//! `[rtmp]`: the RTMP listener, its connections' limits and timeouts.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -135,40 +133,6 @@ impl Settings {
             out_chunk_size: self.chunk_size,
             window_ack_size: self.window_ack_size,
             ..SessionConfig::default()
-        }
-    }
-}
-
-/// The sections [`ServerContext`](super::ServerContext)'s services are
-/// built from (`config::Config::server_sections` composes them).
-#[derive(Clone, Debug)]
-pub struct ContextSettings {
-    pub rtmp: Settings,
-    pub hub: crate::hub::Settings,
-    pub package: crate::package::Settings,
-    pub relay: crate::egress::Settings,
-    pub egress: crate::egress_policy::Settings,
-    pub relays: Vec<crate::egress::StaticRelay>,
-    pub auth: crate::auth::Settings,
-    pub transcoder: crate::transcode::Settings,
-    pub transcode: Vec<crate::transcode::Mapping>,
-}
-
-#[cfg(test)]
-impl ContextSettings {
-    /// The embedded defaults (tests).
-    pub(crate) fn defaults() -> ContextSettings {
-        use crate::settings::tests::default_section;
-        ContextSettings {
-            rtmp: default_section("rtmp"),
-            hub: default_section("hub"),
-            package: default_section("package"),
-            relay: default_section("relay"),
-            egress: default_section("egress"),
-            relays: Vec::new(),
-            auth: default_section("auth"),
-            transcoder: default_section("transcoder"),
-            transcode: Vec::new(),
         }
     }
 }

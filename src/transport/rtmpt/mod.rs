@@ -355,16 +355,19 @@ fn new_session_id() -> Option<String> {
 mod tests {
     use super::*;
     use crate::rtmp::handshake::{ClientHandshake, HandshakeStatus};
-    use crate::server::ServerContext;
     use crate::settings::tests::default_section;
 
     /// A table with the default settings and these.
     fn table(settings: Settings) -> Arc<Tunnels> {
         let budget = default_section::<crate::transport::HttpSettings>("http").body_budget_bytes;
         Tunnels::new(
-            crate::server::handler(ServerContext::new(
-                crate::server::ContextSettings::defaults(),
-            )),
+            crate::server::handler(
+                crate::app::Services::build(
+                    crate::app::Sections::defaults(),
+                    crate::shutdown::Shutdown::never(),
+                )
+                .connections,
+            ),
             settings,
             budget,
         )
