@@ -469,6 +469,7 @@ impl TargetTemplate {
 /// of a valid target parses again to the same destination with the secrets
 /// replaced (an SRT passphrase placeholder is too short to be one, so such
 /// a URL is only checked for not holding it).
+#[doc(hidden)]
 pub fn exercise(data: &[u8]) {
     let s = String::from_utf8_lossy(data);
     if let Ok(t) = Target::parse(&s) {

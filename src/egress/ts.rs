@@ -485,6 +485,7 @@ fn pcr(ms: i64) -> ClockReference {
 /// Muxes arbitrary events and checks the output framing: the fuzz target's
 /// driver (also run by a property test). `data` is cut into events: each
 /// starts with a selector byte, then a length and a payload.
+#[doc(hidden)]
 pub fn exercise(data: &[u8]) {
     use crate::media::{AacConfig, Mp3Config};
     let mut mux = TsMuxer::new();

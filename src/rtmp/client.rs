@@ -616,6 +616,7 @@ fn decode_amf(payload: &[u8], what: &'static str) -> Result<Vec<Amf0Value>, Sess
 /// how far a real server session takes the client first (nowhere, past the
 /// handshake, or to publishing), and the piece size. Returns whether the
 /// real server got the client publishing or playing before the bytes came.
+#[doc(hidden)]
 pub fn exercise(data: &[u8]) -> bool {
     use super::session::{ServerEvent, ServerSession, SessionConfig};
     let Some((&selector, rest)) = data.split_first() else {
