@@ -1,15 +1,13 @@
 //! Reload (SIGHUP) and graceful shutdown (SIGTERM, SIGINT).
 //!
-//! Hooks for other modules (the transcode supervisor among them):
-//! - [`Shutdown`](crate::shutdown::Shutdown) (`ServerContext::shutdown`): a cheap, cloneable token;
+//! What the rest of castgate sees of it (all handed out by `app`):
+//! - [`Shutdown`](crate::shutdown::Shutdown): a cheap, cloneable token;
 //!   `shutdown.cancelled().await` resolves when the process starts to stop
 //!   (stop transcoders, flush, exit). `is_stopping()` polls it.
 //! - `ServerContext::rtmp`: a `watch::Sender<Arc<server::Settings>>` that
 //!   holds `[rtmp]` as last reloaded; `subscribe()` to wake on each.
-//! - `crate::webhooks::emit` for events (`transcode.failed`), and
-//!   `crate::metrics::transcode_restart()`.
-//! - `ServerContext::auth.profile_of(key)`: the transcode profile the auth
-//!   webhook named for a live stream.
+//! - [`Reloadable`]: what a reload applies to (`app::reload` implements it
+//!   for the config and the running services).
 //!
 //! A reload re-reads the config file (and the environment) with the same
 //! checks as start-up; an invalid file is refused with the reason, logged,

@@ -298,6 +298,8 @@ pub struct Sources {
     pub max_streams: usize,
     /// HLS and DASH viewers.
     pub viewers: crate::viewers::Viewers,
+    /// Webhook delivery counters.
+    pub events: crate::webhooks::Webhooks,
 }
 
 /// The whole page.
@@ -342,7 +344,7 @@ fn render_state(src: &Sources, out: &mut String) {
     render_per_stream(&mut f, &shown, &src.streams);
     render_players(&mut f, &shown, &src.viewers);
     render_relays(&mut f, &src.relays, src.max_streams);
-    render_webhooks(&mut f);
+    render_webhooks(&mut f, &src.events);
 }
 
 /// How many streams are live and how many get no per-stream series; the
@@ -581,8 +583,8 @@ fn render_relays(f: &mut Family<'_>, relays: &crate::egress::Relays, max_relays:
 }
 
 /// Webhook deliveries by outcome.
-fn render_webhooks(f: &mut Family<'_>) {
-    let c = crate::webhooks::counters();
+fn render_webhooks(f: &mut Family<'_>, events: &crate::webhooks::Webhooks) {
+    let c = events.counters();
     f.head(
         "castgate_webhook_events_total",
         "counter",
@@ -662,12 +664,14 @@ mod tests {
             hub.clone(),
             crate::egress::RelaySettings::default(),
             Vec::new(),
+            crate::webhooks::Webhooks::default(),
         );
         let _p: Vec<_> = ["live/a", "live/b", "live/c"]
             .iter()
             .map(|k| hub.publish(k, "peer").unwrap())
             .collect();
         let src = Sources {
+            events: crate::webhooks::Webhooks::default(),
             hub,
             streams: Streams::default(),
             relays,
@@ -701,6 +705,7 @@ mod tests {
             hub.clone(),
             crate::egress::RelaySettings::default(),
             Vec::new(),
+            crate::webhooks::Webhooks::default(),
         );
         let _p = hub.publish("live/a", "peer").unwrap();
         let _rtmp = hub.subscribe("live/a");
@@ -716,6 +721,7 @@ mod tests {
             viewers.record("live/a", c, Fetch::Manifest(proto), target, now);
         }
         let src = Sources {
+            events: crate::webhooks::Webhooks::default(),
             hub,
             streams: Streams::default(),
             relays,

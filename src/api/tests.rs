@@ -21,6 +21,7 @@ fn app(token: Option<&str>) -> Router {
             ..RelaySettings::default()
         },
         vec![],
+        crate::webhooks::Webhooks::default(),
     );
     Router::new().nest(
         PREFIX,

@@ -30,6 +30,7 @@ pub struct Sections {
     pub auth: auth::Settings,
     pub transcoder: crate::transcode::Settings,
     pub transcode: Vec<crate::transcode::Mapping>,
+    pub webhooks: webhooks::Settings,
 }
 
 impl Sections {
@@ -44,6 +45,7 @@ impl Sections {
             auth: config.auth.clone(),
             transcoder: config.transcoder.clone(),
             transcode: config.transcode.clone(),
+            webhooks: config.webhooks.clone(),
         }
     }
 
@@ -66,6 +68,8 @@ pub struct Services {
     pub stats: metrics::Streams,
     /// What a publish starts and stops.
     pub streams: Registry,
+    /// Webhook events out (the one dispatcher).
+    pub events: webhooks::Webhooks,
     /// What RTMP connections share.
     pub connections: Arc<ServerContext>,
 }
@@ -74,13 +78,20 @@ impl Services {
     /// Relay tasks and transcode jobs run on the runtime current at this
     /// call.
     pub fn build(config: Sections, shutdown: Shutdown) -> Services {
+        let events = webhooks::Webhooks::default();
+        events.configure(&config.webhooks);
         let hub = hub::Hub::new(config.hub.hub_config(config.rtmp.publish_conflict));
         let packager = Packager::new(
             hub.clone(),
             Store::default(),
             config.package.packager_config(),
         );
-        let relays = Relays::new(hub.clone(), relay_settings(&config), static_rules(&config));
+        let relays = Relays::new(
+            hub.clone(),
+            relay_settings(&config),
+            static_rules(&config),
+            events.clone(),
+        );
         let (transcode_rules, profiles) = transcode_plan(&config);
         let transcoder = Transcoder::new(
             hub.clone(),
@@ -89,9 +100,16 @@ impl Services {
             transcode_rules,
             profiles,
             shutdown.clone(),
+            events.clone(),
         );
         let stats = metrics::Streams::default();
-        let streams = Registry::new(hub.clone(), packager.clone(), relays.clone(), stats.clone());
+        let streams = Registry::new(
+            hub.clone(),
+            packager.clone(),
+            relays.clone(),
+            stats.clone(),
+            events.clone(),
+        );
         streams.add_hook(Arc::new(transcoder.clone()));
         let auth = Arc::new(auth::Auth::new(auth_policy(&config.auth)));
         let connections = ServerContext::new(
@@ -109,6 +127,7 @@ impl Services {
             auth,
             stats,
             streams,
+            events,
             connections,
         }
     }
@@ -285,7 +304,6 @@ pub async fn run_from(
     if config.auth.play == auth::AuthMode::Open && !auth::is_loopback(config.rtmp.listen) {
         tracing::info!(listen = %config.rtmp.listen, "auth.play = \"open\": anyone may play over RTMP");
     }
-    webhooks::configure(&config.webhooks);
     let lifecycle_config = config.lifecycle.clone();
     let metrics_on = config.metrics.enabled;
     if metrics_on {
@@ -341,6 +359,7 @@ pub async fn run_from(
             relays: services.relays.clone(),
             max_streams,
             viewers: viewers.clone(),
+            events: services.events.clone(),
         }),
         access_token: api_config.token(),
         viewers,
@@ -450,7 +469,7 @@ pub async fn run_from(
             relays_stopped = relays,
             "shutting down: streams ended"
         );
-        webhooks::flush(limit.mul_f64(0.25)).await;
+        services.events.flush(limit.mul_f64(0.25)).await;
         tracing::info!(drain = ?lifecycle_config.drain, "shutting down: draining HTTP");
         tokio::time::sleep(lifecycle_config.drain).await;
     };

@@ -26,7 +26,7 @@ impl Reloadable for Config {
         services.auth.set_policy(policy);
         services.transcoder.set_plan(transcode_rules, profiles);
         let (relays_stopped, relay_rules_added) = services.relays.set_rules(rules);
-        crate::webhooks::configure(&self.webhooks);
+        services.events.configure(&self.webhooks);
         services
             .hub
             .set_publish_conflict(self.rtmp.publish_conflict);

@@ -279,6 +279,7 @@ pub(crate) struct Relay {
     link_dropped: AtomicU64,
     reconnects: AtomicU64,
     stop: watch::Sender<bool>,
+    events: crate::webhooks::Webhooks,
 }
 
 impl Relay {
@@ -319,7 +320,7 @@ impl Relay {
     /// The `relay.state_changed` webhook event (queued, never waited for).
     fn state_changed(&self, from: RelayState, to: RelayState) {
         let last_error = self.status().last_error.as_ref().map(|(e, _)| e.clone());
-        crate::webhooks::emit(
+        self.events.emit(
             "relay.state_changed",
             Some(&self.stream),
             serde_json::json!({
@@ -440,6 +441,7 @@ pub struct Relays {
 pub(crate) struct Inner {
     hub: Hub,
     settings: RelaySettings,
+    events: crate::webhooks::Webhooks,
     /// `[[relays]]` entries with their ids; replaced on reload.
     rules: Mutex<Vec<(u64, StaticRule)>>,
     /// Where relay tasks run: relay threads, else the runtime current when
@@ -482,7 +484,13 @@ fn check_tls_options(target: &Target, tls: &TlsOptions) -> Result<(), String> {
 impl Relays {
     /// Tasks run on the runtime current at this call, if any (else on
     /// whichever runtime creates them).
-    pub fn new(hub: Hub, settings: RelaySettings, rules: Vec<StaticRule>) -> Relays {
+    /// `events` gets each relay's `relay.state_changed`.
+    pub fn new(
+        hub: Hub,
+        settings: RelaySettings,
+        rules: Vec<StaticRule>,
+        events: crate::webhooks::Webhooks,
+    ) -> Relays {
         let rules: Vec<(u64, StaticRule)> = rules
             .into_iter()
             .enumerate()
@@ -502,6 +510,7 @@ impl Relays {
             inner: Arc::new(Inner {
                 hub,
                 settings,
+                events,
                 rules: Mutex::new(rules),
                 next_rule: AtomicU64::new(next_rule),
                 threads,
@@ -664,6 +673,7 @@ impl Relays {
                 link_dropped: AtomicU64::new(0),
                 reconnects: AtomicU64::new(0),
                 stop: watch::channel(false).0,
+                events: self.inner.events.clone(),
             });
             map.insert(id, relay.clone());
             relay

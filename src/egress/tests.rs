@@ -256,7 +256,12 @@ fn new_relay(stream: &str, target: &str) -> NewRelay {
 async fn waits_for_the_stream_then_relays_everything_then_stops() {
     let dest = Dest::start(None).await;
     let hub = Hub::new(HubConfig::default());
-    let relays = Relays::new(hub.clone(), settings(), vec![]);
+    let relays = Relays::new(
+        hub.clone(),
+        settings(),
+        vec![],
+        crate::webhooks::Webhooks::default(),
+    );
     let url = format!("rtmp://{}/app/the-key?x=1", dest.addr);
     let info = relays.create(new_relay("live/a", &url)).unwrap();
     assert_eq!(info.state, RelayState::Waiting);
@@ -307,7 +312,12 @@ async fn waits_for_the_stream_then_relays_everything_then_stops() {
 async fn deleting_a_relay_delivers_the_tail_to_a_slow_destination() {
     let dest = Dest::start_mode(None, Mode::Pause).await;
     let hub = Hub::new(HubConfig::default());
-    let relays = Relays::new(hub.clone(), settings(), vec![]);
+    let relays = Relays::new(
+        hub.clone(),
+        settings(),
+        vec![],
+        crate::webhooks::Webhooks::default(),
+    );
     let url = format!("rtmp://{}/app/k", dest.addr);
     let id = relays.create(new_relay("live/tail", &url)).unwrap().id;
     let publisher = hub.publish("live/tail", "peer").unwrap();
@@ -357,7 +367,12 @@ async fn backs_off_while_the_destination_is_down_then_resumes_at_a_keyframe() {
         l.local_addr().unwrap()
     };
     let hub = Hub::new(HubConfig::default());
-    let relays = Relays::new(hub.clone(), settings(), vec![]);
+    let relays = Relays::new(
+        hub.clone(),
+        settings(),
+        vec![],
+        crate::webhooks::Webhooks::default(),
+    );
     let id = relays
         .create(new_relay("live/b", &format!("rtmp://{addr}/app/k")))
         .unwrap()
@@ -404,7 +419,12 @@ async fn survives_a_publisher_reconnect_within_the_grace_period() {
         grace: Duration::from_secs(5),
         ..settings()
     };
-    let relays = Relays::new(hub.clone(), grace, vec![]);
+    let relays = Relays::new(
+        hub.clone(),
+        grace,
+        vec![],
+        crate::webhooks::Webhooks::default(),
+    );
     let id = relays
         .create(new_relay("live/c", &format!("rtmp://{}/app/k", dest.addr)))
         .unwrap()
@@ -448,7 +468,12 @@ async fn static_relays_follow_their_streams() {
         TlsOptions::default(),
     )
     .unwrap();
-    let relays = Relays::new(hub.clone(), settings(), vec![rule]);
+    let relays = Relays::new(
+        hub.clone(),
+        settings(),
+        vec![rule],
+        crate::webhooks::Webhooks::default(),
+    );
     assert!(relays.list().is_empty());
     let other = hub.publish("other/x", "p").unwrap();
     relays.on_publish("other/x");
@@ -484,6 +509,7 @@ async fn bad_requests_are_refused_with_reasons() {
             ..settings()
         },
         vec![],
+        crate::webhooks::Webhooks::default(),
     );
     let err = |r: NewRelay| relays.create(r).unwrap_err().to_string();
     assert!(err(new_relay("nokey", "rtmp://h/a/k")).contains("unknown stream pattern"));
@@ -532,7 +558,12 @@ fn errors_are_scrubbed_of_secrets() {
         .build()
         .unwrap();
     let _g = rt.enter();
-    let relays = Relays::new(hub, settings(), vec![]);
+    let relays = Relays::new(
+        hub,
+        settings(),
+        vec![],
+        crate::webhooks::Webhooks::default(),
+    );
     let id = relays
         .create(new_relay("live/a", "rtmp://h/a/SECRET?tok=T0KEN"))
         .unwrap()
@@ -558,6 +589,7 @@ async fn a_stalled_destination_loses_frames_by_policy_and_slows_nothing() {
             ..settings()
         },
         vec![],
+        crate::webhooks::Webhooks::default(),
     );
     let slow = relays
         .create(new_relay(
@@ -627,6 +659,7 @@ async fn refused_relays_and_unusable_addresses_fail() {
             ..settings()
         },
         vec![],
+        crate::webhooks::Webhooks::default(),
     );
     let refused = relays
         .create(new_relay(
@@ -669,7 +702,12 @@ async fn refused_relays_and_unusable_addresses_fail() {
 #[tokio::test]
 async fn the_default_egress_policy_refuses_internal_targets_at_creation() {
     let hub = Hub::new(HubConfig::default());
-    let relays = Relays::new(hub, RelaySettings::default(), vec![]);
+    let relays = Relays::new(
+        hub,
+        RelaySettings::default(),
+        vec![],
+        crate::webhooks::Webhooks::default(),
+    );
     for target in [
         "rtmp://169.254.169.254/app/k",
         "rtmp://metadata.google.internal/app/k",
@@ -703,7 +741,12 @@ async fn the_default_egress_policy_refuses_internal_targets_at_creation() {
 #[tokio::test]
 async fn a_relay_into_castgate_itself_is_refused() {
     let hub = Hub::new(HubConfig::default());
-    let relays = Relays::new(hub, settings(), vec![]);
+    let relays = Relays::new(
+        hub,
+        settings(),
+        vec![],
+        crate::webhooks::Webhooks::default(),
+    );
     relays.set_own_listeners(vec!["127.0.0.1:19350".parse().unwrap()]);
     for target in [
         "rtmp://127.0.0.1:19350/live/a",

@@ -33,6 +33,7 @@ use crate::hub::{Hub, PublishError, Publisher, StreamEvent};
 use crate::metrics::{StatsGuard, StreamStats};
 use crate::package::service::Packager;
 use crate::stream_key::StreamKey;
+use crate::webhooks::Webhooks;
 
 /// Who publishes a stream.
 #[derive(Clone, Debug)]
@@ -94,6 +95,7 @@ struct Inner {
     packager: Packager,
     relays: Relays,
     stats: crate::metrics::Streams,
+    events: Webhooks,
     hooks: RwLock<Vec<Arc<dyn PublishHook>>>,
 }
 
@@ -103,6 +105,7 @@ impl Registry {
         packager: Packager,
         relays: Relays,
         stats: crate::metrics::Streams,
+        events: Webhooks,
     ) -> Registry {
         Registry {
             inner: Arc::new(Inner {
@@ -110,6 +113,7 @@ impl Registry {
                 packager,
                 relays,
                 stats,
+                events,
                 hooks: RwLock::new(Vec::new()),
             }),
         }
@@ -179,7 +183,8 @@ impl Registry {
             }
         }
         let stats = inner.stats.register(&key);
-        crate::webhooks::emit(
+        let events = inner.events.clone();
+        events.emit(
             "stream.started",
             Some(&key),
             started_event(&origin, granted),
@@ -187,6 +192,7 @@ impl Registry {
         Ok(PublishGuard {
             publisher,
             stats,
+            events,
             key,
             protocol,
             started: Instant::now(),
@@ -221,6 +227,7 @@ pub struct PublishGuard {
     // the stats are unregistered.
     publisher: Publisher,
     stats: StatsGuard,
+    events: Webhooks,
     key: StreamKey,
     protocol: &'static str,
     started: Instant,
@@ -253,7 +260,7 @@ impl Drop for PublishGuard {
     fn drop(&mut self) {
         use std::sync::atomic::Ordering::Relaxed;
         let s = &self.stats.stats;
-        crate::webhooks::emit(
+        self.events.emit(
             "stream.ended",
             Some(&self.key),
             serde_json::json!({

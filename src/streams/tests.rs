@@ -61,9 +61,20 @@ fn fixture(conflict: PublishConflict) -> Fixture {
         TlsOptions::default(),
     )
     .unwrap();
-    let relays = Relays::new(hub.clone(), RelaySettings::default(), vec![rule]);
+    let relays = Relays::new(
+        hub.clone(),
+        RelaySettings::default(),
+        vec![rule],
+        crate::webhooks::Webhooks::default(),
+    );
     let stats = crate::metrics::Streams::default();
-    let registry = Registry::new(hub, packager, relays.clone(), stats.clone());
+    let registry = Registry::new(
+        hub,
+        packager,
+        relays.clone(),
+        stats.clone(),
+        Webhooks::default(),
+    );
     let seen = Seen::default();
     registry.add_hook(Arc::new(RecordingHook {
         store: store.clone(),

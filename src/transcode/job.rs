@@ -168,7 +168,7 @@ pub(super) async fn run(
                             Ok(r) => run = Some(r),
                             Err(e) => {
                                 error!(stream = key, ffmpeg = %settings.ffmpeg.display(), "cannot start ffmpeg: {e}");
-                                failed(&key, &profile.name, &format!("cannot start ffmpeg: {e}"), backoff);
+                                failed(&t, &key, &profile.name, &format!("cannot start ffmpeg: {e}"), backoff);
                                 for o in o {
                                     o.publisher.send(StreamEvent::PublisherStopped);
                                 }
@@ -194,7 +194,7 @@ pub(super) async fn run(
                     backoff = settings.backoff_initial;
                 }
                 warn!(stream = key, %exit, ran_secs = ran.as_secs_f64(), restart_in_secs = backoff.as_secs_f64(), "ffmpeg exited; restarting");
-                failed(&key, &profile.name, &exit, backoff);
+                failed(&t, &key, &profile.name, &exit, backoff);
                 stop(&mut run, outputs.as_deref(), &status, &key, "").await;
                 not_before = Instant::now() + backoff;
                 backoff = (backoff * 2).min(settings.backoff_max);
@@ -238,9 +238,9 @@ pub(super) async fn run(
 
 /// Tells operators (webhook `transcode.failed`, the restart counter in
 /// `/metrics`) that ffmpeg ended on its own or could not start.
-fn failed(key: &str, profile: &str, why: &str, restart_in: Duration) {
+fn failed(t: &Transcoder, key: &str, profile: &str, why: &str, restart_in: Duration) {
     crate::metrics::transcode_restart();
-    crate::webhooks::emit(
+    t.inner.events.emit(
         "transcode.failed",
         Some(key),
         serde_json::json!({

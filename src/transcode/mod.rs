@@ -72,6 +72,8 @@ pub struct Transcoder {
 }
 
 struct Inner {
+    /// Gets `transcode.failed`.
+    events: crate::webhooks::Webhooks,
     hub: Hub,
     packager: Packager,
     settings: TranscodeSettings,
@@ -122,9 +124,11 @@ impl Transcoder {
         rules: Vec<Rule>,
         profiles: Profiles,
         shutdown: crate::shutdown::Shutdown,
+        events: crate::webhooks::Webhooks,
     ) -> Self {
         Transcoder {
             inner: Arc::new(Inner {
+                events,
                 hub,
                 packager,
                 settings,

@@ -2,8 +2,8 @@
 //! `transcode.failed` (and any other kind a module emits), POSTed as JSON
 //! to each configured URL, signed, in order, retried with backoff.
 //!
-//! [`emit`] is the hook for every module (the transcode supervisor calls
-//! `crate::webhooks::emit("transcode.failed", stream, json!({...}))`): it
+//! [`Webhooks::emit`] is the hook, on a handle `app` builds once and hands
+//! to what emits (the stream registry, relays, transcode jobs): it
 //! only locks a short queue and wakes a task, never waits for the network,
 //! so a slow or dead receiver cannot touch the media path. Each URL has its
 //! own bounded queue and delivery task; when a queue is full its oldest
@@ -130,86 +130,114 @@ pub struct Counters {
     pub dropped: AtomicU64,
 }
 
-pub fn counters() -> &'static Counters {
-    static C: std::sync::OnceLock<Counters> = std::sync::OnceLock::new();
-    C.get_or_init(Counters::default)
+/// The event dispatcher: built once (see `app`) and handed to whatever
+/// emits events (the stream registry, relays, transcode jobs) and to
+/// `/metrics` for its counters. Cheap to clone; clones share everything.
+/// Without [`Webhooks::configure`] (or with no URL), emitting does nothing.
+#[derive(Clone)]
+pub struct Webhooks {
+    shared: Arc<Shared>,
 }
 
-/// The dispatcher of the current config (none: events are off).
-static CURRENT: ArcSwapOption<Dispatcher> = ArcSwapOption::const_empty();
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+struct Shared {
+    /// The dispatcher of the current config (none: events are off).
+    current: ArcSwapOption<Dispatcher>,
+    next_id: AtomicU64,
+    counters: Arc<Counters>,
+}
 
-/// Queues an event for every configured URL; returns at once. A no-op when
-/// no URL is configured.
-pub fn emit(kind: &str, stream: Option<&str>, data: serde_json::Value) {
-    let Some(d) = CURRENT.load_full() else {
-        return;
-    };
-    let event = Event {
-        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-        kind: kind.to_string(),
-        time: crate::timefmt::rfc3339_millis(SystemTime::now()),
-        stream: stream.map(str::to_string),
-        data,
-    };
-    let body = match serde_json::to_vec(&event) {
-        Ok(b) => Bytes::from(b),
-        Err(e) => {
-            warn!("webhook event {kind} not serialisable: {e}");
-            return;
+impl Default for Webhooks {
+    fn default() -> Self {
+        Webhooks {
+            shared: Arc::new(Shared {
+                current: ArcSwapOption::const_empty(),
+                next_id: AtomicU64::new(1),
+                counters: Arc::default(),
+            }),
         }
-    };
-    for sink in &d.sinks {
-        sink.push(kind, body.clone());
     }
 }
 
-/// Starts delivering to `section`'s URLs (replacing the previous set; its
-/// queued events are still delivered). Call on a runtime. The config was
-/// validated, so a URL that no longer parses is skipped with a warning.
-pub fn configure(section: &Settings) {
-    if let Some(old) = CURRENT.load_full() {
-        if old.section == *section {
+impl Webhooks {
+    /// Delivery counters, for `/metrics`.
+    pub fn counters(&self) -> &Counters {
+        &self.shared.counters
+    }
+
+    /// Queues an event for every configured URL; returns at once. A no-op
+    /// when no URL is configured.
+    pub fn emit(&self, kind: &str, stream: Option<&str>, data: serde_json::Value) {
+        let Some(d) = self.shared.current.load_full() else {
             return;
-        }
-    }
-    if section.urls.is_empty() {
-        CURRENT.store(None);
-        return;
-    }
-    let mut sinks = Vec::new();
-    for u in &section.urls {
-        match Endpoint::parse(u) {
-            Ok(ep) => {
-                info!(url = ep.redacted(), "webhook events on");
-                let sink = Arc::new(Sink {
-                    ep,
-                    queue: Mutex::new(VecDeque::new()),
-                    wake: Notify::new(),
-                    section: section.clone(),
-                });
-                tokio::spawn(deliver(Arc::downgrade(&sink)));
-                sinks.push(sink);
+        };
+        let event = Event {
+            id: self.shared.next_id.fetch_add(1, Ordering::Relaxed),
+            kind: kind.to_string(),
+            time: crate::timefmt::rfc3339_millis(SystemTime::now()),
+            stream: stream.map(str::to_string),
+            data,
+        };
+        let body = match serde_json::to_vec(&event) {
+            Ok(b) => Bytes::from(b),
+            Err(e) => {
+                warn!("webhook event {kind} not serialisable: {e}");
+                return;
             }
-            Err(e) => warn!("webhook URL skipped: {e}"),
+        };
+        for sink in &d.sinks {
+            sink.push(kind, body.clone());
         }
     }
-    CURRENT.store(Some(Arc::new(Dispatcher {
-        section: section.clone(),
-        sinks,
-    })));
-}
 
-/// Stops accepting events and waits (up to `limit`) for the queues to
-/// empty: the last events (streams ended at shutdown) go out.
-pub async fn flush(limit: Duration) {
-    let Some(d) = CURRENT.swap(None) else {
-        return;
-    };
-    let deadline = tokio::time::Instant::now() + limit;
-    for sink in &d.sinks {
-        while !sink.lock().is_empty() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    /// Starts delivering to `section`'s URLs (replacing the previous set;
+    /// its queued events are still delivered). Call on a runtime. The
+    /// config was validated, so a URL that no longer parses is skipped with
+    /// a warning.
+    pub fn configure(&self, section: &Settings) {
+        if let Some(old) = self.shared.current.load_full() {
+            if old.section == *section {
+                return;
+            }
+        }
+        if section.urls.is_empty() {
+            self.shared.current.store(None);
+            return;
+        }
+        let mut sinks = Vec::new();
+        for u in &section.urls {
+            match Endpoint::parse(u) {
+                Ok(ep) => {
+                    info!(url = ep.redacted(), "webhook events on");
+                    let sink = Arc::new(Sink {
+                        ep,
+                        queue: Mutex::new(VecDeque::new()),
+                        wake: Notify::new(),
+                        section: section.clone(),
+                        counters: Arc::clone(&self.shared.counters),
+                    });
+                    tokio::spawn(deliver(Arc::downgrade(&sink)));
+                    sinks.push(sink);
+                }
+                Err(e) => warn!("webhook URL skipped: {e}"),
+            }
+        }
+        self.shared.current.store(Some(Arc::new(Dispatcher {
+            section: section.clone(),
+            sinks,
+        })));
+    }
+
+    /// Stops accepting events and waits (up to `limit`) for the queues to
+    /// empty: the last events (streams ended at shutdown) go out.
+    pub async fn flush(&self, limit: Duration) {
+        let Some(d) = self.shared.current.swap(None) else {
+            return;
+        };
+        let deadline = tokio::time::Instant::now() + limit;
+        for sink in &d.sinks {
+            while !sink.lock().is_empty() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
     }
 }
@@ -225,6 +253,7 @@ struct Sink {
     queue: Mutex<VecDeque<(String, Bytes)>>,
     wake: Notify,
     section: Settings,
+    counters: Arc<Counters>,
 }
 
 impl Sink {
@@ -244,7 +273,7 @@ impl Sink {
             dropped
         };
         if let Some((k, _)) = dropped {
-            counters().dropped.fetch_add(1, Ordering::Relaxed);
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             warn!(
                 url = self.ep.redacted(),
                 event = k,
@@ -278,9 +307,9 @@ async fn deliver(sink: std::sync::Weak<Sink>) {
             }
         }
         if ok {
-            counters().delivered.fetch_add(1, Ordering::Relaxed);
+            s.counters.delivered.fetch_add(1, Ordering::Relaxed);
         } else {
-            counters().dropped.fetch_add(1, Ordering::Relaxed);
+            s.counters.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -307,7 +336,7 @@ async fn send_with_retries(s: &Sink, kind: &str, body: &Bytes) -> bool {
             Ok(r) => format!("answered {}", r.status),
             Err(e) => e,
         };
-        counters().failed_attempts.fetch_add(1, Ordering::Relaxed);
+        s.counters.failed_attempts.fetch_add(1, Ordering::Relaxed);
         if attempt == c.max_attempts {
             warn!(
                 url = s.ep.redacted(),
