@@ -1,5 +1,5 @@
 //! RTMPT: RTMP tunnelled in HTTP requests. Each tunnel session runs the
-//! ordinary connection driver ([`serve_connection`]) over an in-memory
+//! ordinary connection driver (the `transport::Handler` it is given) over an in-memory
 //! [`pipe`], so a tunnelled publish or play is the same as any other; the
 //! HTTP handlers (`http::rtmpt`) only parse requests and call
 //! [`Tunnels::open`] and [`Tunnels::request`].
