@@ -8,14 +8,7 @@ use mpeg2ts::ts::{ReadTsPacket, TsPacketReader};
 use super::*;
 use crate::media::{aac, avc};
 
-fn hex(s: &str) -> Bytes {
-    let s: String = s.split_whitespace().collect();
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect::<Vec<u8>>()
-        .into()
-}
+use crate::media::flv::hex;
 
 // The AVCDecoderConfigurationRecord and frames of media::flv's tests
 // (ffmpeg 5.1 + libx264, 64x64 High), and a 48 kHz stereo AAC-LC config.

@@ -19,7 +19,7 @@ pub use writer::{Tag, TagKind, TagWriter, ON_METADATA};
 
 /// Bytes from hex digits (spaces ignored), for the tests' tag bodies.
 #[cfg(test)]
-fn hex(s: &str) -> bytes::Bytes {
+pub(crate) fn hex(s: &str) -> bytes::Bytes {
     let s: String = s.split_whitespace().collect();
     (0..s.len())
         .step_by(2)
