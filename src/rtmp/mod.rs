@@ -8,3 +8,4 @@ pub mod client;
 pub mod handshake;
 pub mod message;
 pub mod session;
+pub mod status;

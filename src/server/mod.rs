@@ -23,6 +23,7 @@ use crate::lifecycle::Shutdown;
 use crate::metrics::{ConnGauge, StatsGuard};
 use crate::package::service::{Packager, Store};
 use crate::rtmp::session::{ServerEvent, ServerSession, SessionError};
+use crate::rtmp::status::NetStatus;
 use coalesce::Coalescer;
 use ingest::Ingest;
 use playout::Playout;
@@ -368,15 +369,15 @@ impl Connection {
                     None
                 }
                 _ = kicked_opt(self.publishing.as_mut().map(|p| &mut p.publisher)), if publishing => {
-                    let key = self.end_publish("NetStream.Publish.BadName", "Replaced by a new publisher.");
+                    let key = self.end_publish(NetStatus::PublishBadName, "Replaced by a new publisher.");
                     let out = self.session.take_output();
                     let _ = timeout(Duration::from_millis(200), io.write_all(&out)).await;
                     return EndReason::TakenOver(key);
                 }
                 _ = shutdown.cancelled() => {
-                    self.end_publish("NetStream.Unpublish.Success", "Server shutting down.");
+                    self.end_publish(NetStatus::UnpublishSuccess, "Server shutting down.");
                     if let Some(p) = self.playing.take() {
-                        self.session.end_play(p.playout.stream_id, "NetStream.Play.Stop", "Server shutting down.");
+                        self.session.end_play(p.playout.stream_id, NetStatus::PlayStop, "Server shutting down.");
                     }
                     let out = self.session.take_output();
                     let _ = timeout(Duration::from_millis(200), io.write_all(&out)).await;
@@ -468,7 +469,7 @@ impl Connection {
         if let Some(p) = &self.publishing {
             if now >= p.last_media + rtmp.idle_timeout() {
                 let idle = rtmp.idle_timeout();
-                self.end_publish("NetStream.Publish.Idle", "No media received.");
+                self.end_publish(NetStatus::PublishIdle, "No media received.");
                 return Some(EndReason::IdlePublisher(idle));
             }
         }
@@ -479,12 +480,12 @@ impl Connection {
                 if p.pending {
                     self.session.reject_play(
                         sid,
-                        "NetStream.Play.StreamNotFound",
+                        NetStatus::PlayStreamNotFound,
                         &format!("{key} is not being published."),
                     );
                 } else {
                     self.session
-                        .end_play(sid, "NetStream.Play.Stop", &format!("{key} ended."));
+                        .end_play(sid, NetStatus::PlayStop, &format!("{key} ended."));
                 }
                 self.playing = None;
                 return Some(EndReason::PlayWaitExpired(key, rtmp.play_wait()));
@@ -493,10 +494,10 @@ impl Connection {
         None
     }
 
-    fn end_publish(&mut self, code: &str, description: &str) -> String {
+    fn end_publish(&mut self, status: NetStatus, description: &str) -> String {
         match self.publishing.take() {
             Some(p) => {
-                self.session.end_publish(p.stream_id, code, description);
+                self.session.end_publish(p.stream_id, status, description);
                 log_publish_end(&p);
                 p.publisher.key().to_string()
             }
@@ -540,7 +541,7 @@ impl Connection {
                 );
                 self.session.reject_publish(
                     p.stream_id,
-                    "NetStream.Publish.Unauthorized",
+                    NetStatus::PublishUnauthorized,
                     "Not authorised to publish this stream.",
                 );
             }
@@ -553,7 +554,7 @@ impl Connection {
                 );
                 self.session.reject_play(
                     p.stream_id,
-                    "NetStream.Play.Failed",
+                    NetStatus::PlayFailed,
                     "Not authorised to play this stream.",
                 );
             }
@@ -580,11 +581,11 @@ impl Connection {
             match action {
                 Action::Publish => {
                     self.session
-                        .reject_publish(stream_id, "NetStream.Publish.BadName", why)
+                        .reject_publish(stream_id, NetStatus::PublishBadName, why)
                 }
                 Action::Play => {
                     self.session
-                        .reject_play(stream_id, "NetStream.Play.StreamNotFound", why)
+                        .reject_play(stream_id, NetStatus::PlayStreamNotFound, why)
                 }
             }
             return;
@@ -753,7 +754,7 @@ impl Connection {
             Err(why) => {
                 warn!(app, name, "publish refused: {why}");
                 self.session
-                    .reject_publish(stream_id, "NetStream.Publish.BadName", why);
+                    .reject_publish(stream_id, NetStatus::PublishBadName, why);
                 return;
             }
         };
@@ -764,7 +765,7 @@ impl Connection {
             );
             self.session.reject_publish(
                 stream_id,
-                "NetStream.Publish.BadConnection",
+                NetStatus::PublishBadConnection,
                 "This connection already publishes a stream.",
             );
             return;
@@ -834,7 +835,7 @@ impl Connection {
                 warn!(stream = key, "publish refused: {e}");
                 self.session.reject_publish(
                     stream_id,
-                    "NetStream.Publish.BadName",
+                    NetStatus::PublishBadName,
                     &format!("{key} is already being published."),
                 );
             }
@@ -847,14 +848,14 @@ impl Connection {
             Err(why) => {
                 warn!(app, name, "play refused: {why}");
                 self.session
-                    .reject_play(stream_id, "NetStream.Play.StreamNotFound", why);
+                    .reject_play(stream_id, NetStatus::PlayStreamNotFound, why);
                 return;
             }
         };
         if self.playing.is_some() {
             self.session.reject_play(
                 stream_id,
-                "NetStream.Play.Failed",
+                NetStatus::PlayFailed,
                 "This connection already plays a stream.",
             );
             return;
@@ -865,7 +866,7 @@ impl Connection {
             info!(stream = key, "play refused: not published");
             self.session.reject_play(
                 stream_id,
-                "NetStream.Play.StreamNotFound",
+                NetStatus::PlayStreamNotFound,
                 &format!("{key} is not being published."),
             );
             return;

@@ -140,7 +140,7 @@ fn plays_what_the_server_sends() {
     );
 
     // The server gives up on the stream: the client is told, once.
-    server.end_play(stream_id, "NetStream.Play.Stop", "gone");
+    server.end_play(stream_id, NetStatus::PlayStop, "gone");
     pump(&mut client, &mut server, 13);
     let evs = events(&mut client);
     assert!(
@@ -164,7 +164,7 @@ fn a_refused_publish_fails_with_the_servers_code() {
         server.handle_input(&c).unwrap();
         while let Some(ev) = server.poll_event() {
             if let ServerEvent::PublishRequested { stream_id, .. } = ev {
-                server.reject_publish(stream_id, "NetStream.Publish.BadName", "taken");
+                server.reject_publish(stream_id, NetStatus::PublishBadName, "taken");
             }
         }
         client.handle_input(&s).unwrap();

@@ -283,7 +283,7 @@ fn rejected_publish_gets_bad_name() {
         Some(ServerEvent::PublishRequested { .. })
     ));
     c.server
-        .reject_publish(sid, "NetStream.Publish.BadName", "taken");
+        .reject_publish(sid, NetStatus::PublishBadName, "taken");
     // One onStatus, on the publishing stream, at level error, with the
     // description given (what the session adds around the code).
     let received = c.received();
@@ -319,7 +319,7 @@ fn rejected_publish_gets_bad_name() {
     ));
     // Rejecting a stream that is not pending sends nothing.
     c.server
-        .reject_publish(sid + 7, "NetStream.Publish.BadName", "x");
+        .reject_publish(sid + 7, NetStatus::PublishBadName, "x");
     assert!(c.commands().is_empty());
 }
 
