@@ -235,7 +235,7 @@ async fn serve<S>(
             pending: None,
             ctx: ctx.clone(),
             peer,
-            app: String::new(),
+            phase: Phase::Handshake,
             last_key: String::new(),
             publishing: None,
             playing: None,
@@ -293,7 +293,7 @@ struct Connection {
     session: ServerSession,
     ctx: Arc<ServerContext>,
     peer: SocketAddr,
-    app: String,
+    phase: Phase,
     /// The last stream this connection published or played, for the final log line.
     last_key: String,
     publishing: Option<Publishing>,
@@ -307,6 +307,17 @@ struct Connection {
     /// playing or awaiting an authorisation: idle sessions are closed
     /// `rtmp.session_idle_secs` after it.
     last_active: Instant,
+}
+
+/// How far a connection has come. What it publishes or plays is held
+/// apart (`publishing`, `playing`): one connection may do both at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Handshake or `connect` not done: `rtmp.handshake_timeout_secs` runs.
+    Handshake,
+    /// `connect` answered; idle unless publishing, playing or awaiting an
+    /// authorisation (then `rtmp.session_idle_secs` runs).
+    Connected,
 }
 
 /// One process-wide origin for the batching clock, so that every
@@ -336,7 +347,7 @@ impl Connection {
             self.gauge.set(match (&self.publishing, &self.playing) {
                 (Some(_), _) => "publishing",
                 (None, Some(_)) => "playing",
-                _ if self.app.is_empty() => "handshake",
+                _ if self.phase == Phase::Handshake => "handshake",
                 _ => "connected",
             });
             if self.session.has_output() {
@@ -433,7 +444,7 @@ impl Connection {
 
     /// Connected, and neither publishing, playing nor awaiting a decision.
     fn is_idle_session(&self) -> bool {
-        !self.app.is_empty()
+        self.phase == Phase::Connected
             && self.publishing.is_none()
             && self.playing.is_none()
             && self.pending.is_none()
@@ -442,7 +453,7 @@ impl Connection {
     fn next_deadline(&self, handshake_deadline: Instant) -> Instant {
         let far = Instant::now() + Duration::from_secs(3600);
         let mut d = far;
-        if self.app.is_empty() {
+        if self.phase == Phase::Handshake {
             d = d.min(handshake_deadline);
         }
         if self.is_idle_session() {
@@ -460,7 +471,7 @@ impl Connection {
     fn check_timers(&mut self, handshake_deadline: Instant) -> Option<EndReason> {
         let now = Instant::now();
         let rtmp = &self.config.rtmp;
-        if self.app.is_empty() && now >= handshake_deadline {
+        if self.phase == Phase::Handshake && now >= handshake_deadline {
             return Some(EndReason::HandshakeTimeout(rtmp.handshake_timeout()));
         }
         if self.is_idle_session() && now >= self.last_active + rtmp.session_idle() {
@@ -613,7 +624,7 @@ impl Connection {
                 // Encoders may put a key in the tcUrl's query: not logged.
                 let tc_url = crate::rtmp::session::strip_query(&tc_url).0;
                 info!(app, tc_url, flash_ver, "connected");
-                self.app = app;
+                self.phase = Phase::Connected;
             }
             ServerEvent::PublishRequested {
                 stream_id,
