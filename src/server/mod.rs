@@ -222,28 +222,7 @@ async fn serve<S>(
             info!("connection refused: shutting down");
             return;
         }
-        // The config as last reloaded: RTMP limits and timeouts changed by
-        // SIGHUP apply to connections from then on.
-        let config = ctx.config_tx.borrow().clone();
-        let mut session = ServerSession::new(config.session_config());
-        session.set_message_budget(ctx.message_budget.clone());
-        let mut conn = Connection {
-            session,
-            config,
-            gauge: ConnGauge::new(protocol),
-            protocol,
-            pending: None,
-            ctx: ctx.clone(),
-            peer,
-            phase: Phase::Handshake,
-            last_key: String::new(),
-            publishing: None,
-            playing: None,
-            coalescer,
-            batching: false,
-            epoch: coalesce_epoch(),
-            last_active: Instant::now(),
-        };
+        let mut conn = Connection::new(ctx, peer, protocol, coalescer);
         let reason = conn.run(io).await;
         let stream = conn.last_key.as_str();
         match &reason {
@@ -328,6 +307,36 @@ fn coalesce_epoch() -> Instant {
 }
 
 impl Connection {
+    fn new(
+        ctx: Arc<ServerContext>,
+        peer: SocketAddr,
+        protocol: &'static str,
+        coalescer: Option<Coalescer>,
+    ) -> Connection {
+        // The config as last reloaded: RTMP limits and timeouts changed by
+        // SIGHUP apply to connections from then on.
+        let config = ctx.config_tx.borrow().clone();
+        let mut session = ServerSession::new(config.session_config());
+        session.set_message_budget(ctx.message_budget.clone());
+        Connection {
+            session,
+            config,
+            gauge: ConnGauge::new(protocol),
+            protocol,
+            pending: None,
+            ctx,
+            peer,
+            phase: Phase::Handshake,
+            last_key: String::new(),
+            publishing: None,
+            playing: None,
+            coalescer,
+            batching: false,
+            epoch: coalesce_epoch(),
+            last_active: Instant::now(),
+        }
+    }
+
     async fn run<S: AsyncRead + AsyncWrite + Unpin>(&mut self, mut io: S) -> EndReason {
         let rtmp = &self.config.rtmp;
         let handshake_deadline = Instant::now() + rtmp.handshake_timeout();
@@ -992,6 +1001,9 @@ pub fn stream_key(app: &str, name: &str) -> Result<String, &'static str> {
     }
     Ok(key)
 }
+
+#[cfg(test)]
+mod timer_tests;
 
 #[cfg(test)]
 mod tests {
