@@ -219,7 +219,7 @@ fn acknowledges_the_servers_window_and_answers_pings() {
     client.handle_input(&server.take_output()).unwrap();
     sent.extend_from_slice(&client.take_output());
     let mut dec = ChunkDecoder::new(ChunkLimits::default());
-    let msgs = crate::rtmp::chunk::decode_all_with_sizes(&mut dec, &mut sent);
+    let msgs = crate::rtmp::message::decode_all_with_sizes(&mut dec, &mut sent);
     assert!(sent.is_empty(), "client output did not decode");
     assert!(msgs.iter().any(|m| m.type_id == msg::USER_CONTROL
         && UserControl::parse(&m.payload).unwrap() == UserControl::PingResponse(77)));

@@ -65,7 +65,7 @@ impl Client {
     fn received(&mut self) -> Vec<Message> {
         self.inbox.extend_from_slice(&self.server.take_output());
         let mut out = Vec::new();
-        for m in crate::rtmp::chunk::decode_all_with_sizes(&mut self.dec, &mut self.inbox) {
+        for m in crate::rtmp::message::decode_all_with_sizes(&mut self.dec, &mut self.inbox) {
             out.push(m);
         }
         out
