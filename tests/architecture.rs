@@ -4,8 +4,8 @@
 //!
 //! It reads `src/` as text: every `crate::NAME` path (including inside
 //! `use crate::{…}` groups) in a module's non-test code is an edge from that
-//! module to `NAME`. Test code (`#[cfg(test)]` items, `tests.rs` files) may
-//! reach anywhere.
+//! module to `NAME`. Test code (`#[cfg(test)]` items and the files of
+//! `#[cfg(test)] mod NAME;` modules) may reach anywhere.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -177,11 +177,41 @@ fn split_top_level(s: &str) -> Vec<&str> {
     parts
 }
 
+/// The files of test-only modules: `#[cfg(test)] mod NAME;` in `dir/x.rs`
+/// is `dir/x/NAME.rs` (or `dir/NAME.rs` from a `mod.rs`, `lib.rs`).
+fn test_module_files(files: &[PathBuf]) -> BTreeSet<PathBuf> {
+    let mut out = BTreeSet::new();
+    for file in files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        for pair in lines.windows(2) {
+            let (attr, decl) = (pair[0], pair[1]);
+            let Some(name) = decl.strip_prefix("mod ").and_then(|d| d.strip_suffix(';')) else {
+                continue;
+            };
+            if attr != "#[cfg(test)]" {
+                continue;
+            }
+            let dir = file.parent().unwrap();
+            let stem = file.file_stem().unwrap().to_str().unwrap();
+            let base = if matches!(stem, "mod" | "lib" | "main") {
+                dir.to_path_buf()
+            } else {
+                dir.join(stem)
+            };
+            out.insert(base.join(format!("{name}.rs")));
+            out.insert(base.join(name).join("mod.rs"));
+        }
+    }
+    out
+}
+
 /// Module → the modules it imports, with one place each edge is written.
 fn graph() -> BTreeMap<String, BTreeMap<String, Edge>> {
     let modules = top_level_modules();
     let mut files = Vec::new();
     rust_files(&src(), &mut files);
+    let test_files = test_module_files(&files);
     let mut graph: BTreeMap<String, BTreeMap<String, Edge>> = modules
         .iter()
         .map(|m| (m.clone(), BTreeMap::new()))
@@ -196,7 +226,7 @@ fn graph() -> BTreeMap<String, BTreeMap<String, Edge>> {
             .to_str()
             .unwrap();
         let module = first.strip_suffix(".rs").unwrap_or(first).to_string();
-        if !modules.contains(&module) || file.file_name().unwrap() == "tests.rs" {
+        if !modules.contains(&module) || test_files.contains(&file) {
             continue;
         }
         let text = without_tests(&std::fs::read_to_string(&file).unwrap());

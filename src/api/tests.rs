@@ -342,6 +342,7 @@ async fn openapi_document() {
         "StreamView",
         "PlayerCounts",
         "RelayState",
+        "TranscodeState",
         "ErrorBody",
     ] {
         assert!(schemas.contains_key(s), "schema {s} missing");

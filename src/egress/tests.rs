@@ -12,6 +12,7 @@ use super::*;
 use crate::hub::{HubConfig, StreamEvent};
 use crate::media::{AvcConfig, Codec, CodecConfig, Frame, MediaKind};
 use crate::rtmp::session::{ServerEvent, ServerSession, SessionConfig};
+use crate::rtmp::status::NetStatus;
 
 /// What the fake destination saw: (connection number, event).
 type Seen = Arc<StdMutex<Vec<(usize, Seen1)>>>;
@@ -113,7 +114,7 @@ impl Dest {
                                     if mode == Mode::Reject {
                                         session.reject_publish(
                                             stream_id,
-                                            "NetStream.Publish.BadName",
+                                            NetStatus::PublishBadName,
                                             "No such stream key.",
                                         );
                                     } else {

@@ -12,12 +12,9 @@
 
 use bytes::BufMut;
 
+use super::amf::{check_len, truncate_str};
+pub use super::amf::{AmfError, Budget, DecodeLimits, DEPTH_CEILING};
 use super::amf3::{self, Amf3Value};
-
-/// Nesting ceiling applied on top of [`DecodeLimits::max_depth`], so that a
-/// careless limit cannot let hostile input overflow a 2 MiB task stack (a
-/// debug build needs about 4 KiB per AMF3 level, release about 1.5 KiB).
-pub const DEPTH_CEILING: usize = 128;
 
 const NUMBER: u8 = 0x00;
 const BOOLEAN: u8 = 0x01;
@@ -115,116 +112,6 @@ impl Amf0Value {
     /// Builds a string value.
     pub fn string(s: impl Into<String>) -> Amf0Value {
         Amf0Value::String(s.into())
-    }
-}
-
-/// Bounds on what a single decode call may build from hostile input.
-#[derive(Clone, Copy, Debug)]
-pub struct DecodeLimits {
-    /// Maximum container nesting (objects, arrays, ...); capped at [`DEPTH_CEILING`].
-    pub max_depth: usize,
-    /// Maximum number of values decoded in total, including values duplicated
-    /// by AMF3 references (which are also charged one item per 64 bytes copied).
-    pub max_items: usize,
-}
-
-impl Default for DecodeLimits {
-    fn default() -> Self {
-        DecodeLimits {
-            max_depth: 32,
-            max_items: 65_536,
-        }
-    }
-}
-
-/// Why a buffer could not be decoded as AMF0/AMF3.
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum AmfError {
-    #[error("unexpected end of AMF input")]
-    UnexpectedEof,
-    #[error("unknown AMF type marker 0x{0:02x}")]
-    UnknownMarker(u8),
-    #[error("reserved AMF0 type marker 0x{0:02x} (movieclip/recordset) is not supported")]
-    ReservedMarker(u8),
-    #[error("AMF0 object-end marker outside of an object")]
-    UnexpectedObjectEnd,
-    #[error("AMF nesting exceeds the depth limit")]
-    TooDeep,
-    #[error("AMF input decodes to more values than the item limit")]
-    TooManyItems,
-    #[error("AMF length {declared} exceeds the {remaining} bytes of remaining input")]
-    LengthExceedsInput { declared: u64, remaining: usize },
-    #[error("AMF3 reference {0} is out of range or to an unfinished object")]
-    BadReference(u32),
-    #[error("AMF3 externalizable class {0:?} has a private format and cannot be decoded")]
-    Externalizable(String),
-}
-
-/// Remaining depth and item allowance of one decode call, shared between the
-/// AMF0 decoder and the AMF3 values embedded in it.
-#[derive(Clone, Debug)]
-pub struct Budget {
-    max_depth: usize,
-    depth: usize,
-    items_left: usize,
-}
-
-impl Budget {
-    pub fn new(limits: &DecodeLimits) -> Budget {
-        Budget {
-            max_depth: limits.max_depth.min(DEPTH_CEILING),
-            depth: 0,
-            items_left: limits.max_items,
-        }
-    }
-
-    /// Items that may still be decoded.
-    pub fn items_left(&self) -> usize {
-        self.items_left
-    }
-
-    /// Charges `n` items.
-    pub(crate) fn take(&mut self, n: usize) -> Result<(), AmfError> {
-        self.items_left = self
-            .items_left
-            .checked_sub(n)
-            .ok_or(AmfError::TooManyItems)?;
-        Ok(())
-    }
-
-    /// Checks, before allocating for `count` values, that the input holds at
-    /// least one byte for each and that the item budget could cover them.
-    pub(crate) fn check_count(&self, count: u64, remaining: usize) -> Result<usize, AmfError> {
-        let count = check_len(count, remaining)?;
-        if count > self.items_left {
-            return Err(AmfError::TooManyItems);
-        }
-        Ok(count)
-    }
-
-    /// Enters one container level.
-    pub(crate) fn descend(&mut self) -> Result<(), AmfError> {
-        if self.depth >= self.max_depth {
-            return Err(AmfError::TooDeep);
-        }
-        self.depth += 1;
-        Ok(())
-    }
-
-    /// Leaves a container level entered with [`Budget::descend`].
-    pub(crate) fn ascend(&mut self) {
-        self.depth -= 1;
-    }
-}
-
-/// Checks a declared byte length against the remaining input.
-pub(crate) fn check_len(declared: u64, remaining: usize) -> Result<usize, AmfError> {
-    match usize::try_from(declared) {
-        Ok(len) if len <= remaining => Ok(len),
-        _ => Err(AmfError::LengthExceedsInput {
-            declared,
-            remaining,
-        }),
     }
 }
 
@@ -459,18 +346,6 @@ fn write_long_str(s: &str, out: &mut Vec<u8>) {
     let s = truncate_str(s, u32::MAX as usize);
     out.put_u32(s.len() as u32);
     out.put_slice(s.as_bytes());
-}
-
-/// Longest prefix of `s` of at most `max` bytes that ends on a char boundary.
-pub(crate) fn truncate_str(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 #[cfg(test)]

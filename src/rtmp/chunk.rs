@@ -12,8 +12,6 @@ use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use super::message::Message;
-
 /// The chunk size every RTMP peer starts with.
 pub const DEFAULT_CHUNK_SIZE: usize = 128;
 /// The largest chunk size the protocol can express (the top bit must be 0).
@@ -40,6 +38,16 @@ pub enum ChunkError {
     BadControl(&'static str),
     #[error("malformed aggregate message: {0}")]
     BadAggregate(&'static str),
+}
+
+/// One reassembled RTMP message: what the decoder yields and the encoder
+/// writes (the `message` module reads its payloads).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub type_id: u8,
+    pub stream_id: u32,
+    pub timestamp: u32,
+    pub payload: Bytes,
 }
 
 /// Limits the decoder enforces on what the peer declares.
@@ -606,28 +614,6 @@ pub fn decode_all(
             Some(m) => out.push(m),
             None if input.len() == before => return Ok(out),
             None => {}
-        }
-    }
-}
-
-/// Decodes every complete message, applying each Set Chunk Size as it
-/// passes (the receiving side of a session; for tests and tools). Stops at
-/// the first error.
-pub fn decode_all_with_sizes(decoder: &mut ChunkDecoder, input: &mut BytesMut) -> Vec<Message> {
-    let mut out = Vec::new();
-    loop {
-        let before = input.len();
-        match decoder.decode(input) {
-            Ok(Some(m)) => {
-                if m.type_id == super::message::SET_CHUNK_SIZE {
-                    if let Ok(size) = super::message::read_u32_payload(&m.payload, "") {
-                        let _ = decoder.set_chunk_size(size);
-                    }
-                }
-                out.push(m);
-            }
-            Ok(None) if input.len() != before => {}
-            _ => return out,
         }
     }
 }

@@ -21,6 +21,7 @@ use super::chunk::{ChunkDecoder, ChunkEncoder, ChunkLimits};
 use super::handshake::{ClientHandshake, HandshakeStatus};
 use super::message::{self as msg, Message, UserControl};
 use super::session::SessionError;
+use super::status::{Level, NetStatus};
 use crate::media::MediaKind;
 
 const CSID_CONTROL: u32 = 2;
@@ -550,20 +551,22 @@ impl ClientSession {
             Phase::Starting { stream_id } => Some(stream_id),
             _ => None,
         };
-        match (code.as_str(), starting) {
-            ("NetStream.Publish.Start", Some(stream_id))
+        match (NetStatus::parse(&code), starting) {
+            (Some(NetStatus::PublishStart), Some(stream_id))
                 if self.config.mode == ClientMode::Publish =>
             {
                 self.phase = Phase::Active { stream_id };
                 self.events.push_back(ClientEvent::Publishing { stream_id });
             }
-            ("NetStream.Play.Start", Some(stream_id)) if self.config.mode == ClientMode::Play => {
+            (Some(NetStatus::PlayStart), Some(stream_id))
+                if self.config.mode == ClientMode::Play =>
+            {
                 self.phase = Phase::Active { stream_id };
                 self.events.push_back(ClientEvent::Playing { stream_id });
             }
-            _ if level == "error" => self.fail(code, description),
+            _ if Level::parse(level) == Some(Level::Error) => self.fail(code, description),
             // The server ended the play (castgate's play wait ran out).
-            ("NetStream.Play.Stop", _) if matches!(self.phase, Phase::Active { .. }) => {
+            (Some(NetStatus::PlayStop), _) if matches!(self.phase, Phase::Active { .. }) => {
                 self.fail(code, description)
             }
             _ => self

@@ -3,9 +3,10 @@
 //! A [`Message`] is what the chunk stream reassembles: a type id, a message
 //! stream id, a 32-bit millisecond timestamp and the payload.
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 
-use super::chunk::ChunkError;
+pub use super::chunk::Message;
+use super::chunk::{ChunkDecoder, ChunkError};
 
 pub const SET_CHUNK_SIZE: u8 = 1;
 pub const ABORT: u8 = 2;
@@ -22,15 +23,6 @@ pub const DATA_AMF0: u8 = 18;
 pub const SHARED_OBJECT_AMF0: u8 = 19;
 pub const COMMAND_AMF0: u8 = 20;
 pub const AGGREGATE: u8 = 22;
-
-/// One reassembled RTMP message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Message {
-    pub type_id: u8,
-    pub stream_id: u32,
-    pub timestamp: u32,
-    pub payload: Bytes,
-}
 
 /// User Control events (message type 4) castgate sends or answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,6 +122,28 @@ pub fn read_u32_payload(payload: &[u8], what: &'static str) -> Result<u32, Chunk
     match payload.get(..4) {
         Some(b) => Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
         None => Err(ChunkError::BadControl(what)),
+    }
+}
+
+/// Decodes every complete message, applying each Set Chunk Size as it
+/// passes (the receiving side of a session; for tests and tools). Stops at
+/// the first error.
+pub fn decode_all_with_sizes(decoder: &mut ChunkDecoder, input: &mut BytesMut) -> Vec<Message> {
+    let mut out = Vec::new();
+    loop {
+        let before = input.len();
+        match decoder.decode(input) {
+            Ok(Some(m)) => {
+                if m.type_id == SET_CHUNK_SIZE {
+                    if let Ok(size) = read_u32_payload(&m.payload, "") {
+                        let _ = decoder.set_chunk_size(size);
+                    }
+                }
+                out.push(m);
+            }
+            Ok(None) if input.len() != before => {}
+            _ => return out,
+        }
     }
 }
 
@@ -279,7 +293,7 @@ impl Control {
     pub fn handle(
         &mut self,
         m: &Message,
-        decoder: &mut super::chunk::ChunkDecoder,
+        decoder: &mut ChunkDecoder,
     ) -> Result<ControlOutcome, ChunkError> {
         match m.type_id {
             SET_CHUNK_SIZE => {

@@ -1,6 +1,7 @@
 //! RTMP protocol core, sans-I/O: handshake, chunk stream, AMF, messages and
 //! the server/client session state machines. No sockets, no tasks.
 
+pub mod amf;
 pub mod amf0;
 pub mod amf3;
 pub mod chunk;
@@ -8,3 +9,4 @@ pub mod client;
 pub mod handshake;
 pub mod message;
 pub mod session;
+pub mod status;

@@ -16,6 +16,7 @@ use super::amf0::{self, Amf0Value, AmfError};
 use super::chunk::{ChunkDecoder, ChunkEncoder, ChunkError, ChunkLimits, MessageBudget};
 use super::handshake::{HandshakeError, HandshakeStatus, ServerHandshake};
 use super::message::{self as msg, Message, UserControl};
+use super::status::{Level, NetStatus};
 use crate::media::MediaKind;
 
 /// Chunk stream ids castgate sends on.
@@ -467,10 +468,11 @@ impl ServerSession {
             ("fmsVer", Amf0Value::string("FMS/3,0,1,123")),
             ("capabilities", Amf0Value::Number(31.0)),
         ]);
+        let status = NetStatus::ConnectSuccess;
         let info = Amf0Value::object([
-            ("level", Amf0Value::string("status")),
-            ("code", Amf0Value::string("NetConnection.Connect.Success")),
-            ("description", Amf0Value::string("Connection succeeded.")),
+            ("level", Amf0Value::string(status.level().as_str())),
+            ("code", Amf0Value::string(status.code())),
+            ("description", Amf0Value::string(status.description())),
             ("objectEncoding", Amf0Value::Number(encoding)),
         ]);
         self.send_command(
@@ -511,8 +513,7 @@ impl ServerSession {
             Some(_) => {
                 self.send_status(
                     stream_id,
-                    "error",
-                    "NetStream.Publish.BadConnection",
+                    NetStatus::PublishBadConnection,
                     "Stream is busy.",
                 );
                 return Ok(());
@@ -524,12 +525,7 @@ impl ServerSession {
             }
         }
         if name.is_empty() {
-            self.send_status(
-                stream_id,
-                "error",
-                "NetStream.Publish.BadName",
-                "Empty stream name.",
-            );
+            self.send_status(stream_id, NetStatus::PublishBadName, "Empty stream name.");
             return Ok(());
         }
         self.streams.insert(
@@ -564,8 +560,7 @@ impl ServerSession {
         if name.is_empty() {
             self.send_status(
                 stream_id,
-                "error",
-                "NetStream.Play.StreamNotFound",
+                NetStatus::PlayStreamNotFound,
                 "Empty stream name.",
             );
             return Ok(());
@@ -592,8 +587,7 @@ impl ServerSession {
             StreamState::Publishing { name } | StreamState::PublishPending { name } => {
                 self.send_status(
                     stream_id,
-                    "status",
-                    "NetStream.Unpublish.Success",
+                    NetStatus::UnpublishSuccess,
                     &format!("{name} is now unpublished."),
                 );
                 self.events
@@ -615,8 +609,7 @@ impl ServerSession {
             self.send_user_control(UserControl::StreamBegin(stream_id));
             self.send_status(
                 stream_id,
-                "status",
-                "NetStream.Publish.Start",
+                NetStatus::PublishStart,
                 &format!("{name} is now published."),
             );
             self.streams
@@ -624,25 +617,28 @@ impl ServerSession {
         }
     }
 
-    /// Refuses a publish with an error status (e.g. `NetStream.Publish.BadName`).
-    pub fn reject_publish(&mut self, stream_id: u32, code: &str, description: &str) {
+    /// Refuses a publish with an error status (e.g. [`NetStatus::PublishBadName`]).
+    pub fn reject_publish(&mut self, stream_id: u32, status: NetStatus, description: &str) {
         if matches!(
             self.streams.get(&stream_id),
             Some(StreamState::PublishPending { .. })
         ) {
             self.streams.insert(stream_id, StreamState::Created);
-            self.send_status(stream_id, "error", code, description);
+            self.send_status(stream_id, status, description);
         }
     }
 
-    /// Ends a live publish from the server side (takeover, idle timeout).
-    pub fn end_publish(&mut self, stream_id: u32, code: &str, description: &str) {
+    /// Ends a live publish from the server side (takeover, idle timeout,
+    /// shutdown). Always sent at level `error`, whatever the code's own
+    /// level: the publisher did not ask for it, and encoders (ffmpeg, OBS)
+    /// stop on an error instead of sending into a closed publish.
+    pub fn end_publish(&mut self, stream_id: u32, status: NetStatus, description: &str) {
         if matches!(
             self.streams.get(&stream_id),
             Some(StreamState::Publishing { .. })
         ) {
             self.streams.insert(stream_id, StreamState::Created);
-            self.send_status(stream_id, "error", code, description);
+            self.send_status_at(stream_id, Level::Error, status, description);
         }
     }
 
@@ -654,14 +650,12 @@ impl ServerSession {
             self.send_user_control(UserControl::StreamBegin(stream_id));
             self.send_status(
                 stream_id,
-                "status",
-                "NetStream.Play.Reset",
+                NetStatus::PlayReset,
                 &format!("Playing and resetting {name}."),
             );
             self.send_status(
                 stream_id,
-                "status",
-                "NetStream.Play.Start",
+                NetStatus::PlayStart,
                 &format!("Started playing {name}."),
             );
             self.send_data(
@@ -678,14 +672,14 @@ impl ServerSession {
         }
     }
 
-    /// Refuses a play (`NetStream.Play.StreamNotFound`, …).
-    pub fn reject_play(&mut self, stream_id: u32, code: &str, description: &str) {
+    /// Refuses a play ([`NetStatus::PlayStreamNotFound`], …).
+    pub fn reject_play(&mut self, stream_id: u32, status: NetStatus, description: &str) {
         if matches!(
             self.streams.get(&stream_id),
             Some(StreamState::PlayPending { .. })
         ) {
             self.streams.insert(stream_id, StreamState::Created);
-            self.send_status(stream_id, "error", code, description);
+            self.send_status(stream_id, status, description);
         }
     }
 
@@ -694,8 +688,7 @@ impl ServerSession {
         if let Some(StreamState::Playing { name }) = self.streams.get(&stream_id).cloned() {
             self.send_status(
                 stream_id,
-                "status",
-                "NetStream.Play.UnpublishNotify",
+                NetStatus::PlayUnpublishNotify,
                 &format!("{name} is now unpublished."),
             );
             self.send_user_control(UserControl::StreamEof(stream_id));
@@ -708,21 +701,20 @@ impl ServerSession {
             self.send_user_control(UserControl::StreamBegin(stream_id));
             self.send_status(
                 stream_id,
-                "status",
-                "NetStream.Play.PublishNotify",
+                NetStatus::PlayPublishNotify,
                 &format!("{name} is now published."),
             );
         }
     }
 
-    /// Ends a play from the server side.
-    pub fn end_play(&mut self, stream_id: u32, code: &str, description: &str) {
+    /// Ends a play from the server side ([`NetStatus::PlayStop`]).
+    pub fn end_play(&mut self, stream_id: u32, status: NetStatus, description: &str) {
         if matches!(
             self.streams.get(&stream_id),
             Some(StreamState::Playing { .. })
         ) {
             self.send_user_control(UserControl::StreamEof(stream_id));
-            self.send_status(stream_id, "status", code, description);
+            self.send_status(stream_id, status, description);
             self.streams.insert(stream_id, StreamState::Created);
         }
     }
@@ -809,10 +801,21 @@ impl ServerSession {
         );
     }
 
-    fn send_status(&mut self, stream_id: u32, level: &str, code: &str, description: &str) {
+    /// Sends `onStatus` at the code's own level.
+    fn send_status(&mut self, stream_id: u32, status: NetStatus, description: &str) {
+        self.send_status_at(stream_id, status.level(), status, description);
+    }
+
+    fn send_status_at(
+        &mut self,
+        stream_id: u32,
+        level: Level,
+        status: NetStatus,
+        description: &str,
+    ) {
         let info = Amf0Value::object([
-            ("level", Amf0Value::string(level)),
-            ("code", Amf0Value::string(code)),
+            ("level", Amf0Value::string(level.as_str())),
+            ("code", Amf0Value::string(status.code())),
             ("description", Amf0Value::string(description)),
         ]);
         self.send_command(

@@ -20,6 +20,7 @@ use crate::hub::{Closed, Hub, StreamEvent, Subscriber};
 use crate::media::flv::Ingest;
 use crate::metrics::ConnGauge;
 use crate::rtmp::session::{ServerEvent, ServerSession, SessionError};
+use crate::rtmp::status::NetStatus;
 use crate::shutdown::Shutdown;
 use crate::stream_key::StreamKey;
 use crate::streams::{Granted, Origin, PublishGuard, Registry};
@@ -187,28 +188,7 @@ async fn serve<S>(
             info!("connection refused: shutting down");
             return;
         }
-        // The config as last reloaded: RTMP limits and timeouts changed by
-        // SIGHUP apply to connections from then on.
-        let config = ctx.rtmp();
-        let mut session = ServerSession::new(config.session_config());
-        session.set_message_budget(ctx.message_budget.clone());
-        let mut conn = Connection {
-            session,
-            config,
-            gauge: ConnGauge::new(protocol),
-            protocol,
-            pending: None,
-            ctx: ctx.clone(),
-            peer,
-            app: String::new(),
-            last_key: String::new(),
-            publishing: None,
-            playing: None,
-            coalescer,
-            batching: false,
-            epoch: coalesce_epoch(),
-            last_active: Instant::now(),
-        };
+        let mut conn = Connection::new(ctx, peer, protocol, coalescer);
         let reason = conn.run(io).await;
         let stream = conn.last_key.as_str();
         match &reason {
@@ -250,7 +230,7 @@ struct Connection {
     session: ServerSession,
     ctx: Arc<ServerContext>,
     peer: SocketAddr,
-    app: String,
+    phase: Phase,
     /// The last stream this connection published or played, for the final log line.
     last_key: String,
     publishing: Option<Publishing>,
@@ -266,6 +246,17 @@ struct Connection {
     last_active: Instant,
 }
 
+/// How far a connection has come. What it publishes or plays is held
+/// apart (`publishing`, `playing`): one connection may do both at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Handshake or `connect` not done: `rtmp.handshake_timeout_secs` runs.
+    Handshake,
+    /// `connect` answered; idle unless publishing, playing or awaiting an
+    /// authorisation (then `rtmp.session_idle_secs` runs).
+    Connected,
+}
+
 /// One process-wide origin for the batching clock, so that every
 /// connection's ticks coincide.
 fn coalesce_epoch() -> Instant {
@@ -274,6 +265,36 @@ fn coalesce_epoch() -> Instant {
 }
 
 impl Connection {
+    fn new(
+        ctx: Arc<ServerContext>,
+        peer: SocketAddr,
+        protocol: &'static str,
+        coalescer: Option<Coalescer>,
+    ) -> Connection {
+        // The config as last reloaded: RTMP limits and timeouts changed by
+        // SIGHUP apply to connections from then on.
+        let config = ctx.rtmp();
+        let mut session = ServerSession::new(config.session_config());
+        session.set_message_budget(ctx.message_budget.clone());
+        Connection {
+            session,
+            config,
+            gauge: ConnGauge::new(protocol),
+            protocol,
+            pending: None,
+            ctx,
+            peer,
+            phase: Phase::Handshake,
+            last_key: String::new(),
+            publishing: None,
+            playing: None,
+            coalescer,
+            batching: false,
+            epoch: coalesce_epoch(),
+            last_active: Instant::now(),
+        }
+    }
+
     async fn run<S: AsyncRead + AsyncWrite + Unpin>(&mut self, mut io: S) -> EndReason {
         let rtmp = &self.config;
         let handshake_deadline = Instant::now() + rtmp.handshake_timeout;
@@ -293,7 +314,7 @@ impl Connection {
             self.gauge.set(match (&self.publishing, &self.playing) {
                 (Some(_), _) => "publishing",
                 (None, Some(_)) => "playing",
-                _ if self.app.is_empty() => "handshake",
+                _ if self.phase == Phase::Handshake => "handshake",
                 _ => "connected",
             });
             if self.session.has_output() {
@@ -326,15 +347,15 @@ impl Connection {
                     None
                 }
                 _ = kicked_opt(self.publishing.as_mut().map(|p| &mut p.guard)), if publishing => {
-                    let key = self.end_publish("NetStream.Publish.BadName", "Replaced by a new publisher.");
+                    let key = self.end_publish(NetStatus::PublishBadName, "Replaced by a new publisher.");
                     let out = self.session.take_output();
                     let _ = timeout(Duration::from_millis(200), io.write_all(&out)).await;
                     return EndReason::TakenOver(key);
                 }
                 _ = shutdown.cancelled() => {
-                    self.end_publish("NetStream.Unpublish.Success", "Server shutting down.");
+                    self.end_publish(NetStatus::UnpublishSuccess, "Server shutting down.");
                     if let Some(p) = self.playing.take() {
-                        self.session.end_play(p.playout.stream_id, "NetStream.Play.Stop", "Server shutting down.");
+                        self.session.end_play(p.playout.stream_id, NetStatus::PlayStop, "Server shutting down.");
                     }
                     let out = self.session.take_output();
                     let _ = timeout(Duration::from_millis(200), io.write_all(&out)).await;
@@ -390,7 +411,7 @@ impl Connection {
 
     /// Connected, and neither publishing, playing nor awaiting a decision.
     fn is_idle_session(&self) -> bool {
-        !self.app.is_empty()
+        self.phase == Phase::Connected
             && self.publishing.is_none()
             && self.playing.is_none()
             && self.pending.is_none()
@@ -399,7 +420,7 @@ impl Connection {
     fn next_deadline(&self, handshake_deadline: Instant) -> Instant {
         let far = Instant::now() + Duration::from_secs(3600);
         let mut d = far;
-        if self.app.is_empty() {
+        if self.phase == Phase::Handshake {
             d = d.min(handshake_deadline);
         }
         if self.is_idle_session() {
@@ -417,7 +438,7 @@ impl Connection {
     fn check_timers(&mut self, handshake_deadline: Instant) -> Option<EndReason> {
         let now = Instant::now();
         let rtmp = &self.config;
-        if self.app.is_empty() && now >= handshake_deadline {
+        if self.phase == Phase::Handshake && now >= handshake_deadline {
             return Some(EndReason::HandshakeTimeout(rtmp.handshake_timeout));
         }
         if self.is_idle_session() && now >= self.last_active + rtmp.session_idle {
@@ -426,7 +447,7 @@ impl Connection {
         if let Some(p) = &self.publishing {
             if now >= p.last_media + rtmp.idle_timeout {
                 let idle = rtmp.idle_timeout;
-                self.end_publish("NetStream.Publish.Idle", "No media received.");
+                self.end_publish(NetStatus::PublishIdle, "No media received.");
                 return Some(EndReason::IdlePublisher(idle));
             }
         }
@@ -437,12 +458,12 @@ impl Connection {
                 if p.pending {
                     self.session.reject_play(
                         sid,
-                        "NetStream.Play.StreamNotFound",
+                        NetStatus::PlayStreamNotFound,
                         &format!("{key} is not being published."),
                     );
                 } else {
                     self.session
-                        .end_play(sid, "NetStream.Play.Stop", &format!("{key} ended."));
+                        .end_play(sid, NetStatus::PlayStop, &format!("{key} ended."));
                 }
                 self.playing = None;
                 return Some(EndReason::PlayWaitExpired(key, rtmp.play_wait));
@@ -451,10 +472,10 @@ impl Connection {
         None
     }
 
-    fn end_publish(&mut self, code: &str, description: &str) -> String {
+    fn end_publish(&mut self, status: NetStatus, description: &str) -> String {
         match self.publishing.take() {
             Some(p) => {
-                self.session.end_publish(p.stream_id, code, description);
+                self.session.end_publish(p.stream_id, status, description);
                 log_publish_end(&p);
                 p.guard.key().to_string()
             }
@@ -498,7 +519,7 @@ impl Connection {
                 );
                 self.session.reject_publish(
                     p.stream_id,
-                    "NetStream.Publish.Unauthorized",
+                    NetStatus::PublishUnauthorized,
                     "Not authorised to publish this stream.",
                 );
             }
@@ -511,7 +532,7 @@ impl Connection {
                 );
                 self.session.reject_play(
                     p.stream_id,
-                    "NetStream.Play.Failed",
+                    NetStatus::PlayFailed,
                     "Not authorised to play this stream.",
                 );
             }
@@ -538,12 +559,12 @@ impl Connection {
             match action {
                 Action::Publish => self.session.reject_publish(
                     stream_id,
-                    "NetStream.Publish.BadName",
+                    NetStatus::PublishBadName,
                     &why.to_string(),
                 ),
                 Action::Play => self.session.reject_play(
                     stream_id,
-                    "NetStream.Play.StreamNotFound",
+                    NetStatus::PlayStreamNotFound,
                     &why.to_string(),
                 ),
             }
@@ -572,7 +593,7 @@ impl Connection {
                 // Encoders may put a key in the tcUrl's query: not logged.
                 let tc_url = crate::rtmp::session::strip_query(&tc_url).0;
                 info!(app, tc_url, flash_ver, "connected");
-                self.app = app;
+                self.phase = Phase::Connected;
             }
             ServerEvent::PublishRequested {
                 stream_id,
@@ -730,11 +751,8 @@ impl Connection {
             Ok(k) => k,
             Err(why) => {
                 warn!(app, name, "publish refused: {why}");
-                self.session.reject_publish(
-                    stream_id,
-                    "NetStream.Publish.BadName",
-                    &why.to_string(),
-                );
+                self.session
+                    .reject_publish(stream_id, NetStatus::PublishBadName, &why.to_string());
                 return;
             }
         };
@@ -745,7 +763,7 @@ impl Connection {
             );
             self.session.reject_publish(
                 stream_id,
-                "NetStream.Publish.BadConnection",
+                NetStatus::PublishBadConnection,
                 "This connection already publishes a stream.",
             );
             return;
@@ -781,7 +799,7 @@ impl Connection {
                 warn!(stream = key.as_str(), "publish refused: {e}");
                 self.session.reject_publish(
                     stream_id,
-                    "NetStream.Publish.BadName",
+                    NetStatus::PublishBadName,
                     &format!("{key} is already being published."),
                 );
             }
@@ -795,7 +813,7 @@ impl Connection {
                 warn!(app, name, "play refused: {why}");
                 self.session.reject_play(
                     stream_id,
-                    "NetStream.Play.StreamNotFound",
+                    NetStatus::PlayStreamNotFound,
                     &why.to_string(),
                 );
                 return;
@@ -804,7 +822,7 @@ impl Connection {
         if self.playing.is_some() {
             self.session.reject_play(
                 stream_id,
-                "NetStream.Play.Failed",
+                NetStatus::PlayFailed,
                 "This connection already plays a stream.",
             );
             return;
@@ -815,7 +833,7 @@ impl Connection {
             info!(stream = key.as_str(), "play refused: not published");
             self.session.reject_play(
                 stream_id,
-                "NetStream.Play.StreamNotFound",
+                NetStatus::PlayStreamNotFound,
                 &format!("{key} is not being published."),
             );
             return;
@@ -902,6 +920,9 @@ impl LogThrottle {
         Some(std::mem::take(&mut self.suppressed))
     }
 }
+
+#[cfg(test)]
+mod timer_tests;
 
 #[cfg(test)]
 mod tests {

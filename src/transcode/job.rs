@@ -10,6 +10,7 @@
 //! clock stays the source's across restarts; each gap is told to their
 //! consumers as a stop and a start (a discontinuity in HLS and DASH).
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,8 +25,8 @@ use super::child;
 use super::command::{self, SourceTracks};
 use super::flv_io::{FlvWriter, OutputParser};
 use super::progress::ProgressParser;
-use super::{lock, JobStatus, Profile, Transcoder, FEED_OFFSET_MS};
-use crate::hub::StreamEvent;
+use super::{lock, JobStatus, Profile, TranscodeState, Transcoder, FEED_OFFSET_MS};
+use crate::hub::{Closed, StreamEvent, Subscriber};
 use crate::media::{CodecConfig, Frame, MediaKind};
 use crate::stream_key::StreamKey;
 use crate::streams::{Granted, Origin, PublishGuard, Registry};
@@ -90,150 +91,287 @@ pub(super) async fn run(
     profile: Profile,
     status: Arc<JobStatus>,
 ) {
-    let inner = &t.inner;
-    let settings = &inner.settings;
-    let mut sub = inner.hub.subscribe(&key);
-    let mut src = Source::default();
-    let mut outputs: Option<Vec<Output>> = None;
-    let mut run: Option<Run> = None;
-    let mut fed = Fed::default();
-    let mut backoff = settings.backoff_initial;
-    let mut not_before = Instant::now();
-    let mut gone_since: Option<Instant> = (!sub.is_live()).then(Instant::now);
-    loop {
-        let grace_at = gone_since.map(|t| t + settings.grace);
+    let mut job = Supervisor::new(t, registry, key, profile, status);
+    while let Flow::Continue = job.step().await {}
+    job.finish().await;
+}
+
+/// Whether the supervisor goes on after a step.
+enum Flow {
+    Continue,
+    End,
+}
+
+/// What one job's supervisor knows between events.
+struct Supervisor {
+    t: Transcoder,
+    /// Renditions are published through it.
+    registry: Registry,
+    key: String,
+    profile: Profile,
+    status: Arc<JobStatus>,
+    sub: Subscriber,
+    src: Source,
+    /// The renditions' hub side, taken at the first start, kept for the job.
+    outputs: Option<Vec<Output>>,
+    run: Option<Run>,
+    fed: Fed,
+    /// The wait after the next failure; doubles up to `backoff_max`.
+    backoff: Duration,
+    /// No ffmpeg starts before this (a backoff running).
+    not_before: Instant,
+    /// Since when the publisher is gone: the job ends a grace period later.
+    gone_since: Option<Instant>,
+}
+
+impl Supervisor {
+    fn new(
+        t: Transcoder,
+        registry: Registry,
+        key: String,
+        profile: Profile,
+        status: Arc<JobStatus>,
+    ) -> Supervisor {
+        let sub = t.inner.hub.subscribe(&key);
+        let gone_since = (!sub.is_live()).then(Instant::now);
+        Supervisor {
+            backoff: t.inner.settings.backoff_initial,
+            t,
+            registry,
+            key,
+            profile,
+            status,
+            sub,
+            src: Source::default(),
+            outputs: None,
+            run: None,
+            fed: Fed::default(),
+            not_before: Instant::now(),
+            gone_since,
+        }
+    }
+
+    /// Waits for the next thing to happen and handles it.
+    async fn step(&mut self) -> Flow {
+        let grace_at = self.gone_since.map(|t| t + self.t.inner.settings.grace);
         tokio::select! {
-            ev = sub.recv() => match ev {
-                Err(closed) => {
-                    warn!(stream = key, "transcode input fell behind ({closed}); restarting ffmpeg");
-                    stop(&mut run, outputs.as_deref(), &status, &key, "input fell behind").await;
-                    sub = inner.hub.subscribe(&key);
-                    src = Source::default();
-                }
-                Ok(StreamEvent::PublisherStarted) => {
-                    if run.is_some() {
-                        stop(&mut run, outputs.as_deref(), &status, &key, "publisher changed").await;
-                    }
-                    src = Source { live: true, ..Source::default() };
-                    gone_since = None;
-                    status.update(|v| v.state = "starting".into());
-                }
-                Ok(StreamEvent::PublisherStopped) => {
-                    src.live = false;
-                    gone_since = Some(Instant::now());
-                    stop(&mut run, outputs.as_deref(), &status, &key, "publisher left").await;
-                    status.update(|v| v.state = "waiting".into());
-                }
+            ev = self.sub.recv() => match ev {
+                Err(closed) => self.input_lost(closed).await,
+                Ok(StreamEvent::PublisherStarted) => self.publisher_started().await,
+                Ok(StreamEvent::PublisherStopped) => self.publisher_stopped().await,
                 Ok(StreamEvent::Metadata(_)) => {}
-                Ok(StreamEvent::Config(c)) => {
-                    let changed = run.as_ref().is_some_and(|r| match c.kind() {
-                        MediaKind::Video => *r.video != *c,
-                        MediaKind::Audio => r.audio.as_ref().is_none_or(|a| **a != *c),
-                    });
-                    match c.kind() {
-                        MediaKind::Video => src.video = Some(c.clone()),
-                        MediaKind::Audio => src.audio = Some(c.clone()),
-                    }
-                    if changed {
-                        // New codec parameters: a new ffmpeg from the next keyframe.
-                        stop(&mut run, outputs.as_deref(), &status, &key, "source parameters changed").await;
-                    }
-                }
-                Ok(StreamEvent::Frame(f)) => {
-                    if run.is_none() {
-                        let startable = src.live
-                            && f.kind() == MediaKind::Video
-                            && f.keyframe
-                            && Instant::now() >= not_before
-                            && fed.video.is_none_or(|d| f.dts > d);
-                        if !startable {
-                            continue;
-                        }
-                        let Some(video) = src.video.clone() else { continue };
-                        if outputs.is_none() {
-                            match publish_outputs(&registry, &key, &profile) {
-                                Ok(o) => outputs = Some(o),
-                                Err(e) => {
-                                    error!(stream = key, "transcode job stopped: {e}");
-                                    break;
-                                }
-                            }
-                        } else if let Some(o) = &outputs {
-                            for o in o {
-                                o.publisher.send(StreamEvent::PublisherStarted);
-                            }
-                        }
-                        let Some(o) = &outputs else { break };
-                        match start(&t, &key, &profile, video, src.audio.clone(), o, &status) {
-                            Ok(r) => run = Some(r),
-                            Err(e) => {
-                                error!(stream = key, ffmpeg = %settings.ffmpeg.display(), "cannot start ffmpeg: {e}");
-                                failed(&t, &key, &profile.name, &format!("cannot start ffmpeg: {e}"), backoff);
-                                for o in o {
-                                    o.publisher.send(StreamEvent::PublisherStopped);
-                                }
-                                not_before = Instant::now() + backoff;
-                                backoff = (backoff * 2).min(settings.backoff_max);
-                                status.update(|v| v.state = "backoff".into());
-                                continue;
-                            }
-                        }
-                    }
-                    if let Some(r) = run.as_mut() {
-                        feed(r, &f, &mut fed, &key).await;
-                    }
+                Ok(StreamEvent::Config(c)) => self.source_config(c).await,
+                Ok(StreamEvent::Frame(f)) => return self.frame(f).await,
+            },
+            exit = wait_run(&mut self.run) => self.ffmpeg_exited(exit).await,
+            _ = self.t.inner.shutdown.cancelled() => {
+                info!(stream = self.key, "castgate is stopping: transcode job ends");
+                return Flow::End;
+            }
+            _ = sleep_until_opt(grace_at) => return self.grace_over(),
+        }
+        Flow::Continue
+    }
+
+    /// The hub dropped this job's queue: ffmpeg starts again from a fresh one.
+    async fn input_lost(&mut self, closed: Closed) {
+        warn!(
+            stream = self.key,
+            "transcode input fell behind ({closed}); restarting ffmpeg"
+        );
+        self.stop_ffmpeg("input fell behind").await;
+        self.sub = self.t.inner.hub.subscribe(&self.key);
+        self.src = Source::default();
+    }
+
+    async fn publisher_started(&mut self) {
+        if self.run.is_some() {
+            self.stop_ffmpeg("publisher changed").await;
+        }
+        self.src = Source {
+            live: true,
+            ..Source::default()
+        };
+        self.gone_since = None;
+        self.status.update(|v| v.state = TranscodeState::Starting);
+    }
+
+    async fn publisher_stopped(&mut self) {
+        self.src.live = false;
+        self.gone_since = Some(Instant::now());
+        self.stop_ffmpeg("publisher left").await;
+        self.status.update(|v| v.state = TranscodeState::Waiting);
+    }
+
+    async fn source_config(&mut self, c: Arc<CodecConfig>) {
+        let changed = self.run.as_ref().is_some_and(|r| match c.kind() {
+            MediaKind::Video => *r.video != *c,
+            MediaKind::Audio => r.audio.as_ref().is_none_or(|a| **a != *c),
+        });
+        match c.kind() {
+            MediaKind::Video => self.src.video = Some(c.clone()),
+            MediaKind::Audio => self.src.audio = Some(c.clone()),
+        }
+        if changed {
+            // New codec parameters: a new ffmpeg from the next keyframe.
+            self.stop_ffmpeg("source parameters changed").await;
+        }
+    }
+
+    /// Feeds a source frame to ffmpeg, starting it first at a keyframe.
+    async fn frame(&mut self, f: Frame) -> Flow {
+        if self.run.is_none() {
+            if !self.startable(&f) {
+                return Flow::Continue;
+            }
+            let Some(video) = self.src.video.clone() else {
+                return Flow::Continue;
+            };
+            if let Flow::End = self.start_ffmpeg(video) {
+                return Flow::End;
+            }
+        }
+        if let Some(r) = self.run.as_mut() {
+            feed(r, &f, &mut self.fed, &self.key).await;
+        }
+        Flow::Continue
+    }
+
+    /// ffmpeg may start at `f`: a live source's keyframe, past the backoff,
+    /// later than anything an earlier run was given.
+    fn startable(&self, f: &Frame) -> bool {
+        self.src.live
+            && f.kind() == MediaKind::Video
+            && f.keyframe
+            && Instant::now() >= self.not_before
+            && self.fed.video.is_none_or(|d| f.dts > d)
+    }
+
+    /// Starts ffmpeg: the renditions are taken in the hub at the first
+    /// start and told the stream resumes at the next ones. A failed spawn
+    /// backs off; renditions that cannot be taken end the job.
+    fn start_ffmpeg(&mut self, video: Arc<CodecConfig>) -> Flow {
+        match &self.outputs {
+            None => match publish_outputs(&self.registry, &self.key, &self.profile) {
+                Ok(o) => self.outputs = Some(o),
+                Err(e) => {
+                    error!(stream = self.key, "transcode job stopped: {e}");
+                    return Flow::End;
                 }
             },
-            exit = wait_run(&mut run) => {
-                let ran = run.as_ref().map_or(Duration::ZERO, |r| r.started.elapsed());
-                let exit = match exit {
-                    Ok(s) => s.to_string(),
-                    Err(e) => e.to_string(),
-                };
-                if ran >= STABLE_RUN {
-                    backoff = settings.backoff_initial;
+            Some(o) => {
+                for o in o {
+                    o.publisher.send(StreamEvent::PublisherStarted);
                 }
-                warn!(stream = key, %exit, ran_secs = ran.as_secs_f64(), restart_in_secs = backoff.as_secs_f64(), "ffmpeg exited; restarting");
-                failed(&t, &key, &profile.name, &exit, backoff);
-                stop(&mut run, outputs.as_deref(), &status, &key, "").await;
-                not_before = Instant::now() + backoff;
-                backoff = (backoff * 2).min(settings.backoff_max);
-                status.update(|v| {
-                    v.restarts += 1;
-                    v.last_exit = Some(exit);
-                    v.state = "backoff".into();
-                });
-            }
-            _ = inner.shutdown.cancelled() => {
-                info!(stream = key, "castgate is stopping: transcode job ends");
-                break;
-            }
-            _ = sleep_until_opt(grace_at) => {
-                // Decide under the registry lock, so a publish that arrives
-                // now either finds this job or starts a new one.
-                let mut jobs = lock(&inner.jobs);
-                if sub.is_live() {
-                    gone_since = None;
-                    continue;
-                }
-                if jobs.get(&key).is_some_and(|j| Arc::ptr_eq(j, &status)) {
-                    jobs.remove(&key);
-                }
-                break;
             }
         }
+        let Some(o) = &self.outputs else {
+            return Flow::End;
+        };
+        let audio = self.src.audio.clone();
+        match start(
+            &self.t,
+            &self.key,
+            &self.profile,
+            video,
+            audio,
+            o,
+            &self.status,
+        ) {
+            Ok(r) => self.run = Some(r),
+            Err(e) => {
+                let settings = &self.t.inner.settings;
+                error!(stream = self.key, ffmpeg = %settings.ffmpeg.display(), "cannot start ffmpeg: {e}");
+                failed(
+                    &self.t,
+                    &self.key,
+                    &self.profile.name,
+                    &format!("cannot start ffmpeg: {e}"),
+                    self.backoff,
+                );
+                for o in o {
+                    o.publisher.send(StreamEvent::PublisherStopped);
+                }
+                self.back_off();
+                self.status.update(|v| v.state = TranscodeState::Backoff);
+            }
+        }
+        Flow::Continue
     }
-    stop(&mut run, outputs.as_deref(), &status, &key, "job ended").await;
-    {
-        // Only this job's entry: a new publish may have started a new job.
-        let mut jobs = lock(&inner.jobs);
-        if jobs.get(&key).is_some_and(|j| Arc::ptr_eq(j, &status)) {
-            jobs.remove(&key);
+
+    /// ffmpeg ended on its own: it restarts after the backoff (reset by a
+    /// long enough run).
+    async fn ffmpeg_exited(&mut self, exit: std::io::Result<std::process::ExitStatus>) {
+        let ran = self
+            .run
+            .as_ref()
+            .map_or(Duration::ZERO, |r| r.started.elapsed());
+        let exit = match exit {
+            Ok(s) => s.to_string(),
+            Err(e) => e.to_string(),
+        };
+        if ran >= STABLE_RUN {
+            self.backoff = self.t.inner.settings.backoff_initial;
+        }
+        warn!(stream = self.key, %exit, ran_secs = ran.as_secs_f64(), restart_in_secs = self.backoff.as_secs_f64(), "ffmpeg exited; restarting");
+        failed(&self.t, &self.key, &self.profile.name, &exit, self.backoff);
+        self.stop_ffmpeg("").await;
+        self.back_off();
+        self.status.update(|v| {
+            v.restarts += 1;
+            v.last_exit = Some(exit);
+            v.state = TranscodeState::Backoff;
+        });
+    }
+
+    /// No start before the current backoff has passed; the next one is longer.
+    fn back_off(&mut self) {
+        self.not_before = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(self.t.inner.settings.backoff_max);
+    }
+
+    /// The grace period is over: the job ends unless the publisher is back.
+    /// Decided under the registry lock, so a publish that arrives now either
+    /// finds this job or starts a new one.
+    fn grace_over(&mut self) -> Flow {
+        let mut jobs = lock(&self.t.inner.jobs);
+        if self.sub.is_live() {
+            self.gone_since = None;
+            return Flow::Continue;
+        }
+        self.unregister(&mut jobs);
+        Flow::End
+    }
+
+    /// Takes this job out of the registry: only its own entry, as a new
+    /// publish may have started a new job.
+    fn unregister(&self, jobs: &mut HashMap<String, Arc<JobStatus>>) {
+        if jobs
+            .get(&self.key)
+            .is_some_and(|j| Arc::ptr_eq(j, &self.status))
+        {
+            jobs.remove(&self.key);
         }
     }
-    info!(stream = key, "transcode job ended");
-    // Dropping the outputs ends the rendition streams.
-    drop(outputs);
+
+    async fn stop_ffmpeg(&mut self, why: &str) {
+        stop(
+            &mut self.run,
+            self.outputs.as_deref(),
+            &self.status,
+            &self.key,
+            why,
+        )
+        .await;
+    }
+
+    async fn finish(mut self) {
+        self.stop_ffmpeg("job ended").await;
+        self.unregister(&mut lock(&self.t.inner.jobs));
+        info!(stream = self.key, "transcode job ended");
+        // Dropping the outputs ends the rendition streams.
+        drop(self.outputs.take());
+    }
 }
 
 /// Tells operators (webhook `transcode.failed`, the restart counter in
@@ -343,7 +481,7 @@ fn start(
     }
     status.update(|v| {
         v.pid = pid;
-        v.state = "running".into();
+        v.state = TranscodeState::Running;
         v.progress = None;
     });
     let mut writer = FlvWriter::new(FEED_OFFSET_MS);

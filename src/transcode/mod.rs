@@ -21,7 +21,7 @@ mod settings;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -88,15 +88,26 @@ struct Inner {
     runtime: Option<tokio::runtime::Handle>,
 }
 
+/// A job's state, as the API shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TranscodeState {
+    /// Waiting for a source keyframe to start ffmpeg.
+    Starting,
+    Running,
+    /// After a crash or a failed start, until the next attempt.
+    Backoff,
+    /// The publisher left; the job waits out the grace period.
+    Waiting,
+}
+
 /// What the API shows of a job.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct TranscodeView {
     pub profile: String,
     /// Rendition stream keys (`app/key/NAME`).
     pub renditions: Vec<String>,
-    /// `running`, `starting` (waiting for a keyframe), `backoff` (after a
-    /// crash) or `waiting` (the publisher left, within the grace period).
-    pub state: String,
+    pub state: TranscodeState,
     pub pid: Option<u32>,
     /// ffmpeg restarts after it exited on its own.
     pub restarts: u64,
@@ -202,7 +213,7 @@ impl Transcoder {
             view: Mutex::new(TranscodeView {
                 profile: profile.name.clone(),
                 renditions: names.iter().map(|n| format!("{key}/{n}")).collect(),
-                state: "starting".into(),
+                state: TranscodeState::Starting,
                 pid: None,
                 restarts: 0,
                 last_exit: None,
@@ -255,6 +266,22 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
     })
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+use crate::locks::lock;
+
+#[cfg(test)]
+mod tests {
+    use super::TranscodeState;
+
+    /// The API's JSON keeps the strings it had when the state was a string.
+    #[test]
+    fn states_serialise_as_lowercase_words() {
+        for (state, word) in [
+            (TranscodeState::Starting, "starting"),
+            (TranscodeState::Running, "running"),
+            (TranscodeState::Backoff, "backoff"),
+            (TranscodeState::Waiting, "waiting"),
+        ] {
+            assert_eq!(serde_json::to_value(state).unwrap(), word);
+        }
+    }
 }

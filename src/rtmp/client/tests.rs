@@ -144,7 +144,7 @@ fn plays_what_the_server_sends() {
     );
 
     // The server gives up on the stream: the client is told, once.
-    server.end_play(stream_id, "NetStream.Play.Stop", "gone");
+    server.end_play(stream_id, NetStatus::PlayStop, "gone");
     pump(&mut client, &mut server, 13);
     let evs = events(&mut client);
     assert!(
@@ -168,7 +168,7 @@ fn a_refused_publish_fails_with_the_servers_code() {
         server.handle_input(&c).unwrap();
         while let Some(ev) = server.poll_event() {
             if let ServerEvent::PublishRequested { stream_id, .. } = ev {
-                server.reject_publish(stream_id, "NetStream.Publish.BadName", "taken");
+                server.reject_publish(stream_id, NetStatus::PublishBadName, "taken");
             }
         }
         client.handle_input(&s).unwrap();
@@ -223,7 +223,7 @@ fn acknowledges_the_servers_window_and_answers_pings() {
     client.handle_input(&server.take_output()).unwrap();
     sent.extend_from_slice(&client.take_output());
     let mut dec = ChunkDecoder::new(ChunkLimits::default());
-    let msgs = crate::rtmp::chunk::decode_all_with_sizes(&mut dec, &mut sent);
+    let msgs = crate::rtmp::message::decode_all_with_sizes(&mut dec, &mut sent);
     assert!(sent.is_empty(), "client output did not decode");
     assert!(msgs.iter().any(|m| m.type_id == msg::USER_CONTROL
         && UserControl::parse(&m.payload).unwrap() == UserControl::PingResponse(77)));

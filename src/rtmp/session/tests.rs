@@ -65,7 +65,7 @@ impl Client {
     fn received(&mut self) -> Vec<Message> {
         self.inbox.extend_from_slice(&self.server.take_output());
         let mut out = Vec::new();
-        for m in crate::rtmp::chunk::decode_all_with_sizes(&mut self.dec, &mut self.inbox) {
+        for m in crate::rtmp::message::decode_all_with_sizes(&mut self.dec, &mut self.inbox) {
             out.push(m);
         }
         out
@@ -283,7 +283,7 @@ fn rejected_publish_gets_bad_name() {
         Some(ServerEvent::PublishRequested { .. })
     ));
     c.server
-        .reject_publish(sid, "NetStream.Publish.BadName", "taken");
+        .reject_publish(sid, NetStatus::PublishBadName, "taken");
     // One onStatus, on the publishing stream, at level error, with the
     // description given (what the session adds around the code).
     let received = c.received();
@@ -319,7 +319,7 @@ fn rejected_publish_gets_bad_name() {
     ));
     // Rejecting a stream that is not pending sends nothing.
     c.server
-        .reject_publish(sid + 7, "NetStream.Publish.BadName", "x");
+        .reject_publish(sid + 7, NetStatus::PublishBadName, "x");
     assert!(c.commands().is_empty());
 }
 
