@@ -668,7 +668,10 @@ mod tests {
         );
         let _p: Vec<_> = ["live/a", "live/b", "live/c"]
             .iter()
-            .map(|k| hub.publish(k, "peer").unwrap())
+            .map(|k| {
+                hub.publish(&crate::stream_key::StreamKey::parse(k).unwrap(), "peer")
+                    .unwrap()
+            })
             .collect();
         let src = Sources {
             events: crate::webhooks::Webhooks::default(),
@@ -707,7 +710,12 @@ mod tests {
             Vec::new(),
             crate::webhooks::Webhooks::default(),
         );
-        let _p = hub.publish("live/a", "peer").unwrap();
+        let _p = hub
+            .publish(
+                &crate::stream_key::StreamKey::parse("live/a").unwrap(),
+                "peer",
+            )
+            .unwrap();
         let _rtmp = hub.subscribe("live/a");
         let viewers = Viewers::default();
         // An hour-long target: the window cannot pass while the test runs.

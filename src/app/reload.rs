@@ -105,8 +105,20 @@ mod tests {
             Duration::from_millis(3500)
         );
         // The hub took the conflict rule: a second publisher is refused.
-        let _first = services.hub.publish("live/a", "one").unwrap();
-        assert!(services.hub.publish("live/a", "two").is_err());
+        let _first = services
+            .hub
+            .publish(
+                &crate::stream_key::StreamKey::parse("live/a").unwrap(),
+                "one",
+            )
+            .unwrap();
+        assert!(services
+            .hub
+            .publish(
+                &crate::stream_key::StreamKey::parse("live/a").unwrap(),
+                "two"
+            )
+            .is_err());
         // Nothing changed: nothing to restart.
         assert_eq!(
             reload(&services, "").unwrap().needs_restart,

@@ -273,7 +273,12 @@ async fn waits_for_the_stream_then_relays_everything_then_stops() {
     assert!(dest.seen().is_empty());
     assert_eq!(state(&relays, id), RelayState::Waiting);
 
-    let publisher = hub.publish("live/a", "peer").unwrap();
+    let publisher = hub
+        .publish(
+            &crate::stream_key::StreamKey::parse("live/a").unwrap(),
+            "peer",
+        )
+        .unwrap();
     publisher.send(config_event());
     // Real media arrives over time; here it waits for the connection (a
     // relay not connected yet keeps only the current GOP).
@@ -321,7 +326,12 @@ async fn deleting_a_relay_delivers_the_tail_to_a_slow_destination() {
     );
     let url = format!("rtmp://{}/app/k", dest.addr);
     let id = relays.create(new_relay("live/tail", &url)).unwrap().id;
-    let publisher = hub.publish("live/tail", "peer").unwrap();
+    let publisher = hub
+        .publish(
+            &crate::stream_key::StreamKey::parse("live/tail").unwrap(),
+            "peer",
+        )
+        .unwrap();
     publisher.send(config_event());
     until("live", || state(&relays, id) == RelayState::Live).await;
     // 12 KB: more than the paused destination's receive buffer takes, less
@@ -378,7 +388,12 @@ async fn backs_off_while_the_destination_is_down_then_resumes_at_a_keyframe() {
         .create(new_relay("live/b", &format!("rtmp://{addr}/app/k")))
         .unwrap()
         .id;
-    let publisher = hub.publish("live/b", "peer").unwrap();
+    let publisher = hub
+        .publish(
+            &crate::stream_key::StreamKey::parse("live/b").unwrap(),
+            "peer",
+        )
+        .unwrap();
     publisher.send(config_event());
     let mut dts = 0;
     let mut feed = |n: usize, publisher: &crate::hub::Publisher| {
@@ -430,7 +445,12 @@ async fn survives_a_publisher_reconnect_within_the_grace_period() {
         .create(new_relay("live/c", &format!("rtmp://{}/app/k", dest.addr)))
         .unwrap()
         .id;
-    let p1 = hub.publish("live/c", "one").unwrap();
+    let p1 = hub
+        .publish(
+            &crate::stream_key::StreamKey::parse("live/c").unwrap(),
+            "one",
+        )
+        .unwrap();
     p1.send(config_event());
     for i in 0..10 {
         p1.send(video(i * 40, i == 0));
@@ -439,7 +459,12 @@ async fn survives_a_publisher_reconnect_within_the_grace_period() {
     drop(p1);
     until("the first publisher gone", || !hub.is_live("live/c")).await;
     // The second publisher's clock starts at 0 again.
-    let p2 = hub.publish("live/c", "two").unwrap();
+    let p2 = hub
+        .publish(
+            &crate::stream_key::StreamKey::parse("live/c").unwrap(),
+            "two",
+        )
+        .unwrap();
     p2.send(config_event());
     for i in 0..10 {
         p2.send(video(i * 40, i == 0));
@@ -476,10 +501,20 @@ async fn static_relays_follow_their_streams() {
         crate::webhooks::Webhooks::default(),
     );
     assert!(relays.list().is_empty());
-    let other = hub.publish("other/x", "p").unwrap();
+    let other = hub
+        .publish(
+            &crate::stream_key::StreamKey::parse("other/x").unwrap(),
+            "p",
+        )
+        .unwrap();
     relays.on_publish("other/x");
     assert!(relays.list().is_empty(), "the pattern does not match");
-    let p = hub.publish("live/cam", "p").unwrap();
+    let p = hub
+        .publish(
+            &crate::stream_key::StreamKey::parse("live/cam").unwrap(),
+            "p",
+        )
+        .unwrap();
     relays.on_publish("live/cam");
     relays.on_publish("live/cam");
     let list = relays.list();
@@ -606,7 +641,12 @@ async fn a_stalled_destination_loses_frames_by_policy_and_slows_nothing() {
         ))
         .unwrap()
         .id;
-    let p = hub.publish("live/s", "peer").unwrap();
+    let p = hub
+        .publish(
+            &crate::stream_key::StreamKey::parse("live/s").unwrap(),
+            "peer",
+        )
+        .unwrap();
     p.send(config_event());
     until("both live", || {
         state(&relays, slow) == RelayState::Live && state(&relays, fine) == RelayState::Live
@@ -674,7 +714,12 @@ async fn refused_relays_and_unusable_addresses_fail() {
         .create(new_relay("live/f", "srt://192.0.2.1:9000?mode=listener"))
         .unwrap()
         .id;
-    let _p = hub.publish("live/f", "peer").unwrap();
+    let _p = hub
+        .publish(
+            &crate::stream_key::StreamKey::parse("live/f").unwrap(),
+            "peer",
+        )
+        .unwrap();
     until("failed", || state(&relays, refused) == RelayState::Failed).await;
     let info = relays.get(refused).unwrap();
     let e = info.last_error.unwrap();

@@ -15,6 +15,7 @@ mod queue;
 mod settings;
 
 use crate::locks::lock;
+use crate::stream_key::StreamKey;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -254,8 +255,11 @@ impl Hub {
             .clone()
     }
 
-    /// Starts publishing `key` (`app/name`) for `peer`.
-    pub fn publish(&self, key: &str, peer: &str) -> Result<Publisher, PublishError> {
+    /// Starts publishing `key` for `peer`. Only the stream registry calls
+    /// this in castgate (`streams::Registry::publish`): a publish always
+    /// goes through it.
+    pub fn publish(&self, key: &StreamKey, peer: &str) -> Result<Publisher, PublishError> {
+        let key = key.as_str();
         let stream = self.slot(key);
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (kick_tx, kick_rx) = watch::channel(false);

@@ -42,7 +42,12 @@ async fn drain(s: &Subscriber) -> Vec<StreamEvent> {
 #[tokio::test]
 async fn late_subscriber_starts_at_last_keyframe() {
     let hub = Hub::new(HubConfig::default());
-    let p = hub.publish("live/a", "peer").unwrap();
+    let p = hub
+        .publish(
+            &crate::stream_key::StreamKey::parse("live/a").unwrap(),
+            "peer",
+        )
+        .unwrap();
     for (i, key) in [true, false, false, true, false].into_iter().enumerate() {
         p.send(video(i as i64 * 33, key, 10));
         p.send(audio(i as i64 * 33));
@@ -63,7 +68,12 @@ async fn slow_subscriber_drops_non_key_video_then_closes() {
         },
         ..HubConfig::default()
     });
-    let p = hub.publish("live/a", "peer").unwrap();
+    let p = hub
+        .publish(
+            &crate::stream_key::StreamKey::parse("live/a").unwrap(),
+            "peer",
+        )
+        .unwrap();
     let s = hub.subscribe("live/a");
     let fast = hub.subscribe("live/a");
     let _ = drain(&s).await;
@@ -103,10 +113,20 @@ async fn slow_subscriber_drops_non_key_video_then_closes() {
 #[tokio::test]
 async fn takeover_replaces_and_kicks_old_publisher() {
     let hub = Hub::new(HubConfig::default());
-    let mut old = hub.publish("live/a", "one").unwrap();
+    let mut old = hub
+        .publish(
+            &crate::stream_key::StreamKey::parse("live/a").unwrap(),
+            "one",
+        )
+        .unwrap();
     old.send(video(1000, true, 1));
     let s = hub.subscribe("live/a");
-    let new = hub.publish("live/a", "two").unwrap();
+    let new = hub
+        .publish(
+            &crate::stream_key::StreamKey::parse("live/a").unwrap(),
+            "two",
+        )
+        .unwrap();
     tokio::time::timeout(std::time::Duration::from_secs(1), old.kicked())
         .await
         .expect("old publisher is told");
@@ -127,23 +147,51 @@ async fn reject_policy_refuses_second_publisher() {
         publish_conflict: PublishConflict::Reject,
         ..HubConfig::default()
     });
-    let _p = hub.publish("live/a", "one").unwrap();
+    let _p = hub
+        .publish(
+            &crate::stream_key::StreamKey::parse("live/a").unwrap(),
+            "one",
+        )
+        .unwrap();
     assert!(matches!(
-        hub.publish("live/a", "two"),
+        hub.publish(
+            &crate::stream_key::StreamKey::parse("live/a").unwrap(),
+            "two"
+        ),
         Err(PublishError::AlreadyPublishing(_))
     ));
-    assert!(hub.publish("live/b", "two").is_ok());
+    assert!(hub
+        .publish(
+            &crate::stream_key::StreamKey::parse("live/b").unwrap(),
+            "two"
+        )
+        .is_ok());
     // A reload switches the rule for the next publisher.
     hub.set_publish_conflict(PublishConflict::Takeover);
-    let _three = hub.publish("live/a", "three").unwrap();
+    let _three = hub
+        .publish(
+            &crate::stream_key::StreamKey::parse("live/a").unwrap(),
+            "three",
+        )
+        .unwrap();
     hub.set_publish_conflict(PublishConflict::Reject);
-    assert!(hub.publish("live/a", "four").is_err());
+    assert!(hub
+        .publish(
+            &crate::stream_key::StreamKey::parse("live/a").unwrap(),
+            "four"
+        )
+        .is_err());
 }
 
 #[tokio::test]
 async fn streams_are_removed_when_unused() {
     let hub = Hub::new(HubConfig::default());
-    let p = hub.publish("live/a", "one").unwrap();
+    let p = hub
+        .publish(
+            &crate::stream_key::StreamKey::parse("live/a").unwrap(),
+            "one",
+        )
+        .unwrap();
     let s = hub.subscribe("live/a");
     drop(p);
     assert_eq!(hub.streams().len(), 1);
@@ -155,8 +203,18 @@ async fn streams_are_removed_when_unused() {
 #[tokio::test]
 async fn keys_are_separate() {
     let hub = Hub::new(HubConfig::default());
-    let a = hub.publish("live/a", "one").unwrap();
-    let b = hub.publish("live/b", "two").unwrap();
+    let a = hub
+        .publish(
+            &crate::stream_key::StreamKey::parse("live/a").unwrap(),
+            "one",
+        )
+        .unwrap();
+    let b = hub
+        .publish(
+            &crate::stream_key::StreamKey::parse("live/b").unwrap(),
+            "two",
+        )
+        .unwrap();
     let sa = hub.subscribe("live/a");
     let _ = drain(&sa).await;
     b.send(video(5, true, 1));
@@ -180,7 +238,12 @@ fn taps_see_every_event_in_order_and_join_live_streams_like_subscribers() {
     let hub = Hub::new(HubConfig::default());
     let early = Arc::new(Recorder::default());
     let early_handle = hub.tap("live/t", early.clone());
-    let publisher = hub.publish("live/t", "peer").unwrap();
+    let publisher = hub
+        .publish(
+            &crate::stream_key::StreamKey::parse("live/t").unwrap(),
+            "peer",
+        )
+        .unwrap();
     publisher.send(video(0, true, 10));
     publisher.send(audio(10));
     publisher.send(video(40, false, 10));
@@ -208,7 +271,12 @@ fn taps_see_every_event_in_order_and_join_live_streams_like_subscribers() {
 
     // A detached tap sees nothing more, and an unused slot goes away.
     drop(early_handle);
-    let publisher = hub.publish("live/t", "peer").unwrap();
+    let publisher = hub
+        .publish(
+            &crate::stream_key::StreamKey::parse("live/t").unwrap(),
+            "peer",
+        )
+        .unwrap();
     publisher.send(audio(0));
     assert_eq!(early.0.lock().unwrap().len(), 6);
     assert_eq!(late.0.lock().unwrap().len(), 8);
@@ -221,7 +289,12 @@ fn taps_see_every_event_in_order_and_join_live_streams_like_subscribers() {
 async fn stream_info_has_tracks_and_rates() {
     let hub = Hub::new(HubConfig::default());
     assert!(hub.stream("live/r").is_none());
-    let p = hub.publish("live/r", "1.2.3.4:5").unwrap();
+    let p = hub
+        .publish(
+            &crate::stream_key::StreamKey::parse("live/r").unwrap(),
+            "1.2.3.4:5",
+        )
+        .unwrap();
     let info = hub.stream("live/r").unwrap();
     assert_eq!(info.publisher.as_deref(), Some("1.2.3.4:5"));
     assert!(info.since.is_some());
@@ -247,7 +320,9 @@ async fn stream_info_has_tracks_and_rates() {
     let a = info.audio_kbps.unwrap();
     assert!((a - 0.6).abs() < 0.01, "{a}");
     let hub2 = Hub::new(HubConfig::default());
-    let p2 = hub2.publish("live/v", "x").unwrap();
+    let p2 = hub2
+        .publish(&crate::stream_key::StreamKey::parse("live/v").unwrap(), "x")
+        .unwrap();
     p2.send(StreamEvent::Config(Arc::new(CodecConfig::Avc(
         crate::media::AvcConfig {
             record: Bytes::new(),

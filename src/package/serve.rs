@@ -248,8 +248,10 @@ pub(crate) mod test_support {
         key: &str,
         ms: std::ops::Range<i64>,
     ) -> Publisher {
-        let p = hub.publish(key, "peer").unwrap();
-        packager.ensure(key);
+        let p = hub
+            .publish(&crate::stream_key::StreamKey::parse(key).unwrap(), "peer")
+            .unwrap();
+        packager.ensure(&crate::stream_key::StreamKey::parse(key).unwrap());
         let config =
             avc::build_decoder_config(&[0x67, 0x64, 0, 0x1f, 0xac], &[0x68, 0xee]).unwrap();
         p.send(StreamEvent::Config(Arc::new(CodecConfig::Avc(config))));

@@ -176,7 +176,8 @@ impl Packager {
     /// Makes sure `key` is being packaged. Called when a publish starts,
     /// before any media flows; a stream already packaged (its publisher
     /// returning within the grace period) keeps its segmenter and playlist.
-    pub fn ensure(&self, key: &str) {
+    pub fn ensure(&self, key: &crate::stream_key::StreamKey) {
+        let key = key.as_str();
         let mut running = lock(&self.running);
         if running.contains_key(key) {
             return;
