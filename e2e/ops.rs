@@ -209,6 +209,15 @@ pub(crate) fn raw_publish(server: &Castgate, name: &str) -> (Raw, &'static str) 
     }
 }
 
+/// A raw RTMP play of `live/NAME` that must be answered with `code`
+/// (`what` names the case on failure); the client, for more checks.
+fn raw_play_answered(server: &Castgate, name: &str, code: &str, what: &str) -> Raw {
+    let mut c = Raw::connect(server.rtmp);
+    c.start_stream("play", name);
+    assert_eq!(c.wait_for(code.as_bytes(), T), Wait::Found, "{what}");
+    c
+}
+
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -487,18 +496,15 @@ fn one_play_policy_for_rtmp_rtmpt_and_hls() {
         format!("cam?key=view-key-2&{sig}"),
         format!("cam?key=view-key-1&{other}"),
     ] {
-        let mut no = Raw::connect(server.rtmp);
-        no.start_stream("play", &name);
-        assert_eq!(
-            no.wait_for(b"NetStream.Play.Failed", T),
-            Wait::Found,
-            "{name}"
-        );
+        let no = raw_play_answered(&server, &name, "NetStream.Play.Failed", &name);
         assert!(!no.has_received(b"NetStream.Play.Start"), "{name}");
     }
-    let mut yes = Raw::connect(server.rtmp);
-    yes.start_stream("play", &full);
-    assert_eq!(yes.wait_for(b"NetStream.Play.Start", T), Wait::Found);
+    raw_play_answered(
+        &server,
+        &full,
+        "NetStream.Play.Start",
+        "the key and signature",
+    );
 
     // RTMPT through the HTTP listener, with ffmpeg: one second of media
     // with the credential, an error without.
@@ -607,16 +613,18 @@ fn signed_hls_urls() {
         403
     );
     // RTMP play of the same stream needs the same signature.
-    let mut unsigned = Raw::connect(server.rtmp);
-    unsigned.start_stream("play", "sig");
-    assert_eq!(
-        unsigned.wait_for(b"NetStream.Play.Failed", T),
-        Wait::Found,
-        "RTMP played a signed-only stream without a signature"
+    raw_play_answered(
+        &server,
+        "sig",
+        "NetStream.Play.Failed",
+        "RTMP played a signed-only stream without a signature",
     );
-    let mut signed = Raw::connect(server.rtmp);
-    signed.start_stream("play", &format!("sig?{q}"));
-    assert_eq!(signed.wait_for(b"NetStream.Play.Start", T), Wait::Found);
+    raw_play_answered(
+        &server,
+        &format!("sig?{q}"),
+        "NetStream.Play.Start",
+        "a signed RTMP play",
+    );
     // A real player follows the signed URLs.
     require("ffmpeg");
     let out = std::process::Command::new("timeout")
@@ -1010,12 +1018,11 @@ fn sighup_reloads_keys_and_relays() {
     server.wait_log_all(&["SIGHUP: config reloaded", "relay_rules_added=1"], T);
     let (_r2, code) = raw_publish(&server, "k2?key=key-2");
     assert_eq!(code, "NetStream.Publish.Start");
-    let mut refused = Raw::connect(server.rtmp);
-    refused.start_stream("play", "nobody");
-    assert_eq!(
-        refused.wait_for(b"NetStream.Play.StreamNotFound", T),
-        Wait::Found,
-        "the new rtmp.play_wait_secs did not apply"
+    raw_play_answered(
+        &server,
+        "nobody",
+        "NetStream.Play.StreamNotFound",
+        "the new rtmp.play_wait_secs did not apply",
     );
     let deadline = Instant::now() + T;
     let after = loop {
