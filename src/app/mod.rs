@@ -48,11 +48,6 @@ impl Sections {
             webhooks: config.webhooks.clone(),
         }
     }
-
-    /// The embedded defaults (tests).
-    pub fn defaults() -> Sections {
-        Sections::of(&config::Config::load_with_env(None, Vec::new()).expect("the defaults load"))
-    }
 }
 
 /// Every shared service, built once. Each consumer is handed the few it

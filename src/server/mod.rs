@@ -28,8 +28,8 @@ use coalesce::Coalescer;
 use playout::Playout;
 pub use settings::Settings;
 
-/// What every RTMP connection shares: only what a connection uses (built
-/// by [`crate::app`]).
+/// What every RTMP connection shares: only what a connection uses (the
+/// `app` module builds it).
 pub struct ServerContext {
     /// Live streams: players subscribe here.
     pub hub: Hub,
@@ -70,6 +70,38 @@ impl ServerContext {
     /// `[rtmp]` as last reloaded.
     pub fn rtmp(&self) -> Arc<Settings> {
         self.rtmp.borrow().clone()
+    }
+
+    /// A context on the embedded defaults with `rtmp` (tests in modules
+    /// below `app`, which must not import it): its own hub, packager,
+    /// relays and registry, open auth, no webhooks.
+    #[cfg(test)]
+    pub(crate) fn for_tests(rtmp: Settings) -> Arc<Self> {
+        use crate::settings::tests::default_section;
+        let hub = Hub::new(crate::hub::HubConfig::default());
+        let package: crate::package::Settings = default_section("package");
+        let packager = crate::package::service::Packager::new(
+            hub.clone(),
+            crate::package::service::Store::default(),
+            package.packager_config(),
+        );
+        let events = crate::webhooks::Webhooks::default();
+        let relays = crate::egress::Relays::new(
+            hub.clone(),
+            crate::egress::RelaySettings::default(),
+            Vec::new(),
+            events.clone(),
+        );
+        let streams = Registry::new(
+            hub.clone(),
+            packager,
+            relays,
+            crate::metrics::Streams::default(),
+            events,
+        );
+        let auth: crate::auth::Settings = default_section("auth");
+        let auth = Arc::new(Auth::new(auth.policy().expect("the default auth checks")));
+        ServerContext::new(hub, streams, auth, rtmp, Shutdown::never())
     }
 }
 

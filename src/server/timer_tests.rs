@@ -10,10 +10,8 @@ use tokio::task::JoinHandle;
 use tokio::time::{advance, Instant};
 
 use super::{Connection, EndReason, ServerContext};
-use crate::app::{Sections, Services};
 use crate::rtmp::client::{ClientConfig, ClientEvent, ClientMode, ClientSession};
 use crate::rtmp::handshake::{ClientHandshake, HandshakeStatus};
-use crate::shutdown::Shutdown;
 
 const HANDSHAKE: Duration = Duration::from_secs(5);
 const SESSION_IDLE: Duration = Duration::from_secs(7);
@@ -22,12 +20,12 @@ const PLAY_WAIT: Duration = Duration::from_secs(30);
 const MS: Duration = Duration::from_millis(1);
 
 fn context() -> Arc<ServerContext> {
-    let mut sections = Sections::defaults();
-    sections.rtmp.handshake_timeout = HANDSHAKE;
-    sections.rtmp.session_idle = SESSION_IDLE;
-    sections.rtmp.idle_timeout = PUBLISHER_IDLE;
-    sections.rtmp.play_wait = PLAY_WAIT;
-    Services::build(sections, Shutdown::never()).connections
+    let mut rtmp: super::Settings = crate::settings::tests::default_section("rtmp");
+    rtmp.handshake_timeout = HANDSHAKE;
+    rtmp.session_idle = SESSION_IDLE;
+    rtmp.idle_timeout = PUBLISHER_IDLE;
+    rtmp.play_wait = PLAY_WAIT;
+    ServerContext::for_tests(rtmp)
 }
 
 /// Starts a connection on one end of a pipe, the other end being the

@@ -361,13 +361,9 @@ mod tests {
     fn table(settings: Settings) -> Arc<Tunnels> {
         let budget = default_section::<crate::transport::HttpSettings>("http").body_budget_bytes;
         Tunnels::new(
-            crate::server::handler(
-                crate::app::Services::build(
-                    crate::app::Sections::defaults(),
-                    crate::shutdown::Shutdown::never(),
-                )
-                .connections,
-            ),
+            crate::server::handler(crate::server::ServerContext::for_tests(
+                crate::settings::tests::default_section("rtmp"),
+            )),
             settings,
             budget,
         )
