@@ -3,6 +3,12 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// Whole seconds since the Unix epoch (0 for a clock before 1970): what
+/// signed URLs, auth checks and webhook signatures compare.
+pub fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
 /// `2026-11-21T02:33:49.123Z`: RFC 3339 / xs:dateTime in UTC with
 /// milliseconds, as EXT-X-PROGRAM-DATE-TIME and the MPD want. Times before
 /// 1970 (a broken clock) render as the epoch.

@@ -233,9 +233,7 @@ async fn media(State(state): State<HttpState>, req: Request) -> Response {
         .as_ref()
         .and_then(|a| a.policy().url_secret.clone())
     {
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = crate::timefmt::unix_secs(SystemTime::now());
         match crate::auth::signed::verify(&secret, &key, req.uri().query(), now) {
             Ok(q) => carry_query = Some(q),
             Err(e) => {

@@ -530,9 +530,7 @@ impl Connection {
     async fn authorise(&mut self, p: PendingAuth) {
         let req = crate::auth::Request::new(p.action, &p.app, &p.name, &p.query, self.protocol)
             .from(self.peer);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = crate::timefmt::unix_secs(std::time::SystemTime::now());
         let verdict = self.ctx.auth.check(&req, now).await;
         match (p.action, verdict) {
             (Action::Publish, Verdict::Allow(grant)) => {

@@ -319,9 +319,7 @@ async fn send_with_retries(s: &Sink, kind: &str, body: &Bytes) -> bool {
     let mut backoff = c.backoff_initial;
     let max = c.backoff_max;
     for attempt in 1..=c.max_attempts {
-        let ts = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let ts = crate::timefmt::unix_secs(SystemTime::now());
         let headers = [
             ("x-castgate-event", kind.to_string()),
             ("x-castgate-timestamp", ts.to_string()),
