@@ -187,7 +187,8 @@ impl Streams {
     }
 
     /// Whether `key` has a live publish's stats registered.
-    pub fn contains(&self, key: &str) -> bool {
+    #[cfg(test)]
+    pub(crate) fn contains(&self, key: &str) -> bool {
         self.lock().contains_key(key)
     }
 

@@ -124,10 +124,6 @@ impl Registry {
         crate::locks::write(&self.inner.hooks).push(hook);
     }
 
-    pub fn hub(&self) -> &Hub {
-        &self.inner.hub
-    }
-
     /// Takes `key` for a new publisher and starts everything that follows a
     /// stream (see the module docs). Fails when the stream is taken and
     /// the hub's conflict policy keeps the current publisher.
