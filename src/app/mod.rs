@@ -78,7 +78,7 @@ impl Services {
         let hub = hub::Hub::new(config.hub.hub_config(config.rtmp.publish_conflict));
         let packager = Packager::new(
             hub.clone(),
-            Store::default(),
+            Store::new(config.package.hold_limits()),
             config.package.packager_config(),
         );
         let relays = Relays::new(

@@ -90,6 +90,7 @@ fn segmenter_config(setup: u8) -> SegmenterConfig {
         window: 1 + usize::from((setup >> 4) & 3),
         extra: usize::from(setup >> 6),
         aligned: false,
+        low_latency: setup & 0x80 != 0,
     }
 }
 

@@ -22,9 +22,9 @@ use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 
-use crate::package::serve::{CachePolicy, Payload};
+use crate::package::serve::{CachePolicy, Payload, Refused};
 use crate::package::service::Store;
-use crate::package::urls::{self, Resource};
+use crate::package::urls::{self, Directives, Resource};
 use crate::transport::http::ClientAddr;
 use crate::transport::rtmpt::Tunnels;
 use crate::viewers::{Fetch, HttpProtocol, Viewers};
@@ -163,6 +163,7 @@ pub fn route_of(path: &str) -> &'static str {
         Some((_, Resource::Mpd)) => "mpd",
         Some((_, Resource::Init(..))) => "init",
         Some((_, Resource::Segment(..))) => "segment",
+        Some((_, Resource::Part(..))) => "part",
         None => "other",
     }
 }
@@ -199,6 +200,25 @@ async fn time() -> Response {
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
+}
+
+/// A media request the store refused.
+fn refused(r: Refused) -> Response {
+    match r {
+        Refused::NotFound(missing) => not_found(missing.what()),
+        Refused::BadRequest(why) => (
+            StatusCode::BAD_REQUEST,
+            [(header::CACHE_CONTROL, "no-store")],
+            format!("{why}\n"),
+        )
+            .into_response(),
+        Refused::Unavailable(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CACHE_CONTROL, "no-store"), (header::RETRY_AFTER, "1")],
+            format!("{why}\n"),
+        )
+            .into_response(),
+    }
 }
 
 fn not_found(what: &str) -> Response {
@@ -257,9 +277,13 @@ async fn media(State(state): State<HttpState>, req: Request) -> Response {
         .map(String::as_str)
         .chain([TIME_PATH])
         .collect();
-    let served = match state.store.serve(&key, resource, &time) {
+    let directives = match Directives::parse(req.uri().query()) {
+        Ok(d) => d,
+        Err(e) => return refused(Refused::BadRequest(e.to_string())),
+    };
+    let served = match state.store.answer(&key, resource, directives, &time).await {
         Ok(served) => served,
-        Err(missing) => return not_found(missing.what()),
+        Err(r) => return refused(r),
     };
     record_viewer(&state.viewers, &req, &key, resource, served.target_duration);
     let mut headers = HeaderMap::new();
@@ -284,6 +308,15 @@ async fn media(State(state): State<HttpState>, req: Request) -> Response {
             }
         }
         Payload::Chunks(c) => c,
+        // A segment being made: chunked, each part as it comes.
+        Payload::Growing(g) => {
+            let body = if head {
+                Body::empty()
+            } else {
+                Body::from_stream(g.into_stream())
+            };
+            return (StatusCode::OK, headers, body).into_response();
+        }
     };
     let len: usize = chunks.iter().map(|c| c.len()).sum();
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
@@ -308,7 +341,7 @@ fn record_viewer(viewers: &Viewers, req: &Request, key: &str, resource: Resource
     let fetch = match resource {
         Resource::Multivariant | Resource::MediaPlaylist(_) => Fetch::Manifest(HttpProtocol::Hls),
         Resource::Mpd => Fetch::Manifest(HttpProtocol::Dash),
-        Resource::Init(..) | Resource::Segment(..) => Fetch::Media,
+        Resource::Init(..) | Resource::Segment(..) | Resource::Part(..) => Fetch::Media,
     };
     let ua = req
         .headers()

@@ -6,7 +6,7 @@
 //! [`urls`] and is relative, so the same text works under any `/APP/KEY/`
 //! prefix and behind proxies.
 
-use super::model::{SegmentInfo, StreamSnapshot, TrackInfo, TrackTimeline};
+use super::model::{PartInfo, SegmentInfo, StreamSnapshot, TrackInfo, TrackTimeline};
 use super::urls;
 use crate::media::MediaKind;
 use crate::timefmt::rfc3339_millis;
@@ -135,17 +135,107 @@ pub fn multivariant_ladder(s: &StreamSnapshot, renditions: &[(&str, &StreamSnaps
 /// EXT-X-DISCONTINUITY for new encoding parameters; the DASH MPD needs a new
 /// Period for a new init).
 pub fn media_playlist(s: &StreamSnapshot, kind: MediaKind) -> Option<String> {
+    media_playlist_with(s, kind, &Delivery::default())
+}
+
+/// What a low-latency request asks of a media playlist beyond the
+/// snapshot (ignored unless `s.low_latency`).
+#[derive(Clone, Debug, Default)]
+pub struct Delivery {
+    /// `_HLS_skip=YES`: a delta update (EXT-X-SKIP).
+    pub skip: bool,
+    /// EXT-X-RENDITION-REPORT lines: the other renditions a player may
+    /// switch to, with their last part.
+    pub reports: Vec<RenditionReport>,
+}
+
+/// One EXT-X-RENDITION-REPORT.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RenditionReport {
+    /// The rendition's media playlist, relative to this one.
+    pub uri: String,
+    pub last_msn: u64,
+    pub last_part: usize,
+}
+
+/// Part hold-back in part targets (RFC 8216bis: at least 3).
+const PART_HOLD_BACK_PARTS: f64 = 3.0;
+/// Hold-back in target durations (at least 3).
+const HOLD_BACK_TARGETS: f64 = 3.0;
+/// Skip boundary in target durations (at least 6).
+const SKIP_UNTIL_TARGETS: f64 = 6.0;
+/// Parts are listed for the segments of the last this many target
+/// durations (at least 3).
+const PARTS_FOR_TARGETS: f64 = 3.0;
+
+/// The last part `t` lists: `(media sequence number, part index)`. The
+/// segment being made if it has a part, else the last finished one.
+pub fn last_part(t: &TrackTimeline) -> Option<(u64, usize)> {
+    if let Some(p) = &t.partial {
+        return Some((p.number, p.parts.len().saturating_sub(1)));
+    }
+    t.segments
+        .last()
+        .map(|g| (g.number, g.parts.len().saturating_sub(1)))
+}
+
+/// The number of leading `listed` segments a delta update leaves out:
+/// those that end at least the skip boundary before the playlist's end.
+pub fn skippable(listed: &[SegmentInfo], timescale: u32, skip_until: f64) -> usize {
+    let until = (skip_until * f64::from(timescale)) as u64;
+    let mut after = 0u64;
+    let mut keep = 0;
+    for g in listed.iter().rev() {
+        if after >= until {
+            break;
+        }
+        after += g.duration;
+        keep += 1;
+    }
+    listed.len() - keep
+}
+
+/// The media playlist with `delivery` applied. With `s.low_latency`
+/// (RFC 8216bis, LL-HLS): EXT-X-SERVER-CONTROL (blocking reload, hold-backs,
+/// skip boundary), EXT-X-PART-INF, EXT-X-PART for the parts of the last
+/// three target durations and of the segment being made, an
+/// EXT-X-PRELOAD-HINT for the next part while live, EXT-X-SKIP for a delta
+/// update and the rendition reports.
+pub fn media_playlist_with(
+    s: &StreamSnapshot,
+    kind: MediaKind,
+    delivery: &Delivery,
+) -> Option<String> {
     let track = track(s, kind)?;
     let listed = window(&track.segments, s.window);
     let skipped = &track.segments[..track.segments.len() - listed.len()];
     let discontinuity_sequence =
         track.discontinuities_before + skipped.iter().filter(|g| g.discontinuity).count() as u64;
     let timescale = f64::from(track.info.timescale.max(1));
+    let ll = s.low_latency;
+    let target = f64::from(s.target_duration);
+    let skip_until = SKIP_UNTIL_TARGETS * target;
+    let omitted = if ll && delivery.skip {
+        skippable(listed, track.info.timescale.max(1), skip_until)
+    } else {
+        0
+    };
 
-    let mut out = String::with_capacity(128 + 96 * listed.len());
+    let mut out = String::with_capacity(160 + 96 * listed.len());
     out.push_str("#EXTM3U\n");
-    let _ = writeln!(out, "#EXT-X-VERSION:{VERSION}");
+    let _ = writeln!(out, "#EXT-X-VERSION:{}", if ll { LL_VERSION } else { VERSION });
     let _ = writeln!(out, "#EXT-X-TARGETDURATION:{}", s.target_duration);
+    if ll {
+        let _ = writeln!(
+            out,
+            "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL={:.1},\
+             PART-HOLD-BACK={:.3},HOLD-BACK={:.1}",
+            skip_until,
+            PART_HOLD_BACK_PARTS * s.part_target,
+            HOLD_BACK_TARGETS * target,
+        );
+        let _ = writeln!(out, "#EXT-X-PART-INF:PART-TARGET={:.5}", s.part_target);
+    }
     let _ = writeln!(
         out,
         "#EXT-X-MEDIA-SEQUENCE:{}",
@@ -156,21 +246,37 @@ pub fn media_playlist(s: &StreamSnapshot, kind: MediaKind) -> Option<String> {
         "#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_sequence}"
     );
     out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
+    if omitted > 0 {
+        let _ = writeln!(out, "#EXT-X-SKIP:SKIPPED-SEGMENTS={omitted}");
+    }
 
-    let mut previous: Option<&SegmentInfo> = None;
-    for seg in listed {
-        if seg.discontinuity {
-            out.push_str("#EXT-X-DISCONTINUITY\n");
+    // Parts for the segments that end within the last three target
+    // durations (and for the one being made).
+    let parts_from = {
+        let span = (PARTS_FOR_TARGETS * target * timescale) as u64;
+        let mut covered = track.partial.as_ref().map_or(0, |p| {
+            p.parts.iter().map(|x| x.duration).sum::<u64>()
+        });
+        let mut from = listed.len();
+        for g in listed.iter().rev() {
+            if covered >= span {
+                break;
+            }
+            covered += g.duration;
+            from -= 1;
         }
-        if previous.is_none_or(|p| p.init != seg.init) || seg.discontinuity {
-            let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", urls::init(kind, seg.init));
-        }
-        if previous.is_none() || seg.discontinuity {
-            let _ = writeln!(
-                out,
-                "#EXT-X-PROGRAM-DATE-TIME:{}",
-                rfc3339_millis(seg.wall_clock)
-            );
+        from
+    };
+    let mut previous: Option<(u32, bool)> = None;
+    for (i, seg) in listed.iter().enumerate().skip(omitted) {
+        let head = Head {
+            init: seg.init,
+            discontinuity: seg.discontinuity,
+            wall_clock: seg.wall_clock,
+        };
+        write_head(&mut out, kind, &head, previous.map(|p| p.0));
+        if ll && i >= parts_from {
+            write_parts(&mut out, kind, seg.number, &seg.parts, timescale);
         }
         let _ = writeln!(
             out,
@@ -178,12 +284,88 @@ pub fn media_playlist(s: &StreamSnapshot, kind: MediaKind) -> Option<String> {
             seg.duration as f64 / timescale,
             urls::segment(kind, seg.number)
         );
-        previous = Some(seg);
+        previous = Some((seg.init, seg.discontinuity));
+    }
+    if ll {
+        if let Some(p) = &track.partial {
+            let head = Head {
+                init: p.init,
+                discontinuity: p.discontinuity,
+                wall_clock: p.wall_clock,
+            };
+            write_head(&mut out, kind, &head, previous.map(|p| p.0));
+            write_parts(&mut out, kind, p.number, &p.parts, timescale);
+        }
+        if !s.ended {
+            let (number, index) = match (&track.partial, listed.last()) {
+                (Some(p), _) => (p.number, p.parts.len()),
+                (None, Some(g)) => (g.number + 1, 0),
+                (None, None) => (0, 0),
+            };
+            let _ = writeln!(
+                out,
+                "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\"",
+                urls::part(kind, number, index)
+            );
+        }
+        for r in &delivery.reports {
+            let _ = writeln!(
+                out,
+                "#EXT-X-RENDITION-REPORT:URI=\"{}\",LAST-MSN={},LAST-PART={}",
+                quoted(&r.uri),
+                r.last_msn,
+                r.last_part
+            );
+        }
     }
     if s.ended {
         out.push_str("#EXT-X-ENDLIST\n");
     }
     Some(out)
+}
+
+/// EXT-X-VERSION of a low-latency playlist: EXT-X-SKIP needs 9.
+pub const LL_VERSION: u32 = 9;
+
+/// What the tags before a segment (or the segment being made) depend on.
+struct Head {
+    init: u32,
+    discontinuity: bool,
+    wall_clock: std::time::SystemTime,
+}
+
+/// EXT-X-DISCONTINUITY, EXT-X-MAP (at the top, whenever the init changes
+/// and after every discontinuity) and EXT-X-PROGRAM-DATE-TIME (at the top
+/// and after every discontinuity, where the media clock may have jumped).
+fn write_head(out: &mut String, kind: MediaKind, seg: &Head, previous_init: Option<u32>) {
+    if seg.discontinuity {
+        out.push_str("#EXT-X-DISCONTINUITY\n");
+    }
+    if previous_init != Some(seg.init) || seg.discontinuity {
+        let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", urls::init(kind, seg.init));
+    }
+    if previous_init.is_none() || seg.discontinuity {
+        let _ = writeln!(
+            out,
+            "#EXT-X-PROGRAM-DATE-TIME:{}",
+            rfc3339_millis(seg.wall_clock)
+        );
+    }
+}
+
+fn write_parts(out: &mut String, kind: MediaKind, number: u64, parts: &[PartInfo], ts: f64) {
+    for (i, p) in parts.iter().enumerate() {
+        let _ = write!(
+            out,
+            "#EXT-X-PART:DURATION={:.5},URI=\"{}\"",
+            p.duration as f64 / ts,
+            urls::part(kind, number, i)
+        );
+        if p.independent {
+            out.push_str(",INDEPENDENT=YES");
+        }
+        out.push('\n');
+    }
 }
 
 /// The snapshot's timeline for `kind`.
@@ -305,6 +487,7 @@ pub(crate) mod test_support {
             inits,
             segments,
             discontinuities_before: 0,
+            partial: None,
         }
     }
 
@@ -363,6 +546,7 @@ pub(crate) mod test_support {
             audio: audio.then(|| timeline(audio_info(), &segs(first, n, AUDIO_TS, disc, true))),
             target_duration: 2,
             part_target: 0.5,
+            low_latency: false,
             window,
             ended,
             availability_start: epoch(),

@@ -71,6 +71,23 @@ pub struct TrackTimeline {
     /// (gone from the snapshot): what HLS's EXT-X-DISCONTINUITY-SEQUENCE
     /// and the DASH Period ids count from.
     pub discontinuities_before: u64,
+    /// The segment being made, once it has a part (LL-HLS lists its
+    /// parts; the LL-DASH timeline lists it ahead of its end).
+    pub partial: Option<PartialSegment>,
+}
+
+/// The segment being made: what is known before it closes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PartialSegment {
+    pub number: u64,
+    /// Decode time of its first sample, in the track's timescale.
+    pub start: u64,
+    pub init: u32,
+    pub discontinuity: bool,
+    /// Ingest wall-clock time of its first sample.
+    pub wall_clock: SystemTime,
+    /// Its parts so far (at least one).
+    pub parts: Vec<PartInfo>,
 }
 
 /// Everything a manifest needs, taken as one consistent snapshot.
@@ -85,6 +102,8 @@ pub struct StreamSnapshot {
     pub target_duration: u32,
     /// Nominal part duration in seconds (the CMAF chunk cadence).
     pub part_target: f64,
+    /// Render the low-latency forms (LL-HLS parts, LL-DASH).
+    pub low_latency: bool,
     /// How many segments the playlist lists (the store keeps a few more).
     pub window: usize,
     /// The publisher is gone for good: HLS ENDLIST, static/ended MPD.

@@ -29,7 +29,9 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 
 use super::cmaf::{self, Fragment, Sample};
-use super::model::{PartInfo, SegmentInfo, StreamSnapshot, TrackInfo, TrackTimeline};
+use super::model::{
+    PartInfo, PartialSegment, SegmentInfo, StreamSnapshot, TrackInfo, TrackTimeline,
+};
 use crate::hub::StreamEvent;
 use crate::media::{aac, avc, Codec, CodecConfig, Frame, MediaKind};
 
@@ -55,6 +57,9 @@ pub struct SegmenterConfig {
     /// renditions of a transcode ladder and their source) then cut at the
     /// same keyframes whenever each of them started.
     pub aligned: bool,
+    /// Manifests list parts (LL-HLS) and segments ahead of their end
+    /// (LL-DASH); the segments are the same either way.
+    pub low_latency: bool,
 }
 
 impl Default for SegmenterConfig {
@@ -65,6 +70,7 @@ impl Default for SegmenterConfig {
             window: 6,
             extra: 3,
             aligned: false,
+            low_latency: false,
         }
     }
 }
@@ -92,6 +98,8 @@ pub struct SegmenterStats {
 struct StoredSegment {
     info: SegmentInfo,
     chunks: Vec<Bytes>,
+    /// Where each part's chunks start in `chunks` (LL-HLS part URLs).
+    part_starts: Vec<usize>,
 }
 
 #[derive(Debug)]
@@ -103,6 +111,7 @@ struct OpenSegment {
     init: u32,
     parts: Vec<PartInfo>,
     chunks: Vec<Bytes>,
+    part_starts: Vec<usize>,
     bytes: u64,
     duration: u64,
 }
@@ -161,6 +170,9 @@ struct Track {
     ticks: u64,
     /// Discontinuities among evicted segments (EXT-X-DISCONTINUITY-SEQUENCE).
     evicted_discontinuities: u64,
+    /// Parts made and segments closed so far (what wakes requests
+    /// waiting for the next one).
+    made: u64,
     /// A segment flagged as a discontinuity closed without a sample (the
     /// audio had none in that video segment's span): the flag moves to the
     /// next segment, which would otherwise follow a new init or a jump in
@@ -205,6 +217,7 @@ impl Track {
             frames: 0,
             ticks: 0,
             evicted_discontinuities: 0,
+            made: 0,
             carried_discontinuity: false,
         })
     }
@@ -386,17 +399,27 @@ impl Track {
             init: self.init_id,
             parts: Vec::new(),
             chunks: Vec::new(),
+            part_starts: Vec::new(),
             bytes: 0,
             duration: 0,
         });
         self.part_start = start;
     }
 
-    /// Adds a sample to the open segment's current part; flushes the part
-    /// when it reaches the part target.
+    /// Adds a sample to the open segment's current part. Parts are cut on
+    /// a fixed cadence, whatever the keyframes: a part that this sample
+    /// would take past the part target is flushed first (so every part but
+    /// one made of a single long sample stays within PART-TARGET), and a
+    /// part that reaches the target is flushed at once (a player gets it
+    /// without waiting for the next sample).
     fn add(&mut self, sample: Sample, time: u64, part_ticks: u64, stats: &mut SegmenterStats) {
         if self.open.is_none() {
             return;
+        }
+        if !self.part.is_empty()
+            && self.part_duration + u64::from(sample.duration) > part_ticks
+        {
+            self.flush_part(stats);
         }
         if self.part.is_empty() {
             self.part_start = time;
@@ -425,6 +448,7 @@ impl Track {
             Ok(Fragment { header, payloads }) => {
                 open.bytes +=
                     header.len() as u64 + payloads.iter().map(|p| p.len() as u64).sum::<u64>();
+                open.part_starts.push(open.chunks.len());
                 open.chunks.push(header);
                 open.chunks.extend(payloads);
                 open.parts.push(PartInfo {
@@ -432,6 +456,7 @@ impl Track {
                     independent: samples.first().is_some_and(|s| s.keyframe),
                 });
                 open.duration += duration;
+                self.made += 1;
             }
             Err(_) => stats.write_errors += 1,
         }
@@ -464,7 +489,9 @@ impl Track {
                 parts: open.parts,
             },
             chunks: open.chunks,
+            part_starts: open.part_starts,
         });
+        self.made += 1;
         while self.segments.len() > keep {
             if let Some(old) = self.segments.pop_front() {
                 self.evicted_discontinuities += u64::from(old.info.discontinuity);
@@ -496,7 +523,44 @@ impl Track {
                 .map(|s| s.info.clone())
                 .collect(),
             discontinuities_before: self.discontinuities_before(skip),
+            partial: self.open.as_ref().filter(|o| !o.parts.is_empty()).map(|o| {
+                PartialSegment {
+                    number: o.number,
+                    start: o.start,
+                    init: o.init,
+                    discontinuity: o.discontinuity,
+                    wall_clock: o.wall_clock,
+                    parts: o.parts.clone(),
+                }
+            }),
         }
+    }
+
+    /// The chunks of part `index` of segment `number`, finished or open.
+    fn part(&self, number: u64, index: usize) -> Option<Vec<Bytes>> {
+        let (chunks, starts) = match &self.open {
+            Some(o) if o.number == number => (&o.chunks, &o.part_starts),
+            _ => {
+                let s = self.segments.iter().find(|s| s.info.number == number)?;
+                (&s.chunks, &s.part_starts)
+            }
+        };
+        let start = *starts.get(index)?;
+        let end = starts.get(index + 1).copied().unwrap_or(chunks.len());
+        Some(chunks[start..end].to_vec())
+    }
+
+    /// Segment `number` as far as it is made: its chunks from `from` on,
+    /// and whether it is finished.
+    fn segment_from(&self, number: u64, from: usize) -> Option<(Vec<Bytes>, bool)> {
+        if let Some(o) = self.open.as_ref().filter(|o| o.number == number) {
+            if o.parts.is_empty() {
+                return None;
+            }
+            return Some((o.chunks.get(from..).unwrap_or_default().to_vec(), false));
+        }
+        let s = self.segments.iter().find(|s| s.info.number == number)?;
+        Some((s.chunks.get(from..).unwrap_or_default().to_vec(), true))
     }
 }
 
@@ -559,6 +623,18 @@ fn audio_info(codec: String, sample_rate: u32, channels: u8) -> TrackInfo {
         peak_bandwidth: 0,
         average_bandwidth: 0,
     }
+}
+
+/// Where a track's playlist ends: what a blocking request is compared with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Position {
+    /// The last finished segment.
+    pub last_finished: Option<u64>,
+    /// The last part listed: `(segment number, part index)`, in the
+    /// segment being made if it has one.
+    pub last_part: Option<(u64, usize)>,
+    /// The stream is over: nothing more will come.
+    pub ended: bool,
 }
 
 /// One stream's packager and segment window.
@@ -920,6 +996,16 @@ impl StreamSegmenter {
         self.ended
     }
 
+    /// Manifests in their low-latency forms.
+    pub fn low_latency(&self) -> bool {
+        self.config.low_latency
+    }
+
+    /// Nominal part duration in seconds.
+    pub fn part_target(&self) -> f64 {
+        self.config.part_target
+    }
+
     /// EXT-X-TARGETDURATION in seconds (≥ every segment, rounded).
     pub fn target_duration(&self) -> u32 {
         self.target_duration
@@ -957,6 +1043,7 @@ impl StreamSegmenter {
                 .map(|t| t.timeline(w)),
             target_duration: self.target_duration,
             part_target: self.config.part_target,
+            low_latency: self.config.low_latency,
             window: w,
             ended: self.ended,
             availability_start: self.availability_start.unwrap_or(SystemTime::UNIX_EPOCH),
@@ -987,6 +1074,48 @@ impl StreamSegmenter {
             .iter()
             .find(|(i, _)| *i == id)
             .map(|(_, b)| b.clone())
+    }
+
+    /// Where `kind`'s playlist ends now (see [`Position`]).
+    pub fn position(&self, kind: MediaKind) -> Position {
+        let Some(t) = self.track(kind) else {
+            return Position::default();
+        };
+        let open = t.open.as_ref().filter(|o| !o.parts.is_empty());
+        let last_part = open
+            .map(|o| (o.number, o.parts.len() - 1))
+            .or_else(|| {
+                let g = t.segments.back()?;
+                Some((g.info.number, g.info.parts.len().saturating_sub(1)))
+            });
+        Position {
+            last_finished: t.segments.back().map(|g| g.info.number),
+            last_part,
+            ended: self.ended,
+        }
+    }
+
+    /// Part `index` (from 0) of segment `number`, finished or being made.
+    pub fn part(&self, kind: MediaKind, number: u64, index: usize) -> Option<Vec<Bytes>> {
+        self.track(kind)?.part(number, index)
+    }
+
+    /// Segment `number` of `kind` as far as it is made (at least one part):
+    /// its chunks from index `from` on, and whether it is finished. What a
+    /// chunked (LL-DASH) response sends as the segment grows.
+    pub fn segment_from(&self, kind: MediaKind, number: u64, from: usize) -> Option<(Vec<Bytes>, bool)> {
+        self.track(kind)?.segment_from(number, from)
+    }
+
+    /// Grows whenever a part is made, a segment closes or the stream ends: what requests
+    /// waiting for a part compare (see `package::service::Packaged`).
+    pub fn progress(&self) -> u64 {
+        let made: u64 = [&self.video, &self.audio]
+            .into_iter()
+            .flatten()
+            .map(|t| t.made)
+            .sum();
+        made * 2 + u64::from(self.ended)
     }
 
     /// A finished segment's bytes, as the chunks to send in order.

@@ -6,15 +6,18 @@
 //! renditions are snapshotted one at a time), and only what is needed is
 //! taken under a stream's lock; rendering happens without it.
 
-use std::sync::Mutex;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::sync::watch;
 
+use super::hls::{Delivery, RenditionReport};
 use super::model::StreamSnapshot;
-use super::segmenter::StreamSegmenter;
-use super::service::Store;
-use super::urls::Resource;
+use super::segmenter::{Position, StreamSegmenter};
+use super::service::{Held, Packaged, Store};
+use super::urls::{self, Directives, Resource};
 use super::{dash, hls};
 use crate::locks::lock;
 use crate::media::MediaKind;
@@ -30,6 +33,9 @@ pub enum Payload {
     Text(String),
     /// Segment bytes as stored: sent in order, never joined.
     Chunks(Vec<Bytes>),
+    /// A segment still being made (LL-DASH): its chunks as they come,
+    /// until it closes. Its length is not known up front.
+    Growing(Growing),
 }
 
 /// How long a response may be cached.
@@ -62,6 +68,7 @@ pub enum NotFound {
     Track,
     InitSegment,
     Segment,
+    Part,
 }
 
 impl NotFound {
@@ -73,6 +80,7 @@ impl NotFound {
             NotFound::Track => "track",
             NotFound::InitSegment => "init segment",
             NotFound::Segment => "segment",
+            NotFound::Part => "part",
         }
     }
 }
@@ -94,6 +102,18 @@ impl Store {
         resource: Resource,
         utc_timing: &[&str],
     ) -> Result<Served, NotFound> {
+        self.serve_now(key, resource, Directives::default(), utc_timing)
+    }
+
+    /// [`Store::serve`], with the directives of a request that need not
+    /// wait (a delta update, the cache policy of a blocking reload's answer).
+    fn serve_now(
+        &self,
+        key: &str,
+        resource: Resource,
+        directives: Directives,
+        utc_timing: &[&str],
+    ) -> Result<Served, NotFound> {
         let stream = self.get(key).ok_or(NotFound::Stream)?;
         match resource {
             // A player may need an init segment before the first segment
@@ -106,9 +126,27 @@ impl Store {
             Resource::Segment(kind, n) => media(&stream, kind, Ready::WithSegments, |seg| {
                 seg.segment(kind, n).ok_or(NotFound::Segment)
             }),
-            Resource::MediaPlaylist(kind) => manifest(&stream, &[], HLS, |snap, _| {
-                hls::media_playlist(snap, kind).ok_or(NotFound::Track)
+            Resource::Part(kind, n, i) => media(&stream, kind, Ready::Always, |seg| {
+                seg.part(kind, n, i).ok_or(NotFound::Part)
             }),
+            Resource::MediaPlaylist(kind) => {
+                let delivery = Delivery {
+                    skip: directives.skip,
+                    reports: self.rendition_reports(key, kind, &stream),
+                };
+                let mut served = manifest(&stream, &[], HLS, |snap, _| {
+                    hls::media_playlist_with(snap, kind, &delivery).ok_or(NotFound::Track)
+                })?;
+                // The answer to a blocking reload satisfies its directives
+                // for good: a cache may keep it (keyed by the query) for
+                // as long as a player could ask the same.
+                if directives.blocking() {
+                    served.cache = CachePolicy::Live {
+                        max_age: Duration::from_secs(6 * u64::from(served.target_duration)),
+                    };
+                }
+                Ok(served)
+            }
             Resource::Multivariant => {
                 let ladder = self.ladder_of(key, &stream);
                 manifest(&stream, &ladder, HLS, |snap, ladder| {
@@ -124,11 +162,347 @@ impl Store {
         }
     }
 
+    /// The EXT-X-RENDITION-REPORTs of `key`'s `kind` playlist (low latency
+    /// only): the stream's other track, and the other renditions of its
+    /// transcode ladder (its own when it is the source, its siblings and
+    /// the source when it is a rendition). One stream lock at a time.
+    fn rendition_reports(
+        &self,
+        key: &str,
+        kind: MediaKind,
+        stream: &Mutex<StreamSegmenter>,
+    ) -> Vec<RenditionReport> {
+        let (ll, other) = {
+            let seg = lock(stream);
+            let other = match kind {
+                MediaKind::Video => MediaKind::Audio,
+                MediaKind::Audio => MediaKind::Video,
+            };
+            (seg.low_latency(), seg.position(other))
+        };
+        if !ll {
+            return Vec::new();
+        }
+        let mut reports = Vec::new();
+        let mut add = |uri: String, pos: Position| {
+            if let Some((last_msn, last_part)) = pos.last_part {
+                reports.push(RenditionReport {
+                    uri,
+                    last_msn,
+                    last_part,
+                });
+            }
+        };
+        if let MediaKind::Video = kind {
+            add(urls::media_playlist(MediaKind::Audio), other);
+        } else {
+            add(urls::media_playlist(MediaKind::Video), other);
+        }
+        if kind == MediaKind::Audio {
+            return reports;
+        }
+        let video = |key: &str| {
+            self.get(key)
+                .map(|s| lock(&s).position(MediaKind::Video))
+                .unwrap_or_default()
+        };
+        let playlist = urls::media_playlist(MediaKind::Video);
+        for name in self.ladder(key) {
+            add(format!("{name}/{playlist}"), video(&format!("{key}/{name}")));
+        }
+        if let Some((source, me)) = key.rsplit_once('/') {
+            let siblings = self.ladder(source);
+            if siblings.iter().any(|n| n == me) {
+                add(format!("../{playlist}"), video(source));
+                for name in siblings.iter().filter(|n| *n != me) {
+                    add(
+                        format!("../{name}/{playlist}"),
+                        video(&format!("{source}/{name}")),
+                    );
+                }
+            }
+        }
+        reports
+    }
+
     /// The renditions `key`'s manifests list, snapshotted before the
     /// source's lock is taken again.
     fn ladder_of(&self, key: &str, stream: &Mutex<StreamSegmenter>) -> Ladder {
         let source_ended = lock(stream).is_ended();
         self.ladder_snapshots(key, source_ended)
+    }
+}
+
+/// Why a request gets no answer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    NotFound(NotFound),
+    /// 400: a blocking request too far ahead of the playlist (RFC 8216bis
+    /// §6.2.5.2), or malformed directives.
+    BadRequest(String),
+    /// 503: the bound on held requests is reached, or what the request
+    /// waits for did not come within three target durations.
+    Unavailable(&'static str),
+}
+
+impl From<NotFound> for Refused {
+    fn from(n: NotFound) -> Self {
+        Refused::NotFound(n)
+    }
+}
+
+/// What a held request finds when it looks.
+enum Check {
+    Ready,
+    Wait,
+    Refuse(Refused),
+}
+
+/// How long a request may be held: three target durations (RFC 8216bis
+/// §6.2.5.2), then 503.
+fn hold_time(target_duration: u32) -> Duration {
+    Duration::from_secs(3 * u64::from(target_duration.max(1)))
+}
+
+/// How many parts ahead of the last one a request may ask for: three
+/// seconds' worth (the Advance Part Limit).
+fn advance_parts(part_target: f64) -> usize {
+    if part_target < 1.0 {
+        (3.0 / part_target.max(0.01)).ceil() as usize
+    } else {
+        3
+    }
+}
+
+/// A blocking playlist reload for part `part` of segment `msn` (or the
+/// whole segment): ready once the playlist lists it or anything later, or
+/// once the stream has ended (it answers with what exists).
+fn reload_check(pos: Position, msn: u64, part: Option<usize>, advance: usize) -> Check {
+    if pos.ended {
+        return Check::Ready;
+    }
+    let Some((last_msn, last_part)) = pos.last_part else {
+        return Check::Wait;
+    };
+    let too_far = msn > last_msn + 2
+        || part.is_some_and(|p| msn == last_msn && p > last_part + advance);
+    if too_far {
+        return Check::Refuse(Refused::BadRequest(format!(
+            "_HLS_msn={msn} _HLS_part={} is too far ahead of the playlist ({last_msn}.{last_part})",
+            part.map_or("-".to_string(), |p| p.to_string())
+        )));
+    }
+    let listed = match part {
+        None => pos.last_finished.is_some_and(|f| f >= msn),
+        Some(p) => last_msn > msn || (last_msn == msn && last_part >= p),
+    };
+    if listed {
+        Check::Ready
+    } else {
+        Check::Wait
+    }
+}
+
+/// A part request: ready once the part exists or can no longer come (a
+/// later part exists: the segment closed without it); held while it is
+/// the near future (a preload hint); refused beyond.
+fn part_check(pos: Position, msn: u64, index: usize, advance: usize) -> Check {
+    let Some((last_msn, last_part)) = pos.last_part.filter(|_| !pos.ended) else {
+        return if pos.ended { Check::Ready } else { Check::Wait };
+    };
+    if (msn, index) <= (last_msn, last_part) {
+        Check::Ready
+    } else if (msn == last_msn && index <= last_part + advance)
+        || (msn == last_msn + 1 && index <= advance)
+    {
+        Check::Wait
+    } else {
+        Check::Refuse(Refused::NotFound(NotFound::Part))
+    }
+}
+
+/// A segment request in low latency: served (growing) once its first part
+/// exists, held while it is the next one to start.
+fn segment_check(pos: Position, msn: u64) -> Check {
+    match pos.last_part {
+        Some((last_msn, _)) if !pos.ended && msn == last_msn + 1 => Check::Wait,
+        None if !pos.ended => Check::Wait,
+        _ => Check::Ready,
+    }
+}
+
+impl Store {
+    /// The answer to `resource` of `key` for a request with `directives`:
+    /// [`Store::serve`], except that on a low-latency stream a blocking
+    /// playlist reload, a part not made yet (a preload hint) and a segment
+    /// about to start wait for what they ask (bounded in number and in
+    /// time), and a segment being made is sent as it grows.
+    pub async fn answer(
+        &self,
+        key: &str,
+        resource: Resource,
+        directives: Directives,
+        utc_timing: &[&str],
+    ) -> Result<Served, Refused> {
+        let stream = self.get(key).ok_or(NotFound::Stream)?;
+        let (ll, target, part_target) = {
+            let seg = lock(&stream);
+            (seg.low_latency(), seg.target_duration(), seg.part_target())
+        };
+        if !ll {
+            return Ok(self.serve_now(key, resource, Directives::default(), utc_timing)?);
+        }
+        let advance = advance_parts(part_target);
+        let wait = hold_time(target);
+        match resource {
+            Resource::MediaPlaylist(kind) => {
+                if let Some(msn) = directives.msn {
+                    self.wait_until(&stream, wait, |seg| {
+                        reload_check(seg.position(kind), msn, directives.part, advance)
+                    })
+                    .await?;
+                }
+            }
+            Resource::Part(kind, msn, index) => {
+                self.wait_until(&stream, wait, |seg| {
+                    part_check(seg.position(kind), msn, index, advance)
+                })
+                .await?;
+            }
+            Resource::Segment(kind, msn) => {
+                let held = self
+                    .wait_until(&stream, wait, |seg| segment_check(seg.position(kind), msn))
+                    .await?;
+                let grown = lock(&stream).segment_from(kind, msn, 0);
+                if let Some((chunks, false)) = grown {
+                    let held = match held {
+                        Some(h) => h,
+                        None => self.hold(&stream).ok_or(Refused::Unavailable(TOO_MANY))?,
+                    };
+                    return Ok(Served {
+                        payload: Payload::Growing(Growing {
+                            rx: stream.subscribe(),
+                            stream,
+                            _held: held,
+                            kind,
+                            number: msn,
+                            sent: chunks.len(),
+                            pending: chunks.into(),
+                            finished: false,
+                            wait,
+                        }),
+                        content_type: mp4_type(kind),
+                        cache: CachePolicy::Immutable,
+                        target_duration: target,
+                    });
+                }
+            }
+            Resource::Multivariant | Resource::Mpd | Resource::Init(..) => {}
+        }
+        Ok(self.serve_now(key, resource, directives, utc_timing)?)
+    }
+
+    /// Waits (at most `wait`) until `check` says ready, holding a place
+    /// among the held requests while it waits (returned, if it waited).
+    async fn wait_until(
+        &self,
+        stream: &Arc<Packaged>,
+        wait: Duration,
+        check: impl Fn(&StreamSegmenter) -> Check,
+    ) -> Result<Option<Held>, Refused> {
+        match check(&lock(stream)) {
+            Check::Ready => return Ok(None),
+            Check::Refuse(r) => return Err(r),
+            Check::Wait => {}
+        }
+        let held = self.hold(stream).ok_or(Refused::Unavailable(TOO_MANY))?;
+        let mut rx = stream.subscribe();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            rx.borrow_and_update();
+            match check(&lock(stream)) {
+                Check::Ready => return Ok(Some(held)),
+                Check::Refuse(r) => return Err(r),
+                Check::Wait => {}
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                // The stream is gone from the store: answer with what is.
+                Ok(Err(_)) => return Ok(Some(held)),
+                Err(_) => return Err(Refused::Unavailable(TIMED_OUT)),
+            }
+        }
+    }
+}
+
+const TOO_MANY: &str = "too many requests waiting; try again";
+const TIMED_OUT: &str = "not produced in time; try again";
+
+/// A segment being made, sent as it grows (chunked transfer): each part
+/// as soon as the packager has made it, until the segment closes. Holds a
+/// place among the held requests while it lasts.
+pub struct Growing {
+    stream: Arc<Packaged>,
+    _held: Held,
+    rx: watch::Receiver<u64>,
+    kind: MediaKind,
+    number: u64,
+    /// Chunks of the segment taken so far.
+    sent: usize,
+    pending: VecDeque<Bytes>,
+    finished: bool,
+    /// How long to wait for the next part before giving up.
+    wait: Duration,
+}
+
+impl std::fmt::Debug for Growing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Growing")
+            .field("kind", &self.kind)
+            .field("number", &self.number)
+            .field("sent", &self.sent)
+            .finish()
+    }
+}
+
+impl Growing {
+    /// The next chunk, `None` once the segment is closed and sent, or an
+    /// error when the segment stalls or is gone (the response is cut
+    /// short, so no cache keeps it).
+    pub async fn next_chunk(&mut self) -> Option<Result<Bytes, std::io::Error>> {
+        loop {
+            if let Some(b) = self.pending.pop_front() {
+                return Some(Ok(b));
+            }
+            if self.finished {
+                return None;
+            }
+            self.rx.borrow_and_update();
+            match lock(&self.stream).segment_from(self.kind, self.number, self.sent) {
+                Some((chunks, finished)) => {
+                    self.sent += chunks.len();
+                    self.pending.extend(chunks);
+                    self.finished = finished;
+                }
+                None => return Some(Err(std::io::Error::other("segment gone"))),
+            }
+            if !self.pending.is_empty() || self.finished {
+                continue;
+            }
+            match tokio::time::timeout(self.wait, self.rx.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return Some(Err(std::io::Error::other("segment stalled"))),
+            }
+        }
+    }
+
+    /// The chunks as a stream, for a response body.
+    pub fn into_stream(
+        self,
+    ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+        futures_util::stream::unfold(self, |mut g| async move {
+            g.next_chunk().await.map(|c| (c, g))
+        })
     }
 }
 
@@ -280,14 +654,14 @@ mod tests {
     fn text(s: &Served) -> &str {
         match &s.payload {
             Payload::Text(t) => t,
-            Payload::Chunks(_) => panic!("media, not a manifest"),
+            other => panic!("media, not a manifest: {other:?}"),
         }
     }
 
     fn chunks(s: &Served) -> &[Bytes] {
         match &s.payload {
             Payload::Chunks(c) => c,
-            Payload::Text(_) => panic!("a manifest, not media"),
+            other => panic!("not stored media: {other:?}"),
         }
     }
 

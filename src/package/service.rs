@@ -6,7 +6,8 @@
 
 use crate::locks::lock;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -26,16 +27,137 @@ pub struct PackagerConfig {
     pub retention: Duration,
 }
 
+/// One packaged stream: its segmenter (reached through `Deref`, under the
+/// packager's locking rule) and what wakes the requests waiting for its
+/// next part: a low-latency player's blocking playlist reload, a preload
+/// hint, a chunked segment. A waiting request holds a `watch::Receiver`
+/// (no thread, no polling) and is woken only when the stream has made a
+/// part or a segment, or ended.
+#[derive(Debug)]
+pub struct Packaged {
+    seg: Mutex<StreamSegmenter>,
+    progress: watch::Sender<u64>,
+    /// Requests waiting on this stream now.
+    held: AtomicUsize,
+}
+
+impl Deref for Packaged {
+    type Target = Mutex<StreamSegmenter>;
+    fn deref(&self) -> &Self::Target {
+        &self.seg
+    }
+}
+
+impl Packaged {
+    pub fn new(seg: StreamSegmenter) -> Arc<Packaged> {
+        let (progress, _) = watch::channel(seg.progress());
+        Arc::new(Packaged {
+            seg: Mutex::new(seg),
+            progress,
+            held: AtomicUsize::new(0),
+        })
+    }
+
+    /// Runs `f` on the segmenter, then wakes the waiting requests if it
+    /// made a part or a segment or ended the stream (after the lock is
+    /// released: a woken request takes it at once).
+    pub fn update<R>(&self, f: impl FnOnce(&mut StreamSegmenter) -> R) -> R {
+        let mut seg = lock(&self.seg);
+        let before = seg.progress();
+        let r = f(&mut seg);
+        let after = seg.progress();
+        drop(seg);
+        if after != before {
+            self.progress.send_replace(after);
+        }
+        r
+    }
+
+    /// A handle that sees the stream's next progress: take it before
+    /// checking what exists, so nothing made in between is missed.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.progress.subscribe()
+    }
+}
+
+/// Bounds on requests held waiting for a part (blocking playlist reloads,
+/// preload hints, chunked segments): each holds a little memory and a
+/// connection, so a client cannot pile them up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HoldLimits {
+    pub per_stream: usize,
+    pub total: usize,
+}
+
+impl Default for HoldLimits {
+    fn default() -> Self {
+        HoldLimits {
+            per_stream: 1000,
+            total: 20_000,
+        }
+    }
+}
+
+/// A place among the held requests: given back on drop.
+pub struct Held {
+    stream: Arc<Packaged>,
+    total: Arc<AtomicUsize>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.stream.held.fetch_sub(1, Ordering::Relaxed);
+        self.total.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Every packaged stream, by `app/key`, shared with the HTTP routes.
 #[derive(Clone, Default)]
 pub struct Store {
-    streams: Arc<Mutex<HashMap<String, Arc<Mutex<StreamSegmenter>>>>>,
+    streams: Arc<Mutex<HashMap<String, Arc<Packaged>>>>,
     /// Transcoded streams: source key -> its renditions' names (each packaged
     /// as `KEY/NAME`), for the multivariant playlist and the MPD.
     ladders: Arc<Mutex<HashMap<String, Vec<String>>>>,
+    limits: HoldLimits,
+    /// Requests held now, over every stream.
+    held: Arc<AtomicUsize>,
 }
 
 impl Store {
+    pub fn new(limits: HoldLimits) -> Store {
+        Store {
+            limits,
+            ..Store::default()
+        }
+    }
+
+    /// A place for one more request waiting on `stream`, or `None` when
+    /// the stream's or the server's bound is reached.
+    pub fn hold(&self, stream: &Arc<Packaged>) -> Option<Held> {
+        let claim = |n: &AtomicUsize, max: usize| {
+            n.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                (v < max).then_some(v + 1)
+            })
+            .is_ok()
+        };
+        if !claim(&self.held, self.limits.total) {
+            return None;
+        }
+        if !claim(&stream.held, self.limits.per_stream) {
+            self.held.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Held {
+            stream: Arc::clone(stream),
+            total: Arc::clone(&self.held),
+        })
+    }
+
+    /// Requests held now (all streams).
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
     /// Declares `key`'s renditions (`key/NAME` streams), listed in its
     /// manifests once they have segments.
     pub fn set_ladder(&self, key: &str, renditions: Vec<String>) {
@@ -65,7 +187,7 @@ impl Store {
             .collect()
     }
 
-    pub fn get(&self, key: &str) -> Option<Arc<Mutex<StreamSegmenter>>> {
+    pub fn get(&self, key: &str) -> Option<Arc<Packaged>> {
         lock(&self.streams).get(key).cloned()
     }
 
@@ -83,8 +205,8 @@ impl Store {
     fn insert(
         &self,
         key: &str,
-        s: Arc<Mutex<StreamSegmenter>>,
-        running: &HashMap<String, Arc<Mutex<StreamSegmenter>>>,
+        s: Arc<Packaged>,
+        running: &HashMap<String, Arc<Packaged>>,
     ) {
         let mut map = lock(&self.streams);
         let prefix = format!("{key}/");
@@ -92,7 +214,7 @@ impl Store {
         map.insert(key.to_string(), s);
     }
 
-    fn remove_if_same(&self, key: &str, s: &Arc<Mutex<StreamSegmenter>>) {
+    fn remove_if_same(&self, key: &str, s: &Arc<Packaged>) {
         let mut map = lock(&self.streams);
         if map.get(key).is_some_and(|cur| Arc::ptr_eq(cur, s)) {
             map.remove(key);
@@ -107,14 +229,14 @@ pub struct Packager {
     hub: Hub,
     store: Store,
     config: PackagerConfig,
-    running: Arc<Mutex<HashMap<String, Arc<Mutex<StreamSegmenter>>>>>,
+    running: Arc<Mutex<HashMap<String, Arc<Packaged>>>>,
     /// Streams segmented on the aligned grid (see [`Packager::align`]).
     aligned: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
 /// Feeds one stream's segmenter from the hub, on the publisher's thread.
 struct SegmenterTap {
-    seg: Arc<Mutex<StreamSegmenter>>,
+    seg: Arc<Packaged>,
     /// Whether a publisher is live, for the grace-period timer.
     live: watch::Sender<bool>,
     /// Set when the segmenter panicked: it is not fed again.
@@ -139,7 +261,7 @@ impl Tap for SegmenterTap {
         // The tap runs on the publisher's connection: a packager bug must
         // end this stream's packaging, not the publish or its RTMP players.
         let pushed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            lock(&self.seg).push(event, SystemTime::now())
+            self.seg.update(|seg| seg.push(event, SystemTime::now()))
         }));
         if pushed.is_err() {
             self.broken.store(true, Ordering::Relaxed);
@@ -187,11 +309,7 @@ impl Packager {
             aligned: lock(&self.aligned).contains(key),
             ..self.config.segmenter
         };
-        let seg = Arc::new(Mutex::new(StreamSegmenter::new(
-            key,
-            segmenter,
-            SystemTime::now(),
-        )));
+        let seg = Packaged::new(StreamSegmenter::new(key, segmenter, SystemTime::now()));
         running.insert(key.to_string(), seg.clone());
         self.store.insert(key, seg.clone(), &running);
         let (live, live_rx) = watch::channel(false);
@@ -222,7 +340,7 @@ impl Packager {
     pub fn end_all(&self) -> usize {
         let segs: Vec<_> = lock(&self.running).values().cloned().collect();
         for s in &segs {
-            lock(s).end(SystemTime::now());
+            s.update(|seg| seg.end(SystemTime::now()));
         }
         segs.len()
     }
@@ -233,7 +351,7 @@ impl Packager {
         key: &str,
         tap: TapHandle,
         mut live: watch::Receiver<bool>,
-        seg: &Arc<Mutex<StreamSegmenter>>,
+        seg: &Arc<Packaged>,
     ) {
         loop {
             if live.wait_for(|l| !*l).await.is_err() {
@@ -254,9 +372,11 @@ impl Packager {
             drop(tap);
             break;
         }
-        let mut s = lock(seg);
-        s.end(SystemTime::now());
-        info!(stream = key, stats = ?s.stats, "packaging ended");
+        let stats = seg.update(|s| {
+            s.end(SystemTime::now());
+            s.stats
+        });
+        info!(stream = key, ?stats, "packaging ended");
     }
 }
 

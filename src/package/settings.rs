@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::segmenter::SegmenterConfig;
-use super::service::PackagerConfig;
+use super::service::{HoldLimits, PackagerConfig};
 use crate::settings::{check, secs, secs_within, Invalid, Section};
 
 /// `[package]`.
@@ -19,6 +19,12 @@ pub struct Settings {
     /// CMAF chunk (LL-HLS part) duration.
     #[serde(rename = "part_secs", with = "secs")]
     pub part: Duration,
+    /// LL-HLS and LL-DASH manifests (parts, blocking reload, chunked
+    /// segments); `false` gives the classic ones.
+    pub low_latency: bool,
+    /// Bounds on requests held waiting for a part.
+    pub max_held_requests: usize,
+    pub max_held_per_stream: usize,
     /// Segments listed in playlists.
     pub window: usize,
     /// Extra segments kept for late clients.
@@ -49,6 +55,16 @@ impl Section for Settings {
             "must be in [0.05, package.segment_secs]",
         )?;
         check(
+            (1..=1_000_000).contains(&self.max_held_requests),
+            "package.max_held_requests",
+            "must be between 1 and 1000000",
+        )?;
+        check(
+            (1..=self.max_held_requests).contains(&self.max_held_per_stream),
+            "package.max_held_per_stream",
+            "must be between 1 and package.max_held_requests",
+        )?;
+        check(
             (1..=1000).contains(&self.window),
             "package.window",
             "must be between 1 and 1000",
@@ -72,6 +88,14 @@ impl Section for Settings {
 }
 
 impl Settings {
+    /// The store's bounds on held requests.
+    pub fn hold_limits(&self) -> HoldLimits {
+        HoldLimits {
+            per_stream: self.max_held_per_stream,
+            total: self.max_held_requests,
+        }
+    }
+
     /// The packager's (and its segmenter's) settings.
     pub fn packager_config(&self) -> PackagerConfig {
         PackagerConfig {
@@ -81,6 +105,7 @@ impl Settings {
                 window: self.window,
                 extra: self.extra_segments,
                 aligned: false,
+                low_latency: self.low_latency,
             },
             grace: self.grace,
             retention: self.retention,

@@ -12,6 +12,7 @@ pub const MPD: &str = "manifest.mpd";
 const INIT_PREFIX: &str = "init-";
 const INIT_SUFFIX: &str = ".mp4";
 const SEGMENT_PREFIX: &str = "seg-";
+const PART_PREFIX: &str = "part-";
 const SEGMENT_SUFFIX: &str = ".m4s";
 const PLAYLIST_SUFFIX: &str = ".m3u8";
 
@@ -46,6 +47,17 @@ pub fn segment(kind: MediaKind, number: u64) -> String {
     )
 }
 
+/// `video/part-42.3.m4s`: part 3 (from 0) of segment 42 (LL-HLS).
+pub fn part(kind: MediaKind, number: u64, index: usize) -> String {
+    format!(
+        "{}/{PART_PREFIX}{number}.{index}{SEGMENT_SUFFIX}",
+        track_name(kind)
+    )
+}
+
+/// Parts a segment can have (a bound on the index a URL may name).
+pub const MAX_PARTS: usize = 100_000;
+
 /// DASH SegmentTemplate media pattern for one init generation.
 pub fn dash_media_template(kind: MediaKind) -> String {
     format!(
@@ -62,6 +74,8 @@ pub enum Resource {
     Mpd,
     Init(MediaKind, u32),
     Segment(MediaKind, u64),
+    /// Part `.2` (from 0) of segment `.1`.
+    Part(MediaKind, u64, usize),
 }
 
 impl Resource {
@@ -73,6 +87,7 @@ impl Resource {
             Resource::MediaPlaylist(kind) => media_playlist(kind),
             Resource::Init(kind, id) => init(kind, id),
             Resource::Segment(kind, n) => segment(kind, n),
+            Resource::Part(kind, n, i) => part(kind, n, i),
         }
     }
 
@@ -88,6 +103,84 @@ impl Resource {
 /// The absolute path of `resource` of stream `key` (`/app/name/video.m3u8`).
 pub fn url(key: &str, resource: Resource) -> String {
     format!("/{key}/{}", resource.path())
+}
+
+/// The LL-HLS delivery directives of a playlist request's query
+/// (`_HLS_msn`, `_HLS_part`, `_HLS_skip`); other parameters (a signed
+/// URL's) are not ours and are ignored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Directives {
+    pub msn: Option<u64>,
+    pub part: Option<usize>,
+    pub skip: bool,
+}
+
+/// Why a request's directives are refused (400).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BadDirective {
+    /// Not a number, or repeated.
+    Malformed(&'static str),
+    /// `_HLS_part` without `_HLS_msn` (RFC 8216bis §6.2.5.2).
+    PartWithoutMsn,
+}
+
+impl std::fmt::Display for BadDirective {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BadDirective::Malformed(name) => write!(f, "{name} is malformed"),
+            BadDirective::PartWithoutMsn => write!(f, "_HLS_part needs _HLS_msn"),
+        }
+    }
+}
+
+impl Directives {
+    pub fn parse(query: Option<&str>) -> Result<Directives, BadDirective> {
+        let mut d = Directives::default();
+        let (mut msn, mut part, mut skip) = (false, false, false);
+        for pair in query.unwrap_or("").split('&') {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let seen = match name {
+                "_HLS_msn" => {
+                    d.msn = Some(digits(value).ok_or(BadDirective::Malformed("_HLS_msn"))?);
+                    &mut msn
+                }
+                "_HLS_part" => {
+                    let p = digits(value).filter(|p| *p < MAX_PARTS);
+                    d.part = Some(p.ok_or(BadDirective::Malformed("_HLS_part"))?);
+                    &mut part
+                }
+                "_HLS_skip" => {
+                    // `v2` also skips date ranges, of which there are none.
+                    d.skip = match value {
+                        "YES" | "v2" => true,
+                        _ => return Err(BadDirective::Malformed("_HLS_skip")),
+                    };
+                    &mut skip
+                }
+                _ => continue,
+            };
+            if std::mem::replace(seen, true) {
+                return Err(BadDirective::Malformed(name_of(name)));
+            }
+        }
+        if d.part.is_some() && d.msn.is_none() {
+            return Err(BadDirective::PartWithoutMsn);
+        }
+        Ok(d)
+    }
+
+    /// Whether anything is asked (the request may be held).
+    pub fn blocking(&self) -> bool {
+        self.msn.is_some()
+    }
+}
+
+fn name_of(name: &str) -> &'static str {
+    match name {
+        "_HLS_msn" => "_HLS_msn",
+        "_HLS_part" => "_HLS_part",
+        _ => "_HLS_skip",
+    }
 }
 
 /// Splits `/app/key/.../resource` into the stream key and the resource.
@@ -126,8 +219,21 @@ fn parse_track_file(kind: MediaKind, name: &str) -> Option<Resource> {
     if let Some(n) = between(INIT_PREFIX, INIT_SUFFIX) {
         return Some(Resource::Init(kind, n.parse().ok()?));
     }
+    if let Some(n) = between(PART_PREFIX, SEGMENT_SUFFIX) {
+        let (n, i) = n.split_once('.')?;
+        let i: usize = digits(i)?;
+        return (i < MAX_PARTS).then_some(Resource::Part(kind, digits(n)?, i));
+    }
     let n = between(SEGMENT_PREFIX, SEGMENT_SUFFIX)?;
     Some(Resource::Segment(kind, n.parse().ok()?))
+}
+
+/// A number written as plain digits (no sign), as the builders write it.
+fn digits<T: std::str::FromStr>(s: &str) -> Option<T> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
 }
 
 #[cfg(test)]
@@ -157,6 +263,23 @@ mod tests {
             parse("/live/k/video/seg-123.m4s"),
             Some(("live/k".into(), Resource::Segment(MediaKind::Video, 123)))
         );
+        assert_eq!(
+            parse("/live/k/audio/part-123.4.m4s"),
+            Some(("live/k".into(), Resource::Part(MediaKind::Audio, 123, 4)))
+        );
+        for bad in [
+            "/live/k/video/part-1.m4s",
+            "/live/k/video/part-1.-1.m4s",
+            "/live/k/video/part-1.+1.m4s",
+            "/live/k/video/part-+1.1.m4s",
+            "/live/k/video/part-1.1.1.m4s",
+            "/live/k/video/part-.1.m4s",
+            "/live/k/video/part-1..m4s",
+            "/live/k/video/part-1.100000.m4s",
+            "/live/k/video/part-18446744073709551616.0.m4s",
+        ] {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
         for bad in [
             "/index.m3u8",
             "/k/index.m3u8",
@@ -230,6 +353,42 @@ mod tests {
         }
     }
 
+    #[test]
+    fn delivery_directives() {
+        let d = |q| Directives::parse(Some(q));
+        assert_eq!(
+            d("_HLS_msn=12&_HLS_part=3"),
+            Ok(Directives {
+                msn: Some(12),
+                part: Some(3),
+                skip: false
+            })
+        );
+        assert_eq!(
+            d("exp=1&_HLS_skip=YES&sig=ab&_HLS_msn=4"),
+            Ok(Directives {
+                msn: Some(4),
+                part: None,
+                skip: true
+            })
+        );
+        assert_eq!(Directives::parse(None), Ok(Directives::default()));
+        assert!(!Directives::parse(None).unwrap().blocking());
+        assert_eq!(d("_HLS_part=1"), Err(BadDirective::PartWithoutMsn));
+        for (q, name) in [
+            ("_HLS_msn=x", "_HLS_msn"),
+            ("_HLS_msn=-1", "_HLS_msn"),
+            ("_HLS_msn=", "_HLS_msn"),
+            ("_HLS_msn=1&_HLS_msn=2", "_HLS_msn"),
+            ("_HLS_msn=1&_HLS_part=100000", "_HLS_part"),
+            ("_HLS_msn=1&_HLS_part=+1", "_HLS_part"),
+            ("_HLS_skip=NO", "_HLS_skip"),
+            ("_HLS_skip=YES&_HLS_skip=YES", "_HLS_skip"),
+        ] {
+            assert_eq!(d(q), Err(BadDirective::Malformed(name)), "{q}");
+        }
+    }
+
     fn kind() -> impl Strategy<Value = MediaKind> {
         prop_oneof![Just(MediaKind::Video), Just(MediaKind::Audio)]
     }
@@ -241,6 +400,7 @@ mod tests {
             kind().prop_map(Resource::MediaPlaylist),
             (kind(), any::<u32>()).prop_map(|(k, n)| Resource::Init(k, n)),
             (kind(), any::<u64>()).prop_map(|(k, n)| Resource::Segment(k, n)),
+            (kind(), any::<u64>(), 0..MAX_PARTS).prop_map(|(k, n, i)| Resource::Part(k, n, i)),
         ]
     }
 
