@@ -214,7 +214,10 @@ fn refused(r: Refused) -> Response {
             .into_response(),
         Refused::Unavailable(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            [(header::CACHE_CONTROL, "no-store"), (header::RETRY_AFTER, "1")],
+            [
+                (header::CACHE_CONTROL, "no-store"),
+                (header::RETRY_AFTER, "1"),
+            ],
             format!("{why}\n"),
         )
             .into_response(),

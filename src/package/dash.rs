@@ -239,11 +239,14 @@ fn write_mpd_start(out: &mut String, source: &Source<'_>) {
             " availabilityStartTime=\"{}\"",
             rfc3339_millis(s.availability_start)
         );
-        let _ = write!(
-            out,
-            " minimumUpdatePeriod=\"{}\"",
-            xs_duration((target_ms / 2).max(1000))
-        );
+        // Low latency: a new segment is listed once its first part exists,
+        // so players must see it soon after.
+        let update = if s.low_latency {
+            (target_ms / 4).max(200)
+        } else {
+            (target_ms / 2).max(1000)
+        };
+        let _ = write!(out, " minimumUpdatePeriod=\"{}\"", xs_duration(update));
         if let Some(depth) = source.window_ms() {
             let _ = write!(out, " timeShiftBufferDepth=\"{}\"", xs_duration(depth));
         }
@@ -259,6 +262,26 @@ fn write_mpd_start(out: &mut String, source: &Source<'_>) {
         " maxSegmentDuration=\"{}\" minBufferTime=\"{}\">",
         xs_duration(target_ms),
         xs_duration(target_ms.max(1000))
+    );
+    if s.low_latency && !s.ended {
+        write_service_description(out, s);
+    }
+}
+
+/// The latency players should aim at (LL-DASH): three parts behind the
+/// producer and a little margin, at least one second, with the playback
+/// rate bounds a player may use to catch up. `referenceId` names the
+/// ProducerReferenceTime every AdaptationSet carries.
+fn write_service_description(out: &mut String, s: &StreamSnapshot) {
+    let part_ms = (s.part_target * 1000.0) as u64;
+    let target = (3 * part_ms + 400).max(1000);
+    let _ = writeln!(
+        out,
+        "  <ServiceDescription id=\"0\">\n    <Latency referenceId=\"0\" target=\"{target}\" \
+         min=\"{}\" max=\"{}\"/>\n    <PlaybackRate min=\"0.96\" max=\"1.04\"/>\n  \
+         </ServiceDescription>",
+        2 * part_ms,
+        target + 3000 * u64::from(s.target_duration)
     );
 }
 
@@ -307,7 +330,7 @@ fn write_period(
         if let (MediaKind::Video, Some(span)) = (kind, span) {
             reps.extend(rendition_reps(renditions, span));
         }
-        adaptation_set(out, *kind, &reps, origin);
+        adaptation_set(out, *kind, &reps, origin, source.s);
     }
     out.push_str("  </Period>\n");
 }
@@ -427,7 +450,13 @@ struct Rep<'a> {
     segs: Vec<&'a SegmentInfo>,
 }
 
-fn adaptation_set(out: &mut String, kind: MediaKind, reps: &[Rep<'_>], origin: Time) {
+fn adaptation_set(
+    out: &mut String,
+    kind: MediaKind,
+    reps: &[Rep<'_>],
+    origin: Time,
+    s: &StreamSnapshot,
+) {
     let (id, content, mime) = match kind {
         MediaKind::Video => (0, "video", "video/mp4"),
         MediaKind::Audio => (1, "audio", "audio/mp4"),
@@ -437,13 +466,34 @@ fn adaptation_set(out: &mut String, kind: MediaKind, reps: &[Rep<'_>], origin: T
         "    <AdaptationSet id=\"{id}\" contentType=\"{content}\" mimeType=\"{mime}\" \
          segmentAlignment=\"true\" startWithSAP=\"1\">"
     );
+    let ll = s.low_latency && !s.ended;
+    if let Some(first) = reps.first().and_then(|r| r.segs.first()).filter(|_| ll) {
+        // The ingest wall clock of a sample: how far behind the producer
+        // the playhead is.
+        let _ = writeln!(
+            out,
+            "      <ProducerReferenceTime id=\"0\" type=\"encoder\" wallClockTime=\"{}\" \
+             presentationTime=\"{}\"/>",
+            rfc3339_millis(first.wall_clock),
+            first.start
+        );
+    }
     for rep in reps {
-        representation(out, kind, rep, origin);
+        representation(out, kind, rep, origin, ll.then_some(s));
     }
     out.push_str("    </AdaptationSet>\n");
 }
 
-fn representation(out: &mut String, kind: MediaKind, rep: &Rep<'_>, origin: Time) {
+/// `ll`: the stream, when it is live and low latency: the segment being
+/// made is listed (with a nominal duration) and is available from its
+/// first part (`availabilityTimeOffset`).
+fn representation(
+    out: &mut String,
+    kind: MediaKind,
+    rep: &Rep<'_>,
+    origin: Time,
+    ll: Option<&StreamSnapshot>,
+) {
     let info = &rep.track.info;
     let segs = &rep.segs;
     let bandwidth = if info.peak_bandwidth > 0 {
@@ -486,20 +536,35 @@ fn representation(out: &mut String, kind: MediaKind, rep: &Rep<'_>, origin: Time
         }
     }
     let first = segs[0];
-    let _ = writeln!(
+    let ts = info.timescale.max(1);
+    let _ = write!(
         out,
-        "        <SegmentTemplate timescale=\"{}\" initialization=\"{}{}\" media=\"{}{}\" \
-         startNumber=\"{}\" presentationTimeOffset=\"{}\">",
-        info.timescale.max(1),
+        "        <SegmentTemplate timescale=\"{ts}\" initialization=\"{}{}\" media=\"{}{}\" \
+         startNumber=\"{}\" presentationTimeOffset=\"{}\"",
         attr(&rep.prefix),
         urls::init(kind, first.init),
         attr(&rep.prefix),
         urls::dash_media_template(kind),
         first.number,
-        origin.rescale(info.timescale.max(1))
+        origin.rescale(ts)
     );
+    let mut entries = s_entries(segs);
+    if let Some(s) = ll {
+        let offset = (f64::from(s.target_duration) - s.part_target).max(0.0);
+        let _ = write!(
+            out,
+            " availabilityTimeOffset=\"{offset:.3}\" availabilityTimeComplete=\"false\""
+        );
+        if let Some(d) = growing(rep.track, segs, s) {
+            match entries.last_mut() {
+                Some(last) if last.1 == d => last.2 += 1,
+                _ => entries.push((None, d, 0)),
+            }
+        }
+    }
+    out.push_str(">\n");
     out.push_str("          <SegmentTimeline>\n");
-    for (t, d, r) in s_entries(segs) {
+    for (t, d, r) in entries {
         out.push_str("            <S");
         if let Some(t) = t {
             let _ = write!(out, " t=\"{t}\"");
@@ -513,6 +578,25 @@ fn representation(out: &mut String, kind: MediaKind, rep: &Rep<'_>, origin: Time
     out.push_str("          </SegmentTimeline>\n");
     out.push_str("        </SegmentTemplate>\n");
     out.push_str("      </Representation>\n");
+}
+
+/// The nominal duration of the segment being made, if the timeline ends
+/// right before it (same Period: no discontinuity, same init): the
+/// previous segment's duration (the GOP repeats), or the target, or what
+/// it already holds if that is longer. The next MPD corrects it.
+fn growing(t: &TrackTimeline, segs: &[&SegmentInfo], s: &StreamSnapshot) -> Option<u64> {
+    let p = t.partial.as_ref()?;
+    let last = segs.last()?;
+    let follows = p.number == last.number + 1
+        && p.start == last.start + last.duration
+        && !p.discontinuity
+        && p.init == last.init;
+    if !follows {
+        return None;
+    }
+    let target = (f64::from(s.target_duration) * f64::from(t.info.timescale)) as u64;
+    let made: u64 = p.parts.iter().map(|x| x.duration).sum();
+    Some(last.duration.min(target.max(last.duration)).max(made))
 }
 
 /// `<S>` entries `(t, d, r)`: `t` on the first and wherever the timeline is

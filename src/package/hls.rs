@@ -223,7 +223,11 @@ pub fn media_playlist_with(
 
     let mut out = String::with_capacity(160 + 96 * listed.len());
     out.push_str("#EXTM3U\n");
-    let _ = writeln!(out, "#EXT-X-VERSION:{}", if ll { LL_VERSION } else { VERSION });
+    let _ = writeln!(
+        out,
+        "#EXT-X-VERSION:{}",
+        if ll { LL_VERSION } else { VERSION }
+    );
     let _ = writeln!(out, "#EXT-X-TARGETDURATION:{}", s.target_duration);
     if ll {
         let _ = writeln!(
@@ -254,9 +258,10 @@ pub fn media_playlist_with(
     // durations (and for the one being made).
     let parts_from = {
         let span = (PARTS_FOR_TARGETS * target * timescale) as u64;
-        let mut covered = track.partial.as_ref().map_or(0, |p| {
-            p.parts.iter().map(|x| x.duration).sum::<u64>()
-        });
+        let mut covered = track
+            .partial
+            .as_ref()
+            .map_or(0, |p| p.parts.iter().map(|x| x.duration).sum::<u64>());
         let mut from = listed.len();
         for g in listed.iter().rev() {
             if covered >= span {

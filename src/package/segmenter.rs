@@ -416,9 +416,7 @@ impl Track {
         if self.open.is_none() {
             return;
         }
-        if !self.part.is_empty()
-            && self.part_duration + u64::from(sample.duration) > part_ticks
-        {
+        if !self.part.is_empty() && self.part_duration + u64::from(sample.duration) > part_ticks {
             self.flush_part(stats);
         }
         if self.part.is_empty() {
@@ -523,16 +521,18 @@ impl Track {
                 .map(|s| s.info.clone())
                 .collect(),
             discontinuities_before: self.discontinuities_before(skip),
-            partial: self.open.as_ref().filter(|o| !o.parts.is_empty()).map(|o| {
-                PartialSegment {
+            partial: self
+                .open
+                .as_ref()
+                .filter(|o| !o.parts.is_empty())
+                .map(|o| PartialSegment {
                     number: o.number,
                     start: o.start,
                     init: o.init,
                     discontinuity: o.discontinuity,
                     wall_clock: o.wall_clock,
                     parts: o.parts.clone(),
-                }
-            }),
+                }),
         }
     }
 
@@ -1082,12 +1082,10 @@ impl StreamSegmenter {
             return Position::default();
         };
         let open = t.open.as_ref().filter(|o| !o.parts.is_empty());
-        let last_part = open
-            .map(|o| (o.number, o.parts.len() - 1))
-            .or_else(|| {
-                let g = t.segments.back()?;
-                Some((g.info.number, g.info.parts.len().saturating_sub(1)))
-            });
+        let last_part = open.map(|o| (o.number, o.parts.len() - 1)).or_else(|| {
+            let g = t.segments.back()?;
+            Some((g.info.number, g.info.parts.len().saturating_sub(1)))
+        });
         Position {
             last_finished: t.segments.back().map(|g| g.info.number),
             last_part,
@@ -1103,7 +1101,12 @@ impl StreamSegmenter {
     /// Segment `number` of `kind` as far as it is made (at least one part):
     /// its chunks from index `from` on, and whether it is finished. What a
     /// chunked (LL-DASH) response sends as the segment grows.
-    pub fn segment_from(&self, kind: MediaKind, number: u64, from: usize) -> Option<(Vec<Bytes>, bool)> {
+    pub fn segment_from(
+        &self,
+        kind: MediaKind,
+        number: u64,
+        from: usize,
+    ) -> Option<(Vec<Bytes>, bool)> {
         self.track(kind)?.segment_from(number, from)
     }
 

@@ -208,7 +208,10 @@ impl Store {
         };
         let playlist = urls::media_playlist(MediaKind::Video);
         for name in self.ladder(key) {
-            add(format!("{name}/{playlist}"), video(&format!("{key}/{name}")));
+            add(
+                format!("{name}/{playlist}"),
+                video(&format!("{key}/{name}")),
+            );
         }
         if let Some((source, me)) = key.rsplit_once('/') {
             let siblings = self.ladder(source);
@@ -284,8 +287,8 @@ fn reload_check(pos: Position, msn: u64, part: Option<usize>, advance: usize) ->
     let Some((last_msn, last_part)) = pos.last_part else {
         return Check::Wait;
     };
-    let too_far = msn > last_msn + 2
-        || part.is_some_and(|p| msn == last_msn && p > last_part + advance);
+    let too_far =
+        msn > last_msn + 2 || part.is_some_and(|p| msn == last_msn && p > last_part + advance);
     if too_far {
         return Check::Refuse(Refused::BadRequest(format!(
             "_HLS_msn={msn} _HLS_part={} is too far ahead of the playlist ({last_msn}.{last_part})",
@@ -500,9 +503,10 @@ impl Growing {
     pub fn into_stream(
         self,
     ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
-        futures_util::stream::unfold(self, |mut g| async move {
-            g.next_chunk().await.map(|c| (c, g))
-        })
+        futures_util::stream::unfold(
+            self,
+            |mut g| async move { g.next_chunk().await.map(|c| (c, g)) },
+        )
     }
 }
 

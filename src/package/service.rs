@@ -202,12 +202,7 @@ impl Store {
     /// those in `running` (live, or within their grace period): they were
     /// the previous session's, and the new one's replace them only when its
     /// transcode starts.
-    fn insert(
-        &self,
-        key: &str,
-        s: Arc<Packaged>,
-        running: &HashMap<String, Arc<Packaged>>,
-    ) {
+    fn insert(&self, key: &str, s: Arc<Packaged>, running: &HashMap<String, Arc<Packaged>>) {
         let mut map = lock(&self.streams);
         let prefix = format!("{key}/");
         map.retain(|k, _| !k.starts_with(&prefix) || running.contains_key(k));
