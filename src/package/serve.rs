@@ -172,13 +172,13 @@ impl Store {
         kind: MediaKind,
         stream: &Mutex<StreamSegmenter>,
     ) -> Vec<RenditionReport> {
+        let other_kind = match kind {
+            MediaKind::Video => MediaKind::Audio,
+            MediaKind::Audio => MediaKind::Video,
+        };
         let (ll, other) = {
             let seg = lock(stream);
-            let other = match kind {
-                MediaKind::Video => MediaKind::Audio,
-                MediaKind::Audio => MediaKind::Video,
-            };
-            (seg.low_latency(), seg.position(other))
+            (seg.low_latency(), seg.position(other_kind))
         };
         if !ll {
             return Vec::new();
@@ -193,11 +193,7 @@ impl Store {
                 });
             }
         };
-        if let MediaKind::Video = kind {
-            add(urls::media_playlist(MediaKind::Audio), other);
-        } else {
-            add(urls::media_playlist(MediaKind::Video), other);
-        }
+        add(urls::media_playlist(other_kind), other);
         if kind == MediaKind::Audio {
             return reports;
         }
