@@ -1,5 +1,6 @@
-//! Browser playback checks: plays an HLS or DASH URL with hls.js / dash.js in headless Chromium
-//! (driven by `e2e/browser/play.js` through playwright-core) and reports whether video advanced.
+//! Browser playback checks: plays an HLS or DASH URL with hls.js, dash.js or Shaka Player in
+//! headless Chromium (driven by `e2e/browser/play.js` through playwright-core), in each player's
+//! normal or low-latency mode, and reports whether video advanced and how far behind live it was.
 //!
 //! Needs node + npm and Chromium (`/usr/lib/chromium/chromium` or `/usr/bin/chromium`). A missing
 //! tool is a test failure, never a skip. The npm packages are pinned by
@@ -32,6 +33,14 @@ pub struct BrowserReport {
     pub wall_s: f64,
     /// Longest interval without currentTime progress during the sampling window.
     pub max_stall_s: f64,
+    /// Latency samples (one a second during the window) where the player knew its program date:
+    /// `Date.now()` minus the program date of the playhead, in seconds.
+    pub latencies_s: Vec<f64>,
+    /// Median and 95th percentile (nearest rank) of `latencies_s` (NaN: no sample).
+    pub latency_median_s: f64,
+    pub latency_p95_s: f64,
+    /// Whether the player ran in its low-latency mode.
+    pub low_latency: bool,
     /// `getVideoPlaybackQuality()` totals.
     pub frames: f64,
     pub dropped: f64,
@@ -86,8 +95,9 @@ fn chromium_path() -> Option<&'static str> {
         .find(|p| Path::new(p).is_file())
 }
 
-/// Checks that `node_modules` holds exactly the versions `package.json` pins (a stale or
-/// partial install from an earlier checkout must not pass for the pinned players).
+/// Checks that `package.json` pins every dependency to one exact version and that
+/// `node_modules` holds exactly those versions (a stale or partial install from an earlier
+/// checkout must not pass for the pinned players).
 fn packages_match(dir: &Path) -> Result<(), String> {
     let manifest = std::fs::read_to_string(dir.join("package.json"))
         .map_err(|e| format!("cannot read {}/package.json: {e}", dir.display()))?;
@@ -98,6 +108,11 @@ fn packages_match(dir: &Path) -> Result<(), String> {
         .ok_or("package.json has no dependencies")?;
     for (name, want) in deps {
         let want = want.as_str().unwrap_or_default();
+        if !is_exact_version(want) {
+            return Err(format!(
+                "package.json must pin {name} to one exact version, not {want:?}"
+            ));
+        }
         let installed = dir.join("node_modules").join(name).join("package.json");
         let have = std::fs::read_to_string(&installed)
             .ok()
@@ -121,6 +136,16 @@ fn packages_match(dir: &Path) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `1.2.3` (with an optional `-pre` suffix), not a range such as `^1.2.3` or `1.x`.
+fn is_exact_version(v: &str) -> bool {
+    let core = v.split_once('-').map_or(v, |(core, _)| core);
+    let parts: Vec<&str> = core.split('.').collect();
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn check_installed() -> Result<(), String> {
@@ -226,15 +251,29 @@ pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// How a player is configured for a live stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The player's classic live mode (hls.js and Shaka with `lowLatencyMode` off).
+    Normal,
+    /// hls.js `lowLatencyMode`, dash.js live catch-up, Shaka `streaming.lowLatencyMode`.
+    LowLatency,
+}
+
 /// Runs play.js for `player` ("hls" or "dash") against `url` for `secs` seconds of sampling,
 /// saving a screenshot to `screenshot` (put it under the target dir, e.g.
 /// `env!("CARGO_TARGET_TMPDIR")`, so it survives as an artifact). Returns the parsed report;
 /// `ok == false` means playback failed. Panics on a harness failure (browser or packages missing,
 /// play.js crashed, or the secs + 60 s timeout expired). Calls are serialized (one browser at a time).
 pub fn play(player: &str, url: &str, secs: u32, screenshot: &Path) -> BrowserReport {
+    play_in(player, Mode::Normal, url, secs, screenshot)
+}
+
+/// [`play`] for any of the players ("hls", "dash" or "shaka") in the given mode.
+pub fn play_in(player: &str, mode: Mode, url: &str, secs: u32, screenshot: &Path) -> BrowserReport {
     assert!(
-        player == "hls" || player == "dash",
-        "browser::play: player must be \"hls\" or \"dash\", got {player:?}"
+        matches!(player, "hls" | "dash" | "shaka"),
+        "browser::play: player must be \"hls\", \"dash\" or \"shaka\", got {player:?}"
     );
     assert!(secs > 0, "browser::play: secs must be > 0");
     ensure_installed();
@@ -249,8 +288,11 @@ pub fn play(player: &str, url: &str, secs: u32, screenshot: &Path) -> BrowserRep
         .arg(screenshot)
         .current_dir(&dir)
         .stdin(Stdio::null());
+    if mode == Mode::LowLatency {
+        cmd.arg("--low-latency");
+    }
     let timeout = Duration::from_secs(u64::from(secs) + 60);
-    let what = format!("node play.js {player} {url} {secs}");
+    let what = format!("node play.js {player} {url} {secs} ({mode:?})");
     let out = run_bounded(cmd, timeout).unwrap_or_else(|e| panic!("browser harness: {what}: {e}"));
     let code = out.status.code();
     let line = out
@@ -291,8 +333,18 @@ fn parse_report(line: &str) -> Option<BrowserReport> {
             _ => Vec::new(),
         }
     };
+    let nums = |k: &str| -> Vec<f64> {
+        match v.get(k) {
+            Some(json::Value::Arr(a)) => a.iter().filter_map(json::Value::as_f64).collect(),
+            _ => Vec::new(),
+        }
+    };
     Some(BrowserReport {
         ok: matches!(v.get("ok"), Some(json::Value::Bool(true))),
+        latencies_s: nums("latencies_s"),
+        latency_median_s: num("latency_median_s"),
+        latency_p95_s: num("latency_p95_s"),
+        low_latency: matches!(v.get("low_latency"), Some(json::Value::Bool(true))),
         startup_ms: num("startup_ms"),
         advanced_s: num("advanced_s"),
         wall_s: num("wall_s"),
@@ -484,5 +536,24 @@ mod json {
         );
         assert!(parse("{\"ok\":true").is_none());
         assert!(parse("{\"ok\":true} trailing").is_none());
+    }
+}
+
+#[test]
+fn only_exact_versions_count_as_pinned() {
+    for v in ["5.2.12", "1.65.1", "1.0.0-beta.2"] {
+        assert!(is_exact_version(v), "{v}");
+    }
+    for v in [
+        "^5.2.12",
+        "~1.7.4",
+        "5.2",
+        "5.x.1",
+        "latest",
+        "",
+        ">=1.0.0",
+        "1.2.3 || 2.0.0",
+    ] {
+        assert!(!is_exact_version(v), "{v}");
     }
 }

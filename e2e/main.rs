@@ -12,6 +12,7 @@ mod egress;
 mod faults;
 mod harness;
 mod hls_dash;
+mod latency;
 mod limits;
 mod load;
 mod malformed;

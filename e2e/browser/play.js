@@ -1,14 +1,26 @@
 #!/usr/bin/env node
-// usage: node play.js hls|dash URL SECONDS SCREENSHOT.png
+// usage: node play.js hls|dash|shaka URL SECONDS SCREENSHOT.png [--low-latency] [--settle S]
+//                                                              [--live-delay S]
 //
-// Serves player.html and the hls.js / dash.js builds from node_modules on a loopback HTTP server
-// of its own (a different origin from the media server, so the media server's CORS headers are
-// exercised), plays URL in headless Chromium through playwright-core, waits (bounded) for playback
-// to start, samples video.currentTime for SECONDS and prints ONE JSON line on stdout:
-//   {ok, startup_ms, advanced_s, wall_s, frames, dropped, errors, ...diagnostics}
+// Serves player.html and the hls.js / dash.js / Shaka Player builds from node_modules on a loopback
+// HTTP server of its own (a different origin from the media server, so the media server's CORS
+// headers are exercised), plays URL in headless Chromium through playwright-core, waits (bounded)
+// for playback to start, then --settle S seconds more (default 0), samples video.currentTime for
+// SECONDS and prints ONE JSON line on stdout:
+//   {ok, startup_ms, advanced_s, wall_s, frames, dropped, errors, max_stall_s,
+//    latency_samples, latency_median_s, latency_p95_s, ...diagnostics}
 // startup_ms: from navigation start until currentTime was seen advancing while playing (null: never,
 // within 20 s). advanced_s: currentTime progress during the SECONDS sampling window. errors: fatal
-// player errors only (hls.js fatal ERRORs, every dash.js ERROR, video element errors, page exceptions).
+// player errors only (hls.js fatal ERRORs, every dash.js ERROR, Shaka CRITICAL errors, video
+// element errors, page exceptions). max_stall_s: the longest standstill of currentTime during the
+// window, measured in the page every 20 ms.
+// --low-latency: hls.js lowLatencyMode, dash.js live catch-up, Shaka streaming.lowLatencyMode (without
+// it, each player's normal mode). --live-delay S: dash.js streaming.delay.liveDelay.
+// Latency, sampled once a second during the window: Date.now() minus the program date of the
+// playhead (hls.js playingDate, dash.js getCurrentLiveLatency(), Shaka getPlayheadTimeAsDate());
+// latency_samples counts the samples where the player knew it (latency_unknown the others);
+// median / p95 (nearest rank) / min / max are null without samples. Latency is reported, never
+// judged: it does not affect ok.
 // Exit 0: currentTime advanced by >= min(5, 0.5 * SECONDS) s and no fatal player error.
 // Exit 1: playback failed (the JSON says why).
 // Exit 2: harness failure (bad arguments, browser or npm packages missing, ...), message on stderr.
@@ -27,10 +39,29 @@ const HARD_TIMEOUT_EXTRA_MS = 45000;
 
 const harnessFail = harnessFailer('play.js');
 
-const [player, src, secsArg, shot] = process.argv.slice(2);
+const USAGE = 'usage: node play.js hls|dash|shaka URL SECONDS SCREENSHOT.png [--low-latency] [--settle S] [--live-delay S]';
+const positional = [];
+let lowLatency = false;
+let settle = 0;
+let liveDelay = null;
+for (let args = process.argv.slice(2), i = 0; i < args.length; i++) {
+  const a = args[i];
+  const num = () => {
+    const n = Number(args[++i]);
+    if (!Number.isFinite(n) || n < 0) harnessFail(`${a} needs a number of seconds\n${USAGE}`);
+    return n;
+  };
+  if (a === '--low-latency') lowLatency = true;
+  else if (a === '--settle') settle = num();
+  else if (a === '--live-delay') liveDelay = num();
+  else if (a.startsWith('--')) harnessFail(`unknown option ${a}\n${USAGE}`);
+  else positional.push(a);
+}
+const [player, src, secsArg, shot] = positional;
 const secs = Number(secsArg);
-if (!['hls', 'dash'].includes(player) || !src || !Number.isFinite(secs) || secs <= 0 || !shot) {
-  harnessFail('usage: node play.js hls|dash URL SECONDS SCREENSHOT.png');
+if (positional.length !== 4 || !['hls', 'dash', 'shaka'].includes(player) || !src
+    || !Number.isFinite(secs) || secs <= 0 || !shot) {
+  harnessFail(USAGE);
 }
 let srcUrl;
 try { srcUrl = new URL(src); } catch (e) { harnessFail(`bad URL ${src}: ${e.message}`); }
@@ -42,6 +73,7 @@ const files = {
   '/player.html': [path.join(__dirname, 'player.html'), 'text/html; charset=utf-8'],
   '/js/hls.min.js': [path.join(nm, 'hls.js/dist/hls.min.js'), 'text/javascript'],
   '/js/dash.all.min.js': [path.join(nm, 'dashjs/dist/modern/umd/dash.all.min.js'), 'text/javascript'],
+  '/js/shaka-player.compiled.js': [path.join(nm, 'shaka-player/dist/shaka-player.compiled.js'), 'text/javascript'],
 };
 for (const [, [f]] of Object.entries(files)) {
   if (!fs.existsSync(f)) harnessFail(`missing ${f} (run \`npm ci\` in ${__dirname})`);
@@ -73,11 +105,19 @@ async function finish(code, report, message) {
   process.exit(code);
 }
 
-// Hard overall timeout: whatever happens, we are gone after SECONDS + startup + margin.
+// Hard overall timeout: whatever happens, we are gone after SECONDS + settle + startup + margin.
 setTimeout(() => {
-  finish(2, null, `harness failure: hard timeout (${secs}s + ${HARD_TIMEOUT_EXTRA_MS / 1000}s) exceeded`);
+  finish(2, null, `harness failure: hard timeout (${secs}s + ${settle}s + ${HARD_TIMEOUT_EXTRA_MS / 1000}s) exceeded`);
   setTimeout(() => process.exit(2), 12000).unref();
-}, secs * 1000 + HARD_TIMEOUT_EXTRA_MS).unref();
+}, (secs + settle) * 1000 + HARD_TIMEOUT_EXTRA_MS).unref();
+
+// The q-quantile of sorted values by nearest rank (p95 of 20 samples = the 19th).
+const quantile = (sorted, q) => sorted.length ? sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)] : null;
+const median = sorted => {
+  const n = sorted.length;
+  if (!n) return null;
+  return n % 2 ? sorted[(n - 1) / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+};
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => finish(2, null, `harness failure: killed by ${sig}`));
 
 async function main() {
@@ -127,7 +167,9 @@ async function main() {
   });
 
   const t0 = Date.now();
-  const pageUrl = `http://127.0.0.1:${port}/player.html?player=${player}&src=${encodeURIComponent(src)}`;
+  let pageUrl = `http://127.0.0.1:${port}/player.html?player=${player}&src=${encodeURIComponent(src)}`;
+  if (lowLatency) pageUrl += '&ll=1';
+  if (liveDelay !== null) pageUrl += `&liveDelay=${liveDelay}`;
   await page.goto(pageUrl, { timeout: 15000 });
 
   // Wait (bounded) for playback to start; give up early on a fatal error.
@@ -140,24 +182,42 @@ async function main() {
     await page.waitForTimeout(100);
   }
 
+  // Settle: let a live player reach its steady distance from the edge before measuring.
+  const fatal = () => (st && st.errors.length) || pageErrors.length;
+  if (startupMs !== null && settle > 0) {
+    const ts = Date.now();
+    while (Date.now() - ts < settle * 1000 && !fatal()) {
+      await page.waitForTimeout(Math.min(250, Math.max(1, settle * 1000 - (Date.now() - ts))));
+      st = (await readStatus()) || st;
+    }
+  }
+
   let advanced = 0;
   let wall = 0;
   let maxStallS = 0;
-  if (startupMs !== null) {
+  const latencies = [];
+  let latencyUnknown = 0;
+  if (startupMs !== null && !fatal()) {
+    await page.evaluate(() => window.playerStatus.resetStall());
+    st = (await readStatus()) || st;
     const first = st.currentTime;
     const ta = Date.now();
-    let last = first;
-    let lastProgress = ta;
+    let nextSample = ta;
     while (Date.now() - ta < secs * 1000) {
-      await page.waitForTimeout(Math.min(250, Math.max(1, secs * 1000 - (Date.now() - ta))));
-      st = (await readStatus()) || st;
       const now = Date.now();
-      if (st.currentTime > last) { last = st.currentTime; lastProgress = now; }
-      maxStallS = Math.max(maxStallS, (now - lastProgress) / 1000);
-      if (st.errors.length || pageErrors.length) break; // fatal: no point waiting
+      if (now >= nextSample) {
+        if (st.latency === null || st.latency === undefined) latencyUnknown++;
+        else latencies.push(st.latency);
+        nextSample += 1000;
+      }
+      const left = secs * 1000 - (Date.now() - ta);
+      await page.waitForTimeout(Math.min(250, Math.max(1, Math.min(left, nextSample - Date.now()))));
+      st = (await readStatus()) || st;
+      if (fatal()) break; // fatal: no point waiting
     }
     wall = (Date.now() - ta) / 1000;
     advanced = st.currentTime - first;
+    maxStallS = st.maxStallS || 0;
   }
   st = (await readStatus()) || st || { errors: [], warnings: [], events: [] };
 
@@ -171,6 +231,8 @@ async function main() {
   if (startupMs === null && errors.length === 0) errors.push(`playback did not start within ${STARTUP_TIMEOUT_MS} ms`);
   const ok = startupMs !== null && advanced >= minAdvance && errors.length === 0;
   const r3 = x => Math.round(x * 1000) / 1000;
+  const lat = x => (x === null ? null : r3(x));
+  const sortedLat = [...latencies].sort((a, b) => a - b);
   const report = {
     ok,
     startup_ms: startupMs,
@@ -183,6 +245,15 @@ async function main() {
     player: st.version || player,
     size: `${st.width || 0}x${st.height || 0}`,
     max_stall_s: r3(maxStallS),
+    low_latency: lowLatency,
+    settle_s: settle,
+    latency_samples: latencies.length,
+    latency_unknown: latencyUnknown,
+    latency_median_s: lat(median(sortedLat)),
+    latency_p95_s: lat(quantile(sortedLat, 0.95)),
+    latency_min_s: lat(sortedLat.length ? sortedLat[0] : null),
+    latency_max_s: lat(sortedLat.length ? sortedLat[sortedLat.length - 1] : null),
+    latencies_s: latencies.map(r3),
     warnings: (st.warnings || []).slice(0, 10),
     console_errors: consoleErrors,
     blocked,
