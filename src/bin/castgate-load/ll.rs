@@ -358,6 +358,10 @@ pub struct LlReport {
     pub part_bytes: u64,
     /// Hinted parts requested before they were listed.
     pub hinted_fetches: u64,
+    /// Hinted part requests that brought nothing: refused, or still held
+    /// when the reload moved past them (the part never came under that
+    /// name). Not errors: the part, if listed, is fetched as listed.
+    pub hints_unused: u64,
     /// Part completed at castgate → the blocking reload listing it answered.
     pub listed_delay: Distribution,
     /// Part completed at castgate → its bytes received.
@@ -390,6 +394,27 @@ pub struct LlPlayer {
 }
 
 impl LlReport {
+    /// Adds one player's (or rendition's) counters and samples to these.
+    fn absorb(&mut self, p: LlPlayer, listed: &mut Vec<f64>, fetch: &mut Vec<f64>) {
+        let c = p.counts;
+        self.playlist_requests += c.playlist_requests;
+        self.blocking_reloads += c.blocking_reloads;
+        self.parts += c.parts;
+        self.part_bytes += c.part_bytes;
+        self.hinted_fetches += c.hinted_fetches;
+        self.hints_unused += c.hints_unused;
+        self.not_held += c.not_held;
+        self.end_mismatch += c.end_mismatch;
+        self.unmapped += c.unmapped;
+        self.errors += c.errors;
+        self.status_400 += c.status_400;
+        self.bad_status += c.bad_status;
+        self.io_errors += c.io_errors;
+        self.answers_without_new_part += c.answers_without_new_part;
+        listed.extend(p.listed_ms);
+        fetch.extend(p.fetch_ms);
+    }
+
     /// Sums the players' counters and computes the distributions.
     pub fn merge(players: Vec<LlPlayer>) -> LlReport {
         let mut r = LlReport {
@@ -399,22 +424,7 @@ impl LlReport {
         let mut listed = Vec::new();
         let mut fetch = Vec::new();
         for p in players {
-            let c = p.counts;
-            r.playlist_requests += c.playlist_requests;
-            r.blocking_reloads += c.blocking_reloads;
-            r.parts += c.parts;
-            r.part_bytes += c.part_bytes;
-            r.hinted_fetches += c.hinted_fetches;
-            r.not_held += c.not_held;
-            r.end_mismatch += c.end_mismatch;
-            r.unmapped += c.unmapped;
-            r.errors += c.errors;
-            r.status_400 += c.status_400;
-            r.bad_status += c.bad_status;
-            r.io_errors += c.io_errors;
-            r.answers_without_new_part += c.answers_without_new_part;
-            listed.extend(p.listed_ms);
-            fetch.extend(p.fetch_ms);
+            r.absorb(p, &mut listed, &mut fetch);
         }
         r.listed_delay = Distribution::of(&mut listed);
         r.part_fetch_delay = Distribution::of(&mut fetch);
@@ -489,22 +499,9 @@ pub async fn play(url: String, log: Arc<SendLog>, end: Instant) -> LlPlayer {
         }
     });
     for p in futures_util::future::join_all(followers).await {
-        let c = p.counts;
-        player.counts.playlist_requests += c.playlist_requests;
-        player.counts.blocking_reloads += c.blocking_reloads;
-        player.counts.parts += c.parts;
-        player.counts.part_bytes += c.part_bytes;
-        player.counts.hinted_fetches += c.hinted_fetches;
-        player.counts.not_held += c.not_held;
-        player.counts.end_mismatch += c.end_mismatch;
-        player.counts.unmapped += c.unmapped;
-        player.counts.errors += c.errors;
-        player.counts.status_400 += c.status_400;
-        player.counts.bad_status += c.bad_status;
-        player.counts.io_errors += c.io_errors;
-        player.counts.answers_without_new_part += c.answers_without_new_part;
-        player.listed_ms.extend(p.listed_ms);
-        player.fetch_ms.extend(p.fetch_ms);
+        player
+            .counts
+            .absorb(p, &mut player.listed_ms, &mut player.fetch_ms);
     }
     player
 }
@@ -539,54 +536,89 @@ async fn follow(addr: &str, path: &str, log: Option<&SendLog>, end: Instant, p: 
             .take()
             .filter(|u| want.is_some() && !fetched.contains(u));
         let sent = Instant::now();
-        let reload = async {
-            let r = playlists.get(&target).await;
-            (r, Instant::now())
-        };
-        let prefetch = async {
-            match &hinted {
-                Some(u) => Some((parts.get(u).await, Instant::now())),
-                None => None,
+        let blocking = want.is_some();
+        // The reload and the hinted part are asked for at once, on two
+        // connections. The player moves on when the reload is answered:
+        // the hinted part is awaited only if that answer lists it (at a
+        // segment boundary the hinted part may never exist).
+        let (response, answered, hinted_response, abandoned) = {
+            let reload = async {
+                let r = playlists.get(&target).await;
+                (r, Instant::now())
+            };
+            let prefetch = async {
+                match &hinted {
+                    Some(u) => Some((parts.get(u).await, Instant::now())),
+                    None => None,
+                }
+            };
+            tokio::pin!(reload, prefetch);
+            let mut hinted_response = None;
+            let (response, answered) = loop {
+                tokio::select! {
+                    r = &mut reload => break r,
+                    r = &mut prefetch, if hinted.is_some() && hinted_response.is_none() => {
+                        hinted_response = r;
+                    }
+                    _ = sleep_until(end) => return,
+                }
+            };
+            let playlist = match response {
+                Ok(r) if r.status == 404 && taken.is_none() => None,
+                r if p.status(&r) => {
+                    let text = String::from_utf8_lossy(&r.unwrap().body).into_owned();
+                    let parsed = parse_media(&text);
+                    if parsed.is_err() {
+                        p.counts.errors += 1;
+                    }
+                    parsed.ok()
+                }
+                _ => None,
+            };
+            let mut abandoned = false;
+            if let (Some(uri), None) = (&hinted, &hinted_response) {
+                let listed = playlist
+                    .as_ref()
+                    .is_some_and(|pl| pl.parts.iter().any(|x| resolve(path, &x.uri) == *uri));
+                if listed {
+                    hinted_response = tokio::select! {
+                        r = &mut prefetch => r,
+                        _ = sleep_until(end) => return,
+                    };
+                } else {
+                    abandoned = true;
+                }
             }
-        };
-        let ((response, answered), hinted_response) = tokio::select! {
-            r = async { tokio::join!(reload, prefetch) } => r,
-            _ = sleep_until(end) => return,
+            (playlist, answered, hinted_response, abandoned)
         };
         p.counts.playlist_requests += 1;
-        let blocking = want.is_some();
         if blocking {
             p.counts.blocking_reloads += 1;
         }
+        if abandoned {
+            // Its request is still outstanding on that connection.
+            parts = HttpClient::new(addr);
+            p.counts.hints_unused += 1;
+        }
         if let (Some(uri), Some((r, at))) = (hinted, hinted_response) {
             p.counts.hinted_fetches += 1;
-            if p.status(&r) {
-                remember(&mut fetched, uri.clone());
-                if prefetched.len() == 4 {
-                    prefetched.pop_front();
+            match r {
+                Ok(r) if r.status == 200 => {
+                    remember(&mut fetched, uri.clone());
+                    if prefetched.len() == 4 {
+                        prefetched.pop_front();
+                    }
+                    prefetched.push_back(Fetched {
+                        uri,
+                        body: r.body,
+                        at,
+                    });
                 }
-                prefetched.push_back(Fetched {
-                    uri,
-                    body: r.unwrap().body,
-                    at,
-                });
+                // Refused or failed: fetched once listed, like any part.
+                _ => p.counts.hints_unused += 1,
             }
         }
-        let playlist = match response {
-            Ok(r) if r.status == 404 && taken.is_none() => None,
-            r if p.status(&r) => {
-                let text = String::from_utf8_lossy(&r.unwrap().body).into_owned();
-                match parse_media(&text) {
-                    Ok(pl) => Some(pl),
-                    Err(_) => {
-                        p.counts.errors += 1;
-                        None
-                    }
-                }
-            }
-            _ => None,
-        };
-        let Some(pl) = playlist else {
+        let Some(pl) = response else {
             want = None;
             sleep(BACKOFF).await;
             continue;

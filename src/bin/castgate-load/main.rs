@@ -344,11 +344,13 @@ fn print_summary(r: &Report) {
             )
         };
         println!(
-            "LL players: {}; {} parts, {:.1} MB, {} blocking reloads; {} errors ({} HTTP 400, {} other status, {} I/O)",
+            "LL players: {}; {} parts, {:.1} MB, {} blocking reloads, {} hinted parts asked ({} unused); {} errors ({} HTTP 400, {} other status, {} I/O)",
             l.players,
             l.parts,
             l.part_bytes as f64 / 1e6,
             l.blocking_reloads,
+            l.hinted_fetches,
+            l.hints_unused,
             l.errors,
             l.status_400,
             l.bad_status,
