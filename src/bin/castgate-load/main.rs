@@ -304,7 +304,15 @@ async fn run(args: Args) -> Result<bool, String> {
         let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
         std::fs::write(path, json).map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    Ok(report.publish_failed == 0 && report.stalled_streams == 0 && report.player_errors == 0)
+    // LL players that got no part at all were not played low-latency.
+    let ll_played = report
+        .ll
+        .as_ref()
+        .is_none_or(|l| l.players == 0 || l.parts > 0);
+    Ok(report.publish_failed == 0
+        && report.stalled_streams == 0
+        && report.player_errors == 0
+        && ll_played)
 }
 
 fn print_summary(r: &Report) {
