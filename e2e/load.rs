@@ -65,3 +65,61 @@ fn load_generator_publishes_and_watches_every_stream() {
     assert!(number("player_segments") >= 4.0, "{stdout}");
     assert_eq!(number("player_errors"), 0.0, "{stdout}");
 }
+
+/// `castgate-load --player-mode ll` against castgate with low latency on:
+/// 2 streams × 2 LL players do blocking reloads, receive parts and time
+/// them; nothing fails. The delays are printed, not bounded: bench/ll
+/// measures them under load.
+#[test]
+fn ll_players_receive_parts_and_time_their_listing() {
+    let src = fixture(3);
+    let server = Castgate::start(&[("CASTGATE__PACKAGE__LOW_LATENCY", "true")]);
+    let dir = tempdir();
+    let json = dir.path().join("load.json");
+    let http = server.http;
+    let out = Command::new(env!("CARGO_BIN_EXE_castgate-load"))
+        .args(["--rtmp", &format!("rtmp://{}/live", server.rtmp)])
+        .arg("--file")
+        .arg(&src)
+        .args(["--publishers", "2", "--duration", "8", "--ramp", "0.2"])
+        .args(["--players", "4", "--player-mode", "ll"])
+        .args([
+            "--player-url",
+            &format!("http://{http}/live/{{name}}/index.m3u8"),
+        ])
+        .arg("--json")
+        .arg(&json)
+        .output_within(RUN_LIMIT)
+        .expect("cannot run castgate-load");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "castgate-load failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("castgate-load wrote no JSON"))
+            .expect("the report is JSON");
+    let ll = &report["ll"];
+    let n = |v: &serde_json::Value| v.as_f64().unwrap_or_else(|| panic!("{v} in {ll}"));
+    assert_eq!(n(&report["publish_ok"]), 2.0, "{stdout}");
+    assert_eq!(n(&ll["players"]), 4.0, "{stdout}");
+    assert_eq!(n(&ll["errors"]), 0.0, "{stdout}");
+    // Players join 3 s after their stream starts: about 5 s of 0.2 s parts,
+    // video and audio, for each of the 4.
+    assert!(n(&ll["parts"]) >= 4.0 * 2.0 * 10.0, "{stdout}");
+    assert!(n(&ll["blocking_reloads"]) >= 4.0 * 10.0, "{stdout}");
+    assert!(n(&ll["hinted_fetches"]) > 0.0, "{stdout}");
+    // Every video part received after a blocking reload is timed, from its
+    // own moof, to exactly one frame the publisher sent.
+    let listed = &ll["listed_delay"];
+    assert!(n(&listed["count"]) >= 4.0 * 10.0, "{stdout}");
+    assert_eq!(n(&ll["end_mismatch"]), 0.0, "{stdout}");
+    assert_eq!(n(&ll["unmapped"]), 0.0, "{stdout}");
+    // A part cannot be listed before castgate had the frame that completes it.
+    assert!(n(&listed["p50_ms"]) >= 0.0, "{stdout}");
+    eprintln!(
+        "LL: part complete -> listed p50 {} ms, p99 {} ms, max {} ms over {} parts",
+        listed["p50_ms"], listed["p99_ms"], listed["max_ms"], listed["count"]
+    );
+}

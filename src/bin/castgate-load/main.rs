@@ -10,8 +10,25 @@
 //! castgate-load --rtmp rtmp://127.0.0.1:1935/live --file f.flv --publishers 50 \
 //!     --playlist 'http://127.0.0.1:8080/live/{name}/video.m3u8' --duration 60 --json out.json
 //! ```
+//!
+//! Players (`--players N`, spread round-robin over the streams) come in two
+//! modes. `--player-mode hls` (the default) reloads each media playlist
+//! every second and fetches every new segment, like a classic player.
+//! `--player-mode ll` plays low-latency HLS: blocking playlist reloads
+//! (`?_HLS_msn=M&_HLS_part=P` for the next part), every new part fetched and
+//! the preload-hinted part requested alongside the reload. It reports, per
+//! video part, the delay from the part's completion at the server (when the
+//! publisher sent the frame after the part's last) to the reload answer
+//! listing it, and to the part's bytes in hand (see `ll`). For example, 5
+//! LL players on each of 200 streams:
+//!
+//! ```text
+//! castgate-load --file f.flv --publishers 200 --players 1000 --player-mode ll \
+//!     --player-url 'http://127.0.0.1:8080/live/{name}/index.m3u8' --json out.json
+//! ```
 
 mod http;
+mod ll;
 mod publish;
 mod watch;
 
@@ -21,7 +38,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use castgate::rtmp::client::{ClientConfig, ClientMode};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -60,6 +77,11 @@ struct Args {
     /// HLS players, spread round-robin over the streams.
     #[arg(long, default_value_t = 0)]
     players: usize,
+    /// How the players play: `hls` reloads playlists every second and
+    /// fetches segments; `ll` does LL-HLS blocking reloads, fetches parts
+    /// and reports part delays.
+    #[arg(long, value_enum, default_value_t = PlayerMode::Hls)]
+    player_mode: PlayerMode,
     /// Playlist URL template (`{name}`) the players open; master or media.
     #[arg(long)]
     player_url: Option<String>,
@@ -69,6 +91,15 @@ struct Args {
     /// Write the full report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum PlayerMode {
+    /// Classic HLS: periodic reloads, whole segments.
+    Hls,
+    /// Low-latency HLS: blocking reloads, parts, preload hints.
+    Ll,
 }
 
 #[derive(serde::Serialize)]
@@ -89,9 +120,12 @@ struct Report {
     stalled_streams: usize,
     longest_unchanged_s: f64,
     players: usize,
+    player_mode: PlayerMode,
     player_segments: u64,
     player_bytes: u64,
     player_errors: u64,
+    /// The LL players' figures (`--player-mode ll`).
+    ll: Option<ll::LlReport>,
     load_cpu_s: f64,
     per_publisher: Vec<publish::PublisherReport>,
     per_stream: Vec<watch::WatchReport>,
@@ -136,17 +170,22 @@ async fn run(args: Args) -> Result<bool, String> {
 
     let mut publishers = Vec::with_capacity(n);
     let mut watchers = Vec::new();
-    for i in 0..n {
+    let logs: Vec<Arc<ll::SendLog>> = (0..n).map(|_| Arc::default()).collect();
+    for (i, log) in logs.iter().enumerate() {
         let name = format!("{}{i}", args.prefix);
         let start = t0 + ramp.mul_f64(i as f64 / n.max(1) as f64);
         let (tx, rx) = oneshot::channel::<Instant>();
+        let config = ClientConfig {
+            stream: name.clone(),
+            ..base.clone()
+        };
         publishers.push(tokio::spawn(publish::run(
-            base.clone(),
+            config,
             addr.clone(),
-            name.clone(),
             replay.clone(),
             start,
             end,
+            log.clone(),
             move |at| {
                 let _ = tx.send(at);
             },
@@ -166,6 +205,7 @@ async fn run(args: Args) -> Result<bool, String> {
         }
     }
     let mut players = Vec::new();
+    let mut ll_players = Vec::new();
     if args.players > 0 {
         let template = args
             .player_url
@@ -177,10 +217,19 @@ async fn run(args: Args) -> Result<bool, String> {
             // Players join once their stream has had time to start.
             let start =
                 t0 + ramp.mul_f64((j % n.max(1)) as f64 / n.max(1) as f64) + Duration::from_secs(3);
-            players.push(tokio::spawn(async move {
-                tokio::time::sleep_until(start).await;
-                watch::play_hls(url, end, Duration::from_secs(1)).await
-            }));
+            match args.player_mode {
+                PlayerMode::Hls => players.push(tokio::spawn(async move {
+                    tokio::time::sleep_until(start).await;
+                    watch::play_hls(url, end, Duration::from_secs(1)).await
+                })),
+                PlayerMode::Ll => {
+                    let log = logs[j % n.max(1)].clone();
+                    ll_players.push(tokio::spawn(async move {
+                        tokio::time::sleep_until(start).await;
+                        ll::play(url, log, end).await
+                    }));
+                }
+            }
         }
     }
 
@@ -198,6 +247,11 @@ async fn run(args: Args) -> Result<bool, String> {
     for p in players {
         per_player.push(p.await.map_err(|e| e.to_string())?);
     }
+    let mut per_ll_player = Vec::new();
+    for p in ll_players {
+        per_ll_player.push(p.await.map_err(|e| e.to_string())?);
+    }
+    let ll = (args.player_mode == PlayerMode::Ll).then(|| ll::LlReport::merge(per_ll_player));
 
     let ok: Vec<_> = per_publisher.iter().filter(|p| p.error.is_none()).collect();
     let mut publish_ms: Vec<f64> = ok.iter().filter_map(|p| p.publish_ms).collect();
@@ -234,10 +288,13 @@ async fn run(args: Args) -> Result<bool, String> {
             .iter()
             .map(|w| w.longest_unchanged_s)
             .fold(0.0, f64::max),
-        players: per_player.len(),
+        players: args.players,
+        player_mode: args.player_mode,
         player_segments: per_player.iter().map(|p| p.segments).sum(),
         player_bytes: per_player.iter().map(|p| p.bytes).sum(),
-        player_errors: per_player.iter().map(|p| p.errors).sum(),
+        player_errors: per_player.iter().map(|p| p.errors).sum::<u64>()
+            + ll.as_ref().map_or(0, |l| l.errors),
+        ll,
         load_cpu_s: cpu_seconds() - cpu0,
         per_publisher,
         per_stream,
@@ -247,7 +304,15 @@ async fn run(args: Args) -> Result<bool, String> {
         let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
         std::fs::write(path, json).map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    Ok(report.publish_failed == 0 && report.stalled_streams == 0 && report.player_errors == 0)
+    // LL players that got no part at all were not played low-latency.
+    let ll_played = report
+        .ll
+        .as_ref()
+        .is_none_or(|l| l.players == 0 || l.parts > 0);
+    Ok(report.publish_failed == 0
+        && report.stalled_streams == 0
+        && report.player_errors == 0
+        && ll_played)
 }
 
 fn print_summary(r: &Report) {
@@ -275,7 +340,42 @@ fn print_summary(r: &Report) {
             r.longest_unchanged_s
         );
     }
-    if r.players > 0 {
+    if let Some(l) = &r.ll {
+        let d = |d: &ll::Distribution| {
+            let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+            format!(
+                "p50 {} ms, p99 {} ms, max {} ms ({} parts)",
+                ms(d.p50_ms),
+                ms(d.p99_ms),
+                ms(d.max_ms),
+                d.count
+            )
+        };
+        println!(
+            "LL players: {}; {} parts, {:.1} MB, {} blocking reloads, {} hinted parts asked ({} unused); {} errors ({} HTTP 400, {} other status, {} I/O)",
+            l.players,
+            l.parts,
+            l.part_bytes as f64 / 1e6,
+            l.blocking_reloads,
+            l.hinted_fetches,
+            l.hints_unused,
+            l.errors,
+            l.status_400,
+            l.bad_status,
+            l.io_errors
+        );
+        println!("  part complete -> reload answered: {}", d(&l.listed_delay));
+        println!(
+            "  part complete -> part received:   {}",
+            d(&l.part_fetch_delay)
+        );
+        if l.not_held + l.end_mismatch + l.unmapped > 0 {
+            println!(
+                "  {} timed parts asked for only after they completed; {} ends matched no sent frame, {} frames not in the send log",
+                l.not_held, l.end_mismatch, l.unmapped
+            );
+        }
+    } else if r.players > 0 {
         println!(
             "players: {}; {} segments, {:.1} MB, {} errors",
             r.players,

@@ -1,6 +1,7 @@
 //! Publishers: each replays the FLV file over its own RTMP connection at
 //! real-time speed, tag by tag as ffmpeg `-re` does (one write per due
-//! instant), looping with rising timestamps for as long as asked.
+//! instant), looping with rising timestamps for as long as asked. Each
+//! logs when it wrote each video frame, for the LL players' delays.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,8 @@ use castgate::rtmp::client::{ClientConfig, ClientEvent, ClientSession};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout, Instant};
+
+use crate::ll::SendLog;
 
 /// The file, prepared once and shared by every publisher.
 pub struct Replay {
@@ -76,34 +79,48 @@ pub struct PublisherReport {
     pub started_at: Option<Instant>,
 }
 
-/// Publishes `name` from `start` until `end`.
+/// Publishes `config.stream` from `start` until `end`.
 pub async fn run(
-    base: ClientConfig,
+    config: ClientConfig,
     addr: String,
-    name: String,
     replay: Arc<Replay>,
     start: Instant,
     end: Instant,
+    log: Arc<SendLog>,
     on_started: impl FnOnce(Instant),
 ) -> PublisherReport {
     let mut report = PublisherReport {
-        name: name.clone(),
+        name: config.stream.clone(),
         ..Default::default()
     };
     sleep_until(start).await;
-    if let Err(e) = publish(base, &addr, &name, &replay, end, &mut report, on_started).await {
+    let mut out = Outbox {
+        log,
+        video: Vec::new(),
+    };
+    let result = publish(
+        config,
+        &addr,
+        &replay,
+        end,
+        &mut report,
+        &mut out,
+        on_started,
+    )
+    .await;
+    if let Err(e) = result {
         report.error = Some(e);
     }
     report
 }
 
 async fn publish(
-    base: ClientConfig,
+    config: ClientConfig,
     addr: &str,
-    name: &str,
     replay: &Replay,
     end: Instant,
     report: &mut PublisherReport,
+    out: &mut Outbox,
     on_started: impl FnOnce(Instant),
 ) -> Result<(), String> {
     let t0 = Instant::now();
@@ -113,16 +130,13 @@ async fn publish(
         .map_err(|e| format!("connect to {addr}: {e}"))?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     report.connected = true;
-    let mut session = ClientSession::new(ClientConfig {
-        stream: name.to_string(),
-        ..base
-    });
+    let mut session = ClientSession::new(config);
     session.start();
     let mut rbuf = BytesMut::with_capacity(8 << 10);
 
     // Handshake, connect, createStream, publish.
     let started = loop {
-        flush(&mut stream, &mut session, report).await?;
+        flush(&mut stream, &mut session, report, out).await?;
         if let Some(ev) = session.poll_event() {
             match ev {
                 ClientEvent::Publishing { .. } => break Instant::now(),
@@ -163,7 +177,7 @@ async fn publish(
             break;
         }
         if due > Instant::now() {
-            flush(&mut stream, &mut session, report).await?;
+            flush(&mut stream, &mut session, report, out).await?;
             // Wait for the tag's time, answering the server meanwhile.
             loop {
                 rbuf.clear();
@@ -178,7 +192,7 @@ async fn publish(
                         if let Some(ClientEvent::Failed { code, description }) = session.poll_event() {
                             return Err(format!("server ended the publish: {code} {description}"));
                         }
-                        flush(&mut stream, &mut session, report).await?;
+                        flush(&mut stream, &mut session, report, out).await?;
                     }
                 }
             }
@@ -186,6 +200,9 @@ async fn publish(
             report.max_late_ms = report.max_late_ms.max(late);
         }
         session.send_media(kind(tag.tag_type), (ts & 0xFFFF_FFFF) as u32, &[&tag.body]);
+        if tag.tag_type == TAG_VIDEO {
+            out.video.push(ts);
+        }
         report.tags_sent += 1;
         index += 1;
         if index == replay.media.len() {
@@ -194,7 +211,7 @@ async fn publish(
         }
     }
     session.stop();
-    flush(&mut stream, &mut session, report).await?;
+    flush(&mut stream, &mut session, report, out).await?;
     let _ = stream.shutdown().await;
     Ok(())
 }
@@ -207,15 +224,26 @@ fn kind(tag_type: u8) -> MediaKind {
     }
 }
 
+/// The stream's send log, and the video timestamps queued in the session
+/// but not yet written.
+struct Outbox {
+    log: Arc<SendLog>,
+    video: Vec<u64>,
+}
+
+/// Writes what the session has queued; the video frames in it count as
+/// sent once the write returns (the kernel has every byte of them).
 async fn flush(
     stream: &mut TcpStream,
     session: &mut ClientSession,
     report: &mut PublisherReport,
+    out: &mut Outbox,
 ) -> Result<(), String> {
     if session.has_output() {
-        let out = session.take_output();
-        report.bytes_sent += out.len() as u64;
-        stream.write_all(&out).await.map_err(|e| e.to_string())?;
+        let bytes = session.take_output();
+        report.bytes_sent += bytes.len() as u64;
+        stream.write_all(&bytes).await.map_err(|e| e.to_string())?;
+        out.log.record(&mut out.video, Instant::now());
     }
     Ok(())
 }
