@@ -121,6 +121,13 @@ fn browsers_report_latency_of_a_live_publish_in_low_latency_mode() {
             "{player}: a playhead at or ahead of the wall clock means a wrong program date: {:?}",
             report.latencies_s
         );
+        // Not a latency target: a playhead minutes behind a stream that started seconds ago
+        // can only come from a misread program date (Shaka reading an ISO date as NTP did).
+        assert!(
+            report.latencies_s.iter().all(|l| *l < 120.0),
+            "{player}: latency beyond the stream's age means a wrong program date: {:?}",
+            report.latencies_s
+        );
         assert!(
             report.latency_median_s.is_finite() && report.latency_p95_s.is_finite(),
             "{player}: {}",

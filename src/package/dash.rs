@@ -82,7 +82,8 @@ pub fn mpd_ladder(
     utc_timing: &[&str],
     renditions: &[(&str, &StreamSnapshot)],
 ) -> String {
-    let source = Source::new(s);
+    let mut source = Source::new(s);
+    source.utc_timing = utc_timing.first().copied();
     let periods: Vec<_> = periods(&source.boundaries, &source.listed)
         .into_iter()
         .collect();
@@ -125,6 +126,10 @@ struct Source<'a> {
     /// when live (so availabilityStartTime keeps its meaning), the first
     /// listed segment when static (a VOD view of what is left).
     zero: Time,
+    /// The preferred time URL: a ProducerReferenceTime names it, so players
+    /// read its `wallClockTime` as an ISO 8601 date (Shaka takes an NTP
+    /// count without it).
+    utc_timing: Option<&'a str>,
 }
 
 impl<'a> Source<'a> {
@@ -155,6 +160,7 @@ impl<'a> Source<'a> {
             tracks,
             listed,
             zero,
+            utc_timing: None,
         }
     }
 
@@ -330,7 +336,7 @@ fn write_period(
         if let (MediaKind::Video, Some(span)) = (kind, span) {
             reps.extend(rendition_reps(renditions, span));
         }
-        adaptation_set(out, *kind, &reps, origin, source.s);
+        adaptation_set(out, *kind, &reps, origin, source);
     }
     out.push_str("  </Period>\n");
 }
@@ -455,8 +461,9 @@ fn adaptation_set(
     kind: MediaKind,
     reps: &[Rep<'_>],
     origin: Time,
-    s: &StreamSnapshot,
+    source: &Source<'_>,
 ) {
+    let s = source.s;
     let (id, content, mime) = match kind {
         MediaKind::Video => (0, "video", "video/mp4"),
         MediaKind::Audio => (1, "audio", "audio/mp4"),
@@ -470,13 +477,24 @@ fn adaptation_set(
     if let Some(first) = reps.first().and_then(|r| r.segs.first()).filter(|_| ll) {
         // The ingest wall clock of a sample: how far behind the producer
         // the playhead is.
-        let _ = writeln!(
+        let _ = write!(
             out,
             "      <ProducerReferenceTime id=\"0\" type=\"encoder\" wallClockTime=\"{}\" \
-             presentationTime=\"{}\"/>",
+             presentationTime=\"{}\"",
             rfc3339_millis(first.wall_clock),
             first.start
         );
+        match source.utc_timing {
+            Some(url) => {
+                let _ = writeln!(
+                    out,
+                    ">\n        <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" \
+                     value=\"{}\"/>\n      </ProducerReferenceTime>",
+                    attr(url)
+                );
+            }
+            None => out.push_str("/>\n"),
+        }
     }
     for rep in reps {
         representation(out, kind, rep, origin, ll.then_some(s));

@@ -44,6 +44,8 @@ const BACKOFF: Duration = Duration::from_millis(100);
 #[derive(Default)]
 pub struct SendLog {
     frames: Mutex<VecDeque<(u64, Instant)>>,
+    /// Set once the publisher has written its last frame.
+    finished: std::sync::atomic::AtomicBool,
 }
 
 impl SendLog {
@@ -59,6 +61,16 @@ impl SendLog {
             }
             frames.push_back((ts, at));
         }
+    }
+
+    /// The publisher has written its last frame.
+    pub fn finish(&self) {
+        self.finished
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    fn finished(&self) -> bool {
+        self.finished.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The first frame sent at or after `ms`: its timestamp and send
@@ -373,6 +385,9 @@ pub struct LlReport {
     /// was not exact), or whose frame was not in the send log.
     pub end_mismatch: u64,
     pub unmapped: u64,
+    /// Parts ending past the publisher's last frame: a stream's final part,
+    /// flushed when the publish stopped (not timed).
+    pub final_parts: u64,
     /// Every error: the three kinds below plus unreadable playlists or parts.
     pub errors: u64,
     /// 400 answers (a blocking reload too far ahead).
@@ -406,6 +421,7 @@ impl LlReport {
         self.not_held += c.not_held;
         self.end_mismatch += c.end_mismatch;
         self.unmapped += c.unmapped;
+        self.final_parts += c.final_parts;
         self.errors += c.errors;
         self.status_400 += c.status_400;
         self.bad_status += c.bad_status;
@@ -668,7 +684,13 @@ async fn follow(addr: &str, path: &str, log: Option<&SendLog>, end: Instant, p: 
             };
             let end_ms = (u128::from(end_ticks) * 1000).div_ceil(u128::from(ts)) as u64;
             let Some((frame_ms, completed)) = log.first_at_or_after(end_ms) else {
-                p.counts.unmapped += 1;
+                // The stream's last part ends with its last frame's (guessed) duration: no
+                // later frame completed it, so it has nothing to be timed from.
+                if log.finished() {
+                    p.counts.final_parts += 1;
+                } else {
+                    p.counts.unmapped += 1;
+                }
                 continue;
             };
             if u128::from(frame_ms) * u128::from(ts) != u128::from(end_ticks) * 1000 {

@@ -210,6 +210,10 @@ async fn publish(
             offset += u64::from(replay.loop_ms);
         }
     }
+    // Every frame is written: a part ending past the last one is the stream's final part,
+    // flushed when the publish stops.
+    flush(&mut stream, &mut session, report, out).await?;
+    out.log.finish();
     session.stop();
     flush(&mut stream, &mut session, report, out).await?;
     let _ = stream.shutdown().await;
