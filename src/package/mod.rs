@@ -6,6 +6,8 @@
 pub mod cmaf;
 pub mod dash;
 pub mod hls;
+#[cfg(test)]
+mod ll_tests;
 pub mod model;
 pub mod segmenter;
 pub mod serve;

@@ -581,7 +581,7 @@ pub(crate) mod test_support {
     use crate::hub::{Hub, HubConfig, Publisher, StreamEvent};
     use crate::media::{avc, Codec, CodecConfig, Frame};
     use crate::package::segmenter::SegmenterConfig;
-    use crate::package::service::{Packager, PackagerConfig, Store};
+    use crate::package::service::{HoldLimits, Packager, PackagerConfig, Store};
 
     pub struct Live {
         pub hub: Hub,
@@ -592,10 +592,16 @@ pub(crate) mod test_support {
     impl Live {
         /// Needs a tokio runtime (the packager runs a task per stream).
         pub fn new() -> Live {
+            Live::with(SegmenterConfig::default(), HoldLimits::default())
+        }
+
+        /// [`Live::new`] with this segmenter configuration and these
+        /// bounds on held requests.
+        pub fn with(segmenter: SegmenterConfig, limits: HoldLimits) -> Live {
             let hub = Hub::new(HubConfig::default());
-            let store = Store::default();
+            let store = Store::new(limits);
             let config = PackagerConfig {
-                segmenter: SegmenterConfig::default(),
+                segmenter,
                 grace: Duration::from_secs(600),
                 retention: Duration::from_secs(600),
             };
