@@ -17,7 +17,7 @@ const PLAY_SECS: u32 = 20;
 /// A live encoder as a low-latency publisher runs one: `ffmpeg -re` from lavfi (testsrc2 at
 /// 30 fps and a sine), libx264 `-tune zerolatency` (no B-frames, no lookahead) with a 1 s GOP,
 /// AAC, straight to RTMP. `bench/latency` publishes with the same settings.
-fn zerolatency_publisher(url: &str) -> Child {
+pub(crate) fn zerolatency_publisher(url: &str) -> Child {
     require("ffmpeg");
     Command::new("ffmpeg")
         .args(["-nostdin", "-v", "error"])

@@ -14,6 +14,7 @@ mod harness;
 mod hls_dash;
 mod latency;
 mod limits;
+mod ll;
 mod load;
 mod malformed;
 mod netns;

@@ -78,16 +78,16 @@ impl Cert {
 }
 
 /// castgate with RTMPS and HTTPS on (one certificate for both).
-struct TlsGate {
-    server: Castgate,
+pub(crate) struct TlsGate {
+    pub(crate) server: Castgate,
     rtmps: SocketAddr,
-    https: SocketAddr,
+    pub(crate) https: SocketAddr,
     cert: Cert,
     dir: tempfile::TempDir,
 }
 
 impl TlsGate {
-    fn start(env: &[(&str, &str)]) -> TlsGate {
+    pub(crate) fn start(env: &[(&str, &str)]) -> TlsGate {
         let dir = tempdir();
         let cert = Cert::generate(dir.path(), "server");
         let mut all = vec![
@@ -129,7 +129,7 @@ impl TlsGate {
 /// A client that accepts any server certificate (castgate's own
 /// no-verify relay config: handshake signatures are still checked), with
 /// `alpn`.
-fn tls_client_config(alpn: &[&[u8]]) -> Arc<ClientConfig> {
+pub(crate) fn tls_client_config(alpn: &[&[u8]]) -> Arc<ClientConfig> {
     let opts = castgate::transport::tls_client::TlsOptions {
         ca_file: None,
         no_verify: true,
