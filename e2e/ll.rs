@@ -462,3 +462,56 @@ fn a_dash_segment_is_sent_while_it_is_made() {
     publisher.wait().unwrap();
     server.assert_no_panic();
 }
+
+/// LL-HLS: the hinted part, asked for as soon as the part before it is listed, is sent while
+/// it is made: its first bytes arrive before the playlist lists it, more follow, and all of
+/// them are the part served after it was listed.
+#[test]
+fn a_preload_hinted_part_is_sent_while_it_is_made() {
+    let server = Castgate::start(&[]);
+    let mut publisher = zerolatency_publisher(&server.url(KEY));
+    let text = wait_parts(&server, "video");
+    // Held until the hinted part is listed: the new hint is then a part that has just begun.
+    let (msn, part) = preload_hint(&text);
+    let (listed, _) = blocking_reload(server.http, "video", msn, part);
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    let (msn, part) = preload_hint(&listed.text());
+    let uri = format!("video/part-{msn}.{part}.m4s");
+    let path = format!("/{KEY}/{uri}");
+    let mut listed_at_first_chunk = None;
+    let got = get_chunked(server.http, &path, || {
+        let playlist = http_get(server.http, &format!("/{KEY}/video.m3u8")).text();
+        listed_at_first_chunk = Some(lists_part(&playlist, "video", msn, part));
+    });
+    assert_eq!(got.status, 200, "{}", got.headers);
+    assert_eq!(
+        listed_at_first_chunk,
+        Some(false),
+        "the first bytes of {path} came only after the part was listed"
+    );
+    assert!(
+        got.chunks.len() > 1,
+        "{path} came in {} chunk(s), not frame by frame",
+        got.chunks.len()
+    );
+    let first = got.chunks.first().unwrap().1;
+    let last = got.chunks.last().unwrap().1;
+    eprintln!(
+        "{path}: {} chunks over {:?}",
+        got.chunks.len(),
+        last - first
+    );
+    let grown: Vec<u8> = got.chunks.into_iter().flat_map(|(c, _)| c).collect();
+    let whole = http_get(server.http, &path);
+    assert_eq!(whole.status, 200);
+    assert!(
+        grown == whole.body,
+        "the part read while it grew ({} bytes) differs from the finished one ({} bytes)",
+        grown.len(),
+        whole.body.len()
+    );
+
+    publisher.kill().unwrap();
+    publisher.wait().unwrap();
+    server.assert_no_panic();
+}

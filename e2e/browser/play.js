@@ -254,6 +254,10 @@ async function main() {
     latency_min_s: lat(sortedLat.length ? sortedLat[0] : null),
     latency_max_s: lat(sortedLat.length ? sortedLat[sortedLat.length - 1] : null),
     latencies_s: latencies.map(r3),
+    // The player's own view at the end (hls.js: latency behind its live edge and its target;
+    // dash.js: its target delay), and the playback rate (above 1 while catching up).
+    player_latency: st.playerLatency === undefined ? null : st.playerLatency,
+    playback_rate: st.playbackRate === undefined ? null : st.playbackRate,
     warnings: (st.warnings || []).slice(0, 10),
     console_errors: consoleErrors,
     blocked,

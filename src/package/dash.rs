@@ -274,13 +274,14 @@ fn write_mpd_start(out: &mut String, source: &Source<'_>) {
     }
 }
 
-/// The latency players should aim at (LL-DASH): three parts behind the
-/// producer and a little margin, at least one second, with the playback
-/// rate bounds a player may use to catch up. `referenceId` names the
-/// ProducerReferenceTime every AdaptationSet carries.
+/// The latency players should aim at (LL-DASH): four parts behind the
+/// producer (0.8 s with 0.2 s parts; a segment is sent frame by frame as it
+/// is made, so a player that far behind always has the next frame), with
+/// the playback rate bounds a player may use to catch up. `referenceId`
+/// names the ProducerReferenceTime every AdaptationSet carries.
 fn write_service_description(out: &mut String, s: &StreamSnapshot) {
     let part_ms = (s.part_target * 1000.0) as u64;
-    let target = (3 * part_ms + 400).max(1000);
+    let target = (4 * part_ms).max(500);
     let _ = writeln!(
         out,
         "  <ServiceDescription id=\"0\">\n    <Latency referenceId=\"0\" target=\"{target}\" \

@@ -646,14 +646,29 @@ fn media_bytes(s: &Served) -> Vec<u8> {
     }
 }
 
-/// A preload hint is held until its part is made and answers with the
-/// part's bytes, the same the part's URL serves afterwards.
+/// The part being written (chunks out, not finished) of `key`'s video.
+fn growing_part(live: &Live, key: &str) -> Option<(u64, usize)> {
+    lock(&live.store.get(key).unwrap())
+        .position(MediaKind::Video)
+        .growing
+}
+
+/// A preload hint asked for before its part starts is held; once the
+/// part's first frame is packaged it is sent as it grows, frame by frame
+/// (the body grows after each frame, before the part is finished), and
+/// all of it is the part its URL serves afterwards.
 #[tokio::test(start_paused = true)]
-async fn a_preload_hint_waits_for_its_part() {
+async fn a_preload_hint_is_sent_frame_by_frame_as_its_part_is_made() {
     let live = live_ll();
     let key = "live/hint";
     let mut enc = Encoder::start(&live, key);
     enc.until(5_000);
+    // Just after a part is finished: the hinted one has not started.
+    let mut ms = 5_000;
+    while growing_part(&live, key).is_some() {
+        ms += 5;
+        enc.until(ms);
+    }
     let (msn, part) = next_part(&live, key).await;
     let resource = Resource::Part(MediaKind::Video, msn, part);
     let store = live.store.clone();
@@ -663,12 +678,48 @@ async fn a_preload_hint_waits_for_its_part() {
             .await
     });
     settle().await;
-    assert!(!held.is_finished());
-    enc.until(5_400);
+    assert!(!held.is_finished(), "part {msn}.{part} has not started");
+    while !held.is_finished() {
+        ms += 5;
+        enc.until(ms);
+        settle().await;
+        assert!(ms < 6_000, "part {msn}.{part} never started");
+    }
     let served = held.await.unwrap().unwrap();
+    let Payload::Growing(mut growing) = served.payload else {
+        panic!("not growing: {:?}", served.payload);
+    };
+    assert_eq!(growing_part(&live, key), Some((msn, part)));
+    let body = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reader = {
+        let body = Arc::clone(&body);
+        tokio::spawn(async move {
+            while let Some(chunk) = growing.next_chunk().await {
+                body.lock().unwrap().extend_from_slice(&chunk.unwrap());
+            }
+        })
+    };
+    // One video frame at a time until the part is finished: the body
+    // must grow while it is being made, not only at its end.
+    let mut grew_before_finished = 0;
+    let mut seen = 0;
+    while growing_part(&live, key) == Some((msn, part)) {
+        settle().await;
+        let len = body.lock().unwrap().len();
+        grew_before_finished += usize::from(len > seen);
+        seen = len;
+        ms += 33;
+        enc.until(ms);
+    }
+    settle().await;
+    reader.await.unwrap();
+    assert!(
+        grew_before_finished >= 3,
+        "the part's body grew {grew_before_finished} time(s) before it was finished"
+    );
     let again = live.store.serve(key, resource, &[]).unwrap();
-    assert!(!media_bytes(&served).is_empty());
-    assert_eq!(media_bytes(&served), media_bytes(&again));
+    assert_eq!(*body.lock().unwrap(), media_bytes(&again));
+    assert_eq!(live.store.held(), 0);
     // A part that can never be near: 404, not held.
     let far = Resource::Part(MediaKind::Video, msn + 5, 0);
     let r = live
@@ -676,6 +727,59 @@ async fn a_preload_hint_waits_for_its_part() {
         .answer(key, far, Directives::default(), &[])
         .await;
     assert!(matches!(r, Err(Refused::NotFound(_))), "{r:?}");
+}
+
+/// `moof` boxes in `bytes` (top-level boxes only).
+fn moofs(bytes: &[u8]) -> usize {
+    let mut at = 0;
+    let mut n = 0;
+    while at + 8 <= bytes.len() {
+        let size = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        n += usize::from(&bytes[at + 4..at + 8] == b"moof");
+        assert!(size >= 8, "bad box size at {at}");
+        at += size;
+    }
+    assert_eq!(at, bytes.len(), "boxes do not add up");
+    n
+}
+
+/// In low latency a part is written as about one CMAF chunk per video
+/// frame (two AAC frames per audio chunk); classic parts are one chunk.
+/// Either way the parts of a segment are the segment.
+#[tokio::test]
+async fn low_latency_parts_are_chunked_by_frame_classic_parts_are_whole() {
+    for low_latency in [true, false] {
+        let config = SegmenterConfig {
+            low_latency,
+            ..ll_config()
+        };
+        let live = Live::with(config, HoldLimits::default());
+        let key = "live/chunks";
+        let mut enc = Encoder::start(&live, key);
+        enc.until(7_000);
+        let stream = live.store.get(key).unwrap();
+        let seg = lock(&stream);
+        let n = seg.position(MediaKind::Video).last_finished.unwrap();
+        for (kind, ll_chunks) in [(MediaKind::Video, 6), (MediaKind::Audio, 5)] {
+            let whole = seg.segment(kind, n).unwrap().concat();
+            let mut parts = Vec::new();
+            for i in 0.. {
+                let Some(p) = seg.part(kind, n, i) else { break };
+                let p = p.concat();
+                let want = if low_latency { ll_chunks } else { 1 };
+                // The last part of a segment may be short.
+                if seg.part(kind, n, i + 1).is_some() {
+                    assert_eq!(
+                        moofs(&p),
+                        want,
+                        "{kind:?} part {n}.{i}, low latency {low_latency}"
+                    );
+                }
+                parts.extend_from_slice(&p);
+            }
+            assert_eq!(parts, whole, "{kind:?} parts of {n} are not the segment");
+        }
+    }
 }
 
 /// LL-DASH: a segment asked for before it starts is held, then sent as it

@@ -37,6 +37,11 @@ use crate::media::{aac, avc, Codec, CodecConfig, Frame, MediaKind};
 
 /// Audio re-anchors to the RTMP clock when the sample clock is this far behind.
 pub const AUDIO_REANCHOR_MS: u64 = 200;
+/// In low latency, a chunk is written once it holds an eighth of a part
+/// (25 ms of 0.2 s): each video frame up to 40 fps, two AAC frames; the
+/// `moof` a chunk costs (~100 bytes) stays near 1 % of a 3 Mbit/s stream.
+const LL_CHUNKS_PER_PART: u64 = 8;
+
 /// Audio held back waiting for video beyond this span is released anyway
 /// (the video stalled; audio must not pile up).
 const MAX_AUDIO_HOLD_MS: u64 = 10_000;
@@ -62,15 +67,16 @@ pub struct SegmenterConfig {
     pub low_latency: bool,
 }
 
+/// The embedded defaults (`src/defaults.toml`'s `[package]`).
 impl Default for SegmenterConfig {
     fn default() -> Self {
         SegmenterConfig {
             target: 2.0,
-            part_target: 0.5,
+            part_target: 0.2,
             window: 6,
             extra: 3,
             aligned: false,
-            low_latency: false,
+            low_latency: true,
         }
     }
 }
@@ -138,10 +144,22 @@ struct Track {
     init_id: u32,
     inits: Vec<(u32, Bytes)>,
     info: TrackInfo,
-    /// Samples of the part being built, and where it starts.
-    part: Vec<Sample>,
+    /// The part being built: where it starts, how long it is so far, how
+    /// many samples it has and whether its first is a keyframe. Its samples
+    /// are written out in chunks as they come (see [`Track::add`]).
     part_start: u64,
     part_duration: u64,
+    part_samples: usize,
+    part_independent: bool,
+    /// Samples of the chunk being built (written when it reaches
+    /// `part_ticks / chunks_per_part`), and where it starts.
+    chunk: Vec<Sample>,
+    chunk_start: u64,
+    chunk_duration: u64,
+    /// Chunks a part is cut into: 1 (one `moof` + `mdat` per part) in
+    /// classic mode; in low latency, about one per video frame, so a
+    /// preload-hinted part or a growing segment is sent frame by frame.
+    chunks_per_part: u64,
     open: Option<OpenSegment>,
     segments: VecDeque<StoredSegment>,
     fragment_seq: u32,
@@ -173,6 +191,8 @@ struct Track {
     /// Parts made and segments closed so far (what wakes requests
     /// waiting for the next one).
     made: u64,
+    /// Chunks written so far (what wakes responses sent as they grow).
+    chunks_made: u64,
     /// A segment flagged as a discontinuity closed without a sample (the
     /// audio had none in that video segment's span): the flag moves to the
     /// next segment, which would otherwise follow a new init or a jump in
@@ -200,9 +220,14 @@ impl Track {
             init_id,
             inits: vec![(init_id, init)],
             info,
-            part: Vec::new(),
             part_start: 0,
             part_duration: 0,
+            part_samples: 0,
+            part_independent: false,
+            chunk: Vec::new(),
+            chunk_start: 0,
+            chunk_duration: 0,
+            chunks_per_part: 1,
             open: None,
             segments: VecDeque::new(),
             fragment_seq: 0,
@@ -218,6 +243,7 @@ impl Track {
             ticks: 0,
             evicted_discontinuities: 0,
             made: 0,
+            chunks_made: 0,
             carried_discontinuity: false,
         })
     }
@@ -416,48 +442,84 @@ impl Track {
         if self.open.is_none() {
             return;
         }
-        if !self.part.is_empty() && self.part_duration + u64::from(sample.duration) > part_ticks {
+        if self.part_samples > 0 && self.part_duration + u64::from(sample.duration) > part_ticks {
             self.flush_part(stats);
         }
-        if self.part.is_empty() {
+        if self.part_samples == 0 {
             self.part_start = time;
+            self.part_independent = sample.keyframe;
+        }
+        if self.chunk.is_empty() {
+            self.chunk_start = time;
         }
         self.part_duration += u64::from(sample.duration);
+        self.part_samples += 1;
+        self.chunk_duration += u64::from(sample.duration);
         self.frames += 1;
         self.ticks += u64::from(sample.duration);
-        self.part.push(sample);
+        self.chunk.push(sample);
         if self.part_duration >= part_ticks {
             self.flush_part(stats);
+        } else if self.chunk_duration >= part_ticks / self.chunks_per_part.max(1) {
+            self.flush_chunk(stats);
         }
     }
 
-    fn flush_part(&mut self, stats: &mut SegmenterStats) {
-        if self.part.is_empty() {
+    /// Writes the samples of the chunk being built as one CMAF chunk
+    /// (`moof` + `mdat`) at the end of the open segment, opening a part
+    /// there if it is the part's first.
+    fn flush_chunk(&mut self, stats: &mut SegmenterStats) {
+        if self.chunk.is_empty() {
             return;
         }
+        self.chunk_duration = 0;
         let Some(open) = self.open.as_mut() else {
-            self.part.clear();
+            self.chunk.clear();
             return;
         };
         self.fragment_seq = self.fragment_seq.wrapping_add(1);
-        let samples = std::mem::take(&mut self.part);
-        let duration = std::mem::take(&mut self.part_duration);
-        match cmaf::fragment(self.track_id, self.fragment_seq, self.part_start, &samples) {
+        match cmaf::fragment(
+            self.track_id,
+            self.fragment_seq,
+            self.chunk_start,
+            &self.chunk,
+        ) {
             Ok(Fragment { header, payloads }) => {
                 open.bytes +=
                     header.len() as u64 + payloads.iter().map(|p| p.len() as u64).sum::<u64>();
-                open.part_starts.push(open.chunks.len());
+                if open.part_starts.len() == open.parts.len() {
+                    open.part_starts.push(open.chunks.len());
+                }
                 open.chunks.push(header);
                 open.chunks.extend(payloads);
-                open.parts.push(PartInfo {
-                    duration,
-                    independent: samples.first().is_some_and(|s| s.keyframe),
-                });
-                open.duration += duration;
-                self.made += 1;
+                self.chunks_made += 1;
             }
             Err(_) => stats.write_errors += 1,
         }
+        self.chunk.clear();
+    }
+
+    /// Ends the part being built: its last chunk written, the part listed.
+    fn flush_part(&mut self, stats: &mut SegmenterStats) {
+        if self.part_samples == 0 {
+            return;
+        }
+        self.flush_chunk(stats);
+        self.part_samples = 0;
+        let duration = std::mem::take(&mut self.part_duration);
+        let Some(open) = self.open.as_mut() else {
+            return;
+        };
+        // Every chunk of it failed to write: no part.
+        if open.part_starts.len() == open.parts.len() {
+            return;
+        }
+        open.parts.push(PartInfo {
+            duration,
+            independent: self.part_independent,
+        });
+        open.duration += duration;
+        self.made += 1;
     }
 
     /// Closes the open segment into the window.
@@ -536,25 +598,27 @@ impl Track {
         }
     }
 
-    /// The chunks of part `index` of segment `number`, finished or open.
-    fn part(&self, number: u64, index: usize) -> Option<Vec<Bytes>> {
-        let (chunks, starts) = match &self.open {
-            Some(o) if o.number == number => (&o.chunks, &o.part_starts),
+    /// The chunks of part `index` of segment `number` from chunk `from` of
+    /// it on, as far as it is written, and whether the part is finished.
+    fn part_from(&self, number: u64, index: usize, from: usize) -> Option<(Vec<Bytes>, bool)> {
+        let (chunks, starts, finished) = match &self.open {
+            Some(o) if o.number == number => (&o.chunks, &o.part_starts, o.parts.len()),
             _ => {
                 let s = self.segments.iter().find(|s| s.info.number == number)?;
-                (&s.chunks, &s.part_starts)
+                (&s.chunks, &s.part_starts, s.part_starts.len())
             }
         };
         let start = *starts.get(index)?;
         let end = starts.get(index + 1).copied().unwrap_or(chunks.len());
-        Some(chunks[start..end].to_vec())
+        let from = start.saturating_add(from).min(end);
+        Some((chunks[from..end].to_vec(), index < finished))
     }
 
     /// Segment `number` as far as it is made: its chunks from `from` on,
     /// and whether it is finished.
     fn segment_from(&self, number: u64, from: usize) -> Option<(Vec<Bytes>, bool)> {
         if let Some(o) = self.open.as_ref().filter(|o| o.number == number) {
-            if o.parts.is_empty() {
+            if o.chunks.is_empty() {
                 return None;
             }
             return Some((o.chunks.get(from..).unwrap_or_default().to_vec(), false));
@@ -633,6 +697,9 @@ pub struct Position {
     /// The last part listed: `(segment number, part index)`, in the
     /// segment being made if it has one.
     pub last_part: Option<(u64, usize)>,
+    /// The part being written (it has chunks but is not finished):
+    /// `(segment number, part index)`.
+    pub growing: Option<(u64, usize)>,
     /// The stream is over: nothing more will come.
     pub ended: bool,
 }
@@ -749,7 +816,12 @@ impl StreamSegmenter {
                 }
             }
             None => match Track::new(kind, config, self.first_number as u32) {
-                Ok(t) => *slot = Some(t),
+                Ok(mut t) => {
+                    if self.config.low_latency {
+                        t.chunks_per_part = LL_CHUNKS_PER_PART;
+                    }
+                    *slot = Some(t);
+                }
                 Err(_) => self.stats.write_errors += 1,
             },
         }
@@ -1086,16 +1158,38 @@ impl StreamSegmenter {
             let g = t.segments.back()?;
             Some((g.info.number, g.info.parts.len().saturating_sub(1)))
         });
+        let growing = t
+            .open
+            .as_ref()
+            .filter(|o| o.part_starts.len() > o.parts.len())
+            .map(|o| (o.number, o.parts.len()));
         Position {
             last_finished: t.segments.back().map(|g| g.info.number),
             last_part,
+            growing,
             ended: self.ended,
         }
     }
 
-    /// Part `index` (from 0) of segment `number`, finished or being made.
+    /// Part `index` (from 0) of segment `number`, once it is finished.
     pub fn part(&self, kind: MediaKind, number: u64, index: usize) -> Option<Vec<Bytes>> {
-        self.track(kind)?.part(number, index)
+        match self.track(kind)?.part_from(number, index, 0)? {
+            (chunks, true) => Some(chunks),
+            (_, false) => None,
+        }
+    }
+
+    /// Part `index` of segment `number` as far as it is written (at least
+    /// one chunk): its chunks from chunk `from` of it on, and whether it is
+    /// finished. What a preload-hinted part's response sends as it grows.
+    pub fn part_from(
+        &self,
+        kind: MediaKind,
+        number: u64,
+        index: usize,
+        from: usize,
+    ) -> Option<(Vec<Bytes>, bool)> {
+        self.track(kind)?.part_from(number, index, from)
     }
 
     /// Segment `number` of `kind` as far as it is made (at least one part):
@@ -1119,6 +1213,17 @@ impl StreamSegmenter {
             .map(|t| t.made)
             .sum();
         made * 2 + u64::from(self.ended)
+    }
+
+    /// Grows whenever a chunk is written, and with [`StreamSegmenter::progress`]:
+    /// what responses sent as they grow wait on.
+    pub fn chunk_progress(&self) -> u64 {
+        let chunks: u64 = [&self.video, &self.audio]
+            .into_iter()
+            .flatten()
+            .map(|t| t.chunks_made)
+            .sum();
+        chunks.wrapping_add(self.progress())
     }
 
     /// A finished segment's bytes, as the chunks to send in order.

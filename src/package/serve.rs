@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use super::hls::{Delivery, RenditionReport};
 use super::model::StreamSnapshot;
 use super::segmenter::{Position, StreamSegmenter};
-use super::service::{Held, Packaged, Store};
+use super::service::{Held, Packaged, Progress, Store};
 use super::urls::{self, Directives, Resource};
 use super::{dash, hls};
 use crate::locks::lock;
@@ -33,8 +33,9 @@ pub enum Payload {
     Text(String),
     /// Segment bytes as stored: sent in order, never joined.
     Chunks(Vec<Bytes>),
-    /// A segment still being made (LL-DASH): its chunks as they come,
-    /// until it closes. Its length is not known up front.
+    /// A segment (LL-DASH) or a part (an LL-HLS preload hint) still being
+    /// made: its chunks as they come, until it is finished. Its length is
+    /// not known up front.
     Growing(Growing),
 }
 
@@ -306,6 +307,9 @@ fn reload_check(pos: Position, msn: u64, part: Option<usize>, advance: usize) ->
 /// later part exists: the segment closed without it); held while it is
 /// the near future (a preload hint); refused beyond.
 fn part_check(pos: Position, msn: u64, index: usize, advance: usize) -> Check {
+    if pos.growing == Some((msn, index)) {
+        return Check::Ready;
+    }
     let Some((last_msn, last_part)) = pos.last_part.filter(|_| !pos.ended) else {
         return if pos.ended { Check::Ready } else { Check::Wait };
     };
@@ -320,9 +324,12 @@ fn part_check(pos: Position, msn: u64, index: usize, advance: usize) -> Check {
     }
 }
 
-/// A segment request in low latency: served (growing) once its first part
+/// A segment request in low latency: served (growing) once its first chunk
 /// exists, held while it is the next one to start.
 fn segment_check(pos: Position, msn: u64) -> Check {
+    if pos.growing.is_some_and(|(m, _)| m == msn) {
+        return Check::Ready;
+    }
     match pos.last_part {
         Some((last_msn, _)) if !pos.ended && msn == last_msn + 1 => Check::Wait,
         None if !pos.ended => Check::Wait,
@@ -356,44 +363,32 @@ impl Store {
         match resource {
             Resource::MediaPlaylist(kind) => {
                 if let Some(msn) = directives.msn {
-                    self.wait_until(&stream, wait, |seg| {
+                    self.wait_until(&stream, wait, Progress::Parts, |seg| {
                         reload_check(seg.position(kind), msn, directives.part, advance)
                     })
                     .await?;
                 }
             }
             Resource::Part(kind, msn, index) => {
-                self.wait_until(&stream, wait, |seg| {
-                    part_check(seg.position(kind), msn, index, advance)
-                })
-                .await?;
+                let held = self
+                    .wait_until(&stream, wait, Progress::Chunks, |seg| {
+                        part_check(seg.position(kind), msn, index, advance)
+                    })
+                    .await?;
+                let growing = Scope::Part(index);
+                if let Some(served) = self.growing(&stream, held, growing, kind, msn, wait)? {
+                    return Ok(served);
+                }
             }
             Resource::Segment(kind, msn) => {
                 let held = self
-                    .wait_until(&stream, wait, |seg| segment_check(seg.position(kind), msn))
+                    .wait_until(&stream, wait, Progress::Chunks, |seg| {
+                        segment_check(seg.position(kind), msn)
+                    })
                     .await?;
-                let grown = lock(&stream).segment_from(kind, msn, 0);
-                if let Some((chunks, false)) = grown {
-                    let held = match held {
-                        Some(h) => h,
-                        None => self.hold(&stream).ok_or(Refused::Unavailable(TOO_MANY))?,
-                    };
-                    return Ok(Served {
-                        payload: Payload::Growing(Growing {
-                            rx: stream.subscribe(),
-                            stream,
-                            _held: held,
-                            kind,
-                            number: msn,
-                            sent: chunks.len(),
-                            pending: chunks.into(),
-                            finished: false,
-                            wait,
-                        }),
-                        content_type: mp4_type(kind),
-                        cache: CachePolicy::Immutable,
-                        target_duration: target,
-                    });
+                let growing = Scope::Segment;
+                if let Some(served) = self.growing(&stream, held, growing, kind, msn, wait)? {
+                    return Ok(served);
                 }
             }
             Resource::Multivariant | Resource::Mpd | Resource::Init(..) => {}
@@ -401,12 +396,58 @@ impl Store {
         Ok(self.serve_now(key, resource, directives, utc_timing)?)
     }
 
-    /// Waits (at most `wait`) until `check` says ready, holding a place
-    /// among the held requests while it waits (returned, if it waited).
+    /// `scope` of segment `number` as a response sent as it grows, if it
+    /// is being made (else `None`: it is served as stored). Keeps the
+    /// request's place among the held ones, or takes one.
+    fn growing(
+        &self,
+        stream: &Arc<Packaged>,
+        held: Option<Held>,
+        scope: Scope,
+        kind: MediaKind,
+        number: u64,
+        wait: Duration,
+    ) -> Result<Option<Served>, Refused> {
+        // Subscribed before reading, so no chunk written in between is missed.
+        let rx = stream.subscribe(Progress::Chunks);
+        let (chunks, target) = {
+            let seg = lock(stream);
+            (scope.read(&seg, kind, number, 0), seg.target_duration())
+        };
+        let Some((chunks, false)) = chunks else {
+            return Ok(None);
+        };
+        let held = match held {
+            Some(h) => h,
+            None => self.hold(stream).ok_or(Refused::Unavailable(TOO_MANY))?,
+        };
+        Ok(Some(Served {
+            payload: Payload::Growing(Growing {
+                rx,
+                stream: Arc::clone(stream),
+                _held: held,
+                kind,
+                number,
+                scope,
+                sent: chunks.len(),
+                pending: chunks.into(),
+                finished: false,
+                wait,
+            }),
+            content_type: mp4_type(kind),
+            cache: CachePolicy::Immutable,
+            target_duration: target,
+        }))
+    }
+
+    /// Waits (at most `wait`) until `check` says ready, woken by
+    /// `progress`, holding a place among the held requests while it waits
+    /// (returned, if it waited).
     async fn wait_until(
         &self,
         stream: &Arc<Packaged>,
         wait: Duration,
+        progress: Progress,
         check: impl Fn(&StreamSegmenter) -> Check,
     ) -> Result<Option<Held>, Refused> {
         match check(&lock(stream)) {
@@ -415,7 +456,7 @@ impl Store {
             Check::Wait => {}
         }
         let held = self.hold(stream).ok_or(Refused::Unavailable(TOO_MANY))?;
-        let mut rx = stream.subscribe();
+        let mut rx = stream.subscribe(progress);
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             rx.borrow_and_update();
@@ -437,15 +478,40 @@ impl Store {
 const TOO_MANY: &str = "too many requests waiting; try again";
 const TIMED_OUT: &str = "not produced in time; try again";
 
-/// A segment being made, sent as it grows (chunked transfer): each part
-/// as soon as the packager has made it, until the segment closes. Holds a
-/// place among the held requests while it lasts.
+/// What a growing response sends: a whole segment, or one of its parts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scope {
+    Segment,
+    Part(usize),
+}
+
+impl Scope {
+    /// Its chunks from `from` on as far as written, and whether it is finished.
+    fn read(
+        self,
+        seg: &StreamSegmenter,
+        kind: MediaKind,
+        number: u64,
+        from: usize,
+    ) -> Option<(Vec<Bytes>, bool)> {
+        match self {
+            Scope::Segment => seg.segment_from(kind, number, from),
+            Scope::Part(index) => seg.part_from(kind, number, index, from),
+        }
+    }
+}
+
+/// A segment or a part being made, sent as it grows (chunked transfer):
+/// each CMAF chunk (about a frame) as soon as the packager has written it,
+/// until it is finished. Holds a place among the held requests while it
+/// lasts.
 pub struct Growing {
     stream: Arc<Packaged>,
     _held: Held,
     rx: watch::Receiver<u64>,
     kind: MediaKind,
     number: u64,
+    scope: Scope,
     /// Chunks of the segment taken so far.
     sent: usize,
     pending: VecDeque<Bytes>,
@@ -459,6 +525,7 @@ impl std::fmt::Debug for Growing {
         f.debug_struct("Growing")
             .field("kind", &self.kind)
             .field("number", &self.number)
+            .field("scope", &self.scope)
             .field("sent", &self.sent)
             .finish()
     }
@@ -477,7 +544,10 @@ impl Growing {
                 return None;
             }
             self.rx.borrow_and_update();
-            match lock(&self.stream).segment_from(self.kind, self.number, self.sent) {
+            let read = self
+                .scope
+                .read(&lock(&self.stream), self.kind, self.number, self.sent);
+            match read {
                 Some((chunks, finished)) => {
                     self.sent += chunks.len();
                     self.pending.extend(chunks);

@@ -31,12 +31,14 @@ pub struct PackagerConfig {
 /// packager's locking rule) and what wakes the requests waiting for its
 /// next part: a low-latency player's blocking playlist reload, a preload
 /// hint, a chunked segment. A waiting request holds a `watch::Receiver`
-/// (no thread, no polling) and is woken only when the stream has made a
-/// part or a segment, or ended.
+/// (no thread, no polling) and is woken only when the stream has made
+/// what it waits for: a part or a segment, or the end ([`Progress::Parts`]);
+/// or any chunk ([`Progress::Chunks`]).
 #[derive(Debug)]
 pub struct Packaged {
     seg: Mutex<StreamSegmenter>,
-    progress: watch::Sender<u64>,
+    parts: watch::Sender<u64>,
+    chunks: watch::Sender<u64>,
     /// Requests waiting on this stream now.
     held: AtomicUsize,
 }
@@ -50,34 +52,53 @@ impl Deref for Packaged {
 
 impl Packaged {
     pub fn new(seg: StreamSegmenter) -> Arc<Packaged> {
-        let (progress, _) = watch::channel(seg.progress());
+        let (parts, _) = watch::channel(seg.progress());
+        let (chunks, _) = watch::channel(seg.chunk_progress());
         Arc::new(Packaged {
             seg: Mutex::new(seg),
-            progress,
+            parts,
+            chunks,
             held: AtomicUsize::new(0),
         })
     }
 
-    /// Runs `f` on the segmenter, then wakes the waiting requests if it
-    /// made a part or a segment or ended the stream (after the lock is
-    /// released: a woken request takes it at once).
+    /// Runs `f` on the segmenter, then wakes the requests waiting for
+    /// what it made (after the lock is released: a woken request takes it
+    /// at once).
     pub fn update<R>(&self, f: impl FnOnce(&mut StreamSegmenter) -> R) -> R {
         let mut seg = lock(&self.seg);
-        let before = seg.progress();
+        let before = (seg.progress(), seg.chunk_progress());
         let r = f(&mut seg);
-        let after = seg.progress();
+        let after = (seg.progress(), seg.chunk_progress());
         drop(seg);
-        if after != before {
-            self.progress.send_replace(after);
+        if after.0 != before.0 {
+            self.parts.send_replace(after.0);
+        }
+        if after.1 != before.1 {
+            self.chunks.send_replace(after.1);
         }
         r
     }
 
-    /// A handle that sees the stream's next progress: take it before
+    /// A handle that sees the stream's next `progress`: take it before
     /// checking what exists, so nothing made in between is missed.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.progress.subscribe()
+    pub fn subscribe(&self, progress: Progress) -> watch::Receiver<u64> {
+        match progress {
+            Progress::Parts => self.parts.subscribe(),
+            Progress::Chunks => self.chunks.subscribe(),
+        }
     }
+}
+
+/// What a waiting request is woken by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// A part or a segment made, or the stream's end: blocking playlist
+    /// reloads (a playlist changes only then).
+    Parts,
+    /// Any chunk written, and all of the above: responses sent as they
+    /// grow, and requests waiting for a part or segment to start.
+    Chunks,
 }
 
 /// Bounds on requests held waiting for a part (blocking playlist reloads,
