@@ -380,6 +380,8 @@ fn request_authority(req: &Request) -> Option<String> {
 fn cache_control(policy: CachePolicy) -> HeaderValue {
     match policy {
         CachePolicy::Immutable => HeaderValue::from_static("public, max-age=31536000, immutable"),
+        // Stored, but revalidated before every reuse.
+        CachePolicy::Live { max_age } if max_age.is_zero() => HeaderValue::from_static("no-cache"),
         // Digits and ASCII: always a valid value; never cache otherwise.
         CachePolicy::Live { max_age } => {
             HeaderValue::try_from(format!("max-age={}, must-revalidate", max_age.as_secs()))
@@ -483,7 +485,8 @@ mod tests {
         let (status, h, plain) = call(&app, Method::GET, "/live/h/video.m3u8", &[]).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(h["content-type"], "application/vnd.apple.mpegurl");
-        assert_eq!(h["cache-control"], "max-age=1, must-revalidate");
+        // Low latency (the default): a playlist is stale within a part.
+        assert_eq!(h["cache-control"], "no-cache");
         assert_eq!(h["vary"], "Accept-Encoding");
         assert_eq!(h["access-control-allow-origin"], "*");
         assert_eq!(h["content-length"], plain.len().to_string().as_str());
@@ -516,7 +519,7 @@ mod tests {
         let host = [(header::HOST, "cdn.example:8080")];
         let (_, h, mpd) = call(&app, Method::GET, "/live/h/manifest.mpd", &host).await;
         assert_eq!(h["content-type"], "application/dash+xml");
-        assert_eq!(h["cache-control"], "max-age=1, must-revalidate");
+        assert_eq!(h["cache-control"], "no-cache");
         let mpd = String::from_utf8(mpd.to_vec()).unwrap();
         let timing = "<UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=";
         assert!(

@@ -574,7 +574,7 @@ fn representation(
             out,
             " availabilityTimeOffset=\"{offset:.3}\" availabilityTimeComplete=\"false\""
         );
-        if let Some(d) = growing(rep.track, segs, s) {
+        for d in ahead(rep.track, segs, s) {
             match entries.last_mut() {
                 Some(last) if last.1 == d => last.2 += 1,
                 _ => entries.push((None, d, 0)),
@@ -599,23 +599,37 @@ fn representation(
     out.push_str("      </Representation>\n");
 }
 
-/// The nominal duration of the segment being made, if the timeline ends
-/// right before it (same Period: no discontinuity, same init): the
-/// previous segment's duration (the GOP repeats), or the target, or what
-/// it already holds if that is longer. The next MPD corrects it.
-fn growing(t: &TrackTimeline, segs: &[&SegmentInfo], s: &StreamSnapshot) -> Option<u64> {
-    let p = t.partial.as_ref()?;
-    let last = segs.last()?;
-    let follows = p.number == last.number + 1
-        && p.start == last.start + last.duration
-        && !p.discontinuity
-        && p.init == last.init;
-    if !follows {
-        return None;
-    }
+/// The segments listed ahead of what is finished, as nominal durations:
+/// the one being made and the one after it, or (between two segments) the
+/// next one. A player learns of a segment from the MPD, which it reloads
+/// about once a second: listing the next one ahead lets it ask as soon as
+/// the segment becomes available (its start plus one part), and castgate
+/// holds a request for the next segment until it starts. Only when the
+/// timeline ends with the track's last segment, in the same Period (no
+/// discontinuity, same init), while the stream is live. A nominal duration
+/// is the previous segment's (the GOP repeats), or the target, or what the
+/// segment already holds if that is longer; the next MPD corrects it.
+fn ahead(t: &TrackTimeline, segs: &[&SegmentInfo], s: &StreamSnapshot) -> Vec<u64> {
+    let Some(last) = segs.last().filter(|_| !s.ended) else {
+        return Vec::new();
+    };
     let target = (f64::from(s.target_duration) * f64::from(t.info.timescale)) as u64;
-    let made: u64 = p.parts.iter().map(|x| x.duration).sum();
-    Some(last.duration.min(target.max(last.duration)).max(made))
+    let nominal = last.duration.min(target.max(last.duration));
+    match t.partial.as_ref() {
+        Some(p) => {
+            let follows = p.number == last.number + 1
+                && p.start == last.start + last.duration
+                && !p.discontinuity
+                && p.init == last.init;
+            if !follows {
+                return Vec::new();
+            }
+            let made: u64 = p.parts.iter().map(|x| x.duration).sum();
+            vec![nominal.max(made), nominal]
+        }
+        None if t.segments.last().map(|g| g.number) == Some(last.number) => vec![nominal],
+        None => Vec::new(),
+    }
 }
 
 /// `<S>` entries `(t, d, r)`: `t` on the first and wherever the timeline is

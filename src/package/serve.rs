@@ -613,21 +613,26 @@ fn manifest(
     content_type: &'static str,
     render: impl FnOnce(&StreamSnapshot, &[(&str, &StreamSnapshot)]) -> Result<String, NotFound>,
 ) -> Result<Served, NotFound> {
-    let snap = {
+    let (snap, max_age) = {
         let seg = lock(stream);
         if !seg.has_segments() {
             return Err(NotFound::NoSegmentYet);
         }
-        seg.snapshot()
+        // In low latency a manifest is stale within a part: a player (or
+        // its browser's cache) must ask again each time.
+        let max_age = if seg.low_latency() {
+            Duration::ZERO
+        } else {
+            MANIFEST_MAX_AGE
+        };
+        (seg.snapshot(), max_age)
     };
     let ladder: Vec<(&str, &StreamSnapshot)> =
         ladder.iter().map(|(n, s)| (n.as_str(), s)).collect();
     Ok(Served {
         payload: Payload::Text(render(&snap, &ladder)?),
         content_type,
-        cache: CachePolicy::Live {
-            max_age: MANIFEST_MAX_AGE,
-        },
+        cache: CachePolicy::Live { max_age },
         target_duration: snap.target_duration,
     })
 }
@@ -722,9 +727,12 @@ pub(crate) mod test_support {
 mod tests {
     use super::test_support::Live;
     use super::*;
+    use crate::package::segmenter::SegmenterConfig;
+    use crate::package::service::HoldLimits;
 
+    /// A low-latency manifest (the default): asked again every time.
     const LIVE: CachePolicy = CachePolicy::Live {
-        max_age: Duration::from_secs(1),
+        max_age: Duration::ZERO,
     };
 
     fn text(s: &Served) -> &str {
@@ -738,6 +746,33 @@ mod tests {
         match &s.payload {
             Payload::Chunks(c) => c,
             other => panic!("not stored media: {other:?}"),
+        }
+    }
+
+    /// Classic manifests may be reused for a second (low-latency ones,
+    /// below, never: they are stale within a part).
+    #[tokio::test]
+    async fn classic_manifests_may_be_reused_for_a_second() {
+        let classic = SegmenterConfig {
+            low_latency: false,
+            ..SegmenterConfig::default()
+        };
+        let live = Live::with(classic, HoldLimits::default());
+        let key = "live/classic";
+        let _p = live.publish(key, 0..9000);
+        for r in [
+            Resource::MediaPlaylist(MediaKind::Video),
+            Resource::Multivariant,
+            Resource::Mpd,
+        ] {
+            let s = live.store.serve(key, r, &[]).unwrap();
+            assert_eq!(
+                s.cache,
+                CachePolicy::Live {
+                    max_age: MANIFEST_MAX_AGE
+                },
+                "{r:?}"
+            );
         }
     }
 
