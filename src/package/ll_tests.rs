@@ -841,3 +841,76 @@ async fn a_growing_segment_is_sent_as_made_and_equals_the_closed_one() {
     assert_eq!(body, media_bytes(&whole));
     assert_eq!(live.store.held(), 0);
 }
+
+/// The video Representation's listed segment numbers in an MPD: from
+/// `startNumber`, one per `S` and per repeat.
+fn mpd_video_numbers(mpd: &str) -> std::ops::Range<u64> {
+    let video = &mpd[mpd.find("contentType=\"video\"").expect("video")..];
+    let video = &video[..video.find("</AdaptationSet>").unwrap()];
+    let start: u64 = attr_of(video, "startNumber").parse().unwrap();
+    let count: u64 = video
+        .split("<S ")
+        .skip(1)
+        .map(|s| {
+            1 + s
+                .split("r=\"")
+                .nth(1)
+                .map_or(0, |r| r.split('"').next().unwrap().parse::<u64>().unwrap())
+        })
+        .sum();
+    start..start + count
+}
+
+fn attr_of<'a>(xml: &'a str, name: &str) -> &'a str {
+    let at = xml
+        .find(&format!(" {name}=\""))
+        .unwrap_or_else(|| panic!("no {name}"));
+    let rest = &xml[at + name.len() + 3..];
+    &rest[..rest.find('"').unwrap()]
+}
+
+/// LL-DASH: while live, the MPD lists one segment beyond the last one that
+/// exists (the one being made, or the last finished between two segments),
+/// so a player asks for it as soon as it is available; a request for it is
+/// held until it starts. Once ended, the MPD lists what exists only.
+#[tokio::test]
+async fn the_mpd_lists_the_next_segment_ahead_while_live() {
+    let live = live_ll();
+    let key = "live/ahead";
+    let mut enc = Encoder::start(&live, key);
+    let mpd = |live: &Live| match live.store.serve(key, Resource::Mpd, &[]).unwrap().payload {
+        Payload::Text(t) => t,
+        other => panic!("not a manifest: {other:?}"),
+    };
+    let mut checked = (0, 0);
+    for ms in (5_000..9_000).step_by(20) {
+        enc.until(ms);
+        let pos = lock(&live.store.get(key).unwrap()).position(MediaKind::Video);
+        let made = pos
+            .last_part
+            .map(|(n, _)| n)
+            .max(pos.last_finished)
+            .unwrap();
+        let listed = mpd_video_numbers(&mpd(&live));
+        assert_eq!(
+            listed.end,
+            made + 2,
+            "at {ms} ms ({pos:?}):\n{}",
+            mpd(&live)
+        );
+        if pos.last_part.is_some_and(|(n, _)| n == made) && pos.last_finished == Some(made) {
+            checked.0 += 1; // between two segments: the next one ahead
+        } else {
+            checked.1 += 1; // a segment being made: it and the next one
+        }
+    }
+    assert!(checked.0 > 0 && checked.1 > 0, "{checked:?}");
+    live.packager.end_all();
+    let text = mpd(&live);
+    let pos = lock(&live.store.get(key).unwrap()).position(MediaKind::Video);
+    assert_eq!(
+        mpd_video_numbers(&text).end,
+        pos.last_finished.unwrap() + 1,
+        "{text}"
+    );
+}
