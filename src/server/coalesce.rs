@@ -6,10 +6,11 @@
 //! than everything castgate does with the frame. While a connection
 //! publishes, its socket's receive low-water mark is raised so the kernel
 //! stops waking us for every frame, and the connection instead drains the
-//! socket on a shared 50 ms clock: every publisher on a thread is read in
-//! the same wake-up. A stream above ~20 Mbit/s still passes the mark between
-//! ticks and is read as soon as it does. Players see at most one tick of
-//! extra latency; HLS and DASH see none that matters.
+//! socket on a shared clock (`rtmp.read_batch_secs`, 10 ms by default):
+//! every publisher on a thread is read in the same wake-up. A fast stream
+//! still passes the mark between ticks and is read as soon as it does.
+//! Players, and the low-latency parts of HLS and DASH, see at most one tick
+//! of extra latency.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -17,8 +18,6 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// How often a publishing connection is drained.
-pub const TICK: Duration = Duration::from_millis(50);
 /// Most bytes one tick drains from a socket (the rest waits a tick: one
 /// fast publisher cannot hold its thread for long).
 const MAX_DRAIN: usize = 1024 * 1024;
@@ -102,11 +101,11 @@ impl Coalescer {
     }
 }
 
-/// The next tick of the shared clock after `now`. Ticks are aligned across
-/// connections so that one wake-up serves them all.
-pub fn next_tick(epoch: Instant, now: Instant) -> Instant {
+/// The next tick of the shared clock of period `tick` after `now`. Ticks
+/// are aligned across connections so that one wake-up serves them all.
+pub fn next_tick(epoch: Instant, now: Instant, tick: Duration) -> Instant {
     let since = now.saturating_duration_since(epoch).as_nanos();
-    let tick = TICK.as_nanos();
+    let tick = tick.as_nanos().max(1);
     let n = since / tick + 1;
     epoch + Duration::from_nanos((n * tick) as u64)
 }
@@ -117,12 +116,13 @@ mod tests {
 
     #[test]
     fn ticks_are_aligned_and_in_the_future() {
+        const TICK: Duration = Duration::from_millis(50);
         let epoch = Instant::now();
-        let t1 = next_tick(epoch, epoch + Duration::from_millis(7));
-        let t2 = next_tick(epoch, epoch + Duration::from_millis(49));
+        let t1 = next_tick(epoch, epoch + Duration::from_millis(7), TICK);
+        let t2 = next_tick(epoch, epoch + Duration::from_millis(49), TICK);
         assert_eq!(t1, t2);
         assert_eq!(t1 - epoch, TICK);
-        let t3 = next_tick(epoch, t1);
+        let t3 = next_tick(epoch, t1, TICK);
         assert_eq!(t3 - epoch, 2 * TICK);
     }
 

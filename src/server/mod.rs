@@ -362,7 +362,7 @@ impl Connection {
             let publishing = self.publishing.is_some();
             let playing = self.playing.is_some();
             let batching = self.batching;
-            let tick = coalesce::next_tick(self.epoch, Instant::now());
+            let tick = coalesce::next_tick(self.epoch, Instant::now(), self.config.read_batch);
             let input = tokio::select! {
                 r = io.read_buf(&mut buf) => Some(r),
                 _ = sleep_until(tick), if batching => {
@@ -425,7 +425,9 @@ impl Connection {
     /// Batches reads while publishing, and only then (commands and players
     /// are answered at once).
     fn update_batching(&mut self) {
-        let want = self.publishing.is_some() && self.playing.is_none();
+        let want = self.publishing.is_some()
+            && self.playing.is_none()
+            && !self.config.read_batch.is_zero();
         if want == self.batching {
             return;
         }

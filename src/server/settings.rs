@@ -41,6 +41,11 @@ pub struct Settings {
     #[serde(rename = "play_wait_secs", with = "secs")]
     pub play_wait: Duration,
     pub publish_conflict: PublishConflict,
+    /// A publisher's socket is read on a clock of this period, every
+    /// publisher on a thread in one wake-up, instead of once per frame
+    /// (see `server::coalesce`); zero reads each frame as it arrives.
+    #[serde(rename = "read_batch_secs", with = "secs")]
+    pub read_batch: Duration,
 }
 
 impl Section for Settings {
@@ -58,6 +63,7 @@ impl Section for Settings {
         "session_idle_secs",
         "play_wait_secs",
         "publish_conflict",
+        "read_batch_secs",
     ];
 
     fn validate(&self) -> Result<(), Invalid> {
@@ -111,6 +117,11 @@ impl Section for Settings {
             self.window_ack_size >= 4096,
             "rtmp.window_ack_size",
             "must be at least 4096",
+        )?;
+        check(
+            secs_within(self.read_batch, 0.0, 1.0),
+            "rtmp.read_batch_secs",
+            "must be in [0, 1]",
         )?;
         check(
             self.max_connections_per_ip > 0,
