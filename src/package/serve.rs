@@ -412,6 +412,10 @@ impl Store {
         let rx = stream.subscribe(Progress::Chunks);
         let (chunks, target) = {
             let seg = lock(stream);
+            // Most requests are for finished parts: no copy for them here.
+            if !scope.being_made(seg.position(kind), number) {
+                return Ok(None);
+            }
             (scope.read(&seg, kind, number, 0), seg.target_duration())
         };
         let Some((chunks, false)) = chunks else {
@@ -486,6 +490,18 @@ enum Scope {
 }
 
 impl Scope {
+    /// Whether it is being made now, by where the track's playlist ends.
+    fn being_made(self, pos: Position, number: u64) -> bool {
+        match self {
+            Scope::Segment => {
+                pos.last_finished.is_none_or(|f| f < number)
+                    && (pos.growing.is_some_and(|(m, _)| m == number)
+                        || pos.last_part.is_some_and(|(m, _)| m == number))
+            }
+            Scope::Part(index) => pos.growing == Some((number, index)),
+        }
+    }
+
     /// Its chunks from `from` on as far as written, and whether it is finished.
     fn read(
         self,
