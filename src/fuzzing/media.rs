@@ -17,6 +17,9 @@ pub fn flv_tags(data: &[u8]) {
     };
     let dts = i64::from(selector >> 1);
     let body = Bytes::copy_from_slice(rest);
+    // The Enhanced RTMP structure on its own, whatever the first byte says.
+    let _ = flv::ex::parse_video(body.clone());
+    let _ = flv::ex::parse_audio(body.clone());
     if selector & 1 == 0 {
         flv_video(dts, body);
     } else {

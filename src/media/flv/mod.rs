@@ -2,6 +2,8 @@
 //! media back into FLV tags, so a codec change touches only this module.
 //!
 //! - [`tag`]: the tag bodies themselves, parsed and their headers built;
+//! - [`ex`]: the structure of Enhanced RTMP bodies (FourCCs, ModEx,
+//!   multitrack), before any codec is looked at;
 //! - [`reader`]: a publisher's tags -> hub events ([`Ingest`]): timeline
 //!   repair, Annex B, what is dropped and why;
 //! - [`writer`]: hub events -> tags ([`TagWriter`]) for every FLV output:
@@ -9,6 +11,7 @@
 //!
 //! The FLV file container (header, tag framing) is [`super::flv_file`].
 
+pub mod ex;
 pub mod reader;
 pub mod tag;
 pub mod writer;

@@ -2,8 +2,9 @@
 //! to [`Frame`]s and configurations, and the headers to write them back.
 //!
 //! Legacy FLV (Adobe FLV spec, Annex E.4) carries H.264, AAC and MP3 here.
-//! Enhanced RTMP (the 0x80 IsExHeader bit) is mapped for `avc1` only; other
-//! FourCCs are reported as [`VideoTag::Unsupported`] with the `EX_VIDEO_*`
+//! Enhanced RTMP (the 0x80 IsExHeader bit) is split by [`super::ex`] and
+//! mapped for plain `avc1` packets only; other FourCCs and multitrack
+//! packets are reported as [`VideoTag::Unsupported`] with the `EX_VIDEO_*`
 //! ids below, so the publisher keeps going while castgate cannot carry them.
 //!
 //! Frame payloads are [`Bytes::slice`]s of the message body: parsing never
@@ -11,6 +12,7 @@
 
 use bytes::Bytes;
 
+use super::ex;
 use crate::media::aac::{self, AacError};
 use crate::media::avc::{self, AvcError};
 use crate::media::{AvcConfig, Codec, CodecConfig, Frame, Mp3Config};
@@ -33,6 +35,8 @@ pub enum FlvError {
         codec: &'static str,
         packet_type: u8,
     },
+    #[error("more than {0} tracks in one Enhanced RTMP multitrack tag")]
+    TooManyTracks(usize),
     /// A coded-frame tag with no payload. Harmless (some encoders send one
     /// at the end): drop the tag, keep the stream.
     #[error("empty {0} frame")]
@@ -62,7 +66,7 @@ pub const EX_VIDEO_HEVC: u8 = 0x80 | 12;
 pub const EX_VIDEO_AV1: u8 = 0x80 | 13;
 /// Enhanced RTMP `vp09`.
 pub const EX_VIDEO_VP9: u8 = 0x80 | 14;
-/// Any other Enhanced RTMP video: other FourCCs, multitrack, ModEx packets.
+/// Any other Enhanced RTMP video: other FourCCs, and multitrack packets.
 pub const EX_VIDEO_OTHER: u8 = 0x80 | 15;
 
 /// A parsed audio tag body.
@@ -103,7 +107,7 @@ pub fn parse_video(dts: i64, body: Bytes) -> Result<VideoTag, FlvError> {
     need("video tag", 1, body.len())?;
     let first = body[0];
     if first & 0x80 != 0 {
-        return parse_ex_video(dts, first, body);
+        return parse_ex_video(dts, body);
     }
     let (frame_type, codec_id) = (first >> 4, first & 0xf);
     if frame_type == 5 {
@@ -129,51 +133,45 @@ pub fn parse_video(dts: i64, body: Bytes) -> Result<VideoTag, FlvError> {
     }
 }
 
-/// Enhanced RTMP (v1/v2) `ExVideoTagHeader`: frame type in bits 6–4,
-/// packet type in bits 3–0, then a FourCC unless it is a command frame.
-fn parse_ex_video(dts: i64, first: u8, body: Bytes) -> Result<VideoTag, FlvError> {
-    let (frame_type, packet_type) = ((first >> 4) & 7, first & 0xf);
-    const METADATA: u8 = 4;
-    if frame_type == 5 && packet_type != METADATA {
-        // A command byte follows instead of a FourCC.
+/// Enhanced RTMP (v1/v2) `ExVideoTagHeader`, split by [`ex::parse_video`]:
+/// a plain `avc1` packet is H.264 as in a legacy tag (ModEx timestamp
+/// offsets are below a millisecond and dropped); other FourCCs and
+/// multitrack packets are reported as not carried.
+fn parse_ex_video(dts: i64, body: Bytes) -> Result<VideoTag, FlvError> {
+    let ex = ex::parse_video(body)?;
+    let ex::ExVideoBody::Tracks(tracks) = ex.body else {
         return Ok(VideoTag::Unsupported {
             codec_id: VIDEO_NOT_MEDIA,
         });
-    }
-    if matches!(packet_type, 6 | 7) {
-        // Multitrack and ModEx wrap the FourCC in more structure.
+    };
+    let Some(track) = tracks.into_iter().next() else {
         return Ok(VideoTag::Unsupported {
             codec_id: EX_VIDEO_OTHER,
         });
-    }
-    need("Enhanced RTMP video header", 5, body.len())?;
-    let codec_id = match &body[1..5] {
-        b"avc1" => None,
-        b"hvc1" => Some(EX_VIDEO_HEVC),
-        b"av01" => Some(EX_VIDEO_AV1),
-        b"vp09" => Some(EX_VIDEO_VP9),
+    };
+    let codec_id = match track.fourcc {
+        _ if ex.multitrack != ex::Multitrack::No => Some(EX_VIDEO_OTHER),
+        ex::FourCc::AVC => None,
+        ex::FourCc::HEVC => Some(EX_VIDEO_HEVC),
+        ex::FourCc::AV1 => Some(EX_VIDEO_AV1),
+        ex::FourCc::VP9 => Some(EX_VIDEO_VP9),
         _ => Some(EX_VIDEO_OTHER),
     };
     if let Some(codec_id) = codec_id {
         return Ok(VideoTag::Unsupported { codec_id });
     }
-    match packet_type {
-        0 => Ok(VideoTag::Config(avc::parse_decoder_config(
-            body.slice(5..),
-        )?)),
-        1 => {
-            need("Enhanced RTMP avc1 coded frames", 8, body.len())?;
-            avc_frame(dts, si24(&body[5..8]), frame_type, body.slice(8..))
+    match track.packet {
+        ex::VideoPacket::SequenceStart(record) => {
+            Ok(VideoTag::Config(avc::parse_decoder_config(record)?))
         }
-        2 => Ok(VideoTag::EndOfSequence),
-        // CodedFramesX: composition time 0, not sent.
-        3 => avc_frame(dts, 0, frame_type, body.slice(5..)),
-        METADATA => Ok(VideoTag::Unsupported {
+        ex::VideoPacket::CodedFrames { cts, data } => avc_frame(dts, cts, ex.frame_type, data),
+        ex::VideoPacket::SequenceEnd => Ok(VideoTag::EndOfSequence),
+        ex::VideoPacket::Metadata(_) => Ok(VideoTag::Unsupported {
             codec_id: VIDEO_NOT_MEDIA,
         }),
-        packet_type => Err(FlvError::BadPacketType {
+        ex::VideoPacket::Mpeg2TsSequenceStart(_) => Err(FlvError::BadPacketType {
             codec: "Enhanced RTMP avc1",
-            packet_type,
+            packet_type: 5,
         }),
     }
 }
@@ -527,8 +525,9 @@ mod tests {
             ("91 61763031", EX_VIDEO_AV1),
             ("91 76703039", EX_VIDEO_VP9),
             ("91 76703038", EX_VIDEO_OTHER),
-            ("96 00", EX_VIDEO_OTHER),
-            ("97 00", EX_VIDEO_OTHER),
+            // A second track (multitrack), and a ModEx-wrapped HEVC header.
+            ("96 00 61766331 01", EX_VIDEO_OTHER),
+            ("97 02 000001 00 68766331", EX_VIDEO_HEVC),
             ("d0 01", VIDEO_NOT_MEDIA),
             ("94 61766331 02", VIDEO_NOT_MEDIA),
         ] {
@@ -546,6 +545,18 @@ mod tests {
             parse_video(0, hex("95 61766331")),
             Err(FlvError::BadPacketType { .. })
         ));
+    }
+
+    /// ModEx (a nanosecond timestamp offset) around plain `avc1` coded
+    /// frames: the frame is carried, the sub-millisecond offset dropped.
+    #[test]
+    fn enhanced_rtmp_avc1_inside_mod_ex() {
+        let tag = parse_video(7, hex("97 02 0186a0 01 61766331 000002 00000001 65")).unwrap();
+        let VideoTag::Frame(f) = tag else {
+            panic!("{tag:?}")
+        };
+        assert_eq!((f.dts, f.cts, f.keyframe), (7, 2, true));
+        assert_eq!(&f.data[..], &[0, 0, 0, 1, 0x65]);
     }
 
     #[test]
