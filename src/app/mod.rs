@@ -348,15 +348,17 @@ pub async fn run_from(
         api,
         auth: Some(Arc::clone(&services.auth)),
         ready: Arc::clone(&ready),
-        metrics: metrics_on.then(|| metrics::Sources {
-            hub: services.hub.clone(),
-            streams: services.stats.clone(),
-            relays: services.relays.clone(),
-            max_streams,
-            viewers: viewers.clone(),
-            events: services.events.clone(),
+        metrics: metrics_on.then(|| {
+            Arc::new(metrics::Sources {
+                hub: services.hub.clone(),
+                streams: services.stats.clone(),
+                relays: services.relays.clone(),
+                max_streams,
+                viewers: viewers.clone(),
+                events: services.events.clone(),
+            })
         }),
-        access_token: api_config.token(),
+        access_token: api_config.token().map(Arc::from),
         viewers,
         ..http::HttpState::new(services.packager.store().clone())
     };

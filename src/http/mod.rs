@@ -49,10 +49,11 @@ pub struct HttpState {
     pub auth: Option<Arc<crate::auth::Auth>>,
     /// `/readyz`: true while the listeners are up and not shutting down.
     pub ready: Arc<std::sync::atomic::AtomicBool>,
-    /// `/metrics` (`None`: off).
-    pub metrics: Option<crate::metrics::Sources>,
+    /// `/metrics` (`None`: off). Shared: the state is cloned for every
+    /// request, and a low-latency player makes ~20 a second.
+    pub metrics: Option<Arc<crate::metrics::Sources>>,
     /// `api.token`, which `/metrics` needs too (`None`: loopback only).
-    pub access_token: Option<String>,
+    pub access_token: Option<Arc<str>>,
     /// HLS and DASH viewers, recorded by the media route.
     pub viewers: Viewers,
 }
