@@ -1,10 +1,11 @@
 //! Media bytes: FLV tag bodies, FLV files, H.264 parameters and framing,
-//! AAC AudioSpecificConfig.
+//! AAC AudioSpecificConfig, and the Enhanced RTMP codec configurations
+//! (HEVC, AV1, VP9, Opus, FLAC, AC-3/E-AC-3).
 
 use bytes::Bytes;
 
 use crate::media::flv::{self, AudioTag, VideoTag};
-use crate::media::{aac, avc, flv_file, AacConfig, CodecConfig};
+use crate::media::{aac, avc, flv_file, hevc, AacConfig, CodecConfig};
 
 /// FLV audio/video tag bodies from a hostile publisher. The first byte picks
 /// audio or video (and seeds the decode time); the rest is the body.
@@ -321,5 +322,57 @@ pub fn flv_file(data: &[u8]) {
             }
             _ => {}
         }
+    }
+}
+
+/// Bytes that are a slice of `outer` (or empty).
+fn within(inner: &Bytes, outer: &Bytes) -> bool {
+    let (i, o) = (inner.as_ptr_range(), outer.as_ptr_range());
+    inner.is_empty() || (o.start <= i.start && i.end <= o.end)
+}
+
+/// A codec string is plain: ASCII letters, digits and dots.
+fn check_codec_string(s: &str, prefix: &str) {
+    assert!(s.starts_with(prefix), "codec string {s:?}");
+    assert!(
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'),
+        "codec string {s:?}"
+    );
+}
+
+/// H.265 parameters: the decoder configuration record and the SPS reader.
+/// The whole input is read as a record and as an SPS NAL unit.
+pub fn hevc_config(data: &[u8]) {
+    let record = Bytes::copy_from_slice(data);
+    if let Ok(c) = hevc::parse_decoder_config(record.clone()) {
+        assert!([1, 2, 4].contains(&c.nal_length_size));
+        assert!(c.record.len() <= hevc::MAX_RECORD);
+        assert_eq!(
+            c.record,
+            record.slice(..c.record.len()),
+            "kept record is a prefix"
+        );
+        for u in c.arrays.iter().flat_map(|a| &a.units) {
+            assert!(within(u, &c.record), "NAL units are slices of the record");
+        }
+        assert!((8..=15).contains(&c.bit_depth_luma) && (8..=15).contains(&c.bit_depth_chroma));
+        match c.sps().next().map(|s| hevc::parse_sps(s)) {
+            Some(Ok(info)) => assert_eq!((c.width, c.height), (info.width, info.height)),
+            _ => assert_eq!((c.width, c.height), (0, 0)),
+        }
+        check_codec_string(&hevc::codec_string(&c), "hvc1.");
+        // The record parses the same again from what was kept.
+        let again = hevc::parse_decoder_config(c.record.clone()).expect("kept record parses");
+        assert_eq!(again, c, "HEVC record re-parse");
+    }
+    if let Ok(info) = hevc::parse_sps(data) {
+        assert!(info.width > 0 && info.height > 0);
+        assert!(info.width <= info.coded_width && info.height <= info.coded_height);
+        assert!((1..=7).contains(&info.max_sub_layers));
+        assert!(
+            (8..=16).contains(&info.bit_depth_luma) && (8..=16).contains(&info.bit_depth_chroma)
+        );
+        check_codec_string(&info.general.codec_string("hev1"), "hev1.");
     }
 }

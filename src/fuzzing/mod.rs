@@ -16,7 +16,7 @@ mod rtmp;
 
 pub use http::{http_path, stream_key};
 pub use ingest::{encode_ingest_record, ingest, IngestRecord};
-pub use media::{aac_config, avc_config, flv_file, flv_tags};
+pub use media::{aac_config, avc_config, flv_file, flv_tags, hevc_config};
 pub use rtmp::{aggregate, amf, chunk, chunk_session, handshake, rtmp_client};
 
 /// A relay target URL: parse, redact, parse again (`egress::target`).
@@ -54,6 +54,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("flv_file", flv_file),
     ("flv_tags", flv_tags),
     ("handshake", handshake),
+    ("hevc_config", hevc_config),
     ("http_path", http_path),
     ("ingest", ingest),
     ("relay_target", relay_target),

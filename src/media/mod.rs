@@ -3,10 +3,12 @@
 
 pub mod aac;
 pub mod avc;
+mod bits;
 mod event;
 pub mod flv;
 pub mod flv_file;
 pub mod frame;
+pub mod hevc;
 pub mod timeline;
 
 pub use event::{Metadata, StreamEvent};
