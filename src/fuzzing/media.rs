@@ -5,7 +5,7 @@
 use bytes::Bytes;
 
 use crate::media::flv::{self, AudioTag, VideoTag};
-use crate::media::{aac, avc, flv_file, hevc, AacConfig, CodecConfig};
+use crate::media::{aac, av1, avc, flv_file, hevc, vp9, AacConfig, CodecConfig};
 
 /// FLV audio/video tag bodies from a hostile publisher. The first byte picks
 /// audio or video (and seeds the decode time); the rest is the body.
@@ -374,5 +374,88 @@ pub fn hevc_config(data: &[u8]) {
             (8..=16).contains(&info.bit_depth_luma) && (8..=16).contains(&info.bit_depth_chroma)
         );
         check_codec_string(&info.general.codec_string("hev1"), "hev1.");
+    }
+}
+
+/// `data` holds `inner` (or `inner` is empty).
+fn within_slice(inner: &[u8], data: &[u8]) -> bool {
+    let (i, o) = (inner.as_ptr_range(), data.as_ptr_range());
+    inner.is_empty() || (o.start <= i.start && i.end <= o.end)
+}
+
+/// AV1: the codec configuration record, OBU framing and the sequence
+/// header. The whole input is read as a record, as a run of OBUs (a coded
+/// frame) and as a sequence header payload.
+pub fn av1_config(data: &[u8]) {
+    let record = Bytes::copy_from_slice(data);
+    if let Ok(c) = av1::parse_codec_config(record.clone()) {
+        assert_eq!(c.record, record);
+        assert!(c.record.len() <= av1::MAX_RECORD);
+        assert!(within(&c.config_obus, &c.record));
+        assert!([8, 10, 12].contains(&c.bit_depth()));
+        match &c.sequence_header {
+            Some(h) => assert_eq!((c.width, c.height), (h.max_frame_width, h.max_frame_height)),
+            None => assert_eq!((c.width, c.height), (0, 0)),
+        }
+        check_codec_string(&av1::codec_string(&c), "av01.");
+    }
+    let mut failed = false;
+    let mut payload_bytes = 0;
+    for obu in av1::obus(data) {
+        assert!(!failed, "OBU iteration goes on after an error");
+        match obu {
+            Ok(o) => {
+                assert!(o.obu_type < 16);
+                assert!(
+                    within_slice(o.payload, data),
+                    "OBU payload is a slice of the data"
+                );
+                payload_bytes += o.payload.len();
+            }
+            Err(_) => failed = true,
+        }
+    }
+    assert!(payload_bytes <= data.len());
+    for header in [
+        av1::parse_sequence_header(data).ok(),
+        av1::find_sequence_header(data).and_then(Result::ok),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        assert!(header.seq_profile <= 2);
+        assert!((1..=65536).contains(&header.max_frame_width));
+        assert!((1..=65536).contains(&header.max_frame_height));
+        assert!([8, 10, 12].contains(&header.color.bit_depth));
+        assert!((1..=32).contains(&header.operating_points));
+        assert!(header.seq_level_idx_0 < 32);
+    }
+}
+
+/// VP9: the `vpcC` body and a keyframe's uncompressed header. A
+/// configuration that parses writes back to a body that parses the same;
+/// one derived from a keyframe is a valid `vpcC` too.
+pub fn vp9_config(data: &[u8]) {
+    if let Ok(c) = vp9::parse_vpcc(data) {
+        assert_eq!(vp9::parse_vpcc(&c.to_vpcc()), Ok(c), "vpcC round trip");
+        // The flags are not checked (they must be 0); the fields come back.
+        assert_eq!(&c.to_vpcc()[4..10], &data[4..10]);
+        check_codec_string(&vp9::codec_string(&c), "vp09.");
+        assert_eq!(vp9::codec_string(&c).len(), "vp09.00.00.08".len());
+    }
+    if let Ok(k) = vp9::parse_keyframe_header(data) {
+        assert!(k.profile <= 3);
+        assert!([8, 10, 12].contains(&k.bit_depth));
+        assert!((1..=65536).contains(&k.width) && (1..=65536).contains(&k.height));
+        for rate in [None, Some((30, 1)), Some((u32::MAX, 1)), Some((1, 0))] {
+            if let Ok(c) = k.to_config(rate) {
+                assert_eq!(
+                    vp9::parse_vpcc(&c.to_vpcc()),
+                    Ok(c),
+                    "keyframe vpcC round trip"
+                );
+                assert_eq!((c.profile, c.bit_depth), (k.profile, k.bit_depth));
+            }
+        }
     }
 }

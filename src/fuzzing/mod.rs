@@ -16,7 +16,7 @@ mod rtmp;
 
 pub use http::{http_path, stream_key};
 pub use ingest::{encode_ingest_record, ingest, IngestRecord};
-pub use media::{aac_config, avc_config, flv_file, flv_tags, hevc_config};
+pub use media::{aac_config, av1_config, avc_config, flv_file, flv_tags, hevc_config, vp9_config};
 pub use rtmp::{aggregate, amf, chunk, chunk_session, handshake, rtmp_client};
 
 /// A relay target URL: parse, redact, parse again (`egress::target`).
@@ -47,6 +47,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("aac_config", aac_config),
     ("aggregate", aggregate),
     ("amf", amf),
+    ("av1_config", av1_config),
     ("avc_config", avc_config),
     ("chunk", chunk),
     ("chunk_session", chunk_session),
@@ -62,6 +63,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("signed_url", signed_url),
     ("stream_key", stream_key),
     ("ts_mux", ts_mux),
+    ("vp9_config", vp9_config),
 ];
 
 /// The target called `name`.

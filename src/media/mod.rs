@@ -2,6 +2,7 @@
 //! nothing of the network: everything here is a pure function of bytes.
 
 pub mod aac;
+pub mod av1;
 pub mod avc;
 mod bits;
 mod event;
@@ -10,6 +11,7 @@ pub mod flv_file;
 pub mod frame;
 pub mod hevc;
 pub mod timeline;
+pub mod vp9;
 
 pub use event::{Metadata, StreamEvent};
 pub use frame::*;
