@@ -5,7 +5,7 @@
 use bytes::Bytes;
 
 use crate::media::flv::{self, AudioTag, VideoTag};
-use crate::media::{aac, av1, avc, flv_file, hevc, vp9, AacConfig, CodecConfig};
+use crate::media::{aac, ac3, av1, avc, flac, flv_file, hevc, opus, vp9, AacConfig, CodecConfig};
 
 /// FLV audio/video tag bodies from a hostile publisher. The first byte picks
 /// audio or video (and seeds the decode time); the rest is the body.
@@ -457,5 +457,120 @@ pub fn vp9_config(data: &[u8]) {
                 assert_eq!((c.profile, c.bit_depth), (k.profile, k.bit_depth));
             }
         }
+    }
+}
+
+/// Opus: the `OpusHead` identification header and its `dOps` form. The
+/// input is read as both; what parses converts to a `dOps` that parses
+/// back to the same fields.
+pub fn opus_config(data: &[u8]) {
+    if let Ok(h) = opus::parse_opus_head(data) {
+        assert!(h.channels >= 1);
+        assert_eq!(h.mapping.is_none(), h.mapping_family == 0);
+        if let Some(m) = &h.mapping {
+            assert_eq!(m.table.len(), usize::from(h.channels));
+            assert!(m.streams >= 1 && m.coupled_streams <= m.streams);
+        }
+        let dops = h.to_dops();
+        let back = opus::parse_dops(&dops).expect("our dOps parses");
+        assert_eq!(
+            back,
+            opus::OpusHead {
+                version: 1,
+                ..h.clone()
+            },
+            "dOps round trip"
+        );
+        assert_eq!(back.to_dops(), dops);
+        assert_eq!(opus::codec_string(&h), "opus");
+    }
+    if let Ok(h) = opus::parse_dops(data) {
+        assert_eq!(opus::parse_dops(&h.to_dops()), Ok(h), "dOps re-parse");
+    }
+}
+
+/// FLAC: the sequence header (`fLaC` and metadata blocks, or a bare
+/// STREAMINFO) and `dfLa`. What parses writes a `dfLa` that parses back to
+/// the same blocks, the last one alone flagged last.
+pub fn flac_config(data: &[u8]) {
+    let header = Bytes::copy_from_slice(data);
+    for parsed in [
+        flac::parse_sequence_header(header.clone()),
+        flac::parse_dfla(header.clone()),
+    ] {
+        let Ok(c) = parsed else { continue };
+        assert_eq!(
+            c.blocks.first().map(|b| b.block_type),
+            Some(flac::BLOCK_STREAMINFO)
+        );
+        assert!(
+            c.blocks.iter().all(|b| within(&b.data, &header)),
+            "blocks are slices"
+        );
+        assert!(c
+            .blocks
+            .iter()
+            .all(|b| !matches!(b.block_type, flac::BLOCK_PADDING | flac::BLOCK_PICTURE)));
+        let s = c.stream_info;
+        assert!(s.sample_rate > 0 && (1..=8).contains(&s.channels));
+        assert!((4..=32).contains(&s.bits_per_sample) && s.max_block_size >= 16);
+        let dfla = c.to_dfla();
+        assert!(dfla.len() <= 4 + flac::MAX_HEADER);
+        let back = flac::parse_dfla(Bytes::from(dfla.clone())).expect("our dfLa parses");
+        assert_eq!(back.stream_info, c.stream_info);
+        let types = |c: &flac::FlacConfig| {
+            c.blocks
+                .iter()
+                .map(|b| (b.block_type, b.data.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(types(&back), types(&c), "dfLa round trip");
+        // The last-metadata-block flag: on the final block only.
+        let mut pos = 4;
+        for i in 0..c.blocks.len() {
+            assert_eq!(dfla[pos] & 0x80 != 0, i + 1 == c.blocks.len());
+            pos += 4 + c.blocks[i].data.len();
+        }
+        assert_eq!(pos, dfla.len());
+        assert_eq!(flac::codec_string(&c), "fLaC");
+    }
+}
+
+/// AC-3 / E-AC-3: a sync frame header and an E-AC-3 access unit. A header
+/// that parses has a sane size, rate and channel count and a `dac3` whose
+/// fields read back; an access unit gives a `dec3` of the right length.
+pub fn ac3_config(data: &[u8]) {
+    if let Ok(frame) = ac3::parse_sync_frame(data) {
+        assert!(frame.frame_size() >= 7 && frame.frame_size() <= 4096);
+        assert!([48000, 44100, 32000, 24000, 22050, 16000].contains(&frame.sample_rate()));
+        assert!((1..=6).contains(&frame.channels()));
+        assert!([256, 512, 768, 1536].contains(&frame.samples()));
+        match frame {
+            ac3::SyncFrame::Ac3(h) => {
+                let d = h.to_dac3();
+                assert_eq!(d[0] >> 6, h.fscod);
+                assert_eq!((d[0] >> 1) & 0x1f, h.bsid);
+                assert_eq!((d[2] >> 5) | ((d[1] & 3) << 3), h.frmsizecod >> 1);
+                assert_eq!(d[2] & 0x1f, 0, "dac3 reserved bits");
+                check_codec_string(&ac3::codec_string(&frame), "ac-3");
+            }
+            ac3::SyncFrame::Eac3(h) => {
+                assert!((11..=16).contains(&h.bsid) && h.strmtyp < 3);
+                check_codec_string(&ac3::codec_string(&frame), "ec-3");
+            }
+        }
+    }
+    if let Ok(c) = ac3::parse_eac3_access_unit(data) {
+        assert!((1..=8).contains(&c.substreams.len()));
+        let dec3 = c.to_dec3();
+        let bits: usize = 16
+            + c.substreams
+                .iter()
+                .map(|s| if s.num_dep_sub > 0 { 32 } else { 24 })
+                .sum::<usize>();
+        assert_eq!(dec3.len() * 8, bits, "dec3 length");
+        assert_eq!(usize::from(dec3[1] & 7) + 1, c.substreams.len());
+        assert_eq!(u16::from_be_bytes([dec3[0], dec3[1]]) >> 3, c.data_rate);
+        assert!(c.channels >= 1);
     }
 }
