@@ -1,10 +1,11 @@
 //! Media bytes: FLV tag bodies, FLV files, H.264 parameters and framing,
-//! AAC AudioSpecificConfig.
+//! AAC AudioSpecificConfig, and the Enhanced RTMP codec configurations
+//! (HEVC, AV1, VP9, Opus, FLAC, AC-3/E-AC-3).
 
 use bytes::Bytes;
 
 use crate::media::flv::{self, AudioTag, VideoTag};
-use crate::media::{aac, avc, flv_file, AacConfig, CodecConfig};
+use crate::media::{aac, ac3, av1, avc, flac, flv_file, hevc, opus, vp9, AacConfig, CodecConfig};
 
 /// FLV audio/video tag bodies from a hostile publisher. The first byte picks
 /// audio or video (and seeds the decode time); the rest is the body.
@@ -150,6 +151,12 @@ fn check_adts(config: &AacConfig) {
 pub fn aac_config(data: &[u8]) {
     let fields = aac::parse_asc_fields(data);
     let config = aac::parse_audio_specific_config(Bytes::copy_from_slice(data));
+    if data.len() > aac::MAX_ASC {
+        // Refused for its size before it is read; the field parser has no
+        // bound and may say anything.
+        assert_eq!(config, Err(aac::AacError::TooLarge(data.len())));
+        return;
+    }
     match (&fields, &config) {
         (Ok(f), Ok(c)) => {
             assert!(f.sample_rate > 0 && f.output_sample_rate > 0);
@@ -182,7 +189,9 @@ pub fn avc_config(data: &[u8]) {
     let record = Bytes::copy_from_slice(rest);
     if let Ok(c) = avc::parse_decoder_config(record.clone()) {
         assert!([1, 2, 4].contains(&c.nal_length_size));
-        assert_eq!(c.record, record);
+        // Trailing bytes are dropped: the record kept is a bounded prefix.
+        assert!(c.record.len() <= avc::MAX_RECORD);
+        assert_eq!(c.record, record.slice(..c.record.len()));
         let range = record.as_ptr_range();
         for set in c.sps.iter().chain(&c.pps) {
             let p = set.as_ptr_range();
@@ -324,5 +333,255 @@ pub fn flv_file(data: &[u8]) {
             }
             _ => {}
         }
+    }
+}
+
+/// Bytes that are a slice of `outer` (or empty).
+fn within(inner: &Bytes, outer: &Bytes) -> bool {
+    let (i, o) = (inner.as_ptr_range(), outer.as_ptr_range());
+    inner.is_empty() || (o.start <= i.start && i.end <= o.end)
+}
+
+/// A codec string is plain: ASCII letters, digits and dots.
+fn check_codec_string(s: &str, prefix: &str) {
+    assert!(s.starts_with(prefix), "codec string {s:?}");
+    assert!(
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'),
+        "codec string {s:?}"
+    );
+}
+
+/// H.265 parameters: the decoder configuration record and the SPS reader.
+/// The whole input is read as a record and as an SPS NAL unit.
+pub fn hevc_config(data: &[u8]) {
+    let record = Bytes::copy_from_slice(data);
+    if let Ok(c) = hevc::parse_decoder_config(record.clone()) {
+        assert!([1, 2, 4].contains(&c.nal_length_size));
+        assert!(c.record.len() <= hevc::MAX_RECORD);
+        assert_eq!(
+            c.record,
+            record.slice(..c.record.len()),
+            "kept record is a prefix"
+        );
+        for u in c.arrays.iter().flat_map(|a| &a.units) {
+            assert!(within(u, &c.record), "NAL units are slices of the record");
+        }
+        assert!((8..=15).contains(&c.bit_depth_luma) && (8..=15).contains(&c.bit_depth_chroma));
+        match c.sps().next().map(|s| hevc::parse_sps(s)) {
+            Some(Ok(info)) => assert_eq!((c.width, c.height), (info.width, info.height)),
+            _ => assert_eq!((c.width, c.height), (0, 0)),
+        }
+        check_codec_string(&hevc::codec_string(&c), "hvc1.");
+        // The record parses the same again from what was kept.
+        let again = hevc::parse_decoder_config(c.record.clone()).expect("kept record parses");
+        assert_eq!(again, c, "HEVC record re-parse");
+    }
+    if let Ok(info) = hevc::parse_sps(data) {
+        assert!(info.width > 0 && info.height > 0);
+        assert!(info.width <= info.coded_width && info.height <= info.coded_height);
+        assert!((1..=7).contains(&info.max_sub_layers));
+        assert!(
+            (8..=16).contains(&info.bit_depth_luma) && (8..=16).contains(&info.bit_depth_chroma)
+        );
+        check_codec_string(&info.general.codec_string("hev1"), "hev1.");
+    }
+}
+
+/// `data` holds `inner` (or `inner` is empty).
+fn within_slice(inner: &[u8], data: &[u8]) -> bool {
+    let (i, o) = (inner.as_ptr_range(), data.as_ptr_range());
+    inner.is_empty() || (o.start <= i.start && i.end <= o.end)
+}
+
+/// AV1: the codec configuration record, OBU framing and the sequence
+/// header. The whole input is read as a record, as a run of OBUs (a coded
+/// frame) and as a sequence header payload.
+pub fn av1_config(data: &[u8]) {
+    let record = Bytes::copy_from_slice(data);
+    if let Ok(c) = av1::parse_codec_config(record.clone()) {
+        assert_eq!(c.record, record);
+        assert!(c.record.len() <= av1::MAX_RECORD);
+        assert!(within(&c.config_obus, &c.record));
+        assert!([8, 10, 12].contains(&c.bit_depth()));
+        match &c.sequence_header {
+            Some(h) => assert_eq!((c.width, c.height), (h.max_frame_width, h.max_frame_height)),
+            None => assert_eq!((c.width, c.height), (0, 0)),
+        }
+        check_codec_string(&av1::codec_string(&c), "av01.");
+    }
+    let mut failed = false;
+    let mut payload_bytes = 0;
+    for obu in av1::obus(data) {
+        assert!(!failed, "OBU iteration goes on after an error");
+        match obu {
+            Ok(o) => {
+                assert!(o.obu_type < 16);
+                assert!(
+                    within_slice(o.payload, data),
+                    "OBU payload is a slice of the data"
+                );
+                payload_bytes += o.payload.len();
+            }
+            Err(_) => failed = true,
+        }
+    }
+    assert!(payload_bytes <= data.len());
+    for header in [
+        av1::parse_sequence_header(data).ok(),
+        av1::find_sequence_header(data).and_then(Result::ok),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        assert!(header.seq_profile <= 2);
+        assert!((1..=65536).contains(&header.max_frame_width));
+        assert!((1..=65536).contains(&header.max_frame_height));
+        assert!([8, 10, 12].contains(&header.color.bit_depth));
+        assert!((1..=32).contains(&header.operating_points));
+        assert!(header.seq_level_idx_0 < 32);
+    }
+}
+
+/// VP9: the `vpcC` body and a keyframe's uncompressed header. A
+/// configuration that parses writes back to a body that parses the same;
+/// one derived from a keyframe is a valid `vpcC` too.
+pub fn vp9_config(data: &[u8]) {
+    if let Ok(c) = vp9::parse_vpcc(data) {
+        assert_eq!(vp9::parse_vpcc(&c.to_vpcc()), Ok(c), "vpcC round trip");
+        // The flags are not checked (they must be 0); the fields come back.
+        assert_eq!(&c.to_vpcc()[4..10], &data[4..10]);
+        check_codec_string(&vp9::codec_string(&c), "vp09.");
+        assert_eq!(vp9::codec_string(&c).len(), "vp09.00.00.08".len());
+    }
+    if let Ok(k) = vp9::parse_keyframe_header(data) {
+        assert!(k.profile <= 3);
+        assert!([8, 10, 12].contains(&k.bit_depth));
+        assert!((1..=65536).contains(&k.width) && (1..=65536).contains(&k.height));
+        for rate in [None, Some((30, 1)), Some((u32::MAX, 1)), Some((1, 0))] {
+            if let Ok(c) = k.to_config(rate) {
+                assert_eq!(
+                    vp9::parse_vpcc(&c.to_vpcc()),
+                    Ok(c),
+                    "keyframe vpcC round trip"
+                );
+                assert_eq!((c.profile, c.bit_depth), (k.profile, k.bit_depth));
+            }
+        }
+    }
+}
+
+/// Opus: the `OpusHead` identification header and its `dOps` form. The
+/// input is read as both; what parses converts to a `dOps` that parses
+/// back to the same fields.
+pub fn opus_config(data: &[u8]) {
+    if let Ok(h) = opus::parse_opus_head(data) {
+        assert!(h.channels >= 1);
+        assert_eq!(h.mapping.is_none(), h.mapping_family == 0);
+        if let Some(m) = &h.mapping {
+            assert_eq!(m.table.len(), usize::from(h.channels));
+            assert!(m.streams >= 1 && m.coupled_streams <= m.streams);
+        }
+        let dops = h.to_dops();
+        let back = opus::parse_dops(&dops).expect("our dOps parses");
+        assert_eq!(
+            back,
+            opus::OpusHead {
+                version: 1,
+                ..h.clone()
+            },
+            "dOps round trip"
+        );
+        assert_eq!(back.to_dops(), dops);
+        assert_eq!(opus::codec_string(&h), "opus");
+    }
+    if let Ok(h) = opus::parse_dops(data) {
+        assert_eq!(opus::parse_dops(&h.to_dops()), Ok(h), "dOps re-parse");
+    }
+}
+
+/// FLAC: the sequence header (`fLaC` and metadata blocks, or a bare
+/// STREAMINFO) and `dfLa`. What parses writes a `dfLa` that parses back to
+/// the same blocks, the last one alone flagged last.
+pub fn flac_config(data: &[u8]) {
+    let header = Bytes::copy_from_slice(data);
+    for parsed in [
+        flac::parse_sequence_header(header.clone()),
+        flac::parse_dfla(header.clone()),
+    ] {
+        let Ok(c) = parsed else { continue };
+        assert_eq!(
+            c.blocks.first().map(|b| b.block_type),
+            Some(flac::BLOCK_STREAMINFO)
+        );
+        assert!(
+            c.blocks.iter().all(|b| within(&b.data, &header)),
+            "blocks are slices"
+        );
+        assert!(c
+            .blocks
+            .iter()
+            .all(|b| !matches!(b.block_type, flac::BLOCK_PADDING | flac::BLOCK_PICTURE)));
+        let s = c.stream_info;
+        assert!(s.sample_rate > 0 && (1..=8).contains(&s.channels));
+        assert!((4..=32).contains(&s.bits_per_sample) && s.max_block_size >= 16);
+        let dfla = c.to_dfla();
+        assert!(dfla.len() <= 4 + flac::MAX_HEADER);
+        let back = flac::parse_dfla(Bytes::from(dfla.clone())).expect("our dfLa parses");
+        assert_eq!(back.stream_info, c.stream_info);
+        let types = |c: &flac::FlacConfig| {
+            c.blocks
+                .iter()
+                .map(|b| (b.block_type, b.data.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(types(&back), types(&c), "dfLa round trip");
+        // The last-metadata-block flag: on the final block only.
+        let mut pos = 4;
+        for i in 0..c.blocks.len() {
+            assert_eq!(dfla[pos] & 0x80 != 0, i + 1 == c.blocks.len());
+            pos += 4 + c.blocks[i].data.len();
+        }
+        assert_eq!(pos, dfla.len());
+        assert_eq!(flac::codec_string(&c), "fLaC");
+    }
+}
+
+/// AC-3 / E-AC-3: a sync frame header and an E-AC-3 access unit. A header
+/// that parses has a sane size, rate and channel count and a `dac3` whose
+/// fields read back; an access unit gives a `dec3` of the right length.
+pub fn ac3_config(data: &[u8]) {
+    if let Ok(frame) = ac3::parse_sync_frame(data) {
+        assert!(frame.frame_size() >= 7 && frame.frame_size() <= 4096);
+        assert!([48000, 44100, 32000, 24000, 22050, 16000].contains(&frame.sample_rate()));
+        assert!((1..=6).contains(&frame.channels()));
+        assert!([256, 512, 768, 1536].contains(&frame.samples()));
+        match frame {
+            ac3::SyncFrame::Ac3(h) => {
+                let d = h.to_dac3();
+                assert_eq!(d[0] >> 6, h.fscod);
+                assert_eq!((d[0] >> 1) & 0x1f, h.bsid);
+                assert_eq!((d[2] >> 5) | ((d[1] & 3) << 3), h.frmsizecod >> 1);
+                assert_eq!(d[2] & 0x1f, 0, "dac3 reserved bits");
+                check_codec_string(&ac3::codec_string(&frame), "ac-3");
+            }
+            ac3::SyncFrame::Eac3(h) => {
+                assert!((11..=16).contains(&h.bsid) && h.strmtyp < 3);
+                check_codec_string(&ac3::codec_string(&frame), "ec-3");
+            }
+        }
+    }
+    if let Ok(c) = ac3::parse_eac3_access_unit(data) {
+        assert!((1..=8).contains(&c.substreams.len()));
+        let dec3 = c.to_dec3();
+        let bits: usize = 16
+            + c.substreams
+                .iter()
+                .map(|s| if s.num_dep_sub > 0 { 32 } else { 24 })
+                .sum::<usize>();
+        assert_eq!(dec3.len() * 8, bits, "dec3 length");
+        assert_eq!(usize::from(dec3[1] & 7) + 1, c.substreams.len());
+        assert_eq!(u16::from_be_bytes([dec3[0], dec3[1]]) >> 3, c.data_rate);
+        assert!(c.channels >= 1);
     }
 }

@@ -16,7 +16,10 @@ mod rtmp;
 
 pub use http::{http_path, stream_key};
 pub use ingest::{encode_ingest_record, ingest, IngestRecord};
-pub use media::{aac_config, avc_config, flv_file, flv_tags};
+pub use media::{
+    aac_config, ac3_config, av1_config, avc_config, flac_config, flv_file, flv_tags, hevc_config,
+    opus_config, vp9_config,
+};
 pub use rtmp::{aggregate, amf, chunk, chunk_session, handshake, rtmp_client};
 
 /// A relay target URL: parse, redact, parse again (`egress::target`).
@@ -45,22 +48,28 @@ pub type Target = fn(&[u8]);
 /// Every target, by the name of its binary under `fuzz/fuzz_targets/`.
 pub const TARGETS: &[(&str, Target)] = &[
     ("aac_config", aac_config),
+    ("ac3_config", ac3_config),
     ("aggregate", aggregate),
     ("amf", amf),
+    ("av1_config", av1_config),
     ("avc_config", avc_config),
     ("chunk", chunk),
     ("chunk_session", chunk_session),
     ("ffmpeg_output", ffmpeg_output),
+    ("flac_config", flac_config),
     ("flv_file", flv_file),
     ("flv_tags", flv_tags),
     ("handshake", handshake),
+    ("hevc_config", hevc_config),
     ("http_path", http_path),
     ("ingest", ingest),
+    ("opus_config", opus_config),
     ("relay_target", relay_target),
     ("rtmp_client", rtmp_client),
     ("signed_url", signed_url),
     ("stream_key", stream_key),
     ("ts_mux", ts_mux),
+    ("vp9_config", vp9_config),
 ];
 
 /// The target called `name`.

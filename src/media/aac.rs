@@ -9,6 +9,7 @@
 
 use bytes::Bytes;
 
+use super::bits::{BitError, BitReader};
 use super::AacConfig;
 
 /// Why an `AudioSpecificConfig` could not be used.
@@ -30,6 +31,14 @@ pub enum AacError {
     FrameTooLong(usize),
     #[error("AudioSpecificConfig of {0} bytes is larger than {MAX_ASC} bytes")]
     TooLarge(usize),
+}
+
+impl From<BitError> for AacError {
+    /// The configuration is read with plain fixed-width reads, so running
+    /// out of bits is the only failure the reader reports.
+    fn from(_: BitError) -> Self {
+        AacError::Truncated
+    }
 }
 
 /// The largest `AudioSpecificConfig` kept: real ones are 2 to 5 bytes, and
@@ -68,15 +77,15 @@ const RATES: [u32; 13] = [
 /// config (e.g. ffmpeg's backward-compatible SBR sync extension) are ignored:
 /// they never change the core parameters.
 pub fn parse_asc_fields(asc: &[u8]) -> Result<AudioSpecificConfig, AacError> {
-    let mut r = BitReader { data: asc, pos: 0 };
-    let object_type = r.object_type()?;
-    let (frequency_index, sample_rate) = r.frequency()?;
+    let mut r = BitReader::new(asc);
+    let object_type = read_object_type(&mut r)?;
+    let (frequency_index, sample_rate) = frequency(&mut r)?;
     let channel_config = r.bits(4)? as u8;
     let (mut core_object_type, mut output_sample_rate) = (object_type, sample_rate);
     let (sbr, ps) = (matches!(object_type, 5 | 29), object_type == 29);
     if sbr {
-        output_sample_rate = r.frequency()?.1;
-        core_object_type = r.object_type()?;
+        output_sample_rate = frequency(&mut r)?.1;
+        core_object_type = read_object_type(&mut r)?;
         if core_object_type == 22 {
             r.bits(4)?; // extensionChannelConfiguration
         }
@@ -216,50 +225,26 @@ pub fn adts_header(config: &AacConfig, payload_len: usize) -> Result<[u8; 7], Aa
     ])
 }
 
-/// MSB-first bit reader that errors at the end of its data.
-struct BitReader<'a> {
-    data: &'a [u8],
-    pos: usize,
+/// GetAudioObjectType(): 31 escapes to 32 + 6 more bits.
+fn read_object_type(r: &mut BitReader<'_>) -> Result<u8, AacError> {
+    Ok(match r.bits(5)? as u8 {
+        31 => 32 + r.bits(6)? as u8,
+        t => t,
+    })
 }
 
-impl BitReader<'_> {
-    fn bit(&mut self) -> Result<u32, AacError> {
-        let byte = *self.data.get(self.pos / 8).ok_or(AacError::Truncated)?;
-        let bit = (byte >> (7 - self.pos % 8)) & 1;
-        self.pos += 1;
-        Ok(u32::from(bit))
+fn frequency(r: &mut BitReader<'_>) -> Result<(u8, u32), AacError> {
+    let index = r.bits(4)? as u8;
+    let rate = match index {
+        0xf => r.bits(24)?,
+        i => *RATES
+            .get(usize::from(i))
+            .ok_or(AacError::BadFrequencyIndex(i))?,
+    };
+    if rate == 0 {
+        return Err(AacError::ZeroSampleRate);
     }
-
-    /// Up to 32 bits.
-    fn bits(&mut self, n: u32) -> Result<u32, AacError> {
-        let mut v = 0u64;
-        for _ in 0..n {
-            v = (v << 1) | u64::from(self.bit()?);
-        }
-        Ok(v as u32)
-    }
-
-    /// GetAudioObjectType(): 31 escapes to 32 + 6 more bits.
-    fn object_type(&mut self) -> Result<u8, AacError> {
-        Ok(match self.bits(5)? as u8 {
-            31 => 32 + self.bits(6)? as u8,
-            t => t,
-        })
-    }
-
-    fn frequency(&mut self) -> Result<(u8, u32), AacError> {
-        let index = self.bits(4)? as u8;
-        let rate = match index {
-            0xf => self.bits(24)?,
-            i => *RATES
-                .get(usize::from(i))
-                .ok_or(AacError::BadFrequencyIndex(i))?,
-        };
-        if rate == 0 {
-            return Err(AacError::ZeroSampleRate);
-        }
-        Ok((index, rate))
-    }
+    Ok((index, rate))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 
 use bytes::Bytes;
 
+use super::bits::{BitError, BitReader};
 use super::AvcConfig;
 
 /// Why H.264 parameters or NAL framing could not be read.
@@ -35,6 +36,19 @@ pub enum AvcError {
     SpsOutOfRange { field: &'static str, value: i64 },
     #[error("AVC decoder configuration of {0} bytes is larger than {MAX_RECORD} bytes")]
     RecordTooLarge(usize),
+}
+
+impl From<BitError> for AvcError {
+    fn from(e: BitError) -> Self {
+        match e {
+            BitError::End => AvcError::SpsTruncated,
+            BitError::ExpGolombTooLong => AvcError::ExpGolombTooLong,
+            BitError::OutOfRange { field, value } => AvcError::SpsOutOfRange {
+                field,
+                value: i64::from(value),
+            },
+        }
+    }
 }
 
 /// The largest decoder configuration record kept (real ones are well under
@@ -169,7 +183,7 @@ pub fn parse_sps(nal: &[u8]) -> Result<SpsInfo, AvcError> {
     if nal_type != 7 {
         return Err(AvcError::NotSps(nal_type));
     }
-    let mut r = RbspReader::new(&nal[1..]);
+    let mut r = BitReader::rbsp(&nal[1..]);
     let profile_idc = r.u8()?;
     let constraint_flags = r.u8()?;
     let level_idc = r.u8()?;
@@ -272,7 +286,7 @@ fn dimension(field: &'static str, coded: u64, crop: u64) -> Result<u32, AvcError
 }
 
 /// 7.3.2.1.1.1; only the bits are consumed, the values are of no use here.
-fn skip_scaling_list(r: &mut RbspReader<'_>, size: usize) -> Result<(), AvcError> {
+fn skip_scaling_list(r: &mut BitReader<'_>, size: usize) -> Result<(), AvcError> {
     let (mut last, mut next) = (8i32, 8i32);
     for _ in 0..size {
         if next != 0 {
@@ -293,7 +307,7 @@ fn skip_scaling_list(r: &mut RbspReader<'_>, size: usize) -> Result<(), AvcError
 }
 
 /// Annex E.1.1, up to and including `timing_info`.
-fn read_vui_frame_rate(r: &mut RbspReader<'_>) -> Result<Option<(u32, u32)>, AvcError> {
+fn read_vui_frame_rate(r: &mut BitReader<'_>) -> Result<Option<(u32, u32)>, AvcError> {
     if r.flag()? {
         // aspect_ratio_info_present_flag
         if r.u8()? == 255 {
@@ -432,105 +446,6 @@ pub fn to_annex_b(data: &[u8], nal_length_size: u8, out: &mut Vec<u8>) -> Result
     Ok(())
 }
 
-/// MSB-first reader over an RBSP inside a NAL unit: drops each `03` that
-/// follows two zero bytes (7.4.1) and errors at the end of the data.
-struct RbspReader<'a> {
-    data: &'a [u8],
-    pos: usize,
-    zeros: u8,
-    cur: u8,
-    bits_left: u8,
-}
-
-impl<'a> RbspReader<'a> {
-    fn new(data: &'a [u8]) -> Self {
-        RbspReader {
-            data,
-            pos: 0,
-            zeros: 0,
-            cur: 0,
-            bits_left: 0,
-        }
-    }
-
-    fn next_byte(&mut self) -> Result<u8, AvcError> {
-        loop {
-            let b = *self.data.get(self.pos).ok_or(AvcError::SpsTruncated)?;
-            self.pos += 1;
-            if self.zeros >= 2 && b == 3 {
-                self.zeros = 0;
-                continue;
-            }
-            self.zeros = if b == 0 {
-                self.zeros.saturating_add(1)
-            } else {
-                0
-            };
-            return Ok(b);
-        }
-    }
-
-    fn bit(&mut self) -> Result<u32, AvcError> {
-        if self.bits_left == 0 {
-            self.cur = self.next_byte()?;
-            self.bits_left = 8;
-        }
-        self.bits_left -= 1;
-        Ok(u32::from((self.cur >> self.bits_left) & 1))
-    }
-
-    fn flag(&mut self) -> Result<bool, AvcError> {
-        Ok(self.bit()? == 1)
-    }
-
-    /// Up to 32 bits.
-    fn bits(&mut self, n: u32) -> Result<u32, AvcError> {
-        debug_assert!(n <= 32);
-        let mut v = 0u64;
-        for _ in 0..n {
-            v = (v << 1) | u64::from(self.bit()?);
-        }
-        // n <= 32, so the value fits.
-        Ok(v as u32)
-    }
-
-    fn u8(&mut self) -> Result<u8, AvcError> {
-        Ok(self.bits(8)? as u8)
-    }
-
-    /// ue(v), 9.1. 31 leading zeros is the most a 32-bit value needs.
-    fn ue(&mut self) -> Result<u32, AvcError> {
-        let mut zeros = 0;
-        while self.bit()? == 0 {
-            zeros += 1;
-            if zeros > 31 {
-                return Err(AvcError::ExpGolombTooLong);
-            }
-        }
-        let v = (1u64 << zeros) - 1 + u64::from(self.bits(zeros)?);
-        u32::try_from(v).map_err(|_| AvcError::ExpGolombTooLong)
-    }
-
-    fn ue_max(&mut self, field: &'static str, max: u32) -> Result<u32, AvcError> {
-        let v = self.ue()?;
-        if v > max {
-            return Err(AvcError::SpsOutOfRange {
-                field,
-                value: i64::from(v),
-            });
-        }
-        Ok(v)
-    }
-
-    /// se(v), 9.1.1.
-    fn se(&mut self) -> Result<i32, AvcError> {
-        let k = i64::from(self.ue()?);
-        let v = if k % 2 == 1 { (k + 1) / 2 } else { -(k / 2) };
-        // |v| <= 2^31 - 1 because k <= 2^32 - 2.
-        Ok(v as i32)
-    }
-}
-
 /// Whether a frame payload is Annex B (start codes) rather than AVCC.
 ///
 /// Some encoders (and ffmpeg's FLV muxer when it had no global header) put
@@ -608,14 +523,7 @@ pub fn build_decoder_config(sps: &[u8], pps: &[u8]) -> Result<AvcConfig, AvcErro
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::media::bits::{hex, BitWriter};
 
     // AVCDecoderConfigurationRecords from ffmpeg 5.1 + libx264 (testsrc2,
     // 30 fps, FLV), sequence header prefix `17 00 00 00 00` removed.
@@ -884,45 +792,6 @@ mod tests {
             parse_sps(&w.finish()),
             Err(AvcError::SpsOutOfRange { field: "width", .. })
         ));
-    }
-
-    /// MSB-first bit writer for hand-made SPS vectors (no emulation
-    /// prevention: the tests keep clear of `00 00 0x`).
-    #[derive(Default)]
-    struct BitWriter {
-        out: Vec<u8>,
-        acc: u64,
-        n: u32,
-    }
-
-    impl BitWriter {
-        fn bits(&mut self, v: u64, n: u32) {
-            for i in (0..n).rev() {
-                self.acc = (self.acc << 1) | ((v >> i) & 1);
-                self.n += 1;
-                if self.n == 8 {
-                    self.out.push(self.acc as u8);
-                    self.acc = 0;
-                    self.n = 0;
-                }
-            }
-        }
-        fn ue(&mut self, v: u32) {
-            let v = u64::from(v) + 1;
-            let len = 64 - v.leading_zeros();
-            self.bits(0, len - 1);
-            self.bits(v, len);
-        }
-        fn se(&mut self, v: i32) {
-            let k = if v > 0 { 2 * v - 1 } else { -2 * v };
-            self.ue(k as u32);
-        }
-        fn finish(mut self) -> Vec<u8> {
-            while self.n != 0 {
-                self.bits(0, 1);
-            }
-            self.out
-        }
     }
 
     mod props {

@@ -2,12 +2,19 @@
 //! nothing of the network: everything here is a pure function of bytes.
 
 pub mod aac;
+pub mod ac3;
+pub mod av1;
 pub mod avc;
+mod bits;
 mod event;
+pub mod flac;
 pub mod flv;
 pub mod flv_file;
 pub mod frame;
+pub mod hevc;
+pub mod opus;
 pub mod timeline;
+pub mod vp9;
 
 pub use event::{Metadata, StreamEvent};
 pub use frame::*;
