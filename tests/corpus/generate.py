@@ -622,14 +622,14 @@ case(F, "video-nal-length-cut", VALID_VIDEO_START + video(avc_frame([IDR]) + b"\
      BAD_V + ": bad NAL unit framing: NAL length prefix truncated", bad_tags=1,
      what="a valid NAL unit followed by half a length prefix")
 case(F, "video-ex-truncated-fourcc", video(b"\x91av"), "open",
-     BAD_V + ": Enhanced RTMP video header truncated", bad_tags=1,
+     BAD_V + ": Enhanced RTMP video FourCC truncated", bad_tags=1,
      what="Enhanced RTMP video header cut inside its FourCC")
 case(F, "video-ex-unknown-fourcc", video(b"\x91zzzz" + bytes(12)), "open", "unsupported video codec",
      bad_tags=0, what="Enhanced RTMP with FourCC 'zzzz'")
 case(F, "video-ex-hevc", video(b"\x90hvc1" + bytes(30)) + video(b"\x91hvc1" + bytes(30), ts=33), "open",
      "unsupported video codec", bad_tags=0, what="Enhanced RTMP HEVC (hvc1), not carried yet")
 case(F, "video-ex-avc1-packet-type-9", video(b"\x99avc1" + bytes(8)), "open",
-     BAD_V + ": unknown Enhanced RTMP avc1 packet type 9", bad_tags=1,
+     BAD_V + ": unknown Enhanced RTMP video packet type 9", bad_tags=1,
      what="Enhanced RTMP avc1 with packet type 9")
 case(F, "video-command-frames", video(b"\x57\x00") * 3 + video(b"\x27"), "open",
      BAD_V + ": AVC video tag header truncated", bad_tags=1,

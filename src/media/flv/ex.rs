@@ -198,8 +198,8 @@ impl Cursor {
         Ok(u32::from_be_bytes([0, b[0], b[1], b[2]]))
     }
 
-    fn fourcc(&mut self) -> Result<FourCc, FlvError> {
-        let b = self.take("FourCC", 4)?;
+    fn fourcc(&mut self, what: &'static str) -> Result<FourCc, FlvError> {
+        let b = self.take(what, 4)?;
         Ok(FourCc([b[0], b[1], b[2], b[3]]))
     }
 
@@ -239,9 +239,10 @@ fn multitrack_header(
     c: &mut Cursor,
     packet_type: u8,
     multitrack_type: u8,
+    fourcc_what: &'static str,
 ) -> Result<(Multitrack, u8, Option<FourCc>), FlvError> {
     if packet_type != multitrack_type {
-        return Ok((Multitrack::No, packet_type, Some(c.fourcc()?)));
+        return Ok((Multitrack::No, packet_type, Some(c.fourcc(fourcc_what)?)));
     }
     let b = c.u8("multitrack type")?;
     let layout = match b >> 4 {
@@ -264,7 +265,7 @@ fn multitrack_header(
     }
     let fourcc = match layout {
         Multitrack::ManyTracksManyCodecs => None,
-        _ => Some(c.fourcc()?),
+        _ => Some(c.fourcc(fourcc_what)?),
     };
     Ok((layout, inner, fourcc))
 }
@@ -275,6 +276,7 @@ fn tracks<P>(
     c: &mut Cursor,
     layout: Multitrack,
     shared: Option<FourCc>,
+    fourcc_what: &'static str,
     mut packet: impl FnMut(&mut Cursor, FourCc) -> Result<P, FlvError>,
 ) -> Result<Vec<Track<P>>, FlvError> {
     let mut out = Vec::new();
@@ -284,7 +286,7 @@ fn tracks<P>(
         }
         let fourcc = match shared {
             Some(f) => f,
-            None => c.fourcc()?,
+            None => c.fourcc(fourcc_what)?,
         };
         let id = match layout {
             Multitrack::No => 0,
@@ -328,9 +330,10 @@ pub fn parse_video(body: Bytes) -> Result<ExVideo, FlvError> {
             body: ExVideoBody::Command(c.u8("video command")?),
         });
     }
+    const FOURCC: &str = "Enhanced RTMP video FourCC";
     let (layout, packet_type, shared) =
-        multitrack_header(&mut c, packet_type, PACKET_MULTITRACK_VIDEO)?;
-    let tracks = tracks(&mut c, layout, shared, |t, fourcc| {
+        multitrack_header(&mut c, packet_type, PACKET_MULTITRACK_VIDEO, FOURCC)?;
+    let tracks = tracks(&mut c, layout, shared, FOURCC, |t, fourcc| {
         Ok(match packet_type {
             0 => VideoPacket::SequenceStart(t.rest()),
             1 => {
@@ -373,9 +376,10 @@ pub fn parse_audio(body: Bytes) -> Result<ExAudio, FlvError> {
     let mut c = Cursor { body, at: 0 };
     let first = c.u8("Enhanced RTMP audio header")?;
     let (packet_type, nanos) = mod_ex(&mut c, first & 0xf)?;
+    const FOURCC: &str = "Enhanced RTMP audio FourCC";
     let (layout, packet_type, shared) =
-        multitrack_header(&mut c, packet_type, PACKET_MULTITRACK_AUDIO)?;
-    let tracks = tracks(&mut c, layout, shared, |t, _| {
+        multitrack_header(&mut c, packet_type, PACKET_MULTITRACK_AUDIO, FOURCC)?;
+    let tracks = tracks(&mut c, layout, shared, FOURCC, |t, _| {
         Ok(match packet_type {
             0 => AudioPacket::SequenceStart(t.rest()),
             1 => AudioPacket::CodedFrames(t.rest()),
