@@ -144,10 +144,9 @@ struct Track {
     init_id: u32,
     inits: Vec<(u32, Bytes)>,
     info: TrackInfo,
-    /// The part being built: where it starts, how long it is so far, how
-    /// many samples it has and whether its first is a keyframe. Its samples
-    /// are written out in chunks as they come (see [`Track::add`]).
-    part_start: u64,
+    /// The part being built: how long it is so far, how many samples it
+    /// has and whether its first is a keyframe. Its samples are written out
+    /// in chunks as they come (see [`Track::add`]).
     part_duration: u64,
     part_samples: usize,
     part_independent: bool,
@@ -220,7 +219,6 @@ impl Track {
             init_id,
             inits: vec![(init_id, init)],
             info,
-            part_start: 0,
             part_duration: 0,
             part_samples: 0,
             part_independent: false,
@@ -429,7 +427,6 @@ impl Track {
             bytes: 0,
             duration: 0,
         });
-        self.part_start = start;
     }
 
     /// Adds a sample to the open segment's current part. Parts are cut on
@@ -446,7 +443,6 @@ impl Track {
             self.flush_part(stats);
         }
         if self.part_samples == 0 {
-            self.part_start = time;
             self.part_independent = sample.keyframe;
         }
         if self.chunk.is_empty() {
