@@ -398,6 +398,47 @@ fn get_chunked(addr: SocketAddr, path: &str, mut on_first: impl FnMut()) -> Chun
     }
 }
 
+/// Reads `path` (`what`: "the segment", "the part") while castgate makes it: 200, sent as it
+/// grows, its first bytes before the video playlist `listed` it, more than one chunk, and all
+/// of them the resource served once it is finished.
+fn read_while_made(server: &Castgate, path: &str, what: &str, listed: impl Fn(&str) -> bool) {
+    let mut listed_at_first_chunk = None;
+    let got = get_chunked(server.http, path, || {
+        let playlist = http_get(server.http, &format!("/{KEY}/video.m3u8")).text();
+        listed_at_first_chunk = Some(listed(&playlist));
+    });
+    assert_eq!(got.status, 200, "{}", got.headers);
+    assert_eq!(
+        listed_at_first_chunk,
+        Some(false),
+        "the first bytes of {path} came only after {what} was listed whole"
+    );
+    assert!(
+        got.chunks.len() > 1,
+        "{path} came in {} chunk(s), not as it was made",
+        got.chunks.len()
+    );
+    let first = got.chunks.first().unwrap().1;
+    let last = got.chunks.last().unwrap().1;
+    eprintln!(
+        "{path}: {} chunks over {:?}",
+        got.chunks.len(),
+        last - first
+    );
+    let grown: Vec<u8> = got.chunks.into_iter().flat_map(|(c, _)| c).collect();
+    let whole = http_get(server.http, path);
+    assert_eq!(whole.status, 200);
+    assert_eq!(
+        grown.len(),
+        whole.body.len(),
+        "{what} read while it grew differs in size from the finished one"
+    );
+    assert!(
+        grown == whole.body,
+        "{what} read while it grew differs from the finished one"
+    );
+}
+
 /// LL-DASH: the MPD advertises chunked segments, and a request for the segment about to start
 /// is answered as soon as its first part exists and sent chunk by chunk while it is made: the
 /// first chunk arrives while the playlist does not list the segment as whole yet, more follow,
@@ -422,41 +463,9 @@ fn a_dash_segment_is_sent_while_it_is_made() {
     let next = if part == 0 { msn } else { msn + 1 };
     let path = format!("/{KEY}/video/seg-{next}.m4s");
     let whole_uri = format!("video/seg-{next}.m4s");
-    let mut listed_whole_at_first_chunk = None;
-    let got = get_chunked(server.http, &path, || {
-        let playlist = http_get(server.http, &format!("/{KEY}/video.m3u8")).text();
-        listed_whole_at_first_chunk = Some(playlist.lines().any(|l| l.trim() == whole_uri));
+    read_while_made(&server, &path, "the segment", |playlist| {
+        playlist.lines().any(|l| l.trim() == whole_uri)
     });
-    assert_eq!(got.status, 200, "{}", got.headers);
-    assert_eq!(
-        listed_whole_at_first_chunk,
-        Some(false),
-        "the first chunk of {path} came only after the segment closed"
-    );
-    assert!(
-        got.chunks.len() > 1,
-        "{path} came in {} chunk(s), not part by part",
-        got.chunks.len()
-    );
-    let first = got.chunks.first().unwrap().1;
-    let last = got.chunks.last().unwrap().1;
-    eprintln!(
-        "{path}: {} chunks over {:?}",
-        got.chunks.len(),
-        last - first
-    );
-    let grown: Vec<u8> = got.chunks.into_iter().flat_map(|(c, _)| c).collect();
-    let closed = http_get(server.http, &path);
-    assert_eq!(closed.status, 200);
-    assert_eq!(
-        grown.len(),
-        closed.body.len(),
-        "the segment read while it grew differs in size from the closed one"
-    );
-    assert!(
-        grown == closed.body,
-        "the segment read while it grew differs from the closed one"
-    );
 
     publisher.kill().unwrap();
     publisher.wait().unwrap();
@@ -478,38 +487,9 @@ fn a_preload_hinted_part_is_sent_while_it_is_made() {
     let (msn, part) = preload_hint(&listed.text());
     let uri = format!("video/part-{msn}.{part}.m4s");
     let path = format!("/{KEY}/{uri}");
-    let mut listed_at_first_chunk = None;
-    let got = get_chunked(server.http, &path, || {
-        let playlist = http_get(server.http, &format!("/{KEY}/video.m3u8")).text();
-        listed_at_first_chunk = Some(lists_part(&playlist, "video", msn, part));
+    read_while_made(&server, &path, "the part", |playlist| {
+        lists_part(playlist, "video", msn, part)
     });
-    assert_eq!(got.status, 200, "{}", got.headers);
-    assert_eq!(
-        listed_at_first_chunk,
-        Some(false),
-        "the first bytes of {path} came only after the part was listed"
-    );
-    assert!(
-        got.chunks.len() > 1,
-        "{path} came in {} chunk(s), not frame by frame",
-        got.chunks.len()
-    );
-    let first = got.chunks.first().unwrap().1;
-    let last = got.chunks.last().unwrap().1;
-    eprintln!(
-        "{path}: {} chunks over {:?}",
-        got.chunks.len(),
-        last - first
-    );
-    let grown: Vec<u8> = got.chunks.into_iter().flat_map(|(c, _)| c).collect();
-    let whole = http_get(server.http, &path);
-    assert_eq!(whole.status, 200);
-    assert!(
-        grown == whole.body,
-        "the part read while it grew ({} bytes) differs from the finished one ({} bytes)",
-        grown.len(),
-        whole.body.len()
-    );
 
     publisher.kill().unwrap();
     publisher.wait().unwrap();

@@ -796,26 +796,8 @@ mod tests {
 
     mod props {
         use super::*;
+        use crate::media::bits::mutated;
         use proptest::prelude::*;
-
-        /// A real record with some bytes overwritten and maybe cut short,
-        /// to get past the headers that stop purely random input.
-        fn mutated(base: &'static str) -> impl Strategy<Value = Vec<u8>> {
-            let base = hex(base);
-            let len = base.len();
-            (
-                proptest::collection::vec((0..len, any::<u8>()), 1..6),
-                0..=len,
-            )
-                .prop_map(move |(edits, cut)| {
-                    let mut v = base.clone();
-                    for (i, b) in edits {
-                        v[i] = b;
-                    }
-                    v.truncate(cut.max(1));
-                    v
-                })
-        }
 
         proptest! {
             #[test]

@@ -273,3 +273,25 @@ pub(crate) fn hex(s: &str) -> Vec<u8> {
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
         .collect()
 }
+
+/// A real record (hex) with some bytes overwritten and maybe cut short,
+/// for property tests: it gets past the headers that stop purely random
+/// input.
+#[cfg(test)]
+pub(crate) fn mutated(base: &'static str) -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+    use proptest::prelude::*;
+    let base = hex(base);
+    let len = base.len();
+    (
+        proptest::collection::vec((0..len, any::<u8>()), 1..6),
+        0..=len,
+    )
+        .prop_map(move |(edits, cut)| {
+            let mut v = base.clone();
+            for (i, b) in edits {
+                v[i] = b;
+            }
+            v.truncate(cut.max(1));
+            v
+        })
+}

@@ -23,12 +23,7 @@ pub use writer::{Tag, TagKind, TagWriter, ON_METADATA};
 /// Bytes from hex digits (spaces ignored), for the tests' tag bodies.
 #[cfg(test)]
 pub(crate) fn hex(s: &str) -> bytes::Bytes {
-    let s: String = s.split_whitespace().collect();
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect::<Vec<u8>>()
-        .into()
+    super::bits::hex(s).into()
 }
 
 /// A publisher's tags as the reader takes them, for the tests of every
