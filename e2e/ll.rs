@@ -1,5 +1,5 @@
 //! Low-latency delivery over real HTTP: blocking playlist reloads and preload hints with a raw
-//! client, many held requests on one HTTP/2 connection (h2c on the plain port, ALPN `h2` on
+//! client (and the bound on held requests), many held requests on one HTTP/2 connection (h2c on the plain port, ALPN `h2` on
 //! HTTPS), and a DASH segment read while it is being made. A live `ffmpeg -re` publisher feeds
 //! castgate on its defaults (low latency on). The spec's rules on every playlist are checked
 //! in-process (`src/package/ll_tests.rs`, with a paused clock); these check the same behaviour
@@ -490,6 +490,64 @@ fn a_preload_hinted_part_is_sent_while_it_is_made() {
     read_while_made(&server, &path, "the part", |playlist| {
         lists_part(playlist, "video", msn, part)
     });
+
+    publisher.kill().unwrap();
+    publisher.wait().unwrap();
+    server.assert_no_panic();
+}
+
+/// The bound on held requests over real HTTP: with two allowed per stream, three blocking
+/// reloads for a part two segments ahead sent together get two held answers (200, once the
+/// part exists) and one refusal at once (503, saying why), before either held one is
+/// answered; once they are answered, the stream takes held requests again.
+#[test]
+fn held_requests_beyond_the_bound_are_refused_at_once() {
+    let server = Castgate::start(&[("CASTGATE__PACKAGE__MAX_HELD_PER_STREAM", "2")]);
+    let mut publisher = zerolatency_publisher(&server.url(KEY));
+    let text = wait_parts(&server, "video");
+    // Two segments after the one of the last listed part (the hint may open the next one).
+    let (hint_msn, hint_part) = preload_hint(&text);
+    let msn = if hint_part == 0 {
+        hint_msn - 1
+    } else {
+        hint_msn
+    };
+    let addr = server.http;
+    let asks: Vec<_> = (0..3)
+        .map(|_| std::thread::spawn(move || blocking_reload(addr, "video", msn + 2, 0)))
+        .collect();
+    let mut answers: Vec<(HttpResponse, Instant)> = asks
+        .into_iter()
+        .map(|a| a.join().expect("request"))
+        .collect();
+    answers.sort_by_key(|(r, _)| r.status);
+    let statuses: Vec<u16> = answers.iter().map(|(r, _)| r.status).collect();
+    assert_eq!(
+        statuses,
+        [200, 200, 503],
+        "first lines: {:?}",
+        answers
+            .iter()
+            .map(|(r, _)| r.text().lines().next().unwrap_or("").to_string())
+            .collect::<Vec<_>>()
+    );
+    let (refused, refused_at) = &answers[2];
+    assert!(
+        refused.text().contains("too many requests waiting"),
+        "{}",
+        refused.text()
+    );
+    for (held, at) in &answers[..2] {
+        assert!(
+            lists_part(&held.text(), "video", msn + 2, 0),
+            "{}",
+            held.text()
+        );
+        assert!(refused_at < at, "the refusal waited for the part");
+    }
+    let (msn, part) = preload_hint(&answers[0].0.text());
+    let (again, _) = blocking_reload(addr, "video", msn, part);
+    assert_eq!(again.status, 200, "{}", again.text());
 
     publisher.kill().unwrap();
     publisher.wait().unwrap();
