@@ -1,6 +1,6 @@
 //! Low-latency delivery over real HTTP: blocking playlist reloads and preload hints with a raw
-//! client (and the bound on held requests), many held requests on one HTTP/2 connection (h2c on the plain port, ALPN `h2` on
-//! HTTPS), and a DASH segment read while it is being made. A live `ffmpeg -re` publisher feeds
+//! client (and the bound on held requests), many held requests on one HTTP/2 connection (h2c
+//! on the plain port, ALPN `h2` on HTTPS), and a DASH segment read while it is being made. A live `ffmpeg -re` publisher feeds
 //! castgate on its defaults (low latency on). The spec's rules on every playlist are checked
 //! in-process (`src/package/ll_tests.rs`, with a paused clock); these check the same behaviour
 //! across sockets, with real time.
