@@ -589,6 +589,55 @@ async fn held_reloads_are_released_by_the_end_and_by_time() {
     assert_eq!(live.store.held(), 0);
 }
 
+/// A publisher that leaves and comes back within grace (its clock starting
+/// again at 0): a reload held across the gap, for a part the segment cut
+/// short at the stop never got, is not broken by it: it is answered once
+/// the returning publisher has made a part, with the playlist marking the
+/// discontinuity.
+#[tokio::test(start_paused = true)]
+async fn a_held_reload_survives_a_return_within_grace() {
+    let live = live_ll();
+    let key = "live/return";
+    let mut enc = Encoder::start(&live, key);
+    enc.until(5_000);
+    settle().await;
+    // Beyond what the frames left at the stop can finish (they close the
+    // segment with the hinted part and at most one more).
+    let (msn, hinted) = next_part(&live, key).await;
+    let part = hinted + 3;
+    let store = live.store.clone();
+    let held = tokio::spawn(async move {
+        store
+            .answer(
+                key,
+                Resource::MediaPlaylist(MediaKind::Video),
+                reload(msn, part),
+                &[],
+            )
+            .await
+    });
+    settle().await;
+    drop(enc);
+    settle().await;
+    assert!(!held.is_finished(), "answered while the publisher was away");
+    let mut back = Encoder::start(&live, key);
+    let mut ms = 0;
+    while !held.is_finished() {
+        ms += 33;
+        back.until(ms);
+        settle().await;
+        assert!(ms < 5_000, "the held reload was never answered");
+    }
+    let served = held.await.unwrap().unwrap();
+    let text = text(&served);
+    assert!(text.contains("#EXT-X-DISCONTINUITY\n"), "{text}");
+    let ll = parse(text);
+    assert!(!ll.ended, "{text}");
+    let (next, _) = part_position(&ll.hint.expect("live"));
+    assert!(next > msn, "{text}");
+    assert_eq!(live.store.held(), 0);
+}
+
 /// The bounds on held requests: past the per-stream or the total count a
 /// request is refused with 503 at once, and every place comes back.
 #[tokio::test(start_paused = true)]
