@@ -161,13 +161,14 @@ impl TsMuxer {
             self.audio_type(),
         );
         match c {
-            CodecConfig::Avc(a) => {
-                if self.video.as_deref() != Some(a) {
-                    self.video = Some(Arc::new(a.clone()));
-                }
+            CodecConfig::Avc(a) if self.video.as_deref() != Some(a) => {
+                self.video = Some(Arc::new(a.clone()));
             }
+            CodecConfig::Avc(_) => {}
             CodecConfig::Aac(a) => self.audio = Some(AudioTrack::Aac(a.clone())),
             CodecConfig::Mp3(_) => self.audio = Some(AudioTrack::Mp3),
+            // Not carried in MPEG-TS yet: their frames are counted as dropped.
+            _ => {}
         }
         let tracks_after = (
             self.video.is_some(),
@@ -201,6 +202,7 @@ impl TsMuxer {
         let converted = match f.codec {
             Codec::H264 => self.video_access_unit(f, &mut data),
             Codec::Aac | Codec::Mp3 => self.audio_frame(f, &mut data),
+            _ => false,
         };
         if converted {
             self.stats.frames += 1;

@@ -6,6 +6,8 @@
 
 use bytes::Bytes;
 
+use super::{ac3, av1, flac, hevc, opus, vp9};
+
 /// Which elementary stream a frame or configuration belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MediaKind {
@@ -13,20 +15,58 @@ pub enum MediaKind {
     Audio,
 }
 
-/// Codecs castgate can carry. Later issues add HEVC, AV1 and Opus.
+/// Codecs castgate can carry. H.264, AAC and MP3 come in legacy FLV tags;
+/// the others only in Enhanced RTMP (FourCC) tags.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Codec {
     H264,
+    Hevc,
+    Av1,
+    Vp9,
     Aac,
     Mp3,
+    Opus,
+    Flac,
+    Ac3,
+    Eac3,
 }
 
 impl Codec {
     pub fn kind(self) -> MediaKind {
         match self {
-            Codec::H264 => MediaKind::Video,
-            Codec::Aac | Codec::Mp3 => MediaKind::Audio,
+            Codec::H264 | Codec::Hevc | Codec::Av1 | Codec::Vp9 => MediaKind::Video,
+            Codec::Aac | Codec::Mp3 | Codec::Opus | Codec::Flac | Codec::Ac3 | Codec::Eac3 => {
+                MediaKind::Audio
+            }
         }
+    }
+
+    /// Whether a legacy FLV tag can carry it (a player that announced no
+    /// Enhanced RTMP FourCCs can take it).
+    pub fn is_legacy(self) -> bool {
+        matches!(self, Codec::H264 | Codec::Aac | Codec::Mp3)
+    }
+
+    /// The name for logs and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::H264 => "H.264",
+            Codec::Hevc => "HEVC",
+            Codec::Av1 => "AV1",
+            Codec::Vp9 => "VP9",
+            Codec::Aac => "AAC",
+            Codec::Mp3 => "MP3",
+            Codec::Opus => "Opus",
+            Codec::Flac => "FLAC",
+            Codec::Ac3 => "AC-3",
+            Codec::Eac3 => "E-AC-3",
+        }
+    }
+}
+
+impl std::fmt::Display for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -42,8 +82,11 @@ pub struct Frame {
     pub cts: i32,
     /// A random access point (IDR for H.264; every audio frame).
     pub keyframe: bool,
-    /// H.264: AVCC (length-prefixed) NAL units. AAC: one raw access unit.
-    /// MP3: the frame bytes as they came in the FLV tag.
+    /// H.264 and HEVC: length-prefixed NAL units. AV1: the temporal unit's
+    /// OBUs (low-overhead format, as in `av01` samples). VP9: one frame (or
+    /// superframe). AAC, Opus: one raw packet. FLAC: one frame. AC-3 and
+    /// E-AC-3: the sync frames of one access unit. MP3: the frame bytes as
+    /// they came in the FLV tag.
     pub data: Bytes,
 }
 
@@ -98,28 +141,124 @@ pub struct Mp3Config {
     pub flv_flags: u8,
 }
 
+/// A VP9 `vpcC` as the publisher sent it, and what it says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vp9Record {
+    /// The `vpcC` body (version and flags first), replayed on play-out.
+    pub record: Bytes,
+    pub config: vp9::Vp9Config,
+}
+
+/// An Opus sequence start (`OpusHead`) as sent, and what it says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpusRecord {
+    pub record: Bytes,
+    pub head: opus::OpusHead,
+}
+
+/// A FLAC sequence start as sent, and what it says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlacRecord {
+    pub record: Bytes,
+    pub config: flac::FlacConfig,
+}
+
 /// A track's decoder configuration. A new one mid-stream starts a new track
 /// configuration (new init segment, discontinuity), not an error.
+///
+/// AC-3 and E-AC-3 have no sequence start in Enhanced RTMP: their
+/// configuration is read from the first sync frames of the track.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CodecConfig {
     Avc(AvcConfig),
+    Hevc(hevc::HevcConfig),
+    Av1(av1::Av1Config),
+    Vp9(Vp9Record),
     Aac(AacConfig),
     Mp3(Mp3Config),
+    Opus(OpusRecord),
+    Flac(FlacRecord),
+    Ac3(ac3::Ac3Header),
+    Eac3(ac3::Eac3Config),
 }
 
 impl CodecConfig {
     pub fn kind(&self) -> MediaKind {
-        match self {
-            CodecConfig::Avc(_) => MediaKind::Video,
-            CodecConfig::Aac(_) | CodecConfig::Mp3(_) => MediaKind::Audio,
-        }
+        self.codec().kind()
     }
 
     pub fn codec(&self) -> Codec {
         match self {
             CodecConfig::Avc(_) => Codec::H264,
+            CodecConfig::Hevc(_) => Codec::Hevc,
+            CodecConfig::Av1(_) => Codec::Av1,
+            CodecConfig::Vp9(_) => Codec::Vp9,
             CodecConfig::Aac(_) => Codec::Aac,
             CodecConfig::Mp3(_) => Codec::Mp3,
+            CodecConfig::Opus(_) => Codec::Opus,
+            CodecConfig::Flac(_) => Codec::Flac,
+            CodecConfig::Ac3(_) => Codec::Ac3,
+            CodecConfig::Eac3(_) => Codec::Eac3,
+        }
+    }
+
+    /// The record a sequence start carries, as sent (`None` for MP3, AC-3
+    /// and E-AC-3, which have none).
+    pub fn record(&self) -> Option<&Bytes> {
+        match self {
+            CodecConfig::Avc(c) => Some(&c.record),
+            CodecConfig::Hevc(c) => Some(&c.record),
+            CodecConfig::Av1(c) => Some(&c.record),
+            CodecConfig::Vp9(c) => Some(&c.record),
+            CodecConfig::Aac(c) => Some(&c.asc),
+            CodecConfig::Opus(c) => Some(&c.record),
+            CodecConfig::Flac(c) => Some(&c.record),
+            CodecConfig::Mp3(_) | CodecConfig::Ac3(_) | CodecConfig::Eac3(_) => None,
+        }
+    }
+
+    /// The RFC 6381 codecs parameter for HLS `CODECS` and DASH `@codecs`.
+    pub fn codec_string(&self) -> String {
+        match self {
+            CodecConfig::Avc(c) => super::avc::codec_string(c),
+            CodecConfig::Hevc(c) => hevc::codec_string(c),
+            CodecConfig::Av1(c) => av1::codec_string(c),
+            CodecConfig::Vp9(c) => vp9::codec_string(&c.config),
+            CodecConfig::Aac(c) => super::aac::codec_string(c),
+            CodecConfig::Mp3(_) => "mp4a.6B".into(),
+            CodecConfig::Opus(c) => opus::codec_string(&c.head),
+            CodecConfig::Flac(c) => flac::codec_string(&c.config),
+            CodecConfig::Ac3(_) => "ac-3".into(),
+            CodecConfig::Eac3(_) => "ec-3".into(),
+        }
+    }
+
+    /// Display size of a video configuration, if known (0 × 0 if not).
+    pub fn picture_size(&self) -> (u32, u32) {
+        match self {
+            CodecConfig::Avc(c) => (c.width, c.height),
+            CodecConfig::Hevc(c) => (c.width, c.height),
+            CodecConfig::Av1(c) => (c.width, c.height),
+            _ => (0, 0),
+        }
+    }
+
+    /// Sample rate and channels of an audio configuration (0, 0 for video).
+    pub fn audio_format(&self) -> (u32, u8) {
+        match self {
+            CodecConfig::Aac(c) => (c.sample_rate, c.channels),
+            CodecConfig::Mp3(c) => (c.sample_rate, c.channels),
+            CodecConfig::Opus(c) => (opus::SAMPLE_RATE, c.head.channels),
+            CodecConfig::Flac(c) => (
+                c.config.stream_info.sample_rate,
+                c.config.stream_info.channels,
+            ),
+            CodecConfig::Ac3(h) => (h.sample_rate, h.channels()),
+            CodecConfig::Eac3(c) => (c.sample_rate, c.channels),
+            CodecConfig::Avc(_)
+            | CodecConfig::Hevc(_)
+            | CodecConfig::Av1(_)
+            | CodecConfig::Vp9(_) => (0, 0),
         }
     }
 }

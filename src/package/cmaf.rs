@@ -56,7 +56,10 @@ pub fn timescale(config: &CodecConfig) -> u32 {
         CodecConfig::Avc(_) => VIDEO_TIMESCALE,
         // The AAC core rate: 1024 (or 960) ticks per frame, exactly.
         CodecConfig::Aac(c) => c.sample_rate,
-        CodecConfig::Mp3(c) => c.sample_rate,
+        c => match c.kind() {
+            crate::media::MediaKind::Video => VIDEO_TIMESCALE,
+            crate::media::MediaKind::Audio => c.audio_format().0,
+        },
     }
 }
 
@@ -75,7 +78,7 @@ pub fn init_segment(track_id: u32, config: &CodecConfig) -> Result<Bytes, CmafEr
     let is_video = match config {
         CodecConfig::Avc(_) => true,
         CodecConfig::Aac(_) => false,
-        CodecConfig::Mp3(_) => return Err(CmafError::Unsupported("MP3")),
+        c => return Err(CmafError::Unsupported(c.codec().name())),
     };
     let timescale = timescale(config);
     if timescale == 0 {
@@ -219,7 +222,7 @@ fn write_stsd(
         match config {
             CodecConfig::Avc(c) => write_avc1(buf, c, width, height),
             CodecConfig::Aac(c) => mp4a(c).encode(buf),
-            CodecConfig::Mp3(_) => Err(mp4_atom::Error::Unsupported("MP3 in CMAF")),
+            c => Err(mp4_atom::Error::Unsupported(c.codec().name())),
         }
     })
 }

@@ -666,7 +666,27 @@ fn track_info(config: &CodecConfig) -> TrackInfo {
             average_bandwidth: 0,
         },
         CodecConfig::Aac(c) => audio_info(aac::codec_string(c), c.sample_rate, c.channels),
-        CodecConfig::Mp3(c) => audio_info("mp4a.6B".into(), c.sample_rate, c.channels),
+        c => match c.kind() {
+            MediaKind::Video => {
+                let (width, height) = c.picture_size();
+                TrackInfo {
+                    kind: MediaKind::Video,
+                    codec: c.codec_string(),
+                    timescale: cmaf::VIDEO_TIMESCALE,
+                    width,
+                    height,
+                    frame_rate: None,
+                    sample_rate: 0,
+                    channels: 0,
+                    peak_bandwidth: 0,
+                    average_bandwidth: 0,
+                }
+            }
+            MediaKind::Audio => {
+                let (rate, channels) = c.audio_format();
+                audio_info(c.codec_string(), rate, channels)
+            }
+        },
     }
 }
 

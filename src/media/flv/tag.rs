@@ -346,7 +346,7 @@ pub fn config_parts(config: &CodecConfig) -> Option<(&'static [u8], &Bytes)> {
     match config {
         CodecConfig::Avc(c) => Some((&[0x17, 0, 0, 0, 0], &c.record)),
         CodecConfig::Aac(c) => Some((&[0xaf, 0], &c.asc)),
-        CodecConfig::Mp3(_) => None,
+        _ => None,
     }
 }
 
