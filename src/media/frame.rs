@@ -233,6 +233,22 @@ impl CodecConfig {
         }
     }
 
+    /// Whether a decoder set up for `self` decodes a stream configured as
+    /// `other`: a repeated sequence start that says nothing new is not a
+    /// new configuration. FFmpeg, for one, sends FLAC's STREAMINFO again at
+    /// the end with the totals and MD5 filled in.
+    pub fn same_decoding(&self, other: &CodecConfig) -> bool {
+        match (self, other) {
+            (CodecConfig::Flac(a), CodecConfig::Flac(b)) => {
+                let (a, b) = (&a.config.stream_info, &b.config.stream_info);
+                (a.sample_rate, a.channels, a.bits_per_sample)
+                    == (b.sample_rate, b.channels, b.bits_per_sample)
+                    && (a.min_block_size, a.max_block_size) == (b.min_block_size, b.max_block_size)
+            }
+            _ => self == other,
+        }
+    }
+
     /// Display size of a video configuration, if known (0 × 0 if not).
     pub fn picture_size(&self) -> (u32, u32) {
         match self {

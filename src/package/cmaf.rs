@@ -894,7 +894,7 @@ mod tests {
             let ts = i64::from(tag.timestamp);
             match tag.tag_type {
                 9 => match flv::parse_video(ts, tag.body).unwrap() {
-                    flv::VideoTag::Config(c) => vc = Some(c),
+                    flv::VideoTag::Config(CodecConfig::Avc(c)) => vc = Some(c),
                     flv::VideoTag::Frame(f) => video.push(f),
                     flv::VideoTag::EndOfSequence => {}
                     other => panic!("{other:?}"),

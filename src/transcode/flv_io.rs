@@ -13,7 +13,6 @@ use bytes::Bytes;
 use crate::hub::StreamEvent;
 use crate::media::flv::{self, TagKind, TagWriter};
 use crate::media::flv_file::{self, FlvReader, ReadError, TAG_AUDIO, TAG_VIDEO};
-use crate::media::CodecConfig;
 
 /// Hub events -> FLV bytes.
 pub struct FlvWriter {
@@ -77,9 +76,7 @@ impl OutputParser {
             let dts = pos - self.offset_ms;
             let event = match tag.tag_type {
                 TAG_VIDEO => match flv::parse_video(dts, tag.body) {
-                    Ok(flv::VideoTag::Config(c)) => {
-                        Some(StreamEvent::Config(Arc::new(CodecConfig::Avc(c))))
-                    }
+                    Ok(flv::VideoTag::Config(c)) => Some(StreamEvent::Config(Arc::new(c))),
                     Ok(flv::VideoTag::Frame(f)) => Some(StreamEvent::Frame(f)),
                     _ => None,
                 },
@@ -115,7 +112,7 @@ mod tests {
     fn ffmpeg_gets_configurations_and_frames_on_the_offset_clock() {
         let mut w = FlvWriter::new(10_000);
         let mut stream = FlvWriter::header(true, true).to_vec();
-        let aac = CodecConfig::Aac(crate::media::AacConfig {
+        let aac = crate::media::CodecConfig::Aac(crate::media::AacConfig {
             asc: Bytes::from_static(&[0x11, 0x90]),
             object_type: 2,
             sample_rate: 48000,

@@ -15,10 +15,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::ex::FourCc;
 use super::tag::{self as flv, AudioTag, FlvError, VideoTag};
 use crate::media::avc::AvcError;
 use crate::media::timeline::Timeline;
-use crate::media::{avc, CodecConfig, Frame, MediaKind, Metadata, StreamEvent};
+use crate::media::{ac3, avc, Codec, CodecConfig, Frame, MediaKind, Metadata, StreamEvent};
 
 /// Why a media tag was dropped (one tag; the publisher goes on).
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,10 @@ pub enum IngestError {
     /// player and the packaged segments.
     #[error("bad NAL unit framing: {0}")]
     NalFraming(AvcError),
+    #[error("bad AC-3 frame: {0}")]
+    BadAc3(#[from] ac3::Ac3Error),
+    #[error("bad AC-3 track: {0}")]
+    Ac3(&'static str),
 }
 
 /// Something about a publisher's media worth one warning, where no tag is
@@ -42,6 +47,10 @@ pub enum Notice {
     UnsupportedVideo(u8),
     /// An audio format castgate does not carry (FLV SoundFormat).
     UnsupportedAudio(u8),
+    /// An Enhanced RTMP FourCC castgate does not carry.
+    UnsupportedFourCc(MediaKind, FourCc),
+    /// A multitrack track other than the first: not carried yet.
+    DroppedTrack(MediaKind, u8),
     /// An AVC sequence header taken without a picture size: its SPS is
     /// missing or does not parse (decoders may still cope with in-band ones).
     UnreadableSps(String),
@@ -60,10 +69,27 @@ impl std::fmt::Display for Notice {
                 "unsupported audio format {} (id {id}): its tags are dropped",
                 audio_format_name(*id)
             ),
+            Notice::UnsupportedFourCc(kind, fourcc) => write!(
+                f,
+                "unsupported {} codec FourCC '{fourcc}': that track is dropped",
+                kind_name(*kind)
+            ),
+            Notice::DroppedTrack(kind, id) => write!(
+                f,
+                "multitrack {} track {id} is dropped (castgate carries the first track only)",
+                kind_name(*kind)
+            ),
             Notice::UnreadableSps(why) => {
                 write!(f, "AVC sequence header taken without a picture size: {why}")
             }
         }
+    }
+}
+
+fn kind_name(kind: MediaKind) -> &'static str {
+    match kind {
+        MediaKind::Video => "video",
+        MediaKind::Audio => "audio",
     }
 }
 
@@ -73,10 +99,8 @@ fn video_codec_name(id: u8) -> &'static str {
         2 => "Sorenson H.263",
         3 | 6 => "Screen Video",
         4 | 5 => "On2 VP6",
-        12 | flv::EX_VIDEO_HEVC => "HEVC",
-        13 | flv::EX_VIDEO_AV1 => "AV1",
-        flv::EX_VIDEO_VP9 => "VP9",
-        flv::EX_VIDEO_OTHER => "(Enhanced RTMP FourCC)",
+        12 => "HEVC (legacy extension id; send Enhanced RTMP `hvc1`)",
+        13 => "AV1 (legacy extension id; send Enhanced RTMP `av01`)",
         _ => "(unknown)",
     }
 }
@@ -160,62 +184,141 @@ impl Ingest {
                 if payload.len() == 5 && payload[0] & 0x0F == 7 && payload[1] == 0 {
                     return Ok(None);
                 }
-                match flv::parse_video(dts, payload)? {
-                    VideoTag::Config(c) => {
-                        let notice = unreadable_sps(&c);
-                        if self.config(CodecConfig::Avc(c), &mut emit) {
-                            return Ok(notice);
-                        }
-                    }
-                    VideoTag::Frame(f)
-                        if avc::looks_like_annex_b(&f.data, self.nal_length_size()) =>
-                    {
-                        self.annex_b_frame(f, &mut emit)?
-                    }
-                    VideoTag::Frame(f) => {
-                        let Some(CodecConfig::Avc(c)) = self.video_config.as_deref() else {
-                            return Err(IngestError::BeforeConfig("H.264"));
-                        };
-                        if let Some(e) =
-                            avc::nal_units(&f.data, c.nal_length_size).find_map(Result::err)
-                        {
-                            return Err(IngestError::NalFraming(e));
-                        }
-                        self.frames += 1;
-                        emit(StreamEvent::Frame(f));
-                    }
-                    VideoTag::EndOfSequence => {}
-                    VideoTag::Unsupported { codec_id } => {
-                        if codec_id != flv::VIDEO_NOT_MEDIA {
-                            self.unsupported_tags += 1;
-                            return Ok(self.tell(Notice::UnsupportedVideo(codec_id)));
-                        }
-                    }
-                }
+                let tag = flv::parse_video(dts, payload)?;
+                self.video_tag(tag, &mut emit)
             }
             MediaKind::Audio => {
                 let dts = Self::dts(&mut self.audio_time, timestamp, self.arrival_ms);
-                match flv::parse_audio(dts, payload)? {
-                    AudioTag::Config(c) => {
-                        self.config(c, &mut emit);
-                    }
-                    AudioTag::Frame(f) => {
-                        if !matches!(self.audio_config.as_deref(), Some(CodecConfig::Aac(_))) {
-                            return Err(IngestError::BeforeConfig("AAC"));
-                        }
-                        self.frames += 1;
-                        emit(StreamEvent::Frame(f));
-                    }
-                    AudioTag::Mp3 { config, frame } => {
-                        self.config(CodecConfig::Mp3(config), &mut emit);
-                        self.frames += 1;
-                        emit(StreamEvent::Frame(frame));
-                    }
-                    AudioTag::Unsupported { sound_format } => {
-                        self.unsupported_tags += 1;
-                        return Ok(self.tell(Notice::UnsupportedAudio(sound_format)));
+                let tag = flv::parse_audio(dts, payload)?;
+                self.audio_tag(tag, &mut emit)
+            }
+        }
+    }
+
+    fn video_tag(
+        &mut self,
+        tag: VideoTag,
+        emit: &mut impl FnMut(StreamEvent),
+    ) -> Result<Option<Notice>, IngestError> {
+        match tag {
+            VideoTag::Config(c) => {
+                let notice = match &c {
+                    CodecConfig::Avc(avc) => unreadable_sps(avc),
+                    _ => None,
+                };
+                if self.config(c, emit) {
+                    return Ok(notice);
+                }
+            }
+            VideoTag::Frame(f)
+                if f.codec == Codec::H264
+                    && avc::looks_like_annex_b(&f.data, self.nal_length_size()) =>
+            {
+                self.annex_b_frame(f, emit)?
+            }
+            VideoTag::Frame(f) => {
+                let nal_length_size = match self.video_config.as_deref() {
+                    Some(c) if c.codec() != f.codec => None,
+                    Some(CodecConfig::Avc(c)) => Some(Some(c.nal_length_size)),
+                    Some(CodecConfig::Hevc(c)) => Some(Some(c.nal_length_size)),
+                    Some(_) => Some(None),
+                    None => None,
+                };
+                let Some(nal_length_size) = nal_length_size else {
+                    return Err(IngestError::BeforeConfig(f.codec.name()));
+                };
+                if let Some(size) = nal_length_size {
+                    if let Some(e) = avc::nal_units(&f.data, size).find_map(Result::err) {
+                        return Err(IngestError::NalFraming(e));
                     }
                 }
+                self.frames += 1;
+                emit(StreamEvent::Frame(f));
+            }
+            VideoTag::EndOfSequence | VideoTag::NotMedia => {}
+            VideoTag::Unsupported { codec_id } => {
+                self.unsupported_tags += 1;
+                return Ok(self.tell(Notice::UnsupportedVideo(codec_id)));
+            }
+            VideoTag::UnsupportedFourCc(fourcc) => {
+                self.unsupported_tags += 1;
+                return Ok(self.tell(Notice::UnsupportedFourCc(MediaKind::Video, fourcc)));
+            }
+            VideoTag::Tracks(tracks) => {
+                let mut first = None;
+                for (id, tag) in tracks {
+                    let notice = if id == 0 {
+                        self.video_tag(tag, emit)?
+                    } else {
+                        self.unsupported_tags += 1;
+                        self.tell(Notice::DroppedTrack(MediaKind::Video, id))
+                    };
+                    first = first.or(notice);
+                }
+                return Ok(first);
+            }
+        }
+        Ok(None)
+    }
+
+    fn audio_tag(
+        &mut self,
+        tag: AudioTag,
+        emit: &mut impl FnMut(StreamEvent),
+    ) -> Result<Option<Notice>, IngestError> {
+        match tag {
+            AudioTag::Config(c) => {
+                self.config(c, emit);
+            }
+            AudioTag::Frame(f) => {
+                // AC-3 and E-AC-3 say what they are in every frame.
+                match f.codec {
+                    Codec::Ac3 => match ac3::parse_sync_frame(&f.data)? {
+                        ac3::SyncFrame::Ac3(h) => {
+                            self.config(CodecConfig::Ac3(h), emit);
+                        }
+                        ac3::SyncFrame::Eac3(_) => {
+                            return Err(IngestError::Ac3("E-AC-3 frame in an AC-3 track"))
+                        }
+                    },
+                    Codec::Eac3 => {
+                        let c = ac3::parse_eac3_access_unit(&f.data)?;
+                        self.config(CodecConfig::Eac3(c), emit);
+                    }
+                    _ => {}
+                }
+                if self.audio_config.as_deref().map(CodecConfig::codec) != Some(f.codec) {
+                    return Err(IngestError::BeforeConfig(f.codec.name()));
+                }
+                self.frames += 1;
+                emit(StreamEvent::Frame(f));
+            }
+            AudioTag::Mp3 { config, frame } => {
+                self.config(CodecConfig::Mp3(config), emit);
+                self.frames += 1;
+                emit(StreamEvent::Frame(frame));
+            }
+            AudioTag::NotMedia => {}
+            AudioTag::Unsupported { sound_format } => {
+                self.unsupported_tags += 1;
+                return Ok(self.tell(Notice::UnsupportedAudio(sound_format)));
+            }
+            AudioTag::UnsupportedFourCc(fourcc) => {
+                self.unsupported_tags += 1;
+                return Ok(self.tell(Notice::UnsupportedFourCc(MediaKind::Audio, fourcc)));
+            }
+            AudioTag::Tracks(tracks) => {
+                let mut first = None;
+                for (id, tag) in tracks {
+                    let notice = if id == 0 {
+                        self.audio_tag(tag, emit)?
+                    } else {
+                        self.unsupported_tags += 1;
+                        self.tell(Notice::DroppedTrack(MediaKind::Audio, id))
+                    };
+                    first = first.or(notice);
+                }
+                return Ok(first);
             }
         }
         Ok(None)
@@ -271,13 +374,14 @@ impl Ingest {
         Ok(())
     }
 
-    /// Takes a configuration; false when it repeats the current one.
+    /// Takes a configuration; false when it repeats the current one (see
+    /// [`CodecConfig::same_decoding`]).
     fn config(&mut self, config: CodecConfig, emit: &mut impl FnMut(StreamEvent)) -> bool {
         let slot = match config.kind() {
             MediaKind::Video => &mut self.video_config,
             MediaKind::Audio => &mut self.audio_config,
         };
-        if slot.as_deref() == Some(&config) {
+        if slot.as_deref().is_some_and(|c| c.same_decoding(&config)) {
             return false;
         }
         let config = Arc::new(config);
@@ -305,4 +409,150 @@ fn unreadable_sps(c: &crate::media::AvcConfig) -> Option<Notice> {
             Ok(_) => "its SPS gives no size".to_string(),
         },
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::flv_file::{read_tags, TAG_AUDIO, TAG_VIDEO};
+
+    /// What an FLV file FFmpeg 9 wrote makes of it: the events and notices.
+    fn ingest(file: &'static [u8]) -> (Ingest, Vec<StreamEvent>, Vec<Notice>) {
+        let mut ingest = Ingest::new();
+        let (mut events, mut notices) = (Vec::new(), Vec::new());
+        for tag in read_tags(&Bytes::from_static(file)).unwrap() {
+            let kind = match tag.tag_type {
+                TAG_VIDEO => MediaKind::Video,
+                TAG_AUDIO => MediaKind::Audio,
+                _ => continue,
+            };
+            match ingest.media(kind, tag.timestamp, tag.body, |e| events.push(e)) {
+                Ok(notice) => notices.extend(notice),
+                // FFmpeg ends a FLAC track with an empty frame.
+                Err(IngestError::Flv(FlvError::EmptyFrame("FLAC"))) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        (ingest, events, notices)
+    }
+
+    /// Frames and keyframes of one codec.
+    type Count = (Codec, usize, usize);
+
+    /// The codecs of the configurations, and frames per codec.
+    fn summary(events: &[StreamEvent]) -> (Vec<Codec>, Vec<Count>) {
+        let mut configs = Vec::new();
+        let mut frames: Vec<Count> = Vec::new();
+        for e in events {
+            match e {
+                StreamEvent::Config(c) => configs.push(c.codec()),
+                StreamEvent::Frame(f) => match frames.iter_mut().find(|(c, ..)| *c == f.codec) {
+                    Some(entry) => {
+                        entry.1 += 1;
+                        entry.2 += usize::from(f.keyframe);
+                    }
+                    None => frames.push((f.codec, 1, usize::from(f.keyframe))),
+                },
+                _ => {}
+            }
+        }
+        (configs, frames)
+    }
+
+    #[test]
+    fn enhanced_rtmp_from_ffmpeg_9() {
+        // (file, configurations, (codec, frames, keyframes)); 10 fps with a
+        // keyframe every 5 frames, 0.5 s of 48 kHz audio: AC-3 and E-AC-3
+        // frames of 1536 samples, FLAC blocks of 1024.
+        let cases: [(&'static [u8], &[Codec], &[Count]); 3] = [
+            (
+                include_bytes!("testdata/av1_ac3.flv"),
+                &[Codec::Av1, Codec::Ac3],
+                &[(Codec::Av1, 5, 1), (Codec::Ac3, 16, 16)],
+            ),
+            (
+                include_bytes!("testdata/vp9_eac3.flv"),
+                &[Codec::Vp9, Codec::Eac3],
+                &[(Codec::Vp9, 5, 1), (Codec::Eac3, 16, 16)],
+            ),
+            (
+                include_bytes!("testdata/h264_flac.flv"),
+                &[Codec::H264, Codec::Flac],
+                &[(Codec::H264, 5, 1), (Codec::Flac, 24, 24)],
+            ),
+        ];
+        for (file, configs, frames) in cases {
+            let (ingest, events, notices) = ingest(file);
+            let (got_configs, mut got_frames) = summary(&events);
+            got_frames.sort_by_key(|f| f.0.kind() == MediaKind::Audio);
+            assert_eq!(got_configs, configs);
+            assert_eq!(got_frames, frames, "{configs:?}");
+            assert_eq!(notices, [], "{configs:?}");
+            assert_eq!((ingest.bad_tags, ingest.unsupported_tags), (0, 0));
+        }
+    }
+
+    /// HEVC and Opus with FFmpeg's colorInfo metadata and channel layout
+    /// packets, which carry nothing to the hub.
+    #[test]
+    fn hevc_and_opus() {
+        let (_, events, notices) = ingest(include_bytes!("testdata/hevc_opus.flv"));
+        let (configs, frames) = summary(&events);
+        assert_eq!(configs, [Codec::Hevc, Codec::Opus]);
+        assert!(frames.iter().any(|f| f.0 == Codec::Hevc && f.2 >= 1));
+        assert!(frames.iter().any(|f| f.0 == Codec::Opus && f.1 > 1));
+        assert_eq!(notices, []);
+        let StreamEvent::Config(hevc) = &events[0] else {
+            panic!("{:?}", events[0])
+        };
+        assert!(hevc.codec_string().starts_with("hvc1."));
+    }
+
+    /// Multitrack: track 0 is carried, the others are dropped with a notice
+    /// each (once).
+    #[test]
+    fn multitrack_keeps_the_first_track() {
+        let (ingest, events, notices) = ingest(include_bytes!("testdata/multitrack.flv"));
+        let (configs, _) = summary(&events);
+        assert!(!configs.is_empty());
+        assert!(ingest.unsupported_tags > 0);
+        assert!(notices
+            .iter()
+            .any(|n| matches!(n, Notice::DroppedTrack(_, id) if *id > 0)));
+        let mut unique = notices.clone();
+        unique.dedup();
+        assert_eq!(unique.len(), notices.len());
+    }
+
+    #[test]
+    fn an_ac3_frame_that_does_not_parse_is_a_bad_tag() {
+        let mut ingest = Ingest::new();
+        let err = ingest
+            .media(
+                MediaKind::Audio,
+                0,
+                crate::media::flv::hex("91 61632d33 0b77 00"),
+                |_| {},
+            )
+            .unwrap_err();
+        assert!(matches!(err, IngestError::BadAc3(_)), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_fourcc_is_told_once() {
+        let mut ingest = Ingest::new();
+        let vp8 = || crate::media::flv::hex("91 76703038 0102");
+        let first = ingest.media(MediaKind::Video, 0, vp8(), |_| {}).unwrap();
+        let again = ingest.media(MediaKind::Video, 40, vp8(), |_| {}).unwrap();
+        assert_eq!(
+            first,
+            Some(Notice::UnsupportedFourCc(MediaKind::Video, FourCc::VP8))
+        );
+        assert_eq!(
+            first.unwrap().to_string(),
+            "unsupported video codec FourCC 'vp08': that track is dropped"
+        );
+        assert_eq!(again, None);
+        assert_eq!(ingest.unsupported_tags, 2);
+    }
 }

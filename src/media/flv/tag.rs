@@ -2,10 +2,12 @@
 //! to [`Frame`]s and configurations, and the headers to write them back.
 //!
 //! Legacy FLV (Adobe FLV spec, Annex E.4) carries H.264, AAC and MP3 here.
-//! Enhanced RTMP (the 0x80 IsExHeader bit) is split by [`super::ex`] and
-//! mapped for plain `avc1` packets only; other FourCCs and multitrack
-//! packets are reported as [`VideoTag::Unsupported`] with the `EX_VIDEO_*`
-//! ids below, so the publisher keeps going while castgate cannot carry them.
+//! Enhanced RTMP (video's 0x80 IsExHeader bit, audio's sound format 9) is
+//! split by [`super::ex`] and mapped here for every FourCC castgate
+//! carries: `avc1`, `hvc1`, `av01`, `vp09`, `mp4a`, `.mp3`, `Opus`, `fLaC`,
+//! `ac-3`, `ec-3`. Others are [`VideoTag::UnsupportedFourCc`] (and audio's),
+//! so the publisher keeps going without that track. Multitrack packets come
+//! back as `Tracks`, one tag per track id.
 //!
 //! Frame payloads are [`Bytes::slice`]s of the message body: parsing never
 //! copies samples. Every [`FlvError`] concerns one tag only.
@@ -14,8 +16,13 @@ use bytes::Bytes;
 
 use super::ex;
 use crate::media::aac::{self, AacError};
+use crate::media::av1::{self, Av1Error};
 use crate::media::avc::{self, AvcError};
-use crate::media::{AvcConfig, Codec, CodecConfig, Frame, Mp3Config};
+use crate::media::flac::{self, FlacError};
+use crate::media::hevc::{self, HevcError};
+use crate::media::opus::{self, OpusError};
+use crate::media::vp9::{self, Vp9Error};
+use crate::media::{Codec, CodecConfig, FlacRecord, Frame, Mp3Config, OpusRecord, Vp9Record};
 
 /// Why a tag body could not be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -35,6 +42,18 @@ pub enum FlvError {
         codec: &'static str,
         packet_type: u8,
     },
+    #[error("bad HEVC sequence header: {0}")]
+    BadHevcConfig(#[from] HevcError),
+    #[error("bad AV1 sequence header: {0}")]
+    BadAv1Config(#[from] Av1Error),
+    #[error("bad VP9 sequence header: {0}")]
+    BadVp9Config(#[from] Vp9Error),
+    #[error("bad Opus sequence header: {0}")]
+    BadOpusConfig(#[from] OpusError),
+    #[error("bad FLAC sequence header: {0}")]
+    BadFlacConfig(#[from] FlacError),
+    #[error("an Enhanced RTMP MP3 frame without an MPEG audio header")]
+    BadMp3Frame,
     #[error("more than {0} tracks in one Enhanced RTMP multitrack tag")]
     TooManyTracks(usize),
     /// A coded-frame tag with no payload. Harmless (some encoders send one
@@ -46,43 +65,46 @@ pub enum FlvError {
 /// A parsed video tag body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VideoTag {
-    Config(AvcConfig),
+    Config(CodecConfig),
     Frame(Frame),
     EndOfSequence,
-    /// Codec we do not carry yet: keep publishing, log once. Legacy codec ids
-    /// are 0–15; see [`EX_VIDEO_HEVC`] and friends for Enhanced RTMP and
-    /// [`VIDEO_NOT_MEDIA`] for tags that hold no picture.
+    /// A tag that holds no picture: a command frame (frame type 5), an
+    /// Enhanced RTMP metadata packet, an empty sequence start (a publisher
+    /// saying a configuration comes later). Nothing to carry.
+    NotMedia,
+    /// A legacy codec we do not carry: keep publishing, log once. Legacy
+    /// codec ids are 0–15.
     Unsupported {
         codec_id: u8,
     },
+    /// An Enhanced RTMP FourCC we do not carry.
+    UnsupportedFourCc(ex::FourCc),
+    /// An Enhanced RTMP multitrack packet: each track's tag with its id.
+    Tracks(Vec<(u8, VideoTag)>),
 }
-
-/// `Unsupported::codec_id` for video info/command frames (frame type 5) and
-/// Enhanced RTMP metadata: no picture, nothing to carry; ignore them.
-pub const VIDEO_NOT_MEDIA: u8 = 0x50;
-/// Enhanced RTMP `hvc1` (12 is HEVC's id in the common legacy extension).
-pub const EX_VIDEO_HEVC: u8 = 0x80 | 12;
-/// Enhanced RTMP `av01`.
-pub const EX_VIDEO_AV1: u8 = 0x80 | 13;
-/// Enhanced RTMP `vp09`.
-pub const EX_VIDEO_VP9: u8 = 0x80 | 14;
-/// Any other Enhanced RTMP video: other FourCCs, and multitrack packets.
-pub const EX_VIDEO_OTHER: u8 = 0x80 | 15;
 
 /// A parsed audio tag body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AudioTag {
-    /// AAC sequence header.
+    /// A sequence start: AAC AudioSpecificConfig, OpusHead, FLAC header.
     Config(CodecConfig),
+    /// A coded frame. AC-3 and E-AC-3 have no sequence start: their
+    /// configuration is read from the frames ([`crate::media::ac3`]).
     Frame(Frame),
     /// MP3 carries its format in every tag.
     Mp3 {
         config: Mp3Config,
         frame: Frame,
     },
+    /// A packet with nothing to carry: an empty sequence start, a channel
+    /// layout (`MultichannelConfig`), a sequence end.
+    NotMedia,
     Unsupported {
         sound_format: u8,
     },
+    UnsupportedFourCc(ex::FourCc),
+    /// An Enhanced RTMP multitrack packet: each track's tag with its id.
+    Tracks(Vec<(u8, AudioTag)>),
 }
 
 fn need(what: &'static str, need: usize, have: usize) -> Result<(), FlvError> {
@@ -111,9 +133,7 @@ pub fn parse_video(dts: i64, body: Bytes) -> Result<VideoTag, FlvError> {
     }
     let (frame_type, codec_id) = (first >> 4, first & 0xf);
     if frame_type == 5 {
-        return Ok(VideoTag::Unsupported {
-            codec_id: VIDEO_NOT_MEDIA,
-        });
+        return Ok(VideoTag::NotMedia);
     }
     if codec_id != 7 {
         return Ok(VideoTag::Unsupported { codec_id });
@@ -121,10 +141,10 @@ pub fn parse_video(dts: i64, body: Bytes) -> Result<VideoTag, FlvError> {
     need("AVC video tag header", 5, body.len())?;
     let cts = si24(&body[2..5]);
     match body[1] {
-        0 => Ok(VideoTag::Config(avc::parse_decoder_config(
-            body.slice(5..),
-        )?)),
-        1 => avc_frame(dts, cts, frame_type, body.slice(5..)),
+        0 => Ok(VideoTag::Config(CodecConfig::Avc(
+            avc::parse_decoder_config(body.slice(5..))?,
+        ))),
+        1 => video_frame(Codec::H264, dts, cts, frame_type, body.slice(5..)),
         2 => Ok(VideoTag::EndOfSequence),
         packet_type => Err(FlvError::BadPacketType {
             codec: "AVC",
@@ -133,55 +153,79 @@ pub fn parse_video(dts: i64, body: Bytes) -> Result<VideoTag, FlvError> {
     }
 }
 
-/// Enhanced RTMP (v1/v2) `ExVideoTagHeader`, split by [`ex::parse_video`]:
-/// a plain `avc1` packet is H.264 as in a legacy tag (ModEx timestamp
-/// offsets are below a millisecond and dropped); other FourCCs and
-/// multitrack packets are reported as not carried.
+/// Enhanced RTMP (v1/v2) `ExVideoTagHeader`, split by [`ex::parse_video`].
+/// ModEx timestamp offsets are below a millisecond and dropped.
 fn parse_ex_video(dts: i64, body: Bytes) -> Result<VideoTag, FlvError> {
     let ex = ex::parse_video(body)?;
     let ex::ExVideoBody::Tracks(tracks) = ex.body else {
-        return Ok(VideoTag::Unsupported {
-            codec_id: VIDEO_NOT_MEDIA,
-        });
+        return Ok(VideoTag::NotMedia);
     };
-    let Some(track) = tracks.into_iter().next() else {
-        return Ok(VideoTag::Unsupported {
-            codec_id: EX_VIDEO_OTHER,
-        });
-    };
-    let codec_id = match track.fourcc {
-        _ if ex.multitrack != ex::Multitrack::No => Some(EX_VIDEO_OTHER),
-        ex::FourCc::AVC => None,
-        ex::FourCc::HEVC => Some(EX_VIDEO_HEVC),
-        ex::FourCc::AV1 => Some(EX_VIDEO_AV1),
-        ex::FourCc::VP9 => Some(EX_VIDEO_VP9),
-        _ => Some(EX_VIDEO_OTHER),
-    };
-    if let Some(codec_id) = codec_id {
-        return Ok(VideoTag::Unsupported { codec_id });
+    if ex.multitrack == ex::Multitrack::No {
+        let Some(track) = tracks.into_iter().next() else {
+            return Ok(VideoTag::NotMedia);
+        };
+        return ex_video_track(dts, ex.frame_type, track.fourcc, track.packet);
     }
-    match track.packet {
-        ex::VideoPacket::SequenceStart(record) => {
-            Ok(VideoTag::Config(avc::parse_decoder_config(record)?))
+    let tags = tracks
+        .into_iter()
+        .map(|t| {
+            Ok((
+                t.id,
+                ex_video_track(dts, ex.frame_type, t.fourcc, t.packet)?,
+            ))
+        })
+        .collect::<Result<_, FlvError>>()?;
+    Ok(VideoTag::Tracks(tags))
+}
+
+/// One track of an enhanced video tag.
+fn ex_video_track(
+    dts: i64,
+    frame_type: u8,
+    fourcc: ex::FourCc,
+    packet: ex::VideoPacket,
+) -> Result<VideoTag, FlvError> {
+    let codec = match fourcc {
+        ex::FourCc::AVC => Codec::H264,
+        ex::FourCc::HEVC => Codec::Hevc,
+        ex::FourCc::AV1 => Codec::Av1,
+        ex::FourCc::VP9 => Codec::Vp9,
+        other => return Ok(VideoTag::UnsupportedFourCc(other)),
+    };
+    match packet {
+        ex::VideoPacket::SequenceStart(record) if record.is_empty() => Ok(VideoTag::NotMedia),
+        ex::VideoPacket::SequenceStart(record) => Ok(VideoTag::Config(match codec {
+            Codec::H264 => CodecConfig::Avc(avc::parse_decoder_config(record)?),
+            Codec::Hevc => CodecConfig::Hevc(hevc::parse_decoder_config(record)?),
+            Codec::Av1 => CodecConfig::Av1(av1::parse_codec_config(record)?),
+            _ => CodecConfig::Vp9(Vp9Record {
+                config: vp9::parse_vpcc(&record)?,
+                record,
+            }),
+        })),
+        ex::VideoPacket::CodedFrames { cts, data } => {
+            video_frame(codec, dts, cts, frame_type, data)
         }
-        ex::VideoPacket::CodedFrames { cts, data } => avc_frame(dts, cts, ex.frame_type, data),
         ex::VideoPacket::SequenceEnd => Ok(VideoTag::EndOfSequence),
-        ex::VideoPacket::Metadata(_) => Ok(VideoTag::Unsupported {
-            codec_id: VIDEO_NOT_MEDIA,
-        }),
-        ex::VideoPacket::Mpeg2TsSequenceStart(_) => Err(FlvError::BadPacketType {
-            codec: "Enhanced RTMP avc1",
-            packet_type: 5,
-        }),
+        // colorInfo metadata; an AV1 TS descriptor (the av1C is what counts).
+        ex::VideoPacket::Metadata(_) | ex::VideoPacket::Mpeg2TsSequenceStart(_) => {
+            Ok(VideoTag::NotMedia)
+        }
     }
 }
 
-fn avc_frame(dts: i64, cts: i32, frame_type: u8, data: Bytes) -> Result<VideoTag, FlvError> {
+fn video_frame(
+    codec: Codec,
+    dts: i64,
+    cts: i32,
+    frame_type: u8,
+    data: Bytes,
+) -> Result<VideoTag, FlvError> {
     if data.is_empty() {
-        return Err(FlvError::EmptyFrame("H.264"));
+        return Err(FlvError::EmptyFrame(codec.name()));
     }
     Ok(VideoTag::Frame(Frame {
-        codec: Codec::H264,
+        codec,
         dts,
         cts,
         keyframe: frame_type == 1,
@@ -231,16 +275,99 @@ pub fn parse_audio(dts: i64, body: Bytes) -> Result<AudioTag, FlvError> {
                 frame,
             })
         }
+        9 => parse_ex_audio(dts, body),
         sound_format => Ok(AudioTag::Unsupported { sound_format }),
     }
 }
 
+/// Enhanced RTMP `ExAudioTagHeader` (sound format 9), split by
+/// [`ex::parse_audio`].
+fn parse_ex_audio(dts: i64, body: Bytes) -> Result<AudioTag, FlvError> {
+    let ex = ex::parse_audio(body)?;
+    if ex.multitrack == ex::Multitrack::No {
+        let Some(track) = ex.tracks.into_iter().next() else {
+            return Ok(AudioTag::NotMedia);
+        };
+        return ex_audio_track(dts, track.fourcc, track.packet);
+    }
+    let tags = ex
+        .tracks
+        .into_iter()
+        .map(|t| Ok((t.id, ex_audio_track(dts, t.fourcc, t.packet)?)))
+        .collect::<Result<_, FlvError>>()?;
+    Ok(AudioTag::Tracks(tags))
+}
+
+/// One track of an enhanced audio tag.
+fn ex_audio_track(
+    dts: i64,
+    fourcc: ex::FourCc,
+    packet: ex::AudioPacket,
+) -> Result<AudioTag, FlvError> {
+    let codec = match fourcc {
+        ex::FourCc::AAC => Codec::Aac,
+        ex::FourCc::MP3 => Codec::Mp3,
+        ex::FourCc::OPUS => Codec::Opus,
+        ex::FourCc::FLAC => Codec::Flac,
+        ex::FourCc::AC3 => Codec::Ac3,
+        ex::FourCc::EAC3 => Codec::Eac3,
+        other => return Ok(AudioTag::UnsupportedFourCc(other)),
+    };
+    match packet {
+        ex::AudioPacket::SequenceStart(record) if record.is_empty() => Ok(AudioTag::NotMedia),
+        ex::AudioPacket::SequenceStart(record) => Ok(match codec {
+            Codec::Aac => {
+                AudioTag::Config(CodecConfig::Aac(aac::parse_audio_specific_config(record)?))
+            }
+            Codec::Opus => AudioTag::Config(CodecConfig::Opus(OpusRecord {
+                head: opus::parse_opus_head(&record)?,
+                record,
+            })),
+            Codec::Flac => AudioTag::Config(CodecConfig::Flac(FlacRecord {
+                config: flac::parse_sequence_header(record.clone())?,
+                record,
+            })),
+            // MP3, AC-3 and E-AC-3 define no sequence start.
+            _ => AudioTag::NotMedia,
+        }),
+        ex::AudioPacket::CodedFrames(data) => {
+            let frame = audio_frame(codec, dts, data)?;
+            if codec != Codec::Mp3 {
+                return Ok(AudioTag::Frame(frame));
+            }
+            let (sample_rate, channels) =
+                mpeg_audio_format(&frame.data).ok_or(FlvError::BadMp3Frame)?;
+            Ok(AudioTag::Mp3 {
+                config: Mp3Config {
+                    sample_rate,
+                    channels,
+                    flv_flags: mp3_flags(sample_rate, channels),
+                },
+                frame,
+            })
+        }
+        ex::AudioPacket::SequenceEnd | ex::AudioPacket::MultichannelConfig(_) => {
+            Ok(AudioTag::NotMedia)
+        }
+    }
+}
+
+/// The legacy FLV flags byte for MP3 of this format (for legacy players of
+/// an Enhanced RTMP `.mp3` track): FLV has no 48 kHz code, 44 kHz is said.
+fn mp3_flags(sample_rate: u32, channels: u8) -> u8 {
+    let (format, rate) = match sample_rate {
+        8000 => (14, 0),
+        r if r <= 5512 => (2, 0),
+        r if r <= 11025 => (2, 1),
+        r if r <= 22050 => (2, 2),
+        _ => (2, 3),
+    };
+    (format << 4) | (rate << 2) | 2 | u8::from(channels > 1)
+}
+
 fn audio_frame(codec: Codec, dts: i64, data: Bytes) -> Result<Frame, FlvError> {
     if data.is_empty() {
-        return Err(FlvError::EmptyFrame(match codec {
-            Codec::Mp3 => "MP3",
-            _ => "AAC",
-        }));
+        return Err(FlvError::EmptyFrame(codec.name()));
     }
     Ok(Frame {
         codec,
@@ -390,7 +517,7 @@ mod tests {
 
     #[test]
     fn avc_sequence_header_round_trip() {
-        let VideoTag::Config(c) = video(AVC_SEQ) else {
+        let VideoTag::Config(CodecConfig::Avc(c)) = video(AVC_SEQ) else {
             panic!("not a config")
         };
         assert_eq!((c.width, c.height, c.profile_idc), (64, 64, 100));
@@ -456,12 +583,7 @@ mod tests {
             assert_eq!(video(b), VideoTag::Unsupported { codec_id: id });
         }
         // Video info/command frame: start of client-side seeking.
-        assert_eq!(
-            video("57 00"),
-            VideoTag::Unsupported {
-                codec_id: VIDEO_NOT_MEDIA
-            }
-        );
+        assert_eq!(video("57 00"), VideoTag::NotMedia);
     }
 
     #[test]
@@ -495,7 +617,7 @@ mod tests {
         let seq = hex(AVC_SEQ);
         let mut ex = b"\x90avc1".to_vec(); // key frame, SequenceStart
         ex.extend_from_slice(&seq[5..]);
-        let VideoTag::Config(c) = parse_video(0, ex.into()).unwrap() else {
+        let VideoTag::Config(CodecConfig::Avc(c)) = parse_video(0, ex.into()).unwrap() else {
             panic!()
         };
         assert_eq!((c.width, c.height), (64, 64));
@@ -519,19 +641,26 @@ mod tests {
     }
 
     #[test]
-    fn enhanced_rtmp_unsupported() {
-        for (b, id) in [
-            ("90 68766331 01", EX_VIDEO_HEVC),
-            ("91 61763031", EX_VIDEO_AV1),
-            ("91 76703039", EX_VIDEO_VP9),
-            ("91 76703038", EX_VIDEO_OTHER),
-            // A second track (multitrack), and a ModEx-wrapped HEVC header.
-            ("96 00 61766331 01", EX_VIDEO_OTHER),
-            ("97 02 000001 00 68766331", EX_VIDEO_HEVC),
-            ("d0 01", VIDEO_NOT_MEDIA),
-            ("94 61766331 02", VIDEO_NOT_MEDIA),
+    fn enhanced_rtmp_others() {
+        for (b, tag) in [
+            (
+                "91 76703038 00",
+                VideoTag::UnsupportedFourCc(ex::FourCc::VP8),
+            ),
+            // An empty sequence start: the configuration comes later.
+            ("90 61763031", VideoTag::NotMedia),
+            // Command frame, metadata (colorInfo), end of sequence.
+            ("d0 01", VideoTag::NotMedia),
+            ("94 61766331 02", VideoTag::NotMedia),
+            ("92 68766331", VideoTag::EndOfSequence),
+            // A second track (multitrack, one track of id 1) and the same
+            // track's end.
+            (
+                "96 00 61766331 01",
+                VideoTag::Tracks(vec![(1, VideoTag::NotMedia)]),
+            ),
         ] {
-            assert_eq!(video(b), VideoTag::Unsupported { codec_id: id }, "{b}");
+            assert_eq!(video(b), tag, "{b}");
         }
         assert!(matches!(
             parse_video(0, hex("90 6176")),
@@ -542,9 +671,48 @@ mod tests {
             Err(FlvError::Truncated { .. })
         ));
         assert!(matches!(
-            parse_video(0, hex("95 61766331")),
+            parse_video(0, hex("98 61766331")),
             Err(FlvError::BadPacketType { .. })
         ));
+        // A record that does not parse is the tag's error.
+        assert!(matches!(
+            parse_video(0, hex("90 68766331 01")),
+            Err(FlvError::BadHevcConfig(_))
+        ));
+        assert!(matches!(
+            parse_video(0, hex("91 68766331 000000")),
+            Err(FlvError::EmptyFrame("HEVC"))
+        ));
+    }
+
+    /// Every FourCC FFmpeg 9 sends, from its FLV output: sequence starts
+    /// become configurations, frames carry the codec and keyframe flag.
+    #[test]
+    fn enhanced_rtmp_codecs_from_ffmpeg() {
+        use crate::media::flv_file::{read_tags, TAG_AUDIO, TAG_VIDEO};
+        let file = Bytes::from_static(include_bytes!("testdata/hevc_opus.flv"));
+        let (mut configs, mut frames) = (Vec::new(), Vec::new());
+        for tag in read_tags(&file).unwrap() {
+            match tag.tag_type {
+                TAG_VIDEO => match parse_video(0, tag.body).unwrap() {
+                    VideoTag::Config(c) => configs.push(c),
+                    VideoTag::Frame(f) => frames.push(f),
+                    _ => {}
+                },
+                TAG_AUDIO => match parse_audio(0, tag.body).unwrap() {
+                    AudioTag::Config(c) => configs.push(c),
+                    AudioTag::Frame(f) => frames.push(f),
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+        let codecs: Vec<_> = configs.iter().map(|c| c.codec()).collect();
+        assert_eq!(codecs, [Codec::Hevc, Codec::Opus]);
+        assert!(configs[0].codec_string().starts_with("hvc1."));
+        assert!(frames.iter().any(|f| f.codec == Codec::Hevc && f.keyframe));
+        assert!(frames.iter().any(|f| f.codec == Codec::Hevc && !f.keyframe));
+        assert!(frames.iter().any(|f| f.codec == Codec::Opus));
     }
 
     /// ModEx (a nanosecond timestamp offset) around plain `avc1` coded
@@ -615,8 +783,8 @@ mod tests {
 
     #[test]
     fn audio_others_and_errors() {
-        // PCM, Nellymoser, G.711, Speex, E-RTMP audio ExHeader.
-        for f in [0u8, 6, 7, 11, 9] {
+        // PCM, Nellymoser, G.711, Speex.
+        for f in [0u8, 6, 7, 11] {
             assert_eq!(
                 audio(&format!("{:02x} 00", f << 4 | 0xe)),
                 AudioTag::Unsupported { sound_format: f }
@@ -663,8 +831,8 @@ mod tests {
             if tag_video {
                 match parse_video(0, body) {
                     Ok(VideoTag::Config(c)) => {
-                        let _ = avc::codec_string(&c);
-                        let _ = config_body(&CodecConfig::Avc(c));
+                        let _ = c.codec_string();
+                        let _ = config_body(&c);
                     }
                     Ok(VideoTag::Frame(f)) => {
                         let _ = video_header(&f);
