@@ -253,6 +253,8 @@ impl Tap for RelayQueue {
                 MediaKind::Audio => q.audio_config = Some(c.clone()),
             },
             StreamEvent::Frame(_) => {}
+            // Relays carry track 0 (multitrack out is not written yet).
+            StreamEvent::TrackConfig(..) | StreamEvent::TrackFrame(..) => return,
         }
         let cost = cost(event);
         let StreamEvent::Frame(f) = event else {

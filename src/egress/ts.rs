@@ -129,9 +129,12 @@ impl TsMuxer {
         match event {
             StreamEvent::Config(c) => self.set_config(c),
             StreamEvent::Frame(f) => self.frame(f),
+            // One program of one video and one audio track: track 0's.
             StreamEvent::Metadata(_)
             | StreamEvent::PublisherStarted
-            | StreamEvent::PublisherStopped => {}
+            | StreamEvent::PublisherStopped
+            | StreamEvent::TrackConfig(..)
+            | StreamEvent::TrackFrame(..) => {}
         }
     }
 

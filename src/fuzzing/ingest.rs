@@ -177,6 +177,11 @@ struct EventChecker {
 impl EventChecker {
     fn check(&mut self, ev: &StreamEvent) {
         match ev {
+            StreamEvent::TrackFrame(id, f) => {
+                assert!(*id > 0, "track 0 travels as Frame");
+                assert!(!f.data.is_empty(), "empty frame");
+            }
+            StreamEvent::TrackConfig(id, _) => assert!(*id > 0, "track 0 travels as Config"),
             StreamEvent::Frame(f) => {
                 self.frames += 1;
                 assert!(!f.data.is_empty(), "empty frame");

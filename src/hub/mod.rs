@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::media::{CodecConfig, Frame, MediaKind, Metadata};
+use crate::media::{CodecConfig, Frame, MediaKind, Metadata, TrackId};
 use queue::SubscriberQueue;
 pub use queue::{Closed, QueueLimits};
 pub use settings::Settings;
@@ -116,8 +116,11 @@ struct StreamState {
     metadata: Option<Metadata>,
     video_config: Option<Arc<CodecConfig>>,
     audio_config: Option<Arc<CodecConfig>>,
-    /// Frames since the last video keyframe (both tracks), if it fits.
-    gop: Vec<Frame>,
+    /// Multitrack tracks other than track 0: their latest configurations.
+    track_configs: Vec<(MediaKind, TrackId, Arc<CodecConfig>)>,
+    /// Frames since the last video keyframe (every track), if it fits:
+    /// `Frame` and `TrackFrame` events.
+    gop: Vec<StreamEvent>,
     gop_bytes: usize,
     /// Offset added to the current publisher's timestamps so that time keeps
     /// rising for subscribers across a publisher change.
@@ -287,6 +290,7 @@ impl Hub {
             st.metadata = None;
             st.video_config = None;
             st.audio_config = None;
+            st.track_configs.clear();
             st.gop.clear();
             st.gop_bytes = 0;
             st.offset = None;
@@ -435,26 +439,33 @@ impl Publisher {
         }
         let event = match event {
             StreamEvent::Frame(mut f) => {
-                let offset = match st.offset {
-                    Some(o) => o,
-                    None => {
-                        // First frame of this publisher: continue one frame
-                        // after the last presented time (so no new frame's
-                        // PTS or DTS collides with an old one's), or keep the
-                        // publisher's own clock when nothing came before.
-                        let o = st.last_pts.map_or(0, |last| last + 40 - f.dts);
-                        st.offset = Some(o);
-                        o
-                    }
-                };
-                f.dts += offset;
-                let pts = f.pts().max(f.dts);
-                st.last_pts = Some(st.last_pts.map_or(pts, |l| l.max(pts)));
-                if config.gop_cache {
-                    update_gop(&mut st, &f, config.gop_cache_max_bytes);
-                }
+                st.place(&mut f);
                 st.rates.add(&f);
-                StreamEvent::Frame(f)
+                let event = StreamEvent::Frame(f);
+                if config.gop_cache {
+                    update_gop(&mut st, &event, config.gop_cache_max_bytes);
+                }
+                event
+            }
+            StreamEvent::TrackFrame(id, mut f) => {
+                st.place(&mut f);
+                let event = StreamEvent::TrackFrame(id, f);
+                if config.gop_cache {
+                    update_gop(&mut st, &event, config.gop_cache_max_bytes);
+                }
+                event
+            }
+            StreamEvent::TrackConfig(id, c) => {
+                let kind = c.kind();
+                match st
+                    .track_configs
+                    .iter_mut()
+                    .find(|t| (t.0, t.1) == (kind, id))
+                {
+                    Some(t) => t.2 = c.clone(),
+                    None => st.track_configs.push((kind, id, c.clone())),
+                }
+                StreamEvent::TrackConfig(id, c)
             }
             StreamEvent::Config(c) => {
                 match c.kind() {
@@ -484,8 +495,33 @@ impl StreamState {
         initial.extend(self.metadata.clone().map(StreamEvent::Metadata));
         initial.extend(self.video_config.clone().map(StreamEvent::Config));
         initial.extend(self.audio_config.clone().map(StreamEvent::Config));
-        initial.extend(self.gop.iter().cloned().map(StreamEvent::Frame));
+        initial.extend(
+            self.track_configs
+                .iter()
+                .map(|(_, id, c)| StreamEvent::TrackConfig(*id, c.clone())),
+        );
+        initial.extend(self.gop.iter().cloned());
         initial
+    }
+
+    /// Puts a publisher's frame on the stream's timeline: the offset that
+    /// keeps time rising across publishers is added.
+    fn place(&mut self, f: &mut Frame) {
+        let offset = match self.offset {
+            Some(o) => o,
+            None => {
+                // First frame of this publisher: continue one frame after
+                // the last presented time (so no new frame's PTS or DTS
+                // collides with an old one's), or keep the publisher's own
+                // clock when nothing came before.
+                let o = self.last_pts.map_or(0, |last| last + 40 - f.dts);
+                self.offset = Some(o);
+                o
+            }
+        };
+        f.dts += offset;
+        let pts = f.pts().max(f.dts);
+        self.last_pts = Some(self.last_pts.map_or(pts, |l| l.max(pts)));
     }
 }
 
@@ -505,9 +541,15 @@ impl Drop for TapHandle {
     }
 }
 
-fn update_gop(st: &mut StreamState, f: &Frame, max_bytes: usize) {
-    let is_video = f.kind() == MediaKind::Video;
-    if is_video && f.keyframe {
+/// Keeps the frames since track 0's last video keyframe (`event` is a
+/// `Frame` or `TrackFrame`).
+fn update_gop(st: &mut StreamState, event: &StreamEvent, max_bytes: usize) {
+    let (f, restart) = match event {
+        StreamEvent::Frame(f) => (f, f.kind() == MediaKind::Video && f.keyframe),
+        StreamEvent::TrackFrame(_, f) => (f, false),
+        _ => return,
+    };
+    if restart {
         st.gop.clear();
         st.gop_bytes = 0;
     } else if st.gop.is_empty() {
@@ -521,7 +563,7 @@ fn update_gop(st: &mut StreamState, f: &Frame, max_bytes: usize) {
         st.gop_bytes = 0;
         return;
     }
-    st.gop.push(f.clone());
+    st.gop.push(event.clone());
 }
 
 impl Drop for Publisher {

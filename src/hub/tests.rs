@@ -59,6 +59,56 @@ async fn late_subscriber_starts_at_last_keyframe() {
     assert_eq!(dts, vec![99, 99, 132, 132]);
 }
 
+/// Other multitrack tracks: a late subscriber gets their latest
+/// configurations and their frames since track 0's last keyframe, on the
+/// same timeline.
+#[tokio::test]
+async fn late_subscriber_gets_the_other_tracks_too() {
+    let hub = Hub::new(HubConfig::default());
+    let p = hub
+        .publish(
+            &crate::stream_key::StreamKey::parse("live/m").unwrap(),
+            "peer",
+        )
+        .unwrap();
+    let config = |width| {
+        Arc::new(CodecConfig::Mp3(crate::media::Mp3Config {
+            sample_rate: width,
+            channels: 2,
+            flv_flags: 0x2f,
+        }))
+    };
+    p.send(StreamEvent::TrackConfig(1, config(22050)));
+    p.send(StreamEvent::TrackConfig(1, config(44100)));
+    p.send(StreamEvent::TrackConfig(2, config(48000)));
+    for (i, key) in [true, false, true, false].into_iter().enumerate() {
+        let dts = i as i64 * 40;
+        p.send(video(dts, key, 10));
+        let StreamEvent::Frame(f) = audio(dts) else {
+            unreachable!()
+        };
+        p.send(StreamEvent::TrackFrame(1, f));
+    }
+    let got = drain(&hub.subscribe("live/m")).await;
+    let configs: Vec<_> = got
+        .iter()
+        .filter_map(|e| match e {
+            StreamEvent::TrackConfig(id, c) => Some((*id, c.audio_format().0)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(configs, [(1, 44100), (2, 48000)]);
+    let frames: Vec<_> = got
+        .iter()
+        .filter_map(|e| match e {
+            StreamEvent::Frame(f) => Some((0, f.dts)),
+            StreamEvent::TrackFrame(id, f) => Some((*id, f.dts)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(frames, [(0, 80), (1, 80), (0, 120), (1, 120)]);
+}
+
 #[tokio::test]
 async fn slow_subscriber_drops_non_key_video_then_closes() {
     let hub = Hub::new(HubConfig {

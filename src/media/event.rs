@@ -19,7 +19,20 @@ pub enum StreamEvent {
     /// A track's decoder configuration (sequence header).
     Config(Arc<CodecConfig>),
     Frame(Frame),
+    /// The configuration of another track of the same kind: Enhanced RTMP
+    /// multitrack sends several (a ladder of renditions, audio in several
+    /// languages) with ids; `Config` and `Frame` are track 0's, these are
+    /// the others'. A consumer that carries one track of each kind ignores
+    /// them.
+    TrackConfig(TrackId, Arc<CodecConfig>),
+    /// A frame of another track (see [`StreamEvent::TrackConfig`]).
+    TrackFrame(TrackId, Frame),
 }
+
+/// An Enhanced RTMP multitrack track id, 1 to 255 (track 0 travels as
+/// plain `Config` and `Frame` events). Ids are per kind: video track 1 and
+/// audio track 1 are two tracks.
+pub type TrackId = u8;
 
 /// A stream's `onMetaData` object, kept as its AMF0 encoding (the value
 /// after the `onMetaData` name). Consumers only pass it on, so only the

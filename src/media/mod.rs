@@ -16,5 +16,5 @@ pub mod opus;
 pub mod timeline;
 pub mod vp9;
 
-pub use event::{Metadata, StreamEvent};
+pub use event::{Metadata, StreamEvent, TrackId};
 pub use frame::*;

@@ -791,7 +791,12 @@ impl StreamSegmenter {
     /// Feeds one hub event observed at wall-clock time `now`.
     pub fn push(&mut self, event: &StreamEvent, now: SystemTime) {
         match event {
-            StreamEvent::PublisherStarted | StreamEvent::Metadata(_) => {}
+            // Other multitrack tracks are their own streams' (see
+            // `package::service`).
+            StreamEvent::PublisherStarted
+            | StreamEvent::Metadata(_)
+            | StreamEvent::TrackConfig(..)
+            | StreamEvent::TrackFrame(..) => {}
             StreamEvent::PublisherStopped => self.interrupt(now),
             StreamEvent::Config(c) => self.on_config(c.clone(), now),
             StreamEvent::Frame(f) => match f.kind() {

@@ -162,6 +162,8 @@ impl Supervisor {
                 Ok(StreamEvent::Metadata(_)) => {}
                 Ok(StreamEvent::Config(c)) => self.source_config(c).await,
                 Ok(StreamEvent::Frame(f)) => return self.frame(f).await,
+                // A ladder is made from track 0.
+                Ok(StreamEvent::TrackConfig(..) | StreamEvent::TrackFrame(..)) => {}
             },
             exit = wait_run(&mut self.run) => self.ffmpeg_exited(exit).await,
             _ = self.t.inner.shutdown.cancelled() => {

@@ -19,7 +19,9 @@ use super::ex::FourCc;
 use super::tag::{self as flv, AudioTag, FlvError, VideoTag};
 use crate::media::avc::AvcError;
 use crate::media::timeline::Timeline;
-use crate::media::{ac3, avc, Codec, CodecConfig, Frame, MediaKind, Metadata, StreamEvent};
+use crate::media::{
+    ac3, avc, Codec, CodecConfig, Frame, MediaKind, Metadata, StreamEvent, TrackId,
+};
 
 /// Why a media tag was dropped (one tag; the publisher goes on).
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +39,12 @@ pub enum IngestError {
     BadAc3(#[from] ac3::Ac3Error),
     #[error("bad AC-3 track: {0}")]
     Ac3(&'static str),
+    #[error("more than {0} multitrack tracks")]
+    TooManyTracks(usize),
 }
+
+/// Multitrack tracks (besides track 0 of each kind) one publish may have.
+pub const MAX_OTHER_TRACKS: usize = 16;
 
 /// Something about a publisher's media worth one warning, where no tag is
 /// bad: castgate carries on without it.
@@ -124,6 +131,8 @@ pub struct Ingest {
     audio_time: Timeline,
     video_config: Option<Arc<CodecConfig>>,
     audio_config: Option<Arc<CodecConfig>>,
+    /// Multitrack tracks other than track 0: kind, id, configuration.
+    other_tracks: Vec<(MediaKind, TrackId, Arc<CodecConfig>)>,
     /// Tags that failed to parse and were dropped.
     pub bad_tags: u64,
     /// Tags of codecs castgate does not carry yet.
@@ -185,18 +194,19 @@ impl Ingest {
                     return Ok(None);
                 }
                 let tag = flv::parse_video(dts, payload)?;
-                self.video_tag(tag, &mut emit)
+                self.video_tag(0, tag, &mut emit)
             }
             MediaKind::Audio => {
                 let dts = Self::dts(&mut self.audio_time, timestamp, self.arrival_ms);
                 let tag = flv::parse_audio(dts, payload)?;
-                self.audio_tag(tag, &mut emit)
+                self.audio_tag(0, tag, &mut emit)
             }
         }
     }
 
     fn video_tag(
         &mut self,
+        track: TrackId,
         tag: VideoTag,
         emit: &mut impl FnMut(StreamEvent),
     ) -> Result<Option<Notice>, IngestError> {
@@ -206,18 +216,19 @@ impl Ingest {
                     CodecConfig::Avc(avc) => unreadable_sps(avc),
                     _ => None,
                 };
-                if self.config(c, emit) {
+                if self.config(track, c, emit)? {
                     return Ok(notice);
                 }
             }
             VideoTag::Frame(f)
-                if f.codec == Codec::H264
+                if track == 0
+                    && f.codec == Codec::H264
                     && avc::looks_like_annex_b(&f.data, self.nal_length_size()) =>
             {
                 self.annex_b_frame(f, emit)?
             }
             VideoTag::Frame(f) => {
-                let nal_length_size = match self.video_config.as_deref() {
+                let nal_length_size = match self.config_of(MediaKind::Video, track) {
                     Some(c) if c.codec() != f.codec => None,
                     Some(CodecConfig::Avc(c)) => Some(Some(c.nal_length_size)),
                     Some(CodecConfig::Hevc(c)) => Some(Some(c.nal_length_size)),
@@ -232,8 +243,7 @@ impl Ingest {
                         return Err(IngestError::NalFraming(e));
                     }
                 }
-                self.frames += 1;
-                emit(StreamEvent::Frame(f));
+                self.frame(track, f, emit);
             }
             VideoTag::EndOfSequence | VideoTag::NotMedia => {}
             VideoTag::Unsupported { codec_id } => {
@@ -244,16 +254,11 @@ impl Ingest {
                 self.unsupported_tags += 1;
                 return Ok(self.tell(Notice::UnsupportedFourCc(MediaKind::Video, fourcc)));
             }
+            // Tracks do not nest: `track` is always 0 here.
             VideoTag::Tracks(tracks) => {
                 let mut first = None;
                 for (id, tag) in tracks {
-                    let notice = if id == 0 {
-                        self.video_tag(tag, emit)?
-                    } else {
-                        self.unsupported_tags += 1;
-                        self.tell(Notice::DroppedTrack(MediaKind::Video, id))
-                    };
-                    first = first.or(notice);
+                    first = first.or(self.video_tag(id, tag, emit)?);
                 }
                 return Ok(first);
             }
@@ -263,19 +268,20 @@ impl Ingest {
 
     fn audio_tag(
         &mut self,
+        track: TrackId,
         tag: AudioTag,
         emit: &mut impl FnMut(StreamEvent),
     ) -> Result<Option<Notice>, IngestError> {
         match tag {
             AudioTag::Config(c) => {
-                self.config(c, emit);
+                self.config(track, c, emit)?;
             }
             AudioTag::Frame(f) => {
                 // AC-3 and E-AC-3 say what they are in every frame.
                 match f.codec {
                     Codec::Ac3 => match ac3::parse_sync_frame(&f.data)? {
                         ac3::SyncFrame::Ac3(h) => {
-                            self.config(CodecConfig::Ac3(h), emit);
+                            self.config(track, CodecConfig::Ac3(h), emit)?;
                         }
                         ac3::SyncFrame::Eac3(_) => {
                             return Err(IngestError::Ac3("E-AC-3 frame in an AC-3 track"))
@@ -283,20 +289,22 @@ impl Ingest {
                     },
                     Codec::Eac3 => {
                         let c = ac3::parse_eac3_access_unit(&f.data)?;
-                        self.config(CodecConfig::Eac3(c), emit);
+                        self.config(track, CodecConfig::Eac3(c), emit)?;
                     }
                     _ => {}
                 }
-                if self.audio_config.as_deref().map(CodecConfig::codec) != Some(f.codec) {
+                if self
+                    .config_of(MediaKind::Audio, track)
+                    .map(CodecConfig::codec)
+                    != Some(f.codec)
+                {
                     return Err(IngestError::BeforeConfig(f.codec.name()));
                 }
-                self.frames += 1;
-                emit(StreamEvent::Frame(f));
+                self.frame(track, f, emit);
             }
             AudioTag::Mp3 { config, frame } => {
-                self.config(CodecConfig::Mp3(config), emit);
-                self.frames += 1;
-                emit(StreamEvent::Frame(frame));
+                self.config(track, CodecConfig::Mp3(config), emit)?;
+                self.frame(track, frame, emit);
             }
             AudioTag::NotMedia => {}
             AudioTag::Unsupported { sound_format } => {
@@ -310,18 +318,33 @@ impl Ingest {
             AudioTag::Tracks(tracks) => {
                 let mut first = None;
                 for (id, tag) in tracks {
-                    let notice = if id == 0 {
-                        self.audio_tag(tag, emit)?
-                    } else {
-                        self.unsupported_tags += 1;
-                        self.tell(Notice::DroppedTrack(MediaKind::Audio, id))
-                    };
-                    first = first.or(notice);
+                    first = first.or(self.audio_tag(id, tag, emit)?);
                 }
                 return Ok(first);
             }
         }
         Ok(None)
+    }
+
+    /// The configuration of a track, if it has one.
+    fn config_of(&self, kind: MediaKind, track: TrackId) -> Option<&CodecConfig> {
+        match (kind, track) {
+            (MediaKind::Video, 0) => self.video_config.as_deref(),
+            (MediaKind::Audio, 0) => self.audio_config.as_deref(),
+            _ => self
+                .other_tracks
+                .iter()
+                .find(|(k, id, _)| (*k, *id) == (kind, track))
+                .map(|(.., c)| &**c),
+        }
+    }
+
+    fn frame(&mut self, track: TrackId, f: Frame, emit: &mut impl FnMut(StreamEvent)) {
+        self.frames += 1;
+        emit(match track {
+            0 => StreamEvent::Frame(f),
+            id => StreamEvent::TrackFrame(id, f),
+        });
     }
 
     /// `notice` the first time it comes up in this publish, else nothing.
@@ -349,17 +372,17 @@ impl Ingest {
         &mut self,
         mut f: Frame,
         emit: &mut impl FnMut(StreamEvent),
-    ) -> Result<(), FlvError> {
+    ) -> Result<(), IngestError> {
         let units = avc::annex_b_units(&f.data);
         if units.is_empty() {
-            return Err(FlvError::EmptyFrame("H.264"));
+            return Err(FlvError::EmptyFrame("H.264").into());
         }
         let sps = units.iter().find(|u| u[0] & 0x1F == 7);
         let pps = units.iter().find(|u| u[0] & 0x1F == 8);
         if let (Some(sps), Some(pps)) = (sps, pps) {
             match avc::build_decoder_config(sps, pps) {
                 Ok(c) => {
-                    self.config(CodecConfig::Avc(c), emit);
+                    self.config(0, CodecConfig::Avc(c), emit)?;
                 }
                 Err(_) => self.bad_in_band += 1,
             }
@@ -375,19 +398,44 @@ impl Ingest {
     }
 
     /// Takes a configuration; false when it repeats the current one (see
-    /// [`CodecConfig::same_decoding`]).
-    fn config(&mut self, config: CodecConfig, emit: &mut impl FnMut(StreamEvent)) -> bool {
-        let slot = match config.kind() {
-            MediaKind::Video => &mut self.video_config,
-            MediaKind::Audio => &mut self.audio_config,
-        };
-        if slot.as_deref().is_some_and(|c| c.same_decoding(&config)) {
-            return false;
+    /// [`CodecConfig::same_decoding`]). A new track past
+    /// [`MAX_OTHER_TRACKS`] is refused.
+    fn config(
+        &mut self,
+        track: TrackId,
+        config: CodecConfig,
+        emit: &mut impl FnMut(StreamEvent),
+    ) -> Result<bool, IngestError> {
+        let kind = config.kind();
+        if self
+            .config_of(kind, track)
+            .is_some_and(|c| c.same_decoding(&config))
+        {
+            return Ok(false);
         }
         let config = Arc::new(config);
-        *slot = Some(config.clone());
-        emit(StreamEvent::Config(config));
-        true
+        match (kind, track) {
+            (MediaKind::Video, 0) => self.video_config = Some(config.clone()),
+            (MediaKind::Audio, 0) => self.audio_config = Some(config.clone()),
+            _ => {
+                let others = &mut self.other_tracks;
+                match others
+                    .iter()
+                    .position(|(k, id, _)| (*k, *id) == (kind, track))
+                {
+                    Some(i) => others[i].2 = config.clone(),
+                    None if others.len() >= MAX_OTHER_TRACKS => {
+                        return Err(IngestError::TooManyTracks(MAX_OTHER_TRACKS));
+                    }
+                    None => others.push((kind, track, config.clone())),
+                }
+            }
+        }
+        emit(match track {
+            0 => StreamEvent::Config(config),
+            id => StreamEvent::TrackConfig(id, config),
+        });
+        Ok(true)
     }
 
     /// The stream's `onMetaData` object, `amf0` being its encoded value
@@ -508,20 +556,46 @@ mod tests {
         assert!(hevc.codec_string().starts_with("hvc1."));
     }
 
-    /// Multitrack: track 0 is carried, the others are dropped with a notice
-    /// each (once).
+    /// Multitrack: FFmpeg 9 sends track 0 in plain packets and track 1 in
+    /// one-track multitrack packets (here two video tracks of H.264, an AAC
+    /// and an Opus audio track); track 1 comes out as `Track*` events.
     #[test]
-    fn multitrack_keeps_the_first_track() {
-        let (ingest, events, notices) = ingest(include_bytes!("testdata/multitrack.flv"));
-        let (configs, _) = summary(&events);
-        assert!(!configs.is_empty());
-        assert!(ingest.unsupported_tags > 0);
-        assert!(notices
+    fn multitrack_tracks_keep_their_ids() {
+        let (ingest, events, notices) = ingest(include_bytes!("testdata/multitrack_av.flv"));
+        let mut tracks: Vec<(MediaKind, TrackId, Codec, usize)> = Vec::new();
+        for e in &events {
+            let (id, f) = match e {
+                StreamEvent::Frame(f) => (0, f),
+                StreamEvent::TrackFrame(id, f) => (*id, f),
+                _ => continue,
+            };
+            match tracks.iter_mut().find(|t| (t.0, t.1) == (f.kind(), id)) {
+                Some(t) => t.3 += 1,
+                None => tracks.push((f.kind(), id, f.codec, 1)),
+            }
+        }
+        tracks.sort_by_key(|t| (t.0 == MediaKind::Audio, t.1));
+        let shape: Vec<_> = tracks.iter().map(|t| (t.0, t.1)).collect();
+        assert_eq!(
+            shape,
+            [
+                (MediaKind::Video, 0),
+                (MediaKind::Video, 1),
+                (MediaKind::Audio, 0),
+                (MediaKind::Audio, 1)
+            ],
+            "{tracks:?}"
+        );
+        // Both video tracks have every frame; each audio track its codec.
+        assert_eq!(tracks[0].3, tracks[1].3);
+        assert_eq!((tracks[2].2, tracks[3].2), (Codec::Aac, Codec::Opus));
+        let track_configs = events
             .iter()
-            .any(|n| matches!(n, Notice::DroppedTrack(_, id) if *id > 0)));
-        let mut unique = notices.clone();
-        unique.dedup();
-        assert_eq!(unique.len(), notices.len());
+            .filter(|e| matches!(e, StreamEvent::TrackConfig(1, _)))
+            .count();
+        assert_eq!(track_configs, 2);
+        assert_eq!(notices, []);
+        assert_eq!((ingest.bad_tags, ingest.unsupported_tags), (0, 0));
     }
 
     #[test]

@@ -125,7 +125,10 @@ impl TagWriter {
                 self.hold_video();
                 None
             }
-            StreamEvent::PublisherStopped => None,
+            // Track 0 only (multitrack out is not written yet).
+            StreamEvent::PublisherStopped
+            | StreamEvent::TrackConfig(..)
+            | StreamEvent::TrackFrame(..) => None,
             StreamEvent::Metadata(m) => {
                 Some(Tag::new(TagKind::Script, 0, ON_METADATA, m.amf0().clone()))
             }
