@@ -12,6 +12,7 @@ pub mod flv;
 pub mod flv_file;
 pub mod frame;
 pub mod hevc;
+pub mod mkv;
 pub mod opus;
 pub mod timeline;
 pub mod vp9;

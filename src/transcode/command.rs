@@ -21,6 +21,30 @@ pub const FIRST_OUTPUT_FD: i32 = 3;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SourceTracks {
     pub audio: bool,
+    /// How it is fed to ffmpeg.
+    pub feed: Feed,
+    /// Whether its audio can go into a rendition's FLV as it is (AAC or
+    /// MP3): other audio is encoded to AAC even by a `copy` profile.
+    pub audio_fits_flv: bool,
+}
+
+/// The container ffmpeg reads the source from on stdin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Feed {
+    /// Legacy FLV: H.264, AAC, MP3.
+    Flv,
+    /// Matroska ([`crate::media::mkv`]): any codec castgate carries; ffmpeg
+    /// 5.1 cannot read HEVC, AV1, VP9, Opus, FLAC or AC-3 from FLV.
+    Matroska,
+}
+
+impl Feed {
+    fn format(self) -> &'static str {
+        match self {
+            Feed::Flv => "flv",
+            Feed::Matroska => "matroska",
+        }
+    }
 }
 
 /// ffmpeg's arguments (without the program).
@@ -47,7 +71,7 @@ pub fn args(profile: &Profile, source: SourceTracks) -> Vec<String> {
         "+nobuffer",
         "-copyts",
         "-f",
-        "flv",
+        source.feed.format(),
         "-i",
         "pipe:0",
     ]);
@@ -114,7 +138,9 @@ pub fn args(profile: &Profile, source: SourceTracks) -> Vec<String> {
         if source.audio {
             push(&["-map", "0:a:0"]);
             match audio {
-                AudioSettings::Copy => push(&["-c:a", "copy"]),
+                AudioSettings::Copy if source.audio_fits_flv => push(&["-c:a", "copy"]),
+                // Opus, FLAC, AC-3 cannot go into the rendition's FLV.
+                AudioSettings::Copy => push(&["-c:a", "aac", "-b:a", "128k"]),
                 AudioSettings::Encode {
                     codec,
                     bitrate_kbps,
@@ -147,11 +173,18 @@ mod tests {
     use super::super::profile::Profiles;
     use super::*;
 
+    /// H.264 and AAC.
+    const SOURCE: SourceTracks = SourceTracks {
+        audio: true,
+        feed: Feed::Flv,
+        audio_fits_flv: true,
+    };
+
     #[test]
     fn one_decode_one_graph_one_pipe_per_rendition() {
         let profiles = Profiles::load(None).unwrap();
         let p = profiles.get("abr-1080p").unwrap();
-        let a = args(p, SourceTracks { audio: true });
+        let a = args(p, SOURCE);
         let joined = a.join(" ");
         assert_eq!(a.iter().filter(|x| *x == "-i").count(), 1, "{joined}");
         let graph = &a[a.iter().position(|x| x == "-filter_complex").unwrap() + 1];
@@ -177,10 +210,42 @@ mod tests {
                 video.tune = Some("zerolatency".into());
             }
         }
-        let t = args(&tuned, SourceTracks { audio: true }).join(" ");
+        let t = args(&tuned, SOURCE).join(" ");
         assert_eq!(t.matches("-tune zerolatency").count(), 3, "{t}");
-        let no_audio = args(p, SourceTracks { audio: false }).join(" ");
+        let no_audio = args(
+            p,
+            SourceTracks {
+                audio: false,
+                ..SOURCE
+            },
+        )
+        .join(" ");
         assert!(!no_audio.contains("0:a"), "{no_audio}");
         assert!(!no_audio.contains("-c:a"), "{no_audio}");
+    }
+
+    /// A source FLV cannot carry is fed as Matroska; audio a rendition's
+    /// FLV cannot carry is encoded to AAC even where the profile copies.
+    #[test]
+    fn enhanced_sources_are_fed_as_matroska() {
+        let profiles = Profiles::load(None).unwrap();
+        let mut p = profiles.get("abr-1080p").unwrap().clone();
+        for r in &mut p.renditions {
+            if let super::super::profile::RenditionKind::Encoded { audio, .. } = &mut r.kind {
+                *audio = AudioSettings::Copy;
+            }
+        }
+        let legacy = args(&p, SOURCE).join(" ");
+        assert!(legacy.contains("-f flv -i pipe:0"), "{legacy}");
+        assert_eq!(legacy.matches("-c:a copy").count(), 3, "{legacy}");
+        let hevc_opus = SourceTracks {
+            audio: true,
+            feed: Feed::Matroska,
+            audio_fits_flv: false,
+        };
+        let a = args(&p, hevc_opus).join(" ");
+        assert!(a.contains("-f matroska -i pipe:0"), "{a}");
+        assert!(!a.contains("-c:a copy"), "{a}");
+        assert_eq!(a.matches("-c:a aac").count(), 3, "{a}");
     }
 }

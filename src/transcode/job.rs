@@ -22,11 +22,12 @@ use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{error, info, warn};
 
 use super::child;
-use super::command::{self, SourceTracks};
+use super::command::{self, Feed, SourceTracks};
 use super::flv_io::{FlvWriter, OutputParser};
 use super::progress::ProgressParser;
 use super::{lock, JobStatus, Profile, TranscodeState, Transcoder, FEED_OFFSET_MS};
 use crate::hub::{Closed, StreamEvent, Subscriber};
+use crate::media::mkv::MkvWriter;
 use crate::media::{CodecConfig, Frame, MediaKind};
 use crate::stream_key::StreamKey;
 use crate::streams::{Granted, Origin, PublishGuard, Registry};
@@ -55,12 +56,19 @@ struct OutClock {
     audio_config: Option<Arc<CodecConfig>>,
 }
 
+/// What writes the source for ffmpeg's stdin (see [`Feed`]).
+enum FeedWriter {
+    Flv(FlvWriter),
+    Matroska(Box<MkvWriter>),
+}
+
 /// One ffmpeg run.
 struct Run {
     child: Child,
     stdin: Option<ChildStdin>,
-    writer: FlvWriter,
-    /// FLV header and sequence headers, written before the first frame.
+    writer: FeedWriter,
+    /// The stream's header (FLV header and sequence headers, or Matroska's
+    /// header and tracks), written before the first frame.
     head: Option<Bytes>,
     tasks: Vec<JoinHandle<()>>,
     started: Instant,
@@ -444,8 +452,11 @@ fn start(
     status: &Arc<JobStatus>,
 ) -> std::io::Result<Run> {
     let settings = &t.inner.settings;
+    let legacy = video.codec().is_legacy() && audio.as_ref().is_none_or(|a| a.codec().is_legacy());
     let tracks = SourceTracks {
         audio: audio.is_some(),
+        feed: if legacy { Feed::Flv } else { Feed::Matroska },
+        audio_fits_flv: audio.as_ref().is_none_or(|a| a.codec().is_legacy()),
     };
     let args = command::args(profile, tracks);
     let spawned = child::spawn(&settings.ffmpeg, &args, outputs.len())?;
@@ -486,13 +497,24 @@ fn start(
         v.state = TranscodeState::Running;
         v.progress = None;
     });
-    let mut writer = FlvWriter::new(FEED_OFFSET_MS);
-    let mut head = FlvWriter::header(tracks.audio, true).to_vec();
-    for c in [Some(&video), audio.as_ref()].into_iter().flatten() {
-        if let Some(tag) = writer.tag(&StreamEvent::Config(c.clone())) {
-            head.extend_from_slice(&tag);
+    let (writer, head) = match tracks.feed {
+        Feed::Flv => {
+            let mut writer = FlvWriter::new(FEED_OFFSET_MS);
+            let mut head = FlvWriter::header(tracks.audio, true).to_vec();
+            for c in [Some(&video), audio.as_ref()].into_iter().flatten() {
+                if let Some(tag) = writer.tag(&StreamEvent::Config(c.clone())) {
+                    head.extend_from_slice(&tag);
+                }
+            }
+            (FeedWriter::Flv(writer), head)
         }
-    }
+        Feed::Matroska => {
+            let writer = MkvWriter::new(Some(&video), audio.as_deref(), FEED_OFFSET_MS)
+                .map_err(std::io::Error::other)?;
+            let head = writer.header().to_vec();
+            (FeedWriter::Matroska(Box::new(writer)), head)
+        }
+    };
     let stdin = child.stdin.take();
     Ok(Run {
         child,
@@ -517,7 +539,11 @@ async fn feed(r: &mut Run, f: &Frame, fed: &mut Fed, key: &str) {
         return;
     }
     *last = Some(f.dts);
-    let Some(tag) = r.writer.tag(&StreamEvent::Frame(f.clone())) else {
+    let tag = match &mut r.writer {
+        FeedWriter::Flv(w) => w.tag(&StreamEvent::Frame(f.clone())),
+        FeedWriter::Matroska(w) => w.frame(f),
+    };
+    let Some(tag) = tag else {
         return;
     };
     let Some(stdin) = r.stdin.as_mut() else {
