@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 use crate::egress::RelayInfo;
 use crate::hub::StreamInfo;
-use crate::media::{aac, avc, CodecConfig};
+use crate::media::CodecConfig;
 
 /// `POST /relays`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -88,7 +88,7 @@ impl PlayerCounts {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct VideoTrack {
-    /// `h264`.
+    /// `h264`, `hevc`, `av1` or `vp9`.
     pub codec: String,
     /// RFC 6381, e.g. `avc1.64001f`.
     pub codec_string: String,
@@ -100,7 +100,7 @@ pub struct VideoTrack {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AudioTrack {
-    /// `aac` or `mp3`.
+    /// `aac`, `mp3`, `opus`, `flac`, `ac3` or `eac3`.
     pub codec: String,
     pub codec_string: String,
     pub sample_rate: u32,
@@ -120,33 +120,30 @@ impl StreamView {
         now: Instant,
     ) -> StreamView {
         let (app, key) = s.key.split_once('/').unwrap_or((&s.key, ""));
-        let video = s.video.as_deref().and_then(|c| match c {
-            CodecConfig::Avc(a) => Some(VideoTrack {
-                codec: "h264".into(),
-                codec_string: avc::codec_string(a),
-                width: a.width,
-                height: a.height,
+        let video = s.video.as_deref().map(|c| {
+            let (width, height) = c.picture_size();
+            VideoTrack {
+                codec: c.codec().id().into(),
+                codec_string: c.codec_string(),
+                width,
+                height,
                 fps: s.fps.map(round1),
                 bitrate_kbps: s.video_kbps.map(round1),
-            }),
-            _ => None,
+            }
         });
-        let audio = s.audio.as_deref().and_then(|c| match c {
-            CodecConfig::Aac(a) => Some(AudioTrack {
-                codec: "aac".into(),
-                codec_string: aac::codec_string(a),
-                sample_rate: a.sample_rate,
-                channels: a.channels,
+        let audio = s.audio.as_deref().map(|c| {
+            let (sample_rate, channels) = c.audio_format();
+            AudioTrack {
+                codec: c.codec().id().into(),
+                codec_string: match c {
+                    // As browsers' MediaSource names MP3.
+                    CodecConfig::Mp3(_) => "mp4a.40.34".into(),
+                    c => c.codec_string(),
+                },
+                sample_rate,
+                channels,
                 bitrate_kbps: s.audio_kbps.map(round1),
-            }),
-            CodecConfig::Mp3(m) => Some(AudioTrack {
-                codec: "mp3".into(),
-                codec_string: "mp4a.40.34".into(),
-                sample_rate: m.sample_rate,
-                channels: m.channels,
-                bitrate_kbps: s.audio_kbps.map(round1),
-            }),
-            _ => None,
+            }
         });
         let bitrate_kbps = match (s.video_kbps, s.audio_kbps) {
             (None, None) => None,

@@ -47,6 +47,22 @@ impl Codec {
         matches!(self, Codec::H264 | Codec::Aac | Codec::Mp3)
     }
 
+    /// The short lowercase id the API uses (`h264`, `hevc`, `opus`…).
+    pub fn id(self) -> &'static str {
+        match self {
+            Codec::H264 => "h264",
+            Codec::Hevc => "hevc",
+            Codec::Av1 => "av1",
+            Codec::Vp9 => "vp9",
+            Codec::Aac => "aac",
+            Codec::Mp3 => "mp3",
+            Codec::Opus => "opus",
+            Codec::Flac => "flac",
+            Codec::Ac3 => "ac3",
+            Codec::Eac3 => "eac3",
+        }
+    }
+
     /// The name for logs and messages.
     pub fn name(self) -> &'static str {
         match self {

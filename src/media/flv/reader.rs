@@ -56,8 +56,6 @@ pub enum Notice {
     UnsupportedAudio(u8),
     /// An Enhanced RTMP FourCC castgate does not carry.
     UnsupportedFourCc(MediaKind, FourCc),
-    /// A multitrack track other than the first: not carried yet.
-    DroppedTrack(MediaKind, u8),
     /// An AVC sequence header taken without a picture size: its SPS is
     /// missing or does not parse (decoders may still cope with in-band ones).
     UnreadableSps(String),
@@ -79,11 +77,6 @@ impl std::fmt::Display for Notice {
             Notice::UnsupportedFourCc(kind, fourcc) => write!(
                 f,
                 "unsupported {} codec FourCC '{fourcc}': that track is dropped",
-                kind_name(*kind)
-            ),
-            Notice::DroppedTrack(kind, id) => write!(
-                f,
-                "multitrack {} track {id} is dropped (castgate carries the first track only)",
                 kind_name(*kind)
             ),
             Notice::UnreadableSps(why) => {
