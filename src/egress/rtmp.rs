@@ -222,19 +222,23 @@ impl FlvOut {
         if self.repeats(ev) {
             return false;
         }
-        let Some(tag) = self.tags.write(ev) else {
-            return false;
-        };
-        match tag.kind {
-            TagKind::Media(kind) => session.send_media(kind, tag.timestamp, &tag.parts()),
-            TagKind::Script => {
-                // A publisher sets the metadata with `@setDataFrame`.
-                let mut body = Vec::with_capacity(16 + tag.body_len());
-                amf0::encode(&Amf0Value::string("@setDataFrame"), &mut body);
-                body.extend_from_slice(tag.head());
-                body.extend_from_slice(&tag.payload);
-                session.send_data_raw(tag.timestamp, &body);
+        let mut sent = false;
+        for tag in self.tags.write(ev) {
+            sent = true;
+            match tag.kind {
+                TagKind::Media(kind) => session.send_media(kind, tag.timestamp, &tag.parts()),
+                TagKind::Script => {
+                    // A publisher sets the metadata with `@setDataFrame`.
+                    let mut body = Vec::with_capacity(16 + tag.body_len());
+                    amf0::encode(&Amf0Value::string("@setDataFrame"), &mut body);
+                    body.extend_from_slice(tag.head());
+                    body.extend_from_slice(&tag.payload);
+                    session.send_data_raw(tag.timestamp, &body);
+                }
             }
+        }
+        if !sent {
+            return false;
         }
         matches!(ev, StreamEvent::Frame(_))
     }

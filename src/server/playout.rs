@@ -41,12 +41,16 @@ impl Playout {
             StreamEvent::Frame(f) if f.kind() == MediaKind::Audio && !self.receive_audio => return,
             _ => {}
         }
-        let Some(tag) = self.tags.write(event) else {
+        let mut sent = false;
+        for tag in self.tags.write(event) {
+            sent = true;
+            match tag.kind {
+                TagKind::Media(kind) => session.send_media(sid, kind, tag.timestamp, &tag.parts()),
+                TagKind::Script => session.send_data_raw(sid, tag.timestamp, &tag.parts()),
+            }
+        }
+        if !sent {
             return;
-        };
-        match tag.kind {
-            TagKind::Media(kind) => session.send_media(sid, kind, tag.timestamp, &tag.parts()),
-            TagKind::Script => session.send_data_raw(sid, tag.timestamp, &tag.parts()),
         }
         if matches!(event, StreamEvent::Frame(_)) {
             self.frames_sent += 1;
