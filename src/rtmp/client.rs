@@ -55,6 +55,9 @@ pub struct ClientConfig {
     pub out_chunk_size: u32,
     pub chunk_limits: ChunkLimits,
     pub flash_ver: String,
+    /// Enhanced RTMP FourCCs announced in `connect` (`fourCcList`, as
+    /// FFmpeg sends it); empty: a legacy client.
+    pub fourcc_list: Vec<String>,
 }
 
 impl ClientConfig {
@@ -108,6 +111,7 @@ impl Default for ClientConfig {
             out_chunk_size: 4096,
             chunk_limits: ChunkLimits::default(),
             flash_ver: "FMLE/3.0 (compatible; castgate)".into(),
+            fourcc_list: Vec::new(),
         }
     }
 }
@@ -343,6 +347,10 @@ impl ClientSession {
             props.push(("audioCodecs", Amf0Value::Number(4071.0)));
             props.push(("videoCodecs", Amf0Value::Number(252.0)));
             props.push(("videoFunction", Amf0Value::Number(1.0)));
+        }
+        if !self.config.fourcc_list.is_empty() {
+            let list = self.config.fourcc_list.iter().map(Amf0Value::string);
+            props.push(("fourCcList", Amf0Value::StrictArray(list.collect())));
         }
         self.send_command(
             0,
