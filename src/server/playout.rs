@@ -126,6 +126,8 @@ impl Playout {
                     self.hold(event);
                     return Sent::Ok;
                 }
+                // Other tracks are not played out (nor decide anything).
+                StreamEvent::TrackConfig(..) | StreamEvent::TrackFrame(..) => return Sent::Ok,
                 StreamEvent::Frame(f) if !self.takes_a_track(f.codec) => {
                     return self.fail(session);
                 }
