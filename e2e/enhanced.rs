@@ -1,0 +1,181 @@
+//! Enhanced RTMP out, against FFmpeg 9 (the peer that speaks it) and
+//! Debian's ffmpeg 5.1 (a legacy player): FFmpeg 9 publishes HEVC + AAC;
+//! an FFmpeg 9 player that announces its FourCCs gets every packet as
+//! sent, a legacy player the AAC track alone, and a legacy player of a
+//! stream with no legacy track is refused with the codecs named.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use crate::harness::*;
+
+pub(crate) const T: Duration = Duration::from_secs(90);
+
+/// Where FFmpeg 9 was put when the test environment was set up.
+const FFMPEG9_FALLBACK: &str =
+    "/tmp/ff9venv/lib/python3.11/site-packages/imageio_ffmpeg/binaries/ffmpeg-linux-x86_64-v9.0.2";
+
+/// FFmpeg 9: `$CASTGATE_FFMPEG9`, else where the test setup installs it.
+/// Missing is a failure that says how to provide it.
+pub(crate) fn ffmpeg9() -> PathBuf {
+    let path = std::env::var_os("CASTGATE_FFMPEG9")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(FFMPEG9_FALLBACK));
+    assert!(
+        path.is_file(),
+        "FFmpeg 9 not found at {} (set CASTGATE_FFMPEG9 to an ffmpeg 7.1+ binary with \
+         libx265 and libopus, e.g. from PyPI imageio-ffmpeg)",
+        path.display()
+    );
+    path
+}
+
+/// A 3 s FLV made by FFmpeg 9 (once per run and kind): testsrc2 in HEVC
+/// (libx265, B-frames, 1 s GOP, so coded frames with and without a
+/// composition time) and a sine in `audio` (`aac`, `libopus`).
+pub(crate) fn hevc_fixture(audio: &str) -> PathBuf {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let path = DIR
+        .get_or_init(tempdir)
+        .path()
+        .join(format!("hevc_{audio}.flv"));
+    if path.exists() {
+        return path;
+    }
+    let out = Command::new(ffmpeg9())
+        .args(["-nostdin", "-v", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=700:sample_rate=48000"])
+        .args(["-map", "0:v", "-map", "1:a", "-t", "3"])
+        .args(["-c:v", "libx265", "-preset", "ultrafast", "-g", "30"])
+        .args([
+            "-x265-params",
+            "log-level=error:bframes=2:keyint=30:min-keyint=30:scenecut=0:pools=1",
+        ])
+        .args(["-c:a", audio, "-b:a", "64k", "-ac", "2", "-f", "flv"])
+        .arg(&path)
+        .output_within(RUN_LIMIT)
+        .expect("cannot run FFmpeg 9");
+    assert!(
+        out.status.success(),
+        "FFmpeg 9 could not make the HEVC fixture: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
+/// FFmpeg 9 publishing a file as it is (`-re -c copy -f flv`).
+pub(crate) fn publish9(file: &Path, url: &str) -> Child {
+    Command::new(ffmpeg9())
+        .args(["-nostdin", "-v", "error", "-re", "-i"])
+        .arg(file)
+        .args(["-c", "copy", "-f", "flv", url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run FFmpeg 9")
+}
+
+/// An FFmpeg 9 RTMP player announcing `codecs` (`-rtmp_enhanced_codecs`),
+/// recording what it gets with the timestamps as received.
+fn play9(url: &str, codecs: &str, out: &Path) -> Child {
+    Command::new(ffmpeg9())
+        .args([
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-rtmp_enhanced_codecs",
+            codecs,
+        ])
+        .args(["-i", url, "-copyts", "-c", "copy", "-f", "flv"])
+        .arg(out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run FFmpeg 9")
+}
+
+/// Starts `player`, then publishes `src` to `key` once the player waits,
+/// and returns when both are done (the player's exit status).
+fn publish_while_playing(
+    server: &Castgate,
+    key: &str,
+    src: &Path,
+    player: &mut Child,
+) -> std::process::ExitStatus {
+    server.wait_log_all(&["play requested", key], T);
+    let mut publisher = publish9(src, &server.url(key));
+    let status = wait_child(&mut publisher, T, "FFmpeg 9 publisher");
+    assert!(
+        status.success(),
+        "FFmpeg 9 publisher failed: {}",
+        stderr_of(&mut publisher)
+    );
+    wait_child(player, T, "player")
+}
+
+/// (a) FFmpeg 9 plays back what FFmpeg 9 published, HEVC and AAC, packet
+/// for packet: same payloads, sizes, DTS, PTS and keyframes, as FFmpeg 9
+/// reads both files.
+#[test]
+fn ffmpeg9_plays_back_hevc_identically() {
+    let src = hevc_fixture("aac");
+    let server = Castgate::start(&[]);
+    let dir = tempdir();
+    let out = dir.path().join("played.flv");
+    let mut player = play9(&server.url("live/hevc"), "hvc1,mp4a", &out);
+    let status = publish_while_playing(&server, "live/hevc", &src, &mut player);
+    assert!(status.success(), "player: {}", stderr_of(&mut player));
+    let ff9 = ffmpeg9();
+    let source = framemd5_by(&ff9, &src, "0");
+    let played = framemd5_by(&ff9, &out, "0");
+    assert!(track(&source, 0).len() >= 90, "{} packets", source.len());
+    assert_same_tracks(&source, &played, "FFmpeg 9 played");
+    server.assert_no_panic();
+}
+
+/// (b) Debian's ffmpeg 5.1 announces no FourCC: it gets the AAC track
+/// alone, packet for packet, and castgate says what it withheld.
+#[test]
+fn a_legacy_player_gets_the_aac_track_of_hevc_and_aac() {
+    let src = hevc_fixture("aac");
+    let server = Castgate::start(&[]);
+    let dir = tempdir();
+    let out = dir.path().join("legacy.flv");
+    let mut player = play(&server.url("live/mixed"), &out);
+    let status = publish_while_playing(&server, "live/mixed", &src, &mut player);
+    assert!(status.success(), "player: {}", stderr_of(&mut player));
+    let audio = framemd5_by(ffmpeg9(), &src, "0:a");
+    let played = framemd5_of(&out, "0");
+    assert!(played.iter().all(|p| p.stream == 0));
+    assert_same_packets(&audio, &played, "legacy player's audio");
+    server.wait_log_all(&["withheld", "HEVC"], T);
+    server.assert_no_panic();
+}
+
+/// A legacy player of HEVC + Opus takes neither track: NetStream.Play.Failed
+/// names both codecs, and ffmpeg 5.1 fails with it.
+#[test]
+fn a_legacy_player_of_hevc_and_opus_is_refused() {
+    let src = hevc_fixture("libopus");
+    let server = Castgate::start(&[]);
+    let dir = tempdir();
+    let out = dir.path().join("refused.flv");
+    let mut player = play(&server.url("live/opus"), &out);
+    server.wait_log_all(&["play requested", "live/opus"], T);
+    let mut publisher = publish9(&src, &server.url("live/opus"));
+    let status = wait_child(&mut player, T, "legacy player");
+    let err = stderr_of(&mut player);
+    assert!(!status.success(), "the legacy player should fail: {err}");
+    assert!(err.contains("HEVC video and Opus audio"), "{err}");
+    server.wait_log_all(&["play refused", "HEVC video and Opus audio"], T);
+    wait_child(&mut publisher, T, "publisher");
+    server.assert_no_panic();
+}
