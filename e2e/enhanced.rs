@@ -179,3 +179,79 @@ fn a_legacy_player_of_hevc_and_opus_is_refused() {
     wait_child(&mut publisher, T, "publisher");
     server.assert_no_panic();
 }
+
+/// `FFmpeg 9 -listen 1`: an RTMP server for one publisher, recording what
+/// it gets (Enhanced RTMP included) as FLV.
+fn ffmpeg9_rtmp_listener(port: u16, path: &str, out: &Path) -> crate::relay::Proc {
+    let child = Command::new(ffmpeg9())
+        .args(["-nostdin", "-v", "warning", "-y", "-listen", "1", "-i"])
+        .arg(format!("rtmp://127.0.0.1:{port}/{path}"))
+        .args(["-copyts", "-c", "copy", "-f", "flv"])
+        .arg(out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run FFmpeg 9");
+    let mut p = crate::relay::Proc(child, "FFmpeg 9 -listen 1");
+    crate::relay::wait_bound(false, port, &mut p);
+    p
+}
+
+/// (c) A relay to an FFmpeg 9 RTMP listener carries HEVC and AAC packet
+/// for packet; a `legacy_only` relay to another carries the AAC alone.
+#[test]
+fn relays_to_ffmpeg9_carry_hevc_or_legacy_only() {
+    use crate::relay::{create_relay, wait_relay};
+    use serde_json::json;
+    let src = hevc_fixture("aac");
+    let dir = tempdir();
+    let (port, legacy_port) = (free_port(), free_port());
+    let (out, legacy_out) = (
+        dir.path().join("relayed.flv"),
+        dir.path().join("legacy.flv"),
+    );
+    let mut listener = ffmpeg9_rtmp_listener(port, "app/KEYe1", &out);
+    let mut legacy = ffmpeg9_rtmp_listener(legacy_port, "app/KEYe2", &legacy_out);
+    let server = Castgate::start_loopback_egress(&[("CASTGATE__PACKAGE__GRACE_SECS", "1")]);
+    let relay = create_relay(
+        &server,
+        json!({"stream": "live/erelay", "target": format!("rtmp://127.0.0.1:{port}/app/KEYe1")}),
+    );
+    let legacy_relay = create_relay(
+        &server,
+        json!({
+            "stream": "live/erelay",
+            "target": format!("rtmp://127.0.0.1:{legacy_port}/app/KEYe2"),
+            "legacy_only": true,
+        }),
+    );
+    assert_eq!(legacy_relay["legacy_only"], true, "{legacy_relay}");
+    assert_eq!(relay["legacy_only"], false, "{relay}");
+    let mut publisher = publish9(&src, &server.url("live/erelay"));
+    let status = wait_child(&mut publisher, T, "FFmpeg 9 publisher");
+    assert!(status.success(), "publisher: {}", stderr_of(&mut publisher));
+    for r in [&relay, &legacy_relay] {
+        let id = r["id"].as_u64().unwrap();
+        wait_relay(&server, id, "sent every frame", |r| {
+            r["frames_sent"].as_u64() > Some(0) && r["queued_bytes"] == 0
+        });
+    }
+    // The stream ends with its grace period; the relays close and the
+    // listeners finish their files.
+    listener.wait(T);
+    legacy.wait(T);
+    let ff9 = ffmpeg9();
+    let source = framemd5_by(&ff9, &src, "0");
+    assert_same_tracks(
+        &source,
+        &framemd5_by(&ff9, &out, "0"),
+        "relayed to FFmpeg 9",
+    );
+    let audio = framemd5_by(&ff9, &src, "0:a");
+    let legacy_got = framemd5_by(&ff9, &legacy_out, "0");
+    assert!(legacy_got.iter().all(|p| p.stream == 0), "audio only");
+    assert_same_packets(&audio, &legacy_got, "legacy_only relay");
+    server.wait_log_all(&["HEVC track not relayed", "legacy_only"], T);
+    server.assert_no_panic();
+}
