@@ -255,3 +255,161 @@ fn relays_to_ffmpeg9_carry_hevc_or_legacy_only() {
     server.wait_log_all(&["HEVC track not relayed", "legacy_only"], T);
     server.assert_no_panic();
 }
+
+/// The MD5 of every decoded frame of one stream, decoded by `ffmpeg`.
+fn decoded_md5_by(ffmpeg: &Path, input: &Path, map: &str) -> Vec<String> {
+    let out = Command::new(ffmpeg)
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(input)
+        .args(["-map", map, "-f", "framemd5", "-"])
+        .output_within(RUN_LIMIT)
+        .expect("cannot run ffmpeg");
+    assert!(
+        out.status.success(),
+        "decoding {}: {}",
+        input.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(',').next().map(|s| s.trim().to_string()))
+        .collect()
+}
+
+/// The SRT relay's MPEG-TS of a publish of `flv` (castgate's ingest, then
+/// its muxer), written to `out`; the muxer, for its counts.
+fn mux_to_file(
+    flv: &Path,
+    out: &Path,
+) -> (
+    Vec<castgate::hub::StreamEvent>,
+    castgate::egress::ts::TsMuxer,
+) {
+    let events = crate::relay::events_of(flv);
+    let mut mux = castgate::egress::ts::TsMuxer::new();
+    let mut ts = Vec::new();
+    for e in &events {
+        mux.push(e);
+        for m in mux.take_messages(false) {
+            ts.extend_from_slice(&m);
+        }
+    }
+    for m in mux.take_messages(true) {
+        ts.extend_from_slice(&m);
+    }
+    std::fs::write(out, &ts).unwrap();
+    (events, mux)
+}
+
+/// The codec names ffprobe (Debian's 5.1) gives a file's streams.
+fn probed_codecs(input: &Path) -> Vec<String> {
+    require("ffprobe");
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(input)
+        .output_within(RUN_LIMIT)
+        .expect("cannot run ffprobe");
+    assert!(
+        out.status.success(),
+        "ffprobe: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().trim_end_matches(',').to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// SRT relays' MPEG-TS carries HEVC with AAC, AC-3, E-AC-3 and Opus, as
+/// Debian's ffmpeg 5.1 reads it: every frame there, the pictures decode to
+/// those of the source (as FFmpeg 9 decodes the FLV), the audio packets are
+/// the source's, and decoding says nothing.
+#[test]
+fn ts_carries_hevc_ac3_eac3_and_opus() {
+    use castgate::hub::StreamEvent;
+    use castgate::media::MediaKind;
+    require("ffmpeg");
+    let ff9 = ffmpeg9();
+    let dir = tempdir();
+    for (audio, name) in [
+        ("aac", "aac"),
+        ("ac3", "ac3"),
+        ("eac3", "eac3"),
+        ("libopus", "opus"),
+    ] {
+        let src = hevc_fixture(audio);
+        let out = dir.path().join(format!("{name}.ts"));
+        let (events, mut mux) = mux_to_file(&src, &out);
+        assert_eq!(mux.stats.dropped, 0, "{name}");
+        assert_eq!(mux.take_uncarried(), None, "{name}");
+        let mut want = vec![name, "hevc"];
+        want.sort();
+        assert_eq!(probed_codecs(&out), want, "{name}");
+        let frames = |kind| {
+            events
+                .iter()
+                .filter(|e| matches!(e, StreamEvent::Frame(f) if f.kind() == kind))
+                .count() as u64
+        };
+        assert_eq!(
+            crate::relay::count_packets(&out),
+            (frames(MediaKind::Video), frames(MediaKind::Audio)),
+            "{name}"
+        );
+        let want = decoded_md5_by(&ff9, &src, "0:v");
+        assert!(want.len() >= 90, "{name}");
+        assert_eq!(
+            decoded_md5_by(Path::new("ffmpeg"), &out, "0:v"),
+            want,
+            "{name}: pictures"
+        );
+        // As sent: AC-3 and E-AC-3 sync frames, Opus packets (the control
+        // header taken off by the reader); AAC gains its 7-byte ADTS header.
+        let (got, sent) = (framemd5_of(&out, "0:a"), framemd5_by(&ff9, &src, "0:a"));
+        if name == "aac" {
+            let sizes = |p: &[Packet], plus| p.iter().map(|p| p.size + plus).collect::<Vec<_>>();
+            assert_eq!(sizes(&got, 0), sizes(&sent, 7), "aac: ADTS frames");
+        } else {
+            let md5s = |p: Vec<Packet>| p.into_iter().map(|p| (p.size, p.md5)).collect::<Vec<_>>();
+            assert_eq!(md5s(got), md5s(sent), "{name}: audio packets");
+        }
+        assert_eq!(
+            crate::relay::strict_decode(&out),
+            "",
+            "{name}: decoding the TS"
+        );
+    }
+}
+
+/// AV1, VP9 and FLAC have no carriage in the muxer: the track is left out
+/// (the PMT has the other one alone), said once, its frames counted.
+#[test]
+fn ts_leaves_out_what_it_cannot_carry() {
+    use castgate::media::Codec;
+    let testdata = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/media/flv/testdata");
+    let dir = tempdir();
+    for (file, left_out, kept) in [
+        ("ffmpeg9_av1_ac3.flv", Codec::Av1, "ac3"),
+        ("ffmpeg9_vp9_eac3.flv", Codec::Vp9, "eac3"),
+        ("ffmpeg9_h264_flac.flv", Codec::Flac, "h264"),
+    ] {
+        let out = dir.path().join(format!("{file}.ts"));
+        let (_, mut mux) = mux_to_file(&testdata.join(file), &out);
+        assert_eq!(mux.take_uncarried(), Some(left_out), "{file}");
+        assert_eq!(mux.take_uncarried(), None, "{file}: said once");
+        assert!(mux.stats.dropped > 0 && mux.stats.frames > 0, "{file}");
+        assert_eq!(probed_codecs(&out), [kept], "{file}");
+    }
+}
