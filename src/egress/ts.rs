@@ -13,7 +13,9 @@
 //! - AAC frames get an ADTS header each; MP3 frames go as they are.
 //! - AC-3 and E-AC-3 go as their sync frames, DVB style (ETSI EN 300 468
 //!   Annex D): stream type 0x06 with an AC-3 (0x6a) or enhanced AC-3
-//!   (0x7a) descriptor, which ffmpeg 5.1 reads (it knows no 0x87).
+//!   (0x7a) descriptor: one scheme for both, which ffmpeg 5.1 reads by
+//!   the descriptor alone (ATSC's 0x81/0x87 work too; ffmpeg's own muxer
+//!   adds an `AC-3`/`EAC3` registration descriptor to them).
 //! - Opus as ETSI TS 102 366's successor for Opus (the "Opus in MPEG-TS"
 //!   spec): stream type 0x06, registration descriptor `Opus`, DVB extension
 //!   descriptor 0x80 with the channel configuration, and each packet led by
