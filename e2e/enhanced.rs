@@ -123,21 +123,30 @@ fn publish_while_playing(
 
 /// (a) FFmpeg 9 plays back what FFmpeg 9 published, HEVC and AAC, packet
 /// for packet: same payloads, sizes, DTS, PTS and keyframes, as FFmpeg 9
-/// reads both files.
+/// reads both files. The same for HEVC with Opus, AC-3 and E-AC-3 (their
+/// sequence starts and channel layouts as FFmpeg writes them).
 #[test]
 fn ffmpeg9_plays_back_hevc_identically() {
-    let src = hevc_fixture("aac");
     let server = Castgate::start(&[]);
     let dir = tempdir();
-    let out = dir.path().join("played.flv");
-    let mut player = play9(&server.url("live/hevc"), "hvc1,mp4a", &out);
-    let status = publish_while_playing(&server, "live/hevc", &src, &mut player);
-    assert!(status.success(), "player: {}", stderr_of(&mut player));
     let ff9 = ffmpeg9();
-    let source = framemd5_by(&ff9, &src, "0");
-    let played = framemd5_by(&ff9, &out, "0");
-    assert!(track(&source, 0).len() >= 90, "{} packets", source.len());
-    assert_same_tracks(&source, &played, "FFmpeg 9 played");
+    for (audio, fourcc) in [
+        ("aac", "mp4a"),
+        ("libopus", "Opus"),
+        ("ac3", "ac-3"),
+        ("eac3", "ec-3"),
+    ] {
+        let src = hevc_fixture(audio);
+        let key = format!("live/hevc_{audio}");
+        let out = dir.path().join(format!("played_{audio}.flv"));
+        let mut player = play9(&server.url(&key), &format!("hvc1,{fourcc}"), &out);
+        let status = publish_while_playing(&server, &key, &src, &mut player);
+        assert!(status.success(), "player: {}", stderr_of(&mut player));
+        let source = framemd5_by(&ff9, &src, "0");
+        let played = framemd5_by(&ff9, &out, "0");
+        assert!(track(&source, 0).len() >= 90, "{} packets", source.len());
+        assert_same_tracks(&source, &played, &format!("FFmpeg 9 played HEVC + {audio}"));
+    }
     server.assert_no_panic();
 }
 
