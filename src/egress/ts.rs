@@ -714,7 +714,36 @@ pub fn exercise(data: &[u8]) {
                 keyframe: true,
                 data,
             }),
-            _ => StreamEvent::PublisherStarted,
+            _ => match (sel >> 3) & 3 {
+                0 => StreamEvent::PublisherStarted,
+                // The Enhanced RTMP codecs: an Opus configuration, or a
+                // frame of HEVC, Opus, AC-3, E-AC-3 or AV1 (no carriage).
+                1 => StreamEvent::Config(Arc::new(CodecConfig::Opus(crate::media::OpusRecord {
+                    record: Bytes::new(),
+                    head: crate::media::opus::OpusHead {
+                        version: 1,
+                        channels: 1 + (sel >> 5),
+                        pre_skip: 312,
+                        input_sample_rate: 48000,
+                        output_gain: 0,
+                        mapping_family: u8::from(sel >> 5 > 1),
+                        mapping: None,
+                    },
+                }))),
+                _ => StreamEvent::Frame(Frame {
+                    codec: [
+                        Codec::Hevc,
+                        Codec::Opus,
+                        Codec::Ac3,
+                        Codec::Eac3,
+                        Codec::Av1,
+                    ][usize::from(sel >> 5) % 5],
+                    dts,
+                    cts: 0,
+                    keyframe: sel & 0x10 != 0,
+                    data,
+                }),
+            },
         };
         mux.push(&ev);
         let msgs = mux.take_messages(sel & 0x80 != 0);
