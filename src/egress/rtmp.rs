@@ -145,6 +145,7 @@ pub async fn connect(
         while let Some(ev) = link.session.poll_event() {
             match ev {
                 ClientEvent::Publishing { .. } => {
+                    link.check_destination(announce, legacy_only);
                     link.flush()
                         .await
                         .map_err(|e| format!("write after publish: {e}"))?;
@@ -162,6 +163,24 @@ pub async fn connect(
 }
 
 impl RtmpLink {
+    /// Says when a destination that states its Enhanced RTMP codecs leaves
+    /// out one of the stream's (it is sent anyway: a server that forwards
+    /// may well take it; the destination decides).
+    fn check_destination(&self, stream: CodecSet, legacy_only: bool) {
+        let server = self.session.server_capabilities();
+        if legacy_only || !server.enhanced {
+            return;
+        }
+        let takes = server.codecs();
+        for codec in stream.iter().filter(|c| !takes.contains(*c)) {
+            tracing::warn!(
+                codec = codec.name(),
+                "the destination's Enhanced RTMP codecs do not include {codec} ({}); sent anyway",
+                FourCc::of(codec)
+            );
+        }
+    }
+
     /// Encodes one hub event; true when it was a frame that will be sent.
     pub fn push(&mut self, ev: &StreamEvent) -> bool {
         self.out.push(&mut self.session, ev)

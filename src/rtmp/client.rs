@@ -165,6 +165,8 @@ pub struct ClientSession {
     decoder: ChunkDecoder,
     encoder: ChunkEncoder,
     control: msg::Control,
+    /// What the server stated of Enhanced RTMP in its `connect` `_result`.
+    server: super::enhanced::Capabilities,
 }
 
 impl ClientSession {
@@ -179,7 +181,14 @@ impl ClientSession {
             decoder,
             encoder: ChunkEncoder::new(),
             control: msg::Control::default(),
+            server: Default::default(),
         }
+    }
+
+    /// What the server stated of Enhanced RTMP when it accepted `connect`
+    /// (empty for a legacy server, or before).
+    pub fn server_capabilities(&self) -> &super::enhanced::Capabilities {
+        &self.server
     }
 
     /// Queues C0+C1; call once before the first `take_output`.
@@ -515,7 +524,7 @@ impl ClientSession {
             }
         };
         let tid = it.next().and_then(|v| v.as_f64()).unwrap_or(0.0);
-        let _obj = it.next();
+        let obj = it.next();
         let info = it.next();
         let field = |k: &str| {
             info.as_ref()
@@ -526,6 +535,9 @@ impl ClientSession {
         };
         match name.as_str() {
             "_result" if tid == TID_CONNECT && matches!(self.phase, Phase::Connecting) => {
+                if let Some(props) = &obj {
+                    self.server = super::enhanced::Capabilities::from_connect(props);
+                }
                 self.on_connected()
             }
             "_result"
