@@ -576,8 +576,18 @@ pub fn framemd5(file: &Path) -> Vec<Packet> {
 /// timestamps converted to milliseconds from each stream's time base.
 pub fn framemd5_of(input: impl AsRef<std::ffi::OsStr>, map: &str) -> Vec<Packet> {
     require("ffmpeg");
+    framemd5_by("ffmpeg", input, map)
+}
+
+/// [`framemd5_of`] read by another ffmpeg (FFmpeg 9 for Enhanced RTMP FLV,
+/// which Debian's 5.1 cannot read).
+pub fn framemd5_by(
+    ffmpeg: impl AsRef<std::ffi::OsStr>,
+    input: impl AsRef<std::ffi::OsStr>,
+    map: &str,
+) -> Vec<Packet> {
     let input = input.as_ref();
-    let out = Command::new("ffmpeg")
+    let out = Command::new(ffmpeg)
         .args(["-nostdin", "-v", "error", "-copyts", "-i"])
         .arg(input)
         .args(["-map", map, "-c", "copy", "-f", "framemd5", "-"])

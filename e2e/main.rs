@@ -9,6 +9,7 @@ mod corpus;
 mod docker;
 mod docker_run;
 mod egress;
+mod enhanced;
 mod faults;
 mod harness;
 mod hls_dash;

@@ -76,7 +76,7 @@ pub(crate) fn decoded_md5(input: &Path, map: &str) -> Vec<String> {
 }
 
 /// The hub events a live publish of `flv` produces (castgate's own ingest).
-fn events_of(flv: &Path) -> Vec<StreamEvent> {
+pub(crate) fn events_of(flv: &Path) -> Vec<StreamEvent> {
     let data = Bytes::from(std::fs::read(flv).unwrap());
     let mut ingest = Ingest::new();
     let mut events = vec![StreamEvent::PublisherStarted];

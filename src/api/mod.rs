@@ -362,6 +362,7 @@ async fn create_relay(
             ca_file: req.tls_ca_file,
             no_verify: req.tls_verify == Some(false),
         },
+        legacy_only: req.legacy_only,
     };
     let relays = state.relays.clone();
     // Reading a CA file is blocking I/O.

@@ -29,6 +29,12 @@ pub struct CreateRelay {
     /// RTMPS: `false` turns certificate verification off.
     #[serde(default)]
     pub tls_verify: Option<bool>,
+    /// RTMP/RTMPS: `true` sends H.264, AAC and MP3 only (legacy FLV), for
+    /// a destination that cannot read Enhanced RTMP; other tracks are left
+    /// out. By default every codec goes, HEVC, AV1, VP9, Opus, FLAC, AC-3
+    /// and E-AC-3 in Enhanced RTMP tags.
+    #[serde(default)]
+    pub legacy_only: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

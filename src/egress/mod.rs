@@ -139,6 +139,8 @@ pub struct StaticRule {
     pub tls: TlsOptions,
     /// Built once (the CA file is read at start-up).
     tls_config: Option<Arc<rustls::ClientConfig>>,
+    /// Send H.264, AAC and MP3 only (see [`NewRelay::legacy_only`]).
+    pub legacy_only: bool,
 }
 
 impl StaticRule {
@@ -165,8 +167,32 @@ impl StaticRule {
             template,
             tls,
             tls_config,
+            legacy_only: false,
         })
     }
+
+    /// The rule sends legacy codecs only (RTMP and RTMPS targets).
+    pub fn with_legacy_only(mut self, legacy_only: bool) -> Result<StaticRule, String> {
+        let sample = self.template.fill("app/key").map_err(|e| e.to_string())?;
+        check_legacy_only(&sample, legacy_only)?;
+        self.legacy_only = legacy_only;
+        self.spec.push_str(&format!("\nlegacy_only={legacy_only}"));
+        Ok(self)
+    }
+}
+
+/// How a relay's link is made: TLS (RTMPS) and what it sends.
+struct LinkOptions {
+    no_verify: bool,
+    tls_config: Option<Arc<rustls::ClientConfig>>,
+    legacy_only: bool,
+}
+
+fn check_legacy_only(target: &Target, legacy_only: bool) -> Result<(), String> {
+    if legacy_only && !matches!(target, Target::Rtmp(_)) {
+        return Err("legacy_only applies to rtmp:// and rtmps:// targets only".into());
+    }
+    Ok(())
 }
 
 /// A relay's state.
@@ -225,6 +251,9 @@ pub struct RelayInfo {
     pub queued_bytes: u64,
     /// RTMPS: whether the destination's certificate is verified.
     pub tls_verify: Option<bool>,
+    /// RTMP/RTMPS: only H.264, AAC and MP3 are sent (legacy FLV); else
+    /// every codec castgate carries, in Enhanced RTMP tags where needed.
+    pub legacy_only: bool,
 }
 
 /// A request for a relay (the API's `POST /relays`).
@@ -233,6 +262,9 @@ pub struct NewRelay {
     pub stream: String,
     pub target: String,
     pub tls: TlsOptions,
+    /// RTMP/RTMPS: send H.264, AAC and MP3 only, for a destination that
+    /// reads legacy FLV alone (other tracks are left out, said once).
+    pub legacy_only: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -243,6 +275,9 @@ pub enum CreateError {
     BadTarget(#[from] TargetError),
     #[error("{0}")]
     BadTls(String),
+    /// An option that does not fit the target (`legacy_only` for SRT).
+    #[error("{0}")]
+    BadOption(String),
     #[error("relay limit reached ({0}, relay.max_relays)")]
     TooMany(usize),
     #[error("relay {0} already sends this stream to this target")]
@@ -270,6 +305,7 @@ pub(crate) struct Relay {
     source: Source,
     tls: Option<Arc<rustls::ClientConfig>>,
     tls_verify: Option<bool>,
+    legacy_only: bool,
     queue: Arc<RelayQueue>,
     status: Mutex<Status>,
     bytes_sent: AtomicU64,
@@ -389,6 +425,7 @@ impl Relay {
                 .map(|(_, t)| crate::timefmt::rfc3339_millis(*t)),
             queued_bytes: self.queue.queued_bytes() as u64,
             tls_verify: self.tls_verify,
+            legacy_only: self.legacy_only,
         }
     }
 }
@@ -539,6 +576,7 @@ impl Relays {
             .into();
         let target = Target::parse(&req.target)?;
         check_tls_options(&target, &req.tls).map_err(CreateError::BadTls)?;
+        check_legacy_only(&target, req.legacy_only).map_err(CreateError::BadOption)?;
         let policy = &self.inner.settings.egress;
         match &target {
             Target::Rtmp(t) => policy.check_literal(&t.host, t.port, names_stream(t, &stream)),
@@ -589,8 +627,11 @@ impl Relays {
                 stream,
                 target,
                 req.target,
-                &tls_options,
-                tls_config,
+                LinkOptions {
+                    no_verify: tls_options.no_verify,
+                    tls_config,
+                    legacy_only: req.legacy_only,
+                },
                 Source::Api,
             )
             .map_err(|StartError::TooMany(n)| CreateError::TooMany(n))?;
@@ -627,8 +668,11 @@ impl Relays {
                 key.to_string(),
                 target,
                 url,
-                &rule.tls,
-                rule.tls_config.clone(),
+                LinkOptions {
+                    no_verify: rule.tls.no_verify,
+                    tls_config: rule.tls_config.clone(),
+                    legacy_only: rule.legacy_only,
+                },
                 Source::Config(i),
             ) {
                 warn!(stream = key, rule = i, "static relay not started: {e:?}");
@@ -641,10 +685,14 @@ impl Relays {
         stream: String,
         target: Target,
         url: String,
-        tls: &TlsOptions,
-        tls_config: Option<Arc<rustls::ClientConfig>>,
+        options: LinkOptions,
         source: Source,
     ) -> Result<Arc<Relay>, StartError> {
+        let LinkOptions {
+            no_verify,
+            tls_config,
+            legacy_only,
+        } = options;
         let queue = RelayQueue::new(self.inner.settings.queue);
         let relay = {
             let mut map = self.inner.relays();
@@ -656,7 +704,8 @@ impl Relays {
                 id,
                 stream,
                 redacted: target.redacted(),
-                tls_verify: (target.scheme() == "rtmps").then_some(!tls.no_verify),
+                tls_verify: (target.scheme() == "rtmps").then_some(!no_verify),
+                legacy_only,
                 target,
                 url,
                 source,

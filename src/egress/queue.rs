@@ -31,6 +31,7 @@ use std::time::Instant;
 use tokio::sync::watch;
 
 use crate::hub::{QueueLimits, StreamEvent, Tap};
+use crate::media::flv::CodecSet;
 use crate::media::{CodecConfig, MediaKind, Metadata};
 
 /// The publisher's side of a relay.
@@ -39,6 +40,9 @@ pub struct RelayQueue {
     limits: QueueLimits,
     /// Whether a publisher is live; the relay waits on it.
     live: watch::Sender<bool>,
+    /// The codecs of the tracks configured so far (a relay announces them
+    /// in its `connect`).
+    codecs: watch::Sender<CodecSet>,
     dropped: AtomicU64,
 }
 
@@ -82,6 +86,7 @@ impl RelayQueue {
             inner: Mutex::new(Inner::default()),
             limits,
             live: watch::channel(false).0,
+            codecs: watch::channel(CodecSet::EMPTY).0,
             dropped: AtomicU64::new(0),
         })
     }
@@ -108,6 +113,18 @@ impl RelayQueue {
 
     pub fn is_live(&self) -> bool {
         *self.live.borrow()
+    }
+
+    /// The codecs of the stream's tracks, once one is configured; empty if
+    /// none is within `wait` (a relay connecting right after the publish
+    /// starts waits for the publisher's first configurations).
+    pub async fn stream_codecs(&self, wait: std::time::Duration) -> CodecSet {
+        let mut rx = self.codecs.subscribe();
+        let known = tokio::time::timeout(wait, rx.wait_for(|c| !c.is_empty())).await;
+        match known {
+            Ok(Ok(c)) => *c,
+            _ => CodecSet::EMPTY,
+        }
     }
 
     /// When the publisher left, if it is gone.
@@ -245,13 +262,22 @@ impl Tap for RelayQueue {
                 return;
             }
             StreamEvent::Metadata(m) => q.metadata = Some(m.clone()),
-            StreamEvent::Config(c) => match c.kind() {
-                MediaKind::Video => {
-                    q.video_config = Some(c.clone());
-                    q.has_video = true;
+            StreamEvent::Config(c) => {
+                match c.kind() {
+                    MediaKind::Video => {
+                        q.video_config = Some(c.clone());
+                        q.has_video = true;
+                    }
+                    MediaKind::Audio => q.audio_config = Some(c.clone()),
                 }
-                MediaKind::Audio => q.audio_config = Some(c.clone()),
-            },
+                let codecs: CodecSet = [&q.video_config, &q.audio_config]
+                    .into_iter()
+                    .flatten()
+                    .map(|c| c.codec())
+                    .collect();
+                self.codecs
+                    .send_if_modified(|c| std::mem::replace(c, codecs) != codecs);
+            }
             StreamEvent::Frame(_) => {}
             // Relays carry track 0 (multitrack out is not written yet).
             StreamEvent::TrackConfig(..) | StreamEvent::TrackFrame(..) => return,

@@ -13,12 +13,13 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracing::debug;
+use tracing::{debug, info};
 
 use super::target::RtmpTarget;
 use super::ConnectError;
 use crate::hub::StreamEvent;
-use crate::media::flv::{TagKind, TagWriter};
+use crate::media::flv::ex::FourCc;
+use crate::media::flv::{CodecSet, TagKind, TagWriter};
 use crate::media::{CodecConfig, MediaKind, Metadata};
 use crate::rtmp::amf0::{self, Amf0Value};
 use crate::rtmp::chunk::ChunkLimits;
@@ -51,10 +52,18 @@ impl Drop for RtmpLink {
 /// (and never holds the stream key: callers scrub it anyway).
 /// `addrs`: the target's addresses, resolved and checked by the egress
 /// policy; only these are connected to (tried in order).
+///
+/// Enhanced RTMP: `connect` announces `announce` as its `fourCcList` (the
+/// stream's codecs; empty: a legacy client), and every codec castgate
+/// carries is sent, HEVC, AV1, VP9, Opus, FLAC, AC-3 and E-AC-3 in
+/// Enhanced RTMP tags; `legacy_only` sends H.264, AAC and MP3 only (for a
+/// destination that reads legacy FLV alone) and announces nothing.
 pub async fn connect(
     t: &RtmpTarget,
     addrs: &[std::net::SocketAddr],
     tls: Option<Arc<rustls::ClientConfig>>,
+    announce: CodecSet,
+    legacy_only: bool,
 ) -> Result<RtmpLink, ConnectError> {
     let tcp = TcpStream::connect(addrs)
         .await
@@ -107,6 +116,10 @@ pub async fn connect(
             max_buffered: 2 * MAX_SERVER_MESSAGE,
             ..ChunkLimits::default()
         },
+        fourcc_list: match legacy_only {
+            true => Vec::new(),
+            false => fourcc_list(announce),
+        },
         ..ClientConfig::default()
     };
     let mut link = RtmpLink {
@@ -114,7 +127,7 @@ pub async fn connect(
         writer,
         input,
         reader,
-        out: FlvOut::default(),
+        out: FlvOut::new(legacy_only),
     };
     link.session.start();
     loop {
@@ -132,6 +145,7 @@ pub async fn connect(
         while let Some(ev) = link.session.poll_event() {
             match ev {
                 ClientEvent::Publishing { .. } => {
+                    link.check_destination(announce, legacy_only);
                     link.flush()
                         .await
                         .map_err(|e| format!("write after publish: {e}"))?;
@@ -149,6 +163,24 @@ pub async fn connect(
 }
 
 impl RtmpLink {
+    /// Says when a destination that states its Enhanced RTMP codecs leaves
+    /// out one of the stream's (it is sent anyway: a server that forwards
+    /// may well take it; the destination decides).
+    fn check_destination(&self, stream: CodecSet, legacy_only: bool) {
+        let server = self.session.server_capabilities();
+        if legacy_only || !server.enhanced {
+            return;
+        }
+        let takes = server.codecs();
+        for codec in stream.iter().filter(|c| !takes.contains(*c)) {
+            tracing::warn!(
+                codec = codec.name(),
+                "the destination's Enhanced RTMP codecs do not include {codec} ({}); sent anyway",
+                FourCc::of(codec)
+            );
+        }
+    }
+
     /// Encodes one hub event; true when it was a frame that will be sent.
     pub fn push(&mut self, ev: &StreamEvent) -> bool {
         self.out.push(&mut self.session, ev)
@@ -205,6 +237,14 @@ impl RtmpLink {
     }
 }
 
+/// The `fourCcList` a relay announces: the FourCCs of `codecs`.
+fn fourcc_list(codecs: CodecSet) -> Vec<String> {
+    codecs
+        .iter()
+        .filter_map(|c| FourCc::of(c).as_str().map(str::to_string))
+        .collect()
+}
+
 /// Hub events -> RTMP media and data messages, for a publishing session.
 /// The tags are [`TagWriter`]'s; the relay's queue replays the latest
 /// metadata and configurations after it trims, so repeats are skipped here.
@@ -217,24 +257,45 @@ struct FlvOut {
 }
 
 impl FlvOut {
+    fn new(legacy_only: bool) -> FlvOut {
+        let codecs = match legacy_only {
+            true => CodecSet::LEGACY,
+            false => CodecSet::ALL,
+        };
+        FlvOut {
+            tags: TagWriter::new().accepting(codecs),
+            ..FlvOut::default()
+        }
+    }
+
     /// True when `ev` was a frame that will be sent.
     fn push(&mut self, session: &mut ClientSession, ev: &StreamEvent) -> bool {
         if self.repeats(ev) {
             return false;
         }
-        let Some(tag) = self.tags.write(ev) else {
-            return false;
-        };
-        match tag.kind {
-            TagKind::Media(kind) => session.send_media(kind, tag.timestamp, &tag.parts()),
-            TagKind::Script => {
-                // A publisher sets the metadata with `@setDataFrame`.
-                let mut body = Vec::with_capacity(16 + tag.body_len());
-                amf0::encode(&Amf0Value::string("@setDataFrame"), &mut body);
-                body.extend_from_slice(tag.head());
-                body.extend_from_slice(&tag.payload);
-                session.send_data_raw(tag.timestamp, &body);
+        let mut sent = false;
+        for tag in self.tags.write(ev) {
+            sent = true;
+            match tag.kind {
+                TagKind::Media(kind) => session.send_media(kind, tag.timestamp, &tag.parts()),
+                TagKind::Script => {
+                    // A publisher sets the metadata with `@setDataFrame`.
+                    let mut body = Vec::with_capacity(16 + tag.body_len());
+                    amf0::encode(&Amf0Value::string("@setDataFrame"), &mut body);
+                    body.extend_from_slice(tag.head());
+                    body.extend_from_slice(&tag.payload);
+                    session.send_data_raw(tag.timestamp, &body);
+                }
             }
+        }
+        while let Some(codec) = self.tags.take_withheld() {
+            info!(
+                codec = codec.name(),
+                "{codec} track not relayed: this relay is legacy_only"
+            );
+        }
+        if !sent {
+            return false;
         }
         matches!(ev, StreamEvent::Frame(_))
     }
@@ -269,6 +330,7 @@ impl FlvOut {
 mod tests {
     use super::*;
     use crate::media::flv::samples::{self, ReadBack};
+    use crate::media::Codec;
     use crate::rtmp::client::tests::pump;
     use crate::rtmp::session::{ServerEvent, ServerSession, SessionConfig};
 
@@ -307,5 +369,76 @@ mod tests {
             }
         }
         assert_eq!(back.events, input);
+    }
+
+    /// The hub's events for FFmpeg 9's HEVC + Opus tags.
+    fn hevc_opus() -> Vec<StreamEvent> {
+        let file = Bytes::from_static(include_bytes!("../media/flv/testdata/hevc_opus.flv"));
+        let mut back = ReadBack::default();
+        for tag in crate::media::flv_file::read_tags(&file).unwrap() {
+            let kind = match tag.tag_type {
+                8 => MediaKind::Audio,
+                9 => MediaKind::Video,
+                _ => continue,
+            };
+            back.media(kind, tag.timestamp, tag.body);
+        }
+        back.events
+    }
+
+    /// What a destination reads of a relay announcing `announce`, sending
+    /// every codec or legacy ones only: what it was announced, and the
+    /// events its media make.
+    fn relay_to_server(
+        announce: CodecSet,
+        legacy_only: bool,
+        events: &[StreamEvent],
+    ) -> (CodecSet, bool, Vec<StreamEvent>) {
+        let (_, mut config) =
+            ClientConfig::from_url("rtmp://127.0.0.1/live/relay", ClientMode::Publish).unwrap();
+        if !legacy_only {
+            config.fourcc_list = fourcc_list(announce);
+        }
+        let mut session = ClientSession::new(config);
+        let mut server = ServerSession::new(SessionConfig::default());
+        session.start();
+        pump(&mut session, &mut server, 4096);
+        let caps = server.peer_capabilities().clone();
+        let mut out = FlvOut::new(legacy_only);
+        for e in events {
+            out.push(&mut session, e);
+        }
+        let mut back = ReadBack::default();
+        for ev in pump(&mut session, &mut server, 4096) {
+            if let ServerEvent::Media {
+                kind,
+                timestamp,
+                payload,
+                ..
+            } = ev
+            {
+                back.media(kind, timestamp, payload);
+            }
+        }
+        (caps.codecs(), caps.enhanced, back.events)
+    }
+
+    /// A relay announces the stream's FourCCs and sends its HEVC and Opus
+    /// in Enhanced RTMP tags, read back as the same events; a legacy_only
+    /// relay announces nothing and sends neither.
+    #[test]
+    fn enhanced_rtmp_out_and_legacy_only() {
+        let events = hevc_opus();
+        let stream = CodecSet::EMPTY.with(Codec::Hevc).with(Codec::Opus);
+        let (announced, enhanced, back) = relay_to_server(stream, false, &events);
+        assert!(enhanced);
+        assert_eq!(announced, CodecSet::LEGACY.union(stream));
+        assert_eq!(back, events);
+
+        let (announced, enhanced, back) = relay_to_server(stream, true, &events);
+        assert!(!enhanced);
+        assert_eq!(announced, CodecSet::LEGACY);
+        assert!(back.is_empty(), "{back:?}");
+        assert_eq!(fourcc_list(stream), ["hvc1", "Opus"]);
     }
 }

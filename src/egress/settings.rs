@@ -114,6 +114,9 @@ pub struct StaticRelay {
     pub tls_ca_file: String,
     #[serde(default = "yes")]
     pub tls_verify: bool,
+    /// Send H.264, AAC and MP3 only (RTMP and RTMPS targets).
+    #[serde(default)]
+    pub legacy_only: bool,
 }
 
 fn yes() -> bool {
@@ -131,12 +134,14 @@ pub fn static_rules(entries: &[StaticRelay]) -> Result<Vec<StaticRule>, Invalid>
                 ca_file: (!r.tls_ca_file.is_empty()).then(|| r.tls_ca_file.clone()),
                 no_verify: !r.tls_verify,
             };
-            StaticRule::parse(&r.stream, &r.target, tls).map_err(|reason| {
-                Invalid::new(
-                    format!("relays[{index}]"),
-                    format!("entry with stream {:?}: {reason}", r.stream),
-                )
-            })
+            StaticRule::parse(&r.stream, &r.target, tls)
+                .and_then(|rule| rule.with_legacy_only(r.legacy_only))
+                .map_err(|reason| {
+                    Invalid::new(
+                        format!("relays[{index}]"),
+                        format!("entry with stream {:?}: {reason}", r.stream),
+                    )
+                })
         })
         .collect()
 }

@@ -331,6 +331,12 @@ impl SrtLink {
     /// Muxes one hub event.
     pub fn push(&mut self, ev: &StreamEvent) {
         self.mux.push(ev);
+        while let Some(codec) = self.mux.take_uncarried() {
+            tracing::warn!(
+                codec = codec.name(),
+                "{codec} has no MPEG-TS carriage here: that track is not relayed over SRT"
+            );
+        }
     }
 
     /// Frames muxed since the last call.

@@ -17,8 +17,12 @@ use super::target::{SrtMode, Target};
 use super::{ConnectError, FailKind, Inner, Relay, RelaySettings, RelayState, Source};
 use crate::egress_policy::ResolveError;
 use crate::hub::{StreamEvent, TapHandle};
+use crate::media::flv::CodecSet;
 
 /// A connection that lasted this long resets the backoff to its start.
+/// How long an RTMP relay waits for the stream's first configuration to
+/// announce its codecs (a publisher sends it within milliseconds).
+const ANNOUNCE_WAIT: Duration = Duration::from_millis(500);
 const BACKOFF_RESET: Duration = Duration::from_secs(10);
 
 /// Why a relay's task ended.
@@ -171,7 +175,15 @@ async fn connect(relay: &Relay, settings: &RelaySettings) -> Result<Link, Connec
     match &relay.target {
         Target::Rtmp(t) => timeout(settings.connect_timeout, async {
             let addrs = resolve(relay, settings, &t.host, t.port).await?;
-            rtmp::connect(t, &addrs, relay.tls.clone()).await
+            // Announced in connect: the stream's codecs, once the publisher
+            // has configured a track (at once, past its first moments);
+            // every codec castgate carries if none comes soon.
+            let wait = settings.connect_timeout.min(ANNOUNCE_WAIT);
+            let mut codecs = relay.queue.stream_codecs(wait).await;
+            if codecs.is_empty() {
+                codecs = CodecSet::ALL;
+            }
+            rtmp::connect(t, &addrs, relay.tls.clone(), codecs, relay.legacy_only).await
         })
         .await
         .unwrap_or_else(|_| {

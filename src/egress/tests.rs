@@ -250,6 +250,7 @@ fn new_relay(stream: &str, target: &str) -> NewRelay {
         stream: stream.into(),
         target: target.into(),
         tls: TlsOptions::default(),
+        legacy_only: false,
     }
 }
 
@@ -572,6 +573,26 @@ async fn bad_requests_are_refused_with_reasons() {
         ..new_relay("live/a", "srt://h:1?latency=5")
     });
     assert!(e.contains("rtmps:// targets only"), "{e}");
+    // legacy_only is for RTMP targets, and shown.
+    let e = err(NewRelay {
+        legacy_only: true,
+        ..new_relay("live/a", "srt://h:1?latency=5")
+    });
+    assert!(e.contains("legacy_only applies to rtmp://"), "{e}");
+    let legacy = relays
+        .create(NewRelay {
+            legacy_only: true,
+            ..new_relay("live/b", "rtmp://h/a/k")
+        })
+        .unwrap();
+    assert!(legacy.legacy_only);
+    assert!(relays.delete(legacy.id));
+    assert!(
+        StaticRule::parse("live/*", "srt://h:1", TlsOptions::default())
+            .unwrap()
+            .with_legacy_only(true)
+            .is_err()
+    );
     let a = relays.create(new_relay("live/a", "rtmp://h/a/k")).unwrap();
     assert!(matches!(
         relays.create(new_relay("live/a", "rtmp://h/a/k")),

@@ -5,11 +5,23 @@
 //! `mpeg2ts` writes the packets and the PSI tables; what is ours is the PES
 //! packetising, the clock (PCR), and the elementary stream conversions:
 //!
-//! - H.264 frames go from AVCC (length prefixes) to Annex B (start codes),
-//!   each access unit led by an access unit delimiter, and every keyframe
-//!   that does not carry its own SPS/PPS gets the ones from the sequence
-//!   header, so a receiver can start at any keyframe.
+//! - H.264 and HEVC (stream type 0x24) frames go from length prefixes to
+//!   Annex B (start codes), each access unit led by an access unit
+//!   delimiter, and every keyframe that does not carry its own parameter
+//!   sets gets the ones from the sequence header (SPS/PPS; VPS/SPS/PPS),
+//!   so a receiver can start at any keyframe.
 //! - AAC frames get an ADTS header each; MP3 frames go as they are.
+//! - AC-3 and E-AC-3 go as their sync frames, DVB style (ETSI EN 300 468
+//!   Annex D): stream type 0x06 with an AC-3 (0x6a) or enhanced AC-3
+//!   (0x7a) descriptor: one scheme for both, which ffmpeg 5.1 reads by
+//!   the descriptor alone (ATSC's 0x81/0x87 work too; ffmpeg's own muxer
+//!   adds an `AC-3`/`EAC3` registration descriptor to them).
+//! - Opus as ETSI TS 102 366's successor for Opus (the "Opus in MPEG-TS"
+//!   spec): stream type 0x06, registration descriptor `Opus`, DVB extension
+//!   descriptor 0x80 with the channel configuration, and each packet led by
+//!   its control header (0x7FE0 and the size in 255-runs).
+//! - AV1, VP9 and FLAC have no carriage here: their tracks are left out
+//!   (frames counted as dropped) and said once ([`TsMuxer::take_uncarried`]).
 //! - PAT and PMT go out before every video keyframe (and every 500 ms on an
 //!   audio-only stream), and again whenever the track set changes (with a
 //!   new PMT version).
@@ -32,13 +44,15 @@ use mpeg2ts::pes::PesHeader;
 use mpeg2ts::time::{ClockReference, Timestamp};
 use mpeg2ts::ts::payload::{self, Pat, Pmt};
 use mpeg2ts::ts::{
-    AdaptationField, ContinuityCounter, EsInfo, Pid, ProgramAssociation,
+    AdaptationField, ContinuityCounter, Descriptor, EsInfo, Pid, ProgramAssociation,
     TransportScramblingControl, TsHeader, TsPacket, TsPacketWriter, TsPayload, VersionNumber,
     WriteTsPacket,
 };
 
 use crate::hub::StreamEvent;
-use crate::media::{aac, avc, AacConfig, AvcConfig, Codec, CodecConfig, Frame};
+use crate::media::flv::CodecSet;
+use crate::media::hevc::HevcConfig;
+use crate::media::{aac, avc, AacConfig, AvcConfig, Codec, CodecConfig, Frame, MediaKind};
 
 /// One TS packet.
 pub const PACKET: usize = 188;
@@ -62,6 +76,42 @@ const WRAP_90K: i64 = 1 << 33;
 /// The access unit delimiter every H.264 access unit starts with
 /// (primary_pic_type 7: any slice type).
 const AUD: [u8; 6] = [0, 0, 0, 1, 9, 0xf0];
+/// HEVC's (NAL type 35, pic_type 2: any slice type), as FFmpeg writes it.
+const HEVC_AUD: [u8; 7] = [0, 0, 0, 1, 0x46, 0x01, 0x50];
+/// What the Annex B conversion needs to know of a video codec's NAL units.
+#[derive(Clone, Copy)]
+struct NalSyntax {
+    aud: &'static [u8],
+    nal_type: fn(u8) -> u8,
+    aud_type: u8,
+    sps_type: u8,
+}
+
+const H264_SYNTAX: NalSyntax = NalSyntax {
+    aud: &AUD,
+    nal_type: |b| b & 0x1f,
+    aud_type: 9,
+    sps_type: 7,
+};
+
+const HEVC_SYNTAX: NalSyntax = NalSyntax {
+    aud: &HEVC_AUD,
+    nal_type: |b| (b >> 1) & 0x3f,
+    aud_type: 35,
+    sps_type: crate::media::hevc::NAL_SPS,
+};
+
+/// PES stream ids: video, MPEG audio, private stream 1 (AC-3, Opus).
+const STREAM_ID_VIDEO: u8 = 0xe0;
+const STREAM_ID_AUDIO: u8 = 0xc0;
+const STREAM_ID_PRIVATE_1: u8 = 0xbd;
+/// PMT descriptor tags.
+const DESC_REGISTRATION: u8 = 0x05;
+const DESC_AC3: u8 = 0x6a;
+const DESC_EAC3: u8 = 0x7a;
+const DESC_EXTENSION: u8 = 0x7f;
+/// The DVB extension descriptor's tag for Opus (user defined, as used).
+const EXT_OPUS: u8 = 0x80;
 
 /// What the muxer did with the events it was given.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -74,16 +124,65 @@ pub struct TsStats {
 }
 
 #[derive(Clone, Debug, PartialEq)]
+enum VideoTrack {
+    Avc(Arc<AvcConfig>),
+    Hevc(Arc<HevcConfig>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
 enum AudioTrack {
     Aac(AacConfig),
     Mp3,
+    Ac3,
+    Eac3,
+    /// The Opus channel configuration code (1 to 8 channels).
+    Opus(u8),
+}
+
+impl AudioTrack {
+    fn stream_type(&self) -> StreamType {
+        match self {
+            AudioTrack::Aac(_) => StreamType::AdtsAac,
+            AudioTrack::Mp3 => StreamType::Mpeg1Audio,
+            AudioTrack::Ac3 | AudioTrack::Eac3 | AudioTrack::Opus(_) => {
+                StreamType::Mpeg2PacketizedData
+            }
+        }
+    }
+
+    fn descriptors(&self) -> Vec<Descriptor> {
+        let d = |tag, data: &[u8]| Descriptor {
+            tag,
+            data: data.to_vec(),
+        };
+        match self {
+            AudioTrack::Aac(_) | AudioTrack::Mp3 => vec![],
+            // No optional fields: the sync frames say it all.
+            AudioTrack::Ac3 => vec![d(DESC_AC3, &[0])],
+            AudioTrack::Eac3 => vec![d(DESC_EAC3, &[0])],
+            AudioTrack::Opus(code) => vec![
+                d(DESC_REGISTRATION, b"Opus"),
+                d(DESC_EXTENSION, &[EXT_OPUS, *code]),
+            ],
+        }
+    }
+
+    fn stream_id(&self) -> u8 {
+        match self {
+            AudioTrack::Aac(_) | AudioTrack::Mp3 => STREAM_ID_AUDIO,
+            _ => STREAM_ID_PRIVATE_1,
+        }
+    }
 }
 
 /// The muxer. Feed it with [`TsMuxer::push`], collect SRT messages with
 /// [`TsMuxer::take_messages`].
 pub struct TsMuxer {
-    video: Option<Arc<AvcConfig>>,
+    video: Option<VideoTrack>,
     audio: Option<AudioTrack>,
+    /// Codecs met that MPEG-TS does not carry here, and those told.
+    uncarried: CodecSet,
+    told: CodecSet,
     /// Continuity counters: PAT, PMT, video, audio.
     cc: [u8; 4],
     pmt_version: u8,
@@ -110,6 +209,8 @@ impl TsMuxer {
         TsMuxer {
             video: None,
             audio: None,
+            uncarried: CodecSet::EMPTY,
+            told: CodecSet::EMPTY,
             cc: [0; 4],
             pmt_version: 0,
             psi_due: true,
@@ -138,6 +239,14 @@ impl TsMuxer {
         }
     }
 
+    /// A codec met that MPEG-TS does not carry here (AV1, VP9, FLAC, Opus
+    /// beyond 8 channels), once per codec: for the relay to say so.
+    pub fn take_uncarried(&mut self) -> Option<crate::media::Codec> {
+        let new = self.uncarried.iter().find(|c| !self.told.contains(*c))?;
+        self.told.insert(new);
+        Some(new)
+    }
+
     /// Bytes muxed and not yet taken.
     pub fn pending(&self) -> usize {
         self.out.len()
@@ -158,36 +267,57 @@ impl TsMuxer {
     }
 
     fn set_config(&mut self, c: &CodecConfig) {
-        let tracks_before = (
-            self.video.is_some(),
-            self.audio.is_some(),
-            self.audio_type(),
-        );
+        let tracks_before = self.program();
         match c {
-            CodecConfig::Avc(a) if self.video.as_deref() != Some(a) => {
-                self.video = Some(Arc::new(a.clone()));
+            CodecConfig::Avc(a) => {
+                if !matches!(&self.video, Some(VideoTrack::Avc(v)) if **v == *a) {
+                    self.video = Some(VideoTrack::Avc(Arc::new(a.clone())));
+                }
             }
-            CodecConfig::Avc(_) => {}
+            CodecConfig::Hevc(h) => {
+                if !matches!(&self.video, Some(VideoTrack::Hevc(v)) if **v == *h) {
+                    self.video = Some(VideoTrack::Hevc(Arc::new(h.clone())));
+                }
+            }
             CodecConfig::Aac(a) => self.audio = Some(AudioTrack::Aac(a.clone())),
             CodecConfig::Mp3(_) => self.audio = Some(AudioTrack::Mp3),
-            // Not carried in MPEG-TS yet: their frames are counted as dropped.
-            _ => {}
+            CodecConfig::Ac3(_) => self.audio = Some(AudioTrack::Ac3),
+            CodecConfig::Eac3(_) => self.audio = Some(AudioTrack::Eac3),
+            CodecConfig::Opus(o) if matches!(o.head.mapping_family, 0 | 1) => {
+                self.audio = Some(AudioTrack::Opus(o.head.channels.clamp(1, 8)));
+            }
+            // Not carried: the track leaves the program, its frames are
+            // counted as dropped.
+            other => {
+                self.uncarried.insert(other.codec());
+                match other.kind() {
+                    MediaKind::Video => self.video = None,
+                    MediaKind::Audio => self.audio = None,
+                }
+            }
         }
-        let tracks_after = (
-            self.video.is_some(),
-            self.audio.is_some(),
-            self.audio_type(),
-        );
+        let tracks_after = self.program();
         if tracks_before != tracks_after {
             self.pmt_version = (self.pmt_version + 1) & 0x1f;
             self.psi_due = true;
         }
     }
 
-    fn audio_type(&self) -> Option<StreamType> {
-        self.audio.as_ref().map(|a| match a {
-            AudioTrack::Aac(_) => StreamType::AdtsAac,
-            AudioTrack::Mp3 => StreamType::Mpeg1Audio,
+    /// What the PMT says of the tracks: a change is a new PMT version (a
+    /// new AAC or AVC configuration alone is not).
+    fn program(&self) -> (Option<StreamType>, Option<(StreamType, Vec<Descriptor>)>) {
+        (
+            self.video_type(),
+            self.audio
+                .as_ref()
+                .map(|a| (a.stream_type(), a.descriptors())),
+        )
+    }
+
+    fn video_type(&self) -> Option<StreamType> {
+        self.video.as_ref().map(|v| match v {
+            VideoTrack::Avc(_) => StreamType::H264,
+            VideoTrack::Hevc(_) => StreamType::H265,
         })
     }
 
@@ -203,9 +333,14 @@ impl TsMuxer {
         let mut data = std::mem::take(&mut self.scratch);
         data.clear();
         let converted = match f.codec {
-            Codec::H264 => self.video_access_unit(f, &mut data),
-            Codec::Aac | Codec::Mp3 => self.audio_frame(f, &mut data),
-            _ => false,
+            Codec::H264 | Codec::Hevc => self.video_access_unit(f, &mut data),
+            Codec::Aac | Codec::Mp3 | Codec::Ac3 | Codec::Eac3 | Codec::Opus => {
+                self.audio_frame(f, &mut data)
+            }
+            Codec::Av1 | Codec::Vp9 | Codec::Flac => {
+                self.uncarried.insert(f.codec);
+                false
+            }
         };
         if converted {
             self.stats.frames += 1;
@@ -216,28 +351,44 @@ impl TsMuxer {
         self.scratch = data;
     }
 
-    /// AUD, SPS/PPS on keyframes that lack them, then the frame's NAL units
-    /// (its own AUDs left out) in Annex B.
+    /// AUD, the parameter sets on keyframes that lack them, then the
+    /// frame's NAL units (its own AUDs left out) in Annex B.
     fn video_access_unit(&self, f: &Frame, out: &mut Vec<u8>) -> bool {
-        let Some(cfg) = self.video.as_deref() else {
-            return false;
+        let (syntax, len_size, sets): (&NalSyntax, u8, Vec<&Bytes>) = match (&self.video, f.codec) {
+            (Some(VideoTrack::Avc(c)), Codec::H264) => (
+                &H264_SYNTAX,
+                c.nal_length_size,
+                c.sps.iter().chain(&c.pps).collect(),
+            ),
+            (Some(VideoTrack::Hevc(c)), Codec::Hevc) => (
+                &HEVC_SYNTAX,
+                c.nal_length_size,
+                c.vps().chain(c.sps()).chain(c.pps()).collect(),
+            ),
+            _ => return false,
         };
-        out.extend_from_slice(&AUD);
+        let NalSyntax {
+            aud,
+            nal_type,
+            aud_type,
+            sps_type,
+        } = *syntax;
+        out.extend_from_slice(aud);
         let mut has_sps = false;
-        for nal in avc::nal_units(&f.data, cfg.nal_length_size) {
+        for nal in avc::nal_units(&f.data, len_size) {
             match nal {
-                Ok(n) => has_sps |= n[0] & 0x1f == 7,
+                Ok(n) => has_sps |= nal_type(n[0]) == sps_type,
                 Err(_) => return false,
             }
         }
         if f.keyframe && !has_sps {
-            for ps in cfg.sps.iter().chain(&cfg.pps) {
+            for ps in sets {
                 out.extend_from_slice(&[0, 0, 0, 1]);
                 out.extend_from_slice(ps);
             }
         }
-        for nal in avc::nal_units(&f.data, cfg.nal_length_size).flatten() {
-            if nal[0] & 0x1f != 9 {
+        for nal in avc::nal_units(&f.data, len_size).flatten() {
+            if nal_type(nal[0]) != aud_type {
                 out.extend_from_slice(&[0, 0, 0, 1]);
                 out.extend_from_slice(nal);
             }
@@ -255,7 +406,14 @@ impl TsMuxer {
                 }
                 Err(_) => false,
             },
-            (Some(AudioTrack::Mp3), Codec::Mp3) => {
+            (Some(AudioTrack::Mp3), Codec::Mp3)
+            | (Some(AudioTrack::Ac3), Codec::Ac3)
+            | (Some(AudioTrack::Eac3), Codec::Eac3) => {
+                out.extend_from_slice(&f.data);
+                true
+            }
+            (Some(AudioTrack::Opus(_)), Codec::Opus) => {
+                opus_control_header(f.data.len(), out);
                 out.extend_from_slice(&f.data);
                 true
             }
@@ -264,7 +422,7 @@ impl TsMuxer {
     }
 
     fn write_frame(&mut self, f: &Frame, es: &[u8]) {
-        let is_video = f.codec == Codec::H264;
+        let is_video = f.kind() == MediaKind::Video;
         let clock = self.clock_ms.map_or(f.dts, |c| c.max(f.dts));
         self.clock_ms = Some(clock);
         let psi_needed = self.psi_due
@@ -325,18 +483,18 @@ impl TsMuxer {
         };
         self.write(&pat);
         let mut es_info = Vec::new();
-        if self.video.is_some() {
+        if let Some(t) = self.video_type() {
             es_info.push(EsInfo {
-                stream_type: StreamType::H264,
+                stream_type: t,
                 elementary_pid: pid(PID_VIDEO),
                 descriptors: vec![],
             });
         }
-        if let Some(t) = self.audio_type() {
+        if let Some(a) = &self.audio {
             es_info.push(EsInfo {
-                stream_type: t,
+                stream_type: a.stream_type(),
                 elementary_pid: pid(PID_AUDIO),
-                descriptors: vec![],
+                descriptors: a.descriptors(),
             });
         }
         let pmt = TsPacket {
@@ -354,10 +512,10 @@ impl TsMuxer {
     }
 
     fn write_pes(&mut self, f: &Frame, es: &[u8], is_video: bool, pcr_ms: Option<i64>) {
-        let (pid_n, stream_id) = if is_video {
-            (PID_VIDEO, StreamId::VIDEO_MIN)
-        } else {
-            (PID_AUDIO, StreamId::AUDIO_MIN)
+        let (pid_n, stream_id) = match &self.audio {
+            _ if is_video => (PID_VIDEO, STREAM_ID_VIDEO),
+            Some(a) => (PID_AUDIO, a.stream_id()),
+            None => (PID_AUDIO, STREAM_ID_AUDIO),
         };
         let dts = ts90(f.dts + PCR_LEAD_MS);
         let pts = ts90(f.pts() + PCR_LEAD_MS);
@@ -433,6 +591,15 @@ impl TsMuxer {
         }
         self.stats.packets += 1;
     }
+}
+
+/// The Opus control header of one packet (Opus in MPEG-TS, 3.1): the
+/// 11-bit prefix 0x3ff with no trim and no extension (0x7FE0), then the
+/// size as bytes of 255 and a last byte below 255.
+fn opus_control_header(size: usize, out: &mut Vec<u8>) {
+    out.extend_from_slice(&[0x7f, 0xe0]);
+    out.extend(std::iter::repeat_n(0xff, size / 255));
+    out.push((size % 255) as u8);
 }
 
 fn cc_index(pid: u16) -> usize {
@@ -547,7 +714,36 @@ pub fn exercise(data: &[u8]) {
                 keyframe: true,
                 data,
             }),
-            _ => StreamEvent::PublisherStarted,
+            _ => match (sel >> 3) & 3 {
+                0 => StreamEvent::PublisherStarted,
+                // The Enhanced RTMP codecs: an Opus configuration, or a
+                // frame of HEVC, Opus, AC-3, E-AC-3 or AV1 (no carriage).
+                1 => StreamEvent::Config(Arc::new(CodecConfig::Opus(crate::media::OpusRecord {
+                    record: Bytes::new(),
+                    head: crate::media::opus::OpusHead {
+                        version: 1,
+                        channels: 1 + (sel >> 5),
+                        pre_skip: 312,
+                        input_sample_rate: 48000,
+                        output_gain: 0,
+                        mapping_family: u8::from(sel >> 5 > 1),
+                        mapping: None,
+                    },
+                }))),
+                _ => StreamEvent::Frame(Frame {
+                    codec: [
+                        Codec::Hevc,
+                        Codec::Opus,
+                        Codec::Ac3,
+                        Codec::Eac3,
+                        Codec::Av1,
+                    ][usize::from(sel >> 5) % 5],
+                    dts,
+                    cts: 0,
+                    keyframe: sel & 0x10 != 0,
+                    data,
+                }),
+            },
         };
         mux.push(&ev);
         let msgs = mux.take_messages(sel & 0x80 != 0);

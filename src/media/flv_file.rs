@@ -231,7 +231,7 @@ mod tests {
                 keyframe: true,
                 data: Bytes::from_static(b"frame"),
             };
-            let tag = w.write(&StreamEvent::Frame(f)).unwrap();
+            let tag = w.write(&StreamEvent::Frame(f)).next().unwrap();
             stream.extend_from_slice(&encode_tag(&tag));
             written.push(FileTag {
                 tag_type: tag.kind.type_id(),

@@ -55,6 +55,9 @@ pub struct ClientConfig {
     pub out_chunk_size: u32,
     pub chunk_limits: ChunkLimits,
     pub flash_ver: String,
+    /// Enhanced RTMP FourCCs announced in `connect` (`fourCcList`, as
+    /// FFmpeg sends it); empty: a legacy client.
+    pub fourcc_list: Vec<String>,
 }
 
 impl ClientConfig {
@@ -108,6 +111,7 @@ impl Default for ClientConfig {
             out_chunk_size: 4096,
             chunk_limits: ChunkLimits::default(),
             flash_ver: "FMLE/3.0 (compatible; castgate)".into(),
+            fourcc_list: Vec::new(),
         }
     }
 }
@@ -161,6 +165,8 @@ pub struct ClientSession {
     decoder: ChunkDecoder,
     encoder: ChunkEncoder,
     control: msg::Control,
+    /// What the server stated of Enhanced RTMP in its `connect` `_result`.
+    server: super::enhanced::Capabilities,
 }
 
 impl ClientSession {
@@ -175,7 +181,14 @@ impl ClientSession {
             decoder,
             encoder: ChunkEncoder::new(),
             control: msg::Control::default(),
+            server: Default::default(),
         }
+    }
+
+    /// What the server stated of Enhanced RTMP when it accepted `connect`
+    /// (empty for a legacy server, or before).
+    pub fn server_capabilities(&self) -> &super::enhanced::Capabilities {
+        &self.server
     }
 
     /// Queues C0+C1; call once before the first `take_output`.
@@ -344,6 +357,10 @@ impl ClientSession {
             props.push(("videoCodecs", Amf0Value::Number(252.0)));
             props.push(("videoFunction", Amf0Value::Number(1.0)));
         }
+        if !self.config.fourcc_list.is_empty() {
+            let list = self.config.fourcc_list.iter().map(Amf0Value::string);
+            props.push(("fourCcList", Amf0Value::StrictArray(list.collect())));
+        }
         self.send_command(
             0,
             &[
@@ -507,7 +524,7 @@ impl ClientSession {
             }
         };
         let tid = it.next().and_then(|v| v.as_f64()).unwrap_or(0.0);
-        let _obj = it.next();
+        let obj = it.next();
         let info = it.next();
         let field = |k: &str| {
             info.as_ref()
@@ -518,6 +535,9 @@ impl ClientSession {
         };
         match name.as_str() {
             "_result" if tid == TID_CONNECT && matches!(self.phase, Phase::Connecting) => {
+                if let Some(props) = &obj {
+                    self.server = super::enhanced::Capabilities::from_connect(props);
+                }
                 self.on_connected()
             }
             "_result"

@@ -6,6 +6,7 @@ pub mod amf0;
 pub mod amf3;
 pub mod chunk;
 pub mod client;
+pub mod enhanced;
 pub mod handshake;
 pub mod message;
 pub mod session;

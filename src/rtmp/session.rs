@@ -14,6 +14,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::amf0::{self, Amf0Value, AmfError};
 use super::chunk::{ChunkDecoder, ChunkEncoder, ChunkError, ChunkLimits, MessageBudget};
+use super::enhanced::{self, Capabilities};
 use super::handshake::{HandshakeError, HandshakeStatus, ServerHandshake};
 use super::message::{self as msg, Message, UserControl};
 use super::status::{Level, NetStatus};
@@ -146,6 +147,8 @@ pub struct ServerSession {
     streams: HashMap<u32, StreamState>,
     next_stream_id: u32,
     control: msg::Control,
+    /// What the client announced of Enhanced RTMP in `connect`.
+    peer: Capabilities,
 }
 
 /// The limits until the client may publish or play: the tighter of the
@@ -176,6 +179,7 @@ impl ServerSession {
             streams: HashMap::new(),
             next_stream_id: 1,
             control: msg::Control::default(),
+            peer: Capabilities::default(),
         }
     }
 
@@ -193,6 +197,12 @@ impl ServerSession {
     /// The application name from `connect` (without a query string).
     pub fn app(&self) -> &str {
         &self.app
+    }
+
+    /// What the client announced of Enhanced RTMP in `connect` (empty for
+    /// a legacy client, or before connect).
+    pub fn peer_capabilities(&self) -> &Capabilities {
+        &self.peer
     }
 
     pub fn is_handshake_done(&self) -> bool {
@@ -449,6 +459,7 @@ impl ServerSession {
             .and_then(|v| v.as_f64())
             .unwrap_or(0.0);
         self.app = app.clone();
+        self.peer = Capabilities::from_connect(&obj);
         self.phase = Phase::Connected;
 
         self.send_control(
@@ -464,10 +475,15 @@ impl ServerSession {
         );
         self.encoder
             .set_chunk_size(self.config.out_chunk_size as usize);
-        let props = Amf0Value::object([
-            ("fmsVer", Amf0Value::string("FMS/3,0,1,123")),
-            ("capabilities", Amf0Value::Number(31.0)),
-        ]);
+        // Enhanced RTMP: the server states what it supports in here.
+        let props = Amf0Value::object(
+            [
+                ("fmsVer", Amf0Value::string("FMS/3,0,1,123")),
+                ("capabilities", Amf0Value::Number(31.0)),
+            ]
+            .into_iter()
+            .chain(enhanced::server_announcement()),
+        );
         let status = NetStatus::ConnectSuccess;
         let info = Amf0Value::object([
             ("level", Amf0Value::string(status.level().as_str())),

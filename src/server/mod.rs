@@ -25,7 +25,7 @@ use crate::shutdown::Shutdown;
 use crate::stream_key::StreamKey;
 use crate::streams::{Granted, Origin, PublishGuard, Registry};
 use coalesce::Coalescer;
-use playout::Playout;
+use playout::{Playout, Sent};
 pub use settings::Settings;
 
 /// What every RTMP connection shares: only what a connection uses (the
@@ -164,8 +164,6 @@ struct Playing {
     playout: Playout,
     /// Set while no publisher is live: the player gives up at this instant.
     give_up_at: Option<Instant>,
-    /// Play.Start not sent yet (waiting for the first publisher).
-    pending: bool,
 }
 
 /// Serves one plain-TCP RTMP connection, reading publishers in batches
@@ -489,7 +487,7 @@ impl Connection {
             if p.give_up_at.is_some_and(|t| now >= t) {
                 let key = p.subscriber.key().to_string();
                 let sid = p.playout.stream_id;
-                if p.pending {
+                if !p.playout.started() {
                     self.session.reject_play(
                         sid,
                         NetStatus::PlayStreamNotFound,
@@ -876,13 +874,16 @@ impl Connection {
             "play requested"
         );
         self.last_key = key.to_string();
-        // Play.Start goes out with the first PublisherStarted event, which a
-        // live stream's queue already holds.
+        let peer = self.session.peer_capabilities();
+        if peer.enhanced {
+            info!(stream = key.as_str(), codecs = ?peer.codecs(), "Enhanced RTMP player");
+        }
+        // Play.Start goes out once the first PublisherStarted event (which a
+        // live stream's queue already holds) shows a track the player takes.
         self.playing = Some(Playing {
             subscriber,
-            playout: Playout::new(stream_id),
+            playout: Playout::new(stream_id, peer.codecs()),
             give_up_at: Some(Instant::now() + wait),
-            pending: true,
         });
     }
 
@@ -892,22 +893,20 @@ impl Connection {
         };
         let wait = self.config.play_wait;
         match &ev {
-            StreamEvent::PublisherStarted => {
-                p.give_up_at = None;
-                if p.pending {
-                    p.pending = false;
-                    self.session.accept_play(p.playout.stream_id);
-                    info!(stream = p.subscriber.key(), "play started");
-                    return;
-                }
-            }
-            StreamEvent::PublisherStopped => {
-                p.give_up_at = Some(Instant::now() + wait);
-            }
+            StreamEvent::PublisherStarted => p.give_up_at = None,
+            StreamEvent::PublisherStopped => p.give_up_at = Some(Instant::now() + wait),
             _ => {}
         }
-        if !p.pending {
-            p.playout.send(&mut self.session, &ev);
+        let was_started = p.playout.started();
+        match p.playout.send(&mut self.session, &ev) {
+            Sent::Ok if !was_started && p.playout.started() => {
+                info!(stream = p.subscriber.key(), "play started");
+            }
+            Sent::Ok => {}
+            Sent::Failed(why) => {
+                info!(stream = p.subscriber.key(), "play refused: {why}");
+                self.playing = None;
+            }
         }
     }
 }

@@ -164,6 +164,7 @@ impl Registry {
                 stream: key.to_string(),
                 target: target.clone(),
                 tls: Default::default(),
+                legacy_only: false,
             };
             match inner.relays.create(req) {
                 Ok(r) => info!(

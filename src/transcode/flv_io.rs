@@ -36,7 +36,8 @@ impl FlvWriter {
     /// The tag for `event`, if it has one (publisher start/stop and
     /// metadata have none: ffmpeg needs only configurations and frames).
     pub fn tag(&mut self, event: &StreamEvent) -> Option<Bytes> {
-        let tag = self.tags.write(event)?;
+        // A legacy writer makes at most one tag per event.
+        let tag = self.tags.write(event).next()?;
         if tag.kind == TagKind::Script {
             return None;
         }

@@ -300,6 +300,143 @@ fn track_change_bumps_the_pmt_version() {
     assert_eq!(versions, [(1, 1), (2, 2)]);
 }
 
+/// An Enhanced RTMP stream's events, as the reader makes them from FFmpeg
+/// 9's FLV tags.
+fn enhanced(file: &'static [u8]) -> Vec<StreamEvent> {
+    let mut back = crate::media::flv::samples::ReadBack::default();
+    for tag in crate::media::flv_file::read_tags(&Bytes::from_static(file)).unwrap() {
+        match tag.tag_type {
+            8 => back.media(MediaKind::Audio, tag.timestamp, tag.body),
+            9 => back.media(MediaKind::Video, tag.timestamp, tag.body),
+            _ => {}
+        }
+    }
+    back.events
+}
+
+/// A PMT entry: stream type, and each descriptor's tag and data.
+type EsEntry = (u8, Vec<(u8, Vec<u8>)>);
+
+/// The PMT's entries.
+fn program(ts: &[u8]) -> Vec<EsEntry> {
+    let pk = packets(ts);
+    let Some(TsPayload::Pmt(pmt)) = &pk[1].payload else {
+        panic!("no PMT second")
+    };
+    pmt.es_info
+        .iter()
+        .map(|e| {
+            let d = e
+                .descriptors
+                .iter()
+                .map(|d| (d.tag, d.data.clone()))
+                .collect();
+            (e.stream_type as u8, d)
+        })
+        .collect()
+}
+
+/// HEVC is stream type 0x24; Opus is private data with its registration
+/// and DVB extension descriptors (channel configuration 1: mono).
+#[test]
+fn hevc_and_opus_in_the_pmt_and_pes() {
+    let events = enhanced(include_bytes!("../../media/flv/testdata/hevc_opus.flv"));
+    let (ts, m) = mux(&events);
+    assert_eq!(m.stats.dropped, 0);
+    check_continuity(&packets(&ts));
+    assert_eq!(
+        program(&ts),
+        [
+            (0x24, vec![]),
+            (0x06, vec![(0x05, b"Opus".to_vec()), (0x7f, vec![0x80, 1])]),
+        ]
+    );
+    let pes = pes(&ts);
+    // Video: HEVC AUD, then VPS, SPS and PPS before the first keyframe.
+    let first_video = pes
+        .iter()
+        .find(|p| p.header.stream_id.as_u8() == 0xe0)
+        .unwrap();
+    assert!(first_video.data.starts_with(&HEVC_AUD));
+    let types: Vec<u8> = first_video.data[HEVC_AUD.len()..]
+        .windows(5)
+        .filter(|w| w[..4] == [0, 0, 0, 1])
+        .map(|w| (w[4] >> 1) & 0x3f)
+        .collect();
+    assert_eq!(&types[..3], [32, 33, 34], "{types:?}");
+    // Audio: private stream 1, each packet led by its control header.
+    let StreamEvent::Frame(opus) = events
+        .iter()
+        .find(|e| matches!(e, StreamEvent::Frame(f) if f.codec == Codec::Opus))
+        .unwrap()
+    else {
+        unreachable!()
+    };
+    let first_audio = pes
+        .iter()
+        .find(|p| p.header.stream_id.as_u8() == 0xbd)
+        .unwrap();
+    let mut want = vec![0x7f, 0xe0];
+    want.extend(std::iter::repeat_n(0xff, opus.data.len() / 255));
+    want.push((opus.data.len() % 255) as u8);
+    want.extend_from_slice(&opus.data);
+    assert_eq!(first_audio.data, want);
+}
+
+#[test]
+fn opus_control_headers() {
+    for (size, want) in [
+        (0, &[0x7f, 0xe0, 0][..]),
+        (254, &[0x7f, 0xe0, 254]),
+        (255, &[0x7f, 0xe0, 255, 0]),
+        (300, &[0x7f, 0xe0, 255, 45]),
+        (510, &[0x7f, 0xe0, 255, 255, 0]),
+    ] {
+        let mut out = Vec::new();
+        opus_control_header(size, &mut out);
+        assert_eq!(out, want, "{size}");
+    }
+}
+
+/// AC-3 and E-AC-3 are private data with the DVB descriptor of each, in
+/// private stream 1, as sent; AV1 and VP9 have no carriage: the program
+/// has the audio alone, and the muxer says so once.
+#[test]
+fn ac3_and_eac3_dvb_style_and_no_av1_or_vp9() {
+    for (file, desc, left_out) in [
+        (
+            &include_bytes!("../../media/flv/testdata/ffmpeg9_av1_ac3.flv")[..],
+            0x6a,
+            Codec::Av1,
+        ),
+        (
+            include_bytes!("../../media/flv/testdata/ffmpeg9_vp9_eac3.flv"),
+            0x7a,
+            Codec::Vp9,
+        ),
+    ] {
+        let events = enhanced(file);
+        let (ts, mut m) = mux(&events);
+        assert_eq!(program(&ts), [(0x06, vec![(desc, vec![0])])]);
+        assert_eq!(m.take_uncarried(), Some(left_out));
+        assert_eq!(m.take_uncarried(), None);
+        let audio: Vec<Bytes> = events
+            .iter()
+            .filter_map(|e| match e {
+                StreamEvent::Frame(f) if f.kind() == MediaKind::Audio => Some(f.data.clone()),
+                _ => None,
+            })
+            .collect();
+        let got: Vec<Vec<u8>> = pes(&ts)
+            .into_iter()
+            .filter(|p| p.header.stream_id.as_u8() == 0xbd)
+            .map(|p| p.data)
+            .collect();
+        assert_eq!(got.len(), audio.len());
+        assert!(got.iter().zip(&audio).all(|(g, a)| g[..] == a[..]));
+    }
+}
+
 #[test]
 fn timestamps_wrap_at_33_bits() {
     let wrap_ms = (1i64 << 33) / 90;

@@ -22,7 +22,8 @@
 
 use bytes::Bytes;
 
-use super::tag::FlvError;
+use super::tag::{FlvError, Head};
+use crate::media::Codec;
 
 /// Most tracks one multitrack body may carry (E-RTMP track ids are one
 /// byte; a ladder of 16 renditions is far beyond any encoder's).
@@ -44,6 +45,51 @@ impl FourCc {
     pub const FLAC: FourCc = FourCc(*b"fLaC");
     pub const AC3: FourCc = FourCc(*b"ac-3");
     pub const EAC3: FourCc = FourCc(*b"ec-3");
+}
+
+impl FourCc {
+    /// The codec castgate carries under this FourCC, if any.
+    pub fn codec(self) -> Option<Codec> {
+        Some(match self {
+            FourCc::AVC => Codec::H264,
+            FourCc::HEVC => Codec::Hevc,
+            FourCc::AV1 => Codec::Av1,
+            FourCc::VP9 => Codec::Vp9,
+            FourCc::AAC => Codec::Aac,
+            FourCc::MP3 => Codec::Mp3,
+            FourCc::OPUS => Codec::Opus,
+            FourCc::FLAC => Codec::Flac,
+            FourCc::AC3 => Codec::Ac3,
+            FourCc::EAC3 => Codec::Eac3,
+            _ => return None,
+        })
+    }
+
+    /// The FourCC Enhanced RTMP names `codec` with.
+    pub fn of(codec: Codec) -> FourCc {
+        match codec {
+            Codec::H264 => FourCc::AVC,
+            Codec::Hevc => FourCc::HEVC,
+            Codec::Av1 => FourCc::AV1,
+            Codec::Vp9 => FourCc::VP9,
+            Codec::Aac => FourCc::AAC,
+            Codec::Mp3 => FourCc::MP3,
+            Codec::Opus => FourCc::OPUS,
+            Codec::Flac => FourCc::FLAC,
+            Codec::Ac3 => FourCc::AC3,
+            Codec::Eac3 => FourCc::EAC3,
+        }
+    }
+
+    /// The four characters, if they are ASCII graphics (a FourCC from the
+    /// network may not be).
+    pub fn as_str(&self) -> Option<&str> {
+        self.0
+            .iter()
+            .all(|b| b.is_ascii_graphic())
+            .then(|| std::str::from_utf8(&self.0).ok())
+            .flatten()
+    }
 }
 
 /// Printable for logs: the four characters when they are ASCII graphics,
@@ -155,6 +201,53 @@ pub struct ExAudio {
     pub nanos: u32,
     pub multitrack: Multitrack,
     pub tracks: Vec<Track<AudioPacket>>,
+}
+
+/// Video packet types (the low nibble of an enhanced video header).
+pub const VIDEO_SEQUENCE_START: u8 = 0;
+pub const VIDEO_CODED_FRAMES: u8 = 1;
+pub const VIDEO_SEQUENCE_END: u8 = 2;
+/// Coded frames with a composition time of 0, which is not sent.
+pub const VIDEO_CODED_FRAMES_X: u8 = 3;
+/// Audio packet types (the low nibble of an enhanced audio header).
+pub const AUDIO_SEQUENCE_START: u8 = 0;
+pub const AUDIO_CODED_FRAMES: u8 = 1;
+pub const AUDIO_SEQUENCE_END: u8 = 2;
+pub const AUDIO_MULTICHANNEL_CONFIG: u8 = 4;
+/// Sound format 9: an enhanced audio header.
+const AUDIO_EX_HEADER: u8 = 9 << 4;
+/// `AudioChannelMask` speakers (the first three; FFmpeg's masks agree).
+pub const SPEAKER_FRONT_LEFT: u32 = 0x1;
+pub const SPEAKER_FRONT_RIGHT: u32 = 0x2;
+pub const SPEAKER_FRONT_CENTER: u32 = 0x4;
+
+/// An enhanced video header: IsExHeader, the FLV frame type (1 key, 2
+/// inter), the packet type, the FourCC, then `extra` (a composition time).
+pub fn video_head(frame_type: u8, packet_type: u8, fourcc: FourCc, extra: &[u8]) -> Head {
+    Head::new(&[
+        &[0x80 | (frame_type & 7) << 4 | packet_type & 0xf],
+        &fourcc.0,
+        extra,
+    ])
+}
+
+/// An enhanced audio header: sound format 9, the packet type, the FourCC,
+/// then `extra`.
+pub fn audio_head(packet_type: u8, fourcc: FourCc, extra: &[u8]) -> Head {
+    Head::new(&[&[AUDIO_EX_HEADER | packet_type & 0xf], &fourcc.0, extra])
+}
+
+/// A whole `MultichannelConfig` body. A custom order's speaker ids do not
+/// fit a [`Head`] and are written as unspecified.
+pub fn multichannel_head(fourcc: FourCc, channels: u8, order: &ChannelOrder) -> Head {
+    match order {
+        ChannelOrder::Native(flags) => audio_head(
+            AUDIO_MULTICHANNEL_CONFIG,
+            fourcc,
+            &[&[1, channels][..], &flags.to_be_bytes()].concat(),
+        ),
+        _ => audio_head(AUDIO_MULTICHANNEL_CONFIG, fourcc, &[0, channels]),
+    }
 }
 
 const VIDEO_FRAME_COMMAND: u8 = 5;

@@ -18,7 +18,7 @@ pub mod writer;
 
 pub use reader::{Ingest, IngestError, Notice};
 pub use tag::*;
-pub use writer::{Tag, TagKind, TagWriter, ON_METADATA};
+pub use writer::{CodecSet, Tag, TagKind, TagWriter, Tags, ON_METADATA};
 
 /// Bytes from hex digits (spaces ignored), for the tests' tag bodies.
 #[cfg(test)]

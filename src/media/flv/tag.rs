@@ -9,6 +9,10 @@
 //! so the publisher keeps going without that track. Multitrack packets come
 //! back as `Tracks`, one tag per track id.
 //!
+//! Writing: H.264, AAC and MP3 keep their legacy headers; HEVC, AV1, VP9,
+//! Opus, FLAC, AC-3 and E-AC-3 get Enhanced RTMP ones, as FFmpeg 9 writes
+//! them (see [`video_header`], [`config_parts`], [`multichannel_config`]).
+//!
 //! Frame payloads are [`Bytes::slice`]s of the message body: parsing never
 //! copies samples. Every [`FlvError`] concerns one tag only.
 
@@ -22,7 +26,9 @@ use crate::media::flac::{self, FlacError};
 use crate::media::hevc::{self, HevcError};
 use crate::media::opus::{self, OpusError};
 use crate::media::vp9::{self, Vp9Error};
-use crate::media::{Codec, CodecConfig, FlacRecord, Frame, Mp3Config, OpusRecord, Vp9Record};
+use crate::media::{
+    Codec, CodecConfig, FlacRecord, Frame, MediaKind, Mp3Config, OpusRecord, Vp9Record,
+};
 
 /// Why a tag body could not be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -412,78 +418,189 @@ fn mpeg_audio_format(data: &[u8]) -> Option<(u32, u8)> {
     Some((rate, channels))
 }
 
-/// The 5-byte video tag header for an H.264 frame: frame type 1 or 2, codec
-/// 7, AVC packet type 1, composition time as signed 24 bits (saturated to
-/// ±2^23 ms, about 2.3 hours; no real offset comes near).
-pub fn video_header(frame: &Frame) -> [u8; 5] {
-    let cts = frame.cts.clamp(-(1 << 23), (1 << 23) - 1).to_be_bytes();
-    let first = if frame.keyframe { 0x17 } else { 0x27 };
-    [first, 1, cts[1], cts[2], cts[3]]
-}
-
-/// An audio tag header of one or two bytes; derefs to the bytes.
+/// A tag body header (the bytes before a frame's or a record's payload),
+/// at most [`Head::MAX`] bytes; derefs to the bytes. Kept apart from the
+/// payload so that writing never copies samples.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AudioHeader {
-    bytes: [u8; 2],
+pub struct Head {
+    bytes: [u8; Head::MAX],
     len: u8,
 }
 
-impl AudioHeader {
+/// The audio tag header, as it was called before Enhanced RTMP.
+pub type AudioHeader = Head;
+
+impl Head {
+    /// The longest: an Enhanced RTMP `MultichannelConfig` with its flags.
+    pub const MAX: usize = 11;
+
+    pub(crate) fn new(parts: &[&[u8]]) -> Head {
+        let mut head = Head {
+            bytes: [0; Head::MAX],
+            len: 0,
+        };
+        for p in parts {
+            let at = usize::from(head.len);
+            head.bytes[at..at + p.len()].copy_from_slice(p);
+            head.len += p.len() as u8;
+        }
+        head
+    }
+
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..usize::from(self.len)]
     }
 }
 
-impl std::ops::Deref for AudioHeader {
+impl std::ops::Deref for Head {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         self.as_bytes()
     }
 }
 
-impl AsRef<[u8]> for AudioHeader {
+impl AsRef<[u8]> for Head {
     fn as_ref(&self) -> &[u8] {
         self.as_bytes()
     }
 }
 
+impl PartialEq<[u8]> for Head {
+    fn eq(&self, other: &[u8]) -> bool {
+        self.as_bytes() == other
+    }
+}
+
+impl<const N: usize> PartialEq<[u8; N]> for Head {
+    fn eq(&self, other: &[u8; N]) -> bool {
+        self.as_bytes() == other
+    }
+}
+
+/// Composition time as signed 24 bits, saturated to ±2^23 ms (about 2.3
+/// hours; no real offset comes near).
+fn si24_bytes(cts: i32) -> [u8; 3] {
+    let b = cts.clamp(-(1 << 23), (1 << 23) - 1).to_be_bytes();
+    [b[1], b[2], b[3]]
+}
+
+/// The video tag header for a frame. H.264 keeps the legacy form (frame
+/// type 1 or 2, codec 7, AVC packet type 1, composition time), which every
+/// player reads. HEVC, AV1 and VP9 get an Enhanced RTMP header: HEVC as
+/// `CodedFrames` with its composition time, or `CodedFramesX` when that is
+/// 0, as FFmpeg sends it; AV1 and VP9 as `CodedFrames` (no composition time
+/// in their packets, so a non-zero one cannot be said and is dropped).
+pub fn video_header(frame: &Frame) -> Head {
+    let frame_type = if frame.keyframe { 1 } else { 2 };
+    let cts = si24_bytes(frame.cts);
+    match frame.codec {
+        Codec::Hevc if frame.cts == 0 => {
+            ex::video_head(frame_type, ex::VIDEO_CODED_FRAMES_X, ex::FourCc::HEVC, &[])
+        }
+        Codec::Hevc => ex::video_head(frame_type, ex::VIDEO_CODED_FRAMES, ex::FourCc::HEVC, &cts),
+        Codec::Av1 | Codec::Vp9 => ex::video_head(
+            frame_type,
+            ex::VIDEO_CODED_FRAMES,
+            ex::FourCc::of(frame.codec),
+            &[],
+        ),
+        _ => Head::new(&[&[frame_type << 4 | 7, 1], &cts]),
+    }
+}
+
 /// The audio tag header to put before `frame.data`: `AF 01` for raw AAC
 /// (44 kHz/16-bit/stereo, as Flash requires for AAC whatever the real
-/// format); for MP3 the single flags byte from its [`Mp3Config`]. `None`
-/// for a video frame, or MP3 without `mp3_flags`.
-pub fn audio_header(frame: &Frame, mp3_flags: Option<u8>) -> Option<AudioHeader> {
+/// format); for MP3 the single flags byte from its [`Mp3Config`]; for Opus,
+/// FLAC, AC-3 and E-AC-3 an Enhanced RTMP `CodedFrames` header with the
+/// FourCC. `None` for a video frame, or MP3 without `mp3_flags`.
+pub fn audio_header(frame: &Frame, mp3_flags: Option<u8>) -> Option<Head> {
     match (frame.codec, mp3_flags) {
-        (Codec::Aac, _) => Some(AudioHeader {
-            bytes: [0xaf, 0x01],
-            len: 2,
-        }),
-        (Codec::Mp3, Some(flags)) => Some(AudioHeader {
-            bytes: [flags, 0],
-            len: 1,
-        }),
+        (Codec::Aac, _) => Some(Head::new(&[&[0xaf, 0x01]])),
+        (Codec::Mp3, Some(flags)) => Some(Head::new(&[&[flags]])),
+        (Codec::Opus | Codec::Flac | Codec::Ac3 | Codec::Eac3, _) => Some(ex::audio_head(
+            ex::AUDIO_CODED_FRAMES,
+            ex::FourCc::of(frame.codec),
+            &[],
+        )),
         _ => None,
     }
 }
 
+/// What AC-3 and E-AC-3 sequence starts carry: nothing (FFmpeg sends them
+/// empty; the configuration is in every sync frame).
+static EMPTY: Bytes = Bytes::new();
+
 /// The sequence header tag body for a configuration, as its header and the
 /// bytes that follow it (kept apart so writing never copies them):
 /// `17 00 00 00 00` + record for AVC, `AF 00` + AudioSpecificConfig for
-/// AAC. MP3 has none.
-pub fn config_parts(config: &CodecConfig) -> Option<(&'static [u8], &Bytes)> {
-    match config {
-        CodecConfig::Avc(c) => Some((&[0x17, 0, 0, 0, 0], &c.record)),
-        CodecConfig::Aac(c) => Some((&[0xaf, 0], &c.asc)),
-        _ => None,
-    }
+/// AAC (the legacy forms), and for the other codecs an Enhanced RTMP
+/// `SequenceStart` (key frame type for video) with the FourCC and the
+/// record as the publisher sent it, empty for AC-3 and E-AC-3. MP3 has none.
+pub fn config_parts(config: &CodecConfig) -> Option<(Head, &Bytes)> {
+    let codec = config.codec();
+    let head = match codec {
+        Codec::H264 => Head::new(&[&[0x17, 0, 0, 0, 0]]),
+        Codec::Aac => Head::new(&[&[0xaf, 0]]),
+        Codec::Mp3 => return None,
+        Codec::Hevc | Codec::Av1 | Codec::Vp9 => {
+            ex::video_head(1, ex::VIDEO_SEQUENCE_START, ex::FourCc::of(codec), &[])
+        }
+        Codec::Opus | Codec::Flac | Codec::Ac3 | Codec::Eac3 => {
+            ex::audio_head(ex::AUDIO_SEQUENCE_START, ex::FourCc::of(codec), &[])
+        }
+    };
+    Some((head, config.record().unwrap_or(&EMPTY)))
 }
 
 /// [`config_parts`] as one body.
 pub fn config_body(config: &CodecConfig) -> Option<Bytes> {
     let (header, payload) = config_parts(config)?;
     let mut body = Vec::with_capacity(header.len() + payload.len());
-    body.extend_from_slice(header);
+    body.extend_from_slice(&header);
     body.extend_from_slice(payload);
     Some(body.into())
+}
+
+/// The Enhanced RTMP `MultichannelConfig` body that follows an Opus, FLAC,
+/// AC-3 or E-AC-3 sequence start, as FFmpeg sends it: mono as front
+/// centre, stereo as front left and right, more channels with their count
+/// only (castgate keeps no speaker layout; the codec's own header has it).
+/// `None` for the other codecs.
+pub fn multichannel_config(config: &CodecConfig) -> Option<Head> {
+    let codec = config.codec();
+    if codec.kind() != MediaKind::Audio || codec.is_legacy() {
+        return None;
+    }
+    let (_, channels) = config.audio_format();
+    let fourcc = ex::FourCc::of(codec);
+    let layout = match channels {
+        1 => ex::ChannelOrder::Native(ex::SPEAKER_FRONT_CENTER),
+        2 => ex::ChannelOrder::Native(ex::SPEAKER_FRONT_LEFT | ex::SPEAKER_FRONT_RIGHT),
+        _ => ex::ChannelOrder::Unspecified,
+    };
+    Some(ex::multichannel_head(fourcc, channels, &layout))
+}
+
+/// The body of a sequence end for `codec`'s track, for an output that
+/// ends a stream the way FFmpeg ends a file: `17 02 000000` for H.264, an
+/// Enhanced RTMP `SequenceEnd` for the other non-legacy codecs; `None` for
+/// AAC and MP3, which have none.
+pub fn sequence_end(codec: Codec) -> Option<Head> {
+    match codec {
+        Codec::H264 => Some(Head::new(&[&[0x17, 2, 0, 0, 0]])),
+        Codec::Aac | Codec::Mp3 => None,
+        Codec::Hevc | Codec::Av1 | Codec::Vp9 => Some(ex::video_head(
+            1,
+            ex::VIDEO_SEQUENCE_END,
+            ex::FourCc::of(codec),
+            &[],
+        )),
+        Codec::Opus | Codec::Flac | Codec::Ac3 | Codec::Eac3 => Some(ex::audio_head(
+            ex::AUDIO_SEQUENCE_END,
+            ex::FourCc::of(codec),
+            &[],
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -310,3 +310,18 @@ proptest::proptest! {
         let _ = exercise(&data);
     }
 }
+
+/// castgate's client reads what a server states of Enhanced RTMP in its
+/// connect `_result` (castgate's own server here: every codec it carries).
+#[test]
+fn reads_the_servers_enhanced_rtmp_capabilities() {
+    let mut client = ClientSession::new(config(ClientMode::Publish));
+    let mut server = ServerSession::new(SessionConfig::default());
+    assert!(!client.server_capabilities().enhanced);
+    client.start();
+    pump(&mut client, &mut server, 4096);
+    let caps = client.server_capabilities();
+    assert!(caps.enhanced);
+    assert_eq!(caps.codecs(), crate::media::flv::CodecSet::ALL);
+    assert_eq!(caps.caps_ex, crate::rtmp::enhanced::CAPS_MOD_EX);
+}

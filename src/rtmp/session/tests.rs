@@ -151,6 +151,77 @@ fn connect_gets_result_and_control_messages() {
     );
 }
 
+/// Enhanced RTMP: the client's announcement is kept on the session; the
+/// `_result` properties state castgate's own (every codec it carries as
+/// forwardable, ModEx), for legacy and enhanced clients alike.
+#[test]
+fn connect_negotiates_enhanced_rtmp() {
+    use crate::media::flv::CodecSet;
+    use crate::media::Codec;
+    use crate::rtmp::enhanced::{CAN_FORWARD, CAPS_MOD_EX};
+    let mut c = Client::new();
+    c.command(
+        0,
+        &[
+            Amf0Value::string("connect"),
+            Amf0Value::Number(1.0),
+            Amf0Value::object([
+                ("app", Amf0Value::string("live")),
+                (
+                    "fourCcList",
+                    Amf0Value::StrictArray(vec![
+                        Amf0Value::string("hvc1"),
+                        Amf0Value::string("avc1"),
+                    ]),
+                ),
+                (
+                    "audioFourCcInfoMap",
+                    Amf0Value::object([("Opus", Amf0Value::Number(1.0))]),
+                ),
+                ("capsEx", Amf0Value::Number(4.0)),
+            ]),
+        ],
+    );
+    let caps = c.server.peer_capabilities();
+    assert!(caps.enhanced);
+    assert_eq!(caps.caps_ex, CAPS_MOD_EX);
+    assert_eq!(
+        caps.codecs(),
+        CodecSet::LEGACY.with(Codec::Hevc).with(Codec::Opus)
+    );
+    let result = c.commands().remove(0);
+    assert_eq!(result[0].as_str(), Some("_result"));
+    let props = &result[2];
+    assert_eq!(
+        props.get("fmsVer").and_then(|v| v.as_str()),
+        Some("FMS/3,0,1,123")
+    );
+    let Some(Amf0Value::StrictArray(list)) = props.get("fourCcList") else {
+        panic!("{props:?}")
+    };
+    assert!(list.contains(&Amf0Value::string("hvc1")));
+    let video = props.get("videoFourCcInfoMap").unwrap();
+    assert_eq!(
+        video.get("av01").and_then(|v| v.as_f64()),
+        Some(f64::from(CAN_FORWARD))
+    );
+    let audio = props.get("audioFourCcInfoMap").unwrap();
+    assert_eq!(
+        audio.get("ec-3").and_then(|v| v.as_f64()),
+        Some(f64::from(CAN_FORWARD))
+    );
+    assert_eq!(
+        props.get("capsEx").and_then(|v| v.as_f64()),
+        Some(f64::from(CAPS_MOD_EX))
+    );
+
+    // A legacy client: nothing announced, legacy codecs only.
+    let mut legacy = Client::new();
+    legacy.connect();
+    assert!(!legacy.server.peer_capabilities().enhanced);
+    assert_eq!(legacy.server.peer_capabilities().codecs(), CodecSet::LEGACY);
+}
+
 #[test]
 fn publish_flow_and_media_events() {
     let mut c = Client::new();
