@@ -187,12 +187,15 @@ pub fn announce(codecs: CodecSet, flags: u32, caps_ex: u32) -> Vec<(&'static str
 }
 
 /// castgate as a server: it forwards every codec it carries (it neither
-/// decodes nor encodes them; transcoding is a separate process), and it
-/// parses ModEx. It claims no multitrack (only track 0 is carried), no
-/// reconnect request, no nanosecond offsets (dropped below 1 ms).
+/// decodes nor encodes them; transcoding is a separate process), takes and
+/// plays multitrack, and parses ModEx. It claims no reconnect request and
+/// no nanosecond offsets (dropped below 1 ms).
 pub fn server_announcement() -> Vec<(&'static str, Amf0Value)> {
-    announce(CodecSet::ALL, CAN_FORWARD, CAPS_MOD_EX)
+    announce(CodecSet::ALL, CAN_FORWARD, SERVER_CAPS_EX)
 }
+
+/// The `capsEx` castgate states as a server.
+pub const SERVER_CAPS_EX: u32 = CAPS_MULTITRACK | CAPS_MOD_EX;
 
 #[cfg(test)]
 mod tests {
@@ -343,7 +346,7 @@ mod tests {
             .iter()
             .chain(&caps.audio_info)
             .all(|(_, f)| *f == CAN_FORWARD));
-        assert_eq!(caps.caps_ex, CAPS_MOD_EX);
+        assert_eq!(caps.caps_ex, SERVER_CAPS_EX);
         assert_eq!(
             obj.get("videoFourCcInfoMap").unwrap().get("hvc1"),
             Some(&Amf0Value::Number(4.0))

@@ -882,7 +882,7 @@ impl Connection {
         // live stream's queue already holds) shows a track the player takes.
         self.playing = Some(Playing {
             subscriber,
-            playout: Playout::new(stream_id, peer.codecs()),
+            playout: Playout::new(stream_id, peer.codecs(), peer.enhanced),
             give_up_at: Some(Instant::now() + wait),
         });
     }

@@ -53,18 +53,21 @@ pub struct Playout {
     video: Option<Codec>,
     audio: Option<Codec>,
     /// Held while deciding: the metadata and the last configuration of
-    /// each kind (three events at most).
+    /// each track (bounded by the tracks a publish may have).
     held: Vec<StreamEvent>,
 }
 
 impl Playout {
-    /// A player taking `codecs` (legacy ones are always taken).
-    pub fn new(stream_id: u32, codecs: CodecSet) -> Self {
+    /// A player taking `codecs` (legacy ones are always taken), and with
+    /// `tracks` the tracks other than 0 (an Enhanced RTMP player: it reads
+    /// multitrack packets).
+    pub fn new(stream_id: u32, codecs: CodecSet, tracks: bool) -> Self {
+        let tags = TagWriter::new().accepting(codecs);
         Playout {
             stream_id,
             receive_audio: true,
             receive_video: true,
-            tags: TagWriter::new().accepting(codecs),
+            tags: if tracks { tags.with_tracks() } else { tags },
             frames_sent: 0,
             phase: Phase::Waiting,
             video: None,
@@ -126,8 +129,13 @@ impl Playout {
                     self.hold(event);
                     return Sent::Ok;
                 }
-                // Other tracks are not played out (nor decide anything).
-                StreamEvent::TrackConfig(..) | StreamEvent::TrackFrame(..) => return Sent::Ok,
+                // Other tracks decide nothing; their configurations are
+                // held for a player that takes them.
+                StreamEvent::TrackConfig(..) => {
+                    self.hold(event);
+                    return Sent::Ok;
+                }
+                StreamEvent::TrackFrame(..) => return Sent::Ok,
                 StreamEvent::Frame(f) if !self.takes_a_track(f.codec) => {
                     return self.fail(session);
                 }
@@ -158,6 +166,9 @@ impl Playout {
         let same = |e: &StreamEvent| match (e, event) {
             (StreamEvent::Metadata(_), StreamEvent::Metadata(_)) => true,
             (StreamEvent::Config(a), StreamEvent::Config(b)) => a.kind() == b.kind(),
+            (StreamEvent::TrackConfig(i, a), StreamEvent::TrackConfig(j, b)) => {
+                (i, a.kind()) == (j, b.kind())
+            }
             _ => false,
         };
         self.held.retain(|e| !same(e));
@@ -284,7 +295,7 @@ mod tests {
         while player.poll_event().is_some() {}
 
         let input = samples::events();
-        let mut playout = Playout::new(stream_id, CodecSet::LEGACY);
+        let mut playout = Playout::new(stream_id, CodecSet::LEGACY, false);
         playout.send(&mut server, &StreamEvent::PublisherStarted);
         for e in &input {
             playout.send(&mut server, e);
@@ -386,7 +397,7 @@ mod tests {
     fn play(fourccs: &[&str], stream: &[StreamEvent]) -> (Vec<StreamEvent>, Vec<String>, Sent) {
         let (mut player, mut server, stream_id) = player(fourccs);
         let codecs = server.peer_capabilities().codecs();
-        let mut playout = Playout::new(stream_id, codecs);
+        let mut playout = Playout::new(stream_id, codecs, true);
         let mut last = Sent::Ok;
         for e in stream {
             last = playout.send(&mut server, e);
@@ -467,13 +478,13 @@ mod tests {
     #[test]
     fn play_start_waits_only_for_a_track_it_takes() {
         let (_, mut server, sid) = player(&["*"]);
-        let mut all = Playout::new(sid, server.peer_capabilities().codecs());
+        let mut all = Playout::new(sid, server.peer_capabilities().codecs(), true);
         all.send(&mut server, &StreamEvent::PublisherStarted);
         assert!(all.started());
 
         let stream = stream_of(include_bytes!("../media/flv/testdata/ffmpeg9_hevc_aac.flv"));
         let (_, mut server, sid) = player(&[]);
-        let mut legacy = Playout::new(sid, CodecSet::LEGACY);
+        let mut legacy = Playout::new(sid, CodecSet::LEGACY, false);
         let mut i = 0;
         while !legacy.started() {
             legacy.send(&mut server, &stream[i]);

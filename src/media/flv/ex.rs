@@ -237,6 +237,39 @@ pub fn audio_head(packet_type: u8, fourcc: FourCc, extra: &[u8]) -> Head {
     Head::new(&[&[AUDIO_EX_HEADER | packet_type & 0xf], &fourcc.0, extra])
 }
 
+/// An enhanced video header of a one-track multitrack packet (a track other
+/// than 0): IsExHeader, the frame type, `Multitrack`, then `OneTrack` with
+/// the packet type, the FourCC, the track id and `extra`.
+pub fn track_video_head(
+    frame_type: u8,
+    packet_type: u8,
+    fourcc: FourCc,
+    id: u8,
+    extra: &[u8],
+) -> Head {
+    Head::new(&[
+        &[0x80 | (frame_type & 7) << 4 | PACKET_MULTITRACK_VIDEO],
+        &[MULTITRACK_ONE_TRACK << 4 | packet_type & 0xf],
+        &fourcc.0,
+        &[id],
+        extra,
+    ])
+}
+
+/// An enhanced audio header of a one-track multitrack packet.
+pub fn track_audio_head(packet_type: u8, fourcc: FourCc, id: u8, extra: &[u8]) -> Head {
+    Head::new(&[
+        &[AUDIO_EX_HEADER | PACKET_MULTITRACK_AUDIO],
+        &[MULTITRACK_ONE_TRACK << 4 | packet_type & 0xf],
+        &fourcc.0,
+        &[id],
+        extra,
+    ])
+}
+
+/// `AvMultitrackType::OneTrack`.
+const MULTITRACK_ONE_TRACK: u8 = 0;
+
 /// A whole `MultichannelConfig` body. A custom order's speaker ids do not
 /// fit a [`Head`] and are written as unspecified.
 pub fn multichannel_head(fourcc: FourCc, channels: u8, order: &ChannelOrder) -> Head {

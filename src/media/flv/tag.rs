@@ -27,7 +27,7 @@ use crate::media::hevc::{self, HevcError};
 use crate::media::opus::{self, OpusError};
 use crate::media::vp9::{self, Vp9Error};
 use crate::media::{
-    Codec, CodecConfig, FlacRecord, Frame, MediaKind, Mp3Config, OpusRecord, Vp9Record,
+    Codec, CodecConfig, FlacRecord, Frame, MediaKind, Mp3Config, OpusRecord, TrackId, Vp9Record,
 };
 
 /// Why a tag body could not be used.
@@ -431,8 +431,9 @@ pub struct Head {
 pub type AudioHeader = Head;
 
 impl Head {
-    /// The longest: an Enhanced RTMP `MultichannelConfig` with its flags.
-    pub const MAX: usize = 11;
+    /// The longest: an Enhanced RTMP `MultichannelConfig` with its flags,
+    /// in a multitrack packet.
+    pub const MAX: usize = 13;
 
     pub(crate) fn new(parts: &[&[u8]]) -> Head {
         let mut head = Head {
@@ -601,6 +602,40 @@ pub fn sequence_end(codec: Codec) -> Option<Head> {
             &[],
         )),
     }
+}
+
+/// The header of a frame of multitrack track `id` (1 or more), in a
+/// one-track multitrack packet: every codec with its FourCC, H.264 as
+/// `avc1` `CodedFrames` with its composition time (as FFmpeg 9 sends a
+/// second track), HEVC as for track 0.
+pub fn track_frame_header(frame: &Frame, id: TrackId) -> Head {
+    let fourcc = ex::FourCc::of(frame.codec);
+    match frame.kind() {
+        MediaKind::Video => {
+            let frame_type = if frame.keyframe { 1 } else { 2 };
+            let cts = si24_bytes(frame.cts);
+            let (packet_type, cts) = match frame.codec {
+                Codec::Hevc if frame.cts == 0 => (ex::VIDEO_CODED_FRAMES_X, &[][..]),
+                Codec::H264 | Codec::Hevc => (ex::VIDEO_CODED_FRAMES, &cts[..]),
+                _ => (ex::VIDEO_CODED_FRAMES, &[][..]),
+            };
+            ex::track_video_head(frame_type, packet_type, fourcc, id, cts)
+        }
+        MediaKind::Audio => ex::track_audio_head(ex::AUDIO_CODED_FRAMES, fourcc, id, &[]),
+    }
+}
+
+/// The sequence start of multitrack track `id` (see [`config_parts`]):
+/// the record as sent after a one-track multitrack header. MP3 has none.
+pub fn track_config_parts(config: &CodecConfig, id: TrackId) -> Option<(Head, &Bytes)> {
+    let codec = config.codec();
+    let fourcc = ex::FourCc::of(codec);
+    let head = match codec.kind() {
+        _ if codec == Codec::Mp3 => return None,
+        MediaKind::Video => ex::track_video_head(1, ex::VIDEO_SEQUENCE_START, fourcc, id, &[]),
+        MediaKind::Audio => ex::track_audio_head(ex::AUDIO_SEQUENCE_START, fourcc, id, &[]),
+    };
+    Some((head, config.record().unwrap_or(&EMPTY)))
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@
 use bytes::Bytes;
 
 use super::tag as flv;
-use crate::media::{Codec, CodecConfig, MediaKind, StreamEvent};
+use crate::media::{Codec, CodecConfig, MediaKind, StreamEvent, TrackId};
 
 /// A set of codecs: what an FLV output takes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -217,6 +217,10 @@ pub struct TagWriter {
     video_started: bool,
     /// The last frame's timestamp, for configurations.
     last_ts: u32,
+    /// Whether tracks other than 0 are written (as one-track multitrack
+    /// packets), and the video tracks among them started at a keyframe.
+    tracks: bool,
+    tracks_started: Vec<TrackId>,
 }
 
 impl Default for TagWriter {
@@ -229,6 +233,8 @@ impl Default for TagWriter {
             mp3_flags: None,
             video_started: false,
             last_ts: 0,
+            tracks: false,
+            tracks_started: Vec::new(),
         }
     }
 }
@@ -254,6 +260,14 @@ impl TagWriter {
     #[must_use]
     pub fn accepting(mut self, codecs: CodecSet) -> Self {
         self.accept = codecs.union(CodecSet::LEGACY);
+        self
+    }
+
+    /// The writer writes the tracks other than 0 too (Enhanced RTMP v2
+    /// multitrack), for a reader that takes them.
+    #[must_use]
+    pub fn with_tracks(mut self) -> Self {
+        self.tracks = true;
         self
     }
 
@@ -283,6 +297,7 @@ impl TagWriter {
     /// video frames (a player that turned video off).
     pub fn hold_video(&mut self) {
         self.video_started = false;
+        self.tracks_started.clear();
     }
 
     /// The tags for `event`: publisher changes have none, nor video before
@@ -294,10 +309,39 @@ impl TagWriter {
                 self.hold_video();
                 Tags::none()
             }
-            // Track 0 only (multitrack out is not written yet).
-            StreamEvent::PublisherStopped
-            | StreamEvent::TrackConfig(..)
-            | StreamEvent::TrackFrame(..) => Tags::none(),
+            StreamEvent::PublisherStopped => Tags::none(),
+            StreamEvent::TrackConfig(id, c) => {
+                if !self.tracks || !self.takes(c.codec()) {
+                    return Tags::none();
+                }
+                if c.kind() == MediaKind::Video {
+                    self.tracks_started.retain(|t| t != id);
+                }
+                let Some((head, payload)) = flv::track_config_parts(c, *id) else {
+                    return Tags::none();
+                };
+                let kind = TagKind::Media(c.kind());
+                Tags::one(Tag::new(kind, self.last_ts, &head, payload.clone()))
+            }
+            StreamEvent::TrackFrame(id, f) => {
+                if !self.tracks || !self.takes(f.codec) {
+                    return Tags::none();
+                }
+                if f.kind() == MediaKind::Video && !self.tracks_started.contains(id) {
+                    if !f.keyframe {
+                        return Tags::none();
+                    }
+                    self.tracks_started.push(*id);
+                }
+                let head = flv::track_frame_header(f, *id);
+                let timestamp = ((f.dts + self.offset_ms) & 0xFFFF_FFFF) as u32;
+                Tags::one(Tag::new(
+                    TagKind::Media(f.kind()),
+                    timestamp,
+                    &head,
+                    f.data.clone(),
+                ))
+            }
             StreamEvent::Metadata(m) => {
                 Tags::one(Tag::new(TagKind::Script, 0, ON_METADATA, m.amf0().clone()))
             }
@@ -580,6 +624,55 @@ mod tests {
             }
         }
         assert_eq!(back.events, input);
+    }
+
+    /// Multitrack out: what FFmpeg 9 sent as two video and two audio
+    /// tracks, ingested, written for an Enhanced RTMP reader and read back,
+    /// is the same events, tracks and ids included; a writer without
+    /// tracks writes track 0 alone.
+    #[test]
+    fn multitrack_tracks_read_back_as_the_same_events() {
+        let file = Bytes::from_static(include_bytes!("testdata/multitrack_av.flv"));
+        let mut input = Vec::new();
+        let mut reader = super::super::Ingest::new();
+        for tag in read_tags(&file).unwrap() {
+            let kind = match tag.tag_type {
+                8 => MediaKind::Audio,
+                9 => MediaKind::Video,
+                _ => continue,
+            };
+            reader
+                .media(kind, tag.timestamp, tag.body, |e| input.push(e))
+                .unwrap();
+        }
+        assert!(input
+            .iter()
+            .any(|e| matches!(e, StreamEvent::TrackFrame(1, f) if f.kind() == MediaKind::Video)));
+        let written = |mut w: TagWriter| {
+            let mut back = ReadBack::default();
+            for e in &input {
+                for tag in w.write(e) {
+                    let TagKind::Media(kind) = tag.kind else {
+                        continue;
+                    };
+                    back.media(kind, tag.timestamp, Bytes::from(tag.parts().concat()));
+                }
+            }
+            back.events
+        };
+        let all = TagWriter::new().accepting(CodecSet::ALL).with_tracks();
+        assert_eq!(written(all), input);
+        let track_0: Vec<_> = input
+            .iter()
+            .filter(|e| {
+                !matches!(
+                    e,
+                    StreamEvent::TrackConfig(..) | StreamEvent::TrackFrame(..)
+                )
+            })
+            .cloned()
+            .collect();
+        assert_eq!(written(TagWriter::new().accepting(CodecSet::ALL)), track_0);
     }
 
     /// The decoder configuration a sequence start (or, for AC-3 and

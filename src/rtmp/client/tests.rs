@@ -323,5 +323,5 @@ fn reads_the_servers_enhanced_rtmp_capabilities() {
     let caps = client.server_capabilities();
     assert!(caps.enhanced);
     assert_eq!(caps.codecs(), crate::media::flv::CodecSet::ALL);
-    assert_eq!(caps.caps_ex, crate::rtmp::enhanced::CAPS_MOD_EX);
+    assert_eq!(caps.caps_ex, crate::rtmp::enhanced::SERVER_CAPS_EX);
 }

@@ -212,7 +212,7 @@ fn connect_negotiates_enhanced_rtmp() {
     );
     assert_eq!(
         props.get("capsEx").and_then(|v| v.as_f64()),
-        Some(f64::from(CAPS_MOD_EX))
+        Some(f64::from(crate::rtmp::enhanced::SERVER_CAPS_EX))
     );
 
     // A legacy client: nothing announced, legacy codecs only.
