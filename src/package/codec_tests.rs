@@ -243,10 +243,7 @@ fn ingest(name: &str) -> Vec<StreamEvent> {
 /// `events` through a segmenter (half-second segments, so the two seconds
 /// make several; in low latency, each a run of small CMAF chunks); then
 /// the stream ends.
-fn package_events(
-    events: &[StreamEvent],
-    low_latency: bool,
-) -> (Option<Packaged>, Option<Packaged>) {
+fn segmenter(events: &[StreamEvent], low_latency: bool) -> StreamSegmenter {
     let config = SegmenterConfig {
         target: 0.5,
         part_target: 0.25,
@@ -263,6 +260,15 @@ fn package_events(
     seg.end(now);
     assert_eq!(seg.stats.write_errors, 0, "{:?}", seg.stats);
     assert_eq!(seg.stats.unsupported_frames, 0, "{:?}", seg.stats);
+    seg
+}
+
+/// The tracks [`segmenter`] made of `events`.
+fn package_events(
+    events: &[StreamEvent],
+    low_latency: bool,
+) -> (Option<Packaged>, Option<Packaged>) {
+    let seg = segmenter(events, low_latency);
     let snapshot = seg.snapshot();
     let take = |kind: MediaKind| {
         let t = match kind {
@@ -892,6 +898,48 @@ fn low_latency_chunks_play_too() {
             let from = if kind == "audio" { first_video } else { 0 };
             assert_packets_are_the_frames(&path, t, from);
             assert!(!decoded(&path).is_empty());
+        }
+    }
+}
+
+/// The manifests of the real ingest's events name what the segments are:
+/// codec strings (with `hev1` as the sample entry), HDR, the Dolby channel
+/// configuration.
+#[test]
+fn manifests_name_the_codecs() {
+    for (name, codecs, range, dash_audio) in [
+        ("hevc_opus", "hev1.1.6.L30.90,opus", None, "value=\"2\""),
+        (
+            "av1_ac3",
+            "av01.0.00M.08.0.110.09.18.09.0,ac-3",
+            Some("HLG"),
+            "dolby.com,2014:dash:audio_channel_configuration:2011\" value=\"A000\"",
+        ),
+        ("vp9_flac", "vp09.00.10.08,fLaC", None, "value=\"1\""),
+        (
+            "eac3",
+            "ec-3",
+            None,
+            "dolby.com,2014:dash:audio_channel_configuration:2011\" value=\"A000\"",
+        ),
+    ] {
+        let snapshot = segmenter(&ingest(&format!("{name}.flv")), false).snapshot();
+        let m3u8 = super::hls::multivariant(&snapshot);
+        assert!(m3u8.contains(&format!("CODECS=\"{codecs}\"")), "{m3u8}");
+        match range {
+            Some(r) => assert!(m3u8.contains(&format!(",VIDEO-RANGE={r}")), "{m3u8}"),
+            None => assert!(!m3u8.contains("VIDEO-RANGE"), "{m3u8}"),
+        }
+        let mpd = super::dash::mpd(&snapshot, &[]);
+        for codec in codecs.split(',') {
+            assert!(mpd.contains(&format!("codecs=\"{codec}\"")), "{mpd}");
+        }
+        assert!(mpd.contains(dash_audio), "{mpd}");
+        if range.is_some() {
+            assert!(
+                mpd.contains("TransferCharacteristics\" value=\"18\""),
+                "{mpd}"
+            );
         }
     }
 }
