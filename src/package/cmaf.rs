@@ -30,7 +30,7 @@ use mp4_atom::{
     Visual, Vmhd,
 };
 
-use crate::media::{hevc, opus, vp9, AacConfig, AvcConfig, CodecConfig, MediaKind};
+use crate::media::{av1, hevc, opus, vp9, AacConfig, AvcConfig, CodecConfig, MediaKind};
 
 /// Video media timescale: the MPEG clock, so millisecond RTMP timestamps
 /// convert exactly (`ms * 90`) and HLS/TS tools see familiar numbers.
@@ -160,6 +160,30 @@ pub fn codec_string(config: &CodecConfig, seen: &Observed) -> String {
     }
 }
 
+/// `OBU_TEMPORAL_DELIMITER` (AV1 6.2.2).
+const OBU_TEMPORAL_DELIMITER: u8 = 2;
+
+/// A frame's bytes as a sample of `config`'s track: for AV1, without the
+/// temporal delimiter a temporal unit starts with (the binding: samples
+/// SHOULD NOT carry one; ISOBMFF delimits temporal units itself), as a
+/// slice of the frame, not a copy. Other codecs' frames are their samples.
+pub fn sample_data(config: &CodecConfig, data: &Bytes) -> Bytes {
+    if let CodecConfig::Av1(_) = config {
+        if let Some(Ok(obu)) = av1::obus(data).next() {
+            if obu.obu_type == OBU_TEMPORAL_DELIMITER {
+                // The payload is a slice of `data`: what follows it is the rest.
+                let start = (obu.payload.as_ptr() as usize).checked_sub(data.as_ptr() as usize);
+                if let Some(end) = start.map(|s| s + obu.payload.len()) {
+                    if end <= data.len() {
+                        return data.slice(end..);
+                    }
+                }
+            }
+        }
+    }
+    data.clone()
+}
+
 /// The media timescale [`init_segment`] declares for `config`: samples
 /// passed to [`fragment`] are timed in it.
 pub fn timescale(config: &CodecConfig) -> u32 {
@@ -189,21 +213,28 @@ pub struct Colour {
 pub const TRANSFER_PQ: u8 = 16;
 pub const TRANSFER_HLG: u8 = 18;
 
-/// The colour a video configuration states, if it states one: the AV1
-/// sequence header's colour description, or the VP9 `vpcC`'s when it is
-/// not all unspecified. (The HEVC SPS VUI is not parsed, and H.264's
-/// colour stays in the SPS as before.)
+/// The colour a video configuration states, for `colr`: for AV1 always
+/// (the binding asks for an `nclx` `colr`, and requires one when
+/// `configOBUs` has no sequence header): the sequence header's colour (2,
+/// unspecified, where it has no description), else all unspecified; for
+/// VP9 the `vpcC`'s when it is not all unspecified. (The HEVC SPS VUI is
+/// not parsed, and H.264's colour stays in the SPS as before.)
 pub fn colour(config: &CodecConfig) -> Option<Colour> {
     match config {
-        CodecConfig::Av1(c) => {
-            let cc = &c.sequence_header.as_ref()?.color;
-            cc.color_description_present.then_some(Colour {
-                primaries: cc.color_primaries,
-                transfer: cc.transfer_characteristics,
-                matrix: cc.matrix_coefficients,
-                full_range: cc.full_range,
-            })
-        }
+        CodecConfig::Av1(c) => Some(match &c.sequence_header {
+            Some(h) => Colour {
+                primaries: h.color.color_primaries,
+                transfer: h.color.transfer_characteristics,
+                matrix: h.color.matrix_coefficients,
+                full_range: h.color.full_range,
+            },
+            None => Colour {
+                primaries: 2,
+                transfer: 2,
+                matrix: 2,
+                full_range: false,
+            },
+        }),
         CodecConfig::Vp9(r) => {
             let c = &r.config;
             let colour = Colour {

@@ -956,7 +956,7 @@ impl StreamSegmenter {
             dts,
             cts,
             keyframe: f.keyframe,
-            data: f.data.clone(),
+            data: cmaf::sample_data(&track.config, &f.data),
         });
         self.video_progress = Some(self.video_progress.map_or(dts, |p| p.max(dts)));
         self.advance_audio(None);
