@@ -349,6 +349,16 @@ mod tests {
             bad[4] ^= 0x01;
             assert_eq!(frame_block_size(&bad), None, "{header}");
         }
+        // Sample rate escapes sit between the block size escape and the
+        // CRC: 8 bits (code 12) or 16 (codes 13, 14). (The CRC function is
+        // the one the real headers above check.)
+        for (rate_code, extra) in [(12u8, 1usize), (13, 2), (14, 2)] {
+            let mut h = vec![0xff, 0xf8, 0x60 | rate_code, 0x08, 0x00, 0x63];
+            h.extend(std::iter::repeat_n(0x30, extra));
+            h.push(crc8(&h));
+            assert_eq!(frame_block_size(&h), Some(100), "rate code {rate_code}");
+            assert_eq!(frame_block_size(&h[..h.len() - 1]), None);
+        }
         // Not a frame: no sync, reserved block size code 0, bad coded number.
         assert_eq!(frame_block_size(&hex("fff0290800 5b")), None);
         assert_eq!(frame_block_size(&hex("fff809080000")), None);
@@ -571,6 +581,18 @@ mod tests {
                         let again = parse_dfla(Bytes::from(c.to_dfla())).unwrap();
                         prop_assert_eq!(again.stream_info, c.stream_info);
                         prop_assert_eq!(again.blocks.len(), c.blocks.len());
+                    }
+                }
+            }
+
+            #[test]
+            fn frame_headers_never_panic(tail in proptest::collection::vec(any::<u8>(), 0..24)) {
+                // After a sync code, so the parse gets past the first check.
+                for start in [&[0xff, 0xf8][..], &[0xff, 0xf9], &[]] {
+                    let mut v = start.to_vec();
+                    v.extend_from_slice(&tail);
+                    if let Some(n) = frame_block_size(&v) {
+                        prop_assert!((1..=65536).contains(&n));
                     }
                 }
             }
