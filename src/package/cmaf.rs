@@ -191,7 +191,8 @@ pub fn timescale(config: &CodecConfig) -> u32 {
         CodecConfig::Avc(_) => VIDEO_TIMESCALE,
         // The AAC core rate: 1024 (or 960) ticks per frame, exactly.
         CodecConfig::Aac(c) => c.sample_rate,
-        // Opus: always 48 kHz, the clock of its TOC durations and pre_skip.
+        // Other audio: its sample rate (Opus: always 48 kHz, the clock of
+        // its TOC durations and pre_skip).
         c => match c.kind() {
             MediaKind::Video => VIDEO_TIMESCALE,
             MediaKind::Audio => c.audio_format().0,
