@@ -1,4 +1,4 @@
-//! FLAC stream header (fLaC, metadata blocks, STREAMINFO) and dfLa (media::flac).
+//! FLAC stream header (fLaC, metadata blocks, STREAMINFO), dfLa and frame headers (media::flac).
 //! The body, and what it asserts, is `castgate::fuzzing::flac_config`, which
 //! `tests/fuzz_regressions.rs` also runs on every committed input.
 

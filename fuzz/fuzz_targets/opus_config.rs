@@ -1,4 +1,4 @@
-//! Opus OpusHead identification header and dOps (media::opus).
+//! Opus OpusHead identification header, dOps and packet TOCs (media::opus).
 //! The body, and what it asserts, is `castgate::fuzzing::opus_config`, which
 //! `tests/fuzz_regressions.rs` also runs on every committed input.
 

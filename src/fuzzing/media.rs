@@ -474,8 +474,12 @@ pub fn vp9_config(data: &[u8]) {
 
 /// Opus: the `OpusHead` identification header and its `dOps` form. The
 /// input is read as both; what parses converts to a `dOps` that parses
-/// back to the same fields.
+/// back to the same fields. And as a packet: its TOC gives 2.5 ms to
+/// 120 ms.
 pub fn opus_config(data: &[u8]) {
+    if let Some(n) = opus::packet_samples(data) {
+        assert!((120..=opus::MAX_PACKET_SAMPLES).contains(&n), "{n} samples");
+    }
     if let Ok(h) = opus::parse_opus_head(data) {
         assert!(h.channels >= 1);
         assert_eq!(h.mapping.is_none(), h.mapping_family == 0);
@@ -503,8 +507,12 @@ pub fn opus_config(data: &[u8]) {
 
 /// FLAC: the sequence header (`fLaC` and metadata blocks, or a bare
 /// STREAMINFO) and `dfLa`. What parses writes a `dfLa` that parses back to
-/// the same blocks, the last one alone flagged last.
+/// the same blocks, the last one alone flagged last. And as a frame: its
+/// header's block size is 1 to 65536 samples.
 pub fn flac_config(data: &[u8]) {
+    if let Some(n) = flac::frame_block_size(data) {
+        assert!((1..=65_536).contains(&n), "{n} samples");
+    }
     let header = Bytes::copy_from_slice(data);
     for parsed in [
         flac::parse_sequence_header(header.clone()),

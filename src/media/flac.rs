@@ -250,10 +250,122 @@ pub fn codec_string(_: &FlacConfig) -> String {
     "fLaC".to_string()
 }
 
+/// How many samples per channel a FLAC frame holds, from its header
+/// (RFC 9639 9.1): the block size code, with the 8- and 16-bit escapes
+/// (codes 6 and 7) read after the coded number. The header's CRC-8 must
+/// match, so bytes that merely start like a sync code are not taken for a
+/// header. `None` for anything else (a reserved code, a truncated or
+/// corrupt header): the caller falls back to the stream's clock.
+pub fn frame_block_size(frame: &[u8]) -> Option<u32> {
+    // Sync code (14 bits), a reserved 0, the blocking strategy bit.
+    if frame.len() < 6 || frame[0] != 0xff || frame[1] & 0xfe != 0xf8 {
+        return None;
+    }
+    let size_code = frame[2] >> 4;
+    let rate_code = frame[2] & 0xf;
+    if size_code == 0 || rate_code == 0xf || frame[3] & 1 != 0 {
+        return None;
+    }
+    // The coded number: a UTF-8-like run of 1 to 7 bytes.
+    let lead = frame[4].leading_ones() as usize;
+    let coded_len = match lead {
+        0 => 1,
+        2..=7 => lead,
+        _ => return None,
+    };
+    let mut at = 4 + coded_len;
+    let continuation = frame.get(5..at)?;
+    if continuation.iter().any(|b| b & 0xc0 != 0x80) {
+        return None;
+    }
+    let size = match size_code {
+        1 => 192,
+        2..=5 => 576 << (size_code - 2),
+        6 => {
+            at += 1;
+            u32::from(*frame.get(at - 1)?) + 1
+        }
+        7 => {
+            at += 2;
+            let b = frame.get(at - 2..at)?;
+            u32::from(u16::from_be_bytes([b[0], b[1]])) + 1
+        }
+        _ => 256 << (size_code - 8),
+    };
+    // Sample rate escapes: 8 bits in kHz, 16 bits in Hz or tens of Hz.
+    at += match rate_code {
+        12 => 1,
+        13 | 14 => 2,
+        _ => 0,
+    };
+    let crc = *frame.get(at)?;
+    (crc8(&frame[..at]) == crc).then_some(size)
+}
+
+/// CRC-8, polynomial x^8 + x^2 + x + 1, initial 0 (RFC 9639 9.1.8).
+fn crc8(data: &[u8]) -> u8 {
+    data.iter().fold(0u8, |mut crc, &b| {
+        crc ^= b;
+        for _ in 0..8 {
+            crc = if crc & 0x80 != 0 {
+                crc << 1 ^ 0x07
+            } else {
+                crc << 1
+            };
+        }
+        crc
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::media::bits::hex;
+
+    /// Frame headers FFmpeg 5.1's encoder wrote (`-frame_size N`), each
+    /// with what follows it cut to two bytes.
+    #[test]
+    fn frame_block_sizes() {
+        for (header, size) in [
+            ("fff82908005b4c00", 576),    // code 2
+            ("fff81908c3884c4c", 192),    // code 1, frame 200 (2-byte number)
+            ("fff869080063334a", 100),    // code 6: 8-bit escape
+            ("fff879080003e7e54e", 1000), // code 7: 16-bit escape
+            ("fff879080011398c4e", 4410), // a short last frame
+            ("fff8db0800e14e00", 8192),   // code 13, 96 kHz
+        ] {
+            let h = hex(header);
+            assert_eq!(frame_block_size(&h), Some(size), "{header}");
+            // Cut before the CRC: no answer (and no panic); after: the same.
+            let whole = (0..=h.len())
+                .find(|&cut| frame_block_size(&h[..cut]).is_some())
+                .unwrap();
+            assert!(whole >= 6, "{header}");
+            for cut in whole..=h.len() {
+                assert_eq!(frame_block_size(&h[..cut]), Some(size), "{header}");
+            }
+            // A corrupt header fails its CRC.
+            let mut bad = h.clone();
+            bad[4] ^= 0x01;
+            assert_eq!(frame_block_size(&bad), None, "{header}");
+        }
+        // Sample rate escapes sit between the block size escape and the
+        // CRC: 8 bits (code 12) or 16 (codes 13, 14). (The CRC function is
+        // the one the real headers above check.)
+        for (rate_code, extra) in [(12u8, 1usize), (13, 2), (14, 2)] {
+            let mut h = vec![0xff, 0xf8, 0x60 | rate_code, 0x08, 0x00, 0x63];
+            h.extend(std::iter::repeat_n(0x30, extra));
+            h.push(crc8(&h));
+            assert_eq!(frame_block_size(&h), Some(100), "rate code {rate_code}");
+            assert_eq!(frame_block_size(&h[..h.len() - 1]), None);
+        }
+        // Not a frame: no sync, reserved block size code 0, bad coded number.
+        assert_eq!(frame_block_size(&hex("fff0290800 5b")), None);
+        assert_eq!(frame_block_size(&hex("fff809080000")), None);
+        assert_eq!(frame_block_size(&hex("fff8290880 00")), None);
+        assert_eq!(frame_block_size(&hex("fff82908ff 0000000000000000")), None);
+        assert_eq!(frame_block_size(&hex("fff82908c2 0000")), None);
+    }
 
     // Enhanced RTMP FLAC sequence starts written by FFmpeg 9.0.2 (`-f flv`,
     // native encoder, sine input), the 5-byte ExAudioTagHeader removed:
@@ -469,6 +581,18 @@ mod tests {
                         let again = parse_dfla(Bytes::from(c.to_dfla())).unwrap();
                         prop_assert_eq!(again.stream_info, c.stream_info);
                         prop_assert_eq!(again.blocks.len(), c.blocks.len());
+                    }
+                }
+            }
+
+            #[test]
+            fn frame_headers_never_panic(tail in proptest::collection::vec(any::<u8>(), 0..24)) {
+                // After a sync code, so the parse gets past the first check.
+                for start in [&[0xff, 0xf8][..], &[0xff, 0xf9], &[]] {
+                    let mut v = start.to_vec();
+                    v.extend_from_slice(&tail);
+                    if let Some(n) = frame_block_size(&v) {
+                        prop_assert!((1..=65536).contains(&n));
                     }
                 }
             }

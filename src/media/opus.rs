@@ -197,10 +197,80 @@ pub fn codec_string(_: &OpusHead) -> String {
     "opus".to_string()
 }
 
+/// The longest packet RFC 6716 3.2.5 allows: 120 ms at 48 kHz.
+pub const MAX_PACKET_SAMPLES: u32 = 5_760;
+
+/// How many 48 kHz samples an Opus packet decodes to, from its TOC byte
+/// and frame count (RFC 6716 3.1): what an `Opus` sample's duration is in
+/// ISOBMFF, which must not be guessed from the RTMP clock. `None` for an
+/// empty packet, a code 3 packet without its count byte or with no frames,
+/// or more than 120 ms. A multistream packet is timed by its first stream
+/// (all streams of a packet last as long).
+pub fn packet_samples(packet: &[u8]) -> Option<u32> {
+    let toc = *packet.first()?;
+    let config = toc >> 3;
+    // Frame sizes in 48 kHz samples: SILK 10/20/40/60 ms, hybrid 10/20 ms,
+    // CELT 2.5/5/10/20 ms.
+    let per_frame = match config {
+        0..=11 => [480, 960, 1920, 2880][usize::from(config & 3)],
+        12..=15 => [480, 960][usize::from(config & 1)],
+        _ => [120, 240, 480, 960][usize::from(config & 3)],
+    };
+    let frames = match toc & 3 {
+        0 => 1,
+        1 | 2 => 2,
+        _ => u32::from(*packet.get(1)? & 0x3f),
+    };
+    let total = per_frame * frames;
+    (frames > 0 && total <= MAX_PACKET_SAMPLES).then_some(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::media::bits::hex;
+
+    #[test]
+    fn packet_durations_from_the_toc() {
+        // (TOC, count byte) -> samples: every frame size of each mode.
+        for (toc, samples) in [
+            (0x00, 480),  // SILK NB 10 ms
+            (0x08, 960),  // SILK NB 20 ms
+            (0x10, 1920), // SILK NB 40 ms
+            (0x18, 2880), // SILK NB 60 ms
+            (0x58, 2880), // SILK WB 60 ms
+            (0x60, 480),  // hybrid SWB 10 ms
+            (0x78, 960),  // hybrid FB 20 ms
+            (0x80, 120),  // CELT NB 2.5 ms
+            (0x88, 240),  // CELT NB 5 ms
+            (0xf0, 480),  // CELT FB 10 ms
+            (0xf8, 960),  // CELT FB 20 ms (libopus' default)
+            (0xfc, 960),  // stereo flag set: same duration
+        ] {
+            assert_eq!(packet_samples(&[toc, 0xaa]), Some(samples), "{toc:#x}");
+            // Codes 1 and 2: two frames.
+            assert_eq!(
+                packet_samples(&[toc | 1, 0]),
+                Some(samples * 2).filter(|&s| s <= 5760)
+            );
+            assert_eq!(
+                packet_samples(&[toc | 2, 0]),
+                Some(samples * 2).filter(|&s| s <= 5760)
+            );
+        }
+        // Code 3: the count byte (low 6 bits; VBR and padding bits ignored).
+        assert_eq!(packet_samples(&[0xfb, 0x03]), Some(2880));
+        assert_eq!(packet_samples(&[0xfb, 0xc6]), Some(5760));
+        assert_eq!(packet_samples(&[0x83, 48]), Some(5760)); // 48 x 2.5 ms
+                                                             // Refused: empty, no count byte, zero frames, over 120 ms.
+        assert_eq!(packet_samples(&[]), None);
+        assert_eq!(packet_samples(&[0xfb]), None);
+        assert_eq!(packet_samples(&[0xfb, 0x00]), None);
+        assert_eq!(packet_samples(&[0xfb, 0x07]), None);
+        assert_eq!(packet_samples(&[0x19, 0]), Some(5760)); // 2 x 60 ms: the most
+        assert_eq!(packet_samples(&[0x1b, 3]), None); // 3 x 60 ms
+        assert_eq!(packet_samples(&[0x83, 49]), None);
+    }
 
     // Enhanced RTMP Opus sequence starts written by FFmpeg 9.0.2 (`-f flv`)
     // + libopus (48 kHz sine), the 5-byte ExAudioTagHeader removed; the

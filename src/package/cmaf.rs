@@ -7,9 +7,16 @@
 //! The leaf boxes come from `mp4-atom`. Containers are written here so their
 //! children follow the order of ISO/IEC 14496-12 table 1 (and of ffmpeg):
 //! `mp4-atom` writes required children before optional ones, which would
-//! put `mvex` before `trak` and `vmhd` after `stbl`. `avc1` and `stsd` are
-//! also ours so that `avcC` is the publisher's record byte for byte, not a
-//! re-encoding of it.
+//! put `mvex` before `trak` and `vmhd` after `stbl`. The sample entries and
+//! `stsd` are also ours so that each configuration box is the publisher's
+//! record byte for byte (`avcC`, `hvcC`, `av1C`), not a re-encoding of it.
+//!
+//! Sample entries: `avc1`, `hvc1` or `hev1` (see [`hevc_entry`]), `av01`,
+//! `vp09`, `mp4a`, `Opus`, `fLaC`, `ac-3`, `ec-3`. Video entries carry a
+//! `colr` (`nclx`) when the configuration states the colour (AV1 sequence
+//! header, VP9 `vpcC`). Opus tracks also get what Opus-in-ISOBMFF 4.3.6.2
+//! and 4.4 require: a `roll` sample group (80 ms of pre-roll) and an edit
+//! list that trims `pre_skip`.
 //!
 //! Fragments never copy samples: [`fragment`] returns the `moof` and the
 //! `mdat` header in one small buffer, and the caller sends the sample
@@ -18,12 +25,12 @@
 use bytes::{Bytes, BytesMut};
 use mp4_atom::esds::{DecoderConfig, DecoderSpecific, EsDescriptor, SLConfig};
 use mp4_atom::{
-    Audio, BufMut as _, Dinf, Dref, Encode, Esds, FourCC, Ftyp, Hdlr, Mdhd, Mfhd, Mp4a, Mvex, Mvhd,
-    Smhd, Stco, Stsc, Stsz, Stts, Tfdt, Tfhd, Tkhd, Trex, Trun, TrunEntry, TrunSamples, Url,
+    Audio, BufMut as _, Colr, Dinf, Dref, Encode, Esds, FourCC, Ftyp, Hdlr, Mdhd, Mfhd, Mp4a, Mvex,
+    Mvhd, Smhd, Stco, Stsc, Stsz, Stts, Tfdt, Tfhd, Tkhd, Trex, Trun, TrunEntry, TrunSamples, Url,
     Visual, Vmhd,
 };
 
-use crate::media::{AacConfig, AvcConfig, CodecConfig};
+use crate::media::{av1, hevc, opus, vp9, AacConfig, AvcConfig, CodecConfig, MediaKind};
 
 /// Video media timescale: the MPEG clock, so millisecond RTMP timestamps
 /// convert exactly (`ms * 90`) and HLS/TS tools see familiar numbers.
@@ -33,6 +40,14 @@ pub const VIDEO_TIMESCALE: u32 = 90_000;
 const SYNC_SAMPLE_FLAGS: u32 = 0x0200_0000;
 /// `sample_depends_on = 1`, `sample_is_non_sync_sample = 1`.
 const NON_SYNC_SAMPLE_FLAGS: u32 = 0x0101_0000;
+
+/// Opus needs 80 ms of decoded audio after a random access before its
+/// output is right (Opus-in-ISOBMFF 4.3.6.2): 3840 samples at 48 kHz.
+pub const OPUS_PRE_ROLL: u32 = 3_840;
+/// The `roll_distance` of the init segment's `roll` group: 80 ms of the
+/// 20 ms packets nearly every encoder sends. Fragments of other packet
+/// sizes describe their own (see [`fragment_for`]).
+const OPUS_DEFAULT_ROLL: i16 = -4;
 
 /// Why an init segment or fragment could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +64,126 @@ pub enum CmafError {
     Encode(#[from] mp4_atom::Error),
 }
 
+/// What a video track's first keyframe tells that its configuration
+/// record does not. The segmenter learns it before the first segment (and
+/// so before any manifest names the init segment) and rebuilds the init
+/// segment with it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// HEVC: the keyframe carries VPS, SPS or PPS NAL units in band.
+    pub in_band_parameter_sets: bool,
+    /// VP9: the keyframe's frame size (`vpcC` has none).
+    pub size: Option<(u32, u32)>,
+}
+
+impl Observed {
+    /// What keyframe `data` of a track configured with `config` shows.
+    /// Bounded: a malformed frame shows nothing.
+    pub fn keyframe(config: &CodecConfig, data: &[u8]) -> Observed {
+        match config {
+            CodecConfig::Hevc(c) => Observed {
+                in_band_parameter_sets: has_parameter_sets(data, c.nal_length_size),
+                size: None,
+            },
+            CodecConfig::Vp9(_) => Observed {
+                in_band_parameter_sets: false,
+                size: vp9::parse_keyframe_header(data)
+                    .ok()
+                    .map(|k| (k.width, k.height)),
+            },
+            _ => Observed::default(),
+        }
+    }
+}
+
+/// Whether length-prefixed HEVC NAL units hold a VPS, SPS or PPS. Stops
+/// at the first length that runs past the data.
+fn has_parameter_sets(mut data: &[u8], nal_length_size: u8) -> bool {
+    let n = usize::from(nal_length_size);
+    if !(1..=4).contains(&n) {
+        return false;
+    }
+    while data.len() > n {
+        let len = data[..n]
+            .iter()
+            .fold(0usize, |l, &b| l << 8 | usize::from(b));
+        let Some(nal) = data.get(n..n + len) else {
+            return false;
+        };
+        if let Some(&h) = nal.first() {
+            if (hevc::NAL_VPS..=hevc::NAL_PPS).contains(&(h >> 1 & 0x3f)) {
+                return true;
+            }
+        }
+        data = &data[n + len..];
+    }
+    false
+}
+
+/// `hvc1` or `hev1` for an HEVC track. ISO/IEC 14496-15 8.4.1: with
+/// `hvc1` every parameter set is in the sample entry, so its arrays of
+/// VPS, SPS and PPS must be marked complete and the samples carry none;
+/// `hev1` allows them in band. The record is written verbatim, so `hvc1`
+/// only when the record itself says its VPS, SPS and PPS arrays are
+/// complete and the first keyframe carries none. FFmpeg's FLV muxer
+/// clears `array_completeness`, so its streams are `hev1` (which Apple
+/// players refuse; Chrome, Firefox and ffmpeg take both).
+pub fn hevc_entry(config: &hevc::HevcConfig, seen: &Observed) -> &'static [u8; 4] {
+    let complete = [hevc::NAL_VPS, hevc::NAL_SPS, hevc::NAL_PPS]
+        .iter()
+        .all(|&t| {
+            let mut arrays = config.arrays.iter().filter(|a| a.nal_unit_type == t);
+            let mut any = false;
+            let all = arrays.all(|a| {
+                any |= !a.units.is_empty();
+                a.complete
+            });
+            any && all
+        });
+    if complete && !seen.in_band_parameter_sets {
+        b"hvc1"
+    } else {
+        b"hev1"
+    }
+}
+
+/// The RFC 6381 codecs parameter of the track [`init_segment_with`]
+/// writes: for HEVC its prefix is the sample entry's name, as 14496-15
+/// E.3 requires.
+pub fn codec_string(config: &CodecConfig, seen: &Observed) -> String {
+    match config {
+        CodecConfig::Hevc(c) => {
+            let entry = std::str::from_utf8(hevc_entry(c, seen)).unwrap_or("hev1");
+            c.general.codec_string(entry)
+        }
+        c => c.codec_string(),
+    }
+}
+
+/// `OBU_TEMPORAL_DELIMITER` (AV1 6.2.2).
+const OBU_TEMPORAL_DELIMITER: u8 = 2;
+
+/// A frame's bytes as a sample of `config`'s track: for AV1, without the
+/// temporal delimiter a temporal unit starts with (the binding: samples
+/// SHOULD NOT carry one; ISOBMFF delimits temporal units itself), as a
+/// slice of the frame, not a copy. Other codecs' frames are their samples.
+pub fn sample_data(config: &CodecConfig, data: &Bytes) -> Bytes {
+    if let CodecConfig::Av1(_) = config {
+        if let Some(Ok(obu)) = av1::obus(data).next() {
+            if obu.obu_type == OBU_TEMPORAL_DELIMITER {
+                // The payload is a slice of `data`: what follows it is the rest.
+                let start = (obu.payload.as_ptr() as usize).checked_sub(data.as_ptr() as usize);
+                if let Some(end) = start.map(|s| s + obu.payload.len()) {
+                    if end <= data.len() {
+                        return data.slice(end..);
+                    }
+                }
+            }
+        }
+    }
+    data.clone()
+}
+
 /// The media timescale [`init_segment`] declares for `config`: samples
 /// passed to [`fragment`] are timed in it.
 pub fn timescale(config: &CodecConfig) -> u32 {
@@ -56,37 +191,140 @@ pub fn timescale(config: &CodecConfig) -> u32 {
         CodecConfig::Avc(_) => VIDEO_TIMESCALE,
         // The AAC core rate: 1024 (or 960) ticks per frame, exactly.
         CodecConfig::Aac(c) => c.sample_rate,
+        // Other audio: its sample rate (Opus: always 48 kHz, the clock of
+        // its TOC durations and pre_skip).
         c => match c.kind() {
-            crate::media::MediaKind::Video => VIDEO_TIMESCALE,
-            crate::media::MediaKind::Audio => c.audio_format().0,
+            MediaKind::Video => VIDEO_TIMESCALE,
+            MediaKind::Audio => c.audio_format().0,
         },
     }
+}
+
+/// A colour description (ISO/IEC 23091-2 code points) for `colr`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Colour {
+    pub primaries: u8,
+    pub transfer: u8,
+    pub matrix: u8,
+    pub full_range: bool,
+}
+
+/// Transfer characteristics of HDR video: SMPTE ST 2084 (PQ) and ARIB
+/// STD-B67 (HLG).
+pub const TRANSFER_PQ: u8 = 16;
+pub const TRANSFER_HLG: u8 = 18;
+
+/// The colour a video configuration states, for `colr`: for AV1 always
+/// (the binding asks for an `nclx` `colr`, and requires one when
+/// `configOBUs` has no sequence header): the sequence header's colour (2,
+/// unspecified, where it has no description), else all unspecified; for
+/// VP9 the `vpcC`'s when it is not all unspecified. (The HEVC SPS VUI is
+/// not parsed, and H.264's colour stays in the SPS as before.)
+pub fn colour(config: &CodecConfig) -> Option<Colour> {
+    match config {
+        CodecConfig::Av1(c) => Some(match &c.sequence_header {
+            Some(h) => Colour {
+                primaries: h.color.color_primaries,
+                transfer: h.color.transfer_characteristics,
+                matrix: h.color.matrix_coefficients,
+                full_range: h.color.full_range,
+            },
+            None => Colour {
+                primaries: 2,
+                transfer: 2,
+                matrix: 2,
+                full_range: false,
+            },
+        }),
+        CodecConfig::Vp9(r) => {
+            let c = &r.config;
+            let colour = Colour {
+                primaries: c.colour_primaries,
+                transfer: c.transfer_characteristics,
+                matrix: c.matrix_coefficients,
+                full_range: c.full_range,
+            };
+            (
+                colour.primaries,
+                colour.transfer,
+                colour.matrix,
+                colour.full_range,
+            )
+                .ne(&(2, 2, 2, false))
+                .then_some(colour)
+        }
+        _ => None,
+    }
+}
+
+/// The Dolby `audio_channel_configuration` of an AC-3 or E-AC-3 track
+/// (ETSI TS 102 366 I.1.2; what DASH-IF IOP puts in
+/// `AudioChannelConfiguration`): bit 15 L, 14 C, 13 R, 12 Ls, 11 Rs, then
+/// the pairs and channels an E-AC-3 dependent substream adds, bit 0 LFE.
+pub fn dolby_channels(config: &CodecConfig) -> Option<u16> {
+    let (acmod, lfe, chan_loc) = match config {
+        CodecConfig::Ac3(h) => (h.acmod, h.lfeon, 0),
+        CodecConfig::Eac3(c) => {
+            let s = c.substreams.first()?;
+            let loc = if s.num_dep_sub > 0 { s.chan_loc } else { 0 };
+            (s.acmod, s.lfeon, loc)
+        }
+        _ => return None,
+    };
+    // By acmod: 1+1 (as L, R), C, L R, L C R, L R Cs, L C R Cs, L R Ls Rs,
+    // L C R Ls Rs.
+    const ACMOD: [u16; 8] = [
+        0xa000, 0x4000, 0xa000, 0xe000, 0xa100, 0xe100, 0xb800, 0xf800,
+    ];
+    let mut bits = ACMOD[usize::from(acmod & 7)] | u16::from(lfe);
+    // chan_loc (TS 102 366 F.6.2.15) bits 0..=7 (Lc/Rc .. Vhc) are bits
+    // 10..=3 here; bit 8 (LFE2) is bit 1.
+    for i in 0..8 {
+        if chan_loc & 1 << i != 0 {
+            bits |= 1 << (10 - i);
+        }
+    }
+    if chan_loc & 1 << 8 != 0 {
+        bits |= 1 << 1;
+    }
+    Some(bits)
 }
 
 /// The CMAF header for one track: `ftyp` + `moov` with empty sample tables
 /// and an `mvex`, so that every sample lives in the fragments.
 ///
-/// Brands: major `iso6` (signed composition offsets in `trun` v1, `tfdt`),
-/// compatible `iso6`, `cmfc` (the CMAF structural brand), `mp41` (as
-/// ffmpeg's CMAF output, for sniffers that predate `iso6`), plus `avc1` for
-/// H.264. No media profile brand (`cfhd`, `caac`): castgate forwards what
-/// the publisher sends and cannot vouch for the profile's constraints.
+/// Brands: major `iso6` (signed composition offsets in `trun` v1, `tfdt`,
+/// sample groups), compatible `iso6`, `cmfc` (the CMAF structural brand),
+/// `mp41` (as ffmpeg's CMAF output, for sniffers that predate `iso6`),
+/// plus the codec binding's brand where it defines one: `avc1` (H.264),
+/// `av01` (AV1 binding 2.1), `Opus` (Opus-in-ISOBMFF 4.1). No media
+/// profile brand (`cfhd`, `caac`): castgate forwards what the publisher
+/// sends and cannot vouch for the profile's constraints.
 pub fn init_segment(track_id: u32, config: &CodecConfig) -> Result<Bytes, CmafError> {
+    init_segment_with(track_id, config, &Observed::default())
+}
+
+/// [`init_segment`] with what the first keyframe showed (see [`Observed`]).
+pub fn init_segment_with(
+    track_id: u32,
+    config: &CodecConfig,
+    seen: &Observed,
+) -> Result<Bytes, CmafError> {
     if track_id == 0 {
         return Err(CmafError::ZeroTrackId);
     }
-    let is_video = match config {
-        CodecConfig::Avc(_) => true,
-        CodecConfig::Aac(_) => false,
-        c => return Err(CmafError::Unsupported(c.codec().name())),
-    };
+    if let CodecConfig::Mp3(_) = config {
+        return Err(CmafError::Unsupported(config.codec().name()));
+    }
+    let is_video = config.kind() == MediaKind::Video;
     let timescale = timescale(config);
     if timescale == 0 {
         return Err(CmafError::Unsupported("a zero sample rate"));
     }
-    let (width, height) = match config {
-        CodecConfig::Avc(c) => dimensions(c)?,
-        _ => (0, 0),
+    let (width, height) = if is_video {
+        dimensions(picture_size(config, seen))?
+    } else {
+        (0, 0)
     };
 
     let mut buf = BytesMut::with_capacity(1024);
@@ -95,8 +333,11 @@ pub fn init_segment(track_id: u32, config: &CodecConfig) -> Result<Bytes, CmafEr
         FourCC::new(b"cmfc"),
         FourCC::new(b"mp41"),
     ];
-    if is_video {
-        brands.push(FourCC::new(b"avc1"));
+    match config {
+        CodecConfig::Avc(_) => brands.push(FourCC::new(b"avc1")),
+        CodecConfig::Av1(_) => brands.push(FourCC::new(b"av01")),
+        CodecConfig::Opus(_) => brands.push(FourCC::new(b"Opus")),
+        _ => {}
     }
     Ftyp {
         major_brand: FourCC::new(b"iso6"),
@@ -114,7 +355,7 @@ pub fn init_segment(track_id: u32, config: &CodecConfig) -> Result<Bytes, CmafEr
             ..Default::default()
         }
         .encode(buf)?;
-        write_trak(buf, track_id, config, timescale, (width, height))?;
+        write_trak(buf, track_id, config, seen, timescale, (width, height))?;
         Mvex {
             mehd: None,
             trex: vec![Trex {
@@ -135,14 +376,23 @@ pub fn init_segment(track_id: u32, config: &CodecConfig) -> Result<Bytes, CmafEr
     Ok(buf.freeze())
 }
 
+/// Display size: the configuration's, or (VP9) the first keyframe's.
+pub fn picture_size(config: &CodecConfig, seen: &Observed) -> (u32, u32) {
+    match (config.picture_size(), seen.size) {
+        ((0, 0), Some(size)) => size,
+        (size, _) => size,
+    }
+}
+
 fn write_trak(
     buf: &mut BytesMut,
     track_id: u32,
     config: &CodecConfig,
+    seen: &Observed,
     timescale: u32,
     (width, height): (u16, u16),
 ) -> mp4_atom::Result<()> {
-    let is_video = matches!(config, CodecConfig::Avc(_));
+    let is_video = config.kind() == MediaKind::Video;
     let volume: u8 = if is_video { 0 } else { 1 };
     buf.encode_atom(b"trak", |buf| {
         Tkhd {
@@ -155,6 +405,9 @@ fn write_trak(
             ..Default::default()
         }
         .encode(buf)?;
+        if let CodecConfig::Opus(o) = config {
+            write_pre_skip_edit(buf, o.head.pre_skip)?;
+        }
         buf.encode_atom(b"mdia", |buf| {
             Mdhd {
                 timescale,
@@ -186,42 +439,154 @@ fn write_trak(
                 }
                 .encode(buf)?;
                 buf.encode_atom(b"stbl", |buf| {
-                    write_stsd(buf, config, width, height)?;
+                    write_stsd(buf, config, seen, width, height)?;
                     Stts::default().encode(buf)?;
                     Stsc::default().encode(buf)?;
                     Stsz::default().encode(buf)?;
-                    Stco::default().encode(buf)
+                    Stco::default().encode(buf)?;
+                    if let CodecConfig::Opus(_) = config {
+                        // 4.3.6.2: a `roll` sgpd and sbgp in the sample table
+                        // (no samples here: the fragments map theirs).
+                        write_roll_sgpd(buf, OPUS_DEFAULT_ROLL)?;
+                        write_sbgp(buf, 0, 0)?;
+                    }
+                    Ok(())
                 })
             })
         })
     })
 }
 
-/// Display size for `tkhd` and the sample entry. 0×0 when the SPS did not
-/// parse: decoders read the real size from the SPS anyway.
-fn dimensions(c: &AvcConfig) -> Result<(u16, u16), CmafError> {
+/// Opus-in-ISOBMFF 4.4: an edit that starts presentation `pre_skip`
+/// samples into the media (the decoder's priming output), for the whole
+/// live track (`segment_duration` 0: as long as the media). CMAF allows
+/// this one edit in a header; media times are in the 48 kHz timescale.
+fn write_pre_skip_edit(buf: &mut BytesMut, pre_skip: u16) -> mp4_atom::Result<()> {
+    if pre_skip == 0 {
+        return Ok(());
+    }
+    buf.encode_atom(b"edts", |buf| {
+        buf.encode_atom(b"elst", |buf| {
+            0u32.encode(buf)?; // version 0, flags
+            1u32.encode(buf)?; // entry_count
+            0u32.encode(buf)?; // segment_duration
+            u32::from(pre_skip).encode(buf)?; // media_time
+            1u16.encode(buf)?; // media_rate_integer
+            0u16.encode(buf) // media_rate_fraction
+        })
+    })
+}
+
+/// `sgpd` version 1 of grouping type `roll` with one
+/// `AudioRollRecoveryEntry` (14496-12 10.1): its `roll_distance`.
+fn write_roll_sgpd(buf: &mut BytesMut, roll_distance: i16) -> mp4_atom::Result<()> {
+    buf.encode_atom(b"sgpd", |buf| {
+        0x0100_0000u32.encode(buf)?; // version 1, flags 0
+        FourCC::new(b"roll").encode(buf)?;
+        2u32.encode(buf)?; // default_length
+        1u32.encode(buf)?; // entry_count
+        roll_distance.encode(buf)
+    })
+}
+
+/// `sbgp` of grouping type `roll`: `count` samples (none: no entry) in
+/// group description `index`.
+fn write_sbgp(buf: &mut BytesMut, count: u32, index: u32) -> mp4_atom::Result<()> {
+    buf.encode_atom(b"sbgp", |buf| {
+        0u32.encode(buf)?; // version 0, flags 0
+        FourCC::new(b"roll").encode(buf)?;
+        if count == 0 {
+            return 0u32.encode(buf);
+        }
+        1u32.encode(buf)?;
+        count.encode(buf)?;
+        index.encode(buf)
+    })
+}
+
+/// Display size for `tkhd` and the sample entry. 0×0 when it is not
+/// known: decoders read the real size from the bitstream anyway.
+fn dimensions((width, height): (u32, u32)) -> Result<(u16, u16), CmafError> {
     let fit = |what, v: u32| {
         u16::try_from(v).map_err(|_| CmafError::TooLarge {
             what,
             value: u64::from(v),
         })
     };
-    Ok((fit("width", c.width)?, fit("height", c.height)?))
+    Ok((fit("width", width)?, fit("height", height)?))
 }
 
 /// `stsd` with its single sample entry (a full box: version and flags 0).
 fn write_stsd(
     buf: &mut BytesMut,
     config: &CodecConfig,
+    seen: &Observed,
     width: u16,
     height: u16,
 ) -> mp4_atom::Result<()> {
     buf.encode_atom(b"stsd", |buf| {
         0u32.encode(buf)?; // version, flags
         1u32.encode(buf)?; // entry_count
+        let colr = colour(config);
         match config {
             CodecConfig::Avc(c) => write_avc1(buf, c, width, height),
+            CodecConfig::Hevc(c) => {
+                let boxes: [(&[u8; 4], &[u8]); 1] = [(b"hvcC", &c.record)];
+                write_visual(buf, hevc_entry(c, seen), width, height, &boxes, colr)
+            }
+            CodecConfig::Av1(c) => {
+                let boxes: [(&[u8; 4], &[u8]); 1] = [(b"av1C", &c.record)];
+                write_visual(buf, b"av01", width, height, &boxes, colr)
+            }
+            CodecConfig::Vp9(r) => {
+                let vpcc = r.config.to_vpcc();
+                let boxes: [(&[u8; 4], &[u8]); 1] = [(b"vpcC", &vpcc)];
+                write_visual(buf, b"vp09", width, height, &boxes, colr)
+            }
             CodecConfig::Aac(c) => mp4a(c).encode(buf),
+            CodecConfig::Opus(o) => {
+                // 4.3.1: channelcount is the output channel count,
+                // samplesize 16, samplerate 48000.
+                let dops = o.head.to_dops();
+                write_audio(
+                    buf,
+                    b"Opus",
+                    o.head.channels,
+                    16,
+                    opus::SAMPLE_RATE,
+                    b"dOps",
+                    &dops,
+                )
+            }
+            CodecConfig::Flac(f) => {
+                let si = &f.config.stream_info;
+                let dfla = f.config.to_dfla();
+                write_audio(
+                    buf,
+                    b"fLaC",
+                    si.channels,
+                    si.bits_per_sample,
+                    si.sample_rate,
+                    b"dfLa",
+                    &dfla,
+                )
+            }
+            CodecConfig::Ac3(h) => {
+                let dac3 = h.to_dac3();
+                write_audio(
+                    buf,
+                    b"ac-3",
+                    h.channels(),
+                    16,
+                    h.sample_rate,
+                    b"dac3",
+                    &dac3,
+                )
+            }
+            CodecConfig::Eac3(c) => {
+                let dec3 = c.to_dec3();
+                write_audio(buf, b"ec-3", c.channels, 16, c.sample_rate, b"dec3", &dec3)
+            }
             c => Err(mp4_atom::Error::Unsupported(c.codec().name())),
         }
     })
@@ -231,7 +596,21 @@ fn write_stsd(
 /// verbatim: it was validated on ingest, and re-encoding could drop what
 /// we do not model (the High-profile extension, extra parameter sets).
 fn write_avc1(buf: &mut BytesMut, c: &AvcConfig, width: u16, height: u16) -> mp4_atom::Result<()> {
-    buf.encode_atom(b"avc1", |buf| {
+    let boxes: [(&[u8; 4], &[u8]); 1] = [(b"avcC", &c.record)];
+    write_visual(buf, b"avc1", width, height, &boxes, None)
+}
+
+/// A visual sample entry: its fields, the configuration boxes (bodies as
+/// given), then `colr` when the colour is known.
+fn write_visual(
+    buf: &mut BytesMut,
+    entry: &[u8; 4],
+    width: u16,
+    height: u16,
+    boxes: &[(&[u8; 4], &[u8])],
+    colr: Option<Colour>,
+) -> mp4_atom::Result<()> {
+    buf.encode_atom(entry, |buf| {
         Visual {
             data_reference_index: 1,
             width,
@@ -239,8 +618,47 @@ fn write_avc1(buf: &mut BytesMut, c: &AvcConfig, width: u16, height: u16) -> mp4
             ..Default::default()
         }
         .encode(buf)?;
-        buf.encode_atom(b"avcC", |buf| {
-            buf.extend_from_slice(&c.record);
+        for (kind, body) in boxes {
+            buf.encode_atom(*kind, |buf| {
+                buf.extend_from_slice(body);
+                Ok(())
+            })?;
+        }
+        if let Some(c) = colr {
+            Colr::Nclx {
+                colour_primaries: c.primaries.into(),
+                transfer_characteristics: c.transfer.into(),
+                matrix_coefficients: c.matrix.into(),
+                full_range_flag: c.full_range,
+            }
+            .encode(buf)?;
+        }
+        Ok(())
+    })
+}
+
+/// An audio sample entry with one configuration box (body as given).
+/// Rates above 65535 are written as 0 like ffmpeg does: decoders take the
+/// rate from the configuration box.
+fn write_audio(
+    buf: &mut BytesMut,
+    entry: &[u8; 4],
+    channels: u8,
+    sample_size: u8,
+    sample_rate: u32,
+    kind: &[u8; 4],
+    body: &[u8],
+) -> mp4_atom::Result<()> {
+    buf.encode_atom(entry, |buf| {
+        Audio {
+            data_reference_index: 1,
+            channel_count: u16::from(channels),
+            sample_size: u16::from(sample_size),
+            sample_rate: u16::try_from(sample_rate).unwrap_or(0).into(),
+        }
+        .encode(buf)?;
+        buf.encode_atom(kind, |buf| {
+            buf.extend_from_slice(body);
             Ok(())
         })
     })
@@ -337,6 +755,40 @@ pub fn fragment(
     base_decode_time: u64,
     samples: &[Sample],
 ) -> Result<Fragment, CmafError> {
+    build_fragment(track_id, sequence_number, base_decode_time, samples, None)
+}
+
+/// [`fragment`] for a track of `config`, with what its codec needs in
+/// every fragment: for Opus, the `roll` sample group (4.3.6.2), whose
+/// distance is as many packets as 80 ms takes at the fragment's shortest
+/// packet (the init segment's group, 4 packets of 20 ms, when it fits;
+/// else one described in the fragment).
+pub fn fragment_for(
+    config: &CodecConfig,
+    track_id: u32,
+    sequence_number: u32,
+    base_decode_time: u64,
+    samples: &[Sample],
+) -> Result<Fragment, CmafError> {
+    let roll = match config {
+        CodecConfig::Opus(_) => samples
+            .iter()
+            .map(|s| s.duration)
+            .min()
+            .filter(|&d| d > 0)
+            .map(|d| -(OPUS_PRE_ROLL.div_ceil(d).min(i16::MAX as u32) as i16)),
+        _ => None,
+    };
+    build_fragment(track_id, sequence_number, base_decode_time, samples, roll)
+}
+
+fn build_fragment(
+    track_id: u32,
+    sequence_number: u32,
+    base_decode_time: u64,
+    samples: &[Sample],
+    roll: Option<i16>,
+) -> Result<Fragment, CmafError> {
     if samples.is_empty() {
         return Err(CmafError::NoSamples);
     }
@@ -382,7 +834,17 @@ pub fn fragment(
             }
             .encode(buf)?;
             trun_at = buf.len();
-            trun.encode(buf)
+            trun.encode(buf)?;
+            let count = samples.len() as u32;
+            match roll {
+                None => Ok(()),
+                Some(OPUS_DEFAULT_ROLL) => write_sbgp(buf, count, 1),
+                Some(distance) => {
+                    // 14496-12 8.9.4: 0x10001 is the traf's first sgpd entry.
+                    write_roll_sgpd(buf, distance)?;
+                    write_sbgp(buf, count, 0x1_0001)
+                }
+            }
         })
     })?;
 
@@ -634,6 +1096,171 @@ mod tests {
             fragment(0, 1, 0, &[s]),
             Err(CmafError::ZeroTrackId)
         ));
+    }
+
+    fn opus_config(pre_skip: u16) -> CodecConfig {
+        CodecConfig::Opus(crate::media::OpusRecord {
+            record: Bytes::new(),
+            head: crate::media::opus::OpusHead {
+                version: 1,
+                channels: 2,
+                pre_skip,
+                input_sample_rate: 48_000,
+                output_gain: 0,
+                mapping_family: 0,
+                mapping: None,
+            },
+        })
+    }
+
+    fn opus_packets(samples: u32, n: usize) -> Vec<Sample> {
+        (0..n)
+            .map(|_| Sample {
+                duration: samples,
+                cts_offset: 0,
+                keyframe: true,
+                data: Bytes::from_static(b"\xfc\xff"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn opus_roll_groups_follow_the_packet_size() {
+        let config = opus_config(312);
+        // 20 ms packets: the init segment's group (index 1), no sgpd here.
+        let f = fragment_for(&config, 2, 1, 0, &opus_packets(960, 3)).unwrap();
+        let traf = &Moof::decode(&mut &f.header[..]).unwrap().traf[0];
+        assert!(traf.sgpd.is_empty());
+        let e = &traf.sbgp[0].entries[0];
+        assert_eq!((e.sample_count, e.group_description_index), (3, 1));
+        // 10 ms packets: 8 of them make 80 ms, described in the fragment.
+        let f = fragment_for(&config, 2, 1, 0, &opus_packets(480, 5)).unwrap();
+        let traf = &Moof::decode(&mut &f.header[..]).unwrap().traf[0];
+        let e = &traf.sbgp[0].entries[0];
+        assert_eq!((e.sample_count, e.group_description_index), (5, 0x1_0001));
+        assert_eq!(
+            traf.sgpd[0].entries[0].entry,
+            mp4_atom::AnySampleGroupEntry::UnknownGroupingType(
+                FourCC::new(b"roll"),
+                (-8i16).to_be_bytes().to_vec()
+            )
+        );
+        // The data offset still points at the samples, past the groups.
+        let all = f.to_bytes();
+        let off = traf.trun[0].data_offset.unwrap() as usize;
+        assert_eq!(&all[off..off + 2], b"\xfc\xff");
+        // Other codecs: no groups.
+        let aac = CodecConfig::Aac(aac_config());
+        let f = fragment_for(&aac, 2, 1, 0, &opus_packets(1024, 2)).unwrap();
+        let traf = &Moof::decode(&mut &f.header[..]).unwrap().traf[0];
+        assert!(traf.sbgp.is_empty() && traf.sgpd.is_empty());
+    }
+
+    #[test]
+    fn opus_without_pre_skip_has_no_edit() {
+        let (_, moov) = split_init(&init_segment(2, &opus_config(0)).unwrap());
+        assert!(moov.trak[0].edts.is_none());
+        let (_, moov) = split_init(&init_segment(2, &opus_config(312)).unwrap());
+        assert!(moov.trak[0].edts.is_some());
+        let init = init_segment(2, &opus_config(312)).unwrap();
+        let trak = child(child(&init, "moov"), "trak");
+        assert_eq!(names(trak), ["tkhd", "edts", "mdia"]);
+        let stbl = child(child(child(trak, "mdia"), "minf"), "stbl");
+        assert_eq!(
+            names(stbl),
+            ["stsd", "stts", "stsc", "stsz", "stco", "sgpd", "sbgp"]
+        );
+    }
+
+    #[test]
+    fn vp9_colour_and_hdr() {
+        let vp9 = |transfer, full_range| {
+            CodecConfig::Vp9(crate::media::Vp9Record {
+                record: Bytes::new(),
+                config: crate::media::vp9::Vp9Config {
+                    profile: 2,
+                    level: 31,
+                    bit_depth: 10,
+                    chroma_subsampling: 1,
+                    full_range,
+                    colour_primaries: if transfer == 2 { 2 } else { 9 },
+                    transfer_characteristics: transfer,
+                    matrix_coefficients: if transfer == 2 { 2 } else { 9 },
+                },
+            })
+        };
+        let pq = vp9(TRANSFER_PQ, false);
+        assert_eq!(
+            colour(&pq),
+            Some(Colour {
+                primaries: 9,
+                transfer: 16,
+                matrix: 9,
+                full_range: false
+            })
+        );
+        let (_, moov) = split_init(&init_segment(1, &pq).unwrap());
+        let [Codec::Vp09(vp09)] = &moov.trak[0].mdia.minf.stbl.stsd.codecs[..] else {
+            panic!()
+        };
+        assert!(matches!(
+            vp09.colr,
+            Some(mp4_atom::Colr::Nclx {
+                transfer_characteristics: 16,
+                ..
+            })
+        ));
+        // Unspecified colour: no `colr`; full range alone is worth one.
+        assert_eq!(colour(&vp9(2, false)), None);
+        assert!(colour(&vp9(2, true)).is_some_and(|c| c.full_range));
+        // No size in vpcC: 0x0 until a keyframe gives it.
+        let seen = Observed {
+            in_band_parameter_sets: false,
+            size: Some((1920, 1080)),
+        };
+        let (_, moov) = split_init(&init_segment_with(1, &pq, &seen).unwrap());
+        let tkhd = &moov.trak[0].tkhd;
+        assert_eq!((tkhd.width.integer(), tkhd.height.integer()), (1920, 1080));
+    }
+
+    #[test]
+    fn dolby_channel_configurations() {
+        let ac3 = |acmod, lfeon| {
+            CodecConfig::Ac3(crate::media::ac3::Ac3Header {
+                fscod: 0,
+                frmsizecod: 16,
+                bsid: 8,
+                bsmod: 0,
+                acmod,
+                lfeon,
+                sample_rate: 48_000,
+                frame_size: 768,
+                bit_rate: 192_000,
+            })
+        };
+        assert_eq!(dolby_channels(&ac3(7, true)), Some(0xf801)); // 5.1
+        assert_eq!(dolby_channels(&ac3(2, false)), Some(0xa000)); // stereo
+        assert_eq!(dolby_channels(&ac3(1, false)), Some(0x4000)); // mono
+        assert_eq!(dolby_channels(&ac3(6, false)), Some(0xb800)); // 2/2
+                                                                  // 7.1: 5.1 plus a dependent substream with the Lrs/Rrs pair.
+        let sub = crate::media::ac3::Eac3Substream {
+            fscod: 0,
+            bsid: 16,
+            bsmod: 0,
+            acmod: 7,
+            lfeon: true,
+            num_dep_sub: 1,
+            chan_loc: 1 << 1,
+        };
+        let eac3 = CodecConfig::Eac3(crate::media::ac3::Eac3Config {
+            data_rate: 384,
+            substreams: vec![sub],
+            sample_rate: 48_000,
+            channels: 8,
+            samples: 1536,
+        });
+        assert_eq!(dolby_channels(&eac3), Some(0xfa01));
+        assert_eq!(dolby_channels(&CodecConfig::Aac(aac_config())), None);
     }
 
     #[test]

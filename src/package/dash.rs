@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::hls::window;
-use super::model::{SegmentInfo, StreamSnapshot, TrackTimeline};
+use super::model::{SegmentInfo, StreamSnapshot, TrackTimeline, VideoRange};
 use super::urls;
 use crate::media::MediaKind;
 use crate::timefmt::rfc3339_millis;
@@ -535,6 +535,20 @@ fn representation(
                 let _ = write!(out, " frameRate=\"{rate}\"");
             }
             out.push_str(">\n");
+            // DASH-IF IOP HDR signalling: PQ is essential (an SDR player
+            // must not pick it), HLG is SDR-compatible, so supplemental.
+            if let Some(range) = info.video_range {
+                let (element, value) = match range {
+                    VideoRange::Pq => ("EssentialProperty", 16),
+                    VideoRange::Hlg => ("SupplementalProperty", 18),
+                };
+                let _ = writeln!(
+                    out,
+                    "        <{element} \
+                     schemeIdUri=\"urn:mpeg:mpegB:cicp:TransferCharacteristics\" \
+                     value=\"{value}\"/>"
+                );
+            }
         }
         MediaKind::Audio => {
             let rate = if info.sample_rate > 0 {
@@ -543,7 +557,15 @@ fn representation(
                 info.timescale
             };
             let _ = writeln!(out, " audioSamplingRate=\"{rate}\">");
-            if info.channels > 0 {
+            if let Some(dolby) = info.dolby_channels {
+                // AC-3 and E-AC-3 (DASH-IF IOP 9.2.1.2): the channel mask.
+                let _ = writeln!(
+                    out,
+                    "        <AudioChannelConfiguration \
+                     schemeIdUri=\"tag:dolby.com,2014:dash:audio_channel_configuration:2011\" \
+                     value=\"{dolby:04X}\"/>"
+                );
+            } else if info.channels > 0 {
                 let _ = writeln!(
                     out,
                     "        <AudioChannelConfiguration \
@@ -996,6 +1018,45 @@ mod tests {
         let s_entries: Vec<_> = tpl.kid("SegmentTimeline").kids("S").collect();
         assert_eq!(s_entries.len(), 6);
         assert!(s_entries[1..].iter().all(|e| e.attr("t").is_none()));
+    }
+
+    #[test]
+    fn hdr_video_and_dolby_audio() {
+        use crate::package::model::VideoRange;
+        for (range, element, value) in [
+            (VideoRange::Pq, "EssentialProperty", "16"),
+            (VideoRange::Hlg, "SupplementalProperty", "18"),
+        ] {
+            let mut s = snapshot(true, true, 10, 8, 6, &[], false);
+            let v = s.video.as_mut().unwrap();
+            v.info.codec = "av01.0.08M.10.0.110.09.16.09.0".into();
+            v.info.video_range = Some(range);
+            let a = s.audio.as_mut().unwrap();
+            a.info.codec = "ec-3".into();
+            a.info.channels = 6;
+            a.info.dolby_channels = Some(0xf801);
+            let m = parse(&mpd(&s, &[TIME_URL]));
+            let p = m.kid("Period");
+            let r = adaptation(p, "video").unwrap().kid("Representation");
+            assert_eq!(r.a("codecs"), "av01.0.08M.10.0.110.09.16.09.0");
+            let prop = r.kid(element);
+            assert_eq!(
+                prop.a("schemeIdUri"),
+                "urn:mpeg:mpegB:cicp:TransferCharacteristics"
+            );
+            assert_eq!(prop.a("value"), value);
+            let a = adaptation(p, "audio").unwrap();
+            assert_eq!(a.a("mimeType"), "audio/mp4");
+            let r = a.kid("Representation");
+            assert_eq!(r.a("codecs"), "ec-3");
+            let acc = r.kid("AudioChannelConfiguration");
+            assert_eq!(
+                acc.a("schemeIdUri"),
+                "tag:dolby.com,2014:dash:audio_channel_configuration:2011"
+            );
+            assert_eq!(acc.a("value"), "F801");
+            assert_eq!(r.kids("AudioChannelConfiguration").count(), 1);
+        }
     }
 
     #[test]

@@ -107,6 +107,10 @@ pub fn multivariant_ladder(s: &StreamSnapshot, renditions: &[(&str, &StreamSnaps
         if let Some(fps) = v.frame_rate.filter(|f| f.is_finite() && *f > 0.0) {
             let _ = write!(out, ",FRAME-RATE={fps:.3}");
         }
+        // SDR is the default: only HDR transfers are named.
+        if let Some(range) = v.video_range {
+            let _ = write!(out, ",VIDEO-RANGE={}", range.as_str());
+        }
         if audio.is_some() {
             let _ = write!(out, ",AUDIO=\"{AUDIO_GROUP}\"");
         }
@@ -431,8 +435,10 @@ pub(crate) mod test_support {
             width: 1280,
             height: 720,
             frame_rate: Some(30_000.0 / 1001.0),
+            video_range: None,
             sample_rate: 0,
             channels: 0,
+            dolby_channels: None,
             peak_bandwidth: 3_200_000,
             average_bandwidth: 2_900_000,
         }
@@ -446,8 +452,10 @@ pub(crate) mod test_support {
             width: 0,
             height: 0,
             frame_rate: None,
+            video_range: None,
             sample_rate: 48_000,
             channels: 2,
+            dolby_channels: None,
             peak_bandwidth: 130_000,
             average_bandwidth: 128_000,
         }
@@ -740,6 +748,28 @@ mod tests {
         assert!(a.default && a.autoselect);
         assert_eq!(a.channels.as_deref(), Some("2"));
         assert_eq!(a.uri.as_deref(), Some("audio.m3u8"));
+    }
+
+    #[test]
+    fn hdr_video_range() {
+        use crate::package::model::VideoRange;
+        let mut s = snapshot(true, true, 0, 3, 6, &[], false);
+        assert!(
+            !multivariant(&s).contains("VIDEO-RANGE"),
+            "SDR is the default"
+        );
+        for (range, name) in [(VideoRange::Pq, "PQ"), (VideoRange::Hlg, "HLG")] {
+            let v = s.video.as_mut().unwrap();
+            v.info.codec = "hev1.2.4.L123.90".into();
+            v.info.video_range = Some(range);
+            let text = multivariant(&s);
+            assert!(text.contains(&format!(",VIDEO-RANGE={name}")), "{text}");
+            let m = parse_master(&text);
+            assert_eq!(
+                m.variants[0].codecs.as_deref(),
+                Some("hev1.2.4.L123.90,mp4a.40.2")
+            );
+        }
     }
 
     #[test]

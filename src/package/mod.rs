@@ -4,6 +4,8 @@
 //! both the manifests and the HTTP routes use.
 
 pub mod cmaf;
+#[cfg(test)]
+mod codec_tests;
 pub mod dash;
 pub mod hls;
 #[cfg(test)]

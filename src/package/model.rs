@@ -21,12 +21,45 @@ pub struct TrackInfo {
     pub height: u32,
     /// Measured from the stream's timestamps (video only).
     pub frame_rate: Option<f64>,
+    /// Video: an HDR transfer (HLS `VIDEO-RANGE`); `None` for SDR or
+    /// when the configuration does not say.
+    pub video_range: Option<VideoRange>,
     /// Audio only (0 for video).
     pub sample_rate: u32,
     pub channels: u8,
+    /// AC-3 and E-AC-3: the Dolby `audio_channel_configuration` (ETSI TS
+    /// 102 366 Annex I) that DASH signals instead of a channel count.
+    pub dolby_channels: Option<u16>,
     /// Peak and average bits per second, measured over the segments.
     pub peak_bandwidth: u64,
     pub average_bandwidth: u64,
+}
+
+/// The HDR transfer functions HLS names in `VIDEO-RANGE`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VideoRange {
+    /// SMPTE ST 2084 (transfer characteristics 16).
+    Pq,
+    /// ARIB STD-B67 (transfer characteristics 18).
+    Hlg,
+}
+
+impl VideoRange {
+    /// From ISO/IEC 23091-2 transfer characteristics (`None`: SDR or unknown).
+    pub fn from_transfer(transfer: u8) -> Option<VideoRange> {
+        match transfer {
+            16 => Some(VideoRange::Pq),
+            18 => Some(VideoRange::Hlg),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VideoRange::Pq => "PQ",
+            VideoRange::Hlg => "HLG",
+        }
+    }
 }
 
 /// One LL-HLS part / CMAF chunk inside a segment.

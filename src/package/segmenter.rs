@@ -29,11 +29,12 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 
 use super::cmaf::{self, Fragment, Sample};
+use super::model::VideoRange;
 use super::model::{
     PartInfo, PartialSegment, SegmentInfo, StreamSnapshot, TrackInfo, TrackTimeline,
 };
 use crate::hub::StreamEvent;
-use crate::media::{aac, avc, Codec, CodecConfig, Frame, MediaKind};
+use crate::media::{aac, ac3, avc, flac, opus, CodecConfig, Frame, MediaKind};
 
 /// Audio re-anchors to the RTMP clock when the sample clock is this far behind.
 pub const AUDIO_REANCHOR_MS: u64 = 200;
@@ -90,8 +91,12 @@ pub struct SegmenterStats {
     pub dts_repairs: u64,
     /// Times the audio sample clock was re-anchored to the RTMP clock.
     pub audio_reanchors: u64,
-    /// Frames of codecs CMAF output does not carry (e.g. MP3).
+    /// Frames of codecs CMAF output does not carry (e.g. MP3), or of
+    /// another codec than their track's configuration.
     pub unsupported_frames: u64,
+    /// Frames without a byte (FFmpeg ends an FLV's FLAC track with one):
+    /// no sample to write.
+    pub empty_frames: u64,
     /// Audio segments made of a copy of the last audio frame: video
     /// segments the audio never reached before the publisher stopped.
     pub audio_gap_fills: u64,
@@ -164,7 +169,14 @@ struct Track {
     fragment_seq: u32,
     /// Video: the frame waiting for its duration.
     pending: Option<Pending>,
+    /// The last sample's duration (video: its DTS gap; audio: its length).
     last_duration: u64,
+    /// Video: what the configuration's first keyframe showed, once seen
+    /// (it can change the init segment, see [`cmaf::Observed`]).
+    observed: Option<cmaf::Observed>,
+    /// Audio: the RTMP time of the last frame, for the durations of frames
+    /// whose length the codec does not tell.
+    last_rtmp: Option<u64>,
     /// Audio: the sample clock (next sample's time), and samples waiting
     /// for the video to pass them.
     audio_next: Option<u64>,
@@ -210,7 +222,7 @@ impl Track {
             MediaKind::Audio => 2,
         };
         let init = cmaf::init_segment(track_id, &config)?;
-        let info = track_info(&config);
+        let info = track_info(&config, &cmaf::Observed::default());
         Ok(Track {
             kind,
             track_id,
@@ -231,6 +243,8 @@ impl Track {
             fragment_seq: 0,
             pending: None,
             last_duration: 0,
+            observed: None,
+            last_rtmp: None,
             audio_next: None,
             held: VecDeque::new(),
             last_frame: None,
@@ -277,7 +291,7 @@ impl Track {
             .retain(|(id, _)| segments.iter().any(|s| s.info.init == *id));
         self.inits.push((self.init_id, init));
         let bandwidth = (self.info.peak_bandwidth, self.info.average_bandwidth);
-        self.info = track_info(&config);
+        self.info = track_info(&config, &cmaf::Observed::default());
         (self.info.peak_bandwidth, self.info.average_bandwidth) = bandwidth;
         let (old, new) = (self.timescale, self.info.timescale);
         if old != new {
@@ -288,7 +302,36 @@ impl Track {
         self.timescale = new;
         self.config = config;
         self.last_frame = None;
+        self.observed = None;
+        self.last_rtmp = None;
         Ok(())
+    }
+
+    /// Video: the configuration's first keyframe, before its first segment
+    /// opens (so before any manifest names the init segment): if it shows
+    /// what the record does not (HEVC parameter sets in band, the VP9
+    /// frame size), the init segment and the track's description are
+    /// remade with it.
+    fn observe_keyframe(&mut self, data: &[u8], stats: &mut SegmenterStats) {
+        if self.observed.is_some() {
+            return;
+        }
+        let seen = cmaf::Observed::keyframe(&self.config, data);
+        self.observed = Some(seen);
+        if seen == cmaf::Observed::default() {
+            return;
+        }
+        match cmaf::init_segment_with(self.track_id, &self.config, &seen) {
+            Ok(init) => {
+                if let Some(slot) = self.inits.iter_mut().find(|(id, _)| *id == self.init_id) {
+                    slot.1 = init;
+                }
+                let fresh = track_info(&self.config, &seen);
+                self.info.codec = fresh.codec;
+                (self.info.width, self.info.height) = (fresh.width, fresh.height);
+            }
+            Err(_) => stats.write_errors += 1,
+        }
     }
 
     /// Whether the track has begun its numbering: from then on every
@@ -381,10 +424,7 @@ impl Track {
         let Some(frame) = self.last_frame.clone().filter(|_| !self.owed.is_empty()) else {
             return;
         };
-        let frame_len = match self.config.as_ref() {
-            CodecConfig::Aac(c) => u64::from(c.frame_length.max(1)),
-            _ => 1024,
-        };
+        let frame_len = audio_frame_len(&self.config, &frame).unwrap_or(self.last_duration.max(1));
         let mut at = self.owed_at;
         while let Some((number, boundary, wall, disc)) = self.owed.pop_front() {
             self.close_segment(keep, stats);
@@ -474,7 +514,8 @@ impl Track {
             return;
         };
         self.fragment_seq = self.fragment_seq.wrapping_add(1);
-        match cmaf::fragment(
+        match cmaf::fragment_for(
+            &self.config,
             self.track_id,
             self.fragment_seq,
             self.chunk_start,
@@ -651,58 +692,51 @@ fn rescale_segment(info: &mut SegmentInfo, from: u32, to: u32) {
     info.duration = end - start;
 }
 
-fn track_info(config: &CodecConfig) -> TrackInfo {
-    match config {
-        CodecConfig::Avc(c) => TrackInfo {
-            kind: MediaKind::Video,
-            codec: avc::codec_string(c),
-            timescale: cmaf::VIDEO_TIMESCALE,
-            width: c.width,
-            height: c.height,
-            frame_rate: None,
-            sample_rate: 0,
-            channels: 0,
-            peak_bandwidth: 0,
-            average_bandwidth: 0,
-        },
-        CodecConfig::Aac(c) => audio_info(aac::codec_string(c), c.sample_rate, c.channels),
-        c => match c.kind() {
-            MediaKind::Video => {
-                let (width, height) = c.picture_size();
-                TrackInfo {
-                    kind: MediaKind::Video,
-                    codec: c.codec_string(),
-                    timescale: cmaf::VIDEO_TIMESCALE,
-                    width,
-                    height,
-                    frame_rate: None,
-                    sample_rate: 0,
-                    channels: 0,
-                    peak_bandwidth: 0,
-                    average_bandwidth: 0,
-                }
-            }
-            MediaKind::Audio => {
-                let (rate, channels) = c.audio_format();
-                audio_info(c.codec_string(), rate, channels)
-            }
-        },
-    }
-}
-
-fn audio_info(codec: String, sample_rate: u32, channels: u8) -> TrackInfo {
+/// A track's description: the codec string and size of the init segment
+/// made with `seen` (see [`cmaf::Observed`]).
+fn track_info(config: &CodecConfig, seen: &cmaf::Observed) -> TrackInfo {
+    let codec = match config {
+        CodecConfig::Avc(c) => avc::codec_string(c),
+        CodecConfig::Aac(c) => aac::codec_string(c),
+        c => cmaf::codec_string(c, seen),
+    };
+    let (sample_rate, channels) = config.audio_format();
+    let (width, height) = match config.kind() {
+        MediaKind::Video => cmaf::picture_size(config, seen),
+        MediaKind::Audio => (0, 0),
+    };
     TrackInfo {
-        kind: MediaKind::Audio,
+        kind: config.kind(),
         codec,
-        timescale: sample_rate.max(1),
-        width: 0,
-        height: 0,
+        timescale: cmaf::timescale(config).max(1),
+        width,
+        height,
         frame_rate: None,
+        video_range: cmaf::colour(config).and_then(|c| VideoRange::from_transfer(c.transfer)),
         sample_rate,
         channels,
+        dolby_channels: cmaf::dolby_channels(config),
         peak_bandwidth: 0,
         average_bandwidth: 0,
     }
+}
+
+/// How many samples an audio frame holds, from the codec: AAC's frame
+/// length, the Opus TOC, the FLAC frame header, 1536 for AC-3, the E-AC-3
+/// sync frame's blocks (else the configuration's). `None` when the frame
+/// does not say (its duration then comes from the RTMP clock).
+fn audio_frame_len(config: &CodecConfig, data: &[u8]) -> Option<u64> {
+    let len = match config {
+        CodecConfig::Aac(c) => c.frame_length,
+        CodecConfig::Opus(_) => opus::packet_samples(data)?,
+        CodecConfig::Flac(_) => flac::frame_block_size(data)?,
+        CodecConfig::Ac3(_) => 1536,
+        CodecConfig::Eac3(c) => ac3::parse_sync_frame(data)
+            .map(|f| f.samples())
+            .unwrap_or(c.samples),
+        _ => return None,
+    };
+    (len > 0).then_some(u64::from(len))
 }
 
 /// Where a track's playlist ends: what a blocking request is compared with.
@@ -799,6 +833,7 @@ impl StreamSegmenter {
             | StreamEvent::TrackFrame(..) => {}
             StreamEvent::PublisherStopped => self.interrupt(now),
             StreamEvent::Config(c) => self.on_config(c.clone(), now),
+            StreamEvent::Frame(f) if f.data.is_empty() => self.stats.empty_frames += 1,
             StreamEvent::Frame(f) => match f.kind() {
                 MediaKind::Video => self.on_video(f, now),
                 MediaKind::Audio => self.on_audio(f, now),
@@ -857,6 +892,11 @@ impl StreamSegmenter {
             self.stats.unsupported_frames += 1;
             return;
         };
+        // A frame of another codec cannot be decoded with the init segment.
+        if f.codec != track.config.codec() {
+            self.stats.unsupported_frames += 1;
+            return;
+        }
         let mut dts = track.ms_to_ticks(f.dts.max(0) as u64);
         let cts = f.cts.saturating_mul(90);
         if let Some(p) = track.pending.take() {
@@ -886,6 +926,7 @@ impl StreamSegmenter {
             };
             if cut {
                 self.slot = Some(slot);
+                track.observe_keyframe(&f.data, &mut self.stats);
                 track.close_segment(keep, &mut self.stats);
                 let number = self.next_number;
                 self.next_number += 1;
@@ -915,7 +956,7 @@ impl StreamSegmenter {
             dts,
             cts,
             keyframe: f.keyframe,
-            data: f.data.clone(),
+            data: cmaf::sample_data(&track.config, &f.data),
         });
         self.video_progress = Some(self.video_progress.map_or(dts, |p| p.max(dts)));
         self.advance_audio(None);
@@ -926,16 +967,25 @@ impl StreamSegmenter {
             self.stats.unsupported_frames += 1;
             return;
         };
-        let frame_len = match track.config.as_ref() {
-            // Only AAC frames go into an AAC track: a publisher that
-            // switches to MP3 keeps the AAC track (MP3 is not packaged).
-            CodecConfig::Aac(c) if f.codec == Codec::Aac => u64::from(c.frame_length.max(1)),
-            _ => {
-                self.stats.unsupported_frames += 1;
-                return;
-            }
-        };
+        // Only frames of the track's codec go in: a publisher that switches
+        // to MP3 keeps the track it had (MP3 is not packaged).
+        if f.codec != track.config.codec() {
+            self.stats.unsupported_frames += 1;
+            return;
+        }
         let rtmp_time = track.ms_to_ticks(f.dts.max(0) as u64);
+        // A frame whose codec does not say how long it is lasts as long as
+        // the RTMP clock moved since the previous one (or as that one did).
+        let frame_len = audio_frame_len(&track.config, &f.data).unwrap_or_else(|| {
+            match track.last_rtmp.map(|t| rtmp_time.saturating_sub(t)) {
+                Some(gap) if gap > 0 => gap,
+                _ if track.last_duration > 0 => track.last_duration,
+                _ => track.ms_to_ticks(20).max(1),
+            }
+        });
+        let frame_len = frame_len.min(u64::from(u32::MAX));
+        track.last_rtmp = Some(rtmp_time);
+        track.last_duration = frame_len;
         let tolerance = track.ms_to_ticks(AUDIO_REANCHOR_MS);
         let time = match track.audio_next {
             // Re-anchor forward only, over a real gap: an RTMP clock that
@@ -1283,7 +1333,7 @@ impl Track {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::{AacConfig, Mp3Config};
+    use crate::media::{AacConfig, Codec, Mp3Config};
 
     /// The wall clock the tests give the segmenter.
     fn t0() -> SystemTime {
@@ -1362,6 +1412,96 @@ mod tests {
             keyframe: true,
             data: Bytes::from_static(&[1, 2, 3]),
         })
+    }
+
+    /// Audio-only: the total duration and the start of the segments made
+    /// from `frames` (RTMP ms, payload) of a track configured with `config`.
+    fn audio_durations(config: CodecConfig, frames: &[(i64, &'static [u8])]) -> Vec<u64> {
+        let mut seg = StreamSegmenter::with_first_number("live/t", SegmenterConfig::default(), 1);
+        let now = t0();
+        let codec = config.codec();
+        seg.push(&StreamEvent::Config(Arc::new(config)), now);
+        for &(dts, data) in frames {
+            seg.push(
+                &StreamEvent::Frame(Frame {
+                    codec,
+                    dts,
+                    cts: 0,
+                    keyframe: true,
+                    data: Bytes::from_static(data),
+                }),
+                now,
+            );
+        }
+        seg.end(now);
+        let a = seg.snapshot().audio.unwrap();
+        let mut starts: Vec<u64> = a.segments.iter().map(|s| s.start).collect();
+        starts.push(a.segments.last().map_or(0, |s| s.start + s.duration));
+        // One segment per 2 s: compare the total and the sample clock.
+        vec![
+            a.segments.iter().map(|s| s.duration).sum(),
+            a.segments[0].start,
+        ]
+    }
+
+    #[test]
+    fn audio_durations_come_from_the_codec() {
+        let opus = CodecConfig::Opus(crate::media::OpusRecord {
+            record: Bytes::new(),
+            head: crate::media::opus::OpusHead {
+                version: 1,
+                channels: 2,
+                pre_skip: 312,
+                input_sample_rate: 48_000,
+                output_gain: 0,
+                mapping_family: 0,
+                mapping: None,
+            },
+        });
+        // 10 ms CELT packets whose RTMP times wobble by a millisecond: the
+        // TOC times them, 480 samples each, whatever the clock says.
+        let frames: Vec<(i64, &'static [u8])> = (0..10)
+            .map(|i| (i * 10 + i % 2, &b"\xf0\x00"[..]))
+            .collect();
+        assert_eq!(audio_durations(opus.clone(), &frames), [4800, 0]);
+        // A packet whose TOC says nothing (code 3 without its count byte)
+        // lasts as long as the RTMP clock moved since the one before
+        // (100 - 91 ms, then 30 ms).
+        let mut frames = frames;
+        frames.push((100, &b"\xf3"[..]));
+        frames.push((130, &b"\xf3"[..]));
+        assert_eq!(audio_durations(opus, &frames), [4800 + 432 + 1440, 0]);
+    }
+
+    #[test]
+    fn frames_of_another_codec_stay_out() {
+        let mut seg = StreamSegmenter::with_first_number("live/t", SegmenterConfig::default(), 1);
+        let now = t0();
+        seg.push(&StreamEvent::Config(aac_config()), now);
+        seg.push(&audio(Codec::Opus, 0), now);
+        seg.push(&audio(Codec::Aac, 0), now);
+        seg.push(&StreamEvent::Config(avc_config()), now);
+        seg.push(
+            &StreamEvent::Frame(Frame {
+                codec: Codec::Hevc,
+                dts: 0,
+                cts: 0,
+                keyframe: true,
+                data: Bytes::from_static(b"\0\0\0\x01\x26"),
+            }),
+            now,
+        );
+        assert_eq!(seg.stats.unsupported_frames, 2);
+        seg.push(&audio(Codec::Aac, 21), now);
+        let empty = StreamEvent::Frame(Frame {
+            codec: Codec::Aac,
+            dts: 42,
+            cts: 0,
+            keyframe: true,
+            data: Bytes::new(),
+        });
+        seg.push(&empty, now);
+        assert_eq!(seg.stats.empty_frames, 1);
     }
 
     #[test]

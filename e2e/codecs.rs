@@ -1,0 +1,218 @@
+//! Enhanced RTMP codecs from publish to player: FFmpeg 9 publishes HEVC +
+//! Opus, AV1 + AC-3 and VP9 + FLAC over RTMP; Debian's ffmpeg 5.1 reads
+//! the HLS and DASH castgate makes of them and decodes every track without
+//! a complaint, every frame the publisher sent in the window.
+//!
+//! FFmpeg 9 is the static build of PyPI `imageio-ffmpeg` (DESIGN.md):
+//! `CASTGATE_FFMPEG9`, or where `pip install imageio-ffmpeg` put it in the
+//! test machine's venv.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::harness::*;
+
+const T: Duration = Duration::from_secs(90);
+
+/// The FFmpeg 9 binary; a test failure with a clear message if missing.
+fn ffmpeg9() -> PathBuf {
+    let path = std::env::var_os("CASTGATE_FFMPEG9")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(
+                "/tmp/ff9venv/lib/python3.11/site-packages/imageio_ffmpeg/binaries/\
+                 ffmpeg-linux-x86_64-v9.0.2",
+            )
+        });
+    assert!(
+        path.is_file(),
+        "FFmpeg 9 (the Enhanced RTMP publisher) is not at {}: `pip install imageio-ffmpeg` \
+         in /tmp/ff9venv or set CASTGATE_FFMPEG9",
+        path.display()
+    );
+    path
+}
+
+/// FFmpeg 9 publishing four seconds of test pattern and tone with `codecs`
+/// (encoder arguments) to `url`, in real time, keyframes every second.
+fn publish(url: &str, codecs: &[&str]) -> Child {
+    Command::new(ffmpeg9())
+        .args(["-nostdin", "-v", "error", "-re", "-f", "lavfi", "-i"])
+        .arg("testsrc2=size=320x180:rate=25")
+        .args(["-re", "-f", "lavfi", "-i"])
+        .arg("sine=frequency=440:sample_rate=48000")
+        .args(["-map", "0:v", "-map", "1:a", "-t", "4", "-g", "25"])
+        .args(codecs)
+        .args(["-f", "flv", url])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run FFmpeg 9")
+}
+
+#[test]
+fn enhanced_rtmp_codecs_play_over_hls_and_dash() {
+    require("ffmpeg");
+    let server = Castgate::start(&[("CASTGATE__PACKAGE__GRACE_SECS", "1")]);
+    let streams: [(&str, &[&str], &str, &str); 3] = [
+        (
+            "live/hevc",
+            &[
+                "-c:v",
+                "libx265",
+                "-preset",
+                "ultrafast",
+                "-x265-params",
+                "log-level=error",
+                "-c:a",
+                "libopus",
+                "-b:a",
+                "32k",
+            ],
+            "hev1.",
+            "opus",
+        ),
+        (
+            "live/av1",
+            &[
+                "-c:v",
+                "libsvtav1",
+                "-preset",
+                "12",
+                "-svtav1-params",
+                "lp=1",
+                "-c:a",
+                "ac3",
+                "-b:a",
+                "96k",
+            ],
+            "av01.",
+            "ac-3",
+        ),
+        (
+            "live/vp9",
+            &[
+                "-c:v",
+                "libvpx-vp9",
+                "-deadline",
+                "realtime",
+                "-cpu-used",
+                "8",
+                "-b:v",
+                "300k",
+                "-c:a",
+                "flac",
+            ],
+            "vp09.",
+            "fLaC",
+        ),
+    ];
+    let mut publishers: Vec<(Child, &str)> = streams
+        .iter()
+        .map(|(key, codecs, _, _)| (publish(&server.url(key), codecs), *key))
+        .collect();
+    for (p, key) in &mut publishers {
+        let status = wait_child(p, T, key);
+        assert!(status.success(), "{key}: {}", stderr_of(p));
+    }
+    for (key, _, video, audio) in streams {
+        server.wait_log_all(&["packaging ended", key], T);
+        let master = http_get(server.http, &format!("/{key}/index.m3u8")).text();
+        let codecs = master
+            .lines()
+            .find_map(|l| l.split("CODECS=\"").nth(1))
+            .and_then(|c| c.split('"').next())
+            .unwrap_or_else(|| panic!("{key}: no CODECS in\n{master}"));
+        assert!(
+            codecs.starts_with(video) && codecs.ends_with(&format!(",{audio}")),
+            "{key}: {codecs}"
+        );
+        for manifest in ["index.m3u8", "manifest.mpd"] {
+            let url = server.http_url(&format!("{key}/{manifest}"));
+            assert_eq!(decode_errors(&url), "", "decoding {url}");
+            let v = framemd5_of(&url, "0:v");
+            let a = framemd5_of(&url, "0:a");
+            // Four seconds at 25 fps, segments cut at keyframes: the window
+            // holds them all.
+            assert!(v.len() >= 95, "{url}: {} video frames", v.len());
+            assert!(a.len() >= 40, "{url}: {} audio frames", a.len());
+        }
+    }
+}
+
+/// Chromium's MSE takes what castgate makes of AV1 + Opus and VP9 + FLAC
+/// (the codecs a Linux Chromium decodes; HEVC and AC-3 it does not): hls.js
+/// and dash.js play each live, with no player error.
+#[test]
+fn browsers_play_av1_opus_and_vp9_flac() {
+    crate::browser::ensure_installed();
+    let server = Castgate::start(&[]);
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    for (key, codecs) in [
+        (
+            "live/av1web",
+            &[
+                "-c:v",
+                "libsvtav1",
+                "-preset",
+                "12",
+                "-svtav1-params",
+                "lp=1",
+                "-c:a",
+                "libopus",
+                "-b:a",
+                "32k",
+            ][..],
+        ),
+        (
+            "live/vp9web",
+            &[
+                "-c:v",
+                "libvpx-vp9",
+                "-deadline",
+                "realtime",
+                "-cpu-used",
+                "8",
+                "-b:v",
+                "300k",
+                "-c:a",
+                "flac",
+            ][..],
+        ),
+    ] {
+        let mut publisher = Command::new(ffmpeg9())
+            .args(["-nostdin", "-v", "error", "-re", "-f", "lavfi", "-i"])
+            .arg("testsrc2=size=320x180:rate=25")
+            .args(["-re", "-f", "lavfi", "-i"])
+            .arg("sine=frequency=440:sample_rate=48000")
+            .args(["-map", "0:v", "-map", "1:a", "-t", "60", "-g", "25"])
+            .args(codecs)
+            .args(["-f", "flv", &server.url(key)])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot run FFmpeg 9");
+        wait_http_ok(server.http, &format!("/{key}/index.m3u8"), T);
+        std::thread::sleep(Duration::from_secs(4));
+        for (player, manifest) in [("hls", "index.m3u8"), ("dash", "manifest.mpd")] {
+            let url = server.http_url(&format!("{key}/{manifest}"));
+            let name = key.replace('/', "-");
+            let report = crate::browser::play(
+                player,
+                &url,
+                10,
+                &shots.join(format!("castgate-{name}-{player}.png")),
+            );
+            assert!(report.ok, "{player} did not play {url}: {}", report.raw);
+            assert!(report.errors.is_empty(), "{player}: {:?}", report.errors);
+            assert!(
+                report.advanced_s >= 5.0,
+                "{player} advanced only {} s: {}",
+                report.advanced_s,
+                report.raw
+            );
+            eprintln!("{key} {player}: {}", report.raw);
+        }
+        let _ = publisher.kill();
+        let _ = publisher.wait();
+    }
+}
