@@ -337,9 +337,63 @@ fn write_period(
         if let (MediaKind::Video, Some(span)) = (kind, span) {
             reps.extend(rendition_reps(renditions, span));
         }
-        adaptation_set(out, *kind, &reps, origin, source);
+        let id = match kind {
+            MediaKind::Video => 0,
+            MediaKind::Audio => 1,
+        };
+        adaptation_set(out, *kind, (id, None), &reps, origin, source);
+    }
+    // Multitrack audio tracks: an AdaptationSet each, alternatives to the
+    // stream's own audio.
+    if let Some(span) = span {
+        for (i, (name, rep)) in audio_rendition_reps(renditions, span)
+            .into_iter()
+            .enumerate()
+        {
+            let label = Some(name);
+            adaptation_set(
+                out,
+                MediaKind::Audio,
+                (2 + i, label),
+                &[rep],
+                origin,
+                source,
+            );
+        }
     }
     out.push_str("  </Period>\n");
+}
+
+/// The audio-only renditions' (multitrack audio tracks') Representations
+/// in a Period spanning `lo..hi` on the video timeline (90 kHz), with the
+/// rendition's name.
+fn audio_rendition_reps<'a>(
+    renditions: &[(&'a str, &'a StreamSnapshot)],
+    (lo, hi): (u64, u64),
+) -> Vec<(&'a str, Rep<'a>)> {
+    let mut reps = Vec::new();
+    for (name, r) in renditions {
+        let (None, Some(at)) = (r.video.as_ref(), r.audio.as_ref()) else {
+            continue;
+        };
+        let to_audio = |t: u64| Time::new(t, 90_000).rescale(at.info.timescale);
+        let (lo, hi) = (to_audio(lo), if hi == u64::MAX { hi } else { to_audio(hi) });
+        let inside: Vec<&SegmentInfo> = window(&at.segments, r.window)
+            .iter()
+            .filter(|g| g.start >= lo && g.start < hi)
+            .collect();
+        let Some(init) = inside.first().map(|g| g.init) else {
+            continue;
+        };
+        let rep = Rep {
+            id: format!("audio-{name}"),
+            prefix: format!("{name}/"),
+            track: at,
+            segs: inside.into_iter().take_while(|g| g.init == init).collect(),
+        };
+        reps.push((*name, rep));
+    }
+    reps
 }
 
 /// The renditions' Representations in a Period spanning `lo..hi` on the
@@ -457,23 +511,29 @@ struct Rep<'a> {
     segs: Vec<&'a SegmentInfo>,
 }
 
+/// `(id, label)`: the AdaptationSet's id, and a `Label` for an
+/// alternative audio track.
 fn adaptation_set(
     out: &mut String,
     kind: MediaKind,
+    (id, label): (usize, Option<&str>),
     reps: &[Rep<'_>],
     origin: Time,
     source: &Source<'_>,
 ) {
     let s = source.s;
-    let (id, content, mime) = match kind {
-        MediaKind::Video => (0, "video", "video/mp4"),
-        MediaKind::Audio => (1, "audio", "audio/mp4"),
+    let (content, mime) = match kind {
+        MediaKind::Video => ("video", "video/mp4"),
+        MediaKind::Audio => ("audio", "audio/mp4"),
     };
     let _ = writeln!(
         out,
         "    <AdaptationSet id=\"{id}\" contentType=\"{content}\" mimeType=\"{mime}\" \
          segmentAlignment=\"true\" startWithSAP=\"1\">"
     );
+    if let Some(label) = label {
+        let _ = writeln!(out, "      <Label>{}</Label>", attr(label));
+    }
     let ll = s.low_latency && !s.ended;
     if let Some(first) = reps.first().and_then(|r| r.segs.first()).filter(|_| ll) {
         // The ingest wall clock of a sample: how far behind the producer

@@ -74,24 +74,40 @@ pub fn multivariant_ladder(s: &StreamSnapshot, renditions: &[(&str, &StreamSnaps
         }
         return out;
     }
+    // Renditions with audio and no video (multitrack audio tracks) are
+    // alternatives to the default audio, in the same group.
+    let alternatives: Vec<(&str, &TrackInfo)> = renditions
+        .iter()
+        .filter(|(_, r)| r.video.is_none())
+        .filter_map(|(n, r)| r.audio.as_ref().map(|t| (*n, &t.info)))
+        .collect();
     if let Some((prefix, a)) = &audio {
-        let _ = write!(
-            out,
-            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"{AUDIO_GROUP}\",NAME=\"audio\",\
-             DEFAULT=YES,AUTOSELECT=YES"
-        );
-        if a.channels > 0 {
-            let _ = write!(out, ",CHANNELS=\"{}\"", a.channels);
+        write_audio_media(&mut out, "audio", true, a, prefix);
+        for (name, a) in &alternatives {
+            let alternative = format!("{name}/");
+            // (Unless it is the default: a stream with no audio of its own.)
+            if alternative != *prefix {
+                write_audio_media(&mut out, &audio_label(name), false, a, &alternative);
+            }
         }
-        let _ = writeln!(
-            out,
-            ",URI=\"{prefix}{}\"",
-            urls::media_playlist(MediaKind::Audio)
-        );
     }
     let audio = audio.map(|(_, a)| a);
+    // A variant's peak counts its biggest audio, its CODECS every audio
+    // codec of the group (RFC 8216bis 4.4.6.2).
+    let audio_peak = alternatives
+        .iter()
+        .map(|(_, a)| a.peak_bandwidth)
+        .chain(audio.map(|a| a.peak_bandwidth))
+        .max()
+        .unwrap_or(0);
+    let mut audio_codecs: Vec<&str> = audio.map(|a| a.codec.as_str()).into_iter().collect();
+    for (_, a) in &alternatives {
+        if !audio_codecs.contains(&a.codec.as_str()) {
+            audio_codecs.push(&a.codec);
+        }
+    }
     for (prefix, v) in videos {
-        let peak = v.peak_bandwidth + audio.map_or(0, |a| a.peak_bandwidth);
+        let peak = v.peak_bandwidth + audio_peak;
         let _ = write!(out, "#EXT-X-STREAM-INF:BANDWIDTH={peak}");
         // AVERAGE-BANDWIDTH only when every advertised track has one:
         // half a sum would understate it.
@@ -99,8 +115,8 @@ pub fn multivariant_ladder(s: &StreamSnapshot, renditions: &[(&str, &StreamSnaps
         if v.average_bandwidth > 0 && audio.is_none_or(|a| a.average_bandwidth > 0) {
             let _ = write!(out, ",AVERAGE-BANDWIDTH={average}");
         }
-        let codecs = [Some(v.codec.as_str()), audio.map(|a| a.codec.as_str())];
-        write_codecs(&mut out, codecs.iter().flatten().copied());
+        let codecs = std::iter::once(v.codec.as_str()).chain(audio_codecs.iter().copied());
+        write_codecs(&mut out, codecs);
         if v.width > 0 && v.height > 0 {
             let _ = write!(out, ",RESOLUTION={}x{}", v.width, v.height);
         }
@@ -117,6 +133,33 @@ pub fn multivariant_ladder(s: &StreamSnapshot, renditions: &[(&str, &StreamSnaps
         let _ = writeln!(out, "\n{prefix}{}", urls::media_playlist(MediaKind::Video));
     }
     out
+}
+
+/// The NAME of an alternative audio rendition: "track N" for a multitrack
+/// track's stream (`audioN`), else its name.
+fn audio_label(name: &str) -> String {
+    match name.strip_prefix("audio") {
+        Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => format!("track {n}"),
+        _ => name.to_string(),
+    }
+}
+
+/// One EXT-X-MEDIA audio rendition of the group.
+fn write_audio_media(out: &mut String, name: &str, default: bool, a: &TrackInfo, prefix: &str) {
+    let default = if default { "YES" } else { "NO" };
+    let _ = write!(
+        out,
+        "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"{AUDIO_GROUP}\",NAME=\"{name}\",\
+         DEFAULT={default},AUTOSELECT=YES"
+    );
+    if a.channels > 0 {
+        let _ = write!(out, ",CHANNELS=\"{}\"", a.channels);
+    }
+    let _ = writeln!(
+        out,
+        ",URI=\"{prefix}{}\"",
+        urls::media_playlist(MediaKind::Audio)
+    );
 }
 
 /// A media playlist (`video.m3u8` / `audio.m3u8`), or `None` if the stream

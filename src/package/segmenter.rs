@@ -822,6 +822,12 @@ impl StreamSegmenter {
         self.config.window + self.config.extra
     }
 
+    /// Cuts on the aligned grid from now on ([`SegmenterConfig::aligned`]):
+    /// the stream turned out to be one variant of a ladder.
+    pub fn align(&mut self) {
+        self.config.aligned = true;
+    }
+
     /// Feeds one hub event observed at wall-clock time `now`.
     pub fn push(&mut self, event: &StreamEvent, now: SystemTime) {
         match event {

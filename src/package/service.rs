@@ -17,6 +17,7 @@ use tracing::{error, info};
 use super::model::StreamSnapshot;
 use super::segmenter::{SegmenterConfig, StreamSegmenter};
 use crate::hub::{Hub, StreamEvent, Tap, TapHandle};
+use crate::media::{MediaKind, TrackId};
 
 #[derive(Clone, Copy, Debug)]
 pub struct PackagerConfig {
@@ -208,6 +209,21 @@ impl Store {
             .collect()
     }
 
+    /// Adds `name` to `key`'s renditions (see [`Store::set_ladder`]).
+    pub fn add_rendition(&self, key: &str, name: String) {
+        let mut ladders = lock(&self.ladders);
+        let ladder = ladders.entry(key.to_string()).or_default();
+        if !ladder.contains(&name) {
+            ladder.push(name);
+        }
+    }
+
+    /// Makes `s` what `key` serves (a multitrack track's stream: its
+    /// source's new session already dropped the previous one's).
+    fn put(&self, key: &str, s: Arc<Packaged>) {
+        lock(&self.streams).insert(key.to_string(), s);
+    }
+
     pub fn get(&self, key: &str) -> Option<Arc<Packaged>> {
         lock(&self.streams).get(key).cloned()
     }
@@ -253,11 +269,89 @@ pub struct Packager {
 /// Feeds one stream's segmenter from the hub, on the publisher's thread.
 struct SegmenterTap {
     seg: Arc<Packaged>,
+    /// Its other multitrack tracks, each packaged as a stream of its own.
+    tracks: Arc<Mutex<Vec<TrackStream>>>,
+    store: Store,
+    config: SegmenterConfig,
     /// Whether a publisher is live, for the grace-period timer.
     live: watch::Sender<bool>,
     /// Set when the segmenter panicked: it is not fed again.
     broken: AtomicBool,
     key: String,
+}
+
+/// An Enhanced RTMP multitrack track other than track 0, packaged as
+/// `KEY/video1`, `KEY/audio2`…: video tracks are variants of the stream's
+/// ladder (segmented on the shared grid, like a transcode's renditions),
+/// audio tracks its alternative audio renditions.
+struct TrackStream {
+    kind: MediaKind,
+    id: TrackId,
+    seg: Arc<Packaged>,
+}
+
+/// The name of a track's stream below its source's key.
+pub fn track_name(kind: MediaKind, id: TrackId) -> String {
+    match kind {
+        MediaKind::Video => format!("video{id}"),
+        MediaKind::Audio => format!("audio{id}"),
+    }
+}
+
+impl SegmenterTap {
+    /// The stream of another track, made at its first configuration.
+    fn track(&self, kind: MediaKind, id: TrackId, create: bool) -> Option<Arc<Packaged>> {
+        let mut tracks = lock(&self.tracks);
+        if let Some(t) = tracks.iter().find(|t| (t.kind, t.id) == (kind, id)) {
+            return Some(t.seg.clone());
+        }
+        if !create {
+            return None;
+        }
+        let name = track_name(kind, id);
+        let key = format!("{}/{name}", self.key);
+        let config = SegmenterConfig {
+            aligned: kind == MediaKind::Video,
+            ..self.config
+        };
+        let seg = Packaged::new(StreamSegmenter::new(&key, config, SystemTime::now()));
+        if kind == MediaKind::Video {
+            // Variants switch seamlessly only on a shared grid.
+            self.seg.update(|s| s.align());
+        }
+        self.store.put(&key, seg.clone());
+        self.store.add_rendition(&self.key, name);
+        info!(stream = self.key, track = key, "multitrack track packaged");
+        tracks.push(TrackStream {
+            kind,
+            id,
+            seg: seg.clone(),
+        });
+        Some(seg)
+    }
+
+    fn feed(&self, event: &StreamEvent, now: SystemTime) {
+        match event {
+            StreamEvent::TrackConfig(id, c) => {
+                if let Some(t) = self.track(c.kind(), *id, true) {
+                    t.update(|seg| seg.push(&StreamEvent::Config(c.clone()), now));
+                }
+            }
+            StreamEvent::TrackFrame(id, f) => {
+                if let Some(t) = self.track(f.kind(), *id, false) {
+                    t.update(|seg| seg.push(&StreamEvent::Frame(f.clone()), now));
+                }
+            }
+            StreamEvent::PublisherStarted | StreamEvent::PublisherStopped => {
+                self.seg.update(|seg| seg.push(event, now));
+                let tracks: Vec<_> = lock(&self.tracks).iter().map(|t| t.seg.clone()).collect();
+                for t in tracks {
+                    t.update(|seg| seg.push(event, now));
+                }
+            }
+            _ => self.seg.update(|seg| seg.push(event, now)),
+        }
+    }
 }
 
 impl Tap for SegmenterTap {
@@ -277,7 +371,7 @@ impl Tap for SegmenterTap {
         // The tap runs on the publisher's connection: a packager bug must
         // end this stream's packaging, not the publish or its RTMP players.
         let pushed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.seg.update(|seg| seg.push(event, SystemTime::now()))
+            self.feed(event, SystemTime::now())
         }));
         if pushed.is_err() {
             self.broken.store(true, Ordering::Relaxed);
@@ -329,10 +423,14 @@ impl Packager {
         running.insert(key.to_string(), seg.clone());
         self.store.insert(key, seg.clone(), &running);
         let (live, live_rx) = watch::channel(false);
+        let tracks: Arc<Mutex<Vec<TrackStream>>> = Arc::default();
         let tap = self.hub.tap(
             key,
             Arc::new(SegmenterTap {
                 seg: seg.clone(),
+                tracks: tracks.clone(),
+                store: self.store.clone(),
+                config: segmenter,
                 live,
                 broken: AtomicBool::new(false),
                 key: key.to_string(),
@@ -342,9 +440,17 @@ impl Packager {
         let key = key.to_string();
         tokio::spawn(async move {
             this.watch_grace(&key, tap, live_rx, &seg).await;
+            let tracks = std::mem::take(&mut *lock(&tracks));
+            for t in &tracks {
+                t.seg.update(|s| s.end(SystemTime::now()));
+            }
             // Keep the ended stream for late players, then forget it (unless
             // a new publish replaced it meanwhile).
             tokio::time::sleep(this.config.retention).await;
+            for t in &tracks {
+                let track_key = format!("{key}/{}", track_name(t.kind, t.id));
+                this.store.remove_if_same(&track_key, &t.seg);
+            }
             this.store.remove_if_same(&key, &seg);
             info!(stream = key, "packaged stream dropped after retention");
         });
@@ -504,5 +610,91 @@ mod tests {
         };
         assert_eq!(names(false), ["a"]);
         assert_eq!(names(true), ["a", "b"]);
+    }
+
+    /// An Enhanced RTMP multitrack publish (FFmpeg 9: two H.264 video
+    /// tracks, 64x64 and 32x32, an AAC and an Opus audio track) packaged
+    /// with no transcoding: the second video track is a variant of the
+    /// multivariant playlist and a Representation of the video
+    /// AdaptationSet, the second audio track an alternative rendition
+    /// and an AdaptationSet of its own.
+    #[tokio::test]
+    async fn multitrack_tracks_become_variants_and_audio_renditions() {
+        use crate::media::flv::Ingest;
+        use crate::media::flv_file::{read_tags, TAG_AUDIO, TAG_VIDEO};
+        use crate::package::serve::test_support::Live;
+        use crate::package::serve::Payload;
+        use crate::package::urls::Resource;
+
+        let live = Live::new();
+        let key = "live/multi";
+        let p = live
+            .hub
+            .publish(&crate::stream_key::StreamKey::parse(key).unwrap(), "peer")
+            .unwrap();
+        live.packager
+            .ensure(&crate::stream_key::StreamKey::parse(key).unwrap());
+        let file =
+            bytes::Bytes::from_static(include_bytes!("../media/flv/testdata/multitrack_av.flv"));
+        let mut ingest = Ingest::new();
+        // Half a second (a keyframe at its start) sent eight times over.
+        for round in 0..8u32 {
+            for tag in read_tags(&file).unwrap() {
+                let kind = match tag.tag_type {
+                    TAG_VIDEO => MediaKind::Video,
+                    TAG_AUDIO => MediaKind::Audio,
+                    _ => continue,
+                };
+                let ts = tag.timestamp + round * 500;
+                ingest
+                    .media(kind, ts, tag.body, |e| {
+                        p.send(e);
+                    })
+                    .unwrap();
+            }
+        }
+        drop(p);
+        let text = |r| match live.store.serve(key, r, &[]).unwrap().payload {
+            Payload::Text(t) => t,
+            other => panic!("{other:?}"),
+        };
+        let m3u8 = text(Resource::Multivariant);
+        let variants: Vec<&str> = m3u8
+            .lines()
+            .filter(|l| l.starts_with("#EXT-X-STREAM-INF"))
+            .collect();
+        assert_eq!(variants.len(), 2, "{m3u8}");
+        assert!(variants[0].contains("RESOLUTION=64x64"), "{m3u8}");
+        assert!(variants[1].contains("RESOLUTION=32x32"), "{m3u8}");
+        for v in &variants {
+            assert!(v.contains("mp4a.40.2,opus"), "both audio codecs: {m3u8}");
+        }
+        assert!(m3u8.contains("\nvideo1/video.m3u8\n"), "{m3u8}");
+        let audio: Vec<&str> = m3u8
+            .lines()
+            .filter(|l| l.starts_with("#EXT-X-MEDIA:TYPE=AUDIO"))
+            .collect();
+        assert_eq!(audio.len(), 2, "{m3u8}");
+        assert!(audio[0].contains("DEFAULT=YES") && audio[0].contains("URI=\"audio.m3u8\""));
+        assert!(
+            audio[1].contains("NAME=\"track 1\",DEFAULT=NO")
+                && audio[1].contains("URI=\"audio1/audio.m3u8\""),
+            "{m3u8}"
+        );
+
+        let mpd = text(Resource::Mpd);
+        assert_eq!(mpd.matches("<AdaptationSet").count(), 3, "{mpd}");
+        assert_eq!(mpd.matches("contentType=\"audio\"").count(), 2, "{mpd}");
+        assert!(mpd.contains("<Representation id=\"video-video1\""), "{mpd}");
+        assert!(mpd.contains("<Label>audio1</Label>"), "{mpd}");
+        assert!(mpd.contains("codecs=\"opus\""), "{mpd}");
+
+        // The tracks' own playlists exist, under their names.
+        for track in ["live/multi/video1", "live/multi/audio1"] {
+            assert!(live
+                .store
+                .get(track)
+                .is_some_and(|s| lock(&s).has_segments()));
+        }
     }
 }
