@@ -69,7 +69,7 @@ fn enhanced_rtmp_codecs_play_over_hls_and_dash() {
                 "-b:a",
                 "32k",
             ],
-            "hev1.",
+            "hvc1.",
             "opus",
         ),
         (

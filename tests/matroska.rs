@@ -24,12 +24,13 @@ fn ingest(file: &'static [u8]) -> (Vec<CodecConfig>, Vec<Frame>) {
             TAG_AUDIO => MediaKind::Audio,
             _ => continue,
         };
-        // A trailing empty FLAC frame is the only tag dropped.
-        let _ = ingest.media(kind, tag.timestamp, tag.body, |e| match e {
-            StreamEvent::Config(c) => configs.push((*c).clone()),
-            StreamEvent::Frame(f) => frames.push(f),
-            _ => {}
-        });
+        ingest
+            .media(kind, tag.timestamp, tag.body, |e| match e {
+                StreamEvent::Config(c) => configs.push((*c).clone()),
+                StreamEvent::Frame(f) => frames.push(f),
+                _ => {}
+            })
+            .unwrap();
     }
     (configs, frames)
 }

@@ -161,6 +161,34 @@ impl HevcConfig {
 /// The fixed part of the record, before the arrays.
 const HEADER_LEN: usize = 23;
 
+impl HevcConfig {
+    /// Whether the record holds at least one VPS, SPS and PPS (whatever
+    /// its `array_completeness` flags say).
+    pub fn has_parameter_sets(&self) -> bool {
+        [NAL_VPS, NAL_SPS, NAL_PPS]
+            .iter()
+            .all(|&t| self.units(t).next().is_some())
+    }
+
+    /// The record with `array_completeness` set on its VPS, SPS and PPS
+    /// arrays: for an `hvc1` sample entry, when the stream carries no
+    /// parameter sets in band. (FFmpeg's FLV muxer clears the flags even
+    /// then; Apple players take only `hvc1`.) A copy of the record.
+    pub fn record_complete(&self) -> Bytes {
+        let mut r = self.record.to_vec();
+        let mut pos = HEADER_LEN;
+        for a in &self.arrays {
+            if [NAL_VPS, NAL_SPS, NAL_PPS].contains(&a.nal_unit_type) {
+                if let Some(head) = r.get_mut(pos) {
+                    *head |= 0x80;
+                }
+            }
+            pos += 3 + a.units.iter().map(|u| 2 + u.len()).sum::<usize>();
+        }
+        r.into()
+    }
+}
+
 /// Parses the record an Enhanced RTMP HEVC sequence start carries. Profile,
 /// tier, level, chroma format and bit depths come from the record, which is
 /// what `hvcC` and the codec string repeat; the size comes from the first

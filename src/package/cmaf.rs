@@ -123,24 +123,12 @@ fn has_parameter_sets(mut data: &[u8], nal_length_size: u8) -> bool {
 /// `hvc1` or `hev1` for an HEVC track. ISO/IEC 14496-15 8.4.1: with
 /// `hvc1` every parameter set is in the sample entry, so its arrays of
 /// VPS, SPS and PPS must be marked complete and the samples carry none;
-/// `hev1` allows them in band. The record is written verbatim, so `hvc1`
-/// only when the record itself says its VPS, SPS and PPS arrays are
-/// complete and the first keyframe carries none. FFmpeg's FLV muxer
-/// clears `array_completeness`, so its streams are `hev1` (which Apple
-/// players refuse; Chrome, Firefox and ffmpeg take both).
+/// `hev1` allows them in band. `hvc1` when the record holds a VPS, an SPS
+/// and a PPS and the first keyframe carries none: the `hvcC` written then
+/// has its arrays marked complete ([`hevc::HevcConfig::record_complete`]),
+/// which FFmpeg's FLV muxer leaves clear. Apple players take only `hvc1`.
 pub fn hevc_entry(config: &hevc::HevcConfig, seen: &Observed) -> &'static [u8; 4] {
-    let complete = [hevc::NAL_VPS, hevc::NAL_SPS, hevc::NAL_PPS]
-        .iter()
-        .all(|&t| {
-            let mut arrays = config.arrays.iter().filter(|a| a.nal_unit_type == t);
-            let mut any = false;
-            let all = arrays.all(|a| {
-                any |= !a.units.is_empty();
-                a.complete
-            });
-            any && all
-        });
-    if complete && !seen.in_band_parameter_sets {
+    if config.has_parameter_sets() && !seen.in_band_parameter_sets {
         b"hvc1"
     } else {
         b"hev1"
@@ -531,8 +519,13 @@ fn write_stsd(
         match config {
             CodecConfig::Avc(c) => write_avc1(buf, c, width, height),
             CodecConfig::Hevc(c) => {
-                let boxes: [(&[u8; 4], &[u8]); 1] = [(b"hvcC", &c.record)];
-                write_visual(buf, hevc_entry(c, seen), width, height, &boxes, colr)
+                let entry = hevc_entry(c, seen);
+                let record = match entry {
+                    b"hvc1" => c.record_complete(),
+                    _ => c.record.clone(),
+                };
+                let boxes: [(&[u8; 4], &[u8]); 1] = [(b"hvcC", &record)];
+                write_visual(buf, entry, width, height, &boxes, colr)
             }
             CodecConfig::Av1(c) => {
                 let boxes: [(&[u8; 4], &[u8]); 1] = [(b"av1C", &c.record)];

@@ -223,18 +223,14 @@ fn ingest(name: &str) -> Vec<StreamEvent> {
     let data = Bytes::from(std::fs::read(testdata(name)).unwrap());
     let mut ingest = Ingest::new();
     let mut events = Vec::new();
-    let tags = flv_file::read_tags(&data).unwrap();
-    let last = tags.len() - 1;
-    for (i, tag) in tags.into_iter().enumerate() {
+    for tag in flv_file::read_tags(&data).unwrap() {
         let kind = match tag.tag_type {
             flv_file::TAG_AUDIO => MediaKind::Audio,
             flv_file::TAG_VIDEO => MediaKind::Video,
             _ => continue,
         };
         if let Err(e) = ingest.media(kind, tag.timestamp, tag.body, |e| events.push(e)) {
-            // The ingest refuses the empty frame FFmpeg ends a FLAC track
-            // with (the connection would close there, at the end anyway).
-            assert_eq!(i, last, "{name}: {e}");
+            panic!("{name}: {e}");
         }
     }
     events
@@ -546,26 +542,37 @@ fn hevc_and_opus() {
     let (vsrc, asrc) = (src.video.as_ref().unwrap(), src.audio.as_ref().unwrap());
     let dir = tempfile::tempdir().unwrap();
 
-    // FFmpeg's FLV muxer marks the record's arrays incomplete: `hev1`, and
-    // the codec string's prefix follows.
+    // FFmpeg's FLV muxer marks the record's arrays incomplete, though
+    // they hold every parameter set and the frames none: `hvc1`, with the
+    // arrays marked complete in the `hvcC` written; the codec string's
+    // prefix follows the entry.
     let CodecConfig::Hevc(hevc) = &vsrc.config else {
         panic!()
     };
     assert!(hevc.arrays.iter().all(|a| !a.complete));
-    assert_eq!(video.info.codec, "hev1.1.6.L30.90");
+    assert_eq!(video.info.codec, "hvc1.1.6.L30.90");
     let (ftyp, moov) = parse_init(&video.init);
     assert_eq!(brands(&ftyp), ["iso6", "cmfc", "mp41"]);
-    let Entry::Hev1(hev1) = entry(&moov) else {
+    let Entry::Hvc1(hvc1) = entry(&moov) else {
         panic!("{:?}", entry(&moov))
     };
-    assert_eq!((hev1.visual.width, hev1.visual.height), (128, 72));
+    assert_eq!((hvc1.visual.width, hvc1.visual.height), (128, 72));
     assert_eq!((video.info.width, video.info.height), (128, 72));
-    assert_eq!(hev1.colr, None, "the HEVC VUI is not read");
-    assert_eq!(entry_child(&video.init, b"hev1", b"hvcC"), &hevc.record[..]);
+    assert_eq!(hvc1.colr, None, "the HEVC VUI is not read");
+    let written = entry_child(&video.init, b"hvc1", b"hvcC");
+    assert_eq!(written, &hevc.record_complete()[..]);
+    let reparsed = crate::media::hevc::parse_decoder_config(written.to_vec().into()).unwrap();
+    use crate::media::hevc::{NAL_PPS, NAL_SPS, NAL_VPS};
+    for (a, b) in reparsed.arrays.iter().zip(&hevc.arrays) {
+        let parameter_set = [NAL_VPS, NAL_SPS, NAL_PPS].contains(&a.nal_unit_type);
+        assert_eq!(a.complete, parameter_set || b.complete, "{a:?}");
+        assert_eq!(a.units, b.units);
+    }
+    assert_eq!(reparsed.arrays.len(), hevc.arrays.len());
     let v = video.write(dir.path(), "video.mp4");
     assert_eq!(
         probe_stream(&v, "codec_name,codec_tag_string,profile,width,height"),
-        "codec_name=hevc|profile=Main|codec_tag_string=hev1|width=128|height=72"
+        "codec_name=hevc|profile=Main|codec_tag_string=hvc1|width=128|height=72"
     );
     assert_packets_are_the_frames(&v, vsrc, 0);
     assert_decodes_as(&v, "hevc_opus.video.framemd5");
@@ -820,19 +827,24 @@ fn eac3_alone() {
     assert!(pcm.iter().all(|&(d, _, _)| d == 1536));
 }
 
-/// `hvc1` needs every parameter set in the record, marked complete, and
-/// none in band: the same record with its arrays marked complete is
-/// `hvc1` (and so is its codec string), until a keyframe carries an SPS.
+/// `hvc1` needs every parameter set in the record and none in band: the
+/// record FFmpeg sends is `hvc1` (and so is its codec string), until a
+/// keyframe carries an SPS; a record without a PPS is `hev1`.
 #[test]
-fn hvc1_only_with_complete_arrays_and_no_parameter_sets_in_band() {
+fn hvc1_only_with_every_parameter_set_in_the_record_and_none_in_band() {
     let src = read_flv("hevc_opus.flv");
     let v = src.video.unwrap();
-    let CodecConfig::Hevc(mut hevc) = v.config.clone() else {
+    let CodecConfig::Hevc(hevc) = v.config.clone() else {
         panic!()
     };
-    for a in &mut hevc.arrays {
-        a.complete = true;
-    }
+    let mut no_pps = hevc.clone();
+    no_pps
+        .arrays
+        .retain(|a| a.nal_unit_type != crate::media::hevc::NAL_PPS);
+    assert_eq!(
+        cmaf::hevc_entry(&no_pps, &cmaf::Observed::default()),
+        b"hev1"
+    );
     let key = &v.frames[0].data;
     let config = CodecConfig::Hevc(hevc.clone());
     let seen = cmaf::Observed::keyframe(&config, key);
@@ -926,12 +938,12 @@ fn low_latency_chunks_play_too() {
 }
 
 /// The manifests of the real ingest's events name what the segments are:
-/// codec strings (with `hev1` as the sample entry), HDR, the Dolby channel
+/// codec strings (with `hvc1` as the sample entry), HDR, the Dolby channel
 /// configuration.
 #[test]
 fn manifests_name_the_codecs() {
     for (name, codecs, range, dash_audio) in [
-        ("hevc_opus", "hev1.1.6.L30.90,opus", None, "value=\"2\""),
+        ("hevc_opus", "hvc1.1.6.L30.90,opus", None, "value=\"2\""),
         (
             "av1_ac3",
             "av01.0.00M.08.0.110.09.18.09.0,ac-3",

@@ -336,6 +336,9 @@ fn ex_audio_track(
             // MP3, AC-3 and E-AC-3 define no sequence start.
             _ => AudioTag::NotMedia,
         }),
+        // FFmpeg ends an Enhanced RTMP FLAC track with an empty coded
+        // frame (the encoder's final flush): nothing to carry, no error.
+        ex::AudioPacket::CodedFrames(data) if data.is_empty() => Ok(AudioTag::NotMedia),
         ex::AudioPacket::CodedFrames(data) => {
             let frame = audio_frame(codec, dts, data)?;
             if codec != Codec::Mp3 {
