@@ -344,37 +344,56 @@ fn check_track(
         let mut b = &bytes[..];
         let mut time = None::<u64>;
         let mut elapsed = 0u64;
-        for part in &s.parts {
-            let moof = Moof::decode(&mut b).expect("segment: moof");
-            let traf = &moof.traf[0];
-            let tfdt = traf.tfdt.as_ref().expect("tfdt").base_media_decode_time;
-            match time {
-                None => {
-                    same(scale(tfdt), s.start, "first tfdt is the segment start");
-                    elapsed = tfdt;
+        for (index, part) in s.parts.iter().enumerate() {
+            // A part is one CMAF chunk (moof + mdat), or several in low
+            // latency: they are the segment's bytes in order.
+            let part_bytes: Vec<u8> = seg
+                .part(kind, s.number, index)
+                .expect("a finished segment's parts are stored")
+                .iter()
+                .flat_map(|c| c.iter().copied())
+                .collect();
+            assert_eq!(
+                b.get(..part_bytes.len()),
+                Some(&part_bytes[..]),
+                "a part is the segment's next bytes"
+            );
+            b = &b[part_bytes.len()..];
+            let mut p = &part_bytes[..];
+            let mut part_start = None;
+            while !p.is_empty() {
+                let moof = Moof::decode(&mut p).expect("segment: moof");
+                let traf = &moof.traf[0];
+                let tfdt = traf.tfdt.as_ref().expect("tfdt").base_media_decode_time;
+                match time {
+                    None => {
+                        same(scale(tfdt), s.start, "first tfdt is the segment start");
+                        elapsed = tfdt;
+                    }
+                    Some(t) => assert!(tfdt >= t, "tfdt went back inside a segment"),
                 }
-                Some(t) => assert!(tfdt >= t, "tfdt went back inside a segment"),
+                part_start.get_or_insert(scale(elapsed));
+                let trun = &traf.trun[0];
+                assert!(!trun.samples.is_empty());
+                let mut duration = 0u64;
+                let mut size = 0u64;
+                for e in trun.samples.iter() {
+                    duration += u64::from(e.duration.expect("sample duration"));
+                    size += u64::from(e.size.expect("sample size"));
+                }
+                elapsed += duration;
+                time = Some(tfdt + duration);
+                let (head, rest) = p.split_at_checked(8).expect("mdat header");
+                let mdat_size = u64::from(u32::from_be_bytes([head[0], head[1], head[2], head[3]]));
+                assert_eq!(&head[4..], b"mdat");
+                assert_eq!(mdat_size, size + 8, "mdat size");
+                p = usize::try_from(size)
+                    .ok()
+                    .and_then(|n| rest.get(n..))
+                    .expect("mdat payload");
             }
-            let trun = &traf.trun[0];
-            assert!(!trun.samples.is_empty());
-            let mut duration = 0u64;
-            let mut size = 0u64;
-            for e in trun.samples.iter() {
-                duration += u64::from(e.duration.expect("sample duration"));
-                size += u64::from(e.size.expect("sample size"));
-            }
-            let part_start = scale(elapsed);
-            elapsed += duration;
+            let part_start = part_start.expect("a part holds a chunk");
             same(scale(elapsed) - part_start, part.duration, "part duration");
-            time = Some(tfdt + duration);
-            let (head, rest) = b.split_at_checked(8).expect("mdat header");
-            let mdat_size = u64::from(u32::from_be_bytes([head[0], head[1], head[2], head[3]]));
-            assert_eq!(&head[4..], b"mdat");
-            assert_eq!(mdat_size, size + 8, "mdat size");
-            b = usize::try_from(size)
-                .ok()
-                .and_then(|n| rest.get(n..))
-                .expect("mdat payload");
         }
         assert!(b.is_empty(), "bytes after the last part");
     }
