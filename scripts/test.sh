@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs castgate's whole test suite on a Debian machine: installs the real
-# programs the end-to-end tests use and libsrt to build with (apt-get, npm),
+# programs the end-to-end tests use and libsrt to build with (apt-get, npm,
+# and FFmpeg 9 from PyPI into a venv under ~/.cache/castgate),
 # then runs formatting,
 # lint and every test target (unit, property, integration, end-to-end against
 # ffmpeg, rtmpdump, GStreamer, nginx-rtmp, srt-live-transmit, Chromium and
@@ -58,6 +59,9 @@ need rtmpdump rtmpdump
 # GStreamer: librtmp's rtmpsink and GStreamer's rtmp2sink publish, playbin
 # plays HLS and DASH (libav decodes; glib-networking is GIO's TLS for rtmps).
 need gst-launch-1.0 gstreamer1.0-tools
+# FFmpeg 9, the Enhanced RTMP publisher (below), comes from PyPI into a venv.
+need python3 python3
+need_pkg python3-venv
 need_pkg gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
   gstreamer1.0-plugins-ugly gstreamer1.0-libav glib-networking
 need chromium chromium
@@ -101,6 +105,45 @@ fi
 echo "npm ci in e2e/browser (node $(node --version), npm $(npm --version))"
 (cd e2e/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error) \
   || { echo "FAILED: npm ci in e2e/browser"; exit 1; }
+
+# FFmpeg 9 publishes Enhanced RTMP (HEVC, AV1, VP9, Opus, FLAC, AC-3,
+# multitrack) in e2e/enhanced.rs: Debian 12's ffmpeg 5.1 cannot. PyPI's
+# imageio-ffmpeg wheel (pinned; ~68 MB) carries a static FFmpeg 9 build. It
+# goes in a venv in the user's cache, outside the repository, reused while it
+# works and made anew when it does not. The tests find it through
+# CASTGATE_FFMPEG9 (a caller's own CASTGATE_FFMPEG9, if it is FFmpeg 9, wins).
+IMAGEIO_FFMPEG_VERSION=0.8.1
+ff9_venv="${XDG_CACHE_HOME:-$HOME/.cache}/castgate/ffmpeg9-venv-$IMAGEIO_FFMPEG_VERSION"
+ff9_is_9() { # ff9_is_9 BINARY: it runs and says it is FFmpeg 9
+  [ -x "$1" ] && "$1" -hide_banner -version 2>/dev/null | head -1 | grep -Eq '^ffmpeg version n?9\.'
+}
+ff9_from_venv() { # the binary the venv's imageio-ffmpeg names, if the pinned version is there
+  env -u IMAGEIO_FFMPEG_EXE "$ff9_venv/bin/python" -c "
+import imageio_ffmpeg
+assert imageio_ffmpeg.__version__ == '$IMAGEIO_FFMPEG_VERSION', imageio_ffmpeg.__version__
+print(imageio_ffmpeg.get_ffmpeg_exe())" 2>/dev/null
+}
+if [ -n "${CASTGATE_FFMPEG9:-}" ] && ff9_is_9 "$CASTGATE_FFMPEG9"; then
+  echo "FFmpeg 9 from CASTGATE_FFMPEG9: $CASTGATE_FFMPEG9"
+else
+  ff9=$(ff9_from_venv)
+  if [ -z "$ff9" ] || ! ff9_is_9 "$ff9"; then
+    echo "installing FFmpeg 9 (PyPI imageio-ffmpeg==$IMAGEIO_FFMPEG_VERSION) in $ff9_venv"
+    rm -rf "$ff9_venv"
+    mkdir -p "$(dirname "$ff9_venv")"
+    { python3 -m venv "$ff9_venv" \
+      && "$ff9_venv/bin/pip" install -q --disable-pip-version-check --no-input \
+        "imageio-ffmpeg==$IMAGEIO_FFMPEG_VERSION"; } \
+      || { echo "FAILED: pip install imageio-ffmpeg==$IMAGEIO_FFMPEG_VERSION in $ff9_venv (FFmpeg 9 for the Enhanced RTMP tests)"; exit 1; }
+    ff9=$(ff9_from_venv)
+    if [ -z "$ff9" ] || ! ff9_is_9 "$ff9"; then
+      echo "FAILED: imageio-ffmpeg==$IMAGEIO_FFMPEG_VERSION in $ff9_venv gives no working FFmpeg 9 (${ff9:-no binary}): $("${ff9:-false}" -version 2>&1 | head -1)"
+      exit 1
+    fi
+  fi
+  export CASTGATE_FFMPEG9="$ff9"
+  echo "FFmpeg 9: $CASTGATE_FFMPEG9 ($("$CASTGATE_FFMPEG9" -hide_banner -version | head -1))"
+fi
 
 # The fault tests open a thousand connections at once from this process and
 # castgate's: raise the descriptor limit as far as the hard limit allows.
