@@ -449,7 +449,18 @@ pub fn publish(file: &Path, url: &str, input_opts: &[&str]) -> Child {
 /// [`publish`] with extra output options too (e.g. `-rtmp_flush_interval 1`).
 pub fn publish_with(file: &Path, url: &str, input_opts: &[&str], output_opts: &[&str]) -> Child {
     require("ffmpeg");
-    Command::new("ffmpeg")
+    publish_by(Path::new("ffmpeg"), file, url, input_opts, output_opts)
+}
+
+/// [`publish_with`] by another ffmpeg binary (e.g. [`ffmpeg9`]).
+pub fn publish_by(
+    ffmpeg: &Path,
+    file: &Path,
+    url: &str,
+    input_opts: &[&str],
+    output_opts: &[&str],
+) -> Child {
+    Command::new(ffmpeg)
         .args(["-nostdin", "-v", "error", "-re"])
         .args(input_opts)
         .arg("-i")
@@ -461,7 +472,7 @@ pub fn publish_with(file: &Path, url: &str, input_opts: &[&str], output_opts: &[
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("cannot run ffmpeg")
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", ffmpeg.display()))
 }
 
 /// `ffmpeg -i URL -copyts -c copy OUT.flv`: an RTMP player recording what it
@@ -641,17 +652,87 @@ pub fn track(packets: &[Packet], stream: u32) -> Vec<Packet> {
 
 /// Decodes a file or URL fully; returns ffmpeg's error output (empty when clean).
 pub fn decode_errors(input: impl AsRef<std::ffi::OsStr>) -> String {
-    let out = Command::new("ffmpeg")
+    require("ffmpeg");
+    decode_errors_by(Path::new("ffmpeg"), input)
+}
+
+/// [`decode_errors`] by another ffmpeg binary (e.g. [`ffmpeg9`]).
+pub fn decode_errors_by(ffmpeg: &Path, input: impl AsRef<std::ffi::OsStr>) -> String {
+    let out = Command::new(ffmpeg)
         .args(["-nostdin", "-v", "error", "-i"])
         .arg(input)
         .args(["-f", "null", "-"])
         .output_within(RUN_LIMIT)
-        .expect("cannot run ffmpeg");
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", ffmpeg.display()));
     let mut s = String::from_utf8_lossy(&out.stderr).to_string();
     if !out.status.success() {
         s.push_str(&format!("\nffmpeg exited with {}", out.status));
     }
     s
+}
+
+/// The checksums of the decoded frames (pictures, or audio frames) that
+/// `-map MAP` selects from a file or URL, in output order, decoded by
+/// `ffmpeg` (`ffmpeg -i INPUT -map MAP -f framemd5 -`). Two inputs that
+/// carry the same coded stream decode to the same list even when their
+/// containers frame the packets differently.
+pub fn decoded_frames(ffmpeg: &Path, input: impl AsRef<std::ffi::OsStr>, map: &str) -> Vec<String> {
+    let input = input.as_ref();
+    let out = Command::new(ffmpeg)
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(input)
+        .args(["-map", map, "-f", "framemd5", "-"])
+        .output_within(RUN_LIMIT)
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", ffmpeg.display()));
+    assert!(
+        out.status.success(),
+        "decoding {} failed: {}",
+        input.to_string_lossy(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(',').next().map(|h| h.trim().to_string()))
+        .collect()
+}
+
+/// Asserts the audio packets `got` are every packet of `src` from the one
+/// at `got`'s first presentation time (±1 ms) to the end: same payloads,
+/// presentation times within 1 ms (an audio time scale rounds). Audio is
+/// lined up by time, not hash: a sine's frames repeat. Missing trailing
+/// audio fails here.
+pub fn assert_audio_run(src: &[Packet], got: &[Packet], what: &str) {
+    assert!(!got.is_empty(), "{what}: no audio packets");
+    let first = src
+        .iter()
+        .position(|p| (p.pts - got[0].pts).abs() <= 1)
+        .unwrap_or_else(|| {
+            panic!(
+                "{what}: the first audio packet (pts {} ms) is not in the source",
+                got[0].pts
+            )
+        });
+    assert_eq!(
+        got.len(),
+        src.len() - first,
+        "{what}: every audio packet of the window (source has {} from the first one)",
+        src.len() - first
+    );
+    assert_eq!(
+        got.last().map(|p| p.pts),
+        src.last().map(|p| p.pts),
+        "{what}: up to the last audio packet"
+    );
+    for (g, e) in got.iter().zip(&src[first..]) {
+        assert_eq!((g.size, &g.md5), (e.size, &e.md5), "{what}: audio payloads");
+        assert!(
+            (g.pts - e.pts).abs() <= 1,
+            "{what}: audio pts {} vs {}",
+            g.pts,
+            e.pts
+        );
+    }
 }
 
 /// Asserts every track of `played` is a contiguous run of the same track of
