@@ -22,6 +22,58 @@ pub fn require(tool: &str) {
     );
 }
 
+/// FFmpeg 9, the Enhanced RTMP peer (HEVC, AV1, VP9, Opus, FLAC, AC-3 in
+/// FLV, multitrack): the binary `CASTGATE_FFMPEG9` names. `scripts/test.sh`
+/// installs it (PyPI's imageio-ffmpeg in a venv under
+/// `~/.cache/castgate`) and sets the variable; Debian's ffmpeg 5.1 cannot
+/// send Enhanced RTMP. Unset, not executable or not FFmpeg 9: the test
+/// fails saying so.
+pub fn ffmpeg9() -> PathBuf {
+    static FOUND: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let found = FOUND.get_or_init(|| {
+        let fix =
+            "run ./scripts/test.sh (it installs FFmpeg 9 from PyPI's imageio-ffmpeg and sets \
+                   CASTGATE_FFMPEG9), or set CASTGATE_FFMPEG9 to an FFmpeg 9 binary";
+        let Some(path) = std::env::var_os("CASTGATE_FFMPEG9").filter(|p| !p.is_empty()) else {
+            return Err(format!("CASTGATE_FFMPEG9 is not set: {fix}"));
+        };
+        let path = PathBuf::from(path);
+        let executable = std::fs::metadata(&path).is_ok_and(|m| {
+            use std::os::unix::fs::PermissionsExt;
+            m.is_file() && m.permissions().mode() & 0o111 != 0
+        });
+        if !executable {
+            return Err(format!(
+                "CASTGATE_FFMPEG9={} is not an executable file: {fix}",
+                path.display()
+            ));
+        }
+        let out = Command::new(&path)
+            .args(["-hide_banner", "-version"])
+            .output_within(Duration::from_secs(30))
+            .map_err(|e| format!("CASTGATE_FFMPEG9={}: {e}: {fix}", path.display()))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let first = text.lines().next().unwrap_or_default();
+        let version = first.strip_prefix("ffmpeg version ").unwrap_or_default();
+        if !out.status.success() || !version.trim_start_matches('n').starts_with("9.") {
+            return Err(format!(
+                "CASTGATE_FFMPEG9={} is not FFmpeg 9 ({:?}): {fix}",
+                path.display(),
+                if first.is_empty() {
+                    String::from_utf8_lossy(&out.stderr).to_string()
+                } else {
+                    first.to_string()
+                }
+            ));
+        }
+        Ok(path)
+    });
+    match found {
+        Ok(p) => p.clone(),
+        Err(e) => panic!("FFmpeg 9 is needed for the Enhanced RTMP tests: {e}"),
+    }
+}
+
 /// A free loopback port, bound then released: only for peers that cannot
 /// bind port 0 and report what they got (ffmpeg or srt-live-transmit as
 /// listeners, a port that must refuse connections). castgate itself binds

@@ -11,6 +11,7 @@ mod docker;
 mod docker_run;
 mod egress;
 mod enhanced;
+mod enhanced_cmaf;
 mod faults;
 mod harness;
 mod hls_dash;
