@@ -480,6 +480,37 @@ impl Mpd {
     }
 }
 
+/// An audio Representation (or its AdaptationSet) declares two channels:
+/// MPEG's scheme with `2`, or for AC-3 and E-AC-3 Dolby's with the
+/// channel mask `A000` (left and right).
+pub fn assert_stereo(rep: &Mpd, set: &Mpd, text: &str) {
+    let configs: Vec<&Mpd> = rep
+        .all("AudioChannelConfiguration")
+        .into_iter()
+        .chain(
+            set.children
+                .iter()
+                .filter(|c| c.name == "AudioChannelConfiguration"),
+        )
+        .collect();
+    assert!(!configs.is_empty(), "no AudioChannelConfiguration: {text}");
+    for c in configs {
+        let scheme = c.attr("schemeIdUri").unwrap_or_default();
+        let value = c.attr("value").unwrap_or_default();
+        let stereo = match scheme {
+            "urn:mpeg:dash:23003:3:audio_channel_configuration:2011" => value == "2",
+            "tag:dolby.com,2014:dash:audio_channel_configuration:2011" => {
+                value.eq_ignore_ascii_case("A000")
+            }
+            _ => false,
+        };
+        assert!(
+            stereo,
+            "AudioChannelConfiguration {scheme} {value:?} is not stereo: {text}"
+        );
+    }
+}
+
 /// The checks every codec pair goes through; see the module comment.
 fn run(case: &Case) {
     let dir = tempdir();
@@ -536,6 +567,7 @@ fn run(case: &Case) {
         Some(audio[0].group_id.as_str()),
         "{text}"
     );
+    assert_eq!(audio[0].channels.as_deref(), Some("2"), "stereo: {text}");
 
     // The media playlists ended.
     for uri in [Some(v.uri.as_str()), audio[0].uri.as_deref()]
@@ -575,6 +607,7 @@ fn run(case: &Case) {
                     Some("48000"),
                     "{text}"
                 );
+                assert_stereo(rep, set, &text);
             }
             other => panic!("{key}: an AdaptationSet of content type {other:?}: {text}"),
         }

@@ -31,8 +31,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::enhanced::{
-    get_ok, master_playlist, media_playlist, publish_and_end, LogOnFailure, Mpd,
+use crate::enhanced_cmaf::{
+    assert_stereo, get_ok, master_playlist, media_playlist, publish_and_end, LogOnFailure, Mpd,
 };
 use crate::harness::*;
 
@@ -203,6 +203,7 @@ fn two_video_and_two_audio_tracks_in_one_publish() {
     for a in &audio {
         assert_eq!(Some(&a.group_id), group.as_ref(), "{text}");
         assert!(a.uri.is_some(), "an audio rendition without URI: {text}");
+        assert_eq!(a.channels.as_deref(), Some("2"), "stereo: {text}");
     }
     assert_ne!(audio[0].uri, audio[1].uri, "{text}");
     assert_ne!(audio[0].name, audio[1].name, "{text}");
@@ -286,6 +287,7 @@ fn two_video_and_two_audio_tracks_in_one_publish() {
         let reps = a.all("Representation");
         assert_eq!(reps.len(), 1, "{text}");
         assert_eq!(reps[0].rep_attr(a, "codecs"), Some("mp4a.40.2"), "{text}");
+        assert_stereo(reps[0], a, &text);
     }
     assert_ne!(audio[0].attr("id"), audio[1].attr("id"), "{text}");
 
