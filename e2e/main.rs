@@ -20,6 +20,7 @@ mod limits;
 mod ll;
 mod load;
 mod malformed;
+mod multitrack;
 mod netns;
 mod ops;
 mod raw;

@@ -4,25 +4,18 @@
 //! tones) in one FLV stream. FFmpeg sends track 0 as plain Enhanced RTMP
 //! packets and track 1 as OneTrack multitrack packets (trackId 1).
 //!
-//! NOT REGISTERED in `e2e/main.rs` yet: castgate carries the first track
-//! only (`media::flv::reader` drops the others) until multitrack
-//! packaging lands. Register it (`mod multitrack;`) with that change.
-//!
-//! What the test expects (adapt here if castgate's layout differs):
+//! What the test expects (castgate's layout, README "Enhanced RTMP"):
 //! - The multivariant playlist `/KEY/index.m3u8` lists two variants, one
 //!   per video track, each with BANDWIDTH (the 640x360 one larger),
-//!   RESOLUTION and CODECS (`avc1.…,mp4a.40.2`), and both with the same
-//!   AUDIO group, which has two `EXT-X-MEDIA:TYPE=AUDIO` renditions (one
-//!   per audio track, distinct URIs and NAMEs, exactly one DEFAULT=YES).
-//!   The test follows the URIs the playlist gives, so it does not fix the
-//!   names; the expected layout is the transcode ladder's
-//!   (`package::urls`, `e2e/transcode.rs`): track 0 at `video.m3u8` /
-//!   `audio.m3u8`, track 1 under a folder of its own (e.g.
-//!   `track1/video.m3u8`, `track1/audio.m3u8`).
+//!   RESOLUTION, FRAME-RATE and CODECS (`avc1.…,mp4a.40.2`), and both with
+//!   the same AUDIO group, which has two `EXT-X-MEDIA:TYPE=AUDIO`
+//!   renditions (one per audio track, stereo, distinct URIs and NAMEs,
+//!   exactly one DEFAULT=YES). The test follows the URIs the playlist
+//!   gives rather than fixing names: track 0 is at `video.m3u8` /
+//!   `audio.m3u8`, track N at `videoN/…` / `audioN/…`.
 //! - The MPD `/KEY/manifest.mpd` has one video AdaptationSet with two
-//!   Representations (640x360 and 320x180, as the ladder's
-//!   `video` and `video-NAME`) and two audio AdaptationSets (one per audio
-//!   track: they are different content, not bitrates of one).
+//!   Representations (640x360 and 320x180) and two audio AdaptationSets
+//!   (one per audio track: different content, not bitrates of one).
 //! - Each variant's media playlist, read by FFmpeg 9, decodes to exactly
 //!   the pictures of its source track; each audio rendition carries every
 //!   packet of its source track; the MPD's video and audio streams, read
