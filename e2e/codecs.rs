@@ -3,9 +3,9 @@
 //! the HLS and DASH castgate makes of them and decodes every track without
 //! a complaint, every frame the publisher sent in the window.
 //!
-//! FFmpeg 9 is the static build of PyPI `imageio-ffmpeg` (DESIGN.md):
-//! `CASTGATE_FFMPEG9`, or where `pip install imageio-ffmpeg` put it in the
-//! test machine's venv.
+//! FFmpeg 9 is the static build of PyPI `imageio-ffmpeg`
+//! ([`ffmpeg9`]: `CASTGATE_FFMPEG9`, which `scripts/test.sh` installs and
+//! sets).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -14,25 +14,6 @@ use std::time::Duration;
 use crate::harness::*;
 
 const T: Duration = Duration::from_secs(90);
-
-/// The FFmpeg 9 binary; a test failure with a clear message if missing.
-fn ffmpeg9() -> PathBuf {
-    let path = std::env::var_os("CASTGATE_FFMPEG9")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(
-                "/tmp/ff9venv/lib/python3.11/site-packages/imageio_ffmpeg/binaries/\
-                 ffmpeg-linux-x86_64-v9.0.2",
-            )
-        });
-    assert!(
-        path.is_file(),
-        "FFmpeg 9 (the Enhanced RTMP publisher) is not at {}: `pip install imageio-ffmpeg` \
-         in /tmp/ff9venv or set CASTGATE_FFMPEG9",
-        path.display()
-    );
-    path
-}
 
 /// FFmpeg 9 publishing four seconds of test pattern and tone with `codecs`
 /// (encoder arguments) to `url`, in real time, keyframes every second.

@@ -13,25 +13,6 @@ use crate::harness::*;
 
 pub(crate) const T: Duration = Duration::from_secs(90);
 
-/// Where FFmpeg 9 was put when the test environment was set up.
-const FFMPEG9_FALLBACK: &str =
-    "/tmp/ff9venv/lib/python3.11/site-packages/imageio_ffmpeg/binaries/ffmpeg-linux-x86_64-v9.0.2";
-
-/// FFmpeg 9: `$CASTGATE_FFMPEG9`, else where the test setup installs it.
-/// Missing is a failure that says how to provide it.
-pub(crate) fn ffmpeg9() -> PathBuf {
-    let path = std::env::var_os("CASTGATE_FFMPEG9")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(FFMPEG9_FALLBACK));
-    assert!(
-        path.is_file(),
-        "FFmpeg 9 not found at {} (set CASTGATE_FFMPEG9 to an ffmpeg 7.1+ binary with \
-         libx265 and libopus, e.g. from PyPI imageio-ffmpeg)",
-        path.display()
-    );
-    path
-}
-
 /// A 3 s FLV made by FFmpeg 9 (once per run and kind): testsrc2 in HEVC
 /// (libx265, B-frames, 1 s GOP, so coded frames with and without a
 /// composition time) and a sine in `audio` (`aac`, `libopus`).
