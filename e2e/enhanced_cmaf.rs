@@ -703,7 +703,7 @@ pub fn assert_whole_publish(
         assert_audio_run_shifted(&src_a, &a, shift, tolerance, &format!("{url}: audio"));
         assert!(
             (a[0].pts - src_pts[0]).abs() <= 100,
-            "{url}: audio starts at {} ms, video at {} ms",
+            "{url}: audio starts at {} ms, video at {} ms: the audio before it is missing",
             a[0].pts,
             src_pts[0]
         );
