@@ -811,3 +811,85 @@ fn browsers_play_av1_and_opus() {
     let _ = publisher.kill();
     let _ = publisher.wait();
 }
+
+/// A publish castgate cannot give ffmpeg as FLV (HEVC + Opus from FFmpeg 9)
+/// through a transcode ladder (`ci-small`: the source, 240p and 180p
+/// H.264): castgate feeds the transcoder Matroska, the renditions appear
+/// as variants beside the HEVC source, and each decodes (FFmpeg 9) at its
+/// size with no error while live.
+#[test]
+fn hevc_and_opus_through_a_transcode_ladder() {
+    let dir = tempdir();
+    let ff = ffmpeg9();
+    let source = dir.path().join("hevc_opus.flv");
+    let out = Command::new(&ff)
+        .args(["-nostdin", "-v", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=800:sample_rate=48000"])
+        .args(["-map", "0:v", "-map", "1:a", "-t", SECS])
+        .args(["-c:v", "libx265", "-preset", "ultrafast"])
+        .args([
+            "-x265-params",
+            "log-level=error",
+            "-g",
+            "25",
+            "-keyint_min",
+            "25",
+        ])
+        .args(["-c:a", "libopus", "-b:a", "64k", "-ac", "2", "-f", "flv"])
+        .arg(&source)
+        .output_within(RUN_LIMIT)
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", ff.display()));
+    assert!(
+        out.status.success(),
+        "FFmpeg 9 could not encode the source: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = crate::transcode::start(dir.path(), &[("live/*", "ci-small")], &[]);
+    let key = "live/hevcabr";
+    let _log = LogOnFailure {
+        server: &server,
+        key,
+    };
+    let mut publisher = publish_by(&ff, &source, &server.url(key), &["-stream_loop", "-1"], &[]);
+    let m = crate::transcode::wait_variants(&server, &format!("/{key}/index.m3u8"), 3);
+    let text = http_get(server.http, &format!("/{key}/index.m3u8")).text();
+    let mut seen = Vec::new();
+    for v in &m.variants {
+        let codecs = v.codecs.as_deref().unwrap_or_default();
+        let (w, h) = v
+            .resolution
+            .map(|r| (r.width, r.height))
+            .unwrap_or_else(|| panic!("a variant without RESOLUTION: {text}"));
+        if (w, h) == (640, 360) {
+            assert!(
+                codecs.starts_with("hvc1.") || codecs.starts_with("hev1."),
+                "the source variant is HEVC: {text}"
+            );
+        } else {
+            assert!(codecs.starts_with("avc1."), "a rendition is H.264: {text}");
+        }
+        // Each variant decodes at its size, without an error: 25 pictures
+        // of the live playlist (a bounded read: the stream goes on).
+        let url = server.http_url(&format!("{key}/{}", v.uri));
+        let probe = Command::new(&ff)
+            .args(["-nostdin", "-v", "error", "-i"])
+            .arg(&url)
+            .args(["-map", "0:v", "-frames:v", "25", "-f", "rawvideo", "-"])
+            .output_within(Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("FFmpeg 9 reading {url}: {e}"));
+        let err = String::from_utf8_lossy(&probe.stderr);
+        assert!(probe.status.success() && err.is_empty(), "{url}: {err}");
+        // 25 yuv420p pictures: 25 * w * h * 3 / 2 bytes.
+        assert_eq!(
+            probe.stdout.len() as u64,
+            25 * w * h * 3 / 2,
+            "{url}: 25 pictures of {w}x{h}"
+        );
+        seen.push(h);
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, [180, 240, 360], "{text}");
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+}

@@ -106,7 +106,7 @@ fn source_1080p() -> PathBuf {
 
 /// castgate with `[[transcode]]` entries (`(pattern, profile)`) and the CI
 /// ladder in a profiles folder.
-fn start(dir: &Path, mappings: &[(&str, &str)], env: &[(&str, &str)]) -> Castgate {
+pub(crate) fn start(dir: &Path, mappings: &[(&str, &str)], env: &[(&str, &str)]) -> Castgate {
     start_with(dir, mappings, "", env)
 }
 
@@ -151,7 +151,7 @@ fn media(text: &str) -> m3u8_rs::MediaPlaylist {
 }
 
 /// Polls the multivariant playlist until it lists `n` variants.
-fn wait_variants(server: &Castgate, path: &str, n: usize) -> m3u8_rs::MasterPlaylist {
+pub(crate) fn wait_variants(server: &Castgate, path: &str, n: usize) -> m3u8_rs::MasterPlaylist {
     wait_http_ok(server.http, path, T);
     let deadline = Instant::now() + T;
     loop {
