@@ -849,6 +849,13 @@ impl StreamSegmenter {
 
     fn on_config(&mut self, config: Arc<CodecConfig>, now: SystemTime) {
         let kind = config.kind();
+        // The video's open segment: (number, start in 90 kHz, wall clock,
+        // discontinuity).
+        let video_open = self
+            .video
+            .as_ref()
+            .and_then(|v| v.open.as_ref())
+            .map(|o| (o.number, o.start, o.wall_clock, o.discontinuity));
         if matches!(config.as_ref(), CodecConfig::Mp3(_)) {
             // CMAF players do not take MP3 in fMP4; the stream is packaged
             // without it (RTMP players still get it).
@@ -881,6 +888,15 @@ impl StreamSegmenter {
                 Ok(mut t) => {
                     if self.config.low_latency {
                         t.chunks_per_part = LL_CHUNKS_PER_PART;
+                    }
+                    // Audio configured after the video opened a segment
+                    // (AC-3 and E-AC-3 are configured by their first frame):
+                    // its samples belong to that segment too.
+                    if let (MediaKind::Audio, Some((number, start, wall, disc))) =
+                        (kind, video_open)
+                    {
+                        let start = rescale(start, u64::from(t.timescale), 90_000);
+                        t.cuts.push_back((number, start, wall, disc));
                     }
                     *slot = Some(t);
                 }
@@ -1651,6 +1667,30 @@ mod tests {
             }
             seg.push(&keyframe(ms), now);
         }
+    }
+
+    /// Audio configured after the video's first keyframe (AC-3 and E-AC-3
+    /// are configured by their first frame, 75 ms in with FFmpeg): its
+    /// first samples go into the segment the video opened, not the next.
+    #[test]
+    fn audio_configured_after_the_first_keyframe_joins_the_open_segment() {
+        let mut seg = StreamSegmenter::with_first_number("live/t", wide(), 1);
+        let now = t0();
+        seg.push(&StreamEvent::Config(avc_config()), now);
+        seg.push(&keyframe(0), now);
+        seg.push(&StreamEvent::Config(aac_config()), now);
+        // AAC frames from the 4th (85 ms) until the next keyframe, then on.
+        for frame in 4..47 {
+            seg.push(&audio(Codec::Aac, frame * 1024 / 48), now);
+        }
+        feed(&mut seg, 1000..10_000, |ms| ms >= 1000);
+        seg.end(now);
+        let snap = seg.snapshot();
+        let (video, audio) = (snap.video.unwrap().segments, snap.audio.unwrap().segments);
+        assert_eq!(audio[0].number, video[0].number, "{audio:?}");
+        assert_eq!(audio.len(), video.len());
+        // It starts where its first sample is (85 ms, at 48 kHz).
+        assert_eq!(audio[0].start, 85 * 48, "{:?}", audio[0]);
     }
 
     /// The fuzzer's `audio_gap`, by hand: the audio has no sample in the

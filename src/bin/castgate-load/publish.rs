@@ -30,9 +30,13 @@ pub struct Replay {
 
 impl Replay {
     pub fn new(tags: Vec<FileTag>) -> Result<Replay, String> {
-        let is_header = |t: &FileTag| match t.tag_type {
-            TAG_VIDEO => t.body.len() >= 2 && t.body[0] & 0x0F == 7 && t.body[1] == 0,
-            TAG_AUDIO => t.body.len() >= 2 && t.body[0] >> 4 == 10 && t.body[1] == 0,
+        // Sequence headers: legacy AVC and AAC, and Enhanced RTMP
+        // SequenceStart packets (IsExHeader / sound format 9, type 0).
+        let is_header = |t: &FileTag| match (t.tag_type, t.body.first()) {
+            (TAG_VIDEO, Some(b)) if b & 0x80 != 0 => b & 0x0F == 0,
+            (TAG_AUDIO, Some(b)) if b >> 4 == 9 => b & 0x0F == 0,
+            (TAG_VIDEO, _) => t.body.len() >= 2 && t.body[0] & 0x0F == 7 && t.body[1] == 0,
+            (TAG_AUDIO, _) => t.body.len() >= 2 && t.body[0] >> 4 == 10 && t.body[1] == 0,
             _ => false,
         };
         let script = tags
