@@ -740,23 +740,25 @@ fn h264_and_eac3() {
     run(&H264_EAC3);
 }
 
-/// hls.js and dash.js in headless Chromium play a live AV1 + Opus stream
-/// (Chromium decodes both in software): playback starts at the source's
-/// size, `currentTime` advances, no player error, nothing off the machine.
+/// hls.js and dash.js in headless Chromium play live AV1 + Opus and VP9 +
+/// FLAC streams (Chromium decodes them in software; HEVC and AC-3 it does
+/// not): playback starts at the source's size, `currentTime` advances, no
+/// player error, nothing off the machine.
 #[test]
-fn browsers_play_av1_and_opus() {
+fn browsers_play_av1_opus_and_vp9_flac() {
     crate::browser::ensure_installed();
     let dir = tempdir();
-    let source = encode(dir.path(), &AV1_OPUS);
     let server = Castgate::start(&[]);
-    let key = "live/av1web";
-    let _log = LogOnFailure {
-        server: &server,
-        key,
-    };
+    for (case, key) in [(&AV1_OPUS, "live/av1web"), (&VP9_FLAC, "live/vp9web")] {
+        browsers_play(&server, &encode(dir.path(), case), key);
+    }
+}
+
+fn browsers_play(server: &Castgate, source: &Path, key: &str) {
+    let _log = LogOnFailure { server, key };
     let mut publisher = publish_by(
         &ffmpeg9(),
-        &source,
+        source,
         &server.url(key),
         &["-stream_loop", "-1"],
         &[],
@@ -778,7 +780,8 @@ fn browsers_play_av1_and_opus() {
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     for (player, path) in [("hls", "index.m3u8"), ("dash", "manifest.mpd")] {
         let url = server.http_url(&format!("{key}/{path}"));
-        let shot = shots.join(format!("castgate-av1-{player}.png"));
+        let name = key.replace('/', "-");
+        let shot = shots.join(format!("castgate-{name}-{player}.png"));
         let report = crate::browser::play(player, &url, 10, &shot);
         assert!(report.ok, "{player} did not play {url}: {}", report.raw);
         assert!(report.errors.is_empty(), "{player}: {:?}", report.errors);
@@ -804,7 +807,7 @@ fn browsers_play_av1_and_opus() {
             report.blocked
         );
         eprintln!(
-            "{player} AV1+Opus: startup {} ms, longest stall {} s, {} frames, {} dropped",
+            "{key} {player}: startup {} ms, longest stall {} s, {} frames, {} dropped",
             report.startup_ms, report.max_stall_s, report.frames, report.dropped
         );
     }
