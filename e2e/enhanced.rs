@@ -65,6 +65,11 @@ pub(crate) fn publish9(file: &Path, url: &str) -> Child {
 /// An FFmpeg 9 RTMP player announcing `codecs` (`-rtmp_enhanced_codecs`),
 /// recording what it gets with the timestamps as received.
 fn play9(url: &str, codecs: &str, out: &Path) -> Child {
+    play9_mapped(url, codecs, out, &[])
+}
+
+/// [`play9`] with output options (`-map 0`: every track it gets).
+fn play9_mapped(url: &str, codecs: &str, out: &Path, output_opts: &[&str]) -> Child {
     Command::new(ffmpeg9())
         .args([
             "-nostdin",
@@ -74,7 +79,9 @@ fn play9(url: &str, codecs: &str, out: &Path) -> Child {
             "-rtmp_enhanced_codecs",
             codecs,
         ])
-        .args(["-i", url, "-copyts", "-c", "copy", "-f", "flv"])
+        .args(["-i", url])
+        .args(output_opts)
+        .args(["-copyts", "-c", "copy", "-f", "flv"])
         .arg(out)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -128,6 +135,65 @@ fn ffmpeg9_plays_back_hevc_identically() {
         assert!(track(&source, 0).len() >= 90, "{} packets", source.len());
         assert_same_tracks(&source, &played, &format!("FFmpeg 9 played HEVC + {audio}"));
     }
+    server.assert_no_panic();
+}
+
+/// Multitrack out: FFmpeg 9, announcing its FourCCs, plays a publish of
+/// two video and two audio tracks (e2e/multitrack.rs's source, published
+/// with `-map 0`) and gets all four, each packet for packet.
+#[test]
+fn ffmpeg9_plays_back_every_track_of_a_multitrack_publish() {
+    let server = Castgate::start(&[]);
+    let dir = tempdir();
+    let ff9 = ffmpeg9();
+    let src = crate::multitrack::encode(dir.path());
+    let key = "live/multi_play";
+    let out = dir.path().join("played_multi.flv");
+    let mut player = play9_mapped(&server.url(key), "avc1,mp4a", &out, &["-map", "0"]);
+    server.wait_log_all(&["play requested", key], T);
+    let mut publisher = Command::new(&ff9)
+        .args(["-nostdin", "-v", "error", "-re", "-i"])
+        .arg(&src)
+        .args(["-map", "0", "-c", "copy", "-f", "flv", &server.url(key)])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run FFmpeg 9");
+    let status = wait_child(&mut publisher, T, "FFmpeg 9 publisher");
+    assert!(status.success(), "publisher: {}", stderr_of(&mut publisher));
+    let status = wait_child(&mut player, T, "player");
+    assert!(status.success(), "player: {}", stderr_of(&mut player));
+    let source = framemd5_by(&ff9, &src, "0");
+    let played = framemd5_by(&ff9, &out, "0");
+    let mut matched = Vec::new();
+    for s in 0..4 {
+        let src_track = track(&source, s);
+        assert!(
+            src_track.len() >= 100,
+            "source track {s}: {} packets",
+            src_track.len()
+        );
+        // The played track whose first packet is one of this track's.
+        let p = (0..4)
+            .find(|&p| {
+                let t = track(&played, p);
+                !t.is_empty() && src_track.iter().any(|x| x.md5 == t[0].md5)
+            })
+            .unwrap_or_else(|| panic!("no played track is source track {s}"));
+        let mut got = track(&played, p);
+        for x in &mut got {
+            x.stream = s;
+        }
+        assert_same_packets(&src_track, &got, &format!("multitrack play, track {s}"));
+        matched.push(p);
+    }
+    matched.sort_unstable();
+    assert_eq!(
+        matched,
+        [0, 1, 2, 3],
+        "each played track is one source track"
+    );
     server.assert_no_panic();
 }
 

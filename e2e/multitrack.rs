@@ -32,7 +32,7 @@ use crate::harness::*;
 /// Encodes the multitrack source with FFmpeg 9: 6 s, 25 fps, one keyframe
 /// a second in both video tracks (the same frames, so segments align),
 /// H.264 High at 800 and 200 kbit/s, AAC-LC stereo at 128 and 64 kbit/s.
-fn encode(dir: &Path) -> PathBuf {
+pub(crate) fn encode(dir: &Path) -> PathBuf {
     let ff = ffmpeg9();
     let path = dir.join("multitrack.flv");
     let out = Command::new(&ff)
