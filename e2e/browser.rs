@@ -258,6 +258,9 @@ pub enum Mode {
     Normal,
     /// hls.js `lowLatencyMode`, dash.js live catch-up, Shaka `streaming.lowLatencyMode`.
     LowLatency,
+    /// hls.js, classic mode, asked to switch to the smallest variant and then to the
+    /// largest (the report's `sizes` lists the picture sizes shown).
+    SwitchVariants,
 }
 
 /// Runs play.js for `player` ("hls" or "dash") against `url` for `secs` seconds of sampling,
@@ -288,8 +291,14 @@ pub fn play_in(player: &str, mode: Mode, url: &str, secs: u32, screenshot: &Path
         .arg(screenshot)
         .current_dir(&dir)
         .stdin(Stdio::null());
-    if mode == Mode::LowLatency {
-        cmd.arg("--low-latency");
+    match mode {
+        Mode::Normal => {}
+        Mode::LowLatency => {
+            cmd.arg("--low-latency");
+        }
+        Mode::SwitchVariants => {
+            cmd.arg("--switch");
+        }
     }
     let timeout = Duration::from_secs(u64::from(secs) + 60);
     let what = format!("node play.js {player} {url} {secs} ({mode:?})");

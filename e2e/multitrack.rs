@@ -307,3 +307,66 @@ fn two_video_and_two_audio_tracks_in_one_publish() {
     found.sort_unstable();
     assert_eq!(found, [0, 1], "{url}: both audio tracks");
 }
+
+/// hls.js in headless Chromium plays the live multitrack ladder and
+/// switches between its variants when asked: it shows the 640x360 track,
+/// then the 320x180 one, then 640x360 again, with no player error.
+#[test]
+fn hls_js_switches_between_the_variants() {
+    crate::browser::ensure_installed();
+    let dir = tempdir();
+    let source = encode(dir.path());
+    let server = Castgate::start(&[]);
+    let key = "live/multiweb";
+    let _log = LogOnFailure {
+        server: &server,
+        key,
+    };
+    let mut publisher = publish_by(
+        &ffmpeg9(),
+        &source,
+        &server.url(key),
+        &["-stream_loop", "-1"],
+        &["-map", "0"],
+    );
+    // Both variants listed, and a window for hls.js to start in.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let index = http_get(server.http, &format!("/{key}/index.m3u8"));
+        let video = http_get(server.http, &format!("/{key}/video1/video.m3u8"));
+        let ready = index.status == 200
+            && master_playlist(&index.text()).variants.len() == 2
+            && video.status == 200
+            && media_playlist(&video.text()).segments.len() >= 3;
+        if ready {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{key}: two variants with three segments never came"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let url = server.http_url(&format!("{key}/index.m3u8"));
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("castgate-multitrack-hls.png");
+    let report =
+        crate::browser::play_in("hls", crate::browser::Mode::SwitchVariants, &url, 20, &shot);
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+    assert!(report.ok, "hls.js did not play {url}: {}", report.raw);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let sizes: serde_json::Value = serde_json::from_str(&report.raw).expect("the report is JSON");
+    let sizes: Vec<&str> = sizes["sizes"]
+        .as_array()
+        .expect("sizes in the report")
+        .iter()
+        .filter_map(|s| s.as_str())
+        .collect();
+    let small = sizes.iter().position(|s| *s == "320x180");
+    let large_after = small.and_then(|i| sizes[i..].iter().position(|s| *s == "640x360"));
+    assert!(
+        small.is_some() && large_after.is_some(),
+        "hls.js did not show 320x180 and then 640x360: {sizes:?} ({})",
+        report.raw
+    );
+}

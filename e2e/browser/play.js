@@ -39,11 +39,12 @@ const HARD_TIMEOUT_EXTRA_MS = 45000;
 
 const harnessFail = harnessFailer('play.js');
 
-const USAGE = 'usage: node play.js hls|dash|shaka URL SECONDS SCREENSHOT.png [--low-latency] [--settle S] [--live-delay S]';
+const USAGE = 'usage: node play.js hls|dash|shaka URL SECONDS SCREENSHOT.png [--low-latency] [--settle S] [--live-delay S] [--switch]';
 const positional = [];
 let lowLatency = false;
 let settle = 0;
 let liveDelay = null;
+let switching = false;
 for (let args = process.argv.slice(2), i = 0; i < args.length; i++) {
   const a = args[i];
   const num = () => {
@@ -52,6 +53,7 @@ for (let args = process.argv.slice(2), i = 0; i < args.length; i++) {
     return n;
   };
   if (a === '--low-latency') lowLatency = true;
+  else if (a === '--switch') switching = true;
   else if (a === '--settle') settle = num();
   else if (a === '--live-delay') liveDelay = num();
   else if (a.startsWith('--')) harnessFail(`unknown option ${a}\n${USAGE}`);
@@ -170,6 +172,7 @@ async function main() {
   let pageUrl = `http://127.0.0.1:${port}/player.html?player=${player}&src=${encodeURIComponent(src)}`;
   if (lowLatency) pageUrl += '&ll=1';
   if (liveDelay !== null) pageUrl += `&liveDelay=${liveDelay}`;
+  if (switching) pageUrl += '&switch=1';
   await page.goto(pageUrl, { timeout: 15000 });
 
   // Wait (bounded) for playback to start; give up early on a fatal error.
@@ -244,6 +247,8 @@ async function main() {
     errors,
     player: st.version || player,
     size: `${st.width || 0}x${st.height || 0}`,
+    sizes: st.sizes || [],
+    levels: st.levels || [],
     max_stall_s: r3(maxStallS),
     low_latency: lowLatency,
     settle_s: settle,
