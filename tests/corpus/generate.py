@@ -626,8 +626,9 @@ case(F, "video-ex-truncated-fourcc", video(b"\x91av"), "open",
      what="Enhanced RTMP video header cut inside its FourCC")
 case(F, "video-ex-unknown-fourcc", video(b"\x91zzzz" + bytes(12)), "open", "unsupported video codec",
      bad_tags=0, what="Enhanced RTMP with FourCC 'zzzz'")
-case(F, "video-ex-hevc", video(b"\x90hvc1" + bytes(30)) + video(b"\x91hvc1" + bytes(30), ts=33), "open",
-     "unsupported video codec", bad_tags=0, what="Enhanced RTMP HEVC (hvc1), not carried yet")
+case(F, "video-ex-hevc-zero-config", video(b"\x90hvc1" + bytes(30)) + video(b"\x91hvc1" + bytes(30), ts=33), "open",
+     BAD_V + ": bad HEVC sequence header: unsupported HEVCDecoderConfigurationRecord version 0", bad_tags=2,
+     what="Enhanced RTMP HEVC (hvc1): an all-zero sequence start, then a frame before any usable one")
 case(F, "video-ex-avc1-packet-type-9", video(b"\x99avc1" + bytes(8)), "open",
      BAD_V + ": unknown Enhanced RTMP video packet type 9", bad_tags=1,
      what="Enhanced RTMP avc1 with packet type 9")
@@ -643,8 +644,12 @@ case(F, "audio-empty-frame", VALID_AUDIO_START + audio(b"\xaf\x01"), "open", BAD
 case(F, "audio-before-sequence-header", audio(aac_frame()) * 3, "open",
      BAD_A + ": AAC frame before its sequence header", bad_tags=3,
      what="AAC raw frames before any AudioSpecificConfig")
-case(F, "audio-format-9", audio(b"\x9f" + bytes(16)), "open", "unsupported audio format", bad_tags=0,
-     what="sound format 9 (reserved)")
+case(F, "audio-ex-packet-type-15", audio(b"\x9f" + bytes(16)), "open",
+     BAD_A + ": unknown Enhanced RTMP audio packet type 15", bad_tags=1,
+     what="Enhanced RTMP audio (sound format 9) with the reserved packet type 15")
+case(F, "audio-ex-unknown-fourcc", audio(b"\x91zzzz" + bytes(12)) * 2, "open",
+     "unsupported audio codec FourCC 'zzzz'", bad_tags=0,
+     what="Enhanced RTMP audio with FourCC 'zzzz', twice: not carried, said once")
 case(F, "audio-speex", audio(b"\xb2" + bytes(16)) * 2, "open", "unsupported audio format", bad_tags=0,
      what="Speex (format 11), twice: not carried, said once")
 case(F, "aggregate-truncated", chunks(5, 22, 1, flv_tag(9, 0, avc_seq(avc_record())) + flv_tag(8, 0, aac_seq(ASC) + bytes(20))[:15]),
