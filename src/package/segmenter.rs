@@ -1091,6 +1091,9 @@ impl StreamSegmenter {
             let below = limit.is_some_and(|l| first.1 < l);
             below || last.1.saturating_sub(first.1) > max_hold
         });
+        // Audio closes its segment when its held samples pass the video's
+        // cut, which can be well after the cut itself (and longer than it).
+        self.bump_target();
     }
 
     /// Keeps TARGETDURATION ≥ every segment's rounded duration. It only
