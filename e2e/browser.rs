@@ -267,7 +267,7 @@ pub enum Mode {
 /// saving a screenshot to `screenshot` (put it under the target dir, e.g.
 /// `env!("CARGO_TARGET_TMPDIR")`, so it survives as an artifact). Returns the parsed report;
 /// `ok == false` means playback failed. Panics on a harness failure (browser or packages missing,
-/// play.js crashed, or the secs + 60 s timeout expired). Calls are serialized (one browser at a time).
+/// play.js crashed, or the secs + 95 s timeout expired). Calls are serialized (one browser at a time).
 pub fn play(player: &str, url: &str, secs: u32, screenshot: &Path) -> BrowserReport {
     play_in(player, Mode::Normal, url, secs, screenshot)
 }
@@ -300,7 +300,9 @@ pub fn play_in(player: &str, mode: Mode, url: &str, secs: u32, screenshot: &Path
             cmd.arg("--switch");
         }
     }
-    let timeout = Duration::from_secs(u64::from(secs) + 60);
+    // play.js gives up by itself after secs + 80 s (a first Chromium launch
+    // on a loaded 2-core machine alone can take 30 s).
+    let timeout = Duration::from_secs(u64::from(secs) + 95);
     let what = format!("node play.js {player} {url} {secs} ({mode:?})");
     let out = run_bounded(cmd, timeout).unwrap_or_else(|e| panic!("browser harness: {what}: {e}"));
     let code = out.status.code();

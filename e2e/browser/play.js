@@ -35,7 +35,7 @@ const { CHROMIUM_ARGS, harnessFailer, findChromium } = require('./chromium');
 const http = require('http');
 
 const STARTUP_TIMEOUT_MS = 20000;
-const HARD_TIMEOUT_EXTRA_MS = 45000;
+const HARD_TIMEOUT_EXTRA_MS = 80000;
 
 const harnessFail = harnessFailer('play.js');
 
@@ -136,7 +136,7 @@ async function main() {
   try {
     ctx = await chromium.launchPersistentContext(profile, {
       executablePath, headless: true, args: CHROMIUM_ARGS,
-      viewport: { width: 1280, height: 720 }, timeout: 30000,
+      viewport: { width: 1280, height: 720 }, timeout: 60000,
     });
   } catch (e) {
     return finish(2, null, `harness failure: cannot launch Chromium (${executablePath}): ${e.message.split('\n')[0]}`);
