@@ -4,6 +4,7 @@
 //! listeners; `server` runs sessions over byte streams and connects them to
 //! the `hub`, which fans each live stream out to its consumers.
 
+pub mod amf;
 pub mod api;
 pub mod app;
 pub mod auth;

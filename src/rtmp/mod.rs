@@ -1,9 +1,8 @@
 //! RTMP protocol core, sans-I/O: handshake, chunk stream, AMF, messages and
 //! the server/client session state machines. No sockets, no tasks.
 
-pub mod amf;
-pub mod amf0;
-pub mod amf3;
+/// AMF lives in its own leaf module (`media` reads it too).
+pub use crate::amf::{amf0, amf3};
 pub mod chunk;
 pub mod client;
 pub mod enhanced;

@@ -12,9 +12,9 @@
 
 use bytes::BufMut;
 
-use super::amf::{check_len, truncate_str};
-pub use super::amf::{AmfError, Budget, DecodeLimits, DEPTH_CEILING};
 use super::amf3::{self, Amf3Value};
+use super::{check_len, truncate_str};
+pub use super::{AmfError, Budget, DecodeLimits, DEPTH_CEILING};
 
 const NUMBER: u8 = 0x00;
 const BOOLEAN: u8 = 0x01;

@@ -23,7 +23,7 @@ use std::rc::Rc;
 
 use bytes::BufMut;
 
-use super::amf::{check_len, truncate_str, AmfError, Budget, DecodeLimits};
+use super::{check_len, truncate_str, AmfError, Budget, DecodeLimits};
 
 const UNDEFINED: u8 = 0x00;
 const NULL: u8 = 0x01;

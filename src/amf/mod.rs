@@ -1,6 +1,13 @@
-//! What the AMF0 and AMF3 codecs share: the decode limits, the budget one
-//! decode call spends (AMF3 values embedded in AMF0 spend the same one) and
-//! the error type. Both codecs build on this module; it knows neither.
+//! AMF, Flash's serialization: RTMP commands and data messages, FLV script
+//! tags and Enhanced RTMP's video `Metadata` packets (`colorInfo`) use it,
+//! so it is a leaf that `rtmp/` and `media/` both build on.
+//!
+//! This module holds what the AMF0 and AMF3 codecs share: the decode limits,
+//! the budget one decode call spends (AMF3 values embedded in AMF0 spend the
+//! same one) and the error type.
+
+pub mod amf0;
+pub mod amf3;
 
 /// Nesting ceiling applied on top of [`DecodeLimits::max_depth`], so that a
 /// careless limit cannot let hostile input overflow a 2 MiB task stack (a
