@@ -202,6 +202,9 @@ struct Track {
     /// Parts made and segments closed so far (what wakes requests
     /// waiting for the next one).
     made: u64,
+    /// The longest segment closed so far, in the track's timescale (for
+    /// TARGETDURATION).
+    longest: u64,
     /// Chunks written so far (what wakes responses sent as they grow).
     chunks_made: u64,
     /// A segment flagged as a discontinuity closed without a sample (the
@@ -255,6 +258,7 @@ impl Track {
             ticks: 0,
             evicted_discontinuities: 0,
             made: 0,
+            longest: 0,
             chunks_made: 0,
             carried_discontinuity: false,
         })
@@ -589,6 +593,7 @@ impl Track {
             part_starts: open.part_starts,
         });
         self.made += 1;
+        self.longest = self.longest.max(open.duration);
         while self.segments.len() > keep {
             if let Some(old) = self.segments.pop_front() {
                 self.evicted_discontinuities += u64::from(old.info.discontinuity);
@@ -1098,12 +1103,11 @@ impl StreamSegmenter {
 
     /// Keeps TARGETDURATION ≥ every segment's rounded duration. It only
     /// ever grows (a GOP longer than the configured target raises it once).
+    /// Several audio segments can close at once, the longest not last.
     fn bump_target(&mut self) {
         for t in [&self.video, &self.audio].into_iter().flatten() {
-            if let Some(s) = t.segments.back() {
-                let secs = s.info.duration as f64 / f64::from(t.timescale);
-                self.target_duration = self.target_duration.max(secs.round() as u32);
-            }
+            let secs = t.longest as f64 / f64::from(t.timescale);
+            self.target_duration = self.target_duration.max(secs.round() as u32);
         }
     }
 
