@@ -44,6 +44,11 @@ fn enhanced_rtmp_codecs_play_over_hls_and_dash() {
                 "ultrafast",
                 "-x265-params",
                 "log-level=error",
+                // HDR10's colour: FFmpeg 9 sends it as Enhanced RTMP
+                // colorInfo, which is how castgate learns HEVC's colour.
+                // (As output options, FFmpeg 9 passes on only the matrix.)
+                "-vf",
+                "setparams=color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc",
                 "-c:a",
                 "libopus",
                 "-b:a",
@@ -107,6 +112,12 @@ fn enhanced_rtmp_codecs_play_over_hls_and_dash() {
             codecs.starts_with(video) && codecs.ends_with(&format!(",{audio}")),
             "{key}: {codecs}"
         );
+        // Only the HEVC publish says PQ (AV1 and VP9 here are SDR).
+        let pq = key == "live/hevc";
+        assert_eq!(master.contains("VIDEO-RANGE=PQ"), pq, "{key}:\n{master}");
+        let mpd = http_get(server.http, &format!("/{key}/manifest.mpd")).text();
+        let cicp = "urn:mpeg:mpegB:cicp:TransferCharacteristics\" value=\"16\"";
+        assert_eq!(mpd.contains(cicp), pq, "{key}:\n{mpd}");
         for manifest in ["index.m3u8", "manifest.mpd"] {
             let url = server.http_url(&format!("{key}/{manifest}"));
             assert_eq!(decode_errors(&url), "", "decoding {url}");

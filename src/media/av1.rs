@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 use bytes::Bytes;
 
 use super::bits::{BitError, BitReader};
+use super::color_info::ColorInfo;
 
 /// Why AV1 parameters or OBU framing could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -91,6 +92,9 @@ pub struct Av1Config {
     /// The sequence header's maximum frame size, or 0 without one.
     pub width: u32,
     pub height: u32,
+    /// The publisher's Enhanced RTMP `colorInfo`, for `mdcv` and `clli`
+    /// (the sequence header states the colour).
+    pub color_info: Option<ColorInfo>,
 }
 
 impl Av1Config {
@@ -141,6 +145,7 @@ pub fn parse_codec_config(record: Bytes) -> Result<Av1Config, Av1Error> {
         .as_ref()
         .map_or((0, 0), |s| (s.max_frame_width, s.max_frame_height));
     Ok(Av1Config {
+        color_info: None,
         seq_profile: r[1] >> 5,
         seq_level_idx_0: r[1] & 0x1f,
         seq_tier_0: r[2] & 0x80 != 0,

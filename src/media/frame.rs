@@ -6,6 +6,7 @@
 
 use bytes::Bytes;
 
+use super::color_info::ColorInfo;
 use super::{ac3, av1, flac, hevc, opus, vp9};
 
 /// Which elementary stream a frame or configuration belongs to.
@@ -163,6 +164,8 @@ pub struct Vp9Record {
     /// The `vpcC` body (version and flags first), replayed on play-out.
     pub record: Bytes,
     pub config: vp9::Vp9Config,
+    /// The publisher's Enhanced RTMP `colorInfo`, for `mdcv` and `clli`.
+    pub color_info: Option<ColorInfo>,
 }
 
 /// An Opus sequence start (`OpusHead`) as sent, and what it says.
@@ -263,6 +266,30 @@ impl CodecConfig {
             }
             _ => self == other,
         }
+    }
+
+    /// The publisher's Enhanced RTMP `colorInfo` attached to a video
+    /// configuration (HEVC, AV1, VP9).
+    pub fn color_info(&self) -> Option<&ColorInfo> {
+        match self {
+            CodecConfig::Hevc(c) => c.color_info.as_ref(),
+            CodecConfig::Av1(c) => c.color_info.as_ref(),
+            CodecConfig::Vp9(c) => c.color_info.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// This configuration with `color_info` attached (replacing what it
+    /// had); the codecs that cannot take one (H.264, audio) are returned
+    /// as they are.
+    pub fn with_color_info(mut self, color_info: Option<ColorInfo>) -> CodecConfig {
+        match &mut self {
+            CodecConfig::Hevc(c) => c.color_info = color_info,
+            CodecConfig::Av1(c) => c.color_info = color_info,
+            CodecConfig::Vp9(c) => c.color_info = color_info,
+            _ => {}
+        }
+        self
     }
 
     /// Display size of a video configuration, if known (0 × 0 if not).

@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use bytes::Bytes;
 
 use super::bits::{BitError, BitReader};
+use super::color_info::ColorInfo;
 
 /// Why H.265 parameters could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -134,6 +135,9 @@ pub struct HevcConfig {
     /// when it did not parse.
     pub width: u32,
     pub height: u32,
+    /// The publisher's Enhanced RTMP `colorInfo` (not part of the record:
+    /// the ingest attaches it), for `colr`, `mdcv` and `clli`.
+    pub color_info: Option<ColorInfo>,
 }
 
 impl HevcConfig {
@@ -259,6 +263,7 @@ pub fn parse_decoder_config(record: Bytes) -> Result<HevcConfig, HevcError> {
         temporal_id_nested: r[21] & 0b100 != 0,
         nal_length_size,
         arrays,
+        color_info: None,
         width: 0,
         height: 0,
     };

@@ -6,6 +6,7 @@ pub mod ac3;
 pub mod av1;
 pub mod avc;
 mod bits;
+pub mod color_info;
 mod event;
 pub mod flac;
 pub mod flv;

@@ -30,6 +30,7 @@ use mp4_atom::{
     Visual, Vmhd,
 };
 
+use crate::media::color_info::ColorInfo;
 use crate::media::{av1, hevc, opus, vp9, AacConfig, AvcConfig, CodecConfig, MediaKind};
 
 /// Video media timescale: the MPEG clock, so millisecond RTMP timestamps
@@ -206,9 +207,24 @@ pub const TRANSFER_HLG: u8 = 18;
 /// (the binding asks for an `nclx` `colr`, and requires one when
 /// `configOBUs` has no sequence header): the sequence header's colour (2,
 /// unspecified, where it has no description), else all unspecified; for
-/// VP9 the `vpcC`'s when it is not all unspecified. (The HEVC SPS VUI is
-/// not parsed, and H.264's colour stays in the SPS as before.)
+/// VP9 the `vpcC`'s when it is not all unspecified; for HEVC and VP9
+/// otherwise the publisher's Enhanced RTMP `colorInfo` (the HEVC SPS VUI
+/// is not parsed, and H.264's colour stays in the SPS as before).
 pub fn colour(config: &CodecConfig) -> Option<Colour> {
+    stated_colour(config).or_else(|| {
+        let c = config.color_info()?.colour?;
+        Some(Colour {
+            primaries: c.primaries,
+            transfer: c.transfer,
+            matrix: c.matrix,
+            // colorInfo has no range: video range, as HDR10 and HLG are.
+            full_range: false,
+        })
+    })
+}
+
+/// The colour the codec configuration itself states.
+fn stated_colour(config: &CodecConfig) -> Option<Colour> {
     match config {
         CodecConfig::Av1(c) => Some(match &c.sequence_header {
             Some(h) => Colour {
@@ -516,6 +532,7 @@ fn write_stsd(
         0u32.encode(buf)?; // version, flags
         1u32.encode(buf)?; // entry_count
         let colr = colour(config);
+        let hdr = config.color_info();
         match config {
             CodecConfig::Avc(c) => write_avc1(buf, c, width, height),
             CodecConfig::Hevc(c) => {
@@ -525,16 +542,16 @@ fn write_stsd(
                     _ => c.record.clone(),
                 };
                 let boxes: [(&[u8; 4], &[u8]); 1] = [(b"hvcC", &record)];
-                write_visual(buf, entry, width, height, &boxes, colr)
+                write_visual(buf, entry, width, height, &boxes, colr, hdr)
             }
             CodecConfig::Av1(c) => {
                 let boxes: [(&[u8; 4], &[u8]); 1] = [(b"av1C", &c.record)];
-                write_visual(buf, b"av01", width, height, &boxes, colr)
+                write_visual(buf, b"av01", width, height, &boxes, colr, hdr)
             }
             CodecConfig::Vp9(r) => {
                 let vpcc = r.config.to_vpcc();
                 let boxes: [(&[u8; 4], &[u8]); 1] = [(b"vpcC", &vpcc)];
-                write_visual(buf, b"vp09", width, height, &boxes, colr)
+                write_visual(buf, b"vp09", width, height, &boxes, colr, hdr)
             }
             CodecConfig::Aac(c) => mp4a(c).encode(buf),
             CodecConfig::Opus(o) => {
@@ -590,11 +607,13 @@ fn write_stsd(
 /// we do not model (the High-profile extension, extra parameter sets).
 fn write_avc1(buf: &mut BytesMut, c: &AvcConfig, width: u16, height: u16) -> mp4_atom::Result<()> {
     let boxes: [(&[u8; 4], &[u8]); 1] = [(b"avcC", &c.record)];
-    write_visual(buf, b"avc1", width, height, &boxes, None)
+    write_visual(buf, b"avc1", width, height, &boxes, None, None)
 }
 
 /// A visual sample entry: its fields, the configuration boxes (bodies as
-/// given), then `colr` when the colour is known.
+/// given), then `colr` when the colour is known, then the HDR boxes the
+/// publisher's `colorInfo` gave: `clli` (content light level) and `mdcv`
+/// (mastering display).
 fn write_visual(
     buf: &mut BytesMut,
     entry: &[u8; 4],
@@ -602,6 +621,7 @@ fn write_visual(
     height: u16,
     boxes: &[(&[u8; 4], &[u8])],
     colr: Option<Colour>,
+    hdr: Option<&ColorInfo>,
 ) -> mp4_atom::Result<()> {
     buf.encode_atom(entry, |buf| {
         Visual {
@@ -625,6 +645,16 @@ fn write_visual(
                 full_range_flag: c.full_range,
             }
             .encode(buf)?;
+        }
+        let light_level = hdr.and_then(|h| h.light_level).map(|l| l.to_clli());
+        let mastering = hdr.and_then(|h| h.mastering).map(|m| m.to_mdcv());
+        for (kind, body) in [(b"clli", light_level), (b"mdcv", mastering)] {
+            if let Some(body) = body {
+                buf.encode_atom(kind, |buf| {
+                    buf.extend_from_slice(&body);
+                    Ok(())
+                })?;
+            }
         }
         Ok(())
     })
@@ -1170,6 +1200,7 @@ mod tests {
         let vp9 = |transfer, full_range| {
             CodecConfig::Vp9(crate::media::Vp9Record {
                 record: Bytes::new(),
+                color_info: None,
                 config: crate::media::vp9::Vp9Config {
                     profile: 2,
                     level: 31,

@@ -70,6 +70,7 @@ fn video_config(fourcc: FourCc, record: Bytes) -> CodecConfig {
         FourCc::VP9 => CodecConfig::Vp9(Vp9Record {
             config: vp9::parse_vpcc(&record).unwrap(),
             record,
+            color_info: None,
         }),
         other => panic!("video {other}"),
     }
@@ -977,4 +978,153 @@ fn manifests_name_the_codecs() {
             );
         }
     }
+}
+
+/// An HEVC publish whose `colorInfo` says HDR10 (BT.2020, PQ, a mastering
+/// display and a content light level), as FFmpeg 9 sends it: a video
+/// `Metadata` packet after the sequence start. The init segment gets
+/// `colr`, `mdcv` and `clli`, which ffprobe reads back; HLS and DASH say
+/// PQ. A reset `colorInfo` later takes them away again.
+#[test]
+fn hevc_color_info_reaches_the_init_segment() {
+    use crate::amf::amf0::{self, Amf0Value};
+    let n = Amf0Value::Number;
+    let hdr10 = Amf0Value::object([
+        (
+            "colorConfig",
+            Amf0Value::object([
+                ("bitDepth", n(8.0)),
+                ("colorPrimaries", n(9.0)),
+                ("transferCharacteristics", n(16.0)),
+                ("matrixCoefficients", n(9.0)),
+            ]),
+        ),
+        (
+            "hdrCll",
+            Amf0Value::object([("maxFall", n(400.0)), ("maxCLL", n(1000.0))]),
+        ),
+        (
+            "hdrMdcv",
+            Amf0Value::object([
+                ("redX", n(0.708)),
+                ("redY", n(0.292)),
+                ("greenX", n(0.17)),
+                ("greenY", n(0.797)),
+                ("blueX", n(0.131)),
+                ("blueY", n(0.046)),
+                ("whitePointX", n(0.3127)),
+                ("whitePointY", n(0.329)),
+                ("maxLuminance", n(1000.0)),
+                ("minLuminance", n(0.0001)),
+            ]),
+        ),
+    ]);
+    let metadata = |value: Amf0Value| {
+        let mut body = b"\xd4hvc1".to_vec();
+        body.extend(amf0::encode_all(&[Amf0Value::string("colorInfo"), value]));
+        Bytes::from(body)
+    };
+    let data = Bytes::from(std::fs::read(testdata("hevc_opus.flv")).unwrap());
+    let mut ingest = Ingest::new();
+    let mut events = Vec::new();
+    let mut configs = 0;
+    for tag in flv_file::read_tags(&data).unwrap() {
+        let body = match tag.tag_type {
+            // FFmpeg's own colorInfo (an empty colorConfig) becomes HDR10.
+            flv_file::TAG_VIDEO if tag.body[..5] == *b"\xd4hvc1" => metadata(hdr10.clone()),
+            flv_file::TAG_VIDEO | flv_file::TAG_AUDIO => tag.body,
+            _ => continue,
+        };
+        let kind = match tag.tag_type {
+            flv_file::TAG_AUDIO => MediaKind::Audio,
+            _ => MediaKind::Video,
+        };
+        ingest
+            .media(kind, tag.timestamp, body, |e| {
+                if let StreamEvent::Config(c) = &e {
+                    configs += usize::from(c.kind() == MediaKind::Video);
+                }
+                events.push(e)
+            })
+            .unwrap();
+    }
+    // The sequence start, then again with the colorInfo attached.
+    assert_eq!(configs, 2);
+    let (video, _) = package_events(&events, false);
+    let video = video.unwrap();
+    assert_eq!(video.info.video_range, Some(VideoRange::Pq));
+    let (_, moov) = parse_init(&video.init);
+    let Entry::Hvc1(hvc1) = entry(&moov) else {
+        panic!("{:?}", entry(&moov))
+    };
+    assert_eq!(
+        hvc1.colr,
+        Some(Colr::Nclx {
+            colour_primaries: 9,
+            transfer_characteristics: 16,
+            matrix_coefficients: 9,
+            full_range_flag: false
+        })
+    );
+    assert_eq!(
+        entry_child(&video.init, b"hvc1", b"clli"),
+        [0x03, 0xe8, 0x01, 0x90]
+    );
+    assert_eq!(entry_child(&video.init, b"hvc1", b"mdcv").len(), 24);
+    let dir = tempfile::tempdir().unwrap();
+    let v = video.write(dir.path(), "video.mp4");
+    // (ffprobe reports the colour of the SPS VUI, unspecified in this
+    // source, over the `colr`: the side data is what it reads from the
+    // container alone.)
+    let side_data = run(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-show_entries",
+            "stream_side_data",
+            "-of",
+            "compact=p=0",
+            v.to_str().unwrap(),
+        ],
+    );
+    for expected in [
+        "side_data_type=Mastering display metadata|red_x=35400/50000|red_y=14600/50000|\
+         green_x=8500/50000|green_y=39850/50000|blue_x=6550/50000|blue_y=2300/50000|\
+         white_point_x=15635/50000|white_point_y=16450/50000|\
+         min_luminance=1/10000|max_luminance=10000000/10000",
+        "side_data_type=Content light level metadata|max_content=1000|max_average=400",
+    ] {
+        assert!(side_data.contains(expected), "{side_data}");
+    }
+    let seg = segmenter(&events, false);
+    let snapshot = seg.snapshot();
+    assert!(super::hls::multivariant(&snapshot).contains("VIDEO-RANGE=PQ"));
+
+    // A reset (Undefined) before the frames: no HDR boxes, no range.
+    let mut reset = Ingest::new();
+    let mut events = Vec::new();
+    for tag in flv_file::read_tags(&data).unwrap() {
+        let body = match tag.tag_type {
+            flv_file::TAG_VIDEO if tag.body[..5] == *b"\xd4hvc1" => {
+                let hdr = metadata(hdr10.clone());
+                reset
+                    .media(MediaKind::Video, tag.timestamp, hdr, |e| events.push(e))
+                    .unwrap();
+                metadata(Amf0Value::Undefined)
+            }
+            flv_file::TAG_VIDEO => tag.body,
+            _ => continue,
+        };
+        reset
+            .media(MediaKind::Video, tag.timestamp, body, |e| events.push(e))
+            .unwrap();
+    }
+    let (video, _) = package_events(&events, false);
+    let video = video.unwrap();
+    assert_eq!(video.info.video_range, None);
+    assert!(!video
+        .init
+        .windows(4)
+        .any(|w| w == b"mdcv" || w == b"clli" || w == b"colr"));
 }

@@ -283,11 +283,13 @@ pub fn multichannel_head(fourcc: FourCc, channels: u8, order: &ChannelOrder) -> 
     }
 }
 
-const VIDEO_FRAME_COMMAND: u8 = 5;
+/// The FLV frame type of a video packet that holds no picture.
+pub const VIDEO_FRAME_COMMAND: u8 = 5;
 const PACKET_MULTITRACK_VIDEO: u8 = 6;
 const PACKET_MULTITRACK_AUDIO: u8 = 5;
 const PACKET_MOD_EX: u8 = 7;
-const VIDEO_METADATA: u8 = 4;
+/// An AMF `[name, value]` list, e.g. `colorInfo`.
+pub const VIDEO_METADATA: u8 = 4;
 /// The one ModEx type defined, for audio and video alike.
 const MOD_EX_TIMESTAMP_OFFSET_NANO: u8 = 0;
 

@@ -20,7 +20,8 @@ use super::tag::{self as flv, AudioTag, FlvError, VideoTag};
 use crate::media::avc::AvcError;
 use crate::media::timeline::Timeline;
 use crate::media::{
-    ac3, avc, Codec, CodecConfig, Frame, MediaKind, Metadata, StreamEvent, TrackId,
+    ac3, avc, color_info::ColorInfo, Codec, CodecConfig, Frame, MediaKind, Metadata, StreamEvent,
+    TrackId,
 };
 
 /// Why a media tag was dropped (one tag; the publisher goes on).
@@ -126,6 +127,9 @@ pub struct Ingest {
     audio_config: Option<Arc<CodecConfig>>,
     /// Multitrack tracks other than track 0: kind, id, configuration.
     other_tracks: Vec<(MediaKind, TrackId, Arc<CodecConfig>)>,
+    /// The `colorInfo` each video track was last sent (by track id; at
+    /// most one per track castgate keeps), attached to its configuration.
+    color_infos: Vec<(TrackId, ColorInfo)>,
     /// Tags that failed to parse and were dropped.
     pub bad_tags: u64,
     /// Tags of codecs castgate does not carry yet.
@@ -239,6 +243,7 @@ impl Ingest {
                 self.frame(track, f, emit);
             }
             VideoTag::EndOfSequence | VideoTag::NotMedia => {}
+            VideoTag::ColorInfo(info) => self.color_info(track, info, emit)?,
             VideoTag::Unsupported { codec_id } => {
                 self.unsupported_tags += 1;
                 return Ok(self.tell(Notice::UnsupportedVideo(codec_id)));
@@ -390,6 +395,34 @@ impl Ingest {
         Ok(())
     }
 
+    /// A new `colorInfo` for video track `track` replaces the last one;
+    /// a configuration already sent goes out again with it attached, so
+    /// it applies from the next frame on (as the spec asks).
+    fn color_info(
+        &mut self,
+        track: TrackId,
+        info: ColorInfo,
+        emit: &mut impl FnMut(StreamEvent),
+    ) -> Result<(), IngestError> {
+        let at = self.color_infos.iter().position(|(id, _)| *id == track);
+        match (at, info.is_empty()) {
+            (Some(i), true) => {
+                self.color_infos.swap_remove(i);
+            }
+            (Some(i), false) => self.color_infos[i].1 = info,
+            // Bounded like the tracks themselves.
+            (None, false) if self.color_infos.len() <= MAX_OTHER_TRACKS => {
+                self.color_infos.push((track, info))
+            }
+            (None, _) => {}
+        }
+        if let Some(current) = self.config_of(MediaKind::Video, track) {
+            let again = current.clone();
+            self.config(track, again, emit)?;
+        }
+        Ok(())
+    }
+
     /// Takes a configuration; false when it repeats the current one (see
     /// [`CodecConfig::same_decoding`]). A new track past
     /// [`MAX_OTHER_TRACKS`] is refused.
@@ -400,6 +433,13 @@ impl Ingest {
         emit: &mut impl FnMut(StreamEvent),
     ) -> Result<bool, IngestError> {
         let kind = config.kind();
+        let config = match kind {
+            MediaKind::Video => {
+                let info = self.color_infos.iter().find(|(id, _)| *id == track);
+                config.with_color_info(info.map(|(_, c)| *c))
+            }
+            MediaKind::Audio => config,
+        };
         if self
             .config_of(kind, track)
             .is_some_and(|c| c.same_decoding(&config))

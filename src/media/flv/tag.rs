@@ -22,6 +22,7 @@ use super::ex;
 use crate::media::aac::{self, AacError};
 use crate::media::av1::{self, Av1Error};
 use crate::media::avc::{self, AvcError};
+use crate::media::color_info::{parse_video_metadata, ColorInfo, ColorInfoError, VideoMetadata};
 use crate::media::flac::{self, FlacError};
 use crate::media::hevc::{self, HevcError};
 use crate::media::opus::{self, OpusError};
@@ -62,6 +63,8 @@ pub enum FlvError {
     BadMp3Frame,
     #[error("more than {0} tracks in one Enhanced RTMP multitrack tag")]
     TooManyTracks(usize),
+    #[error("{0}")]
+    BadVideoMetadata(#[from] ColorInfoError),
     /// A coded-frame tag with no payload. Harmless (some encoders send one
     /// at the end): drop the tag, keep the stream.
     #[error("empty {0} frame")]
@@ -75,7 +78,7 @@ pub enum VideoTag {
     Frame(Frame),
     EndOfSequence,
     /// A tag that holds no picture: a command frame (frame type 5), an
-    /// Enhanced RTMP metadata packet, an empty sequence start (a publisher
+    /// Enhanced RTMP metadata packet of no known name, an empty sequence start (a publisher
     /// saying a configuration comes later). Nothing to carry.
     NotMedia,
     /// A legacy codec we do not carry: keep publishing, log once. Legacy
@@ -85,6 +88,9 @@ pub enum VideoTag {
     },
     /// An Enhanced RTMP FourCC we do not carry.
     UnsupportedFourCc(ex::FourCc),
+    /// An Enhanced RTMP `colorInfo` (empty: reset): it applies to the
+    /// frames that follow.
+    ColorInfo(ColorInfo),
     /// An Enhanced RTMP multitrack packet: each track's tag with its id.
     Tracks(Vec<(u8, VideoTag)>),
 }
@@ -207,16 +213,19 @@ fn ex_video_track(
             _ => CodecConfig::Vp9(Vp9Record {
                 config: vp9::parse_vpcc(&record)?,
                 record,
+                color_info: None,
             }),
         })),
         ex::VideoPacket::CodedFrames { cts, data } => {
             video_frame(codec, dts, cts, frame_type, data)
         }
         ex::VideoPacket::SequenceEnd => Ok(VideoTag::EndOfSequence),
-        // colorInfo metadata; an AV1 TS descriptor (the av1C is what counts).
-        ex::VideoPacket::Metadata(_) | ex::VideoPacket::Mpeg2TsSequenceStart(_) => {
-            Ok(VideoTag::NotMedia)
-        }
+        ex::VideoPacket::Metadata(body) => Ok(match parse_video_metadata(&body)? {
+            VideoMetadata::ColorInfo(c) => VideoTag::ColorInfo(c),
+            VideoMetadata::Other => VideoTag::NotMedia,
+        }),
+        // An AV1 TS descriptor (the av1C is what counts).
+        ex::VideoPacket::Mpeg2TsSequenceStart(_) => Ok(VideoTag::NotMedia),
     }
 }
 
@@ -585,6 +594,22 @@ pub fn multichannel_config(config: &CodecConfig) -> Option<Head> {
     Some(ex::multichannel_head(fourcc, channels, &layout))
 }
 
+/// The Enhanced RTMP video `Metadata` packet with a configuration's
+/// `colorInfo`, sent after its sequence start as FFmpeg does, for track
+/// `id` (0: a plain packet); `None` without one. The frame type is
+/// ignored with `Metadata`: FFmpeg writes a command frame, but a command
+/// frame's multitrack packet would be a command, so other tracks' say key.
+pub fn color_info_parts(config: &CodecConfig, id: TrackId) -> Option<(Head, Bytes)> {
+    let info = config.color_info()?;
+    let fourcc = ex::FourCc::of(config.codec());
+    let packet = ex::VIDEO_METADATA;
+    let head = match id {
+        0 => ex::video_head(ex::VIDEO_FRAME_COMMAND, packet, fourcc, &[]),
+        id => ex::track_video_head(1, packet, fourcc, id, &[]),
+    };
+    Some((head, info.to_amf0().into()))
+}
+
 /// The body of a sequence end for `codec`'s track, for an output that
 /// ends a stream the way FFmpeg ends a file: `17 02 000000` for H.264, an
 /// Enhanced RTMP `SequenceEnd` for the other non-legacy codecs; `None` for
@@ -804,9 +829,14 @@ mod tests {
             ),
             // An empty sequence start: the configuration comes later.
             ("90 61763031", VideoTag::NotMedia),
-            // Command frame, metadata (colorInfo), end of sequence.
+            // Command frame, a colorInfo reset (Undefined), metadata of
+            // another name, end of sequence.
             ("d0 01", VideoTag::NotMedia),
-            ("94 61766331 02", VideoTag::NotMedia),
+            (
+                "d4 61766331 02 0009 636f6c6f72496e666f 06",
+                VideoTag::ColorInfo(Default::default()),
+            ),
+            ("d4 61766331 02 0001 78 06", VideoTag::NotMedia),
             ("92 68766331", VideoTag::EndOfSequence),
             // A second track (multitrack, one track of id 1) and the same
             // track's end.
@@ -820,6 +850,10 @@ mod tests {
         assert!(matches!(
             parse_video(0, hex("90 6176")),
             Err(FlvError::Truncated { .. })
+        ));
+        assert!(matches!(
+            parse_video(0, hex("94 61766331 02")),
+            Err(FlvError::BadVideoMetadata(_))
         ));
         assert!(matches!(
             parse_video(0, hex("91 61766331 00")),

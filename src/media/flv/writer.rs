@@ -180,7 +180,8 @@ impl Tag {
 }
 
 /// The tags one event makes: none, one, or two (an enhanced audio
-/// configuration is followed by its channel layout).
+/// configuration is followed by its channel layout, a video one by its
+/// `colorInfo` when it has one).
 #[derive(Debug)]
 pub struct Tags(std::iter::Flatten<std::array::IntoIter<Option<Tag>, 2>>);
 
@@ -321,7 +322,10 @@ impl TagWriter {
                     return Tags::none();
                 };
                 let kind = TagKind::Media(c.kind());
-                Tags::one(Tag::new(kind, self.last_ts, &head, payload.clone()))
+                let config = Tag::new(kind, self.last_ts, &head, payload.clone());
+                let color = flv::color_info_parts(c, *id)
+                    .map(|(head, amf)| Tag::new(kind, self.last_ts, &head, amf));
+                Tags([Some(config), color].into_iter().flatten())
             }
             StreamEvent::TrackFrame(id, f) => {
                 if !self.tracks || !self.takes(f.codec) {
@@ -360,9 +364,12 @@ impl TagWriter {
                 };
                 let kind = TagKind::Media(c.kind());
                 let config = Tag::new(kind, self.last_ts, &head, payload.clone());
+                // Audio's channel layout, or video's colorInfo.
                 let layout = flv::multichannel_config(c)
                     .map(|head| Tag::new(kind, self.last_ts, &head, Bytes::new()));
-                Tags([Some(config), layout].into_iter().flatten())
+                let color = flv::color_info_parts(c, 0)
+                    .map(|(head, amf)| Tag::new(kind, self.last_ts, &head, amf));
+                Tags([Some(config), layout.or(color)].into_iter().flatten())
             }
             StreamEvent::Frame(f) => {
                 if !self.takes(f.codec) {
@@ -675,6 +682,67 @@ mod tests {
         assert_eq!(written(TagWriter::new().accepting(CodecSet::ALL)), track_0);
     }
 
+    /// A configuration's `colorInfo` goes out right after its sequence
+    /// start (a command-frame `Metadata` packet, as FFmpeg 9 sends it),
+    /// for track 0 and the other tracks alike, and castgate's reader
+    /// attaches it to the same configuration again.
+    #[test]
+    fn color_info_follows_the_sequence_start_and_reads_back() {
+        use crate::media::color_info::{ColorInfo, ColourCodes, ContentLightLevel};
+        let (events, _) = ffmpeg_events(include_bytes!("testdata/hevc_opus.flv"));
+        let info = |transfer| ColorInfo {
+            colour: Some(ColourCodes {
+                primaries: 9,
+                transfer,
+                matrix: 9,
+            }),
+            mastering: None,
+            light_level: Some(ContentLightLevel {
+                max_cll: 1000,
+                max_fall: 400,
+            }),
+        };
+        let mut input = Vec::new();
+        for e in &events {
+            match e {
+                StreamEvent::Config(c) if c.kind() == MediaKind::Video => {
+                    let c = (**c).clone();
+                    let pq = c.clone().with_color_info(Some(info(16)));
+                    let hlg = c.with_color_info(Some(info(18)));
+                    input.push(StreamEvent::Config(Arc::new(pq)));
+                    input.push(StreamEvent::TrackConfig(1, Arc::new(hlg)));
+                }
+                e => input.push(e.clone()),
+            }
+        }
+        let mut w = TagWriter::new().accepting(CodecSet::ALL).with_tracks();
+        let mut back = ReadBack::default();
+        let mut heads = Vec::new();
+        for tag in input.iter().flat_map(|e| w.write(e)) {
+            heads.push(tag.head().to_vec());
+            let TagKind::Media(kind) = tag.kind else {
+                continue;
+            };
+            back.media(kind, tag.timestamp, tag.parts().concat().into());
+        }
+        // Sequence start, then colorInfo, for track 0 and track 1.
+        let at = heads.iter().position(|h| h[..] == *b"\x90hvc1").unwrap();
+        assert_eq!(heads[at + 1], b"\xd4hvc1");
+        assert_eq!(heads[at + 2][..2], [0x96, 0x00]);
+        assert_eq!(heads[at + 3], b"\x96\x04hvc1\x01");
+        let last = |track: u8| {
+            back.events.iter().rev().find_map(|e| match e {
+                StreamEvent::Config(c) if track == 0 && c.kind() == MediaKind::Video => {
+                    c.color_info().copied()
+                }
+                StreamEvent::TrackConfig(id, c) if *id == track => c.color_info().copied(),
+                _ => None,
+            })
+        };
+        assert_eq!(last(0), Some(info(16)));
+        assert_eq!(last(1), Some(info(18)));
+    }
+
     /// The decoder configuration a sequence start (or, for AC-3 and
     /// E-AC-3, the first coded frame) says, as the reader would make it.
     fn config_of(fourcc: FourCc, record: Bytes, first_frame: &[u8]) -> CodecConfig {
@@ -685,6 +753,7 @@ mod tests {
             FourCc::VP9 => CodecConfig::Vp9(Vp9Record {
                 config: vp9::parse_vpcc(&record).unwrap(),
                 record,
+                color_info: None,
             }),
             FourCc::OPUS => CodecConfig::Opus(OpusRecord {
                 head: opus::parse_opus_head(&record).unwrap(),
