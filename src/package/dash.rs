@@ -526,12 +526,17 @@ fn adaptation_set(
         MediaKind::Video => ("video", "video/mp4"),
         MediaKind::Audio => ("audio", "audio/mp4"),
     };
-    let _ = writeln!(
+    // An audio track's language and name, when the publisher gave them.
+    let given = reps.first().map(|r| &r.track.info.label);
+    let _ = write!(
         out,
-        "    <AdaptationSet id=\"{id}\" contentType=\"{content}\" mimeType=\"{mime}\" \
-         segmentAlignment=\"true\" startWithSAP=\"1\">"
+        "    <AdaptationSet id=\"{id}\" contentType=\"{content}\" mimeType=\"{mime}\""
     );
-    if let Some(label) = label {
+    if let Some(language) = given.and_then(|l| l.language.as_deref()) {
+        let _ = write!(out, " lang=\"{}\"", attr(language));
+    }
+    out.push_str(" segmentAlignment=\"true\" startWithSAP=\"1\">\n");
+    if let Some(label) = given.and_then(|l| l.name.as_deref()).or(label) {
         let _ = writeln!(out, "      <Label>{}</Label>", attr(label));
     }
     let ll = s.low_latency && !s.ended;

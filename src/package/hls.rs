@@ -82,12 +82,26 @@ pub fn multivariant_ladder(s: &StreamSnapshot, renditions: &[(&str, &StreamSnaps
         .filter_map(|(n, r)| r.audio.as_ref().map(|t| (*n, &t.info)))
         .collect();
     if let Some((prefix, a)) = &audio {
-        write_audio_media(&mut out, "audio", true, a, prefix);
+        // NAMEs are unique in a group (RFC 8216bis 4.4.6.1): a name the
+        // publisher gave twice gets the track's own after it.
+        let mut names = Vec::new();
+        let mut unique = |given: Option<&String>, fallback: String| {
+            let name = match given {
+                Some(n) if names.contains(n) => format!("{n} ({fallback})"),
+                Some(n) => n.clone(),
+                None => fallback,
+            };
+            names.push(name.clone());
+            name
+        };
+        let name = unique(a.label.name.as_ref(), "audio".to_string());
+        write_audio_media(&mut out, &name, true, a, prefix);
         for (name, a) in &alternatives {
             let alternative = format!("{name}/");
             // (Unless it is the default: a stream with no audio of its own.)
             if alternative != *prefix {
-                write_audio_media(&mut out, &audio_label(name), false, a, &alternative);
+                let name = unique(a.label.name.as_ref(), audio_label(name));
+                write_audio_media(&mut out, &name, false, a, &alternative);
             }
         }
     }
@@ -152,6 +166,9 @@ fn write_audio_media(out: &mut String, name: &str, default: bool, a: &TrackInfo,
         "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"{AUDIO_GROUP}\",NAME=\"{name}\",\
          DEFAULT={default},AUTOSELECT=YES"
     );
+    if let Some(language) = &a.label.language {
+        let _ = write!(out, ",LANGUAGE=\"{language}\"");
+    }
     if a.channels > 0 {
         let _ = write!(out, ",CHANNELS=\"{}\"", a.channels);
     }
@@ -484,6 +501,7 @@ pub(crate) mod test_support {
             dolby_channels: None,
             peak_bandwidth: 3_200_000,
             average_bandwidth: 2_900_000,
+            label: Default::default(),
         }
     }
 
@@ -501,6 +519,7 @@ pub(crate) mod test_support {
             dolby_channels: None,
             peak_bandwidth: 130_000,
             average_bandwidth: 128_000,
+            label: Default::default(),
         }
     }
 
@@ -764,6 +783,28 @@ mod tests {
         let m = parse_master(&multivariant_ladder(&mute, &[("360p", &low)]));
         assert_eq!(m.alternatives[0].uri.as_deref(), Some("360p/audio.m3u8"));
         assert_eq!(multivariant_ladder(&s, &[]), multivariant(&s));
+    }
+
+    /// Alternative audio renditions take the publisher's names, unique in
+    /// their group (a repeated one gets the track's own after it).
+    #[test]
+    fn audio_rendition_names_stay_unique() {
+        let mut s = snapshot(true, true, 0, 3, 6, &[], false);
+        let named = |name: &str| super::super::model::TrackLabel {
+            name: Some(name.to_string()),
+            language: None,
+        };
+        s.audio.as_mut().unwrap().info.label = named("Main");
+        let track = |name: &str| {
+            let mut t = snapshot(false, true, 0, 3, 6, &[], false);
+            t.audio.as_mut().unwrap().info.label = named(name);
+            t
+        };
+        let (one, two) = (track("Main"), track("Other"));
+        let text = multivariant_ladder(&s, &[("audio1", &one), ("audio2", &two)]);
+        let m = parse_master(&text);
+        let names: Vec<&str> = m.alternatives.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["Main", "Main (track 1)", "Other"], "{text}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod cmaf;
 mod codec_tests;
 pub mod dash;
 pub mod hls;
+pub mod labels;
 #[cfg(test)]
 mod ll_tests;
 pub mod model;

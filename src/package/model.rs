@@ -33,6 +33,23 @@ pub struct TrackInfo {
     /// Peak and average bits per second, measured over the segments.
     pub peak_bandwidth: u64,
     pub average_bandwidth: u64,
+    /// Audio: what the publisher called the track (see
+    /// [`super::labels`]).
+    pub label: TrackLabel,
+}
+
+/// An audio track's name and language (BCP 47), when the publisher gave
+/// them: HLS `NAME`/`LANGUAGE`, DASH `Label`/`@lang`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrackLabel {
+    pub name: Option<String>,
+    pub language: Option<String>,
+}
+
+impl TrackLabel {
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none() && self.language.is_none()
+    }
 }
 
 /// The HDR transfer functions HLS names in `VIDEO-RANGE`.

@@ -29,10 +29,10 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 
 use super::cmaf::{self, Fragment, Sample};
-use super::model::VideoRange;
 use super::model::{
     PartInfo, PartialSegment, SegmentInfo, StreamSnapshot, TrackInfo, TrackTimeline,
 };
+use super::model::{TrackLabel, VideoRange};
 use crate::hub::StreamEvent;
 use crate::media::{aac, ac3, avc, flac, opus, CodecConfig, Frame, MediaKind};
 
@@ -723,6 +723,7 @@ fn track_info(config: &CodecConfig, seen: &cmaf::Observed) -> TrackInfo {
         dolby_channels: cmaf::dolby_channels(config),
         peak_bandwidth: 0,
         average_bandwidth: 0,
+        label: Default::default(),
     }
 }
 
@@ -766,6 +767,8 @@ pub struct StreamSegmenter {
     config: SegmenterConfig,
     video: Option<Track>,
     audio: Option<Track>,
+    /// The publisher's name and language for the audio (any codec).
+    audio_label: TrackLabel,
     /// The next segment number to open.
     next_number: u64,
     /// Where this stream's numbering started (also its first init id).
@@ -816,6 +819,7 @@ impl StreamSegmenter {
             video_progress: None,
             slot: None,
             target_duration: config.target.ceil().max(1.0) as u32,
+            audio_label: TrackLabel::default(),
             ended: false,
             availability_start: None,
             updated: SystemTime::UNIX_EPOCH,
@@ -825,6 +829,11 @@ impl StreamSegmenter {
 
     fn keep(&self) -> usize {
         self.config.window + self.config.extra
+    }
+
+    /// Names the audio track (the publisher's metadata said so).
+    pub fn set_audio_label(&mut self, label: TrackLabel) {
+        self.audio_label = label;
     }
 
     /// Cuts on the aligned grid from now on ([`SegmenterConfig::aligned`]):
@@ -1212,7 +1221,11 @@ impl StreamSegmenter {
                 .audio
                 .as_ref()
                 .filter(|t| !t.segments.is_empty())
-                .map(|t| t.timeline(w)),
+                .map(|t| {
+                    let mut timeline = t.timeline(w);
+                    timeline.info.label = self.audio_label.clone();
+                    timeline
+                }),
             target_duration: self.target_duration,
             part_target: self.config.part_target,
             low_latency: self.config.low_latency,

@@ -14,7 +14,8 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tracing::{error, info};
 
-use super::model::StreamSnapshot;
+use super::labels;
+use super::model::{StreamSnapshot, TrackLabel};
 use super::segmenter::{SegmenterConfig, StreamSegmenter};
 use crate::hub::{Hub, StreamEvent, Tap, TapHandle};
 use crate::media::{MediaKind, TrackId};
@@ -278,6 +279,9 @@ struct SegmenterTap {
     /// Set when the segmenter panicked: it is not fed again.
     broken: AtomicBool,
     key: String,
+    /// The audio tracks' names and languages from the last `onMetaData`
+    /// (see [`super::labels`]), for tracks packaged later too.
+    labels: Mutex<Vec<(TrackId, TrackLabel)>>,
 }
 
 /// An Enhanced RTMP multitrack track other than track 0, packaged as
@@ -315,6 +319,10 @@ impl SegmenterTap {
             ..self.config
         };
         let seg = Packaged::new(StreamSegmenter::new(&key, config, SystemTime::now()));
+        if kind == MediaKind::Audio {
+            let label = self.label(id);
+            seg.update(|s| s.set_audio_label(label));
+        }
         if kind == MediaKind::Video {
             // Variants switch seamlessly only on a shared grid.
             self.seg.update(|s| s.align());
@@ -330,8 +338,36 @@ impl SegmenterTap {
         Some(seg)
     }
 
+    /// The label the publisher gave audio track `id`, if any.
+    fn label(&self, id: TrackId) -> TrackLabel {
+        let labels = lock(&self.labels);
+        let found = labels.iter().find(|(i, _)| *i == id);
+        found.map(|(_, l)| l.clone()).unwrap_or_default()
+    }
+
+    /// A new `onMetaData`: its audio labels replace the last ones, on
+    /// every audio track packaged so far.
+    fn relabel(&self, amf0: &[u8]) {
+        *lock(&self.labels) = labels::audio_labels(amf0);
+        let label = self.label(0);
+        self.seg.update(|s| s.set_audio_label(label));
+        let audio: Vec<_> = lock(&self.tracks)
+            .iter()
+            .filter(|t| t.kind == MediaKind::Audio)
+            .map(|t| (t.id, t.seg.clone()))
+            .collect();
+        for (id, seg) in audio {
+            let label = self.label(id);
+            seg.update(|s| s.set_audio_label(label));
+        }
+    }
+
     fn feed(&self, event: &StreamEvent, now: SystemTime) {
         match event {
+            StreamEvent::Metadata(m) => {
+                self.relabel(m.amf0());
+                self.seg.update(|seg| seg.push(event, now));
+            }
             StreamEvent::TrackConfig(id, c) => {
                 if let Some(t) = self.track(c.kind(), *id, true) {
                     t.update(|seg| seg.push(&StreamEvent::Config(c.clone()), now));
@@ -434,6 +470,7 @@ impl Packager {
                 live,
                 broken: AtomicBool::new(false),
                 key: key.to_string(),
+                labels: Mutex::default(),
             }),
         );
         let this = self.clone();
@@ -620,40 +657,13 @@ mod tests {
     /// and an AdaptationSet of its own.
     #[tokio::test]
     async fn multitrack_tracks_become_variants_and_audio_renditions() {
-        use crate::media::flv::Ingest;
-        use crate::media::flv_file::{read_tags, TAG_AUDIO, TAG_VIDEO};
         use crate::package::serve::test_support::Live;
         use crate::package::serve::Payload;
         use crate::package::urls::Resource;
 
         let live = Live::new();
         let key = "live/multi";
-        let p = live
-            .hub
-            .publish(&crate::stream_key::StreamKey::parse(key).unwrap(), "peer")
-            .unwrap();
-        live.packager
-            .ensure(&crate::stream_key::StreamKey::parse(key).unwrap());
-        let file =
-            bytes::Bytes::from_static(include_bytes!("../media/flv/testdata/multitrack_av.flv"));
-        let mut ingest = Ingest::new();
-        // Half a second (a keyframe at its start) sent eight times over.
-        for round in 0..8u32 {
-            for tag in read_tags(&file).unwrap() {
-                let kind = match tag.tag_type {
-                    TAG_VIDEO => MediaKind::Video,
-                    TAG_AUDIO => MediaKind::Audio,
-                    _ => continue,
-                };
-                let ts = tag.timestamp + round * 500;
-                ingest
-                    .media(kind, ts, tag.body, |e| {
-                        p.send(e);
-                    })
-                    .unwrap();
-            }
-        }
-        drop(p);
+        publish_multitrack(&live, key, None);
         let text = |r| match live.store.serve(key, r, &[]).unwrap().payload {
             Payload::Text(t) => t,
             other => panic!("{other:?}"),
@@ -696,5 +706,102 @@ mod tests {
                 .get(track)
                 .is_some_and(|s| lock(&s).has_segments()));
         }
+    }
+
+    /// FFmpeg 9's two-video, two-audio multitrack publish (half a second,
+    /// a keyframe at its start, sent eight times over) on `key`, after
+    /// `metadata` (an `onMetaData` object) when given.
+    fn publish_multitrack(
+        live: &crate::package::serve::test_support::Live,
+        key: &str,
+        metadata: Option<crate::amf::amf0::Amf0Value>,
+    ) {
+        use crate::media::flv::Ingest;
+        use crate::media::flv_file::{read_tags, TAG_AUDIO, TAG_VIDEO};
+
+        let stream_key = crate::stream_key::StreamKey::parse(key).unwrap();
+        let p = live.hub.publish(&stream_key, "peer").unwrap();
+        live.packager.ensure(&stream_key);
+        let file =
+            bytes::Bytes::from_static(include_bytes!("../media/flv/testdata/multitrack_av.flv"));
+        let mut ingest = Ingest::new();
+        if let Some(m) = metadata {
+            let amf0 = crate::amf::amf0::encode_all(&[m]);
+            ingest.metadata(amf0.into(), |e| {
+                p.send(e);
+            });
+        }
+        for round in 0..8u32 {
+            for tag in read_tags(&file).unwrap() {
+                let kind = match tag.tag_type {
+                    TAG_VIDEO => MediaKind::Video,
+                    TAG_AUDIO => MediaKind::Audio,
+                    _ => continue,
+                };
+                let ts = tag.timestamp + round * 500;
+                ingest
+                    .media(kind, ts, tag.body, |e| {
+                        p.send(e);
+                    })
+                    .unwrap();
+            }
+        }
+    }
+
+    /// The publisher's names and languages for its audio tracks (Enhanced
+    /// RTMP `audioTrackIdInfoMap`, and `language` for track 0) name the
+    /// HLS renditions and the DASH AdaptationSets.
+    #[tokio::test]
+    async fn audio_tracks_take_the_names_and_languages_of_the_metadata() {
+        use crate::amf::amf0::Amf0Value;
+        use crate::package::serve::test_support::Live;
+        use crate::package::serve::Payload;
+        use crate::package::urls::Resource;
+
+        let live = Live::new();
+        let key = "live/languages";
+        let metadata = Amf0Value::object([
+            ("language", Amf0Value::string("en")),
+            (
+                "audioTrackIdInfoMap",
+                Amf0Value::object([(
+                    "1",
+                    Amf0Value::object([
+                        ("name", Amf0Value::string("Commentaire & analyse")),
+                        ("language", Amf0Value::string("fr-CA")),
+                    ]),
+                )]),
+            ),
+        ]);
+        publish_multitrack(&live, key, Some(metadata));
+        let text = |r| match live.store.serve(key, r, &[]).unwrap().payload {
+            Payload::Text(t) => t,
+            other => panic!("{other:?}"),
+        };
+        let m3u8 = text(Resource::Multivariant);
+        let audio: Vec<&str> = m3u8
+            .lines()
+            .filter(|l| l.starts_with("#EXT-X-MEDIA:TYPE=AUDIO"))
+            .collect();
+        assert_eq!(audio.len(), 2, "{m3u8}");
+        assert!(
+            audio[0].contains("NAME=\"audio\",DEFAULT=YES,AUTOSELECT=YES,LANGUAGE=\"en\""),
+            "{m3u8}"
+        );
+        assert!(
+            audio[1].contains(
+                "NAME=\"Commentaire & analyse\",DEFAULT=NO,AUTOSELECT=YES,LANGUAGE=\"fr-CA\""
+            ) && audio[1].contains("URI=\"audio1/audio.m3u8\""),
+            "{m3u8}"
+        );
+        let mpd = text(Resource::Mpd);
+        assert!(
+            mpd.contains("contentType=\"audio\" mimeType=\"audio/mp4\" lang=\"en\""),
+            "{mpd}"
+        );
+        assert!(
+            mpd.contains("lang=\"fr-CA\" segmentAlignment=\"true\" startWithSAP=\"1\">\n      <Label>Commentaire &amp; analyse</Label>"),
+            "{mpd}"
+        );
     }
 }
