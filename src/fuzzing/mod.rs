@@ -37,6 +37,36 @@ pub fn ffmpeg_output(data: &[u8]) {
     crate::transcode::exercise_output(data);
 }
 
+/// AMF metadata: an Enhanced RTMP video `Metadata` body (`colorInfo`,
+/// which must survive being written back), and the same bytes as an
+/// `onMetaData` object naming audio tracks (whose names and languages
+/// must be safe in an HLS quoted string).
+pub fn metadata(data: &[u8]) {
+    use crate::media::color_info::{parse_video_metadata, VideoMetadata};
+    if let Ok(VideoMetadata::ColorInfo(c)) = parse_video_metadata(data) {
+        let again = parse_video_metadata(&c.to_amf0());
+        assert_eq!(
+            again,
+            Ok(VideoMetadata::ColorInfo(c)),
+            "colorInfo round trip"
+        );
+    }
+    let labels = crate::package::labels::audio_labels(data);
+    assert!(labels.len() <= 256);
+    for (_, l) in labels {
+        assert!(!l.is_empty());
+        let safe = |s: &str| !s.is_empty() && !s.contains('"') && !s.chars().any(char::is_control);
+        assert!(l
+            .name
+            .as_deref()
+            .is_none_or(|n| safe(n) && n.chars().count() <= 64));
+        assert!(l
+            .language
+            .as_deref()
+            .is_none_or(|t| safe(t) && t.len() <= 35 && t.is_ascii()));
+    }
+}
+
 /// A signed HLS/DASH URL query, and signing a playlist (`auth::signed`).
 pub fn signed_url(data: &[u8]) {
     crate::auth::signed::exercise(data);
@@ -63,6 +93,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("hevc_config", hevc_config),
     ("http_path", http_path),
     ("ingest", ingest),
+    ("metadata", metadata),
     ("opus_config", opus_config),
     ("relay_target", relay_target),
     ("rtmp_client", rtmp_client),
