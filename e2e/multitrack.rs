@@ -23,11 +23,15 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use crate::enhanced_cmaf::{
     assert_stereo, get_ok, master_playlist, media_playlist, publish_and_end, LogOnFailure, Mpd,
 };
 use crate::harness::*;
+
+/// How long a step may take (publishing, packaging, a relay draining).
+const T: Duration = Duration::from_secs(90);
 
 /// Encodes the multitrack source with FFmpeg 9: 6 s, 25 fps, one keyframe
 /// a second in both video tracks (the same frames, so segments align),
@@ -306,6 +310,64 @@ fn two_video_and_two_audio_tracks_in_one_publish() {
         .collect();
     found.sort_unstable();
     assert_eq!(found, [0, 1], "{url}: both audio tracks");
+}
+
+/// A relay to an RTMP server whose `connect` answer states Enhanced RTMP
+/// multitrack (here a second castgate) carries every track: the edge's
+/// HLS has both variants and both audio renditions, each variant exactly
+/// the pictures of its source track. (A destination that does not state
+/// it gets track 0, as `enhanced.rs` checks with FFmpeg 9's listener.)
+#[test]
+fn a_relay_to_a_multitrack_destination_carries_every_track() {
+    use crate::relay::{create_relay, wait_relay};
+    let dir = tempdir();
+    let source = encode(dir.path());
+    let ff = ffmpeg9();
+    let grace = [("CASTGATE__PACKAGE__GRACE_SECS", "1")];
+    let edge = Castgate::start(&grace);
+    let origin = Castgate::start_loopback_egress(&grace);
+    let (key, relayed) = ("live/ladder", "live/relayed");
+    let _log = LogOnFailure {
+        server: &edge,
+        key: relayed,
+    };
+    let relay = create_relay(
+        &origin,
+        serde_json::json!({"stream": key, "target": edge.url(relayed)}),
+    );
+    publish_and_end(&origin, &source, key, true, &["-map", "0"]);
+    let id = relay["id"].as_u64().unwrap();
+    wait_relay(&origin, id, "sent every frame", |r| {
+        r["frames_sent"].as_u64() > Some(0) && r["queued_bytes"] == 0
+    });
+    origin.wait_log_all(&["every track is relayed"], T);
+    edge.wait_log_all(&["packaging ended", relayed], T);
+    let src_video: Vec<Vec<String>> = ["0:v:0", "0:v:1"]
+        .iter()
+        .map(|m| decoded_frames(&ff, &source, m))
+        .collect();
+    let text = get_ok(&edge, relayed, "index.m3u8");
+    let m = master_playlist(&text);
+    assert_eq!(m.variants.len(), 2, "one variant per video track: {text}");
+    let mut found: Vec<usize> = m
+        .variants
+        .iter()
+        .map(|v| {
+            let url = edge.http_url(&format!("{relayed}/{}", v.uri));
+            let got = decoded_frames(&ff, &url, "0:v");
+            which_video(&src_video, &got, &format!("relayed variant {url}"))
+        })
+        .collect();
+    found.sort_unstable();
+    assert_eq!(found, [0, 1], "both video tracks relayed: {text}");
+    let audio = m
+        .alternatives
+        .iter()
+        .filter(|a| a.media_type == m3u8_rs::AlternativeMediaType::Audio)
+        .count();
+    assert_eq!(audio, 2, "both audio tracks relayed: {text}");
+    origin.assert_no_panic();
+    edge.assert_no_panic();
 }
 
 /// hls.js in headless Chromium plays the live multitrack ladder and

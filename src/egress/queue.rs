@@ -22,6 +22,12 @@
 //! kept aside and sent first whenever sending (re)starts, and when one
 //! cannot be queued (past the hard limit) it goes out again before the next
 //! frame. Every dropped frame is counted.
+//!
+//! Enhanced RTMP multitrack's other tracks (`TrackConfig`, `TrackFrame`)
+//! go through the same policy; GOPs are those of track 0. A track whose
+//! video lost a frame waits for its own next keyframe (tracks' keyframes
+//! need not line up with track 0's), and an RTMP link's writer starts each
+//! track at a keyframe anyway.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,7 +38,7 @@ use tokio::sync::watch;
 
 use crate::hub::{QueueLimits, StreamEvent, Tap};
 use crate::media::flv::CodecSet;
-use crate::media::{CodecConfig, MediaKind, Metadata};
+use crate::media::{CodecConfig, MediaKind, Metadata, TrackId};
 
 /// The publisher's side of a relay.
 pub struct RelayQueue {
@@ -59,6 +65,10 @@ struct Inner {
     metadata: Option<Metadata>,
     video_config: Option<Arc<CodecConfig>>,
     audio_config: Option<Arc<CodecConfig>>,
+    /// The other multitrack tracks' latest configurations, by kind and id.
+    track_configs: Vec<(TrackId, Arc<CodecConfig>)>,
+    /// Video tracks (other than 0) dropping until their next keyframe.
+    skip_tracks: Vec<TrackId>,
     /// The latest metadata and configurations must go out before anything
     /// else on the next drain.
     headers_due: bool,
@@ -73,9 +83,13 @@ struct Inner {
     sent_gop_bytes: usize,
 }
 
+/// Most tracks besides track 0 whose configurations are kept (the ingest
+/// takes 16 per publish).
+const MAX_TRACK_CONFIGS: usize = 32;
+
 fn cost(e: &StreamEvent) -> usize {
     64 + match e {
-        StreamEvent::Frame(f) => f.data.len(),
+        StreamEvent::Frame(f) | StreamEvent::TrackFrame(_, f) => f.data.len(),
         _ => 0,
     }
 }
@@ -175,6 +189,9 @@ impl RelayQueue {
             out.extend(q.metadata.clone().map(StreamEvent::Metadata));
             out.extend(q.video_config.clone().map(StreamEvent::Config));
             out.extend(q.audio_config.clone().map(StreamEvent::Config));
+            for t in &q.track_configs {
+                out.push(StreamEvent::TrackConfig(t.0, t.1.clone()));
+            }
         }
         q.bytes = 0;
         let soft = self.limits.soft_bytes;
@@ -212,6 +229,10 @@ impl Inner {
     }
 }
 
+fn is_frame(e: &StreamEvent) -> bool {
+    matches!(e, StreamEvent::Frame(_) | StreamEvent::TrackFrame(..))
+}
+
 fn is_keyframe(e: &StreamEvent) -> bool {
     matches!(e, StreamEvent::Frame(f) if f.kind() == MediaKind::Video && f.keyframe)
 }
@@ -229,7 +250,7 @@ fn trim_to_last_keyframe(q: &mut Inner) -> u64 {
     let mut n = 0;
     for e in q.items.drain(..cut) {
         q.bytes -= cost(&e);
-        if matches!(e, StreamEvent::Frame(_)) {
+        if is_frame(&e) {
             n += 1;
         }
     }
@@ -242,14 +263,57 @@ fn trim_to_last_keyframe(q: &mut Inner) -> u64 {
     n
 }
 
+impl RelayQueue {
+    /// A frame of another multitrack track: queued under the same limits;
+    /// its video, once it lost a frame, resumes at its own keyframe.
+    fn track_frame(
+        &self,
+        mut q: MutexGuard<'_, Inner>,
+        id: TrackId,
+        f: &crate::media::Frame,
+        event: &StreamEvent,
+    ) {
+        let cost = cost(event);
+        let over_soft = q.bytes + cost > self.limits.soft_bytes;
+        let over_hard = q.bytes + cost > self.limits.hard_bytes;
+        let keep = match f.kind() {
+            MediaKind::Video => {
+                let skipping = q.skip_tracks.contains(&id);
+                if f.keyframe && !over_hard {
+                    q.skip_tracks.retain(|t| *t != id);
+                    true
+                } else if skipping || (over_soft && !f.keyframe) || over_hard {
+                    if !skipping && q.skip_tracks.len() < MAX_TRACK_CONFIGS {
+                        q.skip_tracks.push(id);
+                    }
+                    false
+                } else {
+                    true
+                }
+            }
+            MediaKind::Audio => !over_hard,
+        };
+        if !keep {
+            drop(q);
+            self.drop_frames(1);
+            return;
+        }
+        q.bytes += cost;
+        q.items.push_back(event.clone());
+    }
+}
+
 impl Tap for RelayQueue {
     fn event(&self, event: &StreamEvent) {
         let mut q = self.lock();
         match event {
             StreamEvent::PublisherStarted => {
                 q.gone_since = None;
-                // A new publisher's video starts at its first keyframe.
+                // A new publisher's video starts at its first keyframe; its
+                // tracks are its own.
                 q.skip_video = true;
+                q.track_configs.clear();
+                q.skip_tracks.clear();
                 q.forget_sent_gop();
                 drop(q);
                 self.live.send_replace(true);
@@ -279,8 +343,22 @@ impl Tap for RelayQueue {
                     .send_if_modified(|c| std::mem::replace(c, codecs) != codecs);
             }
             StreamEvent::Frame(_) => {}
-            // Relays carry track 0 (multitrack out is not written yet).
-            StreamEvent::TrackConfig(..) | StreamEvent::TrackFrame(..) => return,
+            StreamEvent::TrackConfig(id, c) => {
+                let kind = c.kind();
+                let same = |t: &(TrackId, Arc<CodecConfig>)| t.0 == *id && t.1.kind() == kind;
+                let entry = (*id, c.clone());
+                match q.track_configs.iter().position(same) {
+                    Some(i) => q.track_configs[i] = entry,
+                    None if q.track_configs.len() < MAX_TRACK_CONFIGS => {
+                        q.track_configs.push(entry)
+                    }
+                    None => return,
+                }
+            }
+            StreamEvent::TrackFrame(id, f) => {
+                self.track_frame(q, *id, f, event);
+                return;
+            }
         }
         let cost = cost(event);
         let StreamEvent::Frame(f) = event else {
@@ -297,11 +375,7 @@ impl Tap for RelayQueue {
         let video = f.kind() == MediaKind::Video;
         if video && f.keyframe && !q.connected {
             // Not sending: a new GOP replaces the one kept.
-            let n = q
-                .items
-                .drain(..)
-                .filter(|e| matches!(e, StreamEvent::Frame(_)))
-                .count() as u64;
+            let n = q.items.drain(..).filter(is_frame).count() as u64;
             q.bytes = 0;
             q.headers_due = true;
             self.drop_frames(n);
@@ -380,6 +454,65 @@ mod tests {
         soft_bytes: 10_000,
         hard_bytes: 20_000,
     };
+
+    /// Another multitrack track: its configuration is a header like track
+    /// 0's; its video, having lost a frame, waits for its own keyframe
+    /// while track 0 goes on; a new publisher's tracks replace the old.
+    #[test]
+    fn multitrack_tracks_follow_the_same_policy() {
+        let track = |key: bool, size: usize, dts: i64| {
+            let StreamEvent::Frame(f) = frame(MediaKind::Video, key, size, dts) else {
+                unreachable!()
+            };
+            StreamEvent::TrackFrame(1, f)
+        };
+        let StreamEvent::Config(c) = video_config() else {
+            unreachable!()
+        };
+        let q = RelayQueue::new(LIMITS);
+        q.connected();
+        q.event(&StreamEvent::PublisherStarted);
+        q.event(&video_config());
+        q.event(&StreamEvent::TrackConfig(1, c.clone()));
+        let v = drained(&q);
+        assert!(
+            matches!(v.last(), Some(StreamEvent::TrackConfig(1, _))),
+            "{v:?}"
+        );
+        q.event(&frame(MediaKind::Video, true, 8_000, 0));
+        q.event(&track(true, 1_000, 0));
+        // Past the soft limit: track 1's P-frame goes, and its next one
+        // too (under the limit by then), until its keyframe.
+        q.event(&track(false, 2_000, 33));
+        q.drain(&mut Vec::new());
+        q.event(&frame(MediaKind::Video, false, 10, 33));
+        q.event(&track(false, 10, 66));
+        q.event(&track(true, 10, 99));
+        let v = drained(&q);
+        let tracks: Vec<i64> = v
+            .iter()
+            .filter_map(|e| match e {
+                StreamEvent::TrackFrame(1, f) => Some(f.dts),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(dts_of(&v), [33]);
+        assert_eq!(tracks, [99]);
+        assert_eq!(q.dropped(), 2);
+        // A reconnection replays track 1's configuration; a new publisher
+        // forgets it.
+        q.disconnected();
+        q.connected();
+        assert!(drained(&q)
+            .iter()
+            .any(|e| matches!(e, StreamEvent::TrackConfig(1, _))));
+        q.event(&StreamEvent::PublisherStarted);
+        q.disconnected();
+        q.connected();
+        assert!(!drained(&q)
+            .iter()
+            .any(|e| matches!(e, StreamEvent::TrackConfig(..))));
+    }
 
     #[test]
     fn connected_keeps_everything_under_the_soft_limit() {

@@ -20,10 +20,11 @@ use super::ConnectError;
 use crate::hub::StreamEvent;
 use crate::media::flv::ex::FourCc;
 use crate::media::flv::{CodecSet, TagKind, TagWriter};
-use crate::media::{CodecConfig, MediaKind, Metadata};
+use crate::media::{CodecConfig, MediaKind, Metadata, TrackId};
 use crate::rtmp::amf0::{self, Amf0Value};
 use crate::rtmp::chunk::ChunkLimits;
 use crate::rtmp::client::{ClientConfig, ClientEvent, ClientMode, ClientSession};
+use crate::rtmp::enhanced::CAPS_MULTITRACK;
 
 /// A byte stream to a destination (TCP or TLS over TCP).
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -166,10 +167,17 @@ impl RtmpLink {
     /// Says when a destination that states its Enhanced RTMP codecs leaves
     /// out one of the stream's (it is sent anyway: a server that forwards
     /// may well take it; the destination decides).
-    fn check_destination(&self, stream: CodecSet, legacy_only: bool) {
+    ///
+    /// A destination whose `_result` states the multitrack capability
+    /// (`capsEx`) gets the stream's other tracks too.
+    fn check_destination(&mut self, stream: CodecSet, legacy_only: bool) {
         let server = self.session.server_capabilities();
         if legacy_only || !server.enhanced {
             return;
+        }
+        if server.caps_ex & CAPS_MULTITRACK != 0 {
+            self.out.tags = std::mem::take(&mut self.out.tags).with_tracks();
+            info!("the destination takes Enhanced RTMP multitrack: every track is relayed");
         }
         let takes = server.codecs();
         for codec in stream.iter().filter(|c| !takes.contains(*c)) {
@@ -254,6 +262,8 @@ struct FlvOut {
     metadata: Option<Metadata>,
     video_config: Option<Arc<CodecConfig>>,
     audio_config: Option<Arc<CodecConfig>>,
+    /// Multitrack tracks' configurations sent, by kind and id.
+    track_configs: Vec<(TrackId, Arc<CodecConfig>)>,
 }
 
 impl FlvOut {
@@ -319,6 +329,15 @@ impl FlvOut {
                     return true;
                 }
                 *slot = Some(c.clone());
+            }
+            StreamEvent::TrackConfig(id, c) => {
+                let same =
+                    |t: &&mut (TrackId, Arc<CodecConfig>)| t.0 == *id && t.1.kind() == c.kind();
+                match self.track_configs.iter_mut().find(same) {
+                    Some(t) if t.1 == *c => return true,
+                    Some(t) => t.1 = c.clone(),
+                    None => self.track_configs.push((*id, c.clone())),
+                }
             }
             _ => {}
         }
