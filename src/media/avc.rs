@@ -169,6 +169,11 @@ pub struct SpsInfo {
     /// `time_scale / (2 * num_units_in_tick)`, i.e. two ticks per frame, as
     /// x264 and ffmpeg write it. `None` without (or with unusable) timing.
     pub frame_rate: Option<(u32, u32)>,
+    /// 0 monochrome, 1 4:2:0, 2 4:2:2, 3 4:4:4 (1 unless a High profile
+    /// says otherwise).
+    pub chroma_format_idc: u8,
+    pub bit_depth_luma: u8,
+    pub bit_depth_chroma: u8,
 }
 
 /// Parses an SPS NAL unit, header byte included. Emulation-prevention bytes
@@ -191,6 +196,7 @@ pub fn parse_sps(nal: &[u8]) -> Result<SpsInfo, AvcError> {
 
     let mut chroma_format_idc = 1;
     let mut separate_colour_plane = false;
+    let (mut bit_depth_luma, mut bit_depth_chroma) = (8, 8);
     if matches!(
         profile_idc,
         100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
@@ -199,8 +205,8 @@ pub fn parse_sps(nal: &[u8]) -> Result<SpsInfo, AvcError> {
         if chroma_format_idc == 3 {
             separate_colour_plane = r.flag()?;
         }
-        r.ue_max("bit_depth_luma_minus8", 6)?;
-        r.ue_max("bit_depth_chroma_minus8", 6)?;
+        bit_depth_luma = 8 + r.ue_max("bit_depth_luma_minus8", 6)? as u8;
+        bit_depth_chroma = 8 + r.ue_max("bit_depth_chroma_minus8", 6)? as u8;
         r.flag()?; // qpprime_y_zero_transform_bypass_flag
         if r.flag()? {
             let lists = if chroma_format_idc == 3 { 12 } else { 8 };
@@ -271,6 +277,9 @@ pub fn parse_sps(nal: &[u8]) -> Result<SpsInfo, AvcError> {
         width,
         height,
         frame_rate,
+        chroma_format_idc: chroma_format_idc as u8,
+        bit_depth_luma,
+        bit_depth_chroma,
     })
 }
 
@@ -504,19 +513,55 @@ pub fn annex_b_to_avcc(units: &[&[u8]]) -> Vec<u8> {
 /// Builds an `AVCDecoderConfigurationRecord` (4-byte NAL lengths) from an
 /// SPS and a PPS, for streams that carry them only in-band.
 pub fn build_decoder_config(sps: &[u8], pps: &[u8]) -> Result<AvcConfig, AvcError> {
-    if sps.len() < 4 || sps.len() > 0xFFFF || pps.is_empty() || pps.len() > 0xFFFF {
-        return Err(AvcError::Truncated {
-            what: "in-band SPS/PPS",
-            need: 4,
-            have: sps.len().min(pps.len()),
-        });
+    build_record(&[sps], &[pps])
+}
+
+/// Builds an `AVCDecoderConfigurationRecord` (4-byte NAL lengths) from
+/// in-band parameter sets (Annex B FLV frames, MPEG-TS), as FFmpeg writes
+/// it: profile, constraints and level from the first SPS, and for the High
+/// profiles the chroma format and bit depths after the PPS when that SPS
+/// parses (the record stays valid without them).
+pub fn build_record(sps: &[&[u8]], pps: &[&[u8]]) -> Result<AvcConfig, AvcError> {
+    let bad = |have| AvcError::Truncated {
+        what: "in-band SPS/PPS",
+        need: 4,
+        have,
+    };
+    let first = *sps.first().ok_or(bad(0))?;
+    let too_long = |s: &&[u8]| s.is_empty() || s.len() > 0xFFFF;
+    if first.len() < 4 || sps.iter().any(too_long) || pps.is_empty() || pps.iter().any(too_long)
+    {
+        return Err(bad(first.len().min(pps.first().map_or(0, |p| p.len()))));
     }
-    let mut r = vec![1, sps[1], sps[2], sps[3], 0xFF, 0xE1];
-    r.extend_from_slice(&(sps.len() as u16).to_be_bytes());
-    r.extend_from_slice(sps);
-    r.push(1);
-    r.extend_from_slice(&(pps.len() as u16).to_be_bytes());
-    r.extend_from_slice(pps);
+    // 5 bits of SPS count, 8 of PPS count.
+    if sps.len() > 31 || pps.len() > 255 {
+        return Err(AvcError::RecordTooLarge(sps.len() + pps.len()));
+    }
+    let size = 7 + 4 + sps.iter().chain(pps).map(|s| 2 + s.len()).sum::<usize>();
+    if size > MAX_RECORD {
+        return Err(AvcError::RecordTooLarge(size));
+    }
+    let mut r = Vec::with_capacity(size);
+    r.extend_from_slice(&[1, first[1], first[2], first[3], 0xFF, 0xE0 | sps.len() as u8]);
+    for s in sps {
+        r.extend_from_slice(&(s.len() as u16).to_be_bytes());
+        r.extend_from_slice(s);
+    }
+    r.push(pps.len() as u8);
+    for p in pps {
+        r.extend_from_slice(&(p.len() as u16).to_be_bytes());
+        r.extend_from_slice(p);
+    }
+    if matches!(first[1], 100 | 110 | 122 | 144) {
+        if let Ok(info) = parse_sps(first) {
+            r.extend_from_slice(&[
+                0xFC | info.chroma_format_idc,
+                0xF8 | (info.bit_depth_luma - 8),
+                0xF8 | (info.bit_depth_chroma - 8),
+                0, // no SPS extensions
+            ]);
+        }
+    }
     parse_decoder_config(Bytes::from(r))
 }
 
@@ -843,6 +888,29 @@ mod tests {
                 prop_assert_eq!(got, nals.iter().map(Vec::as_slice).collect::<Vec<_>>());
             }
         }
+    }
+
+    /// Records built from in-band SPS/PPS are what FFmpeg wrote for the
+    /// same streams, the High profile's chroma and bit depth bytes included.
+    #[test]
+    fn records_built_from_parameter_sets_are_ffmpegs() {
+        for rec in [HIGH_640X360, MAIN_1280X720, BASELINE_640X360, HIGH_1920X1080] {
+            let c = config(rec);
+            let sps: Vec<&[u8]> = c.sps.iter().map(|s| &s[..]).collect();
+            let pps: Vec<&[u8]> = c.pps.iter().map(|s| &s[..]).collect();
+            let built = build_record(&sps, &pps).unwrap();
+            assert_eq!(built, c, "{rec}");
+        }
+        let c = config(HIGH_640X360);
+        let (sps, pps) = (&c.sps[0][..], &c.pps[0][..]);
+        let two = build_record(&[sps], &[pps, &[0x68, 0xee, 0x3c, 0x80]]).unwrap();
+        assert_eq!(two.pps.len(), 2);
+        assert!(build_record(&[], &[pps]).is_err());
+        assert!(build_record(&[sps], &[]).is_err());
+        assert!(build_record(&[sps; 32], &[pps]).is_err());
+        // An SPS that does not parse: a record without the extension.
+        let short = build_record(&[&sps[..5]], &[pps]).unwrap();
+        assert_eq!(short.record.len(), 6 + 2 + 5 + 1 + 2 + pps.len());
     }
 
     #[test]

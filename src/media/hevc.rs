@@ -274,6 +274,84 @@ pub fn parse_decoder_config(record: Bytes) -> Result<HevcConfig, HevcError> {
     Ok(config)
 }
 
+/// Builds an `HEVCDecoderConfigurationRecord` (4-byte NAL lengths) from
+/// in-band parameter sets (MPEG-TS), for streams that carry none out of
+/// band. The fields come from the first SPS, as FFmpeg's `hvcC` writer
+/// takes them (it also folds in the VPS's profile_tier_level, which
+/// encoders write equal): general profile, tier and level, chroma format,
+/// bit depths, temporal layers (the larger of the VPS's and the SPS's)
+/// and nesting. Spatial segmentation, parallelism and frame rate are
+/// written "unknown" (0), which the record allows. Arrays: VPS, SPS, PPS,
+/// not marked complete (the packager decides `hvc1`).
+pub fn build_decoder_config(
+    vps: &[&[u8]],
+    sps: &[&[u8]],
+    pps: &[&[u8]],
+) -> Result<HevcConfig, HevcError> {
+    let first = *sps.first().ok_or(HevcError::SpsTruncated)?;
+    let info = parse_sps(first)?;
+    // The record has 3 bits for each bit depth minus 8.
+    for depth in [info.bit_depth_luma, info.bit_depth_chroma] {
+        if depth > 15 {
+            return Err(HevcError::SpsOutOfRange {
+                field: "bit depth",
+                value: i64::from(depth),
+            });
+        }
+    }
+    // sps_temporal_id_nesting_flag: the last bit of the byte after the
+    // NAL header (no emulation prevention can come before it).
+    let nested = first.get(2).is_some_and(|b| b & 1 != 0);
+    // vps_max_sub_layers_minus1: bits 4..7 of the VPS's fourth byte.
+    let vps_layers = vps.first().and_then(|v| v.get(3)).map_or(1, |b| ((b >> 1) & 7) + 1);
+    let layers = info.max_sub_layers.max(vps_layers).min(7);
+    let arrays = [(NAL_VPS, vps), (NAL_SPS, sps), (NAL_PPS, pps)];
+    let mut size = HEADER_LEN;
+    for (_, units) in &arrays {
+        if units.is_empty() || units.len() > 0xFFFF {
+            return Err(HevcError::Truncated {
+                what: "in-band parameter sets",
+                need: 1,
+                have: units.len(),
+            });
+        }
+        size += 3;
+        for u in *units {
+            if u.is_empty() || u.len() > 0xFFFF {
+                return Err(HevcError::RecordTooLarge(u.len()));
+            }
+            size += 2 + u.len();
+            if size > MAX_RECORD {
+                return Err(HevcError::RecordTooLarge(size));
+            }
+        }
+    }
+    let g = &info.general;
+    let mut r = Vec::with_capacity(size);
+    r.push(1);
+    r.push((g.profile_space << 6) | (u8::from(g.tier_flag) << 5) | g.profile_idc);
+    r.extend_from_slice(&g.profile_compatibility_flags.to_be_bytes());
+    r.extend_from_slice(&g.constraint_indicator_flags);
+    r.push(g.level_idc);
+    r.extend_from_slice(&[0xF0, 0x00]); // min_spatial_segmentation_idc 0
+    r.push(0xFC); // parallelismType 0
+    r.push(0xFC | info.chroma_format_idc);
+    r.push(0xF8 | (info.bit_depth_luma - 8));
+    r.push(0xF8 | (info.bit_depth_chroma - 8));
+    r.extend_from_slice(&[0, 0]); // avgFrameRate
+    r.push((layers << 3) | (u8::from(nested) << 2) | 3);
+    r.push(arrays.len() as u8);
+    for (nal_type, units) in arrays {
+        r.push(nal_type);
+        r.extend_from_slice(&(units.len() as u16).to_be_bytes());
+        for u in units {
+            r.extend_from_slice(&(u.len() as u16).to_be_bytes());
+            r.extend_from_slice(u);
+        }
+    }
+    parse_decoder_config(Bytes::from(r))
+}
+
 fn need(what: &'static str, need: usize, have: usize) -> Result<(), HevcError> {
     if have < need {
         return Err(HevcError::Truncated { what, need, have });
@@ -439,6 +517,32 @@ mod tests {
 
     fn config(s: &str) -> HevcConfig {
         parse_decoder_config(Bytes::from(hex(s))).unwrap()
+    }
+
+    /// The record built from in-band parameter sets (MPEG-TS) is the one
+    /// FFmpeg writes for the same stream, byte for byte, and reads back
+    /// with the same codec string.
+    #[test]
+    fn records_built_from_parameter_sets_are_ffmpegs() {
+        for rec in [
+            MAIN_426X240,
+            MAIN10_1280X720,
+            MAIN444_352X288,
+            MAIN_TEMPORAL_LAYERS,
+        ] {
+            let c = config(rec);
+            let units = |t| c.units(t).map(|u| &u[..]).collect::<Vec<_>>();
+            let built =
+                build_decoder_config(&units(NAL_VPS), &units(NAL_SPS), &units(NAL_PPS)).unwrap();
+            assert_eq!(&built.record[..], &hex(rec)[..], "{}", codec_string(&c));
+            assert_eq!(built, c);
+        }
+        let c = config(MAIN_426X240);
+        let (vps, sps, pps) = (&c.vps().next().unwrap()[..], &c.sps().next().unwrap()[..], &c.pps().next().unwrap()[..]);
+        assert!(build_decoder_config(&[vps], &[], &[pps]).is_err());
+        assert!(build_decoder_config(&[], &[sps], &[pps]).is_err());
+        assert!(build_decoder_config(&[vps], &[pps], &[pps]).is_err(), "a PPS is no SPS");
+        assert!(build_decoder_config(&[vps], &[&sps[..6]], &[pps]).is_err());
     }
 
     #[test]

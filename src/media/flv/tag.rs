@@ -25,6 +25,7 @@ use crate::media::avc::{self, AvcError};
 use crate::media::color_info::{parse_video_metadata, ColorInfo, ColorInfoError, VideoMetadata};
 use crate::media::flac::{self, FlacError};
 use crate::media::hevc::{self, HevcError};
+use crate::media::mpeg_audio;
 use crate::media::opus::{self, OpusError};
 use crate::media::vp9::{self, Vp9Error};
 use crate::media::{
@@ -359,7 +360,7 @@ fn ex_audio_track(
                 config: Mp3Config {
                     sample_rate,
                     channels,
-                    flv_flags: mp3_flags(sample_rate, channels),
+                    flv_flags: mpeg_audio::flv_flags(sample_rate, channels),
                 },
                 frame,
             })
@@ -368,19 +369,6 @@ fn ex_audio_track(
             Ok(AudioTag::NotMedia)
         }
     }
-}
-
-/// The legacy FLV flags byte for MP3 of this format (for legacy players of
-/// an Enhanced RTMP `.mp3` track): FLV has no 48 kHz code, 44 kHz is said.
-fn mp3_flags(sample_rate: u32, channels: u8) -> u8 {
-    let (format, rate) = match sample_rate {
-        8000 => (14, 0),
-        r if r <= 5512 => (2, 0),
-        r if r <= 11025 => (2, 1),
-        r if r <= 22050 => (2, 2),
-        _ => (2, 3),
-    };
-    (format << 4) | (rate << 2) | 2 | u8::from(channels > 1)
 }
 
 fn audio_frame(codec: Codec, dts: i64, data: Bytes) -> Result<Frame, FlvError> {
@@ -407,27 +395,10 @@ fn mp3_format_from_flags(flags: u8) -> (u32, u8) {
     (rate, 1 + (flags & 1))
 }
 
-/// Sample rate and channels from an MPEG-1/2/2.5 audio frame header
-/// (ISO/IEC 11172-3 2.4.1.3), if `data` starts with a valid one.
+/// Sample rate and channels from an MPEG-1/2/2.5 audio frame header, if
+/// `data` starts with a valid one.
 fn mpeg_audio_format(data: &[u8]) -> Option<(u32, u8)> {
-    let h = data.get(..4)?;
-    if h[0] != 0xff || h[1] & 0xe0 != 0xe0 {
-        return None;
-    }
-    let version = (h[1] >> 3) & 3; // 0 = 2.5, 1 reserved, 2 = MPEG-2, 3 = MPEG-1
-    let layer = (h[1] >> 1) & 3;
-    let rate_index = usize::from((h[2] >> 2) & 3);
-    if version == 1 || layer == 0 || rate_index == 3 {
-        return None;
-    }
-    let base = [44100, 48000, 32000][rate_index];
-    let rate = match version {
-        3 => base,
-        2 => base / 2,
-        _ => base / 4,
-    };
-    let channels = if h[3] >> 6 == 3 { 1 } else { 2 };
-    Some((rate, channels))
+    mpeg_audio::parse_header(data).map(|h| (h.sample_rate, h.channels))
 }
 
 /// A tag body header (the bytes before a frame's or a record's payload),
