@@ -529,8 +529,7 @@ pub fn build_record(sps: &[&[u8]], pps: &[&[u8]]) -> Result<AvcConfig, AvcError>
     };
     let first = *sps.first().ok_or(bad(0))?;
     let too_long = |s: &&[u8]| s.is_empty() || s.len() > 0xFFFF;
-    if first.len() < 4 || sps.iter().any(too_long) || pps.is_empty() || pps.iter().any(too_long)
-    {
+    if first.len() < 4 || sps.iter().any(too_long) || pps.is_empty() || pps.iter().any(too_long) {
         return Err(bad(first.len().min(pps.first().map_or(0, |p| p.len()))));
     }
     // 5 bits of SPS count, 8 of PPS count.
@@ -542,7 +541,14 @@ pub fn build_record(sps: &[&[u8]], pps: &[&[u8]]) -> Result<AvcConfig, AvcError>
         return Err(AvcError::RecordTooLarge(size));
     }
     let mut r = Vec::with_capacity(size);
-    r.extend_from_slice(&[1, first[1], first[2], first[3], 0xFF, 0xE0 | sps.len() as u8]);
+    r.extend_from_slice(&[
+        1,
+        first[1],
+        first[2],
+        first[3],
+        0xFF,
+        0xE0 | sps.len() as u8,
+    ]);
     for s in sps {
         r.extend_from_slice(&(s.len() as u16).to_be_bytes());
         r.extend_from_slice(s);
@@ -894,7 +900,12 @@ mod tests {
     /// same streams, the High profile's chroma and bit depth bytes included.
     #[test]
     fn records_built_from_parameter_sets_are_ffmpegs() {
-        for rec in [HIGH_640X360, MAIN_1280X720, BASELINE_640X360, HIGH_1920X1080] {
+        for rec in [
+            HIGH_640X360,
+            MAIN_1280X720,
+            BASELINE_640X360,
+            HIGH_1920X1080,
+        ] {
             let c = config(rec);
             let sps: Vec<&[u8]> = c.sps.iter().map(|s| &s[..]).collect();
             let pps: Vec<&[u8]> = c.pps.iter().map(|s| &s[..]).collect();

@@ -303,7 +303,10 @@ pub fn build_decoder_config(
     // NAL header (no emulation prevention can come before it).
     let nested = first.get(2).is_some_and(|b| b & 1 != 0);
     // vps_max_sub_layers_minus1: bits 4..7 of the VPS's fourth byte.
-    let vps_layers = vps.first().and_then(|v| v.get(3)).map_or(1, |b| ((b >> 1) & 7) + 1);
+    let vps_layers = vps
+        .first()
+        .and_then(|v| v.get(3))
+        .map_or(1, |b| ((b >> 1) & 7) + 1);
     let layers = info.max_sub_layers.max(vps_layers).min(7);
     let arrays = [(NAL_VPS, vps), (NAL_SPS, sps), (NAL_PPS, pps)];
     let mut size = HEADER_LEN;
@@ -538,10 +541,17 @@ mod tests {
             assert_eq!(built, c);
         }
         let c = config(MAIN_426X240);
-        let (vps, sps, pps) = (&c.vps().next().unwrap()[..], &c.sps().next().unwrap()[..], &c.pps().next().unwrap()[..]);
+        let (vps, sps, pps) = (
+            &c.vps().next().unwrap()[..],
+            &c.sps().next().unwrap()[..],
+            &c.pps().next().unwrap()[..],
+        );
         assert!(build_decoder_config(&[vps], &[], &[pps]).is_err());
         assert!(build_decoder_config(&[], &[sps], &[pps]).is_err());
-        assert!(build_decoder_config(&[vps], &[pps], &[pps]).is_err(), "a PPS is no SPS");
+        assert!(
+            build_decoder_config(&[vps], &[pps], &[pps]).is_err(),
+            "a PPS is no SPS"
+        );
         assert!(build_decoder_config(&[vps], &[&sps[..6]], &[pps]).is_err());
     }
 

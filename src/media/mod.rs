@@ -17,6 +17,7 @@ pub mod mkv;
 pub mod mpeg_audio;
 pub mod opus;
 pub mod timeline;
+pub mod ts;
 pub mod vp9;
 
 pub use event::{Metadata, StreamEvent, TrackId};
