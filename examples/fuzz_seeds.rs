@@ -14,6 +14,8 @@ fn main() {
 pub mod seeds {
     use std::path::Path;
 
+    use castgate::egress::ts::TsMuxer;
+    use castgate::media::flv::Ingest;
     use castgate::media::MediaKind;
     use castgate::rtmp::client::{ClientConfig, ClientMode, ClientSession};
     use castgate::rtmp::session::{ServerEvent, ServerSession, SessionConfig};
@@ -179,6 +181,28 @@ pub mod seeds {
         }
         w.put("ingest", "h264_aac", &plain);
         w.put("ingest", "h264_annex_b_aac", &annex);
+
+        // ts_demux: the same media through the SRT relays' muxer, in
+        // chunks of 1313 bytes (selector 164); FFmpeg's own TS seeds
+        // (HEVC, AC-3, E-AC-3, MP3, Opus) are committed beside it.
+        let mut ingest = Ingest::new();
+        let mut mux = TsMuxer::new();
+        for t in &av {
+            let kind = match t.tag_type {
+                flv_file::TAG_AUDIO => MediaKind::Audio,
+                flv_file::TAG_VIDEO => MediaKind::Video,
+                _ => continue,
+            };
+            ingest
+                .media(kind, t.timestamp, t.body.clone(), |e| mux.push(&e))
+                .unwrap();
+        }
+        let mut ts = vec![164];
+        for m in mux.take_messages(true) {
+            ts.extend_from_slice(&m);
+        }
+        ts.truncate(1 + 100 * 188);
+        w.put("ts_demux", "egress_h264_aac", &ts);
         let mut restart = vec![0b0100_0100]; // 0.5 s segments, 0.25 s parts, window 1, 1 extra
         let mut prev = 0u32;
         for (i, t) in av

@@ -530,3 +530,86 @@ fn ffmpeg_hevc_and_aac_decode_the_same_through_cmaf_and_flv() {
     write_flv(&events, &flv);
     assert_same_decode(&ts, &mp4, &flv);
 }
+
+/// (pts in ms, size) of the packets FFmpeg reads from one stream.
+fn ffprobe_packets(file: &Path, selector: &str) -> Vec<(f64, usize)> {
+    let found = Command::new("ffprobe").arg("-version").output();
+    assert!(
+        found.is_ok_and(|o| o.status.success()),
+        "ffprobe is required for the MPEG-TS oracle tests (Debian: apt-get install ffmpeg)"
+    );
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", selector, "-show_entries"])
+        .args(["packet=pts_time,size", "-of", "csv=p=0"])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        // Side data makes lines of its own, and trailing commas.
+        .filter_map(
+            |l| match l.split(',').filter(|f| !f.is_empty()).collect::<Vec<_>>()[..] {
+                [pts, size, ..] => Some((pts.parse::<f64>().ok()? * 1000.0, size.parse().ok()?)),
+                _ => None,
+            },
+        )
+        .collect()
+}
+
+/// FFmpeg's TS with each audio codec it writes beside H.264 (MP3, AC-3,
+/// E-AC-3, Opus): castgate takes the same frames as FFmpeg's own demuxer
+/// and parsers, the same bytes (Opus without its control header), at the
+/// same times.
+#[test]
+fn ffmpeg_audio_codecs_come_out_frame_for_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    for (codec, args) in [
+        (Codec::Mp3, &["-c:a", "libmp3lame", "-b:a", "64k"][..]),
+        (Codec::Ac3, &["-c:a", "ac3", "-b:a", "96k"]),
+        (Codec::Eac3, &["-c:a", "eac3", "-b:a", "96k"]),
+        (Codec::Opus, &["-c:a", "libopus", "-b:a", "32k"]),
+    ] {
+        let ts = dir.path().join(format!("{}.ts", codec.id()));
+        let mut a = vec![
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=128x72:rate=25",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            "1",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+        ];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["-f", "mpegts", ts.to_str().unwrap()]);
+        run_ffmpeg(&a);
+        let events = demux_file(&ts);
+        let (_, audio) = split(&events);
+        assert_eq!(audio.len(), 1, "{codec}: one configuration");
+        assert_eq!(audio[0].config.codec(), codec);
+        let got = &audio[0].frames;
+        let want = ffprobe_packets(&ts, "a");
+        assert!(want.len() > 20, "{codec}: {} packets", want.len());
+        assert_eq!(got.len(), want.len(), "{codec}: frame count");
+        for (i, (g, (pts, size))) in got.iter().zip(&want).enumerate() {
+            assert_eq!(g.data.len(), *size, "{codec}: frame {i}");
+            let (g_ms, w_ms) = ((g.dts - got[0].dts) as f64, pts - want[0].0);
+            assert!(
+                (g_ms - w_ms).abs() <= 1.001,
+                "{codec}: frame {i} at {g_ms}, not {w_ms}"
+            );
+        }
+    }
+}

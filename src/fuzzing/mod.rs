@@ -32,6 +32,69 @@ pub fn ts_mux(data: &[u8]) {
     crate::egress::ts::exercise(data);
 }
 
+/// A publisher's transport stream through the SRT ingest's demuxer
+/// (`media::ts`): the first byte picks the chunk size, the rest is the
+/// stream. Besides never panicking: every frame follows a configuration of
+/// its codec, decode times never go back (nor below 0), video frames are
+/// whole 4-byte-length NAL units, the counters match what came out, each
+/// warning comes once; and when no byte had to be skipped, cutting the
+/// stream into other chunks changes nothing.
+pub fn ts_demux(data: &[u8]) {
+    use crate::media::ts::{DemuxLimits, TsDemuxer, PACKET};
+    use crate::media::{avc, MediaKind, StreamEvent};
+    let Some((&selector, ts)) = data.split_first() else {
+        return;
+    };
+    // Small caps, so that inputs reach them.
+    let limits = DemuxLimits {
+        video_pes: 64 << 10,
+        audio_pes: 16 << 10,
+    };
+    let run = |chunk: usize| {
+        let mut d = TsDemuxer::new(limits);
+        let mut events = Vec::new();
+        for c in ts.chunks(chunk.max(1)) {
+            d.push(c, |e| events.push(e));
+        }
+        d.finish(|e| events.push(e));
+        let warnings = d.take_warnings();
+        (events, *d.stats(), warnings)
+    };
+    let (events, stats, warnings) = run(usize::from(selector) * 8 + 1);
+    let mut config = [None, None];
+    let mut last_dts = [0i64, 0];
+    let mut frames = 0;
+    for e in &events {
+        match e {
+            StreamEvent::Config(c) => {
+                config[usize::from(c.kind() == MediaKind::Audio)] = Some(c.codec());
+            }
+            StreamEvent::Frame(f) => {
+                let k = usize::from(f.kind() == MediaKind::Audio);
+                assert_eq!(config[k], Some(f.codec), "a frame after its configuration");
+                assert!(f.dts >= last_dts[k], "decode times never go back");
+                last_dts[k] = f.dts;
+                assert!(!f.data.is_empty());
+                assert!(f.cts.abs() <= 10_000);
+                if k == 0 {
+                    assert!(avc::nal_units(&f.data, 4).all(|n| n.is_ok()));
+                }
+                frames += 1;
+            }
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+    assert_eq!(frames, stats.frames);
+    assert!(stats.packets <= (ts.len() / PACKET) as u64);
+    for (i, w) in warnings.iter().enumerate() {
+        assert!(!warnings[..i].contains(w), "said twice: {w}");
+    }
+    let (whole, whole_stats, _) = run(ts.len());
+    if stats.skipped_bytes == 0 && whole_stats.skipped_bytes == 0 {
+        assert_eq!(events, whole, "chunking changed the events");
+    }
+}
+
 /// One rendition's output from ffmpeg back into the hub (`transcode`).
 pub fn ffmpeg_output(data: &[u8]) {
     crate::transcode::exercise_output(data);
@@ -99,6 +162,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("rtmp_client", rtmp_client),
     ("signed_url", signed_url),
     ("stream_key", stream_key),
+    ("ts_demux", ts_demux),
     ("ts_mux", ts_mux),
     ("vp9_config", vp9_config),
 ];
