@@ -332,7 +332,6 @@ struct Track {
     cc: Continuity,
     pes: Pes,
     config: Option<Arc<CodecConfig>>,
-    time: TrackTime,
     /// Audio: the running time.
     next: Option<Anchor>,
     /// Audio: the start of a frame the last PES ended in.
@@ -347,7 +346,6 @@ impl Track {
             cc: Continuity::default(),
             pes: Pes::default(),
             config: None,
-            time: TrackTime::default(),
             next: None,
             carry: Vec::new(),
         }
@@ -386,6 +384,10 @@ pub struct TsDemuxer {
     program: Option<Program>,
     /// The video and the audio stream taken, at most one of each.
     tracks: Vec<Track>,
+    /// Video's and audio's places on the timeline: per kind, not per
+    /// stream, so a stream re-mapped by a new PMT goes on from where the
+    /// last one was (the hub's times never go back).
+    timelines: [TrackTime; 2],
     clock: Clock,
     log: Log,
 }
@@ -401,6 +403,7 @@ impl TsDemuxer {
             pat_cc: Continuity::default(),
             program: None,
             tracks: Vec::new(),
+            timelines: Default::default(),
             clock: Clock::new(0),
             log: Log::default(),
         }
@@ -797,9 +800,14 @@ impl TsDemuxer {
         emit: &mut dyn FnMut(StreamEvent),
     ) {
         let Self {
-            tracks, clock, log, ..
+            tracks,
+            clock,
+            log,
+            timelines,
+            ..
         } = self;
         let track = &mut tracks[i];
+        let time = &mut timelines[0];
         let codec = match track.kind {
             EsKind::Hevc => Codec::Hevc,
             _ => Codec::H264,
@@ -833,7 +841,7 @@ impl TsDemuxer {
         if au.data.is_empty() {
             return; // parameter sets only: they went into the configuration
         }
-        let (out, placement) = track.time.place(clock, dts_position);
+        let (out, placement) = time.place(clock, dts_position);
         log.placed(track.pid, placement);
         let composition = pts_position
             .saturating_sub(dts_position)
@@ -859,9 +867,14 @@ impl TsDemuxer {
         emit: &mut dyn FnMut(StreamEvent),
     ) {
         let Self {
-            tracks, clock, log, ..
+            tracks,
+            clock,
+            log,
+            timelines,
+            ..
         } = self;
         let track = &mut tracks[i];
+        let time = &mut timelines[1];
         let pid = track.pid;
         // A frame carried from the last PES comes first, timed from there.
         let (data, boundary) = if track.carry.is_empty() {
@@ -939,9 +952,9 @@ impl TsDemuxer {
                     continue;
                 }
             }
-            let (out, placement) = track.time.place(clock, position);
+            let (out, placement) = time.place(clock, position);
             log.placed(pid, placement);
-            track.time.set_step(clock::samples_to_ticks(
+            time.set_step(clock::samples_to_ticks(
                 u64::from(found.samples),
                 found.sample_rate,
             ));

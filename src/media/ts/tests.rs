@@ -701,6 +701,26 @@ fn a_new_pmt_version_remaps_the_streams() {
     );
 }
 
+/// A stream re-mapped to another PID and codec goes on from where the
+/// last one of its kind was: the hub's decode times never go back.
+#[test]
+fn a_remapped_stream_keeps_its_kind_monotonic() {
+    let mut m = Mux::default();
+    m.psi(0, H264_AAC);
+    for k in 0..5u64 {
+        m.audio(AUDIO, 0xc0, 90_000 + k * 1920, &adts(&[1; 10]));
+    }
+    m.psi(1, &[(0x03, 0x102, &[])]);
+    let mut mp3 = vec![0xff, 0xfb, 0x90, 0x64];
+    mp3.resize(417, 0x55);
+    // Half a second back: jitter, not a jump; held at the last time.
+    m.audio(0x102, 0xc0, 90_000 - 45_000, &mp3);
+    m.audio(0x102, 0xc0, 90_000 + 9000, &mp3);
+    let (events, d) = demux(&m.out);
+    assert_eq!(dts(&events, MediaKind::Audio), [0, 21, 42, 64, 85, 85, 100]);
+    assert_eq!((d.stats().repairs, d.stats().discontinuities), (1, 0));
+}
+
 #[test]
 fn unsupported_and_extra_streams_are_said_once() {
     let streams: &[Es] = &[
