@@ -7,8 +7,8 @@
 //! an encoder restart, a splice, a source switch) the whole program is
 //! re-based so that track continues one frame after its last, and the
 //! other tracks follow by the same shift, in sync. Smaller steps back are
-//! clamped to the track's last time (monotonic decode times, as
-//! [`crate::media::timeline`] does for RTMP).
+//! clamped to just after the track's last time: decode times rise by at
+//! least a millisecond, as the muxers after the hub need.
 
 use crate::media::timeline::{MAX_AHEAD_MS, RESET_MS};
 
@@ -76,8 +76,8 @@ impl Clock {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Placement {
     Kept,
-    /// Clamped to the track's last time (a small step back, or before the
-    /// base).
+    /// Clamped: to a millisecond after the track's last time (a small step
+    /// back), or to the base (a first time before it).
     Clamped,
     /// A jump: the program was re-based.
     Rebased,
@@ -108,8 +108,15 @@ impl TrackTime {
                     let want = last.saturating_add(self.step.max(1));
                     clock.offset = Some(offset.saturating_add(want.saturating_sub(out)));
                     (want, Placement::Rebased)
-                } else if step < 0 {
-                    (last, Placement::Clamped)
+                } else if to_ms(out) <= to_ms(last) {
+                    // A step back, or too small to show in milliseconds:
+                    // the next millisecond, since a muxer needs decode
+                    // times that rise (two frames at one time are not
+                    // "monotonic" to ffmpeg's TS and FLV readers).
+                    if step > 0 && step <= MAX_BACK {
+                        self.step = step;
+                    }
+                    ((to_ms(last) + 1) * TICKS_PER_MS, Placement::Clamped)
                 } else {
                     if step > 0 && step <= MAX_BACK {
                         self.step = step;

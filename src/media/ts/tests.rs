@@ -506,9 +506,9 @@ fn a_step_back_is_a_rebase_when_large_and_a_clamp_when_small() {
     let (got, stats) = run(&[t, t + 3003, 5000, 8003]);
     assert_eq!(got, [0, 33, 66, 100]);
     assert_eq!((stats.discontinuities, stats.repairs), (1, 0));
-    // 10 ms back: jitter, held at the last time.
+    // 10 ms back: jitter, placed a millisecond after the last time.
     let (got, stats) = run(&[t, t + 3003, t + 2103, t + 6006]);
-    assert_eq!(got, [0, 33, 33, 66]);
+    assert_eq!(got, [0, 33, 34, 66]);
     assert_eq!((stats.discontinuities, stats.repairs), (0, 1));
     // 11 s forward: a jump. 9 s forward: a pause, kept.
     let (got, _) = run(&[t, t + 3003, t + 3003 + 11 * 90_000]);
@@ -713,11 +713,11 @@ fn a_remapped_stream_keeps_its_kind_monotonic() {
     m.psi(1, &[(0x03, 0x102, &[])]);
     let mut mp3 = vec![0xff, 0xfb, 0x90, 0x64];
     mp3.resize(417, 0x55);
-    // Half a second back: jitter, not a jump; held at the last time.
+    // Half a second back: jitter, not a jump; a millisecond after the last.
     m.audio(0x102, 0xc0, 90_000 - 45_000, &mp3);
     m.audio(0x102, 0xc0, 90_000 + 9000, &mp3);
     let (events, d) = demux(&m.out);
-    assert_eq!(dts(&events, MediaKind::Audio), [0, 21, 42, 64, 85, 85, 100]);
+    assert_eq!(dts(&events, MediaKind::Audio), [0, 21, 42, 64, 85, 86, 100]);
     assert_eq!((d.stats().repairs, d.stats().discontinuities), (1, 0));
 }
 
