@@ -176,6 +176,7 @@ class Castgate(Server):
         e.update({
             "CASTGATE__RTMP__LISTEN": f"127.0.0.1:{self.rtmp}",
             "CASTGATE__HTTP__LISTEN": f"127.0.0.1:{self.http}",
+            "CASTGATE__SRT__LISTEN": "127.0.0.1:0",
             "CASTGATE__RTMP__MAX_CONNECTIONS": "20000",
             "CASTGATE__LOG__LEVEL": "warn",
         })

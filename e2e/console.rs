@@ -33,7 +33,7 @@ fn console_lists_plays_and_manages_relays_in_chromium() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let server =
         Castgate::start_with_args_loopback_egress(&args, &[("CASTGATE__API__TOKEN", TOKEN)]);
-    let r = drive_console(&server, Some(TOKEN), 7, "console.png", true);
+    let r = drive_console(&server, Some(TOKEN), 7, "console.png", true, None);
     // The player went on across a publisher switch (a new publisher on the
     // key within the grace period: a discontinuity in the playlists).
     let re = &r["steps"]["reconnect"];
@@ -64,10 +64,46 @@ fn console_works_on_the_embedded_defaults_without_a_token() {
     browser::ensure_installed();
     let server = Castgate::start_loopback_egress(&[]);
     server.wait_log("answering loopback clients only", Duration::from_secs(10));
-    let r = drive_console(&server, None, 8, "console-defaults.png", false);
+    // An SRT publisher too: the page lists it with libsrt's counters.
+    let srt = server.listening("SRT");
+    let mut srt_publisher = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-re", "-stream_loop", "-1", "-i"])
+        .arg(fixture(9))
+        .args(["-c", "copy", "-f", "mpegts"])
+        .arg(format!("srt://{srt}?streamid=#!::r=live/srtcam,m=publish"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cannot run ffmpeg");
+    let r = drive_console(
+        &server,
+        None,
+        8,
+        "console-defaults.png",
+        false,
+        Some("live/srtcam"),
+    );
+    let _ = srt_publisher.kill();
+    let _ = srt_publisher.wait();
     // Loopback needs no token: no 401 on the way.
     let status = r["steps"]["token"]["status"].as_str().unwrap_or("");
     assert!(status.starts_with("updated "), "{status}");
+    // peer, stream, mode, connected, RTT, rate, bandwidth, lost,
+    // retransmitted, dropped.
+    let row: Vec<&str> = r["steps"]["srt"]["row"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|c| c.as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(row.len(), 10, "{row:?}");
+    assert!(row[0].starts_with("127.0.0.1:"), "{row:?}");
+    assert_eq!(row[1..3], ["live/srtcam", "publish"], "{row:?}");
+    assert!(
+        row[4].ends_with(" ms") && row[5].ends_with(" Mb/s"),
+        "{row:?}"
+    );
+    assert!(row[7..].iter().all(|c| c.parse::<u64>().is_ok()), "{row:?}");
+    assert_eq!(r["steps"]["srt"]["count"], "(1)", "{r}");
 }
 
 /// Publishes `live/cam`, runs console.js against `server`, checks its
@@ -78,6 +114,7 @@ fn drive_console(
     fixture_variant: u32,
     shot_name: &str,
     reconnect: bool,
+    srt_stream: Option<&str>,
 ) -> serde_json::Value {
     let mut publisher = publish(
         &fixture(fixture_variant),
@@ -89,6 +126,9 @@ fn drive_console(
     let _ = std::fs::remove_file(&shot);
     let relay_target = format!("rtmp://{}/live/cam-relay", server.rtmp);
     let mut cmd = Command::new("node");
+    if let Some(stream) = srt_stream {
+        cmd.env("CONSOLE_SRT_STREAM", stream);
+    }
     cmd.arg(browser::browser_dir().join("console.js"))
         .arg(server.http_url("/"))
         .args([

@@ -182,6 +182,7 @@ impl Castgate {
         cmd.args(args)
             .env("CASTGATE__RTMP__LISTEN", "127.0.0.1:0")
             .env("CASTGATE__HTTP__LISTEN", "127.0.0.1:0")
+            .env("CASTGATE__SRT__LISTEN", "127.0.0.1:0")
             .env("RUST_LOG", "castgate=debug,info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -226,7 +227,7 @@ impl Castgate {
     }
 
     /// The address a listener bound, from its `"{what} listening"` log line
-    /// (`what`: RTMP, HTTP, RTMPS, HTTPS); waits for the line.
+    /// (`what`: RTMP, HTTP, RTMPS, HTTPS, SRT); waits for the line.
     pub fn listening(&self, what: &str) -> SocketAddr {
         let line = self.wait_log(&format!(" {what} listening"), Duration::from_secs(20));
         line.split_whitespace()

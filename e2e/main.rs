@@ -27,6 +27,7 @@ mod raw;
 mod relay;
 mod rtmp_play;
 mod srt;
+mod srt_in;
 mod tls_rtmpt;
 mod transcode;
 mod viewers;

@@ -260,14 +260,14 @@ const NGINX_RTMP_MODULE: &str = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
 
 /// nginx with Debian's RTMP module on a loopback port, recording every
 /// publish of `live/KEY` to `rec/KEY.flv`. One process (no master).
-struct Nginx {
+pub(crate) struct Nginx {
     _proc: Proc,
     port: u16,
     rec: PathBuf,
 }
 
 impl Nginx {
-    fn start(dir: &Path) -> Nginx {
+    pub(crate) fn start(dir: &Path) -> Nginx {
         // Debian puts nginx in /usr/sbin, which a user's PATH may lack.
         let bin = if Path::new("/usr/sbin/nginx").exists() {
             "/usr/sbin/nginx"
@@ -334,7 +334,7 @@ rtmp {{
         }
     }
 
-    fn url(&self, key: &str) -> String {
+    pub(crate) fn url(&self, key: &str) -> String {
         format!("rtmp://127.0.0.1:{}/live/{key}", self.port)
     }
 

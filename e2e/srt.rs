@@ -35,7 +35,7 @@ fn start_castgate() -> Castgate {
 /// ffmpeg receiving SRT into an MPEG-TS file, its log (verbose: it names
 /// the stream id it accepted) in `log`. `url` is a listener or caller URL;
 /// ffmpeg's `latency` is in microseconds.
-fn ffmpeg_srt_receiver(url: &str, out: &Path, log: &Path) -> Proc {
+pub(crate) fn ffmpeg_srt_receiver(url: &str, out: &Path, log: &Path) -> Proc {
     require("ffmpeg");
     let child = Command::new("ffmpeg")
         .args(["-nostdin", "-v", "verbose", "-y", "-i", url])
@@ -107,7 +107,7 @@ fn assert_tail(want: &[String], have: &[String], min: usize, what: &str) {
 /// rewrites the TS it receives, with timestamps its own null muxer then
 /// calls non-monotonic at the source's loop points: those lines alone are
 /// not counted.
-fn assert_source_tail(src: &Path, got: &Path, min_video: usize, raw: bool, what: &str) {
+pub(crate) fn assert_source_tail(src: &Path, got: &Path, min_video: usize, raw: bool, what: &str) {
     assert!(got.exists(), "{what}: nothing received");
     let errors = strict_decode(got);
     let errors: Vec<&str> = errors

@@ -25,6 +25,8 @@ pub struct Config {
     pub http: crate::transport::HttpSettings,
     pub https: crate::transport::HttpsSettings,
     pub rtmpt: crate::transport::rtmpt::Settings,
+    /// The SRT listener (publish and play over SRT).
+    pub srt: crate::srt::Settings,
     pub hub: crate::hub::Settings,
     pub package: crate::package::Settings,
     pub api: crate::api::Settings,
@@ -141,6 +143,7 @@ impl Config {
         self.rtmps.validate()?;
         self.https.validate()?;
         self.rtmpt.validate()?;
+        self.srt.validate()?;
         self.hub.validate()?;
         self.package.validate()?;
         self.log.validate()?;
@@ -169,6 +172,7 @@ impl Config {
             answer(&self.http, &new.http),
             answer(&self.https, &new.https),
             answer(&self.rtmpt, &new.rtmpt),
+            answer(&self.srt, &new.srt),
             answer(&self.hub, &new.hub),
             answer(&self.package, &new.package),
             answer(&self.api, &new.api),

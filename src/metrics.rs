@@ -301,6 +301,8 @@ pub struct Sources {
     pub viewers: crate::viewers::Viewers,
     /// Webhook delivery counters.
     pub events: crate::webhooks::Webhooks,
+    /// Series rendered by other modules (the SRT listener's).
+    pub extra: Vec<Arc<dyn Render>>,
 }
 
 /// The whole page.
@@ -314,21 +316,32 @@ pub fn render(src: &Sources) -> String {
 }
 
 /// Escapes a label value (`\`, `"`, newline).
-fn esc(v: &str) -> String {
+pub fn esc(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
 }
 
-struct Family<'a> {
+/// Series another module renders at each scrape, from state only it
+/// knows (the SRT listener's connections), so that this module imports
+/// none of them.
+pub trait Render: Send + Sync {
+    /// Writes its families; at most `max_series` series per family.
+    fn render(&self, f: &mut Family<'_>, max_series: usize);
+}
+
+/// The page being written: families of series.
+pub struct Family<'a> {
     out: &'a mut String,
 }
 
 impl Family<'_> {
-    fn head(&mut self, name: &str, kind: &str, help: &str) {
+    /// A family's `# HELP` and `# TYPE` lines.
+    pub fn head(&mut self, name: &str, kind: &str, help: &str) {
         let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     }
-    fn line(&mut self, name: &str, labels: &str, v: f64) {
+    /// One series: `labels` already escaped (`esc`), without braces.
+    pub fn line(&mut self, name: &str, labels: &str, v: f64) {
         if labels.is_empty() {
             let _ = writeln!(self.out, "{name} {v}");
         } else {
@@ -345,6 +358,9 @@ fn render_state(src: &Sources, out: &mut String) {
     render_per_stream(&mut f, &shown, &src.streams);
     render_players(&mut f, &shown, &src.viewers);
     render_relays(&mut f, &src.relays, src.max_streams);
+    for r in &src.extra {
+        r.render(&mut f, src.max_streams);
+    }
     render_webhooks(&mut f, &src.events);
 }
 
@@ -676,6 +692,7 @@ mod tests {
             .collect();
         let src = Sources {
             events: crate::webhooks::Webhooks::default(),
+            extra: Vec::new(),
             hub,
             streams: Streams::default(),
             relays,
@@ -731,6 +748,7 @@ mod tests {
         }
         let src = Sources {
             events: crate::webhooks::Webhooks::default(),
+            extra: Vec::new(),
             hub,
             streams: Streams::default(),
             relays,

@@ -6,6 +6,7 @@
 //   1. the page, before the token is entered, says the API wants one (401); with TOKEN `-`
 //      (castgate has no api.token: loopback clients only) this step is skipped;
 //   2. with the token, STREAM is listed with its codecs, resolution, fps, bitrate, uptime;
+//      with CONSOLE_SRT_STREAM set, that stream is listed as an SRT publisher with its rate;
 //   3. "Watch" plays it in the console's own MSE player: currentTime advances, through
 //      INJECTED_FAILURES media segment requests answered 503 by this script once it plays (the
 //      player retries them); the stream's players column then counts the page as its one HLS
@@ -171,6 +172,21 @@ async function main() {
       });
       return { row: seen.row, status: seen.status };
     });
+
+    // The SRT table: a publisher of CONSOLE_SRT_STREAM listed with
+    // libsrt's counters (the RTT and rate arrive within a second or two).
+    const srtStream = process.env.CONSOLE_SRT_STREAM;
+    if (srtStream) {
+      await step('srt', async () => {
+        const seen = await until(page, `${srtStream} listed as an SRT publisher`, async () => {
+          const rows = await page.evaluate(() => Array.from(document.querySelectorAll('#srt tbody tr'))
+            .map(tr => Array.from(tr.cells).map(c => c.textContent)));
+          const row = rows.find(r => r[1] === srtStream && r[2] === 'publish');
+          return { done: !!row && row[5].endsWith('Mb/s'), row, rows, count: await text('#srt-count') };
+        });
+        return { row: seen.row, count: seen.count };
+      });
+    }
 
     const video = () => page.evaluate(() => {
       const v = document.getElementById('video');

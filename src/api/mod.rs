@@ -49,6 +49,8 @@ pub struct ApiState {
     pub transcoder: Option<crate::transcode::Transcoder>,
     /// HLS and DASH viewers (the HTTP routes record them).
     pub viewers: crate::viewers::Viewers,
+    /// The SRT listener's connections (empty when it is off).
+    pub srt: crate::srt::SrtSessions,
 }
 
 impl ApiState {
@@ -78,7 +80,7 @@ pub struct NoCors;
     servers((url = "/api/v1")),
     paths(get_stream),
     modifiers(&Security),
-    tags((name = "streams"), (name = "relays"))
+    tags((name = "streams"), (name = "relays"), (name = "srt"))
 )]
 struct ApiDoc;
 
@@ -105,6 +107,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(state: Arc<ApiState>) -> Router<
         .routes(routes!(list_streams))
         .routes(routes!(list_relays, create_relay))
         .routes(routes!(get_relay, delete_relay))
+        .routes(routes!(list_srt))
         // Stream keys may hold slashes: a catch-all, documented above as
         // /streams/{app}/{key}.
         .route("/streams/{app}/{*key}", get(get_stream))
@@ -309,6 +312,20 @@ async fn get_stream(
             format!("stream {} is not live", short(&stream)),
         )),
     }
+}
+
+/// The SRT listener's connections: publishers and players, with libsrt's
+/// counters (RTT, loss, retransmissions, bandwidth), refreshed every second.
+#[utoipa::path(
+    get,
+    path = "/srt",
+    tag = "srt",
+    responses((status = 200, description = "Every SRT connection", body = SrtList))
+)]
+async fn list_srt(State(state): State<Arc<ApiState>>) -> Json<SrtList> {
+    Json(SrtList {
+        sessions: state.srt.list(),
+    })
 }
 
 /// Every relay.

@@ -42,6 +42,12 @@ pub struct RelayList {
     pub relays: Vec<RelayInfo>,
 }
 
+/// The SRT listener's connections.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SrtList {
+    pub sessions: Vec<crate::srt::SrtSession>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StreamList {
     pub streams: Vec<StreamView>,

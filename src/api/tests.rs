@@ -32,6 +32,7 @@ fn app(token: Option<&str>) -> Router {
             max_body_bytes: 2048,
             transcoder: None,
             viewers: crate::viewers::Viewers::default(),
+            srt: Default::default(),
         })),
     )
 }

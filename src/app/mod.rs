@@ -22,6 +22,7 @@ use tokio::net::{TcpListener, TcpSocket};
 #[derive(Clone, Debug)]
 pub struct Sections {
     pub rtmp: server::Settings,
+    pub srt: crate::srt::Settings,
     pub hub: hub::Settings,
     pub package: crate::package::Settings,
     pub relay: crate::egress::Settings,
@@ -37,6 +38,7 @@ impl Sections {
     pub fn of(config: &config::Config) -> Sections {
         Sections {
             rtmp: config.rtmp.clone(),
+            srt: config.srt.clone(),
             hub: config.hub.clone(),
             package: config.package.clone(),
             relay: config.relay.clone(),
@@ -67,6 +69,10 @@ pub struct Services {
     pub events: webhooks::Webhooks,
     /// What RTMP connections share.
     pub connections: Arc<ServerContext>,
+    /// `[srt]` as SRT callers are admitted (a reload replaces it).
+    pub srt_settings: Arc<std::sync::RwLock<crate::srt::Settings>>,
+    /// The SRT listener's connections.
+    pub srt_sessions: crate::srt::SrtSessions,
 }
 
 impl Services {
@@ -114,6 +120,7 @@ impl Services {
             config.rtmp,
             shutdown,
         );
+        let srt_settings = Arc::new(std::sync::RwLock::new(config.srt));
         Services {
             hub,
             packager,
@@ -124,6 +131,8 @@ impl Services {
             streams,
             events,
             connections,
+            srt_settings,
+            srt_sessions: Default::default(),
         }
     }
 }
@@ -308,12 +317,30 @@ pub async fn run_from(
     let current_config = config.clone();
     let services = Arc::new(Services::build(Sections::of(&config), shutdown));
     let ctx = Arc::clone(&services.connections);
+    let srt = if config.srt.enabled {
+        let deps = crate::srt::Deps {
+            registry: services.streams.clone(),
+            hub: services.hub.clone(),
+            auth: Arc::clone(&services.auth),
+            shutdown: ctx.shutdown.clone(),
+        };
+        let l = crate::srt::start(
+            Arc::clone(&services.srt_settings),
+            services.srt_sessions.clone(),
+            deps,
+        )?;
+        tracing::info!(listen = %l.local_addr(), "SRT listening");
+        Some(l)
+    } else {
+        None
+    };
     // API relays into castgate itself are refused (egress policy).
     let own: Vec<std::net::SocketAddr> = [Some(&listener), Some(&http_listener)]
         .into_iter()
         .chain([rtmps_listener.as_ref(), https_listener.as_ref()])
         .flatten()
         .filter_map(|l| l.local_addr().ok())
+        .chain(srt.as_ref().map(|l| l.local_addr()))
         .collect();
     services.relays.set_own_listeners(own);
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -341,6 +368,7 @@ pub async fn run_from(
             max_body_bytes: api_config.max_body_bytes,
             transcoder: Some(services.transcoder.clone()),
             viewers: viewers.clone(),
+            srt: services.srt_sessions.clone(),
         })
     });
     let state = http::HttpState {
@@ -356,6 +384,7 @@ pub async fn run_from(
                 max_streams,
                 viewers: viewers.clone(),
                 events: services.events.clone(),
+                extra: vec![Arc::new(services.srt_sessions.clone())],
             })
         }),
         access_token: api_config.token().map(Arc::from),
@@ -448,7 +477,8 @@ pub async fn run_from(
         return Ok(());
     };
     let limit = lifecycle_config.shutdown_timeout;
-    tracing::info!(signal, timeout = ?limit, "shutting down: RTMP listeners closed");
+    drop(srt);
+    tracing::info!(signal, timeout = ?limit, "shutting down: RTMP and SRT listeners closed");
     let stop = async {
         stop_trigger.trigger();
         // Publishers end (their segments close), then the playlists are
@@ -484,8 +514,8 @@ pub async fn run_from(
 }
 
 /// One warning for every listener that takes publishes from beyond this
-/// machine while `auth.publish` is open (RTMP, RTMPS, and RTMPT/RTMPTS on
-/// the HTTP/HTTPS ports): anyone who reaches it may publish, and, with
+/// machine while `auth.publish` is open (RTMP, RTMPS, RTMPT/RTMPTS on
+/// the HTTP/HTTPS ports, and SRT): anyone who reaches it may publish, and, with
 /// takeover, replace a live stream's publisher.
 fn open_listener_warnings(config: &config::Config, rtmps_on: bool, https_on: bool) -> Vec<String> {
     if config.auth.publish != auth::AuthMode::Open {
@@ -497,6 +527,7 @@ fn open_listener_warnings(config: &config::Config, rtmps_on: bool, https_on: boo
         ("RTMPS", config.rtmps.listen, rtmps_on),
         ("RTMPT", config.http.listen, rtmpt),
         ("RTMPTS", config.https.listen, https_on && rtmpt),
+        ("SRT", config.srt.listen, config.srt.enabled),
     ];
     let takeover = match config.rtmp.publish_conflict {
         hub::PublishConflict::Takeover => {
@@ -527,12 +558,14 @@ mod tests {
         c.rtmps.listen = "0.0.0.0:1936".parse().unwrap();
         c.http.listen = "0.0.0.0:8080".parse().unwrap();
         c.https.listen = "127.0.0.1:8443".parse().unwrap();
+        c.srt.listen = "0.0.0.0:8890".parse().unwrap();
         let w = open_listener_warnings(&c, true, true);
-        assert_eq!(w.len(), 3, "{w:#?}");
+        assert_eq!(w.len(), 4, "{w:#?}");
         for (proto, addr) in [
             ("RTMP", "0.0.0.0:1935"),
             ("RTMPS", "0.0.0.0:1936"),
             ("RTMPT", "0.0.0.0:8080"),
+            ("SRT", "0.0.0.0:8890"),
         ] {
             assert!(
                 w.iter()
@@ -544,8 +577,11 @@ mod tests {
         // RTMPS off: not listed; takeover off: not claimed.
         c.rtmp.publish_conflict = hub::PublishConflict::Reject;
         let w = open_listener_warnings(&c, false, true);
-        assert_eq!(w.len(), 2, "{w:#?}");
+        assert_eq!(w.len(), 3, "{w:#?}");
         assert!(w.iter().all(|l| !l.contains("takeover")));
+        // SRT off: not listed.
+        c.srt.enabled = false;
+        assert_eq!(open_listener_warnings(&c, false, true).len(), 2);
         // Keys: nothing to warn about.
         c.auth.publish = auth::AuthMode::Keys;
         assert!(open_listener_warnings(&c, true, true).is_empty());

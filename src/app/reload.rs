@@ -34,6 +34,7 @@ impl Reloadable for Config {
             .connections
             .rtmp
             .send_replace(Arc::new(self.rtmp.clone()));
+        *crate::locks::write(&services.srt_settings) = self.srt.clone();
         let needs_restart = running
             .answers(self)
             .into_iter()

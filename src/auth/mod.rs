@@ -387,9 +387,15 @@ pub struct Request {
     /// query): with keys or a webhook it may be a secret.
     pub key: String,
     pub query: String,
-    /// `rtmp`, `rtmps`, `rtmpt`, `rtmpts`.
+    /// `rtmp`, `rtmps`, `rtmpt`, `rtmpts`, `srt`.
     pub protocol: String,
     pub client: String,
+    /// SRT's `u=` (who the caller says it is), when it sent one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// SRT's `s=` (the caller's session id), when it sent one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 impl Request {
@@ -401,6 +407,8 @@ impl Request {
             query: query.into(),
             protocol: protocol.into(),
             client: String::new(),
+            user: None,
+            session: None,
         }
     }
 
@@ -507,24 +515,33 @@ impl Auth {
     /// Decides at `now` (Unix seconds, for signed URLs). Only the webhook
     /// mode awaits (within its timeout).
     pub async fn check(&self, req: &Request, now: u64) -> Verdict {
+        match self.check_without_waiting(req, now) {
+            Some(verdict) => verdict,
+            None => self.ask_webhook(&self.policy(), req).await,
+        }
+    }
+
+    /// [`Self::check`] where it needs no webhook (`None`: ask the webhook),
+    /// for callers that cannot wait (SRT's handshake callback).
+    pub fn check_without_waiting(&self, req: &Request, now: u64) -> Option<Verdict> {
         let policy = self.policy();
         if let (Action::Play, Some(secret)) = (req.action, &policy.url_secret) {
             let stream = format!("{}/{}", req.app, req.key);
             if let Err(e) = signed::verify(secret, &stream, Some(&req.query), now) {
-                return Verdict::Deny(format!("signed URL required: {e}"));
+                return Some(Verdict::Deny(format!("signed URL required: {e}")));
             }
         }
         let (mode, keys) = policy.mode_and_keys(req.action);
         match mode {
-            AuthMode::Open => Verdict::Allow(Grant::default()),
-            AuthMode::Keys => match keys.authorise(&req.app, &req.key, &req.query) {
+            AuthMode::Open => Some(Verdict::Allow(Grant::default())),
+            AuthMode::Keys => Some(match keys.authorise(&req.app, &req.key, &req.query) {
                 Some(name) => Verdict::Allow(Grant {
                     name: (name != req.key).then_some(name),
                     ..Grant::default()
                 }),
                 None => Verdict::Deny(format!("no such key for app {:?}", req.app)),
-            },
-            AuthMode::Webhook => self.ask_webhook(&policy, req).await,
+            }),
+            AuthMode::Webhook => None,
         }
     }
 
@@ -544,8 +561,8 @@ impl Auth {
             return Verdict::Deny("no auth.webhook_url".into());
         };
         let cache_key = format!(
-            "{:?}\n{}\n{}\n{}\n{}",
-            req.action, req.protocol, req.app, req.key, req.query
+            "{:?}\n{}\n{}\n{}\n{}\n{:?}\n{:?}",
+            req.action, req.protocol, req.app, req.key, req.query, req.user, req.session
         );
         if !policy.cache_ttl.is_zero() {
             if let Some((at, v)) = self.cache().get(&cache_key) {

@@ -13,7 +13,6 @@
 //! stream pattern and a target template: an instance per matching stream,
 //! started when it is published and ended with it).
 
-mod libsrt;
 pub mod queue;
 pub mod rtmp;
 mod settings;

@@ -1,7 +1,7 @@
 //! SRT push: MPEG-TS ([`super::ts`]) in 1316-byte messages, as a caller or
 //! as a listener a receiver calls in to.
 //!
-//! The SRT implementation (libsrt, through [`super::libsrt`]) sits behind
+//! The SRT implementation (libsrt, through [`crate::transport::libsrt`]) sits behind
 //! [`SrtSocketApi`], three calls wide. A socket task owns the SRT socket;
 //! the relay hands it messages through a bounded channel and learns from
 //! the task's end that the peer is gone (and why).
@@ -17,11 +17,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{info, warn, Instrument};
 
-use super::libsrt;
 use super::target::{SrtMode, SrtTarget};
 use super::ts::{TsMuxer, MESSAGE};
 use super::ConnectError;
 use crate::hub::StreamEvent;
+use crate::transport::libsrt;
 
 /// What relays need from an SRT implementation.
 pub trait SrtSocketApi: Send + 'static {
@@ -52,8 +52,7 @@ mod backend {
     }
 
     impl LibSrt {
-        fn start(sock: libsrt::Socket, peer: String) -> io::Result<LibSrt> {
-            let sock = Arc::new(sock);
+        pub(super) fn start(sock: Arc<libsrt::Socket>, peer: String) -> io::Result<LibSrt> {
             sock.set_recv_timeout(Duration::from_secs(1))?;
             let (gone_tx, gone) = oneshot::channel();
             // Receivers send nothing but control packets; a few messages
@@ -176,7 +175,7 @@ mod backend {
         })
         .await
         .map_err(|e| io::Error::other(format!("SRT connect task: {e}")))??;
-        LibSrt::start(sock, addr.to_string())
+        LibSrt::start(Arc::new(sock), addr.to_string())
     }
 
     /// Closes the listening socket when the wait is abandoned, which ends
@@ -222,7 +221,7 @@ mod backend {
             .await
             .map_err(|_| io::Error::other("the SRT accept thread ended"))??;
         info!(peer = %peer, "SRT receiver called in");
-        LibSrt::start(sock, peer)
+        LibSrt::start(Arc::new(sock), peer)
     }
 }
 
@@ -273,16 +272,31 @@ pub async fn connect(
             }
         })?,
     };
-    Ok(SrtLink::start(socket, t.latency))
+    Ok(SrtLink::start(socket, t.latency, LINK_QUEUE))
 }
 
+/// Messages a link holds before the sender waits: a few tens, so that
+/// back-pressure reaches the relay's queue (and its drop policy) instead
+/// of piling up here.
+const LINK_QUEUE: usize = 64;
+
 impl SrtLink {
+    /// A link over a socket the SRT listener accepted (a player calling
+    /// in): `latency` is the listener's, `queue` the messages it may hold.
+    pub fn accepted(
+        sock: Arc<libsrt::Socket>,
+        peer: String,
+        latency: Duration,
+        queue: usize,
+    ) -> io::Result<SrtLink> {
+        let socket = backend::LibSrt::start(sock, peer)?;
+        Ok(SrtLink::start(socket, latency, queue))
+    }
+
     /// `latency`: the receiver's, which closing waits for (on top of the
     /// acknowledgements).
-    fn start<S: SrtSocketApi>(mut socket: S, latency: Duration) -> SrtLink {
-        // A few tens of messages: back-pressure reaches the relay's queue
-        // (and its drop policy) instead of piling up here.
-        let (tx, mut rx) = mpsc::channel::<Bytes>(64);
+    fn start<S: SrtSocketApi>(mut socket: S, latency: Duration, queue: usize) -> SrtLink {
+        let (tx, mut rx) = mpsc::channel::<Bytes>(queue.max(1));
         let (done_tx, done) = oneshot::channel();
         let task = tokio::spawn(
             async move {

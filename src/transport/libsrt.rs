@@ -178,8 +178,11 @@ mod sys {
         ) -> c_int;
         pub fn srt_recvmsg(u: SrtSocket, buf: *mut c_char, len: c_int) -> c_int;
         pub fn srt_close(u: SrtSocket) -> c_int;
-        pub fn srt_getsockname(u: SrtSocket, name: *mut libc::sockaddr, namelen: *mut c_int)
-            -> c_int;
+        pub fn srt_getsockname(
+            u: SrtSocket,
+            name: *mut libc::sockaddr,
+            namelen: *mut c_int,
+        ) -> c_int;
         pub fn srt_getlasterror(errno_loc: *mut c_int) -> c_int;
         pub fn srt_getlasterror_str() -> *const c_char;
         pub fn srt_getrejectreason(u: SrtSocket) -> c_int;
@@ -660,16 +663,22 @@ impl Listener {
         let listener = Listener { sock, hook };
         // SAFETY: `hook` stays valid until `Drop` closes the socket (after
         // which libsrt calls no hook) and frees it.
-        let r = unsafe {
-            sys::srt_listen_callback(listener.sock.id, Some(listen_hook), hook.cast())
-        };
+        let r =
+            unsafe { sys::srt_listen_callback(listener.sock.id, Some(listen_hook), hook.cast()) };
         if r == sys::ERROR {
-            return Err(error("cannot set the listen callback", io::ErrorKind::Other));
+            return Err(error(
+                "cannot set the listen callback",
+                io::ErrorKind::Other,
+            ));
         }
         let (sa, len) = sockaddr(addr);
         // SAFETY: as in `Socket::connect`.
         let r = unsafe {
-            sys::srt_bind(listener.sock.id, (&sa as *const libc::sockaddr_storage).cast(), len)
+            sys::srt_bind(
+                listener.sock.id,
+                (&sa as *const libc::sockaddr_storage).cast(),
+                len,
+            )
         };
         if r == sys::ERROR {
             return Err(error("cannot bind", io::ErrorKind::AddrInUse));
@@ -737,7 +746,9 @@ unsafe extern "C" fn listen_hook(
     // SAFETY: libsrt passes the caller's address (a sockaddr_in or
     // sockaddr_in6 by its family; copied into storage large enough for
     // either) or null.
-    let peer = (!peer.is_null()).then(|| unsafe { peer_address(peer) }).flatten();
+    let peer = (!peer.is_null())
+        .then(|| unsafe { peer_address(peer) })
+        .flatten();
     // SAFETY: a NUL-terminated stream id (empty when none), or null.
     let id = unsafe { cstr(stream_id) };
     let decision = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| admit(peer, &id)))
@@ -982,7 +993,8 @@ mod tests {
                 _ => Admission::Reject(1403),
             }
         });
-        let l = Arc::new(Listener::bind(&opts(), "127.0.0.1:0".parse().unwrap(), 8, admit).unwrap());
+        let l =
+            Arc::new(Listener::bind(&opts(), "127.0.0.1:0".parse().unwrap(), 8, admit).unwrap());
         let addr = l.local_addr().unwrap();
         assert_ne!(addr.port(), 0);
         let accepting = l.clone();

@@ -3,6 +3,7 @@
 
 pub mod budget;
 pub mod http;
+pub mod libsrt;
 pub mod per_ip;
 pub mod pool;
 pub mod rtmpt;

@@ -215,6 +215,30 @@
     }
   }
 
+  function mbps(v) { return v > 0 ? `${v.toFixed(2)} Mb/s` : '–'; }
+
+  /** SRT connections: publishers (castgate receives) and players (it sends). */
+  function renderSrt(list) {
+    const sessions = list.sessions;
+    $('srt-count').textContent = `(${sessions.length})`;
+    $('no-srt').hidden = sessions.length > 0;
+    sync($('srt').tBodies[0], sessions, s => s.id, 'srtId', s => {
+      const publish = s.mode === 'publish';
+      return [
+        s.peer,
+        s.stream,
+        publish ? 'publish' : 'play',
+        duration(s.age_secs),
+        `${s.rtt_ms.toFixed(1)} ms`,
+        mbps(s.rate_mbps),
+        mbps(s.bandwidth_mbps),
+        String(publish ? s.packets_received_lost : s.packets_lost),
+        String(publish ? s.packets_received_retransmitted : s.packets_retransmitted),
+        publish ? String(s.packets_received_dropped) : '–',
+      ];
+    });
+  }
+
   function setStatus(text, isError) {
     const s = $('status');
     s.textContent = text;
@@ -234,10 +258,12 @@
   async function refresh() {
     clearTimeout(timer);
     try {
-      const [streams, relays] = await Promise.all([api('GET', '/streams'), api('GET', '/relays')]);
+      const [streams, relays, srt] = await Promise.all(
+        [api('GET', '/streams'), api('GET', '/relays'), api('GET', '/srt')]);
       renderStreams(streams);
       renderRelays(relays);
-      setStatus(`updated ${new Date().toLocaleTimeString()} · ${streams.streams.length} live · ${relays.relays.length} relays`, false);
+      renderSrt(srt);
+      setStatus(`updated ${new Date().toLocaleTimeString()} · ${streams.streams.length} live · ${relays.relays.length} relays · ${srt.sessions.length} SRT`, false);
     } catch (e) {
       setStatus(explain(e), true);
     }
