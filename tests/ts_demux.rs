@@ -599,6 +599,15 @@ fn ffmpeg_audio_codecs_come_out_frame_for_frame() {
         let (_, audio) = split(&events);
         assert_eq!(audio.len(), 1, "{codec}: one configuration");
         assert_eq!(audio[0].config.codec(), codec);
+        if let CodecConfig::Opus(o) = &audio[0].config {
+            // FFmpeg trims libopus's look-ahead from the first packet: the
+            // pre-skip its OpusHead says in FLV and MP4.
+            assert_eq!(
+                (o.head.pre_skip, o.head.channels),
+                (312, 1),
+                "the sine is mono"
+            );
+        }
         let got = &audio[0].frames;
         let want = ffprobe_packets(&ts, "a");
         assert!(want.len() > 20, "{codec}: {} packets", want.len());
