@@ -227,7 +227,7 @@ fn hevc_track() -> Track {
     };
     let frames = (0..30)
         .map(|i: usize| {
-            let key = i % 10 == 0;
+            let key = i.is_multiple_of(10);
             let units = if key {
                 vec![
                     body([0x4e, 0x01], 20, i),                               // prefix SEI
