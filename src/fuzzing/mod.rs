@@ -130,6 +130,48 @@ pub fn metadata(data: &[u8]) {
     }
 }
 
+/// An SRT caller's stream id (`srt::streamid`), as libsrt hands it over
+/// (lossy UTF-8): never a panic; what it accepts names an application and
+/// a name, and written back in the access-control syntax reads the same.
+pub fn srt_streamid(data: &[u8]) {
+    use crate::srt::streamid::{self, Mode};
+    let id = String::from_utf8_lossy(data);
+    let s = match streamid::parse(&id) {
+        Ok(s) => s,
+        Err(e) => {
+            assert!((1400..1500).contains(&e.reject_reason()), "{e}");
+            return;
+        }
+    };
+    assert!(id.len() <= streamid::MAX_STREAM_ID);
+    assert!(!s.app.is_empty() && !s.name.is_empty() && !s.app.contains('/'));
+    assert!(!s.name.contains('?'));
+    let fields = [&s.app, &s.name, &s.query]
+        .into_iter()
+        .chain(s.user.as_ref())
+        .chain(s.session.as_ref());
+    if fields.clone().any(|f| f.contains(',')) {
+        return;
+    }
+    let mut again = format!("#!::r={}/{}", s.app, s.name);
+    if !s.query.is_empty() {
+        again += &format!("?{}", s.query);
+    }
+    again += match s.mode {
+        Mode::Publish => ",m=publish",
+        Mode::Request => ",m=request",
+    };
+    if let Some(u) = &s.user {
+        again += &format!(",u={u}");
+    }
+    if let Some(x) = &s.session {
+        again += &format!(",s={x}");
+    }
+    if again.len() <= streamid::MAX_STREAM_ID {
+        assert_eq!(streamid::parse(&again).as_ref(), Ok(&s), "{again}");
+    }
+}
+
 /// A signed HLS/DASH URL query, and signing a playlist (`auth::signed`).
 pub fn signed_url(data: &[u8]) {
     crate::auth::signed::exercise(data);
@@ -161,6 +203,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("relay_target", relay_target),
     ("rtmp_client", rtmp_client),
     ("signed_url", signed_url),
+    ("srt_streamid", srt_streamid),
     ("stream_key", stream_key),
     ("ts_demux", ts_demux),
     ("ts_mux", ts_mux),
