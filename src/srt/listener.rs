@@ -165,43 +165,43 @@ impl Render for SrtSessions {
         }
         type SrtGet = fn(&SrtSession) -> f64;
         let per_session: &[(&str, &str, &str, SrtGet)] = &[
-        (
-            "castgate_srt_rtt_ms",
-            "gauge",
-            "Smoothed round-trip time.",
-            |s| s.rtt_ms,
-        ),
-        (
-            "castgate_srt_bandwidth_mbps",
-            "gauge",
-            "libsrt's estimate of the link's bandwidth.",
-            |s| s.bandwidth_mbps,
-        ),
-        (
-            "castgate_srt_rate_mbps",
-            "gauge",
-            "Receiving (publish) or sending (request) rate.",
-            |s| s.rate_mbps,
-        ),
-        (
-            "castgate_srt_packets_lost_total",
-            "counter",
-            "Packets lost: seen missing by castgate (publish) or reported by the player (request).",
-            |s| (s.packets_received_lost + s.packets_lost) as f64,
-        ),
-        (
-            "castgate_srt_packets_retransmitted_total",
-            "counter",
-            "Packets retransmitted: received again (publish) or sent again (request).",
-            |s| (s.packets_received_retransmitted + s.packets_retransmitted) as f64,
-        ),
-        (
-            "castgate_srt_packets_dropped_total",
-            "counter",
-            "Packets castgate gave up on as too late to play (publish).",
-            |s| s.packets_received_dropped as f64,
-        ),
-    ];
+            (
+                "castgate_srt_rtt_ms",
+                "gauge",
+                "Smoothed round-trip time.",
+                |s| s.rtt_ms,
+            ),
+            (
+                "castgate_srt_bandwidth_mbps",
+                "gauge",
+                "libsrt's estimate of the link's bandwidth.",
+                |s| s.bandwidth_mbps,
+            ),
+            (
+                "castgate_srt_rate_mbps",
+                "gauge",
+                "Receiving (publish) or sending (request) rate.",
+                |s| s.rate_mbps,
+            ),
+            (
+                "castgate_srt_packets_lost_total",
+                "counter",
+                "Packets lost: seen missing (publish) or reported by the player (request).",
+                |s| (s.packets_received_lost + s.packets_lost) as f64,
+            ),
+            (
+                "castgate_srt_packets_retransmitted_total",
+                "counter",
+                "Packets retransmitted: received (publish) or sent (request).",
+                |s| (s.packets_received_retransmitted + s.packets_retransmitted) as f64,
+            ),
+            (
+                "castgate_srt_packets_dropped_total",
+                "counter",
+                "Packets castgate gave up on as too late to play (publish).",
+                |s| s.packets_received_dropped as f64,
+            ),
+        ];
         let shown: Vec<_> = sessions.iter().take(max).collect();
         for (name, kind, help, get) in per_session {
             f.head(name, kind, help);
