@@ -272,31 +272,60 @@ fn publish_keys_apply_to_srt() {
 /// ffmpeg and srt-live-transmit play a live stream over SRT (`m=request`,
 /// `read:`): each gets every frame from the keyframe it joined at to the
 /// end, decoding clean; an SRT publish is relayed to nginx-rtmp, where
-/// ffmpeg plays it over RTMP.
+/// ffmpeg plays it over RTMP. The stream has a passphrase of its own, used
+/// with AES-128, -192 and -256 and three latencies.
 #[test]
 fn ffmpeg_and_srt_live_transmit_play_over_srt_and_a_relay_reaches_nginx() {
     require("srt-live-transmit");
     let dir = tempdir();
-    let (server, srt) = start_castgate(&[]);
+    // The stream's own passphrase (from a config file: a stream name is no
+    // environment variable name), which each peer uses with another AES
+    // key length and latency.
+    let config = dir.path().join("castgate.toml");
+    std::fs::write(
+        &config,
+        "[srt.passphrases]\n\"live/play1\" = \"play1-passphrase\"\n",
+    )
+    .unwrap();
+    let server = Castgate::start_with_args_loopback_egress(
+        &["serve", "--config", config.to_str().unwrap()],
+        &[("CASTGATE__PACKAGE__GRACE_SECS", "1")],
+    );
+    let srt = server.listening("SRT");
     let src = looped_fixture_n(9, 3, dir.path());
     let nginx = Nginx::start(dir.path());
     create_relay(
         &server,
         json!({"stream": "live/play1", "target": nginx.url("play1")}),
     );
+    let pass = "passphrase=play1-passphrase";
     let mut publisher = ffmpeg_srt_publisher(
         &src,
-        &srt_url(srt, "streamid=#!::r=live/play1,m=publish&linger=5"),
+        &srt_url(
+            srt,
+            &format!(
+                "streamid=#!::r=live/play1,m=publish&{pass}&pbkeylen=16&latency=400000&linger=5"
+            ),
+        ),
     );
     server.wait_log_all(&["publish started", "live/play1"], T);
     let ff_out = dir.path().join("ff.ts");
     let mut ff = ffmpeg_srt_receiver(
-        &srt_url(srt, "streamid=#!::r=live/play1,m=request"),
+        &srt_url(
+            srt,
+            &format!("streamid=#!::r=live/play1,m=request&{pass}&pbkeylen=24"),
+        ),
         &ff_out,
         &dir.path().join("ff.log"),
     );
     let slt_out = dir.path().join("slt.ts");
-    let mut slt = srt_receiver(&srt_url(srt, "streamid=read:live/play1"), &slt_out);
+    let mut slt = srt_receiver(
+        &srt_url(
+            srt,
+            &format!("streamid=read:live/play1&{pass}&pbkeylen=32&latency=250"),
+        ),
+        &slt_out,
+    );
     assert!(
         server.wait_count(&["SRT play started", "live/play1"], 2, T),
         "{}",
