@@ -461,64 +461,39 @@ async fn serve(shared: Arc<Shared>, sock: libsrt::Socket, peer: Option<SocketAdd
 
 /// What the receiving thread hands the publish task.
 enum Received {
-    /// One or more whole messages, back to back.
-    Data(Bytes),
-    /// Once a second: libsrt's counters as of now.
-    Stats(Option<Stats>),
+    Message(Bytes),
+    /// Nothing for a second: libsrt's counters as of now.
+    Quiet(Option<Stats>),
     Gone(String),
 }
 
-/// The receiving thread gathers messages for at most this long (or up to
-/// [`BATCH_BYTES`]) before waking the publish task: one wake-up per batch
-/// instead of one per 1316-byte message (about 285 a second at 3 Mbit/s),
-/// as RTMP publishers are read on a clock (`rtmp.read_batch_secs`).
-const BATCH_WAIT: Duration = Duration::from_millis(10);
-const BATCH_BYTES: usize = 64 * 1316;
-
 /// Starts the thread that blocks in libsrt's receive call.
 fn receive_thread(sock: Arc<libsrt::Socket>) -> io::Result<mpsc::Receiver<Received>> {
-    sock.set_recv_timeout(BATCH_WAIT)?;
+    sock.set_recv_timeout(Duration::from_secs(1))?;
     // Back-pressure: a full channel blocks the thread, and libsrt's
     // receive buffer (then its latency window) absorbs the rest.
-    let (tx, rx) = mpsc::channel(64);
+    let (tx, rx) = mpsc::channel(256);
     std::thread::Builder::new()
         .name("castgate-srt-rx".into())
         .spawn(move || {
             let mut buf = [0u8; libsrt::MAX_MESSAGE];
-            let mut batch = bytes::BytesMut::new();
-            let mut first: Option<Instant> = None;
             let mut last_stats = Instant::now();
-            let gone = loop {
-                match sock.recv(&mut buf) {
-                    Ok(n) => {
-                        batch.extend_from_slice(&buf[..n]);
-                        first.get_or_insert_with(Instant::now);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
-                    Err(e) => break Some(e.to_string()),
-                }
-                let due = first.is_some_and(|t| t.elapsed() >= BATCH_WAIT);
-                if !batch.is_empty() && (due || batch.len() >= BATCH_BYTES) {
-                    first = None;
-                    if tx
-                        .blocking_send(Received::Data(batch.split().freeze()))
-                        .is_err()
-                    {
-                        break None;
-                    }
+            loop {
+                let item = match sock.recv(&mut buf) {
+                    Ok(n) => Received::Message(Bytes::copy_from_slice(&buf[..n])),
+                    Err(e) if e.kind() == io::ErrorKind::TimedOut => Received::Quiet(sock.stats()),
+                    Err(e) => Received::Gone(e.to_string()),
+                };
+                let gone = matches!(item, Received::Gone(_));
+                if tx.blocking_send(item).is_err() || gone {
+                    break;
                 }
                 if last_stats.elapsed() >= Duration::from_secs(1) {
                     last_stats = Instant::now();
-                    if tx.blocking_send(Received::Stats(sock.stats())).is_err() {
-                        break None;
+                    if tx.blocking_send(Received::Quiet(sock.stats())).is_err() {
+                        break;
                     }
                 }
-            };
-            if let Some(why) = gone {
-                if !batch.is_empty() {
-                    let _ = tx.blocking_send(Received::Data(batch.freeze()));
-                }
-                let _ = tx.blocking_send(Received::Gone(why));
             }
         })?;
     Ok(rx)
@@ -595,7 +570,7 @@ async fn publish(
             _ = shared.deps.shutdown.cancelled() => break PublishEnd::Stopping,
         };
         match item {
-            Some(Received::Data(m)) => {
+            Some(Received::Message(m)) => {
                 last_message = Some(Instant::now());
                 bytes_in += m.len() as u64;
                 demux.push(&m, |ev| {
@@ -605,7 +580,7 @@ async fn publish(
                     warn!(stream = key.as_str(), "SRT publish: {w}");
                 }
             }
-            Some(Received::Stats(stats)) => {
+            Some(Received::Quiet(stats)) => {
                 if let Some(s) = stats {
                     entry.update(&s);
                 }
