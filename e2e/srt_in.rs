@@ -407,3 +407,63 @@ fn ffmpeg_and_srt_live_transmit_play_over_srt_and_a_relay_reaches_nginx() {
     );
     server.assert_no_panic();
 }
+
+/// With `auth.publish = "webhook"`, an SRT caller is accepted in the
+/// handshake and then asked about: the webhook sees `protocol = "srt"` with
+/// the caller's `u=` and `s=`; its refusal closes the caller (logged, the
+/// stream never starts) and its rename publishes under the public name.
+#[test]
+fn the_auth_webhook_decides_srt_publishes() {
+    use crate::ops::{Received, Receiver};
+    let hook = Receiver::start(std::sync::Arc::new(|r: &Received| {
+        let v = r.json();
+        match v["key"].as_str().unwrap_or("") {
+            "secret-name" => (200, r#"{"name":"hooked"}"#.into()),
+            _ => (403, r#"{"error":"no"}"#.into()),
+        }
+    }));
+    let (server, srt) = start_castgate(&[
+        ("CASTGATE__AUTH__PUBLISH", "webhook"),
+        ("CASTGATE__AUTH__WEBHOOK_URL", &hook.url("/auth")),
+    ]);
+    let src = fixture(10);
+    let mut denied = ffmpeg_srt_publisher(
+        &src,
+        &srt_url(srt, "streamid=#!::r=live/nope,m=publish,u=mallory"),
+    );
+    assert!(!denied.wait(T).success(), "a refused publisher went on");
+    server.wait_log_all(&["SRT caller refused", "unauthorised", "live/"], T);
+    assert_ne!(http_get(server.http, "/live/nope/video.m3u8").status, 200);
+    let mut allowed = ffmpeg_srt_publisher(
+        &src,
+        &srt_url(
+            srt,
+            "streamid=#!::r=live/secret-name,m=publish,u=alice,s=sess-1&linger=5",
+        ),
+    );
+    assert!(allowed.wait(T).success(), "{}", stderr_of(&mut allowed.0));
+    wait_ended(&server, "live/hooked");
+    assert_holds_every_frame(&src, &server.http_url("/live/hooked/index.m3u8"), "renamed");
+    let asked = hook.wait("two SRT requests", |r| r.len() >= 2);
+    let v = asked
+        .iter()
+        .map(Received::json)
+        .find(|v| v["key"] == "secret-name")
+        .expect("the webhook was asked about secret-name");
+    assert_eq!(v["protocol"], "srt", "{v}");
+    assert_eq!(v["action"], "publish", "{v}");
+    assert_eq!(v["user"], "alice", "{v}");
+    assert_eq!(v["session"], "sess-1", "{v}");
+    assert!(
+        v["client"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("127.0.0.1:")),
+        "{v}"
+    );
+    let log = server.lines_with(&[""]).join("\n");
+    assert!(
+        !log.contains("secret-name"),
+        "the name sent (a possible key) is logged"
+    );
+    server.assert_no_panic();
+}

@@ -111,7 +111,7 @@ async function main() {
   try {
     ctx = await chromium.launchPersistentContext(profile, {
       executablePath, headless: true, args: CHROMIUM_ARGS,
-      viewport: { width: 1400, height: 1100 }, timeout: 30000,
+      viewport: { width: 1400, height: 1100 }, timeout: 60000,
     });
   } catch (e) {
     return finish(2, `harness failure: cannot launch Chromium (${executablePath}): ${e.message.split('\n')[0]}`);
