@@ -452,6 +452,10 @@ async fn serve(shared: Arc<Shared>, sock: libsrt::Socket, peer: Option<SocketAdd
                 };
                 publish(&shared, sock, peer, key, &granted, &settings).await
             }
+            // Checked in the handshake already, unless a webhook renamed it.
+            Mode::Request if !shared.deps.hub.is_live(key.as_str()) => {
+                warn!(stream = key.as_str(), "SRT caller closed: the stream is not live");
+            }
             Mode::Request => play(&shared, sock, peer, key, &settings).await,
         }
     }
