@@ -126,6 +126,11 @@ fn drive_console(
     let _ = std::fs::remove_file(&shot);
     let relay_target = format!("rtmp://{}/live/cam-relay", server.rtmp);
     let mut cmd = Command::new("node");
+    // A pulled source of live/cam (castgate plays it from itself).
+    cmd.env(
+        "CONSOLE_SOURCE_URL",
+        format!("rtmp://{}/live/cam?from=console", server.rtmp),
+    );
     if let Some(stream) = srt_stream {
         cmd.env("CONSOLE_SRT_STREAM", stream);
     }
@@ -208,9 +213,10 @@ fn drive_console(
             "browser console error: {e}"
         );
     }
+    // (The relay's and the source's.)
     assert_eq!(
         errors.iter().filter(|e| e.contains("422")).count(),
-        1,
+        2,
         "{errors:?}"
     );
     // The stream row: codecs, resolution, fps, bitrates, uptime, publisher.
@@ -298,6 +304,34 @@ fn drive_console(
     let relays = http_request(server.http, "GET", "/api/v1/relays", &headers);
     assert_eq!(relays.status, 200);
     assert_eq!(relays.text(), "{\"relays\":[]}", "relay {id} is gone");
+    // The pulled source went live from the form (URL redacted: its query
+    // is a secret), published live/cam-pulled, and stopped.
+    let source = &steps["source_create"];
+    assert_eq!(source["row"][1], "live/cam-pulled", "{source}");
+    assert_eq!(source["row"][2], format!("rtmp://{}/live/***", server.rtmp));
+    assert!(
+        source["row"][3].as_str().unwrap_or("").starts_with("live"),
+        "{source}"
+    );
+    assert!(
+        source["refused"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("422: "),
+        "{source}"
+    );
+    assert_eq!(source["stream_row"][0], "live/cam-pulled", "{source}");
+    assert!(steps["source_stop"].is_object(), "{line}");
+    server.wait_log_all(&["source stopped"], Duration::from_secs(10));
+    let sources = http_request(server.http, "GET", "/api/v1/sources", &headers);
+    assert_eq!(sources.text(), "{\"sources\":[]}");
+    assert!(
+        !server
+            .lines_with(&["from=console"])
+            .iter()
+            .any(|l| l.contains("source")),
+        "the source URL's query reached the log"
+    );
     let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
     assert!(
         size > 10_000,

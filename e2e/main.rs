@@ -26,6 +26,7 @@ mod ops;
 mod raw;
 mod relay;
 mod rtmp_play;
+mod sources;
 mod srt;
 mod srt_in;
 mod tls_rtmpt;

@@ -36,6 +36,11 @@ pub struct Config {
     /// Static relays: `[[relays]]` entries.
     #[serde(default)]
     pub relays: Vec<crate::egress::StaticRelay>,
+    /// How pulled sources run.
+    pub source: crate::sources::Settings,
+    /// Pulled sources: `[[sources]]` entries.
+    #[serde(default)]
+    pub sources: Vec<crate::sources::StaticSource>,
     pub log: LogSettings,
     pub auth: crate::auth::Settings,
     pub webhooks: crate::webhooks::Settings,
@@ -156,6 +161,8 @@ impl Config {
             "must hold at least one body of rtmpt.max_body_bytes and of api.max_body_bytes",
         )?;
         crate::egress::static_rules(&self.relays)?;
+        self.source.validate()?;
+        crate::sources::check_static(&self.sources)?;
         self.auth.validate()?;
         self.webhooks.validate()?;
         self.metrics.validate()?;
@@ -178,6 +185,7 @@ impl Config {
             answer(&self.api, &new.api),
             answer(&self.relay, &new.relay),
             answer(&self.egress, &new.egress),
+            answer(&self.source, &new.source),
             answer(&self.log, &new.log),
             answer(&self.auth, &new.auth),
             answer(&self.webhooks, &new.webhooks),
@@ -491,7 +499,7 @@ pub(crate) mod tests {
                 list(restart)
             );
         }
-        t += "| `[[relays]]`, `[[transcode]]` | every entry | — |\n";
+        t += "| `[[relays]]`, `[[sources]]`, `[[transcode]]` | every entry | — |\n";
         t
     }
 

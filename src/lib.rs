@@ -25,6 +25,7 @@ pub mod rtmp;
 pub mod server;
 pub mod settings;
 pub mod shutdown;
+pub mod sources;
 pub mod srt;
 pub mod stream_key;
 pub mod streams;

@@ -17,7 +17,10 @@
 //   4. the relay form creates a relay STREAM -> RELAY_TARGET; its row goes "live" with frames
 //      sent, and RELAY_STREAM (what the relay publishes) shows up in the stream list;
 //   5. a screenshot is saved; the HLS, DASH and OpenAPI links answer 200;
-//   6. "Stop" deletes the relay: its row and RELAY_STREAM leave the page.
+//   6. "Stop" deletes the relay: its row and RELAY_STREAM leave the page;
+//   7. with CONSOLE_SOURCE_URL set, the source form creates a pulled source of it into
+//      STREAM-pulled (a bad URL first: the API's reason shows); its row goes "live" with
+//      frames, the URL redacted; "Stop" deletes it: its row and STREAM-pulled leave the page.
 // Prints ONE JSON line on stdout: {ok, failed_step, steps: {...}, errors, blocked, ...}.
 // Exit 0: every step passed. Exit 1: a step failed (the JSON says which and why).
 // Exit 2: harness failure (arguments, Chromium or playwright-core missing), message on stderr.
@@ -142,6 +145,10 @@ async function main() {
     const tr = Array.from(document.querySelectorAll('#streams tbody tr')).find(r => r.dataset.stream === n);
     return tr ? Array.from(tr.cells).map(c => c.textContent) : null;
   }, name);
+  const sourceRow = id => page.evaluate(i => {
+    const tr = document.querySelector(`#sources tbody tr[data-source-id="${i}"]`);
+    return tr ? Array.from(tr.cells).map(c => c.textContent) : null;
+  }, String(id));
   const relayRow = id => page.evaluate(i => {
     const tr = document.querySelector(`#relays tbody tr[data-relay-id="${i}"]`);
     return tr ? Array.from(tr.cells).map(c => c.textContent) : null;
@@ -335,6 +342,50 @@ async function main() {
       const v = await page.evaluate(() => document.getElementById('video').currentTime);
       return { current_time_after: v };
     });
+
+    const sourceUrl = process.env.CONSOLE_SOURCE_URL;
+    if (sourceUrl) {
+      const pulled = `${stream}-pulled`;
+      let sourceId = null;
+      await step('source_create', async () => {
+        await page.fill('#source-stream', pulled);
+        await page.fill('#source-url', 'ftp://example.invalid/x');
+        await page.click('#source-submit');
+        const refused = await until(page, 'the form shows why a bad URL is refused', async () => {
+          const msg = await text('#source-message');
+          return { done: !!msg && msg.startsWith('422'), message: msg };
+        });
+        await page.fill('#source-url', sourceUrl);
+        await page.click('#source-submit');
+        const made = await until(page, 'the form says the source was created', async () => {
+          const msg = await text('#source-message');
+          const m = /source #(\d+) created/.exec(msg || '');
+          return { done: !!m, message: msg, id: m ? Number(m[1]) : null };
+        });
+        sourceId = made.id;
+        const live = await until(page, `source #${sourceId} goes live with frames`, async () => {
+          const row = await sourceRow(sourceId);
+          return { done: !!row && row[3].startsWith('live') && Number(row[5]) > 0, row };
+        });
+        const listed = await until(page, `${pulled} (the pulled stream) is listed`, async () => {
+          const row = await streamRow(pulled);
+          return { done: !!row && row[1].includes('avc1'), row };
+        });
+        return { refused: refused.message, id: sourceId, row: live.row, stream_row: listed.row };
+      });
+      await step('source_stop', async () => {
+        await page.click(`#sources tbody tr[data-source-id="${sourceId}"] button.stop`);
+        await until(page, `source #${sourceId} leaves the table`, async () => {
+          const row = await sourceRow(sourceId);
+          return { done: row === null, row };
+        });
+        await until(page, `${pulled} leaves the stream list`, async () => {
+          const row = await streamRow(pulled);
+          return { done: row === null, row };
+        });
+        return {};
+      });
+    }
   } catch (e) {
     if (!(e instanceof StepFailed) && !report.failed_step) report.errors.push(`harness: ${e.message.split('\n')[0]}`);
     if (!report.steps.screenshot) {

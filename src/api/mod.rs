@@ -28,6 +28,7 @@ use utoipa_axum::routes;
 
 use crate::egress::{CreateError, NewRelay, RelayInfo, Relays};
 use crate::hub::Hub;
+use crate::sources::SourceInfo;
 use crate::transport::http::ClientAddr;
 pub use model::*;
 pub use settings::Settings;
@@ -51,6 +52,8 @@ pub struct ApiState {
     pub viewers: crate::viewers::Viewers,
     /// The SRT listener's connections (empty when it is off).
     pub srt: crate::srt::SrtSessions,
+    /// Pulled sources (`None`: not offered).
+    pub sources: Option<crate::sources::Sources>,
 }
 
 impl ApiState {
@@ -75,12 +78,12 @@ pub struct NoCors;
 #[openapi(
     info(
         title = "castgate API",
-        description = "Live streams and relays (RTMP, RTMPS, SRT) of a castgate gateway."
+        description = "Live streams, relays and pulled sources (RTMP, RTMPS, SRT) of a castgate gateway."
     ),
     servers((url = "/api/v1")),
     paths(get_stream),
     modifiers(&Security),
-    tags((name = "streams"), (name = "relays"), (name = "srt"))
+    tags((name = "streams"), (name = "relays"), (name = "sources"), (name = "srt"))
 )]
 struct ApiDoc;
 
@@ -107,6 +110,8 @@ pub fn router<S: Clone + Send + Sync + 'static>(state: Arc<ApiState>) -> Router<
         .routes(routes!(list_streams))
         .routes(routes!(list_relays, create_relay))
         .routes(routes!(get_relay, delete_relay))
+        .routes(routes!(list_sources, create_source))
+        .routes(routes!(get_source, delete_source))
         .routes(routes!(list_srt))
         // Stream keys may hold slashes: a catch-all, documented above as
         // /streams/{app}/{key}.
@@ -456,6 +461,127 @@ async fn delete_relay(
         Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no relay {id}"),
+        ))
+    }
+}
+
+fn sources(state: &ApiState) -> Result<&crate::sources::Sources, ApiError> {
+    state
+        .sources
+        .as_ref()
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "pulled sources are not offered"))
+}
+
+/// Every pulled source.
+#[utoipa::path(
+    get,
+    path = "/sources",
+    tag = "sources",
+    responses((status = 200, description = "Every pulled source", body = SourceList))
+)]
+async fn list_sources(State(state): State<Arc<ApiState>>) -> Result<Json<SourceList>, ApiError> {
+    Ok(Json(SourceList {
+        sources: sources(&state)?.list(),
+    }))
+}
+
+/// Creates a pulled source: castgate fetches `url` (RTMP, RTMPS, or SRT
+/// as a caller) and publishes it as `stream`, at once or, with
+/// `on_demand`, while someone watches.
+#[utoipa::path(
+    post,
+    path = "/sources",
+    tag = "sources",
+    request_body = CreateSource,
+    responses(
+        (status = 201, description = "Created", body = SourceInfo,
+         headers(("Location" = String, description = "/api/v1/sources/{id}"))),
+        (status = 400, description = "Not JSON, or a URL the egress policy refuses ([egress])", body = ErrorBody),
+        (status = 409, description = "A source of this stream exists, or the source limit is reached", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "Unknown scheme, unparsable URL, bad stream", body = ErrorBody),
+    )
+)]
+async fn create_source(
+    State(state): State<Arc<ApiState>>,
+    ApiJson(req): ApiJson<CreateSource>,
+) -> Result<Response, ApiError> {
+    use crate::sources::CreateError;
+    let new = crate::sources::NewSource {
+        stream: req.stream,
+        url: req.url,
+        on_demand: req.on_demand,
+    };
+    match sources(&state)?.create(new) {
+        Ok(info) => {
+            let location = format!("{PREFIX}/sources/{}", info.id);
+            let mut res = (StatusCode::CREATED, Json(info)).into_response();
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                res.headers_mut().insert(header::LOCATION, v);
+            }
+            Ok(res)
+        }
+        Err(e) => {
+            let status = match e {
+                CreateError::TooMany(_) | CreateError::Duplicate(_) => StatusCode::CONFLICT,
+                CreateError::Egress(_) => StatusCode::BAD_REQUEST,
+                CreateError::Bad(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            Err(ApiError::new(status, e.to_string()))
+        }
+    }
+}
+
+fn source_id(id: &str) -> Result<u64, ApiError> {
+    id.parse::<u64>()
+        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, format!("no source {}", short(id))))
+}
+
+/// One pulled source.
+#[utoipa::path(
+    get,
+    path = "/sources/{id}",
+    tag = "sources",
+    params(("id" = u64, Path, description = "Source id")),
+    responses(
+        (status = 200, description = "The source", body = SourceInfo),
+        (status = 404, description = "No such source", body = ErrorBody),
+    )
+)]
+async fn get_source(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+) -> Result<Json<SourceInfo>, ApiError> {
+    let id = source_id(&id)?;
+    sources(&state)?
+        .get(id)
+        .map(Json)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no source {id}")))
+}
+
+/// Stops a pulled source (its stream ends) and forgets it.
+#[utoipa::path(
+    delete,
+    path = "/sources/{id}",
+    tag = "sources",
+    params(("id" = u64, Path, description = "Source id")),
+    responses(
+        (status = 204, description = "Stopped"),
+        (status = 404, description = "No such source", body = ErrorBody),
+    )
+)]
+async fn delete_source(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = source_id(&id)?;
+    if sources(&state)?.delete(id) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no source {id}"),
         ))
     }
 }

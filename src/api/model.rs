@@ -42,6 +42,29 @@ pub struct RelayList {
     pub relays: Vec<RelayInfo>,
 }
 
+/// `POST /sources`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSource {
+    /// The stream it publishes, `APP/KEY`.
+    #[schema(example = "live/cam1")]
+    pub stream: String,
+    /// `rtmp://host[:port]/app/key`, `rtmps://…`, or
+    /// `srt://host:port?streamid=…&passphrase=…&latency=MS` (castgate
+    /// calls). The egress policy refuses internal addresses (`[egress]`).
+    #[schema(example = "rtmp://camera.example/live/main")]
+    pub url: String,
+    /// Pull only while someone watches the stream (RTMP/SRT players, API
+    /// relays, HLS/DASH requests); stop `source.on_demand_idle_secs` after.
+    #[serde(default)]
+    pub on_demand: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SourceList {
+    pub sources: Vec<crate::sources::SourceInfo>,
+}
+
 /// The SRT listener's connections.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SrtList {

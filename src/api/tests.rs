@@ -33,6 +33,7 @@ fn app(token: Option<&str>) -> Router {
             transcoder: None,
             viewers: crate::viewers::Viewers::default(),
             srt: Default::default(),
+            sources: None,
         })),
     )
 }

@@ -28,6 +28,8 @@ pub struct Sections {
     pub relay: crate::egress::Settings,
     pub egress: crate::egress_policy::Settings,
     pub relays: Vec<crate::egress::StaticRelay>,
+    pub source: crate::sources::Settings,
+    pub sources: Vec<crate::sources::StaticSource>,
     pub auth: auth::Settings,
     pub transcoder: crate::transcode::Settings,
     pub transcode: Vec<crate::transcode::Mapping>,
@@ -44,6 +46,8 @@ impl Sections {
             relay: config.relay.clone(),
             egress: config.egress.clone(),
             relays: config.relays.clone(),
+            source: config.source.clone(),
+            sources: config.sources.clone(),
             auth: config.auth.clone(),
             transcoder: config.transcoder.clone(),
             transcode: config.transcode.clone(),
@@ -73,6 +77,8 @@ pub struct Services {
     pub srt_settings: Arc<std::sync::RwLock<crate::srt::Settings>>,
     /// The SRT listener's connections.
     pub srt_sessions: crate::srt::SrtSessions,
+    /// Pulled sources.
+    pub sources: crate::sources::Sources,
 }
 
 impl Services {
@@ -113,6 +119,17 @@ impl Services {
         );
         streams.add_hook(Arc::new(transcoder.clone()));
         let auth = Arc::new(auth::Auth::new(auth_policy(&config.auth)));
+        let sources = crate::sources::Sources::new(
+            crate::sources::Deps {
+                hub: hub.clone(),
+                registry: streams.clone(),
+                relays: relays.clone(),
+                events: events.clone(),
+                shutdown: shutdown.clone(),
+            },
+            config.source.clone(),
+            &config.sources,
+        );
         let connections = ServerContext::new(
             hub.clone(),
             streams.clone(),
@@ -133,6 +150,7 @@ impl Services {
             connections,
             srt_settings,
             srt_sessions: Default::default(),
+            sources,
         }
     }
 }
@@ -323,6 +341,10 @@ pub async fn run_from(
             hub: services.hub.clone(),
             auth: Arc::clone(&services.auth),
             shutdown: ctx.shutdown.clone(),
+            on_demand: Some({
+                let sources = services.sources.clone();
+                Arc::new(move |stream: &str| sources.on_demand(stream))
+            }),
         };
         let l = crate::srt::start(
             Arc::clone(&services.srt_settings),
@@ -369,6 +391,7 @@ pub async fn run_from(
             transcoder: Some(services.transcoder.clone()),
             viewers: viewers.clone(),
             srt: services.srt_sessions.clone(),
+            sources: Some(services.sources.clone()),
         })
     });
     let state = http::HttpState {
@@ -389,6 +412,10 @@ pub async fn run_from(
         }),
         access_token: api_config.token().map(Arc::from),
         viewers,
+        wake: Some({
+            let sources = services.sources.clone();
+            Arc::new(move |stream: &str| sources.touch(stream))
+        }),
         ..http::HttpState::new(services.packager.store().clone())
     };
     let app = http::router(state.clone());
@@ -491,9 +518,11 @@ pub async fn run_from(
         }
         let ended = services.packager.end_all();
         let relays = services.relays.stop_all();
+        let sources = services.sources.stop_all();
         tracing::info!(
             streams_ended = ended,
             relays_stopped = relays,
+            sources_stopped = sources,
             "shutting down: streams ended"
         );
         services.events.flush(limit.mul_f64(0.25)).await;

@@ -22,10 +22,15 @@ impl Reloadable for Config {
         // Everything that can fail is computed before anything changes.
         let policy = self.auth.policy()?;
         let rules = crate::egress::static_rules(&self.relays)?;
+        crate::sources::check_static(&self.sources)?;
         let (profiles, transcode_rules) = self.transcoder.plan(&self.transcode)?;
         services.auth.set_policy(policy);
         services.transcoder.set_plan(transcode_rules, profiles);
         let (relays_stopped, relay_rules_added) = services.relays.set_rules(rules);
+        let (sources_stopped, sources_started) = services.sources.set_static(&self.sources);
+        if sources_stopped + sources_started > 0 {
+            tracing::info!(sources_stopped, sources_started, "[[sources]] reloaded");
+        }
         services.events.configure(&self.webhooks);
         services
             .hub

@@ -37,6 +37,7 @@ use queue::RelayQueue;
 use target::{StreamPattern, Target, TargetError, TargetTemplate};
 
 pub use settings::{static_rules, Settings, StaticRelay};
+pub use supervisor::backoff;
 
 /// How relays behave; from `[relay]` in the config.
 #[derive(Clone, Debug)]
@@ -832,6 +833,15 @@ impl Relays {
             .collect()
     }
 
+    /// Whether an API relay sends `key` (it waits for the stream: an
+    /// on-demand pulled source counts it as a viewer).
+    pub fn has_api_relay(&self, key: &str) -> bool {
+        self.inner
+            .relays()
+            .values()
+            .any(|r| r.source == Source::Api && r.stream == key)
+    }
+
     /// Stops and forgets a relay; its destination sees the stream end.
     /// False if there is no such relay.
     pub fn delete(&self, id: u64) -> bool {
@@ -856,7 +866,7 @@ enum StartError {
 
 /// Whether an RTMP target publishes under the name of the stream relayed
 /// (into castgate itself that would take the stream over).
-pub(crate) fn names_stream(t: &target::RtmpTarget, stream: &str) -> bool {
+pub fn names_stream(t: &target::RtmpTarget, stream: &str) -> bool {
     let key = t.key.split('?').next().unwrap_or("");
     crate::stream_key::StreamKey::new(&t.app, key).is_ok_and(|k| k == stream)
 }

@@ -49,23 +49,13 @@ impl Drop for RtmpLink {
     }
 }
 
-/// Connects, shakes hands and publishes. The error says which step failed
-/// (and never holds the stream key: callers scrub it anyway).
-/// `addrs`: the target's addresses, resolved and checked by the egress
-/// policy; only these are connected to (tried in order).
-///
-/// Enhanced RTMP: `connect` announces `announce` as its `fourCcList` (the
-/// stream's codecs; empty: a legacy client), and every codec castgate
-/// carries is sent, HEVC, AV1, VP9, Opus, FLAC, AC-3 and E-AC-3 in
-/// Enhanced RTMP tags; `legacy_only` sends H.264, AAC and MP3 only (for a
-/// destination that reads legacy FLV alone) and announces nothing.
-pub async fn connect(
+/// A TCP connection to the first of `addrs` that answers, with TLS for
+/// an `rtmps://` target (shared with pulled sources).
+pub async fn dial(
     t: &RtmpTarget,
     addrs: &[std::net::SocketAddr],
     tls: Option<Arc<rustls::ClientConfig>>,
-    announce: CodecSet,
-    legacy_only: bool,
-) -> Result<RtmpLink, ConnectError> {
+) -> Result<Box<dyn Io>, ConnectError> {
     let tcp = TcpStream::connect(addrs)
         .await
         .map_err(|e| format!("cannot connect to {}:{}: {e}", t.host, t.port))?;
@@ -87,6 +77,27 @@ pub async fn connect(
         }
         (false, _) => Box::new(tcp),
     };
+    Ok(io)
+}
+
+/// Connects, shakes hands and publishes. The error says which step failed
+/// (and never holds the stream key: callers scrub it anyway).
+/// `addrs`: the target's addresses, resolved and checked by the egress
+/// policy; only these are connected to (tried in order).
+///
+/// Enhanced RTMP: `connect` announces `announce` as its `fourCcList` (the
+/// stream's codecs; empty: a legacy client), and every codec castgate
+/// carries is sent, HEVC, AV1, VP9, Opus, FLAC, AC-3 and E-AC-3 in
+/// Enhanced RTMP tags; `legacy_only` sends H.264, AAC and MP3 only (for a
+/// destination that reads legacy FLV alone) and announces nothing.
+pub async fn connect(
+    t: &RtmpTarget,
+    addrs: &[std::net::SocketAddr],
+    tls: Option<Arc<rustls::ClientConfig>>,
+    announce: CodecSet,
+    legacy_only: bool,
+) -> Result<RtmpLink, ConnectError> {
+    let io = dial(t, addrs, tls).await?;
     let (mut read, writer) = tokio::io::split(io);
     let (tx, input) = mpsc::channel(4);
     let reader = tokio::spawn(async move {

@@ -84,7 +84,7 @@ pub(super) async fn run(relay: Arc<Relay>, reg: Arc<Inner>, tap: TapHandle) {
 /// The delay before attempt `n` (0-based): `initial * 2^n` up to `max`,
 /// times a random factor in [0.75, 1.25) (so that relays failing together
 /// do not retry together), never past `max`.
-pub(super) fn backoff(n: u32, initial: Duration, max: Duration) -> Duration {
+pub fn backoff(n: u32, initial: Duration, max: Duration) -> Duration {
     let base = initial.saturating_mul(1u32 << n.min(20)).min(max);
     base.mul_f64(0.75 + fastrand::f64() * 0.5).min(max)
 }

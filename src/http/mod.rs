@@ -56,7 +56,14 @@ pub struct HttpState {
     pub access_token: Option<Arc<str>>,
     /// HLS and DASH viewers, recorded by the media route.
     pub viewers: Viewers,
+    /// Told of every media request's stream (wakes an on-demand pulled
+    /// source); true: the stream is starting, a request that finds
+    /// nothing is answered 503 with `Retry-After` instead of 404.
+    pub wake: Option<Wake>,
 }
+
+/// See [`HttpState::wake`].
+pub type Wake = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 impl HttpState {
     pub fn new(store: Store) -> HttpState {
@@ -71,6 +78,7 @@ impl HttpState {
             metrics: None,
             access_token: None,
             viewers: Viewers::default(),
+            wake: None,
         }
     }
 }
@@ -285,8 +293,14 @@ async fn media(State(state): State<HttpState>, req: Request) -> Response {
         Ok(d) => d,
         Err(e) => return refused(Refused::BadRequest(e.to_string())),
     };
+    let waking = state.wake.as_ref().is_some_and(|wake| wake(&key));
     let served = match state.store.answer(&key, resource, directives, &time).await {
         Ok(served) => served,
+        Err(Refused::NotFound(_)) if waking => {
+            return refused(Refused::Unavailable(
+                "the stream is starting (an on-demand source): try again shortly",
+            ))
+        }
         Err(r) => return refused(r),
     };
     record_viewer(&state.viewers, &req, &key, resource, served.target_duration);

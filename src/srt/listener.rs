@@ -22,7 +22,7 @@ use crate::hub::{Hub, StreamEvent};
 use crate::metrics::{esc, Family, Render};
 use crate::shutdown::Shutdown;
 use crate::stream_key::StreamKey;
-use crate::streams::{Granted, Origin, Registry};
+use crate::streams::{Granted, Origin, PublishGuard, Registry};
 use crate::transport::libsrt::{self, Admission, Stats};
 use crate::transport::per_ip::PerIpLimit;
 
@@ -33,7 +33,13 @@ pub struct Deps {
     pub hub: Hub,
     pub auth: Arc<Auth>,
     pub shutdown: Shutdown,
+    /// Whether a stream that is not live will be once watched (an
+    /// on-demand pulled source): its SRT players are admitted and wait.
+    pub on_demand: Option<OnDemand>,
 }
+
+/// See [`Deps::on_demand`].
+pub type OnDemand = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// The running listener; dropping it stops accepting (connections go on
 /// until they end or castgate stops).
@@ -318,7 +324,10 @@ fn admit(shared: &Shared, peer: Option<SocketAddr>, id: &str) -> Admission {
             let req = auth_request(r, peer);
             auth.check_without_waiting(&req, now)
         },
-        |stream| shared.deps.hub.is_live(stream),
+        |stream| {
+            shared.deps.hub.is_live(stream)
+                || shared.deps.on_demand.as_ref().is_some_and(|f| f(stream))
+        },
     );
     let peer = peer.map_or_else(|| "?".to_string(), |p| p.to_string());
     match decision {
@@ -464,7 +473,7 @@ async fn serve(shared: Arc<Shared>, sock: libsrt::Socket, peer: Option<SocketAdd
 }
 
 /// What the receiving thread hands the publish task.
-enum Received {
+enum Incoming {
     Message(Bytes),
     /// Nothing for a second: libsrt's counters as of now.
     Quiet(Option<Stats>),
@@ -472,7 +481,7 @@ enum Received {
 }
 
 /// Starts the thread that blocks in libsrt's receive call.
-fn receive_thread(sock: Arc<libsrt::Socket>) -> io::Result<mpsc::Receiver<Received>> {
+fn receive_thread(sock: Arc<libsrt::Socket>) -> io::Result<mpsc::Receiver<Incoming>> {
     sock.set_recv_timeout(Duration::from_secs(1))?;
     // Back-pressure: a full channel blocks the thread, and libsrt's
     // receive buffer (then its latency window) absorbs the rest.
@@ -484,17 +493,17 @@ fn receive_thread(sock: Arc<libsrt::Socket>) -> io::Result<mpsc::Receiver<Receiv
             let mut last_stats = Instant::now();
             loop {
                 let item = match sock.recv(&mut buf) {
-                    Ok(n) => Received::Message(Bytes::copy_from_slice(&buf[..n])),
-                    Err(e) if e.kind() == io::ErrorKind::TimedOut => Received::Quiet(sock.stats()),
-                    Err(e) => Received::Gone(e.to_string()),
+                    Ok(n) => Incoming::Message(Bytes::copy_from_slice(&buf[..n])),
+                    Err(e) if e.kind() == io::ErrorKind::TimedOut => Incoming::Quiet(sock.stats()),
+                    Err(e) => Incoming::Gone(e.to_string()),
                 };
-                let gone = matches!(item, Received::Gone(_));
+                let gone = matches!(item, Incoming::Gone(_));
                 if tx.blocking_send(item).is_err() || gone {
                     break;
                 }
                 if last_stats.elapsed() >= Duration::from_secs(1) {
                     last_stats = Instant::now();
-                    if tx.blocking_send(Received::Quiet(sock.stats())).is_err() {
+                    if tx.blocking_send(Incoming::Quiet(sock.stats())).is_err() {
                         break;
                     }
                 }
@@ -505,7 +514,7 @@ fn receive_thread(sock: Arc<libsrt::Socket>) -> io::Result<mpsc::Receiver<Receiv
 
 /// Why a publish ended.
 #[derive(Debug)]
-enum PublishEnd {
+pub(crate) enum PublishEnd {
     Left(String),
     NoMedia(Duration),
     Idle(Duration),
@@ -523,6 +532,106 @@ impl std::fmt::Display for PublishEnd {
             PublishEnd::Stopping => write!(f, "castgate is stopping"),
         }
     }
+}
+
+/// How long an SRT publish may stay silent.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ReceiveLimits {
+    /// Until the first message.
+    pub first_message: Duration,
+    /// Between messages after that.
+    pub idle: Duration,
+}
+
+/// What a finished SRT publish received.
+pub(crate) struct Received {
+    pub end: PublishEnd,
+    pub bytes: u64,
+    pub stats: Option<Stats>,
+    pub ts: crate::media::ts::DemuxStats,
+}
+
+/// The publishing half of an SRT connection, shared by the listener's
+/// publishers and pulled SRT sources (`sources`): a thread blocked in
+/// libsrt's receive call, MPEG-TS read by `media::ts` into `guard`, until
+/// the peer leaves, stays silent past `limits`, is taken over, or castgate
+/// stops. `stop` ends it too (resolving: stopped). `on_stats` gets
+/// libsrt's counters about every second; `tally` (bytes, frames) every
+/// message. Closes the socket.
+pub(crate) async fn receive_ts(
+    sock: Arc<libsrt::Socket>,
+    guard: &mut PublishGuard,
+    limits: ReceiveLimits,
+    shutdown: &Shutdown,
+    stop: impl std::future::Future<Output = ()>,
+    mut on_stats: impl FnMut(&Stats),
+    mut tally: impl FnMut(u64, u64),
+) -> io::Result<Received> {
+    let mut rx = receive_thread(Arc::clone(&sock))?;
+    let key = guard.key().clone();
+    let mut demux = crate::media::ts::TsDemuxer::new(Default::default());
+    let started = Instant::now();
+    let mut last_message: Option<Instant> = None;
+    let mut bytes_in: u64 = 0;
+    let mut stop = std::pin::pin!(stop);
+    let end = loop {
+        let wait = match last_message {
+            None => limits.first_message.saturating_sub(started.elapsed()),
+            Some(at) => limits.idle.saturating_sub(at.elapsed()),
+        };
+        let item = tokio::select! {
+            item = rx.recv() => item,
+            _ = tokio::time::sleep(wait) => {
+                break match last_message {
+                    None => PublishEnd::NoMedia(limits.first_message),
+                    Some(_) => PublishEnd::Idle(limits.idle),
+                };
+            }
+            _ = guard.kicked() => break PublishEnd::Kicked,
+            _ = shutdown.cancelled() => break PublishEnd::Stopping,
+            _ = &mut stop => break PublishEnd::Stopping,
+        };
+        match item {
+            Some(Incoming::Message(m)) => {
+                last_message = Some(Instant::now());
+                bytes_in += m.len() as u64;
+                let mut frames = 0;
+                demux.push(&m, |ev| {
+                    frames += u64::from(matches!(
+                        ev,
+                        StreamEvent::Frame(_) | StreamEvent::TrackFrame(..)
+                    ));
+                    guard.send(ev);
+                });
+                tally(m.len() as u64, frames);
+                for w in demux.take_warnings() {
+                    warn!(stream = key.as_str(), "SRT publish: {w}");
+                }
+            }
+            Some(Incoming::Quiet(stats)) => {
+                if let Some(s) = stats {
+                    on_stats(&s);
+                }
+            }
+            Some(Incoming::Gone(why)) => break PublishEnd::Left(why),
+            None => break PublishEnd::Left("the receive thread ended".into()),
+        }
+    };
+    // What the demuxer still holds (a video access unit ends where the
+    // next one starts) is the end of the stream.
+    if !matches!(end, PublishEnd::Kicked) {
+        demux.finish(|ev| {
+            guard.send(ev);
+        });
+    }
+    let stats = sock.stats();
+    sock.close();
+    Ok(Received {
+        end,
+        bytes: bytes_in,
+        stats,
+        ts: *demux.stats(),
+    })
 }
 
 async fn publish(
@@ -546,71 +655,36 @@ async fn publish(
         }
     };
     let entry = shared.sessions.add(peer, key.as_str(), Mode::Publish);
-    let mut rx = match receive_thread(Arc::clone(&sock)) {
-        Ok(rx) => rx,
+    let started = Instant::now();
+    let limits = ReceiveLimits {
+        first_message: settings.handshake_timeout,
+        idle: settings.idle_timeout,
+    };
+    let received = receive_ts(
+        sock,
+        &mut guard,
+        limits,
+        &shared.deps.shutdown,
+        std::future::pending(),
+        |s| entry.update(s),
+        |_, _| {},
+    )
+    .await;
+    let r = match received {
+        Ok(r) => r,
         Err(e) => {
             warn!(stream = key.as_str(), "SRT publish failed: {e}");
             return;
         }
     };
-    let mut demux = crate::media::ts::TsDemuxer::new(Default::default());
-    let started = Instant::now();
-    let mut last_message: Option<Instant> = None;
-    let mut bytes_in: u64 = 0;
-    let end = loop {
-        let wait = match last_message {
-            None => settings.handshake_timeout.saturating_sub(started.elapsed()),
-            Some(at) => settings.idle_timeout.saturating_sub(at.elapsed()),
-        };
-        let item = tokio::select! {
-            item = rx.recv() => item,
-            _ = tokio::time::sleep(wait) => {
-                break match last_message {
-                    None => PublishEnd::NoMedia(settings.handshake_timeout),
-                    Some(_) => PublishEnd::Idle(settings.idle_timeout),
-                };
-            }
-            _ = guard.kicked() => break PublishEnd::Kicked,
-            _ = shared.deps.shutdown.cancelled() => break PublishEnd::Stopping,
-        };
-        match item {
-            Some(Received::Message(m)) => {
-                last_message = Some(Instant::now());
-                bytes_in += m.len() as u64;
-                demux.push(&m, |ev| {
-                    guard.send(ev);
-                });
-                for w in demux.take_warnings() {
-                    warn!(stream = key.as_str(), "SRT publish: {w}");
-                }
-            }
-            Some(Received::Quiet(stats)) => {
-                if let Some(s) = stats {
-                    entry.update(&s);
-                }
-            }
-            Some(Received::Gone(why)) => break PublishEnd::Left(why),
-            None => break PublishEnd::Left("the receive thread ended".into()),
-        }
-    };
-    // What the demuxer still holds (a video access unit ends where the
-    // next one starts) is the end of the stream.
-    if !matches!(end, PublishEnd::Kicked) {
-        demux.finish(|ev| {
-            guard.send(ev);
-        });
-    }
-    let stats = sock.stats();
-    sock.close();
-    let counts = demux.stats();
     info!(
         stream = key.as_str(),
-        bytes = bytes_in,
+        bytes = r.bytes,
         secs = format!("{:.1}", started.elapsed().as_secs_f64()),
-        lost = stats.map(|s| s.packets_received_lost),
-        retransmitted = stats.map(|s| s.packets_received_retransmitted),
-        ts = ?counts,
-        "SRT publish ended: {end}"
+        lost = r.stats.map(|s| s.packets_received_lost),
+        retransmitted = r.stats.map(|s| s.packets_received_retransmitted),
+        ts = ?r.ts,
+        "SRT publish ended: {}", r.end
     );
 }
 

@@ -23,5 +23,6 @@ mod listener;
 mod settings;
 pub mod streamid;
 
+pub(crate) use listener::{receive_ts, PublishEnd, ReceiveLimits};
 pub use listener::{start, Deps, SrtListener, SrtSession, SrtSessions};
 pub use settings::Settings;

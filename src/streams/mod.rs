@@ -48,6 +48,8 @@ pub enum Origin {
     },
     /// A rendition that a transcode job makes from another stream.
     Rendition { source: StreamKey, profile: String },
+    /// A stream castgate pulls itself (`sources`): `url` is redacted.
+    Pulled { url: String, source_id: u64 },
 }
 
 impl Origin {
@@ -56,6 +58,7 @@ impl Origin {
         match self {
             Origin::Client { protocol, .. } => protocol,
             Origin::Rendition { .. } => "transcode",
+            Origin::Pulled { .. } => "pull",
         }
     }
 
@@ -64,6 +67,7 @@ impl Origin {
         match self {
             Origin::Client { peer, .. } => peer.to_string(),
             Origin::Rendition { .. } => "transcode".to_string(),
+            Origin::Pulled { url, .. } => url.clone(),
         }
     }
 }
@@ -157,6 +161,12 @@ impl Registry {
                 profile,
                 "rendition publish started"
             ),
+            Origin::Pulled { url, source_id } => info!(
+                stream = key.as_str(),
+                source = source_id,
+                url,
+                "pulled publish started"
+            ),
         }
         inner.relays.on_publish(&key);
         for target in &granted.relays {
@@ -213,6 +223,11 @@ fn started_event(origin: &Origin, granted: &Granted) -> serde_json::Value {
             "protocol": "transcode",
             "source": source.as_str(),
             "profile": profile,
+        }),
+        Origin::Pulled { url, source_id } => serde_json::json!({
+            "protocol": "pull",
+            "url": url,
+            "source": source_id,
         }),
     }
 }

@@ -1,4 +1,4 @@
-// The console page: live streams, a player, relays. Everything comes from
+// The console page: live streams, a player, relays, pulled sources. Everything comes from
 // this server's REST API (/api/v1, with the API token when one is set) and
 // its media routes. Text from the server (stream keys come from publishers)
 // only ever goes into textContent, never into HTML.
@@ -215,6 +215,27 @@
     }
   }
 
+  function renderSources(list) {
+    const sources = list.sources;
+    $('source-count').textContent = `(${sources.length})`;
+    const tbody = $('sources').tBodies[0];
+    sync(tbody, sources, r => r.id, 'sourceId', r => [
+      String(r.id),
+      r.stream,
+      r.url,
+      relayState(r) + (r.on_demand ? ' · on demand' : ''),
+      bytes(r.bytes),
+      String(r.frames),
+      String(r.reconnects),
+      r.last_error || '–',
+      button(`stop-source:${r.id}`, 'Stop', 'stop', () => stopSource(r.id)),
+    ]);
+    for (const tr of Array.from(tbody.rows)) {
+      const r = sources.find(x => String(x.id) === tr.dataset.sourceId);
+      if (r) tr.className = `state-${r.state}`;
+    }
+  }
+
   function mbps(v) { return v > 0 ? `${v.toFixed(2)} Mb/s` : '–'; }
 
   /** SRT connections: publishers (castgate receives) and players (it sends). */
@@ -258,12 +279,13 @@
   async function refresh() {
     clearTimeout(timer);
     try {
-      const [streams, relays, srt] = await Promise.all(
-        [api('GET', '/streams'), api('GET', '/relays'), api('GET', '/srt')]);
+      const [streams, relays, srt, sources] = await Promise.all(
+        [api('GET', '/streams'), api('GET', '/relays'), api('GET', '/srt'), api('GET', '/sources')]);
       renderStreams(streams);
       renderRelays(relays);
       renderSrt(srt);
-      setStatus(`updated ${new Date().toLocaleTimeString()} · ${streams.streams.length} live · ${relays.relays.length} relays · ${srt.sessions.length} SRT`, false);
+      renderSources(sources);
+      setStatus(`updated ${new Date().toLocaleTimeString()} · ${streams.streams.length} live · ${relays.relays.length} relays · ${srt.sessions.length} SRT · ${sources.sources.length} sources`, false);
     } catch (e) {
       setStatus(explain(e), true);
     }
@@ -328,6 +350,36 @@
     refresh();
   }
 
+  async function stopSource(id) {
+    try {
+      await api('DELETE', `/sources/${id}`);
+      buttons.delete(`stop-source:${id}`);
+    } catch (e) {
+      setStatus(explain(e), true);
+    }
+    refresh();
+  }
+
+  async function addSource(ev) {
+    ev.preventDefault();
+    const err = $('source-message');
+    err.textContent = '';
+    try {
+      const r = await api('POST', '/sources', {
+        stream: $('source-stream').value.trim(),
+        url: $('source-url').value.trim(),
+        on_demand: $('source-on-demand').checked,
+      });
+      $('source-url').value = '';
+      err.textContent = `source #${r.id} created`;
+      err.className = 'ok';
+    } catch (e) {
+      err.textContent = e instanceof ApiError && e.status >= 401 && e.status <= 403 ? explain(e) : e.message;
+      err.className = 'error';
+    }
+    refresh();
+  }
+
   /**
    * The OpenAPI link: a plain link works without a token (loopback); with
    * one, a browser navigation would get 401, so the page fetches the
@@ -357,6 +409,7 @@
       refresh();
     });
     $('relay-form').addEventListener('submit', addRelay);
+    $('source-form').addEventListener('submit', addSource);
     $('player-close').addEventListener('click', closePlayer);
     $('openapi-link').addEventListener('click', openApiDocument);
     refresh();
