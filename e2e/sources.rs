@@ -314,6 +314,54 @@ fn an_on_demand_source_pulls_only_while_watched() {
     server.assert_no_panic();
 }
 
+/// An SRT player of an on-demand source's stream is admitted although the
+/// stream is not live yet, wakes the source and receives it; the source is
+/// idle again once the player left.
+#[test]
+fn an_srt_player_wakes_an_on_demand_source() {
+    let dir = tempdir();
+    let nginx = Nginx::start(dir.path());
+    let server = start_castgate(&[]);
+    let srt = server.listening("SRT");
+    let src = fixture(6);
+    let url = nginx.url("od2");
+    let _upstream = publish_into(&src, &url, &["-stream_loop", "-1"]);
+    let id = create_source(
+        &server,
+        json!({"stream": "live/od2", "url": url, "on_demand": true}),
+    );
+    wait_source(&server, id, "idle", in_state("idle"));
+    let out = dir.path().join("srt-played.ts");
+    let log = dir.path().join("srt-player.log");
+    let mut player = crate::srt::ffmpeg_srt_receiver(
+        &format!("srt://{srt}?streamid=#!::r=live/od2,m=request"),
+        &out,
+        &log,
+    );
+    let r = wait_source(&server, id, "live for the SRT player", in_state("live"));
+    assert_eq!(r["on_demand"], true);
+    // The player writes what it received (after probing it).
+    let deadline = Instant::now() + T;
+    while std::fs::metadata(&out).map_or(0, |m| m.len()) < 100_000 {
+        assert!(
+            Instant::now() < deadline,
+            "the SRT player wrote nothing: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    player.kill();
+    wait_source(&server, id, "idle after the SRT player", in_state("idle"));
+    let got = framemd5_of(&out, "0:v");
+    assert!(
+        got.len() >= 30,
+        "the SRT player got {} pictures: {}",
+        got.len(),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    server.assert_no_panic();
+}
+
 /// The API refuses bad sources with the reason and, without an egress
 /// allowance, a loopback address (castgate would dial it for a client).
 #[test]

@@ -83,8 +83,8 @@ pub struct SourceInfo {
     pub bytes: u64,
     /// Audio and video frames published (every connection).
     pub frames: u64,
-    /// Connections after the first (after a failure or the end of the
-    /// upstream stream).
+    /// Connection attempts after the first (after a failure, the end of
+    /// the upstream stream, or waking up on demand).
     pub reconnects: u64,
     /// The last error (secrets redacted).
     pub last_error: Option<String>,
