@@ -362,6 +362,65 @@ fn an_srt_player_wakes_an_on_demand_source() {
     server.assert_no_panic();
 }
 
+/// Each state change is a `source.state_changed` webhook event naming the
+/// stream, the redacted URL and the error, never the stream key.
+#[test]
+fn state_changes_are_webhook_events_without_secrets() {
+    use crate::ops::{Received, Receiver};
+    let hook = Receiver::start(std::sync::Arc::new(|_: &Received| (200, String::new())));
+    let dir = tempdir();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!("[webhooks]\nurls = [\"{}\"]\n", hook.url("/events")),
+    )
+    .unwrap();
+    let server = Castgate::start_with_args_loopback_egress(
+        &["serve", "--config", cfg.to_str().unwrap()],
+        &[
+            ("CASTGATE__RELAY__BACKOFF_INITIAL_SECS", "0.5"),
+            ("CASTGATE__RELAY__BACKOFF_MAX_SECS", "1"),
+        ],
+    );
+    let dead = ClosedPort::new();
+    let id = create_source(
+        &server,
+        json!({"stream": "live/dead", "url": format!("rtmp://127.0.0.1:{}/app/KEYsecret77", dead.port)}),
+    );
+    let changes = |g: &[Received]| -> Vec<Value> {
+        g.iter()
+            .map(|r| r.json())
+            .filter(|v| v["type"] == "source.state_changed")
+            .collect()
+    };
+    let got = hook.wait("a source backing off", |g| {
+        changes(g).iter().any(|v| v["data"]["to"] == "backoff")
+    });
+    let events = changes(&got);
+    let first = &events[0];
+    assert_eq!(first["stream"], "live/dead", "{first}");
+    assert_eq!(first["data"]["source"], id);
+    assert_eq!(
+        first["data"]["url"],
+        format!("rtmp://127.0.0.1:{}/app/***", dead.port)
+    );
+    let backoff = events
+        .iter()
+        .find(|v| v["data"]["to"] == "backoff")
+        .unwrap();
+    assert_eq!(backoff["data"]["from"], "connecting", "{backoff}");
+    assert!(
+        backoff["data"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cannot connect")),
+        "{backoff}"
+    );
+    for r in &got {
+        assert!(!String::from_utf8_lossy(&r.body).contains("KEYsecret77"));
+    }
+    assert_no_secret(&server, &["KEYsecret77"]);
+}
+
 /// The API refuses bad sources with the reason and, without an egress
 /// allowance, a loopback address (castgate would dial it for a client).
 #[test]
