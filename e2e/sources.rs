@@ -188,6 +188,44 @@ fn pulls_from_nginx_rtmp_reconnects_when_the_upstream_restarts_and_stops_on_dele
     server.assert_no_panic();
 }
 
+/// castgate pulls a stream from castgate (another instance's RTMP, here
+/// its own under another name) that is not published yet: the RTMP server
+/// keeps the play waiting, ffmpeg publishes, the copy's HLS holds every
+/// frame, and the upstream's end (NetStream.Play.UnpublishNotify) is seen
+/// at once and is a reconnect.
+#[test]
+fn pulls_from_castgate_and_the_upstream_end_is_a_reconnect() {
+    let server = start_castgate(&[("CASTGATE__RTMP__PLAY_WAIT_SECS", "30")]);
+    let src = fixture(7);
+    let id = create_source(
+        &server,
+        json!({"stream": "live/copy", "url": server.url("live/orig")}),
+    );
+    server.wait_log_all(&["play requested", "live/orig"], T);
+    let mut publisher = publish_into(&src, &server.url("live/orig"), &[]);
+    wait_source(&server, id, "live", in_state("live"));
+    let status = publisher.wait(T);
+    assert!(
+        status.success(),
+        "publisher: {}",
+        stderr_of(&mut publisher.0)
+    );
+    let r = wait_source(&server, id, "ended", |r| {
+        r["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("upstream stream ended"))
+    });
+    assert!(r["frames"].as_u64().unwrap() >= 300, "{r}");
+    wait_ended(&server, "live/copy");
+    assert_holds_every_frame(
+        &src,
+        &server.http_url("/live/copy/index.m3u8"),
+        "HLS of a stream pulled from castgate",
+    );
+    assert!(server.wait_count(&["source state changed", "from=Live", "to=Backoff"], 1, T));
+    server.assert_no_panic();
+}
+
 /// castgate calls an ffmpeg SRT listener (stream id, passphrase, latency
 /// in the URL): HLS holds every frame. When ffmpeg is done and a new
 /// listener comes up on the same port, castgate reconnects. The stream id

@@ -327,13 +327,19 @@ async fn pull_rtmp(
         while let Some(ev) = session.poll_event() {
             match ev {
                 ClientEvent::Playing { .. } => info!("source playing"),
+                // The upstream ended the play (castgate sends Play.Stop
+                // when its stream ends): a reconnect, not a failure.
+                ClientEvent::Failed { code, .. }
+                    if guard.is_some() && code == "NetStream.Play.Stop" =>
+                {
+                    return End::Ended(format!("the upstream stream ended ({code})"));
+                }
                 ClientEvent::Failed { code, description } => {
                     return End::Failed(format!("the server refused: {code} {description}"))
                 }
                 ClientEvent::Status { code, .. }
                     if guard.is_some()
                         && (code == "NetStream.Play.UnpublishNotify"
-                            || code == "NetStream.Play.Stop"
                             || code == "NetStream.Play.Complete") =>
                 {
                     return End::Ended(format!("the upstream stream ended ({code})"));
