@@ -41,6 +41,14 @@ pub struct Deps {
 /// See [`Deps::on_demand`].
 pub type OnDemand = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
+impl Deps {
+    /// Whether a player of `stream` gets something: it is live, or an
+    /// on-demand source will make it live.
+    fn will_be_live(&self, stream: &str) -> bool {
+        self.hub.is_live(stream) || self.on_demand.as_ref().is_some_and(|f| f(stream))
+    }
+}
+
 /// The running listener; dropping it stops accepting (connections go on
 /// until they end or castgate stops).
 pub struct SrtListener {
@@ -324,10 +332,7 @@ fn admit(shared: &Shared, peer: Option<SocketAddr>, id: &str) -> Admission {
             let req = auth_request(r, peer);
             auth.check_without_waiting(&req, now)
         },
-        |stream| {
-            shared.deps.hub.is_live(stream)
-                || shared.deps.on_demand.as_ref().is_some_and(|f| f(stream))
-        },
+        |stream| shared.deps.will_be_live(stream),
     );
     let peer = peer.map_or_else(|| "?".to_string(), |p| p.to_string());
     match decision {
@@ -462,8 +467,11 @@ async fn serve(shared: Arc<Shared>, sock: libsrt::Socket, peer: Option<SocketAdd
                 publish(&shared, sock, peer, key, &granted, &settings).await
             }
             // Checked in the handshake already, unless a webhook renamed it.
-            Mode::Request if !shared.deps.hub.is_live(key.as_str()) => {
-                warn!(stream = key.as_str(), "SRT caller closed: the stream is not live");
+            Mode::Request if !shared.deps.will_be_live(key.as_str()) => {
+                warn!(
+                    stream = key.as_str(),
+                    "SRT caller closed: the stream is not live"
+                );
             }
             Mode::Request => play(&shared, sock, peer, key, &settings).await,
         }
