@@ -112,7 +112,7 @@ fn ffmpeg_publishes_over_srt_into_hls_and_dash() {
 }
 
 /// srt-live-transmit sends a TS file (paced by ffmpeg onto its standard
-/// input) as a bare `live/KEY` stream id: HLS holds every frame.
+/// input) as a bare `live/KEY` stream id: HLS and DASH hold every frame.
 /// srt-live-transmit sends its input in whole 1316-byte messages and keeps
 /// a partial one, and stays connected at the end of its input, so the file
 /// is followed by null packets (which carry nothing) and castgate ends the
@@ -165,6 +165,11 @@ fn srt_live_transmit_publishes_a_ts_file() {
         &src,
         &server.http_url("/live/slt1/index.m3u8"),
         "srt-live-transmit",
+    );
+    assert_holds_every_frame(
+        &src,
+        &server.http_url("/live/slt1/manifest.mpd"),
+        "DASH of srt-live-transmit's publish",
     );
     server.assert_no_panic();
 }
@@ -464,6 +469,88 @@ fn the_auth_webhook_decides_srt_publishes() {
     assert!(
         !log.contains("secret-name"),
         "the name sent (a possible key) is logged"
+    );
+    server.assert_no_panic();
+}
+
+/// Hostile MPEG-TS over SRT (lost sync, continuity gaps, adaptation fields
+/// longer than their packet, truncated packets, an oversized PAT section)
+/// from srt-live-transmit, while ffmpeg publishes another stream: each
+/// damage is a warning naming the stream, the hostile publish ends
+/// cleanly, and the other stream's HLS holds every frame.
+#[test]
+fn hostile_ts_is_answered_by_warnings_and_other_streams_are_whole() {
+    require("srt-live-transmit");
+    let dir = tempdir();
+    let (server, srt) = start_castgate(&[("CASTGATE__SRT__IDLE_TIMEOUT_SECS", "2")]);
+    let good_src = fixture(11);
+    let mut good = ffmpeg_srt_publisher(
+        &good_src,
+        &srt_url(srt, "streamid=publish:live/good&linger=5"),
+    );
+    let ts = std::fs::read(to_ts(&fixture(12), dir.path())).unwrap();
+    let mut hostile = Vec::with_capacity(ts.len() + 65536);
+    for (i, p) in ts.chunks(188).enumerate() {
+        let mut p = p.to_vec();
+        match i % 97 {
+            // Bytes between packets: the sync is lost.
+            50 => hostile.extend_from_slice(&[0u8; 37]),
+            // A continuity counter gap.
+            20 => p[3] = (p[3] & 0xf0) | (p[3].wrapping_add(3) & 0x0f),
+            // An adaptation field longer than the packet.
+            30 => {
+                p[3] |= 0x30;
+                p[4] = 200;
+            }
+            // A truncated packet.
+            60 => p.truncate(100),
+            _ => {}
+        }
+        if i == 200 {
+            // A PAT whose section claims 1023 bytes (at most 1021).
+            let mut pat = vec![0x47, 0x40, 0x00, 0x10, 0x00, 0x00, 0xb3, 0xff];
+            pat.resize(188, 0xff);
+            hostile.extend_from_slice(&pat);
+        }
+        hostile.extend_from_slice(&p);
+    }
+    // Null packets after it: srt-live-transmit keeps a partial message.
+    let mut null_packet = vec![0x47, 0x1f, 0xff, 0x10];
+    null_packet.resize(188, 0xff);
+    hostile.extend_from_slice(&null_packet.repeat(64));
+    // Through a pipe (srt-live-transmit cannot poll a file), written once
+    // it is connected (it drops what it reads before).
+    let slt = Command::new("srt-live-transmit")
+        .args(["-q", "-a:no", "file://con"])
+        .arg(srt_url(srt, "streamid=live/hostile"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run srt-live-transmit");
+    let mut slt = Proc(slt, "srt-live-transmit");
+    server.wait_log_all(&["publish started", "live/hostile"], T);
+    {
+        use std::io::Write;
+        let mut stdin = slt.0.stdin.take().unwrap();
+        stdin.write_all(&hostile).unwrap();
+    }
+    for warning in [
+        "TS sync lost",
+        "continuity counter gap",
+        "adaptation field longer than the packet",
+        "PSI section dropped",
+    ] {
+        server.wait_log_all(&["SRT publish:", warning, "live/hostile"], T);
+    }
+    server.wait_log_all(&["SRT publish ended", "live/hostile"], T);
+    slt.wait(T);
+    assert!(good.wait(T).success(), "{}", stderr_of(&mut good.0));
+    wait_ended(&server, "live/good");
+    assert_holds_every_frame(
+        &good_src,
+        &server.http_url("/live/good/index.m3u8"),
+        "the good stream",
     );
     server.assert_no_panic();
 }
