@@ -411,9 +411,11 @@ async fn create_relay(
     }
 }
 
-fn relay_id(id: &str) -> Result<u64, ApiError> {
+/// A numeric id from a path (`what`: "relay", "source"); anything else is
+/// no such thing.
+fn path_id(what: &str, id: &str) -> Result<u64, ApiError> {
     id.parse::<u64>()
-        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, format!("no relay {}", short(id))))
+        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, format!("no {what} {}", short(id))))
 }
 
 /// One relay.
@@ -431,7 +433,7 @@ async fn get_relay(
     State(state): State<Arc<ApiState>>,
     Path(id): Path<String>,
 ) -> Result<Json<RelayInfo>, ApiError> {
-    let id = relay_id(&id)?;
+    let id = path_id("relay", &id)?;
     state
         .relays
         .get(id)
@@ -454,7 +456,7 @@ async fn delete_relay(
     State(state): State<Arc<ApiState>>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = relay_id(&id)?;
+    let id = path_id("relay", &id)?;
     if state.relays.delete(id) {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -533,11 +535,6 @@ async fn create_source(
     }
 }
 
-fn source_id(id: &str) -> Result<u64, ApiError> {
-    id.parse::<u64>()
-        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, format!("no source {}", short(id))))
-}
-
 /// One pulled source.
 #[utoipa::path(
     get,
@@ -553,7 +550,7 @@ async fn get_source(
     State(state): State<Arc<ApiState>>,
     Path(id): Path<String>,
 ) -> Result<Json<SourceInfo>, ApiError> {
-    let id = source_id(&id)?;
+    let id = path_id("source", &id)?;
     sources(&state)?
         .get(id)
         .map(Json)
@@ -575,7 +572,7 @@ async fn delete_source(
     State(state): State<Arc<ApiState>>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = source_id(&id)?;
+    let id = path_id("source", &id)?;
     if sources(&state)?.delete(id) {
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -39,6 +39,35 @@ use target::{StreamPattern, Target, TargetError, TargetTemplate};
 pub use settings::{static_rules, Settings, StaticRelay};
 pub use supervisor::backoff;
 
+/// `host:port` resolved now, each address checked by the egress policy
+/// unless `trusted` (the operator wrote the target), within the connect
+/// timeout. A refusal is final (a permanent error): retrying cannot help.
+/// `who` (a relay, a source) names the dialler in the refusal's log line.
+pub async fn resolve_checked(
+    settings: &RelaySettings,
+    host: &str,
+    port: u16,
+    trusted: bool,
+    own_stream: bool,
+    who: &str,
+) -> Result<Vec<std::net::SocketAddr>, ConnectError> {
+    use crate::egress_policy::ResolveError;
+    let lookup = settings.egress.resolve(host, port, trusted, own_stream);
+    match tokio::time::timeout(settings.connect_timeout, lookup).await {
+        Ok(Ok(addrs)) => Ok(addrs),
+        Ok(Err(ResolveError::Denied(d))) => {
+            warn!(refused = %d.target, "{who} refused by the egress policy");
+            Err(ConnectError::permanent(d.to_string()))
+        }
+        Ok(Err(ResolveError::Lookup(e))) => Err(e.into()),
+        Err(_) => Err(format!(
+            "cannot resolve {host} within {:?}",
+            settings.connect_timeout
+        )
+        .into()),
+    }
+}
+
 /// How relays behave; from `[relay]` in the config.
 #[derive(Clone, Debug)]
 pub struct RelaySettings {
@@ -371,30 +400,9 @@ impl Relay {
 
     /// Records an error with the target's secrets scrubbed out; returns it.
     fn error(&self, e: &str) -> String {
-        let e = self.scrub(e);
+        let e = self.target.scrub(e);
         self.status().last_error = Some((e.clone(), SystemTime::now()));
         e
-    }
-
-    /// Replaces the target's secrets in a message (a server may quote the
-    /// stream key back in an error).
-    fn scrub(&self, msg: &str) -> String {
-        let mut out = msg.to_string();
-        let secrets: Vec<&str> = match &self.target {
-            Target::Rtmp(r) => vec![r.key.as_str(), r.key.split('?').next().unwrap_or("")],
-            Target::Srt(s) => s
-                .stream_id
-                .iter()
-                .chain(&s.passphrase)
-                .map(String::as_str)
-                .collect(),
-        };
-        for s in secrets {
-            if s.len() >= 3 {
-                out = out.replace(s, target::REDACTED);
-            }
-        }
-        out
     }
 
     fn info(&self) -> RelayInfo {

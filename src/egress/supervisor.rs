@@ -15,7 +15,6 @@ use super::rtmp::{self, RtmpLink};
 use super::srt::{self, SrtLink};
 use super::target::{SrtMode, Target};
 use super::{ConnectError, FailKind, Inner, Relay, RelaySettings, RelayState, Source};
-use crate::egress_policy::ResolveError;
 use crate::hub::{StreamEvent, TapHandle};
 use crate::media::flv::CodecSet;
 
@@ -141,9 +140,8 @@ enum Link {
     Srt(Box<SrtLink>),
 }
 
-/// The addresses a relay may connect to: its host resolved now, each
-/// address checked by the egress policy unless the operator wrote the
-/// target (a config relay). A refusal is final: retrying cannot help.
+/// The addresses a relay may connect to (see [`super::resolve_checked`]):
+/// any unless the operator wrote the target (a config relay).
 async fn resolve(
     relay: &Relay,
     settings: &RelaySettings,
@@ -155,20 +153,7 @@ async fn resolve(
         Target::Rtmp(t) => super::names_stream(t, &relay.stream),
         Target::Srt(_) => false,
     };
-    let lookup = settings.egress.resolve(host, port, trusted, own_stream);
-    match timeout(settings.connect_timeout, lookup).await {
-        Ok(Ok(addrs)) => Ok(addrs),
-        Ok(Err(ResolveError::Denied(d))) => {
-            warn!(refused = %d.target, "relay refused by the egress policy");
-            Err(ConnectError::permanent(d.to_string()))
-        }
-        Ok(Err(ResolveError::Lookup(e))) => Err(e.into()),
-        Err(_) => Err(format!(
-            "cannot resolve {host} within {:?}",
-            settings.connect_timeout
-        )
-        .into()),
-    }
+    super::resolve_checked(settings, host, port, trusted, own_stream, "relay").await
 }
 
 async fn connect(relay: &Relay, settings: &RelaySettings) -> Result<Link, ConnectError> {

@@ -139,6 +139,27 @@ impl Target {
         }
     }
 
+    /// `msg` with this target's secrets replaced by `***` (a server may
+    /// quote the stream key back in an error).
+    pub fn scrub(&self, msg: &str) -> String {
+        let mut out = msg.to_string();
+        let secrets: Vec<&str> = match self {
+            Target::Rtmp(r) => vec![r.key.as_str(), r.key.split('?').next().unwrap_or("")],
+            Target::Srt(s) => s
+                .stream_id
+                .iter()
+                .chain(&s.passphrase)
+                .map(String::as_str)
+                .collect(),
+        };
+        for s in secrets {
+            if s.len() >= 3 {
+                out = out.replace(s, REDACTED);
+            }
+        }
+        out
+    }
+
     /// The URL with its secrets replaced by `***`: the RTMP stream key (and
     /// its query), the SRT stream id and passphrase.
     pub fn redacted(&self) -> String {

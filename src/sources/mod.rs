@@ -33,7 +33,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::egress::target::{self, SrtMode, Target};
+use crate::egress::target::{SrtMode, Target};
 use crate::egress::Relays;
 use crate::hub::Hub;
 use crate::shutdown::Shutdown;
@@ -222,7 +222,7 @@ impl Source {
 
     /// Records an error with the URL's secrets scrubbed out; returns it.
     fn error(&self, e: &str) -> String {
-        let e = scrub(&self.target, e);
+        let e = self.target.scrub(e);
         self.status().last_error = Some((e.clone(), SystemTime::now()));
         e
     }
@@ -255,27 +255,6 @@ impl Source {
                 .map(|(_, t)| crate::timefmt::rfc3339_millis(*t)),
         }
     }
-}
-
-/// Replaces a URL's secrets in a message (a server may quote the stream
-/// key back in an error).
-pub fn scrub(target: &Target, msg: &str) -> String {
-    let mut out = msg.to_string();
-    let secrets: Vec<&str> = match target {
-        Target::Rtmp(r) => vec![r.key.as_str(), r.key.split('?').next().unwrap_or("")],
-        Target::Srt(s) => s
-            .stream_id
-            .iter()
-            .chain(&s.passphrase)
-            .map(String::as_str)
-            .collect(),
-    };
-    for s in secrets {
-        if s.len() >= 3 {
-            out = out.replace(s, target::REDACTED);
-        }
-    }
-    out
 }
 
 /// What sources need from the rest of castgate.

@@ -15,7 +15,6 @@ use tracing::{debug, error, info, warn, Instrument};
 use super::{Inner, Source, SourceState};
 use crate::egress::target::{RtmpTarget, SrtTarget, Target};
 use crate::egress::{ConnectError, FailKind};
-use crate::egress_policy::ResolveError;
 use crate::media::flv::Ingest;
 use crate::rtmp::amf0::Amf0Value;
 use crate::rtmp::chunk::ChunkLimits;
@@ -183,31 +182,26 @@ async fn unwatched(source: &Source, reg: &Inner) {
     }
 }
 
-/// The addresses the source may connect to: resolved now, each checked by
-/// the egress policy unless the operator wrote the source (config).
+/// The addresses the source may connect to (see
+/// [`crate::egress::resolve_checked`]): any unless the operator wrote the
+/// source (config).
 async fn resolve(
     source: &Source,
     reg: &Inner,
     host: &str,
     port: u16,
 ) -> Result<Vec<std::net::SocketAddr>, ConnectError> {
-    let settings = reg.deps.relays.settings();
     let trusted = matches!(source.origin, super::Origin::Config(_));
     let own = super::own_stream(&source.target, &source.key);
-    let lookup = settings.egress.resolve(host, port, trusted, own);
-    match timeout(settings.connect_timeout, lookup).await {
-        Ok(Ok(addrs)) => Ok(addrs),
-        Ok(Err(ResolveError::Denied(d))) => {
-            warn!(refused = %d.target, "source refused by the egress policy");
-            Err(ConnectError::permanent(d.to_string()))
-        }
-        Ok(Err(ResolveError::Lookup(e))) => Err(e.into()),
-        Err(_) => Err(format!(
-            "cannot resolve {host} within {:?}",
-            settings.connect_timeout
-        )
-        .into()),
-    }
+    crate::egress::resolve_checked(
+        reg.deps.relays.settings(),
+        host,
+        port,
+        trusted,
+        own,
+        "source",
+    )
+    .await
 }
 
 fn failed(e: ConnectError) -> End {

@@ -62,10 +62,7 @@ fn urls_are_redacted_and_errors_scrubbed() {
     assert_eq!(key.as_str(), "live/cam1");
     assert_eq!(t.redacted(), "rtmp://up.example:1936/app/***");
     assert_eq!(
-        scrub(
-            &t,
-            "NetStream.Play.Failed SECRETKEY?token=T0KEN and SECRETKEY"
-        ),
+        t.scrub("NetStream.Play.Failed SECRETKEY?token=T0KEN and SECRETKEY"),
         "NetStream.Play.Failed *** and ***"
     );
     let (_, t) = parse_source(
@@ -83,7 +80,7 @@ fn urls_are_redacted_and_errors_scrubbed() {
         "srt://10.0.0.1:9000?streamid=***&passphrase=***&pbkeylen=16&latency=200"
     );
     assert_eq!(
-        scrub(&t, "rejected #!::r=live/x,m=request with verysecretpass"),
+        t.scrub("rejected #!::r=live/x,m=request with verysecretpass"),
         "rejected *** with ***"
     );
 }
