@@ -217,6 +217,19 @@ impl ConnGauge {
         }
     }
 
+    /// Moves the connection to another protocol label: the RTMP variant
+    /// is known only once the handshake has begun (`rtmp` → `rtmpe`).
+    pub fn set_protocol(&mut self, protocol: &'static str) {
+        if protocol == self.protocol {
+            return;
+        }
+        gauge!("castgate_connections", "protocol" => self.protocol, "state" => self.state)
+            .decrement(1.0);
+        gauge!("castgate_connections", "protocol" => protocol, "state" => self.state)
+            .increment(1.0);
+        self.protocol = protocol;
+    }
+
     /// `handshake`, `connected`, `publishing`, `playing`.
     pub fn set(&mut self, state: &'static str) {
         if state == self.state {

@@ -117,11 +117,11 @@ pub async fn connect(
             }
         }
     });
-    let scheme = if t.tls { "rtmps" } else { "rtmp" };
     let config = ClientConfig {
+        rtmpe: t.rtmpe,
         app: t.app.clone(),
         stream: t.key.clone(),
-        tc_url: format!("{scheme}://{}/{}", t.authority, t.app),
+        tc_url: format!("{}://{}/{}", t.scheme(), t.authority, t.app),
         mode: ClientMode::Publish,
         chunk_limits: ChunkLimits {
             max_message_size: MAX_SERVER_MESSAGE,

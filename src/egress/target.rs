@@ -2,8 +2,9 @@
 //! secrets for logs and API replies, stream patterns and target templates
 //! for static relays.
 //!
-//! - `rtmp://host[:port]/app/key` and `rtmps://…` (port 1935 and 443 by
-//!   default). The first path segment is the application, everything after
+//! - `rtmp://host[:port]/app/key`, `rtmps://…` and `rtmpe://…` (ports 1935,
+//!   443 and 1935 by default; RTMPE is obfuscation for servers that want it,
+//!   not security). The first path segment is the application, everything after
 //!   it (slashes and a `?query` included) the stream key, as platforms issue
 //!   them and as ffmpeg and OBS split them.
 //! - `srt://host:port?streamid=…&passphrase=…&latency=…` (caller) and
@@ -35,7 +36,7 @@ pub enum TargetError {
     BadCharacters,
     #[error("not a URL (expected scheme://…)")]
     NotUrl,
-    #[error("unknown scheme {0:?}: expected rtmp, rtmps or srt")]
+    #[error("unknown scheme {0:?}: expected rtmp, rtmps, rtmpe or srt")]
     UnknownScheme(String),
     #[error("bad host or port: {0}")]
     BadAuthority(String),
@@ -63,6 +64,8 @@ pub enum Target {
 #[derive(Clone, PartialEq, Eq)]
 pub struct RtmpTarget {
     pub tls: bool,
+    /// `rtmpe://`: the RTMPE handshake, then RC4 both ways.
+    pub rtmpe: bool,
     /// Host name or IP address (IPv6 without brackets).
     pub host: String,
     pub port: u16,
@@ -123,18 +126,18 @@ impl Target {
         }
         let (scheme, rest) = url.split_once("://").ok_or(TargetError::NotUrl)?;
         match scheme.to_ascii_lowercase().as_str() {
-            "rtmp" => parse_rtmp(false, rest),
-            "rtmps" => parse_rtmp(true, rest),
+            "rtmp" => parse_rtmp("rtmp", rest),
+            "rtmps" => parse_rtmp("rtmps", rest),
+            "rtmpe" => parse_rtmp("rtmpe", rest),
             "srt" => parse_srt(rest),
             _ => Err(TargetError::UnknownScheme(truncate(scheme, 32))),
         }
     }
 
-    /// `rtmp`, `rtmps` or `srt`.
+    /// `rtmp`, `rtmps`, `rtmpe` or `srt`.
     pub fn scheme(&self) -> &'static str {
         match self {
-            Target::Rtmp(r) if r.tls => "rtmps",
-            Target::Rtmp(_) => "rtmp",
+            Target::Rtmp(r) => r.scheme(),
             Target::Srt(_) => "srt",
         }
     }
@@ -234,8 +237,19 @@ fn split_authority(authority: &str) -> Result<(String, Option<u16>), TargetError
     Ok((host, port))
 }
 
-fn parse_rtmp(tls: bool, rest: &str) -> Result<Target, TargetError> {
-    let scheme = if tls { "rtmps" } else { "rtmp" };
+impl RtmpTarget {
+    /// `rtmp`, `rtmps` or `rtmpe`.
+    pub fn scheme(&self) -> &'static str {
+        match (self.tls, self.rtmpe) {
+            (true, _) => "rtmps",
+            (false, true) => "rtmpe",
+            (false, false) => "rtmp",
+        }
+    }
+}
+
+fn parse_rtmp(scheme: &'static str, rest: &str) -> Result<Target, TargetError> {
+    let tls = scheme == "rtmps";
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
     let (host, port) = split_authority(authority)?;
     if host.is_empty() {
@@ -250,6 +264,7 @@ fn parse_rtmp(tls: bool, rest: &str) -> Result<Target, TargetError> {
     }
     Ok(Target::Rtmp(RtmpTarget {
         tls,
+        rtmpe: scheme == "rtmpe",
         host,
         port: port.unwrap_or(if tls { 443 } else { 1935 }),
         authority: authority.to_string(),

@@ -20,6 +20,7 @@ use super::amf0::{self, Amf0Value};
 use super::chunk::{ChunkDecoder, ChunkEncoder, ChunkLimits};
 use super::handshake::{ClientHandshake, HandshakeStatus};
 use super::message::{self as msg, Message, UserControl};
+use super::rtmpe::CipherLayer;
 use super::session::SessionError;
 use super::status::{Level, NetStatus};
 use crate::media::MediaKind;
@@ -58,6 +59,8 @@ pub struct ClientConfig {
     /// Enhanced RTMP FourCCs announced in `connect` (`fourCcList`, as
     /// FFmpeg sends it); empty: a legacy client.
     pub fourcc_list: Vec<String>,
+    /// Speak RTMPE: the DH handshake, then RC4 both ways.
+    pub rtmpe: bool,
 }
 
 impl ClientConfig {
@@ -69,7 +72,7 @@ impl ClientConfig {
             .split_once("://")
             .ok_or_else(|| format!("not a URL: {url}"))?;
         let default_port = match scheme {
-            "rtmp" => 1935,
+            "rtmp" | "rtmpe" => 1935,
             "rtmps" => 443,
             _ => return Err(format!("unsupported scheme {scheme}:// in {url}")),
         };
@@ -95,6 +98,7 @@ impl ClientConfig {
             stream: stream.to_string(),
             tc_url: format!("{scheme}://{authority}/{app}"),
             mode,
+            rtmpe: scheme == "rtmpe",
             ..ClientConfig::default()
         };
         Ok((addr, config))
@@ -112,6 +116,7 @@ impl Default for ClientConfig {
             chunk_limits: ChunkLimits::default(),
             flash_ver: "FMLE/3.0 (compatible; castgate)".into(),
             fourcc_list: Vec::new(),
+            rtmpe: false,
         }
     }
 }
@@ -167,14 +172,20 @@ pub struct ClientSession {
     control: msg::Control,
     /// What the server stated of Enhanced RTMP in its `connect` `_result`.
     server: super::enhanced::Capabilities,
+    /// RTMPE's RC4 layer (off for plain RTMP).
+    cipher: CipherLayer,
 }
 
 impl ClientSession {
     pub fn new(config: ClientConfig) -> Self {
         let decoder = ChunkDecoder::new(config.chunk_limits);
+        let handshake = match config.rtmpe {
+            true => ClientHandshake::new_rtmpe(),
+            false => ClientHandshake::new(),
+        };
         ClientSession {
             config,
-            phase: Phase::Handshake(Box::default()),
+            phase: Phase::Handshake(Box::new(handshake)),
             input: BytesMut::new(),
             output: BytesMut::new(),
             events: VecDeque::new(),
@@ -182,6 +193,7 @@ impl ClientSession {
             encoder: ChunkEncoder::new(),
             control: msg::Control::default(),
             server: Default::default(),
+            cipher: CipherLayer::default(),
         }
     }
 
@@ -200,8 +212,10 @@ impl ClientSession {
         }
     }
 
-    /// Bytes to send to the server, emptied by the call.
+    /// Bytes to send to the server, emptied by the call (and encrypted,
+    /// over RTMPE).
     pub fn take_output(&mut self) -> BytesMut {
+        self.cipher.sending(&mut self.output);
         self.output.split()
     }
 
@@ -224,7 +238,9 @@ impl ClientSession {
     /// Processes bytes from the server.
     pub fn handle_input(&mut self, data: &[u8]) -> Result<(), SessionError> {
         self.control.received(data.len());
+        let start = self.input.len();
         self.input.extend_from_slice(data);
+        self.cipher.received(&mut self.input[start..]);
         if let Phase::Handshake(hs) = &mut self.phase {
             let mut out = Vec::new();
             let (consumed, status) = hs.process(&self.input, &mut out)?;
@@ -232,6 +248,10 @@ impl ClientSession {
             self.output.extend_from_slice(&out);
             if status != HandshakeStatus::Done {
                 return Ok(());
+            }
+            if let Some(ciphers) = hs.take_ciphers() {
+                self.cipher
+                    .start(ciphers, &mut self.input, self.output.len());
             }
             self.send_connect();
         }

@@ -15,6 +15,12 @@
 //!   end with a signature keyed by the peer's digest. Players such as ffmpeg
 //!   in play mode refuse servers that do not answer a digest C1 in kind.
 //!
+//! and, on the same port, RTMPE (C0 = 0x06): the digest handshake with a
+//! Diffie-Hellman public key hidden in C1 and S1 (see [`super::rtmpe`]),
+//! after which both directions go through RC4. The server takes it when
+//! [`RtmpePolicy::Accept`]; the client speaks it from
+//! [`ClientHandshake::new_rtmpe`].
+//!
 //! Neither side has a clock (no I/O here), so the timestamps we send are 0,
 //! which the spec allows ("may be 0"), and echoes are verbatim, as nginx-rtmp
 //! and ffmpeg send them.
@@ -23,10 +29,14 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::fmt;
 
+use super::rtmpe::{Ciphers, KeyPair, PublicKeyOutOfRange, KEY_LEN};
+
 /// Size of C1, C2, S1 and S2.
 pub const HANDSHAKE_SIZE: usize = 1536;
-/// The only version byte (C0/S0) we speak: plain, unencrypted RTMP.
+/// The version byte (C0/S0) of plain, unencrypted RTMP.
 pub const RTMP_VERSION: u8 = 3;
+/// The version byte of RTMPE (RC4 after a DH exchange).
+pub const RTMPE_VERSION: u8 = 6;
 
 /// C0+C1 or S0+S1: the largest thing either side ever buffers.
 const VERSION_AND_BLOCK: usize = 1 + HANDSHAKE_SIZE;
@@ -40,6 +50,8 @@ const SERVER_VERSION: [u8; 4] = [0x04, 0x05, 0x00, 0x01];
 /// The version ffmpeg's client puts in C1 (9.0.124.2); any non-zero value
 /// selects the digest scheme on the server.
 const CLIENT_VERSION: [u8; 4] = [0x09, 0x00, 0x7c, 0x02];
+/// The version librtmp puts in an RTMPE C1 (128.0.3.2).
+const RTMPE_CLIENT_VERSION: [u8; 4] = [0x80, 0x00, 0x03, 0x02];
 
 /// Shared tail of both well-known keys (as in nginx-rtmp and ffmpeg).
 const KEY_TAIL: [u8; 32] = [
@@ -80,9 +92,49 @@ pub enum HandshakeError {
     /// themselves (an HTTP request or a TLS ClientHello on the RTMP port).
     #[error("unsupported RTMP version byte {0:#04x} (expected 0x03){hint}", hint = version_hint(*.0))]
     UnsupportedVersion(u8),
-    /// C0/S0 was 6 or 8: RTMPE (Adobe's obfuscated RTMP), which we do not do.
-    #[error("RTMPE (encrypted RTMP, version byte {0}) is not supported; use rtmp:// or rtmps://")]
-    EncryptedNotSupported(u8),
+    /// C0 was 6 and `rtmp.rtmpe` is off.
+    #[error("RTMPE (encrypted RTMP, version byte 6) is turned off (rtmp.rtmpe = false); use rtmp:// or rtmps://")]
+    EncryptedTurnedOff,
+    /// C0 was 6 on a TLS connection: no client layers the two.
+    #[error("RTMPE inside TLS is not a variant clients speak; use rtmps:// alone")]
+    EncryptedInsideTls,
+    /// C0/S0 was 8 or 9: RTMPE whose S2 signature is scrambled with XTEA
+    /// or Blowfish. No client here sends it.
+    #[error("RTMPE with a scrambled signature (version byte {0}: {cipher}) is not supported; librtmp, rtmpdump and GStreamer send version 6", cipher = scrambler(*.0))]
+    ScrambledNotSupported(u8),
+    /// An RTMPE C1 ("C1") or S1 ("S1") without a Flash digest: its DH key
+    /// cannot be found without one.
+    #[error("RTMPE {0} carries no valid digest under either offset scheme")]
+    RtmpeNoDigest(&'static str),
+    #[error(transparent)]
+    RtmpePublicKey(#[from] PublicKeyOutOfRange),
+    /// An RTMPE C2 ("C2") or S2 ("S2") not signed with our digest.
+    #[error("RTMPE {0} signature does not verify")]
+    RtmpeBadSignature(&'static str),
+    /// Our RTMPE C0 was answered with another version byte.
+    #[error(
+        "the server answered version byte {0:#04x} to an RTMPE handshake (it does not speak RTMPE)"
+    )]
+    RtmpeRefusedByServer(u8),
+}
+
+fn scrambler(version: u8) -> &'static str {
+    if version == 8 {
+        "XTEA"
+    } else {
+        "Blowfish"
+    }
+}
+
+/// Whether a server takes RTMPE (C0 = 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RtmpePolicy {
+    #[default]
+    Accept,
+    /// `rtmp.rtmpe = false`.
+    TurnedOff,
+    /// The connection is already TLS (rtmps, rtmpts).
+    InsideTls,
 }
 
 fn version_hint(version: u8) -> &'static str {
@@ -103,10 +155,23 @@ pub enum HandshakeStatus {
 type Block = [u8; HANDSHAKE_SIZE];
 type Digest = [u8; DIGEST_LEN];
 
-fn check_version(version: u8) -> Result<(), HandshakeError> {
+/// The server's view of C0: plain, RTMPE, or refused.
+fn check_client_version(version: u8, rtmpe: RtmpePolicy) -> Result<(), HandshakeError> {
+    match (version, rtmpe) {
+        (RTMP_VERSION, _) | (RTMPE_VERSION, RtmpePolicy::Accept) => Ok(()),
+        (RTMPE_VERSION, RtmpePolicy::TurnedOff) => Err(HandshakeError::EncryptedTurnedOff),
+        (RTMPE_VERSION, RtmpePolicy::InsideTls) => Err(HandshakeError::EncryptedInsideTls),
+        (8 | 9, _) => Err(HandshakeError::ScrambledNotSupported(version)),
+        _ => Err(HandshakeError::UnsupportedVersion(version)),
+    }
+}
+
+/// The client's view of S0, given what it sent in C0.
+fn check_server_version(version: u8, sent: u8) -> Result<(), HandshakeError> {
     match version {
-        RTMP_VERSION => Ok(()),
-        6 | 8 => Err(HandshakeError::EncryptedNotSupported(version)),
+        v if v == sent => Ok(()),
+        8 | 9 if sent == RTMPE_VERSION => Err(HandshakeError::ScrambledNotSupported(version)),
+        _ if sent == RTMPE_VERSION => Err(HandshakeError::RtmpeRefusedByServer(version)),
         _ => Err(HandshakeError::UnsupportedVersion(version)),
     }
 }
@@ -137,6 +202,30 @@ impl Scheme {
         };
         let sum: usize = block[base..base + 4].iter().map(|&b| usize::from(b)).sum();
         sum % 728 + base + 4
+    }
+
+    /// Where an RTMPE C1/S1 keeps its DH public key: in the half without
+    /// the digest, at `sum(4 offset bytes) % 632` from its start, the
+    /// offset bytes being the last four of that half.
+    fn dh_offset(self, block: &Block) -> usize {
+        let (base, start) = match self {
+            Scheme::Early => (1532, 772),
+            Scheme::Late => (768, 8),
+        };
+        let sum: usize = block[base..base + 4].iter().map(|&b| usize::from(b)).sum();
+        sum % 632 + start
+    }
+
+    fn dh_key(self, block: &Block) -> [u8; KEY_LEN] {
+        let at = self.dh_offset(block);
+        let mut key = [0; KEY_LEN];
+        key.copy_from_slice(&block[at..at + KEY_LEN]);
+        key
+    }
+
+    fn put_dh_key(self, block: &mut Block, key: &[u8; KEY_LEN]) {
+        let at = self.dh_offset(block);
+        block[at..at + KEY_LEN].copy_from_slice(key);
     }
 }
 
@@ -187,6 +276,11 @@ fn embed_digest(block: &mut Block, scheme: Scheme, key: &[u8]) -> Digest {
 fn response_signature(block: &Block, peer_digest: &Digest, full_key: &[u8]) -> Digest {
     let key = hmac_sha256(full_key, peer_digest);
     hmac_sha256(&key, &block[..SIGNED_LEN])
+}
+
+/// Whether a C2/S2 carries the signature keyed by `our_digest`.
+fn is_signed_by(block: &Block, our_digest: &Digest, full_key: &[u8]) -> bool {
+    response_signature(block, our_digest, full_key)[..] == block[SIGNED_LEN..]
 }
 
 /// A digest-scheme C2/S2: random bytes followed by their signature.
@@ -263,6 +357,7 @@ impl<const N: usize> fmt::Debug for Partial<N> {
 fn fill_version_and_block(
     partial: &mut Partial<VERSION_AND_BLOCK>,
     input: &[u8],
+    check_version: impl FnOnce(u8) -> Result<(), HandshakeError>,
 ) -> Result<usize, HandshakeError> {
     if partial.is_empty() {
         if let Some(&version) = input.first() {
@@ -287,6 +382,13 @@ enum ServerState {
     SkippingC2 {
         remaining: usize,
     },
+    /// RTMPE: C2 must be signed with our S1's digest before the ciphers,
+    /// already derived, are handed over.
+    ReadingC2 {
+        c2: Partial<HANDSHAKE_SIZE>,
+        s1_digest: Digest,
+        ciphers: Box<Ciphers>,
+    },
     Done,
     Failed(HandshakeError),
 }
@@ -295,6 +397,12 @@ enum ServerState {
 #[derive(Debug)]
 pub struct ServerHandshake {
     state: ServerState,
+    rtmpe: RtmpePolicy,
+    /// Our DH key for an RTMPE client, if one was given (recorded vectors);
+    /// otherwise a fresh one is made when a C1 asks for it.
+    rtmpe_key: Option<KeyPair>,
+    encrypted: bool,
+    ciphers: Option<Ciphers>,
     client_used_digest: bool,
 }
 
@@ -305,11 +413,27 @@ impl Default for ServerHandshake {
 }
 
 impl ServerHandshake {
+    /// A server that takes plain RTMP and RTMPE.
     pub fn new() -> Self {
+        Self::with_rtmpe(RtmpePolicy::Accept)
+    }
+
+    pub fn with_rtmpe(rtmpe: RtmpePolicy) -> Self {
         Self {
             state: ServerState::ReadingC0C1(Partial::new()),
+            rtmpe,
+            rtmpe_key: None,
+            encrypted: false,
+            ciphers: None,
             client_used_digest: false,
         }
+    }
+
+    /// Uses `key` for an RTMPE client instead of a fresh key pair: for
+    /// replaying recorded handshakes.
+    pub fn with_rtmpe_key(mut self, key: KeyPair) -> Self {
+        self.rtmpe_key = Some(key);
+        self
     }
 
     /// Feeds bytes received from the client. Returns how many input bytes were
@@ -330,18 +454,49 @@ impl ServerHandshake {
             let rest = &input[consumed..];
             match &mut self.state {
                 ServerState::ReadingC0C1(partial) => {
-                    match fill_version_and_block(partial, rest) {
+                    let rtmpe = self.rtmpe;
+                    match fill_version_and_block(partial, rest, |v| check_client_version(v, rtmpe))
+                    {
                         Ok(n) => consumed += n,
                         Err(err) => return Err(self.fail(err)),
                     }
+                    self.encrypted = !partial.is_empty() && partial.buf[0] == RTMPE_VERSION;
                     if !partial.is_full() {
                         return Ok((consumed, HandshakeStatus::NeedMore));
                     }
                     let c1 = block_of(partial);
-                    self.respond(&c1, out);
-                    self.state = ServerState::SkippingC2 {
-                        remaining: HANDSHAKE_SIZE,
-                    };
+                    if self.encrypted {
+                        match self.respond_rtmpe(&c1, out) {
+                            Ok((s1_digest, ciphers)) => {
+                                self.state = ServerState::ReadingC2 {
+                                    c2: Partial::new(),
+                                    s1_digest,
+                                    ciphers: Box::new(ciphers),
+                                }
+                            }
+                            Err(err) => return Err(self.fail(err)),
+                        }
+                    } else {
+                        self.respond(&c1, out);
+                        self.state = ServerState::SkippingC2 {
+                            remaining: HANDSHAKE_SIZE,
+                        };
+                    }
+                }
+                ServerState::ReadingC2 {
+                    c2,
+                    s1_digest,
+                    ciphers,
+                } => {
+                    consumed += c2.fill(rest);
+                    if !c2.is_full() {
+                        return Ok((consumed, HandshakeStatus::NeedMore));
+                    }
+                    if !is_signed_by(&c2.buf, s1_digest, &FP_KEY) {
+                        return Err(self.fail(HandshakeError::RtmpeBadSignature("C2")));
+                    }
+                    self.ciphers = Some((**ciphers).clone());
+                    self.state = ServerState::Done;
                 }
                 ServerState::SkippingC2 { remaining } => {
                     let n = (*remaining).min(rest.len());
@@ -365,6 +520,16 @@ impl ServerHandshake {
     /// Whether the client used the FP9 digest scheme (for logs).
     pub fn client_used_digest(&self) -> bool {
         self.client_used_digest
+    }
+
+    /// Whether the client asked for RTMPE (known from C0 on).
+    pub fn is_encrypted(&self) -> bool {
+        self.encrypted
+    }
+
+    /// The RC4 ciphers of a finished RTMPE handshake, once.
+    pub fn take_ciphers(&mut self) -> Option<Ciphers> {
+        self.ciphers.take()
     }
 
     fn fail(&mut self, err: HandshakeError) -> HandshakeError {
@@ -397,6 +562,35 @@ impl ServerHandshake {
             }
         }
     }
+
+    /// Writes S0+S1+S2 to an RTMPE C1: our DH key and digest placed by the
+    /// client's own scheme, S2 signed over its digest. Returns our S1
+    /// digest (C2 must be signed with it) and the ciphers. The client's
+    /// digest and key are checked before any exponentiation is spent.
+    fn respond_rtmpe(
+        &mut self,
+        c1: &Block,
+        out: &mut Vec<u8>,
+    ) -> Result<(Digest, Ciphers), HandshakeError> {
+        let (scheme, client_digest) = find_digest(c1, &FP_KEY[..FP_KEY_TEXT_LEN])
+            .ok_or(HandshakeError::RtmpeNoDigest("C1"))?;
+        self.client_used_digest = true;
+        let client_key = scheme.dh_key(c1);
+        super::rtmpe::check_public(&client_key)?;
+        let ours = self.rtmpe_key.take().unwrap_or_else(KeyPair::generate);
+        let secret = ours.shared_secret(&client_key)?;
+        let mut s1 = random_block_with_version(SERVER_VERSION);
+        scheme.put_dh_key(&mut s1, ours.public());
+        let s1_digest = embed_digest(&mut s1, scheme, &FMS_KEY[..FMS_KEY_TEXT_LEN]);
+        out.reserve(1 + 2 * HANDSHAKE_SIZE);
+        out.push(RTMPE_VERSION);
+        out.extend_from_slice(&s1[..]);
+        out.extend_from_slice(&signed_response(&client_digest, &FMS_KEY)[..]);
+        Ok((
+            s1_digest,
+            Ciphers::derive(&secret, ours.public(), &client_key),
+        ))
+    }
 }
 
 #[derive(Debug)]
@@ -404,7 +598,8 @@ enum ClientState {
     /// `start` has not written C0+C1 yet.
     Idle,
     ReadingS0S1(Partial<VERSION_AND_BLOCK>),
-    /// C2 is sent; S2 is read only to record whether it checks out.
+    /// C2 is sent; S2 is read only to record whether it checks out
+    /// (RTMPE: it must, before the ciphers are handed over).
     ReadingS2(Partial<HANDSHAKE_SIZE>),
     Done,
     Failed(HandshakeError),
@@ -420,6 +615,16 @@ pub struct ClientHandshake {
     c1_digest: Option<Digest>,
     server_used_digest: bool,
     server_response_valid: bool,
+    /// RTMPE: our DH key until S1 arrives, then the ciphers until S2 checks
+    /// out.
+    rtmpe: Option<ClientRtmpe>,
+    ciphers: Option<Ciphers>,
+}
+
+#[derive(Debug)]
+enum ClientRtmpe {
+    Offered(KeyPair),
+    Derived(Box<Ciphers>),
 }
 
 impl Default for ClientHandshake {
@@ -443,6 +648,18 @@ impl ClientHandshake {
         Self::with_c1(random_block_with_version([0; 4]), None)
     }
 
+    /// RTMPE as librtmp sends it: C0 = 6, the version 128.0.3.2, our DH
+    /// key and the digest at the scheme-2 ("late") offsets.
+    pub fn new_rtmpe() -> Self {
+        let key = KeyPair::generate();
+        let mut c1 = random_block_with_version(RTMPE_CLIENT_VERSION);
+        Scheme::Late.put_dh_key(&mut c1, key.public());
+        let digest = embed_digest(&mut c1, Scheme::Late, &FP_KEY[..FP_KEY_TEXT_LEN]);
+        let mut hs = Self::with_c1(c1, Some(digest));
+        hs.rtmpe = Some(ClientRtmpe::Offered(key));
+        hs
+    }
+
     fn with_c1(c1: Box<Block>, c1_digest: Option<Digest>) -> Self {
         Self {
             state: ClientState::Idle,
@@ -450,7 +667,22 @@ impl ClientHandshake {
             c1_digest,
             server_used_digest: false,
             server_response_valid: false,
+            rtmpe: None,
+            ciphers: None,
         }
+    }
+
+    fn version(&self) -> u8 {
+        if self.rtmpe.is_some() {
+            RTMPE_VERSION
+        } else {
+            RTMP_VERSION
+        }
+    }
+
+    /// The RC4 ciphers of a finished RTMPE handshake, once.
+    pub fn take_ciphers(&mut self) -> Option<Ciphers> {
+        self.ciphers.take()
     }
 
     /// C0+C1 to send first. Later calls write nothing; `process` calls this
@@ -458,7 +690,7 @@ impl ClientHandshake {
     pub fn start(&mut self, out: &mut Vec<u8>) {
         if matches!(self.state, ClientState::Idle) {
             out.reserve(VERSION_AND_BLOCK);
-            out.push(RTMP_VERSION);
+            out.push(self.version());
             out.extend_from_slice(&self.c1[..]);
             self.state = ClientState::ReadingS0S1(Partial::new());
         }
@@ -483,7 +715,12 @@ impl ClientHandshake {
             match &mut self.state {
                 ClientState::Idle => self.start(out),
                 ClientState::ReadingS0S1(partial) => {
-                    match fill_version_and_block(partial, rest) {
+                    let sent = if self.rtmpe.is_some() {
+                        RTMPE_VERSION
+                    } else {
+                        RTMP_VERSION
+                    };
+                    match fill_version_and_block(partial, rest, |v| check_server_version(v, sent)) {
                         Ok(n) => consumed += n,
                         Err(err) => return Err(self.fail(err)),
                     }
@@ -491,7 +728,16 @@ impl ClientHandshake {
                         return Ok((consumed, HandshakeStatus::NeedMore));
                     }
                     let s1 = block_of(partial);
-                    self.respond(&s1, out);
+                    if let Some(ClientRtmpe::Offered(key)) = self.rtmpe.take() {
+                        match self.respond_rtmpe(&s1, &key, out) {
+                            Ok(ciphers) => {
+                                self.rtmpe = Some(ClientRtmpe::Derived(Box::new(ciphers)))
+                            }
+                            Err(err) => return Err(self.fail(err)),
+                        }
+                    } else {
+                        self.respond(&s1, out);
+                    }
                     self.state = ClientState::ReadingS2(Partial::new());
                 }
                 ClientState::ReadingS2(partial) => {
@@ -501,6 +747,16 @@ impl ClientHandshake {
                     }
                     self.server_response_valid =
                         s2_checks_out(&partial.buf, &self.c1, self.c1_digest.as_ref());
+                    if let Some(ClientRtmpe::Derived(ciphers)) = self.rtmpe.take() {
+                        let signed = self
+                            .c1_digest
+                            .as_ref()
+                            .is_some_and(|d| is_signed_by(&partial.buf, d, &FMS_KEY));
+                        if !signed {
+                            return Err(self.fail(HandshakeError::RtmpeBadSignature("S2")));
+                        }
+                        self.ciphers = Some(*ciphers);
+                    }
                     self.state = ClientState::Done;
                 }
                 ClientState::Done => return Ok((consumed, HandshakeStatus::Done)),
@@ -544,12 +800,28 @@ impl ClientHandshake {
             None => out.extend_from_slice(s1),
         }
     }
+
+    /// Writes C2 to an RTMPE S1 (signed over its digest) and derives the
+    /// ciphers from the server's DH key, found by the scheme its digest used.
+    fn respond_rtmpe(
+        &mut self,
+        s1: &Block,
+        key: &KeyPair,
+        out: &mut Vec<u8>,
+    ) -> Result<Ciphers, HandshakeError> {
+        let (scheme, server_digest) = find_digest(s1, &FMS_KEY[..FMS_KEY_TEXT_LEN])
+            .ok_or(HandshakeError::RtmpeNoDigest("S1"))?;
+        self.server_used_digest = true;
+        let server_key = scheme.dh_key(s1);
+        let secret = key.shared_secret(&server_key)?;
+        out.extend_from_slice(&signed_response(&server_digest, &FP_KEY)[..]);
+        Ok(Ciphers::derive(&secret, key.public(), &server_key))
+    }
 }
 
 /// Whether S2 answers our C1: signed with its digest, or echoing it.
 fn s2_checks_out(s2: &Block, c1: &Block, c1_digest: Option<&Digest>) -> bool {
-    let signed = c1_digest
-        .is_some_and(|digest| response_signature(s2, digest, &FMS_KEY)[..] == s2[SIGNED_LEN..]);
+    let signed = c1_digest.is_some_and(|digest| is_signed_by(s2, digest, &FMS_KEY));
     signed || is_echo(s2, c1)
 }
 
@@ -868,22 +1140,32 @@ mod tests {
 
     #[test]
     fn rejects_wrong_versions_on_first_byte() {
+        use HandshakeError::*;
         let cases = [
-            (6, HandshakeError::EncryptedNotSupported(6)),
-            (8, HandshakeError::EncryptedNotSupported(8)),
-            (b'G', HandshakeError::UnsupportedVersion(b'G')),
-            (0x16, HandshakeError::UnsupportedVersion(0x16)),
-            (0, HandshakeError::UnsupportedVersion(0)),
+            (RtmpePolicy::TurnedOff, 6, EncryptedTurnedOff),
+            (RtmpePolicy::InsideTls, 6, EncryptedInsideTls),
+            (RtmpePolicy::Accept, 8, ScrambledNotSupported(8)),
+            (RtmpePolicy::Accept, 9, ScrambledNotSupported(9)),
+            (RtmpePolicy::Accept, b'G', UnsupportedVersion(b'G')),
+            (RtmpePolicy::Accept, 0x16, UnsupportedVersion(0x16)),
+            (RtmpePolicy::TurnedOff, 0, UnsupportedVersion(0)),
         ];
-        for (version, expected) in cases {
-            let mut server = ServerHandshake::new();
+        for (policy, version, expected) in cases {
+            let mut server = ServerHandshake::with_rtmpe(policy);
             let mut out = Vec::new();
             assert_eq!(server.process(&[version], &mut out), Err(expected));
             // The error sticks, whatever comes next.
             assert_eq!(server.process(FFMPEG_C0C1, &mut out), Err(expected));
             assert!(out.is_empty());
-
-            let mut client = ClientHandshake::new();
+        }
+        // A plain client refuses any other S0; an RTMPE client says why.
+        for (client, version, expected) in [
+            (ClientHandshake::new(), 6, UnsupportedVersion(6)),
+            (ClientHandshake::new(), b'G', UnsupportedVersion(b'G')),
+            (ClientHandshake::new_rtmpe(), 3, RtmpeRefusedByServer(3)),
+            (ClientHandshake::new_rtmpe(), 8, ScrambledNotSupported(8)),
+        ] {
+            let mut client = client;
             let mut out = Vec::new();
             client.start(&mut out);
             assert_eq!(client.process(&[version, 0, 0], &mut out), Err(expected));
@@ -898,8 +1180,247 @@ mod tests {
         assert!(http.contains("0x47") && http.contains("HTTP"), "{http}");
         let tls = HandshakeError::UnsupportedVersion(0x16).to_string();
         assert!(tls.contains("TLS"), "{tls}");
-        let rtmpe = HandshakeError::EncryptedNotSupported(6).to_string();
-        assert!(rtmpe.contains("RTMPE"), "{rtmpe}");
+        let off = HandshakeError::EncryptedTurnedOff.to_string();
+        assert!(
+            off.contains("RTMPE") && off.contains("rtmp.rtmpe = false"),
+            "{off}"
+        );
+        let xtea = HandshakeError::ScrambledNotSupported(8).to_string();
+        assert!(xtea.contains("version byte 8: XTEA"), "{xtea}");
+        let blowfish = HandshakeError::ScrambledNotSupported(9).to_string();
+        assert!(blowfish.contains("version byte 9: Blowfish"), "{blowfish}");
+    }
+
+    /// Keystreams agree: what one side encrypts the other decrypts.
+    fn assert_ciphers_pair(mut client: Ciphers, mut server: Ciphers) {
+        let text: Vec<u8> = (0..3000u32).map(|i| (i * 31 % 251) as u8).collect();
+        let mut wire = text.clone();
+        client.encrypt.apply(&mut wire);
+        assert_ne!(wire, text);
+        server.decrypt.apply(&mut wire);
+        assert_eq!(wire, text, "client to server");
+        server.encrypt.apply(&mut wire);
+        client.decrypt.apply(&mut wire);
+        assert_eq!(wire, text, "server to client");
+    }
+
+    fn assert_rtmpe_pair(client: ClientHandshake, sizes: &[usize]) {
+        let (mut server, mut client, _, _) = run_pair(client, sizes);
+        assert!(server.is_encrypted() && server.client_used_digest());
+        assert!(client.server_used_digest() && client.server_response_valid());
+        let (c, s) = (client.take_ciphers(), server.take_ciphers());
+        assert_ciphers_pair(c.expect("client ciphers"), s.expect("server ciphers"));
+        assert!(server.take_ciphers().is_none(), "handed over once");
+    }
+
+    #[test]
+    fn rtmpe_pair_agrees_on_keys_for_every_small_chunk_size() {
+        for size in [1, 2, 3, 7, 128, 1537, usize::MAX] {
+            assert_rtmpe_pair(ClientHandshake::new_rtmpe(), &[size]);
+        }
+    }
+
+    /// A scheme-1 RTMPE client (digest at 8..12, DH key in the second half)
+    /// gets its S1 in the same scheme and the same keys.
+    #[test]
+    fn rtmpe_scheme_1_client_is_answered_in_kind() {
+        let mut client = ClientHandshake::new_rtmpe();
+        let Some(ClientRtmpe::Offered(key)) = &client.rtmpe else {
+            unreachable!()
+        };
+        let mut c1 = random_block_with_version(RTMPE_CLIENT_VERSION);
+        Scheme::Early.put_dh_key(&mut c1, key.public());
+        client.c1_digest = Some(embed_digest(
+            &mut c1,
+            Scheme::Early,
+            &FP_KEY[..FP_KEY_TEXT_LEN],
+        ));
+        client.c1 = c1;
+        let mut c0c1 = Vec::new();
+        client.start(&mut c0c1);
+        let mut server = ServerHandshake::new();
+        let mut reply = Vec::new();
+        server.process(&c0c1, &mut reply).unwrap();
+        let s1 = as_block(&reply[1..VERSION_AND_BLOCK]);
+        let (scheme, _) = find_digest(s1, &FMS_KEY[..FMS_KEY_TEXT_LEN]).unwrap();
+        assert_eq!(scheme, Scheme::Early);
+        let mut c2 = Vec::new();
+        assert_eq!(
+            client.process(&reply, &mut c2),
+            Ok((reply.len(), HandshakeStatus::Done))
+        );
+        assert_eq!(
+            server.process(&c2, &mut Vec::new()),
+            Ok((HANDSHAKE_SIZE, HandshakeStatus::Done))
+        );
+        assert_ciphers_pair(
+            client.take_ciphers().unwrap(),
+            server.take_ciphers().unwrap(),
+        );
+    }
+
+    /// librtmp's `HandShake()` client check of an RTMPE server, written out
+    /// from its source independently of the code under test: the S1 digest
+    /// at `GetDigestOffset2` (772..776, `% 728 + 776`) or else
+    /// `GetDigestOffset1`, the server's key at the matching `GetDHOffset`,
+    /// `InitRC4Encryption` (out key = HMAC(secret, server key), in key =
+    /// HMAC(secret, own key)), the S2 signature keyed by C1's digest through
+    /// the 68-byte FMS key, and a C2 signed over S1's digest.
+    #[test]
+    fn librtmp_rtmpe_client_accepts_our_answer() {
+        fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+            let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap();
+            for p in parts {
+                mac.update(p);
+            }
+            mac.finalize().into_bytes().into()
+        }
+        let sum4 = |b: &[u8], at: usize| b[at..at + 4].iter().map(|&x| x as usize).sum::<usize>();
+        let dig2 = |b: &[u8]| sum4(b, 772) % 728 + 776;
+        let dig1 = |b: &[u8]| sum4(b, 8) % 728 + 12;
+        let dh2 = |b: &[u8]| sum4(b, 768) % 632 + 8;
+        let dh1 = |b: &[u8]| sum4(b, 1532) % 632 + 772;
+        let fp_key: Vec<u8> = [&b"Genuine Adobe Flash Player 001"[..], &KEY_TAIL].concat();
+        let fms_key: Vec<u8> = [&b"Genuine Adobe Flash Media Server 001"[..], &KEY_TAIL].concat();
+        let p = num_bigint::BigUint::parse_bytes(
+            b"FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74020BBEA63B139B22514A08798E3404DDEF9519B3CD3A431B302B0A6DF25F14374FE1356D6D51C245E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7EDEE386BFB5A899FA5AE9F24117C4B1FE649286651ECE65381FFFFFFFFFFFFFFFF",
+            16,
+        )
+        .unwrap();
+        let pad = |n: num_bigint::BigUint| {
+            let b = n.to_bytes_be();
+            let mut out = vec![0u8; 128 - b.len()];
+            out.extend_from_slice(&b);
+            out
+        };
+        for seed in 0..8u32 {
+            // C1 as librtmp builds it: version 128.0.3.2, key at GetDHOffset2,
+            // digest at GetDigestOffset2 keyed by the 30-byte FP key.
+            let x = num_bigint::BigUint::from(0xC0FFEE_u32 + seed) << 200usize;
+            let client_pub = pad(num_bigint::BigUint::from(2u32).modpow(&x, &p));
+            let mut c1 = vec![0u8; 1536];
+            fastrand::fill(&mut c1);
+            c1[4..8].copy_from_slice(&[128, 0, 3, 2]);
+            let at = dh2(&c1);
+            c1[at..at + 128].copy_from_slice(&client_pub);
+            let d = dig2(&c1);
+            let digest = hmac(&fp_key[..30], &[&c1[..d], &c1[d + 32..]]);
+            c1[d..d + 32].copy_from_slice(&digest);
+
+            let mut server = ServerHandshake::new();
+            let mut reply = Vec::new();
+            let c0c1 = [&[6u8][..], &c1].concat();
+            assert_eq!(
+                server.process(&c0c1, &mut reply),
+                Ok((1537, HandshakeStatus::NeedMore))
+            );
+            assert_eq!(reply.len(), 1 + 2 * 1536);
+            assert_eq!(reply[0], 6, "S0 answers the client's type");
+            let (s1, s2) = (&reply[1..1537], &reply[1537..]);
+            let (pos, dh) = [(dig2(s1), dh2(s1)), (dig1(s1), dh1(s1))]
+                .into_iter()
+                .find(|&(pos, _)| {
+                    hmac(&fms_key[..36], &[&s1[..pos], &s1[pos + 32..]]) == s1[pos..pos + 32]
+                })
+                .expect("librtmp finds the server digest");
+            let server_pub = num_bigint::BigUint::from_bytes_be(&s1[dh..dh + 128]);
+            assert!(server_pub > num_bigint::BigUint::from(1u32) && server_pub < &p - 1u32);
+            let secret = pad(server_pub.modpow(&x, &p));
+            // S2: signed with HMAC(68-byte FMS key, C1 digest).
+            let sig_key = hmac(&fms_key, &[&digest]);
+            assert_eq!(hmac(&sig_key, &[&s2[..1504]]), s2[1504..], "S2 signature");
+            // C2: random, signed with HMAC(62-byte FP key, S1 digest).
+            let mut c2 = vec![0u8; 1536];
+            fastrand::fill(&mut c2);
+            let c2_key = hmac(&fp_key, &[&s1[pos..pos + 32]]);
+            let sig = hmac(&c2_key, &[&c2[..1504]]);
+            c2[1504..].copy_from_slice(&sig);
+            // librtmp's first encrypted bytes: keyOut = HMAC(secret, server key),
+            // advanced 1536 bytes.
+            let mut out_key =
+                super::super::rtmpe::Rc4::new(&hmac(&secret, &[&s1[dh..dh + 128]])[..16]);
+            let mut in_key = super::super::rtmpe::Rc4::new(&hmac(&secret, &[&client_pub])[..16]);
+            let mut skip = vec![0u8; 1536];
+            out_key.apply(&mut skip);
+            in_key.apply(&mut skip);
+            let mut first = b"connect".to_vec();
+            out_key.apply(&mut first);
+            c2.extend_from_slice(&first);
+            let mut none = Vec::new();
+            assert_eq!(
+                server.process(&c2, &mut none),
+                Ok((1536, HandshakeStatus::Done)),
+                "C2 accepted; the chunk after it left to the caller"
+            );
+            let mut ciphers = server.take_ciphers().unwrap();
+            ciphers.decrypt.apply(&mut first);
+            assert_eq!(first, b"connect");
+            let mut answer = b"_result".to_vec();
+            ciphers.encrypt.apply(&mut answer);
+            in_key.apply(&mut answer);
+            assert_eq!(answer, b"_result");
+        }
+    }
+
+    #[test]
+    fn rtmpe_c1_without_digest_or_with_a_bad_key_is_refused() {
+        let mut server = ServerHandshake::new();
+        let mut c0c1 = vec![RTMPE_VERSION];
+        c0c1.extend_from_slice(&[0x5a; HANDSHAKE_SIZE]);
+        let mut out = Vec::new();
+        assert_eq!(
+            server.process(&c0c1, &mut out),
+            Err(HandshakeError::RtmpeNoDigest("C1"))
+        );
+        assert!(out.is_empty());
+        for bad_key in [[0u8; KEY_LEN], [0xff; KEY_LEN], {
+            let mut one = [0u8; KEY_LEN];
+            one[KEY_LEN - 1] = 1;
+            one
+        }] {
+            let mut c1 = random_block_with_version(RTMPE_CLIENT_VERSION);
+            Scheme::Late.put_dh_key(&mut c1, &bad_key);
+            embed_digest(&mut c1, Scheme::Late, &FP_KEY[..FP_KEY_TEXT_LEN]);
+            let c0c1 = [&[RTMPE_VERSION][..], &c1[..]].concat();
+            let mut out = Vec::new();
+            assert_eq!(
+                ServerHandshake::new().process(&c0c1, &mut out),
+                Err(HandshakeError::RtmpePublicKey(PublicKeyOutOfRange))
+            );
+            assert!(out.is_empty());
+        }
+    }
+
+    #[test]
+    fn rtmpe_unsigned_c2_is_refused() {
+        let mut client = ClientHandshake::new_rtmpe();
+        let mut c0c1 = Vec::new();
+        client.start(&mut c0c1);
+        let mut server = ServerHandshake::new();
+        let mut out = Vec::new();
+        server.process(&c0c1, &mut out).unwrap();
+        // An echo of S1, as a plain client would send: not signed.
+        let c2 = out[1..VERSION_AND_BLOCK].to_vec();
+        assert_eq!(
+            server.process(&c2, &mut Vec::new()),
+            Err(HandshakeError::RtmpeBadSignature("C2"))
+        );
+        assert!(server.take_ciphers().is_none());
+    }
+
+    #[test]
+    fn rtmpe_client_refuses_an_unsigned_s2() {
+        let mut client = ClientHandshake::new_rtmpe();
+        let mut c0c1 = Vec::new();
+        client.start(&mut c0c1);
+        let mut reply = Vec::new();
+        ServerHandshake::new().process(&c0c1, &mut reply).unwrap();
+        reply[VERSION_AND_BLOCK + 10] ^= 1;
+        assert_eq!(
+            client.process(&reply, &mut Vec::new()),
+            Err(HandshakeError::RtmpeBadSignature("S2"))
+        );
+        assert!(client.take_ciphers().is_none());
     }
 
     #[test]
@@ -987,15 +1508,22 @@ mod tests {
         }
 
         #[test]
+        fn rtmpe_pair_agrees_for_random_splits(sizes in prop::collection::vec(1usize..4000, 1..16)) {
+            assert_rtmpe_pair(ClientHandshake::new_rtmpe(), &sizes);
+        }
+
+        #[test]
         fn arbitrary_bytes_never_panic(
             data in prop::collection::vec(any::<u8>(), 0..4000),
-            first in prop_oneof![Just(RTMP_VERSION), any::<u8>()],
+            first in prop_oneof![Just(RTMP_VERSION), Just(RTMPE_VERSION), any::<u8>()],
             sizes in prop::collection::vec(1usize..2000, 1..8),
         ) {
             let mut data = data;
             data.insert(0, first);
             let mut server = ServerHandshake::new();
             feed_arbitrary(|i, o| server.process(i, o), &data, &sizes, VERSION_AND_BLOCK + HANDSHAKE_SIZE);
+            let mut client = ClientHandshake::new_rtmpe();
+            feed_arbitrary(|i, o| client.process(i, o), &data, &sizes, VERSION_AND_BLOCK + HANDSHAKE_SIZE);
             let mut client = ClientHandshake::new();
             feed_arbitrary(|i, o| client.process(i, o), &data, &sizes, VERSION_AND_BLOCK + HANDSHAKE_SIZE);
         }

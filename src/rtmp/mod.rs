@@ -8,5 +8,6 @@ pub mod client;
 pub mod enhanced;
 pub mod handshake;
 pub mod message;
+pub mod rtmpe;
 pub mod session;
 pub mod status;

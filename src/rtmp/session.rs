@@ -15,8 +15,9 @@ use bytes::{Bytes, BytesMut};
 use super::amf0::{self, Amf0Value, AmfError};
 use super::chunk::{ChunkDecoder, ChunkEncoder, ChunkError, ChunkLimits, MessageBudget};
 use super::enhanced::{self, Capabilities};
-use super::handshake::{HandshakeError, HandshakeStatus, ServerHandshake};
+use super::handshake::{HandshakeError, HandshakeStatus, RtmpePolicy, ServerHandshake};
 use super::message::{self as msg, Message, UserControl};
+use super::rtmpe::CipherLayer;
 use super::status::{Level, NetStatus};
 use crate::media::MediaKind;
 
@@ -53,6 +54,8 @@ pub struct SessionConfig {
     pub window_ack_size: u32,
     /// Most NetStreams one connection may create.
     pub max_streams: u32,
+    /// Whether a client may ask for RTMPE (C0 = 6).
+    pub rtmpe: RtmpePolicy,
 }
 
 impl Default for SessionConfig {
@@ -62,6 +65,7 @@ impl Default for SessionConfig {
             out_chunk_size: 4096,
             window_ack_size: 2_500_000,
             max_streams: 8,
+            rtmpe: RtmpePolicy::Accept,
         }
     }
 }
@@ -149,6 +153,10 @@ pub struct ServerSession {
     control: msg::Control,
     /// What the client announced of Enhanced RTMP in `connect`.
     peer: Capabilities,
+    /// Whether the client asked for RTMPE (known from C0 on).
+    encrypted: bool,
+    /// RTMPE's RC4 layer (off for plain RTMP).
+    cipher: CipherLayer,
 }
 
 /// The limits until the client may publish or play: the tighter of the
@@ -169,7 +177,7 @@ impl ServerSession {
         encoder.set_chunk_size(crate::rtmp::chunk::DEFAULT_CHUNK_SIZE);
         ServerSession {
             config,
-            phase: Phase::Handshake(Box::default()),
+            phase: Phase::Handshake(Box::new(ServerHandshake::with_rtmpe(config.rtmpe))),
             input: BytesMut::new(),
             output: BytesMut::new(),
             events: VecDeque::new(),
@@ -180,7 +188,14 @@ impl ServerSession {
             next_stream_id: 1,
             control: msg::Control::default(),
             peer: Capabilities::default(),
+            encrypted: false,
+            cipher: CipherLayer::default(),
         }
+    }
+
+    /// Whether this is an RTMPE connection (known from the first byte on).
+    pub fn is_encrypted(&self) -> bool {
+        self.encrypted
     }
 
     /// Counts this session's partially received messages against a budget
@@ -209,8 +224,10 @@ impl ServerSession {
         !matches!(self.phase, Phase::Handshake(_))
     }
 
-    /// Bytes to send to the client, emptied by the call.
+    /// Bytes to send to the client, emptied by the call (and encrypted,
+    /// on an RTMPE connection).
     pub fn take_output(&mut self) -> BytesMut {
+        self.cipher.sending(&mut self.output);
         self.output.split()
     }
 
@@ -225,15 +242,23 @@ impl ServerSession {
     /// Processes bytes from the client.
     pub fn handle_input(&mut self, data: &[u8]) -> Result<(), SessionError> {
         self.control.received(data.len());
+        let start = self.input.len();
         self.input.extend_from_slice(data);
+        self.cipher.received(&mut self.input[start..]);
         if let Phase::Handshake(hs) = &mut self.phase {
             let mut out = Vec::new();
-            let (consumed, status) = hs.process(&self.input, &mut out)?;
+            let result = hs.process(&self.input, &mut out);
+            self.encrypted = hs.is_encrypted();
+            let (consumed, status) = result?;
             let digest = hs.client_used_digest();
             let _ = self.input.split_to(consumed);
             self.output.extend_from_slice(&out);
             if status != HandshakeStatus::Done {
                 return Ok(());
+            }
+            if let Some(ciphers) = hs.take_ciphers() {
+                self.cipher
+                    .start(ciphers, &mut self.input, self.output.len());
             }
             self.phase = Phase::AwaitConnect;
             self.events.push_back(ServerEvent::HandshakeDone { digest });

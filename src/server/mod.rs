@@ -212,14 +212,18 @@ async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let span = tracing::info_span!("conn", %peer, proto = protocol);
+    // `proto` is the variant (rtmp, rtmpe, rtmps, rtmpt, rtmpte, rtmpts),
+    // recorded once the handshake tells it.
+    let span = tracing::info_span!("conn", %peer, proto = tracing::field::Empty);
     async move {
         if ctx.shutdown.is_stopping() {
+            tracing::Span::current().record("proto", protocol);
             info!("connection refused: shutting down");
             return;
         }
         let mut conn = Connection::new(ctx, peer, protocol, coalescer);
         let reason = conn.run(io).await;
+        conn.record_variant();
         let stream = conn.last_key.as_str();
         match &reason {
             EndReason::PeerClosed => info!(stream, "connection closed: {reason}"),
@@ -231,6 +235,15 @@ async fn serve<S>(
     }
     .instrument(span)
     .await
+}
+
+/// The label of RTMPE over a transport: `rtmpe` on the RTMP port, `rtmpte`
+/// in the RTMPT tunnel.
+fn encrypted_variant(transport: &'static str) -> &'static str {
+    match transport {
+        "rtmpt" => "rtmpte",
+        _ => "rtmpe",
+    }
 }
 
 /// The connection's own account of a publish ending (the registry's guard,
@@ -252,7 +265,10 @@ struct Connection {
     /// This connection's `[rtmp]` (as current when it started).
     config: Arc<Settings>,
     gauge: ConnGauge,
+    /// The transport's label until the handshake shows the variant
+    /// (`rtmp` becomes `rtmpe`, `rtmpt` becomes `rtmpte`).
     protocol: &'static str,
+    variant_recorded: bool,
     /// Set when a publish or play awaits its authorisation: no more session
     /// events are handled until it is decided (media sent right after the
     /// publish command waits in the session, in order).
@@ -304,13 +320,15 @@ impl Connection {
         // The config as last reloaded: RTMP limits and timeouts changed by
         // SIGHUP apply to connections from then on.
         let config = ctx.rtmp();
-        let mut session = ServerSession::new(config.session_config());
+        let tls = matches!(protocol, "rtmps" | "rtmpts");
+        let mut session = ServerSession::new(config.session_config(tls));
         session.set_message_budget(ctx.message_budget.clone());
         Connection {
             session,
             config,
             gauge: ConnGauge::new(protocol),
             protocol,
+            variant_recorded: false,
             pending: None,
             ctx,
             peer,
@@ -418,6 +436,20 @@ impl Connection {
                 Some(Err(e)) => return e.into(),
             }
         }
+    }
+
+    /// Names the connection by its RTMP variant in its log span and gauge,
+    /// once: at the end of the handshake, or at the end of a connection
+    /// that never finished one.
+    fn record_variant(&mut self) {
+        if std::mem::replace(&mut self.variant_recorded, true) {
+            return;
+        }
+        if self.session.is_encrypted() {
+            self.protocol = encrypted_variant(self.protocol);
+            self.gauge.set_protocol(self.protocol);
+        }
+        tracing::Span::current().record("proto", self.protocol);
     }
 
     /// Batches reads while publishing, and only then (commands and players
@@ -613,6 +645,7 @@ impl Connection {
     fn on_session_event(&mut self, ev: ServerEvent) -> Result<(), EndReason> {
         match ev {
             ServerEvent::HandshakeDone { digest } => {
+                self.record_variant();
                 tracing::debug!(digest, "handshake done");
             }
             ServerEvent::Connected {

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::hub::PublishConflict;
 use crate::rtmp::chunk::ChunkLimits;
+use crate::rtmp::handshake::RtmpePolicy;
 use crate::rtmp::session::SessionConfig;
 use crate::settings::{check, secs, secs_within, Invalid, Section};
 
@@ -21,6 +22,8 @@ pub struct Settings {
     pub max_connections_per_ip: usize,
     /// Connection threads, each an event loop of its own; 0 = one per core.
     pub workers: usize,
+    /// Take RTMPE (C0 = 6) on the RTMP port and in the RTMPT tunnel.
+    pub rtmpe: bool,
     /// Also the TLS handshake (RTMPS, HTTPS) and an HTTP client's first byte.
     #[serde(rename = "handshake_timeout_secs", with = "secs")]
     pub handshake_timeout: Duration,
@@ -55,6 +58,7 @@ impl Section for Settings {
     /// conflict rule at once. The handshake timeout is also the HTTP
     /// listeners' first-byte deadline, fixed at start-up.
     const LIVE: &'static [&'static str] = &[
+        "rtmpe",
         "max_message_size",
         "max_chunk_size",
         "chunk_size",
@@ -132,9 +136,15 @@ impl Section for Settings {
 }
 
 impl Settings {
-    /// The sans-I/O session's limits.
-    pub fn session_config(&self) -> SessionConfig {
+    /// The sans-I/O session's limits, for a connection over TLS or not
+    /// (RTMPE is never layered inside TLS).
+    pub fn session_config(&self, tls: bool) -> SessionConfig {
         SessionConfig {
+            rtmpe: match (self.rtmpe, tls) {
+                (_, true) => RtmpePolicy::InsideTls,
+                (true, false) => RtmpePolicy::Accept,
+                (false, false) => RtmpePolicy::TurnedOff,
+            },
             chunk_limits: ChunkLimits {
                 max_message_size: self.max_message_size,
                 max_chunk_size: self.max_chunk_size,

@@ -263,11 +263,11 @@ async fn pull_rtmp(
         Ok(Err(e)) => return failed(e),
         Err(_) => return End::Failed(format!("no connection within {connect_timeout:?}")),
     };
-    let scheme = if t.tls { "rtmps" } else { "rtmp" };
     let mut session = ClientSession::new(ClientConfig {
+        rtmpe: t.rtmpe,
         app: t.app.clone(),
         stream: t.key.clone(),
-        tc_url: format!("{scheme}://{}/{}", t.authority, t.app),
+        tc_url: format!("{}://{}/{}", t.scheme(), t.authority, t.app),
         mode: ClientMode::Play,
         chunk_limits: ChunkLimits {
             max_message_size: MAX_RTMP_MESSAGE,
