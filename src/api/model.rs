@@ -16,7 +16,7 @@ pub struct CreateRelay {
     /// The stream to relay, `APP/KEY` (it need not be live yet).
     #[schema(example = "live/cam")]
     pub stream: String,
-    /// `rtmp://host[:port]/app/key`, `rtmps://…`,
+    /// `rtmp://host[:port]/app/key`, `rtmps://…`, `rtmpe://…` (encrypted RTMP),
     /// `srt://host:port?streamid=…&passphrase=…&latency=MS` (caller) or
     /// `srt://[ip]:port?mode=listener` (only on `egress.srt_listen`). The
     /// egress policy refuses internal addresses (`[egress]`).
