@@ -20,7 +20,7 @@ pub use media::{
     aac_config, ac3_config, av1_config, avc_config, flac_config, flv_file, flv_tags, hevc_config,
     opus_config, vp9_config,
 };
-pub use rtmp::{aggregate, amf, chunk, chunk_session, handshake, rtmp_client};
+pub use rtmp::{aggregate, amf, chunk, chunk_session, handshake, rtmp_client, rtmpe_handshake};
 
 /// A relay target URL: parse, redact, parse again (`egress::target`).
 pub fn relay_target(data: &[u8]) {
@@ -202,6 +202,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("opus_config", opus_config),
     ("relay_target", relay_target),
     ("rtmp_client", rtmp_client),
+    ("rtmpe_handshake", rtmpe_handshake),
     ("signed_url", signed_url),
     ("srt_streamid", srt_streamid),
     ("stream_key", stream_key),

@@ -159,6 +159,13 @@ fn feed_handshake(mut process: impl FnMut(&[u8], &mut Vec<u8>) -> HandshakeStep,
     assert!(out.len() <= MAX_HANDSHAKE);
 }
 
+/// An RTMPE client's C1 (signed by the harness, so that the DH key and C2
+/// behind the digest are reached), C2 and the encrypted bytes after it; the
+/// body and its assertions are [`crate::rtmp::handshake::fuzz_rtmpe`].
+pub fn rtmpe_handshake(data: &[u8]) {
+    crate::rtmp::handshake::fuzz_rtmpe(data);
+}
+
 /// Client bytes into a whole server session: handshake, chunk stream,
 /// control messages, AMF commands, publish and play paths. The driver is
 /// [`crate::rtmp::session::exercise`], which the property tests also run.

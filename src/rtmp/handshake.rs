@@ -825,6 +825,117 @@ fn s2_checks_out(s2: &Block, c1: &Block, c1_digest: Option<&Digest>) -> bool {
     signed || is_echo(s2, c1)
 }
 
+/// The fuzz body of the RTMPE server handshake (`fuzz/` target
+/// `rtmpe_handshake`; the property tests run it too). Random bytes rarely
+/// carry a valid digest, so the harness signs the fuzzer's C1 as any client
+/// can (the keys are public) to reach what lies behind it. The input:
+///
+/// `[selector] [C1 filler: 1536] [DH key: 128] [C2: 1536] [after: …]`,
+/// zero-padded when short. Selector bits: 0 the digest scheme; 1 the DH key
+/// is the fuzzer's (else a valid client key); 2 C2 is the fuzzer's (else
+/// signed); 3–7 where the bytes are split into two reads.
+///
+/// With a valid key and a signed C2 the handshake must finish, and the
+/// server must decrypt what the client encrypted after it; otherwise it may
+/// fail, but only with an error, and a failed handshake stays failed.
+#[doc(hidden)]
+pub fn fuzz_rtmpe(data: &[u8]) {
+    use std::sync::OnceLock;
+    static KEYS: OnceLock<(KeyPair, KeyPair)> = OnceLock::new();
+    // Fixed key pairs: one exponentiation per run (the server's shared
+    // secret) instead of four.
+    let (client_key, server_key) = KEYS.get_or_init(|| {
+        (
+            KeyPair::from_seed(&[0x11; 32]),
+            KeyPair::from_seed(&[0x22; 32]),
+        )
+    });
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let field = |at: usize, len: usize| -> Vec<u8> {
+        let mut v = vec![0; len];
+        let have = rest.get(at..).unwrap_or(&[]);
+        let n = have.len().min(len);
+        v[..n].copy_from_slice(&have[..n]);
+        v
+    };
+    let scheme = if selector & 1 == 0 {
+        Scheme::Early
+    } else {
+        Scheme::Late
+    };
+    let fuzzed_key = selector & 2 != 0;
+    let fuzzed_c2 = selector & 4 != 0;
+    let mut c1 = Box::new([0u8; HANDSHAKE_SIZE]);
+    c1.copy_from_slice(&field(0, HANDSHAKE_SIZE));
+    let mut key = *client_key.public();
+    if fuzzed_key {
+        key.copy_from_slice(&field(HANDSHAKE_SIZE, KEY_LEN));
+    }
+    scheme.put_dh_key(&mut c1, &key);
+    let c1_digest = embed_digest(&mut c1, scheme, &FP_KEY[..FP_KEY_TEXT_LEN]);
+    let after = rest.get(2 * HANDSHAKE_SIZE + KEY_LEN..).unwrap_or(&[]);
+
+    let mut server = ServerHandshake::new().with_rtmpe_key(server_key.clone());
+    let mut out = Vec::new();
+    let c0c1 = [&[RTMPE_VERSION][..], &c1[..]].concat();
+    let split = usize::from(selector >> 3) * c0c1.len() / 31;
+    let first = server.process(&c0c1[..split], &mut out);
+    assert!(matches!(first, Ok((n, HandshakeStatus::NeedMore)) if n == split) || first.is_err());
+    let step = server.process(&c0c1[split..], &mut out);
+    let Ok((_, HandshakeStatus::NeedMore)) = step else {
+        assert!(step.is_err() && fuzzed_key, "a valid signed C1 is answered");
+        assert!(server.process(&[3], &mut out).is_err(), "failure sticks");
+        return;
+    };
+    assert_eq!(out.len(), 1 + 2 * HANDSHAKE_SIZE);
+    let s1 = block_of_slice(&out[1..VERSION_AND_BLOCK]);
+    let (s1_scheme, s1_digest) =
+        find_digest(&s1, &FMS_KEY[..FMS_KEY_TEXT_LEN]).expect("S1 carries our digest");
+    assert_eq!(s1_scheme, scheme, "S1 answers in the client's scheme");
+    let s2 = block_of_slice(&out[VERSION_AND_BLOCK..]);
+    assert!(is_signed_by(&s2, &c1_digest, &FMS_KEY), "S2 is signed");
+    let mut c2 = block_of_slice(&field(HANDSHAKE_SIZE + KEY_LEN, HANDSHAKE_SIZE));
+    if !fuzzed_c2 {
+        c2 = signed_response(&s1_digest, &FP_KEY);
+    }
+    let mut wire = c2.to_vec();
+    let mut client = (!fuzzed_key).then(|| {
+        let secret = client_key
+            .shared_secret(&s1_scheme.dh_key(&s1))
+            .expect("our key is in range");
+        Ciphers::derive(&secret, client_key.public(), &s1_scheme.dh_key(&s1))
+    });
+    let mut sent = after.to_vec();
+    if let Some(c) = &mut client {
+        c.encrypt.apply(&mut sent);
+    }
+    wire.extend_from_slice(&sent);
+    match server.process(&wire, &mut Vec::new()) {
+        Ok((used, HandshakeStatus::Done)) => {
+            assert_eq!(used, HANDSHAKE_SIZE, "bytes after C2 are left");
+            let mut ciphers = server.take_ciphers().expect("ciphers after RTMPE");
+            let mut got = wire[used..].to_vec();
+            ciphers.decrypt.apply(&mut got);
+            if client.is_some() {
+                assert_eq!(got, after, "the server decrypts what the client sent");
+            }
+        }
+        Ok((_, HandshakeStatus::NeedMore)) => unreachable!("a whole C2 was offered"),
+        Err(err) => {
+            assert!(fuzzed_c2, "a signed C2 is accepted: {err}");
+            assert_eq!(err, HandshakeError::RtmpeBadSignature("C2"));
+        }
+    }
+}
+
+fn block_of_slice(bytes: &[u8]) -> Box<Block> {
+    let mut block = Box::new([0; HANDSHAKE_SIZE]);
+    block.copy_from_slice(bytes);
+    block
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1505,6 +1616,13 @@ mod tests {
         ) {
             let client = if digest { ClientHandshake::new() } else { ClientHandshake::new_simple() };
             assert_pair(client, &sizes, digest);
+        }
+
+        /// The fuzz target's body on random inputs: every selector, short and
+        /// whole inputs.
+        #[test]
+        fn rtmpe_fuzz_body_holds(data in prop::collection::vec(any::<u8>(), 0..3600)) {
+            fuzz_rtmpe(&data);
         }
 
         #[test]

@@ -57,6 +57,7 @@ fn prime() -> &'static BigUint {
 pub struct PublicKeyOutOfRange;
 
 /// One side's ephemeral DH key pair.
+#[derive(Clone)]
 pub struct KeyPair {
     private: BigUint,
     public: [u8; KEY_LEN],
