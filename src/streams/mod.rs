@@ -38,9 +38,9 @@ use crate::webhooks::Webhooks;
 /// Who publishes a stream.
 #[derive(Clone, Debug)]
 pub enum Origin {
-    /// A client connection; `protocol` is the listener's (`rtmp`, `rtmps`,
-    /// `rtmpt`, `rtmpts`), `mode` the publish mode it asked for (`live`,
-    /// `record`, `append`).
+    /// A client connection; `protocol` is its variant (`rtmp`, `rtmpe`,
+    /// `rtmps`, `rtmpt`, `rtmpte`, `rtmpts`, `srt`), `mode` the publish
+    /// mode it asked for (`live`, `record`, `append`).
     Client {
         protocol: &'static str,
         peer: SocketAddr,
