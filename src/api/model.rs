@@ -85,6 +85,10 @@ pub struct StreamView {
     pub key: String,
     /// The publisher's address.
     pub publisher: String,
+    /// What it publishes over: `rtmp`, `rtmpe`, `rtmps`, `rtmpt`,
+    /// `rtmpte`, `rtmpts`, `srt`, `pull` (a pulled source) or `transcode`
+    /// (a rendition).
+    pub protocol: String,
     pub uptime_secs: f64,
     pub video: Option<VideoTrack>,
     pub audio: Option<AudioTrack>,
@@ -193,6 +197,7 @@ impl StreamView {
             app: app.to_string(),
             key: key.to_string(),
             publisher: s.publisher.clone().unwrap_or_default(),
+            protocol: s.publisher_protocol.unwrap_or_default().to_string(),
             uptime_secs: round1(
                 s.since
                     .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64()),

@@ -133,6 +133,7 @@ struct StreamState {
 struct PublisherSlot {
     id: u64,
     peer: String,
+    protocol: &'static str,
     kick: watch::Sender<bool>,
     since: std::time::Instant,
 }
@@ -142,6 +143,8 @@ struct PublisherSlot {
 pub struct StreamInfo {
     pub key: String,
     pub publisher: Option<String>,
+    /// What the publisher publishes over (`rtmpe`, `srt`, `pull` …).
+    pub publisher_protocol: Option<&'static str>,
     pub subscribers: usize,
     /// Consumers fed synchronously (the packager, relays).
     pub taps: usize,
@@ -262,6 +265,16 @@ impl Hub {
     /// this in castgate (`streams::Registry::publish`): a publish always
     /// goes through it.
     pub fn publish(&self, key: &StreamKey, peer: &str) -> Result<Publisher, PublishError> {
+        self.publish_over(key, peer, "rtmp")
+    }
+
+    /// [`Hub::publish`] naming the protocol the publisher uses.
+    pub fn publish_over(
+        &self,
+        key: &StreamKey,
+        peer: &str,
+        protocol: &'static str,
+    ) -> Result<Publisher, PublishError> {
         let key = key.as_str();
         let stream = self.slot(key);
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
@@ -283,6 +296,7 @@ impl Hub {
             st.publisher = Some(PublisherSlot {
                 id,
                 peer: peer.to_string(),
+                protocol,
                 kick: kick_tx,
                 since: std::time::Instant::now(),
             });
@@ -396,6 +410,7 @@ impl Stream {
         StreamInfo {
             key: self.key.clone(),
             publisher: st.publisher.as_ref().map(|p| p.peer.clone()),
+            publisher_protocol: st.publisher.as_ref().map(|p| p.protocol),
             subscribers: st.subscribers.len(),
             taps: st.taps.len(),
             since: st.publisher.as_ref().map(|p| p.since),

@@ -138,7 +138,9 @@ impl Registry {
         granted: &Granted,
     ) -> Result<PublishGuard, PublishError> {
         let inner = &*self.inner;
-        let publisher = inner.hub.publish(&key, &origin.peer())?;
+        let publisher = inner
+            .hub
+            .publish_over(&key, &origin.peer(), origin.protocol())?;
         let hooks = crate::locks::read(&inner.hooks).clone();
         for hook in &hooks {
             hook.on_publish(self, &key, &origin, granted);

@@ -166,7 +166,7 @@
         audioText(s.audio),
         kbps(s.bitrate_kbps),
         duration(s.uptime_secs),
-        s.publisher,
+        s.protocol ? `${s.publisher} (${s.protocol})` : s.publisher,
         playersText(s),
         s.relays.length ? s.relays.map(id => `#${id}`).join(' ') : '–',
         streamActions(s.stream, watch),
