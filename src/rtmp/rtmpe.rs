@@ -96,6 +96,19 @@ impl KeyPair {
         }
     }
 
+    /// The key pair of a small private exponent, `exponent` ≥ 2, for the
+    /// fuzz target: the same code on the same hostile input, at a fraction
+    /// of a 256-bit exponentiation's cost (so the run reaches its count).
+    #[doc(hidden)]
+    pub fn from_small_exponent(exponent: u16) -> KeyPair {
+        let private = BigUint::from(exponent.max(2));
+        let public = BigUint::from(2u32).modpow(&private, prime());
+        KeyPair {
+            private,
+            public: to_key_bytes(&public),
+        }
+    }
+
     /// The public key as it goes into C1/S1.
     pub fn public(&self) -> &[u8; KEY_LEN] {
         &self.public
