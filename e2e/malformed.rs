@@ -13,13 +13,26 @@ use crate::raw::Raw;
 
 const T: Duration = Duration::from_secs(60);
 
-/// One hostile input: what to send, and a piece of the log line it must
-/// cause: the exact reason, so that a server that ignores the input and
-/// closes on the handshake timeout instead does not pass.
+/// One hostile input: what to send, and pieces of the log line it must
+/// cause (all of them): the exact reason, so that a server that ignores
+/// the input and closes on the handshake timeout instead does not pass.
 struct Case {
     name: &'static str,
     run: fn(&mut Raw),
-    log: &'static str,
+    log: &'static [&'static str],
+}
+
+/// A C1's worth of pseudo-random bytes (xorshift32: the same every run).
+fn noise_c1() -> Vec<u8> {
+    let mut x = 0x9E37_79B9u32;
+    (0..1536)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
 }
 
 fn cases() -> Vec<Case> {
@@ -30,22 +43,55 @@ fn cases() -> Vec<Case> {
                 c.send(&[3]);
                 c.send(&[0u8; 100]);
             },
-            log: "handshake and connect not finished",
+            log: &["handshake and connect not finished"],
         },
         Case {
-            name: "RTMPE version byte",
-            run: |c| c.send(&[6; 1537]),
-            log: "RTMPE (encrypted RTMP, version byte 6) is not supported",
+            name: "RTMPE C0 with an all-zero C1",
+            run: |c| {
+                c.send(&[6]);
+                c.send(&[0; 1536]);
+            },
+            log: &["RTMPE C1 carries no valid digest"],
+        },
+        Case {
+            name: "RTMPE C0 with a random C1",
+            run: |c| {
+                c.send(&[6]);
+                c.send(&noise_c1());
+            },
+            log: &["RTMPE C1 carries no valid digest"],
+        },
+        Case {
+            name: "RTMPE handshake cut short in C1",
+            run: |c| {
+                c.send(&[6]);
+                c.send(&noise_c1()[..700]);
+            },
+            log: &["handshake and connect not finished"],
+        },
+        Case {
+            name: "RTMPE with XTEA (version byte 8)",
+            run: |c| c.send(&[8; 1537]),
+            log: &["version byte 8", "not supported"],
+        },
+        Case {
+            name: "RTMPE with Blowfish (version byte 9)",
+            run: |c| c.send(&[9; 1537]),
+            log: &["version byte 9", "not supported"],
         },
         Case {
             name: "wrong version (HTTP request on the RTMP port)",
             run: |c| c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
-            log: "unsupported RTMP version byte 0x47 (expected 0x03): looks like an HTTP request",
+            log: &[
+                "unsupported RTMP version byte 0x47 (expected 0x03): looks like an HTTP request",
+            ],
         },
         Case {
             name: "TLS ClientHello on the plain port",
             run: |c| c.send(&[0x16, 3, 1, 0, 0xC8, 1, 0, 0, 0xC4, 3, 3]),
-            log: "unsupported RTMP version byte 0x16 (expected 0x03): looks like a TLS ClientHello",
+            log: &[
+                "unsupported RTMP version byte 0x16 (expected 0x03): looks like a TLS ClientHello",
+            ],
         },
         Case {
             name: "oversized chunk size",
@@ -53,7 +99,7 @@ fn cases() -> Vec<Case> {
                 c.handshake();
                 c.message(2, 1, 0, &0x8000_0000u32.to_be_bytes());
             },
-            log: "chunk size",
+            log: &["chunk size"],
         },
         Case {
             name: "message length beyond the limit",
@@ -62,7 +108,7 @@ fn cases() -> Vec<Case> {
                 // fmt 0, csid 3, length 0xFFFFFF (16 MiB - 1) > the 8 MiB limit.
                 c.send(&[0x03, 0, 0, 0, 0xFF, 0xFF, 0xFF, 20, 0, 0, 0, 0, 2, 0, 7]);
             },
-            log: "exceeds the limit",
+            log: &["exceeds the limit"],
         },
         Case {
             name: "AMF bomb",
@@ -76,7 +122,7 @@ fn cases() -> Vec<Case> {
                 p.extend_from_slice(&[0x0A, 0xFF, 0xFF, 0xFF, 0xFF]);
                 c.message(3, 20, 0, &p);
             },
-            log: "bad AMF",
+            log: &["bad AMF"],
         },
         Case {
             name: "nested-object AMF bomb",
@@ -89,7 +135,7 @@ fn cases() -> Vec<Case> {
                 }
                 c.message(3, 20, 0, &p);
             },
-            log: "bad AMF",
+            log: &["bad AMF"],
         },
         Case {
             name: "garbage after connect",
@@ -99,7 +145,7 @@ fn cases() -> Vec<Case> {
                 // A type-1 chunk header on a chunk stream never started.
                 c.send(&[0x47, 0x13, 0x37, 0xFF, 0xEE, 0xDD, 0xCC, 0xBB, 0xAA, 0x99]);
             },
-            log: "never started",
+            log: &["never started"],
         },
         Case {
             name: "command before connect",
@@ -114,7 +160,7 @@ fn cases() -> Vec<Case> {
                     ],
                 );
             },
-            log: "before connect",
+            log: &["before connect"],
         },
         Case {
             name: "command that is not a command",
@@ -122,7 +168,7 @@ fn cases() -> Vec<Case> {
                 c.handshake();
                 c.command(0, &[Amf0Value::Number(5.0)]);
             },
-            log: "command without a name",
+            log: &["command without a name"],
         },
         Case {
             name: "Set Chunk Size of zero",
@@ -130,7 +176,7 @@ fn cases() -> Vec<Case> {
                 c.handshake();
                 c.message(2, 1, 0, &0u32.to_be_bytes());
             },
-            log: "chunk size 0",
+            log: &["chunk size 0"],
         },
     ]
 }
@@ -156,7 +202,7 @@ fn hostile_inputs_are_closed_and_other_streams_go_on() {
         c.expect_closed(Duration::from_secs(10), case.name);
         let line = server.wait_log_all(&[&tag, "connection closed"], T);
         assert!(
-            line.contains(case.log),
+            case.log.iter().all(|part| line.contains(part)),
             "{}: log line {line:?} should mention {:?}",
             case.name,
             case.log

@@ -82,7 +82,7 @@ impl Receiver {
         format!("http://{}{path}", self.addr)
     }
 
-    fn requests(&self) -> Vec<Received> {
+    pub(crate) fn requests(&self) -> Vec<Received> {
         self.got.0.lock().unwrap().clone()
     }
 
@@ -791,7 +791,7 @@ fn webhook_events_signed_in_order_and_retried() {
 
 /// Parses `/metrics` strictly enough to catch a malformed page: the
 /// prometheus-parse crate, plus one TYPE per family, before its samples.
-fn scrape(server: &Castgate) -> prometheus_parse::Scrape {
+pub(crate) fn scrape(server: &Castgate) -> prometheus_parse::Scrape {
     let r = http_get(server.http, "/metrics");
     assert_eq!(r.status, 200);
     assert!(r.header("content-type").unwrap().starts_with("text/plain"));
@@ -818,7 +818,11 @@ fn scrape(server: &Castgate) -> prometheus_parse::Scrape {
     prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("parse")
 }
 
-fn value(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn value(
+    s: &prometheus_parse::Scrape,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<f64> {
     s.samples
         .iter()
         .find(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))

@@ -22,7 +22,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,7 @@ use rustls::{ClientConfig, ClientConnection};
 use sha2::{Digest, Sha256};
 
 use crate::harness::*;
+use crate::librtmp::*;
 
 const T: Duration = Duration::from_secs(90);
 
@@ -933,128 +934,13 @@ fn bad_certificate_files_stop_start_up_naming_the_file() {
 /// "RTMP_Connect1, Could not connect for handshake".
 #[test]
 fn rtmpdump_plays_over_rtmpt() {
-    require("rtmpdump");
-    let src = fixture(24);
     let server = Castgate::start(&[]);
-    let dir = tempdir();
-    let out = dir.path().join("rtmpt.flv");
     let url = format!("rtmpt://{}/live/dumpt", server.http);
-    let mut player = Command::new("rtmpdump")
-        .args(["-q", "--live", "-r", &url, "-o"])
-        .arg(&out)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cannot run rtmpdump");
-    server.wait_log_all(
-        &["play requested", "stream=\"live/dumpt\"", "proto=\"rtmpt\""],
-        T,
-    );
-    let mut publisher = publish(&src, &server.url("live/dumpt"), &[]);
-    assert!(wait_child(&mut publisher, T, "publisher").success());
-    let status = wait_child(&mut player, T, "rtmpdump over rtmpt");
-    assert!(
-        status.success(),
-        "rtmpdump over rtmpt failed: {}",
-        stderr_of(&mut player)
-    );
-    assert_same_tracks(&framemd5(&src), &framemd5(&out), "rtmpdump over rtmpt");
-    assert_eq!(decode_errors(&out), "", "decoding what rtmpdump played");
-}
-
-/// `gst-launch-1.0 -e`: the fixture's FLV demuxed and re-muxed by
-/// GStreamer's flvmux into `sink` (its element and properties), with a
-/// copy of exactly what flvmux produced written to `sent`.
-fn gst_publish(src: &Path, sink: &[&str], sent: &Path) -> Child {
-    require("gst-launch-1.0");
-    let words = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
-    let mut args = words("-q -e filesrc");
-    args.push(format!("location={}", src.display()));
-    args.extend(words("! flvdemux name=d d.video ! queue ! h264parse"));
-    args.extend(words(
-        "! flvmux name=m streamable=true ! tee name=t ! queue !",
-    ));
-    args.extend(sink.iter().map(|s| s.to_string()));
-    args.extend(words("t. ! queue ! filesink"));
-    args.push(format!("location={}", sent.display()));
-    args.extend(words("d.audio ! queue ! aacparse ! m."));
-    Command::new("gst-launch-1.0")
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cannot run gst-launch-1.0")
-}
-
-/// Waits for a GStreamer publish to finish cleanly, then for castgate to
-/// log its end over `proto` with every frame, and its packaging to end.
-fn expect_gst_publish(server: &Castgate, gst: &mut Child, key: &str, proto: &str, frames: usize) {
-    let status = wait_child(gst, T, "gst-launch-1.0");
-    let mut out = String::new();
-    if let Some(mut o) = gst.stdout.take() {
-        let _ = o.read_to_string(&mut out);
-    }
-    assert!(
-        status.success(),
-        "GStreamer's {proto} publish failed: {out}{}",
-        stderr_of(gst)
-    );
-    let stream = format!("stream=\"{key}\"");
-    let ended = server.wait_log_all(&["publish ended", &stream], T);
-    assert!(
-        ended.contains(&format!("proto=\"{proto}\""))
-            && ended.contains(&format!("frames={frames} ")),
-        "{proto}: {ended}"
-    );
-    server.wait_log_all(&["packaging ended", &stream], T);
-}
-
-/// HLS of a GStreamer publish holds every frame of the source fixture
-/// (same count and payloads, in order, per track) and decodes cleanly.
-/// Timestamps: flvmux shifts the stream so the first video frame
-/// presents at 0 and clamps what would go negative to 0 (with B-frames,
-/// the first three video tags share DTS 0; the first audio frame lands on
-/// the second's time). Video presentation times survive that and are
-/// compared with what flvmux sent (`sent`); audio, whose first two
-/// frames came with one timestamp, must play contiguously (1024 samples a
-/// frame at 48 kHz) with no gap.
-fn assert_hls_holds_gst_publish(server: &Castgate, key: &str, src: &Path, sent: &Path, what: &str) {
-    let hls = server.http_url(&format!("{key}/index.m3u8"));
-    for map in ["0:v", "0:a"] {
-        let got = framemd5_of(&hls, map);
-        let payloads = |p: &[Packet]| p.iter().map(|p| p.md5.clone()).collect::<Vec<_>>();
-        assert_eq!(
-            payloads(&got),
-            payloads(&framemd5_of(src, map)),
-            "{what} ({map}): frames differ from the source fixture's"
-        );
-        if map == "0:v" {
-            let sent = framemd5_of(sent, map);
-            for (i, (g, e)) in got.iter().zip(&sent).enumerate() {
-                assert!(
-                    (g.pts - e.pts).abs() <= 1,
-                    "{what}: video frame {i} pts {} vs {} sent",
-                    g.pts,
-                    e.pts
-                );
-            }
-        } else {
-            for (i, w) in got.windows(2).enumerate() {
-                let step = w[1].pts - w[0].pts;
-                assert!(
-                    (step - 21).abs() <= 1,
-                    "{what}: audio frame {} starts {step} ms after the previous",
-                    i + 1
-                );
-            }
-        }
-    }
-    assert_eq!(decode_errors(&hls), "", "{what}: decoding");
+    rtmpdump_plays(&server, &url, "live/dumpt", "rtmpt", &fixture(24));
 }
 
 /// GStreamer's librtmp sink publishes over rtmpt://: castgate receives every
-/// frame, and the stream's HLS holds them all.
+/// frame, and the stream's HLS and DASH hold them all.
 #[test]
 fn gstreamer_rtmpsink_publishes_over_rtmpt() {
     let src = fixture(25);
@@ -1071,6 +957,13 @@ fn gstreamer_rtmpsink_publishes_over_rtmpt() {
         &src,
         &sent,
         "HLS of GStreamer's rtmpsink publish over rtmpt",
+    );
+    assert_dash_holds_gst_publish(
+        &server,
+        "live/gstt",
+        &src,
+        &sent,
+        "DASH of GStreamer's rtmpsink publish over rtmpt",
     );
 }
 

@@ -1,0 +1,289 @@
+//! RTMPE and RTMPTE (Adobe's encrypted RTMP: C0 = 6, a Diffie-Hellman key
+//! exchange inside the digest handshake, then RC4 on every byte; RTMPTE is
+//! the same byte stream inside the RTMPT tunnel) against librtmp, the only
+//! client that speaks them here (Debian's ffmpeg is built without
+//! librtmp): GStreamer's `rtmpsink` publishes and rtmpdump plays over
+//! both; `rtmp.rtmpe = false` turns RTMPE away; the connection's protocol
+//! shows in the log, the auth webhook and `/metrics`; and castgate relays
+//! to another castgate over rtmpe://.
+//!
+//! RTMPE shares the RTMP port (C0 tells the variants apart); RTMPTE goes
+//! through the RTMPT tunnel on the HTTP port. The hostile handshakes
+//! (C0 = 6 with a C1 that has no digest, or cut short; C0 = 8 or 9) are in
+//! `malformed.rs`.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::harness::*;
+use crate::librtmp::*;
+use crate::ops::{scrape, value, Received, Receiver};
+use crate::relay::{create_relay, wait_relay, Proc};
+
+const T: Duration = Duration::from_secs(90);
+
+/// `rtmpe://HOST:PORT/KEY` on castgate's RTMP port.
+fn rtmpe_url(server: &Castgate, key: &str) -> String {
+    format!("rtmpe://{}/{key}", server.rtmp)
+}
+
+/// `rtmpte://HOST:PORT/KEY` on castgate's HTTP port (the RTMPT tunnel).
+fn rtmpte_url(server: &Castgate, key: &str) -> String {
+    format!("rtmpte://{}/{key}", server.http)
+}
+
+/// GStreamer's rtmpsink publishes the fixture to `url` (over `proto`):
+/// castgate logs the publish's end over `proto` with every frame, and the
+/// stream's HLS and DASH hold every frame of the source, decode cleanly
+/// and keep the publisher's timestamps.
+fn gst_publishes(url: impl Fn(&Castgate, &str) -> String, proto: &str) {
+    let src = fixture(25);
+    let server = Castgate::start(&[("CASTGATE__PACKAGE__GRACE_SECS", "1")]);
+    let dir = tempdir();
+    let sent = dir.path().join("sent.flv");
+    let key = format!("live/gst{proto}");
+    let location = format!("location={}", url(&server, &key));
+    let mut gst = gst_publish(&src, &["rtmpsink", &location], &sent);
+    let frames = framemd5(&src).len();
+    expect_gst_publish(&server, &mut gst, &key, proto, frames);
+    let what = format!("GStreamer's rtmpsink publish over {proto}");
+    assert_hls_holds_gst_publish(&server, &key, &src, &sent, &format!("HLS of {what}"));
+    assert_dash_holds_gst_publish(&server, &key, &src, &sent, &format!("DASH of {what}"));
+    server.assert_no_panic();
+}
+
+/// GStreamer's librtmp sink publishes over rtmpe://.
+#[test]
+fn gstreamer_rtmpsink_publishes_over_rtmpe() {
+    gst_publishes(rtmpe_url, "rtmpe");
+}
+
+/// GStreamer's librtmp sink publishes over rtmpte://.
+#[test]
+fn gstreamer_rtmpsink_publishes_over_rtmpte() {
+    gst_publishes(rtmpte_url, "rtmpte");
+}
+
+/// rtmpdump plays over rtmpe://, started before an ffmpeg publisher over
+/// plain rtmp://: every packet with the publisher's timestamps and
+/// payloads, ending with the stream.
+#[test]
+fn rtmpdump_plays_over_rtmpe() {
+    let server = Castgate::start(&[]);
+    let url = rtmpe_url(&server, "live/dumpe");
+    rtmpdump_plays(&server, &url, "live/dumpe", "rtmpe", &fixture(24));
+    server.assert_no_panic();
+}
+
+/// rtmpdump plays over rtmpte://, as over rtmpe://.
+#[test]
+fn rtmpdump_plays_over_rtmpte() {
+    let server = Castgate::start(&[]);
+    let url = rtmpte_url(&server, "live/dumpte");
+    rtmpdump_plays(&server, &url, "live/dumpte", "rtmpte", &fixture(24));
+    server.assert_no_panic();
+}
+
+/// With `rtmp.rtmpe = false`, rtmpdump over rtmpe:// fails and castgate
+/// logs why, while plain RTMP on the same port goes on: ffmpeg publishes
+/// every frame.
+#[test]
+fn rtmpe_turned_off_refuses_version_6_and_keeps_plain_rtmp() {
+    require("rtmpdump");
+    let server = Castgate::start(&[("CASTGATE__RTMP__RTMPE", "false")]);
+    let dir = tempdir();
+    let out = dir.path().join("refused.flv");
+    // Without -q: its complaint goes into the failure message.
+    let mut player = Command::new("rtmpdump")
+        .args(["--live", "-r", &rtmpe_url(&server, "live/off"), "-o"])
+        .arg(&out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run rtmpdump");
+    let status = wait_child(&mut player, T, "rtmpdump over rtmpe (turned off)");
+    let said = stderr_of(&mut player);
+    assert!(
+        !status.success(),
+        "rtmpdump over rtmpe succeeded with RTMPE turned off: {said}"
+    );
+    server.wait_log_all(
+        &["RTMPE (encrypted RTMP, version byte 6) is turned off (rtmp.rtmpe = false)"],
+        T,
+    );
+
+    let src = fixture(24);
+    let mut publisher = publish(&src, &server.url("live/plain"), &[]);
+    let status = wait_child(&mut publisher, T, "publisher over rtmp");
+    assert!(status.success(), "publisher: {}", stderr_of(&mut publisher));
+    let frames = framemd5(&src).len();
+    let ended = server.wait_log_all(&["publish ended", "stream=\"live/plain\""], T);
+    assert!(
+        ended.contains("proto=\"rtmp\"") && ended.contains(&format!("frames={frames} ")),
+        "{ended}"
+    );
+    assert_eq!(
+        server.count_log(&["play requested", "live/off"]),
+        0,
+        "the refused RTMPE client got as far as play (rtmpdump said: {said})"
+    );
+    server.assert_no_panic();
+}
+
+/// The `castgate_connections` gauge for `protocol` and `state` (absent: 0).
+fn connections(server: &Castgate, protocol: &str, state: &str) -> f64 {
+    value(
+        &scrape(server),
+        "castgate_connections",
+        &[("protocol", protocol), ("state", state)],
+    )
+    .unwrap_or(0.0)
+}
+
+/// Polls `/metrics` until the RTMPE and RTMPTE publishing gauges are
+/// (`rtmpe`, `rtmpte`); panics with the page on timeout.
+fn wait_publishing(server: &Castgate, rtmpe: f64, rtmpte: f64) {
+    let deadline = Instant::now() + T;
+    loop {
+        let got = (
+            connections(server, "rtmpe", "publishing"),
+            connections(server, "rtmpte", "publishing"),
+        );
+        if got == (rtmpe, rtmpte) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "castgate_connections{{state=\"publishing\"}}: rtmpe and rtmpte {got:?}, \
+             want {:?}:\n{}",
+            (rtmpe, rtmpte),
+            http_get(server.http, "/metrics").text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Encrypted publishers pass through the auth webhook as what they are
+/// (`"protocol": "rtmpe"` / `"rtmpte"`), and `/metrics` counts them under
+/// their own protocol while they publish (not as plain rtmp/rtmpt), and
+/// no longer once they stop. The publishers are live GStreamer sources
+/// that run until interrupted, so they are certainly live while
+/// `/metrics` is read.
+#[test]
+fn encrypted_publishers_show_in_the_auth_webhook_and_metrics() {
+    let hook = Receiver::start(std::sync::Arc::new(|_: &Received| (200, String::new())));
+    let server = Castgate::start_loopback_egress(&[
+        ("CASTGATE__AUTH__PUBLISH", "webhook"),
+        ("CASTGATE__AUTH__WEBHOOK_URL", &hook.url("/auth")),
+    ]);
+    let mut enc = Proc(
+        gst_live_publish(&rtmpe_url(&server, "live/enc")),
+        "GStreamer over rtmpe",
+    );
+    let mut tun = Proc(
+        gst_live_publish(&rtmpte_url(&server, "live/tun")),
+        "GStreamer over rtmpte",
+    );
+    let asked = |key: &str| -> Option<Value> {
+        hook.requests()
+            .iter()
+            .map(Received::json)
+            .find(|v| v["action"] == "publish" && v["key"] == key)
+    };
+    for (gst, key, proto) in [(&mut enc, "enc", "rtmpe"), (&mut tun, "tun", "rtmpte")] {
+        let stream = format!("stream=\"live/{key}\"");
+        let line = wait_log_with_peers(
+            &server,
+            &mut [(&mut gst.0, gst.1)],
+            &["publish started", &stream],
+        );
+        assert!(line.contains(&format!("proto=\"{proto}\"")), "{line}");
+        // The webhook allowed the publish, so it was asked first.
+        let v = asked(key).unwrap_or_else(|| {
+            panic!(
+                "live/{key} started without a webhook request: {:#?}",
+                hook.requests()
+            )
+        });
+        assert_eq!(v["app"], "live", "{v}");
+        assert_eq!(
+            v["protocol"], proto,
+            "the webhook request for live/{key}: {v}"
+        );
+    }
+    wait_publishing(&server, 1.0, 1.0);
+    for proto in ["rtmp", "rtmpt"] {
+        assert_eq!(
+            connections(&server, proto, "publishing"),
+            0.0,
+            "encrypted publishers counted as {proto}"
+        );
+    }
+
+    for (gst, key, proto) in [(&mut enc, "enc", "rtmpe"), (&mut tun, "tun", "rtmpte")] {
+        interrupt(&gst.0);
+        let status = gst.wait(T);
+        assert!(
+            status.success(),
+            "GStreamer's live {proto} publish did not end cleanly ({status}): {}",
+            output_of(&mut gst.0)
+        );
+        let ended = server.wait_log_all(&["publish ended", &format!("stream=\"live/{key}\"")], T);
+        assert!(ended.contains(&format!("proto=\"{proto}\"")), "{ended}");
+    }
+    wait_publishing(&server, 0.0, 0.0);
+    server.assert_no_panic();
+}
+
+/// A relay to an rtmpe:// target: a second castgate receives the stream
+/// over RTMPE (its log says so) with every frame, and its HLS holds them
+/// all. The relay keeps its scheme in the API.
+#[test]
+fn relay_to_an_rtmpe_target_on_another_castgate() {
+    let src = fixture(24);
+    let dest = Castgate::start(&[("CASTGATE__PACKAGE__GRACE_SECS", "1")]);
+    let server = Castgate::start_loopback_egress(&[("CASTGATE__PACKAGE__GRACE_SECS", "1")]);
+    let port = dest.rtmp.port();
+    let relay = create_relay(
+        &server,
+        json!({"stream": "live/cam", "target": format!("rtmpe://127.0.0.1:{port}/relayed/cam")}),
+    );
+    assert_eq!(
+        relay["target"],
+        format!("rtmpe://127.0.0.1:{port}/relayed/***"),
+        "{relay}"
+    );
+    let id = relay["id"].as_u64().unwrap();
+
+    let mut publisher = publish(&src, &server.url("live/cam"), &[]);
+    dest.wait_log_all(
+        &[
+            "publish started",
+            "stream=\"relayed/cam\"",
+            "proto=\"rtmpe\"",
+        ],
+        T,
+    );
+    let status = wait_child(&mut publisher, T, "publisher");
+    assert!(status.success(), "publisher: {}", stderr_of(&mut publisher));
+    let frames = framemd5(&src).len();
+    let ended = dest.wait_log_all(&["publish ended", "stream=\"relayed/cam\""], T);
+    assert!(
+        ended.contains("proto=\"rtmpe\"") && ended.contains(&format!("frames={frames} ")),
+        "{ended}"
+    );
+    dest.wait_log_all(&["packaging ended", "stream=\"relayed/cam\""], T);
+    assert_holds_every_frame(
+        &src,
+        &dest.http_url("relayed/cam/index.m3u8"),
+        "HLS of the stream relayed over rtmpe",
+    );
+    // The stream ended: the relay waits for the next one, with no error.
+    let r = wait_relay(&server, id, "waited again", |r| r["state"] == "waiting");
+    assert!(r["last_error"].is_null(), "{r}");
+    server.assert_no_panic();
+    dest.assert_no_panic();
+}
