@@ -3,16 +3,16 @@
 //! the same byte stream inside the RTMPT tunnel) against librtmp, the only
 //! client that speaks them here (Debian's ffmpeg is built without
 //! librtmp): GStreamer's `rtmpsink` publishes and rtmpdump plays over
-//! both; `rtmp.rtmpe = false` turns RTMPE away; the connection's protocol
-//! shows in the log, the auth webhook and `/metrics`; and castgate relays
-//! to another castgate over rtmpe://.
+//! both; `rtmp.rtmpe = false` turns both away (and SIGHUP turns them on
+//! and off); the connection's protocol shows in the log, the auth webhook
+//! and `/metrics`; castgate relays to another castgate over rtmpe:// and
+//! pulls a source from an rtmpe:// URL.
 //!
 //! RTMPE shares the RTMP port (C0 tells the variants apart); RTMPTE goes
 //! through the RTMPT tunnel on the HTTP port. The hostile handshakes
 //! (C0 = 6 with a C1 that has no digest, or cut short; C0 = 8 or 9) are in
-//! `malformed.rs`.
+//! `malformed.rs`; RTMPE inside TLS (refused) in `tls_rtmpt.rs`.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -21,6 +21,7 @@ use crate::harness::*;
 use crate::librtmp::*;
 use crate::ops::{scrape, value, Received, Receiver};
 use crate::relay::{create_relay, wait_relay, Proc};
+use crate::sources::{create_source, start_castgate, wait_ended, wait_source};
 
 const T: Duration = Duration::from_secs(90);
 
@@ -86,49 +87,129 @@ fn rtmpdump_plays_over_rtmpte() {
     server.assert_no_panic();
 }
 
-/// With `rtmp.rtmpe = false`, rtmpdump over rtmpe:// fails and castgate
-/// logs why, while plain RTMP on the same port goes on: ffmpeg publishes
-/// every frame.
-#[test]
-fn rtmpe_turned_off_refuses_version_6_and_keeps_plain_rtmp() {
-    require("rtmpdump");
-    let server = Castgate::start(&[("CASTGATE__RTMP__RTMPE", "false")]);
+/// The log line of a C0 = 6 client turned away by `rtmp.rtmpe = false`.
+const TURNED_OFF: &str =
+    "RTMPE (encrypted RTMP, version byte 6) is turned off (rtmp.rtmpe = false)";
+
+/// rtmpdump over `url` (rtmpe:// or rtmpte://) while RTMPE is turned off:
+/// it fails, and castgate logs why (the `n`th such line); the client got
+/// no further than the handshake.
+fn rtmpdump_refused(server: &Castgate, url: &str, key: &str, n: usize) {
     let dir = tempdir();
     let out = dir.path().join("refused.flv");
-    // Without -q: its complaint goes into the failure message.
-    let mut player = Command::new("rtmpdump")
-        .args(["--live", "-r", &rtmpe_url(&server, "live/off"), "-o"])
-        .arg(&out)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cannot run rtmpdump");
-    let status = wait_child(&mut player, T, "rtmpdump over rtmpe (turned off)");
-    let said = stderr_of(&mut player);
+    let mut player = Proc(rtmpdump(url, &out), "rtmpdump");
+    let status = wait_child(
+        &mut player.0,
+        T,
+        &format!("rtmpdump {url} (RTMPE turned off)"),
+    );
+    let said = stderr_of(&mut player.0);
     assert!(
         !status.success(),
-        "rtmpdump over rtmpe succeeded with RTMPE turned off: {said}"
+        "rtmpdump {url} succeeded with RTMPE turned off: {said}"
     );
-    server.wait_log_all(
-        &["RTMPE (encrypted RTMP, version byte 6) is turned off (rtmp.rtmpe = false)"],
-        T,
+    assert!(
+        server.wait_count(&[TURNED_OFF], n, T),
+        "no log line (the {n}th) with {TURNED_OFF:?} for {url} (rtmpdump said: {said}); log:\n{}",
+        server.lines_with(&[""]).join("\n")
     );
+    assert_eq!(
+        server.count_log(&["play requested", &format!("stream=\"{key}\"")]),
+        0,
+        "the refused RTMPE client got as far as play (rtmpdump said: {said})"
+    );
+}
+
+/// With `rtmp.rtmpe = false`, rtmpdump over rtmpe:// and over rtmpte://
+/// fails and castgate logs why, while plain RTMP on the same port goes
+/// on: ffmpeg publishes every frame.
+#[test]
+fn rtmpe_turned_off_refuses_version_6_and_keeps_plain_rtmp() {
+    let server = Castgate::start(&[("CASTGATE__RTMP__RTMPE", "false")]);
+    rtmpdump_refused(&server, &rtmpe_url(&server, "live/off"), "live/off", 1);
+    // The setting covers RTMPTE too (the same bytes in the tunnel).
+    rtmpdump_refused(&server, &rtmpte_url(&server, "live/offt"), "live/offt", 2);
 
     let src = fixture(24);
-    let mut publisher = publish(&src, &server.url("live/plain"), &[]);
-    let status = wait_child(&mut publisher, T, "publisher over rtmp");
-    assert!(status.success(), "publisher: {}", stderr_of(&mut publisher));
+    let mut publisher = Proc(publish(&src, &server.url("live/plain"), &[]), "publisher");
+    let status = publisher.wait(T);
+    assert!(
+        status.success(),
+        "publisher: {}",
+        stderr_of(&mut publisher.0)
+    );
     let frames = framemd5(&src).len();
     let ended = server.wait_log_all(&["publish ended", "stream=\"live/plain\""], T);
     assert!(
         ended.contains("proto=\"rtmp\"") && ended.contains(&format!("frames={frames} ")),
         "{ended}"
     );
-    assert_eq!(
-        server.count_log(&["play requested", "live/off"]),
-        0,
-        "the refused RTMPE client got as far as play (rtmpdump said: {said})"
+    server.assert_no_panic();
+}
+
+/// `rtmp.rtmpe` is live: SIGHUP turns RTMPE on (rtmpdump then plays over
+/// rtmpe:// every packet) and off again (refused again), without a
+/// restart.
+#[test]
+fn sighup_turns_rtmpe_on_and_off() {
+    let dir = tempdir();
+    let cfg = dir.path().join("castgate.toml");
+    let set = |on: bool| std::fs::write(&cfg, format!("[rtmp]\nrtmpe = {on}\n")).unwrap();
+    set(false);
+    let server = Castgate::start_with_args(&["serve", "--config", cfg.to_str().unwrap()], &[]);
+    let hup = |n: usize| {
+        // SAFETY: kill(2) with a valid pid and signal number has no memory effects.
+        assert_eq!(unsafe { libc::kill(server.pid() as i32, libc::SIGHUP) }, 0);
+        assert!(
+            server.wait_count(&["SIGHUP: config reloaded"], n, T),
+            "no reload {n}; log:\n{}",
+            server.lines_with(&[""]).join("\n")
+        );
+    };
+    rtmpdump_refused(&server, &rtmpe_url(&server, "live/h1"), "live/h1", 1);
+    set(true);
+    hup(1);
+    let url = rtmpe_url(&server, "live/h2");
+    rtmpdump_plays(&server, &url, "live/h2", "rtmpe", &fixture(24));
+    set(false);
+    hup(2);
+    rtmpdump_refused(&server, &rtmpe_url(&server, "live/h3"), "live/h3", 2);
+    server.assert_no_panic();
+}
+
+/// castgate pulls a source from an rtmpe:// URL (its own RTMP port, as
+/// another castgate's): the upstream sees an RTMPE player, the source
+/// reports its protocol as rtmpe, and the copy's HLS holds every frame.
+#[test]
+fn castgate_pulls_a_source_over_rtmpe() {
+    let server = start_castgate(&[("CASTGATE__RTMP__PLAY_WAIT_SECS", "30")]);
+    let src = fixture(24);
+    let id = create_source(
+        &server,
+        json!({"stream": "live/copy", "url": rtmpe_url(&server, "live/orig")}),
+    );
+    server.wait_log_all(
+        &["play requested", "stream=\"live/orig\"", "proto=\"rtmpe\""],
+        T,
+    );
+    let mut publisher = Proc(publish(&src, &server.url("live/orig"), &[]), "publisher");
+    let status = publisher.wait(T);
+    assert!(
+        status.success(),
+        "publisher: {}",
+        stderr_of(&mut publisher.0)
+    );
+    let r = wait_source(&server, id, "ended", |r| {
+        r["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("upstream stream ended"))
+    });
+    assert_eq!(r["protocol"], "rtmpe", "{r}");
+    wait_ended(&server, "live/copy");
+    assert_holds_every_frame(
+        &src,
+        &server.http_url("/live/copy/index.m3u8"),
+        "HLS of a stream pulled over rtmpe",
     );
     server.assert_no_panic();
 }

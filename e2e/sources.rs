@@ -16,7 +16,7 @@ use crate::relay::{api, free_udp_port, wait_bound, Nginx, Proc};
 
 const T: Duration = Duration::from_secs(60);
 
-fn start_castgate(extra: &[(&str, &str)]) -> Castgate {
+pub(crate) fn start_castgate(extra: &[(&str, &str)]) -> Castgate {
     let mut env = vec![
         ("CASTGATE__PACKAGE__GRACE_SECS", "1"),
         ("CASTGATE__RELAY__BACKOFF_INITIAL_SECS", "0.5"),
@@ -29,14 +29,19 @@ fn start_castgate(extra: &[(&str, &str)]) -> Castgate {
     Castgate::start_loopback_egress(&env)
 }
 
-fn create_source(server: &Castgate, body: Value) -> u64 {
+pub(crate) fn create_source(server: &Castgate, body: Value) -> u64 {
     let (status, r) = api(server, "POST", "/sources", Some(&body), None);
     assert_eq!(status, 201, "POST /sources {body}: {r}");
     r["id"].as_u64().expect("an id")
 }
 
 /// Polls a source until `pred` holds; panics with the source and the log.
-fn wait_source(server: &Castgate, id: u64, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+pub(crate) fn wait_source(
+    server: &Castgate,
+    id: u64,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + T;
     loop {
         let (status, r) = api(server, "GET", &format!("/sources/{id}"), None, None);
@@ -59,7 +64,7 @@ fn in_state(state: &'static str) -> impl Fn(&Value) -> bool {
 }
 
 /// Waits until the stream's HLS video playlist is ended.
-fn wait_ended(server: &Castgate, key: &str) {
+pub(crate) fn wait_ended(server: &Castgate, key: &str) {
     let deadline = Instant::now() + T;
     loop {
         let r = http_get(server.http, &format!("/{key}/video.m3u8"));

@@ -605,6 +605,28 @@ fn wrong_protocol_on_each_listener_is_closed_with_a_log_line() {
         );
     }
 
+    // RTMPE inside TLS (C0 = 6 after the TLS handshake), on the RTMPS port
+    // and in an RTMPTS tunnel: no client layers the two, castgate refuses.
+    const INSIDE_TLS: &str = "RTMPE inside TLS is not a variant clients speak";
+    let mut c0 = vec![6u8];
+    c0.extend_from_slice(&[0; 100]);
+    let mut tls = tls_connect(gate.rtmps);
+    tls.sock
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let tag = peer_tag(&tls.sock);
+    tls.write_all(&c0).unwrap();
+    tls.flush().unwrap();
+    expect_clean_close(&mut tls, T, "RTMPE inside RTMPS");
+    server.wait_log_all(&[&tag, "proto=\"rtmps\"", INSIDE_TLS], T);
+    let r = https_exchange(gate.https, "POST", "/open/1", &[0]);
+    assert_eq!(r.status, 200, "RTMPTS open: {}", r.text());
+    let id = r.text().trim().to_string();
+    let r = https_exchange(gate.https, "POST", &format!("/send/{id}/0"), &c0);
+    assert_eq!(r.status, 200, "RTMPTS send: {}", r.text());
+    assert_eq!(r.body, vec![0], "an ended session's interval is 0");
+    server.wait_log_all(&["proto=\"rtmpts\"", INSIDE_TLS], T);
+
     // A TLS record header followed by garbage.
     let mut s = TcpStream::connect(gate.rtmps).unwrap();
     s.set_read_timeout(Some(Duration::from_millis(200)))
