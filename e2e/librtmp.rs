@@ -15,6 +15,17 @@ use crate::relay::Proc;
 /// Generous: the suite runs many tests at once on 2 cores.
 pub(crate) const T: Duration = Duration::from_secs(90);
 
+/// librtmp's tunnel client (rtmpt://, rtmpte://) ends a publish by posting
+/// its last commands (FCUnpublish, deleteStream) and `/close` and closing
+/// the socket without reading the replies: castgate often never reads
+/// those requests (its log says "HTTP connection ended: error writing a
+/// body to connection"), and the publish then ends only when the RTMPT
+/// session expires (`rtmpt.session_timeout_secs`, 30 s by default) or the
+/// media timeout passes. A short session timeout keeps those tests quick;
+/// a librtmp client sends or polls far more often than this while it runs.
+pub(crate) const SHORT_RTMPT_SESSIONS: (&str, &str) =
+    ("CASTGATE__RTMPT__SESSION_TIMEOUT_SECS", "5");
+
 /// `gst-launch-1.0 -e`: the fixture's FLV demuxed and re-muxed by
 /// GStreamer's flvmux into `sink` (its element and properties), with a
 /// copy of exactly what flvmux produced written to `sent`.

@@ -41,7 +41,7 @@ fn rtmpte_url(server: &Castgate, key: &str) -> String {
 /// and keep the publisher's timestamps.
 fn gst_publishes(url: impl Fn(&Castgate, &str) -> String, proto: &str) {
     let src = fixture(25);
-    let server = Castgate::start(&[("CASTGATE__PACKAGE__GRACE_SECS", "1")]);
+    let server = Castgate::start(&[("CASTGATE__PACKAGE__GRACE_SECS", "1"), SHORT_RTMPT_SESSIONS]);
     let dir = tempdir();
     let sent = dir.path().join("sent.flv");
     let key = format!("live/gst{proto}");
@@ -247,19 +247,45 @@ fn wait_publishing(server: &Castgate, rtmpe: f64, rtmpte: f64) {
     }
 }
 
-/// Encrypted publishers pass through the auth webhook as what they are
-/// (`"protocol": "rtmpe"` / `"rtmpte"`), and `/metrics` counts them under
-/// their own protocol while they publish (not as plain rtmp/rtmpt), and
-/// no longer once they stop. The publishers are live GStreamer sources
-/// that run until interrupted, so they are certainly live while
-/// `/metrics` is read.
+/// What `/api/v1/streams` says `stream` publishes over.
+fn api_protocol(server: &Castgate, stream: &str) -> Value {
+    let r = http_get(server.http, "/api/v1/streams");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v: Value = serde_json::from_slice(&r.body).expect("JSON stream list");
+    v["streams"]
+        .as_array()
+        .expect("a stream list")
+        .iter()
+        .find(|s| s["stream"] == stream)
+        .unwrap_or_else(|| panic!("{stream} is not in the stream list: {v}"))["protocol"]
+        .clone()
+}
+
+/// Encrypted publishers are named as what they are (`rtmpe`, `rtmpte`,
+/// never plain rtmp/rtmpt) by the auth webhook's request, the
+/// `stream.started` and `stream.ended` events, the API's stream list and
+/// `/metrics` (counted while they publish, no longer once they stop). The
+/// publishers are live GStreamer sources that run until interrupted, so
+/// they are certainly live while the API and `/metrics` are read.
 #[test]
-fn encrypted_publishers_show_in_the_auth_webhook_and_metrics() {
+fn encrypted_publishers_show_in_the_webhooks_api_and_metrics() {
     let hook = Receiver::start(std::sync::Arc::new(|_: &Received| (200, String::new())));
-    let server = Castgate::start_loopback_egress(&[
-        ("CASTGATE__AUTH__PUBLISH", "webhook"),
-        ("CASTGATE__AUTH__WEBHOOK_URL", &hook.url("/auth")),
-    ]);
+    let dir = tempdir();
+    let cfg = dir.path().join("castgate.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[auth]\npublish = \"webhook\"\nwebhook_url = \"{}\"\n\
+             [webhooks]\nurls = [\"{}\"]\n",
+            hook.url("/auth"),
+            hook.url("/events")
+        ),
+    )
+    .unwrap();
+    let server = Castgate::start_with_args_loopback_egress(
+        &["serve", "--config", cfg.to_str().unwrap()],
+        &[SHORT_RTMPT_SESSIONS],
+    );
     let mut enc = Proc(
         gst_live_publish(&rtmpe_url(&server, "live/enc")),
         "GStreamer over rtmpe",
@@ -268,32 +294,47 @@ fn encrypted_publishers_show_in_the_auth_webhook_and_metrics() {
         gst_live_publish(&rtmpte_url(&server, "live/tun")),
         "GStreamer over rtmpte",
     );
-    let asked = |key: &str| -> Option<Value> {
+    // The JSON bodies the receiver got at `path`.
+    let got = |path: &str| -> Vec<Value> {
         hook.requests()
             .iter()
+            .filter(|r| r.path == path)
             .map(Received::json)
-            .find(|v| v["action"] == "publish" && v["key"] == key)
+            .collect()
+    };
+    // The first `kind` event about `stream` among `reqs`.
+    let event = |reqs: &[Received], kind: &str, stream: &str| -> Option<Value> {
+        reqs.iter()
+            .filter(|r| r.path == "/events")
+            .map(Received::json)
+            .find(|v| v["type"] == kind && v["stream"] == stream)
     };
     for (gst, key, proto) in [(&mut enc, "enc", "rtmpe"), (&mut tun, "tun", "rtmpte")] {
-        let stream = format!("stream=\"live/{key}\"");
+        let stream = format!("live/{key}");
         let line = wait_log_with_peers(
             &server,
             &mut [(&mut gst.0, gst.1)],
-            &["publish started", &stream],
+            &["publish started", &format!("stream=\"{stream}\"")],
         );
         assert!(line.contains(&format!("proto=\"{proto}\"")), "{line}");
         // The webhook allowed the publish, so it was asked first.
-        let v = asked(key).unwrap_or_else(|| {
-            panic!(
-                "live/{key} started without a webhook request: {:#?}",
-                hook.requests()
-            )
-        });
+        let v = got("/auth")
+            .into_iter()
+            .find(|v| v["action"] == "publish" && v["key"] == key)
+            .unwrap_or_else(|| {
+                panic!(
+                    "{stream} started without an auth request: {:#?}",
+                    hook.requests()
+                )
+            });
         assert_eq!(v["app"], "live", "{v}");
-        assert_eq!(
-            v["protocol"], proto,
-            "the webhook request for live/{key}: {v}"
-        );
+        assert_eq!(v["protocol"], proto, "the auth request for {stream}: {v}");
+        let reqs = hook.wait(&format!("stream.started of {stream}"), |g| {
+            event(g, "stream.started", &stream).is_some()
+        });
+        let v = event(&reqs, "stream.started", &stream).unwrap();
+        assert_eq!(v["data"]["protocol"], proto, "stream.started: {v}");
+        assert_eq!(api_protocol(&server, &stream), proto, "the API's {stream}");
     }
     wait_publishing(&server, 1.0, 1.0);
     for proto in ["rtmp", "rtmpt"] {
@@ -305,6 +346,7 @@ fn encrypted_publishers_show_in_the_auth_webhook_and_metrics() {
     }
 
     for (gst, key, proto) in [(&mut enc, "enc", "rtmpe"), (&mut tun, "tun", "rtmpte")] {
+        let stream = format!("live/{key}");
         interrupt(&gst.0);
         let status = gst.wait(T);
         assert!(
@@ -312,8 +354,13 @@ fn encrypted_publishers_show_in_the_auth_webhook_and_metrics() {
             "GStreamer's live {proto} publish did not end cleanly ({status}): {}",
             output_of(&mut gst.0)
         );
-        let ended = server.wait_log_all(&["publish ended", &format!("stream=\"live/{key}\"")], T);
+        let ended = server.wait_log_all(&["publish ended", &format!("stream=\"{stream}\"")], T);
         assert!(ended.contains(&format!("proto=\"{proto}\"")), "{ended}");
+        let reqs = hook.wait(&format!("stream.ended of {stream}"), |g| {
+            event(g, "stream.ended", &stream).is_some()
+        });
+        let v = event(&reqs, "stream.ended", &stream).unwrap();
+        assert_eq!(v["data"]["protocol"], proto, "stream.ended: {v}");
     }
     wait_publishing(&server, 0.0, 0.0);
     server.assert_no_panic();

@@ -966,7 +966,7 @@ fn rtmpdump_plays_over_rtmpt() {
 #[test]
 fn gstreamer_rtmpsink_publishes_over_rtmpt() {
     let src = fixture(25);
-    let server = Castgate::start(&[("CASTGATE__PACKAGE__GRACE_SECS", "1")]);
+    let server = Castgate::start(&[("CASTGATE__PACKAGE__GRACE_SECS", "1"), SHORT_RTMPT_SESSIONS]);
     let dir = tempdir();
     let sent = dir.path().join("sent.flv");
     let location = format!("location=rtmpt://{}/live/gstt", server.http);
