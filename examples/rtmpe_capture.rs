@@ -20,7 +20,7 @@ use castgate::rtmp::handshake::{HandshakeStatus, ServerHandshake};
 use castgate::rtmp::rtmpe::KeyPair;
 
 /// Shared with the test that replays the vectors.
-const FILLER_SEED: u64 = 0x7274_6d70_65;
+const FILLER_SEED: u64 = 0x0072_746d_7065;
 const SERVER_KEY_SEED: [u8; 32] = [0x5c; 32];
 
 fn main() -> std::io::Result<()> {

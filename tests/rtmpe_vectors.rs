@@ -17,7 +17,7 @@ const S0S1S2: &[u8] = include_bytes!("vectors/rtmpe/s0s1s2.bin");
 const C2_AND_AFTER: &[u8] = include_bytes!("vectors/rtmpe/c2.bin");
 
 /// As in `examples/rtmpe_capture.rs`.
-const FILLER_SEED: u64 = 0x7274_6d70_65;
+const FILLER_SEED: u64 = 0x0072_746d_7065;
 const SERVER_KEY_SEED: [u8; 32] = [0x5c; 32];
 
 /// The server as it was when the vectors were recorded.
