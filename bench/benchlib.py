@@ -284,6 +284,23 @@ def run_load(load_bin, server, flv, publishers, duration, players=0, extra=()):
     return report
 
 
+def cpu_model():
+    """The CPU as /proc/cpuinfo names it, with its nominal clock in MHz
+    (None where the kernel does not say), and the cores the OS sees."""
+    model, mhz = "unknown CPU", None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key, value = key.strip(), value.strip()
+            if key == "model name" and model == "unknown CPU":
+                model = value
+            elif key == "cpu MHz" and mhz is None:
+                mhz = float(value)
+    except (OSError, ValueError):
+        pass
+    return model, mhz, os.cpu_count()
+
+
 def median(values):
     v = sorted(values)
     if not v:

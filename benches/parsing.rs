@@ -1,13 +1,17 @@
 //! Throughput of the ingest hot path on a realistic stream: a 720p30 H.264
 //! High (B-frames) + AAC FLV at ~3 Mbps, made once by ffmpeg and cached in
 //! `target/bench-fixtures/`. Measures the RTMP chunk decoder (at chunk sizes
-//! 128 and 4096) and FLV tag parsing, in bytes per second.
+//! 128 and 4096) and FLV tag parsing, in bytes per second. Also RTMPE's
+//! costs: RC4 over a 64 KiB read (every byte of an RTMPE connection goes
+//! through it, in bytes per second) and one side's DH-1024 handshake work
+//! (a key pair and a shared secret).
 
 mod common;
 
 use bytes::{Bytes, BytesMut};
 use castgate::media::flv;
 use castgate::rtmp::chunk::{decode_all, ChunkDecoder, ChunkEncoder, ChunkLimits};
+use castgate::rtmp::rtmpe::{KeyPair, Rc4};
 use common::Tag;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -83,6 +87,30 @@ fn benches(c: &mut Criterion) {
                 frames += usize::from(ok);
             }
             assert_eq!(frames, tags.len());
+        })
+    });
+    g.finish();
+
+    // RTMPE: RC4 over one 64 KiB socket read (the largest the loop does),
+    // in place as the cipher layer applies it; and what a server spends on
+    // the DH exchange per connection: its key pair, then the secret from
+    // the client's public key.
+    let mut g = c.benchmark_group("rtmpe");
+    let mut buf: Vec<u8> = (0..64 * 1024).map(|i| (i * 7) as u8).collect();
+    let mut rc4 = Rc4::new(b"0123456789abcdef");
+    g.throughput(Throughput::Bytes(buf.len() as u64));
+    g.bench_function("rc4_64k", |b| {
+        b.iter(|| {
+            rc4.apply(std::hint::black_box(&mut buf));
+        })
+    });
+    g.throughput(Throughput::Elements(1));
+    let peer = KeyPair::generate();
+    g.bench_function("dh_handshake", |b| {
+        b.iter(|| {
+            let own = KeyPair::generate();
+            own.shared_secret(std::hint::black_box(peer.public()))
+                .unwrap()
         })
     });
     g.finish();
