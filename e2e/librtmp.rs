@@ -42,8 +42,13 @@ pub(crate) fn gst_publish(src: &Path, sink: &[&str], sent: &Path) -> Child {
     args.extend(words("t. ! queue ! filesink"));
     args.push(format!("location={}", sent.display()));
     args.extend(words("d.audio ! queue ! aacparse ! m."));
+    gst_launch(&args)
+}
+
+/// `gst-launch-1.0 ARGS` with its output piped (for the failure message).
+fn gst_launch(args: &[String]) -> Child {
     Command::new("gst-launch-1.0")
-        .args(&args)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -68,13 +73,7 @@ pub(crate) fn gst_live_publish(location: &str) -> Child {
     args.extend(words(
         "audiotestsrc is-live=true ! audioconvert ! voaacenc ! aacparse ! m.",
     ));
-    Command::new("gst-launch-1.0")
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cannot run gst-launch-1.0")
+    gst_launch(&args)
 }
 
 /// Sends SIGINT (what Ctrl-C sends): rtmpdump stops and keeps its file,
