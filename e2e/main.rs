@@ -25,6 +25,7 @@ mod multitrack;
 mod netns;
 mod ops;
 mod raw;
+mod record;
 mod relay;
 mod rtmp_play;
 mod rtmpe;

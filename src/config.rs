@@ -51,6 +51,12 @@ pub struct Config {
     /// `[[transcode]]` entries: stream pattern -> profile, first match wins.
     #[serde(default)]
     pub transcode: Vec<crate::transcode::Mapping>,
+    /// Where recordings go (`[recorder]`; TOML cannot have a `[record]`
+    /// table beside the `[[record]]` entries).
+    pub recorder: crate::record::Settings,
+    /// `[[record]]` entries: every matching stream is recorded.
+    #[serde(default)]
+    pub record: Vec<crate::record::RecordEntry>,
 }
 
 /// `[log]`, read by the binary when it sets up logging.
@@ -168,6 +174,8 @@ impl Config {
         self.metrics.validate()?;
         self.lifecycle.validate()?;
         self.transcoder.plan(&self.transcode)?;
+        self.recorder.validate()?;
+        crate::record::rules(&self.record)?;
         Ok(())
     }
 
@@ -192,6 +200,7 @@ impl Config {
             answer(&self.metrics, &new.metrics),
             answer(&self.lifecycle, &new.lifecycle),
             answer(&self.transcoder, &new.transcoder),
+            answer(&self.recorder, &new.recorder),
         ]
     }
 
@@ -499,7 +508,7 @@ pub(crate) mod tests {
                 list(restart)
             );
         }
-        t += "| `[[relays]]`, `[[sources]]`, `[[transcode]]` | every entry | — |\n";
+        t += "| `[[relays]]`, `[[sources]]`, `[[transcode]]`, `[[record]]` | every entry | — |\n";
         t
     }
 

@@ -21,6 +21,7 @@ pub mod locks;
 pub mod media;
 pub mod metrics;
 pub mod package;
+pub mod record;
 pub mod rtmp;
 pub mod server;
 pub mod settings;

@@ -33,6 +33,8 @@ pub struct Sections {
     pub auth: auth::Settings,
     pub transcoder: crate::transcode::Settings,
     pub transcode: Vec<crate::transcode::Mapping>,
+    pub recorder: crate::record::Settings,
+    pub record: Vec<crate::record::RecordEntry>,
     pub webhooks: webhooks::Settings,
 }
 
@@ -51,6 +53,8 @@ impl Sections {
             auth: config.auth.clone(),
             transcoder: config.transcoder.clone(),
             transcode: config.transcode.clone(),
+            recorder: config.recorder.clone(),
+            record: config.record.clone(),
             webhooks: config.webhooks.clone(),
         }
     }
@@ -64,6 +68,8 @@ pub struct Services {
     pub packager: Packager,
     pub relays: Relays,
     pub transcoder: Transcoder,
+    /// Recordings, started by the registry.
+    pub recorder: crate::record::Recorder,
     pub auth: Arc<auth::Auth>,
     /// Per-publish stats read by `/metrics`.
     pub stats: metrics::Streams,
@@ -109,11 +115,20 @@ impl Services {
             shutdown.clone(),
             events.clone(),
         );
+        let recorder = crate::record::Recorder::new(
+            &config.recorder,
+            crate::record::rules(&config.record).unwrap_or_else(|e| {
+                tracing::warn!("recordings not started: {e}");
+                Vec::new()
+            }),
+            events.clone(),
+        );
         let stats = metrics::Streams::default();
         let streams = Registry::new(
             hub.clone(),
             packager.clone(),
             relays.clone(),
+            recorder.clone(),
             stats.clone(),
             events.clone(),
         );
@@ -143,6 +158,7 @@ impl Services {
             packager,
             relays,
             transcoder,
+            recorder,
             auth,
             stats,
             streams,

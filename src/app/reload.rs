@@ -24,7 +24,9 @@ impl Reloadable for Config {
         let rules = crate::egress::static_rules(&self.relays)?;
         crate::sources::check_static(&self.sources)?;
         let (profiles, transcode_rules) = self.transcoder.plan(&self.transcode)?;
+        let record_rules = crate::record::rules(&self.record)?;
         services.auth.set_policy(policy);
+        services.recorder.set_plan(&self.recorder, record_rules);
         services.transcoder.set_plan(transcode_rules, profiles);
         let (relays_stopped, relay_rules_added) = services.relays.set_rules(rules);
         let (sources_stopped, sources_started) = services.sources.set_static(&self.sources);

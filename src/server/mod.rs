@@ -96,6 +96,7 @@ impl ServerContext {
             hub.clone(),
             packager,
             relays,
+            crate::record::Recorder::default(),
             crate::metrics::Streams::default(),
             events,
         );

@@ -167,6 +167,7 @@ mod supervised {
             packager,
             relays.clone(),
             Default::default(),
+            Default::default(),
             Webhooks::default(),
         );
         let deps = Deps {

@@ -11,13 +11,14 @@
 //! 2. packaging (HLS/DASH);
 //! 3. the static relays whose patterns match, and the relays an
 //!    authorisation granted;
-//! 4. per-stream stats for `/metrics` and the `stream.started` event.
+//! 4. the recordings whose `[[record]]` patterns match (`record`);
+//! 5. per-stream stats for `/metrics` and the `stream.started` event.
 //!
 //! The [`PublishGuard`] it returns is the publisher's handle: frames sent
 //! through it are counted and go to the hub. Dropping it emits
 //! `stream.ended`, ends the publish in the hub (which stops what follows
 //! the stream: packaging after its grace period, relays, the transcode
-//! job) and unregisters the stats, in that order.
+//! job), completes the recordings and unregisters the stats, in that order.
 //!
 //! The registry knows no protocol: a connection keeps its own protocol
 //! work (sessions, acknowledgements, logs of its own counters).
@@ -32,6 +33,7 @@ use crate::egress::{CreateError, NewRelay, Relays};
 use crate::hub::{Hub, PublishError, Publisher, StreamEvent};
 use crate::metrics::{StatsGuard, StreamStats};
 use crate::package::service::Packager;
+use crate::record::{Recorder, Recordings};
 use crate::stream_key::StreamKey;
 use crate::webhooks::Webhooks;
 
@@ -98,6 +100,7 @@ struct Inner {
     hub: Hub,
     packager: Packager,
     relays: Relays,
+    recorder: Recorder,
     stats: crate::metrics::Streams,
     events: Webhooks,
     hooks: RwLock<Vec<Arc<dyn PublishHook>>>,
@@ -108,6 +111,7 @@ impl Registry {
         hub: Hub,
         packager: Packager,
         relays: Relays,
+        recorder: Recorder,
         stats: crate::metrics::Streams,
         events: Webhooks,
     ) -> Registry {
@@ -116,6 +120,7 @@ impl Registry {
                 hub,
                 packager,
                 relays,
+                recorder,
                 stats,
                 events,
                 hooks: RwLock::new(Vec::new()),
@@ -191,6 +196,7 @@ impl Registry {
                 ),
             }
         }
+        let recordings = inner.recorder.on_publish(&inner.hub, &key);
         let stats = inner.stats.register(&key);
         let events = inner.events.clone();
         events.emit(
@@ -200,6 +206,7 @@ impl Registry {
         );
         Ok(PublishGuard {
             publisher,
+            _recordings: recordings,
             stats,
             events,
             key,
@@ -238,8 +245,9 @@ fn started_event(origin: &Origin, granted: &Granted) -> serde_json::Value {
 /// it to end the publish.
 pub struct PublishGuard {
     // Field order is drop order: the hub sees the publisher leave before
-    // the stats are unregistered.
+    // the recordings complete and the stats are unregistered.
     publisher: Publisher,
+    _recordings: Recordings,
     stats: StatsGuard,
     events: Webhooks,
     key: StreamKey,

@@ -73,6 +73,7 @@ fn fixture(conflict: PublishConflict) -> Fixture {
         hub.clone(),
         packager,
         relays.clone(),
+        crate::record::Recorder::default(),
         stats.clone(),
         Webhooks::default(),
     );

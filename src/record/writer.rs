@@ -1,0 +1,482 @@
+//! One recording: the bounded queue the stream feeds ([`Feed`], a hub
+//! tap) and the writer thread that drains it into files.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::SystemTime;
+
+use tracing::{info, warn};
+
+use super::{PathTemplate, Split, FLUSH_EVERY};
+use crate::hub::Tap;
+use crate::media::flv::{CodecSet, TagWriter};
+use crate::media::flv_file;
+use crate::media::{MediaKind, StreamEvent};
+use crate::webhooks::Webhooks;
+
+/// How a recording ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// The publish ended; the files written (relative to the record dir).
+    Completed(Vec<String>),
+    /// Stopped early; the reason (the files keep what was written).
+    Failed(String),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum State {
+    Running,
+    /// The publish ended: write what is queued, then finish.
+    Closing,
+    /// The queue overflowed: the writer stops; events are ignored.
+    Overflowed,
+    /// The writer stopped (an error): events are ignored.
+    Stopped,
+}
+
+struct Queue {
+    events: VecDeque<StreamEvent>,
+    bytes: usize,
+    state: State,
+    /// Whether this publish's own `PublisherStarted` was seen.
+    started: bool,
+}
+
+/// The bounded queue between a stream and its writer thread.
+pub struct Feed {
+    limit: usize,
+    queue: Mutex<Queue>,
+    ready: Condvar,
+}
+
+fn cost(e: &StreamEvent) -> usize {
+    64 + match e {
+        StreamEvent::Frame(f) | StreamEvent::TrackFrame(_, f) => f.data.len(),
+        _ => 0,
+    }
+}
+
+impl Feed {
+    pub fn new(limit: usize) -> Feed {
+        Feed {
+            limit,
+            queue: Mutex::new(Queue {
+                events: VecDeque::new(),
+                bytes: 0,
+                state: State::Running,
+                started: false,
+            }),
+            ready: Condvar::new(),
+        }
+    }
+
+    /// The publish ended: the writer finishes after what is queued.
+    pub fn close(&self) {
+        let mut q = crate::locks::lock(&self.queue);
+        if q.state == State::Running {
+            q.state = State::Closing;
+        }
+        self.ready.notify_one();
+    }
+
+    /// The writer gave up: nothing more is queued.
+    fn stop(&self) {
+        let mut q = crate::locks::lock(&self.queue);
+        q.state = State::Stopped;
+        q.events.clear();
+        q.bytes = 0;
+    }
+
+    /// Waits for events; `Err(state)` once there are none and the state is
+    /// not `Running`.
+    fn take(&self, out: &mut VecDeque<StreamEvent>) -> Result<(), State> {
+        let mut q = crate::locks::lock(&self.queue);
+        loop {
+            match q.state {
+                State::Overflowed => return Err(State::Overflowed),
+                State::Stopped => return Err(State::Stopped),
+                _ if !q.events.is_empty() => {
+                    std::mem::swap(&mut q.events, out);
+                    q.bytes = 0;
+                    return Ok(());
+                }
+                State::Closing => return Err(State::Closing),
+                State::Running => {
+                    q = self
+                        .ready
+                        .wait(q)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+            }
+        }
+    }
+
+    #[cfg(test)]
+    pub(super) fn queued_bytes(&self) -> usize {
+        crate::locks::lock(&self.queue).bytes
+    }
+
+    #[cfg(test)]
+    pub(super) fn overflowed(&self) -> bool {
+        crate::locks::lock(&self.queue).state == State::Overflowed
+    }
+}
+
+impl Tap for Feed {
+    /// On the publisher's thread: an append, or the drop policy (the whole
+    /// recording stops; the publisher never waits).
+    fn event(&self, event: &StreamEvent) {
+        let mut q = crate::locks::lock(&self.queue);
+        if q.state != State::Running {
+            return;
+        }
+        match event {
+            StreamEvent::PublisherStarted if q.started => {
+                // Another publisher took the stream over: this publish's
+                // recording ends here (the new publish has its own).
+                q.state = State::Closing;
+                self.ready.notify_one();
+                return;
+            }
+            StreamEvent::PublisherStarted => q.started = true,
+            StreamEvent::PublisherStopped => {
+                q.state = State::Closing;
+                self.ready.notify_one();
+                return;
+            }
+            _ => {}
+        }
+        let c = cost(event);
+        if q.bytes + c > self.limit {
+            q.state = State::Overflowed;
+            q.events.clear();
+            q.bytes = 0;
+            self.ready.notify_one();
+            return;
+        }
+        q.bytes += c;
+        q.events.push_back(event.clone());
+        if q.events.len() == 1 {
+            self.ready.notify_one();
+        }
+    }
+}
+
+/// What a writer thread needs.
+pub struct Job {
+    pub stream: String,
+    pub dir: PathBuf,
+    pub path: PathTemplate,
+    pub split: Split,
+    pub events: Webhooks,
+}
+
+/// Starts the writer thread (`None` if the system refused a thread: the
+/// recording is then failed at once and says so).
+pub fn spawn(job: Job, feed: Arc<Feed>) -> Option<std::thread::JoinHandle<Outcome>> {
+    let (stream, events) = (job.stream.clone(), job.events.clone());
+    let f = feed.clone();
+    match std::thread::Builder::new()
+        .name("record".into())
+        .spawn(move || run(job, &f))
+    {
+        Ok(t) => Some(t),
+        Err(e) => {
+            feed.stop();
+            let reason = format!("cannot start a writer thread: {e}");
+            warn!(stream, "recording failed: {reason}");
+            events.emit(
+                "recording.failed",
+                Some(&stream),
+                serde_json::json!({ "path": null, "reason": reason }),
+            );
+            None
+        }
+    }
+}
+
+/// The file being written.
+struct Open {
+    /// Relative to the record dir, with the extension.
+    path: String,
+    out: BufWriter<File>,
+    bytes: u64,
+    frames: u64,
+    first_dts: Option<i64>,
+    last_dts: i64,
+    flushed_dts: i64,
+    tags: TagWriter,
+}
+
+struct Writer {
+    job: Job,
+    /// The events a new file starts with: metadata and the latest
+    /// configuration of each track.
+    headers: Vec<StreamEvent>,
+    file: Option<Open>,
+    done: Vec<String>,
+}
+
+fn run(job: Job, feed: &Feed) -> Outcome {
+    let mut w = Writer {
+        job,
+        headers: Vec::new(),
+        file: None,
+        done: Vec::new(),
+    };
+    let mut batch = VecDeque::new();
+    let end = 'run: loop {
+        match feed.take(&mut batch) {
+            Ok(()) => {
+                for e in batch.drain(..) {
+                    if let Err(reason) = w.event(&e) {
+                        feed.stop();
+                        break 'run Err(reason);
+                    }
+                }
+            }
+            Err(State::Overflowed) => {
+                break Err(format!(
+                    "the disk cannot keep up: the recording's queue of {} bytes is full \
+                     (recorder.queue_bytes)",
+                    feed.limit
+                ))
+            }
+            Err(_) => break Ok(()),
+        }
+    };
+    w.finish(end)
+}
+
+impl Writer {
+    fn stream(&self) -> &str {
+        &self.job.stream
+    }
+
+    /// Writes one event; `Err` is why the recording stops.
+    fn event(&mut self, e: &StreamEvent) -> Result<(), String> {
+        match e {
+            StreamEvent::PublisherStarted | StreamEvent::PublisherStopped => return Ok(()),
+            StreamEvent::Metadata(_) => {
+                self.headers
+                    .retain(|h| !matches!(h, StreamEvent::Metadata(_)));
+                self.headers.push(e.clone());
+            }
+            StreamEvent::Config(c) => {
+                let kind = c.kind();
+                self.headers
+                    .retain(|h| !matches!(h, StreamEvent::Config(o) if o.kind() == kind));
+                self.headers.push(e.clone());
+            }
+            StreamEvent::TrackConfig(id, c) => {
+                let kind = c.kind();
+                self.headers.retain(
+                    |h| !matches!(h, StreamEvent::TrackConfig(i, o) if i == id && o.kind() == kind),
+                );
+                self.headers.push(e.clone());
+            }
+            StreamEvent::Frame(f) | StreamEvent::TrackFrame(_, f) => {
+                let main_key = matches!(e, StreamEvent::Frame(_))
+                    && f.kind() == MediaKind::Video
+                    && f.keyframe;
+                let starts_here = main_key || !self.has_video();
+                if self.file.is_none() {
+                    self.open(f.dts)?;
+                } else if starts_here && self.split_due(f.dts) {
+                    self.close_file()?;
+                    self.open(f.dts)?;
+                }
+                let file = self.file.as_mut().ok_or("no file open")?;
+                let mut wrote = false;
+                for tag in file.tags.write(e) {
+                    file.out
+                        .write_all(&flv_file::encode_tag(&tag))
+                        .map_err(|e| io_reason("write", &file.path, e))?;
+                    file.bytes += 15 + tag.body_len() as u64;
+                    wrote = true;
+                }
+                if wrote {
+                    file.frames += 1;
+                    file.first_dts.get_or_insert(f.dts);
+                    file.last_dts = file.last_dts.max(f.dts);
+                }
+                if main_key || f.dts - file.flushed_dts >= FLUSH_EVERY.as_millis() as i64 {
+                    file.out
+                        .flush()
+                        .map_err(|e| io_reason("write", &file.path, e))?;
+                    file.flushed_dts = f.dts;
+                }
+                return Ok(());
+            }
+        }
+        // A new configuration goes into the open file too.
+        if let Some(file) = self.file.as_mut() {
+            for tag in file.tags.write(e) {
+                file.out
+                    .write_all(&flv_file::encode_tag(&tag))
+                    .map_err(|e| io_reason("write", &file.path, e))?;
+                file.bytes += 15 + tag.body_len() as u64;
+            }
+        }
+        Ok(())
+    }
+
+    fn has_video(&self) -> bool {
+        self.headers
+            .iter()
+            .any(|h| matches!(h, StreamEvent::Config(c) if c.kind() == MediaKind::Video))
+    }
+
+    fn split_due(&self, dts: i64) -> bool {
+        let Some(f) = &self.file else { return false };
+        let split = self.job.split;
+        split
+            .after_ms
+            .is_some_and(|ms| f.first_dts.is_some_and(|first| dts - first >= ms))
+            || split.after_bytes.is_some_and(|b| f.bytes >= b)
+    }
+
+    /// Opens the next file, named for now, and writes its header,
+    /// metadata and configurations (at `dts`, the time of its first frame).
+    fn open(&mut self, dts: i64) -> Result<(), String> {
+        let base = self.job.path.fill(&self.job.stream, SystemTime::now());
+        let (path, file) = create(&self.job.dir, &base)?;
+        let mut out = BufWriter::with_capacity(64 * 1024, file);
+        let audio = self
+            .headers
+            .iter()
+            .any(|h| matches!(h, StreamEvent::Config(c) if c.kind() == MediaKind::Audio));
+        let video = self.has_video();
+        let mut tags = TagWriter::new().accepting(CodecSet::ALL).with_tracks();
+        let mut bytes = 13u64;
+        let mut head = flv_file::header(audio || !video, video).to_vec();
+        let ts = (dts & 0xFFFF_FFFF) as u32;
+        for h in &self.headers {
+            for mut tag in tags.write(h) {
+                tag.timestamp = ts;
+                head.extend_from_slice(&flv_file::encode_tag(&tag));
+            }
+        }
+        bytes += (head.len() - 13) as u64;
+        out.write_all(&head)
+            .and_then(|()| out.flush())
+            .map_err(|e| io_reason("write", &path, e))?;
+        info!(stream = self.stream(), path, "recording started");
+        self.job.events.emit(
+            "recording.started",
+            Some(&self.job.stream),
+            serde_json::json!({ "path": path, "format": "flv" }),
+        );
+        self.file = Some(Open {
+            path,
+            out,
+            bytes,
+            frames: 0,
+            first_dts: None,
+            last_dts: dts,
+            flushed_dts: dts,
+            tags,
+        });
+        Ok(())
+    }
+
+    /// Flushes, syncs and closes the current file: `recording.completed`.
+    fn close_file(&mut self) -> Result<(), String> {
+        let Some(mut f) = self.file.take() else {
+            return Ok(());
+        };
+        f.out.flush().map_err(|e| io_reason("write", &f.path, e))?;
+        if let Ok(file) = f.out.into_inner() {
+            file.sync_data()
+                .map_err(|e| io_reason("sync", &f.path, e))?;
+        }
+        let secs = f
+            .first_dts
+            .map_or(0.0, |first| (f.last_dts - first) as f64 / 1000.0);
+        info!(
+            stream = self.job.stream,
+            path = f.path,
+            secs,
+            bytes = f.bytes,
+            frames = f.frames,
+            "recording completed"
+        );
+        self.job.events.emit(
+            "recording.completed",
+            Some(&self.job.stream),
+            serde_json::json!({
+                "path": f.path,
+                "format": "flv",
+                "duration": secs,
+                "bytes": f.bytes,
+                "frames": f.frames,
+            }),
+        );
+        self.done.push(f.path);
+        Ok(())
+    }
+
+    fn finish(mut self, end: Result<(), String>) -> Outcome {
+        let end = end.and_then(|()| self.close_file());
+        match end {
+            Ok(()) => Outcome::Completed(self.done),
+            Err(reason) => {
+                // Keep what was written: a failed flush may still leave
+                // most of it on disk.
+                let path = self.file.take().map(|mut f| {
+                    let _ = f.out.flush();
+                    f.path
+                });
+                warn!(
+                    stream = self.job.stream,
+                    path = path.as_deref().unwrap_or(""),
+                    "recording failed: {reason}"
+                );
+                self.job.events.emit(
+                    "recording.failed",
+                    Some(&self.job.stream),
+                    serde_json::json!({ "path": path, "reason": reason }),
+                );
+                Outcome::Failed(reason)
+            }
+        }
+    }
+}
+
+fn io_reason(what: &str, path: &str, e: std::io::Error) -> String {
+    format!("cannot {what} {path}: {e}")
+}
+
+/// Creates `dir/base.flv` (its directories first), or `base-1.flv`, … if
+/// the name is taken (a split within the same second): never overwrites.
+fn create(dir: &Path, base: &str) -> Result<(String, File), String> {
+    let parent = Path::new(base).parent().unwrap_or(Path::new(""));
+    std::fs::create_dir_all(dir.join(parent)).map_err(|e| {
+        format!(
+            "cannot create the directory {}: {e}",
+            dir.join(parent).display()
+        )
+    })?;
+    for n in 0..1000 {
+        let rel = if n == 0 {
+            format!("{base}.flv")
+        } else {
+            format!("{base}-{n}.flv")
+        };
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dir.join(&rel))
+        {
+            Ok(f) => return Ok((rel, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io_reason("create", &rel, e)),
+        }
+    }
+    Err(format!(
+        "cannot create {base}.flv: 1000 files of that name exist"
+    ))
+}
