@@ -146,3 +146,70 @@ fn an_unwritable_record_dir_fails_the_recording_not_the_stream() {
     );
     server.assert_no_panic();
 }
+
+/// The stream's video frames so far, from `/metrics`.
+fn video_frames(server: &Castgate, key: &str) -> u64 {
+    let text = http_get(server.http, "/metrics").text();
+    let series = format!("castgate_stream_video_frames_total{{stream=\"{key}\"}}");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+/// castgate killed with SIGKILL mid-recording: the file on disk holds the
+/// stream up to a recent keyframe (it is flushed at each one), every frame
+/// in it is the source's, in order, and it decodes.
+#[test]
+fn a_recording_survives_sigkill_up_to_its_last_keyframe() {
+    let hook = Receiver::start(std::sync::Arc::new(|_: &Received| (200, String::new())));
+    let dir = tempdir();
+    let media = dir.path().join("media");
+    let mut server = start(dir.path(), &media, &hook);
+    let src = fixture(3);
+    let mut publisher = publish(&src, &server.url("live/cam"), &[]);
+    let started = server.wait_log_all(&["recording started", "stream=\"live/cam\""], T);
+    let file = media.join(path_of(&started));
+    // 75 of the fixture's 120 frames (1 s GOPs at 30 fps): the keyframes
+    // at frames 30 and 60 have been written and flushed.
+    let deadline = Instant::now() + T;
+    while video_frames(&server, "live/cam") < 75 {
+        assert!(
+            Instant::now() < deadline,
+            "the publish never reached 75 frames"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    server.wait_exit(T);
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+
+    let file_str = file.to_str().unwrap();
+    let src_video = framemd5_of(&src, "0:v");
+    let got_video = framemd5_of(file_str, "0:v");
+    assert!(
+        got_video.len() >= 60 && got_video.len() < src_video.len(),
+        "{} of {} video frames on disk after the kill",
+        got_video.len(),
+        src_video.len()
+    );
+    assert_eq!(
+        got_video[..],
+        src_video[..got_video.len()],
+        "a prefix of the source"
+    );
+    let src_audio = framemd5_of(&src, "0:a");
+    let got_audio = framemd5_of(file_str, "0:a");
+    assert!(!got_audio.is_empty());
+    assert_eq!(
+        got_audio[..],
+        src_audio[..got_audio.len()],
+        "a prefix of the source"
+    );
+    assert_eq!(decode_errors(file_str), "", "what was flushed decodes");
+}

@@ -135,6 +135,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn reload_swaps_record_entries_for_new_publishes() {
+        let base = Config::load_with_env(None, Vec::new()).unwrap();
+        let services = services(&base);
+        let r = &services.recorder;
+        assert_eq!(r.matching("live/a"), 0);
+        let entry =
+            |format: &str| format!("[[record]]\nstream = \"live/*\"\nformat = \"{format}\"\n");
+        let report = reload(&services, &entry("flv")).unwrap();
+        assert_eq!(report.needs_restart, Vec::<String>::new());
+        assert_eq!(r.matching("live/a"), 1);
+        assert_eq!(r.matching("other/a"), 0);
+        // A format not built yet is refused, naming the key; the running
+        // entries stay.
+        let e = reload(&services, &entry("cmaf")).unwrap_err();
+        assert!(e.contains("record[0].format"), "{e}");
+        assert_eq!(r.matching("live/a"), 1);
+    }
+
+    #[tokio::test]
     async fn reload_swaps_transcode_mappings_for_new_publishes() {
         let name = |p: Option<crate::transcode::Profile>| p.map(|p| p.name);
         let base = Config::load_with_env(None, Vec::new()).unwrap();

@@ -194,6 +194,12 @@ impl Recorder {
         });
     }
 
+    /// How many recordings a publish of `key` starts now.
+    pub fn matching(&self, key: &str) -> usize {
+        let plan = crate::locks::read(&self.plan).clone();
+        plan.rules.iter().filter(|r| r.pattern.matches(key)).count()
+    }
+
     /// Starts a recording of `key`'s publish for every rule that matches;
     /// call right after the hub took the publisher, before its first frame.
     /// Dropping the returned [`Recordings`] completes them.
