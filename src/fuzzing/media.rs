@@ -353,6 +353,45 @@ fn check_codec_string(s: &str, prefix: &str) {
     );
 }
 
+/// A whole MP4 file through `media::mp4` (what a dropped-in VOD file
+/// meets), with a small sample cap so that inputs reach it. Besides never
+/// panicking: every indexed sample lies within the file, the kept tracks
+/// are of their slot's kind, the frames are exactly the samples (payload
+/// bytes sliced from the file, none before time 0), and parsing is
+/// deterministic.
+pub fn mp4_file(data: &[u8]) {
+    use crate::media::mp4::{Limits, Mp4File};
+    use crate::media::MediaKind;
+    let limits = Limits { max_samples: 4096 };
+    let Ok(f) = Mp4File::parse_with(data, limits) else {
+        return;
+    };
+    assert_eq!(Mp4File::parse_with(data, limits).as_ref(), Ok(&f));
+    assert!(f.video.is_some() || f.audio.is_some());
+    assert!(f.video.iter().all(|t| t.kind() == MediaKind::Video));
+    assert!(f.audio.iter().all(|t| t.kind() == MediaKind::Audio));
+    let mut samples = 0;
+    for t in f.tracks() {
+        assert!(t.timescale > 0);
+        assert!(t.samples.len() <= limits.max_samples);
+        for s in &t.samples {
+            let end = s
+                .offset
+                .checked_add(u64::from(s.size))
+                .expect("no overflow");
+            assert!(end <= data.len() as u64, "sample within the file");
+        }
+        samples += t.samples.len();
+    }
+    let file = Bytes::copy_from_slice(data);
+    let mut frames = 0;
+    for frame in f.frames(&file) {
+        assert!(frame.dts >= 0);
+        frames += 1;
+    }
+    assert_eq!(frames, samples, "one frame per sample");
+}
+
 /// H.265 parameters: the decoder configuration record and the SPS reader.
 /// The whole input is read as a record and as an SPS NAL unit.
 pub fn hevc_config(data: &[u8]) {

@@ -18,7 +18,7 @@ pub use http::{http_path, stream_key};
 pub use ingest::{encode_ingest_record, ingest, IngestRecord};
 pub use media::{
     aac_config, ac3_config, av1_config, avc_config, flac_config, flv_file, flv_tags, hevc_config,
-    opus_config, vp9_config,
+    mp4_file, opus_config, vp9_config,
 };
 pub use rtmp::{aggregate, amf, chunk, chunk_session, handshake, rtmp_client, rtmpe_handshake};
 
@@ -199,6 +199,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("http_path", http_path),
     ("ingest", ingest),
     ("metadata", metadata),
+    ("mp4_file", mp4_file),
     ("opus_config", opus_config),
     ("relay_target", relay_target),
     ("rtmp_client", rtmp_client),

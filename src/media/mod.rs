@@ -14,6 +14,7 @@ pub mod flv_file;
 pub mod frame;
 pub mod hevc;
 pub mod mkv;
+pub mod mp4;
 pub mod mpeg_audio;
 pub mod opus;
 pub mod timeline;
