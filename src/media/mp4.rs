@@ -1383,13 +1383,21 @@ mod tests {
     /// A progressive file: moov first, then three samples of 10, 20 and
     /// 30 bytes in two chunks.
     fn progressive() -> Vec<u8> {
-        let build = |mdat_at: u32| {
-            let tables = vec![
+        progressive_with(|mdat_at| {
+            vec![
                 full(b"stts", 0, 0, &words(&[1, 3, 1024])),
                 full(b"stsc", 0, 0, &words(&[2, 1, 2, 1, 2, 1, 1])),
                 full(b"stsz", 0, 0, &words(&[0, 3, 10, 20, 30])),
                 full(b"stco", 0, 0, &words(&[2, mdat_at + 8, mdat_at + 38])),
-            ];
+            ]
+        })
+    }
+
+    /// A progressive file with the `stbl` tables `tables` makes of the
+    /// `mdat`'s file offset (its 60 bytes are 0, 1, 2…).
+    fn progressive_with(tables: impl Fn(u32) -> Vec<Vec<u8>>) -> Vec<u8> {
+        let build = |mdat_at: u32| {
+            let tables = tables(mdat_at);
             let ftyp = bx(b"ftyp", b"isom\0\0\0\0isom");
             let moov = bx(b"moov", &trak(1, &tables));
             (ftyp, moov)
@@ -1431,6 +1439,58 @@ mod tests {
         assert_eq!(frames.len(), 3);
         assert_eq!(&frames[1].data[..], &(10..30).collect::<Vec<u8>>()[..]);
         assert_eq!(frames[2].dts, 42);
+    }
+
+    #[test]
+    fn reads_co64_stz2_ctts_and_stss() {
+        let data = progressive_with(|at| {
+            vec![
+                full(b"stts", 0, 0, &words(&[2, 1, 1000, 2, 500])),
+                full(b"ctts", 1, 0, &words(&[2, 1, 1000, 2, (-500i32) as u32])),
+                full(b"stss", 0, 0, &words(&[1, 3])),
+                full(b"stsc", 0, 0, &words(&[2, 1, 2, 1, 2, 1, 1])),
+                full(b"stz2", 0, 0, &[0, 0, 0, 8, 0, 0, 0, 3, 10, 20, 30, 0]),
+                full(b"co64", 0, 0, &words(&[2, 0, at + 8, 0, at + 38])),
+            ]
+        });
+        let f = Mp4File::parse(&data).unwrap();
+        let a = f.audio.unwrap();
+        let mdat = data.len() as u64 - 60;
+        let got: Vec<_> = a
+            .samples
+            .iter()
+            .map(|s| {
+                (
+                    s.dts, s.duration, s.cts, s.cts_ms, s.keyframe, s.offset, s.size,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (0, 1000, 1000, 20, false, mdat, 10),
+                (1000, 500, -500, -10, false, mdat + 10, 20),
+                (1500, 500, -500, -11, true, mdat + 30, 30),
+            ]
+        );
+        // 4-bit sizes, two to a byte.
+        let data = progressive_with(|at| {
+            vec![
+                full(b"stts", 0, 0, &words(&[1, 3, 1024])),
+                full(b"stsc", 0, 0, &words(&[1, 1, 3, 1])),
+                full(b"stz2", 0, 0, &[0, 0, 0, 4, 0, 0, 0, 3, 0x1f, 0x20]),
+                full(b"stco", 0, 0, &words(&[1, at + 8])),
+            ]
+        });
+        let sizes: Vec<_> = Mp4File::parse(&data)
+            .unwrap()
+            .audio
+            .unwrap()
+            .samples
+            .iter()
+            .map(|s| s.size)
+            .collect();
+        assert_eq!(sizes, [1, 15, 2]);
     }
 
     #[test]
