@@ -59,10 +59,8 @@ fn wait_segments(server: &Castgate, key: &str, n: usize) -> m3u8_rs::MediaPlayli
     }
 }
 
-/// Both media playlists and the MPD parse, say whether the stream ended,
-/// and every EXTINF fits TARGETDURATION. Returns the video playlist.
 /// The stream's video frames so far, from `/metrics`.
-fn video_frames(server: &Castgate, key: &str) -> u64 {
+pub(crate) fn video_frames(server: &Castgate, key: &str) -> u64 {
     let text = http_get(server.http, "/metrics").text();
     let series = format!("castgate_stream_video_frames_total{{stream=\"{key}\"}}");
     text.lines()

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::faults::video_frames;
 use crate::harness::*;
 use crate::ops::{Received, Receiver};
 
@@ -145,16 +146,6 @@ fn an_unwritable_record_dir_fails_the_recording_not_the_stream() {
         "no file was started"
     );
     server.assert_no_panic();
-}
-
-/// The stream's video frames so far, from `/metrics`.
-fn video_frames(server: &Castgate, key: &str) -> u64 {
-    let text = http_get(server.http, "/metrics").text();
-    let series = format!("castgate_stream_video_frames_total{{stream=\"{key}\"}}");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&series))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
 }
 
 /// castgate killed with SIGKILL mid-recording: the file on disk holds the
