@@ -211,6 +211,23 @@ struct Open {
     tags: TagWriter,
 }
 
+impl Open {
+    /// Writes `e`'s FLV tags (none for an event the writer drops);
+    /// returns whether it wrote any.
+    fn write(&mut self, e: &StreamEvent) -> Result<bool, String> {
+        let mut wrote = false;
+        for tag in self.tags.write(e) {
+            let bytes = flv_file::encode_tag(&tag);
+            self.out
+                .write_all(&bytes)
+                .map_err(|e| io_reason("write", &self.path, e))?;
+            self.bytes += bytes.len() as u64;
+            wrote = true;
+        }
+        Ok(wrote)
+    }
+}
+
 struct Writer {
     job: Job,
     /// The events a new file starts with: metadata and the latest
@@ -290,15 +307,7 @@ impl Writer {
                     self.open(f.dts)?;
                 }
                 let file = self.file.as_mut().ok_or("no file open")?;
-                let mut wrote = false;
-                for tag in file.tags.write(e) {
-                    file.out
-                        .write_all(&flv_file::encode_tag(&tag))
-                        .map_err(|e| io_reason("write", &file.path, e))?;
-                    file.bytes += 15 + tag.body_len() as u64;
-                    wrote = true;
-                }
-                if wrote {
+                if file.write(e)? {
                     file.frames += 1;
                     file.first_dts.get_or_insert(f.dts);
                     file.last_dts = file.last_dts.max(f.dts);
@@ -314,12 +323,7 @@ impl Writer {
         }
         // A new configuration goes into the open file too.
         if let Some(file) = self.file.as_mut() {
-            for tag in file.tags.write(e) {
-                file.out
-                    .write_all(&flv_file::encode_tag(&tag))
-                    .map_err(|e| io_reason("write", &file.path, e))?;
-                file.bytes += 15 + tag.body_len() as u64;
-            }
+            file.write(e)?;
         }
         Ok(())
     }

@@ -712,14 +712,11 @@ impl ClientHandshake {
         let mut consumed = 0;
         loop {
             let rest = &input[consumed..];
+            // The version byte our C0 sent.
+            let sent = self.version();
             match &mut self.state {
                 ClientState::Idle => self.start(out),
                 ClientState::ReadingS0S1(partial) => {
-                    let sent = if self.rtmpe.is_some() {
-                        RTMPE_VERSION
-                    } else {
-                        RTMP_VERSION
-                    };
                     match fill_version_and_block(partial, rest, |v| check_server_version(v, sent)) {
                         Ok(n) => consumed += n,
                         Err(err) => return Err(self.fail(err)),
