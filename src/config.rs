@@ -57,6 +57,8 @@ pub struct Config {
     /// `[[record]]` entries: every matching stream is recorded.
     #[serde(default)]
     pub record: Vec<crate::record::RecordEntry>,
+    /// Video on demand: the files under a directory.
+    pub vod: crate::vod::Settings,
 }
 
 /// `[log]`, read by the binary when it sets up logging.
@@ -176,6 +178,7 @@ impl Config {
         self.transcoder.plan(&self.transcode)?;
         self.recorder.validate()?;
         crate::record::rules(&self.record)?;
+        self.vod.validate()?;
         Ok(())
     }
 
@@ -201,6 +204,7 @@ impl Config {
             answer(&self.lifecycle, &new.lifecycle),
             answer(&self.transcoder, &new.transcoder),
             answer(&self.recorder, &new.recorder),
+            answer(&self.vod, &new.vod),
         ]
     }
 

@@ -35,6 +35,7 @@ pub mod timefmt;
 pub mod transcode;
 pub mod transport;
 pub mod viewers;
+pub mod vod;
 pub mod webhooks;
 
 pub use app::{run, run_from};

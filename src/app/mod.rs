@@ -35,6 +35,7 @@ pub struct Sections {
     pub transcode: Vec<crate::transcode::Mapping>,
     pub recorder: crate::record::Settings,
     pub record: Vec<crate::record::RecordEntry>,
+    pub vod: crate::vod::Settings,
     pub webhooks: webhooks::Settings,
 }
 
@@ -55,6 +56,7 @@ impl Sections {
             transcode: config.transcode.clone(),
             recorder: config.recorder.clone(),
             record: config.record.clone(),
+            vod: config.vod.clone(),
             webhooks: config.webhooks.clone(),
         }
     }
@@ -85,6 +87,8 @@ pub struct Services {
     pub srt_sessions: crate::srt::SrtSessions,
     /// Pulled sources.
     pub sources: crate::sources::Sources,
+    /// The files played on demand.
+    pub vod: Arc<crate::vod::Library>,
 }
 
 impl Services {
@@ -167,6 +171,7 @@ impl Services {
             srt_settings,
             srt_sessions: Default::default(),
             sources,
+            vod: crate::vod::Library::new(config.vod),
         }
     }
 }
@@ -432,6 +437,7 @@ pub async fn run_from(
             let sources = services.sources.clone();
             Arc::new(move |stream: &str| sources.touch(stream))
         }),
+        vod: Some(Arc::clone(&services.vod)),
         ..http::HttpState::new(services.packager.store().clone())
     };
     let app = http::router(state.clone());

@@ -60,6 +60,8 @@ pub struct HttpState {
     /// source); true: the stream is starting, a request that finds
     /// nothing is answered 503 with `Retry-After` instead of 404.
     pub wake: Option<Wake>,
+    /// Video on demand: keys under its application name are its files.
+    pub vod: Option<Arc<crate::vod::Library>>,
 }
 
 /// See [`HttpState::wake`].
@@ -79,6 +81,7 @@ impl HttpState {
             access_token: None,
             viewers: Viewers::default(),
             wake: None,
+            vod: None,
         }
     }
 }
@@ -233,6 +236,26 @@ fn refused(r: Refused) -> Response {
     }
 }
 
+/// Why a file under the VOD namespace is not served.
+fn vod_refused(key: &str, e: crate::vod::VodError) -> Response {
+    use crate::vod::VodError;
+    let status = match &e {
+        VodError::NotFound | VodError::Missing(_) => StatusCode::NOT_FOUND,
+        VodError::Forbidden(_) => StatusCode::FORBIDDEN,
+        VodError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        VodError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    if status == StatusCode::FORBIDDEN {
+        tracing::warn!(stream = %key, "on-demand request refused: {e}");
+    }
+    (
+        status,
+        [(header::CACHE_CONTROL, "no-cache")],
+        format!("{key}: {e}\n"),
+    )
+        .into_response()
+}
+
 fn not_found(what: &str) -> Response {
     (
         StatusCode::NOT_FOUND,
@@ -293,15 +316,23 @@ async fn media(State(state): State<HttpState>, req: Request) -> Response {
         Ok(d) => d,
         Err(e) => return refused(Refused::BadRequest(e.to_string())),
     };
-    let waking = state.wake.as_ref().is_some_and(|wake| wake(&key));
-    let served = match state.store.answer(&key, resource, directives, &time).await {
-        Ok(served) => served,
-        Err(Refused::NotFound(_)) if waking => {
-            return refused(Refused::Unavailable(
-                "the stream is starting (an on-demand source): try again shortly",
-            ))
+    let vod = state.vod.as_ref().and_then(|v| Some((v, v.path_of(&key)?)));
+    let served = if let Some((library, name)) = vod {
+        match library.answer(name, resource, &time).await {
+            Ok(served) => served,
+            Err(e) => return vod_refused(&key, e),
         }
-        Err(r) => return refused(r),
+    } else {
+        let waking = state.wake.as_ref().is_some_and(|wake| wake(&key));
+        match state.store.answer(&key, resource, directives, &time).await {
+            Ok(served) => served,
+            Err(Refused::NotFound(_)) if waking => {
+                return refused(Refused::Unavailable(
+                    "the stream is starting (an on-demand source): try again shortly",
+                ))
+            }
+            Err(r) => return refused(r),
+        }
     };
     record_viewer(&state.viewers, &req, &key, resource, served.target_duration);
     let mut headers = HeaderMap::new();

@@ -313,6 +313,9 @@ pub fn media_playlist_with(
         out,
         "#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_sequence}"
     );
+    if let Some(t) = s.playlist_type {
+        let _ = writeln!(out, "#EXT-X-PLAYLIST-TYPE:{}", t.as_str());
+    }
     out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
     if omitted > 0 {
         let _ = writeln!(out, "#EXT-X-SKIP:SKIPPED-SEGMENTS={omitted}");
@@ -624,6 +627,7 @@ pub(crate) mod test_support {
             low_latency: false,
             window,
             ended,
+            playlist_type: None,
             availability_start: epoch(),
             updated: epoch() + Duration::from_millis(123_456),
         }

@@ -79,6 +79,25 @@ impl VideoRange {
     }
 }
 
+/// What a media playlist promises about its changes (RFC 8216
+/// EXT-X-PLAYLIST-TYPE).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlaylistType {
+    /// Never changes: a title played on demand.
+    Vod,
+    /// Only grows: a live stream whose every segment stays listed (DVR).
+    Event,
+}
+
+impl PlaylistType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlaylistType::Vod => "VOD",
+            PlaylistType::Event => "EVENT",
+        }
+    }
+}
+
 /// One LL-HLS part / CMAF chunk inside a segment.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PartInfo {
@@ -158,6 +177,8 @@ pub struct StreamSnapshot {
     pub window: usize,
     /// The publisher is gone for good: HLS ENDLIST, static/ended MPD.
     pub ended: bool,
+    /// HLS EXT-X-PLAYLIST-TYPE: `None` for a live window.
+    pub playlist_type: Option<PlaylistType>,
     /// Wall-clock time of media time zero (DASH availabilityStartTime).
     pub availability_start: SystemTime,
     /// When the manifest content last changed (DASH publishTime).

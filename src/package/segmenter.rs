@@ -32,7 +32,7 @@ use super::cmaf::{self, Fragment, Sample};
 use super::model::{
     PartInfo, PartialSegment, SegmentInfo, StreamSnapshot, TrackInfo, TrackTimeline,
 };
-use super::model::{TrackLabel, VideoRange};
+use super::model::{PlaylistType, TrackLabel, VideoRange};
 use crate::hub::StreamEvent;
 use crate::media::{aac, ac3, avc, flac, opus, CodecConfig, Frame, MediaKind};
 
@@ -781,6 +781,8 @@ pub struct StreamSegmenter {
     slot: Option<i64>,
     target_duration: u32,
     ended: bool,
+    /// HLS EXT-X-PLAYLIST-TYPE (`None`: a live window).
+    playlist_type: Option<PlaylistType>,
     availability_start: Option<SystemTime>,
     updated: SystemTime,
     pub stats: SegmenterStats,
@@ -821,6 +823,7 @@ impl StreamSegmenter {
             target_duration: config.target.ceil().max(1.0) as u32,
             audio_label: TrackLabel::default(),
             ended: false,
+            playlist_type: None,
             availability_start: None,
             updated: SystemTime::UNIX_EPOCH,
             stats: SegmenterStats::default(),
@@ -834,6 +837,12 @@ impl StreamSegmenter {
     /// Names the audio track (the publisher's metadata said so).
     pub fn set_audio_label(&mut self, label: TrackLabel) {
         self.audio_label = label;
+    }
+
+    /// What the media playlists promise about their changes (a title on
+    /// demand: VOD; a DVR window: EVENT).
+    pub fn set_playlist_type(&mut self, t: PlaylistType) {
+        self.playlist_type = Some(t);
     }
 
     /// Cuts on the aligned grid from now on ([`SegmenterConfig::aligned`]):
@@ -1231,6 +1240,7 @@ impl StreamSegmenter {
             low_latency: self.config.low_latency,
             window: w,
             ended: self.ended,
+            playlist_type: self.playlist_type,
             availability_start: self.availability_start.unwrap_or(SystemTime::UNIX_EPOCH),
             updated: self.updated,
         }

@@ -221,7 +221,7 @@ impl Store {
 
     /// Makes `s` what `key` serves (a multitrack track's stream: its
     /// source's new session already dropped the previous one's).
-    fn put(&self, key: &str, s: Arc<Packaged>) {
+    pub fn put(&self, key: &str, s: Arc<Packaged>) {
         lock(&self.streams).insert(key.to_string(), s);
     }
 
@@ -247,7 +247,8 @@ impl Store {
         map.insert(key.to_string(), s);
     }
 
-    fn remove_if_same(&self, key: &str, s: &Arc<Packaged>) {
+    /// Stops serving `key` if it is still `s`.
+    pub fn remove_if_same(&self, key: &str, s: &Arc<Packaged>) {
         let mut map = lock(&self.streams);
         if map.get(key).is_some_and(|cur| Arc::ptr_eq(cur, s)) {
             map.remove(key);

@@ -1,0 +1,455 @@
+//! Video on demand: the files under `[vod] dir` (recordings and files
+//! dropped there) played by name over HLS, DASH and RTMP, in one namespace:
+//! `PATH` under the directory is `/APP/PATH/index.m3u8`, `.../manifest.mpd`
+//! and `rtmp://HOST/APP/PATH`, `APP` being `vod.app` (default `vod`).
+//!
+//! - **Names.** [`Library::resolve`] turns a URL's path into a file: no
+//!   empty, `.` or `..` segment and no hidden name; the canonical path
+//!   (symlinks followed) must lie under the directory's canonical path, so
+//!   a symlink out of it is refused; `PATH`, `PATH.flv` and `PATH.mp4` are
+//!   tried in that order (a recording's `vod_path` has no extension).
+//! - **Titles.** A file is read whole (at most `vod.max_file_bytes`) and
+//!   parsed once into a [`Title`]; at most [`LOADS_AT_ONCE`] files are read
+//!   at a time, so a flood of requests for distinct files cannot hold more
+//!   than that many files' bytes beyond the cache.
+//! - **Packaging.** The first HLS or DASH request for a title packages it
+//!   with the live packager (`package::segmenter`: segments cut at
+//!   keyframes, every codec the live path takes), as an ended stream in a
+//!   store of its own: the manifests are then the VOD forms (HLS
+//!   `EXT-X-PLAYLIST-TYPE:VOD` and `EXT-X-ENDLIST`, a static MPD), and
+//!   `package::Store::answer` serves them as it does live ones.
+//! - **Cache.** Titles and their packaged segments are kept by last use up
+//!   to `vod.cache_bytes` (a title costs its file's size, and as much again
+//!   once packaged); a file changed on disk (size or modification time) is
+//!   read again.
+
+mod title;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::locks::lock;
+use crate::media::StreamEvent;
+use crate::package::model::PlaylistType;
+use crate::package::segmenter::{SegmenterConfig, StreamSegmenter};
+use crate::package::serve::{Refused, Served};
+use crate::package::service::{HoldLimits, Packaged, Store};
+use crate::package::urls::{Directives, Resource};
+use crate::settings::{check, Invalid, Section};
+pub use title::{Format, SeekPoint, Title, TitleError};
+
+/// Failed files remembered (then forgotten all at once).
+const MAX_FAILED: usize = 1024;
+
+/// Files read and parsed at once (each may hold `max_file_bytes`).
+pub const LOADS_AT_ONCE: usize = 2;
+
+/// `[vod]`: on-demand play of the files under a directory.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The directory whose files play on demand (relative to the working
+    /// directory); recordings go under `recorder.dir`, the same by default.
+    pub dir: String,
+    /// The application name of the namespace: `/APP/PATH/...` over HTTP,
+    /// `rtmp://HOST/APP/PATH`. Nothing can be published under it.
+    pub app: String,
+    /// Target segment duration of packaged titles, in seconds (segments
+    /// are cut at the first keyframe past it).
+    pub segment_secs: f64,
+    /// Larger files are refused (415).
+    pub max_file_bytes: u64,
+    /// What the titles kept in memory may hold in total.
+    pub cache_bytes: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            dir: "media".into(),
+            app: "vod".into(),
+            segment_secs: 4.0,
+            max_file_bytes: 1 << 30,
+            cache_bytes: 1 << 30,
+        }
+    }
+}
+
+impl Section for Settings {
+    const NAME: &'static str = "vod";
+    const LIVE: &'static [&'static str] = &[];
+
+    fn validate(&self) -> Result<(), Invalid> {
+        check(!self.dir.is_empty(), "vod.dir", "must not be empty")?;
+        check(
+            crate::stream_key::StreamKey::new(&self.app, "x").is_ok(),
+            "vod.app",
+            "must be an application name (letters, digits, -_.~@+=:, no '/')",
+        )?;
+        check(
+            self.segment_secs.is_finite() && (1.0..=30.0).contains(&self.segment_secs),
+            "vod.segment_secs",
+            "must be between 1 and 30",
+        )?;
+        check(
+            (1 << 20..=1 << 36).contains(&self.max_file_bytes),
+            "vod.max_file_bytes",
+            "must be between 1048576 and 68719476736",
+        )?;
+        check(
+            (1 << 20..=1 << 40).contains(&self.cache_bytes),
+            "vod.cache_bytes",
+            "must be between 1048576 and 1099511627776",
+        )
+    }
+}
+
+/// Why a name does not play.
+#[derive(Debug, thiserror::Error)]
+pub enum VodError {
+    #[error("no such file")]
+    NotFound,
+    #[error("no {0} in this title")]
+    Missing(&'static str),
+    #[error("refused: {0}")]
+    Forbidden(&'static str),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("the file could not be read: {0}")]
+    Io(std::io::Error),
+}
+
+/// A file found for a name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Found {
+    path: PathBuf,
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+struct Entry {
+    found: Found,
+    title: Arc<Title>,
+    packaged: Option<Arc<Packaged>>,
+    /// What this entry holds, in bytes.
+    cost: u64,
+    used: u64,
+}
+
+#[derive(Default)]
+struct Cache {
+    entries: HashMap<String, Entry>,
+    /// Files that did not play, and why, until they change (so a client
+    /// asking again does not make them read again, nor logged again).
+    failed: HashMap<String, (Found, String)>,
+    total: u64,
+    tick: u64,
+}
+
+/// The files that play on demand, and the cache of those read.
+pub struct Library {
+    settings: Settings,
+    /// The packaged titles (keys `APP/PATH`), served like live streams.
+    store: Store,
+    cache: Mutex<Cache>,
+    loads: tokio::sync::Semaphore,
+}
+
+impl Library {
+    pub fn new(settings: Settings) -> Arc<Library> {
+        Arc::new(Library {
+            settings,
+            store: Store::new(HoldLimits::default()),
+            cache: Mutex::new(Cache::default()),
+            loads: tokio::sync::Semaphore::new(LOADS_AT_ONCE),
+        })
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The name under this namespace of a stream key `APP/PATH`, if `key`
+    /// is in it.
+    pub fn path_of<'a>(&self, key: &'a str) -> Option<&'a str> {
+        key.strip_prefix(self.settings.app.as_str())?
+            .strip_prefix('/')
+    }
+
+    /// The file `name` plays (see the module's doc).
+    pub fn resolve(&self, name: &str) -> Result<PathBuf, VodError> {
+        resolve(Path::new(&self.settings.dir), name).map(|f| f.path)
+    }
+
+    /// The title `name` plays, read now or kept from before.
+    pub async fn title(&self, name: &str) -> Result<Arc<Title>, VodError> {
+        self.entry(name).await.map(|(title, _)| title)
+    }
+
+    /// The answer to an HLS or DASH request for `resource` of `name`.
+    pub async fn answer(
+        &self,
+        name: &str,
+        resource: Resource,
+        utc_timing: &[&str],
+    ) -> Result<Served, VodError> {
+        let (title, packaged) = self.entry(name).await?;
+        let key = format!("{}/{name}", self.settings.app);
+        if let Some(p) = packaged {
+            // The store may have lost it to a concurrent eviction.
+            self.store.put(&key, p);
+        } else {
+            let target = self.settings.segment_secs;
+            let built = {
+                let key = key.clone();
+                let title = Arc::clone(&title);
+                tokio::task::spawn_blocking(move || package(&key, &title, target))
+                    .await
+                    .map_err(|e| VodError::Unsupported(format!("packaging failed: {e}")))?
+            };
+            let p = Packaged::new(built);
+            self.remember_packaged(name, &title, &p);
+            self.store.put(&key, p);
+        }
+        match self
+            .store
+            .answer(&key, resource, Directives::default(), utc_timing)
+            .await
+        {
+            Ok(s) => Ok(s),
+            Err(Refused::NotFound(n)) => Err(VodError::Missing(n.what())),
+            Err(r) => Err(VodError::Unsupported(format!("{r:?}"))),
+        }
+    }
+
+    /// The cached entry for `name`, checked against the file on disk, or
+    /// a new one.
+    async fn entry(&self, name: &str) -> Result<(Arc<Title>, Option<Arc<Packaged>>), VodError> {
+        let dir = PathBuf::from(&self.settings.dir);
+        let lookup = {
+            let name = name.to_string();
+            move || resolve(&dir, &name)
+        };
+        let found = tokio::task::spawn_blocking(lookup.clone())
+            .await
+            .map_err(|e| VodError::Io(std::io::Error::other(e)))??;
+        if let Some(hit) = self.cached(name, &found)? {
+            return Ok(hit);
+        }
+        let _permit = self.loads.acquire().await.map_err(|_| VodError::NotFound)?;
+        // Another request may have read it while this one waited.
+        if let Some(hit) = self.cached(name, &found)? {
+            return Ok(hit);
+        }
+        let path = found.path.clone();
+        let max = self.settings.max_file_bytes;
+        let read = tokio::task::spawn_blocking(move || read_title(&path, max))
+            .await
+            .map_err(|e| VodError::Io(std::io::Error::other(e)))?;
+        let title = match read {
+            Ok(t) => Arc::new(t),
+            Err(VodError::Unsupported(why)) => {
+                tracing::warn!(file = %name, "not playable on demand: {why}");
+                let mut cache = lock(&self.cache);
+                if cache.failed.len() >= MAX_FAILED {
+                    cache.failed.clear();
+                }
+                cache.failed.insert(name.to_string(), (found, why.clone()));
+                return Err(VodError::Unsupported(why));
+            }
+            Err(e) => return Err(e),
+        };
+        let (v, a) = title.frame_counts();
+        tracing::info!(
+            file = %name,
+            format = title.format.as_str(),
+            duration_ms = title.duration_ms,
+            video_frames = v,
+            audio_frames = a,
+            "on-demand title read"
+        );
+        let mut cache = lock(&self.cache);
+        cache.tick += 1;
+        let used = cache.tick;
+        let cost = found.len;
+        if let Some(old) = cache.entries.insert(
+            name.to_string(),
+            Entry {
+                found,
+                title: Arc::clone(&title),
+                packaged: None,
+                cost,
+                used,
+            },
+        ) {
+            cache.total -= old.cost;
+        }
+        cache.total += cost;
+        self.evict(&mut cache, name);
+        Ok((title, None))
+    }
+
+    /// The entry kept for `name` if it is still `found`'s, or the reason
+    /// it did not play.
+    #[allow(clippy::type_complexity)]
+    fn cached(
+        &self,
+        name: &str,
+        found: &Found,
+    ) -> Result<Option<(Arc<Title>, Option<Arc<Packaged>>)>, VodError> {
+        let mut cache = lock(&self.cache);
+        if let Some((f, why)) = cache.failed.get(name) {
+            if f == found {
+                return Err(VodError::Unsupported(why.clone()));
+            }
+        }
+        cache.tick += 1;
+        let tick = cache.tick;
+        let Some(e) = cache.entries.get_mut(name).filter(|e| e.found == *found) else {
+            return Ok(None);
+        };
+        e.used = tick;
+        Ok(Some((Arc::clone(&e.title), e.packaged.clone())))
+    }
+
+    fn remember_packaged(&self, name: &str, title: &Arc<Title>, p: &Arc<Packaged>) {
+        let mut cache = lock(&self.cache);
+        let Some(e) = cache
+            .entries
+            .get_mut(name)
+            .filter(|e| Arc::ptr_eq(&e.title, title) && e.packaged.is_none())
+        else {
+            return;
+        };
+        let extra = lock(p).stored_bytes();
+        e.packaged = Some(Arc::clone(p));
+        e.cost += extra;
+        cache.total += extra;
+        self.evict(&mut cache, name);
+    }
+
+    /// Drops the least recently used entries but `keep` until the cache
+    /// fits its bound.
+    fn evict(&self, cache: &mut Cache, keep: &str) {
+        while cache.total > self.settings.cache_bytes {
+            let Some(oldest) = cache
+                .entries
+                .iter()
+                .filter(|(k, _)| k.as_str() != keep)
+                .min_by_key(|(_, e)| e.used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some(e) = cache.entries.remove(&oldest) {
+                cache.total -= e.cost;
+                if let Some(p) = e.packaged {
+                    self.store
+                        .remove_if_same(&format!("{}/{oldest}", self.settings.app), &p);
+                }
+            }
+        }
+    }
+
+    /// Bytes the cache holds now.
+    pub fn cached_bytes(&self) -> u64 {
+        lock(&self.cache).total
+    }
+}
+
+/// See [`Library::resolve`].
+fn resolve(dir: &Path, name: &str) -> Result<Found, VodError> {
+    if name.is_empty() || name.len() > 1024 {
+        return Err(VodError::NotFound);
+    }
+    for segment in name.split('/') {
+        if segment.is_empty() || segment.starts_with('.') {
+            return Err(VodError::Forbidden(
+                "an empty, hidden, '.' or '..' path segment",
+            ));
+        }
+    }
+    let root = dir.canonicalize().map_err(|_| VodError::NotFound)?;
+    for candidate in [
+        name.to_string(),
+        format!("{name}.flv"),
+        format!("{name}.mp4"),
+    ] {
+        let path = root.join(&candidate);
+        let Ok(real) = path.canonicalize() else {
+            continue;
+        };
+        if !real.starts_with(&root) {
+            return Err(VodError::Forbidden("a link out of the media directory"));
+        }
+        let meta = std::fs::metadata(&real).map_err(VodError::Io)?;
+        if !meta.is_file() {
+            continue;
+        }
+        return Ok(Found {
+            path: real,
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        });
+    }
+    Err(VodError::NotFound)
+}
+
+/// Reads and parses a file of at most `max` bytes.
+fn read_title(path: &Path, max: u64) -> Result<Title, VodError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(VodError::Io)?;
+    let len = file.metadata().map_err(VodError::Io)?.len();
+    if len > max {
+        return Err(VodError::Unsupported(format!(
+            "{len} bytes, more than vod.max_file_bytes ({max})"
+        )));
+    }
+    let mut data = Vec::with_capacity(len as usize);
+    // Bounded even if the file grew since it was looked at.
+    file.take(max + 1)
+        .read_to_end(&mut data)
+        .map_err(VodError::Io)?;
+    if data.len() as u64 > max {
+        return Err(VodError::Unsupported(format!(
+            "more than vod.max_file_bytes ({max}) bytes"
+        )));
+    }
+    Title::read(Bytes::from(data)).map_err(|e| VodError::Unsupported(e.to_string()))
+}
+
+/// `title` packaged as an ended stream `key`: segments of about
+/// `target_secs` cut at keyframes, every one listed.
+pub fn package(key: &str, title: &Title, target_secs: f64) -> StreamSegmenter {
+    let config = SegmenterConfig {
+        target: target_secs,
+        part_target: target_secs,
+        window: MAX_SEGMENTS,
+        extra: 0,
+        aligned: false,
+        low_latency: false,
+    };
+    let start = SystemTime::now();
+    let mut seg = StreamSegmenter::with_first_number(key, config, 1);
+    seg.set_playlist_type(PlaylistType::Vod);
+    let mut at = start;
+    for e in &title.events {
+        if let StreamEvent::Frame(f) = e {
+            at = start + std::time::Duration::from_millis(f.dts.max(0) as u64);
+        }
+        seg.push(e, at);
+    }
+    seg.end(at);
+    seg
+}
+
+/// Segments a packaged title may list: 10 days of 1 s segments.
+const MAX_SEGMENTS: usize = 864_000;
+
+#[cfg(test)]
+mod tests;
