@@ -35,3 +35,4 @@ mod srt_in;
 mod tls_rtmpt;
 mod transcode;
 mod viewers;
+mod vod_http;

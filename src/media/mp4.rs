@@ -35,7 +35,10 @@
 //! which the millisecond times take off: ffmpeg writes one for B-frame
 //! delay and AAC priming, so the first samples of a track may have
 //! negative times in milliseconds ([`Mp4File::frames`] shifts all tracks
-//! alike to start at 0). `mvhd` and the edits' durations are not read.
+//! alike to start at 0). Empty edits before it delay the track (ffmpeg
+//! writes one when a track starts later than the others, as in a remuxed
+//! FLV): their durations, in `mvhd`'s timescale, are added to its times.
+//! Other edits' durations are not read.
 //!
 //! Input is hostile: every box size is checked against the bytes its
 //! parent has left, every table's entry count against the bytes its box
@@ -157,7 +160,8 @@ pub struct Mp4Track {
     /// Ticks per second of the sample times (`mdhd`).
     pub timescale: u32,
     pub config: CodecConfig,
-    /// The first non-empty edit's media time (0 without an edit list), in
+    /// The media time presented at 0: the first non-empty edit's media
+    /// time less the empty edits before it (0 without an edit list), in
     /// the track's timescale.
     pub media_start: i64,
     /// Every sample in decode order (samples of `stbl`, then of each
@@ -519,6 +523,7 @@ fn parse_file(data: &[u8], limits: Limits) -> Result<Mp4File, Mp4Error> {
         }
     }
     let moov = moov.ok_or(Mp4Error::Missing("moov"))?;
+    let movie_timescale = movie_timescale(&moov)?;
     let mut skipped = Vec::new();
     let mut video: Option<Building> = None;
     let mut audio: Option<Building> = None;
@@ -526,7 +531,7 @@ fn parse_file(data: &[u8], limits: Limits) -> Result<Mp4File, Mp4Error> {
     for a in atoms(moov.body, moov.body_offset()) {
         let a = a?;
         match &a.kind {
-            b"trak" => match parse_trak(&a, data.len() as u64, limits)? {
+            b"trak" => match parse_trak(&a, data.len() as u64, movie_timescale, limits)? {
                 Ok(b) => {
                     let slot = match b.track.kind() {
                         MediaKind::Video => &mut video,
@@ -605,9 +610,21 @@ fn parse_file(data: &[u8], limits: Limits) -> Result<Mp4File, Mp4Error> {
 
 /// A `trak`: `Ok(Err(_))` for a track that is not kept (another handler,
 /// a codec castgate does not read, a configuration that does not parse).
+/// `mvhd`'s timescale (edit durations are in it); `None` without one.
+fn movie_timescale(moov: &Atom<'_>) -> Result<Option<u32>, Mp4Error> {
+    let Some(mvhd) = child(moov.body, moov.body_offset(), b"mvhd")? else {
+        return Ok(None);
+    };
+    let mut r = Reader::new(mvhd.body, "mvhd");
+    let (version, _) = r.full()?;
+    r.bytes(if version == 1 { 16 } else { 8 })?;
+    Ok(Some(r.u32()?).filter(|t| *t > 0))
+}
+
 fn parse_trak(
     trak: &Atom<'_>,
     file_len: u64,
+    movie_timescale: Option<u32>,
     limits: Limits,
 ) -> Result<Result<Building, SkippedTrack>, Mp4Error> {
     let base = trak.body_offset();
@@ -668,7 +685,16 @@ fn parse_trak(
     }
     let media_start = match child(trak.body, base, b"edts")? {
         Some(edts) => match child(edts.body, edts.body_offset(), b"elst")? {
-            Some(elst) => first_edit(elst.body)?,
+            Some(elst) => {
+                let (media_time, delay) = first_edit(elst.body)?;
+                // Empty edits first delay the track: its media time
+                // `media_time` is presented `delay` (movie ticks) late.
+                let delay = movie_timescale.map_or(0, |movie| {
+                    let ticks = i128::from(delay) * i128::from(timescale) / i128::from(movie);
+                    i64::try_from(ticks).unwrap_or(i64::MAX)
+                });
+                media_time.saturating_sub(delay)
+            }
             None => 0,
         },
         None => 0,
@@ -692,8 +718,9 @@ fn parse_trak(
     }))
 }
 
-/// The media time of the first edit that is not empty (-1).
-fn first_edit(body: &[u8]) -> Result<i64, Mp4Error> {
+/// The media time of the first edit that is not empty (-1), and the
+/// duration of the empty edits before it (in the movie's timescale).
+fn first_edit(body: &[u8]) -> Result<(i64, u64), Mp4Error> {
     let mut r = Reader::new(body, "elst");
     let (version, _) = r.full()?;
     let entry = match version {
@@ -707,20 +734,20 @@ fn first_edit(body: &[u8]) -> Result<i64, Mp4Error> {
         }
     };
     let n = r.count(entry, usize::MAX)?;
+    let mut delay = 0u64;
     for _ in 0..n {
-        let media_time = if version == 1 {
-            r.u64()?;
-            r.u64()? as i64
+        let (duration, media_time) = if version == 1 {
+            (r.u64()?, r.u64()? as i64)
         } else {
-            r.u32()?;
-            i64::from(r.u32()? as i32)
+            (u64::from(r.u32()?), i64::from(r.u32()? as i32))
         };
         r.u32()?;
         if media_time >= 0 {
-            return Ok(media_time);
+            return Ok((media_time, delay));
         }
+        delay = delay.saturating_add(duration);
     }
-    Ok(0)
+    Ok((0, 0))
 }
 
 /// The configuration of the first sample entry of `stsd`, or why the
