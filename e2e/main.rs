@@ -9,6 +9,7 @@ mod console;
 mod corpus;
 mod docker;
 mod docker_run;
+mod dvr;
 mod egress;
 mod enhanced;
 mod enhanced_cmaf;

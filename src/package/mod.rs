@@ -7,6 +7,7 @@ pub mod cmaf;
 #[cfg(test)]
 mod codec_tests;
 pub mod dash;
+pub mod dvr;
 pub mod hls;
 pub mod labels;
 #[cfg(test)]

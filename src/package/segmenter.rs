@@ -104,6 +104,20 @@ pub struct SegmenterStats {
     pub write_errors: u64,
 }
 
+/// DVR: what left a track's memory: segments to store (number, chunks)
+/// and numbers of stored segments no longer listed.
+#[derive(Debug, Default)]
+pub struct DvrOutbox {
+    pub spilled: Vec<(u64, Vec<Bytes>)>,
+    pub forgotten: Vec<u64>,
+}
+
+impl DvrOutbox {
+    pub fn is_empty(&self) -> bool {
+        self.spilled.is_empty() && self.forgotten.is_empty()
+    }
+}
+
 /// A finished segment: its description and its bytes as chained chunks.
 #[derive(Clone, Debug)]
 struct StoredSegment {
@@ -199,6 +213,15 @@ struct Track {
     ticks: u64,
     /// Discontinuities among evicted segments (EXT-X-DISCONTINUITY-SEQUENCE).
     evicted_discontinuities: u64,
+    /// DVR: how far back (ms) segments stay listed once their bytes have
+    /// left memory (0: no DVR, they are forgotten).
+    dvr_ms: u64,
+    /// DVR: the segments listed whose bytes left memory (to the DVR
+    /// store), oldest first, each with one part standing for its parts.
+    archived: VecDeque<SegmentInfo>,
+    /// DVR: what left memory since the driver last asked
+    /// ([`StreamSegmenter::take_dvr`]).
+    outbox: DvrOutbox,
     /// Parts made and segments closed so far (what wakes requests
     /// waiting for the next one).
     made: u64,
@@ -257,6 +280,9 @@ impl Track {
             frames: 0,
             ticks: 0,
             evicted_discontinuities: 0,
+            dvr_ms: 0,
+            archived: VecDeque::new(),
+            outbox: DvrOutbox::default(),
             made: 0,
             longest: 0,
             chunks_made: 0,
@@ -291,8 +317,10 @@ impl Track {
         // between must not grow the list (it is pruned otherwise only when a
         // segment closes).
         let segments = &self.segments;
-        self.inits
-            .retain(|(id, _)| segments.iter().any(|s| s.info.init == *id));
+        let archived = &self.archived;
+        self.inits.retain(|(id, _)| {
+            segments.iter().any(|s| s.info.init == *id) || archived.iter().any(|s| s.init == *id)
+        });
         self.inits.push((self.init_id, init));
         let bandwidth = (self.info.peak_bandwidth, self.info.average_bandwidth);
         self.info = track_info(&config, &cmaf::Observed::default());
@@ -301,6 +329,9 @@ impl Track {
         if old != new {
             for s in &mut self.segments {
                 rescale_segment(&mut s.info, old, new);
+            }
+            for s in &mut self.archived {
+                rescale_segment(s, old, new);
             }
         }
         self.timescale = new;
@@ -595,10 +626,22 @@ impl Track {
         self.made += 1;
         self.longest = self.longest.max(open.duration);
         while self.segments.len() > keep {
-            if let Some(old) = self.segments.pop_front() {
+            let Some(old) = self.segments.pop_front() else {
+                break;
+            };
+            if self.dvr_ms == 0 {
                 self.evicted_discontinuities += u64::from(old.info.discontinuity);
+                continue;
             }
+            let mut info = old.info;
+            info.parts = vec![PartInfo {
+                duration: info.duration,
+                independent: true,
+            }];
+            self.outbox.spilled.push((info.number, old.chunks));
+            self.archived.push_back(info);
         }
+        self.trim_archive();
         let (bytes, ticks) = self.segments.iter().fold((0u64, 0u64), |(b, t), s| {
             (b + s.info.bytes, t + s.info.duration)
         });
@@ -609,20 +652,50 @@ impl Track {
             self.info.frame_rate =
                 Some(self.frames as f64 * f64::from(self.timescale) / self.ticks as f64);
         }
-        let oldest = self.segments.front().map_or(self.init_id, |s| s.info.init);
+        let oldest = self
+            .archived
+            .front()
+            .or(self.segments.front().map(|s| &s.info))
+            .map_or(self.init_id, |s| s.init);
         self.inits.retain(|(id, _)| *id >= oldest);
     }
 
+    /// DVR: forgets the archived segments that begin before the DVR depth
+    /// (counted back from the newest segment's end).
+    fn trim_archive(&mut self) {
+        let depth = self.ms_to_ticks(self.dvr_ms);
+        let mut listed: u64 = self
+            .archived
+            .iter()
+            .map(|s| s.duration)
+            .chain(self.segments.iter().map(|s| s.info.duration))
+            .sum();
+        while let Some(old) = self.archived.front() {
+            if listed <= depth {
+                break;
+            }
+            listed -= old.duration;
+            self.evicted_discontinuities += u64::from(old.discontinuity);
+            self.outbox.forgotten.push(old.number);
+            self.archived.pop_front();
+        }
+    }
+
     fn timeline(&self, window: usize) -> TrackTimeline {
-        let skip = self.segments.len().saturating_sub(window);
+        // DVR: everything kept is listed, the archive first.
+        let skip = if self.dvr_ms > 0 {
+            0
+        } else {
+            self.segments.len().saturating_sub(window)
+        };
         TrackTimeline {
             info: self.info.clone(),
             inits: self.inits.iter().map(|(id, _)| *id).collect(),
             segments: self
-                .segments
+                .archived
                 .iter()
-                .skip(skip)
-                .map(|s| s.info.clone())
+                .cloned()
+                .chain(self.segments.iter().skip(skip).map(|s| s.info.clone()))
                 .collect(),
             discontinuities_before: self.discontinuities_before(skip),
             partial: self
@@ -783,6 +856,8 @@ pub struct StreamSegmenter {
     ended: bool,
     /// HLS EXT-X-PLAYLIST-TYPE (`None`: a live window).
     playlist_type: Option<PlaylistType>,
+    /// DVR depth in ms (0: none), see [`StreamSegmenter::set_dvr`].
+    dvr_ms: u64,
     availability_start: Option<SystemTime>,
     updated: SystemTime,
     pub stats: SegmenterStats,
@@ -824,6 +899,7 @@ impl StreamSegmenter {
             audio_label: TrackLabel::default(),
             ended: false,
             playlist_type: None,
+            dvr_ms: 0,
             availability_start: None,
             updated: SystemTime::UNIX_EPOCH,
             stats: SegmenterStats::default(),
@@ -843,6 +919,37 @@ impl StreamSegmenter {
     /// demand: VOD; a DVR window: EVENT).
     pub fn set_playlist_type(&mut self, t: PlaylistType) {
         self.playlist_type = Some(t);
+    }
+
+    /// DVR: segments stay listed for `ms` (counted back from the newest
+    /// segment's end) after their bytes leave memory; those bytes, and the
+    /// numbers of segments no longer listed, wait in an outbox for the
+    /// driver to store and delete ([`StreamSegmenter::take_dvr`]). Set
+    /// before the first configuration.
+    pub fn set_dvr(&mut self, ms: u64) {
+        self.dvr_ms = ms;
+        for t in [&mut self.video, &mut self.audio].into_iter().flatten() {
+            t.dvr_ms = ms;
+        }
+    }
+
+    /// DVR: what left memory since the last call, per track.
+    pub fn take_dvr(&mut self) -> Vec<(MediaKind, DvrOutbox)> {
+        [&mut self.video, &mut self.audio]
+            .into_iter()
+            .flatten()
+            .filter(|t| !t.outbox.is_empty())
+            .map(|t| (t.kind, std::mem::take(&mut t.outbox)))
+            .collect()
+    }
+
+    /// DVR: whether segment `number` of `kind` is listed but no longer in
+    /// memory.
+    pub fn archived(&self, kind: MediaKind, number: u64) -> bool {
+        self.track(kind).is_some_and(|t| {
+            t.archived.front().is_some_and(|f| f.number <= number)
+                && t.archived.back().is_some_and(|b| b.number >= number)
+        })
     }
 
     /// Cuts on the aligned grid from now on ([`SegmenterConfig::aligned`]):
@@ -909,6 +1016,7 @@ impl StreamSegmenter {
             }
             None => match Track::new(kind, config, self.first_number as u32) {
                 Ok(mut t) => {
+                    t.dvr_ms = self.dvr_ms;
                     if self.config.low_latency {
                         t.chunks_per_part = LL_CHUNKS_PER_PART;
                     }
@@ -1218,7 +1326,11 @@ impl StreamSegmenter {
     }
 
     pub fn snapshot(&self) -> StreamSnapshot {
-        let w = self.config.window;
+        let w = if self.dvr_ms > 0 {
+            usize::MAX
+        } else {
+            self.config.window
+        };
         StreamSnapshot {
             key: self.key.clone(),
             video: self
@@ -1252,7 +1364,11 @@ impl StreamSegmenter {
         let Some(t) = self.track(kind) else {
             return 0;
         };
-        let skip = t.segments.len().saturating_sub(self.config.window);
+        let skip = if self.dvr_ms > 0 {
+            0
+        } else {
+            t.segments.len().saturating_sub(self.config.window)
+        };
         t.discontinuities_before(skip)
     }
 
@@ -1427,6 +1543,80 @@ mod tests {
 
     /// The segmenter reads no clock: every time it reports is one it was
     /// given (the config's, the cut's, the stop's, the end's).
+    /// DVR: segments leave memory into the outbox but stay listed for the
+    /// DVR depth; older ones are forgotten (and counted as evicted).
+    #[test]
+    fn dvr_lists_the_depth_and_keeps_only_the_window_in_memory() {
+        let config = SegmenterConfig {
+            window: 2,
+            extra: 1,
+            ..SegmenterConfig::default()
+        };
+        let mut seg = StreamSegmenter::with_first_number("live/t", config, 1);
+        seg.set_dvr(10_000);
+        let now = t0();
+        seg.push(&StreamEvent::Config(avc_config()), now);
+        // 2 s segments (keyframes every second), a discontinuity at 20 s.
+        for ms in (0..=30_000).step_by(1000) {
+            if ms == 20_000 {
+                seg.push(&StreamEvent::PublisherStopped, now);
+                seg.push(&StreamEvent::Config(avc_config()), now);
+            }
+            seg.push(&keyframe(ms), now);
+        }
+        let snap = seg.snapshot();
+        let video = snap.video.as_ref().unwrap();
+        let listed: Vec<u64> = video.segments.iter().map(|g| g.number).collect();
+        let span: u64 = video.segments.iter().map(|g| g.duration).sum();
+        // Within the depth, by at most one segment.
+        assert!(
+            (8 * 90_000..=10 * 90_000).contains(&span),
+            "{span} ticks listed: {listed:?}"
+        );
+        assert!(
+            listed.windows(2).all(|w| w[1] == w[0] + 1),
+            "contiguous: {listed:?}"
+        );
+        // Memory holds the window and its extra segments only.
+        let in_memory = listed
+            .iter()
+            .filter(|n| seg.segment(MediaKind::Video, **n).is_some());
+        assert_eq!(in_memory.count(), 3);
+        let oldest = listed[0];
+        assert!(seg.archived(MediaKind::Video, oldest));
+        assert!(!seg.archived(MediaKind::Video, *listed.last().unwrap()));
+        // What left memory: every segment before the window, once; what is
+        // no longer listed: the ones before the depth.
+        let out = seg.take_dvr();
+        assert_eq!(out.len(), 1);
+        let (kind, out) = &out[0];
+        assert_eq!(*kind, MediaKind::Video);
+        let spilled: Vec<u64> = out.spilled.iter().map(|(n, _)| *n).collect();
+        assert_eq!(spilled, (1..listed[listed.len() - 3]).collect::<Vec<_>>());
+        assert!(out.spilled.iter().all(|(_, c)| !c.is_empty()));
+        assert_eq!(out.forgotten, (1..oldest).collect::<Vec<_>>());
+        assert!(seg.take_dvr().is_empty(), "taken once");
+        // The discontinuity at 20 s is listed, none was forgotten.
+        assert_eq!(video.discontinuities_before, 0);
+        assert_eq!(video.segments.iter().filter(|g| g.discontinuity).count(), 1);
+        // Every init a listed segment needs is still there.
+        for g in &video.segments {
+            assert!(
+                seg.init(MediaKind::Video, g.init).is_some(),
+                "init {}",
+                g.init
+            );
+        }
+        // Without DVR, the same stream lists the window only.
+        let mut live = StreamSegmenter::with_first_number("live/t", config, 1);
+        live.push(&StreamEvent::Config(avc_config()), now);
+        for ms in (0..=30_000).step_by(1000) {
+            live.push(&keyframe(ms), now);
+        }
+        assert_eq!(live.snapshot().video.unwrap().segments.len(), 2);
+        assert!(live.take_dvr().is_empty());
+    }
+
     #[test]
     fn manifest_times_are_the_times_given() {
         let at = |ms| t0() + Duration::from_millis(ms);

@@ -351,6 +351,26 @@ impl Store {
         utc_timing: &[&str],
     ) -> Result<Served, Refused> {
         let stream = self.get(key).ok_or(NotFound::Stream)?;
+        if let (Resource::Segment(kind, number), Some(dvr)) = (resource, stream.dvr()) {
+            let (archived, target) = {
+                let seg = lock(&stream);
+                (seg.archived(kind, number), seg.target_duration())
+            };
+            if archived {
+                let dvr = Arc::clone(dvr);
+                let chunks = tokio::task::spawn_blocking(move || dvr.read(kind, number))
+                    .await
+                    .ok()
+                    .flatten()
+                    .ok_or(NotFound::Segment)?;
+                return Ok(Served {
+                    payload: Payload::Chunks(chunks),
+                    content_type: mp4_type(kind),
+                    cache: CachePolicy::Immutable,
+                    target_duration: target,
+                });
+            }
+        }
         let (ll, target, part_target) = {
             let seg = lock(&stream);
             (seg.low_latency(), seg.target_duration(), seg.part_target())
@@ -693,6 +713,9 @@ pub(crate) mod test_support {
             let store = Store::new(limits);
             let config = PackagerConfig {
                 segmenter,
+                dvr_ms: 0,
+                dvr_dir: None,
+                dvr_event: false,
                 grace: Duration::from_secs(600),
                 retention: Duration::from_secs(600),
             };

@@ -14,15 +14,22 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tracing::{error, info};
 
+use super::dvr::Dvr;
 use super::labels;
 use super::model::{StreamSnapshot, TrackLabel};
 use super::segmenter::{SegmenterConfig, StreamSegmenter};
 use crate::hub::{Hub, StreamEvent, Tap, TapHandle};
 use crate::media::{MediaKind, TrackId};
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct PackagerConfig {
     pub segmenter: SegmenterConfig,
+    /// DVR: how long live playlists reach back (0: no DVR), where the
+    /// segments past the memory window go, and whether playlists say
+    /// EXT-X-PLAYLIST-TYPE:EVENT.
+    pub dvr_ms: u64,
+    pub dvr_dir: Option<std::path::PathBuf>,
+    pub dvr_event: bool,
     /// A publisher returning within this time continues the same playlist.
     pub grace: Duration,
     /// An ended stream stays downloadable this long.
@@ -43,6 +50,8 @@ pub struct Packaged {
     chunks: watch::Sender<u64>,
     /// Requests waiting on this stream now.
     held: AtomicUsize,
+    /// DVR: where its segments go when they leave memory.
+    dvr: Option<Arc<Dvr>>,
 }
 
 impl Deref for Packaged {
@@ -54,6 +63,12 @@ impl Deref for Packaged {
 
 impl Packaged {
     pub fn new(seg: StreamSegmenter) -> Arc<Packaged> {
+        Self::with_dvr(seg, None)
+    }
+
+    /// A stream whose segments go to `dvr` as they leave memory (the
+    /// segmenter's DVR depth set, see [`StreamSegmenter::set_dvr`]).
+    pub fn with_dvr(seg: StreamSegmenter, dvr: Option<Arc<Dvr>>) -> Arc<Packaged> {
         let (parts, _) = watch::channel(seg.progress());
         let (chunks, _) = watch::channel(seg.chunk_progress());
         Arc::new(Packaged {
@@ -61,7 +76,13 @@ impl Packaged {
             parts,
             chunks,
             held: AtomicUsize::new(0),
+            dvr,
         })
+    }
+
+    /// The stream's DVR archive, if it has one.
+    pub fn dvr(&self) -> Option<&Arc<Dvr>> {
+        self.dvr.as_ref()
     }
 
     /// Runs `f` on the segmenter, then wakes the requests waiting for
@@ -71,6 +92,9 @@ impl Packaged {
         let mut seg = lock(&self.seg);
         let before = (seg.progress(), seg.chunk_progress());
         let r = f(&mut seg);
+        if let Some(dvr) = &self.dvr {
+            dvr.take(seg.take_dvr());
+        }
         let after = (seg.progress(), seg.chunk_progress());
         drop(seg);
         if after.0 != before.0 {
@@ -456,7 +480,18 @@ impl Packager {
             aligned: lock(&self.aligned).contains(key),
             ..self.config.segmenter
         };
-        let seg = Packaged::new(StreamSegmenter::new(key, segmenter, SystemTime::now()));
+        let mut stream = StreamSegmenter::new(key, segmenter, SystemTime::now());
+        let dvr = match (&self.config.dvr_dir, self.config.dvr_ms) {
+            (Some(dir), ms) if ms > 0 => {
+                stream.set_dvr(ms);
+                if self.config.dvr_event {
+                    stream.set_playlist_type(super::model::PlaylistType::Event);
+                }
+                Some(Dvr::new(dir, key, stream.next_number()))
+            }
+            _ => None,
+        };
+        let seg = Packaged::with_dvr(stream, dvr);
         running.insert(key.to_string(), seg.clone());
         self.store.insert(key, seg.clone(), &running);
         let (live, live_rx) = watch::channel(false);
@@ -490,6 +525,9 @@ impl Packager {
                 this.store.remove_if_same(&track_key, &t.seg);
             }
             this.store.remove_if_same(&key, &seg);
+            if let Some(dvr) = seg.dvr() {
+                dvr.remove();
+            }
             info!(stream = key, "packaged stream dropped after retention");
         });
     }
@@ -588,6 +626,9 @@ mod tests {
     fn packager(hub: &Hub, store: &Store) -> Packager {
         let config = PackagerConfig {
             segmenter: SegmenterConfig::default(),
+            dvr_ms: 0,
+            dvr_dir: None,
+            dvr_event: false,
             grace: Duration::from_millis(20),
             retention: Duration::from_secs(600),
         };

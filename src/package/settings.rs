@@ -36,6 +36,14 @@ pub struct Settings {
     /// An ended stream stays in memory this long.
     #[serde(rename = "retention_secs", with = "secs")]
     pub retention: Duration,
+    /// DVR: live playlists and MPDs reach back this far (0: no DVR), with
+    /// the segments past the memory window stored under `dvr_dir`.
+    #[serde(rename = "dvr_secs", with = "secs")]
+    pub dvr: Duration,
+    pub dvr_dir: String,
+    /// DVR playlists say EXT-X-PLAYLIST-TYPE:EVENT (segments are never
+    /// removed: for a DVR longer than the event).
+    pub dvr_event: bool,
 }
 
 impl Section for Settings {
@@ -83,6 +91,16 @@ impl Section for Settings {
             secs_within(self.retention, 0.0, 86_400.0),
             "package.retention_secs",
             "must be in [0, 86400]",
+        )?;
+        check(
+            secs_within(self.dvr, 0.0, 7.0 * 86_400.0),
+            "package.dvr_secs",
+            "must be in [0, 604800]",
+        )?;
+        check(
+            self.dvr.is_zero() || !self.dvr_dir.is_empty(),
+            "package.dvr_dir",
+            "must be set when package.dvr_secs is",
         )
     }
 }
@@ -109,6 +127,9 @@ impl Settings {
             },
             grace: self.grace,
             retention: self.retention,
+            dvr_ms: self.dvr.as_millis() as u64,
+            dvr_dir: (!self.dvr.is_zero()).then(|| self.dvr_dir.clone().into()),
+            dvr_event: self.dvr_event,
         }
     }
 }

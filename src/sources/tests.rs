@@ -146,6 +146,9 @@ mod supervised {
             Store::default(),
             PackagerConfig {
                 segmenter: SegmenterConfig::default(),
+                dvr_ms: 0,
+                dvr_dir: None,
+                dvr_event: false,
                 grace: Duration::from_millis(20),
                 retention: Duration::from_secs(60),
             },

@@ -50,6 +50,9 @@ fn fixture(conflict: PublishConflict) -> Fixture {
         store.clone(),
         PackagerConfig {
             segmenter: SegmenterConfig::default(),
+            dvr_ms: 0,
+            dvr_dir: None,
+            dvr_event: false,
             grace: Duration::from_millis(20),
             retention: Duration::from_secs(600),
         },
