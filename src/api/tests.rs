@@ -140,6 +140,17 @@ async fn bearer_token_when_set() {
     let app = app(Some("s3cret"));
     let r = call(&app, Method::GET, "/api/v1/relays", LOCAL, &[], "").await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // The recordings' routes too.
+    for (m, p) in [
+        (Method::GET, "/api/v1/recordings"),
+        (Method::GET, "/api/v1/recordings/YQ"),
+        (Method::DELETE, "/api/v1/recordings/YQ"),
+        (Method::POST, "/api/v1/streams/live/a/recording"),
+        (Method::DELETE, "/api/v1/streams/live/a/recording"),
+    ] {
+        let r = call(&app, m, p, "10.1.2.3:5000", &[], "").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{p}");
+    }
     assert!(r.headers.get(header::WWW_AUTHENTICATE).is_some());
     let r = call(
         &app,

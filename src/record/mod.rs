@@ -652,10 +652,13 @@ impl Recorder {
     }
 
     /// The retention sweeper: a pass at start, then every
-    /// [`SWEEP_EVERY`] and whenever a recording file closes, until
-    /// `shutdown`.
+    /// [`SWEEP_EVERY`] and whenever a recording file closes or a recording
+    /// ends, until `shutdown`. It also forgets finished recordings.
     pub async fn run_sweeper(self, shutdown: crate::shutdown::Shutdown) {
         loop {
+            // Finished API recordings leave the hub (their taps detach).
+            let pruned = crate::locks::lock(&self.table).prune();
+            drop(pruned);
             let r = self.clone();
             let _ = tokio::task::spawn_blocking(move || r.sweep(SystemTime::now())).await;
             tokio::select! {

@@ -79,6 +79,17 @@ fn entries_are_checked_and_name_their_key() {
     let cfg = crate::config::Config::load_with_env(None, crate::config::tests::env(&[])).unwrap();
     assert!(cfg.record.is_empty());
     assert_eq!(cfg.recorder.dir, "media");
+    assert_eq!(
+        (cfg.recorder.retention_days, cfg.recorder.retention_bytes),
+        (0, 0),
+        "recordings are kept by default"
+    );
+    cfg.recorder.validate().unwrap();
+    let mut s = cfg.recorder.clone();
+    s.retention_days = 36_501;
+    assert_eq!(s.validate().unwrap_err().key, "recorder.retention_days");
+    let env = crate::config::tests::env(&[("CASTGATE__RECORDER__RETENTION_BYTES", "-1")]);
+    assert!(crate::config::Config::load_with_env(None, env).is_err());
 }
 
 fn frame(codec: Codec, dts: i64, keyframe: bool, size: usize) -> StreamEvent {

@@ -320,10 +320,12 @@ fn run(job: Job, feed: &Feed) -> Outcome {
             Err(_) => break Ok(()),
         }
     };
-    let status = w.job.status.clone();
+    let (status, closed) = (w.job.status.clone(), w.job.closed.clone());
     let outcome = w.finish(end);
     *crate::locks::lock(&status.file) = (None, status.files());
     status.done.store(true, Ordering::Release);
+    // The sweeper forgets finished recordings (and applies retention).
+    closed.notify_one();
     outcome
 }
 
