@@ -489,6 +489,13 @@ impl Recorder {
             return Err(StartError::Running(key.to_string()));
         }
         let rec = self.spawn(&mut table, &plan, hub, key, output, StartedBy::Api);
+        if !rec.feed.started() {
+            // The publish ended between the check and the tap: this
+            // recording must not wait for the next one.
+            drop(table);
+            drop(rec);
+            return Err(StartError::NotLive(key.to_string()));
+        }
         let view = table.active.last().map(|a| a.view());
         table.api.push(rec);
         drop(table);

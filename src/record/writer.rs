@@ -84,6 +84,12 @@ impl Feed {
         self.ready.notify_one();
     }
 
+    /// Whether it saw its publish start (the hub replays the start to a
+    /// tap attached to a live stream).
+    pub fn started(&self) -> bool {
+        crate::locks::lock(&self.queue).started
+    }
+
     /// Whether it still takes events (not closed, stopped or overflowed).
     pub fn running(&self) -> bool {
         crate::locks::lock(&self.queue).state == State::Running
