@@ -408,8 +408,9 @@ pub fn find(
 /// then the directories this left empty, up to but not including `dir`.
 /// Refuses anything a scan could not list.
 pub fn remove(dir: &Path, rel: &str) -> std::io::Result<()> {
-    let is_file = std::fs::symlink_metadata(dir.join(rel)).is_ok_and(|m| m.is_file());
-    if !listable(rel) || !no_links_on_the_way(dir, rel) || !is_file {
+    // A missing file is NotFound; anything but a regular file is refused.
+    let is_file = listable(rel) && std::fs::symlink_metadata(dir.join(rel))?.is_file();
+    if !is_file || !no_links_on_the_way(dir, rel) {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             format!("{rel} is not a recording under the recorder dir"),

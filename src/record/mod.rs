@@ -598,12 +598,16 @@ impl Recorder {
         why: &str,
     ) -> Result<(), DeleteError> {
         let path = file.path().to_string();
-        // Asked again: it may have started since it was listed (never:
-        // a writer never reopens a file, but a stale list may be old).
+        // Asked again, not only as listed (belt and braces: a writer
+        // never reopens an existing file).
         if file.state == FileState::Recording || self.writing(dir).contains(&path) {
             return Err(DeleteError::Writing(path));
         }
-        library::remove(dir, &path).map_err(|e| DeleteError::Io(path.clone(), e))?;
+        library::remove(dir, &path).map_err(|e| match e.kind() {
+            // Deleted meanwhile (the sweeper, another request).
+            std::io::ErrorKind::NotFound => DeleteError::NotFound(file.id.clone()),
+            _ => DeleteError::Io(path.clone(), e),
+        })?;
         info!(
             stream = file.stream.as_deref().unwrap_or(""),
             path,
