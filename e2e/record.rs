@@ -2,6 +2,9 @@
 //! FLV recording decodes cleanly and holds every frame of the source, and
 //! the `recording.*` events arrive; a record directory that cannot be
 //! written fails the recording (log line and event), never the stream.
+//! The recordings API: start and stop on a live stream, list, get and
+//! delete (and its 404s and 409s), and retention by size with its
+//! `recording.deleted` event.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -17,13 +20,29 @@ const T: Duration = Duration::from_secs(90);
 /// castgate with `[[record]]` for `live/*` under `dir`, posting events to
 /// `hook`.
 fn start(cfg_dir: &Path, record_dir: &Path, hook: &Receiver) -> Castgate {
+    start_with(cfg_dir, record_dir, hook, "", true)
+}
+
+/// castgate recording under `record_dir` with `recorder` lines added to
+/// `[recorder]`, and a `[[record]]` rule for `live/*` if `rule`.
+fn start_with(
+    cfg_dir: &Path,
+    record_dir: &Path,
+    hook: &Receiver,
+    recorder: &str,
+    rule: bool,
+) -> Castgate {
     let cfg = cfg_dir.join("castgate.toml");
+    let rule_text = if rule {
+        "[[record]]\nstream = \"live/*\"\nformat = \"flv\"\n"
+    } else {
+        ""
+    };
     std::fs::write(
         &cfg,
         format!(
             "[webhooks]\nurls = [\"{}\"]\n\
-             [recorder]\ndir = \"{}\"\n\
-             [[record]]\nstream = \"live/*\"\nformat = \"flv\"\n",
+             [recorder]\ndir = \"{}\"\n{recorder}\n{rule_text}",
             hook.url("/events"),
             record_dir.display()
         ),
@@ -33,7 +52,9 @@ fn start(cfg_dir: &Path, record_dir: &Path, hook: &Receiver) -> Castgate {
         &["serve", "--config", cfg.to_str().unwrap()],
         &[("CASTGATE__PACKAGE__GRACE_SECS", "1")],
     );
-    server.wait_log_all(&["recording configured", "pattern=\"live/*\""], T);
+    if rule {
+        server.wait_log_all(&["recording configured", "pattern=\"live/*\""], T);
+    }
     server
 }
 
@@ -203,4 +224,251 @@ fn a_recording_survives_sigkill_up_to_its_last_keyframe() {
         "a prefix of the source"
     );
     assert_eq!(decode_errors(file_str), "", "what was flushed decodes");
+}
+
+/// An API call: (status, JSON body or null).
+fn api(server: &Castgate, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let headers: &[(&str, &str)] = if body.is_empty() {
+        &[]
+    } else {
+        &[("Content-Type", "application/json")]
+    };
+    let r = http_exchange(
+        server.http,
+        method,
+        &format!("/api/v1{path}"),
+        headers,
+        body.as_bytes(),
+    );
+    let json = if r.body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&r.body)
+            .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {}", r.text()))
+    };
+    (r.status, json)
+}
+
+/// Polls `f` until it gives something (bounded by `T`).
+fn until<R>(what: &str, mut f: impl FnMut() -> Option<R>) -> R {
+    let deadline = Instant::now() + T;
+    loop {
+        if let Some(r) = f() {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {T:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// The API records a live stream on request: the file grows while it
+/// runs, a second start is refused, the recording shows in the stream's
+/// JSON, `DELETE` stops it; the list gives it complete, with the file's
+/// size and a duration within a second of the video in the file; it is
+/// deleted (and refused while written) with a `recording.deleted` event.
+/// Streams that are not live or not recorded get 404.
+#[test]
+fn the_api_starts_stops_lists_and_deletes_a_recording() {
+    let hook = Receiver::start(std::sync::Arc::new(|_: &Received| (200, String::new())));
+    let dir = tempdir();
+    let media = dir.path().join("media");
+    let server = start_with(dir.path(), &media, &hook, "", false);
+    let url = "/streams/live/cam/recording";
+    let (status, body) = api(&server, "POST", url, "");
+    assert_eq!(status, 404, "not live yet: {body}");
+    let (status, body) = api(&server, "DELETE", url, "");
+    assert_eq!(status, 404, "{body}");
+
+    let src = fixture(4);
+    // 16 s of media: long enough to start, watch it grow and stop.
+    let mut publisher = publish(&src, &server.url("live/cam"), &["-stream_loop", "3"]);
+    server.wait_log_all(&["publish started", "stream=\"live/cam\""], T);
+    until("a first video keyframe in the GOP cache", || {
+        (crate::faults::video_frames(&server, "live/cam") >= 5).then_some(())
+    });
+    let (status, started) = api(&server, "POST", url, r#"{"format":"flv"}"#);
+    assert_eq!(status, 201, "{started}");
+    assert_eq!(started["started_by"], "api", "{started}");
+    let (status, body) = api(&server, "POST", url, "");
+    assert_eq!(status, 409, "one API recording per stream: {body}");
+    assert_eq!(
+        server.count_log(&["recording started by the API", "stream=\"live/cam\""]),
+        1
+    );
+
+    let rec = until("the stream shows its recording's file", || {
+        let (status, s) = api(&server, "GET", "/streams/live/cam", "");
+        assert_eq!(status, 200, "{s}");
+        s["recording"]["path"]
+            .is_string()
+            .then(|| s["recording"].clone())
+    });
+    let path = rec["path"].as_str().unwrap().to_string();
+    assert!(
+        path.starts_with("live/cam/20") && path.ends_with(".flv"),
+        "the default template: {path}"
+    );
+    let id = rec["id"].as_str().unwrap().to_string();
+    let file = media.join(&path);
+    // It grows: a keyframe a second is flushed to the file.
+    let first = until("the file has media", || {
+        let n = file_len(&file);
+        (n > 20_000).then_some(n)
+    });
+    until("the file grows", || {
+        (file_len(&file) > first + 20_000).then_some(())
+    });
+    // Five more seconds of video (at 30 fps) before the stop, so a wrong
+    // duration cannot hide in the tolerance.
+    let frames = crate::faults::video_frames(&server, "live/cam");
+    until("5 s more of the publish", || {
+        (crate::faults::video_frames(&server, "live/cam") >= frames + 150).then_some(())
+    });
+    let (status, body) = api(&server, "DELETE", &format!("/recordings/{id}"), "");
+    assert_eq!(status, 409, "being written: {body}");
+    let (status, listed) = api(&server, "GET", "/recordings", "");
+    assert_eq!(status, 200);
+    assert_eq!(listed["recordings"][0]["state"], "recording", "{listed}");
+
+    let (status, stopped) = api(&server, "DELETE", url, "");
+    assert_eq!(status, 200, "{stopped}");
+    assert_eq!(stopped["stopped"][0]["path"], path.as_str(), "{stopped}");
+    let done = server.wait_log_all(&["recording completed", "stream=\"live/cam\""], T);
+    assert_eq!(path_of(&done), path);
+    let (_, s) = api(&server, "GET", "/streams/live/cam", "");
+    assert_eq!(s["recording"], Value::Null, "stopped: {s}");
+    let (status, body) = api(&server, "DELETE", url, "");
+    assert_eq!(status, 404, "nothing runs now: {body}");
+    // The publish goes on after the stop.
+    assert!(
+        publisher.try_wait().unwrap().is_none(),
+        "the publisher goes on"
+    );
+
+    let (status, listed) = api(&server, "GET", "/recordings", "");
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["truncated"], false);
+    let all = listed["recordings"].as_array().unwrap();
+    assert_eq!(all.len(), 1, "{listed}");
+    let r = &all[0];
+    assert_eq!(r["id"], id.as_str(), "{r}");
+    assert_eq!(r["state"], "complete", "{r}");
+    assert_eq!(r["stream"], "live/cam", "{r}");
+    assert_eq!(r["files"], serde_json::json!([path]), "{r}");
+    assert_eq!(r["size"].as_u64(), Some(file_len(&file)), "{r}");
+    let vod = path.trim_end_matches(".flv");
+    assert_eq!(r["vod_path"], vod, "{r}");
+    assert_eq!(r["urls"]["hls"], format!("/vod/{vod}/index.m3u8"), "{r}");
+    assert_eq!(r["urls"]["dash"], format!("/vod/{vod}/manifest.mpd"), "{r}");
+    assert_eq!(r["urls"]["rtmp"], format!("vod/{vod}"), "{r}");
+    assert!(r["start"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("20") && s.ends_with('Z')));
+    // The media in the file, by ffmpeg: its video frames at 30 fps.
+    let file_str = file.to_str().unwrap();
+    assert_eq!(decode_errors(file_str), "", "the recording decodes cleanly");
+    let media_secs = framemd5_of(file_str, "0:v").len() as f64 / 30.0;
+    let duration = r["duration"].as_f64().unwrap();
+    assert!(media_secs > 4.5, "{media_secs} s of video recorded");
+    assert!(
+        (duration - media_secs).abs() <= 1.0,
+        "listed {duration} s for {media_secs} s of video"
+    );
+    let (status, one) = api(&server, "GET", &format!("/recordings/{id}"), "");
+    assert_eq!((status, &one), (200, r));
+
+    let (status, body) = api(&server, "DELETE", &format!("/recordings/{id}"), "");
+    assert_eq!(status, 204, "{body}");
+    assert!(!file.exists(), "the file is gone");
+    let ev = event(&hook, "recording.deleted", "live/cam");
+    assert_eq!(ev["data"]["path"], path.as_str(), "{ev}");
+    assert_eq!(ev["data"]["reason"], "api", "{ev}");
+    server.wait_log_all(&["recording deleted", "reason=\"api\""], T);
+    for method in ["GET", "DELETE"] {
+        let (status, body) = api(&server, method, &format!("/recordings/{id}"), "");
+        assert_eq!(status, 404, "{method}: {body}");
+    }
+    let (_, listed) = api(&server, "GET", "/recordings", "");
+    assert_eq!(listed["recordings"], serde_json::json!([]), "{listed}");
+
+    // Started again, it ends with the publish, completed.
+    let (status, body) = api(&server, "POST", url, "");
+    assert_eq!(status, 201, "{body}");
+    let status = wait_child(&mut publisher, T, "ffmpeg publisher");
+    assert!(status.success(), "ffmpeg publisher: {status}");
+    assert!(server.wait_count(&["recording completed", "stream=\"live/cam\""], 2, T));
+    let listed = until("the second recording, complete", || {
+        let (_, l) = api(&server, "GET", "/recordings", "");
+        (l["recordings"][0]["state"] == "complete").then_some(l)
+    });
+    assert_eq!(
+        listed["recordings"].as_array().unwrap().len(),
+        1,
+        "{listed}"
+    );
+    let (status, body) = api(&server, "POST", url, "");
+    assert_eq!(status, 404, "not live any more: {body}");
+    server.assert_no_panic();
+}
+
+/// `retention_bytes` between one and two recordings' size: after the
+/// second publish is recorded, the first (the oldest, finished) is deleted
+/// with a log line and a `recording.deleted` event; the second stays.
+#[test]
+fn retention_bytes_deletes_the_oldest_finished_recording() {
+    let hook = Receiver::start(std::sync::Arc::new(|_: &Received| (200, String::new())));
+    let dir = tempdir();
+    let media = dir.path().join("media");
+    let (a, b) = (fixture(5), fixture(6));
+    // A recording is about its source's size (the same tags).
+    let limit = file_len(&a).max(file_len(&b)) * 3 / 2;
+    let server = start_with(
+        dir.path(),
+        &media,
+        &hook,
+        &format!("retention_bytes = {limit}\n"),
+        true,
+    );
+    let mut publisher = publish(&a, &server.url("live/a"), &[]);
+    let status = wait_child(&mut publisher, T, "ffmpeg publisher");
+    assert!(status.success(), "ffmpeg publisher: {status}");
+    let first = path_of(&server.wait_log_all(&["recording completed", "stream=\"live/a\""], T));
+    assert!(file_len(&media.join(&first)) < limit);
+    let mut publisher = publish(&b, &server.url("live/b"), &[]);
+    let status = wait_child(&mut publisher, T, "ffmpeg publisher");
+    assert!(status.success(), "ffmpeg publisher: {status}");
+    let second = path_of(&server.wait_log_all(&["recording completed", "stream=\"live/b\""], T));
+
+    let ev = event(&hook, "recording.deleted", "live/a");
+    assert_eq!(ev["data"]["path"], first.as_str(), "{ev}");
+    assert_eq!(ev["data"]["reason"], "retention_bytes", "{ev}");
+    let line = server.wait_log_all(&["recording deleted", "stream=\"live/a\""], T);
+    assert!(line.contains("retention_bytes"), "{line}");
+    assert!(!media.join(&first).exists(), "the oldest is gone");
+    assert!(media.join(&second).exists(), "the newest stays");
+    let (_, listed) = api(&server, "GET", "/recordings", "");
+    let paths: Vec<&str> = listed["recordings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["files"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, [second.as_str()], "{listed}");
+    assert_eq!(
+        server.count_log(&["recording deleted"]),
+        1,
+        "only the oldest"
+    );
+    let deleted: Vec<Value> = hook
+        .requests()
+        .iter()
+        .map(Received::json)
+        .filter(|v| v["type"] == "recording.deleted")
+        .collect();
+    assert_eq!(deleted.len(), 1, "{deleted:?}");
+    server.assert_no_panic();
 }

@@ -1,5 +1,6 @@
-//! The REST API under `/api/v1` (JSON): live streams, and relays created,
-//! listed and deleted at run time. The OpenAPI 3.1 document is generated
+//! The REST API under `/api/v1` (JSON): live streams, relays and pulled
+//! sources created, listed and deleted at run time, and recordings
+//! (started and stopped on a live stream, listed, deleted). The OpenAPI 3.1 document is generated
 //! from the handlers (utoipa) and served at `/api/v1/openapi.json`.
 //!
 //! Access: with `api.token` set, every call needs `Authorization: Bearer
@@ -54,6 +55,8 @@ pub struct ApiState {
     pub srt: crate::srt::SrtSessions,
     /// Pulled sources (`None`: not offered).
     pub sources: Option<crate::sources::Sources>,
+    /// Recordings (`None`: not offered).
+    pub recorder: Option<crate::record::Recorder>,
 }
 
 impl ApiState {
@@ -62,8 +65,10 @@ impl ApiState {
         let relays = self.relays.of_stream(&s.key);
         let transcode = self.transcoder.as_ref().and_then(|t| t.status(&s.key));
         let http = self.viewers.count(&s.key, now);
+        let recording = self.recorder.as_ref().and_then(|r| r.status_of(&s.key));
         StreamView {
             transcode,
+            recording,
             ..StreamView::new(s, relays, http, now)
         }
     }
@@ -78,12 +83,12 @@ pub struct NoCors;
 #[openapi(
     info(
         title = "castgate API",
-        description = "Live streams, relays and pulled sources (RTMP, RTMPS, SRT) of a castgate gateway."
+        description = "Live streams, relays, pulled sources (RTMP, RTMPS, SRT) and recordings of a castgate gateway."
     ),
     servers((url = "/api/v1")),
-    paths(get_stream),
+    paths(get_stream, start_recording, stop_recording),
     modifiers(&Security),
-    tags((name = "streams"), (name = "relays"), (name = "sources"), (name = "srt"))
+    tags((name = "streams"), (name = "relays"), (name = "sources"), (name = "srt"), (name = "recordings"))
 )]
 struct ApiDoc;
 
@@ -113,9 +118,14 @@ pub fn router<S: Clone + Send + Sync + 'static>(state: Arc<ApiState>) -> Router<
         .routes(routes!(list_sources, create_source))
         .routes(routes!(get_source, delete_source))
         .routes(routes!(list_srt))
+        .routes(routes!(list_recordings))
+        .routes(routes!(get_recording, delete_recording))
         // Stream keys may hold slashes: a catch-all, documented above as
-        // /streams/{app}/{key}.
-        .route("/streams/{app}/{*key}", get(get_stream))
+        // /streams/{app}/{key} and /streams/{app}/{key}/recording.
+        .route(
+            "/streams/{app}/{*key}",
+            get(get_stream).post(start_recording).delete(stop_recording),
+        )
         .split_for_parts();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     let doc = Arc::new(doc);
@@ -580,6 +590,220 @@ async fn delete_source(
             StatusCode::NOT_FOUND,
             format!("no source {id}"),
         ))
+    }
+}
+
+fn recorder(state: &ApiState) -> Result<&crate::record::Recorder, ApiError> {
+    state
+        .recorder
+        .as_ref()
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "recordings are not offered"))
+}
+
+/// The stream a `/streams/{app}/{key}/recording` path names.
+fn recording_stream(app: &str, key: &str) -> Result<String, ApiError> {
+    match key.strip_suffix("/recording") {
+        Some(name) if !name.is_empty() => Ok(format!("{app}/{name}")),
+        _ => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET here; a recording is started and stopped at /streams/{app}/{key}/recording",
+        )),
+    }
+}
+
+/// Starts recording a live stream, until `DELETE` on the same URL or the
+/// publish's end. The body is optional: `format` (`flv`), `path` (a path
+/// template, as `[[record]] path`), `split_secs`, `split_bytes`; by
+/// default FLV to `{app}/{key}/{date}-{time}.flv` under `recorder.dir`.
+#[utoipa::path(
+    post,
+    path = "/streams/{app}/{key}/recording",
+    tag = "recordings",
+    params(
+        ("app" = String, Path, description = "Application, e.g. `live`"),
+        ("key" = String, Path, description = "Stream name (may contain slashes)"),
+    ),
+    request_body(content = Option<crate::record::StartOptions>, description = "Optional"),
+    responses(
+        (status = 201, description = "Started", body = crate::record::RecordingStatus),
+        (status = 400, description = "Not JSON", body = ErrorBody),
+        (status = 404, description = "The stream is not live", body = ErrorBody),
+        (status = 409, description = "A recording started by the API runs for this stream", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "A body that is not application/json", body = ErrorBody),
+        (status = 422, description = "Unknown format or field, bad path template or split", body = ErrorBody),
+    )
+)]
+async fn start_recording(
+    State(state): State<Arc<ApiState>>,
+    Path((app, key)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    use crate::record::StartError;
+    let stream = recording_stream(&app, &key)?;
+    let recorder = recorder(&state)?;
+    let options: crate::record::StartOptions = if body.iter().all(u8::is_ascii_whitespace) {
+        Default::default()
+    } else {
+        let json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| {
+                let v = v.trim();
+                v.eq_ignore_ascii_case("application/json")
+                    || v.to_ascii_lowercase().ends_with("+json")
+            });
+        if !json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Expected request with `Content-Type: application/json`",
+            ));
+        }
+        serde_json::from_slice(&body).map_err(|e| {
+            let status = if e.is_data() {
+                StatusCode::UNPROCESSABLE_ENTITY
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            ApiError::new(status, format!("bad JSON body: {e}"))
+        })?
+    };
+    let not_live = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("stream {} is not live", short(&stream)),
+        )
+    };
+    let key = crate::stream_key::StreamKey::parse(&stream).map_err(|_| not_live())?;
+    match recorder.start(&state.hub, &key, &options) {
+        Ok(started) => Ok((StatusCode::CREATED, Json(started)).into_response()),
+        Err(StartError::NotLive(_)) => Err(not_live()),
+        Err(e @ StartError::Running(_)) => Err(ApiError::new(StatusCode::CONFLICT, e.to_string())),
+        Err(StartError::Bad(e)) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            e.to_string(),
+        )),
+    }
+}
+
+/// Stops the stream's recordings (the API's and the rules'): each
+/// completes with what was written (`recording.completed`). A rule's
+/// starts again with the next publish.
+#[utoipa::path(
+    delete,
+    path = "/streams/{app}/{key}/recording",
+    tag = "recordings",
+    params(
+        ("app" = String, Path, description = "Application, e.g. `live`"),
+        ("key" = String, Path, description = "Stream name (may contain slashes)"),
+    ),
+    responses(
+        (status = 200, description = "Stopped", body = RecordingsStopped),
+        (status = 404, description = "No recording runs for this stream", body = ErrorBody),
+    )
+)]
+async fn stop_recording(
+    State(state): State<Arc<ApiState>>,
+    Path((app, key)): Path<(String, String)>,
+) -> Result<Json<RecordingsStopped>, ApiError> {
+    let stream = recording_stream(&app, &key)?;
+    let stopped = recorder(&state)?.stop(&stream);
+    if stopped.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no recording of {} runs", short(&stream)),
+        ));
+    }
+    Ok(Json(RecordingsStopped { stopped }))
+}
+
+/// Runs a recorder call that reads the disk off the async threads.
+async fn blocking<T: Send + 'static>(
+    state: &ApiState,
+    f: impl FnOnce(crate::record::Recorder) -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let r = recorder(state)?.clone();
+    tokio::task::spawn_blocking(move || f(r))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// Every recording file under `recorder.dir`: finished, failed and being
+/// written, oldest first, with where each plays on demand. A bounded scan
+/// (`truncated` when the directory holds more than it reads); symbolic
+/// links are not followed.
+#[utoipa::path(
+    get,
+    path = "/recordings",
+    tag = "recordings",
+    responses((status = 200, description = "Every recording", body = RecordingList))
+)]
+async fn list_recordings(
+    State(state): State<Arc<ApiState>>,
+) -> Result<Json<RecordingList>, ApiError> {
+    let scan = blocking(&state, |r| r.list()).await?;
+    Ok(Json(RecordingList {
+        recordings: scan.files,
+        truncated: scan.truncated,
+    }))
+}
+
+/// One recording.
+#[utoipa::path(
+    get,
+    path = "/recordings/{id}",
+    tag = "recordings",
+    params(("id" = String, Path, description = "Recording id (from the list)")),
+    responses(
+        (status = 200, description = "The recording", body = crate::record::RecordingFile),
+        (status = 404, description = "No such recording", body = ErrorBody),
+    )
+)]
+async fn get_recording(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+) -> Result<Json<crate::record::RecordingFile>, ApiError> {
+    let found = {
+        let id = id.clone();
+        blocking(&state, move |r| r.get(&id)).await?
+    };
+    found.map(Json).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no recording {}", short(&id)),
+        )
+    })
+}
+
+/// Deletes a finished recording's files (`recording.deleted`).
+#[utoipa::path(
+    delete,
+    path = "/recordings/{id}",
+    tag = "recordings",
+    params(("id" = String, Path, description = "Recording id (from the list)")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such recording", body = ErrorBody),
+        (status = 409, description = "Being written: stop it first", body = ErrorBody),
+    )
+)]
+async fn delete_recording(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    use crate::record::DeleteError;
+    match blocking(&state, move |r| r.delete(&id)).await? {
+        Ok(_) => Ok(StatusCode::NO_CONTENT),
+        Err(e @ DeleteError::NotFound(_)) => {
+            Err(ApiError::new(StatusCode::NOT_FOUND, e.to_string()))
+        }
+        Err(e @ DeleteError::Writing(_)) => Err(ApiError::new(StatusCode::CONFLICT, e.to_string())),
+        Err(e @ DeleteError::Io(..)) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            e.to_string(),
+        )),
     }
 }
 

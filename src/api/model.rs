@@ -109,6 +109,24 @@ pub struct StreamView {
     pub relays: Vec<u64>,
     /// The stream's transcode job (ffmpeg state and progress), if it has one.
     pub transcode: Option<crate::transcode::TranscodeView>,
+    /// The recording running for the stream (the API's if it started one,
+    /// else a `[[record]]` rule's), or null.
+    pub recording: Option<crate::record::RecordingStatus>,
+}
+
+/// `GET /recordings`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecordingList {
+    pub recordings: Vec<crate::record::RecordingFile>,
+    /// The scan reached a bound (files, entries or depth): some
+    /// recordings are not listed.
+    pub truncated: bool,
+}
+
+/// `DELETE /streams/{app}/{key}/recording`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecordingsStopped {
+    pub stopped: Vec<crate::record::RecordingStatus>,
 }
 
 /// Players of a stream by protocol (more protocols, e.g. SRT, may be added).
@@ -211,6 +229,7 @@ impl StreamView {
             relays,
             stream: s.key,
             transcode: None,
+            recording: None,
         }
     }
 }

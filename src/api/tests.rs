@@ -13,7 +13,14 @@ use crate::egress::RelaySettings;
 use crate::hub::HubConfig;
 
 fn app(token: Option<&str>) -> Router {
-    let hub = Hub::new(HubConfig::default());
+    app_with(
+        token,
+        Hub::new(HubConfig::default()),
+        crate::record::Recorder::default(),
+    )
+}
+
+fn app_with(token: Option<&str>, hub: Hub, recorder: crate::record::Recorder) -> Router {
     let relays = Relays::new(
         hub.clone(),
         RelaySettings {
@@ -34,6 +41,7 @@ fn app(token: Option<&str>) -> Router {
             viewers: crate::viewers::Viewers::default(),
             srt: Default::default(),
             sources: None,
+            recorder: Some(recorder),
         })),
     )
 }
@@ -132,6 +140,17 @@ async fn bearer_token_when_set() {
     let app = app(Some("s3cret"));
     let r = call(&app, Method::GET, "/api/v1/relays", LOCAL, &[], "").await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // The recordings' routes too.
+    for (m, p) in [
+        (Method::GET, "/api/v1/recordings"),
+        (Method::GET, "/api/v1/recordings/YQ"),
+        (Method::DELETE, "/api/v1/recordings/YQ"),
+        (Method::POST, "/api/v1/streams/live/a/recording"),
+        (Method::DELETE, "/api/v1/streams/live/a/recording"),
+    ] {
+        let r = call(&app, m, p, "10.1.2.3:5000", &[], "").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{p}");
+    }
     assert!(r.headers.get(header::WWW_AUTHENTICATE).is_some());
     let r = call(
         &app,
@@ -332,6 +351,9 @@ async fn openapi_document() {
         ("/streams/{app}/{key}", &["get"]),
         ("/relays", &["get", "post"]),
         ("/relays/{id}", &["get", "delete"]),
+        ("/streams/{app}/{key}/recording", &["post", "delete"]),
+        ("/recordings", &["get"]),
+        ("/recordings/{id}", &["get", "delete"]),
     ] {
         for m in methods {
             assert!(paths[p][m].is_object(), "{m} {p} missing");
@@ -346,9 +368,186 @@ async fn openapi_document() {
         "RelayState",
         "TranscodeState",
         "ErrorBody",
+        "RecordingFile",
+        "RecordingStatus",
+        "RecordingList",
+        "StartOptions",
     ] {
         assert!(schemas.contains_key(s), "schema {s} missing");
     }
     assert_eq!(r.json["servers"][0]["url"], "/api/v1");
     assert!(r.json["components"]["securitySchemes"]["bearer"].is_object());
+}
+
+/// Recordings through the API: start on a live stream (body optional),
+/// 409 for a second, the stream's `recording`, stop, 404s; list, get and
+/// delete a finished one, 409 while it is written. The e2e tests do it
+/// with ffmpeg over RTMP.
+#[tokio::test]
+async fn recordings_start_stop_list_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = crate::record::Recorder::new(
+        &crate::record::Settings {
+            dir: dir.path().to_string_lossy().into_owned(),
+            queue_bytes: 1 << 20,
+            retention_days: 0,
+            retention_bytes: 0,
+        },
+        Vec::new(),
+        Default::default(),
+    );
+    let hub = Hub::new(HubConfig::default());
+    let app = app_with(None, hub.clone(), recorder);
+    let url = "/api/v1/streams/live/a/b/recording";
+    // Not live: 404, whatever the body; a bad body is refused first.
+    let r = call(&app, Method::POST, url, LOCAL, &[], "").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.json);
+    assert!(r.json["error"].as_str().unwrap().contains("not live"));
+    for (body, headers, status, want) in [
+        ("{", &[JSON][..], StatusCode::BAD_REQUEST, "JSON"),
+        (
+            r#"{"bogus":1}"#,
+            &[JSON][..],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bogus",
+        ),
+        (
+            r#"{"format":"flv"}"#,
+            &[][..],
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type",
+        ),
+    ] {
+        let r = call(&app, Method::POST, url, LOCAL, headers, body).await;
+        assert_eq!(r.status, status, "{body}: {:?}", r.json);
+        assert!(
+            r.json["error"].as_str().unwrap().contains(want),
+            "{:?}",
+            r.json
+        );
+    }
+    let r = call(&app, Method::DELETE, url, LOCAL, &[], "").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = call(&app, Method::POST, "/api/v1/streams/live/a", LOCAL, &[], "").await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+
+    let key = crate::stream_key::StreamKey::parse("live/a/b").unwrap();
+    let publisher = hub.publish(&key, "test").unwrap();
+    for (body, want) in [
+        (r#"{"format":"mp4"}"#, "format"),
+        (r#"{"path":"../x"}"#, "path"),
+        (r#"{"split_secs":-1}"#, "split_secs"),
+    ] {
+        let r = call(&app, Method::POST, url, LOCAL, &[JSON], body).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(
+            r.json["error"].as_str().unwrap().contains(want),
+            "{:?}",
+            r.json
+        );
+    }
+    let r = call(
+        &app,
+        Method::POST,
+        url,
+        LOCAL,
+        &[JSON],
+        r#"{"format":"flv","path":"api/{key}"}"#,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
+    assert_eq!(r.json["started_by"], "api");
+    assert_eq!(r.json["format"], "flv");
+    let r = call(&app, Method::POST, url, LOCAL, &[], "").await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.json);
+    // The file opens at the first frame.
+    for e in crate::media::flv::samples::events() {
+        publisher.send(e);
+    }
+    let view = loop {
+        let r = call(
+            &app,
+            Method::GET,
+            "/api/v1/streams/live/a/b",
+            LOCAL,
+            &[],
+            "",
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK);
+        if r.json["recording"]["path"].is_string() {
+            break r.json["recording"].clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    };
+    assert_eq!(view["path"], "api/a/b.flv", "{view}");
+    assert_eq!(view["started_by"], "api");
+    let id = view["id"].as_str().unwrap().to_string();
+    let one = format!("/api/v1/recordings/{id}");
+    let r = call(&app, Method::DELETE, &one, LOCAL, &[], "").await;
+    assert_eq!(
+        r.status,
+        StatusCode::CONFLICT,
+        "being written: {:?}",
+        r.json
+    );
+    let r = call(&app, Method::DELETE, url, LOCAL, &[], "").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json["stopped"][0]["path"], "api/a/b.flv");
+    let r = call(&app, Method::DELETE, url, LOCAL, &[], "").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "stopped already");
+    let r = call(
+        &app,
+        Method::GET,
+        "/api/v1/streams/live/a/b",
+        LOCAL,
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(r.json["recording"], serde_json::Value::Null);
+    let listed = loop {
+        let r = call(&app, Method::GET, "/api/v1/recordings", LOCAL, &[], "").await;
+        assert_eq!(r.status, StatusCode::OK);
+        if r.json["recordings"][0]["state"] == "complete" {
+            break r.json;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    };
+    assert_eq!(listed["truncated"], false);
+    let rec = &listed["recordings"][0];
+    assert_eq!(rec["id"], id.as_str());
+    assert_eq!(rec["stream"], "live/a/b");
+    assert_eq!(rec["files"], serde_json::json!(["api/a/b.flv"]));
+    assert_eq!(rec["vod_path"], "api/a/b");
+    assert_eq!(rec["urls"]["hls"], "/vod/api/a/b/index.m3u8");
+    assert_eq!(rec["urls"]["dash"], "/vod/api/a/b/manifest.mpd");
+    assert_eq!(rec["urls"]["rtmp"], "vod/api/a/b");
+    let size = std::fs::metadata(dir.path().join("api/a/b.flv"))
+        .unwrap()
+        .len();
+    assert_eq!(rec["size"].as_u64(), Some(size));
+    let r = call(&app, Method::GET, &one, LOCAL, &[], "").await;
+    assert_eq!((r.status, &r.json), (StatusCode::OK, rec));
+    let r = call(&app, Method::DELETE, &one, LOCAL, &[], "").await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert!(
+        !dir.path().join("api").exists(),
+        "files and emptied directories gone"
+    );
+    for m in [Method::GET, Method::DELETE] {
+        let r = call(&app, m, &one, LOCAL, &[], "").await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+    }
+    let r = call(
+        &app,
+        Method::GET,
+        "/api/v1/recordings/Li4vZXRjL3Bhc3N3ZA",
+        LOCAL,
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "../etc/passwd");
+    drop(publisher);
 }

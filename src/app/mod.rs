@@ -356,6 +356,9 @@ pub async fn run_from(
     let current_config = config.clone();
     let services = Arc::new(Services::build(Sections::of(&config), shutdown));
     let ctx = Arc::clone(&services.connections);
+    // Recording retention ([recorder] retention_*): a pass now, then every
+    // minute and whenever a recording file closes.
+    tokio::spawn(services.recorder.clone().run_sweeper(ctx.shutdown.clone()));
     let srt = if config.srt.enabled {
         let deps = crate::srt::Deps {
             registry: services.streams.clone(),
@@ -413,6 +416,7 @@ pub async fn run_from(
             viewers: viewers.clone(),
             srt: services.srt_sessions.clone(),
             sources: Some(services.sources.clone()),
+            recorder: Some(services.recorder.clone()),
         })
     });
     let state = http::HttpState {

@@ -1,4 +1,5 @@
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 
@@ -23,6 +24,8 @@ fn settings(dir: &std::path::Path, queue_bytes: usize) -> Settings {
     Settings {
         dir: dir.to_string_lossy().into_owned(),
         queue_bytes,
+        retention_days: 0,
+        retention_bytes: 0,
     }
 }
 
@@ -76,6 +79,17 @@ fn entries_are_checked_and_name_their_key() {
     let cfg = crate::config::Config::load_with_env(None, crate::config::tests::env(&[])).unwrap();
     assert!(cfg.record.is_empty());
     assert_eq!(cfg.recorder.dir, "media");
+    assert_eq!(
+        (cfg.recorder.retention_days, cfg.recorder.retention_bytes),
+        (0, 0),
+        "recordings are kept by default"
+    );
+    cfg.recorder.validate().unwrap();
+    let mut s = cfg.recorder.clone();
+    s.retention_days = 36_501;
+    assert_eq!(s.validate().unwrap_err().key, "recorder.retention_days");
+    let env = crate::config::tests::env(&[("CASTGATE__RECORDER__RETENTION_BYTES", "-1")]);
+    assert!(crate::config::Config::load_with_env(None, env).is_err());
 }
 
 fn frame(codec: Codec, dts: i64, keyframe: bool, size: usize) -> StreamEvent {
@@ -118,6 +132,8 @@ fn a_stalled_writer_stops_its_recording_and_never_the_publisher() {
         path: PathTemplate::parse("{key}").unwrap(),
         split: Split::default(),
         events: Default::default(),
+        status: Arc::new(writer::Status::new()),
+        closed: Default::default(),
     };
     let outcome = writer::spawn(job, Arc::new(feed)).unwrap().join().unwrap();
     match outcome {
@@ -364,4 +380,240 @@ fn the_defaults_example_checks() {
     let e = crate::config::Config::load_with_env(Some(&file), crate::config::tests::env(&[]))
         .unwrap_err();
     assert!(e.to_string().contains("record[0].format"), "{e}");
+}
+
+/// Waits (bounded) for `f` to hold: the writer thread works on its own.
+fn wait_for(what: &str, f: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// Sends the metadata, the configurations and `n` frames from `from` ms:
+/// video every 40 ms with a keyframe every 1000 ms, audio between.
+fn send_frames(publisher: &crate::hub::Publisher, from: i64, n: i64, head: bool) {
+    if head {
+        for e in &samples::events()[..3] {
+            publisher.send(e.clone());
+        }
+    }
+    for i in 0..n {
+        let dts = from + i * 40;
+        publisher.send(frame(Codec::H264, dts, dts % 500 == 0, 300));
+        publisher.send(frame(Codec::Aac, dts + 20, true, 30));
+    }
+}
+
+/// The API's recordings: started on a live stream (from its GOP cache, so
+/// the file starts at a keyframe), one at a time per stream, shown with
+/// the stream, listed while written (and not deletable then), stopped,
+/// listed complete with the sidecar's facts, deleted; a second one ends
+/// with the publish.
+#[test]
+fn api_recordings_start_stop_list_and_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::new(
+        &settings(dir.path(), 1 << 20),
+        Vec::new(),
+        Default::default(),
+    );
+    let hub = Hub::new(HubConfig::default());
+    let key = crate::stream_key::StreamKey::parse("live/cam").unwrap();
+    let opts = StartOptions::default();
+    assert!(matches!(
+        rec.start(&hub, &key, &opts),
+        Err(StartError::NotLive(_))
+    ));
+    assert!(rec.stop("live/cam").is_empty());
+    let publisher = hub.publish(&key, "test").unwrap();
+    // 1.2 s before the start: the recording begins at the 1000 ms keyframe.
+    send_frames(&publisher, 0, 30, true);
+    let bad = StartOptions {
+        format: Some("mp4".into()),
+        ..Default::default()
+    };
+    match rec.start(&hub, &key, &bad) {
+        Err(StartError::Bad(e)) => assert_eq!(e.key, "format", "{e}"),
+        o => panic!("{o:?}"),
+    }
+    let started = rec.start(&hub, &key, &opts).unwrap();
+    assert_eq!(started.started_by, StartedBy::Api);
+    assert!(matches!(
+        rec.start(&hub, &key, &opts),
+        Err(StartError::Running(_))
+    ));
+    assert_eq!(rec.status_of("live/other"), None);
+    wait_for("the first file opens", || {
+        rec.status_of("live/cam").is_some_and(|s| s.path.is_some())
+    });
+    send_frames(&publisher, 1200, 50, false);
+    let status = rec.status_of("live/cam").unwrap();
+    let path = status.path.clone().unwrap();
+    assert!(
+        path.starts_with("live/cam/20") && path.ends_with(".flv"),
+        "{path}"
+    );
+    let id = status.id.clone().unwrap();
+    let listed = rec.list();
+    assert_eq!(listed.files.len(), 1);
+    assert_eq!(listed.files[0].state, FileState::Recording);
+    assert_eq!(listed.files[0].id, id);
+    assert!(matches!(rec.delete(&id), Err(DeleteError::Writing(_))));
+
+    let stopped = rec.stop("live/cam");
+    assert_eq!(stopped.len(), 1);
+    assert_eq!(rec.status_of("live/cam"), None, "stopping");
+    assert!(rec.stop("live/cam").is_empty(), "nothing runs now");
+    wait_for("the writer finishes", || {
+        rec.get(&id).unwrap().state == FileState::Complete
+    });
+    let file = rec.get(&id).unwrap();
+    assert_eq!(file.state, FileState::Complete);
+    assert_eq!(file.stream.as_deref(), Some("live/cam"));
+    assert_eq!(
+        file.size,
+        std::fs::metadata(dir.path().join(&path)).unwrap().len()
+    );
+    // From the keyframe at 1000 ms to the last audio frame at 3180 ms.
+    assert_eq!(file.duration, 2.18);
+    let data = Bytes::from(std::fs::read(dir.path().join(&path)).unwrap());
+    let (_, events) = read_back(&data);
+    let first = events
+        .iter()
+        .find_map(|e| match e {
+            StreamEvent::Frame(f) => Some(f),
+            _ => None,
+        })
+        .unwrap();
+    assert!(first.keyframe && first.dts == 1000, "{first:?}");
+
+    // Stopped, a new one may start; the publish's end completes it.
+    let again = rec.start(&hub, &key, &opts).unwrap();
+    assert_eq!(again.started_by, StartedBy::Api);
+    wait_for("the second file opens", || {
+        rec.status_of("live/cam").is_some_and(|s| s.path.is_some())
+    });
+    drop(publisher);
+    assert_eq!(rec.status_of("live/cam"), None, "ended");
+    wait_for("the publish's end completes it", || {
+        let all = rec.list();
+        all.files.len() == 2 && all.files.iter().all(|f| f.state == FileState::Complete)
+    });
+    let all = rec.list();
+    assert_eq!(all.files.len(), 2);
+    assert!(all.files.iter().all(|f| f.state == FileState::Complete));
+
+    rec.delete(&id).unwrap();
+    assert!(!dir.path().join(&path).exists());
+    assert!(!dir.path().join(path.replace(".flv", ".json")).exists());
+    assert!(rec.get(&id).is_none());
+    assert!(matches!(rec.delete(&id), Err(DeleteError::NotFound(_))));
+    assert!(matches!(
+        rec.delete("not-an-id!"),
+        Err(DeleteError::NotFound(_))
+    ));
+    assert_eq!(rec.list().files.len(), 1);
+}
+
+/// A rule's recording shows in the stream's state and `stop` ends it
+/// early (the publish goes on).
+#[test]
+fn a_rules_recording_is_shown_and_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = recorder(dir.path(), entry("live/*", "flv", "{key}"));
+    let hub = Hub::new(HubConfig::default());
+    let key = crate::stream_key::StreamKey::parse("live/cam").unwrap();
+    let publisher = hub.publish(&key, "test").unwrap();
+    let recordings = rec.on_publish(&hub, &key);
+    send_frames(&publisher, 0, 10, true);
+    wait_for("the file opens", || {
+        rec.status_of("live/cam").is_some_and(|s| s.path.is_some())
+    });
+    assert_eq!(
+        rec.status_of("live/cam").unwrap().started_by,
+        StartedBy::Rule
+    );
+    assert_eq!(rec.stop("live/cam").len(), 1);
+    let [Outcome::Completed(files)] = &recordings.finish()[..] else {
+        panic!()
+    };
+    assert_eq!(files, &["cam.flv"]);
+    assert!(
+        publisher.send(frame(Codec::H264, 400, false, 10)),
+        "the publish goes on"
+    );
+    assert_eq!(rec.status_of("live/cam"), None);
+}
+
+/// Retention deletes the oldest finished recordings past the total size
+/// (the one being written counts, and stays), then by age; each deletion
+/// takes the sidecar too.
+#[test]
+fn the_sweeper_deletes_the_oldest_finished_recordings() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path(), 1 << 20);
+    let rules = rules(&[entry("live/*", "flv", "{key}")]).unwrap();
+    let rec = Recorder::new(&s, rules.clone(), Default::default());
+    let hub = Hub::new(HubConfig::default());
+    let key = crate::stream_key::StreamKey::parse("live/cam").unwrap();
+    let mut names = Vec::new();
+    for _ in 0..2 {
+        let publisher = hub.publish(&key, "test").unwrap();
+        let recordings = rec.on_publish(&hub, &key);
+        send_frames(&publisher, 0, 25, true);
+        drop(publisher);
+        let [Outcome::Completed(files)] = &recordings.finish()[..] else {
+            panic!()
+        };
+        names.extend(files.clone());
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(names, ["cam.flv", "cam-1.flv"]);
+    let size = rec.list().files[0].size;
+    // The third, being written.
+    let publisher = hub.publish(&key, "test").unwrap();
+    let recordings = rec.on_publish(&hub, &key);
+    // Past the keyframe at 1000 ms: the file is flushed there, a little
+    // longer than the others.
+    send_frames(&publisher, 0, 40, true);
+    wait_for("the third file has frames on disk", || {
+        rec.list()
+            .files
+            .iter()
+            .any(|f| f.state == FileState::Recording && f.size > size)
+    });
+    assert_eq!(rec.sweep(SystemTime::now()), 0, "no retention set");
+    // Two finished files and a half fit, not three.
+    s.retention_bytes = size * 5 / 2;
+    rec.set_plan(&s, rules.clone());
+    assert_eq!(rec.sweep(SystemTime::now()), 1);
+    let left: Vec<String> = rec
+        .list()
+        .files
+        .iter()
+        .map(|f| f.path().to_string())
+        .collect();
+    assert_eq!(left, ["cam-1.flv", "cam-2.flv"], "the oldest went");
+    assert!(!dir.path().join("cam.json").exists());
+    // Two days on, with a day's retention: the finished one goes, the one
+    // being written stays whatever its age.
+    s.retention_bytes = 0;
+    s.retention_days = 1;
+    rec.set_plan(&s, rules);
+    let later = SystemTime::now() + std::time::Duration::from_secs(2 * 86_400);
+    assert_eq!(rec.sweep(later), 1);
+    assert_eq!(rec.sweep(later), 0);
+    let left: Vec<String> = rec
+        .list()
+        .files
+        .iter()
+        .map(|f| f.path().to_string())
+        .collect();
+    assert_eq!(left, ["cam-2.flv"]);
+    drop(publisher);
+    recordings.finish();
+    assert_eq!(rec.sweep(later), 1, "finished now");
+    assert!(rec.list().files.is_empty());
 }

@@ -5,11 +5,13 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::SystemTime;
 
 use tracing::{info, warn};
 
+use super::library::{self, FileState, Sidecar};
 use super::{PathTemplate, Split, FLUSH_EVERY};
 use crate::hub::Tap;
 use crate::media::flv::{CodecSet, TagWriter};
@@ -80,6 +82,17 @@ impl Feed {
             q.state = State::Closing;
         }
         self.ready.notify_one();
+    }
+
+    /// Whether it saw its publish start (the hub replays the start to a
+    /// tap attached to a live stream).
+    pub fn started(&self) -> bool {
+        crate::locks::lock(&self.queue).started
+    }
+
+    /// Whether it still takes events (not closed, stopped or overflowed).
+    pub fn running(&self) -> bool {
+        crate::locks::lock(&self.queue).state == State::Running
     }
 
     /// The writer gave up: nothing more is queued.
@@ -165,6 +178,47 @@ impl Tap for Feed {
     }
 }
 
+/// What a recording shows while it runs (the API's view), shared by its
+/// writer thread and the recorder.
+pub struct Status {
+    pub started: SystemTime,
+    /// The file being written (relative to the record dir) and how many
+    /// were opened. Held while a file is created, so whoever reads it
+    /// after seeing the file on disk knows it is being written.
+    pub(super) file: Mutex<(Option<String>, u64)>,
+    /// Bytes written, every file.
+    pub(super) bytes: AtomicU64,
+    /// The writer finished (completed or failed).
+    pub(super) done: AtomicBool,
+}
+
+impl Status {
+    pub fn new() -> Status {
+        Status {
+            started: SystemTime::now(),
+            file: Mutex::new((None, 0)),
+            bytes: AtomicU64::new(0),
+            done: AtomicBool::new(false),
+        }
+    }
+
+    pub fn path(&self) -> Option<String> {
+        crate::locks::lock(&self.file).0.clone()
+    }
+
+    pub fn files(&self) -> u64 {
+        crate::locks::lock(&self.file).1
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.done.load(Ordering::Acquire)
+    }
+}
+
 /// What a writer thread needs.
 pub struct Job {
     pub stream: String,
@@ -172,12 +226,16 @@ pub struct Job {
     pub path: PathTemplate,
     pub split: Split,
     pub events: Webhooks,
+    pub status: Arc<Status>,
+    /// Woken when a file closes (retention may have work).
+    pub closed: Arc<tokio::sync::Notify>,
 }
 
 /// Starts the writer thread (`None` if the system refused a thread: the
 /// recording is then failed at once and says so).
 pub fn spawn(job: Job, feed: Arc<Feed>) -> Option<std::thread::JoinHandle<Outcome>> {
     let (stream, events) = (job.stream.clone(), job.events.clone());
+    let status = job.status.clone();
     let f = feed.clone();
     match std::thread::Builder::new()
         .name("record".into())
@@ -186,6 +244,7 @@ pub fn spawn(job: Job, feed: Arc<Feed>) -> Option<std::thread::JoinHandle<Outcom
         Ok(t) => Some(t),
         Err(e) => {
             feed.stop();
+            status.done.store(true, Ordering::Release);
             let reason = format!("cannot start a writer thread: {e}");
             warn!(stream, "recording failed: {reason}");
             events.emit(
@@ -202,6 +261,8 @@ pub fn spawn(job: Job, feed: Arc<Feed>) -> Option<std::thread::JoinHandle<Outcom
 struct Open {
     /// Relative to the record dir, with the extension.
     path: String,
+    /// When it opened.
+    start: SystemTime,
     out: BufWriter<File>,
     bytes: u64,
     frames: u64,
@@ -265,7 +326,13 @@ fn run(job: Job, feed: &Feed) -> Outcome {
             Err(_) => break Ok(()),
         }
     };
-    w.finish(end)
+    let (status, closed) = (w.job.status.clone(), w.job.closed.clone());
+    let outcome = w.finish(end);
+    *crate::locks::lock(&status.file) = (None, status.files());
+    status.done.store(true, Ordering::Release);
+    // The sweeper forgets finished recordings (and applies retention).
+    closed.notify_one();
+    outcome
 }
 
 impl Writer {
@@ -307,7 +374,13 @@ impl Writer {
                     self.open(f.dts)?;
                 }
                 let file = self.file.as_mut().ok_or("no file open")?;
-                if file.write(e)? {
+                let before = file.bytes;
+                let wrote = file.write(e)?;
+                self.job
+                    .status
+                    .bytes
+                    .fetch_add(file.bytes - before, Ordering::Relaxed);
+                if wrote {
                     file.frames += 1;
                     file.first_dts.get_or_insert(f.dts);
                     file.last_dts = file.last_dts.max(f.dts);
@@ -323,7 +396,12 @@ impl Writer {
         }
         // A new configuration goes into the open file too.
         if let Some(file) = self.file.as_mut() {
+            let before = file.bytes;
             file.write(e)?;
+            self.job
+                .status
+                .bytes
+                .fetch_add(file.bytes - before, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -346,8 +424,16 @@ impl Writer {
     /// Opens the next file, named for now, and writes its header,
     /// metadata and configurations (at `dts`, the time of its first frame).
     fn open(&mut self, dts: i64) -> Result<(), String> {
-        let base = self.job.path.fill(&self.job.stream, SystemTime::now());
-        let (path, file) = create(&self.job.dir, &base)?;
+        let start = SystemTime::now();
+        let base = self.job.path.fill(&self.job.stream, start);
+        let (path, file) = {
+            // Held from before the file exists until it is known as being
+            // written (see `Status::file`).
+            let mut current = crate::locks::lock(&self.job.status.file);
+            let (path, file) = create(&self.job.dir, &base)?;
+            *current = (Some(path.clone()), current.1 + 1);
+            (path, file)
+        };
         let mut out = BufWriter::with_capacity(64 * 1024, file);
         let audio = self
             .headers
@@ -368,6 +454,8 @@ impl Writer {
         out.write_all(&head)
             .and_then(|()| out.flush())
             .map_err(|e| io_reason("write", &path, e))?;
+        self.job.status.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.sidecar(&path, start, FileState::Recording, None, None);
         info!(stream = self.stream(), path, "recording started");
         self.job.events.emit(
             "recording.started",
@@ -376,6 +464,7 @@ impl Writer {
         );
         self.file = Some(Open {
             path,
+            start,
             out,
             bytes,
             frames: 0,
@@ -419,8 +508,46 @@ impl Writer {
                 "frames": f.frames,
             }),
         );
+        self.sidecar(
+            &f.path,
+            f.start,
+            FileState::Complete,
+            Some((secs, f.bytes)),
+            None,
+        );
         self.done.push(f.path);
+        self.job.closed.notify_one();
         Ok(())
+    }
+
+    /// Writes a file's sidecar (see `library`); a failure is logged, the
+    /// recording goes on.
+    fn sidecar(
+        &self,
+        path: &str,
+        start: SystemTime,
+        state: FileState,
+        done: Option<(f64, u64)>,
+        reason: Option<String>,
+    ) {
+        let s = Sidecar {
+            stream: self.job.stream.clone(),
+            format: "flv".into(),
+            start: crate::timefmt::rfc3339_millis(start),
+            start_ms: start
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+            state,
+            duration: done.map(|d| d.0),
+            bytes: done.map(|d| d.1),
+            reason,
+        };
+        if let Err(e) = library::write_sidecar(&self.job.dir, path, &s) {
+            warn!(
+                stream = self.job.stream,
+                path, "recording's sidecar not written: {e}"
+            );
+        }
     }
 
     fn finish(mut self, end: Result<(), String>) -> Outcome {
@@ -432,8 +559,16 @@ impl Writer {
                 // most of it on disk.
                 let path = self.file.take().map(|mut f| {
                     let _ = f.out.flush();
+                    self.sidecar(
+                        &f.path,
+                        f.start,
+                        FileState::Failed,
+                        None,
+                        Some(reason.clone()),
+                    );
                     f.path
                 });
+                self.job.closed.notify_one();
                 warn!(
                     stream = self.job.stream,
                     path = path.as_deref().unwrap_or(""),
