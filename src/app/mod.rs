@@ -126,7 +126,8 @@ impl Services {
                 Vec::new()
             }),
             events.clone(),
-        );
+        )
+        .with_vod_app(&config.vod.app);
         let stats = metrics::Streams::default();
         let streams = Registry::new(
             hub.clone(),
