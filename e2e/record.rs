@@ -472,3 +472,128 @@ fn retention_bytes_deletes_the_oldest_finished_recording() {
     assert_eq!(deleted.len(), 1, "{deleted:?}");
     server.assert_no_panic();
 }
+
+/// castgate recording `live/*` in `format` under `record_dir`, which is
+/// also its `[vod] dir`.
+fn start_as(cfg_dir: &Path, record_dir: &Path, hook: &Receiver, format: &str) -> Castgate {
+    let cfg = cfg_dir.join("castgate.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[webhooks]\nurls = [\"{}\"]\n\
+             [recorder]\ndir = \"{dir}\"\n\
+             [vod]\ndir = \"{dir}\"\n\
+             [[record]]\nstream = \"live/*\"\nformat = \"{format}\"\n",
+            hook.url("/events"),
+            dir = record_dir.display()
+        ),
+    )
+    .unwrap();
+    let server = Castgate::start_with_args_loopback_egress(
+        &["serve", "--config", cfg.to_str().unwrap()],
+        &[("CASTGATE__PACKAGE__GRACE_SECS", "1")],
+    );
+    server.wait_log_all(&["recording configured", "pattern=\"live/*\""], T);
+    server
+}
+
+/// A CMAF recording (the default format): a directory whose playlists and
+/// MPD play every frame of the publish, locally and over `/vod/…`, listed
+/// by the API with its duration.
+#[test]
+fn a_cmaf_recording_plays_every_frame_over_hls_and_dash() {
+    let hook = Receiver::start(std::sync::Arc::new(|_: &Received| (200, String::new())));
+    let dir = tempdir();
+    let media = dir.path().join("media");
+    let server = start_as(dir.path(), &media, &hook, "cmaf");
+    let src = fixture(6);
+    let mut publisher = publish(&src, &server.url("live/cam"), &[]);
+    let status = wait_child(&mut publisher, T, "ffmpeg publisher");
+    assert!(status.success(), "ffmpeg publisher: {status}");
+    let done = server.wait_log_all(&["recording completed", "stream=\"live/cam\""], T);
+    let path = path_of(&done);
+    let vod_path = path
+        .strip_suffix("/index.m3u8")
+        .unwrap_or_else(|| panic!("a CMAF recording is a directory: {path}"));
+    let index = media.join(&path);
+    for f in ["video.m3u8", "audio.m3u8", "manifest.mpd"] {
+        assert!(index.with_file_name(f).is_file(), "{f} beside {path}");
+    }
+    let playlist = std::fs::read_to_string(index.with_file_name("video.m3u8")).unwrap();
+    assert!(
+        playlist.contains("#EXT-X-PLAYLIST-TYPE:VOD") && playlist.ends_with("#EXT-X-ENDLIST\n"),
+        "{playlist}"
+    );
+    assert_holds_every_frame(&src, index.to_str().unwrap(), "the CMAF recording on disk");
+    for manifest in ["index.m3u8", "manifest.mpd"] {
+        let url = server.http_url(&format!("/vod/{vod_path}/{manifest}"));
+        assert_holds_every_frame(&src, &url, &format!("the CMAF recording's {manifest}"));
+    }
+    let ev = event(&hook, "recording.completed", "live/cam");
+    assert_eq!(ev["data"]["format"], "cmaf", "{ev}");
+    assert_eq!(ev["data"]["path"], path.as_str(), "{ev}");
+    let r = http_get(server.http, "/api/v1/recordings");
+    assert_eq!(r.status, 200);
+    let list: Value = serde_json::from_slice(&r.body).unwrap();
+    let rec = list["recordings"]
+        .as_array()
+        .or(list.as_array())
+        .and_then(|l| l.iter().find(|r| r["vod_path"] == vod_path))
+        .cloned()
+        .unwrap_or_else(|| panic!("{vod_path} not listed: {list}"));
+    assert_eq!(rec["format"], "cmaf", "{rec}");
+    assert_eq!(rec["state"], "complete", "{rec}");
+    let secs = rec["duration"].as_f64().unwrap();
+    assert!((3.5..=4.2).contains(&secs), "a 4 s fixture: {rec}");
+    server.assert_no_panic();
+}
+
+/// A CMAF recording killed with SIGKILL plays back up to its last closed
+/// segment: its playlists were rewritten after every segment.
+#[test]
+fn a_cmaf_recording_survives_sigkill_up_to_its_last_segment() {
+    let hook = Receiver::start(std::sync::Arc::new(|_: &Received| (200, String::new())));
+    let dir = tempdir();
+    let media = dir.path().join("media");
+    let mut server = start_as(dir.path(), &media, &hook, "cmaf");
+    let src = fixture(7);
+    let mut publisher = publish(&src, &server.url("live/cam"), &["-stream_loop", "4"]);
+    let started = server.wait_log_all(&["recording started", "stream=\"live/cam\""], T);
+    let index = media.join(path_of(&started));
+    let playlist = index.with_file_name("video.m3u8");
+    // Two 4 s segments closed and listed.
+    let deadline = Instant::now() + T;
+    while std::fs::read_to_string(&playlist).map_or(0, |p| p.matches("#EXTINF").count()) < 2 {
+        assert!(Instant::now() < deadline, "two segments never listed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    server.wait_exit(T);
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+
+    let listed = std::fs::read_to_string(&playlist).unwrap();
+    let index_str = index.to_str().unwrap();
+    assert_eq!(decode_errors(index_str), "", "what was listed decodes");
+    let src_video = framemd5_of(&src, "0:v");
+    let got_video = framemd5_of(index_str, "0:v");
+    let secs: f64 = listed
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .filter_map(|l| l.trim_end_matches(',').parse::<f64>().ok())
+        .sum();
+    assert!(
+        (got_video.len() as f64 - secs * 30.0).abs() <= 1.0,
+        "every frame of the {secs} s listed: {}",
+        got_video.len()
+    );
+    assert!(got_video.len() >= 240, "{} frames", got_video.len());
+    // The first loop of the fixture, frame for frame.
+    for (g, e) in got_video.iter().zip(&src_video) {
+        assert_eq!((g.size, &g.md5, g.pts), (e.size, &e.md5, e.pts));
+    }
+}

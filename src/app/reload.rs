@@ -146,9 +146,9 @@ mod tests {
         assert_eq!(report.needs_restart, Vec::<String>::new());
         assert_eq!(r.matching("live/a"), 1);
         assert_eq!(r.matching("other/a"), 0);
-        // A format not built yet is refused, naming the key; the running
+        // An unknown format is refused, naming the key; the running
         // entries stay.
-        let e = reload(&services, &entry("cmaf")).unwrap_err();
+        let e = reload(&services, &entry("mkv")).unwrap_err();
         assert!(e.contains("record[0].format"), "{e}");
         assert_eq!(r.matching("live/a"), 1);
     }

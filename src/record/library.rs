@@ -4,7 +4,9 @@
 //! their ids, deleting one, and retention's choice of what to delete (a
 //! pure function of the list and the time).
 //!
-//! Every recording file `X.flv` gets a sidecar `X.json` beside it (written
+//! A recording is an FLV file `X.flv` or a CMAF directory `X/` (listed by
+//! its `X/index.m3u8`: its size is its files', its duration what its
+//! playlist lists). Every recording `X` gets a sidecar `X.json` beside it (written
 //! when the file opens and again when it closes or fails): the stream, the
 //! start, the state, and once complete its duration and size. A file
 //! without a sidecar (dropped in, or written before sidecars) is listed as
@@ -32,8 +34,19 @@ pub const MAX_FILES: usize = 10_000;
 const MAX_TAGS: u64 = 8_000_000;
 /// Largest sidecar read.
 const MAX_SIDECAR: u64 = 16 * 1024;
-/// The media files' extension.
+/// The FLV recordings' extension.
 const EXT: &str = ".flv";
+/// What a CMAF recording's directory is known by (its `index.m3u8`).
+const CMAF_INDEX: &str = "/index.m3u8";
+/// Files a CMAF recording's directory may hold, in each track directory.
+const MAX_CMAF_FILES: usize = 200_000;
+
+/// The recording's name without what marks its format: the FLV file's
+/// extension, or a CMAF directory's `/index.m3u8`.
+fn base_of(rel: &str) -> Option<&str> {
+    rel.strip_suffix(EXT)
+        .or_else(|| rel.strip_suffix(CMAF_INDEX))
+}
 
 /// A recording file's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -166,8 +179,7 @@ pub fn rel_of(id: &str) -> Option<String> {
 /// none hidden, within the depth, ending in `.flv`.
 fn listable(rel: &str) -> bool {
     let segments: Vec<&str> = rel.split('/').collect();
-    rel.ends_with(EXT)
-        && rel.len() > EXT.len()
+    base_of(rel).is_some_and(|b| !b.is_empty())
         && segments.len() <= MAX_DEPTH + 1
         && segments
             .iter()
@@ -179,7 +191,58 @@ fn listable(rel: &str) -> bool {
 
 /// The sidecar's path for a media file's relative path.
 pub fn sidecar_path(rel: &str) -> String {
-    format!("{}.json", rel.strip_suffix(EXT).unwrap_or(rel))
+    format!("{}.json", base_of(rel).unwrap_or(rel))
+}
+
+/// A CMAF recording's directory (absolute) if `rel` names one.
+fn cmaf_dir(dir: &Path, rel: &str) -> Option<PathBuf> {
+    rel.strip_suffix(CMAF_INDEX).map(|b| dir.join(b))
+}
+
+/// The regular files of a CMAF recording's directory and of its track
+/// directories (`video/`, `audio/`): links and anything deeper are left
+/// alone.
+fn cmaf_files(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    for sub in [None, Some("video"), Some("audio")] {
+        let at = sub.map_or_else(|| dir.to_path_buf(), |s| dir.join(s));
+        if sub.is_some() && !std::fs::symlink_metadata(&at).is_ok_and(|m| m.is_dir()) {
+            continue;
+        }
+        for e in std::fs::read_dir(&at).into_iter().flatten().flatten() {
+            if out.len() >= MAX_CMAF_FILES {
+                return out;
+            }
+            if let Ok(m) = e.metadata() {
+                // `DirEntry::metadata` does not follow a link.
+                if m.is_file() {
+                    out.push((e.path(), m.len()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Seconds a CMAF recording's media playlist lists (video, else audio).
+fn cmaf_duration(dir: &Path) -> Option<f64> {
+    for name in ["video.m3u8", "audio.m3u8"] {
+        let path = dir.join(name);
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !meta.is_file() || meta.len() > 64 << 20 {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).ok()?;
+        let secs = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("#EXTINF:"))
+            .filter_map(|l| l.split(',').next()?.parse::<f64>().ok())
+            .sum();
+        return Some(secs);
+    }
+    None
 }
 
 fn ms(t: SystemTime) -> i64 {
@@ -274,6 +337,11 @@ fn describe(
     if !meta.is_file() {
         return None;
     }
+    let cmaf = cmaf_dir(dir, rel);
+    let size = match &cmaf {
+        Some(d) => cmaf_files(d).iter().map(|(_, n)| n).sum(),
+        None => meta.len(),
+    };
     let modified_ms = meta.modified().map(ms).unwrap_or(0);
     let side = read_sidecar(dir, rel);
     let state = if writing.contains(rel) {
@@ -293,7 +361,11 @@ fn describe(
             }),
             FileState::Complete,
         ) => *d,
-        _ => flv_duration(&path).unwrap_or(0.0),
+        _ => match &cmaf {
+            Some(d) => cmaf_duration(d),
+            None => flv_duration(&path),
+        }
+        .unwrap_or(0.0),
     };
     let (start, start_ms) = match &side {
         Some(s) => (s.start.clone(), s.start_ms),
@@ -305,16 +377,19 @@ fn describe(
             (crate::timefmt::rfc3339_millis(t), ms(t))
         }
     };
-    let vod_path = rel.strip_suffix(EXT).unwrap_or(rel).to_string();
+    let vod_path = base_of(rel).unwrap_or(rel).to_string();
     Some(RecordingFile {
         id: id_of(rel),
         stream: side.as_ref().map(|s| s.stream.clone()),
         start,
         duration: (duration * 1000.0).round() / 1000.0,
-        size: meta.len(),
+        size,
         files: vec![rel.to_string()],
         state,
-        format: side.map_or_else(|| "flv".to_string(), |s| s.format),
+        format: side.map_or_else(
+            || if cmaf.is_some() { "cmaf" } else { "flv" }.to_string(),
+            |s| s.format,
+        ),
         urls: VodUrls {
             hls: format!("/{vod_app}/{vod_path}/index.m3u8"),
             dash: format!("/{vod_app}/{vod_path}/manifest.mpd"),
@@ -416,12 +491,25 @@ pub fn remove(dir: &Path, rel: &str) -> std::io::Result<()> {
             format!("{rel} is not a recording under the recorder dir"),
         ));
     }
-    std::fs::remove_file(dir.join(rel))?;
+    match cmaf_dir(dir, rel) {
+        // Its files, then its track directories and itself if that left
+        // them empty.
+        Some(d) => {
+            for (f, _) in cmaf_files(&d) {
+                std::fs::remove_file(f)?;
+            }
+            for sub in ["video", "audio"] {
+                let _ = std::fs::remove_dir(d.join(sub));
+            }
+            let _ = std::fs::remove_dir(&d);
+        }
+        None => std::fs::remove_file(dir.join(rel))?,
+    }
     let side = dir.join(sidecar_path(rel));
     if std::fs::symlink_metadata(&side).is_ok_and(|m| m.is_file()) {
         let _ = std::fs::remove_file(side);
     }
-    let mut parent = Path::new(rel).parent();
+    let mut parent = Path::new(base_of(rel).unwrap_or(rel)).parent();
     while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
         if std::fs::remove_dir(dir.join(p)).is_err() {
             break;

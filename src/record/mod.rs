@@ -1,4 +1,4 @@
-//! Recording live streams to disk (FLV for now), started and stopped with
+//! Recording live streams to disk (CMAF or FLV), started and stopped with
 //! the stream by the registry (`streams`).
 //!
 //! A `[[record]]` entry whose `stream` pattern (the static relays'
@@ -16,7 +16,11 @@
 //! should be) stops that recording the same way; the live stream and its
 //! other consumers go on.
 //!
-//! Files: the FLV header, `onMetaData` and the sequence headers (so each
+//! CMAF recordings (the default) are directories of segments cut by the
+//! live packager's segmenter, with playlists and an MPD rewritten after
+//! each segment (see `record::cmaf`).
+//!
+//! FLV files: the FLV header, `onMetaData` and the sequence headers (so each
 //! file plays on its own), then every frame as an FLV tag from
 //! [`crate::media::flv::TagWriter`], the writer every FLV output of
 //! castgate shares (Enhanced RTMP tags for the codecs past H.264, AAC and
@@ -35,6 +39,7 @@
 //! ([`Recorder::run_sweeper`]) applies `retention_days` and
 //! `retention_bytes`, never to a file being written.
 
+mod cmaf;
 mod library;
 mod template;
 mod writer;
@@ -103,7 +108,8 @@ impl Section for Settings {
 #[serde(deny_unknown_fields)]
 pub struct RecordEntry {
     pub stream: String,
-    /// `flv` (`cmaf` is not built yet and is refused).
+    /// `cmaf` (the default) or `flv`.
+    #[serde(default = "default_format")]
     pub format: String,
     #[serde(default = "default_path")]
     pub path: String,
@@ -113,6 +119,10 @@ pub struct RecordEntry {
     /// Start a new file after this many bytes (0: never).
     #[serde(default)]
     pub split_bytes: u64,
+}
+
+fn default_format() -> String {
+    Format::Cmaf.as_str().to_string()
 }
 
 fn default_path() -> String {
@@ -125,6 +135,26 @@ pub struct Rule {
     pub pattern: StreamPattern,
     pub path: PathTemplate,
     pub split: Split,
+    pub format: Format,
+}
+
+/// What a recording writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// A directory of CMAF segments with an HLS VOD playlist and a static
+    /// MPD (see `record::cmaf`).
+    Cmaf,
+    /// One FLV file: the RTMP tags as received, every codec.
+    Flv,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Cmaf => "cmaf",
+            Format::Flv => "flv",
+        }
+    }
 }
 
 /// When a recording starts its next file (at a keyframe).
@@ -144,11 +174,13 @@ pub fn rules(entries: &[RecordEntry]) -> Result<Vec<Rule>, Invalid> {
             let key = |k: &str| format!("record[{i}].{k}");
             let pattern =
                 StreamPattern::parse(&e.stream).map_err(|w| Invalid::new(key("stream"), w))?;
-            let (path, split) = check_output(&e.format, &e.path, e.split_secs, e.split_bytes, key)?;
+            let (path, split, format) =
+                check_output(&e.format, &e.path, e.split_secs, e.split_bytes, key)?;
             Ok(Rule {
                 pattern,
                 path,
                 split,
+                format,
             })
         })
         .collect()
@@ -162,25 +194,20 @@ fn check_output(
     split_secs: f64,
     split_bytes: u64,
     key: impl Fn(&str) -> String,
-) -> Result<(PathTemplate, Split), Invalid> {
-    match format {
-        "flv" => {}
-        "cmaf" => {
-            return Err(Invalid::new(
-                key("format"),
-                "\"cmaf\" recordings are not built yet: use \"flv\"",
-            ))
-        }
+) -> Result<(PathTemplate, Split, Format), Invalid> {
+    let format = match format {
+        "flv" => Format::Flv,
+        "cmaf" => Format::Cmaf,
         other => {
             return Err(Invalid::new(
                 key("format"),
                 format!(
-                    "{:?} is not a recording format (\"flv\")",
+                    "{:?} is not a recording format (\"cmaf\" or \"flv\")",
                     crate::text::short(other, 40)
                 ),
             ))
         }
-    }
+    };
     let path = PathTemplate::parse(path).map_err(|w| Invalid::new(key("path"), w))?;
     check(
         split_secs.is_finite() && (0.0..=86_400.0 * 7.0).contains(&split_secs),
@@ -193,6 +220,7 @@ fn check_output(
             after_ms: (split_secs > 0.0).then(|| (split_secs * 1000.0).round() as i64),
             after_bytes: (split_bytes > 0).then_some(split_bytes),
         },
+        format,
     ))
 }
 
@@ -235,12 +263,12 @@ pub struct RecordingStatus {
 }
 
 /// `POST /streams/{app}/{key}/recording`'s options; `None` takes the
-/// default (`flv`, the default path template, no split).
+/// default (`cmaf`, the default path template, no split).
 #[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartOptions {
-    /// `flv`.
-    #[schema(example = "flv")]
+    /// `cmaf` (the default) or `flv`.
+    #[schema(example = "cmaf")]
     pub format: Option<String>,
     /// A path template, as `[[record]] path`.
     #[schema(example = "{app}/{key}/{date}-{time}")]
@@ -280,6 +308,7 @@ struct Active {
     dir: PathBuf,
     feed: Arc<writer::Feed>,
     status: Arc<Status>,
+    format: Format,
 }
 
 impl Active {
@@ -291,7 +320,7 @@ impl Active {
             started: crate::timefmt::rfc3339_millis(self.status.started),
             bytes: self.status.bytes(),
             files: self.status.files(),
-            format: "flv".into(),
+            format: self.format.as_str().into(),
             started_by: self.by,
         }
     }
@@ -403,7 +432,7 @@ impl Recorder {
         plan: &Plan,
         hub: &Hub,
         key: &StreamKey,
-        output: (PathTemplate, Split),
+        output: (PathTemplate, Split, Format),
         by: StartedBy,
     ) -> Recording {
         let feed = Arc::new(writer::Feed::new(plan.queue_bytes));
@@ -415,9 +444,11 @@ impl Recorder {
             dir: plan.dir.clone(),
             feed: feed.clone(),
             status: status.clone(),
+            format: output.2,
         }));
         let job = writer::Job {
             stream: key.to_string(),
+            format: output.2,
             dir: plan.dir.clone(),
             path: output.0,
             split: output.1,
@@ -451,7 +482,7 @@ impl Recorder {
             .iter()
             .filter(|r| r.pattern.matches(key.as_str()))
         {
-            let output = (rule.path.clone(), rule.split);
+            let output = (rule.path.clone(), rule.split, rule.format);
             list.push(self.spawn(&mut table, &plan, hub, key, output, StartedBy::Rule));
         }
         drop(table);
@@ -468,7 +499,7 @@ impl Recorder {
         options: &StartOptions,
     ) -> Result<RecordingStatus, StartError> {
         let output = check_output(
-            options.format.as_deref().unwrap_or("flv"),
+            options.format.as_deref().unwrap_or("cmaf"),
             options.path.as_deref().unwrap_or(template::DEFAULT),
             options.split_secs.unwrap_or(0.0),
             options.split_bytes.unwrap_or(0),

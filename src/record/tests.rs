@@ -34,12 +34,10 @@ fn entries_are_checked_and_name_their_key() {
     let ok = rules(&[entry("live/*", "flv", template::DEFAULT)]).unwrap();
     assert!(ok[0].pattern.matches("live/cam"));
     assert_eq!(ok[0].split, Split::default());
+    assert_eq!(ok[0].format, Format::Flv);
+    let cmaf = rules(&[entry("live/*", "cmaf", template::DEFAULT)]).unwrap();
+    assert_eq!(cmaf[0].format, Format::Cmaf);
     for (e, key, why) in [
-        (
-            entry("live/*", "cmaf", "{key}"),
-            "record[0].format",
-            "not built yet",
-        ),
         (
             entry("live/*", "mp4", "{key}"),
             "record[0].format",
@@ -128,6 +126,7 @@ fn a_stalled_writer_stops_its_recording_and_never_the_publisher() {
     let dir = tempfile::tempdir().unwrap();
     let job = Job {
         stream: "live/cam".into(),
+        format: Format::Flv,
         dir: dir.path().into(),
         path: PathTemplate::parse("{key}").unwrap(),
         split: Split::default(),
@@ -376,7 +375,7 @@ fn the_defaults_example_checks() {
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].split.after_ms, Some(3_600_000));
     // And a typo is named.
-    std::fs::write(&file, example.join("\n").replace("flv", "cmaf")).unwrap();
+    std::fs::write(&file, example.join("\n").replace("cmaf", "mkv")).unwrap();
     let e = crate::config::Config::load_with_env(Some(&file), crate::config::tests::env(&[]))
         .unwrap_err();
     assert!(e.to_string().contains("record[0].format"), "{e}");
@@ -421,7 +420,10 @@ fn api_recordings_start_stop_list_and_delete() {
     );
     let hub = Hub::new(HubConfig::default());
     let key = crate::stream_key::StreamKey::parse("live/cam").unwrap();
-    let opts = StartOptions::default();
+    let opts = StartOptions {
+        format: Some("flv".into()),
+        ..Default::default()
+    };
     assert!(matches!(
         rec.start(&hub, &key, &opts),
         Err(StartError::NotLive(_))

@@ -11,8 +11,9 @@ use std::time::SystemTime;
 
 use tracing::{info, warn};
 
+use super::cmaf::{CmafOut, INDEX};
 use super::library::{self, FileState, Sidecar};
-use super::{PathTemplate, Split, FLUSH_EVERY};
+use super::{Format, PathTemplate, Split, FLUSH_EVERY};
 use crate::hub::Tap;
 use crate::media::flv::{CodecSet, TagWriter};
 use crate::media::flv_file;
@@ -222,6 +223,7 @@ impl Status {
 /// What a writer thread needs.
 pub struct Job {
     pub stream: String,
+    pub format: Format,
     pub dir: PathBuf,
     pub path: PathTemplate,
     pub split: Split,
@@ -257,35 +259,75 @@ pub fn spawn(job: Job, feed: Arc<Feed>) -> Option<std::thread::JoinHandle<Outcom
     }
 }
 
-/// The file being written.
+/// The file (FLV) or directory (CMAF) being written.
 struct Open {
-    /// Relative to the record dir, with the extension.
+    /// Relative to the record dir: the FLV file, or the CMAF directory's
+    /// `index.m3u8`.
     path: String,
     /// When it opened.
     start: SystemTime,
-    out: BufWriter<File>,
+    sink: Sink,
     bytes: u64,
     frames: u64,
     first_dts: Option<i64>,
     last_dts: i64,
     flushed_dts: i64,
-    tags: TagWriter,
+}
+
+enum Sink {
+    Flv {
+        out: BufWriter<File>,
+        tags: TagWriter,
+    },
+    Cmaf(Box<CmafOut>),
 }
 
 impl Open {
-    /// Writes `e`'s FLV tags (none for an event the writer drops);
-    /// returns whether it wrote any.
+    /// Writes `e` (FLV: its tags, none for an event the writer drops;
+    /// CMAF: into the segmenter, and the segments it closed); returns
+    /// whether it took it.
     fn write(&mut self, e: &StreamEvent) -> Result<bool, String> {
-        let mut wrote = false;
-        for tag in self.tags.write(e) {
-            let bytes = flv_file::encode_tag(&tag);
-            self.out
-                .write_all(&bytes)
-                .map_err(|e| io_reason("write", &self.path, e))?;
-            self.bytes += bytes.len() as u64;
-            wrote = true;
+        match &mut self.sink {
+            Sink::Flv { out, tags } => {
+                let mut wrote = false;
+                for tag in tags.write(e) {
+                    let bytes = flv_file::encode_tag(&tag);
+                    out.write_all(&bytes)
+                        .map_err(|e| io_reason("write", &self.path, e))?;
+                    self.bytes += bytes.len() as u64;
+                    wrote = true;
+                }
+                Ok(wrote)
+            }
+            Sink::Cmaf(c) => {
+                self.bytes += c.write(e).map_err(|e| io_reason("write", &self.path, e))?;
+                Ok(matches!(e, StreamEvent::Frame(_)))
+            }
         }
-        Ok(wrote)
+    }
+
+    /// FLV: hands what is buffered to the OS. (CMAF writes whole files.)
+    fn flush(&mut self) -> Result<(), String> {
+        match &mut self.sink {
+            Sink::Flv { out, .. } => out.flush().map_err(|e| io_reason("write", &self.path, e)),
+            Sink::Cmaf(_) => Ok(()),
+        }
+    }
+
+    /// Writes what is left and syncs it to disk.
+    fn close(&mut self) -> Result<(), String> {
+        match &mut self.sink {
+            Sink::Flv { out, .. } => {
+                out.flush().map_err(|e| io_reason("write", &self.path, e))?;
+                out.get_ref()
+                    .sync_data()
+                    .map_err(|e| io_reason("sync", &self.path, e))
+            }
+            Sink::Cmaf(c) => {
+                self.bytes += c.finish().map_err(|e| io_reason("write", &self.path, e))?;
+                Ok(())
+            }
+        }
     }
 }
 
@@ -386,9 +428,7 @@ impl Writer {
                     file.last_dts = file.last_dts.max(f.dts);
                 }
                 if main_key || f.dts - file.flushed_dts >= FLUSH_EVERY.as_millis() as i64 {
-                    file.out
-                        .flush()
-                        .map_err(|e| io_reason("write", &file.path, e))?;
+                    file.flush()?;
                     file.flushed_dts = f.dts;
                 }
                 return Ok(());
@@ -430,9 +470,26 @@ impl Writer {
             // Held from before the file exists until it is known as being
             // written (see `Status::file`).
             let mut current = crate::locks::lock(&self.job.status.file);
-            let (path, file) = create(&self.job.dir, &base)?;
+            let (path, file) = match self.job.format {
+                Format::Flv => {
+                    let (path, file) = create(&self.job.dir, &base)?;
+                    (path, Some(file))
+                }
+                Format::Cmaf => (create_dir(&self.job.dir, &base)?, None),
+            };
             *current = (Some(path.clone()), current.1 + 1);
             (path, file)
+        };
+        let Some(file) = file else {
+            // CMAF: the headers go into the segmenter.
+            let dir = self.job.dir.join(&path);
+            let dir = dir.parent().unwrap_or(&dir).to_path_buf();
+            let mut sink = Box::new(CmafOut::new(dir, &self.job.stream));
+            for h in &self.headers {
+                sink.write(h).map_err(|e| io_reason("write", &path, e))?;
+            }
+            self.opened(path, start, Sink::Cmaf(sink), 0, dts);
+            return Ok(());
         };
         let mut out = BufWriter::with_capacity(64 * 1024, file);
         let audio = self
@@ -454,26 +511,35 @@ impl Writer {
         out.write_all(&head)
             .and_then(|()| out.flush())
             .map_err(|e| io_reason("write", &path, e))?;
+        self.opened(path, start, Sink::Flv { out, tags }, bytes, dts);
+        Ok(())
+    }
+
+    /// Says a file opened and makes it the one written.
+    fn opened(&mut self, path: String, start: SystemTime, sink: Sink, bytes: u64, dts: i64) {
         self.job.status.bytes.fetch_add(bytes, Ordering::Relaxed);
         self.sidecar(&path, start, FileState::Recording, None, None);
-        info!(stream = self.stream(), path, "recording started");
+        info!(
+            stream = self.stream(),
+            path,
+            format = self.job.format.as_str(),
+            "recording started"
+        );
         self.job.events.emit(
             "recording.started",
             Some(&self.job.stream),
-            serde_json::json!({ "path": path, "format": "flv" }),
+            serde_json::json!({ "path": path, "format": self.job.format.as_str() }),
         );
         self.file = Some(Open {
             path,
             start,
-            out,
+            sink,
             bytes,
             frames: 0,
             first_dts: None,
             last_dts: dts,
             flushed_dts: dts,
-            tags,
         });
-        Ok(())
     }
 
     /// Flushes, syncs and closes the current file: `recording.completed`.
@@ -481,10 +547,16 @@ impl Writer {
         let Some(mut f) = self.file.take() else {
             return Ok(());
         };
-        f.out.flush().map_err(|e| io_reason("write", &f.path, e))?;
-        if let Ok(file) = f.out.into_inner() {
-            file.sync_data()
-                .map_err(|e| io_reason("sync", &f.path, e))?;
+        let before = f.bytes;
+        let closed = f.close();
+        self.job
+            .status
+            .bytes
+            .fetch_add(f.bytes - before, Ordering::Relaxed);
+        if let Err(e) = closed {
+            // Failed: `finish` says so with this file's path.
+            self.file = Some(f);
+            return Err(e);
         }
         let secs = f
             .first_dts
@@ -502,7 +574,7 @@ impl Writer {
             Some(&self.job.stream),
             serde_json::json!({
                 "path": f.path,
-                "format": "flv",
+                "format": self.job.format.as_str(),
                 "duration": secs,
                 "bytes": f.bytes,
                 "frames": f.frames,
@@ -532,7 +604,7 @@ impl Writer {
     ) {
         let s = Sidecar {
             stream: self.job.stream.clone(),
-            format: "flv".into(),
+            format: self.job.format.as_str().into(),
             start: crate::timefmt::rfc3339_millis(start),
             start_ms: start
                 .duration_since(std::time::UNIX_EPOCH)
@@ -558,7 +630,7 @@ impl Writer {
                 // Keep what was written: a failed flush may still leave
                 // most of it on disk.
                 let path = self.file.take().map(|mut f| {
-                    let _ = f.out.flush();
+                    let _ = f.flush();
                     self.sidecar(
                         &f.path,
                         f.start,
@@ -605,6 +677,10 @@ fn create(dir: &Path, base: &str) -> Result<(String, File), String> {
         } else {
             format!("{base}-{n}.flv")
         };
+        // A CMAF recording of the same name would share its sidecar.
+        if dir.join(rel.trim_end_matches(".flv")).exists() {
+            continue;
+        }
         match std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -617,5 +693,37 @@ fn create(dir: &Path, base: &str) -> Result<(String, File), String> {
     }
     Err(format!(
         "cannot create {base}.flv: 1000 files of that name exist"
+    ))
+}
+
+/// Creates the directory `dir/base` (its parents first), or `base-1`, …
+/// if the name is taken: never writes into another recording. Returns the
+/// recording's path: its `index.m3u8` inside.
+fn create_dir(dir: &Path, base: &str) -> Result<String, String> {
+    let parent = Path::new(base).parent().unwrap_or(Path::new(""));
+    std::fs::create_dir_all(dir.join(parent)).map_err(|e| {
+        format!(
+            "cannot create the directory {}: {e}",
+            dir.join(parent).display()
+        )
+    })?;
+    for n in 0..1000 {
+        let name = if n == 0 {
+            base.to_string()
+        } else {
+            format!("{base}-{n}")
+        };
+        // A FLV recording of the same name would share its sidecar.
+        if dir.join(format!("{name}.flv")).exists() {
+            continue;
+        }
+        match std::fs::create_dir(dir.join(&name)) {
+            Ok(()) => return Ok(format!("{name}/{INDEX}")),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io_reason("create", &name, e)),
+        }
+    }
+    Err(format!(
+        "cannot create {base}/: 1000 recordings of that name exist"
     ))
 }

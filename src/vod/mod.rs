@@ -198,6 +198,16 @@ impl Library {
         resource: Resource,
         utc_timing: &[&str],
     ) -> Result<Served, VodError> {
+        let cmaf = {
+            let (dir, name) = (PathBuf::from(&self.settings.dir), name.to_string());
+            let max = self.settings.max_file_bytes;
+            tokio::task::spawn_blocking(move || cmaf_file(&dir, &name, resource, max))
+                .await
+                .map_err(|e| VodError::Io(std::io::Error::other(e)))??
+        };
+        if let Some(served) = cmaf {
+            return Ok(served);
+        }
         let (title, packaged) = self.entry(name).await?;
         let key = format!("{}/{name}", self.settings.app);
         if let Some(p) = packaged {
@@ -364,16 +374,7 @@ impl Library {
 
 /// See [`Library::resolve`].
 fn resolve(dir: &Path, name: &str) -> Result<Found, VodError> {
-    if name.is_empty() || name.len() > 1024 {
-        return Err(VodError::NotFound);
-    }
-    for segment in name.split('/') {
-        if segment.is_empty() || segment.starts_with('.') {
-            return Err(VodError::Forbidden(
-                "an empty, hidden, '.' or '..' path segment",
-            ));
-        }
-    }
+    check_segments(name)?;
     let root = dir.canonicalize().map_err(|_| VodError::NotFound)?;
     for candidate in [
         name.to_string(),
@@ -398,6 +399,103 @@ fn resolve(dir: &Path, name: &str) -> Result<Found, VodError> {
         });
     }
     Err(VodError::NotFound)
+}
+
+/// A CMAF recording's file for `resource`, if `name` is a directory
+/// holding one (its `index.m3u8`): served as it is on disk, since it has
+/// castgate's layout. `None`: not such a directory.
+fn cmaf_file(
+    dir: &Path,
+    name: &str,
+    resource: Resource,
+    max: u64,
+) -> Result<Option<Served>, VodError> {
+    use crate::package::serve::{CachePolicy, Payload};
+    use crate::package::urls;
+    check_segments(name)?;
+    let Ok(root) = dir.canonicalize() else {
+        return Ok(None);
+    };
+    let Ok(real) = root.join(name).canonicalize() else {
+        return Ok(None);
+    };
+    if !real.starts_with(&root) {
+        return Err(VodError::Forbidden("a link out of the media directory"));
+    }
+    if !real.is_dir() || !real.join(urls::MULTIVARIANT).is_file() {
+        return Ok(None);
+    }
+    let (rel, content_type, manifest) = match resource {
+        Resource::Multivariant => (urls::MULTIVARIANT.to_string(), HLS_TYPE, true),
+        Resource::MediaPlaylist(kind) => (urls::media_playlist(kind), HLS_TYPE, true),
+        Resource::Mpd => (urls::MPD.to_string(), DASH_TYPE, true),
+        Resource::Init(kind, id) => (urls::init(kind, id), mp4_type(kind), false),
+        Resource::Segment(kind, n) => (urls::segment(kind, n), mp4_type(kind), false),
+        Resource::Part(..) => return Err(VodError::Missing("part")),
+    };
+    let path = real.join(&rel);
+    let missing = || VodError::Missing(if manifest { "manifest" } else { "segment" });
+    let file = path.canonicalize().map_err(|_| missing())?;
+    if !file.starts_with(&real) {
+        return Err(VodError::Forbidden("a link out of the recording"));
+    }
+    let meta = std::fs::metadata(&file).map_err(|_| missing())?;
+    if !meta.is_file() {
+        return Err(missing());
+    }
+    if meta.len() > max {
+        return Err(VodError::Unsupported(format!(
+            "{rel}: {} bytes, more than vod.max_file_bytes",
+            meta.len()
+        )));
+    }
+    let data = std::fs::read(&file).map_err(VodError::Io)?;
+    let payload = if manifest {
+        Payload::Text(
+            String::from_utf8(data)
+                .map_err(|_| VodError::Unsupported(format!("{rel} is not text")))?,
+        )
+    } else {
+        Payload::Chunks(vec![Bytes::from(data)])
+    };
+    Ok(Some(Served {
+        payload,
+        content_type,
+        // A recording being written grows: its manifests are asked again.
+        cache: if manifest {
+            CachePolicy::Live {
+                max_age: std::time::Duration::from_secs(1),
+            }
+        } else {
+            CachePolicy::Immutable
+        },
+        target_duration: 4,
+    }))
+}
+
+const HLS_TYPE: &str = "application/vnd.apple.mpegurl";
+const DASH_TYPE: &str = "application/dash+xml";
+
+fn mp4_type(kind: crate::media::MediaKind) -> &'static str {
+    match kind {
+        crate::media::MediaKind::Video => "video/mp4",
+        crate::media::MediaKind::Audio => "audio/mp4",
+    }
+}
+
+/// Refuses empty, hidden, `.` and `..` segments.
+fn check_segments(name: &str) -> Result<(), VodError> {
+    if name.is_empty() || name.len() > 1024 {
+        return Err(VodError::NotFound);
+    }
+    for segment in name.split('/') {
+        if segment.is_empty() || segment.starts_with('.') {
+            return Err(VodError::Forbidden(
+                "an empty, hidden, '.' or '..' path segment",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Reads and parses a file of at most `max` bytes.
