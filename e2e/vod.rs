@@ -506,3 +506,94 @@ fn sending_is_paced_at_real_time_plus_the_buffer() {
     );
     assert!(took <= Duration::from_millis(6000), "sent in {took:?}");
 }
+
+/// The first event that answers a play: Play.Start, or the refusal.
+fn play_answer(p: &mut Player, what: &str) -> ClientEvent {
+    p.until(what, |e| {
+        matches!(e, ClientEvent::Failed { .. } | ClientEvent::Playing { .. })
+    })
+    .pop()
+    .unwrap()
+    .1
+}
+
+/// Plays are authorised as live plays are: with signed URLs
+/// (`auth.url_secret`), a file plays with its signature and is refused
+/// without; getStreamLength answers 0 without it, the duration with it.
+#[test]
+fn plays_are_authorised_like_live_plays() {
+    let media = media_dir(17);
+    let secret = "vod-secret-1";
+    let server = Castgate::start(&[
+        ("CASTGATE__VOD__DIR", media.path().to_str().unwrap()),
+        ("CASTGATE__AUTH__URL_SECRET", secret),
+    ]);
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let signed = castgate::auth::signed::query(secret, "vod/clip.flv", exp);
+    let length = |p: &mut Player, name: &str| -> f64 {
+        p.session
+            .call("getStreamLength", 10.0, &[Amf0Value::string(name)]);
+        let got = p.until("a length", |e| matches!(e, ClientEvent::Result { .. }));
+        match &got.last().unwrap().1 {
+            ClientEvent::Result { value, .. } => value.as_f64().expect("a number"),
+            _ => unreachable!(),
+        }
+    };
+
+    let mut p = Player::connect(&server, "vod/clip.flv", ClientMode::Play, 3000);
+    let answer = play_answer(&mut p, "a play without its signature");
+    assert!(is_status(&answer, "NetStream.Play.Failed"), "{answer:?}");
+    server.wait_log_all(&["play refused: unauthorised", "signed URL required"], T);
+    assert_eq!(length(&mut p, "clip.flv"), 0.0);
+
+    let path = format!("vod/clip.flv?{signed}");
+    let mut p = Player::connect(&server, &path, ClientMode::Play, 3000);
+    let answer = play_answer(&mut p, "a signed play");
+    assert!(matches!(answer, ClientEvent::Playing { .. }), "{answer:?}");
+    let secs = length(&mut p, &format!("clip.flv?{signed}"));
+    assert!((3.9..4.3).contains(&secs), "{secs}");
+    server.wait_log_all(&["play started", "stream=\"vod/clip.flv\""], T);
+}
+
+/// The live player's codec gating: a legacy client asking for an HEVC and
+/// Opus file is refused with the codecs named; one that announced them in
+/// `connect` (Enhanced RTMP) plays it.
+#[test]
+fn a_legacy_player_of_an_hevc_file_is_refused_naming_the_codecs() {
+    let media = tempdir();
+    let testdata = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/package/testdata/hevc_opus.flv");
+    std::fs::copy(testdata, media.path().join("hevc.flv")).unwrap();
+    let server = start(media.path());
+    let mut legacy = Player::connect(&server, "vod/hevc.flv", ClientMode::Play, 3000);
+    match play_answer(&mut legacy, "the legacy player's answer") {
+        ClientEvent::Failed { code, description } => {
+            assert_eq!(code, "NetStream.Play.Failed");
+            assert!(
+                description.contains("HEVC video and Opus audio"),
+                "{description}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let (_, mut config) =
+        ClientConfig::from_url(&server.url("vod/hevc.flv"), ClientMode::Play).unwrap();
+    config.fourcc_list = vec!["hvc1".into(), "Opus".into()];
+    let s = TcpStream::connect(server.rtmp).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    let mut session = ClientSession::new(config);
+    session.start();
+    let mut enhanced = Player {
+        s,
+        session,
+        events: VecDeque::new(),
+    };
+    assert!(matches!(
+        play_answer(&mut enhanced, "the enhanced player's answer"),
+        ClientEvent::Playing { .. }
+    ));
+    enhanced.until("media", |e| matches!(e, ClientEvent::Media { .. }));
+}
