@@ -672,23 +672,20 @@ impl Connection {
     }
 
     /// Checks the name, then queues the request for [`Self::authorise`].
-    #[allow(clippy::too_many_arguments)]
-    fn ask(
-        &mut self,
-        action: Action,
-        stream_id: u32,
-        app: String,
-        name: String,
-        query: String,
-        mode: String,
-        range: PlayRange,
-    ) {
-        if let Err(why) = StreamKey::new(&app, &name) {
+    fn ask(&mut self, p: PendingAuth) {
+        let PendingAuth {
+            action,
+            stream_id,
+            ref app,
+            ref name,
+            ..
+        } = p;
+        if let Err(why) = StreamKey::new(app, name) {
             let what = match action {
                 Action::Publish => "publish",
                 Action::Play => "play",
             };
-            let name = self.ctx.auth.loggable_name(action, &app, &name);
+            let name = self.ctx.auth.loggable_name(action, app, name);
             warn!(app, name, "{what} refused: {why}");
             match action {
                 Action::Publish => self.session.reject_publish(
@@ -704,15 +701,7 @@ impl Connection {
             }
             return;
         }
-        self.pending = Some(PendingAuth {
-            stream_id,
-            app,
-            name,
-            query,
-            mode,
-            range,
-            action,
-        });
+        self.pending = Some(p);
     }
 
     fn on_session_event(&mut self, ev: ServerEvent) -> Result<(), EndReason> {
@@ -747,8 +736,15 @@ impl Connection {
                     self.session
                         .reject_publish(stream_id, NetStatus::PublishBadName, &why);
                 } else {
-                    let range = PlayRange::default();
-                    self.ask(Action::Publish, stream_id, app, name, query, mode, range)
+                    self.ask(PendingAuth {
+                        stream_id,
+                        app,
+                        name,
+                        query,
+                        mode,
+                        range: PlayRange::default(),
+                        action: Action::Publish,
+                    })
                 }
             }
             ServerEvent::PlayRequested {
@@ -758,27 +754,21 @@ impl Connection {
                 query,
                 range,
             } => {
+                // A file: authorised and checked by its path under vod.dir.
                 let vod_app = self.ctx.vod.settings().app.clone();
-                match vod::path_of(&vod_app, &app, &name) {
-                    Some(path) => self.ask(
-                        Action::Play,
-                        stream_id,
-                        vod_app,
-                        path,
-                        query,
-                        String::new(),
-                        range,
-                    ),
-                    None => self.ask(
-                        Action::Play,
-                        stream_id,
-                        app,
-                        name,
-                        query,
-                        String::new(),
-                        range,
-                    ),
-                }
+                let (app, name) = match vod::path_of(&vod_app, &app, &name) {
+                    Some(path) => (vod_app, path),
+                    None => (app, name),
+                };
+                self.ask(PendingAuth {
+                    stream_id,
+                    app,
+                    name,
+                    query,
+                    mode: String::new(),
+                    range,
+                    action: Action::Play,
+                })
             }
             ServerEvent::Seek { stream_id, ms } => {
                 if self.vod.as_ref().is_some_and(|v| v.stream_id == stream_id) {
