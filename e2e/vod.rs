@@ -597,3 +597,36 @@ fn a_legacy_player_of_an_hevc_file_is_refused_naming_the_codecs() {
     ));
     enhanced.until("media", |e| matches!(e, ClientEvent::Media { .. }));
 }
+
+/// FFmpeg 9, announcing HEVC and Opus, plays an Enhanced RTMP file on
+/// demand and gets every frame of it.
+#[test]
+fn ffmpeg9_plays_an_hevc_file_frame_for_frame() {
+    let ff = ffmpeg9();
+    let media = tempdir();
+    let source = media.path().join("hevc.flv");
+    let testdata = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/package/testdata/hevc_opus.flv");
+    std::fs::copy(testdata, &source).unwrap();
+    let server = start(media.path());
+    let out = tempdir();
+    let played = out.path().join("played.flv");
+    let run = Command::new(&ff)
+        .args(["-nostdin", "-v", "error", "-y"])
+        .args(["-rtmp_enhanced_codecs", "hvc1,Opus", "-i"])
+        .arg(server.url("vod/hevc.flv"))
+        .args(["-copyts", "-c", "copy", "-f", "flv"])
+        .arg(&played)
+        .output_within(T)
+        .expect("cannot run FFmpeg 9");
+    assert!(
+        run.status.success(),
+        "FFmpeg 9: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    for map in ["0:v", "0:a"] {
+        let src = framemd5_by(&ff, &source, map);
+        let got = framemd5_by(&ff, &played, map);
+        assert!(src.len() > 10, "{map}: {} packets in the source", src.len());
+        assert_eq!(got, src, "{map}: every frame at the file's times");
+    }
+}
