@@ -630,3 +630,74 @@ fn ffmpeg9_plays_an_hevc_file_frame_for_frame() {
         assert_eq!(got, src, "{map}: every frame at the file's times");
     }
 }
+
+/// A recording plays on demand by its path (`rtmp://HOST/vod/live/KEY/…`,
+/// which ffmpeg and librtmp split as the application `vod/live`): ffmpeg
+/// and rtmpdump get every frame of what was published.
+#[test]
+fn a_recording_plays_over_rtmp_by_its_path() {
+    let dir = tempdir();
+    let media = dir.path().join("media");
+    let cfg = dir.path().join("castgate.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[vod]\ndir = \"{m}\"\n[recorder]\ndir = \"{m}\"\n[[record]]\nstream = \"live/*\"\nformat = \"flv\"\n",
+            m = media.display()
+        ),
+    )
+    .unwrap();
+    let server = Castgate::start_with_args(&["serve", "--config", cfg.to_str().unwrap()], &[]);
+    let src = fixture(18);
+    let mut publisher = publish(&src, &server.url("live/show"), &[]);
+    assert!(wait_child(&mut publisher, T, "publisher").success());
+    let done = server.wait_log_all(&["recording completed", "stream=\"live/show\""], T);
+    let path = done
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("path="))
+        .map(|p| p.trim_matches('"').to_string())
+        .expect("a path");
+    let vod_path = path.strip_suffix(".flv").expect("an FLV recording");
+    let url = server.url(&format!("vod/{vod_path}"));
+    let out = dir.path().join("ffmpeg.flv");
+    let mut player = play(&url, &out);
+    let status = wait_child(&mut player, T, "ffmpeg player");
+    assert!(status.success(), "ffmpeg: {}", stderr_of(&mut player));
+    let [video, audio] = assert_same_frames(&framemd5(&src), &framemd5(&out), "ffmpeg");
+    assert!(
+        (video - audio).abs() <= 1,
+        "video moved {video} ms, audio {audio} ms"
+    );
+
+    require("rtmpdump");
+    let dumped = dir.path().join("rtmpdump.flv");
+    let run = Command::new("rtmpdump")
+        .args(["-r", &url, "-o"])
+        .arg(&dumped)
+        .output_within(T)
+        .expect("cannot run rtmpdump");
+    // rtmpdump calls a download "incomplete" (exit 2) when its last
+    // timestamp is under 99.9 % of onMetaData's duration, which runs to
+    // the end of the last frame: 21 ms of a 4 s file is 0.5 %. Every frame
+    // is checked below.
+    let said = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        run.status.success()
+            || (run.status.code() == Some(2) && said.contains("downloaded about 99.")),
+        "rtmpdump: {said}"
+    );
+    let src_video = framemd5_of(&src, "0:v");
+    let got = framemd5_of(&dumped, "0:v");
+    assert_eq!(
+        got.iter().map(|p| &p.md5).collect::<Vec<_>>(),
+        src_video.iter().map(|p| &p.md5).collect::<Vec<_>>(),
+        "rtmpdump: every video frame"
+    );
+    let audio = framemd5_of(&dumped, "0:a");
+    assert_eq!(
+        audio.len(),
+        framemd5_of(&src, "0:a").len(),
+        "rtmpdump: every audio frame"
+    );
+    server.wait_log_all(&["play complete", &format!("stream=\"vod/{vod_path}\"")], T);
+}
