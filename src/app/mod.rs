@@ -150,12 +150,14 @@ impl Services {
             config.source.clone(),
             &config.sources,
         );
+        let vod = crate::vod::Library::new(config.vod);
         let connections = ServerContext::new(
             hub.clone(),
             streams.clone(),
             Arc::clone(&auth),
             config.rtmp,
             shutdown,
+            Arc::clone(&vod),
         );
         let srt_settings = Arc::new(std::sync::RwLock::new(config.srt));
         Services {
@@ -172,7 +174,7 @@ impl Services {
             srt_settings,
             srt_sessions: Default::default(),
             sources,
-            vod: crate::vod::Library::new(config.vod),
+            vod,
         }
     }
 }

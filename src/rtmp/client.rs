@@ -61,6 +61,8 @@ pub struct ClientConfig {
     pub fourcc_list: Vec<String>,
     /// Speak RTMPE: the DH handshake, then RC4 both ways.
     pub rtmpe: bool,
+    /// The buffer a player announces (SetBufferLength), in ms.
+    pub buffer_ms: u32,
 }
 
 impl ClientConfig {
@@ -117,6 +119,7 @@ impl Default for ClientConfig {
             flash_ver: "FMLE/3.0 (compatible; castgate)".into(),
             fourcc_list: Vec::new(),
             rtmpe: false,
+            buffer_ms: 3000,
         }
     }
 }
@@ -147,7 +150,14 @@ pub enum ClientEvent {
         timestamp: u32,
         values: Vec<Amf0Value>,
     },
+    /// The `_result` of a command sent with [`ClientSession::call`] or
+    /// [`ClientSession::send_stream_command`] (transaction ids from
+    /// [`FIRST_CALLER_TID`] up).
+    Result { transaction: f64, value: Amf0Value },
 }
+
+/// Transaction ids below this are the session's own.
+pub const FIRST_CALLER_TID: f64 = 10.0;
 
 #[derive(Debug)]
 enum Phase {
@@ -326,6 +336,34 @@ impl ClientSession {
         }
     }
 
+    /// Sends a command on the stream being played or published: `[name,
+    /// transaction, null, args…]` (`seek`, `pause`). Ignored unless
+    /// active.
+    pub fn send_stream_command(&mut self, name: &str, transaction: f64, args: &[Amf0Value]) {
+        let Phase::Active { stream_id } = self.phase else {
+            return;
+        };
+        let mut values = vec![Amf0Value::string(name), tid(transaction), Amf0Value::Null];
+        values.extend_from_slice(args);
+        self.send_command(stream_id, &values);
+    }
+
+    /// Calls a command on the connection (message stream 0), e.g.
+    /// `getStreamLength`; its `_result` comes back as
+    /// [`ClientEvent::Result`] when `transaction` ≥ [`FIRST_CALLER_TID`].
+    pub fn call(&mut self, name: &str, transaction: f64, args: &[Amf0Value]) {
+        let mut values = vec![Amf0Value::string(name), tid(transaction), Amf0Value::Null];
+        values.extend_from_slice(args);
+        self.send_command(0, &values);
+    }
+
+    /// Announces a new buffer length for the stream being played.
+    pub fn set_buffer_length(&mut self, millis: u32) {
+        if let Phase::Active { stream_id } = self.phase {
+            self.send_user_control(UserControl::SetBufferLength { stream_id, millis });
+        }
+    }
+
     /// Ends the publish or play politely (FCUnpublish / deleteStream), as
     /// ffmpeg does before closing.
     pub fn stop(&mut self) {
@@ -415,10 +453,10 @@ impl ClientSession {
                 ],
             );
         } else {
-            // A 3 s client buffer, as ffmpeg announces.
+            // A 3 s client buffer by default, as ffmpeg announces.
             self.send_user_control(UserControl::SetBufferLength {
                 stream_id: 0,
-                millis: 3000,
+                millis: self.config.buffer_ms,
             });
         }
         self.send_command(
@@ -458,7 +496,7 @@ impl ClientSession {
                 );
                 self.send_user_control(UserControl::SetBufferLength {
                     stream_id,
-                    millis: 3000,
+                    millis: self.config.buffer_ms,
                 });
             }
         }
@@ -474,7 +512,7 @@ impl ClientSession {
     fn handle_message(&mut self, m: Message) -> Result<(), SessionError> {
         match self.control.handle(&m, &mut self.decoder)? {
             msg::ControlOutcome::NotControl => {}
-            msg::ControlOutcome::Done => return Ok(()),
+            msg::ControlOutcome::Done | msg::ControlOutcome::Event(_) => return Ok(()),
             msg::ControlOutcome::Answer(uc) => {
                 self.send_user_control(uc);
                 return Ok(());
@@ -570,6 +608,12 @@ impl ClientSession {
                     )));
                 }
                 self.on_stream_created(id as u32);
+            }
+            "_result" if tid >= FIRST_CALLER_TID => {
+                self.events.push_back(ClientEvent::Result {
+                    transaction: tid,
+                    value: info.clone().unwrap_or(Amf0Value::Null),
+                });
             }
             "_error" => {
                 let (code, description) = (field("code"), field("description"));

@@ -280,6 +280,9 @@ pub enum ControlOutcome {
     Done,
     /// A Ping Request: answer with this Ping Response.
     Answer(UserControl),
+    /// A User Control event the session may act on (the client's
+    /// SetBufferLength).
+    Event(UserControl),
 }
 
 impl Control {
@@ -309,11 +312,13 @@ impl Control {
                 self.peer_window = Some(w);
             }
             ACKNOWLEDGEMENT | SET_PEER_BANDWIDTH => {}
-            USER_CONTROL => {
-                if let UserControl::PingRequest(t) = UserControl::parse(&m.payload)? {
-                    return Ok(ControlOutcome::Answer(UserControl::PingResponse(t)));
+            USER_CONTROL => match UserControl::parse(&m.payload)? {
+                UserControl::PingRequest(t) => {
+                    return Ok(ControlOutcome::Answer(UserControl::PingResponse(t)))
                 }
-            }
+                uc @ UserControl::SetBufferLength { .. } => return Ok(ControlOutcome::Event(uc)),
+                _ => {}
+            },
             _ => return Ok(ControlOutcome::NotControl),
         }
         Ok(ControlOutcome::Done)

@@ -70,6 +70,68 @@ impl Default for SessionConfig {
     }
 }
 
+/// What a `play` asked for besides the name: `play(name, start, len,
+/// reset)`.
+///
+/// ActionScript's `NetStream.play` takes `start` and `len` in seconds, but
+/// clients put milliseconds on the wire: Flash Player, librtmp (rtmpdump's
+/// `--start`/`--stop` become `start` and `stop - start` in ms) and FFmpeg
+/// (`-2000` for "live or recorded", `-1000` for live). Both sentinels are
+/// also taken in seconds (`-2`, `-1`). On demand, a negative start is the
+/// beginning and a length that is not positive is "to the end".
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PlayRange {
+    /// As sent (ms); `-2000` when absent.
+    pub start: f64,
+    /// As sent (ms); `-1` when absent.
+    pub duration: f64,
+    /// Whether to send NetStream.Play.Reset (`true` when absent).
+    pub reset: bool,
+}
+
+impl Default for PlayRange {
+    fn default() -> Self {
+        PlayRange {
+            start: -2000.0,
+            duration: -1.0,
+            reset: true,
+        }
+    }
+}
+
+impl PlayRange {
+    /// Where a recorded stream starts, in ms (0 for the live sentinels).
+    pub fn start_ms(&self) -> i64 {
+        if self.start.is_finite() && self.start > 0.0 {
+            self.start.min(i64::MAX as f64 / 2.0) as i64
+        } else {
+            0
+        }
+    }
+
+    /// How much of a recorded stream to play, in ms; `None`: to the end.
+    pub fn duration_ms(&self) -> Option<i64> {
+        (self.duration.is_finite() && self.duration > 0.0)
+            .then(|| self.duration.min(i64::MAX as f64 / 4.0) as i64)
+    }
+
+    /// Reads `play`'s arguments after the name: start, len, reset (a
+    /// number or a boolean, as clients differ).
+    fn from_args(args: &[Amf0Value]) -> PlayRange {
+        let d = PlayRange::default();
+        let num = |i: usize| args.get(i).and_then(|v| v.as_f64());
+        PlayRange {
+            start: num(1).unwrap_or(d.start),
+            duration: num(2).unwrap_or(d.duration),
+            reset: match args.get(3) {
+                Some(Amf0Value::Boolean(b)) => *b,
+                Some(Amf0Value::Number(n)) => *n != 0.0,
+                _ => d.reset,
+            },
+        }
+    }
+}
+
 /// What the session tells its driver.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ServerEvent {
@@ -95,8 +157,30 @@ pub enum ServerEvent {
         app: String,
         name: String,
         query: String,
-        start: f64,
+        range: PlayRange,
     },
+    /// `seek(ms)` on a playing stream: answer with
+    /// [`ServerSession::seek_done`] (at the time media now start from) or
+    /// [`ServerSession::seek_failed`].
+    Seek { stream_id: u32, ms: f64 },
+    /// `pause(flag, ms)` or `pauseRaw` on a playing stream: answer with
+    /// [`ServerSession::pause_done`] (a driver that cannot pause says
+    /// nothing).
+    Pause {
+        stream_id: u32,
+        pause: bool,
+        ms: f64,
+    },
+    /// `getStreamLength(name)`: answer with
+    /// [`ServerSession::answer_stream_length`] and this transaction id.
+    StreamLengthRequested {
+        stream_id: u32,
+        transaction: f64,
+        name: String,
+        query: String,
+    },
+    /// The client's SetBufferLength (how far ahead it buffers).
+    BufferLength { stream_id: u32, millis: u32 },
     /// An audio or video message on a published stream (FLV tag body), or
     /// on one whose PublishRequested is not answered yet (see
     /// `accepts_media`).
@@ -126,7 +210,7 @@ enum StreamState {
     Created,
     PublishPending { name: String },
     Publishing { name: String },
-    PlayPending { name: String },
+    PlayPending { name: String, reset: bool },
     Playing { name: String },
 }
 
@@ -289,6 +373,13 @@ impl ServerSession {
                 self.send_user_control(uc);
                 return Ok(());
             }
+            msg::ControlOutcome::Event(uc) => {
+                if let UserControl::SetBufferLength { stream_id, millis } = uc {
+                    self.events
+                        .push_back(ServerEvent::BufferLength { stream_id, millis });
+                }
+                return Ok(());
+            }
         }
         match m.type_id {
             msg::AUDIO | msg::VIDEO => self.handle_media(m),
@@ -421,8 +512,8 @@ impl ServerSession {
             }
             "publish" => self.on_publish(stream_id, &arg_str(0), &arg_str(1))?,
             "play" => {
-                let start = args.get(1).and_then(|v| v.as_f64()).unwrap_or(-2.0);
-                self.on_play(stream_id, &arg_str(0), start)?
+                let range = PlayRange::from_args(&args);
+                self.on_play(stream_id, &arg_str(0), range)?
             }
             "play2" => {
                 let name = args
@@ -431,7 +522,7 @@ impl ServerSession {
                     .and_then(|v| v.as_str())
                     .unwrap_or("")
                     .to_string();
-                self.on_play(stream_id, &name, -2.0)?
+                self.on_play(stream_id, &name, PlayRange::default())?
             }
             "closeStream" => self.stop_stream(stream_id),
             "deleteStream" => {
@@ -440,8 +531,33 @@ impl ServerSession {
                 self.streams.remove(&id);
             }
             "getStreamLength" => {
-                // Live streams have no length; Flash players ask anyway.
-                self.send_result(tid, Amf0Value::Null, Amf0Value::Number(0.0));
+                // Live streams have no length (the driver answers 0);
+                // Flash players ask anyway.
+                let (name, query) = strip_query(&arg_str(0));
+                self.events.push_back(ServerEvent::StreamLengthRequested {
+                    stream_id,
+                    transaction: tid,
+                    name,
+                    query,
+                });
+            }
+            "seek" if self.is_playing(stream_id) => {
+                let ms = args.first().and_then(|v| v.as_f64()).unwrap_or(0.0);
+                self.events.push_back(ServerEvent::Seek { stream_id, ms });
+            }
+            "pause" | "pauseRaw" if self.is_playing(stream_id) => {
+                // pause(flag, ms); a number for the flag from some clients.
+                let pause = match args.first() {
+                    Some(Amf0Value::Boolean(b)) => *b,
+                    Some(Amf0Value::Number(n)) => *n != 0.0,
+                    _ => true,
+                };
+                let ms = args.get(1).and_then(|v| v.as_f64()).unwrap_or(0.0);
+                self.events.push_back(ServerEvent::Pause {
+                    stream_id,
+                    pause,
+                    ms,
+                });
             }
             "receiveAudio" | "receiveVideo" => {
                 let enabled = args.first().and_then(|v| v.as_bool()).unwrap_or(true);
@@ -587,7 +703,12 @@ impl ServerSession {
         Ok(())
     }
 
-    fn on_play(&mut self, stream_id: u32, name: &str, start: f64) -> Result<(), SessionError> {
+    fn on_play(
+        &mut self,
+        stream_id: u32,
+        name: &str,
+        range: PlayRange,
+    ) -> Result<(), SessionError> {
         let (name, query) = strip_query(name);
         match self.streams.get(&stream_id) {
             Some(StreamState::Created) => {}
@@ -606,14 +727,19 @@ impl ServerSession {
             );
             return Ok(());
         }
-        self.streams
-            .insert(stream_id, StreamState::PlayPending { name: name.clone() });
+        self.streams.insert(
+            stream_id,
+            StreamState::PlayPending {
+                name: name.clone(),
+                reset: range.reset,
+            },
+        );
         self.events.push_back(ServerEvent::PlayRequested {
             stream_id,
             app: self.app.clone(),
             name,
             query,
-            start,
+            range,
         });
         Ok(())
     }
@@ -683,17 +809,22 @@ impl ServerSession {
         }
     }
 
-    /// Confirms a play: Reset, StreamBegin, Play.Start and sample access.
+    /// Confirms a play: Reset (unless the play said not to), StreamBegin,
+    /// Play.Start and sample access.
     pub fn accept_play(&mut self, stream_id: u32) {
-        if let Some(StreamState::PlayPending { name }) = self.streams.get(&stream_id).cloned() {
+        if let Some(StreamState::PlayPending { name, reset }) =
+            self.streams.get(&stream_id).cloned()
+        {
             self.decoder.set_limits(self.config.chunk_limits);
             self.send_user_control(UserControl::StreamIsRecorded(stream_id));
             self.send_user_control(UserControl::StreamBegin(stream_id));
-            self.send_status(
-                stream_id,
-                NetStatus::PlayReset,
-                &format!("Playing and resetting {name}."),
-            );
+            if reset {
+                self.send_status(
+                    stream_id,
+                    NetStatus::PlayReset,
+                    &format!("Playing and resetting {name}."),
+                );
+            }
             self.send_status(
                 stream_id,
                 NetStatus::PlayStart,
@@ -757,6 +888,105 @@ impl ServerSession {
             self.send_user_control(UserControl::StreamEof(stream_id));
             self.send_status(stream_id, status, description);
             self.streams.insert(stream_id, StreamState::Created);
+        }
+    }
+
+    /// Answers a `seek` (see [`ServerEvent::Seek`]): media now start at
+    /// `ms` (the keyframe at or before the target). StreamBegin,
+    /// NetStream.Seek.Notify, then Play.Reset and Play.Start as FMS sends
+    /// them.
+    pub fn seek_done(&mut self, stream_id: u32, ms: i64) {
+        if let Some(StreamState::Playing { name }) = self.streams.get(&stream_id).cloned() {
+            self.send_user_control(UserControl::StreamBegin(stream_id));
+            self.send_status(
+                stream_id,
+                NetStatus::SeekNotify,
+                &format!("Seeking {ms} (stream ID: {stream_id})."),
+            );
+            self.send_status(
+                stream_id,
+                NetStatus::PlayReset,
+                &format!("Playing and resetting {name}."),
+            );
+            self.send_status(
+                stream_id,
+                NetStatus::PlayStart,
+                &format!("Started playing {name}."),
+            );
+        }
+    }
+
+    /// Refuses a `seek` (a live stream): NetStream.Seek.Failed.
+    pub fn seek_failed(&mut self, stream_id: u32, description: &str) {
+        if self.is_playing(stream_id) {
+            self.send_status(stream_id, NetStatus::SeekFailed, description);
+        }
+    }
+
+    /// Answers a `pause` (see [`ServerEvent::Pause`]) at `ms`: paused,
+    /// NetStream.Pause.Notify then StreamEOF; unpaused, StreamBegin then
+    /// NetStream.Unpause.Notify.
+    pub fn pause_done(&mut self, stream_id: u32, paused: bool, ms: i64) {
+        if let Some(StreamState::Playing { name }) = self.streams.get(&stream_id).cloned() {
+            if paused {
+                self.send_status(
+                    stream_id,
+                    NetStatus::PauseNotify,
+                    &format!("Pausing {name} at {ms}."),
+                );
+                self.send_user_control(UserControl::StreamEof(stream_id));
+            } else {
+                self.send_user_control(UserControl::StreamBegin(stream_id));
+                self.send_status(
+                    stream_id,
+                    NetStatus::UnpauseNotify,
+                    &format!("Unpausing {name} at {ms}."),
+                );
+            }
+        }
+    }
+
+    /// Answers `getStreamLength` (see [`ServerEvent::StreamLengthRequested`])
+    /// with a length in seconds (0 for a live stream).
+    pub fn answer_stream_length(&mut self, stream_id: u32, transaction: f64, secs: f64) {
+        self.send_command(
+            stream_id,
+            &[
+                Amf0Value::string("_result"),
+                Amf0Value::Number(transaction),
+                Amf0Value::Null,
+                Amf0Value::Number(secs),
+            ],
+        );
+    }
+
+    /// The end of a recorded stream: StreamEOF, `onPlayStatus`
+    /// NetStream.Play.Complete (a data message at `ms`, the end's time,
+    /// with the `duration` in seconds and the `bytes` sent) and
+    /// NetStream.Play.Stop, as nginx-rtmp sends them. The stream stays
+    /// playing: the client may seek back.
+    pub fn complete_play(&mut self, stream_id: u32, ms: i64, bytes: u64) {
+        if let Some(StreamState::Playing { name }) = self.streams.get(&stream_id).cloned() {
+            self.send_user_control(UserControl::StreamEof(stream_id));
+            let status = NetStatus::PlayComplete;
+            self.send_data(
+                stream_id,
+                ms.clamp(0, i64::from(u32::MAX)) as u32,
+                &[
+                    Amf0Value::string("onPlayStatus"),
+                    Amf0Value::object([
+                        ("level", Amf0Value::string(status.level().as_str())),
+                        ("code", Amf0Value::string(status.code())),
+                        ("duration", Amf0Value::Number(ms as f64 / 1000.0)),
+                        ("bytes", Amf0Value::Number(bytes as f64)),
+                    ]),
+                ],
+            );
+            self.send_status(
+                stream_id,
+                NetStatus::PlayStop,
+                &format!("Stopped playing {name}."),
+            );
         }
     }
 
@@ -933,6 +1163,18 @@ pub fn exercise(data: &[u8]) {
                         &[&[0x17, 1, 0, 0, 0], part],
                     );
                 }
+                ServerEvent::Seek { stream_id, ms } => session.seek_done(stream_id, ms as i64),
+                ServerEvent::Pause {
+                    stream_id, pause, ..
+                } => {
+                    session.pause_done(stream_id, pause, 0);
+                    session.complete_play(stream_id, 1000, 1);
+                }
+                ServerEvent::StreamLengthRequested {
+                    stream_id,
+                    transaction,
+                    ..
+                } => session.answer_stream_length(stream_id, transaction, 1.5),
                 _ => {}
             }
         }

@@ -87,6 +87,17 @@ net_status! {
     PlayPublishNotify = "NetStream.Play.PublishNotify", Status, "The stream is published.";
     /// To a player: the stream's publisher stopped.
     PlayUnpublishNotify = "NetStream.Play.UnpublishNotify", Status, "The stream is unpublished.";
+    /// On demand: the server sent the whole of a recorded stream (sent
+    /// with `onPlayStatus`, a data message, as FMS does).
+    PlayComplete = "NetStream.Play.Complete", Status, "Playing completed.";
+    /// On demand: a `seek` was done; media from the new position follow.
+    SeekNotify = "NetStream.Seek.Notify", Status, "Seeking.";
+    /// A `seek` on a stream that cannot seek (a live one).
+    SeekFailed = "NetStream.Seek.Failed", Error, "The stream cannot seek.";
+    /// On demand: `pause` (no media until unpaused).
+    PauseNotify = "NetStream.Pause.Notify", Status, "Paused.";
+    /// On demand: unpaused; media resume where they stopped.
+    UnpauseNotify = "NetStream.Unpause.Notify", Status, "Unpaused.";
 }
 
 impl NetStatus {
@@ -134,6 +145,11 @@ mod tests {
                 "NetStream.Play.UnpublishNotify",
                 Status,
             ),
+            (PlayComplete, "NetStream.Play.Complete", Status),
+            (SeekNotify, "NetStream.Seek.Notify", Status),
+            (SeekFailed, "NetStream.Seek.Failed", Error),
+            (PauseNotify, "NetStream.Pause.Notify", Status),
+            (UnpauseNotify, "NetStream.Unpause.Notify", Status),
         ];
         let got: Vec<_> = NetStatus::ALL
             .iter()

@@ -5,7 +5,9 @@
 pub mod coalesce;
 pub mod playout;
 mod settings;
+pub mod vod;
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +21,7 @@ use crate::auth::{Action, Auth, Grant, Verdict};
 use crate::hub::{Closed, Hub, StreamEvent, Subscriber};
 use crate::media::flv::Ingest;
 use crate::metrics::ConnGauge;
-use crate::rtmp::session::{ServerEvent, ServerSession, SessionError};
+use crate::rtmp::session::{PlayRange, ServerEvent, ServerSession, SessionError};
 use crate::rtmp::status::NetStatus;
 use crate::shutdown::Shutdown;
 use crate::stream_key::StreamKey;
@@ -44,6 +46,8 @@ pub struct ServerContext {
     pub rtmp: tokio::sync::watch::Sender<Arc<Settings>>,
     /// Partially received RTMP messages of every connection, together.
     pub message_budget: Arc<crate::rtmp::chunk::MessageBudget>,
+    /// The files played on demand (`rtmp://HOST/VOD_APP/PATH`, see [`vod`]).
+    pub vod: Arc<crate::vod::Library>,
 }
 
 impl ServerContext {
@@ -53,6 +57,7 @@ impl ServerContext {
         auth: Arc<Auth>,
         rtmp: Settings,
         shutdown: Shutdown,
+        vod: Arc<crate::vod::Library>,
     ) -> Arc<Self> {
         let message_budget = Arc::new(crate::rtmp::chunk::MessageBudget::new(
             rtmp.message_budget_bytes,
@@ -64,6 +69,7 @@ impl ServerContext {
             shutdown,
             rtmp: tokio::sync::watch::Sender::new(Arc::new(rtmp)),
             message_budget,
+            vod,
         })
     }
 
@@ -102,7 +108,8 @@ impl ServerContext {
         );
         let auth: crate::auth::Settings = default_section("auth");
         let auth = Arc::new(Auth::new(auth.policy().expect("the default auth checks")));
-        ServerContext::new(hub, streams, auth, rtmp, Shutdown::never())
+        let vod = crate::vod::Library::new(crate::vod::Settings::default());
+        ServerContext::new(hub, streams, auth, rtmp, Shutdown::never(), vod)
     }
 }
 
@@ -157,8 +164,23 @@ struct PendingAuth {
     query: String,
     /// Publish mode (`live`, `record`, `append`); empty for play.
     mode: String,
+    /// What a play asked for besides the name.
+    range: PlayRange,
     action: Action,
 }
+
+/// A `getStreamLength` of a file to look up (answered at the top of the
+/// loop, where the connection may wait).
+struct LengthRequest {
+    stream_id: u32,
+    transaction: f64,
+    path: String,
+    query: String,
+}
+
+/// `getStreamLength` requests a connection may have waiting; more are
+/// answered 0.
+const MAX_LENGTH_REQUESTS: usize = 4;
 
 struct Playing {
     subscriber: Subscriber,
@@ -233,6 +255,9 @@ async fn serve<S>(
         if let Some(p) = conn.publishing.take() {
             log_publish_end(&p);
         }
+        if let Some(v) = conn.vod.take() {
+            log_vod_end(&v);
+        }
     }
     .instrument(span)
     .await
@@ -262,6 +287,18 @@ fn log_publish_end(p: &Publishing) {
     );
 }
 
+/// The connection's account of an on-demand play ending.
+fn log_vod_end(v: &vod::VodPlay) {
+    info!(
+        stream = v.key,
+        frames = v.playout.frames_sent,
+        bytes = v.bytes,
+        at_ms = v.position_ms,
+        complete = v.is_finished(),
+        "play ended"
+    );
+}
+
 struct Connection {
     /// This connection's `[rtmp]` (as current when it started).
     config: Arc<Settings>,
@@ -282,6 +319,12 @@ struct Connection {
     last_key: String,
     publishing: Option<Publishing>,
     playing: Option<Playing>,
+    /// An on-demand play (the `vod.app` application).
+    vod: Option<vod::VodPlay>,
+    /// The client's last SetBufferLength (ms).
+    buffer_ms: Option<u32>,
+    /// `getStreamLength` requests of files, to answer.
+    length_requests: VecDeque<LengthRequest>,
     /// Set on plain TCP: publishers are then read in batches.
     coalescer: Option<Coalescer>,
     batching: bool,
@@ -337,6 +380,9 @@ impl Connection {
             last_key: String::new(),
             publishing: None,
             playing: None,
+            vod: None,
+            buffer_ms: None,
+            length_requests: VecDeque::new(),
             coalescer,
             batching: false,
             epoch: coalesce_epoch(),
@@ -351,8 +397,14 @@ impl Connection {
         let mut buf = BytesMut::with_capacity(64 * 1024);
         let shutdown = self.ctx.shutdown.clone();
         loop {
-            while let Some(p) = self.pending.take() {
-                self.authorise(p).await;
+            loop {
+                if let Some(p) = self.pending.take() {
+                    self.authorise(p).await;
+                } else if let Some(r) = self.length_requests.pop_front() {
+                    self.answer_length(r).await;
+                } else {
+                    break;
+                }
                 if let Err(reason) = self.drain_events() {
                     return reason;
                 }
@@ -360,9 +412,9 @@ impl Connection {
             if !self.is_idle_session() {
                 self.last_active = Instant::now();
             }
-            self.gauge.set(match (&self.publishing, &self.playing) {
+            self.gauge.set(match (&self.publishing, self.is_playing()) {
                 (Some(_), _) => "publishing",
-                (None, Some(_)) => "playing",
+                (None, true) => "playing",
                 _ if self.phase == Phase::Handshake => "handshake",
                 _ => "connected",
             });
@@ -378,6 +430,7 @@ impl Connection {
             let deadline = self.next_deadline(handshake_deadline);
             let publishing = self.publishing.is_some();
             let playing = self.playing.is_some();
+            let vod_wake = self.vod.as_ref().and_then(|v| v.wake);
             let batching = self.batching;
             let tick = coalesce::next_tick(self.epoch, Instant::now(), self.config.read_batch);
             let input = tokio::select! {
@@ -395,6 +448,10 @@ impl Connection {
                     }
                     None
                 }
+                _ = sleep_until(vod_wake.unwrap_or(deadline)), if vod_wake.is_some() => {
+                    self.vod_step(|v, session, now| v.pump(session, now));
+                    None
+                }
                 _ = kicked_opt(self.publishing.as_mut().map(|p| &mut p.guard)), if publishing => {
                     let key = self.end_publish(NetStatus::PublishBadName, "Replaced by a new publisher.");
                     let out = self.session.take_output();
@@ -405,6 +462,9 @@ impl Connection {
                     self.end_publish(NetStatus::UnpublishSuccess, "Server shutting down.");
                     if let Some(p) = self.playing.take() {
                         self.session.end_play(p.playout.stream_id, NetStatus::PlayStop, "Server shutting down.");
+                    }
+                    if let Some(v) = self.vod.take() {
+                        self.session.end_play(v.stream_id, NetStatus::PlayStop, "Server shutting down.");
                     }
                     let out = self.session.take_output();
                     let _ = timeout(Duration::from_millis(200), io.write_all(&out)).await;
@@ -456,9 +516,8 @@ impl Connection {
     /// Batches reads while publishing, and only then (commands and players
     /// are answered at once).
     fn update_batching(&mut self) {
-        let want = self.publishing.is_some()
-            && self.playing.is_none()
-            && !self.config.read_batch.is_zero();
+        let want =
+            self.publishing.is_some() && !self.is_playing() && !self.config.read_batch.is_zero();
         if want == self.batching {
             return;
         }
@@ -478,8 +537,13 @@ impl Connection {
     fn is_idle_session(&self) -> bool {
         self.phase == Phase::Connected
             && self.publishing.is_none()
-            && self.playing.is_none()
+            && !self.is_playing()
             && self.pending.is_none()
+    }
+
+    /// Playing a live stream or a file.
+    fn is_playing(&self) -> bool {
+        self.playing.is_some() || self.vod.is_some()
     }
 
     fn next_deadline(&self, handshake_deadline: Instant) -> Instant {
@@ -571,7 +635,12 @@ impl Connection {
             }
             (Action::Play, Verdict::Allow(grant)) => {
                 let name = grant.name.as_deref().unwrap_or(&p.name);
-                self.on_play(p.stream_id, &p.app, name)
+                if p.app == self.ctx.vod.settings().app {
+                    let name = name.to_string();
+                    self.on_vod_play(p.stream_id, &name, p.range).await
+                } else {
+                    self.on_play(p.stream_id, &p.app, name)
+                }
             }
             (Action::Publish, Verdict::Deny(why)) => {
                 crate::metrics::auth_denied("publish");
@@ -603,21 +672,20 @@ impl Connection {
     }
 
     /// Checks the name, then queues the request for [`Self::authorise`].
-    fn ask(
-        &mut self,
-        action: Action,
-        stream_id: u32,
-        app: String,
-        name: String,
-        query: String,
-        mode: String,
-    ) {
-        if let Err(why) = StreamKey::new(&app, &name) {
+    fn ask(&mut self, p: PendingAuth) {
+        let PendingAuth {
+            action,
+            stream_id,
+            ref app,
+            ref name,
+            ..
+        } = p;
+        if let Err(why) = StreamKey::new(app, name) {
             let what = match action {
                 Action::Publish => "publish",
                 Action::Play => "play",
             };
-            let name = self.ctx.auth.loggable_name(action, &app, &name);
+            let name = self.ctx.auth.loggable_name(action, app, name);
             warn!(app, name, "{what} refused: {why}");
             match action {
                 Action::Publish => self.session.reject_publish(
@@ -633,14 +701,7 @@ impl Connection {
             }
             return;
         }
-        self.pending = Some(PendingAuth {
-            stream_id,
-            app,
-            name,
-            query,
-            mode,
-            action,
-        });
+        self.pending = Some(p);
     }
 
     fn on_session_event(&mut self, ev: ServerEvent) -> Result<(), EndReason> {
@@ -665,14 +726,94 @@ impl Connection {
                 name,
                 query,
                 mode,
-            } => self.ask(Action::Publish, stream_id, app, name, query, mode),
+            } => {
+                if vod::path_of(&self.ctx.vod.settings().app, &app, &name).is_some() {
+                    let why = format!(
+                        "{app} is the on-demand application (vod.app): nothing can be published to it"
+                    );
+                    let name = self.ctx.auth.loggable_name(Action::Publish, &app, &name);
+                    warn!(app, name, "publish refused: {why}");
+                    self.session
+                        .reject_publish(stream_id, NetStatus::PublishBadName, &why);
+                } else {
+                    self.ask(PendingAuth {
+                        stream_id,
+                        app,
+                        name,
+                        query,
+                        mode,
+                        range: PlayRange::default(),
+                        action: Action::Publish,
+                    })
+                }
+            }
             ServerEvent::PlayRequested {
                 stream_id,
                 app,
                 name,
                 query,
-                ..
-            } => self.ask(Action::Play, stream_id, app, name, query, String::new()),
+                range,
+            } => {
+                // A file: authorised and checked by its path under vod.dir.
+                let vod_app = self.ctx.vod.settings().app.clone();
+                let (app, name) = match vod::path_of(&vod_app, &app, &name) {
+                    Some(path) => (vod_app, path),
+                    None => (app, name),
+                };
+                self.ask(PendingAuth {
+                    stream_id,
+                    app,
+                    name,
+                    query,
+                    mode: String::new(),
+                    range,
+                    action: Action::Play,
+                })
+            }
+            ServerEvent::Seek { stream_id, ms } => {
+                if self.vod.as_ref().is_some_and(|v| v.stream_id == stream_id) {
+                    let ms = if ms.is_finite() {
+                        ms.max(0.0) as i64
+                    } else {
+                        0
+                    };
+                    self.vod_step(|v, session, now| v.seek(session, ms, now));
+                    if let Some(v) = &self.vod {
+                        info!(stream = v.key, to_ms = ms, at_ms = v.start_ms(), "seek");
+                    }
+                } else {
+                    self.session
+                        .seek_failed(stream_id, "A live stream cannot seek.");
+                }
+            }
+            ServerEvent::Pause {
+                stream_id, pause, ..
+            } => {
+                // A live stream goes on (nothing to answer).
+                if self.vod.as_ref().is_some_and(|v| v.stream_id == stream_id) {
+                    self.vod_step(|v, session, now| v.pause(session, pause, now));
+                    if let Some(v) = &self.vod {
+                        info!(
+                            stream = v.key,
+                            at_ms = v.position_ms,
+                            "{}",
+                            if pause { "paused" } else { "unpaused" }
+                        );
+                    }
+                }
+            }
+            ServerEvent::StreamLengthRequested {
+                stream_id,
+                transaction,
+                name,
+                query,
+            } => self.on_stream_length(stream_id, transaction, name, query),
+            ServerEvent::BufferLength { millis, .. } => {
+                self.buffer_ms = Some(millis);
+                if let Some(v) = &mut self.vod {
+                    v.set_lead(vod::lead_of(millis), Instant::now());
+                }
+            }
             ServerEvent::Media {
                 stream_id,
                 kind,
@@ -773,6 +914,11 @@ impl Connection {
     }
 
     fn on_play_stopped(&mut self, stream_id: u32) {
+        if self.vod.as_ref().is_some_and(|v| v.stream_id == stream_id) {
+            if let Some(v) = self.vod.take() {
+                log_vod_end(&v);
+            }
+        }
         if self
             .playing
             .as_ref()
@@ -790,6 +936,12 @@ impl Connection {
     }
 
     fn on_receive_changed(&mut self, stream_id: u32, kind: crate::media::MediaKind, enabled: bool) {
+        if let Some(v) = self.vod.as_mut().filter(|v| v.stream_id == stream_id) {
+            match kind {
+                crate::media::MediaKind::Audio => v.playout.receive_audio = enabled,
+                crate::media::MediaKind::Video => v.playout.receive_video = enabled,
+            }
+        }
         if let Some(p) = self
             .playing
             .as_mut()
@@ -883,7 +1035,7 @@ impl Connection {
                 return;
             }
         };
-        if self.playing.is_some() {
+        if self.is_playing() {
             self.session.reject_play(
                 stream_id,
                 NetStatus::PlayFailed,
@@ -919,6 +1071,172 @@ impl Connection {
             playout: Playout::new(stream_id, peer.codecs(), peer.enhanced),
             give_up_at: Some(Instant::now() + wait),
         });
+    }
+
+    /// Runs one step of the on-demand play (sending what is due, a seek,
+    /// a pause) at the current time; a play that failed (codecs) ends.
+    fn vod_step(
+        &mut self,
+        step: impl FnOnce(&mut vod::VodPlay, &mut ServerSession, Instant) -> vod::Step,
+    ) {
+        let Some(v) = self.vod.as_mut() else {
+            return;
+        };
+        let was_finished = v.is_finished();
+        match step(v, &mut self.session, Instant::now()) {
+            vod::Step::Wait(_) => {
+                if !was_finished && v.is_finished() {
+                    info!(
+                        stream = v.key,
+                        frames = v.playout.frames_sent,
+                        at_ms = v.position_ms,
+                        "play complete"
+                    );
+                }
+            }
+            vod::Step::Failed(why) => {
+                info!(stream = v.key, "play refused: {why}");
+                self.vod = None;
+            }
+        }
+    }
+
+    /// A play in the on-demand application, authorised: the file `path`
+    /// read (off the runtime's threads, by the library) and played from
+    /// `range`'s start.
+    async fn on_vod_play(&mut self, stream_id: u32, path: &str, range: PlayRange) {
+        let key = format!("{}/{path}", self.ctx.vod.settings().app);
+        if self.is_playing() {
+            warn!(
+                stream = key,
+                "play refused: this connection already plays a stream"
+            );
+            self.session.reject_play(
+                stream_id,
+                NetStatus::PlayFailed,
+                "This connection already plays a stream.",
+            );
+            return;
+        }
+        self.last_key = key.clone();
+        let library = Arc::clone(&self.ctx.vod);
+        let title = match library.title(path).await {
+            Ok(t) => t,
+            Err(crate::vod::VodError::NotFound) => {
+                info!(stream = key, "play refused: no such file under vod.dir");
+                self.session.reject_play(
+                    stream_id,
+                    NetStatus::PlayStreamNotFound,
+                    &format!("{path} was not found."),
+                );
+                return;
+            }
+            Err(crate::vod::VodError::Forbidden(why)) => {
+                warn!(stream = key, "play refused: {why}");
+                self.session.reject_play(
+                    stream_id,
+                    NetStatus::PlayStreamNotFound,
+                    &format!("{path} was not found."),
+                );
+                return;
+            }
+            Err(e) => {
+                warn!(stream = key, "play refused: the file does not play: {e}");
+                self.session.reject_play(
+                    stream_id,
+                    NetStatus::PlayFailed,
+                    &format!("{path} does not play: {e}"),
+                );
+                return;
+            }
+        };
+        let peer = self.session.peer_capabilities();
+        let playout = Playout::new(stream_id, peer.codecs(), peer.enhanced);
+        let lead = self.buffer_ms.map_or(vod::DEFAULT_LEAD, vod::lead_of);
+        let now = Instant::now();
+        let mut play = vod::VodPlay::new(
+            key.clone(),
+            title,
+            playout,
+            range.start_ms(),
+            range.duration_ms(),
+            lead,
+            now,
+        );
+        info!(
+            stream = key,
+            start_ms = range.start_ms(),
+            duration_ms = range.duration_ms(),
+            from_ms = play.start_ms(),
+            length_ms = play.title().duration_ms,
+            lead_ms = lead.as_millis() as u64,
+            "on-demand play requested"
+        );
+        match play.begin(&mut self.session, now) {
+            vod::Step::Failed(why) => info!(stream = key, "play refused: {why}"),
+            vod::Step::Wait(_) => {
+                if play.playout.started() {
+                    info!(stream = key, "play started");
+                }
+                self.vod = Some(play);
+            }
+        }
+    }
+
+    /// `getStreamLength`: a file's duration (authorised as a play of it
+    /// would be), the playing file's at once, 0 for a live stream.
+    fn on_stream_length(&mut self, stream_id: u32, transaction: f64, name: String, query: String) {
+        let vod_app = self.ctx.vod.settings().app.clone();
+        let Some(path) = vod::path_of(&vod_app, self.session.app(), &name) else {
+            self.session
+                .answer_stream_length(stream_id, transaction, 0.0);
+            return;
+        };
+        if let Some(v) = self
+            .vod
+            .as_ref()
+            .filter(|v| v.key == format!("{vod_app}/{path}"))
+        {
+            let secs = v.title().duration_ms as f64 / 1000.0;
+            self.session
+                .answer_stream_length(stream_id, transaction, secs);
+        } else if self.length_requests.len() < MAX_LENGTH_REQUESTS {
+            self.length_requests.push_back(LengthRequest {
+                stream_id,
+                transaction,
+                path,
+                query,
+            });
+        } else {
+            self.session
+                .answer_stream_length(stream_id, transaction, 0.0);
+        }
+    }
+
+    /// Looks up a file's duration for `getStreamLength` (0 if it may not be
+    /// played, or does not play).
+    async fn answer_length(&mut self, r: LengthRequest) {
+        let app = self.ctx.vod.settings().app.clone();
+        let secs = if StreamKey::new(&app, &r.path).is_err() {
+            0.0
+        } else {
+            let req =
+                crate::auth::Request::new(Action::Play, &app, &r.path, &r.query, self.protocol)
+                    .from(self.peer);
+            let now = crate::timefmt::unix_secs(std::time::SystemTime::now());
+            match self.ctx.auth.check(&req, now).await {
+                Verdict::Allow(grant) => {
+                    let path = grant.name.as_deref().unwrap_or(&r.path);
+                    match self.ctx.vod.title(path).await {
+                        Ok(t) => t.duration_ms as f64 / 1000.0,
+                        Err(_) => 0.0,
+                    }
+                }
+                Verdict::Deny(_) => 0.0,
+            }
+        };
+        self.session
+            .answer_stream_length(r.stream_id, r.transaction, secs);
     }
 
     fn on_stream_event(&mut self, ev: StreamEvent) {

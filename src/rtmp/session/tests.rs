@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::rtmp::handshake::ClientHandshake;
+use crate::rtmp::message::UserControl;
 use proptest::prelude::*;
 
 /// A scripted client: handshake, then commands, reading back what the server says.
@@ -412,7 +413,7 @@ fn play_flow_and_media_out() {
     let ev = std::iter::from_fn(|| c.server.poll_event())
         .find(|e| matches!(e, ServerEvent::PlayRequested { .. }));
     assert!(
-        matches!(ev, Some(ServerEvent::PlayRequested { stream_id: 1, start, .. }) if start == -2.0)
+        matches!(ev, Some(ServerEvent::PlayRequested { stream_id: 1, range, .. }) if range.start == -2.0)
     );
     c.server.accept_play(sid);
     c.server
@@ -645,4 +646,262 @@ fn large_messages_only_after_publish_is_accepted() {
         matches!(media, Some(ServerEvent::Media { ref payload, .. }) if payload.len() == big.len()),
         "the keyframe after Publish.Start"
     );
+}
+
+/// A client playing `name` with `play`'s extra arguments, accepted; the
+/// play's range, and whatever the server said so far read.
+fn playing(extra: &[Amf0Value]) -> (Client, u32, PlayRange) {
+    let mut c = Client::new();
+    c.connect();
+    let sid = c.create_stream();
+    let mut cmd = vec![
+        Amf0Value::string("play"),
+        Amf0Value::Number(0.0),
+        Amf0Value::Null,
+        Amf0Value::string("clip.mp4"),
+    ];
+    cmd.extend_from_slice(extra);
+    c.command(sid, &cmd);
+    let range = std::iter::from_fn(|| c.server.poll_event())
+        .find_map(|e| match e {
+            ServerEvent::PlayRequested { range, .. } => Some(range),
+            _ => None,
+        })
+        .expect("a play request");
+    c.server.accept_play(sid);
+    c.received();
+    (c, sid, range)
+}
+
+fn status_codes(msgs: &[Message]) -> Vec<String> {
+    msgs.iter()
+        .filter(|m| m.type_id == msg::COMMAND_AMF0)
+        .filter_map(|m| status_code(&amf0::decode_all(&m.payload).unwrap()).map(String::from))
+        .collect()
+}
+
+/// `play`'s start and len are milliseconds on the wire (FFmpeg's -2000,
+/// librtmp's `--start`/`--stop`); the live sentinels start a recorded
+/// stream at 0; a len that is not positive plays to the end; reset false
+/// sends no Play.Reset.
+#[test]
+fn play_range_is_read_as_clients_send_it() {
+    let n = Amf0Value::Number;
+    let (_, _, r) = playing(&[]);
+    assert_eq!((r.start_ms(), r.duration_ms(), r.reset), (0, None, true));
+    for live in [-2000.0, -1000.0, -2.0, -1.0] {
+        assert_eq!(playing(&[n(live)]).2.start_ms(), 0, "{live}");
+    }
+    let (_, _, r) = playing(&[n(30_000.0), n(5_000.0)]);
+    assert_eq!((r.start_ms(), r.duration_ms()), (30_000, Some(5_000)));
+    for len in [-1.0, 0.0, f64::NAN] {
+        assert_eq!(playing(&[n(1.0), n(len)]).2.duration_ms(), None, "{len}");
+    }
+    assert_eq!(playing(&[n(f64::INFINITY)]).2.start_ms(), 0);
+
+    // reset = false (a boolean, or 0 from some clients): no Play.Reset.
+    for reset in [Amf0Value::Boolean(false), n(0.0)] {
+        let mut c = Client::new();
+        c.connect();
+        let sid = c.create_stream();
+        c.command(
+            sid,
+            &[
+                Amf0Value::string("play"),
+                n(0.0),
+                Amf0Value::Null,
+                Amf0Value::string("clip"),
+                n(0.0),
+                n(-1.0),
+                reset,
+            ],
+        );
+        c.server.accept_play(sid);
+        assert_eq!(status_codes(&c.received()), ["NetStream.Play.Start"]);
+    }
+}
+
+/// seek and pause on a playing stream are events; the driver's answers
+/// are the statuses FMS sends; on a stream not playing they are nothing.
+#[test]
+fn seek_and_pause_are_events_answered_by_the_driver() {
+    let n = Amf0Value::Number;
+    let (mut c, sid, _) = playing(&[]);
+    c.command(
+        sid,
+        &[
+            Amf0Value::string("seek"),
+            n(0.0),
+            Amf0Value::Null,
+            n(2500.0),
+        ],
+    );
+    assert_eq!(
+        c.server.poll_event(),
+        Some(ServerEvent::Seek {
+            stream_id: sid,
+            ms: 2500.0
+        })
+    );
+    c.server.seek_done(sid, 2000);
+    let msgs = c.received();
+    assert_eq!(
+        status_codes(&msgs),
+        [
+            "NetStream.Seek.Notify",
+            "NetStream.Play.Reset",
+            "NetStream.Play.Start"
+        ]
+    );
+    // StreamBegin before them.
+    let uc = msgs
+        .iter()
+        .find(|m| m.type_id == msg::USER_CONTROL)
+        .unwrap();
+    assert_eq!(
+        UserControl::parse(&uc.payload).unwrap(),
+        UserControl::StreamBegin(sid)
+    );
+
+    for (name, flag, paused) in [
+        ("pause", Amf0Value::Boolean(true), true),
+        ("pauseRaw", Amf0Value::Boolean(false), false),
+        ("pause", n(1.0), true),
+    ] {
+        c.command(
+            sid,
+            &[
+                Amf0Value::string(name),
+                n(0.0),
+                Amf0Value::Null,
+                flag,
+                n(1234.0),
+            ],
+        );
+        assert_eq!(
+            c.server.poll_event(),
+            Some(ServerEvent::Pause {
+                stream_id: sid,
+                pause: paused,
+                ms: 1234.0
+            }),
+            "{name}"
+        );
+        c.server.pause_done(sid, paused, 1234);
+        let codes = status_codes(&c.received());
+        let want = if paused {
+            "NetStream.Pause.Notify"
+        } else {
+            "NetStream.Unpause.Notify"
+        };
+        assert_eq!(codes, [want]);
+    }
+
+    c.server.seek_failed(sid, "A live stream cannot seek.");
+    assert_eq!(status_codes(&c.received()), ["NetStream.Seek.Failed"]);
+
+    // On a stream that is not playing: nothing.
+    let other = c.create_stream();
+    c.command(
+        other,
+        &[Amf0Value::string("seek"), n(0.0), Amf0Value::Null, n(1.0)],
+    );
+    c.command(
+        other,
+        &[
+            Amf0Value::string("pause"),
+            n(0.0),
+            Amf0Value::Null,
+            Amf0Value::Boolean(true),
+            n(1.0),
+        ],
+    );
+    assert_eq!(c.server.poll_event(), None);
+    c.server.seek_done(other, 0);
+    c.server.pause_done(other, true, 0);
+    assert!(status_codes(&c.received()).is_empty());
+}
+
+/// getStreamLength is an event with the transaction id; the answer is a
+/// `_result` with the length in seconds.
+#[test]
+fn stream_length_is_the_drivers_answer() {
+    let mut c = Client::new();
+    c.connect();
+    c.received();
+    while c.server.poll_event().is_some() {}
+    c.command(
+        0,
+        &[
+            Amf0Value::string("getStreamLength"),
+            Amf0Value::Number(7.0),
+            Amf0Value::Null,
+            Amf0Value::string("mp4:clip.mp4?t=1"),
+        ],
+    );
+    assert_eq!(
+        c.server.poll_event(),
+        Some(ServerEvent::StreamLengthRequested {
+            stream_id: 0,
+            transaction: 7.0,
+            name: "mp4:clip.mp4".into(),
+            query: "t=1".into(),
+        })
+    );
+    c.server.answer_stream_length(0, 7.0, 4.077);
+    let result = c.commands().remove(0);
+    assert_eq!(result[0].as_str(), Some("_result"));
+    assert_eq!(result[1].as_f64(), Some(7.0));
+    assert_eq!(result[3].as_f64(), Some(4.077));
+}
+
+/// The client's SetBufferLength reaches the driver.
+#[test]
+fn set_buffer_length_is_an_event() {
+    let mut c = Client::new();
+    c.connect();
+    let uc = UserControl::SetBufferLength {
+        stream_id: 1,
+        millis: 1500,
+    };
+    c.send(2, msg::USER_CONTROL, 0, 0, &uc.encode()).unwrap();
+    let events: Vec<_> = std::iter::from_fn(|| c.server.poll_event()).collect();
+    assert!(events.contains(&ServerEvent::BufferLength {
+        stream_id: 1,
+        millis: 1500
+    }));
+}
+
+/// The end of a recorded stream: StreamEOF, onPlayStatus Play.Complete
+/// (a data message at the end's time), Play.Stop; the stream still plays
+/// (a seek back is answered).
+#[test]
+fn complete_play_sends_play_status_and_stop() {
+    let (mut c, sid, _) = playing(&[]);
+    c.server.complete_play(sid, 4077, 261_222);
+    let msgs = c.received();
+    let kinds: Vec<u8> = msgs.iter().map(|m| m.type_id).collect();
+    assert_eq!(
+        kinds,
+        [msg::USER_CONTROL, msg::DATA_AMF0, msg::COMMAND_AMF0]
+    );
+    assert_eq!(
+        UserControl::parse(&msgs[0].payload).unwrap(),
+        UserControl::StreamEof(sid)
+    );
+    let data = amf0::decode_all(&msgs[1].payload).unwrap();
+    assert_eq!(data[0].as_str(), Some("onPlayStatus"));
+    assert_eq!(
+        data[1].get("code").and_then(|v| v.as_str()),
+        Some("NetStream.Play.Complete")
+    );
+    assert_eq!(
+        data[1].get("duration").and_then(|v| v.as_f64()),
+        Some(4.077)
+    );
+    assert_eq!(msgs[1].timestamp, 4077);
+    assert_eq!(status_codes(&msgs), ["NetStream.Play.Stop"]);
+    assert!(c.server.is_playing(sid));
+    c.server.seek_done(sid, 0);
+    assert_eq!(status_codes(&c.received())[0], "NetStream.Seek.Notify");
 }
