@@ -36,4 +36,5 @@ mod srt_in;
 mod tls_rtmpt;
 mod transcode;
 mod viewers;
+mod vod_browser;
 mod vod_http;
