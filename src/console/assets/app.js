@@ -444,7 +444,10 @@
   function showPlayerState() {
     if (!player) return;
     const st = player.status;
-    const t = st.error ? `error: ${st.error}` : `${st.state}${st.vod ? ' · on demand' : ''} · ${st.segments} segments`;
+    // On demand, the player's "ended" means every segment is loaded, not
+    // that playback is over.
+    const state = st.vod && st.state === 'ended' ? 'all loaded' : st.state;
+    const t = st.error ? `error: ${st.error}` : `${state}${st.vod ? ' · on demand' : ''} · ${st.segments} segments`;
     const e = $('player-state');
     e.textContent = t;
     e.className = st.error ? 'error' : '';
