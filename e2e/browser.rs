@@ -49,6 +49,19 @@ pub struct BrowserReport {
     /// Requests the page tried to make to non-loopback hosts (blocked), e.g. dash.js's default
     /// internet time server when the MPD has no `<UTCTiming>`.
     pub blocked: Vec<String>,
+    /// The video element's `duration` at the end (NaN: unknown or infinite, as for live).
+    pub duration_s: f64,
+    /// `currentTime` at the end of the sampling window.
+    pub current_time_s: f64,
+    /// With [`play_vod`]'s seek: where the page seeked to, `currentTime` at `seeked`, the media
+    /// time of the first frame presented after it, and milliseconds from the seek to `seeked`
+    /// (NaN: no seek, or `seeked` never came).
+    pub seek_target_s: f64,
+    pub seek_landed_s: f64,
+    pub seek_frame_s: f64,
+    pub seeked_ms: f64,
+    /// The buffered time ranges when the seek was asked, `(start, end)`.
+    pub seek_buffered_before: Vec<(f64, f64)>,
     /// The whole JSON line, for assertion messages.
     pub raw: String,
 }
@@ -274,6 +287,54 @@ pub fn play(player: &str, url: &str, secs: u32, screenshot: &Path) -> BrowserRep
 
 /// [`play`] for any of the players ("hls", "dash" or "shaka") in the given mode.
 pub fn play_in(player: &str, mode: Mode, url: &str, secs: u32, screenshot: &Path) -> BrowserReport {
+    let flag = match mode {
+        Mode::Normal => None,
+        Mode::LowLatency => Some("--low-latency"),
+        Mode::SwitchVariants => Some("--switch"),
+    };
+    run_play(
+        player,
+        url,
+        secs,
+        screenshot,
+        flag.as_slice(),
+        &format!("{mode:?}"),
+    )
+}
+
+/// Plays a title on demand: once playback has started, seeks to `seek_s` as a seek bar does,
+/// waits for `seeked` and then samples `secs` seconds of playback from there (the report's
+/// `seek_*` fields say where it landed). The player buffers at most `max_buffer_s` ahead, so a
+/// seek far enough ahead falls outside what is buffered and makes it fetch the segment holding
+/// the target.
+pub fn play_vod(
+    player: &str,
+    url: &str,
+    secs: u32,
+    seek_s: f64,
+    max_buffer_s: f64,
+    screenshot: &Path,
+) -> BrowserReport {
+    let (seek, buffer) = (seek_s.to_string(), max_buffer_s.to_string());
+    let args = ["--seek", seek.as_str(), "--max-buffer", buffer.as_str()];
+    run_play(
+        player,
+        url,
+        secs,
+        screenshot,
+        &args,
+        &format!("seek {seek_s} s"),
+    )
+}
+
+fn run_play(
+    player: &str,
+    url: &str,
+    secs: u32,
+    screenshot: &Path,
+    flags: &[&str],
+    label: &str,
+) -> BrowserReport {
     assert!(
         matches!(player, "hls" | "dash" | "shaka"),
         "browser::play: player must be \"hls\", \"dash\" or \"shaka\", got {player:?}"
@@ -289,21 +350,13 @@ pub fn play_in(player: &str, mode: Mode, url: &str, secs: u32, screenshot: &Path
     cmd.arg(dir.join("play.js"))
         .args([player, url, &secs.to_string()])
         .arg(screenshot)
+        .args(flags)
         .current_dir(&dir)
         .stdin(Stdio::null());
-    match mode {
-        Mode::Normal => {}
-        Mode::LowLatency => {
-            cmd.arg("--low-latency");
-        }
-        Mode::SwitchVariants => {
-            cmd.arg("--switch");
-        }
-    }
-    // play.js gives up by itself after secs + 80 s (a first Chromium launch
-    // on a loaded 2-core machine alone can take 30 s).
-    let timeout = Duration::from_secs(u64::from(secs) + 95);
-    let what = format!("node play.js {player} {url} {secs} ({mode:?})");
+    // play.js gives up by itself after secs + 80 s (+ 20 s with a seek; a
+    // first Chromium launch on a loaded 2-core machine alone can take 30 s).
+    let timeout = Duration::from_secs(u64::from(secs) + 115);
+    let what = format!("node play.js {player} {url} {secs} ({label})");
     let out = run_bounded(cmd, timeout).unwrap_or_else(|e| panic!("browser harness: {what}: {e}"));
     let code = out.status.code();
     let line = out
@@ -364,6 +417,22 @@ fn parse_report(line: &str) -> Option<BrowserReport> {
         dropped: num("dropped"),
         errors: strs("errors"),
         blocked: strs("blocked"),
+        duration_s: num("duration_s"),
+        current_time_s: num("current_time_s"),
+        seek_target_s: num("seek_target_s"),
+        seek_landed_s: num("seek_landed_s"),
+        seek_frame_s: num("seek_frame_s"),
+        seeked_ms: num("seeked_ms"),
+        seek_buffered_before: match v.get("seek_buffered_before") {
+            Some(json::Value::Arr(a)) => a
+                .iter()
+                .filter_map(|r| match r {
+                    json::Value::Arr(p) if p.len() == 2 => Some((p[0].as_f64()?, p[1].as_f64()?)),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        },
         raw: line.to_string(),
     })
 }

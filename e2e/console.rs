@@ -5,6 +5,8 @@
 //! with the form going live (to this same castgate, so the relayed stream
 //! shows up in the list too), links, a screenshot, the relay stopped. Once on the compose service's command and config with
 //! an API token, once on the embedded defaults (`cargo run --release`).
+//! And recordings: one started and stopped from a stream's row, listed,
+//! played on demand with a seek, and deleted (`console.js --recordings`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -104,6 +106,222 @@ fn console_works_on_the_embedded_defaults_without_a_token() {
     );
     assert!(row[7..].iter().all(|c| c.parse::<u64>().is_ok()), "{row:?}");
     assert_eq!(r["steps"]["srt"]["count"], "(1)", "{r}");
+}
+
+/// Recordings from the console (issue 21), with an API token: a recording
+/// of a live stream started from its row, listed as being recorded (its
+/// deletion refused, the reason shown), stopped, listed complete with its
+/// duration, played on demand in the console's player (the clock shows
+/// where and of how long), seeked beyond what was buffered (it lands within
+/// one GOP of the target and plays on), and deleted: gone from the page,
+/// from the API and from the disk.
+#[test]
+fn console_records_plays_seeks_and_deletes_a_recording_in_chromium() {
+    require("ffmpeg");
+    browser::ensure_installed();
+    let dir = crate::harness::tempdir();
+    let media = dir.path().join("media");
+    let cfg = dir.path().join("castgate.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[vod]\ndir = \"{m}\"\n[recorder]\ndir = \"{m}\"\n",
+            m = media.display()
+        ),
+    )
+    .unwrap();
+    let server = Castgate::start_with_args(
+        &["serve", "--config", cfg.to_str().unwrap()],
+        &[("CASTGATE__API__TOKEN", TOKEN)],
+    );
+    let mut publisher = publish(
+        &fixture(6),
+        &server.url("live/cam"),
+        &["-stream_loop", "-1"],
+    );
+    wait_http_ok(server.http, "/live/cam/index.m3u8", Duration::from_secs(30));
+    let shot = artifact("console-recordings.png");
+    let _ = std::fs::remove_file(&shot);
+    let mut cmd = Command::new("node");
+    cmd.arg(browser::browser_dir().join("console.js"))
+        .arg("--recordings")
+        .arg(server.http_url("/"))
+        .args([TOKEN, "live/cam"])
+        .arg(&shot)
+        .current_dir(browser::browser_dir());
+    let out = {
+        let _serial = browser::one_at_a_time();
+        run_console_js(cmd, Duration::from_secs(300), || {})
+    };
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+    let line = out
+        .stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or_else(|| {
+            panic!(
+                "console.js printed no report ({}):\n{}\n{}",
+                out.status, out.stdout, out.stderr
+            )
+        });
+    println!("console.js: {line}");
+    println!("console screenshot: {}", shot.display());
+    let r: serde_json::Value = serde_json::from_str(line)
+        .unwrap_or_else(|e| panic!("console.js report is not JSON ({e}): {line}"));
+    assert!(
+        r["ok"] == true && out.status.success(),
+        "the console failed at {}: {}\nstderr:\n{}",
+        r["failed_step"],
+        r["errors"],
+        out.stderr
+    );
+    assert_eq!(r["blocked"], serde_json::json!([]), "{line}");
+    assert_eq!(r["token_in_urls"], serde_json::json!([]), "{line}");
+    // The failed loads are the API's answers before the token was entered
+    // and its refusal to delete a recording being written.
+    for e in r["console_errors"].as_array().into_iter().flatten() {
+        let e = e.as_str().unwrap_or("");
+        assert!(
+            e.contains("401") || e.contains("409"),
+            "browser console error: {e}"
+        );
+    }
+    let steps = &r["steps"];
+    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+
+    // Started from the stream's row: the file being written, under the
+    // stream's name in the media directory.
+    let path = steps["record_start"]["path"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        path.starts_with("live/cam/") && path.ends_with(".flv"),
+        "{line}"
+    );
+    assert_eq!(
+        steps["record_start"]["before"],
+        "not recording Start recording"
+    );
+    let file = media.join(&path);
+    // Listed while written: not playable yet, not deletable (the API's
+    // reason on the page).
+    let listed = &steps["record_listed"];
+    assert_eq!(listed["row"][4], "recording", "{listed}");
+    assert_eq!(listed["play_disabled"], true, "{listed}");
+    let refused = listed["refused"].as_str().unwrap_or("");
+    assert!(
+        refused.contains("409") && refused.contains(&path),
+        "{listed}"
+    );
+    // Stopped: complete, with the duration it was recorded for (12 s of
+    // wall clock between the clicks).
+    let stop = &steps["record_stop"];
+    assert_eq!(stop["row"][4], "complete", "{stop}");
+    assert_eq!(stop["row"][5], path.as_str(), "{stop}");
+    let listed_secs = f(&stop["duration_s"]);
+    assert!((10.0..=20.0).contains(&listed_secs), "{stop}");
+    assert_eq!(stop["play_disabled"], false, "{stop}");
+    assert_eq!(stop["message"], "", "no error: {stop}");
+    server.wait_log_all(
+        &["recording completed", "stream=\"live/cam\""],
+        Duration::from_secs(10),
+    );
+
+    // Played on demand, from the recording's VOD URL (no secret in it).
+    let play = &steps["vod_play"];
+    let vod = path.trim_end_matches(".flv");
+    assert_eq!(play["hls_link"], format!("/vod/{vod}/index.m3u8"), "{play}");
+    assert_eq!(
+        play["dash_link"],
+        format!("/vod/{vod}/manifest.mpd"),
+        "{play}"
+    );
+    assert_eq!(play["kind"], "Recording", "{play}");
+    assert_eq!(play["player"]["vod"], true, "{play}");
+    let duration = f(&play["duration"]);
+    // The display floors to whole seconds.
+    assert!(
+        duration >= listed_secs - 0.5 && duration < listed_secs + 1.5,
+        "the seek bar spans {duration} s of a {listed_secs} s recording: {play}"
+    );
+    let clock = play["clock"].as_str().unwrap_or("");
+    let (now, total) = clock.split_once(" / ").unwrap_or_default();
+    assert!(
+        now.contains(':') && total.starts_with("0:") && total.contains('.'),
+        "{clock}"
+    );
+    assert!(
+        f(&play["current_time"]) - f(&play["start"]) >= 1.5,
+        "{play}"
+    );
+
+    // Seeked beyond the buffer: it landed within one GOP (1 s) of the
+    // target, at most 0.5 s after it, and played on.
+    let seek = &steps["vod_seek"];
+    let target = f(&seek["target"]);
+    let buffered: Vec<(f64, f64)> = seek["buffered_before"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| (f(&r[0]), f(&r[1])))
+        .collect();
+    assert!(
+        buffered.iter().all(|&(a, b)| !(a..b).contains(&target)),
+        "the target was buffered, the seek fetched nothing: {seek}"
+    );
+    for what in ["landed", "frame"] {
+        let at = f(&seek[what]);
+        assert!(
+            (target - 1.0..=target + 0.5).contains(&at),
+            "{what} at {at} s for a seek to {target} s: {seek}"
+        );
+    }
+    assert!(seek["seeks"].as_u64().unwrap_or(0) >= 1, "{seek}");
+    assert!(
+        f(&seek["current_time"]) >= f(&seek["landed"]) + 0.9,
+        "playback went on after the seek: {seek}"
+    );
+
+    // Deleted: from the page, the API and the disk.
+    let del = &steps["vod_delete"];
+    assert!(
+        del["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("deleted "),
+        "{del}"
+    );
+    assert_eq!(del["count"], "(0)", "{del}");
+    assert_eq!(del["empty_shown"], true, "{del}");
+    assert!(
+        r["dialogs"].as_array().map_or(0, Vec::len) == 2,
+        "two confirmations (refused, then done): {line}"
+    );
+    assert!(!file.exists(), "{} is still on disk", file.display());
+    assert!(
+        !file.with_extension("json").exists(),
+        "its sidecar is still on disk"
+    );
+    let auth = format!("Bearer {TOKEN}");
+    let list = http_request(
+        server.http,
+        "GET",
+        "/api/v1/recordings",
+        &[("Authorization", auth.as_str())],
+    );
+    assert_eq!(list.status, 200);
+    assert_eq!(list.text(), "{\"recordings\":[],\"truncated\":false}");
+    server.wait_log_all(&["recording deleted"], Duration::from_secs(10));
+    let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        size > 10_000,
+        "screenshot {} is {size} bytes",
+        shot.display()
+    );
+    server.assert_no_panic();
 }
 
 /// Publishes `live/cam`, runs console.js against `server`, checks its

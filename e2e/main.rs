@@ -37,4 +37,5 @@ mod tls_rtmpt;
 mod transcode;
 mod viewers;
 mod vod;
+mod vod_browser;
 mod vod_http;

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // usage: node play.js hls|dash|shaka URL SECONDS SCREENSHOT.png [--low-latency] [--settle S]
-//                                                              [--live-delay S]
+//                                                              [--live-delay S] [--seek S]
+//                                                              [--max-buffer S]
 //
 // Serves player.html and the hls.js / dash.js / Shaka Player builds from node_modules on a loopback
 // HTTP server of its own (a different origin from the media server, so the media server's CORS
@@ -21,6 +22,18 @@
 // latency_samples counts the samples where the player knew it (latency_unknown the others);
 // median / p95 (nearest rank) / min / max are null without samples. Latency is reported, never
 // judged: it does not affect ok.
+// --seek S (video on demand): once playback has started (and settled), sets the video element's
+// currentTime to S as a seek bar does, waits (bounded) for `seeked`, and only then samples for
+// SECONDS, so advanced_s is playback going on from where the seek landed. Adds to the JSON:
+// seek_target_s (S), seek_landed_s (currentTime at `seeked`), seek_frame_s (the media time of the
+// first frame presented after it, null if the browser has no requestVideoFrameCallback), seeked_ms
+// (from the seek to `seeked`), seek_buffered_before (the buffered time ranges, [[start, end]...],
+// when the seek was asked) and, if `seeked` never came, seek_error (then ok is false).
+// duration_s (the element's duration: Infinity is reported as null) is always reported.
+// --max-buffer S: the player buffers at most about S seconds ahead (hls.js maxBufferLength and
+// maxMaxBufferLength, dash.js streaming.buffer.bufferTimeDefault / AtTopQuality /
+// AtTopQualityLongForm), so that a seek far ahead lands outside what is buffered and the player
+// must fetch the segment holding the target.
 // Exit 0: currentTime advanced by >= min(5, 0.5 * SECONDS) s and no fatal player error.
 // Exit 1: playback failed (the JSON says why).
 // Exit 2: harness failure (bad arguments, browser or npm packages missing, ...), message on stderr.
@@ -36,15 +49,18 @@ const http = require('http');
 
 const STARTUP_TIMEOUT_MS = 20000;
 const HARD_TIMEOUT_EXTRA_MS = 80000;
+const SEEK_TIMEOUT_MS = 20000;
 
 const harnessFail = harnessFailer('play.js');
 
-const USAGE = 'usage: node play.js hls|dash|shaka URL SECONDS SCREENSHOT.png [--low-latency] [--settle S] [--live-delay S] [--switch]';
+const USAGE = 'usage: node play.js hls|dash|shaka URL SECONDS SCREENSHOT.png [--low-latency] [--settle S] [--live-delay S] [--switch] [--seek S] [--max-buffer S]';
 const positional = [];
 let lowLatency = false;
 let settle = 0;
 let liveDelay = null;
 let switching = false;
+let seekTo = null;
+let maxBuffer = null;
 for (let args = process.argv.slice(2), i = 0; i < args.length; i++) {
   const a = args[i];
   const num = () => {
@@ -56,6 +72,8 @@ for (let args = process.argv.slice(2), i = 0; i < args.length; i++) {
   else if (a === '--switch') switching = true;
   else if (a === '--settle') settle = num();
   else if (a === '--live-delay') liveDelay = num();
+  else if (a === '--seek') seekTo = num();
+  else if (a === '--max-buffer') maxBuffer = num();
   else if (a.startsWith('--')) harnessFail(`unknown option ${a}\n${USAGE}`);
   else positional.push(a);
 }
@@ -111,7 +129,7 @@ async function finish(code, report, message) {
 setTimeout(() => {
   finish(2, null, `harness failure: hard timeout (${secs}s + ${settle}s + ${HARD_TIMEOUT_EXTRA_MS / 1000}s) exceeded`);
   setTimeout(() => process.exit(2), 12000).unref();
-}, (secs + settle) * 1000 + HARD_TIMEOUT_EXTRA_MS).unref();
+}, (secs + settle) * 1000 + HARD_TIMEOUT_EXTRA_MS + (seekTo === null ? 0 : SEEK_TIMEOUT_MS)).unref();
 
 // The q-quantile of sorted values by nearest rank (p95 of 20 samples = the 19th).
 const quantile = (sorted, q) => sorted.length ? sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)] : null;
@@ -173,6 +191,7 @@ async function main() {
   if (lowLatency) pageUrl += '&ll=1';
   if (liveDelay !== null) pageUrl += `&liveDelay=${liveDelay}`;
   if (switching) pageUrl += '&switch=1';
+  if (maxBuffer !== null) pageUrl += `&maxBuffer=${maxBuffer}`;
   await page.goto(pageUrl, { timeout: 15000 });
 
   // Wait (bounded) for playback to start; give up early on a fatal error.
@@ -195,12 +214,19 @@ async function main() {
     }
   }
 
+  // Seek, as a seek bar does, and wait for the element to say where it landed.
+  let seek = null;
+  if (seekTo !== null && startupMs !== null && !fatal()) {
+    seek = await page.evaluate(([s, ms]) => window.playerStatus.seek(s, ms), [seekTo, SEEK_TIMEOUT_MS]);
+    st = (await readStatus()) || st;
+  }
+
   let advanced = 0;
   let wall = 0;
   let maxStallS = 0;
   const latencies = [];
   let latencyUnknown = 0;
-  if (startupMs !== null && !fatal()) {
+  if (startupMs !== null && !fatal() && !(seek && seek.error)) {
     await page.evaluate(() => window.playerStatus.resetStall());
     st = (await readStatus()) || st;
     const first = st.currentTime;
@@ -232,6 +258,7 @@ async function main() {
 
   const errors = [...(st.errors || []), ...pageErrors];
   if (startupMs === null && errors.length === 0) errors.push(`playback did not start within ${STARTUP_TIMEOUT_MS} ms`);
+  if (seek && seek.error) errors.push(`seek to ${seekTo} s: ${seek.error} (currentTime ${seek.currentTime}, buffered ${JSON.stringify(seek.ranges)})`);
   const ok = startupMs !== null && advanced >= minAdvance && errors.length === 0;
   const r3 = x => Math.round(x * 1000) / 1000;
   const lat = x => (x === null ? null : r3(x));
@@ -250,6 +277,8 @@ async function main() {
     sizes: st.sizes || [],
     levels: st.levels || [],
     max_stall_s: r3(maxStallS),
+    current_time_s: typeof st.currentTime === 'number' ? r3(st.currentTime) : null,
+    duration_s: typeof st.duration === 'number' && Number.isFinite(st.duration) ? r3(st.duration) : null,
     low_latency: lowLatency,
     settle_s: settle,
     latency_samples: latencies.length,
@@ -270,6 +299,15 @@ async function main() {
     screenshot: shotError ? null : path.resolve(shot),
   };
   if (shotError) report.screenshot_error = shotError;
+  if (seekTo !== null) {
+    const ok = seek && !seek.error;
+    report.seek_target_s = seekTo;
+    report.seek_landed_s = ok ? r3(seek.landed) : null;
+    report.seek_frame_s = ok && typeof seek.frame === 'number' ? r3(seek.frame) : null;
+    report.seeked_ms = ok ? seek.ms : null;
+    report.seek_buffered_before = ok ? seek.before : null;
+    if (seek && seek.error) report.seek_error = seek.error;
+  }
   return finish(ok ? 0 : 1, report);
 }
 

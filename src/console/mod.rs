@@ -1,11 +1,14 @@
 //! The web console: one page at `/` that lists the live streams, plays any
-//! of them and manages relays, all through the REST API (`/api/v1`) and the
-//! media routes of this same server.
+//! of them, starts and stops their recordings, lists the recordings (played
+//! on demand with a seek bar, deleted) and manages relays and pulled
+//! sources, all through the REST API (`/api/v1`) and the media routes of
+//! this same server (`/vod/…` for recordings).
 //!
 //! The assets are ours and embedded in the binary (`include_str!`), so a
 //! plain `cargo run --release` serves a console that works offline: the
 //! player is a small Media Source Extensions player over castgate's own CMAF
-//! segments (`assets/player.js`), not a third-party library. A strict
+//! segments (`assets/player.js`, live and on demand), not a third-party
+//! library. A strict
 //! Content-Security-Policy (`'self'` only) keeps the page from loading
 //! anything from another site.
 

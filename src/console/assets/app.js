@@ -1,4 +1,5 @@
-// The console page: live streams, a player, relays, pulled sources. Everything comes from
+// The console page: live streams (with their recordings), a player for live
+// streams and recordings on demand, recordings, relays, pulled sources. Everything comes from
 // this server's REST API (/api/v1, with the API token when one is set) and
 // its media routes. Text from the server (stream keys come from publishers)
 // only ever goes into textContent, never into HTML.
@@ -13,6 +14,7 @@
   let token = sessionStorage.getItem(TOKEN_KEY) || '';
   let player = null;
   let playing = null; // the stream the player shows
+  let playingRecording = null; // or the recording (its id)
   let timer = null;
 
   class ApiError extends Error {
@@ -68,6 +70,16 @@
     const m = Math.floor((s % 3600) / 60);
     const pad = x => String(x).padStart(2, '0');
     return h > 0 ? `${h}h ${pad(m)}m ${pad(s % 60)}s` : `${m}m ${pad(s % 60)}s`;
+  }
+
+  /** `m:ss.s` (with hours when there are some), for the player's clock. */
+  function clock(secs) {
+    if (!Number.isFinite(secs)) return '–';
+    const s = Math.max(0, secs);
+    const h = Math.floor(s / 3600);
+    const m = Math.floor((s % 3600) / 60);
+    const sec = (s % 60).toFixed(1).padStart(4, '0');
+    return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${sec}` : `${m}:${sec}`;
   }
 
   function videoText(v) {
@@ -170,8 +182,12 @@
         playersText(s),
         s.relays.length ? s.relays.map(id => `#${id}`).join(' ') : '–',
         streamActions(s.stream, watch),
+        recordingCell(s),
       ];
     });
+    for (const k of Array.from(recordCells.keys())) {
+      if (!streams.some(s => s.stream === k)) recordCells.delete(k);
+    }
     const options = $('live-streams');
     options.replaceChildren(...streams.map(s => el('option', { value: s.stream })));
   }
@@ -184,6 +200,131 @@
       actionCells.set(stream, span);
     }
     return span;
+  }
+
+  /**
+   * A stream's recording state and its Start/Stop button, made once per
+   * stream and updated in place (so a click is never lost to a redraw).
+   */
+  const recordCells = new Map();
+  function recordingCell(s) {
+    let c = recordCells.get(s.stream);
+    if (!c) {
+      const text = el('span', { className: 'rec-state' });
+      const btn = el('button', { type: 'button', className: 'record' });
+      btn.addEventListener('click', () => toggleRecording(s.stream, btn));
+      c = { node: el('span', {}, [text, ' ', btn]), text, btn };
+      recordCells.set(s.stream, c);
+    }
+    const r = s.recording;
+    const t = r
+      ? `● recording${r.started_by === 'rule' ? ' (rule)' : ''} · ${r.path || 'starting…'} · ${bytes(r.bytes)}`
+      : 'not recording';
+    if (c.text.textContent !== t) c.text.textContent = t;
+    const label = r ? 'Stop recording' : 'Start recording';
+    if (c.btn.textContent !== label && !c.btn.disabled) c.btn.textContent = label;
+    c.btn.dataset.recording = r ? '1' : '';
+    c.node.className = r ? 'recording' : '';
+    return c.node;
+  }
+
+  async function toggleRecording(stream, btn) {
+    const msg = $('streams-message');
+    msg.textContent = '';
+    const stop = btn.dataset.recording === '1';
+    btn.disabled = true;
+    try {
+      await api(stop ? 'DELETE' : 'POST', `/streams${streamPath(stream)}/recording`);
+      btn.textContent = stop ? 'Start recording' : 'Stop recording';
+      btn.dataset.recording = stop ? '' : '1';
+    } catch (e) {
+      msg.textContent = `${stop ? 'stop' : 'start'} recording ${stream}: ${explain(e)}`;
+    } finally {
+      btn.disabled = false;
+    }
+    refresh();
+  }
+
+  /** A path on this server from the API, or null (never another origin). */
+  function localPath(u) {
+    // Not a network-path reference (two slashes: another origin), nor a backslash, which browsers read as one.
+    return typeof u === 'string' && u.charAt(0) === '/' && u.charAt(1) !== '/' && !u.includes('\\') ? u : null;
+  }
+
+  function renderRecordings(list) {
+    const section = $('recordings-section');
+    section.hidden = list === null; // recordings are not offered
+    if (list === null) return;
+    const recs = list.recordings;
+    $('recording-count').textContent = `(${recs.length}${list.truncated ? '+' : ''})`;
+    $('no-recordings').hidden = recs.length > 0;
+    const tbody = $('recordings').tBodies[0];
+    sync(tbody, recs, r => r.id, 'recordingId', r => {
+      const play = button(`play-rec:${r.id}`, 'Play', 'play', () => playRecording(r.id));
+      const del = button(`delete-rec:${r.id}`, 'Delete', 'delete', () => deleteRecording(r.id));
+      play.disabled = r.state === 'recording' || !localPath(r.urls && r.urls.hls);
+      play.title = r.state === 'recording' ? 'being written: stop it first' : '';
+      return [
+        r.stream || '–',
+        new Date(r.start).toLocaleString(),
+        duration(r.duration),
+        bytes(r.size),
+        r.state,
+        r.files.join(' '),
+        recordingActions(r.id, play, del),
+      ];
+    });
+    for (const tr of Array.from(tbody.rows)) {
+      const r = recs.find(x => x.id === tr.dataset.recordingId);
+      if (r) tr.className = `rec-${r.state}`;
+    }
+    recordings = new Map(recs.map(r => [r.id, r]));
+  }
+  let recordings = new Map();
+
+  const recordingActionCells = new Map();
+  function recordingActions(id, play, del) {
+    let span = recordingActionCells.get(id);
+    if (!span) {
+      span = el('span', {}, [play, del]);
+      recordingActionCells.set(id, span);
+    }
+    return span;
+  }
+
+  function playRecording(id) {
+    const r = recordings.get(id);
+    const url = r && localPath(r.urls.hls);
+    if (!url) return;
+    closePlayer();
+    playingRecording = id;
+    $('player-section').hidden = false;
+    $('player-kind').textContent = 'Recording';
+    $('player-stream').textContent = `${r.stream || r.vod_path} · ${new Date(r.start).toLocaleString()} · ${duration(r.duration)}`;
+    $('hls-link').href = url;
+    $('dash-link').href = localPath(r.urls.dash) || '';
+    startPlayer(url);
+  }
+
+  async function deleteRecording(id) {
+    const r = recordings.get(id);
+    const msg = $('recordings-message');
+    msg.textContent = '';
+    const name = r ? r.files.join(', ') : id;
+    if (!window.confirm(`Delete the recording ${name}? Its files are removed from disk.`)) return;
+    try {
+      await api('DELETE', `/recordings/${encodeURIComponent(id)}`);
+      buttons.delete(`play-rec:${id}`);
+      buttons.delete(`delete-rec:${id}`);
+      recordingActionCells.delete(id);
+      if (playingRecording === id) closePlayer();
+      msg.textContent = `deleted ${name}`;
+      msg.className = 'ok';
+    } catch (e) {
+      msg.textContent = `delete ${name}: ${explain(e)}`;
+      msg.className = 'error';
+    }
+    refresh();
   }
 
   function relayState(r) {
@@ -279,13 +420,20 @@
   async function refresh() {
     clearTimeout(timer);
     try {
-      const [streams, relays, srt, sources] = await Promise.all(
-        [api('GET', '/streams'), api('GET', '/relays'), api('GET', '/srt'), api('GET', '/sources')]);
+      // A server without recordings answers 404 there: the section hides.
+      const recs = api('GET', '/recordings').catch(e => {
+        if (e instanceof ApiError && e.status === 404) return null;
+        throw e;
+      });
+      const [streams, relays, srt, sources, recList] = await Promise.all(
+        [api('GET', '/streams'), api('GET', '/relays'), api('GET', '/srt'), api('GET', '/sources'), recs]);
       renderStreams(streams);
+      renderRecordings(recList);
       renderRelays(relays);
       renderSrt(srt);
       renderSources(sources);
-      setStatus(`updated ${new Date().toLocaleTimeString()} · ${streams.streams.length} live · ${relays.relays.length} relays · ${srt.sessions.length} SRT · ${sources.sources.length} sources`, false);
+      const recText = recList ? ` · ${recList.recordings.length} recordings` : '';
+      setStatus(`updated ${new Date().toLocaleTimeString()} · ${streams.streams.length} live${recText} · ${relays.relays.length} relays · ${srt.sessions.length} SRT · ${sources.sources.length} sources`, false);
     } catch (e) {
       setStatus(explain(e), true);
     }
@@ -296,29 +444,53 @@
   function showPlayerState() {
     if (!player) return;
     const st = player.status;
-    $('player-state').textContent = st.error ? `error: ${st.error}` : `${st.state} · ${st.segments} segments`;
+    // On demand, the player's "ended" means every segment is loaded, not
+    // that playback is over.
+    const state = st.vod && st.state === 'ended' ? 'all loaded' : st.state;
+    const t = st.error ? `error: ${st.error}` : `${state}${st.vod ? ' · on demand' : ''} · ${st.segments} segments`;
+    const e = $('player-state');
+    e.textContent = t;
+    e.className = st.error ? 'error' : '';
+  }
+
+  /** The player's clock: where it is and, on demand, of how long. */
+  function showPlayerTime() {
+    if (!player) return;
+    const v = $('video');
+    $('player-time').textContent = Number.isFinite(v.duration)
+      ? `${clock(v.currentTime)} / ${clock(v.duration)}`
+      : clock(v.currentTime);
+  }
+
+  function startPlayer(url) {
+    player = new window.CastgatePlayer($('video'), url);
+    player.onstatus = showPlayerState;
+    window.castgatePlayer = player;
+    player.start();
+    showPlayerTime();
   }
 
   function watchStream(stream) {
     closePlayer();
     playing = stream;
     $('player-section').hidden = false;
+    $('player-kind').textContent = 'Live';
     $('player-stream').textContent = stream;
     $('hls-link').href = hlsUrl(stream);
     $('dash-link').href = dashUrl(stream);
     if (!$('relay-stream').value) $('relay-stream').value = stream;
-    player = new window.CastgatePlayer($('video'), hlsUrl(stream));
-    player.onstatus = showPlayerState;
-    window.castgatePlayer = player;
-    player.start();
+    startPlayer(hlsUrl(stream));
   }
 
   function closePlayer() {
     if (player) player.destroy();
     player = null;
     playing = null;
+    playingRecording = null;
     window.castgatePlayer = null;
     $('player-section').hidden = true;
+    $('player-time').textContent = '';
+    $('player-state').textContent = '';
   }
 
   async function stopRelay(id) {
@@ -411,11 +583,17 @@
     $('relay-form').addEventListener('submit', addRelay);
     $('source-form').addEventListener('submit', addSource);
     $('player-close').addEventListener('click', closePlayer);
+    for (const ev of ['timeupdate', 'durationchange', 'seeked', 'emptied']) {
+      $('video').addEventListener(ev, showPlayerTime);
+    }
     $('openapi-link').addEventListener('click', openApiDocument);
     refresh();
   }
 
   // For the end-to-end test and the curious.
-  window.castgateConsole = { refresh, watch: watchStream, playing: () => playing };
+  window.castgateConsole = {
+    refresh, watch: watchStream, play: playRecording,
+    playing: () => playing, playingRecording: () => playingRecording,
+  };
   init();
 })();

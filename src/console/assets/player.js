@@ -1,12 +1,20 @@
-// castgate's own live player: reads the stream's HLS playlists (fMP4/CMAF),
+// castgate's own player: reads a stream's HLS playlists (fMP4/CMAF),
 // fetches the init segments and media segments they list, and appends them
 // to Media Source Extensions source buffers, one per track. No third-party
 // code: this is what lets a plain `cargo run --release` serve a console that
 // plays.
 //
+// Live and on demand: a title whose playlists say EXT-X-PLAYLIST-TYPE:VOD
+// (with EXT-X-ENDLIST) gets its whole duration at once (so the video
+// element's seek bar spans it), is fetched no further than
+// CastgatePlayer.vodBufferAheadS ahead of the playhead, and a seek to a time
+// that is not buffered fetches from the segment holding it (the playlist's
+// EXTINF durations place each segment).
+//
 // Usage: const p = new CastgatePlayer(videoElement, '/live/KEY/index.m3u8');
 //        p.start(); ... p.destroy();
-// p.status: {state, error, segments, tracks} for the page (and the tests).
+// p.status: {state, error, segments, tracks, vod, duration, seeks} for the
+// page (and the tests); `seeks` counts seeks that had to fetch.
 'use strict';
 
 (function () {
@@ -21,6 +29,10 @@
   // Network errors and 5xx in a row (each retried after a playlist pause)
   // before the player gives up.
   const MAX_TRANSIENT_ERRORS = 10;
+  // On demand, a gap in the buffer ahead of the playhead shorter than this
+  // is jumped (a track that starts a little late); a longer one is a seek
+  // being served.
+  const VOD_MAX_GAP_S = 1;
 
   /** `KEY=VALUE,KEY="VALUE, with commas"` of an HLS tag. */
   function attributes(s) {
@@ -63,13 +75,18 @@
     return { variants, audio };
   }
 
-  /** A media playlist: numbered segments, each with its init segment. */
+  /**
+   * A media playlist: numbered segments, each with its init segment, its
+   * duration and its start (the durations before it).
+   */
   function parseMedia(text, base) {
     let sequence = 0;
     let target = 2;
     let ended = false;
+    let vod = false;
     let map = null;
     let duration = 0;
+    let start = 0;
     const segments = [];
     for (const line of lines(text)) {
       if (line.startsWith('#EXT-X-MEDIA-SEQUENCE:')) {
@@ -83,11 +100,14 @@
         duration = parseFloat(line.slice(8)) || 0;
       } else if (line === '#EXT-X-ENDLIST') {
         ended = true;
+      } else if (line === '#EXT-X-PLAYLIST-TYPE:VOD') {
+        vod = true;
       } else if (!line.startsWith('#')) {
-        segments.push({ number: sequence + segments.length, uri: new URL(line, base).href, map, duration });
+        segments.push({ number: sequence + segments.length, uri: new URL(line, base).href, map, duration, start });
+        start += duration;
       }
     }
-    return { target, ended, segments };
+    return { target, ended, vod: vod && ended, segments, total: start };
   }
 
   function sleep(ms, signal) {
@@ -117,6 +137,56 @@
       this.ended = false;
       this.appended = 0;
       this.failures = 0; // transient errors in a row
+      this.media = null; // the playlist last read
+      this.seekGen = 0; // bumped by each seek that moves `next`
+      this.wake = null; // ends an idle wait early (a seek)
+    }
+
+    /** The segment of the last playlist that holds media time `t`. */
+    segmentAt(t) {
+      const segs = this.media ? this.media.segments : [];
+      if (segs.length === 0) return null;
+      let found = segs[0];
+      for (const s of segs) if (s.start <= t + 0.001) found = s;
+      return found;
+    }
+
+    /** Whether the source buffer holds media time `t` (and a little after). */
+    holds(t, end) {
+      const b = this.buffer.buffered;
+      for (let i = 0; i < b.length; i++) {
+        if (b.start(i) <= t + 0.1 && b.end(i) >= (end === undefined ? t + 0.5 : end - 0.1)) return true;
+      }
+      return false;
+    }
+
+    /** Moves loading to the segment holding `t`; false if `t` is buffered. */
+    seek(t) {
+      if (this.holds(t)) return false;
+      const seg = this.segmentAt(t);
+      if (!seg) return false;
+      this.next = seg.number;
+      this.seekGen += 1;
+      this.ended = false;
+      if (this.wake) this.wake();
+      return true;
+    }
+
+    /** Waits `ms` (forever without it), until a seek wakes it, or the end. */
+    idle(ms) {
+      const signal = this.player.abort.signal;
+      return new Promise(resolve => {
+        let t = null;
+        const done = () => {
+          clearTimeout(t);
+          signal.removeEventListener('abort', done);
+          if (this.wake === done) this.wake = null;
+          resolve();
+        };
+        this.wake = done;
+        if (ms) t = setTimeout(done, ms);
+        signal.addEventListener('abort', done);
+      });
     }
 
     /** Whether `e` is worth retrying (and counts it). */
@@ -134,16 +204,30 @@
 
     async run(first) {
       const signal = this.player.abort.signal;
+      const vod = this.player.vod;
       let media = first;
       while (!signal.aborted) {
+        this.media = media;
         const segs = media.segments;
         if (segs.length > 0 && this.next < segs[0].number) {
           // Fell out of the window (a stall, a slow tab): go on from its start.
           this.next = segs[0].number;
         }
-        for (const seg of segs) {
-          if (signal.aborted) return;
-          if (seg.number < this.next) continue;
+        let retry = false;
+        while (!signal.aborted && segs.length > 0) {
+          const seg = segs[this.next - segs[0].number];
+          if (!seg) break;
+          const gen = this.seekGen;
+          if (vod && this.holds(seg.start, seg.start + seg.duration)) {
+            // Buffered already (a seek back into what was loaded).
+            this.next = seg.number + 1;
+            continue;
+          }
+          if (vod && seg.start > this.player.video.currentTime + CastgatePlayer.vodBufferAheadS) {
+            // Far enough ahead: wait for the playhead (or a seek).
+            await this.idle(500);
+            continue;
+          }
           try {
             if (seg.map && seg.map !== this.map) {
               await this.append(await this.player.fetchBytes(seg.map));
@@ -159,17 +243,25 @@
             if (e instanceof HttpError && e.status === 404) {
               // skipped
             } else if (this.transient(e)) {
+              retry = true;
               break;
             } else {
               throw e;
             }
           }
-          this.next = seg.number + 1;
+          // Unless a seek moved on meanwhile.
+          if (gen === this.seekGen) this.next = seg.number + 1;
         }
-        if (media.ended && (segs.length === 0 || this.next > segs[segs.length - 1].number)) {
-          this.ended = true;
-          this.player.trackEnded();
-          return;
+        if (signal.aborted) return;
+        if (!retry && media.ended && (segs.length === 0 || this.next > segs[segs.length - 1].number)) {
+          if (!this.ended) {
+            this.ended = true;
+            this.player.trackEnded();
+          }
+          if (!vod) return;
+          // On demand, a seek back starts loading again.
+          await this.idle();
+          continue;
         }
         await sleep(Math.min(2000, Math.max(500, media.target * 500)), signal);
         if (signal.aborted) return;
@@ -234,8 +326,9 @@
       this.mediaSource = null;
       this.objectUrl = null;
       this.monitor = null;
-      this.status = { state: 'loading', error: null, segments: 0, tracks: [] };
+      this.status = { state: 'loading', error: null, segments: 0, tracks: [], vod: false, duration: null, seeks: 0 };
       this.onstatus = null;
+      this.vod = false;
     }
 
     setStatus(changes) {
@@ -290,11 +383,19 @@
       const firsts = await Promise.all(chosen.map(t => t.load()));
       const start = this.startNumber(firsts);
       this.tracks = chosen;
-      this.setStatus({ tracks: chosen.map(t => t.mime) });
+      this.vod = firsts.every(p => p.vod);
+      const duration = this.vod ? Math.max(...firsts.map(p => p.total)) : null;
+      this.setStatus({ tracks: chosen.map(t => t.mime), vod: this.vod, duration });
       await this.openMediaSource();
       for (const t of chosen) {
         t.buffer = this.mediaSource.addSourceBuffer(t.mime);
         t.next = start;
+      }
+      if (this.vod && duration > 0) {
+        // The whole title at once: the seek bar spans it.
+        this.mediaSource.duration = duration;
+        this.onSeeking = () => this.seeking();
+        this.video.addEventListener('seeking', this.onSeeking);
       }
       this.monitor = setInterval(() => this.watch(), 250);
       await Promise.all(chosen.map((t, i) => t.run(firsts[i])));
@@ -341,6 +442,20 @@
       });
     }
 
+    /** On demand: a seek to what is not buffered loads from there. */
+    seeking() {
+      const t = this.video.currentTime;
+      let moved = false;
+      for (const track of this.tracks) {
+        if (track.buffer && track.seek(t)) moved = true;
+      }
+      if (moved) {
+        const changes = { seeks: this.status.seeks + 1 };
+        if (this.status.state === 'ended') changes.state = 'playing';
+        this.setStatus(changes);
+      }
+    }
+
     segmentAppended() {
       this.setStatus({ segments: this.status.segments + 1 });
     }
@@ -382,11 +497,13 @@
       if (!inside) {
         for (let i = 0; i < b.length; i++) {
           if (b.start(i) > t - 0.1) {
-            v.currentTime = b.start(i) + 0.05;
+            // On demand only a small gap: a larger one is a seek whose
+            // segment is on its way.
+            if (!this.vod || b.start(i) - t < VOD_MAX_GAP_S) v.currentTime = b.start(i) + 0.05;
             break;
           }
         }
-      } else if (b.end(b.length - 1) - t > MAX_LATENCY_S) {
+      } else if (!this.vod && b.end(b.length - 1) - t > MAX_LATENCY_S) {
         v.currentTime = b.end(b.length - 1) - LIVE_EDGE_SEGMENTS * 2;
       }
       // Until it plays (after that, a pause is the user's).
@@ -407,6 +524,7 @@
     destroy() {
       this.stopLoading();
       if (this.onVideoError) this.video.removeEventListener('error', this.onVideoError);
+      if (this.onSeeking) this.video.removeEventListener('seeking', this.onSeeking);
       this.video.removeAttribute('src');
       this.video.load();
       if (this.objectUrl) URL.revokeObjectURL(this.objectUrl);
@@ -414,6 +532,8 @@
     }
   }
 
+  // Seconds of a title on demand fetched ahead of the playhead.
+  CastgatePlayer.vodBufferAheadS = 30;
   window.CastgatePlayer = CastgatePlayer;
   // For unit checks of the parsers.
   CastgatePlayer.parseMultivariant = parseMultivariant;
