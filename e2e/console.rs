@@ -197,10 +197,14 @@ fn console_records_plays_seeks_and_deletes_a_recording_in_chromium() {
         .as_str()
         .unwrap_or("")
         .to_string();
-    assert!(
-        path.starts_with("live/cam/") && path.ends_with(".flv"),
-        "{line}"
-    );
+    // A CMAF recording (the default format) is known by its directory's
+    // index.m3u8.
+    let base = path
+        .strip_suffix("/index.m3u8")
+        .or_else(|| path.strip_suffix(".flv"))
+        .unwrap_or("")
+        .to_string();
+    assert!(path.starts_with("live/cam/") && !base.is_empty(), "{line}");
     assert_eq!(
         steps["record_start"]["before"],
         "not recording Start recording"
@@ -232,7 +236,7 @@ fn console_records_plays_seeks_and_deletes_a_recording_in_chromium() {
 
     // Played on demand, from the recording's VOD URL (no secret in it).
     let play = &steps["vod_play"];
-    let vod = path.trim_end_matches(".flv");
+    let vod = &base;
     assert_eq!(play["hls_link"], format!("/vod/{vod}/index.m3u8"), "{play}");
     assert_eq!(
         play["dash_link"],
@@ -302,7 +306,7 @@ fn console_records_plays_seeks_and_deletes_a_recording_in_chromium() {
     );
     assert!(!file.exists(), "{} is still on disk", file.display());
     assert!(
-        !file.with_extension("json").exists(),
+        !media.join(format!("{base}.json")).exists(),
         "its sidecar is still on disk"
     );
     let auth = format!("Bearer {TOKEN}");

@@ -181,7 +181,7 @@ async function recordingSteps(page, { text, streamRow }) {
     const seen = await until(page, `${stream} shows its recording with a growing file`, async () => {
       const row = await streamRow(stream);
       const cell = row ? row[9] : null;
-      const m = /^● recording · (\S+\.flv) · ([\d.]+) (B|KiB|MiB)/.exec(cell || '');
+      const m = /^● recording · (\S+(?:\.flv|\/index\.m3u8)) · ([\d.]+) (B|KiB|MiB)/.exec(cell || '');
       if (m && firstBytes === null) firstBytes = cell;
       return { done: !!m && firstBytes !== cell, cell, path: m ? m[1] : null, first: firstBytes };
     });

@@ -4,6 +4,9 @@
 //! `video/init-N.mp4`, `video/seg-N.m4s`, …), so the directory plays as it
 //! is, over `/vod/PATH/` or from any static web server.
 //!
+//! Times start at 0 (the first frame recorded), so a recording started in
+//! the middle of a live stream is a title from 0 like any other.
+//!
 //! Segment by segment: each segment is written when it closes, then the
 //! playlists and the MPD are rewritten (a temporary file renamed over the
 //! old one) to list everything written so far as a finished title (HLS
@@ -45,6 +48,9 @@ pub struct CmafOut {
     pub bytes: u64,
     /// Segments written.
     pub segments: u64,
+    /// The first frame's decode time: the title starts at 0 whenever the
+    /// recording started in the live stream.
+    base: Option<i64>,
 }
 
 fn slot(kind: MediaKind) -> usize {
@@ -73,13 +79,24 @@ impl CmafOut {
             inits: HashSet::new(),
             bytes: 0,
             segments: 0,
+            base: None,
         }
     }
 
     /// Feeds one event; writes the segments it closed. Returns the bytes
     /// written.
     pub fn write(&mut self, e: &StreamEvent) -> std::io::Result<u64> {
-        self.seg.push(e, SystemTime::now());
+        match e {
+            StreamEvent::Frame(f) => {
+                let base = *self.base.get_or_insert(f.dts);
+                let mut f = f.clone();
+                // A frame before the first (audio interleaved early) joins
+                // it at 0.
+                f.dts = (f.dts - base).max(0);
+                self.seg.push(&StreamEvent::Frame(f), SystemTime::now());
+            }
+            _ => self.seg.push(e, SystemTime::now()),
+        }
         self.flush()
     }
 
