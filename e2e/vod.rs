@@ -636,19 +636,30 @@ fn ffmpeg9_plays_an_hevc_file_frame_for_frame() {
 /// and rtmpdump get every frame of what was published.
 #[test]
 fn a_recording_plays_over_rtmp_by_its_path() {
+    recording_plays_over_rtmp("flv", 18);
+}
+
+/// The same for a CMAF recording (the default format): its directory's
+/// tracks are read back into one title.
+#[test]
+fn a_cmaf_recording_plays_over_rtmp_by_its_path() {
+    recording_plays_over_rtmp("cmaf", 19);
+}
+
+fn recording_plays_over_rtmp(format: &str, variant: u32) {
     let dir = tempdir();
     let media = dir.path().join("media");
     let cfg = dir.path().join("castgate.toml");
     std::fs::write(
         &cfg,
         format!(
-            "[vod]\ndir = \"{m}\"\n[recorder]\ndir = \"{m}\"\n[[record]]\nstream = \"live/*\"\nformat = \"flv\"\n",
+            "[vod]\ndir = \"{m}\"\n[recorder]\ndir = \"{m}\"\n[[record]]\nstream = \"live/*\"\nformat = \"{format}\"\n",
             m = media.display()
         ),
     )
     .unwrap();
     let server = Castgate::start_with_args(&["serve", "--config", cfg.to_str().unwrap()], &[]);
-    let src = fixture(18);
+    let src = fixture(variant);
     let mut publisher = publish(&src, &server.url("live/show"), &[]);
     assert!(wait_child(&mut publisher, T, "publisher").success());
     let done = server.wait_log_all(&["recording completed", "stream=\"live/show\""], T);
@@ -657,7 +668,10 @@ fn a_recording_plays_over_rtmp_by_its_path() {
         .find_map(|w| w.strip_prefix("path="))
         .map(|p| p.trim_matches('"').to_string())
         .expect("a path");
-    let vod_path = path.strip_suffix(".flv").expect("an FLV recording");
+    let vod_path = path
+        .strip_suffix(".flv")
+        .or_else(|| path.strip_suffix("/index.m3u8"))
+        .expect("an FLV or CMAF recording");
     let url = server.url(&format!("vod/{vod_path}"));
     let out = dir.path().join("ffmpeg.flv");
     let mut player = play(&url, &out);

@@ -18,6 +18,10 @@
 //!   store of its own: the manifests are then the VOD forms (HLS
 //!   `EXT-X-PLAYLIST-TYPE:VOD` and `EXT-X-ENDLIST`, a static MPD), and
 //!   `package::Store::answer` serves them as it does live ones.
+//! - **CMAF recordings.** A directory holding an `index.m3u8` (what
+//!   `record` writes) is served over HTTP as it is on disk (it has the
+//!   packaged layout), and over RTMP read back into a title: each track's
+//!   init and media segments as one fragmented MP4 (`Title::read_cmaf`).
 //! - **Cache.** Titles and their packaged segments are kept by last use up
 //!   to `vod.cache_bytes` (a title costs its file's size, and as much again
 //!   once packaged); a file changed on disk (size or modification time) is
@@ -389,6 +393,21 @@ fn resolve(dir: &Path, name: &str) -> Result<Found, VodError> {
             return Err(VodError::Forbidden("a link out of the media directory"));
         }
         let meta = std::fs::metadata(&real).map_err(VodError::Io)?;
+        if meta.is_dir() {
+            // A CMAF recording: known by its index, which is rewritten
+            // after every segment.
+            let index = real.join(crate::package::urls::MULTIVARIANT);
+            match std::fs::metadata(&index) {
+                Ok(m) if m.is_file() => {
+                    return Ok(Found {
+                        path: real,
+                        len: m.len(),
+                        modified: m.modified().ok(),
+                    })
+                }
+                _ => continue,
+            }
+        }
         if !meta.is_file() {
             continue;
         }
@@ -498,9 +517,80 @@ fn check_segments(name: &str) -> Result<(), VodError> {
     Ok(())
 }
 
-/// Reads and parses a file of at most `max` bytes.
+/// A CMAF recording's tracks read back: for each track playlist, its
+/// first init segment and the media segments listed after it (up to a
+/// different init: a recording whose codec changed plays up to there), at
+/// most `max` bytes in all. Every file must lie inside `dir`.
+fn read_cmaf(dir: &Path, max: u64) -> Result<Title, VodError> {
+    use crate::media::MediaKind;
+    use crate::package::urls;
+    let unsupported = |why: String| VodError::Unsupported(why);
+    let mut total = 0u64;
+    let mut tracks = Vec::new();
+    for kind in [MediaKind::Video, MediaKind::Audio] {
+        let name = urls::media_playlist(kind);
+        let Ok(text) = std::fs::read_to_string(dir.join(&name)) else {
+            continue;
+        };
+        let mut files = Vec::new();
+        let mut init: Option<&str> = None;
+        for line in text.lines() {
+            if let Some(uri) = line
+                .strip_prefix("#EXT-X-MAP:URI=\"")
+                .and_then(|l| l.strip_suffix('"'))
+            {
+                match init {
+                    None => {
+                        init = Some(uri);
+                        files.push(uri);
+                    }
+                    Some(first) if first == uri => {}
+                    Some(_) => break,
+                }
+            } else if !line.is_empty() && !line.starts_with('#') {
+                files.push(line);
+            }
+        }
+        if init.is_none() {
+            return Err(unsupported(format!("{name} names no init segment")));
+        }
+        let mut data = Vec::new();
+        for rel in files {
+            let path = dir
+                .join(rel)
+                .canonicalize()
+                .map_err(|e| unsupported(format!("{rel}: {e}")))?;
+            if !path.starts_with(dir) {
+                return Err(VodError::Forbidden(
+                    "a playlist naming a file out of its recording",
+                ));
+            }
+            let bytes = std::fs::read(&path).map_err(VodError::Io)?;
+            total += bytes.len() as u64;
+            if total > max {
+                return Err(unsupported(format!(
+                    "more than vod.max_file_bytes ({max}) bytes"
+                )));
+            }
+            data.extend_from_slice(&bytes);
+        }
+        tracks.push(Bytes::from(data));
+    }
+    if tracks.is_empty() {
+        return Err(unsupported(
+            "a CMAF recording without a track playlist".into(),
+        ));
+    }
+    Title::read_cmaf(&tracks).map_err(|e| unsupported(e.to_string()))
+}
+
+/// Reads and parses a file of at most `max` bytes (or a CMAF recording's
+/// directory).
 fn read_title(path: &Path, max: u64) -> Result<Title, VodError> {
     use std::io::Read;
+    if path.is_dir() {
+        return read_cmaf(path, max);
+    }
     let file = std::fs::File::open(path).map_err(VodError::Io)?;
     let len = file.metadata().map_err(VodError::Io)?.len();
     if len > max {

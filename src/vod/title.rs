@@ -23,6 +23,9 @@ use crate::media::{CodecConfig, MediaKind, Metadata, StreamEvent};
 pub enum Format {
     Flv,
     Mp4,
+    /// A CMAF recording's directory: each track's init segment and media
+    /// segments.
+    Cmaf,
 }
 
 impl Format {
@@ -30,6 +33,7 @@ impl Format {
         match self {
             Format::Flv => "flv",
             Format::Mp4 => "mp4",
+            Format::Cmaf => "cmaf",
         }
     }
 }
@@ -91,6 +95,38 @@ impl Title {
             return Err(TitleError::NotMedia);
         };
         Title::from_events(format, metadata, events, bytes)
+    }
+
+    /// A CMAF recording's tracks, each its init segment followed by its
+    /// media segments (a fragmented MP4 file per track). The tracks keep
+    /// their times relative to each other, as the segments' `tfdt`s say.
+    pub fn read_cmaf(tracks: &[Bytes]) -> Result<Title, TitleError> {
+        let mut events = Vec::new();
+        for file in tracks {
+            let mp4 = Mp4File::parse(file)?;
+            // `frames` starts each file at 0; put its shift back.
+            let base = mp4
+                .tracks()
+                .filter_map(|t| t.samples.iter().map(|s| s.dts_ms).min())
+                .min()
+                .unwrap_or(0);
+            events.extend(
+                mp4.tracks()
+                    .map(|t| StreamEvent::Config(Arc::new(t.config.clone()))),
+            );
+            events.extend(mp4.frames(file).map(|mut f| {
+                f.dts += base;
+                StreamEvent::Frame(f)
+            }));
+        }
+        // One timeline: configurations first, then frames by decode time
+        // (video first on a tie).
+        events.sort_by_key(|e| match e {
+            StreamEvent::Frame(f) => (1, f.dts, usize::from(f.kind() == MediaKind::Audio)),
+            _ => (0, 0, 0),
+        });
+        let bytes = tracks.iter().map(|t| t.len() as u64).sum();
+        Title::from_events(Format::Cmaf, None, events, bytes)
     }
 
     fn from_events(
