@@ -597,3 +597,84 @@ fn a_cmaf_recording_survives_sigkill_up_to_its_last_segment() {
         assert_eq!((g.size, &g.md5, g.pts), (e.size, &e.md5, e.pts));
     }
 }
+
+/// A small tmpfs, unmounted when dropped. Needs root (CAP_SYS_ADMIN) and
+/// `mount`; missing either fails the test with the reason.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn new(at: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()
+            .expect("cannot run `mount`: the full-disk test needs it");
+        assert!(
+            out.status.success(),
+            "mount -t tmpfs: {} (the full-disk test needs root)",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A full disk (a 512 KiB tmpfs) stops the recording with a log line and
+/// `recording.failed`; the live stream goes on (its HLS keeps growing,
+/// the publisher is never refused).
+#[test]
+fn a_full_disk_stops_the_recording_not_the_stream() {
+    let hook = Receiver::start(std::sync::Arc::new(|_: &Received| (200, String::new())));
+    let dir = tempdir();
+    let media = dir.path().join("media");
+    let _disk = Tmpfs::new(&media, "512k");
+    let server = start_as(dir.path(), &media, &hook, "cmaf");
+    let src = fixture(8);
+    // 16 s of a 0.5 Mbit/s stream: about 1 MB, twice the disk.
+    let mut publisher = publish(&src, &server.url("live/cam"), &["-stream_loop", "3"]);
+    let failed = server.wait_log_all(&["recording failed", "stream=\"live/cam\""], T);
+    assert!(failed.contains("No space left on device"), "{failed}");
+    let ev = event(&hook, "recording.failed", "live/cam");
+    assert!(
+        ev["data"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("No space left on device")),
+        "{ev}"
+    );
+    // The stream goes on: more segments after the failure.
+    let at_failure = segments(&server, "live/cam");
+    let deadline = Instant::now() + T;
+    while segments(&server, "live/cam") < at_failure + 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the live stream stopped with the recording"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = wait_child(&mut publisher, T, "ffmpeg publisher");
+    assert!(
+        status.success(),
+        "the publisher went on to its end: {status}"
+    );
+    // What was written before the disk filled still plays.
+    let index = media.join(path_of(
+        &server.wait_log_all(&["recording started", "stream=\"live/cam\""], T),
+    ));
+    // (One 4 s segment, about 250 kB, fits.)
+    assert_eq!(
+        decode_errors(index.to_str().unwrap()),
+        "",
+        "what was written decodes"
+    );
+    assert!(!framemd5_of(index.to_str().unwrap(), "0:v").is_empty());
+    server.assert_no_panic();
+}
