@@ -221,17 +221,26 @@ impl Config {
                 (!self.auth.webhook_url.is_empty())
                     .then_some(("auth.webhook_url", &self.auth.webhook_url)),
             );
-        urls.filter_map(|(key, url)| {
-            let ep = crate::webhooks::client::Endpoint::parse(url).ok()?;
-            crate::egress_policy::is_metadata_host(&ep.host).then(|| {
-                format!(
-                    "{key}: {} is a cloud metadata address; castgate will send it \
-                     requests (URLs in the config are trusted, not checked by [egress])",
-                    ep.redacted()
-                )
+        let mut warnings: Vec<String> = urls
+            .filter_map(|(key, url)| {
+                let ep = crate::webhooks::client::Endpoint::parse(url).ok()?;
+                crate::egress_policy::is_metadata_host(&ep.host).then(|| {
+                    format!(
+                        "{key}: {} is a cloud metadata address; castgate will send it \
+                         requests (URLs in the config are trusted, not checked by [egress])",
+                        ep.redacted()
+                    )
+                })
             })
-        })
-        .collect()
+            .collect();
+        if !std::path::Path::new(&self.recorder.dir).starts_with(&self.vod.dir) {
+            warnings.push(format!(
+                "recorder.dir {:?} is not under vod.dir {:?}: recordings will not play \
+                 on demand at the URLs the API gives",
+                self.recorder.dir, self.vod.dir
+            ));
+        }
+        warnings
     }
 
     /// The RTMPS certificate and key, when RTMPS is on.

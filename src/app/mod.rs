@@ -127,7 +127,7 @@ impl Services {
             }),
             events.clone(),
         )
-        .with_vod_app(&config.vod.app);
+        .with_vod(&config.vod.app, &config.vod.dir);
         let stats = metrics::Streams::default();
         let streams = Registry::new(
             hub.clone(),

@@ -80,6 +80,35 @@ pub struct Sidecar {
     pub reason: Option<String>,
 }
 
+/// Where the recorder's directory is in the VOD namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VodPlace {
+    /// The VOD application (`vod.app`).
+    pub app: String,
+    /// The recorder's directory under `[vod] dir`, with a trailing `/`
+    /// (empty when they are the same directory).
+    pub prefix: String,
+}
+
+impl VodPlace {
+    /// Where `record_dir` is under `vod_dir` (the same directory when it
+    /// is not under it: see `Recorder::with_vod`).
+    pub fn of(app: &str, record_dir: &Path, vod_dir: &Path) -> VodPlace {
+        let real = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+        let prefix = real(record_dir)
+            .strip_prefix(real(vod_dir))
+            .ok()
+            .map(|rel| rel.to_string_lossy().into_owned())
+            .filter(|rel| !rel.is_empty())
+            .map(|rel| format!("{rel}/"))
+            .unwrap_or_default();
+        VodPlace {
+            app: app.to_string(),
+            prefix,
+        }
+    }
+}
+
 /// Where a recording plays on demand.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 pub struct VodUrls {
@@ -330,7 +359,7 @@ fn describe(
     dir: &Path,
     rel: &str,
     writing: &HashSet<String>,
-    vod_app: &str,
+    vod: &VodPlace,
 ) -> Option<RecordingFile> {
     let path = dir.join(rel);
     let meta = std::fs::symlink_metadata(&path).ok()?;
@@ -377,7 +406,8 @@ fn describe(
             (crate::timefmt::rfc3339_millis(t), ms(t))
         }
     };
-    let vod_path = base_of(rel).unwrap_or(rel).to_string();
+    let vod_path = format!("{}{}", vod.prefix, base_of(rel).unwrap_or(rel));
+    let vod_app = &vod.app;
     Some(RecordingFile {
         id: id_of(rel),
         stream: side.as_ref().map(|s| s.stream.clone()),
@@ -404,7 +434,7 @@ fn describe(
 /// Every recording under `dir` (see the module docs for the bounds).
 /// `writing` is asked after the directories were read, so a file that is
 /// listed and being written is known as such.
-pub fn scan(dir: &Path, writing: impl FnOnce() -> HashSet<String>, vod_app: &str) -> Scan {
+pub fn scan(dir: &Path, writing: impl FnOnce() -> HashSet<String>, vod: &VodPlace) -> Scan {
     let mut found = Vec::new();
     let mut truncated = false;
     let mut entries = 0usize;
@@ -444,7 +474,7 @@ pub fn scan(dir: &Path, writing: impl FnOnce() -> HashSet<String>, vod_app: &str
     let writing = writing();
     let mut files: Vec<RecordingFile> = found
         .iter()
-        .filter_map(|rel| describe(dir, rel, &writing, vod_app))
+        .filter_map(|rel| describe(dir, rel, &writing, vod))
         .collect();
     files.sort_by(|a, b| a.start_ms.cmp(&b.start_ms).then_with(|| a.id.cmp(&b.id)));
     Scan { files, truncated }
@@ -470,13 +500,13 @@ pub fn find(
     dir: &Path,
     id: &str,
     writing: impl FnOnce() -> HashSet<String>,
-    vod_app: &str,
+    vod: &VodPlace,
 ) -> Option<RecordingFile> {
     let rel = rel_of(id)?;
     if !listable(&rel) || !no_links_on_the_way(dir, &rel) {
         return None;
     }
-    describe(dir, &rel, &writing(), vod_app)
+    describe(dir, &rel, &writing(), vod)
 }
 
 /// Deletes a listed recording's files (the media file and its sidecar),
@@ -572,6 +602,24 @@ pub fn expired(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn vod() -> VodPlace {
+        VodPlace {
+            app: "vod".into(),
+            prefix: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_vod_place_is_the_record_dir_under_the_vod_dir() {
+        let root = tempfile::tempdir().unwrap();
+        let media = root.path().join("media");
+        std::fs::create_dir_all(media.join("rec")).unwrap();
+        assert_eq!(VodPlace::of("vod", &media, &media).prefix, "");
+        assert_eq!(VodPlace::of("v", &media.join("rec"), &media).prefix, "rec/");
+        // Outside it: as if it were the VOD directory.
+        assert_eq!(VodPlace::of("vod", root.path(), &media).prefix, "");
+    }
 
     #[test]
     fn ids_are_url_safe_and_name_their_path() {
@@ -755,7 +803,7 @@ mod tests {
         std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
         std::os::unix::fs::symlink(outside.join("secret.flv"), root.join("l.flv")).unwrap();
         let writing = || HashSet::from(["live/cam/two.flv".to_string()]);
-        let scan = scan(&root, writing, "vod");
+        let scan = scan(&root, writing, &vod());
         assert!(!scan.truncated);
         let paths: Vec<&str> = scan.files.iter().map(RecordingFile::path).collect();
         assert_eq!(paths, ["live/cam/one.flv", "live/cam/two.flv"]);
@@ -771,11 +819,11 @@ mod tests {
         assert_eq!(scan.files[1].state, FileState::Recording);
         assert_eq!(scan.files[1].stream, None);
         // Found by id; links and outside paths are not.
-        let found = find(&root, &one.id, HashSet::new, "vod").unwrap();
+        let found = find(&root, &one.id, HashSet::new, &vod()).unwrap();
         assert_eq!(&found, one);
         for rel in ["link/secret.flv", "l.flv", "../outside/secret.flv"] {
             assert!(
-                find(&root, &id_of(rel), HashSet::new, "vod").is_none(),
+                find(&root, &id_of(rel), HashSet::new, &vod()).is_none(),
                 "{rel}"
             );
             assert!(remove(&root, rel).is_err(), "{rel}");

@@ -358,8 +358,10 @@ pub struct Recorder {
     table: Arc<Mutex<Table>>,
     /// Wakes the sweeper when a file closes.
     closed: Arc<tokio::sync::Notify>,
-    /// The VOD application recordings play under.
+    /// The VOD application recordings play under, and `[vod] dir` (the
+    /// recorder's directory when not set).
     vod_app: Arc<str>,
+    vod_dir: Option<PathBuf>,
 }
 
 impl Default for Recorder {
@@ -370,6 +372,7 @@ impl Default for Recorder {
             table: Arc::default(),
             closed: Arc::default(),
             vod_app: Arc::from(VOD_APP),
+            vod_dir: None,
         }
     }
 }
@@ -386,11 +389,19 @@ impl Recorder {
         r
     }
 
-    /// Names the VOD application the recordings' URLs use (default
-    /// [`VOD_APP`]).
-    pub fn with_vod_app(mut self, app: &str) -> Recorder {
+    /// Where recordings play on demand: the VOD application (default
+    /// [`VOD_APP`]) and its directory, which `recorder.dir` is under (the
+    /// same by default). A recorder directory outside it gets URLs as if it
+    /// were the VOD directory, and a warning at start-up.
+    pub fn with_vod(mut self, app: &str, dir: &str) -> Recorder {
         self.vod_app = Arc::from(app);
+        self.vod_dir = Some(PathBuf::from(dir));
         self
+    }
+
+    fn vod_place(&self, plan: &Plan) -> library::VodPlace {
+        let dir = self.vod_dir.as_deref().unwrap_or(&plan.dir);
+        library::VodPlace::of(&self.vod_app, &plan.dir, dir)
     }
 
     /// Replaces the settings and rules (SIGHUP): publishes from now on use
@@ -600,20 +611,33 @@ impl Recorder {
     /// Every recording under `recorder.dir` (blocking: a bounded scan).
     pub fn list(&self) -> Scan {
         let plan = self.plan();
-        library::scan(&plan.dir, || self.writing(&plan.dir), &self.vod_app)
+        library::scan(
+            &plan.dir,
+            || self.writing(&plan.dir),
+            &self.vod_place(&plan),
+        )
     }
 
     /// One recording by id (blocking).
     pub fn get(&self, id: &str) -> Option<RecordingFile> {
         let plan = self.plan();
-        library::find(&plan.dir, id, || self.writing(&plan.dir), &self.vod_app)
+        library::find(
+            &plan.dir,
+            id,
+            || self.writing(&plan.dir),
+            &self.vod_place(&plan),
+        )
     }
 
     /// Deletes a finished recording's files (blocking): `recording.deleted`.
     pub fn delete(&self, id: &str) -> Result<RecordingFile, DeleteError> {
         let plan = self.plan();
-        let Some(file) = library::find(&plan.dir, id, || self.writing(&plan.dir), &self.vod_app)
-        else {
+        let Some(file) = library::find(
+            &plan.dir,
+            id,
+            || self.writing(&plan.dir),
+            &self.vod_place(&plan),
+        ) else {
             return Err(DeleteError::NotFound(crate::text::short(id, 80)));
         };
         self.remove(&plan.dir, &file, "api")?;
