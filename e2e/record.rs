@@ -119,6 +119,30 @@ fn a_recording_holds_every_frame_of_the_publish() {
     server.assert_no_panic();
 }
 
+/// Asserts that live/cam's recording failed for `reason` (log line and
+/// `recording.failed`) and that the live stream went on: its playlist
+/// gains segments after the failure.
+fn assert_recording_failed_stream_goes_on(server: &Castgate, hook: &Receiver, reason: &str) {
+    let failed = server.wait_log_all(&["recording failed", "stream=\"live/cam\""], T);
+    assert!(failed.contains(reason), "{failed}");
+    let ev = event(hook, "recording.failed", "live/cam");
+    assert!(
+        ev["data"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains(reason)),
+        "{ev}"
+    );
+    let before = segments(server, "live/cam");
+    let deadline = Instant::now() + T;
+    while segments(server, "live/cam") < before + 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the HLS playlist stopped at {before} segments after the recording failed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The video playlist's segment count, 0 while there is none.
 fn segments(server: &Castgate, key: &str) -> usize {
     let r = http_get(server.http, &format!("/{key}/video.m3u8"));
@@ -139,26 +163,7 @@ fn an_unwritable_record_dir_fails_the_recording_not_the_stream() {
     let server = start(dir.path(), &blocked, &hook);
     let src = fixture(2);
     let mut publisher = publish(&src, &server.url("live/cam"), &["-stream_loop", "3"]);
-    let failed = server.wait_log_all(&["recording failed", "stream=\"live/cam\""], T);
-    assert!(failed.contains("cannot create the directory"), "{failed}");
-    let ev = event(&hook, "recording.failed", "live/cam");
-    assert!(
-        ev["data"]["reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("cannot create the directory")),
-        "{ev}"
-    );
-    // The live stream goes on: its playlist keeps gaining segments after
-    // the recording failed.
-    let before = segments(&server, "live/cam");
-    let deadline = Instant::now() + T;
-    while segments(&server, "live/cam") < before + 2 {
-        assert!(
-            Instant::now() < deadline,
-            "the HLS playlist stopped at {before} segments after the recording failed"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    assert_recording_failed_stream_goes_on(&server, &hook, "cannot create the directory");
     let status = wait_child(&mut publisher, T, "ffmpeg publisher");
     assert!(status.success(), "ffmpeg publisher: {status}");
     assert_eq!(
@@ -641,25 +646,7 @@ fn a_full_disk_stops_the_recording_not_the_stream() {
     let src = fixture(8);
     // 16 s of a 0.5 Mbit/s stream: about 1 MB, twice the disk.
     let mut publisher = publish(&src, &server.url("live/cam"), &["-stream_loop", "3"]);
-    let failed = server.wait_log_all(&["recording failed", "stream=\"live/cam\""], T);
-    assert!(failed.contains("No space left on device"), "{failed}");
-    let ev = event(&hook, "recording.failed", "live/cam");
-    assert!(
-        ev["data"]["reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("No space left on device")),
-        "{ev}"
-    );
-    // The stream goes on: more segments after the failure.
-    let at_failure = segments(&server, "live/cam");
-    let deadline = Instant::now() + T;
-    while segments(&server, "live/cam") < at_failure + 2 {
-        assert!(
-            Instant::now() < deadline,
-            "the live stream stopped with the recording"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    assert_recording_failed_stream_goes_on(&server, &hook, "No space left on device");
     let status = wait_child(&mut publisher, T, "ffmpeg publisher");
     assert!(
         status.success(),

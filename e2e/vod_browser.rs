@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::browser::{self, BrowserReport};
 use crate::harness::*;
+use crate::vod_http::start;
 
 const T: Duration = Duration::from_secs(90);
 /// Seconds of playback sampled after the seek.
@@ -25,24 +26,6 @@ const SAMPLE_SECS: u32 = 4;
 const SEEK_S: f64 = 12.5;
 /// How far ahead the players buffer (less than the distance to the seek).
 const MAX_BUFFER_S: f64 = 4.0;
-
-/// castgate whose `[vod] dir` and `[recorder] dir` are `media`, with
-/// `extra` appended to its config.
-fn start(cfg_dir: &Path, media: &Path, extra: &str) -> Castgate {
-    let cfg = cfg_dir.join("castgate.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[vod]\ndir = \"{m}\"\n[recorder]\ndir = \"{m}\"\n{extra}",
-            m = media.display()
-        ),
-    )
-    .unwrap();
-    Castgate::start_with_args(
-        &["serve", "--config", cfg.to_str().unwrap()],
-        &[("CASTGATE__PACKAGE__GRACE_SECS", "1")],
-    )
-}
 
 /// `target/e2e-artifacts/NAME`, kept after the run.
 fn artifact(name: &str) -> PathBuf {

@@ -15,7 +15,7 @@ const T: Duration = Duration::from_secs(90);
 
 /// castgate whose `[vod] dir` (and `[recorder] dir`) is `media`, with
 /// `extra` appended to its config.
-fn start(cfg_dir: &Path, media: &Path, extra: &str) -> Castgate {
+pub fn start(cfg_dir: &Path, media: &Path, extra: &str) -> Castgate {
     let cfg = cfg_dir.join("castgate.toml");
     std::fs::write(
         &cfg,

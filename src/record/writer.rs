@@ -664,19 +664,9 @@ fn io_reason(what: &str, path: &str, e: std::io::Error) -> String {
 /// Creates `dir/base.flv` (its directories first), or `base-1.flv`, … if
 /// the name is taken (a split within the same second): never overwrites.
 fn create(dir: &Path, base: &str) -> Result<(String, File), String> {
-    let parent = Path::new(base).parent().unwrap_or(Path::new(""));
-    std::fs::create_dir_all(dir.join(parent)).map_err(|e| {
-        format!(
-            "cannot create the directory {}: {e}",
-            dir.join(parent).display()
-        )
-    })?;
+    create_parent(dir, base)?;
     for n in 0..1000 {
-        let rel = if n == 0 {
-            format!("{base}.flv")
-        } else {
-            format!("{base}-{n}.flv")
-        };
+        let rel = format!("{}.flv", numbered(base, n));
         // A CMAF recording of the same name would share its sidecar.
         if dir.join(rel.trim_end_matches(".flv")).exists() {
             continue;
@@ -700,19 +690,9 @@ fn create(dir: &Path, base: &str) -> Result<(String, File), String> {
 /// if the name is taken: never writes into another recording. Returns the
 /// recording's path: its `index.m3u8` inside.
 fn create_dir(dir: &Path, base: &str) -> Result<String, String> {
-    let parent = Path::new(base).parent().unwrap_or(Path::new(""));
-    std::fs::create_dir_all(dir.join(parent)).map_err(|e| {
-        format!(
-            "cannot create the directory {}: {e}",
-            dir.join(parent).display()
-        )
-    })?;
+    create_parent(dir, base)?;
     for n in 0..1000 {
-        let name = if n == 0 {
-            base.to_string()
-        } else {
-            format!("{base}-{n}")
-        };
+        let name = numbered(base, n);
         // A FLV recording of the same name would share its sidecar.
         if dir.join(format!("{name}.flv")).exists() {
             continue;
@@ -726,4 +706,20 @@ fn create_dir(dir: &Path, base: &str) -> Result<String, String> {
     Err(format!(
         "cannot create {base}/: 1000 recordings of that name exist"
     ))
+}
+
+/// The directories `base` goes in, under `dir`.
+fn create_parent(dir: &Path, base: &str) -> Result<(), String> {
+    let parent = dir.join(Path::new(base).parent().unwrap_or(Path::new("")));
+    std::fs::create_dir_all(&parent)
+        .map_err(|e| format!("cannot create the directory {}: {e}", parent.display()))
+}
+
+/// The `n`th name tried for `base`: itself, then `base-1`, `base-2`, …
+fn numbered(base: &str, n: u32) -> String {
+    if n == 0 {
+        base.to_string()
+    } else {
+        format!("{base}-{n}")
+    }
 }
