@@ -665,3 +665,76 @@ fn a_full_disk_stops_the_recording_not_the_stream() {
     assert!(!framemd5_of(index.to_str().unwrap(), "0:v").is_empty());
     server.assert_no_panic();
 }
+
+/// A 60 s publish recorded as CMAF and as FLV at once (two rules): both
+/// decode whole and hold every frame of what ffmpeg published, and the
+/// CMAF recording plays over `/vod/…` in HLS and DASH.
+#[test]
+fn a_minute_recorded_as_cmaf_and_flv_holds_every_frame() {
+    let hook = Receiver::start(std::sync::Arc::new(|_: &Received| (200, String::new())));
+    let dir = tempdir();
+    let media = dir.path().join("media");
+    let cfg = dir.path().join("castgate.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[webhooks]\nurls = [\"{}\"]\n\
+             [recorder]\ndir = \"{m}\"\n[vod]\ndir = \"{m}\"\n\
+             [[record]]\nstream = \"live/*\"\nformat = \"cmaf\"\npath = \"cmaf/{{key}}\"\n\
+             [[record]]\nstream = \"live/*\"\nformat = \"flv\"\npath = \"flv/{{key}}\"\n",
+            hook.url("/events"),
+            m = media.display()
+        ),
+    )
+    .unwrap();
+    let server = Castgate::start_with_args(&["serve", "--config", cfg.to_str().unwrap()], &[]);
+    // A minute encoded as the fixtures are (H.264 High with B-frames, 1 s
+    // GOP, AAC), published as fast as ffmpeg reads it (a recording runs on
+    // the stream's time, not the clock).
+    let src = dir.path().join("minute.flv");
+    let made = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg("testsrc2=size=320x180:rate=30")
+        .args(["-f", "lavfi", "-i", "sine=frequency=700:sample_rate=48000"])
+        .args([
+            "-t", "60", "-c:v", "libx264", "-preset", "veryfast", "-bf", "2",
+        ])
+        .args(["-g", "30", "-keyint_min", "30", "-sc_threshold", "0"])
+        .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv"])
+        .arg(&src)
+        .status()
+        .expect("cannot run ffmpeg");
+    assert!(made.success(), "ffmpeg could not make the minute");
+    let mut publisher = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(&src)
+        .args(["-c", "copy", "-f", "flv"])
+        .arg(server.url("live/min"))
+        .spawn()
+        .unwrap();
+    let status = wait_child(&mut publisher, T, "ffmpeg publisher");
+    assert!(status.success(), "ffmpeg publisher: {status}");
+    assert!(server.wait_count(&["recording completed", "stream=\"live/min\""], 2, T));
+    let cmaf = media.join("cmaf/min/index.m3u8");
+    let flv = media.join("flv/min.flv");
+    assert_holds_every_frame(&src, cmaf.to_str().unwrap(), "the CMAF recording");
+    assert_holds_every_frame(&src, flv.to_str().unwrap(), "the FLV recording");
+    let secs: f64 = std::fs::read_to_string(cmaf.with_file_name("video.m3u8"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .filter_map(|l| l.trim_end_matches(',').parse::<f64>().ok())
+        .sum();
+    assert!((59.5..=60.5).contains(&secs), "{secs} s listed");
+    assert_holds_every_frame(
+        &src,
+        &server.http_url("/vod/cmaf/min/manifest.mpd"),
+        "the CMAF recording over DASH",
+    );
+    assert_holds_every_frame(
+        &src,
+        &server.http_url("/vod/flv/min/index.m3u8"),
+        "the FLV recording over HLS",
+    );
+    server.assert_no_panic();
+}
