@@ -46,7 +46,7 @@ def need(*tools):
     """Fails with the apt-get line when a tool is missing."""
     missing = [t for t in tools if shutil.which(t) is None and not Path(t).exists()]
     if missing:
-        die(f"missing {', '.join(missing)}: apt-get install ffmpeg nginx libnginx-mod-rtmp wrk")
+        die(f"missing {', '.join(missing)}: apt-get install ffmpeg nginx libnginx-mod-rtmp wrk rtmpdump")
 
 
 def fixture(seconds=20):
