@@ -48,6 +48,15 @@ struct Queue {
     started: bool,
 }
 
+/// The writer looks at its queue this often when nothing woke it: events
+/// wait at most this long (a CMAF segment is on disk this long after it
+/// closes), and a recording costs a few wake-ups a second instead of one
+/// per frame.
+const WAKE_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+/// A queue this long wakes the writer at once (a burst: a GOP cache
+/// replayed, a publisher catching up).
+const WAKE_EVENTS: usize = 256;
+
 /// The bounded queue between a stream and its writer thread.
 pub struct Feed {
     limit: usize,
@@ -119,10 +128,13 @@ impl Feed {
                 }
                 State::Closing => return Err(State::Closing),
                 State::Running => {
+                    // Woken by volume or a change of state; otherwise it
+                    // looks again after a while (see `WAKE_EVERY`).
                     q = self
                         .ready
-                        .wait(q)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        .wait_timeout(q, WAKE_EVERY)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0;
                 }
             }
         }
@@ -173,7 +185,7 @@ impl Tap for Feed {
         }
         q.bytes += c;
         q.events.push_back(event.clone());
-        if q.events.len() == 1 {
+        if q.events.len() == WAKE_EVENTS {
             self.ready.notify_one();
         }
     }
