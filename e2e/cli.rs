@@ -88,3 +88,19 @@ fn serve_fails_clearly_when_the_port_is_taken() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&addr), "{err}");
 }
+
+/// `castgate --config FILE` is `castgate serve --config FILE` (the README's
+/// first form): a bad file is named the same way by both.
+#[test]
+fn config_without_serve_is_serve() {
+    let dir = tempdir();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[rtmp]\nlisten = 12\n").unwrap();
+    let f = file.to_str().unwrap();
+    for args in [&["--config", f][..], &["serve", "--config", f][..]] {
+        let out = castgate(args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("bad configuration"), "{args:?}: {err}");
+    }
+}

@@ -17,6 +17,10 @@ use castgate::config::Config;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// TOML config file for `serve` when no command is given
+    /// (`castgate --config FILE`).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -34,7 +38,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Serve { config: None }) {
+    match cli.command.unwrap_or(Command::Serve { config: cli.config }) {
         Command::CheckConfig { file } => match Config::load(Some(&file)) {
             Ok(config) => {
                 for w in config.warnings() {
