@@ -1165,10 +1165,10 @@ Those files leave the chunk size at 6 bytes or more.
   connection is either closed or still serves `GET /healthz`.
 - Media files (`vod/`): `GET /vod/NAME/index.m3u8`, `manifest.mpd`,
   `video.m3u8` and `audio/seg-1.m4s` answer the stated status, never a 200
-  nor a 5xx: **415** when the file does not play, with the warning
+  nor a 5xx: **415**, the file does not play, with the warning
   `not playable on demand: <reason>` naming the file (`file=NAME`), the
-  reason containing the quoted text; **404** when it reads but holds
-  nothing to serve. Then an RTMP client connects to app `vod` and plays
+  reason containing the quoted text (a 404 would be a file that reads but
+  has nothing to serve: the replayer takes it, no file here is one). Then an RTMP client connects to app `vod` and plays
   `NAME`: castgate answers the stated `onStatus` code, logs
   `play refused` with the quoted text on a line naming the peer and the
   stream, and still answers a Ping (the connection is handled, not
