@@ -240,7 +240,12 @@ fn check_publish_end(
 fn replay_vod(server: &Castgate, e: &Entry) -> Result<(), String> {
     let since = server.log_len();
     let name = &e.name;
-    for res in ["index.m3u8", "manifest.mpd", "video.m3u8", "audio/seg-1.m4s"] {
+    for res in [
+        "index.m3u8",
+        "manifest.mpd",
+        "video.m3u8",
+        "audio/seg-1.m4s",
+    ] {
         let path = format!("/vod/{name}/{res}");
         let status = http_get(server.http, &path).status;
         // A segment of a title that does not read is refused as the title;

@@ -54,7 +54,10 @@ pub fn vod_title(data: &[u8]) {
     assert_eq!(v + a, frames);
 
     // Seek points.
-    assert!(!title.seek_points.is_empty(), "a title without a seek point");
+    assert!(
+        !title.seek_points.is_empty(),
+        "a title without a seek point"
+    );
     for (i, p) in title.seek_points.iter().enumerate() {
         if i > 0 {
             assert!(title.seek_points[i - 1].dts <= p.dts, "seek points ascend");
@@ -111,7 +114,10 @@ pub fn vod_title(data: &[u8]) {
     let snap = seg.snapshot();
     assert!(snap.ended);
     let mut firsts = Vec::new();
-    for (kind, track) in [(MediaKind::Video, &snap.video), (MediaKind::Audio, &snap.audio)] {
+    for (kind, track) in [
+        (MediaKind::Video, &snap.video),
+        (MediaKind::Audio, &snap.audio),
+    ] {
         let Some(t) = track else { continue };
         for (i, g) in t.segments.iter().enumerate() {
             if i > 0 {
