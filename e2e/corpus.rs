@@ -2,7 +2,8 @@
 //! replayed against one castgate while ffmpeg publishes a real stream
 //! alongside: every file gets the outcome its manifest line states, the
 //! process survives without a panic, and the stream alongside arrives whole
-//! over RTMP and in its HLS output.
+//! over RTMP and in its HLS output. The hostile media files (`vod/`) lie in
+//! castgate's `[vod] dir` and are asked for over HTTP and RTMP.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -48,6 +49,9 @@ impl Entry {
     }
 }
 
+/// The corpus's folders.
+const CATEGORIES: [&str; 7] = ["handshake", "chunk", "amf", "flv", "codec", "http", "vod"];
+
 fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus")
 }
@@ -79,9 +83,28 @@ fn manifest() -> Vec<Entry> {
         })
         .collect();
     // Every expectation can fail: RTMP files name what the log must say,
-    // HTTP files a 4xx status (or a close without an answer).
+    // HTTP files a 4xx status (or a close without an answer), media files
+    // a 4xx status, what the log says and the RTMP play's answer.
     for e in &entries {
-        if e.category == "http" {
+        if e.category == "vod" {
+            assert!(
+                matches!(e.expect.as_str(), "404" | "415"),
+                "{}: on-demand expectation {:?}",
+                e.file,
+                e.expect
+            );
+            assert!(
+                matches!(
+                    e.reply.as_str(),
+                    "NetStream.Play.Failed" | "NetStream.Play.StreamNotFound"
+                ),
+                "{}: RTMP reply {:?}",
+                e.file,
+                e.reply
+            );
+            assert!(!e.log.is_empty(), "{}: no expected log text", e.file);
+            assert!(e.bad_tags.is_none(), "{}: bad_tags", e.file);
+        } else if e.category == "http" {
             assert!(
                 e.expect == "close" || e.expect.starts_with('4') && e.expect.len() == 3,
                 "{}: HTTP expectation {:?}",
@@ -100,7 +123,7 @@ fn manifest() -> Vec<Entry> {
     }
     // Every file is listed and every listed file exists.
     let mut on_disk = Vec::new();
-    for cat in ["handshake", "chunk", "amf", "flv", "codec", "http"] {
+    for cat in CATEGORIES {
         for f in std::fs::read_dir(dir.join(cat)).expect("corpus folder") {
             on_disk.push(format!(
                 "{cat}/{}",
@@ -208,6 +231,65 @@ fn check_publish_end(
     Ok(())
 }
 
+/// Asks for one hostile media file under `[vod] dir` (`vod/NAME`): its
+/// HLS and DASH manifests and a segment answer the manifest's status (415:
+/// the file does not play, and the log says why; 404: it reads but has
+/// nothing to serve), never a 200 nor a 5xx; an RTMP play of it gets the
+/// manifest's `onStatus` code, and the connection stays usable (a Ping is
+/// answered) until the client hangs up.
+fn replay_vod(server: &Castgate, e: &Entry) -> Result<(), String> {
+    let since = server.log_len();
+    let name = &e.name;
+    for res in [
+        "index.m3u8",
+        "manifest.mpd",
+        "video.m3u8",
+        "audio/seg-1.m4s",
+    ] {
+        let path = format!("/vod/{name}/{res}");
+        let status = http_get(server.http, &path).status;
+        // A segment of a title that does not read is refused as the title;
+        // of one that does, it is not there.
+        let want = if res.ends_with(".m4s") && e.expect == "404" {
+            "404"
+        } else {
+            e.expect.as_str()
+        };
+        if status.to_string() != want {
+            return Err(format!("{path} answered {status}, expected {want}"));
+        }
+    }
+    if e.expect == "415" {
+        let file = format!("file={name}");
+        server
+            .find_log_after(since, &["not playable on demand", &file, &e.log], STEP)
+            .ok_or_else(|| format!("no `not playable on demand` log line with {:?}", e.log))?;
+    }
+    let mut c = Raw::connect(server.rtmp);
+    let peer = c.peer_tag();
+    c.start_stream_in("vod", "play", name);
+    match c.wait_for(e.reply.as_bytes(), STEP) {
+        Wait::Found => {}
+        w => return Err(format!("RTMP play: no {:?}: {w:?}", e.reply)),
+    }
+    let stream = format!("stream=\"vod/{name}\"");
+    server
+        .find_log_after(since, &[&peer, "play refused", &stream, &e.log], STEP)
+        .ok_or_else(|| format!("no `play refused` log line for the peer with {:?}", e.log))?;
+    match c.ping(STEP) {
+        Wait::Found => {}
+        w => return Err(format!("no answer to a Ping after the refused play: {w:?}")),
+    }
+    drop(c);
+    let line = server
+        .find_log_after(since, &[&peer, "connection closed"], STEP)
+        .ok_or("no `connection closed` log line for the peer")?;
+    if !line.contains("peer closed the connection") {
+        return Err(format!("castgate closed the connection itself: {line:?}"));
+    }
+    Ok(())
+}
+
 /// A response head and the bytes read after it.
 type Head = (Vec<u8>, Vec<u8>);
 
@@ -306,7 +388,14 @@ fn replay_http(addr: SocketAddr, e: &Entry, data: &[u8]) -> Result<(), String> {
 fn corpus_of_malformed_inputs() {
     let entries = manifest();
     let src = fixture(14);
+    // castgate's `[vod] dir`: the hostile media files.
+    let media = tempdir();
+    for e in entries.iter().filter(|e| e.category == "vod") {
+        std::fs::copy(corpus_dir().join(&e.file), media.path().join(&e.name))
+            .expect("copy a media file");
+    }
     let mut server = Castgate::start(&[
+        ("CASTGATE__VOD__DIR", media.path().to_str().unwrap()),
         ("CASTGATE__RTMP__HANDSHAKE_TIMEOUT_SECS", "2"),
         ("CASTGATE__PACKAGE__GRACE_SECS", "1"),
         // The whole alongside stream stays in the window.
@@ -332,6 +421,8 @@ fn corpus_of_malformed_inputs() {
                 let data = std::fs::read(corpus_dir().join(&e.file)).expect("corpus file");
                 let result = if e.category == "http" {
                     replay_http(server.http, e, &data)
+                } else if e.category == "vod" {
+                    replay_vod(&server, e)
                 } else {
                     replay_rtmp(&server, e, &data)
                 };

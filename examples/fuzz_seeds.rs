@@ -413,6 +413,77 @@ pub mod seeds {
         small.write(2, message::ABORT, 0, 0, &[&6u32.to_be_bytes()], &mut wire);
         w.put("chunk", "play_128", &cat(&[&[0x00], &wire]));
         w.put("chunk_session", "play_128", &cat(&[&[0x21], &wire]));
+        // On-demand play: play with start, length and reset, a buffer
+        // length, getStreamLength, seek, pause and pauseRaw (both ways).
+        let mut vod = ChunkEncoder::new();
+        let mut wire = BytesMut::new();
+        cmd(&mut vod, &mut wire, 0, &connect);
+        cmd(&mut vod, &mut wire, 0, &create);
+        let n = Amf0Value::Number;
+        let s = Amf0Value::string;
+        for (sid, args) in [
+            (
+                1,
+                vec![s("getStreamLength"), n(3.0), Amf0Value::Null, s("vod/clip")],
+            ),
+            (
+                1,
+                vec![
+                    s("play"),
+                    n(4.0),
+                    Amf0Value::Null,
+                    s("vod/clip"),
+                    n(2500.0),
+                    n(-1.0),
+                    Amf0Value::Boolean(true),
+                ],
+            ),
+        ] {
+            cmd(&mut vod, &mut wire, sid, &args);
+        }
+        vod.write(
+            2,
+            message::USER_CONTROL,
+            0,
+            0,
+            &[&UserControl::SetBufferLength {
+                stream_id: 1,
+                millis: 3000,
+            }
+            .encode()],
+            &mut wire,
+        );
+        for args in [
+            vec![s("seek"), n(0.0), Amf0Value::Null, n(1200.0)],
+            vec![
+                s("pause"),
+                n(0.0),
+                Amf0Value::Null,
+                Amf0Value::Boolean(true),
+                n(1300.0),
+            ],
+            vec![
+                s("pause"),
+                n(0.0),
+                Amf0Value::Null,
+                Amf0Value::Boolean(false),
+                n(1300.0),
+            ],
+            vec![s("pauseRaw"), n(0.0), Amf0Value::Null, n(1.0), n(1400.0)],
+            vec![s("pauseRaw"), n(0.0), Amf0Value::Null, n(0.0), n(1400.0)],
+            vec![
+                s("play"),
+                n(0.0),
+                Amf0Value::Null,
+                s("vod/other.mp4"),
+                n(0.0),
+                n(5000.0),
+                Amf0Value::Boolean(false),
+            ],
+        ] {
+            cmd(&mut vod, &mut wire, 1, &args);
+        }
+        w.put("chunk_session", "vod_commands", &cat(&[&[0x21], &wire]));
         // An even selector: the session sees the raw handshake too.
         let mut client = ClientHandshake::new_simple();
         let mut c0c1 = Vec::new();

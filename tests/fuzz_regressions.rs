@@ -139,3 +139,82 @@ fn the_seed_maker_makes_what_is_committed() {
         }
     }
 }
+
+/// The `chunk_session` seed of on-demand play reaches the commands the
+/// target answers: play with a start, a length and reset, getStreamLength,
+/// SetBufferLength, seek, pause and pauseRaw (driven as
+/// `rtmp::session::exercise` drives them). Its last play, on the stream
+/// already playing, is the session's to turn down.
+#[test]
+fn the_session_seed_reaches_the_on_demand_commands() {
+    use castgate::media::MediaKind;
+    use castgate::rtmp::handshake::ClientHandshake;
+    use castgate::rtmp::session::{ServerEvent, ServerSession, SessionConfig};
+    let data = std::fs::read(fuzz_dir().join("seeds/chunk_session/vod_commands")).unwrap();
+    let (&selector, rest) = data.split_first().unwrap();
+    assert_eq!(selector & 1, 1, "starts with a valid handshake");
+    let mut session = ServerSession::new(SessionConfig::default());
+    let mut client = ClientHandshake::new_simple();
+    let mut c0c1 = Vec::new();
+    client.start(&mut c0c1);
+    session.handle_input(&c0c1).unwrap();
+    let mut c2 = Vec::new();
+    client.process(&session.take_output(), &mut c2).unwrap();
+    session.handle_input(&c2).unwrap();
+    let mut seen = Vec::new();
+    for part in rest.chunks(usize::from(selector >> 1).max(1)) {
+        session.handle_input(part).unwrap();
+        while let Some(ev) = session.poll_event() {
+            match ev {
+                ServerEvent::PlayRequested {
+                    stream_id, range, ..
+                } => {
+                    seen.push(format!(
+                        "play {} {} {}",
+                        range.start, range.duration, range.reset
+                    ));
+                    session.accept_play(stream_id);
+                    session.send_media(stream_id, MediaKind::Video, 0, &[&[0x17, 1, 0, 0, 0]]);
+                }
+                ServerEvent::Seek { stream_id, ms } => {
+                    seen.push(format!("seek {ms}"));
+                    session.seek_done(stream_id, ms as i64);
+                }
+                ServerEvent::Pause {
+                    stream_id,
+                    pause,
+                    ms,
+                } => {
+                    seen.push(format!("pause {pause} {ms}"));
+                    session.pause_done(stream_id, pause, 0);
+                }
+                ServerEvent::StreamLengthRequested {
+                    stream_id,
+                    transaction,
+                    ..
+                } => {
+                    seen.push("getStreamLength".into());
+                    session.answer_stream_length(stream_id, transaction, 1.5);
+                }
+                ServerEvent::BufferLength { millis, .. } => seen.push(format!("buffer {millis}")),
+                _ => {}
+            }
+        }
+        let _ = session.take_output();
+    }
+    for want in [
+        "getStreamLength",
+        "play 2500 -1 true",
+        "buffer 3000",
+        "seek 1200",
+        "pause true 1300",
+        "pause false 1300",
+        "pause true 1400",
+        "pause false 1400",
+    ] {
+        assert!(
+            seen.iter().any(|s| s == want),
+            "{want} not reached: {seen:?}"
+        );
+    }
+}

@@ -13,6 +13,7 @@ mod http;
 mod ingest;
 mod media;
 mod rtmp;
+mod vod;
 
 pub use http::{http_path, stream_key};
 pub use ingest::{encode_ingest_record, ingest, IngestRecord};
@@ -21,6 +22,7 @@ pub use media::{
     mp4_file, opus_config, vp9_config,
 };
 pub use rtmp::{aggregate, amf, chunk, chunk_session, handshake, rtmp_client, rtmpe_handshake};
+pub use vod::vod_title;
 
 /// A relay target URL: parse, redact, parse again (`egress::target`).
 pub fn relay_target(data: &[u8]) {
@@ -209,6 +211,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("stream_key", stream_key),
     ("ts_demux", ts_demux),
     ("ts_mux", ts_mux),
+    ("vod_title", vod_title),
     ("vp9_config", vp9_config),
 ];
 

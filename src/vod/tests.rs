@@ -196,3 +196,38 @@ async fn the_cache_keeps_to_its_bound_and_rereads_a_changed_file() {
     assert!(!Arc::ptr_eq(&before, &after));
     assert!(after.bytes < before.bytes);
 }
+
+/// The hostile files of the bad-input corpus (`tests/corpus/vod/`, see its
+/// README) through the library, as an HTTP request meets them: each is
+/// refused as its `MANIFEST.tsv` line says (415 with the reason, or 404),
+/// for the manifests and a segment alike, and never packaged.
+#[tokio::test]
+async fn the_corpus_of_hostile_files_does_not_play() {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    let manifest = std::fs::read_to_string(corpus.join("MANIFEST.tsv")).unwrap();
+    let lib = library(&corpus.join("vod"));
+    let mut n = 0;
+    let mut wrong = Vec::new();
+    for line in manifest.lines().filter(|l| l.starts_with("vod/")) {
+        let f: Vec<&str> = line.split('\t').collect();
+        let (name, expect, log) = (&f[0]["vod/".len()..], f[1], f[2]);
+        for resource in [
+            Resource::Multivariant,
+            Resource::Mpd,
+            Resource::MediaPlaylist(MediaKind::Video),
+            Resource::Segment(MediaKind::Audio, 1),
+        ] {
+            let got = lib.answer(name, resource, &[]).await;
+            match (expect, &got) {
+                ("415", Err(VodError::Unsupported(why))) if why.contains(log) => {}
+                ("404", Err(VodError::NotFound | VodError::Missing(_))) => {}
+                _ => wrong.push(format!(
+                    "{name} {resource:?}: expected {expect} ({log}), got {got:?}"
+                )),
+            }
+        }
+        n += 1;
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    assert!(n >= 20, "{n} hostile files");
+}

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use crate::amf::{amf0, Budget, DecodeLimits};
 use crate::media::flv::Ingest;
 use crate::media::flv_file::{self, TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
-use crate::media::mp4::{Mp4Error, Mp4File};
+use crate::media::mp4::{Limits, Mp4Error, Mp4File};
 use crate::media::{CodecConfig, MediaKind, Metadata, StreamEvent};
 
 /// The containers castgate plays on demand.
@@ -49,6 +49,10 @@ pub enum TitleError {
     Flv(#[from] flv_file::FlvFileError),
     #[error("no frame castgate can play (H.264, HEVC, AV1, VP9 video; AAC, Opus, MP3, FLAC, AC-3 audio)")]
     NoFrames,
+    /// Frames, but none a player can start from (video without a
+    /// keyframe): nothing of it would decode.
+    #[error("no keyframe to start playing from")]
+    NoKeyframe,
 }
 
 /// Where playing can start: a video keyframe (any frame of an audio-only
@@ -74,7 +78,7 @@ pub struct Title {
     /// configuration that changes mid-file (a recorded stream whose
     /// publisher changed settings) is an event where it changed.
     pub events: Vec<StreamEvent>,
-    /// Ascending decode times.
+    /// Ascending decode times; at least one.
     pub seek_points: Vec<SeekPoint>,
     /// From the first frame's decode time to the end of the last frame.
     pub duration_ms: i64,
@@ -85,12 +89,18 @@ pub struct Title {
 impl Title {
     /// Reads a whole file: FLV by its signature, anything else as MP4.
     pub fn read(file: Bytes) -> Result<Title, TitleError> {
+        Title::read_with(file, Limits::default())
+    }
+
+    /// [`Title::read`] with the MP4 reader's `limits` (the fuzz target's
+    /// are small, so that its inputs reach them).
+    pub fn read_with(file: Bytes, limits: Limits) -> Result<Title, TitleError> {
         let bytes = file.len() as u64;
         let (format, metadata, events) = if file.starts_with(b"FLV") {
             let (metadata, events) = flv_events(&file)?;
             (Format::Flv, metadata, events)
         } else if looks_like_mp4(&file) {
-            (Format::Mp4, None, mp4_events(&file)?)
+            (Format::Mp4, None, mp4_events(&file, limits)?)
         } else {
             return Err(TitleError::NotMedia);
         };
@@ -181,6 +191,9 @@ impl Title {
                 _ => {}
             }
         }
+        if seek_points.is_empty() {
+            return Err(TitleError::NoKeyframe);
+        }
         let duration_ms = last
             .iter()
             .filter(|(dts, _)| *dts != i64::MIN)
@@ -249,8 +262,8 @@ fn looks_like_mp4(file: &[u8]) -> bool {
         )
 }
 
-fn mp4_events(file: &Bytes) -> Result<Vec<StreamEvent>, TitleError> {
-    let mp4 = Mp4File::parse(file)?;
+fn mp4_events(file: &Bytes, limits: Limits) -> Result<Vec<StreamEvent>, TitleError> {
+    let mp4 = Mp4File::parse_with(file, limits)?;
     let mut events: Vec<StreamEvent> = mp4
         .tracks()
         .map(|t| StreamEvent::Config(Arc::new(t.config.clone())))

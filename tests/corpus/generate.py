@@ -319,13 +319,14 @@ def asc_bytes(object_type, freq_index, channels, explicit_rate=None, ga=True, pc
 CASES = []
 
 
-def case(category, name, data, expect, log="", reply="", bad_tags="-", what=""):
+def case(category, name, data, expect, log="", reply="", bad_tags="-", what="", ext="bin"):
     assert all(c.isalnum() or c == "-" for c in name), name
     assert "\t" not in log + reply + what
     CASES.append(
         dict(
             category=category,
             name=name,
+            file=name + "." + ext,
             data=data,
             expect=expect,
             log=log,
@@ -858,6 +859,188 @@ case(T, "connect-method", req("CONNECT evil.example:443 HTTP/1.1"), "405",
 
 
 # --------------------------------------------------------------------------
+# vod/: hostile media files under castgate's `[vod] dir`
+
+V = "vod"
+NOT_MEDIA = "neither an FLV nor an MP4 file"
+NO_FRAMES = "no frame castgate can play"
+NO_KEYFRAME = "no keyframe to start playing from"
+FAILED = "NetStream.Play.Failed"
+
+
+def bx(kind, body):
+    return struct.pack(">I", len(body) + 8) + kind + body
+
+
+def full(kind, version, flags, body):
+    return bx(kind, struct.pack(">I", (version << 24) | flags) + body)
+
+
+def words(*w):
+    return b"".join(struct.pack(">I", x) for x in w)
+
+
+def mp4a():
+    """An AAC-LC 48 kHz stereo `mp4a` sample entry."""
+    dsi = bytes([0x05, len(ASC)]) + ASC
+    dcd = bytes([0x40, 0x15] + [0] * 11) + dsi
+    es = bytes([0, 1, 0, 0x04, len(dcd)]) + dcd
+    esds = full(b"esds", 0, 0, bytes([0x03, len(es)]) + es)
+    body = bytes([0, 0, 0, 0, 0, 0, 0, 1]) + bytes(8) + bytes([0, 2, 0, 16, 0, 0, 0, 0])
+    return bx(b"mp4a", body + struct.pack(">I", 48000 << 16) + esds)
+
+
+def avc1():
+    """An H.264 `avc1` sample entry (320x240) with its `avcC`."""
+    body = bytes(6) + b"\x00\x01" + bytes(16) + struct.pack(">HH", 320, 240)
+    body += struct.pack(">II", 0x480000, 0x480000) + bytes(4) + b"\x00\x01" + bytes(32)
+    body += b"\x00\x18\xff\xff"
+    return bx(b"avc1", body + bx(b"avcC", avc_record()))
+
+
+def trak(track_id, handler, entry, tables, timescale=48000):
+    tkhd = full(b"tkhd", 0, 3, bytes(8) + struct.pack(">I", track_id) + bytes(68))
+    mdhd = full(b"mdhd", 0, 0, words(0, 0, timescale, 0, 0))
+    hdlr = full(b"hdlr", 0, 0, words(0) + handler + bytes(13))
+    stsd = full(b"stsd", 0, 0, words(1) + entry)
+    stbl = bx(b"stbl", stsd + b"".join(tables))
+    return bx(b"trak", tkhd + bx(b"mdia", mdhd + hdlr + bx(b"minf", stbl)))
+
+
+def audio_tables(mdat_at):
+    """Three AAC samples of 10, 20 and 30 bytes in two chunks."""
+    return [
+        full(b"stts", 0, 0, words(1, 3, 1024)),
+        full(b"stsc", 0, 0, words(2, 1, 2, 1, 2, 1, 1)),
+        full(b"stsz", 0, 0, words(0, 3, 10, 20, 30)),
+        full(b"stco", 0, 0, words(2, mdat_at + 8, mdat_at + 38)),
+    ]
+
+
+def progressive(tables=audio_tables, traks=None, mdat=bytes(range(60))):
+    """ftyp, moov (one AAC track by default), mdat: `tables` and `traks`
+    are made of the mdat's file offset."""
+    def build(at):
+        ftyp = bx(b"ftyp", b"isom\0\0\0\0isom")
+        if traks is None:
+            body = trak(1, b"soun", mp4a(), tables(at))
+        else:
+            body = traks(at)
+        return ftyp, bx(b"moov", body)
+    ftyp, moov = build(0)
+    ftyp, moov = build(len(ftyp) + len(moov))
+    return ftyp + moov + bx(b"mdat", mdat)
+
+
+def with_table(kind, body):
+    """The valid audio tables with the `kind` table replaced by `body`."""
+    def tables(at):
+        return [full(kind, 0, 0, body(at)) if t[4:8] == kind else t for t in audio_tables(at)]
+    return tables
+
+
+VALID_MP4 = progressive()
+
+
+def flv_file(tags, header=b"FLV\x01\x05\x00\x00\x00\x09"):
+    return header + b"\x00\x00\x00\x00" + b"".join(tags)
+
+
+def file_tag(type_id, ts, body, size=None):
+    head = bytes([type_id]) + struct.pack(">I", len(body) if size is None else size)[1:]
+    head += struct.pack(">I", ts & 0xFFFFFF)[1:] + bytes([(ts >> 24) & 0xFF]) + b"\x00\x00\x00"
+    return head + body + struct.pack(">I", 11 + len(body))
+
+
+def vod(name, ext, data, log, what, expect="415", reply=FAILED):
+    case(V, name, data, expect, log, reply, what=what, ext=ext)
+
+
+vod("zero-bytes", "mp4", b"", NOT_MEDIA, "an empty file named .mp4")
+vod("text", "mp4", b"These are my holiday notes, not a video.\n" * 20, NOT_MEDIA,
+    "a text file named .mp4")
+vod("html", "flv", b"<!doctype html><html><body>404</body></html>\n", NOT_MEDIA,
+    "an HTML page named .flv")
+vod("truncated-moov", "mp4", VALID_MP4[:len(VALID_MP4) - 60 - 100], "MP4: box 'moov' at offset 20 declares 405 bytes, but only 313 are left",
+    "a valid MP4 cut in the middle of its moov")
+vod("truncated-ftyp", "mp4", VALID_MP4[:12], "MP4: box 'ftyp' at offset 0 declares 20 bytes, but only 12 are left", "only the first 12 bytes of a valid MP4 (an ftyp cut short)")
+vod("no-moov", "mp4", bx(b"ftyp", b"isom\0\0\0\0isom") + bx(b"mdat", bytes(1000)), "MP4: no 'moov' box",
+    "an ftyp and an mdat, no moov")
+vod("truncated-mdat", "mp4", VALID_MP4[:-45], "MP4: box 'mdat' at offset 425 declares 68 bytes, but only 23 are left",
+    "a valid MP4 whose mdat is cut: the last samples lie past the end of the file")
+vod("sample-offset-past-end", "mp4",
+    progressive(with_table(b"stco", lambda at: words(2, 0xFFFFFF00, 0xFFFFFFF0))), 'lies past the end of the file',
+    "chunk offsets near 4 GiB in a 1 KB file")
+vod("co64-offset-overflow", "mp4",
+    progressive(lambda at: audio_tables(at)[:3] + [full(b"co64", 0, 0, words(2, 0xFFFFFFFF, 0xFFFFFFF0, 0xFFFFFFFF, 0xFFFFFFF0))]),
+    'at offset 18446744073709551600) lies past the end of the file', "64-bit chunk offsets of 2^64-16: offset plus size overflows")
+vod("stsz-count-4g", "mp4", progressive(with_table(b"stsz", lambda at: words(0, 0xFFFFFFFF, 10, 20, 30))), "MP4: 'stsz': 4294967295 entries, more than the 4000000 allowed",
+    "a sample size table claiming 2^32-1 entries, 3 present")
+vod("stsz-constant-4g", "mp4", progressive(with_table(b"stsz", lambda at: words(1, 0xFFFFFFFF))), "MP4: 'stsz': 4294967295 entries, more than the 4000000 allowed",
+    "a constant sample size with 2^32-1 samples: 4 GiB of samples in a 1 KB file")
+vod("stts-count-4g", "mp4", progressive(with_table(b"stts", lambda at: words(0xFFFFFFFF, 3, 1024))), "MP4: 'stts' truncated: need 34359738360 bytes, have 8",
+    "a time-to-sample table claiming 2^32-1 entries")
+vod("stsc-count-4g", "mp4", progressive(with_table(b"stsc", lambda at: words(0xFFFFFFFF, 1, 2, 1))), "MP4: 'stsc' truncated: need 51539607540 bytes, have 12",
+    "a sample-to-chunk table claiming 2^32-1 entries")
+vod("stco-count-4g", "mp4", progressive(with_table(b"stco", lambda at: words(0xFFFFFFFF, at + 8))), "MP4: 'stco' truncated: need 17179869180 bytes, have 4",
+    "a chunk offset table claiming 2^32-1 entries")
+vod("stsd-empty", "mp4",
+    progressive(traks=lambda at: trak(1, b"soun", mp4a(), audio_tables(at)).replace(
+        b"stsd\x00\x00\x00\x00\x00\x00\x00\x01", b"stsd\x00\x00\x00\x00\x00\x00\x00\x00")),
+    "MP4: 'stsd' is invalid: no sample entry", "a sample description box with no entry")
+vod("moov-past-end", "mp4", VALID_MP4[:20] + struct.pack(">I", 0x7FFFFFFF) + VALID_MP4[24:], "MP4: box 'moov' at offset 20 declares 2147483647 bytes, but only 473 are left",
+    "a moov whose size runs 2 GiB past the end of the file")
+vod("trak-past-moov", "mp4",
+    progressive(traks=lambda at: (lambda t: struct.pack(">I", len(t) + 500) + t[4:])(trak(1, b"soun", mp4a(), audio_tables(at)))),
+    "MP4: box 'trak' at offset 28 declares 897 bytes, but only 397 are left", "a trak box 500 bytes larger than the moov holding it")
+vod("box-size-4", "mp4", bx(b"ftyp", b"isom\0\0\0\0isom") + struct.pack(">I", 4) + b"moov" + bytes(100), "MP4: box 'moov' at offset 20 declares 4 bytes, less than its header",
+    "a moov box of size 4 (smaller than its own header)")
+vod("box-largesize-huge", "mp4",
+    bx(b"ftyp", b"isom\0\0\0\0isom") + struct.pack(">I", 1) + b"moov" + struct.pack(">Q", 0xFFFFFFFFFFFFFFFF) + bytes(100),
+    "MP4: box 'moov' at offset 20 declares 18446744073709551615 bytes", "a moov with a 64-bit size of 2^64-1")
+vod("nested-deep", "mp4",
+    (lambda inner: bx(b"ftyp", b"isom\0\0\0\0isom") + inner)(
+        __import__("functools").reduce(lambda acc, k: bx(k, acc), list(reversed([b"moov", b"trak", b"mdia", b"minf", b"stbl", b"udta", b"meta"] * 500)), b"")),
+    "MP4: no 'tkhd' box", "3,500 boxes nested in each other (moov, trak, mdia, minf, stbl, udta, meta, moov again...): the reader descends only the boxes it knows, so the trak has no tkhd")
+vod("no-tracks", "mp4", bx(b"ftyp", b"isom\0\0\0\0isom") + bx(b"moov", full(b"mvhd", 0, 0, bytes(96))), 'MP4: no H.264, HEVC or AV1 video track and no AAC or Opus audio track',
+    "a moov with a movie header and no track")
+vod("unknown-codec", "mp4",
+    progressive(traks=lambda at: trak(1, b"soun", mp4a().replace(b"mp4a", b"zzzz", 1), audio_tables(at))),
+    "sample entry 'zzzz' is not read", "one audio track of sample entry 'zzzz'")
+vod("zero-timescale", "mp4",
+    progressive(traks=lambda at: trak(1, b"soun", mp4a(), audio_tables(at), timescale=0)), "MP4: 'mdhd' is invalid: timescale is 0",
+    "a media timescale of 0")
+vod("moof-only", "mp4",
+    bx(b"moof", full(b"mfhd", 0, 0, words(1)) + bx(b"traf", full(b"tfhd", 0, 0x20000, words(1))
+       + full(b"trun", 0, 0x301, words(0xFFFFFFFF, 0, 1024, 10)))) + bx(b"mdat", bytes(40)),
+    "MP4: no 'moov' box", "a fragment (moof, mdat) without the moov that declares its track; its trun claims 2^32-1 samples")
+vod("video-no-keyframe", "mp4",
+    progressive(traks=lambda at: trak(1, b"vide", avc1(), [
+        full(b"stts", 0, 0, words(1, 3, 3000)),
+        full(b"stss", 0, 0, words(1, 0xFFFFFF)),
+        full(b"stsc", 0, 0, words(1, 1, 3, 1)),
+        full(b"stsz", 0, 0, words(0, 3, 20, 20, 20)),
+        full(b"stco", 0, 0, words(1, at + 8)),
+    ], timescale=90000), mdat=(struct.pack(">I", 16) + bytes([0x41]) + bytes(15)) * 3),
+    NO_KEYFRAME, "H.264 whose only sync sample is number 16,777,215 of 3: frames, none to start from")
+vod("huge-tag-size", "flv", flv_file([file_tag(9, 0, avc_seq(avc_record()), size=0xFFFFFF)]), NO_FRAMES,
+    "an FLV whose first tag claims 16 MiB of body in a 100-byte file")
+vod("all-script-tags", "flv",
+    flv_file([file_tag(18, i * 40, amf_str("onMetaData") + amf_obj([("duration", amf_num(1e308))])) for i in range(200)]),
+    NO_FRAMES, "an FLV of 200 onMetaData script tags and nothing else")
+vod("header-only", "flv", b"FLV\x01\x05\x00\x00\x00\x09", NO_FRAMES, "the 9-byte FLV header and nothing after it")
+vod("header-offset-huge", "flv", b"FLV\x01\x05\xff\xff\xff\xff\x00\x00\x00\x00" + bytes(64), 'FLV: FLV header size 4294967295 is invalid',
+    "an FLV header whose data offset is 4 GiB")
+vod("bad-tags-only", "flv",
+    flv_file([file_tag(9, 0, b"\x17"), file_tag(8, 0, b"\xaf"), file_tag(9, 40, b"\x27\x01\x00\x00\x00" + bytes(8)),
+              file_tag(8, 40, bytes([0xB2]) + bytes(10)), file_tag(7, 80, bytes(30))]),
+    NO_FRAMES, "an FLV of truncated tags, frames before their sequence headers, Speex and an unknown tag type")
+vod("timestamps-4g", "flv",
+    flv_file([file_tag(8, ts, b"\xaf\x01" + bytes(6)) for ts in (0, 0xFFFFFFFF, 0x7FFFFFFF, 0xFFFFFFFF)]),
+    NO_FRAMES, "AAC frames with timestamps 0, 2^32-1, 2^31-1 and no AudioSpecificConfig")
+
+
+# --------------------------------------------------------------------------
 # Output
 
 
@@ -867,22 +1050,22 @@ def main():
         key = (c["category"], c["name"])
         assert key not in seen, key
         seen.add(key)
-    categories = ["handshake", "chunk", "amf", "flv", "codec", "http"]
+    categories = ["handshake", "chunk", "amf", "flv", "codec", "http", "vod"]
     for cat in categories:
         d = os.path.join(HERE, cat)
         os.makedirs(d, exist_ok=True)
-        wanted = {c["name"] + ".bin" for c in CASES if c["category"] == cat}
+        wanted = {c["file"] for c in CASES if c["category"] == cat}
         for f in os.listdir(d):
-            if f.endswith(".bin") and f not in wanted:
+            if f not in wanted:
                 os.remove(os.path.join(d, f))
     for c in CASES:
-        with open(os.path.join(HERE, c["category"], c["name"] + ".bin"), "wb") as f:
+        with open(os.path.join(HERE, c["category"], c["file"]), "wb") as f:
             f.write(c["data"])
     with open(os.path.join(HERE, "MANIFEST.tsv"), "w") as f:
         f.write("# Generated by generate.py; replayed by e2e/corpus.rs. Columns:\n")
         f.write("# file\texpect\tlog\treply\tbad_tags\twhat\n")
         for c in CASES:
-            f.write("\t".join([c["category"] + "/" + c["name"] + ".bin", c["expect"], c["log"],
+            f.write("\t".join([c["category"] + "/" + c["file"], c["expect"], c["log"],
                                c["reply"], c["bad_tags"], c["what"]]) + "\n")
     write_readme(categories)
 
@@ -895,6 +1078,9 @@ def outcome(c):
     e = c["expect"]
     if c["category"] == "http":
         return "closed at once, no answer" if e == "close" else f"HTTP {e}"
+    if c["category"] == "vod":
+        log = "; log: `" + md(c["log"]) + "`"
+        return f"HTTP {e}{log}; RTMP `" + md(c["reply"]) + "`"
     parts = []
     if e == "close":
         parts.append("closed; log: `" + md(c["log"]) + "`" if c["log"] else "closed")
@@ -915,12 +1101,13 @@ def write_readme(categories):
             f.write(f"\n### {cat}/ ({counts[cat]})\n\n| file | what | expected |\n|---|---|---|\n")
             for c in CASES:
                 if c["category"] == cat:
-                    f.write(f"| `{c['name']}.bin` | {md(c['what'])} | {outcome(c)} |\n")
+                    f.write(f"| `{c['file']}` | {md(c['what'])} | {outcome(c)} |\n")
 
 
 README_HEAD = """# Corpus of malformed inputs
 
-{total} files, each the bytes a hostile or broken client sends to castgate,
+{total} files, each the bytes a hostile or broken client sends to castgate
+(or a hostile media file a client asks it to play),
 replayed by `e2e/corpus.rs` (`cargo test --test e2e corpus`) against one
 running castgate while ffmpeg publishes a real stream alongside. Generated by
 `generate.py` (Python 3, standard library only), which also writes
@@ -940,6 +1127,7 @@ Edit the generator, never the files.
 | `flv/` ({flv}) | the chunk stream sent **after** a valid publish | RTMP port |
 | `codec/` ({codec}) | the chunk stream sent **after** a valid publish | RTMP port |
 | `http/` ({http}) | one raw HTTP/1.1 request | HTTP port |
+| `vod/` ({vod}) | a whole media file (named `.mp4` or `.flv`), put in castgate's `[vod] dir` | asked for over HTTP and RTMP |
 
 castgate does not check C2 (clients fill it with junk), so static handshake
 bytes are a valid client. For `flv/` and `codec/` the replayer makes the
@@ -975,6 +1163,17 @@ Those files leave the chunk size at 6 bytes or more.
   stream's packager ends cleanly after the grace period.
 - **HTTP NNN**: that 4xx status, never a 5xx and never a hang; afterwards the
   connection is either closed or still serves `GET /healthz`.
+- Media files (`vod/`): `GET /vod/NAME/index.m3u8`, `manifest.mpd`,
+  `video.m3u8` and `audio/seg-1.m4s` answer the stated status, never a 200
+  nor a 5xx: **415**, the file does not play, with the warning
+  `not playable on demand: <reason>` naming the file (`file=NAME`), the
+  reason containing the quoted text (a 404 would be a file that reads but
+  has nothing to serve: the replayer takes it, no file here is one). Then an RTMP client connects to app `vod` and plays
+  `NAME`: castgate answers the stated `onStatus` code, logs
+  `play refused` with the quoted text on a line naming the peer and the
+  stream, and still answers a Ping (the connection is handled, not
+  dropped) until the client hangs up. `src/vod/tests.rs` runs the same
+  files through the library without a server.
 
 For every file: castgate is still running, no panic is logged, and the
 stream published alongside arrives whole (every frame, identical payloads,
