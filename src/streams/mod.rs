@@ -153,8 +153,9 @@ impl Registry {
     /// The registry claiming leases in `cluster` for every publish (call
     /// before the registry is cloned).
     pub fn with_cluster(mut self, cluster: Option<Cluster>) -> Registry {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.cluster = cluster;
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.cluster = cluster,
+            None => tracing::error!("internal: the cluster was set on a shared registry; ignored"),
         }
         self
     }
