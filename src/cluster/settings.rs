@@ -93,3 +93,91 @@ fn hostname() -> Option<String> {
         .collect();
     (!name.is_empty()).then_some(name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn on() -> Settings {
+        Settings {
+            redis_url: "redis://127.0.0.1:6379".into(),
+            node_id: "edge-a".into(),
+            advertise_http: "http://10.0.0.5:8080".into(),
+            advertise_rtmp: "rtmp://10.0.0.5:1935".into(),
+            lease: Duration::from_secs(5),
+        }
+    }
+
+    #[test]
+    fn each_key_is_checked_by_name() {
+        assert_eq!(on().validate(), Ok(()));
+        let off = Settings {
+            redis_url: String::new(),
+            ..on()
+        };
+        assert_eq!(off.validate(), Ok(()));
+        assert!(!off.enabled() && on().enabled());
+        for (bad, key) in [
+            (
+                Settings {
+                    redis_url: "http://127.0.0.1:6379".into(),
+                    ..on()
+                },
+                "cluster.redis_url",
+            ),
+            (
+                Settings {
+                    node_id: "a b".into(),
+                    ..on()
+                },
+                "cluster.node_id",
+            ),
+            (
+                Settings {
+                    advertise_http: "10.0.0.5:8080".into(),
+                    ..on()
+                },
+                "cluster.advertise_http",
+            ),
+            (
+                Settings {
+                    advertise_rtmp: "http://10.0.0.5".into(),
+                    ..on()
+                },
+                "cluster.advertise_rtmp",
+            ),
+            (
+                Settings {
+                    lease: Duration::from_millis(500),
+                    ..on()
+                },
+                "cluster.lease_secs",
+            ),
+        ] {
+            assert_eq!(bad.validate().unwrap_err().key, key);
+        }
+    }
+
+    #[test]
+    fn the_node_id_defaults_to_the_host_name() {
+        assert_eq!(on().node(), "edge-a");
+        let unnamed = Settings {
+            node_id: String::new(),
+            ..on()
+        };
+        let node = unnamed.node();
+        assert!(!node.is_empty() && node.len() <= 64, "{node}");
+    }
+
+    #[test]
+    fn a_change_needs_a_restart() {
+        let new = Settings {
+            lease: Duration::from_secs(9),
+            ..on()
+        };
+        assert_eq!(
+            on().reload(&new),
+            crate::settings::Reload::NeedsRestart(vec!["cluster.lease_secs".into()])
+        );
+    }
+}
