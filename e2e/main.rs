@@ -4,6 +4,7 @@
 mod access;
 mod browser;
 mod cli;
+mod cluster;
 mod codecs;
 mod console;
 mod corpus;

@@ -59,6 +59,8 @@ pub struct Config {
     pub record: Vec<crate::record::RecordEntry>,
     /// Video on demand: the files under a directory.
     pub vod: crate::vod::Settings,
+    /// Cluster mode: stream ownership across nodes in Redis (off by default).
+    pub cluster: crate::cluster::Settings,
 }
 
 /// `[log]`, read by the binary when it sets up logging.
@@ -179,6 +181,7 @@ impl Config {
         self.recorder.validate()?;
         crate::record::rules(&self.record)?;
         self.vod.validate()?;
+        self.cluster.validate()?;
         Ok(())
     }
 
@@ -205,6 +208,7 @@ impl Config {
             answer(&self.transcoder, &new.transcoder),
             answer(&self.recorder, &new.recorder),
             answer(&self.vod, &new.vod),
+            answer(&self.cluster, &new.cluster),
         ]
     }
 

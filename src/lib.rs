@@ -8,6 +8,7 @@ pub mod amf;
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod egress;

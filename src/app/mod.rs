@@ -37,6 +37,7 @@ pub struct Sections {
     pub record: Vec<crate::record::RecordEntry>,
     pub vod: crate::vod::Settings,
     pub webhooks: webhooks::Settings,
+    pub cluster: crate::cluster::Settings,
 }
 
 impl Sections {
@@ -58,6 +59,7 @@ impl Sections {
             record: config.record.clone(),
             vod: config.vod.clone(),
             webhooks: config.webhooks.clone(),
+            cluster: config.cluster.clone(),
         }
     }
 }
@@ -89,6 +91,8 @@ pub struct Services {
     pub sources: crate::sources::Sources,
     /// The files played on demand.
     pub vod: Arc<crate::vod::Library>,
+    /// Stream ownership across nodes (`[cluster]`); `None`: a single node.
+    pub cluster: Option<crate::cluster::Cluster>,
 }
 
 impl Services {
@@ -129,6 +133,7 @@ impl Services {
         )
         .with_vod(&config.vod.app, &config.vod.dir);
         let stats = metrics::Streams::default();
+        let cluster = crate::cluster::Cluster::new(&config.cluster);
         let streams = Registry::new(
             hub.clone(),
             packager.clone(),
@@ -136,7 +141,8 @@ impl Services {
             recorder.clone(),
             stats.clone(),
             events.clone(),
-        );
+        )
+        .with_cluster(cluster.clone());
         streams.add_hook(Arc::new(transcoder.clone()));
         let auth = Arc::new(auth::Auth::new(auth_policy(&config.auth)));
         let sources = crate::sources::Sources::new(
@@ -175,6 +181,7 @@ impl Services {
             srt_sessions: Default::default(),
             sources,
             vod,
+            cluster,
         }
     }
 }
@@ -362,6 +369,10 @@ pub async fn run_from(
     // Recording retention ([recorder] retention_*): a pass now, then every
     // minute and whenever a recording file closes.
     tokio::spawn(services.recorder.clone().run_sweeper(ctx.shutdown.clone()));
+    // Cluster leases and this node's liveness key, renewed in Redis.
+    if let Some(cluster) = services.cluster.clone() {
+        tokio::spawn(cluster.run_renewals(ctx.shutdown.clone()));
+    }
     let srt = if config.srt.enabled {
         let deps = crate::srt::Deps {
             registry: services.streams.clone(),

@@ -241,6 +241,15 @@ impl Hub {
         &self.inner.config
     }
 
+    /// What a second publisher on a live key does now.
+    pub fn publish_conflict(&self) -> PublishConflict {
+        if self.inner.reject_conflicts.load(Ordering::Relaxed) {
+            PublishConflict::Reject
+        } else {
+            PublishConflict::Takeover
+        }
+    }
+
     /// What a second publisher on a live key does from now on.
     pub fn set_publish_conflict(&self, conflict: PublishConflict) {
         self.inner

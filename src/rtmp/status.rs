@@ -76,6 +76,8 @@ net_status! {
     /// The NetStream or connection cannot publish now.
     PublishBadConnection = "NetStream.Publish.BadConnection", Error, "The stream is busy.";
     PublishUnauthorized = "NetStream.Publish.Unauthorized", Error, "Not authorised to publish this stream.";
+    /// The server cannot take a publish now (the cluster store is unreachable).
+    PublishFailed = "NetStream.Publish.Failed", Error, "Publishing failed.";
     PublishIdle = "NetStream.Publish.Idle", Status, "The publisher has been idle for too long.";
     UnpublishSuccess = "NetStream.Unpublish.Success", Status, "Publishing stopped.";
     PlayStart = "NetStream.Play.Start", Status, "Playing started.";
@@ -132,6 +134,7 @@ mod tests {
                 Error,
             ),
             (PublishUnauthorized, "NetStream.Publish.Unauthorized", Error),
+            (PublishFailed, "NetStream.Publish.Failed", Error),
             (PublishIdle, "NetStream.Publish.Idle", Status),
             (UnpublishSuccess, "NetStream.Unpublish.Success", Status),
             (PlayStart, "NetStream.Play.Start", Status),

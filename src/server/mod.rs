@@ -18,6 +18,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{info, warn, Instrument};
 
 use crate::auth::{Action, Auth, Grant, Verdict};
+use crate::cluster::ClaimError;
 use crate::hub::{Closed, Hub, StreamEvent, Subscriber};
 use crate::media::flv::Ingest;
 use crate::metrics::ConnGauge;
@@ -25,7 +26,7 @@ use crate::rtmp::session::{PlayRange, ServerEvent, ServerSession, SessionError};
 use crate::rtmp::status::NetStatus;
 use crate::shutdown::Shutdown;
 use crate::stream_key::StreamKey;
-use crate::streams::{Granted, Origin, PublishGuard, Registry};
+use crate::streams::{Granted, Origin, PublishError, PublishGuard, Registry};
 use coalesce::Coalescer;
 use playout::{Playout, Sent};
 pub use settings::Settings;
@@ -632,6 +633,7 @@ impl Connection {
         match (p.action, verdict) {
             (Action::Publish, Verdict::Allow(grant)) => {
                 self.on_publish(p.stream_id, &p.app, &p.name, &p.mode, grant)
+                    .await
             }
             (Action::Play, Verdict::Allow(grant)) => {
                 let name = grant.name.as_deref().unwrap_or(&p.name);
@@ -954,7 +956,14 @@ impl Connection {
         }
     }
 
-    fn on_publish(&mut self, stream_id: u32, app: &str, name: &str, mode: &str, grant: Grant) {
+    async fn on_publish(
+        &mut self,
+        stream_id: u32,
+        app: &str,
+        name: &str,
+        mode: &str,
+        grant: Grant,
+    ) {
         let name = match &grant.name {
             Some(renamed) => {
                 // The name sent may be a secret key: only the new one is shown.
@@ -993,7 +1002,12 @@ impl Connection {
             profile: grant.profile.clone(),
             relays: grant.relays.clone(),
         };
-        match self.ctx.streams.publish(key.clone(), origin, &granted) {
+        match self
+            .ctx
+            .streams
+            .publish(key.clone(), origin, &granted)
+            .await
+        {
             Ok(guard) => {
                 self.last_key = key.to_string();
                 self.session.accept_publish(stream_id);
@@ -1011,13 +1025,28 @@ impl Connection {
                         .publish_profile(&key, grant.profile.as_deref()),
                 });
             }
-            Err(e) => {
+            Err(PublishError::Hub(e)) => {
                 warn!(stream = key.as_str(), "publish refused: {e}");
                 self.session.reject_publish(
                     stream_id,
                     NetStatus::PublishBadName,
                     &format!("{key} is already being published."),
                 );
+            }
+            Err(PublishError::Cluster(e)) => {
+                warn!(stream = key.as_str(), "publish refused: {e}");
+                let (status, description) = match &e {
+                    ClaimError::Owned { owner, .. } => (
+                        NetStatus::PublishBadName,
+                        format!("{key} is already being published on node {owner}."),
+                    ),
+                    ClaimError::Unreachable(_) => (
+                        NetStatus::PublishFailed,
+                        "The cluster store cannot be reached: publishing is refused for now."
+                            .to_string(),
+                    ),
+                };
+                self.session.reject_publish(stream_id, status, &description);
             }
         }
     }

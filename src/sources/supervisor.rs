@@ -231,7 +231,7 @@ async fn connect_and_pull(source: &Source, reg: &Inner) -> End {
 }
 
 /// Takes the stream in the registry.
-fn publish(source: &Source, reg: &Inner) -> Result<PublishGuard, End> {
+async fn publish(source: &Source, reg: &Inner) -> Result<PublishGuard, End> {
     let origin = Origin::Pulled {
         url: source.redacted.clone(),
         source_id: source.id,
@@ -239,6 +239,7 @@ fn publish(source: &Source, reg: &Inner) -> Result<PublishGuard, End> {
     reg.deps
         .registry
         .publish(source.key.clone(), origin, &Granted::default())
+        .await
         .map_err(|e| End::Failed(format!("the stream cannot be published: {e}")))
 }
 
@@ -343,7 +344,7 @@ async fn pull_rtmp(
                     timestamp,
                     payload,
                 } => {
-                    let g = match ensure_published(&mut guard, source, reg) {
+                    let g = match ensure_published(&mut guard, source, reg).await {
                         Ok(g) => g,
                         Err(end) => return end,
                     };
@@ -363,7 +364,7 @@ async fn pull_rtmp(
                 }
                 ClientEvent::Data { values, .. } => {
                     if let Some(meta) = metadata(values) {
-                        let g = match ensure_published(&mut guard, source, reg) {
+                        let g = match ensure_published(&mut guard, source, reg).await {
                             Ok(g) => g,
                             Err(end) => return end,
                         };
@@ -388,13 +389,13 @@ async fn guard_kicked(guard: &mut Option<PublishGuard>) {
 
 /// The publish, taken at the first media or metadata (a server that plays
 /// nothing yet publishes nothing); the source is `live` from then on.
-fn ensure_published<'a>(
+async fn ensure_published<'a>(
     guard: &'a mut Option<PublishGuard>,
     source: &Source,
     reg: &Inner,
 ) -> Result<&'a PublishGuard, End> {
     if guard.is_none() {
-        *guard = Some(publish(source, reg)?);
+        *guard = Some(publish(source, reg).await?);
         source.set_state(SourceState::Live);
         info!("source live");
     }
@@ -453,7 +454,7 @@ async fn pull_srt(
         Ok(Err(e)) => return End::Failed(format!("SRT call to {}:{} failed: {e}", t.host, t.port)),
         Err(e) => return End::Failed(format!("SRT connect task: {e}")),
     };
-    let mut guard = match publish(source, reg) {
+    let mut guard = match publish(source, reg).await {
         Ok(g) => g,
         Err(end) => {
             sock.close();

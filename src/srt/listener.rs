@@ -655,7 +655,12 @@ async fn publish(
         peer,
         mode: "live".into(),
     };
-    let mut guard = match shared.deps.registry.publish(key.clone(), origin, granted) {
+    let mut guard = match shared
+        .deps
+        .registry
+        .publish(key.clone(), origin, granted)
+        .await
+    {
         Ok(g) => g,
         Err(e) => {
             warn!(stream = key.as_str(), "SRT publish refused: {e}");

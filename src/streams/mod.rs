@@ -2,9 +2,14 @@
 //! and what its end stops.
 //!
 //! Every publisher goes through [`Registry::publish`], whatever brought it:
-//! an RTMP connection (plain, TLS or tunnelled over HTTP), a transcode
-//! rendition, and later SRT ingest, pulled sources and cluster forwards.
-//! A publish takes the stream in the hub, then starts, in order:
+//! an RTMP connection (plain, TLS or tunnelled over HTTP), SRT ingest, a
+//! pulled source, or a transcode rendition ([`Registry::publish_rendition`]).
+//! In cluster mode (`[cluster]`) a client's or a pulled source's publish
+//! first claims the stream's lease in Redis (`cluster::Cluster::claim`,
+//! under `rtmp.publish_conflict`): refused when another node holds it and
+//! the rule is `reject`, or when Redis cannot be reached; a rendition lives
+//! with its source's lease. A publish takes the stream in the hub, then
+//! starts, in order:
 //!
 //! 1. the publish hooks (the transcoder: it aligns the packager's segments
 //!    before packaging starts, and starts a job for a mapped profile);
@@ -18,7 +23,9 @@
 //! through it are counted and go to the hub. Dropping it emits
 //! `stream.ended`, ends the publish in the hub (which stops what follows
 //! the stream: packaging after its grace period, relays, the transcode
-//! job), completes the recordings and unregisters the stats, in that order.
+//! job), completes the recordings, unregisters the stats and releases the
+//! cluster lease, in that order. A lease lost to another node ends the
+//! publish as a takeover does ([`PublishGuard::kicked`]).
 //!
 //! The registry knows no protocol: a connection keeps its own protocol
 //! work (sessions, acknowledgements, logs of its own counters).
@@ -29,13 +36,25 @@ use std::time::Instant;
 
 use tracing::{info, warn};
 
+use crate::cluster::{ClaimError, Cluster, LeaseGuard};
 use crate::egress::{CreateError, NewRelay, Relays};
-use crate::hub::{Hub, PublishError, Publisher, StreamEvent};
+use crate::hub::{Hub, PublishConflict, Publisher, StreamEvent};
 use crate::metrics::{StatsGuard, StreamStats};
 use crate::package::service::Packager;
 use crate::record::{Recorder, Recordings};
 use crate::stream_key::StreamKey;
 use crate::webhooks::Webhooks;
+
+/// Why a publish was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PublishError {
+    /// Taken on this node, and the conflict rule keeps the publisher.
+    #[error(transparent)]
+    Hub(#[from] crate::hub::PublishError),
+    /// Another node owns it, or the cluster store cannot be reached.
+    #[error(transparent)]
+    Cluster(#[from] ClaimError),
+}
 
 /// Who publishes a stream.
 #[derive(Clone, Debug)]
@@ -104,6 +123,8 @@ struct Inner {
     stats: crate::metrics::Streams,
     events: Webhooks,
     hooks: RwLock<Vec<Arc<dyn PublishHook>>>,
+    /// Stream ownership across nodes; `None` without `[cluster]`.
+    cluster: Option<Cluster>,
 }
 
 impl Registry {
@@ -124,8 +145,19 @@ impl Registry {
                 stats,
                 events,
                 hooks: RwLock::new(Vec::new()),
+                cluster: None,
             }),
         }
+    }
+
+    /// The registry claiming leases in `cluster` for every publish (call
+    /// before the registry is cloned).
+    pub fn with_cluster(mut self, cluster: Option<Cluster>) -> Registry {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.cluster = cluster,
+            None => tracing::error!("internal: the cluster was set on a shared registry; ignored"),
+        }
+        self
     }
 
     /// Adds a hook run on every publish from now on.
@@ -135,12 +167,48 @@ impl Registry {
 
     /// Takes `key` for a new publisher and starts everything that follows a
     /// stream (see the module docs). Fails when the stream is taken and
-    /// the hub's conflict policy keeps the current publisher.
-    pub fn publish(
+    /// the conflict rule keeps the current publisher (on this node or, in
+    /// cluster mode, on another), or when the cluster store cannot be
+    /// reached.
+    pub async fn publish(
         &self,
         key: StreamKey,
         origin: Origin,
         granted: &Granted,
+    ) -> Result<PublishGuard, PublishError> {
+        let lease = match (&self.inner.cluster, &origin) {
+            (_, Origin::Rendition { .. }) | (None, _) => None,
+            (Some(cluster), _) => {
+                let conflict = self.inner.hub.publish_conflict();
+                // A conflict on this node is the hub's to refuse, before
+                // Redis is asked.
+                if conflict == PublishConflict::Reject && self.inner.hub.is_live(key.as_str()) {
+                    return Err(crate::hub::PublishError::AlreadyPublishing(key.to_string()).into());
+                }
+                Some(cluster.claim(&key, conflict).await?)
+            }
+        };
+        self.start(key, origin, granted, lease)
+    }
+
+    /// Publishes a transcode rendition of `source` (no lease of its own:
+    /// it lives with its source's, on the node that runs the job).
+    pub fn publish_rendition(
+        &self,
+        key: StreamKey,
+        source: StreamKey,
+        profile: String,
+    ) -> Result<PublishGuard, PublishError> {
+        let origin = Origin::Rendition { source, profile };
+        self.start(key, origin, &Granted::default(), None)
+    }
+
+    fn start(
+        &self,
+        key: StreamKey,
+        origin: Origin,
+        granted: &Granted,
+        lease: Option<LeaseGuard>,
     ) -> Result<PublishGuard, PublishError> {
         let inner = &*self.inner;
         let publisher = inner
@@ -212,6 +280,7 @@ impl Registry {
             key,
             protocol,
             started: Instant::now(),
+            lease,
         })
     }
 }
@@ -253,6 +322,8 @@ pub struct PublishGuard {
     key: StreamKey,
     protocol: &'static str,
     started: Instant,
+    /// Released last, once the publish has ended here.
+    lease: Option<LeaseGuard>,
 }
 
 impl PublishGuard {
@@ -272,9 +343,18 @@ impl PublishGuard {
         &self.stats.stats
     }
 
-    /// Resolves when another publisher took the stream over.
+    /// Resolves when another publisher took the stream over: on this node,
+    /// or on another one that took its cluster lease.
     pub async fn kicked(&mut self) {
-        self.publisher.kicked().await
+        let Some(lease) = self.lease.as_mut() else {
+            return self.publisher.kicked().await;
+        };
+        tokio::select! {
+            _ = self.publisher.kicked() => {}
+            why = lease.lost() => {
+                warn!(stream = self.key.as_str(), "publish ended: the cluster lease was lost: {why}");
+            }
+        }
     }
 }
 

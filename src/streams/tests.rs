@@ -114,6 +114,7 @@ async fn a_publish_starts_everything_and_its_end_stops_it() {
     let guard = f
         .registry
         .publish(k.clone(), client(), &Granted::default())
+        .await
         .unwrap();
     assert!(f.hub.is_live("live/cam"));
     assert!(f.store.get("live/cam").is_some(), "not packaged");
@@ -141,6 +142,7 @@ async fn frames_sent_through_the_guard_are_counted_and_delivered() {
     let guard = f
         .registry
         .publish(key("live/count"), client(), &Granted::default())
+        .await
         .unwrap();
     let sub = f.hub.subscribe("live/count");
     let frame = Frame {
@@ -171,11 +173,18 @@ async fn a_refused_publish_starts_nothing() {
     let _first = f
         .registry
         .publish(key("other/a"), client(), &Granted::default())
+        .await
         .unwrap();
     let second = f
         .registry
-        .publish(key("other/a"), client(), &Granted::default());
-    assert!(matches!(second, Err(PublishError::AlreadyPublishing(_))));
+        .publish(key("other/a"), client(), &Granted::default())
+        .await;
+    assert!(matches!(
+        second,
+        Err(PublishError::Hub(
+            crate::hub::PublishError::AlreadyPublishing(_)
+        ))
+    ));
     assert_eq!(
         f.seen.lock().unwrap().len(),
         1,
@@ -191,10 +200,12 @@ async fn a_takeover_keeps_the_stream_and_the_new_publish_owns_it() {
     let old = f
         .registry
         .publish(key("live/t"), client(), &Granted::default())
+        .await
         .unwrap();
     let new = f
         .registry
         .publish(key("live/t"), client(), &Granted::default())
+        .await
         .unwrap();
     // The replaced publish ending must not take the new one's stats.
     drop(old);
@@ -214,6 +225,7 @@ async fn renditions_are_published_like_any_stream() {
     let guard = f
         .registry
         .publish(key("live/show/720p"), origin, &Granted::default())
+        .await
         .unwrap();
     assert!(f.store.get("live/show/720p").is_some());
     assert!(f.stats.contains("live/show/720p"));

@@ -30,7 +30,7 @@ use crate::hub::{Closed, StreamEvent, Subscriber};
 use crate::media::mkv::MkvWriter;
 use crate::media::{CodecConfig, Frame, MediaKind};
 use crate::stream_key::StreamKey;
-use crate::streams::{Granted, Origin, PublishGuard, Registry};
+use crate::streams::{PublishGuard, Registry};
 
 /// A write to ffmpeg's stdin taking longer than this means it is stuck.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -426,12 +426,8 @@ fn publish_outputs(
         let rkey = source
             .rendition(&r.name)
             .map_err(|e| format!("rendition {key}/{}: {e}", r.name))?;
-        let origin = Origin::Rendition {
-            source: source.clone(),
-            profile: profile.name.clone(),
-        };
         let publisher = registry
-            .publish(rkey.clone(), origin, &Granted::default())
+            .publish_rendition(rkey.clone(), source.clone(), profile.name.clone())
             .map_err(|e| format!("rendition {rkey}: {e}"))?;
         out.push(Output {
             key: rkey.into(),
