@@ -33,6 +33,10 @@ fn ten_minutes_of_dvr_keep_memory_flat_and_serve_the_oldest_segment() {
     let dir = tempdir();
     let dvr_dir = dir.path().join("dvr");
     let dvr_str = dvr_dir.to_str().unwrap().to_string();
+    // What a castgate killed mid-stream left: deleted at start-up.
+    let stale = dvr_dir.join("live/old/1700000000/video/1700000001.m4s");
+    std::fs::create_dir_all(stale.parent().unwrap()).unwrap();
+    std::fs::write(&stale, b"stale").unwrap();
     let server = Castgate::start(&[
         ("CASTGATE__PACKAGE__DVR_SECS", "600"),
         ("CASTGATE__PACKAGE__DVR_DIR", &dvr_str),
@@ -43,6 +47,11 @@ fn ten_minutes_of_dvr_keep_memory_flat_and_serve_the_oldest_segment() {
         // Live (not ended) for the whole test after the publisher leaves.
         ("CASTGATE__PACKAGE__GRACE_SECS", "600"),
     ]);
+    server.wait_log_all(
+        &["DVR segments a previous run left were deleted", "deleted=1"],
+        T,
+    );
+    assert!(!stale.exists() && !dvr_dir.join("live/old").exists());
     // 164 loops of the 4 s fixture: 656 s of media, sent at 20 times real
     // time.
     let src = fixture(5);

@@ -102,10 +102,22 @@ impl Services {
         let events = webhooks::Webhooks::default();
         events.configure(&config.webhooks);
         let hub = hub::Hub::new(config.hub.hub_config(config.rtmp.publish_conflict));
+        let packager_config = config.package.packager_config();
+        if let Some(dir) = &packager_config.dvr_dir {
+            // Before any publish: every session found there is over.
+            let deleted = crate::package::dvr::clean_stale(dir);
+            if deleted > 0 {
+                tracing::info!(
+                    dir = %dir.display(),
+                    deleted,
+                    "DVR segments a previous run left were deleted"
+                );
+            }
+        }
         let packager = Packager::new(
             hub.clone(),
             Store::new(config.package.hold_limits()),
-            config.package.packager_config(),
+            packager_config,
         );
         let relays = Relays::new(
             hub.clone(),

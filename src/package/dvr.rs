@@ -30,6 +30,56 @@ use super::segmenter::DvrOutbox;
 use crate::locks::lock;
 use crate::media::MediaKind;
 
+/// Directory entries a start-up cleanup examines at most.
+const MAX_CLEAN_ENTRIES: usize = 1_000_000;
+
+/// Deletes what a previous castgate left under `root` (it ended without
+/// dropping its streams: a crash, a kill): the segment files of the
+/// layout [`Dvr`] writes (`…/video/N.m4s`, `…/audio/N.m4s`), then the
+/// directories that left empty. Nothing else is touched, so a `dvr_dir`
+/// set to a directory holding other files loses none of them; links are
+/// not followed. Returns the files deleted.
+pub fn clean_stale(root: &Path) -> usize {
+    let mut deleted = 0;
+    let mut seen = 0;
+    let mut dirs = Vec::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        let Ok(list) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        dirs.push(dir.clone());
+        let in_track = dir
+            .file_name()
+            .is_some_and(|n| n == "video" || n == "audio");
+        for e in list.flatten() {
+            seen += 1;
+            if seen > MAX_CLEAN_ENTRIES {
+                return deleted;
+            }
+            let Ok(kind) = e.file_type() else { continue };
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if kind.is_dir() {
+                todo.push(e.path());
+            } else if kind.is_file()
+                && in_track
+                && name
+                    .strip_suffix(".m4s")
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                && std::fs::remove_file(e.path()).is_ok()
+            {
+                deleted += 1;
+            }
+        }
+    }
+    // Deepest first; a directory that still holds anything stays.
+    for dir in dirs.iter().rev().filter(|d| d.as_path() != root) {
+        let _ = std::fs::remove_dir(dir);
+    }
+    deleted
+}
+
 /// Jobs waiting for the writer thread, over every stream.
 pub const QUEUE: usize = 1024;
 
@@ -174,5 +224,40 @@ impl Dvr {
         if writer().try_send(Job::DeleteAll(self.dir.clone())).is_err() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crashed_archive_is_cleaned_and_nothing_else() {
+        let root = tempfile::tempdir().unwrap();
+        let session = root.path().join("live/cam/1700000000");
+        for track in ["video", "audio"] {
+            std::fs::create_dir_all(session.join(track)).unwrap();
+            for n in 1700000001..1700000004u64 {
+                std::fs::write(session.join(track).join(format!("{n}.m4s")), b"x").unwrap();
+            }
+        }
+        // Not ours: kept, and so are their directories.
+        std::fs::write(root.path().join("live/notes.txt"), b"keep").unwrap();
+        std::fs::write(session.join("video/poster.m4s.bak"), b"keep").unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(outside.path().join("video")).unwrap();
+        std::fs::write(outside.path().join("video/1.m4s"), b"x").unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.path().join("link")).unwrap();
+
+        assert_eq!(clean_stale(root.path()), 6);
+        assert!(!session.join("audio").exists(), "an emptied directory goes");
+        assert!(session.join("video/poster.m4s.bak").exists());
+        assert!(root.path().join("live/notes.txt").exists());
+        assert!(
+            outside.path().join("video/1.m4s").exists(),
+            "links are not followed"
+        );
+        assert!(root.path().exists());
+        assert_eq!(clean_stale(&root.path().join("missing")), 0);
     }
 }
