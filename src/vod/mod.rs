@@ -214,27 +214,31 @@ impl Library {
         }
         let (title, packaged) = self.entry(name).await?;
         let key = format!("{}/{name}", self.settings.app);
-        if let Some(p) = packaged {
-            // The store may have lost it to a concurrent eviction.
-            self.store.put(&key, p);
-        } else {
-            let target = self.settings.segment_secs;
-            let built = {
-                let key = key.clone();
-                let title = Arc::clone(&title);
-                tokio::task::spawn_blocking(move || package(&key, &title, target))
-                    .await
-                    .map_err(|e| VodError::Unsupported(format!("packaging failed: {e}")))?
-            };
-            let p = Packaged::new(built);
-            self.remember_packaged(name, &title, &p);
-            self.store.put(&key, p);
-        }
-        match self
+        let packaged = match packaged {
+            Some(p) => p,
+            None => {
+                let target = self.settings.segment_secs;
+                let built = {
+                    let key = key.clone();
+                    let title = Arc::clone(&title);
+                    tokio::task::spawn_blocking(move || package(&key, &title, target))
+                        .await
+                        .map_err(|e| VodError::Unsupported(format!("packaging failed: {e}")))?
+                };
+                self.remember_packaged(name, &title, Packaged::new(built))
+            }
+        };
+        // (Again: the store may have lost it to a concurrent eviction.)
+        self.store.put(&key, Arc::clone(&packaged));
+        let answered = self
             .store
             .answer(&key, resource, Directives::default(), utc_timing)
-            .await
-        {
+            .await;
+        if !self.is_cached(name, &packaged) {
+            // Evicted meanwhile, or never kept: the store must not keep it.
+            self.store.remove_if_same(&key, &packaged);
+        }
+        match answered {
             Ok(s) => Ok(s),
             Err(Refused::NotFound(n)) => Err(VodError::Missing(n.what())),
             Err(r) => Err(VodError::Unsupported(format!("{r:?}"))),
@@ -331,20 +335,35 @@ impl Library {
         Ok(Some((Arc::clone(&e.title), e.packaged.clone())))
     }
 
-    fn remember_packaged(&self, name: &str, title: &Arc<Title>, p: &Arc<Packaged>) {
+    /// Keeps `p` as `title`'s packaging, unless a concurrent request kept
+    /// one first (then that one). Returns the one to serve.
+    fn remember_packaged(&self, name: &str, title: &Arc<Title>, p: Arc<Packaged>) -> Arc<Packaged> {
         let mut cache = lock(&self.cache);
         let Some(e) = cache
             .entries
             .get_mut(name)
-            .filter(|e| Arc::ptr_eq(&e.title, title) && e.packaged.is_none())
+            .filter(|e| Arc::ptr_eq(&e.title, title))
         else {
-            return;
+            return p;
         };
-        let extra = lock(p).stored_bytes();
-        e.packaged = Some(Arc::clone(p));
+        if let Some(kept) = &e.packaged {
+            return Arc::clone(kept);
+        }
+        let extra = lock(&p).stored_bytes();
+        e.packaged = Some(Arc::clone(&p));
         e.cost += extra;
         cache.total += extra;
         self.evict(&mut cache, name);
+        p
+    }
+
+    /// Whether `p` is the packaging the cache keeps for `name`.
+    fn is_cached(&self, name: &str, p: &Arc<Packaged>) -> bool {
+        lock(&self.cache)
+            .entries
+            .get(name)
+            .and_then(|e| e.packaged.as_ref())
+            .is_some_and(|kept| Arc::ptr_eq(kept, p))
     }
 
     /// Drops the least recently used entries but `keep` until the cache
