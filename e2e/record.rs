@@ -143,6 +143,16 @@ fn assert_recording_failed_stream_goes_on(server: &Castgate, hook: &Receiver, re
     }
 }
 
+/// Kills castgate with SIGKILL and waits for it to be gone.
+fn sigkill(server: &mut Castgate) {
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    server.wait_exit(T);
+}
+
 /// The video playlist's segment count, 0 while there is none.
 fn segments(server: &Castgate, key: &str) -> usize {
     let r = http_get(server.http, &format!("/{key}/video.m3u8"));
@@ -197,12 +207,7 @@ fn a_recording_survives_sigkill_up_to_its_last_keyframe() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let status = std::process::Command::new("kill")
-        .args(["-KILL", &server.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    server.wait_exit(T);
+    sigkill(&mut server);
     let _ = publisher.kill();
     let _ = publisher.wait();
 
@@ -572,12 +577,7 @@ fn a_cmaf_recording_survives_sigkill_up_to_its_last_segment() {
         assert!(Instant::now() < deadline, "two segments never listed");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let status = std::process::Command::new("kill")
-        .args(["-KILL", &server.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    server.wait_exit(T);
+    sigkill(&mut server);
     let _ = publisher.kill();
     let _ = publisher.wait();
 

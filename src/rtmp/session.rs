@@ -818,18 +818,7 @@ impl ServerSession {
             self.decoder.set_limits(self.config.chunk_limits);
             self.send_user_control(UserControl::StreamIsRecorded(stream_id));
             self.send_user_control(UserControl::StreamBegin(stream_id));
-            if reset {
-                self.send_status(
-                    stream_id,
-                    NetStatus::PlayReset,
-                    &format!("Playing and resetting {name}."),
-                );
-            }
-            self.send_status(
-                stream_id,
-                NetStatus::PlayStart,
-                &format!("Started playing {name}."),
-            );
+            self.send_play_start(stream_id, &name, reset);
             self.send_data(
                 stream_id,
                 0,
@@ -903,17 +892,24 @@ impl ServerSession {
                 NetStatus::SeekNotify,
                 &format!("Seeking {ms} (stream ID: {stream_id})."),
             );
+            self.send_play_start(stream_id, &name, true);
+        }
+    }
+
+    /// `NetStream.Play.Reset` (if `reset`) then `NetStream.Play.Start`.
+    fn send_play_start(&mut self, stream_id: u32, name: &str, reset: bool) {
+        if reset {
             self.send_status(
                 stream_id,
                 NetStatus::PlayReset,
                 &format!("Playing and resetting {name}."),
             );
-            self.send_status(
-                stream_id,
-                NetStatus::PlayStart,
-                &format!("Started playing {name}."),
-            );
         }
+        self.send_status(
+            stream_id,
+            NetStatus::PlayStart,
+            &format!("Started playing {name}."),
+        );
     }
 
     /// Refuses a `seek` (a live stream): NetStream.Seek.Failed.
