@@ -132,6 +132,9 @@ pub enum VodError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Found {
     path: PathBuf,
+    /// A CMAF recording's directory (`len` and `modified` are its
+    /// `index.m3u8`'s).
+    dir: bool,
     len: u64,
     modified: Option<SystemTime>,
 }
@@ -202,17 +205,15 @@ impl Library {
         resource: Resource,
         utc_timing: &[&str],
     ) -> Result<Served, VodError> {
-        let cmaf = {
-            let (dir, name) = (PathBuf::from(&self.settings.dir), name.to_string());
+        let found = self.find(name).await?;
+        if found.dir {
+            // A CMAF recording: its files as they are.
             let max = self.settings.max_file_bytes;
-            tokio::task::spawn_blocking(move || cmaf_file(&dir, &name, resource, max))
+            return tokio::task::spawn_blocking(move || cmaf_file(&found.path, resource, max))
                 .await
-                .map_err(|e| VodError::Io(std::io::Error::other(e)))??
-        };
-        if let Some(served) = cmaf {
-            return Ok(served);
+                .map_err(|e| VodError::Io(std::io::Error::other(e)))?;
         }
-        let (title, packaged) = self.entry(name).await?;
+        let (title, packaged) = self.entry_of(name, found).await?;
         let key = format!("{}/{name}", self.settings.app);
         let packaged = match packaged {
             Some(p) => p,
@@ -248,14 +249,25 @@ impl Library {
     /// The cached entry for `name`, checked against the file on disk, or
     /// a new one.
     async fn entry(&self, name: &str) -> Result<(Arc<Title>, Option<Arc<Packaged>>), VodError> {
-        let dir = PathBuf::from(&self.settings.dir);
-        let lookup = {
-            let name = name.to_string();
-            move || resolve(&dir, &name)
-        };
-        let found = tokio::task::spawn_blocking(lookup.clone())
+        let found = self.find(name).await?;
+        self.entry_of(name, found).await
+    }
+
+    /// What `name` names on disk (see [`resolve`]), looked up off the
+    /// runtime.
+    async fn find(&self, name: &str) -> Result<Found, VodError> {
+        let (dir, name) = (PathBuf::from(&self.settings.dir), name.to_string());
+        tokio::task::spawn_blocking(move || resolve(&dir, &name))
             .await
-            .map_err(|e| VodError::Io(std::io::Error::other(e)))??;
+            .map_err(|e| VodError::Io(std::io::Error::other(e)))?
+    }
+
+    /// [`Library::entry`] for the file `found` at `name`.
+    async fn entry_of(
+        &self,
+        name: &str,
+        found: Found,
+    ) -> Result<(Arc<Title>, Option<Arc<Packaged>>), VodError> {
         if let Some(hit) = self.cached(name, &found)? {
             return Ok(hit);
         }
@@ -420,6 +432,7 @@ fn resolve(dir: &Path, name: &str) -> Result<Found, VodError> {
                 Ok(m) if m.is_file() => {
                     return Ok(Found {
                         path: real,
+                        dir: true,
                         len: m.len(),
                         modified: m.modified().ok(),
                     })
@@ -432,6 +445,7 @@ fn resolve(dir: &Path, name: &str) -> Result<Found, VodError> {
         }
         return Ok(Found {
             path: real,
+            dir: false,
             len: meta.len(),
             modified: meta.modified().ok(),
         });
@@ -439,30 +453,12 @@ fn resolve(dir: &Path, name: &str) -> Result<Found, VodError> {
     Err(VodError::NotFound)
 }
 
-/// A CMAF recording's file for `resource`, if `name` is a directory
-/// holding one (its `index.m3u8`): served as it is on disk, since it has
-/// castgate's layout. `None`: not such a directory.
-fn cmaf_file(
-    dir: &Path,
-    name: &str,
-    resource: Resource,
-    max: u64,
-) -> Result<Option<Served>, VodError> {
+/// A CMAF recording's file for `resource`, `real` being its directory as
+/// [`resolve`] found it (canonical, inside the media directory): served
+/// as it is on disk, since it has castgate's layout.
+fn cmaf_file(real: &Path, resource: Resource, max: u64) -> Result<Served, VodError> {
     use crate::package::serve::{CachePolicy, Payload};
     use crate::package::urls;
-    check_segments(name)?;
-    let Ok(root) = dir.canonicalize() else {
-        return Ok(None);
-    };
-    let Ok(real) = root.join(name).canonicalize() else {
-        return Ok(None);
-    };
-    if !real.starts_with(&root) {
-        return Err(VodError::Forbidden("a link out of the media directory"));
-    }
-    if !real.is_dir() || !real.join(urls::MULTIVARIANT).is_file() {
-        return Ok(None);
-    }
     let (rel, content_type, manifest) = match resource {
         Resource::Multivariant => (urls::MULTIVARIANT.to_string(), HLS_TYPE, true),
         Resource::MediaPlaylist(kind) => (urls::media_playlist(kind), HLS_TYPE, true),
@@ -474,7 +470,7 @@ fn cmaf_file(
     let path = real.join(&rel);
     let missing = || VodError::Missing(if manifest { "manifest" } else { "segment" });
     let file = path.canonicalize().map_err(|_| missing())?;
-    if !file.starts_with(&real) {
+    if !file.starts_with(real) {
         return Err(VodError::Forbidden("a link out of the recording"));
     }
     let meta = std::fs::metadata(&file).map_err(|_| missing())?;
@@ -496,7 +492,7 @@ fn cmaf_file(
     } else {
         Payload::Chunks(vec![Bytes::from(data)])
     };
-    Ok(Some(Served {
+    Ok(Served {
         payload,
         content_type,
         // A recording being written grows: its manifests are asked again.
@@ -508,7 +504,7 @@ fn cmaf_file(
             CachePolicy::Immutable
         },
         target_duration: 4,
-    }))
+    })
 }
 
 const HLS_TYPE: &str = "application/vnd.apple.mpegurl";
