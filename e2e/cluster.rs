@@ -7,17 +7,17 @@ use std::time::{Duration, Instant};
 
 use crate::harness::*;
 
-const LEASE_SECS: &str = "3";
-const T: Duration = Duration::from_secs(20);
+pub(crate) const LEASE_SECS: &str = "3";
+pub(crate) const T: Duration = Duration::from_secs(20);
 
 /// A `redis-server` child on a loopback port, killed on drop.
-struct Redis {
+pub(crate) struct Redis {
     child: Child,
     port: u16,
 }
 
 impl Redis {
-    fn start(port: u16) -> Redis {
+    pub(crate) fn start(port: u16) -> Redis {
         require("redis-server");
         require("redis-cli");
         let child = Command::new("redis-server")
@@ -38,12 +38,12 @@ impl Redis {
         Redis { child, port }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
     /// `GET key` with redis-cli ("" when missing).
-    fn get(&self, key: &str) -> String {
+    pub(crate) fn get(&self, key: &str) -> String {
         let out = Command::new("redis-cli")
             .args(["-p", &self.port.to_string(), "--raw", "GET", key])
             .output()
@@ -52,7 +52,7 @@ impl Redis {
     }
 
     /// Waits until `key` holds a value containing `part`.
-    fn wait_value(&self, key: &str, part: &str) -> String {
+    pub(crate) fn wait_value(&self, key: &str, part: &str) -> String {
         let deadline = Instant::now() + T;
         loop {
             let v = self.get(key);
@@ -75,22 +75,34 @@ impl Drop for Redis {
     }
 }
 
-fn node(redis: &Redis, id: &str, conflict: &str) -> Castgate {
+/// A node on its own loopback ports, advertising them to the others.
+pub(crate) fn node(redis: &Redis, id: &str, conflict: &str) -> Castgate {
+    let (rtmp, http) = (free_port(), free_port());
     Castgate::start(&[
         ("CASTGATE__CLUSTER__REDIS_URL", &redis.url()),
         ("CASTGATE__CLUSTER__NODE_ID", id),
         ("CASTGATE__CLUSTER__LEASE_SECS", LEASE_SECS),
+        (
+            "CASTGATE__CLUSTER__ADVERTISE_HTTP",
+            &format!("http://127.0.0.1:{http}"),
+        ),
+        (
+            "CASTGATE__CLUSTER__ADVERTISE_RTMP",
+            &format!("rtmp://127.0.0.1:{rtmp}"),
+        ),
+        ("CASTGATE__RTMP__LISTEN", &format!("127.0.0.1:{rtmp}")),
+        ("CASTGATE__HTTP__LISTEN", &format!("127.0.0.1:{http}")),
         ("CASTGATE__RTMP__PUBLISH_CONFLICT", conflict),
     ])
 }
 
 /// A publisher that keeps going (the fixture looped).
-fn publish_live(server: &Castgate, key: &str) -> Child {
+pub(crate) fn publish_live(server: &Castgate, key: &str) -> Child {
     publish(&fixture(0), &server.url(key), &["-stream_loop", "-1"])
 }
 
 /// A publish that must be refused: ffmpeg fails; its stderr.
-fn publish_refused(server: &Castgate, key: &str) -> String {
+pub(crate) fn publish_refused(server: &Castgate, key: &str) -> String {
     let mut ff = publish(&fixture(1), &server.url(key), &[]);
     let status = wait_child(&mut ff, T, "a refused ffmpeg publish");
     let err = stderr_of(&mut ff);
@@ -98,7 +110,7 @@ fn publish_refused(server: &Castgate, key: &str) -> String {
     err
 }
 
-fn kill(mut child: Child) {
+pub(crate) fn kill(mut child: Child) {
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -5,6 +5,7 @@ mod access;
 mod browser;
 mod cli;
 mod cluster;
+mod cluster_edge;
 mod codecs;
 mod console;
 mod corpus;

@@ -76,6 +76,9 @@ need /usr/lib/nginx/modules/ngx_rtmp_module.so libnginx-mod-rtmp
 need srt-live-transmit srt-tools
 # Cluster mode: leases in a real Redis (src/cluster, e2e/cluster.rs).
 need redis-server redis-server
+# Cluster mode behind real parts: HAProxy (TCP) in front of the nodes' RTMP
+# ports, nginx's proxy_cache in front of their HTTP ports (e2e/cluster.rs).
+need haproxy haproxy
 # SRT relays link libsrt (Debian's OpenSSL flavour) at build time.
 need /usr/include/srt/srt.h libsrt-openssl-dev
 # The Docker image is built and its compose service run (e2e/docker_run.rs,

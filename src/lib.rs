@@ -11,6 +11,7 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod console;
+pub mod edge;
 pub mod egress;
 pub mod egress_policy;
 #[doc(hidden)]

@@ -276,6 +276,18 @@ pub fn http_request(route: &'static str, status: u16, took: Duration) {
     }
 }
 
+/// A media request for a stream another node owns (`edge`): `result` is
+/// `hit`, `coalesced`, `fetched`, `failed` or `refused`.
+pub fn edge_request(route: &'static str, result: &'static str) {
+    counter!("castgate_edge_requests_total", "route" => route, "result" => result).increment(1);
+}
+
+/// A request another cluster node made here for its viewers (the
+/// upstream side of `castgate_edge_requests_total`).
+pub fn peer_request(route: &'static str) {
+    counter!("castgate_cluster_peer_requests_total", "route" => route).increment(1);
+}
+
 fn status_label(status: u16) -> &'static str {
     const CODES: &[(u16, &str)] = &[
         (200, "200"),

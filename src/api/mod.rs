@@ -57,6 +57,8 @@ pub struct ApiState {
     pub sources: Option<crate::sources::Sources>,
     /// Recordings (`None`: not offered).
     pub recorder: Option<crate::record::Recorder>,
+    /// The cluster (`None`: a single node).
+    pub cluster: Option<crate::cluster::Cluster>,
 }
 
 impl ApiState {
@@ -113,6 +115,7 @@ impl utoipa::Modify for Security {
 pub fn router<S: Clone + Send + Sync + 'static>(state: Arc<ApiState>) -> Router<S> {
     let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(list_streams))
+        .routes(routes!(get_cluster))
         .routes(routes!(list_relays, create_relay))
         .routes(routes!(get_relay, delete_relay))
         .routes(routes!(list_sources, create_source))
@@ -276,6 +279,56 @@ pub fn check_access(token: Option<&str>, req: &Request) -> Result<(), ApiError> 
             Ok(())
         }
     }
+}
+
+/// The cluster: its live nodes and every stream with its owner, from Redis
+/// (the same on every node).
+#[utoipa::path(
+    get,
+    path = "/cluster",
+    tag = "streams",
+    responses(
+        (status = 200, description = "Nodes and streams (empty lists on a single node)", body = ClusterView),
+        (status = 503, description = "Redis does not answer", body = ErrorBody),
+    )
+)]
+async fn get_cluster(State(state): State<Arc<ApiState>>) -> Result<Json<ClusterView>, ApiError> {
+    let Some(cluster) = &state.cluster else {
+        return Ok(Json(ClusterView {
+            enabled: false,
+            node: String::new(),
+            nodes: Vec::new(),
+            streams: Vec::new(),
+        }));
+    };
+    let unreachable =
+        |e: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("Redis: {e}"));
+    let nodes = cluster.nodes().await.map_err(unreachable)?;
+    let streams = cluster.streams().await.map_err(unreachable)?;
+    let me = cluster.node();
+    Ok(Json(ClusterView {
+        enabled: true,
+        node: me.to_string(),
+        nodes: nodes
+            .into_iter()
+            .map(|n| ClusterNode {
+                node: n.node,
+                http: n.http,
+                rtmp: n.rtmp,
+                streams: n.streams,
+                viewers: n.viewers,
+            })
+            .collect(),
+        streams: streams
+            .into_iter()
+            .map(|(stream, h)| ClusterStream {
+                here: h.node == me,
+                stream,
+                node: h.node,
+                token: h.token,
+            })
+            .collect(),
+    }))
 }
 
 /// Live streams.

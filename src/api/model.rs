@@ -71,6 +71,42 @@ pub struct SrtList {
     pub sessions: Vec<crate::srt::SrtSession>,
 }
 
+/// The cluster as this node sees it in Redis (`[cluster]`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClusterView {
+    /// False on a single node (no `[cluster] redis_url`): the lists are empty.
+    pub enabled: bool,
+    /// This node's id.
+    pub node: String,
+    /// Live nodes, by id.
+    pub nodes: Vec<ClusterNode>,
+    /// Every stream published in the cluster, with the node that owns it.
+    pub streams: Vec<ClusterStream>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClusterNode {
+    pub node: String,
+    pub http: String,
+    pub rtmp: String,
+    /// Streams it publishes.
+    pub streams: u64,
+    /// Its RTMP/SRT players and HLS/DASH viewers.
+    pub viewers: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClusterStream {
+    /// `APP/NAME`.
+    pub stream: String,
+    /// The node that publishes it (holds its lease).
+    pub node: String,
+    /// Its fencing token: it rises with every new owner.
+    pub token: u64,
+    /// Whether this node is the owner.
+    pub here: bool,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StreamList {
     pub streams: Vec<StreamView>,

@@ -42,6 +42,7 @@ fn app_with(token: Option<&str>, hub: Hub, recorder: crate::record::Recorder) ->
             srt: Default::default(),
             sources: None,
             recorder: Some(recorder),
+            cluster: None,
         })),
     )
 }

@@ -385,6 +385,21 @@ pub async fn run_from(
     if let Some(cluster) = services.cluster.clone() {
         tokio::spawn(cluster.run_renewals(ctx.shutdown.clone()));
     }
+    // Streams other nodes own: HLS/DASH forwarded, players fed by a pull.
+    let edge = services
+        .cluster
+        .clone()
+        .map(|c| crate::edge::Edge::new(c, services.hub.clone()));
+    if let Some(edge) = edge.clone() {
+        let vod_app = (!config.vod.dir.is_empty()).then(|| config.vod.app.clone());
+        tokio::spawn(crate::edge::replica::run(
+            edge,
+            services.hub.clone(),
+            services.sources.clone(),
+            vod_app,
+            ctx.shutdown.clone(),
+        ));
+    }
     let srt = if config.srt.enabled {
         let deps = crate::srt::Deps {
             registry: services.streams.clone(),
@@ -393,7 +408,14 @@ pub async fn run_from(
             shutdown: ctx.shutdown.clone(),
             on_demand: Some({
                 let sources = services.sources.clone();
-                Arc::new(move |stream: &str| sources.on_demand(stream))
+                let edge = edge.clone();
+                let rt = tokio::runtime::Handle::current();
+                Arc::new(move |stream: &str| {
+                    sources.on_demand(stream)
+                        || edge
+                            .as_ref()
+                            .is_some_and(|e| e.owned_elsewhere_blocking(stream, &rt))
+                })
             }),
         };
         let l = crate::srt::start(
@@ -417,6 +439,14 @@ pub async fn run_from(
     services.relays.set_own_listeners(own);
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let viewers = viewers::Viewers::new(viewer_limits);
+    if let Some(cluster) = &services.cluster {
+        // The load other nodes and the console see: players and HTTP viewers.
+        let (hub, viewers) = (services.hub.clone(), viewers.clone());
+        cluster.set_load(move || {
+            let players: usize = hub.streams().iter().map(|s| s.subscribers).sum();
+            (players + viewers.tracked()) as u64
+        });
+    }
     let tunnels = rtmpt.map(|c| {
         let handler = server::handler(Arc::clone(&ctx));
         transport::rtmpt::Tunnels::new(handler, c, body_budget_bytes)
@@ -443,6 +473,7 @@ pub async fn run_from(
             srt: services.srt_sessions.clone(),
             sources: Some(services.sources.clone()),
             recorder: Some(services.recorder.clone()),
+            cluster: services.cluster.clone(),
         })
     });
     let state = http::HttpState {
@@ -468,6 +499,7 @@ pub async fn run_from(
             Arc::new(move |stream: &str| sources.touch(stream))
         }),
         vod: Some(Arc::clone(&services.vod)),
+        edge: edge.clone(),
         ..http::HttpState::new(services.packager.store().clone())
     };
     let app = http::router(state.clone());

@@ -46,6 +46,8 @@ pub const NODE_PREFIX: &str = "castgate:node:";
 pub const FENCE_KEY: &str = "castgate:fence";
 /// At most this many streams are listed by [`Cluster::streams`].
 pub const MAX_LISTED: usize = 10_000;
+/// At most this many nodes are listed by [`Cluster::nodes`].
+pub const MAX_NODES: usize = 1000;
 /// How long one Redis command or connection attempt may take.
 const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -93,6 +95,22 @@ end
 return 0
 "#;
 
+/// A live node, as its liveness key says.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct Node {
+    pub node: String,
+    #[serde(default)]
+    pub http: String,
+    #[serde(default)]
+    pub rtmp: String,
+    /// Streams it publishes (leases it holds).
+    #[serde(default)]
+    pub streams: u64,
+    /// RTMP and SRT players and HLS/DASH viewers it serves.
+    #[serde(default)]
+    pub viewers: u64,
+}
+
 /// Why a claim did not take the stream.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ClaimError {
@@ -119,6 +137,8 @@ struct Inner {
     seen: AtomicU64,
     /// Whether the last command reached Redis (for the log: said once per change).
     reachable: std::sync::atomic::AtomicBool,
+    /// Counts this node's viewers for its liveness key.
+    load: std::sync::OnceLock<Box<dyn Fn() -> u64 + Send + Sync>>,
 }
 
 struct Held {
@@ -199,6 +219,7 @@ impl Cluster {
                 next_id: AtomicU64::new(1),
                 seen: AtomicU64::new(0),
                 reachable: std::sync::atomic::AtomicBool::new(true),
+                load: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -206,6 +227,16 @@ impl Cluster {
     /// This node's id.
     pub fn node(&self) -> &str {
         &self.inner.node
+    }
+
+    /// How the node's load (its viewers) is counted for the other nodes
+    /// (set once, at start-up).
+    pub fn set_load(&self, count: impl Fn() -> u64 + Send + Sync + 'static) {
+        let _ = self.inner.load.set(Box::new(count));
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
     }
 
     /// Runs `cmd` on the shared connection, connecting first if needed; a
@@ -430,6 +461,7 @@ impl Cluster {
             "http": s.advertise_http,
             "rtmp": s.advertise_rtmp,
             "streams": streams,
+            "viewers": self.inner.load.get().map_or(0, |f| f()),
         })
         .to_string();
         let mut cmd = redis::cmd("SET");
@@ -486,6 +518,54 @@ impl Cluster {
             }
         }
         Ok(out)
+    }
+
+    /// Who holds `key`, or else `parent` (the stream a rendition or a
+    /// track belongs to), in one round trip.
+    pub async fn owner(&self, key: &str, parent: Option<&str>) -> Result<Option<Holder>, String> {
+        let mut cmd = redis::cmd("MGET");
+        cmd.arg(format!("{STREAM_PREFIX}{key}"));
+        if let Some(p) = parent {
+            cmd.arg(format!("{STREAM_PREFIX}{p}"));
+        }
+        let values: Vec<Option<String>> = self.run(&cmd).await?;
+        Ok(values.iter().flatten().find_map(|v| Holder::parse(v)))
+    }
+
+    /// The live nodes (their liveness keys), by id.
+    pub async fn nodes(&self) -> Result<Vec<Node>, String> {
+        let mut cursor: u64 = 0;
+        let mut keys: Vec<String> = Vec::new();
+        loop {
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{NODE_PREFIX}*"))
+                .arg("COUNT")
+                .arg(500);
+            let (next, batch): (u64, Vec<String>) = self.run(&cmd).await?;
+            keys.extend(batch);
+            cursor = next;
+            if cursor == 0 || keys.len() >= MAX_NODES {
+                break;
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        keys.truncate(MAX_NODES);
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("MGET");
+        cmd.arg(&keys);
+        let values: Vec<Option<String>> = self.run(&cmd).await?;
+        let mut nodes: Vec<Node> = values
+            .iter()
+            .flatten()
+            .filter_map(|v| serde_json::from_str(v).ok())
+            .collect();
+        nodes.sort_by(|a, b| a.node.cmp(&b.node));
+        Ok(nodes)
     }
 
     /// Who holds `key` now, as Redis says.

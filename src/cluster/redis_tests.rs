@@ -61,6 +61,7 @@ fn node(url: &str, id: &str) -> Cluster {
         advertise_http: format!("http://{id}:8080"),
         advertise_rtmp: format!("rtmp://{id}:1935"),
         lease: Duration::from_millis(1500),
+        cache_bytes: 1 << 24,
     })
     .expect("cluster on")
 }
@@ -77,6 +78,7 @@ fn off_without_a_redis_url() {
         advertise_http: String::new(),
         advertise_rtmp: String::new(),
         lease: Duration::from_secs(5),
+        cache_bytes: 1 << 24,
     };
     assert!(!off.enabled());
     assert!(Cluster::new(&off).is_none());

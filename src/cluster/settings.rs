@@ -21,6 +21,8 @@ pub struct Settings {
     /// A lease not renewed for this long expires in Redis.
     #[serde(rename = "lease_secs", with = "secs")]
     pub lease: Duration,
+    /// The edge's cache of other nodes' HLS/DASH answers, in bytes.
+    pub cache_bytes: u64,
 }
 
 impl Section for Settings {
@@ -57,6 +59,11 @@ impl Section for Settings {
                 &format!("must start with {scheme}:// (or be empty)"),
             )?;
         }
+        check(
+            self.cache_bytes >= 1 << 20 && self.cache_bytes <= 1 << 40,
+            "cluster.cache_bytes",
+            "must be between 1 MiB and 1 TiB",
+        )?;
         check(
             self.lease >= Duration::from_secs(1) && self.lease <= Duration::from_secs(300),
             "cluster.lease_secs",
@@ -105,6 +112,7 @@ mod tests {
             advertise_http: "http://10.0.0.5:8080".into(),
             advertise_rtmp: "rtmp://10.0.0.5:1935".into(),
             lease: Duration::from_secs(5),
+            cache_bytes: 1 << 28,
         }
     }
 

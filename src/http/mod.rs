@@ -62,6 +62,8 @@ pub struct HttpState {
     pub wake: Option<Wake>,
     /// Video on demand: keys under its application name are its files.
     pub vod: Option<Arc<crate::vod::Library>>,
+    /// In cluster mode: streams another node owns are answered from it.
+    pub edge: Option<crate::edge::Edge>,
 }
 
 /// See [`HttpState::wake`].
@@ -82,6 +84,7 @@ impl HttpState {
             viewers: Viewers::default(),
             wake: None,
             vod: None,
+            edge: None,
         }
     }
 }
@@ -147,6 +150,12 @@ async fn metrics_page(State(state): State<HttpState>, req: Request) -> Response 
 /// Counts every request by route and status (and times media ones).
 async fn count_request(req: Request, next: axum::middleware::Next) -> Response {
     let route = route_of(req.uri().path());
+    if req
+        .headers()
+        .contains_key(crate::edge::upstream::NODE_HEADER)
+    {
+        crate::metrics::peer_request(route);
+    }
     let started = std::time::Instant::now();
     let res = next.run(req).await;
     crate::metrics::http_request(route, res.status().as_u16(), started.elapsed());
@@ -317,6 +326,29 @@ async fn media(State(state): State<HttpState>, req: Request) -> Response {
         Err(e) => return refused(Refused::BadRequest(e.to_string())),
     };
     let vod = state.vod.as_ref().and_then(|v| Some((v, v.path_of(&key)?)));
+    let from_node = req
+        .headers()
+        .contains_key(crate::edge::upstream::NODE_HEADER);
+    if let (Some(edge), None, false) = (&state.edge, &vod, from_node) {
+        if let crate::edge::Route::Owner(owner) = edge.route(&key).await {
+            let path_and_query = req
+                .uri()
+                .path_and_query()
+                .map_or_else(|| req.uri().path(), |p| p.as_str())
+                .to_string();
+            let ask = Forwarded {
+                path_and_query,
+                host: request_authority(&req),
+                route: route_of(req.uri().path()),
+                head,
+            };
+            let res = forward(edge, &owner, ask, &key).await;
+            if res.status().is_success() {
+                record_viewer(&state.viewers, &req, &key, resource, FORWARDED_TARGET);
+            }
+            return res;
+        }
+    }
     let served = if let Some((library, name)) = vod {
         match library.answer(name, resource, &time).await {
             Ok(served) => served,
@@ -377,6 +409,114 @@ async fn media(State(state): State<HttpState>, req: Request) -> Response {
         ))
     };
     (StatusCode::OK, headers, body).into_response()
+}
+
+/// The target duration a forwarded stream's viewers are counted with (the
+/// owner's is not known here; viewers are counted over a few of them).
+const FORWARDED_TARGET: u32 = 2;
+
+/// What a forwarded request asks (taken from it before any wait: a request
+/// is not `Sync`).
+struct Forwarded {
+    path_and_query: String,
+    host: Option<String>,
+    route: &'static str,
+    head: bool,
+}
+
+/// A media request for a stream `owner` publishes: its answer, through the
+/// edge's cache (see `edge`).
+async fn forward(
+    edge: &crate::edge::Edge,
+    owner: &crate::cluster::Holder,
+    ask: Forwarded,
+    key: &str,
+) -> Response {
+    let Forwarded {
+        path_and_query,
+        host,
+        route,
+        head,
+    } = ask;
+    let (answer, outcome) = match edge.get(owner, &path_and_query, host.as_deref()) {
+        Ok(a) => a,
+        Err(why) => {
+            crate::metrics::edge_request(route, "refused");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [
+                    (header::CACHE_CONTROL, "no-store"),
+                    (header::RETRY_AFTER, "1"),
+                ],
+                format!("{why}: try again shortly\n"),
+            )
+                .into_response();
+        }
+    };
+    let head_of = match answer.head().await {
+        Ok(h) => h,
+        Err(why) => {
+            crate::metrics::edge_request(route, "failed");
+            edge.forget_owner(key);
+            tracing::warn!(
+                stream = key,
+                owner = owner.node,
+                "the owner did not answer: {why}"
+            );
+            return (
+                StatusCode::BAD_GATEWAY,
+                [
+                    (header::CACHE_CONTROL, "no-store"),
+                    (header::RETRY_AFTER, "1"),
+                ],
+                format!(
+                    "the node that publishes {key} ({}) did not answer\n",
+                    owner.node
+                ),
+            )
+                .into_response();
+        }
+    };
+    crate::metrics::edge_request(route, outcome.label());
+    let mut headers = HeaderMap::new();
+    for (name, value) in [
+        (header::CONTENT_TYPE, &head_of.content_type),
+        (header::CACHE_CONTROL, &head_of.cache_control),
+        (header::RETRY_AFTER, &head_of.retry_after),
+    ] {
+        if let Some(v) = value.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+            headers.insert(name, v);
+        }
+    }
+    let status = StatusCode::from_u16(head_of.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    if let Some((chunks, len)) = answer.complete() {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        let body = if head {
+            Body::empty()
+        } else {
+            Body::from_stream(futures_util::stream::iter(
+                chunks.into_iter().map(Ok::<Bytes, Infallible>),
+            ))
+        };
+        return (status, headers, body).into_response();
+    }
+    if let Some(len) = head_of.content_length {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    if head {
+        return (status, headers, Body::empty()).into_response();
+    }
+    // Still coming: streamed as it grows, each reader at its own pace.
+    let body = futures_util::stream::unfold(Some((answer, 0usize)), |next| async move {
+        use crate::edge::answer::Read;
+        let (answer, i) = next?;
+        match answer.read(i).await {
+            Read::Chunk(c) => Some((Ok(c), Some((answer, i + 1)))),
+            Read::End => None,
+            Read::Failed(e) => Some((Err(std::io::Error::other(e)), None)),
+        }
+    });
+    (status, headers, Body::from_stream(body)).into_response()
 }
 
 /// Counts the client among `key`'s HLS or DASH viewers (it was served

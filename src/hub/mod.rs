@@ -382,6 +382,27 @@ impl Hub {
             .is_some_and(|s| lock(&s.state).publisher.is_some())
     }
 
+    /// What the current publisher of `key` publishes over; `None`: not live.
+    pub fn publisher_protocol(&self, key: &str) -> Option<&'static str> {
+        let streams = lock(&self.inner.streams);
+        let s = streams.get(key)?;
+        let st = lock(&s.state);
+        st.publisher.as_ref().map(|p| p.protocol)
+    }
+
+    /// The streams players wait for that nobody publishes: (key, players).
+    pub fn waited_for(&self) -> Vec<(String, usize)> {
+        let streams = lock(&self.inner.streams);
+        streams
+            .iter()
+            .filter_map(|(k, s)| {
+                let st = lock(&s.state);
+                (st.publisher.is_none() && !st.subscribers.is_empty())
+                    .then(|| (k.clone(), st.subscribers.len()))
+            })
+            .collect()
+    }
+
     /// Every stream slot (live, or waited for by players and relays).
     pub fn streams(&self) -> Vec<StreamInfo> {
         let streams: Vec<Arc<Stream>> = lock(&self.inner.streams).values().cloned().collect();

@@ -138,6 +138,12 @@ pub fn parse_source(stream: &str, url: &str) -> Result<(StreamKey, Target), Stri
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Origin {
     Api,
+    /// A cluster replica (`edge::replica`): the stream's owner, another
+    /// node, pulled once for this node's players; one connection, then the
+    /// edge decides again (the owner may have changed).
+    Cluster {
+        owner: String,
+    },
     /// A `[[sources]]` entry (the entry itself: a reload keeps unchanged
     /// entries running).
     Config(StaticSource),
@@ -238,6 +244,7 @@ impl Source {
             origin: match self.origin {
                 Origin::Api => "api".into(),
                 Origin::Config(_) => "config".into(),
+                Origin::Cluster { .. } => "cluster".into(),
             },
             on_demand: self.on_demand,
             state: s.state,
@@ -342,6 +349,40 @@ impl Sources {
         };
         self.start(key, target, tls, req.on_demand, Origin::Api)
             .map(|s| s.info())
+    }
+
+    /// Pulls `key` once from `owner`, the node that publishes it
+    /// (`rtmp_base`: its `advertise_rtmp`), for this node's players. Its
+    /// address is the owner's own configuration (through Redis), so the
+    /// egress policy, which guards addresses users give, does not apply.
+    pub fn replicate(
+        &self,
+        key: &StreamKey,
+        owner: &str,
+        rtmp_base: &str,
+    ) -> Result<u64, CreateError> {
+        let url = format!("{}/{key}", rtmp_base.trim_end_matches('/'));
+        let target = Target::parse(&url).map_err(|e| CreateError::Bad(format!("bad url: {e}")))?;
+        let origin = Origin::Cluster {
+            owner: owner.to_string(),
+        };
+        self.start(key.clone(), target, None, true, origin)
+            .map(|s| s.id)
+    }
+
+    /// The cluster replicas: (id, stream, state).
+    pub fn replicas(&self) -> Vec<(u64, StreamKey, SourceState)> {
+        self.inner
+            .sources()
+            .values()
+            .filter(|s| matches!(s.origin, Origin::Cluster { .. }))
+            .map(|s| (s.id, s.key.clone(), s.state()))
+            .collect()
+    }
+
+    /// Whether `key` has a source of any kind.
+    pub fn has(&self, key: &str) -> bool {
+        self.inner.sources().values().any(|s| s.key.as_str() == key)
     }
 
     fn start(
@@ -482,10 +523,9 @@ impl Sources {
     /// answered "try again shortly").
     pub fn touch(&self, stream: &str) -> bool {
         let map = self.inner.sources();
-        let Some(s) = map
-            .values()
-            .find(|s| s.on_demand && s.key.as_str() == stream)
-        else {
+        let Some(s) = map.values().find(|s| {
+            s.on_demand && s.key.as_str() == stream && !matches!(s.origin, Origin::Cluster { .. })
+        }) else {
             return false;
         };
         *crate::locks::lock(&s.last_http) = Some(Instant::now());
@@ -495,10 +535,9 @@ impl Sources {
     /// Whether `stream` has an on-demand source (it goes live once
     /// watched: an SRT player of it is admitted and waits).
     pub fn on_demand(&self, stream: &str) -> bool {
-        self.inner
-            .sources()
-            .values()
-            .any(|s| s.on_demand && s.key.as_str() == stream)
+        self.inner.sources().values().any(|s| {
+            s.on_demand && s.key.as_str() == stream && !matches!(s.origin, Origin::Cluster { .. })
+        })
     }
 }
 

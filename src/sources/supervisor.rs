@@ -143,6 +143,10 @@ async fn supervise(source: &Source, reg: &Inner, stop: &mut watch::Receiver<bool
             End::Unwatched => info!("source stopped pulling: nobody watched"),
             End::Stopped => {}
         }
+        // A replica connects once: the edge looks the owner up again.
+        if matches!(source.origin, super::Origin::Cluster { .. }) {
+            return End::Stopped;
+        }
         match next(&end, &mut attempt, relay.backoff_initial, relay.backoff_max) {
             Next::Exit => return end,
             Next::Idle => continue,
@@ -191,7 +195,10 @@ async fn resolve(
     host: &str,
     port: u16,
 ) -> Result<Vec<std::net::SocketAddr>, ConnectError> {
-    let trusted = matches!(source.origin, super::Origin::Config(_));
+    let trusted = matches!(
+        source.origin,
+        super::Origin::Config(_) | super::Origin::Cluster { .. }
+    );
     let own = super::own_stream(&source.target, &source.key);
     crate::egress::resolve_checked(
         reg.deps.relays.settings(),
@@ -232,9 +239,15 @@ async fn connect_and_pull(source: &Source, reg: &Inner) -> End {
 
 /// Takes the stream in the registry.
 async fn publish(source: &Source, reg: &Inner) -> Result<PublishGuard, End> {
-    let origin = Origin::Pulled {
-        url: source.redacted.clone(),
-        source_id: source.id,
+    let origin = match &source.origin {
+        super::Origin::Cluster { owner } => Origin::Replica {
+            owner: owner.clone(),
+            url: source.redacted.clone(),
+        },
+        _ => Origin::Pulled {
+            url: source.redacted.clone(),
+            source_id: source.id,
+        },
     };
     reg.deps
         .registry

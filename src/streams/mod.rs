@@ -56,6 +56,10 @@ pub enum PublishError {
     Cluster(#[from] ClaimError),
 }
 
+/// The publisher protocol of a cluster replica (see [`Origin::Replica`]):
+/// a stream live here under it is owned elsewhere.
+pub const REPLICA_PROTOCOL: &str = "cluster";
+
 /// Who publishes a stream.
 #[derive(Clone, Debug)]
 pub enum Origin {
@@ -71,6 +75,11 @@ pub enum Origin {
     Rendition { source: StreamKey, profile: String },
     /// A stream castgate pulls itself (`sources`): `url` is redacted.
     Pulled { url: String, source_id: u64 },
+    /// In cluster mode, a stream another node (`owner`) publishes, pulled
+    /// from it for this node's players (`edge::replica`). Only the hub
+    /// carries it: packaging, relays, transcode, recordings, events and
+    /// the lease are the owner's.
+    Replica { owner: String, url: String },
 }
 
 impl Origin {
@@ -80,6 +89,7 @@ impl Origin {
             Origin::Client { protocol, .. } => protocol,
             Origin::Rendition { .. } => "transcode",
             Origin::Pulled { .. } => "pull",
+            Origin::Replica { .. } => REPLICA_PROTOCOL,
         }
     }
 
@@ -88,7 +98,7 @@ impl Origin {
         match self {
             Origin::Client { peer, .. } => peer.to_string(),
             Origin::Rendition { .. } => "transcode".to_string(),
-            Origin::Pulled { url, .. } => url.clone(),
+            Origin::Pulled { url, .. } | Origin::Replica { url, .. } => url.clone(),
         }
     }
 }
@@ -177,7 +187,7 @@ impl Registry {
         granted: &Granted,
     ) -> Result<PublishGuard, PublishError> {
         let lease = match (&self.inner.cluster, &origin) {
-            (_, Origin::Rendition { .. }) | (None, _) => None,
+            (_, Origin::Rendition { .. } | Origin::Replica { .. }) | (None, _) => None,
             (Some(cluster), _) => {
                 let conflict = self.inner.hub.publish_conflict();
                 // A conflict on this node is the hub's to refuse, before
@@ -214,6 +224,22 @@ impl Registry {
         let publisher = inner
             .hub
             .publish_over(&key, &origin.peer(), origin.protocol())?;
+        if let Origin::Replica { owner, url } = &origin {
+            info!(
+                stream = key.as_str(),
+                owner, url, "replica publish started (the stream is another node's)"
+            );
+            return Ok(PublishGuard {
+                publisher,
+                _recordings: Recordings::default(),
+                stats: inner.stats.register(&key),
+                events: None,
+                key,
+                protocol: origin.protocol(),
+                started: Instant::now(),
+                lease: None,
+            });
+        }
         let hooks = crate::locks::read(&inner.hooks).clone();
         for hook in &hooks {
             hook.on_publish(self, &key, &origin, granted);
@@ -242,6 +268,7 @@ impl Registry {
                 url,
                 "pulled publish started"
             ),
+            Origin::Replica { .. } => {}
         }
         inner.relays.on_publish(&key);
         for target in &granted.relays {
@@ -276,7 +303,7 @@ impl Registry {
             publisher,
             _recordings: recordings,
             stats,
-            events,
+            events: Some(events),
             key,
             protocol,
             started: Instant::now(),
@@ -307,6 +334,11 @@ fn started_event(origin: &Origin, granted: &Granted) -> serde_json::Value {
             "url": url,
             "source": source_id,
         }),
+        Origin::Replica { owner, url } => serde_json::json!({
+            "protocol": REPLICA_PROTOCOL,
+            "owner": owner,
+            "url": url,
+        }),
     }
 }
 
@@ -318,7 +350,8 @@ pub struct PublishGuard {
     publisher: Publisher,
     _recordings: Recordings,
     stats: StatsGuard,
-    events: Webhooks,
+    /// `None` for a replica: the owner tells of the stream.
+    events: Option<Webhooks>,
     key: StreamKey,
     protocol: &'static str,
     started: Instant,
@@ -361,8 +394,9 @@ impl PublishGuard {
 impl Drop for PublishGuard {
     fn drop(&mut self) {
         use std::sync::atomic::Ordering::Relaxed;
+        let Some(events) = &self.events else { return };
         let s = &self.stats.stats;
-        self.events.emit(
+        events.emit(
             "stream.ended",
             Some(&self.key),
             serde_json::json!({

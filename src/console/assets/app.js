@@ -401,6 +401,37 @@
     });
   }
 
+  /**
+   * Cluster mode: the live nodes with their load, and every stream of the
+   * cluster with the node that owns it (any node plays any of them).
+   */
+  function renderCluster(c) {
+    const section = $('cluster-section');
+    section.hidden = !c || !c.enabled;
+    if (section.hidden) return;
+    if (c.error) {
+      $('cluster-message').textContent = c.error;
+      return;
+    }
+    $('cluster-message').textContent = '';
+    $('cluster-node').textContent = `(this node: ${c.node})`;
+    $('node-count').textContent = `(${c.nodes.length})`;
+    $('cluster-stream-count').textContent = `(${c.streams.length})`;
+    sync($('cluster-nodes').tBodies[0], c.nodes, n => n.node, 'node', n => [
+      n.node === c.node ? `${n.node} (this node)` : n.node,
+      n.http || '–',
+      n.rtmp || '–',
+      String(n.streams),
+      String(n.viewers),
+    ]);
+    sync($('cluster-streams').tBodies[0], c.streams, s => s.stream, 'clusterStream', s => [
+      s.stream,
+      s.here ? `${s.node} (this node)` : s.node,
+      String(s.token),
+      links(s.stream),
+    ]);
+  }
+
   function setStatus(text, isError) {
     const s = $('status');
     s.textContent = text;
@@ -425,8 +456,14 @@
         if (e instanceof ApiError && e.status === 404) return null;
         throw e;
       });
-      const [streams, relays, srt, sources, recList] = await Promise.all(
-        [api('GET', '/streams'), api('GET', '/relays'), api('GET', '/srt'), api('GET', '/sources'), recs]);
+      // Redis not answering is said in the cluster section, not as a failure.
+      const cluster = api('GET', '/cluster').catch(e => {
+        if (e instanceof ApiError && e.status === 503) return { enabled: true, error: e.message };
+        throw e;
+      });
+      const [streams, relays, srt, sources, recList, clusterView] = await Promise.all(
+        [api('GET', '/streams'), api('GET', '/relays'), api('GET', '/srt'), api('GET', '/sources'), recs, cluster]);
+      renderCluster(clusterView);
       renderStreams(streams);
       renderRecordings(recList);
       renderRelays(relays);
