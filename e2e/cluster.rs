@@ -77,23 +77,35 @@ impl Drop for Redis {
 
 /// A node on its own loopback ports, advertising them to the others.
 pub(crate) fn node(redis: &Redis, id: &str, conflict: &str) -> Castgate {
+    node_with(redis, id, conflict, &[])
+}
+
+/// [`node`] with more settings.
+pub(crate) fn node_with(
+    redis: &Redis,
+    id: &str,
+    conflict: &str,
+    more: &[(&str, &str)],
+) -> Castgate {
     let (rtmp, http) = (free_port(), free_port());
-    Castgate::start(&[
-        ("CASTGATE__CLUSTER__REDIS_URL", &redis.url()),
+    let (advertise_http, advertise_rtmp) = (
+        format!("http://127.0.0.1:{http}"),
+        format!("rtmp://127.0.0.1:{rtmp}"),
+    );
+    let (rtmp_listen, http_listen) = (format!("127.0.0.1:{rtmp}"), format!("127.0.0.1:{http}"));
+    let redis_url = redis.url();
+    let mut env: Vec<(&str, &str)> = vec![
+        ("CASTGATE__CLUSTER__REDIS_URL", &redis_url),
         ("CASTGATE__CLUSTER__NODE_ID", id),
         ("CASTGATE__CLUSTER__LEASE_SECS", LEASE_SECS),
-        (
-            "CASTGATE__CLUSTER__ADVERTISE_HTTP",
-            &format!("http://127.0.0.1:{http}"),
-        ),
-        (
-            "CASTGATE__CLUSTER__ADVERTISE_RTMP",
-            &format!("rtmp://127.0.0.1:{rtmp}"),
-        ),
-        ("CASTGATE__RTMP__LISTEN", &format!("127.0.0.1:{rtmp}")),
-        ("CASTGATE__HTTP__LISTEN", &format!("127.0.0.1:{http}")),
+        ("CASTGATE__CLUSTER__ADVERTISE_HTTP", &advertise_http),
+        ("CASTGATE__CLUSTER__ADVERTISE_RTMP", &advertise_rtmp),
+        ("CASTGATE__RTMP__LISTEN", &rtmp_listen),
+        ("CASTGATE__HTTP__LISTEN", &http_listen),
         ("CASTGATE__RTMP__PUBLISH_CONFLICT", conflict),
-    ])
+    ];
+    env.extend_from_slice(more);
+    Castgate::start(&env)
 }
 
 /// A publisher that keeps going (the fixture looped).

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::cluster::{kill, node, publish_live, Redis, LEASE_SECS, T};
+use crate::cluster::{kill, node, node_with, publish_live, Redis, LEASE_SECS, T};
 use crate::harness::*;
 
 /// The sum of the `/metrics` samples of `name` whose labels hold every one
@@ -347,10 +347,28 @@ fn rtmp_and_srt_play_from_a_non_owner_is_one_pull_from_the_owner() {
     n2.assert_no_panic();
 }
 
+/// An API call: (status, the owner header, JSON body or null).
+fn api(server: &Castgate, method: &str, path: &str) -> (u16, Option<String>, serde_json::Value) {
+    let r = http_exchange(server.http, method, &format!("/api/v1{path}"), &[], &[]);
+    let json = serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null);
+    (
+        r.status,
+        r.header("x-castgate-owner").map(str::to_string),
+        json,
+    )
+}
+
 #[test]
-fn the_api_on_any_node_lists_every_stream_of_the_cluster() {
+fn the_api_on_any_node_lists_every_stream_and_passes_changes_to_the_owner() {
     let redis = Redis::start(free_port());
-    let n1 = node(&redis, "node1", "reject");
+    let dir = tempdir();
+    let rec = dir.path().to_str().unwrap();
+    let n1 = node_with(
+        &redis,
+        "node1",
+        "reject",
+        &[("CASTGATE__RECORDER__DIR", rec)],
+    );
     let n2 = node(&redis, "node2", "reject");
     let a = publish_live(&n1, "live/a1");
     let b = publish_live(&n2, "live/b2");
@@ -396,6 +414,76 @@ fn the_api_on_any_node_lists_every_stream_of_the_cluster() {
             "{view}"
         );
     }
+    // node2 asked about node1's stream: node1 answers (its view, its
+    // recording), node2 passes the calls on.
+    let (status, owner, view) = api(&n2, "GET", "/streams/live/a1");
+    assert_eq!((status, owner.as_deref()), (200, Some("node1")), "{view}");
+    assert_eq!(view["stream"], "live/a1", "{view}");
+    let (status, _, started) = api(&n2, "POST", "/streams/live/a1/recording");
+    assert!(status == 201 || status == 200, "{status} {started}");
+    let deadline = Instant::now() + T;
+    loop {
+        let (_, _, list) = api(&n1, "GET", "/recordings");
+        if list["recordings"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|x| x["stream"] == "live/a1"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node1 records nothing: {list}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, owner, stopped) = api(&n2, "DELETE", "/streams/live/a1/recording");
+    assert_eq!(
+        (status, owner.as_deref()),
+        (200, Some("node1")),
+        "{stopped}"
+    );
+    assert_eq!(
+        n2.count_log(&["API call passed to the node", "live/a1", "node1"]),
+        3
+    );
+    // node2's own stream stays node2's.
+    let (status, owner, _) = api(&n2, "GET", "/streams/live/b2");
+    assert_eq!((status, owner), (200, None));
+
+    // node2's console: the nodes, and every stream with its owner.
+    crate::browser::ensure_installed();
+    let shot = crate::console::artifact("console-cluster.png");
+    let mut cmd = Command::new("node");
+    cmd.arg(crate::browser::browser_dir().join("console.js"))
+        .arg("--cluster")
+        .arg(n2.http_url("/"))
+        .args(["-", "live/a1=node1,live/b2=node2", "2"])
+        .arg(&shot)
+        .current_dir(crate::browser::browser_dir());
+    let out = {
+        let _serial = crate::browser::one_at_a_time();
+        crate::console::run_console_js(cmd, Duration::from_secs(120), || {})
+    };
+    let line = out
+        .stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or_else(|| {
+            panic!(
+                "console.js printed no report: {}\n{}",
+                out.stdout, out.stderr
+            )
+        });
+    let r: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert!(
+        r["ok"] == true,
+        "the console's cluster view: {line}\n{}",
+        out.stderr
+    );
+    let streams = r["steps"]["cluster"]["streams"].to_string();
+    assert!(streams.contains("node2 (this node)"), "{streams}");
+    assert_eq!(
+        r["steps"]["cluster"]["node"], "(this node: node2)",
+        "{line}"
+    );
     kill(a);
     kill(b);
 }

@@ -20,7 +20,7 @@ use crate::harness::{fixture, http_request, publish, require, wait_http_ok, Cast
 const TOKEN: &str = "console-e2e-token";
 
 /// `target/e2e-artifacts/NAME`, kept after the run.
-fn artifact(name: &str) -> PathBuf {
+pub(crate) fn artifact(name: &str) -> PathBuf {
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
     tmp.parent().unwrap_or(tmp).join("e2e-artifacts").join(name)
 }
@@ -579,7 +579,7 @@ impl Drop for Running {
 /// Runs console.js in its own process group with a deadline. When it says
 /// `{"event":"playing"}`, runs `on_playing` and then writes a line to its
 /// stdin (it waits for one in `reconnect` mode).
-fn run_console_js(
+pub(crate) fn run_console_js(
     mut cmd: Command,
     timeout: Duration,
     mut on_playing: impl FnMut(),

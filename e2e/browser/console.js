@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // usage: node console.js CONSOLE_URL TOKEN|- STREAM RELAY_TARGET RELAY_STREAM SCREENSHOT.png [reconnect]
 //        node console.js --recordings CONSOLE_URL TOKEN|- STREAM SCREENSHOT.png
+//        node console.js --cluster CONSOLE_URL TOKEN|- STREAM=NODE[,STREAM=NODE…] NODES SCREENSHOT.png
 //
 // Drives castgate's web console (served by castgate at CONSOLE_URL) in headless Chromium through
 // playwright-core, as an operator would:
@@ -25,6 +26,9 @@
 // With --recordings, steps 1 and 2, then recordings instead of 3 to 7: a recording of STREAM
 // started, listed, stopped, played on demand with a seek, and deleted from the page (see
 // recordingSteps below).
+// With --cluster, step 1 and then the cluster view of a cluster node: the section shows this
+// node's id, NODES live nodes with their URLs and load, and each STREAM with the NODE that owns
+// it (the owner marked "(this node)" when it is the page's node); a screenshot.
 // Prints ONE JSON line on stdout: {ok, failed_step, steps: {...}, errors, blocked, dialogs,
 // token_in_urls (requests whose URL held the token: there must be none), ...}.
 // Exit 0: every step passed. Exit 1: a step failed (the JSON says which and why).
@@ -45,10 +49,12 @@ const PLAY_MIN_ADVANCE_S = 4;
 const harnessFail = harnessFailer('console.js');
 
 const recordingMode = process.argv[2] === '--recordings';
-const args = process.argv.slice(recordingMode ? 3 : 2);
+const clusterMode = process.argv[2] === '--cluster';
+const args = process.argv.slice(recordingMode || clusterMode ? 3 : 2);
 const [consoleUrl, token, stream] = args;
-const [relayTarget, relayStream, shot, mode] = recordingMode ? [null, null, args[3], null] : args.slice(3);
-if (!consoleUrl || !token || !stream || !shot || (!recordingMode && (!relayTarget || !relayStream))) {
+const [relayTarget, relayStream, shot, mode] = recordingMode ? [null, null, args[3], null]
+  : clusterMode ? [null, args[3], args[4], null] : args.slice(3);
+if (!consoleUrl || !token || !stream || !shot || (!recordingMode && (!relayTarget && !clusterMode || !relayStream))) {
   harnessFail('usage: node console.js CONSOLE_URL TOKEN STREAM RELAY_TARGET RELAY_STREAM SCREENSHOT.png [reconnect]\n'
     + '       node console.js --recordings CONSOLE_URL TOKEN STREAM SCREENSHOT.png');
 }
@@ -291,6 +297,34 @@ async function recordingSteps(page, { text, streamRow }) {
     const v = await video();
     if (!v.hidden) throw new StepFailed('the player still shows the deleted recording');
     return { message: gone.message, count: await text('#recording-count'), empty_shown: await page.evaluate(() => !document.getElementById('no-recordings').hidden) };
+  });
+}
+
+/** --cluster: STREAM=NODE pairs in `stream`, the node count in `relayStream`. */
+async function clusterSteps(page, { text }) {
+  if (!noToken) {
+    await page.fill('#token', token);
+    await page.click('#token-save');
+  }
+  const want = Object.fromEntries(stream.split(',').map(p => p.split('=')));
+  const nodes = Number(relayStream);
+  await step('cluster', async () => {
+    const seen = await until(page, `the cluster view lists ${nodes} nodes and ${stream}`, async () => {
+      const rows = sel => page.evaluate(s => Array.from(document.querySelectorAll(s))
+        .map(tr => Array.from(tr.cells).map(c => c.textContent)), sel);
+      const hidden = await page.evaluate(() => document.getElementById('cluster-section').hidden);
+      const nodeRows = await rows('#cluster-nodes tbody tr');
+      const streamRows = await rows('#cluster-streams tbody tr');
+      const owners = Object.fromEntries(streamRows.map(r => [r[0], r[1]]));
+      const done = !hidden && nodeRows.length === nodes
+        && Object.keys(want).every(k => (owners[k] || '').split(' ')[0] === want[k]);
+      return { done, hidden, node: await text('#cluster-node'), nodes: nodeRows, streams: streamRows };
+    });
+    return seen;
+  });
+  await step('screenshot', async () => {
+    await page.screenshot({ path: shot, fullPage: true, timeout: 10000 });
+    return {};
   });
 }
 
@@ -568,6 +602,11 @@ async function main() {
       return { http_status: res.status(), csp, status: status.status };
     });
 
+    if (clusterMode) {
+      await clusterSteps(page, { text });
+      throw null;
+    }
+
     await step('token', async () => {
       if (!noToken) {
         await page.fill('#token', token);
@@ -587,6 +626,12 @@ async function main() {
       await liveSteps();
     }
   } catch (e) {
+    if (e === null) {
+      // The cluster mode's end.
+      report.ok = report.errors.length === 0 && report.blocked.length === 0;
+      if (!report.ok) report.failed_step = report.failed_step || 'page errors or blocked requests';
+      return finish(report.ok ? 0 : 1);
+    }
     if (!(e instanceof StepFailed) && !report.failed_step) report.errors.push(`harness: ${e.message.split('\n')[0]}`);
     if (!report.steps.screenshot) {
       try { await page.screenshot({ path: shot, fullPage: true, timeout: 10000 }); } catch (_) { /* best effort */ }

@@ -57,8 +57,9 @@ pub struct ApiState {
     pub sources: Option<crate::sources::Sources>,
     /// Recordings (`None`: not offered).
     pub recorder: Option<crate::record::Recorder>,
-    /// The cluster (`None`: a single node).
-    pub cluster: Option<crate::cluster::Cluster>,
+    /// The cluster (`None`: a single node): `/cluster`, and calls about a
+    /// stream another node publishes passed to that node.
+    pub edge: Option<crate::edge::Edge>,
 }
 
 impl ApiState {
@@ -144,6 +145,10 @@ pub fn router<S: Clone + Send + Sync + 'static>(state: Arc<ApiState>) -> Router<
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API endpoint") })
         .with_state(state.clone())
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            to_owner,
+        ))
         .layer(axum::middleware::from_fn_with_state(state, guard))
 }
 
@@ -293,7 +298,7 @@ pub fn check_access(token: Option<&str>, req: &Request) -> Result<(), ApiError> 
     )
 )]
 async fn get_cluster(State(state): State<Arc<ApiState>>) -> Result<Json<ClusterView>, ApiError> {
-    let Some(cluster) = &state.cluster else {
+    let Some(cluster) = state.edge.as_ref().map(|e| e.cluster()) else {
         return Ok(Json(ClusterView {
             enabled: false,
             node: String::new(),
@@ -329,6 +334,120 @@ async fn get_cluster(State(state): State<Arc<ApiState>>) -> Result<Json<ClusterV
             })
             .collect(),
     }))
+}
+
+/// How long a call passed to another node may take.
+const FORWARD_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The stream a call is about, when it names one: `/streams/{app}/{key…}`
+/// (its view, its recording) and a relay's creation (the `stream` of its
+/// body).
+fn stream_of_call(method: &axum::http::Method, path: &str, body: &[u8]) -> Option<String> {
+    if let Some(rest) = path.strip_prefix("/streams/") {
+        let key = rest.strip_suffix("/recording").unwrap_or(rest);
+        return Some(key.trim_end_matches('/').to_string());
+    }
+    if method == axum::http::Method::POST && path == "/relays" {
+        let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+        return v.get("stream")?.as_str().map(str::to_string);
+    }
+    None
+}
+
+/// In cluster mode, a call about a stream another node publishes is
+/// passed to that node (its relays, recordings and view are there), with
+/// the caller's `Authorization`; its answer comes back as it is. A call
+/// that comes from a node is never passed on again.
+async fn to_owner(State(state): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
+    let Some(edge) = state.edge.clone() else {
+        return next.run(req).await;
+    };
+    let named = req.uri().path().starts_with("/streams/")
+        || (req.method() == axum::http::Method::POST && req.uri().path() == "/relays");
+    if !named
+        || req
+            .headers()
+            .contains_key(crate::edge::upstream::NODE_HEADER)
+    {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, state.max_body_bytes).await {
+        Ok(b) => b,
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {} bytes", state.max_body_bytes),
+            )
+            .into_response()
+        }
+    };
+    let owner = match stream_of_call(&parts.method, parts.uri.path(), &body) {
+        Some(stream) => match edge.route(&stream).await {
+            crate::edge::Route::Owner(h) => Some((stream, h)),
+            crate::edge::Route::Local => None,
+        },
+        None => None,
+    };
+    let Some((stream, owner)) = owner else {
+        return next
+            .run(Request::from_parts(parts, axum::body::Body::from(body)))
+            .await;
+    };
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or(parts.uri.path(), |p| p.as_str());
+    let url = format!("{}{PREFIX}{path}", owner.http.trim_end_matches('/'));
+    let ep = match crate::webhooks::client::Endpoint::parse(&url) {
+        Ok(ep) => ep,
+        Err(e) => {
+            return ApiError::new(StatusCode::BAD_GATEWAY, format!("node {}: {e}", owner.node))
+                .into_response()
+        }
+    };
+    let mut headers = vec![(
+        crate::edge::upstream::NODE_HEADER,
+        edge.cluster().node().to_string(),
+    )];
+    if let Some(auth) = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        headers.push(("authorization", auth.to_string()));
+    }
+    tracing::info!(
+        stream = short(&stream),
+        owner = owner.node,
+        method = %parts.method,
+        "API call passed to the node that publishes the stream"
+    );
+    match crate::webhooks::client::request(&ep, parts.method.clone(), &headers, body, FORWARD_LIMIT)
+        .await
+    {
+        Ok(reply) => {
+            let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY);
+            let mut res = (status, reply.body).into_response();
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            if let Ok(v) = HeaderValue::from_str(&owner.node) {
+                res.headers_mut().insert("x-castgate-owner", v);
+            }
+            res
+        }
+        Err(e) => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "node {} (which publishes {}) did not answer: {e}",
+                owner.node,
+                short(&stream)
+            ),
+        )
+        .into_response(),
+    }
 }
 
 /// Live streams.

@@ -42,7 +42,7 @@ fn app_with(token: Option<&str>, hub: Hub, recorder: crate::record::Recorder) ->
             srt: Default::default(),
             sources: None,
             recorder: Some(recorder),
-            cluster: None,
+            edge: None,
         })),
     )
 }
@@ -551,4 +551,33 @@ async fn recordings_start_stop_list_delete() {
     .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "../etc/passwd");
     drop(publisher);
+}
+
+#[test]
+fn calls_about_a_stream_name_it() {
+    use axum::http::Method;
+    assert_eq!(
+        stream_of_call(&Method::GET, "/streams/live/a/b", b""),
+        Some("live/a/b".into())
+    );
+    assert_eq!(
+        stream_of_call(&Method::POST, "/streams/live/cam/recording", b""),
+        Some("live/cam".into())
+    );
+    assert_eq!(
+        stream_of_call(
+            &Method::POST,
+            "/relays",
+            br#"{"stream":"live/x","target":"rtmp://h/a/k"}"#
+        ),
+        Some("live/x".into())
+    );
+    for (m, path, body) in [
+        (Method::POST, "/relays", &b"not json"[..]),
+        (Method::GET, "/relays", b""),
+        (Method::DELETE, "/relays/3", b""),
+        (Method::GET, "/recordings", b""),
+    ] {
+        assert_eq!(stream_of_call(&m, path, body), None, "{m} {path}");
+    }
 }

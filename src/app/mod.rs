@@ -473,7 +473,7 @@ pub async fn run_from(
             srt: services.srt_sessions.clone(),
             sources: Some(services.sources.clone()),
             recorder: Some(services.recorder.clone()),
-            cluster: services.cluster.clone(),
+            edge: edge.clone(),
         })
     });
     let state = http::HttpState {

@@ -164,9 +164,46 @@ impl<A: Clone> Cache<A> {
     }
 }
 
+/// The fuzz target's body (`fuzz/fuzz_targets/edge_cache.rs`): the first
+/// line of `data` as a `Cache-Control` value and as a Redis lease value,
+/// the rest as cache operations; the accounting must hold after each.
+pub fn exercise(data: &[u8]) {
+    let (head, ops) = match data.iter().position(|b| *b == b'\n') {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &[][..]),
+    };
+    let text = String::from_utf8_lossy(head);
+    if let Some(t) = ttl(&text) {
+        assert!(t > Duration::ZERO && t <= IMMUTABLE_TTL);
+    }
+    let _ = crate::cluster::Holder::parse(&text);
+    let t0 = Instant::now();
+    let mut cache: Cache<u8> = Cache::new(1000);
+    for op in ops.chunks(4) {
+        let [kind, url, size, time] = [0, 1, 2, 3].map(|i| op.get(i).copied().unwrap_or(0));
+        let url = format!("/{}", url % 16);
+        let now = t0 + Duration::from_millis(u64::from(time) * 50);
+        if kind % 2 == 0 {
+            let ttl = Duration::from_millis(u64::from(kind) * 40);
+            cache.insert(url, kind, usize::from(size) * 8, ttl, now);
+        } else {
+            let _ = cache.get(&url, now);
+        }
+        let sum: usize = cache.entries.values().map(|e| e.bytes).sum();
+        assert_eq!(sum, cache.bytes(), "the byte count drifted");
+        assert!(cache.bytes() <= 1000, "over the budget: {}", cache.bytes());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fuzz_body_runs() {
+        exercise(b"max-age=3\n\x00\x01\x7f\x10\x01\x01\x00\x00\x02\x02\xff\x09");
+        exercise(b"{\"node\":\"a\",\"token\":1}");
+    }
 
     #[test]
     fn cache_control_sets_the_life() {

@@ -179,6 +179,12 @@ pub fn signed_url(data: &[u8]) {
     crate::auth::signed::exercise(data);
 }
 
+/// An edge's cache: `Cache-Control` values, lease values from Redis, and
+/// cache operations (`edge::cache`).
+pub fn edge_cache(data: &[u8]) {
+    crate::edge::cache::exercise(data);
+}
+
 /// A fuzz target's body.
 pub type Target = fn(&[u8]);
 
@@ -192,6 +198,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("avc_config", avc_config),
     ("chunk", chunk),
     ("chunk_session", chunk_session),
+    ("edge_cache", edge_cache),
     ("ffmpeg_output", ffmpeg_output),
     ("flac_config", flac_config),
     ("flv_file", flv_file),

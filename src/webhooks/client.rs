@@ -1,11 +1,11 @@
-//! A minimal HTTP/1.1 POST client for webhooks (auth decisions and events):
-//! one connection per request, `http://` or `https://` (rustls with the
+//! A minimal HTTP/1.1 client for webhooks (auth decisions and events) and
+//! API calls one cluster node passes to another: one connection per request, `http://` or `https://` (rustls with the
 //! bundled web roots), everything inside one deadline, the answer body
 //! bounded. hyper does the HTTP; this module only connects.
 
 use std::time::Duration;
 
-use axum::http::{header, Request, Uri};
+use axum::http::{header, Method, Request, Uri};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
@@ -85,7 +85,19 @@ pub async fn post_json(
     body: Bytes,
     limit: Duration,
 ) -> Result<Reply, String> {
-    match tokio::time::timeout(limit, exchange(ep, headers, body)).await {
+    request(ep, Method::POST, headers, body, limit).await
+}
+
+/// Sends `method` with `body` (JSON when not empty) to `ep`, within
+/// `limit`.
+pub async fn request(
+    ep: &Endpoint,
+    method: Method,
+    headers: &[(&'static str, String)],
+    body: Bytes,
+    limit: Duration,
+) -> Result<Reply, String> {
+    match tokio::time::timeout(limit, exchange(ep, method, headers, body)).await {
         Ok(r) => r,
         Err(_) => Err(format!("no answer within {limit:?}")),
     }
@@ -93,6 +105,7 @@ pub async fn post_json(
 
 async fn exchange(
     ep: &Endpoint,
+    method: Method,
     headers: &[(&'static str, String)],
     body: Bytes,
 ) -> Result<Reply, String> {
@@ -108,15 +121,16 @@ async fn exchange(
             .connect(name, tcp)
             .await
             .map_err(|e| format!("TLS with {}: {e}", ep.authority))?;
-        send(tls, ep, headers, body).await
+        send(tls, ep, method, headers, body).await
     } else {
-        send(tcp, ep, headers, body).await
+        send(tcp, ep, method, headers, body).await
     }
 }
 
 async fn send<S>(
     io: S,
     ep: &Endpoint,
+    method: Method,
     headers: &[(&'static str, String)],
     body: Bytes,
 ) -> Result<Reply, String>
@@ -131,13 +145,17 @@ where
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    let mut req = Request::post(ep.path_and_query.as_str())
-        .header(header::HOST, ep.authority.as_str())
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(
-            header::USER_AGENT,
-            concat!("castgate/", env!("CARGO_PKG_VERSION")),
-        );
+    let mut req = Request::builder()
+        .method(method)
+        .uri(ep.path_and_query.as_str())
+        .header(header::HOST, ep.authority.as_str());
+    if !body.is_empty() {
+        req = req.header(header::CONTENT_TYPE, "application/json");
+    }
+    req = req.header(
+        header::USER_AGENT,
+        concat!("castgate/", env!("CARGO_PKG_VERSION")),
+    );
     for (k, v) in headers {
         req = req.header(*k, v.as_str());
     }
