@@ -40,6 +40,8 @@ use upstream::Upstreams;
 
 /// How long an owner looked up in Redis is believed.
 pub const OWNER_TTL: Duration = Duration::from_secs(1);
+/// Redis lookups of owners in flight at most.
+pub const MAX_LOOKUPS: usize = 64;
 /// Owners remembered at most (then the memory starts over).
 const MAX_OWNERS: usize = 10_000;
 /// How long a lookup from outside the runtime is waited for.
@@ -88,6 +90,9 @@ struct Inner {
     cluster: Cluster,
     hub: Hub,
     owners: Mutex<HashMap<String, (Instant, Option<Holder>)>>,
+    /// Redis lookups in flight (requests for random names must not turn
+    /// into as many Redis calls).
+    lookups: tokio::sync::Semaphore,
     shared: Mutex<Shared>,
     upstreams: Upstreams,
 }
@@ -105,6 +110,7 @@ impl Edge {
                 cluster,
                 hub,
                 owners: Mutex::new(HashMap::new()),
+                lookups: tokio::sync::Semaphore::new(MAX_LOOKUPS),
                 shared: Mutex::new(Shared {
                     cache: Cache::new(budget),
                     in_flight: HashMap::new(),
@@ -148,6 +154,15 @@ impl Edge {
                 return h.clone();
             }
         }
+        // Past the budget, a request is answered here (a 404 for a name
+        // nobody publishes) rather than queued behind Redis.
+        let Ok(_permit) = self.inner.lookups.try_acquire() else {
+            tracing::debug!(
+                stream = key,
+                "edge: too many owner lookups at once: answered here"
+            );
+            return None;
+        };
         let found = match self.inner.cluster.owner(key, parent(key)).await {
             Ok(h) => h,
             Err(e) => {
