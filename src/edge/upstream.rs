@@ -1,7 +1,7 @@
-//! Requests from an edge to a stream's owner: one HTTP/2 connection per
-//! owner (cleartext, prior knowledge: castgate's HTTP listener takes both
-//! versions), made on first use and again once it breaks, every request a
-//! stream on it. Only the owners' advertised URLs are dialled: they come
+//! Requests from an edge to a stream's owner over HTTP/2 (cleartext, prior
+//! knowledge: castgate's HTTP listener takes both versions): up to
+//! [`CONNS_PER_OWNER`] connections per owner, made as needed and again once
+//! they break, used in turn, every request a stream on one. Only the owners' advertised URLs are dialled: they come
 //! from the nodes' own configuration through Redis, never from a client.
 
 use std::collections::HashMap;
@@ -31,49 +31,79 @@ pub const NODE_HEADER: &str = "x-castgate-node";
 
 type Sender = SendRequest<Empty<Bytes>>;
 
+/// Connections kept to each owner, used in turn: an HTTP/2 server takes a
+/// bounded number of concurrent streams per connection (hyper's default is
+/// 200), and blocking LL-HLS reloads hold theirs for up to a part.
+pub const CONNS_PER_OWNER: usize = 8;
+
 /// Connections to owners, by `host:port`.
 #[derive(Default)]
 pub struct Upstreams {
-    conns: tokio::sync::Mutex<HashMap<String, Sender>>,
+    conns: std::sync::Mutex<HashMap<String, Pool>>,
+}
+
+#[derive(Default)]
+struct Pool {
+    senders: Vec<Sender>,
+    next: usize,
+    /// A connection is being made (the others share the open ones).
+    connecting: bool,
+}
+
+/// A new HTTP/2 connection to `ep`.
+async fn connect(ep: &Endpoint) -> Result<Sender, String> {
+    let tcp = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        TcpStream::connect((ep.host.as_str(), ep.port)),
+    )
+    .await
+    .map_err(|_| {
+        format!(
+            "no connection to {} within {CONNECT_TIMEOUT:?}",
+            ep.authority
+        )
+    })?
+    .map_err(|e| format!("connect to {}: {e}", ep.authority))?;
+    let _ = tcp.set_nodelay(true);
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .map_err(|e| format!("HTTP/2 with {}: {e}", ep.authority))?;
+    let authority = ep.authority.clone();
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(
+                owner = authority,
+                "edge: connection to the owner ended: {e}"
+            );
+        }
+    });
+    Ok(sender)
 }
 
 impl Upstreams {
-    /// A ready connection to `ep`, reusing the open one.
+    /// A connection to `ep`: the next open one in turn, a new one while
+    /// there are fewer than [`CONNS_PER_OWNER`].
     async fn sender(&self, ep: &Endpoint) -> Result<Sender, String> {
-        let mut conns = self.conns.lock().await;
-        if let Some(s) = conns.get(&ep.authority) {
-            if !s.is_closed() {
-                return Ok(s.clone());
+        {
+            let mut conns = crate::locks::lock(&self.conns);
+            let pool = conns.entry(ep.authority.clone()).or_default();
+            pool.senders.retain(|s| !s.is_closed());
+            let open = pool.senders.len();
+            if open >= CONNS_PER_OWNER || (open > 0 && pool.connecting) {
+                pool.next = (pool.next + 1) % open;
+                return Ok(pool.senders[pool.next].clone());
             }
+            pool.connecting = true;
         }
-        conns.remove(&ep.authority);
-        let tcp = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            TcpStream::connect((ep.host.as_str(), ep.port)),
-        )
-        .await
-        .map_err(|_| {
-            format!(
-                "no connection to {} within {CONNECT_TIMEOUT:?}",
-                ep.authority
-            )
-        })?
-        .map_err(|e| format!("connect to {}: {e}", ep.authority))?;
-        let _ = tcp.set_nodelay(true);
-        let (sender, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-                .await
-                .map_err(|e| format!("HTTP/2 with {}: {e}", ep.authority))?;
-        let authority = ep.authority.clone();
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(
-                    owner = authority,
-                    "edge: connection to the owner ended: {e}"
-                );
-            }
-        });
-        conns.insert(ep.authority.clone(), sender.clone());
+        // Connected without the lock: an owner that does not answer holds
+        // up only the requests for it.
+        let made = connect(ep).await;
+        let mut conns = crate::locks::lock(&self.conns);
+        let pool = conns.entry(ep.authority.clone()).or_default();
+        pool.connecting = false;
+        let sender = made?;
+        pool.senders.push(sender.clone());
         Ok(sender)
     }
 
