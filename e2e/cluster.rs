@@ -164,8 +164,17 @@ fn ownership_across_nodes_follows_publish_conflict() {
             .unwrap_or(0)
     };
     let t1 = token(&v);
+    // Every node serves node1's stream (node2 and node3 from node1).
+    for n in [&n1, &n2, &n3] {
+        wait_http_ok(n.http, "/live/a/video.m3u8", T);
+    }
+    let before: Vec<u64> = [&n1, &n2, &n3]
+        .iter()
+        .map(|n| crate::cluster_edge::last_segment(n.http, "live/a"))
+        .collect();
     let third = publish_live(&n3, "live/a");
     let started = n3.wait_log_all(&["publish started", "live/a"], T);
+    let taken = Instant::now();
     let v3 = redis.wait_value("castgate:stream:live/a", "\"node\":\"node3\"");
     assert!(token(&v3) > t1, "{v3} after token {t1}");
     let lost = n1.wait_log_all(&["cluster lease was lost", "live/a", "node3"], T);
@@ -179,6 +188,26 @@ fn ownership_across_nodes_follows_publish_conflict() {
         Duration::from_secs(5),
         "node1's replaced publisher",
     );
+    // Playback goes on from every node, node1 included (from node3 now):
+    // node3's segments are listed within lease_secs and a segment.
+    let lease: f64 = LEASE_SECS.parse().unwrap();
+    for (n, old) in [&n1, &n2, &n3].into_iter().zip(before) {
+        let deadline = Instant::now() + T;
+        while crate::cluster_edge::last_segment(n.http, "live/a") <= old {
+            assert!(
+                Instant::now() < deadline,
+                "{} never listed node3's segments",
+                n.http
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let took = taken.elapsed().as_secs_f64();
+        assert!(
+            took <= lease + 2.0 + 2.0,
+            "{}: node3's stream listed {took:.2} s after its publish started",
+            n.http
+        );
+    }
     // node1's end did not release node3's lease.
     std::thread::sleep(Duration::from_millis(1500));
     assert!(redis

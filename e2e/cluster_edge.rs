@@ -59,7 +59,7 @@ fn segments_of(playlist: &str) -> Vec<String> {
 }
 
 /// The highest segment number a node's video playlist lists (0: none).
-fn last_segment(addr: SocketAddr, key: &str) -> u64 {
+pub(crate) fn last_segment(addr: SocketAddr, key: &str) -> u64 {
     let r = http_get(addr, &format!("/{key}/video.m3u8"));
     if r.status != 200 {
         return 0;
