@@ -354,7 +354,7 @@ async function main() {
   const page = ctx.pages()[0] || await ctx.newPage();
   page.on('console', m => {
     if (process.env.PLAY_DEBUG) process.stderr.write(`console.${m.type()}: ${m.text().slice(0, 500)}\n`);
-    if (m.type() === 'error' && report.console_errors.length < 10) report.console_errors.push(m.text().slice(0, 300));
+    if (m.type() === 'error' && report.console_errors.length < 40) report.console_errors.push(m.text().slice(0, 300));
   });
   page.on('pageerror', e => report.errors.push('page exception: ' + String(e.message).slice(0, 300)));
   // The operator says yes to every confirmation (a recording's deletion).
