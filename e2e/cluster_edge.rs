@@ -494,18 +494,7 @@ fn the_api_on_any_node_lists_every_stream_and_passes_changes_to_the_owner() {
         let _serial = crate::browser::one_at_a_time();
         crate::console::run_console_js(cmd, Duration::from_secs(120), || {})
     };
-    let line = out
-        .stdout
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .unwrap_or_else(|| {
-            panic!(
-                "console.js printed no report: {}\n{}",
-                out.stdout, out.stderr
-            )
-        });
-    let r: serde_json::Value = serde_json::from_str(line).unwrap();
+    let (line, r) = crate::console::report_of(&out);
     assert!(
         r["ok"] == true,
         "the console's cluster view: {line}\n{}",

@@ -155,21 +155,9 @@ fn console_records_plays_seeks_and_deletes_a_recording_in_chromium() {
     };
     let _ = publisher.kill();
     let _ = publisher.wait();
-    let line = out
-        .stdout
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .unwrap_or_else(|| {
-            panic!(
-                "console.js printed no report ({}):\n{}\n{}",
-                out.status, out.stdout, out.stderr
-            )
-        });
+    let (line, r) = report_of(&out);
     println!("console.js: {line}");
     println!("console screenshot: {}", shot.display());
-    let r: serde_json::Value = serde_json::from_str(line)
-        .unwrap_or_else(|e| panic!("console.js report is not JSON ({e}): {line}"));
     assert!(
         r["ok"] == true && out.status.success(),
         "the console failed at {}: {}\nstderr:\n{}",
@@ -390,19 +378,7 @@ fn drive_console(
     };
     let _ = publisher.kill();
     let _ = publisher.wait();
-    let line = out
-        .stdout
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .unwrap_or_else(|| {
-            panic!(
-                "console.js printed no report ({}):\n{}\n{}",
-                out.status, out.stdout, out.stderr
-            )
-        });
-    let r: serde_json::Value = serde_json::from_str(line)
-        .unwrap_or_else(|e| panic!("console.js report is not JSON ({e}): {line}"));
+    let (line, r) = report_of(&out);
     println!("console.js: {line}");
     println!("console screenshot: {}", shot.display());
     assert!(
@@ -574,6 +550,24 @@ impl Drop for Running {
             let _ = self.0.wait();
         }
     }
+}
+
+/// console.js's JSON report (its last line that is one) and that line.
+pub(crate) fn report_of(out: &browser::Output) -> (&str, serde_json::Value) {
+    let line = out
+        .stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or_else(|| {
+            panic!(
+                "console.js printed no report ({}):\n{}\n{}",
+                out.status, out.stdout, out.stderr
+            )
+        });
+    let r = serde_json::from_str(line)
+        .unwrap_or_else(|e| panic!("console.js report is not JSON ({e}): {line}"));
+    (line, r)
 }
 
 /// Runs console.js in its own process group with a deadline. When it says

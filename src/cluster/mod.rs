@@ -485,27 +485,34 @@ impl Cluster {
         }
     }
 
-    /// The streams the cluster holds (at most [`MAX_LISTED`]), by key.
-    pub async fn streams(&self) -> Result<Vec<(String, Holder)>, String> {
+    /// The keys under `prefix`, sorted, at most `max` (SCAN in batches: a
+    /// long list never blocks Redis).
+    async fn scan(&self, prefix: &str, max: usize) -> Result<Vec<String>, String> {
         let mut cursor: u64 = 0;
         let mut keys: Vec<String> = Vec::new();
         loop {
             let mut cmd = redis::cmd("SCAN");
             cmd.arg(cursor)
                 .arg("MATCH")
-                .arg(format!("{STREAM_PREFIX}*"))
+                .arg(format!("{prefix}*"))
                 .arg("COUNT")
                 .arg(500);
             let (next, batch): (u64, Vec<String>) = self.run(&cmd).await?;
             keys.extend(batch);
             cursor = next;
-            if cursor == 0 || keys.len() >= MAX_LISTED {
+            if cursor == 0 || keys.len() >= max {
                 break;
             }
         }
         keys.sort();
         keys.dedup();
-        keys.truncate(MAX_LISTED);
+        keys.truncate(max);
+        Ok(keys)
+    }
+
+    /// The streams the cluster holds (at most [`MAX_LISTED`]), by key.
+    pub async fn streams(&self) -> Result<Vec<(String, Holder)>, String> {
+        let keys = self.scan(STREAM_PREFIX, MAX_LISTED).await?;
         let mut out = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(500) {
             let mut cmd = redis::cmd("MGET");
@@ -534,25 +541,7 @@ impl Cluster {
 
     /// The live nodes (their liveness keys), by id.
     pub async fn nodes(&self) -> Result<Vec<Node>, String> {
-        let mut cursor: u64 = 0;
-        let mut keys: Vec<String> = Vec::new();
-        loop {
-            let mut cmd = redis::cmd("SCAN");
-            cmd.arg(cursor)
-                .arg("MATCH")
-                .arg(format!("{NODE_PREFIX}*"))
-                .arg("COUNT")
-                .arg(500);
-            let (next, batch): (u64, Vec<String>) = self.run(&cmd).await?;
-            keys.extend(batch);
-            cursor = next;
-            if cursor == 0 || keys.len() >= MAX_NODES {
-                break;
-            }
-        }
-        keys.sort();
-        keys.dedup();
-        keys.truncate(MAX_NODES);
+        let keys = self.scan(NODE_PREFIX, MAX_NODES).await?;
         if keys.is_empty() {
             return Ok(Vec::new());
         }

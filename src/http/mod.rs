@@ -399,21 +399,26 @@ async fn media(State(state): State<HttpState>, req: Request) -> Response {
             return (StatusCode::OK, headers, body).into_response();
         }
     };
-    let len: usize = chunks.iter().map(|c| c.len()).sum();
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    let body = if head {
-        Body::empty()
-    } else {
-        Body::from_stream(futures_util::stream::iter(
-            chunks.into_iter().map(Ok::<Bytes, Infallible>),
-        ))
-    };
+    let body = whole_body(chunks, head, &mut headers);
     (StatusCode::OK, headers, body).into_response()
 }
 
 /// The target duration a forwarded stream's viewers are counted with (the
 /// owner's is not known here; viewers are counted over a few of them).
 const FORWARDED_TARGET: u32 = 2;
+
+/// A body known whole: its chunks as they are (nothing for HEAD), its
+/// length in `headers`.
+fn whole_body(chunks: Vec<Bytes>, head: bool, headers: &mut HeaderMap) -> Body {
+    let len: usize = chunks.iter().map(|c| c.len()).sum();
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if head {
+        return Body::empty();
+    }
+    Body::from_stream(futures_util::stream::iter(
+        chunks.into_iter().map(Ok::<Bytes, Infallible>),
+    ))
+}
 
 /// What a forwarded request asks (taken from it before any wait: a request
 /// is not `Sync`).
@@ -489,15 +494,8 @@ async fn forward(
         }
     }
     let status = StatusCode::from_u16(head_of.status).unwrap_or(StatusCode::BAD_GATEWAY);
-    if let Some((chunks, len)) = answer.complete() {
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-        let body = if head {
-            Body::empty()
-        } else {
-            Body::from_stream(futures_util::stream::iter(
-                chunks.into_iter().map(Ok::<Bytes, Infallible>),
-            ))
-        };
+    if let Some((chunks, _)) = answer.complete() {
+        let body = whole_body(chunks, head, &mut headers);
         return (status, headers, body).into_response();
     }
     if let Some(len) = head_of.content_length {
