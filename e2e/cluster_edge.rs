@@ -265,6 +265,8 @@ fn twenty_players_on_a_non_owner_make_one_upstream_request_per_segment_and_part(
         edge("hit") + edge("coalesced") + edge("fetched"),
         served as f64
     );
+    // node2 fetching for its viewers is no viewer at node1.
+    assert_eq!(api_players(&n1, key), 0, "node1 counts node2 as a viewer");
     println!(
         "20 players: {served} media requests at node2, {distinct} at node1 (ratio {:.3}); hits {}, coalesced {}",
         upstream_requests / served as f64,

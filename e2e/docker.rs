@@ -497,3 +497,128 @@ fn container_command_serves_and_passes_its_health_check() {
         "HEALTHCHECK passes with castgate stopped"
     );
 }
+
+/// The three-node cluster's compose file (`docker/compose-cluster.yml`)
+/// and the HAProxy and nginx configs it mounts agree: compose parses it;
+/// each castgate service is a cluster node with its own id that advertises
+/// its own service name, all on the compose file's Redis; HAProxy's RTMP
+/// servers and nginx's upstream are exactly those services; and HAProxy
+/// and nginx accept their files (nginx with the names pointed at loopback:
+/// outside compose they do not resolve).
+#[test]
+fn cluster_compose_file_and_its_proxies_name_the_same_nodes() {
+    require("docker-compose");
+    let out = Command::new("docker-compose")
+        .args(["-f", "docker/compose-cluster.yml", "config"])
+        .current_dir(repo())
+        .stdin(Stdio::null())
+        .output_within(RUN_LIMIT)
+        .expect("cannot run docker-compose");
+    assert!(
+        out.status.success(),
+        "docker-compose config failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let normalised = String::from_utf8_lossy(&out.stdout).into_owned();
+    let value = |key: &str| -> Vec<String> {
+        normalised
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix(&format!("{key}: ")))
+            .map(|v| v.trim_matches(|c| c == '\'' || c == '"').to_string())
+            .collect()
+    };
+    let services = ["castgate1", "castgate2", "castgate3"];
+    let ids = value("CASTGATE__CLUSTER__NODE_ID");
+    let http = value("CASTGATE__CLUSTER__ADVERTISE_HTTP");
+    let rtmp = value("CASTGATE__CLUSTER__ADVERTISE_RTMP");
+    assert_eq!(
+        ids.iter().collect::<BTreeSet<_>>().len(),
+        3,
+        "three distinct node ids: {ids:?}"
+    );
+    for s in services {
+        assert!(normalised.contains(&format!("  {s}:")), "service {s}");
+        assert!(http.contains(&format!("http://{s}:8080")), "{http:?}");
+        assert!(rtmp.contains(&format!("rtmp://{s}:1935")), "{rtmp:?}");
+    }
+    assert_eq!(
+        value("CASTGATE__CLUSTER__REDIS_URL"),
+        vec!["redis://redis:6379"; 3]
+    );
+    assert!(normalised.contains("  redis:"), "{normalised}");
+
+    let haproxy_cfg = read("docker/cluster/haproxy.cfg");
+    let servers: Vec<&str> = haproxy_cfg
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("server "))
+        .map(|l| l.split_whitespace().nth(1).unwrap_or(""))
+        .collect();
+    assert_eq!(
+        servers,
+        services.map(|s| format!("{s}:1935")).to_vec(),
+        "{haproxy_cfg}"
+    );
+    let nginx_conf = read("docker/cluster/nginx.conf");
+    let upstream: Vec<&str> = nginx_conf
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("server "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|a| a.starts_with("castgate"))
+        .collect();
+    assert_eq!(
+        upstream,
+        services.map(|s| format!("{s}:8080")).to_vec(),
+        "{nginx_conf}"
+    );
+
+    // The proxies accept their files.
+    let haproxy = if Path::new("/usr/sbin/haproxy").exists() {
+        "/usr/sbin/haproxy"
+    } else {
+        require("haproxy");
+        "haproxy"
+    };
+    let check = Command::new(haproxy)
+        .args(["-c", "-f"])
+        .arg(repo().join("docker/cluster/haproxy.cfg"))
+        .output_within(RUN_LIMIT)
+        .expect("cannot run haproxy");
+    assert!(
+        check.status.success(),
+        "haproxy -c: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let dir = crate::harness::tempdir();
+    let mut local = nginx_conf.clone();
+    for s in services {
+        local = local.replace(&format!("{s}:"), "127.0.0.1:");
+    }
+    let local = local
+        .replace("/var/cache/nginx", &dir.path().display().to_string())
+        .replace(
+            "/tmp/nginx.pid",
+            &dir.path().join("nginx.pid").display().to_string(),
+        );
+    let conf = dir.path().join("nginx.conf");
+    std::fs::write(&conf, local).unwrap();
+    let nginx = if Path::new("/usr/sbin/nginx").exists() {
+        "/usr/sbin/nginx"
+    } else {
+        require("nginx");
+        "nginx"
+    };
+    let check = Command::new(nginx)
+        .arg("-t")
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-c")
+        .arg(&conf)
+        .output_within(RUN_LIMIT)
+        .expect("cannot run nginx");
+    assert!(
+        check.status.success(),
+        "nginx -t: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+}

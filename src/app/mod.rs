@@ -444,6 +444,9 @@ pub async fn run_from(
         let (hub, viewers) = (services.hub.clone(), viewers.clone());
         cluster.set_load(move || {
             let players: usize = hub.streams().iter().map(|s| s.subscribers).sum();
+            // Expired viewers leave the count here too, not only when
+            // /metrics is scraped.
+            viewers.sweep(std::time::Instant::now());
             (players + viewers.tracked()) as u64
         });
     }

@@ -366,7 +366,11 @@ async fn media(State(state): State<HttpState>, req: Request) -> Response {
             Err(r) => return refused(r),
         }
     };
-    record_viewer(&state.viewers, &req, &key, resource, served.target_duration);
+    // Another node fetching for its viewers is not a viewer here (they
+    // are counted there).
+    if !from_node {
+        record_viewer(&state.viewers, &req, &key, resource, served.target_duration);
+    }
     let mut headers = HeaderMap::new();
     headers.insert(
         header::CONTENT_TYPE,

@@ -136,7 +136,12 @@ async fn supervise(source: &Source, reg: &Inner, stop: &mut watch::Receiver<bool
             attempt = 0;
         }
         match &end {
-            End::Failed(e) | End::Ended(e) | End::Permanent(e) => {
+            // The upstream's publisher left: the normal end of a stream.
+            End::Ended(e) => {
+                let e = source.error(e);
+                info!("source connection ended: {e}");
+            }
+            End::Failed(e) | End::Permanent(e) => {
                 let e = source.error(e);
                 warn!("source connection ended: {e}");
             }
