@@ -148,6 +148,10 @@ struct InboundStream {
 
 /// Bytes reserved up front for a message that spans chunks.
 const PARTIAL_RESERVE: usize = 256 * 1024;
+/// Messages in one chunk up to this size are cut from [`SMALL_ARENA`]-byte
+/// arenas (see `ChunkDecoder::apply`).
+const SMALL_MESSAGE: usize = 2048;
+const SMALL_ARENA: usize = 64 * 1024;
 
 /// Reassembles messages from chunks.
 #[derive(Debug)]
@@ -163,6 +167,8 @@ pub struct ChunkDecoder {
     /// The budget shared with every other connection, if any; `buffered`
     /// bytes of it are this decoder's.
     budget: Option<Arc<MessageBudget>>,
+    /// The arena small whole messages are cut from (its unused rest).
+    small: BytesMut,
 }
 
 impl Drop for ChunkDecoder {
@@ -181,6 +187,7 @@ impl ChunkDecoder {
             streams: HashMap::new(),
             buffered: 0,
             partial_streams: 0,
+            small: BytesMut::new(),
             budget: None,
         }
     }
@@ -386,15 +393,29 @@ impl ChunkDecoder {
             s.initialised = true;
         }
         if chunk.len() == s.length {
-            // Whole message in one chunk: one exact copy. Handing out a
-            // slice of the input buffer instead would pin that whole buffer
-            // for as long as the frame lives (a segment window: seconds), so
-            // every read would need a fresh buffer.
+            // Whole message in one chunk: one copy. Handing out a slice of
+            // the input buffer instead would pin that whole buffer for as
+            // long as the frame lives (a segment window: seconds), so every
+            // read would need a fresh buffer.
+            let payload = if chunk.len() <= SMALL_MESSAGE {
+                // Small ones (audio frames, most commands) are cut from a
+                // shared arena: one allocation for many messages, where
+                // each had two (its bytes, then the shared count on its
+                // first clone). The arena lives as long as its last message;
+                // messages in one are neighbours in time, so they go together.
+                if self.small.capacity() - self.small.len() < chunk.len() {
+                    self.small = BytesMut::with_capacity(SMALL_ARENA);
+                }
+                self.small.extend_from_slice(&chunk);
+                self.small.split().freeze()
+            } else {
+                Bytes::copy_from_slice(&chunk)
+            };
             return Ok(Some(Message {
                 type_id: s.type_id,
                 stream_id: s.stream_id,
                 timestamp: s.timestamp,
-                payload: Bytes::copy_from_slice(&chunk),
+                payload,
             }));
         }
         let partial = match s.partial.as_mut() {
@@ -650,6 +671,32 @@ mod tests {
         }
         assert!(input.is_empty(), "{} bytes left over", input.len());
         out
+    }
+
+    #[test]
+    fn small_whole_messages_share_an_arena_and_big_ones_do_not() {
+        let small: Vec<Message> = (0..40u8)
+            .map(|i| message(8, 1, u32::from(i) * 21, vec![i; 400]))
+            .collect();
+        let big = message(9, 1, 900, vec![7u8; 3000]);
+        let mut msgs: Vec<(u32, Message)> = small.iter().map(|m| (4, m.clone())).collect();
+        msgs.push((6, big.clone()));
+        let out = roundtrip(&msgs, 4096, 1000);
+        assert_eq!(out[..40], small[..], "the payloads are intact");
+        assert_eq!(out[40], big);
+        // Neighbours in one arena: each payload starts where the last ended,
+        // until an arena is full (64 KiB holds 163 of these).
+        for w in out[..40].windows(2) {
+            let end = w[0].payload.as_ptr() as usize + w[0].payload.len();
+            assert_eq!(w[1].payload.as_ptr() as usize, end);
+        }
+        let last = &out[39].payload;
+        let after = last.as_ptr() as usize + last.len();
+        assert_ne!(
+            out[40].payload.as_ptr() as usize,
+            after,
+            "a big one has its own"
+        );
     }
 
     #[test]

@@ -325,33 +325,46 @@ impl ServerSession {
 
     /// Processes bytes from the client.
     pub fn handle_input(&mut self, data: &[u8]) -> Result<(), SessionError> {
-        self.control.received(data.len());
-        let start = self.input.len();
-        self.input.extend_from_slice(data);
-        self.cipher.received(&mut self.input[start..]);
+        let mut input = std::mem::take(&mut self.input);
+        let start = input.len();
+        input.extend_from_slice(data);
+        let result = self.handle_read(&mut input, start);
+        self.input = input;
+        result
+    }
+
+    /// Input read straight into `buf`: the bytes from `start` on are new,
+    /// those before them what the last call left there (a partial chunk).
+    /// Whole chunks are taken out of `buf`; the rest stays for the next
+    /// read to append to. A driver reading into one buffer this way spares
+    /// [`handle_input`](Self::handle_input)'s copy of every byte received.
+    /// Use one way or the other for a session, not both.
+    pub fn handle_read(&mut self, buf: &mut BytesMut, start: usize) -> Result<(), SessionError> {
+        let start = start.min(buf.len());
+        self.control.received(buf.len() - start);
+        self.cipher.received(&mut buf[start..]);
         if let Phase::Handshake(hs) = &mut self.phase {
             let mut out = Vec::new();
-            let result = hs.process(&self.input, &mut out);
+            let result = hs.process(buf, &mut out);
             self.encrypted = hs.is_encrypted();
             let (consumed, status) = result?;
             let digest = hs.client_used_digest();
-            let _ = self.input.split_to(consumed);
+            let _ = buf.split_to(consumed);
             self.output.extend_from_slice(&out);
             if status != HandshakeStatus::Done {
                 return Ok(());
             }
             if let Some(ciphers) = hs.take_ciphers() {
-                self.cipher
-                    .start(ciphers, &mut self.input, self.output.len());
+                self.cipher.start(ciphers, buf, self.output.len());
             }
             self.phase = Phase::AwaitConnect;
             self.events.push_back(ServerEvent::HandshakeDone { digest });
         }
         loop {
-            let before = self.input.len();
-            match self.decoder.decode(&mut self.input)? {
+            let before = buf.len();
+            match self.decoder.decode(buf)? {
                 Some(m) => self.handle_message(m)?,
-                None if self.input.len() == before => break,
+                None if buf.len() == before => break,
                 None => {}
             }
         }

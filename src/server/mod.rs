@@ -434,6 +434,14 @@ impl Connection {
             let vod_wake = self.vod.as_ref().and_then(|v| v.wake);
             let batching = self.batching;
             let tick = coalesce::next_tick(self.epoch, Instant::now(), self.config.read_batch);
+            // Reads append to what the session left in `buf` (a partial
+            // chunk): it decodes in place, with no copy of the input.
+            let read_from = buf.len();
+            if buf.capacity() - buf.len() < 16 * 1024 {
+                // Reclaims the front the session consumed (nothing else
+                // holds it: chunks are copied out) before allocating.
+                buf.reserve(64 * 1024);
+            }
             let input = tokio::select! {
                 r = io.read_buf(&mut buf) => Some(r),
                 _ = sleep_until(tick), if batching => {
@@ -484,13 +492,12 @@ impl Connection {
                 None => {}
                 Some(Ok(0)) => return EndReason::PeerClosed,
                 Some(Ok(_)) => {
-                    if let Err(e) = self.session.handle_input(&buf) {
+                    if let Err(e) = self.session.handle_read(&mut buf, read_from) {
                         // Flush what the session still had to say, best effort.
                         let out = self.session.take_output();
                         let _ = timeout(Duration::from_millis(200), io.write_all(&out)).await;
                         return e.into();
                     }
-                    buf.clear();
                     if let Err(reason) = self.drain_events() {
                         return reason;
                     }
