@@ -151,7 +151,7 @@ const PARTIAL_RESERVE: usize = 256 * 1024;
 /// Messages in one chunk up to this size are cut from [`SMALL_ARENA`]-byte
 /// arenas (see `ChunkDecoder::apply`).
 const SMALL_MESSAGE: usize = 2048;
-const SMALL_ARENA: usize = 64 * 1024;
+const SMALL_ARENA: usize = 16 * 1024;
 
 /// Reassembles messages from chunks.
 #[derive(Debug)]
@@ -685,7 +685,7 @@ mod tests {
         assert_eq!(out[..40], small[..], "the payloads are intact");
         assert_eq!(out[40], big);
         // Neighbours in one arena: each payload starts where the last ended,
-        // until an arena is full (64 KiB holds 163 of these).
+        // until an arena is full (16 KiB holds 40 of these).
         for w in out[..40].windows(2) {
             let end = w[0].payload.as_ptr() as usize + w[0].payload.len();
             assert_eq!(w[1].payload.as_ptr() as usize, end);
