@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::cluster::{kill, node, node_with, publish_live, Redis, LEASE_SECS, T};
 use crate::harness::*;
+use crate::relay::{wait_bound, Proc};
 
 /// The sum of the `/metrics` samples of `name` whose labels hold every one
 /// of `labels` (e.g. `route="part"`).
@@ -514,40 +515,6 @@ fn the_api_on_any_node_lists_every_stream_and_passes_changes_to_the_owner() {
 
 // --- HAProxy, nginx's cache, and a node killed -----------------------------
 
-/// A child process killed on drop.
-struct Proc(Child, &'static str);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_listening(port: u16, proc: &mut Proc) {
-    let deadline = Instant::now() + T;
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = proc.0.try_wait() {
-            panic!("{} exited ({status}): {}", proc.1, stderr_of(&mut proc.0));
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} did not listen on {port}",
-            proc.1
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn sbin(tool: &str) -> String {
-    let path = format!("/usr/sbin/{tool}");
-    if Path::new(&path).exists() {
-        return path;
-    }
-    require(tool);
-    tool.to_string()
-}
-
 /// HAProxy in TCP mode on `port`, in front of the nodes' RTMP ports,
 /// health-checking them every 300 ms.
 fn haproxy(dir: &Path, port: u16, nodes: &[SocketAddr]) -> Proc {
@@ -572,7 +539,7 @@ frontend rtmp\n  bind 127.0.0.1:{port}\n  default_backend nodes\nbackend nodes\n
         .spawn()
         .expect("cannot run haproxy");
     let mut proc = Proc(child, "haproxy");
-    wait_listening(port, &mut proc);
+    wait_bound(false, port, &mut proc);
     proc
 }
 
@@ -634,7 +601,7 @@ http {{
         .spawn()
         .expect("cannot run nginx");
     let mut proc = Proc(child, "nginx");
-    wait_listening(port, &mut proc);
+    wait_bound(false, port, &mut proc);
     proc
 }
 

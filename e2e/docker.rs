@@ -572,13 +572,7 @@ fn cluster_compose_file_and_its_proxies_name_the_same_nodes() {
     );
 
     // The proxies accept their files.
-    let haproxy = if Path::new("/usr/sbin/haproxy").exists() {
-        "/usr/sbin/haproxy"
-    } else {
-        require("haproxy");
-        "haproxy"
-    };
-    let check = Command::new(haproxy)
+    let check = Command::new(crate::harness::sbin("haproxy"))
         .args(["-c", "-f"])
         .arg(repo().join("docker/cluster/haproxy.cfg"))
         .output_within(RUN_LIMIT)
@@ -602,13 +596,7 @@ fn cluster_compose_file_and_its_proxies_name_the_same_nodes() {
         );
     let conf = dir.path().join("nginx.conf");
     std::fs::write(&conf, local).unwrap();
-    let nginx = if Path::new("/usr/sbin/nginx").exists() {
-        "/usr/sbin/nginx"
-    } else {
-        require("nginx");
-        "nginx"
-    };
-    let check = Command::new(nginx)
+    let check = Command::new(crate::harness::sbin("nginx"))
         .arg("-t")
         .arg("-p")
         .arg(dir.path())

@@ -28,6 +28,17 @@ pub fn require(tool: &str) {
 /// `~/.cache/castgate`) and sets the variable; Debian's ffmpeg 5.1 cannot
 /// send Enhanced RTMP. Unset, not executable or not FFmpeg 9: the test
 /// fails saying so.
+/// A Debian daemon (nginx, haproxy) from /usr/sbin, which a user's PATH may
+/// lack, else from PATH; a missing one fails the test saying so.
+pub fn sbin(tool: &str) -> String {
+    let path = format!("/usr/sbin/{tool}");
+    if Path::new(&path).exists() {
+        return path;
+    }
+    require(tool);
+    tool.to_string()
+}
+
 pub fn ffmpeg9() -> PathBuf {
     static FOUND: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let found = FOUND.get_or_init(|| {

@@ -268,13 +268,7 @@ pub(crate) struct Nginx {
 
 impl Nginx {
     pub(crate) fn start(dir: &Path) -> Nginx {
-        // Debian puts nginx in /usr/sbin, which a user's PATH may lack.
-        let bin = if Path::new("/usr/sbin/nginx").exists() {
-            "/usr/sbin/nginx"
-        } else {
-            require("nginx");
-            "nginx"
-        };
+        let bin = sbin("nginx");
         assert!(
             Path::new(NGINX_RTMP_MODULE).exists(),
             "{NGINX_RTMP_MODULE} is missing: install libnginx-mod-rtmp (./scripts/test.sh does)"
