@@ -152,6 +152,37 @@ fn hls_and_dash_from_any_node_are_the_owners_bytes() {
             }
         }
     }
+    // An LL-HLS blocking reload on node3 for the part the playlist hints at
+    // is held at the owner and answered listing it.
+    let peer_playlists = |n: &Castgate| {
+        metric(
+            n,
+            "castgate_cluster_peer_requests_total",
+            &["route=\"playlist\""],
+        )
+    };
+    let asked = peer_playlists(&n1);
+    let before = http_get(n3.http, &format!("/{key}/video.m3u8")).text();
+    let (msn, part) = crate::ll::preload_hint(&before);
+    assert!(
+        !crate::ll::lists_part(&before, "video", msn, part),
+        "{before}"
+    );
+    let held = http_get(
+        n3.http,
+        &format!("/{key}/video.m3u8?_HLS_msn={msn}&_HLS_part={part}"),
+    );
+    assert_eq!(held.status, 200, "{}", held.text());
+    assert!(
+        crate::ll::lists_part(&held.text(), "video", msn, part),
+        "the blocking reload's answer lacks part {msn}.{part}:\n{}",
+        held.text()
+    );
+    assert!(
+        peer_playlists(&n1) > asked,
+        "the reload did not reach the owner"
+    );
+
     // The MPD names the node asked (its time URL), not the owner.
     let mpd = wait_http_ok(n3.http, &format!("/{key}/manifest.mpd"), T).text();
     assert!(mpd.contains("<MPD"), "{mpd}");

@@ -20,7 +20,7 @@ const T: Duration = Duration::from_secs(60);
 const KEY: &str = "live/ll";
 
 /// Segment `msn`, part `part` of a media playlist's `EXT-X-PRELOAD-HINT` (the next part).
-fn preload_hint(playlist: &str) -> (u64, usize) {
+pub(crate) fn preload_hint(playlist: &str) -> (u64, usize) {
     let line = playlist
         .lines()
         .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT:"))
@@ -38,7 +38,7 @@ fn preload_hint(playlist: &str) -> (u64, usize) {
 }
 
 /// Whether `playlist` lists part `part` of segment `msn` of `track` as an `EXT-X-PART`.
-fn lists_part(playlist: &str, track: &str, msn: u64, part: usize) -> bool {
+pub(crate) fn lists_part(playlist: &str, track: &str, msn: u64, part: usize) -> bool {
     let uri = format!("URI=\"{track}/part-{msn}.{part}.m4s\"");
     playlist
         .lines()
