@@ -178,6 +178,10 @@ class Castgate(Server):
             "CASTGATE__HTTP__LISTEN": f"127.0.0.1:{self.http}",
             "CASTGATE__SRT__LISTEN": "127.0.0.1:0",
             "CASTGATE__RTMP__MAX_CONNECTIONS": "20000",
+            # Every load comes from 127.0.0.1: the per-address caps (64 by
+            # default) would refuse all but the first publishers.
+            "CASTGATE__RTMP__MAX_CONNECTIONS_PER_IP": "20000",
+            "CASTGATE__HTTP__MAX_CONNECTIONS_PER_IP": "20000",
             "CASTGATE__LOG__LEVEL": "warn",
         })
         e.update(env or {})

@@ -553,3 +553,67 @@ fn held_requests_beyond_the_bound_are_refused_at_once() {
     publisher.wait().unwrap();
     server.assert_no_panic();
 }
+
+/// The stream's `low_latency_wanted` and `read_every_ms` in the API.
+fn read_state(server: &Castgate) -> (bool, Option<u64>) {
+    let path = format!("/api/v1/streams/{KEY}");
+    let r = http_get(server.http, &path);
+    assert_eq!(r.status, 200, "{path}: {}", r.text());
+    let j: serde_json::Value = serde_json::from_slice(&r.body).expect("stream JSON");
+    let wanted = j["low_latency_wanted"]
+        .as_bool()
+        .expect("low_latency_wanted");
+    (wanted, j["read_every_ms"].as_u64())
+}
+
+/// Polls the API until the stream is (not) wanted at low latency and read every `ms`; a
+/// classic playlist reload with each poll shows those do not count.
+fn wait_read_state(server: &Castgate, wanted: bool, ms: u64, why: &str) {
+    let deadline = Instant::now() + T;
+    loop {
+        let _ = http_get(server.http, &format!("/{KEY}/video.m3u8"));
+        let state = read_state(server);
+        if state == (wanted, Some(ms)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{why}: the stream stayed at {state:?}, not ({wanted}, Some({ms}))"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A publisher is read every 100 ms (`rtmp.read_batch_unwatched_secs`) while only classic
+/// HLS requests come, every 10 ms (`rtmp.read_batch_secs`) from the first blocking reload or
+/// RTMP player on, and every 100 ms again once they are gone.
+#[test]
+fn a_publisher_is_read_often_only_while_someone_waits_at_low_latency() {
+    let server = Castgate::start(&[]);
+    let mut publisher = zerolatency_publisher(&server.url(KEY));
+    wait_parts(&server, "video");
+    wait_read_state(&server, false, 100, "classic requests only");
+
+    let text = http_get(server.http, &format!("/{KEY}/video.m3u8")).text();
+    let (msn, part) = preload_hint(&text);
+    let (r, _) = blocking_reload(server.http, "video", msn, part);
+    assert_eq!(r.status, 200, "blocking reload of {msn}.{part}");
+    wait_read_state(&server, true, 10, "after a blocking reload");
+    wait_read_state(
+        &server,
+        false,
+        100,
+        "3 s after the last low-latency request",
+    );
+
+    let dir = tempdir();
+    let mut player = play(&server.url(KEY), &dir.path().join("out.flv"));
+    wait_read_state(&server, true, 10, "with an RTMP player");
+    let _ = player.kill();
+    let _ = player.wait();
+    wait_read_state(&server, false, 100, "once the RTMP player left");
+
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+    server.assert_no_panic();
+}

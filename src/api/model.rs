@@ -148,6 +148,14 @@ pub struct StreamView {
     /// The recording running for the stream (the API's if it started one,
     /// else a `[[record]]` rule's), or null.
     pub recording: Option<crate::record::RecordingStatus>,
+    /// Someone waits on the stream at low latency: an RTMP or SRT player,
+    /// a relay, or a low-latency HLS/DASH request in the last 3 s.
+    pub low_latency_wanted: bool,
+    /// How often castgate reads the publisher's socket, in ms:
+    /// `rtmp.read_batch_secs` while `low_latency_wanted`, else
+    /// `rtmp.read_batch_unwatched_secs`; null when it reads bytes as they
+    /// arrive (RTMPS, RTMPT, SRT, pulled sources, or batching off).
+    pub read_every_ms: Option<u64>,
 }
 
 /// `GET /recordings`.
@@ -266,6 +274,8 @@ impl StreamView {
             stream: s.key,
             transcode: None,
             recording: None,
+            low_latency_wanted: s.low_latency_wanted,
+            read_every_ms: s.read_period.map(|p| p.as_millis() as u64),
         }
     }
 }

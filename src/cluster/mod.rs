@@ -162,6 +162,13 @@ impl LeaseGuard {
 
     /// Resolves with the reason once another node took the stream (the
     /// publish must then end); never otherwise.
+    /// Why the lease was lost, if it was (without waiting; see [`lost`]).
+    ///
+    /// [`lost`]: LeaseGuard::lost
+    pub fn lost_now(&self) -> Option<String> {
+        self.lost.borrow().clone()
+    }
+
     pub async fn lost(&mut self) -> String {
         let why = match self.lost.wait_for(|l| l.is_some()).await {
             Ok(v) => v.clone(),

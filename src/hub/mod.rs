@@ -11,6 +11,7 @@
 //! packager is one: it only appends to in-memory segments, and waking a task
 //! per frame cost more than the packaging itself.
 
+mod demand;
 mod queue;
 mod settings;
 
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::media::{CodecConfig, Frame, MediaKind, Metadata, TrackId};
+pub use demand::Demand;
 use queue::SubscriberQueue;
 pub use queue::{Closed, QueueLimits};
 pub use settings::Settings;
@@ -97,6 +99,8 @@ struct HubInner {
 pub struct Stream {
     key: String,
     state: Mutex<StreamState>,
+    /// Who waits on it at low latency (its subscribers counted here).
+    demand: Arc<Demand>,
 }
 
 /// A synchronous consumer of one stream's events; see the module docs.
@@ -158,6 +162,11 @@ pub struct StreamInfo {
     pub fps: Option<f64>,
     /// Frames the current subscribers (players) lost to their drop policy.
     pub subscribers_dropped: u64,
+    /// Someone waits on it at low latency (see [`Demand`]).
+    pub low_latency_wanted: bool,
+    /// How often its publisher's connection reads it (`None`: as bytes
+    /// arrive, or not an RTMP publisher on plain TCP).
+    pub read_period: Option<std::time::Duration>,
 }
 
 /// Bytes and frames per second of media time, in one-second buckets keyed
@@ -265,6 +274,7 @@ impl Hub {
                 Arc::new(Stream {
                     key: key.to_string(),
                     state: Mutex::new(StreamState::default()),
+                    demand: Arc::default(),
                 })
             })
             .clone()
@@ -344,6 +354,7 @@ impl Hub {
                 queue.push_initial(st.initial_events());
             }
             st.subscribers.push(queue.clone());
+            stream.demand.set_subscribers(st.subscribers.len());
         }
         Subscriber {
             hub: self.clone(),
@@ -372,6 +383,12 @@ impl Hub {
             stream,
             id,
         }
+    }
+
+    /// `key`'s demand for low latency, for a consumer outside the hub (the
+    /// packager's low-latency requests) to mark.
+    pub fn demand(&self, key: &str) -> Arc<Demand> {
+        self.slot(key).demand.clone()
     }
 
     /// Whether `key` has a live publisher.
@@ -450,6 +467,8 @@ impl Stream {
             audio_kbps: rates.map(|r| r.1).filter(|_| st.audio_config.is_some()),
             fps: rates.map(|r| r.2).filter(|_| st.video_config.is_some()),
             subscribers_dropped: st.subscribers.iter().map(|q| q.dropped()).sum(),
+            low_latency_wanted: self.demand.wanted(),
+            read_period: st.publisher.as_ref().and(self.demand.read_period()),
         }
     }
 }
@@ -471,6 +490,15 @@ impl Publisher {
     /// Resolves when another publisher took the stream over.
     pub async fn kicked(&mut self) {
         let _ = self.kicked.wait_for(|k| *k).await;
+    }
+
+    /// Whether another publisher took the stream over, without waiting: for
+    /// a connection woken often anyway, cheaper than keeping [`kicked`]
+    /// registered.
+    ///
+    /// [`kicked`]: Publisher::kicked
+    pub fn is_kicked(&self) -> bool {
+        *self.kicked.borrow()
     }
 
     /// Hands an event to every subscriber. Returns false when this publisher
@@ -528,8 +556,22 @@ impl Publisher {
         for (_, tap) in &st.taps {
             tap.event(&event);
         }
+        let subscribers = st.subscribers.len();
         st.subscribers.retain(|q| q.push(event.clone(), &limits));
+        if st.subscribers.len() != subscribers {
+            self.stream.demand.set_subscribers(st.subscribers.len());
+        }
         true
+    }
+
+    /// Whether anyone waits on the stream at low latency (see [`Demand`]).
+    pub fn low_latency_wanted(&self) -> bool {
+        self.stream.demand.wanted()
+    }
+
+    /// The stream's demand, where the connection says how often it reads.
+    pub fn demand(&self) -> &Demand {
+        &self.stream.demand
     }
 }
 
@@ -665,6 +707,7 @@ impl Drop for Subscriber {
         {
             let mut st = lock(&self.stream.state);
             st.subscribers.retain(|q| !Arc::ptr_eq(q, &self.queue));
+            self.stream.demand.set_subscribers(st.subscribers.len());
         }
         self.hub.remove_if_unused(&self.stream);
     }

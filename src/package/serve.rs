@@ -383,6 +383,7 @@ impl Store {
         match resource {
             Resource::MediaPlaylist(kind) => {
                 if let Some(msn) = directives.msn {
+                    stream.low_latency_request();
                     self.wait_until(&stream, wait, Progress::Parts, |seg| {
                         reload_check(seg.position(kind), msn, directives.part, advance)
                     })
@@ -390,6 +391,7 @@ impl Store {
                 }
             }
             Resource::Part(kind, msn, index) => {
+                stream.low_latency_request();
                 let held = self
                     .wait_until(&stream, wait, Progress::Chunks, |seg| {
                         part_check(seg.position(kind), msn, index, advance)
@@ -408,6 +410,8 @@ impl Store {
                     .await?;
                 let growing = Scope::Segment;
                 if let Some(served) = self.growing(&stream, held, growing, kind, msn, wait)? {
+                    // A segment fetched as it is made: a low-latency DASH client.
+                    stream.low_latency_request();
                     return Ok(served);
                 }
             }

@@ -18,7 +18,7 @@ use super::dvr::Dvr;
 use super::labels;
 use super::model::{StreamSnapshot, TrackLabel};
 use super::segmenter::{SegmenterConfig, StreamSegmenter};
-use crate::hub::{Hub, StreamEvent, Tap, TapHandle};
+use crate::hub::{Demand, Hub, StreamEvent, Tap, TapHandle};
 use crate::media::{MediaKind, TrackId};
 
 #[derive(Clone, Debug)]
@@ -52,6 +52,10 @@ pub struct Packaged {
     held: AtomicUsize,
     /// DVR: where its segments go when they leave memory.
     dvr: Option<Arc<Dvr>>,
+    /// The hub's record of who waits on the stream at low latency: its
+    /// low-latency requests are marked there (the publisher is then read
+    /// more often).
+    demand: std::sync::OnceLock<Arc<Demand>>,
 }
 
 impl Deref for Packaged {
@@ -77,7 +81,15 @@ impl Packaged {
             chunks,
             held: AtomicUsize::new(0),
             dvr,
+            demand: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Marks a low-latency request for the stream (see [`Demand`]).
+    pub fn low_latency_request(&self) {
+        if let Some(d) = self.demand.get() {
+            d.low_latency_request();
+        }
     }
 
     /// The stream's DVR archive, if it has one.
@@ -492,6 +504,7 @@ impl Packager {
             _ => None,
         };
         let seg = Packaged::with_dvr(stream, dvr);
+        let _ = seg.demand.set(self.hub.demand(key));
         running.insert(key.to_string(), seg.clone());
         self.store.insert(key, seg.clone(), &running);
         let (live, live_rx) = watch::channel(false);

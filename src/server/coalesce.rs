@@ -6,17 +6,32 @@
 //! than everything castgate does with the frame. While a connection
 //! publishes, its socket's receive low-water mark is raised so the kernel
 //! stops waking us for every frame, and the connection instead drains the
-//! socket on a shared clock (`rtmp.read_batch_secs`, 10 ms by default):
-//! every publisher on a thread is read in the same wake-up. A fast stream
-//! still passes the mark between ticks and is read as soon as it does.
-//! Players, and the low-latency parts of HLS and DASH, see at most one tick
-//! of extra latency.
+//! socket on a shared clock: every publisher on a thread is read in the
+//! same wake-up. A fast stream still passes the mark between ticks and is
+//! read as soon as it does. The period is `rtmp.read_batch_secs` (10 ms)
+//! while anyone waits on the stream at low latency (`hub::Demand`: players,
+//! relays, low-latency HLS/DASH requests), who then see at most one tick of
+//! extra latency, and `rtmp.read_batch_unwatched_secs` (100 ms) otherwise:
+//! each tick costs a wake-up, a poll and a `recv` per publisher, and at
+//! 10 ms those cost about as much as the media itself.
+//!
+//! The clock is one task per connection thread ([`Ticks`]), not a timer per
+//! connection: tokio wakes its driver (a write to its eventfd, then an extra
+//! `epoll_wait`) whenever a timer is set earlier than the one it last slept
+//! for, and after each tick every connection set the next one, so each
+//! publisher cost that syscall pair a tick. One timer per thread and a
+//! [`Notify`] that wakes the connections on the same thread cost none.
 
+use std::cell::RefCell;
 use std::io;
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tokio::time::Instant;
+use tokio::sync::futures::Notified;
+use tokio::sync::Notify;
+use tokio::time::{sleep_until, Instant};
 
 /// Most bytes one tick drains from a socket (the rest waits a tick: one
 /// fast publisher cannot hold its thread for long).
@@ -58,7 +73,7 @@ impl Coalescer {
 
     /// Drains the socket into `buf` (up to [`MAX_DRAIN`] bytes a tick), below
     /// the low-water mark too. `Ok(0)` is end of stream; `WouldBlock` means
-    /// nothing waited. An end of stream or error after some data is left for
+    /// nothing waited; `Ok(n)` took everything queued when it returned. An end of stream or error after some data is left for
     /// the next read to report.
     pub fn drain(&self, buf: &mut bytes::BytesMut) -> io::Result<usize> {
         let mut total = 0;
@@ -66,7 +81,16 @@ impl Coalescer {
             match self.recv(buf) {
                 Ok(0) if total > 0 => break,
                 Ok(0) => return Ok(0),
-                Ok(n) => total += n,
+                Ok(n) => {
+                    total += n;
+                    // A read that left room in the buffer took all there
+                    // was (a non-blocking `recv` returns what is queued, up
+                    // to the room given): asking again would only return
+                    // EAGAIN, a syscall a tick for every publisher.
+                    if buf.len() < buf.capacity() {
+                        break;
+                    }
+                }
                 Err(_) if total > 0 => break,
                 Err(e) => return Err(e),
             }
@@ -102,12 +126,104 @@ impl Coalescer {
 }
 
 /// The next tick of the shared clock of period `tick` after `now`. Ticks
-/// are aligned across connections so that one wake-up serves them all.
+/// are aligned across threads too, so that one wake-up serves them all.
 pub fn next_tick(epoch: Instant, now: Instant, tick: Duration) -> Instant {
     let since = now.saturating_duration_since(epoch).as_nanos();
     let tick = tick.as_nanos().max(1);
     let n = since / tick + 1;
     epoch + Duration::from_nanos((n * tick) as u64)
+}
+
+/// One process-wide origin for the batching clocks.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// One thread's batching clock of one period: a task that sleeps to each
+/// tick and wakes every connection waiting for it, while any is batching.
+#[derive(Debug)]
+struct Clock {
+    period: Duration,
+    tick: Notify,
+    /// Connections subscribed ([`Ticks`] alive).
+    users: AtomicUsize,
+    /// The ticking task is running (it stops when `users` drops to 0).
+    running: AtomicBool,
+}
+
+thread_local! {
+    /// This thread's clocks, by period (the period is reloadable, so a
+    /// thread may briefly have two).
+    static CLOCKS: RefCell<Vec<Arc<Clock>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A batching connection's subscription to its thread's clock. Must be
+/// made inside a tokio runtime (the clock's task is spawned on it).
+#[derive(Debug)]
+pub struct Ticks {
+    clock: Arc<Clock>,
+}
+
+impl Ticks {
+    /// Subscribes to this thread's clock of `period`, starting it if idle.
+    pub fn subscribe(period: Duration) -> Ticks {
+        let clock = CLOCKS.with(|clocks| {
+            let mut clocks = clocks.borrow_mut();
+            clocks.retain(|c| c.users.load(Ordering::Relaxed) > 0 || c.period == period);
+            match clocks.iter().find(|c| c.period == period) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = Arc::new(Clock {
+                        period,
+                        tick: Notify::new(),
+                        users: AtomicUsize::new(0),
+                        running: AtomicBool::new(false),
+                    });
+                    clocks.push(c.clone());
+                    c
+                }
+            }
+        });
+        clock.users.fetch_add(1, Ordering::AcqRel);
+        if !clock.running.swap(true, Ordering::AcqRel) {
+            tokio::spawn(run_clock(clock.clone()));
+        }
+        Ticks { clock }
+    }
+
+    pub fn period(&self) -> Duration {
+        self.clock.period
+    }
+
+    /// Completes at the next tick. Make it before checking the socket, so a
+    /// tick in between is not missed.
+    pub fn next(&self) -> Notified<'_> {
+        self.clock.tick.notified()
+    }
+}
+
+impl Drop for Ticks {
+    fn drop(&mut self) {
+        self.clock.users.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+async fn run_clock(clock: Arc<Clock>) {
+    loop {
+        if clock.users.load(Ordering::Acquire) == 0 {
+            clock.running.store(false, Ordering::Release);
+            // A subscriber that came in between saw it running and did not
+            // start another: carry on for it.
+            if clock.users.load(Ordering::Acquire) == 0
+                || clock.running.swap(true, Ordering::AcqRel)
+            {
+                return;
+            }
+        }
+        sleep_until(next_tick(epoch(), Instant::now(), clock.period)).await;
+        clock.tick.notify_waiters();
+    }
 }
 
 #[cfg(test)]
@@ -124,6 +240,46 @@ mod tests {
         assert_eq!(t1 - epoch, TICK);
         let t3 = next_tick(epoch, t1, TICK);
         assert_eq!(t3 - epoch, 2 * TICK);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_clock_per_thread_wakes_every_subscriber_and_stops_unused() {
+        let period = Duration::from_millis(10);
+        let a = Ticks::subscribe(period);
+        let b = Ticks::subscribe(period);
+        assert!(Arc::ptr_eq(&a.clock, &b.clock), "one clock per period");
+        let other = Ticks::subscribe(Duration::from_millis(20));
+        assert!(!Arc::ptr_eq(&a.clock, &other.clock));
+        drop(other);
+        let clock = a.clock.clone();
+        // Both wake at the same tick, on the shared grid.
+        let t0 = Instant::now();
+        tokio::join!(a.next(), b.next());
+        let t1 = Instant::now();
+        assert!(t1 > t0 && t1 - t0 <= period, "woke after {:?}", t1 - t0);
+        assert_eq!(next_tick(epoch(), t1 - Duration::from_nanos(1), period), t1);
+        a.next().await;
+        assert_eq!(Instant::now() - t1, period);
+        // A tick between making the wait and polling it is not missed.
+        let wait = b.next();
+        tokio::time::sleep(period * 2).await;
+        tokio::time::timeout(Duration::ZERO, wait)
+            .await
+            .expect("a tick after the wait was made wakes it");
+        // Unused, the clock's task ends at its next tick...
+        drop((a, b));
+        tokio::time::sleep(period * 3).await;
+        assert!(
+            !clock.running.load(Ordering::Acquire),
+            "the clock still ticks"
+        );
+        // ...and a new subscriber starts it again.
+        let c = Ticks::subscribe(period);
+        assert!(Arc::ptr_eq(&c.clock, &clock));
+        assert!(clock.running.load(Ordering::Acquire));
+        let t2 = Instant::now();
+        c.next().await;
+        assert!(Instant::now() - t2 <= period);
     }
 
     #[test]
@@ -158,6 +314,24 @@ mod tests {
             }
         }
         assert_eq!(&buf[..], b"hello");
+        // A little data: the drain's first read is short and ends it.
+        client.write_all(b"again").unwrap();
+        buf.clear();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match c.drain(&mut buf) {
+                Ok(n) => {
+                    assert_eq!(n, 5);
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    assert!(std::time::Instant::now() < deadline, "data never arrived");
+                    std::thread::yield_now();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(&buf[..], b"again");
         // A drain takes everything waiting, across many reads.
         let big = vec![7u8; 300_000];
         client.write_all(&big).unwrap();

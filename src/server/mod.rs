@@ -27,7 +27,7 @@ use crate::rtmp::status::NetStatus;
 use crate::shutdown::Shutdown;
 use crate::stream_key::StreamKey;
 use crate::streams::{Granted, Origin, PublishError, PublishGuard, Registry};
-use coalesce::Coalescer;
+use coalesce::{Coalescer, Ticks};
 use playout::{Playout, Sent};
 pub use settings::Settings;
 
@@ -329,8 +329,8 @@ struct Connection {
     /// Set on plain TCP: publishers are then read in batches.
     coalescer: Option<Coalescer>,
     batching: bool,
-    /// The shared clock batched reads are aligned to.
-    epoch: Instant,
+    /// This thread's batching clock, while batching.
+    ticks: Option<Ticks>,
     /// The last time this connection was shaking hands, publishing,
     /// playing or awaiting an authorisation: idle sessions are closed
     /// `rtmp.session_idle_secs` after it.
@@ -346,13 +346,6 @@ enum Phase {
     /// `connect` answered; idle unless publishing, playing or awaiting an
     /// authorisation (then `rtmp.session_idle_secs` runs).
     Connected,
-}
-
-/// One process-wide origin for the batching clock, so that every
-/// connection's ticks coincide.
-fn coalesce_epoch() -> Instant {
-    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
 }
 
 impl Connection {
@@ -386,7 +379,7 @@ impl Connection {
             length_requests: VecDeque::new(),
             coalescer,
             batching: false,
-            epoch: coalesce_epoch(),
+            ticks: None,
             last_active: Instant::now(),
         }
     }
@@ -397,6 +390,13 @@ impl Connection {
         let write_timeout = rtmp.idle_timeout;
         let mut buf = BytesMut::with_capacity(64 * 1024);
         let shutdown = self.ctx.shutdown.clone();
+        // Made once, not per pass of the loop: a batching publisher passes
+        // it at every tick, and registering a waiter and a timer each time
+        // (then dropping them) cost more than reading its frames.
+        let shutdown_signal = shutdown.cancelled();
+        tokio::pin!(shutdown_signal);
+        let timer = sleep_until(Instant::now() + Duration::from_secs(3600));
+        tokio::pin!(timer);
         loop {
             loop {
                 if let Some(p) = self.pending.take() {
@@ -428,12 +428,19 @@ impl Connection {
                 }
             }
             self.update_batching();
+            // The timer stays set unless the deadline came closer: set too
+            // late it fires early, the timers find nothing due, and it is
+            // set again.
             let deadline = self.next_deadline(handshake_deadline);
-            let publishing = self.publishing.is_some();
+            if timer.is_elapsed() || deadline < timer.deadline() {
+                timer.as_mut().reset(deadline);
+            }
+            // Batching, the clock wakes the connection at every tick anyway:
+            // a takeover is checked then rather than waited for.
+            let publishing = self.publishing.is_some() && self.ticks.is_none();
             let playing = self.playing.is_some();
             let vod_wake = self.vod.as_ref().and_then(|v| v.wake);
-            let batching = self.batching;
-            let tick = coalesce::next_tick(self.epoch, Instant::now(), self.config.read_batch);
+            let ticks = self.ticks.as_ref();
             // Reads append to what the session left in `buf` (a partial
             // chunk): it decodes in place, with no copy of the input.
             let read_from = buf.len();
@@ -444,7 +451,7 @@ impl Connection {
             }
             let input = tokio::select! {
                 r = io.read_buf(&mut buf) => Some(r),
-                _ = sleep_until(tick), if batching => {
+                _ = tick_opt(ticks), if ticks.is_some() => {
                     match self.coalescer.map(|c| c.drain(&mut buf)) {
                         Some(Err(e)) if e.kind() == std::io::ErrorKind::WouldBlock => None,
                         other => other,
@@ -462,12 +469,9 @@ impl Connection {
                     None
                 }
                 _ = kicked_opt(self.publishing.as_mut().map(|p| &mut p.guard)), if publishing => {
-                    let key = self.end_publish(NetStatus::PublishBadName, "Replaced by a new publisher.");
-                    let out = self.session.take_output();
-                    let _ = timeout(Duration::from_millis(200), io.write_all(&out)).await;
-                    return EndReason::TakenOver(key);
+                    return self.taken_over(&mut io).await;
                 }
-                _ = shutdown.cancelled() => {
+                _ = &mut shutdown_signal => {
                     self.end_publish(NetStatus::UnpublishSuccess, "Server shutting down.");
                     if let Some(p) = self.playing.take() {
                         self.session.end_play(p.playout.stream_id, NetStatus::PlayStop, "Server shutting down.");
@@ -479,7 +483,7 @@ impl Connection {
                     let _ = timeout(Duration::from_millis(200), io.write_all(&out)).await;
                     return EndReason::Shutdown;
                 }
-                _ = sleep_until(deadline) => {
+                _ = &mut timer => {
                     if let Some(reason) = self.check_timers(handshake_deadline) {
                         let out = self.session.take_output();
                         let _ = timeout(Duration::from_millis(200), io.write_all(&out)).await;
@@ -488,6 +492,14 @@ impl Connection {
                     None
                 }
             };
+            if self.ticks.is_some()
+                && self
+                    .publishing
+                    .as_ref()
+                    .is_some_and(|p| p.guard.is_kicked())
+            {
+                return self.taken_over(&mut io).await;
+            }
             match input {
                 None => {}
                 Some(Ok(0)) => return EndReason::PeerClosed,
@@ -505,6 +517,15 @@ impl Connection {
                 Some(Err(e)) => return e.into(),
             }
         }
+    }
+
+    /// Ends a publish another publisher took over (or whose cluster lease
+    /// was lost), telling the client.
+    async fn taken_over<S: AsyncWrite + Unpin>(&mut self, io: &mut S) -> EndReason {
+        let key = self.end_publish(NetStatus::PublishBadName, "Replaced by a new publisher.");
+        let out = self.session.take_output();
+        let _ = timeout(Duration::from_millis(200), io.write_all(&out)).await;
+        EndReason::TakenOver(key)
     }
 
     /// Names the connection by its RTMP variant in its log span and gauge,
@@ -526,17 +547,40 @@ impl Connection {
     fn update_batching(&mut self) {
         let want =
             self.publishing.is_some() && !self.is_playing() && !self.config.read_batch.is_zero();
-        if want == self.batching {
-            return;
-        }
-        if let Some(c) = self.coalescer {
-            match c.set_batching(want) {
-                Ok(()) => self.batching = want,
-                Err(e) => {
-                    warn!("could not change the socket's receive low-water mark: {e}");
-                    self.coalescer = None;
-                    self.batching = false;
+        if want != self.batching {
+            if let Some(c) = self.coalescer {
+                match c.set_batching(want) {
+                    Ok(()) => self.batching = want,
+                    Err(e) => {
+                        warn!("could not change the socket's receive low-water mark: {e}");
+                        self.coalescer = None;
+                        self.batching = false;
+                    }
                 }
+            }
+        }
+        // The thread's clock while batching: fast while anyone waits on the
+        // stream at low latency, slower while nobody does (checked at every
+        // pass, so a new player is served fast from the next tick on).
+        let wanted = self
+            .publishing
+            .as_ref()
+            .is_some_and(|p| p.guard.low_latency_wanted());
+        let period = if wanted {
+            self.config.read_batch
+        } else {
+            self.config.read_batch_unwatched
+        };
+        let before = self.ticks.as_ref().map(Ticks::period);
+        match &self.ticks {
+            Some(t) if self.batching && t.period() == period => {}
+            _ if self.batching => self.ticks = Some(Ticks::subscribe(period)),
+            _ => self.ticks = None,
+        }
+        let now = self.ticks.as_ref().map(Ticks::period);
+        if now != before {
+            if let Some(p) = &self.publishing {
+                p.guard.set_read_period(now);
             }
         }
     }
@@ -1302,6 +1346,13 @@ impl Connection {
 async fn recv_opt(sub: Option<&Subscriber>) -> Result<StreamEvent, Closed> {
     match sub {
         Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn tick_opt(t: Option<&Ticks>) {
+    match t {
+        Some(t) => t.next().await,
         None => std::future::pending().await,
     }
 }

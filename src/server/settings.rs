@@ -49,6 +49,12 @@ pub struct Settings {
     /// (see `server::coalesce`); zero reads each frame as it arrives.
     #[serde(rename = "read_batch_secs", with = "secs")]
     pub read_batch: Duration,
+    /// The clock's period while nobody waits on the stream at low latency
+    /// (no RTMP/SRT player or relay, no low-latency HLS/DASH request in the
+    /// last seconds; see `hub::Demand`): classic HLS and DASH players fetch
+    /// whole segments, and reading less often costs about half the CPU.
+    #[serde(rename = "read_batch_unwatched_secs", with = "secs")]
+    pub read_batch_unwatched: Duration,
 }
 
 impl Section for Settings {
@@ -68,6 +74,7 @@ impl Section for Settings {
         "play_wait_secs",
         "publish_conflict",
         "read_batch_secs",
+        "read_batch_unwatched_secs",
     ];
 
     fn validate(&self) -> Result<(), Invalid> {
@@ -126,6 +133,12 @@ impl Section for Settings {
             secs_within(self.read_batch, 0.0, 1.0),
             "rtmp.read_batch_secs",
             "must be in [0, 1]",
+        )?;
+        check(
+            secs_within(self.read_batch_unwatched, 0.0, 1.0)
+                && self.read_batch_unwatched >= self.read_batch,
+            "rtmp.read_batch_unwatched_secs",
+            "must be in [rtmp.read_batch_secs, 1]",
         )?;
         check(
             self.max_connections_per_ip > 0,

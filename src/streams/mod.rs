@@ -371,9 +371,39 @@ impl PublishGuard {
         self.publisher.send(event)
     }
 
+    /// Whether anyone waits on the stream at low latency (see
+    /// [`crate::hub::Demand`]): its connection reads it more often then.
+    pub fn low_latency_wanted(&self) -> bool {
+        self.publisher.low_latency_wanted()
+    }
+
+    /// Says how often the connection reads the stream now (for the API).
+    pub fn set_read_period(&self, period: Option<std::time::Duration>) {
+        self.publisher.demand().set_read_period(period);
+    }
+
     /// This publish's stats (the media path stores its counters there).
     pub fn stats(&self) -> &StreamStats {
         &self.stats.stats
+    }
+
+    /// [`kicked`] without waiting: true once another publisher took the
+    /// stream over here, or the cluster lease was lost (then logged, as
+    /// [`kicked`] does; the caller ends the publish).
+    ///
+    /// [`kicked`]: PublishGuard::kicked
+    pub fn is_kicked(&self) -> bool {
+        if self.publisher.is_kicked() {
+            return true;
+        }
+        let Some(why) = self.lease.as_ref().and_then(|l| l.lost_now()) else {
+            return false;
+        };
+        warn!(
+            stream = self.key.as_str(),
+            "publish ended: the cluster lease was lost: {why}"
+        );
+        true
     }
 
     /// Resolves when another publisher took the stream over: on this node,
