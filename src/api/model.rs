@@ -148,6 +148,10 @@ pub struct StreamView {
     /// The recording running for the stream (the API's if it started one,
     /// else a `[[record]]` rule's), or null.
     pub recording: Option<crate::record::RecordingStatus>,
+    /// Media bytes its HLS/DASH packaging holds in memory (segments,
+    /// parts, init segments; not those spilled to disk under
+    /// `package.memory_budget_bytes`), or null when it is not packaged.
+    pub package_memory_bytes: Option<u64>,
 }
 
 /// `GET /recordings`.
@@ -266,6 +270,7 @@ impl StreamView {
             stream: s.key,
             transcode: None,
             recording: None,
+            package_memory_bytes: None,
         }
     }
 }
