@@ -12,6 +12,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -148,6 +149,29 @@ class Sampler(threading.Thread):
         return [s for s in self.samples if start <= s[0] <= end]
 
 
+class GaugeSampler(threading.Thread):
+    """Samples (time, value) of `read()` every `every` seconds (None skipped)."""
+
+    def __init__(self, read, every=1.0):
+        super().__init__(daemon=True)
+        self.read, self.every, self.samples = read, every, []
+        self.stopping = threading.Event()
+
+    def run(self):
+        while not self.stopping.is_set():
+            v = self.read()
+            if v is not None:
+                self.samples.append((time.time(), v))
+            self.stopping.wait(self.every)
+
+    def stop(self):
+        self.stopping.set()
+        self.join()
+
+    def window(self, start, end):
+        return [s for s in self.samples if start <= s[0] <= end]
+
+
 class Server:
     """A server under test: started in a temp dir, stopped on exit."""
 
@@ -189,6 +213,18 @@ class Castgate(Server):
         self.proc = subprocess.Popen([str(binary), *args], env=e, stdout=self.log, stderr=subprocess.STDOUT)
         wait_port(self.rtmp, self.proc, "castgate")
         wait_port(self.http, self.proc, "castgate")
+
+    def metric(self, name):
+        """A series of /metrics (name with its labels), or None."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http}/metrics", timeout=5) as r:
+                page = r.read().decode()
+        except OSError:
+            return None
+        for line in page.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return None
 
     def playlist(self):
         return f"http://127.0.0.1:{self.http}/live/{{name}}/video.m3u8"

@@ -24,6 +24,7 @@ mod limits;
 mod ll;
 mod load;
 mod malformed;
+mod memory_budget;
 mod multitrack;
 mod netns;
 mod ops;

@@ -60,6 +60,8 @@ pub struct ApiState {
     /// The cluster (`None`: a single node): `/cluster`, and calls about a
     /// stream another node publishes passed to that node.
     pub edge: Option<crate::edge::Edge>,
+    /// The packaged streams (`None`: no memory figures in stream views).
+    pub store: Option<crate::package::service::Store>,
 }
 
 impl ApiState {
@@ -69,9 +71,15 @@ impl ApiState {
         let transcode = self.transcoder.as_ref().and_then(|t| t.status(&s.key));
         let http = self.viewers.count(&s.key, now);
         let recording = self.recorder.as_ref().and_then(|r| r.status_of(&s.key));
+        let package_memory_bytes = self
+            .store
+            .as_ref()
+            .and_then(|st| st.get(&s.key))
+            .map(|p| p.memory_bytes());
         StreamView {
             transcode,
             recording,
+            package_memory_bytes,
             ..StreamView::new(s, relays, http, now)
         }
     }

@@ -156,6 +156,10 @@ pub struct StreamView {
     /// `rtmp.read_batch_unwatched_secs`; null when it reads bytes as they
     /// arrive (RTMPS, RTMPT, SRT, pulled sources, or batching off).
     pub read_every_ms: Option<u64>,
+    /// Media bytes its HLS/DASH packaging holds in memory (segments,
+    /// parts, init segments; not those spilled to disk under
+    /// `package.memory_budget_bytes`), or null when it is not packaged.
+    pub package_memory_bytes: Option<u64>,
 }
 
 /// `GET /recordings`.
@@ -276,6 +280,7 @@ impl StreamView {
             recording: None,
             low_latency_wanted: s.low_latency_wanted,
             read_every_ms: s.read_period.map(|p| p.as_millis() as u64),
+            package_memory_bytes: None,
         }
     }
 }

@@ -43,6 +43,7 @@ fn app_with(token: Option<&str>, hub: Hub, recorder: crate::record::Recorder) ->
             sources: None,
             recorder: Some(recorder),
             edge: None,
+            store: None,
         })),
     )
 }

@@ -114,11 +114,9 @@ impl Services {
                 );
             }
         }
-        let packager = Packager::new(
-            hub.clone(),
-            Store::new(config.package.hold_limits()),
-            packager_config,
-        );
+        let store = Store::new(config.package.hold_limits());
+        store.memory().set_budget(config.package.memory_budget());
+        let packager = Packager::new(hub.clone(), store, packager_config);
         let relays = Relays::new(
             hub.clone(),
             relay_settings(&config),
@@ -477,6 +475,7 @@ pub async fn run_from(
             sources: Some(services.sources.clone()),
             recorder: Some(services.recorder.clone()),
             edge: edge.clone(),
+            store: Some(services.packager.store().clone()),
         })
     });
     let state = http::HttpState {
@@ -492,7 +491,10 @@ pub async fn run_from(
                 max_streams,
                 viewers: viewers.clone(),
                 events: services.events.clone(),
-                extra: vec![Arc::new(services.srt_sessions.clone())],
+                extra: vec![
+                    Arc::new(services.srt_sessions.clone()),
+                    Arc::new(services.packager.store().clone()),
+                ],
             })
         }),
         access_token: api_config.token().map(Arc::from),

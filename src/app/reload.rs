@@ -42,6 +42,10 @@ impl Reloadable for Config {
             .rtmp
             .send_replace(Arc::new(self.rtmp.clone()));
         *crate::locks::write(&services.srt_settings) = self.srt.clone();
+        if self.package.memory_budget_bytes != running.package.memory_budget_bytes {
+            let budget = self.package.memory_budget();
+            services.packager.store().memory().set_budget(budget);
+        }
         let needs_restart = running
             .answers(self)
             .into_iter()

@@ -9,6 +9,13 @@
 //! deleted. Memory thus stays at the live window whatever the DVR depth;
 //! the archive's descriptions (about 150 bytes a segment) stay listed.
 //!
+//! **Spill.** Under `package.memory_budget_bytes` every packaged stream
+//! has a [`Dvr`] (when `dvr_dir` is set), and listed segments of the least
+//! watched streams go through it the same way (see `package::memory`):
+//! still listed, served from disk, deleted when they leave the window or
+//! the stream is dropped. Segments waiting for the writer count in the
+//! store's memory.
+//!
 //! **Drop policy.** The writer's queue is bounded ([`QUEUE`] jobs): a
 //! segment that finds it full is not stored (counted and logged once per
 //! stream); a request for it then gets 404, like a segment past the
@@ -20,12 +27,13 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 
+use super::memory::Memory;
 use super::segmenter::DvrOutbox;
 use crate::locks::lock;
 use crate::media::MediaKind;
@@ -83,6 +91,25 @@ pub fn clean_stale(root: &Path) -> usize {
 /// Jobs waiting for the writer thread, over every stream.
 pub const QUEUE: usize = 1024;
 
+/// Jobs queued for the writer and not done yet.
+static QUEUED: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether the writer's queue has room for `jobs` more (the memory budget
+/// drops segments rather than queue them past it).
+pub fn has_room(jobs: usize) -> bool {
+    QUEUED.load(Ordering::Relaxed).saturating_add(jobs) <= QUEUE
+}
+
+/// Queues `job` for the writer, counted in [`QUEUED`].
+fn send(job: Job) -> Result<(), TrySendError<Job>> {
+    QUEUED.fetch_add(1, Ordering::Relaxed);
+    let r = writer().try_send(job);
+    if r.is_err() {
+        QUEUED.fetch_sub(1, Ordering::Relaxed);
+    }
+    r
+}
+
 type Id = (MediaKind, u64);
 
 /// One stream session's DVR archive.
@@ -90,8 +117,10 @@ type Id = (MediaKind, u64);
 pub struct Dvr {
     dir: PathBuf,
     stream: String,
-    /// Segments handed to the writer and not written yet.
+    /// Segments handed to the writer and not written yet (counted in
+    /// `memory`: they are still held).
     pending: Mutex<HashMap<Id, Vec<Bytes>>>,
+    memory: Arc<Memory>,
     /// Segments stored, and those lost (queue full or write error).
     pub written: AtomicU64,
     pub lost: AtomicU64,
@@ -113,6 +142,7 @@ fn writer() -> &'static SyncSender<Job> {
             .spawn(move || {
                 for job in rx {
                     run(job);
+                    QUEUED.fetch_sub(1, Ordering::Relaxed);
                 }
             })
             .expect("cannot start the DVR writer thread");
@@ -131,7 +161,7 @@ fn run(job: Job) {
                 .parent()
                 .map_or(Ok(()), std::fs::create_dir_all)
                 .and_then(|()| std::fs::write(&path, chunks.concat()));
-            lock(&dvr.pending).remove(&id);
+            dvr.unpend(id);
             match written {
                 Ok(()) => {
                     dvr.written.fetch_add(1, Ordering::Relaxed);
@@ -151,11 +181,13 @@ fn run(job: Job) {
 impl Dvr {
     /// The archive of stream `key`'s session numbered from `session` (its
     /// first segment number: sessions never share one), under `root`.
-    pub fn new(root: &Path, key: &str, session: u64) -> Arc<Dvr> {
+    /// `memory` counts the segments waiting for the writer.
+    pub fn new(root: &Path, key: &str, session: u64, memory: Arc<Memory>) -> Arc<Dvr> {
         Arc::new(Dvr {
             dir: root.join(key).join(session.to_string()),
             stream: key.to_string(),
             pending: Mutex::default(),
+            memory,
             written: AtomicU64::new(0),
             lost: AtomicU64::new(0),
         })
@@ -167,6 +199,13 @@ impl Dvr {
             MediaKind::Audio => "audio",
         };
         self.dir.join(track).join(format!("{number}.m4s"))
+    }
+
+    /// Stops holding segment `id` for the writer.
+    fn unpend(&self, id: Id) {
+        if let Some(chunks) = lock(&self.pending).remove(&id) {
+            self.memory.adjust(len(&chunks), 0);
+        }
     }
 
     fn lose(&self, why: &str) {
@@ -185,24 +224,27 @@ impl Dvr {
         for (kind, out) in outbox {
             for (number, chunks) in out.spilled {
                 let id = (kind, number);
-                lock(&self.pending).insert(id, chunks);
-                match writer().try_send(Job::Write(Arc::clone(self), id)) {
+                self.memory.adjust(0, len(&chunks));
+                if let Some(old) = lock(&self.pending).insert(id, chunks) {
+                    self.memory.adjust(len(&old), 0);
+                }
+                match send(Job::Write(Arc::clone(self), id)) {
                     Ok(()) => {}
                     Err(TrySendError::Full(_)) => {
-                        lock(&self.pending).remove(&id);
+                        self.unpend(id);
                         self.lose("the DVR writer's queue is full");
                     }
                     Err(TrySendError::Disconnected(_)) => {
-                        lock(&self.pending).remove(&id);
+                        self.unpend(id);
                         self.lose("the DVR writer is gone");
                     }
                 }
             }
             for number in out.forgotten {
                 let id = (kind, number);
-                lock(&self.pending).remove(&id);
+                self.unpend(id);
                 // Best effort: a file left behind goes with the session.
-                let _ = writer().try_send(Job::Delete(self.path(id)));
+                let _ = send(Job::Delete(self.path(id)));
             }
         }
     }
@@ -220,11 +262,26 @@ impl Dvr {
 
     /// Deletes the session's archive (the stream is dropped).
     pub fn remove(&self) {
-        lock(&self.pending).clear();
-        if writer().try_send(Job::DeleteAll(self.dir.clone())).is_err() {
+        let pending = std::mem::take(&mut *lock(&self.pending));
+        self.memory
+            .adjust(pending.values().map(|c| len(c)).sum(), 0);
+        if send(Job::DeleteAll(self.dir.clone())).is_err() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+impl Drop for Dvr {
+    fn drop(&mut self) {
+        let pending = std::mem::take(&mut *lock(&self.pending));
+        self.memory
+            .adjust(pending.values().map(|c| len(c)).sum(), 0);
+    }
+}
+
+/// Bytes of a segment's chunks.
+fn len(chunks: &[Bytes]) -> u64 {
+    chunks.iter().map(|b| b.len() as u64).sum()
 }
 
 #[cfg(test)]

@@ -230,7 +230,7 @@ const HOLD_BACK_TARGETS: f64 = 3.0;
 const SKIP_UNTIL_TARGETS: f64 = 6.0;
 /// Parts are listed for the segments of the last this many target
 /// durations (at least 3).
-const PARTS_FOR_TARGETS: f64 = 3.0;
+pub(crate) const PARTS_FOR_TARGETS: f64 = 3.0;
 
 /// The last part `t` lists: `(media sequence number, part index)`. The
 /// segment being made if it has a part, else the last finished one.

@@ -12,6 +12,7 @@ pub mod hls;
 pub mod labels;
 #[cfg(test)]
 mod ll_tests;
+pub mod memory;
 pub mod model;
 pub mod segmenter;
 pub mod serve;

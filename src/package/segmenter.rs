@@ -122,9 +122,49 @@ impl DvrOutbox {
 #[derive(Clone, Debug)]
 struct StoredSegment {
     info: SegmentInfo,
-    chunks: Vec<Bytes>,
+    body: Body,
     /// Where each part's chunks start in `chunks` (LL-HLS part URLs).
     part_starts: Vec<usize>,
+}
+
+/// Where a closed segment's bytes are.
+#[derive(Clone, Debug)]
+enum Body {
+    /// In memory, as chained chunks.
+    Memory(Vec<Bytes>),
+    /// Sent to disk under the memory budget (through the stream's DVR
+    /// writer, served from there); still listed as it was.
+    Disk,
+}
+
+impl Body {
+    fn chunks(&self) -> Option<&Vec<Bytes>> {
+        match self {
+            Body::Memory(c) => Some(c),
+            Body::Disk => None,
+        }
+    }
+}
+
+/// How listed segments leave memory under the budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Spill {
+    /// To disk (the DVR outbox): still listed, served from there.
+    Disk,
+    /// Dropped with every older segment (the playlist starts later): the
+    /// disk cannot take them now.
+    Drop,
+}
+
+/// What [`StreamSegmenter::release`] let go of, per track segment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Freed {
+    pub extras: u64,
+    pub extra_bytes: u64,
+    pub spilled: u64,
+    pub spilled_bytes: u64,
+    pub dropped: u64,
+    pub dropped_bytes: u64,
 }
 
 #[derive(Debug)]
@@ -620,7 +660,7 @@ impl Track {
                 bytes: open.bytes,
                 parts: open.parts,
             },
-            chunks: open.chunks,
+            body: Body::Memory(open.chunks),
             part_starts: open.part_starts,
         });
         self.made += 1;
@@ -629,17 +669,7 @@ impl Track {
             let Some(old) = self.segments.pop_front() else {
                 break;
             };
-            if self.dvr_ms == 0 {
-                self.evicted_discontinuities += u64::from(old.info.discontinuity);
-                continue;
-            }
-            let mut info = old.info;
-            info.parts = vec![PartInfo {
-                duration: info.duration,
-                independent: true,
-            }];
-            self.outbox.spilled.push((info.number, old.chunks));
-            self.archived.push_back(info);
+            self.evict(old);
         }
         self.trim_archive();
         let (bytes, ticks) = self.segments.iter().fold((0u64, 0u64), |(b, t), s| {
@@ -658,6 +688,150 @@ impl Track {
             .or(self.segments.front().map(|s| &s.info))
             .map_or(self.init_id, |s| s.init);
         self.inits.retain(|(id, _)| *id >= oldest);
+    }
+
+    /// A segment leaving the window: forgotten (its file, if it was
+    /// spilled, deleted), or with DVR archived (its bytes to disk unless
+    /// they are there already).
+    fn evict(&mut self, old: StoredSegment) {
+        if self.dvr_ms == 0 {
+            self.evicted_discontinuities += u64::from(old.info.discontinuity);
+            if let Body::Disk = old.body {
+                self.outbox.forgotten.push(old.info.number);
+            }
+            return;
+        }
+        let mut info = old.info;
+        info.parts = vec![PartInfo {
+            duration: info.duration,
+            independent: true,
+        }];
+        if let Body::Memory(chunks) = old.body {
+            self.outbox.spilled.push((info.number, chunks));
+        }
+        self.archived.push_back(info);
+    }
+
+    /// Media bytes in memory: closed segments not spilled, the open one,
+    /// init segments. A part is a range of its segment's chunks, so it is
+    /// counted with it.
+    fn memory_bytes(&self) -> u64 {
+        let closed: u64 = self
+            .segments
+            .iter()
+            .filter(|s| s.body.chunks().is_some())
+            .map(|s| s.info.bytes)
+            .sum();
+        let open = self.open.as_ref().map_or(0, |o| o.bytes);
+        let inits: u64 = self.inits.iter().map(|(_, b)| b.len() as u64).sum();
+        closed + open + inits
+    }
+
+    /// Segments kept past the listed window (only without DVR, which lists
+    /// everything kept).
+    fn extras(&self, window: usize) -> usize {
+        if self.dvr_ms > 0 {
+            0
+        } else {
+            self.segments.len().saturating_sub(window)
+        }
+    }
+
+    /// How many of the newest closed segments stay in memory whatever the
+    /// budget: the newest, and in low latency those whose parts playlists
+    /// list (ending within the last `PARTS_FOR_TARGETS` target durations,
+    /// as `hls` counts them) plus one, should the target grow.
+    fn protected(&self, low_latency: bool, target: u32) -> usize {
+        if !low_latency {
+            return 1;
+        }
+        let span =
+            (super::hls::PARTS_FOR_TARGETS * f64::from(target) * f64::from(self.timescale)) as u64;
+        let mut covered: u64 = self
+            .open
+            .as_ref()
+            .map_or(0, |o| o.parts.iter().map(|p| p.duration).sum());
+        let mut n = 0;
+        for s in self.segments.iter().rev() {
+            if covered >= span {
+                break;
+            }
+            covered += s.info.duration;
+            n += 1;
+        }
+        n.max(1) + 1
+    }
+
+    /// The listed segments in memory that may go to disk, oldest first:
+    /// (number, bytes).
+    fn spillable(&self, window: usize, protected: usize) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let listed = self.segments.len() - self.extras(window);
+        let from = self.extras(window);
+        let to = from + listed.saturating_sub(protected);
+        self.segments
+            .range(from..to)
+            .filter(|s| s.body.chunks().is_some())
+            .map(|s| (s.info.number, s.info.bytes))
+    }
+
+    /// Drops the segments kept past the listed window.
+    fn drop_extras(&mut self, window: usize, freed: &mut Freed) {
+        for _ in 0..self.extras(window) {
+            let Some(old) = self.segments.pop_front() else {
+                break;
+            };
+            if let Some(c) = old.body.chunks() {
+                freed.extras += 1;
+                freed.extra_bytes += c.iter().map(|b| b.len() as u64).sum::<u64>();
+            }
+            self.evict(old);
+        }
+    }
+
+    /// Spilled segments `numbers` (all spillable) to disk, or drops them
+    /// with every older segment.
+    fn spill(&mut self, numbers: &[u64], how: Spill, freed: &mut Freed) {
+        let Some(&last) = numbers.iter().max() else {
+            return;
+        };
+        match how {
+            Spill::Disk => {
+                for s in self.segments.iter_mut() {
+                    if !numbers.contains(&s.info.number) {
+                        continue;
+                    }
+                    if let Body::Memory(chunks) = std::mem::replace(&mut s.body, Body::Disk) {
+                        freed.spilled += 1;
+                        freed.spilled_bytes += s.info.bytes;
+                        self.outbox.spilled.push((s.info.number, chunks));
+                    }
+                }
+            }
+            Spill::Drop => {
+                while self.segments.front().is_some_and(|s| s.info.number <= last) {
+                    let Some(old) = self.segments.pop_front() else {
+                        break;
+                    };
+                    if old.body.chunks().is_some() {
+                        freed.dropped += 1;
+                        freed.dropped_bytes += old.info.bytes;
+                    }
+                    self.evict(old);
+                }
+            }
+        }
+    }
+
+    /// Whether segment `number` is listed with its bytes on disk (spilled,
+    /// or archived by the DVR).
+    fn on_disk(&self, number: u64) -> bool {
+        let archived = self.archived.front().is_some_and(|f| f.number <= number)
+            && self.archived.back().is_some_and(|b| b.number >= number);
+        archived
+            || self
+                .segments
+                .iter()
+                .any(|s| s.info.number == number && matches!(s.body, Body::Disk))
     }
 
     /// DVR: forgets the archived segments that begin before the DVR depth
@@ -720,7 +894,7 @@ impl Track {
             Some(o) if o.number == number => (&o.chunks, &o.part_starts, o.parts.len()),
             _ => {
                 let s = self.segments.iter().find(|s| s.info.number == number)?;
-                (&s.chunks, &s.part_starts, s.part_starts.len())
+                (s.body.chunks()?, &s.part_starts, s.part_starts.len())
             }
         };
         let start = *starts.get(index)?;
@@ -739,7 +913,8 @@ impl Track {
             return Some((o.chunks.get(from..).unwrap_or_default().to_vec(), false));
         }
         let s = self.segments.iter().find(|s| s.info.number == number)?;
-        Some((s.chunks.get(from..).unwrap_or_default().to_vec(), true))
+        let chunks = s.body.chunks()?;
+        Some((chunks.get(from..).unwrap_or_default().to_vec(), true))
     }
 }
 
@@ -943,13 +1118,76 @@ impl StreamSegmenter {
             .collect()
     }
 
-    /// DVR: whether segment `number` of `kind` is listed but no longer in
-    /// memory.
-    pub fn archived(&self, kind: MediaKind, number: u64) -> bool {
-        self.track(kind).is_some_and(|t| {
-            t.archived.front().is_some_and(|f| f.number <= number)
-                && t.archived.back().is_some_and(|b| b.number >= number)
-        })
+    /// Whether segment `number` of `kind` is listed but its bytes are on
+    /// disk (archived by the DVR, or spilled under the memory budget).
+    pub fn on_disk(&self, kind: MediaKind, number: u64) -> bool {
+        self.track(kind).is_some_and(|t| t.on_disk(number))
+    }
+
+    /// The stream's name (`app/key`, or a rendition's `app/key/NAME`).
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Media bytes this stream holds in memory (see [`Track::memory_bytes`]).
+    pub fn memory_bytes(&self) -> u64 {
+        [&self.video, &self.audio]
+            .into_iter()
+            .flatten()
+            .map(Track::memory_bytes)
+            .sum()
+    }
+
+    /// What the memory budget's choice needs to know: the bytes of the
+    /// segments kept past the listed window, and the listed segments that
+    /// may go to disk, oldest first (bytes per number, both tracks).
+    pub fn budget_usage(&self) -> (u64, Vec<u64>) {
+        let window = self.config.window;
+        let mut extra = 0;
+        let mut spillable = std::collections::BTreeMap::<u64, u64>::new();
+        for t in [&self.video, &self.audio].into_iter().flatten() {
+            extra += t
+                .segments
+                .iter()
+                .take(t.extras(window))
+                .filter(|s| s.body.chunks().is_some())
+                .map(|s| s.info.bytes)
+                .sum::<u64>();
+            let protected = t.protected(self.config.low_latency, self.target_duration);
+            for (number, bytes) in t.spillable(window, protected) {
+                *spillable.entry(number).or_default() += bytes;
+            }
+        }
+        (extra, spillable.into_values().collect())
+    }
+
+    /// Lets go of what the budget's choice asked: the segments kept past
+    /// the listed window (when `drop_extras`), then the oldest `spill`
+    /// spillable segments (see [`StreamSegmenter::budget_usage`]), `how`.
+    /// Spilled bytes wait in the DVR outbox ([`StreamSegmenter::take_dvr`]).
+    pub fn release(&mut self, drop_extras: bool, spill: usize, how: Spill) -> Freed {
+        let window = self.config.window;
+        let mut freed = Freed::default();
+        let (low_latency, target) = (self.config.low_latency, self.target_duration);
+        let mut numbers = std::collections::BTreeSet::new();
+        for t in [&self.video, &self.audio].into_iter().flatten() {
+            let protected = t.protected(low_latency, target);
+            numbers.extend(t.spillable(window, protected).map(|(n, _)| n));
+        }
+        let numbers: Vec<u64> = numbers.into_iter().take(spill).collect();
+        for t in [&mut self.video, &mut self.audio].into_iter().flatten() {
+            if drop_extras {
+                t.drop_extras(window, &mut freed);
+            }
+            let protected = t.protected(low_latency, target);
+            let mine: Vec<u64> = t
+                .spillable(window, protected)
+                .map(|(n, _)| n)
+                .filter(|n| numbers.contains(n))
+                .collect();
+            t.spill(&mine, how, &mut freed);
+        }
+        freed
     }
 
     /// Cuts on the aligned grid from now on ([`SegmenterConfig::aligned`]):
@@ -1471,7 +1709,7 @@ impl StreamSegmenter {
             .segments
             .iter()
             .find(|s| s.info.number == number)
-            .map(|s| s.chunks.clone())
+            .and_then(|s| s.body.chunks().cloned())
     }
 
     /// Bytes held by the window (for memory accounting and tests).
@@ -1583,8 +1821,8 @@ mod tests {
             .filter(|n| seg.segment(MediaKind::Video, **n).is_some());
         assert_eq!(in_memory.count(), 3);
         let oldest = listed[0];
-        assert!(seg.archived(MediaKind::Video, oldest));
-        assert!(!seg.archived(MediaKind::Video, *listed.last().unwrap()));
+        assert!(seg.on_disk(MediaKind::Video, oldest));
+        assert!(!seg.on_disk(MediaKind::Video, *listed.last().unwrap()));
         // What left memory: every segment before the window, once; what is
         // no longer listed: the ones before the depth.
         let out = seg.take_dvr();
@@ -1615,6 +1853,135 @@ mod tests {
         }
         assert_eq!(live.snapshot().video.unwrap().segments.len(), 2);
         assert!(live.take_dvr().is_empty());
+    }
+
+    /// The memory count: a closed segment adds its bytes (parts are ranges
+    /// of it, counted once), eviction takes them away; under the budget,
+    /// extras go first, then the oldest listed segments go to disk (still
+    /// listed, bytes in the outbox identical) or are dropped from the
+    /// front; the protected newest segments never go.
+    #[test]
+    fn memory_is_counted_and_released_under_the_budget() {
+        let config = SegmenterConfig {
+            window: 4,
+            extra: 2,
+            ..SegmenterConfig::default()
+        };
+        let mut seg = StreamSegmenter::with_first_number("live/m", config, 1);
+        let now = t0();
+        seg.push(&StreamEvent::Config(avc_config()), now);
+        let inits = seg.memory_bytes();
+        assert!(inits > 0, "the init segment is held");
+        let listed = |seg: &StreamSegmenter| -> Vec<u64> {
+            let snap = seg.snapshot();
+            snap.video
+                .map_or(vec![], |v| v.segments.iter().map(|g| g.number).collect())
+        };
+        let closed = |seg: &StreamSegmenter| -> u64 {
+            (1..100)
+                .filter_map(|n| seg.segment(MediaKind::Video, n))
+                .flatten()
+                .map(|b| b.len() as u64)
+                .sum()
+        };
+        // Keyframes every second, 2 s segments.
+        let mut ms = 0;
+        let mut feed = |seg: &mut StreamSegmenter, upto: i64| {
+            while ms <= upto {
+                seg.push(&keyframe(ms), now);
+                ms += 1000;
+            }
+        };
+        feed(&mut seg, 4_000);
+        let before = seg.memory_bytes();
+        feed(&mut seg, 6_000); // closes one more segment
+        let after = seg.memory_bytes();
+        assert!(after > before, "a close adds bytes: {before} -> {after}");
+        feed(&mut seg, 31_000);
+        // Window 4 + 2 extra closed segments, the open one, the init.
+        assert_eq!(listed(&seg).len(), 4);
+        let open = seg.memory_bytes() - inits - closed(&seg);
+        assert!(open > 0 && open < closed(&seg) / 3, "open segment: {open}");
+        let full = seg.memory_bytes();
+        feed(&mut seg, 33_000); // one more close, one eviction
+        assert!(
+            seg.memory_bytes().abs_diff(full) < full / 10,
+            "eviction takes bytes away"
+        );
+
+        let (extra, spillable) = seg.budget_usage();
+        let list = listed(&seg);
+        // Low latency: the newest segments whose parts are listed (3 target
+        // durations of 2 s) and one more stay.
+        assert!(extra > 0);
+        assert_eq!(spillable.len(), 0, "{list:?}: all listed are protected");
+
+        // A longer window: the oldest listed segments may go.
+        let config = SegmenterConfig {
+            window: 8,
+            extra: 2,
+            ..SegmenterConfig::default()
+        };
+        let mut seg = StreamSegmenter::with_first_number("live/m", config, 1);
+        seg.push(&StreamEvent::Config(avc_config()), now);
+        for ms in (0..=40_000).step_by(1000) {
+            seg.push(&keyframe(ms), now);
+        }
+        let list = listed(&seg);
+        let (extra, spillable) = seg.budget_usage();
+        assert_eq!(list.len(), 8);
+        // The newest three (6 s: parts listed) and one more stay.
+        assert_eq!(spillable.len(), 8 - 4, "{list:?}");
+        let first = seg.segment(MediaKind::Video, list[0]).unwrap();
+        let held = seg.memory_bytes();
+        let freed = seg.release(true, 2, Spill::Disk);
+        assert_eq!((freed.extras, freed.spilled, freed.dropped), (2, 2, 0));
+        assert_eq!(freed.extra_bytes, extra);
+        assert_eq!(freed.spilled_bytes, spillable[0] + spillable[1]);
+        assert_eq!(
+            seg.memory_bytes(),
+            held - freed.extra_bytes - freed.spilled_bytes
+        );
+        assert_eq!(listed(&seg), list, "playlists unchanged");
+        assert!(seg.on_disk(MediaKind::Video, list[0]) && seg.on_disk(MediaKind::Video, list[1]));
+        assert!(!seg.on_disk(MediaKind::Video, list[2]));
+        assert!(seg.segment(MediaKind::Video, list[0]).is_none());
+        let out = seg.take_dvr();
+        let spilled = &out[0].1.spilled;
+        assert_eq!(spilled.len(), 2);
+        assert_eq!(
+            (spilled[0].0, &spilled[0].1),
+            (list[0], &first),
+            "bytes identical"
+        );
+        // A spilled segment leaving the window is deleted from disk.
+        for ms in (41_000..=42_000).step_by(1000) {
+            seg.push(&keyframe(ms), now);
+        }
+        assert!(seg.take_dvr().is_empty(), "extras come back first");
+        for ms in (43_000..=48_000).step_by(1000) {
+            seg.push(&keyframe(ms), now);
+        }
+        assert_eq!(seg.take_dvr()[0].1.forgotten, [list[0], list[1]]);
+
+        // Dropped instead: the playlist starts later, nothing goes to disk.
+        let list = listed(&seg);
+        let freed = seg.release(true, 1, Spill::Drop);
+        assert_eq!((freed.extras, freed.dropped, freed.spilled), (2, 1, 0));
+        assert_eq!(listed(&seg)[..], list[1..]);
+        assert!(seg.take_dvr().is_empty());
+        // However much is asked, the protected segments stay.
+        seg.release(true, usize::MAX, Spill::Disk);
+        let list = listed(&seg);
+        let in_memory: Vec<bool> = list
+            .iter()
+            .map(|n| seg.segment(MediaKind::Video, *n).is_some())
+            .collect();
+        assert_eq!(in_memory.iter().filter(|m| **m).count(), 4, "{list:?}");
+        assert!(
+            in_memory.iter().rev().take(4).all(|m| *m),
+            "the newest stay"
+        );
     }
 
     #[test]

@@ -351,12 +351,13 @@ impl Store {
         utc_timing: &[&str],
     ) -> Result<Served, Refused> {
         let stream = self.get(key).ok_or(NotFound::Stream)?;
+        stream.touch(self.memory().now_ms());
         if let (Resource::Segment(kind, number), Some(dvr)) = (resource, stream.dvr()) {
-            let (archived, target) = {
+            let (on_disk, target) = {
                 let seg = lock(&stream);
-                (seg.archived(kind, number), seg.target_duration())
+                (seg.on_disk(kind, number), seg.target_duration())
             };
-            if archived {
+            if on_disk {
                 let dvr = Arc::clone(dvr);
                 let chunks = tokio::task::spawn_blocking(move || dvr.read(kind, number))
                     .await

@@ -7,17 +7,18 @@
 use crate::locks::lock;
 use std::collections::HashMap;
 use std::ops::Deref;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 use tracing::{error, info};
 
-use super::dvr::Dvr;
+use super::dvr::{self, Dvr};
 use super::labels;
+use super::memory::{self, Memory, Usage};
 use super::model::{StreamSnapshot, TrackLabel};
-use super::segmenter::{SegmenterConfig, StreamSegmenter};
+use super::segmenter::{SegmenterConfig, Spill, StreamSegmenter};
 use crate::hub::{Demand, Hub, StreamEvent, Tap, TapHandle};
 use crate::media::{MediaKind, TrackId};
 
@@ -25,8 +26,9 @@ use crate::media::{MediaKind, TrackId};
 pub struct PackagerConfig {
     pub segmenter: SegmenterConfig,
     /// DVR: how long live playlists reach back (0: no DVR), where the
-    /// segments past the memory window go, and whether playlists say
-    /// EXT-X-PLAYLIST-TYPE:EVENT.
+    /// segments past the memory window go (and, without DVR, the segments
+    /// spilled under the memory budget; `None`: they are dropped), and
+    /// whether playlists say EXT-X-PLAYLIST-TYPE:EVENT.
     pub dvr_ms: u64,
     pub dvr_dir: Option<std::path::PathBuf>,
     pub dvr_event: bool,
@@ -56,6 +58,20 @@ pub struct Packaged {
     /// low-latency requests are marked there (the publisher is then read
     /// more often).
     demand: std::sync::OnceLock<Arc<Demand>>,
+    /// The store's memory ledger, and the media bytes this stream added
+    /// to it.
+    memory: Arc<Memory>,
+    bytes: AtomicU64,
+    /// When it was last requested, on the ledger's clock (0: never).
+    last_request: AtomicU64,
+    /// Whether it has spilled to disk (logged the first time).
+    spilled: AtomicBool,
+}
+
+impl Drop for Packaged {
+    fn drop(&mut self) {
+        self.memory.adjust(*self.bytes.get_mut(), 0);
+    }
 }
 
 impl Deref for Packaged {
@@ -66,15 +82,23 @@ impl Deref for Packaged {
 }
 
 impl Packaged {
+    /// A stream of its own, on no store's budget (VOD titles, tests).
     pub fn new(seg: StreamSegmenter) -> Arc<Packaged> {
-        Self::with_dvr(seg, None)
+        Self::with_dvr(seg, None, Arc::default())
     }
 
-    /// A stream whose segments go to `dvr` as they leave memory (the
-    /// segmenter's DVR depth set, see [`StreamSegmenter::set_dvr`]).
-    pub fn with_dvr(seg: StreamSegmenter, dvr: Option<Arc<Dvr>>) -> Arc<Packaged> {
+    /// A stream counted in `memory` whose segments go to `dvr` as they
+    /// leave memory (the segmenter's DVR depth set, see
+    /// [`StreamSegmenter::set_dvr`], or spilled under the budget).
+    pub fn with_dvr(
+        seg: StreamSegmenter,
+        dvr: Option<Arc<Dvr>>,
+        memory: Arc<Memory>,
+    ) -> Arc<Packaged> {
         let (parts, _) = watch::channel(seg.progress());
         let (chunks, _) = watch::channel(seg.chunk_progress());
+        let bytes = seg.memory_bytes();
+        memory.adjust(0, bytes);
         Arc::new(Packaged {
             seg: Mutex::new(seg),
             parts,
@@ -82,7 +106,36 @@ impl Packaged {
             held: AtomicUsize::new(0),
             dvr,
             demand: std::sync::OnceLock::new(),
+            memory,
+            bytes: AtomicU64::new(bytes),
+            last_request: AtomicU64::new(0),
+            spilled: AtomicBool::new(false),
         })
+    }
+
+    /// Media bytes this stream holds in memory (segments, parts, init
+    /// segments; spilled segments waiting for the writer are the store's).
+    pub fn memory_bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Notes a request for the stream at `now_ms` (the ledger's clock).
+    pub fn touch(&self, now_ms: u64) {
+        self.last_request.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// What the budget's choice knows of this stream at `now_ms`.
+    fn usage(&self, now_ms: u64) -> Usage {
+        let seg = lock(&self.seg);
+        let (extra_bytes, spillable) = seg.budget_usage();
+        let last = self.last_request.load(Ordering::Relaxed);
+        let span = memory::WATCHED_TARGETS * u64::from(seg.target_duration()) * 1000;
+        Usage {
+            watched: last > 0 && now_ms.saturating_sub(last) <= span,
+            last_request_ms: last,
+            extra_bytes,
+            spillable,
+        }
     }
 
     /// Marks a low-latency request for the stream (see [`Demand`]).
@@ -108,6 +161,9 @@ impl Packaged {
             dvr.take(seg.take_dvr());
         }
         let after = (seg.progress(), seg.chunk_progress());
+        let bytes = seg.memory_bytes();
+        let before_bytes = self.bytes.swap(bytes, Ordering::Relaxed);
+        self.memory.adjust(before_bytes, bytes);
         drop(seg);
         if after.0 != before.0 {
             self.parts.send_replace(after.0);
@@ -124,6 +180,53 @@ impl Packaged {
         match progress {
             Progress::Parts => self.parts.subscribe(),
             Progress::Chunks => self.chunks.subscribe(),
+        }
+    }
+}
+
+impl Packaged {
+    /// Lets go of what the budget asked: to disk through the stream's
+    /// writer when it has room, else dropped. Counted in the ledger.
+    fn release(&self, r: memory::Release, now_ms: u64) {
+        let how = match &self.dvr {
+            Some(_) if dvr::has_room(2 * r.spill) => Spill::Disk,
+            _ => Spill::Drop,
+        };
+        let (freed, key) = self.update(|seg| {
+            (
+                seg.release(r.drop_extras, r.spill, how),
+                seg.key().to_string(),
+            )
+        });
+        let m = &self.memory;
+        m.extras_dropped.fetch_add(freed.extras, Ordering::Relaxed);
+        m.spilled_segments
+            .fetch_add(freed.spilled, Ordering::Relaxed);
+        m.spilled_bytes
+            .fetch_add(freed.spilled_bytes, Ordering::Relaxed);
+        m.dropped_segments
+            .fetch_add(freed.dropped, Ordering::Relaxed);
+        m.dropped_bytes
+            .fetch_add(freed.dropped_bytes, Ordering::Relaxed);
+        if freed.dropped > 0 {
+            if let Some(skipped) = m.may_log(now_ms) {
+                tracing::warn!(
+                    stream = key,
+                    segments = freed.dropped,
+                    other_logs_skipped = skipped,
+                    "memory budget: listed segments dropped (they could not go to disk)"
+                );
+            }
+        }
+        if freed.spilled > 0 && !self.spilled.swap(true, Ordering::Relaxed) {
+            if let Some(skipped) = m.may_log(now_ms) {
+                info!(
+                    stream = key,
+                    budget = m.budget(),
+                    other_logs_skipped = skipped,
+                    "memory budget: this stream's older segments now go to disk"
+                );
+            }
         }
     }
 }
@@ -180,6 +283,8 @@ pub struct Store {
     limits: HoldLimits,
     /// Requests held now, over every stream.
     held: Arc<AtomicUsize>,
+    /// Media bytes held, the budget, what was let go.
+    memory: Arc<Memory>,
 }
 
 impl Store {
@@ -215,6 +320,37 @@ impl Store {
     /// Requests held now (all streams).
     pub fn held(&self) -> usize {
         self.held.load(Ordering::Relaxed)
+    }
+
+    /// The store's memory ledger (bytes held, budget, what was let go).
+    pub fn memory(&self) -> &Arc<Memory> {
+        &self.memory
+    }
+
+    /// Each stream's media bytes in memory, by name (sorted), at most `max`.
+    pub fn memory_by_stream(&self, max: usize) -> Vec<(String, u64)> {
+        let mut all: Vec<(String, u64)> = lock(&self.streams)
+            .iter()
+            .map(|(k, s)| (k.clone(), s.memory_bytes()))
+            .collect();
+        all.sort();
+        all.truncate(max);
+        all
+    }
+
+    /// Keeps the packaged streams within the memory budget, if they are
+    /// past it and no pass ran in the last [`memory::PASS_EVERY_MS`]:
+    /// cheap otherwise (two atomic loads). Locks one stream at a time.
+    pub fn enforce_budget(&self) {
+        let now = self.memory.now_ms();
+        if !self.memory.claim_pass(now) {
+            return;
+        }
+        let streams: Vec<Arc<Packaged>> = lock(&self.streams).values().cloned().collect();
+        let usage: Vec<Usage> = streams.iter().map(|s| s.usage(now)).collect();
+        for (i, release) in memory::choose(&usage, self.memory.excess()) {
+            streams[i].release(release, now);
+        }
     }
 
     /// Declares `key`'s renditions (`key/NAME` streams), listed in its
@@ -319,6 +455,8 @@ struct SegmenterTap {
     /// The audio tracks' names and languages from the last `onMetaData`
     /// (see [`super::labels`]), for tracks packaged later too.
     labels: Mutex<Vec<(TrackId, TrackLabel)>>,
+    /// Where the tracks' streams spill under the memory budget.
+    spill_dir: Option<std::path::PathBuf>,
 }
 
 /// An Enhanced RTMP multitrack track other than track 0, packaged as
@@ -355,7 +493,12 @@ impl SegmenterTap {
             aligned: kind == MediaKind::Video,
             ..self.config
         };
-        let seg = Packaged::new(StreamSegmenter::new(&key, config, SystemTime::now()));
+        let stream = StreamSegmenter::new(&key, config, SystemTime::now());
+        let dvr = self
+            .spill_dir
+            .as_ref()
+            .map(|d| Dvr::new(d, &key, stream.next_number(), self.store.memory().clone()));
+        let seg = Packaged::with_dvr(stream, dvr, self.store.memory().clone());
         if kind == MediaKind::Audio {
             let label = self.label(id);
             seg.update(|s| s.set_audio_label(label));
@@ -444,7 +587,8 @@ impl Tap for SegmenterTap {
         // The tap runs on the publisher's connection: a packager bug must
         // end this stream's packaging, not the publish or its RTMP players.
         let pushed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.feed(event, SystemTime::now())
+            self.feed(event, SystemTime::now());
+            self.store.enforce_budget();
         }));
         if pushed.is_err() {
             self.broken.store(true, Ordering::Relaxed);
@@ -493,17 +637,18 @@ impl Packager {
             ..self.config.segmenter
         };
         let mut stream = StreamSegmenter::new(key, segmenter, SystemTime::now());
-        let dvr = match (&self.config.dvr_dir, self.config.dvr_ms) {
-            (Some(dir), ms) if ms > 0 => {
-                stream.set_dvr(ms);
+        let memory = self.store.memory().clone();
+        let dvr = self.config.dvr_dir.as_ref().map(|dir| {
+            if self.config.dvr_ms > 0 {
+                stream.set_dvr(self.config.dvr_ms);
                 if self.config.dvr_event {
                     stream.set_playlist_type(super::model::PlaylistType::Event);
                 }
-                Some(Dvr::new(dir, key, stream.next_number()))
             }
-            _ => None,
-        };
-        let seg = Packaged::with_dvr(stream, dvr);
+            // Without DVR, only what the memory budget spills goes there.
+            Dvr::new(dir, key, stream.next_number(), memory.clone())
+        });
+        let seg = Packaged::with_dvr(stream, dvr, memory);
         let _ = seg.demand.set(self.hub.demand(key));
         running.insert(key.to_string(), seg.clone());
         self.store.insert(key, seg.clone(), &running);
@@ -520,6 +665,7 @@ impl Packager {
                 broken: AtomicBool::new(false),
                 key: key.to_string(),
                 labels: Mutex::default(),
+                spill_dir: self.config.dvr_dir.clone(),
             }),
         );
         let this = self.clone();
@@ -538,7 +684,7 @@ impl Packager {
                 this.store.remove_if_same(&track_key, &t.seg);
             }
             this.store.remove_if_same(&key, &seg);
-            if let Some(dvr) = seg.dvr() {
+            for dvr in tracks.iter().filter_map(|t| t.seg.dvr()).chain(seg.dvr()) {
                 dvr.remove();
             }
             info!(stream = key, "packaged stream dropped after retention");
@@ -646,6 +792,109 @@ mod tests {
             retention: Duration::from_secs(600),
         };
         Packager::new(hub.clone(), store.clone(), config)
+    }
+
+    /// Past the budget, the unwatched stream drops its extra segments and
+    /// sends its oldest listed one to disk, through the DVR writer: still
+    /// listed, served with the same bytes; the watched stream keeps all.
+    /// The ledger is the sum of the streams' counts (and what waits for
+    /// the writer), and a dropped stream takes its bytes out of it.
+    #[tokio::test]
+    async fn past_the_budget_the_unwatched_stream_spills_and_is_served_from_disk() {
+        use crate::package::serve::Payload;
+        use crate::package::urls::{Directives, Resource};
+
+        let dir = tempfile::tempdir().unwrap();
+        let hub = Hub::new(HubConfig::default());
+        let store = Store::default();
+        let config = PackagerConfig {
+            segmenter: SegmenterConfig {
+                window: 8,
+                extra: 2,
+                ..SegmenterConfig::default()
+            },
+            dvr_dir: Some(dir.path().to_path_buf()),
+            ..packager(&hub, &store).config
+        };
+        let packager = Packager::new(hub.clone(), store.clone(), config);
+        let _w = publish(&hub, &packager, "live/watched", 0..30_000);
+        let _i = publish(&hub, &packager, "live/idle", 0..30_000);
+        let (watched, idle) = (
+            store.get("live/watched").unwrap(),
+            store.get("live/idle").unwrap(),
+        );
+        let m = store.memory().clone();
+        assert_eq!(m.held(), watched.memory_bytes() + idle.memory_bytes());
+        assert!(idle.memory_bytes() > 0);
+        watched.touch(m.now_ms());
+
+        let video = MediaKind::Video;
+        let first = lock(&idle).snapshot().video.unwrap().segments[0].number;
+        let before = lock(&idle).segment(video, first).unwrap().concat();
+        let playlist = |s: &Arc<Packaged>| lock(s).snapshot().video.unwrap().segments;
+        let listed = playlist(&idle);
+        let (idle_extra, spillable) = lock(&idle).budget_usage();
+        let (watched_bytes, held) = (watched.memory_bytes(), m.held());
+        m.set_budget(held - idle_extra - 1);
+        store.enforce_budget();
+
+        assert_eq!(
+            watched.memory_bytes(),
+            watched_bytes,
+            "the watched stream keeps all"
+        );
+        assert_eq!(
+            idle.memory_bytes(),
+            held - watched_bytes - idle_extra - spillable[0]
+        );
+        assert!(
+            m.held() <= m.budget() + spillable[0],
+            "pending for the writer"
+        );
+        assert!(lock(&idle).on_disk(video, first));
+        assert_eq!(playlist(&idle), listed, "playlist unchanged");
+        assert_eq!(m.spilled_segments.load(Ordering::Relaxed), 1);
+        assert_eq!(m.extras_dropped.load(Ordering::Relaxed), 2);
+
+        // Written (the ledger lets go of it), then served from disk.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while m.held() > m.budget() {
+            assert!(std::time::Instant::now() < deadline, "never written");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let files = |d: &std::path::Path| std::fs::read_dir(d).map_or(0, |r| r.count());
+        let sessions = dir.path().join("live/idle");
+        assert_eq!(files(&sessions), 1, "one session directory");
+        assert!(files(&dir.path().join("live/watched")) == 0);
+        let served = store
+            .answer(
+                "live/idle",
+                Resource::Segment(video, first),
+                Directives::default(),
+                &[],
+            )
+            .await
+            .unwrap();
+        let Payload::Chunks(chunks) = served.payload else {
+            panic!("{:?}", served.payload)
+        };
+        assert_eq!(chunks.concat(), before, "the same bytes");
+
+        // A stream dropped takes its bytes out of the ledger.
+        let bytes = m.held();
+        let mut seg =
+            StreamSegmenter::new("live/gone", SegmenterConfig::default(), SystemTime::now());
+        let config =
+            crate::media::avc::build_decoder_config(&[0x67, 0x64, 0, 0x1f, 0xac], &[0x68, 0xee])
+                .unwrap();
+        seg.push(
+            &StreamEvent::Config(Arc::new(crate::media::CodecConfig::Avc(config))),
+            SystemTime::now(),
+        );
+        let gone = Packaged::with_dvr(seg, None, m.clone());
+        assert!(m.held() > bytes);
+        drop(gone);
+        assert_eq!(m.held(), bytes);
     }
 
     /// A transcoded key published again: its previous session's renditions

@@ -44,12 +44,20 @@ pub struct Settings {
     /// DVR playlists say EXT-X-PLAYLIST-TYPE:EVENT (segments are never
     /// removed: for a DVR longer than the event).
     pub dvr_event: bool,
+    /// Media bytes the packaged streams may hold in memory (0: half the
+    /// machine's or the cgroup's memory, see [`Settings::memory_budget`]);
+    /// past it the least watched streams' older segments go to `dvr_dir`.
+    pub memory_budget_bytes: u64,
 }
+
+/// The smallest budget accepted: a few segments of one stream.
+pub const MIN_MEMORY_BUDGET: u64 = 1 << 20;
 
 impl Section for Settings {
     const NAME: &'static str = "package";
-    /// The packager, relays and transcoder are built once, with these.
-    const LIVE: &'static [&'static str] = &[];
+    /// The packager, relays and transcoder are built once, with these;
+    /// the memory budget is one number the store reads.
+    const LIVE: &'static [&'static str] = &["memory_budget_bytes"];
 
     fn validate(&self) -> Result<(), Invalid> {
         check(
@@ -101,11 +109,47 @@ impl Section for Settings {
             self.dvr.is_zero() || !self.dvr_dir.is_empty(),
             "package.dvr_dir",
             "must be set when package.dvr_secs is",
+        )?;
+        check(
+            self.memory_budget_bytes == 0 || self.memory_budget_bytes >= MIN_MEMORY_BUDGET,
+            "package.memory_budget_bytes",
+            "must be 0 (half the machine's memory) or at least 1048576",
         )
     }
 }
 
 impl Settings {
+    /// The memory budget in bytes: `memory_budget_bytes`, or for 0 half
+    /// the lower of the cgroup's limit and MemTotal (reads them: call at
+    /// start-up and reload), or no budget when neither can be read. Logs
+    /// the figure.
+    pub fn memory_budget(&self) -> u64 {
+        if self.memory_budget_bytes > 0 {
+            tracing::info!(
+                bytes = self.memory_budget_bytes,
+                "package memory budget (package.memory_budget_bytes)"
+            );
+            return self.memory_budget_bytes;
+        }
+        match super::memory::machine_budget() {
+            Some((bytes, from)) => {
+                tracing::info!(
+                    bytes,
+                    mib = bytes >> 20,
+                    ?from,
+                    "package memory budget: half of the memory castgate may use (package.memory_budget_bytes = 0)"
+                );
+                bytes
+            }
+            None => {
+                tracing::warn!(
+                    "package memory budget: the machine's memory cannot be read; no budget (set package.memory_budget_bytes)"
+                );
+                u64::MAX
+            }
+        }
+    }
+
     /// The store's bounds on held requests.
     pub fn hold_limits(&self) -> HoldLimits {
         HoldLimits {
@@ -128,7 +172,8 @@ impl Settings {
             grace: self.grace,
             retention: self.retention,
             dvr_ms: self.dvr.as_millis() as u64,
-            dvr_dir: (!self.dvr.is_zero()).then(|| self.dvr_dir.clone().into()),
+            // Also where segments spill under the memory budget.
+            dvr_dir: (!self.dvr_dir.is_empty()).then(|| self.dvr_dir.clone().into()),
             dvr_event: self.dvr_event,
         }
     }
