@@ -402,3 +402,23 @@ fn a_thousand_idle_connections_time_out() {
     );
     server.assert_no_panic();
 }
+
+/// castgate raises its soft open-files limit to the hard one at start-up
+/// (started here with a soft limit of 512), and says so in its log.
+#[test]
+fn the_open_files_limit_is_raised_to_the_hard_limit() {
+    let (_, hard) = open_files_limits("self");
+    assert!(
+        hard > 512,
+        "the hard open-files limit is {hard}: this test needs more than 512"
+    );
+    let server = Castgate::start_with_soft_open_files(512);
+    let (soft, castgate_hard) = open_files_limits(&server.pid().to_string());
+    assert_eq!(castgate_hard, hard);
+    assert_eq!(soft, hard, "castgate's soft limit");
+    server.wait_log_all(
+        &["open files limit raised to the hard limit", "from=512"],
+        T,
+    );
+    server.assert_no_panic();
+}

@@ -189,7 +189,23 @@ impl Castgate {
 
     /// [`Castgate::start`] with command-line arguments (e.g. `--config F`).
     pub fn start_with_args(args: &[&str], env: &[(&str, &str)]) -> Castgate {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_castgate"));
+        Self::start_command(Command::new(env!("CARGO_BIN_EXE_castgate")), args, env)
+    }
+
+    /// Starts castgate through `prlimit` with its soft open-files limit at
+    /// `soft` (the hard one as it is).
+    pub fn start_with_soft_open_files(soft: u64) -> Castgate {
+        require("prlimit");
+        let mut cmd = Command::new("prlimit");
+        cmd.arg(format!("--nofile={soft}:"))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_castgate"));
+        Self::start_command(cmd, &[], &[])
+    }
+
+    /// Runs `cmd` (castgate, or a wrapper that runs it) with `args` and the
+    /// test settings, and waits until it listens.
+    fn start_command(mut cmd: Command, args: &[&str], env: &[(&str, &str)]) -> Castgate {
         cmd.args(args)
             .env("CASTGATE__RTMP__LISTEN", "127.0.0.1:0")
             .env("CASTGATE__HTTP__LISTEN", "127.0.0.1:0")
@@ -418,13 +434,24 @@ pub fn rss_kib(pid: u32) -> u64 {
 
 /// The soft limit on open files of this process (castgate inherits it).
 pub fn open_files_limit() -> u64 {
-    let limits = std::fs::read_to_string("/proc/self/limits").expect("read /proc/self/limits");
-    limits
+    open_files_limits("self").0
+}
+
+/// The soft and hard open-files limits of process `pid` (`"self"`: this one).
+pub fn open_files_limits(pid: &str) -> (u64, u64) {
+    let path = format!("/proc/{pid}/limits");
+    let limits = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let line = limits
         .lines()
         .find(|l| l.starts_with("Max open files"))
-        .and_then(|l| l.split_whitespace().nth(3))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(u64::MAX)
+        .unwrap_or_else(|| panic!("no open files limit in {path}"));
+    let value = |i: usize| {
+        line.split_whitespace()
+            .nth(i)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(u64::MAX)
+    };
+    (value(3), value(4))
 }
 
 /// The time of day in seconds of a castgate log line (it starts with an

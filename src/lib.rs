@@ -19,6 +19,7 @@ pub mod fuzzing;
 pub mod http;
 pub mod hub;
 pub mod lifecycle;
+pub mod limits;
 pub mod locks;
 pub mod media;
 pub mod metrics;

@@ -11,7 +11,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Modules that must not import any other castgate module.
-const LEAVES: &[&str] = &["amf", "locks", "settings", "shutdown", "stream_key", "text"];
+const LEAVES: &[&str] = &[
+    "amf",
+    "limits",
+    "locks",
+    "settings",
+    "shutdown",
+    "stream_key",
+    "text",
+];
 
 /// One import: from a module to another, with where it is written.
 #[derive(Clone, Debug)]

@@ -319,6 +319,12 @@ pub async fn run_from(
     config_path: Option<std::path::PathBuf>,
 ) -> std::io::Result<()> {
     transport::tls::install_crypto_provider();
+    // Before any listener: every connection the caps allow needs a descriptor.
+    let wanted = (config.rtmp.max_connections
+        + config.http.max_connections
+        + config.srt.max_connections) as u64
+        + 256;
+    crate::limits::log_open_files(&crate::limits::raise_open_files(), wanted);
     let (hangup, stop_signals) = lifecycle::signals();
     let rtmps_store = config
         .rtmps_tls()
