@@ -312,6 +312,8 @@ impl Hub {
             }
             st.generation += 1;
             generation = st.generation;
+            // The new publisher's connection says how it reads, if it batches.
+            stream.demand.set_read_period(None);
             st.publisher = Some(PublisherSlot {
                 id,
                 peer: peer.to_string(),

@@ -395,3 +395,34 @@ async fn stream_info_has_tracks_and_rates() {
     drop(p2);
     assert!(hub2.stream("live/v").is_none());
 }
+
+#[test]
+fn demand_counts_subscribers_and_a_new_publisher_resets_the_read_period() {
+    let hub = Hub::new(HubConfig::default());
+    let key = crate::stream_key::StreamKey::parse("live/d").unwrap();
+    let info = |hub: &Hub| {
+        hub.streams()
+            .into_iter()
+            .find(|s| s.key == "live/d")
+            .expect("the stream is listed")
+    };
+    let p = hub.publish(&key, "peer").unwrap();
+    assert!(!p.low_latency_wanted());
+    p.demand()
+        .set_read_period(Some(std::time::Duration::from_millis(100)));
+    assert_eq!(
+        info(&hub).read_period,
+        Some(std::time::Duration::from_millis(100))
+    );
+    let s = hub.subscribe("live/d");
+    assert!(p.low_latency_wanted(), "a subscriber wants low latency");
+    assert!(info(&hub).low_latency_wanted);
+    drop(s);
+    assert!(!p.low_latency_wanted(), "its leaving is counted");
+    drop(p);
+    // Another publisher (one that does not batch, say) is not shown the
+    // last one's period.
+    let p2 = hub.publish(&key, "peer2").unwrap();
+    assert_eq!(info(&hub).read_period, None);
+    drop(p2);
+}
