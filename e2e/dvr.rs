@@ -109,7 +109,7 @@ fn ten_minutes_of_dvr_keep_memory_flat_and_serve_the_oldest_segment() {
         .trim_start_matches("video/seg-")
         .trim_end_matches(".m4s")
         .to_string();
-    let on_disk = walk(&dvr_dir)
+    let on_disk = files_under(&dvr_dir)
         .into_iter()
         .find(|p| p.ends_with(format!("video/{number}.m4s")))
         .unwrap_or_else(|| panic!("segment {number} is not under {}", dvr_dir.display()));
@@ -120,7 +120,7 @@ fn ten_minutes_of_dvr_keep_memory_flat_and_serve_the_oldest_segment() {
     );
     // Segments past the depth are deleted: the archive holds about ten
     // minutes, not eleven.
-    let stored = walk(&dvr_dir)
+    let stored = files_under(&dvr_dir)
         .iter()
         .filter(|p| p.to_string_lossy().contains("/video/"))
         .count();
@@ -158,19 +158,3 @@ fn ten_minutes_of_dvr_keep_memory_flat_and_serve_the_oldest_segment() {
     server.assert_no_panic();
 }
 
-/// Every file under `dir`.
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                todo.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}

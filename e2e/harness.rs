@@ -1079,3 +1079,20 @@ pub fn wait_http_ok(addr: SocketAddr, path: &str, timeout: Duration) -> HttpResp
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Every file under `dir`, in no particular order (none when it is missing).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

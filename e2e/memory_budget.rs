@@ -50,7 +50,7 @@ fn number(uri: &str) -> String {
 /// The file segment `uri` of `key` spilled to, if it is on disk.
 fn on_disk(dvr_dir: &Path, key: &str, uri: &str) -> Option<PathBuf> {
     let name = format!("video/{}.m4s", number(uri));
-    walk(&dvr_dir.join(key))
+    files_under(&dvr_dir.join(key))
         .into_iter()
         .find(|p| p.ends_with(&name))
 }
@@ -183,7 +183,7 @@ fn past_the_budget_unwatched_streams_spill_to_disk_and_are_served_the_same() {
     // The watched stream kept every segment: nothing of it on disk, and
     // it holds the most.
     let m4s = |k: &str| {
-        walk(&dvr_dir.join(k))
+        files_under(&dvr_dir.join(k))
             .iter()
             .filter(|p| p.extension().is_some_and(|e| e == "m4s"))
             .count()
@@ -237,19 +237,3 @@ fn past_the_budget_unwatched_streams_spill_to_disk_and_are_served_the_same() {
     server.assert_no_panic();
 }
 
-/// Every file under `dir`.
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                todo.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}

@@ -282,6 +282,22 @@ mod tests {
         assert!(Instant::now() - t2 <= period);
     }
 
+    /// Retries `read` until it returns data. Loopback delivers with the
+    /// write, but the scheduler may delay it: retried briefly.
+    fn first_data(mut read: impl FnMut() -> io::Result<usize>) -> usize {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match read() {
+                Ok(n) => return n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    assert!(std::time::Instant::now() < deadline, "data never arrived");
+                    std::thread::yield_now();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
     #[test]
     fn drains_below_the_low_water_mark() {
         use std::io::Write;
@@ -297,40 +313,12 @@ mod tests {
             io::ErrorKind::WouldBlock
         );
         client.write_all(b"hello").unwrap();
-        // Loopback delivers synchronously with the write; retry briefly in
-        // case the scheduler delays it.
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            match c.recv(&mut buf) {
-                Ok(n) => {
-                    assert_eq!(n, 5);
-                    break;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    assert!(std::time::Instant::now() < deadline, "data never arrived");
-                    std::thread::yield_now();
-                }
-                Err(e) => panic!("{e}"),
-            }
-        }
+        assert_eq!(first_data(|| c.recv(&mut buf)), 5);
         assert_eq!(&buf[..], b"hello");
         // A little data: the drain's first read is short and ends it.
         client.write_all(b"again").unwrap();
         buf.clear();
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            match c.drain(&mut buf) {
-                Ok(n) => {
-                    assert_eq!(n, 5);
-                    break;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    assert!(std::time::Instant::now() < deadline, "data never arrived");
-                    std::thread::yield_now();
-                }
-                Err(e) => panic!("{e}"),
-            }
-        }
+        assert_eq!(first_data(|| c.drain(&mut buf)), 5);
         assert_eq!(&buf[..], b"again");
         // A drain takes everything waiting, across many reads.
         let big = vec![7u8; 300_000];
