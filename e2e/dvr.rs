@@ -157,4 +157,3 @@ fn ten_minutes_of_dvr_keep_memory_flat_and_serve_the_oldest_segment() {
     assert!((590.0..=602.0).contains(&depth), "{depth} s: {mpd}");
     server.assert_no_panic();
 }
-

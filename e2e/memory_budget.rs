@@ -236,4 +236,3 @@ fn past_the_budget_unwatched_streams_spill_to_disk_and_are_served_the_same() {
     eprintln!("peak {peak} bytes held under a {BUDGET}-byte budget; {spilled} segments spilled");
     server.assert_no_panic();
 }
-
