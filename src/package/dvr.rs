@@ -262,20 +262,26 @@ impl Dvr {
 
     /// Deletes the session's archive (the stream is dropped).
     pub fn remove(&self) {
-        let pending = std::mem::take(&mut *lock(&self.pending));
-        self.memory
-            .adjust(pending.values().map(|c| len(c)).sum(), 0);
+        self.release_pending();
         if send(Job::DeleteAll(self.dir.clone())).is_err() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
 }
 
-impl Drop for Dvr {
-    fn drop(&mut self) {
+impl Dvr {
+    /// Forgets the segments not yet written, taking their bytes out of the
+    /// ledger.
+    fn release_pending(&self) {
         let pending = std::mem::take(&mut *lock(&self.pending));
         self.memory
             .adjust(pending.values().map(|c| len(c)).sum(), 0);
+    }
+}
+
+impl Drop for Dvr {
+    fn drop(&mut self) {
+        self.release_pending();
     }
 }
 
