@@ -161,7 +161,8 @@ impl RelayQueue {
     }
 
     /// Sending stops: from now on only the current GOP is kept, starting
-    /// with the frames of it that the lost connection already took.
+    /// with the frames of it that the lost connection already took (while
+    /// the stream is live: an ended stream's GOP is not kept).
     pub fn disconnected(&self) {
         let mut q = self.lock();
         q.connected = false;
@@ -169,7 +170,10 @@ impl RelayQueue {
         q.sent_gop_bytes = 0;
         let has_key = q.items.iter().any(is_keyframe);
         // When frames were dropped since (skip_video), that GOP is broken.
-        if !has_key && !q.skip_video {
+        // When the publisher is gone, it is of no use: the next publisher
+        // starts at its own keyframe, and a later connection would get
+        // stale frames before it.
+        if !has_key && !q.skip_video && self.is_live() {
             for e in sent.into_iter().rev() {
                 q.bytes += cost(&e);
                 q.items.push_front(e);
@@ -624,6 +628,25 @@ mod tests {
         assert_eq!(dts_of(&drained(&q)), Vec::<i64>::new());
         q.event(&frame(MediaKind::Video, true, 100, 264));
         assert_eq!(dts_of(&drained(&q)), [264]);
+    }
+
+    #[test]
+    fn a_connection_closed_after_the_stream_ended_keeps_nothing() {
+        let q = RelayQueue::new(LIMITS);
+        q.connected();
+        q.event(&StreamEvent::PublisherStarted);
+        q.event(&video_config());
+        q.event(&frame(MediaKind::Video, true, 100, 0));
+        q.event(&frame(MediaKind::Video, false, 100, 33));
+        assert_eq!(dts_of(&drained(&q)), [0, 33]);
+        q.event(&StreamEvent::PublisherStopped);
+        q.disconnected();
+        assert_eq!(q.queued_bytes(), 0, "nothing waits to be sent");
+        q.event(&StreamEvent::PublisherStarted);
+        q.event(&frame(MediaKind::Video, true, 100, 0));
+        q.connected();
+        assert_eq!(dts_of(&drained(&q)), [0], "only the new publisher's frames");
+        assert_eq!(q.dropped(), 0);
     }
 
     #[test]
