@@ -162,11 +162,13 @@ async function main() {
 
   const page = ctx.pages()[0] || await ctx.newPage();
   const consoleErrors = [];
+  const consoleWarnings = [];
   const blocked = [];
   const pageErrors = [];
   page.on('console', m => {
     if (process.env.PLAY_DEBUG) process.stderr.write(`console.${m.type()}: ${m.text().slice(0, 500)}\n`);
     if (m.type() === 'error' && consoleErrors.length < 10) consoleErrors.push(m.text().slice(0, 300));
+    if (m.type() === 'warning' && consoleWarnings.length < 10) consoleWarnings.push(m.text().slice(0, 300));
   });
   if (process.env.PLAY_DEBUG) {
     const d0 = Date.now();
@@ -278,6 +280,9 @@ async function main() {
     levels: st.levels || [],
     max_stall_s: r3(maxStallS),
     current_time_s: typeof st.currentTime === 'number' ? r3(st.currentTime) : null,
+    ready_state: st.readyState === undefined ? null : st.readyState,
+    paused: st.paused === undefined ? null : st.paused,
+    buffered: st.buffered || [],
     duration_s: typeof st.duration === 'number' && Number.isFinite(st.duration) ? r3(st.duration) : null,
     low_latency: lowLatency,
     settle_s: settle,
@@ -294,8 +299,9 @@ async function main() {
     playback_rate: st.playbackRate === undefined ? null : st.playbackRate,
     warnings: (st.warnings || []).slice(0, 10),
     console_errors: consoleErrors,
+    console_warnings: consoleWarnings,
     blocked,
-    events: (st.events || []).slice(0, 12).map(e => JSON.parse(e)),
+    events: (st.events || []).slice(0, 20).map(e => JSON.parse(e)),
     screenshot: shotError ? null : path.resolve(shot),
   };
   if (shotError) report.screenshot_error = shotError;

@@ -732,12 +732,23 @@ pub struct Sample {
     pub data: Bytes,
 }
 
+/// Samples of a fragment whose payload is at most this many bytes are
+/// copied into its header buffer instead of chained: a low-latency audio
+/// chunk holds one or two frames of a few hundred bytes, and a chained
+/// frame costs a 32-byte handle in the segment's list and keeps its own
+/// allocation alive as long as the segment (~100 bytes a frame beyond its
+/// data, 60 KB a stream over the window), more than copying it costs.
+pub const INLINE_MAX: usize = 2048;
+
 /// A CMAF fragment (or chunk): the boxes, then the samples they describe.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fragment {
-    /// `moof` and the `mdat` box header.
+    /// `moof` and the `mdat` box header; for a fragment of at most
+    /// [`INLINE_MAX`] payload bytes, the samples too (then `payloads` is
+    /// empty).
     pub header: Bytes,
-    /// The `mdat` payload: sample data, in order. Send after `header`.
+    /// The `mdat` payload: sample data, in order, shared with the frames
+    /// (not copied). Send after `header`.
     pub payloads: Vec<Bytes>,
 }
 
@@ -840,8 +851,10 @@ fn build_fragment(
         samples: TrunSamples::Explicit(entries),
     };
 
+    let inline = mdat_len <= INLINE_MAX as u64;
     // moof 8 + mfhd 16 + traf 8 + tfhd 16 + tfdt 20 + trun 20 + 16/sample.
-    let mut buf = BytesMut::with_capacity(104 + 16 * samples.len());
+    let room = if inline { mdat_len as usize } else { 0 };
+    let mut buf = BytesMut::with_capacity(104 + 16 * samples.len() + room);
     let mut trun_at = 0;
     buf.encode_atom(b"moof", |buf| {
         Mfhd { sequence_number }.encode(buf)?;
@@ -881,7 +894,15 @@ fn build_fragment(
     let at = trun_at + 16;
     buf[at..at + 4].copy_from_slice(&data_offset.to_be_bytes());
     buf.extend_from_slice(&mdat);
-
+    if inline {
+        for s in samples {
+            buf.extend_from_slice(&s.data);
+        }
+        return Ok(Fragment {
+            header: buf.freeze(),
+            payloads: Vec::new(),
+        });
+    }
     Ok(Fragment {
         header: buf.freeze(),
         payloads: samples.iter().map(|s| s.data.clone()).collect(),
@@ -1310,10 +1331,11 @@ mod tests {
                 duration: 3000,
                 cts_offset: 0,
                 keyframe: i == 0,
-                data: Bytes::from(vec![i + 1; 10 + usize::from(i)]),
+                data: Bytes::from(vec![i + 1; INLINE_MAX / 2 + usize::from(i)]),
             })
             .collect();
         let f = fragment(7, 3, 90_000, &samples).unwrap();
+        assert_eq!(f.payloads.len(), samples.len());
         for (p, s) in f.payloads.iter().zip(&samples) {
             assert_eq!(p.as_ptr(), s.data.as_ptr(), "payloads are not copied");
         }
@@ -1327,14 +1349,43 @@ mod tests {
         let trun = &decoded.traf[0].trun[0];
         let off = trun.data_offset.unwrap() as usize;
         assert_eq!(off, f.header.len());
-        assert_eq!(all[off..off + 10], [1; 10]);
-        assert_eq!(all.len() - off, 10 + 11 + 12);
+        let first = INLINE_MAX / 2;
+        assert!(all[off..off + first].iter().all(|&b| b == 1));
+        assert_eq!(all.len() - off, 3 * first + 1 + 2);
         // No composition offsets when all are 0.
         assert!(trun.samples.iter().all(|e| e.cts.is_none()));
     }
 
+    #[test]
+    fn a_small_fragment_carries_its_samples_in_one_buffer() {
+        let samples: Vec<Sample> = (0..2u8)
+            .map(|i| Sample {
+                duration: 1024,
+                cts_offset: 0,
+                keyframe: true,
+                data: Bytes::from(vec![i + 1; 300]),
+            })
+            .collect();
+        let f = fragment(2, 1, 0, &samples).unwrap();
+        assert!(f.payloads.is_empty(), "samples chained");
+        assert_eq!(f.len(), f.header.len());
+        let all = f.to_bytes();
+        assert_eq!(names(&all), ["moof", "mdat"]);
+        let decoded = Moof::decode(&mut &all[..]).unwrap();
+        let off = decoded.traf[0].trun[0].data_offset.unwrap() as usize;
+        assert_eq!(all.len() - off, 600);
+        assert!(all[off..off + 300].iter().all(|&b| b == 1));
+        assert!(all[off + 300..].iter().all(|&b| b == 2));
+        // One byte more than INLINE_MAX: chained.
+        let big = [Sample {
+            data: Bytes::from(vec![0; INLINE_MAX + 1]),
+            ..samples[0].clone()
+        }];
+        assert_eq!(fragment(2, 1, 0, &big).unwrap().payloads.len(), 1);
+    }
+
     fn arb_sample() -> impl Strategy<Value = Sample> {
-        (any::<u32>(), any::<i32>(), any::<bool>(), 0usize..48).prop_map(
+        (any::<u32>(), any::<i32>(), any::<bool>(), 0usize..160).prop_map(
             |(duration, cts_offset, keyframe, len)| Sample {
                 duration,
                 cts_offset,
@@ -1358,8 +1409,12 @@ mod tests {
             let f = fragment(track_id, sequence_number, base, &samples).unwrap();
             let mut b = &f.header[..];
             let moof = Moof::decode(&mut b).unwrap();
-            prop_assert_eq!(b.len(), 8); // the mdat header is all that is left
             let total: usize = samples.iter().map(|s| s.data.len()).sum();
+            // Left: the mdat header, and the samples of a small fragment.
+            let inline = total <= INLINE_MAX;
+            prop_assert_eq!(f.payloads.is_empty(), inline);
+            prop_assert_eq!(b.len(), 8 + if inline { total } else { 0 });
+            let data_offset = f.header.len() - b.len() + 8;
             prop_assert_eq!(u32::from_be_bytes(b[..4].try_into().unwrap()) as usize, total + 8);
             prop_assert_eq!(moof.mfhd.sequence_number, sequence_number);
             let traf = &moof.traf[0];
@@ -1368,7 +1423,7 @@ mod tests {
             prop_assert_eq!(traf.tfhd.base_data_offset, None);
             prop_assert_eq!(traf.tfdt.as_ref().unwrap().base_media_decode_time, base);
             let trun = &traf.trun[0];
-            prop_assert_eq!(trun.data_offset, Some(f.header.len() as i32));
+            prop_assert_eq!(trun.data_offset, Some(data_offset as i32));
             prop_assert_eq!(trun.samples.len(), samples.len());
             for (e, s) in trun.samples.iter().zip(&samples) {
                 prop_assert_eq!(e.duration, Some(s.duration));
@@ -1380,9 +1435,9 @@ mod tests {
                 prop_assert_eq!(e.flags, Some(flags));
                 prop_assert_eq!(e.cts.unwrap_or(0), i64::from(s.cts_offset));
             }
-            prop_assert_eq!(f.len(), f.header.len() + total);
+            prop_assert_eq!(f.len(), data_offset + total);
             let all = f.to_bytes();
-            let mut at = f.header.len();
+            let mut at = data_offset;
             for s in &samples {
                 prop_assert_eq!(&all[at..at + s.data.len()], &s.data[..]);
                 at += s.data.len();

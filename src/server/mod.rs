@@ -4,6 +4,7 @@
 
 pub mod coalesce;
 pub mod playout;
+mod readbuf;
 mod settings;
 pub mod vod;
 
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{info, warn, Instrument};
 
@@ -388,7 +389,9 @@ impl Connection {
         let rtmp = &self.config;
         let handshake_deadline = Instant::now() + rtmp.handshake_timeout;
         let write_timeout = rtmp.idle_timeout;
-        let mut buf = BytesMut::with_capacity(64 * 1024);
+        // What the session left undecoded (a partial chunk): room to read
+        // into is lent by `readbuf` only while reading.
+        let mut buf = BytesMut::new();
         let shutdown = self.ctx.shutdown.clone();
         // Made once, not per pass of the loop: a batching publisher passes
         // it at every tick, and registering a waiter and a timer each time
@@ -444,14 +447,10 @@ impl Connection {
             // Reads append to what the session left in `buf` (a partial
             // chunk): it decodes in place, with no copy of the input.
             let read_from = buf.len();
-            if buf.capacity() - buf.len() < 16 * 1024 {
-                // Reclaims the front the session consumed (nothing else
-                // holds it: chunks are copied out) before allocating.
-                buf.reserve(64 * 1024);
-            }
             let input = tokio::select! {
-                r = io.read_buf(&mut buf) => Some(r),
+                r = readbuf::read(&mut io, &mut buf) => Some(r),
                 _ = tick_opt(ticks), if ticks.is_some() => {
+                    readbuf::reserve(&mut buf);
                     match self.coalescer.map(|c| c.drain(&mut buf)) {
                         Some(Err(e)) if e.kind() == std::io::ErrorKind::WouldBlock => None,
                         other => other,
@@ -501,10 +500,13 @@ impl Connection {
                 return self.taken_over(&mut io).await;
             }
             match input {
-                None => {}
+                // A tick may have found nothing to read.
+                None => readbuf::release(&mut buf),
                 Some(Ok(0)) => return EndReason::PeerClosed,
                 Some(Ok(_)) => {
-                    if let Err(e) = self.session.handle_read(&mut buf, read_from) {
+                    let decoded = self.session.handle_read(&mut buf, read_from);
+                    readbuf::release(&mut buf);
+                    if let Err(e) = decoded {
                         // Flush what the session still had to say, best effort.
                         let out = self.session.take_output();
                         let _ = timeout(Duration::from_millis(200), io.write_all(&out)).await;
