@@ -29,7 +29,10 @@
 // first frame presented after it, null if the browser has no requestVideoFrameCallback), seeked_ms
 // (from the seek to `seeked`), seek_buffered_before (the buffered time ranges, [[start, end]...],
 // when the seek was asked) and, if `seeked` never came, seek_error (then ok is false).
-// duration_s (the element's duration: Infinity is reported as null) is always reported.
+// duration_s (the element's duration: Infinity is reported as null) is always reported, and so is
+// the element's state at the end, for a report of playback that did not start or stopped:
+// ready_state, paused, buffered ([[start, end]...]); console_warnings holds the page's first ten
+// console warnings (dash.js logs its own at that level).
 // --max-buffer S: the player buffers at most about S seconds ahead (hls.js maxBufferLength and
 // maxMaxBufferLength, dash.js streaming.buffer.bufferTimeDefault / AtTopQuality /
 // AtTopQualityLongForm), so that a seek far ahead lands outside what is buffered and the player
