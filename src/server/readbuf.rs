@@ -41,6 +41,10 @@ pub fn reserve(buf: &mut BytesMut) {
     }
     let mut spare = SPARE.with(|s| s.take());
     spare.clear();
+    // Empty, the spare takes back the front its last reader consumed (or
+    // is made, with room for a partial chunk too); it grows only for a
+    // leftover larger than that.
+    spare.reserve(READ_ROOM + KEEP);
     spare.reserve(buf.len() + READ_ROOM);
     spare.extend_from_slice(buf);
     *buf = spare;
@@ -118,16 +122,18 @@ mod tests {
         let mut buf = BytesMut::new();
         reserve(&mut buf);
         assert!(buf.capacity() >= READ_ROOM);
+        let spare = buf.as_ptr();
         buf.extend_from_slice(&[1; 40_000]);
         // The session consumed all but a partial chunk.
         let _ = buf.split_to(40_000 - 300);
         release(&mut buf);
         assert_eq!(&buf[..], &[1; 300][..]);
         assert!(buf.capacity() <= KEEP, "kept {}", buf.capacity());
-        // The next read reuses the thread's spare, after the leftover.
-        let spare = SPARE.with(|s| s.borrow().as_ptr());
+        // The next read reuses the thread's spare, all of it (the front
+        // the session consumed too), with the leftover first.
         reserve(&mut buf);
         assert_eq!(buf.as_ptr(), spare, "the spare buffer was not reused");
+        assert!(buf.capacity() >= READ_ROOM + KEEP);
         assert_eq!(&buf[..], &[1; 300][..]);
         assert!(buf.capacity() - buf.len() >= MIN_ROOM);
         // Emptied, a connection holds nothing.
