@@ -894,18 +894,17 @@ fn build_fragment(
     let at = trun_at + 16;
     buf[at..at + 4].copy_from_slice(&data_offset.to_be_bytes());
     buf.extend_from_slice(&mdat);
-    if inline {
+    let payloads = if inline {
         for s in samples {
             buf.extend_from_slice(&s.data);
         }
-        return Ok(Fragment {
-            header: buf.freeze(),
-            payloads: Vec::new(),
-        });
-    }
+        Vec::new()
+    } else {
+        samples.iter().map(|s| s.data.clone()).collect()
+    };
     Ok(Fragment {
         header: buf.freeze(),
-        payloads: samples.iter().map(|s| s.data.clone()).collect(),
+        payloads,
     })
 }
 

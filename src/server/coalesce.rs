@@ -101,8 +101,8 @@ impl Coalescer {
     /// One non-blocking `recv` into `buf`'s spare capacity (a `recv` returns
     /// what there is, whatever the low-water mark).
     pub fn recv(&self, buf: &mut bytes::BytesMut) -> io::Result<usize> {
-        if buf.capacity() - buf.len() < 16 * 1024 {
-            buf.reserve(64 * 1024);
+        if buf.capacity() - buf.len() < super::readbuf::MIN_ROOM {
+            buf.reserve(super::readbuf::READ_ROOM);
         }
         let spare = buf.spare_capacity_mut();
         // SAFETY: recv writes at most `spare.len()` bytes into memory we own;

@@ -21,10 +21,11 @@ use std::task::Poll;
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, ReadBuf};
 
-/// Room below which a read first takes the spare buffer.
-const MIN_ROOM: usize = 16 * 1024;
+/// Room below which a read first takes the spare buffer (and a drain
+/// grows it, see `coalesce::Coalescer::recv`).
+pub(super) const MIN_ROOM: usize = 16 * 1024;
 /// Room a read is given (more if the spare already has it).
-const READ_ROOM: usize = 64 * 1024;
+pub(super) const READ_ROOM: usize = 64 * 1024;
 /// Capacity a connection keeps between reads: above it, [`release`] moves
 /// the leftover bytes to a buffer of their own size.
 const KEEP: usize = 8 * 1024;
