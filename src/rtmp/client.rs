@@ -233,6 +233,11 @@ impl ClientSession {
         !self.output.is_empty()
     }
 
+    /// Bytes queued for the server (before encryption).
+    pub fn output_len(&self) -> usize {
+        self.output.len()
+    }
+
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
         self.events.pop_front()
     }

@@ -61,6 +61,10 @@ struct Args {
     /// Seconds over which publisher starts are spread (default: 20 ms apart).
     #[arg(long)]
     ramp: Option<f64>,
+    /// Milliseconds: each publisher writes every tag due within a tick in
+    /// one write at its end (0: each tag at its own time, as `ffmpeg -re`).
+    #[arg(long, default_value_t = 0)]
+    tick_ms: u64,
     /// Chunk size the publishers send with.
     #[arg(long, default_value_t = 4096)]
     chunk_size: u32,
@@ -183,8 +187,11 @@ async fn run(args: Args) -> Result<bool, String> {
             config,
             addr.clone(),
             replay.clone(),
-            start,
-            end,
+            publish::Schedule {
+                start,
+                end,
+                tick: Duration::from_millis(args.tick_ms),
+            },
             log.clone(),
             move |at| {
                 let _ = tx.send(at);

@@ -1,7 +1,10 @@
 //! Publishers: each replays the FLV file over its own RTMP connection at
 //! real-time speed, tag by tag as ffmpeg `-re` does (one write per due
-//! instant), looping with rising timestamps for as long as asked. Each
-//! logs when it wrote each video frame, for the LL players' delays.
+//! instant), or every tag due within a tick in one write (`--tick-ms`: an
+//! encoder behind an output buffer, and a load generator that fits beside
+//! thousands of streams), looping with rising timestamps for as long as
+//! asked. Each logs when it wrote each video frame, for the LL players'
+//! delays.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,6 +68,9 @@ impl Replay {
     }
 }
 
+/// Most bytes a publisher queues before writing them.
+const MAX_QUEUED: usize = 256 * 1024;
+
 /// What one publisher saw.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct PublisherReport {
@@ -75,21 +81,31 @@ pub struct PublisherReport {
     pub error: Option<String>,
     pub tags_sent: u64,
     pub bytes_sent: u64,
-    /// Largest delay between a tag's due time and its write: the load
-    /// generator (or a server not reading) falling behind real time.
+    /// Largest delay between the time a tag was to be written (its own, or
+    /// its tick's end) and its write: the load generator (or a server not
+    /// reading) falling behind real time.
     pub max_late_ms: f64,
     /// Seconds from the run's start to Publish.Start.
     #[serde(skip)]
     pub started_at: Option<Instant>,
 }
 
-/// Publishes `config.stream` from `start` until `end`.
+/// When a publisher runs and how it writes.
+#[derive(Clone, Copy, Debug)]
+pub struct Schedule {
+    pub start: Instant,
+    pub end: Instant,
+    /// Tags due within a tick go in one write at its end (zero: each tag
+    /// at its own time).
+    pub tick: Duration,
+}
+
+/// Publishes `config.stream` from `schedule.start` until `schedule.end`.
 pub async fn run(
     config: ClientConfig,
     addr: String,
     replay: Arc<Replay>,
-    start: Instant,
-    end: Instant,
+    schedule: Schedule,
     log: Arc<SendLog>,
     on_started: impl FnOnce(Instant),
 ) -> PublisherReport {
@@ -97,7 +113,7 @@ pub async fn run(
         name: config.stream.clone(),
         ..Default::default()
     };
-    sleep_until(start).await;
+    sleep_until(schedule.start).await;
     let mut out = Outbox {
         log,
         video: Vec::new(),
@@ -106,7 +122,7 @@ pub async fn run(
         config,
         &addr,
         &replay,
-        end,
+        schedule,
         &mut report,
         &mut out,
         on_started,
@@ -122,7 +138,7 @@ async fn publish(
     config: ClientConfig,
     addr: &str,
     replay: &Replay,
-    end: Instant,
+    Schedule { end, tick, .. }: Schedule,
     report: &mut PublisherReport,
     out: &mut Outbox,
     on_started: impl FnOnce(Instant),
@@ -182,11 +198,14 @@ async fn publish(
         }
         if due > Instant::now() {
             flush(&mut stream, &mut session, report, out).await?;
-            // Wait for the tag's time, answering the server meanwhile.
+            // With a tick, the tag goes at the end of the tick it falls in,
+            // with every other tag due by then.
+            let wake = zero + round_up(due - zero, tick);
+            // Wait for that time, answering the server meanwhile.
             loop {
                 rbuf.clear();
                 tokio::select! {
-                    _ = sleep_until(due) => break,
+                    _ = sleep_until(wake) => break,
                     r = stream.read_buf(&mut rbuf) => {
                         match r {
                             Ok(0) => return Err("server closed the connection".into()),
@@ -200,8 +219,14 @@ async fn publish(
                     }
                 }
             }
-            let late = Instant::now().saturating_duration_since(due).as_secs_f64() * 1000.0;
+            let late = Instant::now().saturating_duration_since(wake).as_secs_f64() * 1000.0;
             report.max_late_ms = report.max_late_ms.max(late);
+        }
+        // Behind its schedule, a publisher writes as it goes rather than
+        // queueing every overdue tag (seconds of media for each of
+        // thousands of publishers).
+        if session.output_len() >= MAX_QUEUED {
+            flush(&mut stream, &mut session, report, out).await?;
         }
         session.send_media(kind(tag.tag_type), (ts & 0xFFFF_FFFF) as u32, &[&tag.body]);
         if tag.tag_type == TAG_VIDEO {
@@ -222,6 +247,15 @@ async fn publish(
     flush(&mut stream, &mut session, report, out).await?;
     let _ = stream.shutdown().await;
     Ok(())
+}
+
+/// `d` rounded up to a whole number of ticks (`d` itself with no tick).
+fn round_up(d: Duration, tick: Duration) -> Duration {
+    if tick.is_zero() {
+        return d;
+    }
+    let ticks = d.as_nanos().div_ceil(tick.as_nanos());
+    tick * u32::try_from(ticks).unwrap_or(u32::MAX)
 }
 
 fn kind(tag_type: u8) -> MediaKind {
@@ -254,4 +288,21 @@ async fn flush(
         out.log.record(&mut out.video, Instant::now());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tick_moves_a_tag_to_the_end_of_its_tick() {
+        let ms = Duration::from_millis;
+        let tick = ms(100);
+        assert_eq!(round_up(ms(0), tick), ms(0));
+        assert_eq!(round_up(ms(1), tick), ms(100));
+        assert_eq!(round_up(ms(100), tick), ms(100));
+        assert_eq!(round_up(ms(133), tick), ms(200));
+        // No tick: each tag at its own time.
+        assert_eq!(round_up(ms(133), Duration::ZERO), ms(133));
+    }
 }
