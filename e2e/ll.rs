@@ -584,15 +584,15 @@ fn wait_read_state(server: &Castgate, wanted: bool, ms: u64, why: &str) {
     }
 }
 
-/// A publisher is read every 100 ms (`rtmp.read_batch_unwatched_secs`) while only classic
+/// A publisher is read every 200 ms (`rtmp.read_batch_unwatched_secs`) while only classic
 /// HLS requests come, every 10 ms (`rtmp.read_batch_secs`) from the first blocking reload or
-/// RTMP player on, and every 100 ms again once they are gone.
+/// RTMP player on, and every 200 ms again once they are gone.
 #[test]
 fn a_publisher_is_read_often_only_while_someone_waits_at_low_latency() {
     let server = Castgate::start(&[]);
     let mut publisher = zerolatency_publisher(&server.url(KEY));
     wait_parts(&server, "video");
-    wait_read_state(&server, false, 100, "classic requests only");
+    wait_read_state(&server, false, 200, "classic requests only");
 
     let text = http_get(server.http, &format!("/{KEY}/video.m3u8")).text();
     let (msn, part) = preload_hint(&text);
@@ -602,7 +602,7 @@ fn a_publisher_is_read_often_only_while_someone_waits_at_low_latency() {
     wait_read_state(
         &server,
         false,
-        100,
+        200,
         "3 s after the last low-latency request",
     );
 
@@ -611,7 +611,7 @@ fn a_publisher_is_read_often_only_while_someone_waits_at_low_latency() {
     wait_read_state(&server, true, 10, "with an RTMP player");
     let _ = player.kill();
     let _ = player.wait();
-    wait_read_state(&server, false, 100, "once the RTMP player left");
+    wait_read_state(&server, false, 200, "once the RTMP player left");
 
     let _ = publisher.kill();
     let _ = publisher.wait();

@@ -11,7 +11,7 @@
 //! read as soon as it does. The period is `rtmp.read_batch_secs` (10 ms)
 //! while anyone waits on the stream at low latency (`hub::Demand`: players,
 //! relays, low-latency HLS/DASH requests), who then see at most one tick of
-//! extra latency, and `rtmp.read_batch_unwatched_secs` (100 ms) otherwise:
+//! extra latency, and `rtmp.read_batch_unwatched_secs` (200 ms) otherwise:
 //! each tick costs a wake-up, a poll and a `recv` per publisher, and at
 //! 10 ms those cost about as much as the media itself.
 //!
