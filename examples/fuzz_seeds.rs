@@ -542,6 +542,94 @@ pub mod seeds {
         ] {
             w.put("signed_url", name, text.as_bytes());
         }
+        rtmfp_seeds(&w);
+    }
+
+    /// rtmfp_packet: the plaintexts of a handshake between castgate's two
+    /// ends (group 2, librtmfp's), and session chunks.
+    fn rtmfp_seeds(w: &Writer<'_>) {
+        use castgate::rtmfp::crypto::{DhGroup, PacketKey, HEADER_ROOM};
+        use castgate::rtmfp::handshake::{open_startup, Initiator, Progress, Responder};
+        use castgate::rtmfp::packet::{
+            Builder, Chunk, DataFlags, Fragment, Header, Mode, UserData,
+        };
+        let plain = |mut p: Vec<u8>| PacketKey::default_key().open(&mut p).unwrap().to_vec();
+        let from: std::net::SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let responder = Responder::with_secret([1; 32], [2; 64]);
+        let mut init = Initiator::new("rtmfp://127.0.0.1/live", 7, &[DhGroup::Modp1024]);
+        let ihello = init.hello(1);
+        w.put("rtmfp_packet", "ihello", &plain(ihello.clone()));
+        let mut ih = ihello;
+        let Chunk::IHello { epd, tag } = open_startup(&mut ih).unwrap() else {
+            unreachable!()
+        };
+        let rhello = responder.hello(0, 2, &from, epd, tag).unwrap();
+        w.put("rtmfp_packet", "rhello", &plain(rhello.clone()));
+        let mut rh = rhello;
+        let Progress::Send(iikeying) = init.on_chunk(3, &open_startup(&mut rh).unwrap()).unwrap()
+        else {
+            unreachable!()
+        };
+        w.put("rtmfp_packet", "iikeying", &plain(iikeying.clone()));
+        let mut ik = iikeying;
+        let Chunk::IIKeying {
+            session_id,
+            cookie,
+            cert,
+            skic,
+            ..
+        } = open_startup(&mut ik).unwrap()
+        else {
+            unreachable!()
+        };
+        let accepted = responder
+            .keying(0, &from, session_id, cookie, cert, skic)
+            .unwrap();
+        w.put(
+            "rtmfp_packet",
+            "rikeying",
+            &plain(Responder::rikeying_packet(4, &accepted, 9)),
+        );
+        // A session packet: user data with options, next user data, acks.
+        let mut header = Header::new(Mode::Initiator);
+        header.timestamp = Some(10);
+        header.timestamp_echo = Some(5);
+        let mut b = Builder::new(&header, 1200);
+        let flags = DataFlags {
+            fragment: Fragment::Begin,
+            options: true,
+            abandon: false,
+            fin: false,
+        };
+        let options = [0x05, 0x00, 0x54, 0x43, 0x04, 0x00];
+        b.push(&Chunk::UserData(UserData {
+            flags,
+            position: Some((2, 1, 1)),
+            options: &options,
+            data: b"\x14\x00\x00\x00\x00\x02\x00\x07connect",
+        }));
+        let flags = DataFlags {
+            fragment: Fragment::End,
+            options: false,
+            abandon: false,
+            fin: true,
+        };
+        b.push(&Chunk::UserData(UserData {
+            flags,
+            position: None,
+            options: &[],
+            data: b"rest",
+        }));
+        b.push(&Chunk::Ack {
+            ranges: true,
+            flow: 2,
+            buffer_blocks: 64,
+            cumulative: 1,
+            rest: &[0, 0, 1, 2],
+        });
+        b.push(&Chunk::Ping(b"ping"));
+        b.push(&Chunk::Close);
+        w.put("rtmfp_packet", "session", &b.into_buf()[HEADER_ROOM..]);
     }
 
     /// Every byte a castgate server session sends to one of our clients,

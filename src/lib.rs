@@ -25,6 +25,7 @@ pub mod media;
 pub mod metrics;
 pub mod package;
 pub mod record;
+pub mod rtmfp;
 pub mod rtmp;
 pub mod server;
 pub mod settings;

@@ -12,6 +12,7 @@
 mod http;
 mod ingest;
 mod media;
+mod rtmfp;
 mod rtmp;
 mod vod;
 
@@ -21,6 +22,7 @@ pub use media::{
     aac_config, ac3_config, av1_config, avc_config, flac_config, flv_file, flv_tags, hevc_config,
     mp4_file, opus_config, vp9_config,
 };
+pub use rtmfp::rtmfp_packet;
 pub use rtmp::{aggregate, amf, chunk, chunk_session, handshake, rtmp_client, rtmpe_handshake};
 pub use vod::vod_title;
 
@@ -211,6 +213,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("mp4_file", mp4_file),
     ("opus_config", opus_config),
     ("relay_target", relay_target),
+    ("rtmfp_packet", rtmfp_packet),
     ("rtmp_client", rtmp_client),
     ("rtmpe_handshake", rtmpe_handshake),
     ("signed_url", signed_url),
