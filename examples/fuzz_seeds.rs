@@ -630,6 +630,47 @@ pub mod seeds {
         b.push(&Chunk::Ping(b"ping"));
         b.push(&Chunk::Close);
         w.put("rtmfp_packet", "session", &b.into_buf()[HEADER_ROOM..]);
+
+        // rtmfp_session: records (length, plaintext) of a client's packets
+        // under the fuzz session's key: a flow with metadata, a message in
+        // one fragment, one in several (records over 255 bytes are cut, as
+        // the fuzzer would), and a close.
+        use castgate::rtmfp::crypto::SessionKeys;
+        use castgate::rtmfp::session::{Session, SessionConfig};
+        let key = PacketKey::new(&[7; 16]);
+        let keys = SessionKeys {
+            encrypt: key.clone(),
+            decrypt: key.clone(),
+        };
+        let mut client = Session::new(true, 1, keys, SessionConfig::default(), 0);
+        let flow = client.open_flow(b"TC\x04\x00", None);
+        client
+            .send(
+                flow,
+                bytes::Bytes::from_static(b"\x14\x00\x00\x00\x00connect"),
+                None,
+            )
+            .unwrap();
+        client
+            .send(flow, bytes::Bytes::from(vec![9u8; 600]), Some(50))
+            .unwrap();
+        let mut records = Vec::new();
+        let record = |d: Vec<u8>, records: &mut Vec<u8>| {
+            let mut d = d;
+            let plain = key.open(&mut d).unwrap();
+            let plain = &plain[..plain.len().min(255)];
+            records.push(plain.len() as u8);
+            records.extend_from_slice(plain);
+        };
+        while let Some(d) = client.poll_transmit(10) {
+            record(d, &mut records);
+        }
+        records.push(0);
+        client.close(20);
+        while let Some(d) = client.poll_transmit(20) {
+            record(d, &mut records);
+        }
+        w.put("rtmfp_session", "flow_and_close", &records);
     }
 
     /// Every byte a castgate server session sends to one of our clients,

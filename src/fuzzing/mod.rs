@@ -22,7 +22,7 @@ pub use media::{
     aac_config, ac3_config, av1_config, avc_config, flac_config, flv_file, flv_tags, hevc_config,
     mp4_file, opus_config, vp9_config,
 };
-pub use rtmfp::rtmfp_packet;
+pub use rtmfp::{rtmfp_packet, rtmfp_session};
 pub use rtmp::{aggregate, amf, chunk, chunk_session, handshake, rtmp_client, rtmpe_handshake};
 pub use vod::vod_title;
 
@@ -214,6 +214,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("opus_config", opus_config),
     ("relay_target", relay_target),
     ("rtmfp_packet", rtmfp_packet),
+    ("rtmfp_session", rtmfp_session),
     ("rtmp_client", rtmp_client),
     ("rtmpe_handshake", rtmpe_handshake),
     ("signed_url", signed_url),

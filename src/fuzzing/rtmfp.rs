@@ -92,3 +92,43 @@ fn read_contents(chunk: &Chunk<'_>) {
         _ => {}
     }
 }
+
+/// A server session fed the fuzzer's packets: the input is a series of
+/// `length (1 byte) ‖ plaintext` records, each handled at a later time, the
+/// session's own answers collected between them; a record with length 0
+/// instead queues a message on a flow of the session's own.
+///
+/// Besides never panicking: the session never holds more than its limits
+/// (each event's message fits the message limit), and whatever it sends
+/// opens under its key as a well-formed packet.
+pub fn rtmfp_session(data: &[u8]) {
+    use crate::rtmfp::session::{fuzz_session, Event};
+    let mut s = fuzz_session();
+    let key = PacketKey::new(&[7; 16]);
+    let own = s.open_flow(b"TC\x04\x00", Some(2));
+    let mut rest = data;
+    let mut now = 0u64;
+    while let Some((&len, tail)) = rest.split_first() {
+        now += 37;
+        let (packet, next) = tail.split_at(usize::from(len).min(tail.len()));
+        rest = next;
+        if len == 0 {
+            let _ = s.send(own, bytes::Bytes::from(vec![1u8; 3000]), Some(now + 100));
+        } else {
+            let _ = s.handle_plaintext(now, packet);
+        }
+        s.handle_timeout(now);
+        while let Some(e) = s.poll_event() {
+            if let Event::Message { data, .. } = e {
+                assert!(data.len() <= 32 << 10, "a message over the limit");
+            }
+        }
+        while let Some(mut d) = s.poll_transmit(now) {
+            let plain = key.open(&mut d).expect("the session's packets open");
+            let (_, chunks) = packet::parse(plain).expect("the session's header parses");
+            for c in chunks {
+                c.expect("the session's chunks parse");
+            }
+        }
+    }
+}

@@ -32,6 +32,11 @@ pub const KEYING_HMAC_NEGOTIATION: u64 = 0x1a;
 pub const KEYING_SSEQ_NEGOTIATION: u64 = 0x1e;
 pub const KEYING_DH_GROUP_SELECT: u64 = 0x1d;
 
+/// User data options (RFC 7016 §2.3.11.1.1): a flow's metadata, and the
+/// flow of the receiver's it answers.
+pub const USER_DATA_METADATA: u64 = 0x00;
+pub const USER_DATA_RETURN_ASSOCIATION: u64 = 0x0a;
+
 /// Negotiation flags of the HMAC and session sequence number options.
 const NEGOTIATE_WILL_SEND_ALWAYS: u8 = 0x04;
 const NEGOTIATE_REQUEST: u8 = 0x01;

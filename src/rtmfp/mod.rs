@@ -27,6 +27,9 @@ pub mod crypto;
 pub mod flash;
 pub mod handshake;
 pub mod packet;
+pub mod recv;
+pub mod send;
+pub mod session;
 pub mod wire;
 
 /// Why a datagram, a chunk or a handshake step was refused.
