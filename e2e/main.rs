@@ -31,6 +31,7 @@ mod ops;
 mod raw;
 mod record;
 mod relay;
+mod rtmfp;
 mod rtmp_play;
 mod rtmpe;
 mod sources;

@@ -25,6 +25,8 @@ pub struct Config {
     pub http: crate::transport::HttpSettings,
     pub https: crate::transport::HttpsSettings,
     pub rtmpt: crate::transport::rtmpt::Settings,
+    /// The RTMFP listener (UDP; publish and play).
+    pub rtmfp: crate::transport::rtmfp::Settings,
     /// The SRT listener (publish and play over SRT).
     pub srt: crate::srt::Settings,
     pub hub: crate::hub::Settings,
@@ -158,6 +160,7 @@ impl Config {
         self.rtmps.validate()?;
         self.https.validate()?;
         self.rtmpt.validate()?;
+        self.rtmfp.validate()?;
         self.srt.validate()?;
         self.hub.validate()?;
         self.package.validate()?;
@@ -193,6 +196,7 @@ impl Config {
             answer(&self.http, &new.http),
             answer(&self.https, &new.https),
             answer(&self.rtmpt, &new.rtmpt),
+            answer(&self.rtmfp, &new.rtmfp),
             answer(&self.srt, &new.srt),
             answer(&self.hub, &new.hub),
             answer(&self.package, &new.package),

@@ -432,6 +432,24 @@ pub async fn run_from(
     } else {
         None
     };
+    let rtmfp = if config.rtmfp.enabled {
+        let socket = transport::rtmfp::bind(&config.rtmfp).await.map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("RTMFP: cannot bind UDP {}: {e}", config.rtmfp.listen),
+            )
+        })?;
+        let addr = socket.local_addr()?;
+        tracing::info!(listen = %addr, "RTMFP listening (UDP)");
+        let task = tokio::spawn(transport::rtmfp::serve(
+            socket,
+            Arc::new(config.rtmfp.clone()),
+            server::handler(Arc::clone(&ctx)),
+        ));
+        Some((addr, AbortOnDrop(task)))
+    } else {
+        None
+    };
     // API relays into castgate itself are refused (egress policy).
     let own: Vec<std::net::SocketAddr> = [Some(&listener), Some(&http_listener)]
         .into_iter()
@@ -439,6 +457,7 @@ pub async fn run_from(
         .flatten()
         .filter_map(|l| l.local_addr().ok())
         .chain(srt.as_ref().map(|l| l.local_addr()))
+        .chain(rtmfp.as_ref().map(|(addr, _)| *addr))
         .collect();
     services.relays.set_own_listeners(own);
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -600,7 +619,8 @@ pub async fn run_from(
     };
     let limit = lifecycle_config.shutdown_timeout;
     drop(srt);
-    tracing::info!(signal, timeout = ?limit, "shutting down: RTMP and SRT listeners closed");
+    drop(rtmfp);
+    tracing::info!(signal, timeout = ?limit, "shutting down: RTMP, SRT and RTMFP listeners closed");
     let stop = async {
         stop_trigger.trigger();
         // Publishers end (their segments close), then the playlists are
@@ -669,6 +689,16 @@ fn open_listener_warnings(config: &config::Config, rtmps_on: bool, https_on: boo
             )
         })
         .collect()
+}
+
+/// A spawned task that ends when its handle is dropped (a listener that
+/// stops taking new sessions at shutdown).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 #[cfg(test)]

@@ -49,13 +49,41 @@ impl Drop for RtmpLink {
     }
 }
 
+/// How long an `rtmfp://` relay waits for its session to open.
+const RTMFP_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// A relay delivers every frame over RTMFP, as over TCP: retransmitted
+/// until acknowledged, never abandoned.
+const RTMFP_MEDIA_LIFETIME: Option<std::time::Duration> = None;
+
 /// A TCP connection to the first of `addrs` that answers, with TLS for
-/// an `rtmps://` target (shared with pulled sources).
+/// an `rtmps://` target, or an RTMFP session for `rtmfp://` (shared with
+/// pulled sources).
 pub async fn dial(
     t: &RtmpTarget,
     addrs: &[std::net::SocketAddr],
     tls: Option<Arc<rustls::ClientConfig>>,
 ) -> Result<Box<dyn Io>, ConnectError> {
+    if t.rtmfp {
+        // UDP: the first address (the egress policy checked them all).
+        let addr = *addrs
+            .first()
+            .ok_or_else(|| ConnectError::permanent("no address to connect to".into()))?;
+        let url = format!("rtmfp://{}/{}", t.authority, t.app);
+        let io = crate::transport::rtmfp::connect(
+            addr,
+            &url,
+            RTMFP_MEDIA_LIFETIME,
+            RTMFP_CONNECT_TIMEOUT,
+        )
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot open an RTMFP session with {}:{}: {e}",
+                t.host, t.port
+            )
+        })?;
+        return Ok(Box::new(io));
+    }
     let tcp = TcpStream::connect(addrs)
         .await
         .map_err(|e| format!("cannot connect to {}:{}: {e}", t.host, t.port))?;

@@ -66,6 +66,8 @@ pub struct RtmpTarget {
     pub tls: bool,
     /// `rtmpe://`: the RTMPE handshake, then RC4 both ways.
     pub rtmpe: bool,
+    /// `rtmfp://`: RTMP's messages over an RTMFP session (UDP).
+    pub rtmfp: bool,
     /// Host name or IP address (IPv6 without brackets).
     pub host: String,
     pub port: u16,
@@ -129,6 +131,7 @@ impl Target {
             "rtmp" => parse_rtmp("rtmp", rest),
             "rtmps" => parse_rtmp("rtmps", rest),
             "rtmpe" => parse_rtmp("rtmpe", rest),
+            "rtmfp" => parse_rtmp("rtmfp", rest),
             "srt" => parse_srt(rest),
             _ => Err(TargetError::UnknownScheme(truncate(scheme, 32))),
         }
@@ -238,12 +241,13 @@ fn split_authority(authority: &str) -> Result<(String, Option<u16>), TargetError
 }
 
 impl RtmpTarget {
-    /// `rtmp`, `rtmps` or `rtmpe`.
+    /// `rtmp`, `rtmps`, `rtmpe` or `rtmfp`.
     pub fn scheme(&self) -> &'static str {
-        match (self.tls, self.rtmpe) {
-            (true, _) => "rtmps",
-            (false, true) => "rtmpe",
-            (false, false) => "rtmp",
+        match (self.tls, self.rtmpe, self.rtmfp) {
+            (true, _, _) => "rtmps",
+            (false, true, _) => "rtmpe",
+            (false, false, true) => "rtmfp",
+            (false, false, false) => "rtmp",
         }
     }
 }
@@ -265,6 +269,7 @@ fn parse_rtmp(scheme: &'static str, rest: &str) -> Result<Target, TargetError> {
     Ok(Target::Rtmp(RtmpTarget {
         tls,
         rtmpe: scheme == "rtmpe",
+        rtmfp: scheme == "rtmfp",
         host,
         port: port.unwrap_or(if tls { 443 } else { 1935 }),
         authority: authority.to_string(),

@@ -23,6 +23,7 @@
 //! length is checked against what is left before it is used, nothing is
 //! allocated from a length on the wire, and a bad packet is an `Error`.
 
+pub mod bridge;
 pub mod crypto;
 pub mod flash;
 pub mod handshake;

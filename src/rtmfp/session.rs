@@ -38,7 +38,8 @@ const CWND_AFTER_TIMEOUT: usize = 2 * MSS;
 const ACK_AFTER_PACKETS: u32 = 2;
 /// Otherwise within this (RFC 7016's delayed ack).
 const DELAYED_ACK_MS: u64 = 200;
-const INITIAL_RTO_MS: u64 = 3000;
+/// Before a round trip is measured (RFC 6298 §2.1).
+const INITIAL_RTO_MS: u64 = 1000;
 const MIN_RTO_MS: u64 = 250;
 const MAX_RTO_MS: u64 = 10_000;
 /// A timestamp is echoed only this long after it was received.
@@ -297,6 +298,21 @@ impl Session {
         if let Some(f) = self.out.get_mut(&flow) {
             f.flow.close();
         }
+    }
+
+    /// Closes every sending flow: each ends with a FIN once its data is sent.
+    pub fn close_flows(&mut self) {
+        for f in self.out.values_mut() {
+            f.flow.close();
+        }
+    }
+
+    /// Every sending flow's data is acknowledged (or the peer refused the
+    /// flow): closing the session now loses nothing.
+    pub fn all_delivered(&self) -> bool {
+        self.out
+            .values()
+            .all(|f| f.rejected || (f.flow.is_complete() && f.flow.buffered() == 0))
     }
 
     /// Starts closing the session.

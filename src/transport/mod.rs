@@ -6,6 +6,7 @@ pub mod http;
 pub mod libsrt;
 pub mod per_ip;
 pub mod pool;
+pub mod rtmfp;
 pub mod rtmpt;
 pub mod settings;
 pub mod tcp;
