@@ -233,3 +233,48 @@ fn an_rtmfp_relay_delivers_every_frame_through_loss_and_jitter() {
     }
     a.assert_no_panic();
 }
+
+/// castgate pulls a stream from another castgate over RTMFP (a source with
+/// an `rtmfp://` URL: castgate's RTMFP client playing) before anyone
+/// publishes it there; ffmpeg then publishes over RTMP into the upstream.
+/// The puller's recording of the pulled stream holds every frame from the
+/// keyframe it joined at, and the upstream logs an RTMFP player.
+#[test]
+fn an_rtmfp_source_plays_a_stream_from_the_rtmfp_listener() {
+    let dir = tempdir();
+    let up_dir = dir.path().join("up");
+    std::fs::create_dir_all(&up_dir).unwrap();
+    let (up, up_udp) = receiver(&up_dir);
+    let cfg = dir.path().join("puller.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[recorder]\ndir = \"{}\"\n[[record]]\nstream = \"live/*\"\nformat = \"flv\"\n",
+            dir.path().join("media").display()
+        ),
+    )
+    .unwrap();
+    let puller = Castgate::start_with_args_loopback_egress(
+        &["serve", "--config", cfg.to_str().unwrap()],
+        &[("CASTGATE__PACKAGE__GRACE_SECS", "1")],
+    );
+    let id = crate::sources::create_source(
+        &puller,
+        json!({"stream": "live/pulled", "url": format!("rtmfp://{up_udp}/live/up"), "on_demand": false}),
+    );
+    let r = crate::sources::wait_source(&puller, id, "connecting", |r| r["state"] == "connecting");
+    assert_eq!(r["protocol"], "rtmfp", "{r}");
+    up.wait_log_all(&["play requested", "stream=\"live/up\""], T);
+    let src = fixture(2);
+    let mut publisher = publish(&src, &up.url("live/up"), &[]);
+    crate::sources::wait_source(&puller, id, "live", |r| r["state"] == "live");
+    let status = wait_child(&mut publisher, T, "ffmpeg publisher");
+    assert!(status.success(), "ffmpeg publisher: {status}");
+    let done = puller.wait_log_all(&["recording completed", "stream=\"live/pulled\""], T);
+    let file = dir.path().join("media").join(path_of(&done));
+    assert_contiguous(&src, &file, "the pulled stream's recording");
+    let player = up.wait_log_all(&["play started", "stream=\"live/up\""], T);
+    assert!(player.contains("proto=\"rtmfp\""), "{player}");
+    up.assert_no_panic();
+    puller.assert_no_panic();
+}

@@ -17,6 +17,7 @@ pub struct CreateRelay {
     #[schema(example = "live/cam")]
     pub stream: String,
     /// `rtmp://host[:port]/app/key`, `rtmps://…`, `rtmpe://…` (encrypted RTMP),
+    /// `rtmfp://…` (RTMP over UDP),
     /// `srt://host:port?streamid=…&passphrase=…&latency=MS` (caller) or
     /// `srt://[ip]:port?mode=listener` (only on `egress.srt_listen`). The
     /// egress policy refuses internal addresses (`[egress]`).

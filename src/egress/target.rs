@@ -2,9 +2,9 @@
 //! secrets for logs and API replies, stream patterns and target templates
 //! for static relays.
 //!
-//! - `rtmp://host[:port]/app/key`, `rtmps://…` and `rtmpe://…` (ports 1935,
-//!   443 and 1935 by default; RTMPE is obfuscation for servers that want it,
-//!   not security). The first path segment is the application, everything after
+//! - `rtmp://host[:port]/app/key`, `rtmps://…`, `rtmpe://…` and `rtmfp://…`
+//!   (ports 1935, 443, 1935 and 1935 (UDP) by default; RTMPE is obfuscation
+//!   for servers that want it, not security). The first path segment is the application, everything after
 //!   it (slashes and a `?query` included) the stream key, as platforms issue
 //!   them and as ffmpeg and OBS split them.
 //! - `srt://host:port?streamid=…&passphrase=…&latency=…` (caller) and
@@ -579,6 +579,18 @@ mod tests {
             "rtmp",
             "schemes are case-insensitive"
         );
+    }
+
+    #[test]
+    fn rtmfp_urls_are_rtmp_urls_over_udp() {
+        let r = rtmp("rtmfp://127.0.0.1/live/secret-key");
+        assert!(r.rtmfp && !r.tls && !r.rtmpe);
+        assert_eq!(
+            (r.scheme(), r.port, r.app.as_str()),
+            ("rtmfp", 1935, "live")
+        );
+        let t = Target::parse("RTMFP://h:1936/app/k").unwrap();
+        assert_eq!(t.redacted(), "rtmfp://h:1936/app/***");
     }
 
     #[test]

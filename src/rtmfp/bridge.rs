@@ -64,8 +64,10 @@ pub fn tc_message(type_id: u8, timestamp: u32, payload: &[u8]) -> Bytes {
     out.freeze()
 }
 
-/// Which flow of a stream a message takes: audio and video each have their
-/// own (a lost video fragment does not hold audio back), the rest share one.
+/// What a message is, for its reliability: audio and video may be
+/// abandoned when late, the rest is always delivered. A stream's messages
+/// all take one flow, so that they stay in order (a status never overtakes
+/// the media sent before it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Lane {
     Control,

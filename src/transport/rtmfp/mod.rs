@@ -272,7 +272,7 @@ impl SessionTask {
     /// through `bridge`, to the session's end.
     async fn run(mut self, local: tokio::io::DuplexStream, mut bridge: Bridge) {
         let (mut rd, mut wr) = tokio::io::split(local);
-        let mut flows: HashMap<(u32, Lane, Option<u64>), u64> = HashMap::new();
+        let mut flows: HashMap<(u32, Option<u64>), u64> = HashMap::new();
         let mut local_buf = vec![0u8; 64 << 10];
         let mut local_open = true;
         // When the RTMP side ended: the flows drain, then the session closes.
@@ -388,17 +388,20 @@ impl SessionTask {
         None
     }
 
-    /// The RTMP side's messages onto flows: one per stream, lane and
-    /// association, opened on first use.
+    /// The RTMP side's messages onto flows: one per stream (and the peer's
+    /// flow it answers), opened on first use. One flow keeps a stream's
+    /// messages in their RTMP order (a status after the media before it);
+    /// audio and video carry a deadline, so a late frame is abandoned
+    /// rather than holding the ones after it.
     fn send_outbound(
         &mut self,
         bridge: &mut Bridge,
-        flows: &mut HashMap<(u32, Lane, Option<u64>), u64>,
+        flows: &mut HashMap<(u32, Option<u64>), u64>,
         dropped_media: &mut u64,
     ) {
         let now = self.now();
         while let Some(o) = bridge.poll_outbound() {
-            let key = (o.stream_id, o.lane, o.association);
+            let key = (o.stream_id, o.association);
             let flow = *flows.entry(key).or_insert_with(|| {
                 self.session
                     .open_flow(&tc_metadata(o.stream_id), o.association)
