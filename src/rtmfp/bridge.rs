@@ -131,8 +131,10 @@ pub struct Bridge {
     from_local: BytesMut,
     /// The peer's flows and the stream id each carries.
     peer_flows: HashMap<u64, u32>,
-    /// The latest peer flow of each stream id: what replies associate with.
+    /// The peer flow each stream's replies associate with.
     stream_flows: HashMap<u32, u64>,
+    /// castgate's own flows and the peer flow each answers.
+    own_flows: HashMap<u64, Option<u64>>,
     outbound: VecDeque<Outbound>,
 }
 
@@ -175,25 +177,46 @@ impl Bridge {
             from_local: BytesMut::new(),
             peer_flows: HashMap::new(),
             stream_flows: HashMap::new(),
+            own_flows: HashMap::new(),
             outbound: VecDeque::new(),
         }
     }
 
-    /// The peer opened a flow; its metadata names the RTMP stream.
-    pub fn flow_opened(&mut self, flow: u64, metadata: &[u8]) -> Result<u32, BridgeError> {
+    /// The peer opened a flow; its metadata names the RTMP stream, and
+    /// `association` the flow of castgate's it answers, if any.
+    ///
+    /// Replies for that stream associate with this flow, unless it answers
+    /// one of castgate's flows: then with the peer flow that one answers.
+    /// rtmfp-cpp's client hangs every NetStream flow off castgate's
+    /// NetConnection flow and takes flows only on its own NetConnection
+    /// flow; Flash and librtmfp open NetStream flows with no association
+    /// and take replies on them.
+    pub fn flow_opened(
+        &mut self,
+        flow: u64,
+        metadata: &[u8],
+        association: Option<u64>,
+    ) -> Result<u32, BridgeError> {
         let stream_id = parse_tc_metadata(metadata).ok_or(BridgeError::NotTc)?;
+        let reply_to = association
+            .and_then(|own| self.own_flows.get(&own).copied().flatten())
+            .unwrap_or(flow);
         self.peer_flows.insert(flow, stream_id);
-        self.stream_flows.insert(stream_id, flow);
+        self.stream_flows.insert(stream_id, reply_to);
         Ok(stream_id)
     }
 
+    /// castgate opened `flow` to the peer, answering the peer's
+    /// `association`.
+    pub fn own_flow_opened(&mut self, flow: u64, association: Option<u64>) {
+        self.own_flows.insert(flow, association);
+    }
+
     /// The peer finished a flow.
-    pub fn flow_finished(&mut self, flow: u64) {
-        if let Some(stream_id) = self.peer_flows.remove(&flow) {
-            if self.stream_flows.get(&stream_id) == Some(&flow) {
-                self.stream_flows.remove(&stream_id);
-            }
-        }
+    /// Says whether it was a NetConnection flow (stream 0): the peer's
+    /// end of the RTMP connection, as a TCP FIN is.
+    pub fn flow_finished(&mut self, flow: u64) -> bool {
+        self.peer_flows.remove(&flow) == Some(0)
     }
 
     /// A message from the peer on `flow`: into the RTMP side.
@@ -312,7 +335,14 @@ impl Bridge {
                 }
             }
             _ => {
-                let association = self.stream_flows.get(&m.stream_id).copied();
+                // A stream the peer has no flow of yet answers its
+                // NetConnection flow (rtmfp-cpp's server takes a client's
+                // NetStream flows only so).
+                let association = self
+                    .stream_flows
+                    .get(&m.stream_id)
+                    .or_else(|| self.stream_flows.get(&0))
+                    .copied();
                 self.outbound.push_back(Outbound {
                     stream_id: m.stream_id,
                     lane: Lane::of(m.type_id),
@@ -375,7 +405,7 @@ mod tests {
         let mut server = ServerSession::new(SessionConfig::default());
         // The peer's NetConnection flow 2 carries connect before the local
         // handshake is done: it waits.
-        bridge.flow_opened(2, &tc_metadata(0)).unwrap();
+        bridge.flow_opened(2, &tc_metadata(0), None).unwrap();
         let mut obj = Vec::new();
         amf0::encode(
             &Amf0Value::Object(vec![
@@ -426,7 +456,7 @@ mod tests {
             )
             .unwrap();
         pump(&mut bridge, &mut server);
-        bridge.flow_opened(3, &tc_metadata(1)).unwrap();
+        bridge.flow_opened(3, &tc_metadata(1), None).unwrap();
         let publish = command(
             "publish",
             0.0,
@@ -470,9 +500,24 @@ mod tests {
     }
 
     #[test]
+    fn replies_follow_the_peer_s_flow_tree() {
+        let mut bridge = Bridge::for_server();
+        bridge.flow_opened(2, &tc_metadata(0), None).unwrap();
+        bridge.own_flow_opened(7, Some(2));
+        // rtmfp-cpp: the NetStream flow answers castgate's flow 7, so the
+        // stream's replies go to the flow 7 answers, the peer's flow 2.
+        bridge.flow_opened(4, &tc_metadata(1), Some(7)).unwrap();
+        // Flash and librtmfp: a NetStream flow of its own.
+        bridge.flow_opened(5, &tc_metadata(2), None).unwrap();
+        assert_eq!(bridge.stream_flows.get(&1), Some(&2));
+        assert_eq!(bridge.stream_flows.get(&2), Some(&5));
+        assert_eq!(bridge.stream_flows.get(&0), Some(&2));
+    }
+
+    #[test]
     fn a_peer_cannot_make_the_bridge_hold_unbounded_bytes() {
         let mut bridge = Bridge::for_server();
-        bridge.flow_opened(2, &tc_metadata(0)).unwrap();
+        bridge.flow_opened(2, &tc_metadata(0), None).unwrap();
         let big = vec![0u8; 40 << 10];
         bridge
             .from_peer(2, &tc_message(msg::COMMAND_AMF0, 0, &big))

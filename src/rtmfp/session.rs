@@ -370,6 +370,11 @@ impl Session {
         // Next User Data continues the chunk before it.
         let mut last: Option<(u64, u64, u64)> = None;
         for chunk in packet::Chunks::new(r.remaining()) {
+            if let Ok(c) = &chunk {
+                if !matches!(c, Chunk::UserData(_) | Chunk::Ack { .. }) {
+                    tracing::trace!(?c, "rtmfp chunk");
+                }
+            }
             let chunk = match chunk {
                 Ok(c) => c,
                 Err(_) => {
@@ -428,11 +433,15 @@ impl Session {
                     }
                 }
                 Chunk::CloseAck => {
-                    if let State::Closing { .. } = self.state {
+                    // Solicited, it ends castgate's close; unsolicited, it
+                    // is the peer's abrupt close (rtmfp-cpp's abort).
+                    let reason = match self.state {
+                        State::Closing { .. } => CloseReason::Local,
+                        _ => CloseReason::ByPeer,
+                    };
+                    if self.state != State::Closed {
                         self.state = State::Closed;
-                        self.events.push_back(Event::Closed {
-                            reason: CloseReason::Local,
-                        });
+                        self.events.push_back(Event::Closed { reason });
                     }
                 }
                 _ => {}
@@ -1027,6 +1036,25 @@ mod tests {
                 reason: CloseReason::IdleTimeout
             })
         );
+    }
+
+    #[test]
+    fn an_unsolicited_close_acknowledgement_is_the_peer_s_abort() {
+        let (c, mut s) = pair(0);
+        let mut header = Header::new(Mode::Initiator);
+        header.timestamp = Some(0);
+        let mut b = Builder::new(&header, MAX_SESSION_PACKET);
+        b.push(&Chunk::CloseAck);
+        let mut d = b.into_buf();
+        c.keys.encrypt.seal(10, &mut d);
+        s.handle_datagram(0, &mut d).unwrap();
+        assert_eq!(
+            s.poll_event(),
+            Some(Event::Closed {
+                reason: CloseReason::ByPeer
+            })
+        );
+        assert!(s.is_closed());
     }
 
     #[test]

@@ -208,6 +208,7 @@ pub async fn serve(socket: UdpSocket, settings: Arc<Settings>, handler: Handler)
                     start,
                     send_limit: settings.send_buffer_bytes,
                     media_lifetime: Some(settings.media_lifetime.as_millis() as u64),
+                    peer_finished: false,
                 };
                 let (ours, theirs) = tokio::io::duplex(PIPE_BYTES);
                 tokio::spawn(handler(Box::new(theirs), from, "rtmfp"));
@@ -261,6 +262,9 @@ struct SessionTask {
     /// Audio and video abandoned this long after being queued (`None`:
     /// every frame is delivered).
     media_lifetime: Option<u64>,
+    /// The peer finished its NetConnection flow: the RTMP side is told the
+    /// connection ended, once what came before is written.
+    peer_finished: bool,
 }
 
 impl SessionTask {
@@ -272,7 +276,7 @@ impl SessionTask {
     /// through `bridge`, to the session's end.
     async fn run(mut self, local: tokio::io::DuplexStream, mut bridge: Bridge) {
         let (mut rd, mut wr) = tokio::io::split(local);
-        let mut flows: HashMap<(u32, Option<u64>), u64> = HashMap::new();
+        let mut flows: HashMap<u32, u64> = HashMap::new();
         let mut local_buf = vec![0u8; 64 << 10];
         let mut local_open = true;
         // When the RTMP side ended: the flows drain, then the session closes.
@@ -298,6 +302,10 @@ impl SessionTask {
                     local_open = false;
                     draining_until.get_or_insert(self.drain(self.now()));
                 }
+            }
+            if std::mem::take(&mut self.peer_finished) {
+                debug!("rtmfp: the peer finished its NetConnection flow");
+                let _ = wr.shutdown().await;
             }
             let now = self.now();
             while let Some(d) = self.session.poll_transmit(now) {
@@ -366,19 +374,36 @@ impl SessionTask {
     /// Session events into the bridge; `Some` when the session ended.
     fn drain_events(&mut self, bridge: &mut Bridge) -> Option<String> {
         while let Some(e) = self.session.poll_event() {
+            if !matches!(e, Event::Message { .. }) {
+                tracing::trace!(?e, "rtmfp event");
+            }
             match e {
-                Event::FlowOpened { flow, metadata, .. } => {
-                    if let Err(e) = bridge.flow_opened(flow, &metadata) {
-                        debug!(flow, "rtmfp flow ignored: {e}");
+                Event::FlowOpened {
+                    flow,
+                    metadata,
+                    association,
+                } => match bridge.flow_opened(flow, &metadata, association) {
+                    Ok(stream_id) => {
+                        debug!(
+                            flow,
+                            stream_id,
+                            ?association,
+                            "rtmfp: the peer opened a flow"
+                        )
                     }
-                }
+                    Err(e) => debug!(flow, "rtmfp flow ignored: {e}"),
+                },
                 Event::Message { flow, data } => {
                     if let Err(e) = bridge.from_peer(flow, &data) {
                         warn!(flow, "rtmfp message refused: {e}");
                         self.session.close(self.now());
                     }
                 }
-                Event::FlowFinished { flow } => bridge.flow_finished(flow),
+                Event::FlowFinished { flow } => {
+                    if bridge.flow_finished(flow) {
+                        self.peer_finished = true;
+                    }
+                }
                 Event::SendFlowRejected { flow, code } => {
                     debug!(flow, code, "rtmfp: the peer refused a flow");
                 }
@@ -388,23 +413,27 @@ impl SessionTask {
         None
     }
 
-    /// The RTMP side's messages onto flows: one per stream (and the peer's
-    /// flow it answers), opened on first use. One flow keeps a stream's
+    /// The RTMP side's messages onto flows: one per stream, opened on first
+    /// use with the association the bridge gives then. One flow keeps a stream's
     /// messages in their RTMP order (a status after the media before it);
     /// audio and video carry a deadline, so a late frame is abandoned
     /// rather than holding the ones after it.
     fn send_outbound(
         &mut self,
         bridge: &mut Bridge,
-        flows: &mut HashMap<(u32, Option<u64>), u64>,
+        flows: &mut HashMap<u32, u64>,
         dropped_media: &mut u64,
     ) {
         let now = self.now();
         while let Some(o) = bridge.poll_outbound() {
-            let key = (o.stream_id, o.association);
+            let key = o.stream_id;
             let flow = *flows.entry(key).or_insert_with(|| {
-                self.session
-                    .open_flow(&tc_metadata(o.stream_id), o.association)
+                let flow = self
+                    .session
+                    .open_flow(&tc_metadata(o.stream_id), o.association);
+                debug!(flow, stream_id = o.stream_id, association = ?o.association, "rtmfp: flow opened to the peer");
+                bridge.own_flow_opened(flow, o.association);
+                flow
             });
             let deadline = self
                 .media_lifetime
@@ -514,6 +543,7 @@ pub async fn connect(
         start,
         send_limit: SessionConfig::default().send_buffer,
         media_lifetime: media_lifetime.map(|d| d.as_millis() as u64),
+        peer_finished: false,
     };
     let (ours, theirs) = tokio::io::duplex(PIPE_BYTES);
     let span = tracing::info_span!("rtmfp_client", peer = %server);
