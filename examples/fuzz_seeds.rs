@@ -638,10 +638,7 @@ pub mod seeds {
         use castgate::rtmfp::crypto::SessionKeys;
         use castgate::rtmfp::session::{Session, SessionConfig};
         let key = PacketKey::new(&[7; 16]);
-        let keys = SessionKeys {
-            encrypt: key.clone(),
-            decrypt: key.clone(),
-        };
+        let keys = SessionKeys::plain(key.clone(), key.clone());
         let mut client = Session::new(true, 1, keys, SessionConfig::default(), 0);
         let flow = client.open_flow(b"TC\x04\x00", None);
         client

@@ -168,28 +168,188 @@ pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
-/// Both directions' keys of an established session.
-#[derive(Debug, Clone)]
+/// What a session's packets carry besides the checksum, as the keying
+/// components negotiated (RFC 7425 §4.6.2): an HMAC-SHA256 of the
+/// ciphertext, appended (it replaces the checksum), and a session sequence
+/// number before the plaintext (replays are refused). Each is on for a
+/// direction when the receiver asked for it or the sender said it will
+/// always send it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PacketOptions {
+    /// Bytes of HMAC castgate appends (0: none, the checksum instead).
+    pub hmac_send: usize,
+    /// Bytes of HMAC castgate expects (0: none).
+    pub hmac_recv: usize,
+    pub sseq_send: bool,
+    pub sseq_recv: bool,
+}
+
+/// Session sequence numbers this far below the highest seen are refused
+/// as replays (rtmfp-cpp's `MAX_SSEQ_GAP` is 32).
+const SSEQ_WINDOW: u64 = 64;
+
+/// Both directions' keys of an established session, and its options.
+#[derive(Clone)]
 pub struct SessionKeys {
     pub encrypt: PacketKey,
     pub decrypt: PacketKey,
+    hmac_encrypt: [u8; 32],
+    hmac_decrypt: [u8; 32],
+    pub options: PacketOptions,
+    next_sseq: u64,
+    /// The highest sequence number received, and which of the 64 below it
+    /// were (bit i: `top - 1 - i`).
+    seen: Option<(u64, u64)>,
+}
+
+impl std::fmt::Debug for SessionKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionKeys")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SessionKeys {
     /// RFC 7425 §4.6.1: the keys from the DH secret and both components,
     /// `near` this side's and `far` the peer's.
-    pub fn derive(secret: &[u8], near: &[u8], far: &[u8]) -> SessionKeys {
-        let key = |a: &[u8], b: &[u8]| {
+    pub fn derive(secret: &[u8], near: &[u8], far: &[u8], options: PacketOptions) -> SessionKeys {
+        let full = |a: &[u8], b: &[u8]| {
             let md = hmac_sha256(a, &[b]);
-            let full = hmac_sha256(secret, &[&md]);
-            let mut k = [0u8; 16];
-            k.copy_from_slice(&full[..16]);
-            PacketKey::new(&k)
+            hmac_sha256(secret, &[&md])
+        };
+        let (enc, dec) = (full(far, near), full(near, far));
+        let aes = |k: &[u8; 32]| {
+            let mut key = [0u8; 16];
+            key.copy_from_slice(&k[..16]);
+            PacketKey::new(&key)
         };
         SessionKeys {
-            encrypt: key(far, near),
-            decrypt: key(near, far),
+            encrypt: aes(&enc),
+            decrypt: aes(&dec),
+            // §4.6.3: each direction's HMAC key from the whole 256 bits.
+            hmac_encrypt: hmac_sha256(secret, &[&enc]),
+            hmac_decrypt: hmac_sha256(secret, &[&dec]),
+            options,
+            next_sseq: 0,
+            seen: None,
         }
+    }
+
+    /// Keys with the checksum only, for tests and the fuzz target.
+    pub fn plain(encrypt: PacketKey, decrypt: PacketKey) -> SessionKeys {
+        SessionKeys {
+            encrypt,
+            decrypt,
+            hmac_encrypt: [0; 32],
+            hmac_decrypt: [0; 32],
+            options: PacketOptions::default(),
+            next_sseq: 0,
+            seen: None,
+        }
+    }
+
+    /// Seals a packet built as for [`PacketKey::seal`], with the options.
+    pub fn seal(&mut self, session_id: u32, buf: &mut Vec<u8>) {
+        let o = self.options;
+        if o.hmac_send == 0 && !o.sseq_send {
+            self.encrypt.seal(session_id, buf);
+            return;
+        }
+        let mut out = Vec::with_capacity(buf.len() + 16 + BLOCK + o.hmac_send);
+        out.extend_from_slice(&[0; 4]);
+        if o.sseq_send {
+            super::wire::put_vlu(&mut out, self.next_sseq);
+            self.next_sseq += 1;
+        }
+        let sum_at = out.len();
+        if o.hmac_send == 0 {
+            out.extend_from_slice(&[0, 0]);
+        }
+        let payload_at = out.len();
+        out.extend_from_slice(&buf[HEADER_ROOM..]);
+        let encrypted = out.len() - 4;
+        out.resize(4 + encrypted.next_multiple_of(BLOCK), 0xff);
+        if o.hmac_send == 0 {
+            let sum = in_cksum(&out[payload_at..]);
+            out[sum_at..sum_at + 2].copy_from_slice(&sum.to_be_bytes());
+        }
+        self.encrypt.encrypt(&mut out[4..]);
+        if o.hmac_send > 0 {
+            let mac = hmac_sha256(&self.hmac_encrypt, &[&out[4..]]);
+            out.extend_from_slice(&mac[..o.hmac_send]);
+        }
+        let scrambled = session_id ^ scramble_words(&out);
+        out[..4].copy_from_slice(&scrambled.to_be_bytes());
+        *buf = out;
+    }
+
+    /// Opens a received packet in place (see [`PacketKey::open`]): checks
+    /// the HMAC before decrypting, and refuses a replayed sequence number.
+    pub fn open<'a>(&mut self, packet: &'a mut [u8]) -> Result<&'a [u8], Error> {
+        let o = self.options;
+        if o.hmac_recv == 0 && !o.sseq_recv {
+            return self.decrypt.open(packet);
+        }
+        let len = packet.len();
+        let body_end = len.checked_sub(o.hmac_recv).ok_or(Error::Truncated)?;
+        let encrypted = body_end.checked_sub(4).ok_or(Error::Truncated)?;
+        if encrypted < BLOCK || encrypted % BLOCK != 0 {
+            return Err(Error::NotBlocks(len));
+        }
+        if o.hmac_recv > 0 {
+            let mac = hmac_sha256(&self.hmac_decrypt, &[&packet[4..body_end]]);
+            let diff = mac[..o.hmac_recv]
+                .iter()
+                .zip(&packet[body_end..])
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+            if diff != 0 {
+                return Err(Error::Checksum);
+            }
+        }
+        self.decrypt.decrypt(&mut packet[4..body_end]);
+        let mut r = super::wire::Reader::new(&packet[4..body_end]);
+        let seq = if o.sseq_recv { Some(r.vlu()?) } else { None };
+        if o.hmac_recv == 0 {
+            let sum = r.u16()?;
+            if in_cksum(r.remaining()) != sum {
+                return Err(Error::Checksum);
+            }
+        }
+        if let Some(seq) = seq {
+            self.accept_sequence(seq)?;
+        }
+        let plain_at = body_end - r.remaining().len();
+        Ok(&packet[plain_at..body_end])
+    }
+
+    fn accept_sequence(&mut self, seq: u64) -> Result<(), Error> {
+        match self.seen {
+            None => self.seen = Some((seq, 0)),
+            Some((top, bits)) if seq > top => {
+                // The old top becomes bit `shift - 1`; what falls past the
+                // window is refused from then on anyway.
+                let shift = seq - top;
+                let bits = match shift {
+                    s if s > SSEQ_WINDOW => 0,
+                    SSEQ_WINDOW => 1 << (SSEQ_WINDOW - 1),
+                    s => (bits << s) | (1 << (s - 1)),
+                };
+                self.seen = Some((seq, bits));
+            }
+            Some((top, bits)) => {
+                let back = top - seq;
+                if back == 0 || back > SSEQ_WINDOW {
+                    return Err(Error::Replay);
+                }
+                let bit = 1u64 << (back - 1);
+                if bits & bit != 0 {
+                    return Err(Error::Replay);
+                }
+                self.seen = Some((top, bits | bit));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -391,6 +551,19 @@ mod tests {
     }
 
     #[test]
+    fn sequence_numbers_refuse_replays_and_the_far_past() {
+        let mut k = SessionKeys::plain(PacketKey::default_key(), PacketKey::default_key());
+        for seq in [5, 3, 4, 10, 9, 80] {
+            assert_eq!(k.accept_sequence(seq), Ok(()), "{seq}");
+        }
+        for seq in [5, 10, 80, 80 - 65, 0] {
+            assert_eq!(k.accept_sequence(seq), Err(Error::Replay), "{seq}");
+        }
+        assert_eq!(k.accept_sequence(79), Ok(()));
+        assert_eq!(k.accept_sequence(80 - 64), Ok(()), "the window's last");
+    }
+
+    #[test]
     fn every_group_prime_is_a_safe_prime_of_its_size() {
         // Miller-Rabin on p and (p-1)/2 with fixed bases: a typo in a hex
         // constant would not survive it.
@@ -443,9 +616,12 @@ mod tests {
         fn both_sides_derive_each_other_s_keys(
             a in any::<[u8; 28]>(), b in any::<[u8; 28]>(),
             skic in proptest::collection::vec(any::<u8>(), 1..200),
+            (hmac, sseq) in (prop_oneof![Just(0usize), Just(4), Just(16), Just(32)], any::<bool>()),
             skrc in proptest::collection::vec(any::<u8>(), 1..200),
             plain in proptest::collection::vec(any::<u8>(), 1..1100),
         ) {
+            let opts = PacketOptions { hmac_send: hmac, hmac_recv: hmac, sseq_send: sseq, sseq_recv: sseq };
+            let mirror = |o: PacketOptions| o;
             let (ia, ra) = (
                 DhKeyPair::from_seed(DhGroup::Modp1024, &a),
                 DhKeyPair::from_seed(DhGroup::Modp1024, &b),
@@ -453,15 +629,24 @@ mod tests {
             let s1 = ia.shared_secret(ra.public()).unwrap();
             let s2 = ra.shared_secret(ia.public()).unwrap();
             prop_assert_eq!(&s1, &s2);
-            let init = SessionKeys::derive(&s1, &skic, &skrc);
-            let resp = SessionKeys::derive(&s2, &skrc, &skic);
+            let mut init = SessionKeys::derive(&s1, &skic, &skrc, opts);
+            let mut resp = SessionKeys::derive(&s2, &skrc, &skic, mirror(opts));
             let mut buf = vec![0; HEADER_ROOM];
             buf.extend_from_slice(&plain);
-            init.encrypt.seal(0x1234_5678, &mut buf);
+            init.seal(0x1234_5678, &mut buf);
             prop_assert_eq!(session_id(&buf), Some(0x1234_5678));
-            let opened = resp.decrypt.open(&mut buf).unwrap();
+            let opened = resp.open(&mut buf).unwrap().to_vec();
             prop_assert_eq!(&opened[..plain.len()], &plain[..]);
             prop_assert!(opened[plain.len()..].iter().all(|&b| b == 0xff));
+            // A second packet opens too; the first again is a replay when
+            // sequence numbers are on.
+            let mut again = vec![0; HEADER_ROOM];
+            again.extend_from_slice(&plain);
+            init.seal(0x1234_5678, &mut again);
+            let replay = again.clone();
+            prop_assert!(resp.open(&mut again).is_ok());
+            let mut replay = replay;
+            prop_assert_eq!(resp.open(&mut replay).is_err(), opts.sseq_send);
             // Each direction has its own key.
             let (mut x, mut y) = ([0u8; 16], [0u8; 16]);
             init.encrypt.encrypt(&mut x);

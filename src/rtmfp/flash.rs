@@ -9,7 +9,7 @@
 //! RIKeying. It is byte for byte the shape MonaServer sends (77 bytes),
 //! which librtmfp assumes.
 
-use super::crypto::DhGroup;
+use super::crypto::{DhGroup, PacketOptions};
 use super::wire::{put_field, put_vlu, Reader};
 use super::Error;
 
@@ -37,9 +37,13 @@ pub const KEYING_DH_GROUP_SELECT: u64 = 0x1d;
 pub const USER_DATA_METADATA: u64 = 0x00;
 pub const USER_DATA_RETURN_ASSOCIATION: u64 = 0x0a;
 
-/// Negotiation flags of the HMAC and session sequence number options.
+/// Negotiation flags of the HMAC and session sequence number options: the
+/// sender will always send it, will send it when asked, asks for it.
 const NEGOTIATE_WILL_SEND_ALWAYS: u8 = 0x04;
+const NEGOTIATE_WILL_SEND_ON_REQUEST: u8 = 0x02;
 const NEGOTIATE_REQUEST: u8 = 0x01;
+/// Bytes of HMAC castgate sends when asked (RFC 2104 §5's half of SHA-256).
+pub const HMAC_LEN: usize = 16;
 
 /// Bytes of the random option in a certificate: Flash's, and MonaServer's.
 const CERT_RANDOM_LEN: usize = 64;
@@ -214,17 +218,17 @@ pub enum KeyingKey<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Keying<'a> {
     pub key: KeyingKey<'a>,
-    /// The peer will send, or asks castgate to send, an HMAC on every
-    /// packet (castgate supports neither: the checksum is the check).
-    pub hmac_demanded: bool,
-    /// The same for session sequence numbers.
-    pub sseq_demanded: bool,
+    /// The HMAC negotiation flags and the length the peer sends.
+    pub hmac_flags: u8,
+    pub hmac_len: u64,
+    /// The session sequence number negotiation flags.
+    pub sseq_flags: u8,
 }
 
 impl<'a> Keying<'a> {
     pub fn parse(component: &'a [u8]) -> Result<Keying<'a>, Error> {
         let mut key = None;
-        let (mut hmac, mut sseq) = (0u8, 0u8);
+        let (mut hmac, mut hmac_len, mut sseq) = (0u8, 0u64, 0u8);
         for o in options(component) {
             let Opt::Value { kind, value } = o? else {
                 break;
@@ -242,25 +246,57 @@ impl<'a> Keying<'a> {
                         .and_then(DhGroup::from_id)
                         .map(KeyingKey::Static);
                 }
-                KEYING_HMAC_NEGOTIATION => hmac = r.u8().unwrap_or(0),
+                KEYING_HMAC_NEGOTIATION => {
+                    hmac = r.u8().unwrap_or(0);
+                    hmac_len = r.vlu().unwrap_or(0);
+                }
                 KEYING_SSEQ_NEGOTIATION => sseq = r.u8().unwrap_or(0),
                 _ => {}
             }
         }
-        let demands = |f: u8| f & (NEGOTIATE_WILL_SEND_ALWAYS | NEGOTIATE_REQUEST) != 0;
         Ok(Keying {
             key: key.ok_or(Error::NoKey)?,
-            hmac_demanded: demands(hmac),
-            sseq_demanded: demands(sseq),
+            hmac_flags: hmac,
+            hmac_len,
+            sseq_flags: sseq,
         })
     }
 
-    /// castgate's component: it will send neither HMACs nor sequence
-    /// numbers and asks for neither, then its ephemeral public key.
+    /// What castgate's packets carry with the peer whose component this
+    /// is (castgate offers both on request and asks for neither): an HMAC
+    /// and sequence numbers to the peer if it asks, checked from it if it
+    /// says it always sends them.
+    pub fn negotiate(&self) -> Result<PacketOptions, Error> {
+        let hmac_recv = self.hmac_flags & NEGOTIATE_WILL_SEND_ALWAYS != 0;
+        if hmac_recv && !(4..=32).contains(&self.hmac_len) {
+            return Err(Error::BadHmacLength);
+        }
+        Ok(PacketOptions {
+            hmac_send: if self.hmac_flags & NEGOTIATE_REQUEST != 0 {
+                HMAC_LEN
+            } else {
+                0
+            },
+            hmac_recv: if hmac_recv { self.hmac_len as usize } else { 0 },
+            sseq_send: self.sseq_flags & NEGOTIATE_REQUEST != 0,
+            sseq_recv: self.sseq_flags & NEGOTIATE_WILL_SEND_ALWAYS != 0,
+        })
+    }
+
+    /// castgate's component: HMACs and sequence numbers sent on request
+    /// (16-byte HMACs), neither asked for, then its ephemeral public key.
     pub fn build(group: DhGroup, public: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(public.len() + 16);
-        put_option(&mut out, KEYING_SSEQ_NEGOTIATION, &[0]);
-        put_option(&mut out, KEYING_HMAC_NEGOTIATION, &[0, 16]);
+        put_option(
+            &mut out,
+            KEYING_SSEQ_NEGOTIATION,
+            &[NEGOTIATE_WILL_SEND_ON_REQUEST],
+        );
+        put_option(
+            &mut out,
+            KEYING_HMAC_NEGOTIATION,
+            &[NEGOTIATE_WILL_SEND_ON_REQUEST, HMAC_LEN as u8],
+        );
         let mut key = Vec::with_capacity(public.len() + 2);
         put_vlu(&mut key, group.id());
         key.extend_from_slice(public);
@@ -316,18 +352,39 @@ mod tests {
             parsed.key,
             KeyingKey::Ephemeral(DhGroup::Modp2048, &[9; 256][..])
         );
-        assert!(!parsed.hmac_demanded && !parsed.sseq_demanded);
+        assert_eq!(
+            parsed.negotiate(),
+            Ok(PacketOptions::default()),
+            "on request only"
+        );
         // librtmfp's offer: will send on request (0x02), not a demand.
         let mut offer = Vec::new();
         put_option(&mut offer, KEYING_HMAC_NEGOTIATION, &[0x02, 16]);
         put_option(&mut offer, KEYING_DH_GROUP_SELECT, &[2]);
         let parsed = Keying::parse(&offer).unwrap();
         assert_eq!(parsed.key, KeyingKey::Static(DhGroup::Modp1024));
-        assert!(!parsed.hmac_demanded);
+        assert_eq!(parsed.negotiate(), Ok(PacketOptions::default()));
         let mut demand = Vec::new();
         put_option(&mut demand, KEYING_SSEQ_NEGOTIATION, &[0x05]);
         put_option(&mut demand, KEYING_DH_PUBLIC_KEY, &[2, 1, 2, 3]);
-        assert!(Keying::parse(&demand).unwrap().sseq_demanded);
+        // rtmfp-cpp's default: always sends both and requires both.
+        put_option(&mut demand, KEYING_HMAC_NEGOTIATION, &[0x07, 10]);
+        assert_eq!(
+            Keying::parse(&demand).unwrap().negotiate(),
+            Ok(PacketOptions {
+                hmac_send: HMAC_LEN,
+                hmac_recv: 10,
+                sseq_send: true,
+                sseq_recv: true
+            })
+        );
+        let mut bad = Vec::new();
+        put_option(&mut bad, KEYING_HMAC_NEGOTIATION, &[0x04, 40]);
+        put_option(&mut bad, KEYING_DH_PUBLIC_KEY, &[2, 1]);
+        assert_eq!(
+            Keying::parse(&bad).unwrap().negotiate(),
+            Err(Error::BadHmacLength)
+        );
         // No key at all, or only an unknown group.
         assert_eq!(Keying::parse(&[]), Err(Error::NoKey));
         let mut unknown = Vec::new();

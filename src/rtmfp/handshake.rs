@@ -221,12 +221,7 @@ impl Responder {
         }
         let offer = CertOffer::parse(cert)?;
         let keying = Keying::parse(skic)?;
-        if keying.hmac_demanded {
-            return Err(Error::HmacDemanded);
-        }
-        if keying.sseq_demanded {
-            return Err(Error::SseqDemanded);
-        }
+        let options = keying.negotiate()?;
         let (group, peer_public) = match keying.key {
             KeyingKey::Ephemeral(g, public) => (g, public),
             KeyingKey::Static(g) => {
@@ -240,7 +235,7 @@ impl Responder {
         let pair = DhKeyPair::generate(group);
         let secret = pair.shared_secret(peer_public)?;
         let skrc = Keying::build(group, pair.public());
-        let keys = SessionKeys::derive(&secret, &skrc, skic);
+        let keys = SessionKeys::derive(&secret, &skrc, skic, options);
         Ok(Accepted {
             far_session_id,
             keys,
@@ -382,12 +377,7 @@ impl Initiator {
                     return Err(Error::BadChunk(packet::kind::RIKEYING));
                 }
                 let keying = Keying::parse(skrc)?;
-                if keying.hmac_demanded {
-                    return Err(Error::HmacDemanded);
-                }
-                if keying.sseq_demanded {
-                    return Err(Error::SseqDemanded);
-                }
+                let options = keying.negotiate()?;
                 let KeyingKey::Ephemeral(group, public) = keying.key else {
                     return Err(Error::NoKey);
                 };
@@ -395,7 +385,7 @@ impl Initiator {
                     return Err(Error::NoCommonGroup);
                 }
                 let secret = pair.shared_secret(public)?;
-                let keys = SessionKeys::derive(&secret, skic, skrc);
+                let keys = SessionKeys::derive(&secret, skic, skrc, options);
                 let open = Progress::Open {
                     far_session_id: *session_id,
                     keys: Box::new(keys),
@@ -562,13 +552,14 @@ mod tests {
             let mut up = vec![0; crate::rtmfp::crypto::HEADER_ROOM];
             let (to_server, to_client) = (b"\x01 to the server", b"\x02 to the client");
             up.extend_from_slice(to_server);
-            keys.encrypt.seal(rsid, &mut up);
-            let opened = accepted.keys.decrypt.open(&mut up).unwrap();
+            let (mut keys, mut server_keys) = (keys, accepted.keys);
+            keys.seal(rsid, &mut up);
+            let opened = server_keys.open(&mut up).unwrap();
             assert_eq!(opened[..to_server.len()], *to_server);
             let mut down = vec![0; crate::rtmfp::crypto::HEADER_ROOM];
             down.extend_from_slice(to_client);
-            accepted.keys.encrypt.seal(0x0102_0304, &mut down);
-            let opened = keys.decrypt.open(&mut down).unwrap();
+            server_keys.seal(0x0102_0304, &mut down);
+            let opened = keys.open(&mut down).unwrap();
             assert_eq!(opened[..to_client.len()], *to_client);
         }
     }
@@ -638,13 +629,13 @@ mod tests {
         );
         let cookie = responder.cookies.issue(0, &from);
         let mut hmac = Vec::new();
-        flash::put_option(&mut hmac, flash::KEYING_HMAC_NEGOTIATION, &[0x05, 16]);
+        flash::put_option(&mut hmac, flash::KEYING_HMAC_NEGOTIATION, &[0x05, 99]);
         flash::put_option(&mut hmac, flash::KEYING_DH_PUBLIC_KEY, &[2, 9]);
         assert_eq!(
             responder
                 .keying(0, &from, 1, &cookie, b"", &hmac)
                 .unwrap_err(),
-            Error::HmacDemanded
+            Error::BadHmacLength
         );
         let skic = Keying::build(DhGroup::Modp1024, &[0]);
         assert_eq!(

@@ -66,8 +66,8 @@ pub enum Error {
     NoCommonGroup,
     #[error("a Diffie-Hellman public key outside its group")]
     BadPublicKey,
-    #[error("the peer demands an HMAC on every packet, which castgate does not do")]
-    HmacDemanded,
-    #[error("the peer demands session sequence numbers, which castgate does not do")]
-    SseqDemanded,
+    #[error("an HMAC length outside 4..=32 bytes")]
+    BadHmacLength,
+    #[error("a session sequence number seen before (a replayed packet)")]
+    Replay,
 }

@@ -335,7 +335,7 @@ impl Session {
         if self.state == State::Closed {
             return Ok(());
         }
-        let plain = match self.keys.decrypt.open(datagram) {
+        let plain = match self.keys.open(datagram) {
             Ok(p) => p,
             Err(e) => {
                 self.stats.bad_packets += 1;
@@ -705,7 +705,7 @@ impl Session {
             return None;
         }
         let mut buf = b.into_buf();
-        self.keys.encrypt.seal(self.far_session_id, &mut buf);
+        self.keys.seal(self.far_session_id, &mut buf);
         self.stats.packets_out += 1;
         Some(buf)
     }
@@ -807,10 +807,7 @@ impl Session {
 #[doc(hidden)]
 pub fn fuzz_session() -> Session {
     let key = super::crypto::PacketKey::new(&[7; 16]);
-    let keys = SessionKeys {
-        encrypt: key.clone(),
-        decrypt: key,
-    };
+    let keys = SessionKeys::plain(key.clone(), key);
     let config = SessionConfig {
         max_recv_flows: 4,
         recv: RecvLimits {
@@ -833,7 +830,7 @@ pub fn timestamp(now_ms: u64) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rtmfp::crypto::{DhGroup, DhKeyPair};
+    use crate::rtmfp::crypto::{DhGroup, DhKeyPair, PacketOptions};
 
     /// Two ends with matching keys, as a handshake leaves them.
     pub(crate) fn pair(now: u64) -> (Session, Session) {
@@ -844,14 +841,14 @@ mod tests {
         let client = Session::new(
             true,
             20,
-            SessionKeys::derive(&secret, &skic, &skrc),
+            SessionKeys::derive(&secret, &skic, &skrc, PacketOptions::default()),
             SessionConfig::default(),
             now,
         );
         let server = Session::new(
             false,
             10,
-            SessionKeys::derive(&secret, &skrc, &skic),
+            SessionKeys::derive(&secret, &skrc, &skic, PacketOptions::default()),
             SessionConfig::default(),
             now,
         );
@@ -1046,7 +1043,8 @@ mod tests {
         let mut b = Builder::new(&header, MAX_SESSION_PACKET);
         b.push(&Chunk::CloseAck);
         let mut d = b.into_buf();
-        c.keys.encrypt.seal(10, &mut d);
+        let mut keys = c.keys.clone();
+        keys.seal(10, &mut d);
         s.handle_datagram(0, &mut d).unwrap();
         assert_eq!(
             s.poll_event(),
