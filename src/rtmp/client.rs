@@ -74,7 +74,7 @@ impl ClientConfig {
             .split_once("://")
             .ok_or_else(|| format!("not a URL: {url}"))?;
         let default_port = match scheme {
-            "rtmp" | "rtmpe" => 1935,
+            "rtmp" | "rtmpe" | "rtmfp" => 1935,
             "rtmps" => 443,
             _ => return Err(format!("unsupported scheme {scheme}:// in {url}")),
         };

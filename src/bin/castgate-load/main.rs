@@ -46,6 +46,8 @@ use tokio::time::Instant;
 #[command(version, about = "RTMP publish and HLS poll load generator")]
 struct Args {
     /// Publish URL prefix; stream names `{prefix}{i}` are appended.
+    /// `rtmfp://` publishes over RTMFP (castgate's client, every frame
+    /// delivered).
     #[arg(long, default_value = "rtmp://127.0.0.1:1935/live")]
     rtmp: String,
     /// FLV file to replay (H.264/AAC), looped with rising timestamps.
@@ -164,6 +166,11 @@ async fn run(args: Args) -> Result<bool, String> {
     let replay = Arc::new(publish::Replay::new(tags)?);
     let probe = format!("{}/x", args.rtmp.trim_end_matches('/'));
     let (addr, mut base) = ClientConfig::from_url(&probe, ClientMode::Publish)?;
+    let transport = if probe.starts_with("rtmfp://") {
+        publish::Transport::Rtmfp
+    } else {
+        publish::Transport::Tcp
+    };
     base.out_chunk_size = args.chunk_size;
 
     let n = args.publishers;
@@ -185,7 +192,10 @@ async fn run(args: Args) -> Result<bool, String> {
         };
         publishers.push(tokio::spawn(publish::run(
             config,
-            addr.clone(),
+            publish::Dest {
+                addr: addr.clone(),
+                transport,
+            },
             replay.clone(),
             publish::Schedule {
                 start,

@@ -13,11 +13,57 @@ use bytes::{Bytes, BytesMut};
 use castgate::media::flv_file::{FileTag, TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
 use castgate::media::MediaKind;
 use castgate::rtmp::client::{ClientConfig, ClientEvent, ClientSession};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout, Instant};
 
 use crate::ll::SendLog;
+
+/// A publisher's byte stream: TCP, or RTMP's messages over an RTMFP
+/// session (castgate's client, `transport::rtmfp::connect`).
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Where and how a publisher reaches the server.
+#[derive(Clone, Debug)]
+pub struct Dest {
+    /// `host:port`.
+    pub addr: String,
+    pub transport: Transport,
+}
+
+/// How a publisher reaches the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    /// Every frame delivered (nothing abandoned), as over TCP.
+    Rtmfp,
+}
+
+async fn dial(addr: &str, transport: Transport, tc_url: &str) -> Result<Box<dyn Io>, String> {
+    match transport {
+        Transport::Tcp => {
+            let stream = timeout(Duration::from_secs(10), TcpStream::connect(addr))
+                .await
+                .map_err(|_| format!("connect to {addr} timed out"))?
+                .map_err(|e| format!("connect to {addr}: {e}"))?;
+            stream.set_nodelay(true).map_err(|e| e.to_string())?;
+            Ok(Box::new(stream))
+        }
+        Transport::Rtmfp => {
+            let server = tokio::net::lookup_host(addr)
+                .await
+                .map_err(|e| format!("{addr}: {e}"))?
+                .next()
+                .ok_or_else(|| format!("{addr}: no address"))?;
+            let io =
+                castgate::transport::rtmfp::connect(server, tc_url, None, Duration::from_secs(10))
+                    .await
+                    .map_err(|e| format!("rtmfp session with {addr}: {e}"))?;
+            Ok(Box::new(io))
+        }
+    }
+}
 
 /// The file, prepared once and shared by every publisher.
 pub struct Replay {
@@ -103,7 +149,7 @@ pub struct Schedule {
 /// Publishes `config.stream` from `schedule.start` until `schedule.end`.
 pub async fn run(
     config: ClientConfig,
-    addr: String,
+    dest: Dest,
     replay: Arc<Replay>,
     schedule: Schedule,
     log: Arc<SendLog>,
@@ -120,7 +166,7 @@ pub async fn run(
     };
     let result = publish(
         config,
-        &addr,
+        &dest,
         &replay,
         schedule,
         &mut report,
@@ -136,7 +182,7 @@ pub async fn run(
 
 async fn publish(
     config: ClientConfig,
-    addr: &str,
+    dest: &Dest,
     replay: &Replay,
     Schedule { end, tick, .. }: Schedule,
     report: &mut PublisherReport,
@@ -144,11 +190,7 @@ async fn publish(
     on_started: impl FnOnce(Instant),
 ) -> Result<(), String> {
     let t0 = Instant::now();
-    let mut stream = timeout(Duration::from_secs(10), TcpStream::connect(addr))
-        .await
-        .map_err(|_| format!("connect to {addr} timed out"))?
-        .map_err(|e| format!("connect to {addr}: {e}"))?;
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let mut stream = dial(&dest.addr, dest.transport, &config.tc_url).await?;
     report.connected = true;
     let mut session = ClientSession::new(config);
     session.start();
@@ -276,7 +318,7 @@ struct Outbox {
 /// Writes what the session has queued; the video frames in it count as
 /// sent once the write returns (the kernel has every byte of them).
 async fn flush(
-    stream: &mut TcpStream,
+    stream: &mut Box<dyn Io>,
     session: &mut ClientSession,
     report: &mut PublisherReport,
     out: &mut Outbox,
