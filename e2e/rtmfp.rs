@@ -2,8 +2,8 @@
 //! castgate, publishes into another castgate's RTMFP listener, directly and
 //! through a lossy, jittery UDP relay run by the test; the receiving
 //! castgate's recording holds every frame of what ffmpeg published from the
-//! keyframe the relay joined at, and the stream plays there over RTMP and
-//! HLS like any other.
+//! keyframe the relay joined at, and the stream plays there over RTMP, HLS
+//! and DASH like any other.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -182,12 +182,14 @@ fn an_rtmfp_relay_delivers_every_frame_through_loss_and_jitter() {
         let begun = b.wait_log_all(&["recording started", &format!("stream=\"{name}\"")], T);
         let first_ms = started.elapsed().as_millis();
         wait_relay(&a, id, "connected over RTMFP", |r| r["state"] == "live");
-        // The stream plays on the receiver like any other, over RTMP and HLS.
+        // The stream plays on the receiver like any other: RTMP, HLS, DASH.
         if i == 0 {
             let out = dir.path().join("played.flv");
             let mut player = play(&b.url(&name), &out);
             let hls = wait_http_ok(b.http, &format!("/{name}/index.m3u8"), T);
             assert!(hls.text().contains("#EXTM3U"), "{}", hls.text());
+            let dash = wait_http_ok(b.http, &format!("/{name}/manifest.mpd"), T);
+            assert!(dash.text().contains("<MPD"), "{}", dash.text());
             wait_child(&mut player, T, "ffmpeg RTMP player");
             let played = framemd5(&out);
             assert!(

@@ -283,25 +283,69 @@ impl<'a> Keying<'a> {
         })
     }
 
-    /// castgate's component: HMACs and sequence numbers sent on request
-    /// (16-byte HMACs), neither asked for, then its ephemeral public key.
-    pub fn build(group: DhGroup, public: &[u8]) -> Vec<u8> {
+    /// castgate's responder component (SKRC) for the peer whose component
+    /// this is: the HMAC and sequence number options, each "sent on
+    /// request" if the peer asks for it and declined (flags 0) otherwise,
+    /// then castgate's ephemeral public key. The layout is MonaServer's
+    /// (`03 1a 00 00 02 1e 00`, then the key from byte 11): librtmfp reads
+    /// it by offsets and refuses anything else.
+    pub fn respond(&self, group: DhGroup, public: &[u8]) -> Vec<u8> {
+        let asked = |flags: u8| flags & NEGOTIATE_REQUEST != 0;
         let mut out = Vec::with_capacity(public.len() + 16);
-        put_option(
-            &mut out,
-            KEYING_SSEQ_NEGOTIATION,
-            &[NEGOTIATE_WILL_SEND_ON_REQUEST],
-        );
-        put_option(
-            &mut out,
-            KEYING_HMAC_NEGOTIATION,
-            &[NEGOTIATE_WILL_SEND_ON_REQUEST, HMAC_LEN as u8],
-        );
+        if asked(self.hmac_flags) {
+            let flags = [NEGOTIATE_WILL_SEND_ON_REQUEST, HMAC_LEN as u8];
+            put_option(&mut out, KEYING_HMAC_NEGOTIATION, &flags);
+        } else {
+            put_option(&mut out, KEYING_HMAC_NEGOTIATION, &[0, 0]);
+        }
+        let sseq = if asked(self.sseq_flags) {
+            NEGOTIATE_WILL_SEND_ON_REQUEST
+        } else {
+            0
+        };
+        put_option(&mut out, KEYING_SSEQ_NEGOTIATION, &[sseq]);
         let mut key = Vec::with_capacity(public.len() + 2);
         put_vlu(&mut key, group.id());
         key.extend_from_slice(public);
         put_option(&mut out, KEYING_DH_PUBLIC_KEY, &key);
         out
+    }
+
+    /// castgate's initiator component (SKIC), as Flash Player writes it:
+    /// the group whose static key castgate's certificate carries, 64
+    /// random bytes, then HMACs (16 bytes) and sequence numbers offered on
+    /// request. `certificate` is the certificate that goes with it.
+    pub fn initiate(group: DhGroup, public: &[u8], random: &[u8; 64]) -> (Vec<u8>, Vec<u8>) {
+        let mut cert = Vec::with_capacity(public.len() + 4);
+        let mut key = Vec::with_capacity(public.len() + 2);
+        put_vlu(&mut key, group.id());
+        key.extend_from_slice(public);
+        put_option(&mut cert, CERT_STATIC_DH_PUBLIC_KEY, &key);
+        let mut skic = Vec::with_capacity(96);
+        let mut id = Vec::new();
+        put_vlu(&mut id, group.id());
+        put_option(&mut skic, KEYING_DH_GROUP_SELECT, &id);
+        put_option(&mut skic, KEYING_EXTRA_RANDOMNESS, random);
+        let hmac = [NEGOTIATE_WILL_SEND_ON_REQUEST, HMAC_LEN as u8];
+        put_option(&mut skic, KEYING_HMAC_NEGOTIATION, &hmac);
+        put_option(
+            &mut skic,
+            KEYING_SSEQ_NEGOTIATION,
+            &[NEGOTIATE_WILL_SEND_ON_REQUEST],
+        );
+        (skic, cert)
+    }
+
+    /// A component carrying an ephemeral key and offering both options on
+    /// request (tests and the fuzz seeds).
+    pub fn build(group: DhGroup, public: &[u8]) -> Vec<u8> {
+        let offer = Keying {
+            key: KeyingKey::Static(group),
+            hmac_flags: NEGOTIATE_REQUEST,
+            hmac_len: HMAC_LEN as u64,
+            sseq_flags: NEGOTIATE_REQUEST,
+        };
+        offer.respond(group, public)
     }
 }
 
@@ -342,6 +386,47 @@ mod tests {
         put_option(&mut other, 0x33, b"x");
         assert_eq!(Discriminator::parse(&other), Err(Error::BadDiscriminator));
         assert_eq!(Discriminator::parse(&[0x05, 0x0a]), Err(Error::Truncated));
+    }
+
+    #[test]
+    fn the_responder_component_has_the_layout_librtmfp_reads_by_offsets() {
+        // librtmfp's component (Flash Player's): group 2 selected, 64
+        // random bytes, HMAC (10 bytes) and sequence numbers offered.
+        let mut skic = vec![0x02, 0x1d, 0x02, 0x41, 0x0e];
+        skic.extend_from_slice(&[7; 64]);
+        skic.extend_from_slice(&[0x03, 0x1a, 0x02, 0x0a, 0x02, 0x1e, 0x02]);
+        let peer = Keying::parse(&skic).unwrap();
+        assert_eq!(peer.key, KeyingKey::Static(DhGroup::Modp1024));
+        assert_eq!(
+            peer.negotiate(),
+            Ok(PacketOptions::default()),
+            "offers, no demands"
+        );
+        let skrc = peer.respond(DhGroup::Modp1024, &[9; 128]);
+        assert_eq!(
+            skrc[..11],
+            [0x03, 0x1a, 0x00, 0x00, 0x02, 0x1e, 0x00, 0x81, 0x02, 0x0d, 0x02]
+        );
+        assert_eq!(skrc[11..], [9; 128], "the key from byte 11");
+        assert_eq!(
+            Keying::parse(&skrc).unwrap().negotiate(),
+            Ok(PacketOptions::default())
+        );
+        // rtmfp-cpp asks for both: castgate says it sends them on request.
+        let mut demand = Vec::new();
+        put_option(&mut demand, KEYING_DH_GROUP_SELECT, &[14]);
+        put_option(&mut demand, KEYING_HMAC_NEGOTIATION, &[0x07, 16]);
+        put_option(&mut demand, KEYING_SSEQ_NEGOTIATION, &[0x07]);
+        let skrc = Keying::parse(&demand)
+            .unwrap()
+            .respond(DhGroup::Modp2048, &[9; 256]);
+        assert_eq!(skrc[..7], [0x03, 0x1a, 0x02, 0x10, 0x02, 0x1e, 0x02]);
+        // castgate's own initiator component, Flash's layout.
+        let (skic, cert) = Keying::initiate(DhGroup::Modp2048, &[5; 256], &[1; 64]);
+        let parsed = Keying::parse(&skic).unwrap();
+        assert_eq!(parsed.key, KeyingKey::Static(DhGroup::Modp2048));
+        let offer = CertOffer::parse(&cert).unwrap();
+        assert_eq!(offer.static_keys, [(DhGroup::Modp2048, &[5u8; 256][..])]);
     }
 
     #[test]

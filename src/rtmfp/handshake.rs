@@ -234,7 +234,7 @@ impl Responder {
         }
         let pair = DhKeyPair::generate(group);
         let secret = pair.shared_secret(peer_public)?;
-        let skrc = Keying::build(group, pair.public());
+        let skrc = keying.respond(group, pair.public());
         let keys = SessionKeys::derive(&secret, &skrc, skic, options);
         Ok(Accepted {
             far_session_id,
@@ -348,10 +348,12 @@ impl Initiator {
                 let offer = CertOffer::parse(cert)?;
                 let group = offer.choose(&self.preference).ok_or(Error::NoCommonGroup)?;
                 let pair = DhKeyPair::generate(group);
-                let skic = Keying::build(group, pair.public());
-                let mut cert_random = [0u8; 64];
-                fastrand::fill(&mut cert_random);
-                let own_cert = flash::certificate(false, &self.preference, &cert_random);
+                let mut random = [0u8; 64];
+                fastrand::fill(&mut random);
+                // Flash Player's layout: the key in the certificate, the
+                // component selecting its group (MonaServer and rtmfp-cpp
+                // both take it).
+                let (skic, own_cert) = Keying::initiate(group, pair.public(), &random);
                 let iikeying = Chunk::IIKeying {
                     session_id: self.near_session_id,
                     cookie,
