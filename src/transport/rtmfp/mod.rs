@@ -249,7 +249,22 @@ impl Inbox {
             },
         }
     }
+
+    /// A datagram already waiting, without waiting for one.
+    fn try_recv(&mut self) -> Option<(Vec<u8>, SocketAddr)> {
+        match self {
+            Inbox::Listener(rx) => rx.try_recv().ok(),
+            Inbox::Own(socket, buf) => match socket.try_recv_from(buf) {
+                Ok((n, from)) => Some((buf[..n].to_vec(), from)),
+                Err(_) => None,
+            },
+        }
+    }
 }
+
+/// Datagrams a session takes in one wake-up before it answers: what came
+/// together is acknowledged and handed on together.
+const DATAGRAMS_PER_WAKE: usize = 32;
 
 struct SessionTask {
     socket: Arc<UdpSocket>,
@@ -320,12 +335,20 @@ impl SessionTask {
                 .map(|ms| self.start + Duration::from_millis(ms));
             tokio::select! {
                 d = self.inbox.recv() => {
-                    let Some((mut d, from)) = d else { break "socket gone".to_string() };
-                    tracing::trace!(len = d.len(), now = self.now(), "rtmfp in");
-                    let ok = self.session.handle_datagram(self.now(), &mut d).is_ok();
-                    if ok && from != self.peer {
-                        info!(from = %self.peer, to = %from, "rtmfp session moved");
-                        self.peer = from;
+                    let Some(first) = d else { break "socket gone".to_string() };
+                    let mut next = Some(first);
+                    let mut taken = 0;
+                    while let Some((mut d, from)) = next.take() {
+                        tracing::trace!(len = d.len(), now = self.now(), "rtmfp in");
+                        let ok = self.session.handle_datagram(self.now(), &mut d).is_ok();
+                        if ok && from != self.peer {
+                            info!(from = %self.peer, to = %from, "rtmfp session moved");
+                            self.peer = from;
+                        }
+                        taken += 1;
+                        if taken < DATAGRAMS_PER_WAKE {
+                            next = self.inbox.try_recv();
+                        }
                     }
                 }
                 r = rd.read(&mut local_buf), if local_open && room => {
