@@ -10,7 +10,9 @@
 //!
 //! They are startup packets, under the Flash profile's default key: the
 //! session packets after them are under keys from an ephemeral exchange
-//! and cannot be replayed.
+//! and cannot be replayed. `librtmfp-ihello.bin` and `librtmfp-iikeying.bin`
+//! are librtmfp's `TestClient` (MonaSolutions) publishing to castgate the same
+//! way.
 
 use std::net::SocketAddr;
 
@@ -131,4 +133,62 @@ fn tcserver_s_rhello_and_rikeying_are_read() {
         options.hmac_send > 0 && options.sseq_send,
         "tcserver asks for both: {options:?}"
     );
+}
+
+const LIBRTMFP_IHELLO: &[u8] = include_bytes!("vectors/rtmfp/librtmfp-ihello.bin");
+const LIBRTMFP_IIKEYING: &[u8] = include_bytes!("vectors/rtmfp/librtmfp-iikeying.bin");
+
+/// librtmfp's `TestClient` (MonaSolutions, the Mona family) publishing to
+/// castgate: a 36-byte IHello, and an IIKeying in Flash Player's layout
+/// (its key in its certificate, group 2 selected, HMAC and sequence
+/// numbers offered, not asked for).
+#[test]
+fn librtmfp_s_handshake_is_read_and_answered() {
+    let (sid, mut packet) = chunk_of(LIBRTMFP_IHELLO);
+    assert_eq!((sid, LIBRTMFP_IHELLO.len()), (Some(0), 36));
+    let Chunk::IHello { epd, tag } = open_startup(&mut packet).unwrap() else {
+        panic!("not an IHello")
+    };
+    let d = Discriminator::parse(epd).unwrap();
+    assert!(d.fingerprint.is_none(), "{d:?}");
+    let from: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    let rhello = Responder::with_secret([1; 32], [2; 64])
+        .hello(0, 0, &from, epd, tag)
+        .unwrap();
+    assert_eq!(
+        rhello.len(),
+        180,
+        "5 times the IHello: what `HelloLimiter` bounds"
+    );
+
+    let (_, mut packet) = chunk_of(LIBRTMFP_IIKEYING);
+    let Chunk::IIKeying {
+        cookie, cert, skic, ..
+    } = open_startup(&mut packet).unwrap()
+    else {
+        panic!("not an IIKeying")
+    };
+    assert_eq!(cookie.len(), 64);
+    let offer = CertOffer::parse(cert).unwrap();
+    let keying = Keying::parse(skic).unwrap();
+    assert_eq!(
+        keying.key,
+        KeyingKey::Static(DhGroup::Modp1024),
+        "{keying:?}"
+    );
+    assert!(
+        offer
+            .static_keys
+            .iter()
+            .any(|(g, k)| *g == DhGroup::Modp1024 && k.len() == 128),
+        "{offer:?}"
+    );
+    assert_eq!(
+        keying.negotiate(),
+        Ok(PacketOptions::default()),
+        "offers only"
+    );
+    // The answer librtmfp reads by offsets.
+    let skrc = keying.respond(DhGroup::Modp1024, &[9; 128]);
+    assert_eq!(skrc[..7], [0x03, 0x1a, 0x00, 0x00, 0x02, 0x1e, 0x00]);
 }

@@ -34,6 +34,8 @@ const CSID_VIDEO: u32 = 6;
 /// Transaction ids of the commands the client sends.
 const TID_CONNECT: f64 = 1.0;
 const TID_CREATE_STREAM: f64 = 4.0;
+const TID_RELEASE_STREAM: f64 = 2.0;
+const TID_FC_PUBLISH: f64 = 3.0;
 
 /// Whether the session publishes or plays its stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -443,7 +445,7 @@ impl ClientSession {
                 0,
                 &[
                     Amf0Value::string("releaseStream"),
-                    tid(2.0),
+                    tid(TID_RELEASE_STREAM),
                     Amf0Value::Null,
                     name.clone(),
                 ],
@@ -452,7 +454,7 @@ impl ClientSession {
                 0,
                 &[
                     Amf0Value::string("FCPublish"),
-                    tid(3.0),
+                    tid(TID_FC_PUBLISH),
                     Amf0Value::Null,
                     name,
                 ],
@@ -620,6 +622,9 @@ impl ClientSession {
                     value: info.clone().unwrap_or(Amf0Value::Null),
                 });
             }
+            // releaseStream and FCPublish are FMS's: a server without them
+            // (MonaServer) answers `_error`, which refuses nothing.
+            "_error" if tid == TID_RELEASE_STREAM || tid == TID_FC_PUBLISH => {}
             "_error" => {
                 let (code, description) = (field("code"), field("description"));
                 self.fail(code, description);

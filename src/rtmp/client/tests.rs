@@ -186,6 +186,54 @@ fn a_refused_publish_fails_with_the_servers_code() {
 }
 
 #[test]
+fn an_error_to_release_stream_or_fc_publish_refuses_nothing() {
+    let mut client = ClientSession::new(config(ClientMode::Publish));
+    let mut server = ServerSession::new(SessionConfig::default());
+    client.start();
+    pump(&mut client, &mut server, 100_000);
+    let _ = events(&mut client);
+    // MonaServer's answer to FMS's optional commands.
+    let error = |tid: f64| {
+        let mut body = Vec::new();
+        for v in [
+            Amf0Value::string("_error"),
+            Amf0Value::Number(tid),
+            Amf0Value::Null,
+            Amf0Value::object(vec![
+                ("level", Amf0Value::string("error")),
+                ("code", Amf0Value::string("NetConnection.Call.Failed")),
+                (
+                    "description",
+                    Amf0Value::string("No Method client releaseStream"),
+                ),
+            ]),
+        ] {
+            crate::amf::amf0::encode(&v, &mut body);
+        }
+        let mut out = bytes::BytesMut::new();
+        crate::rtmp::chunk::ChunkEncoder::new().write(
+            50,
+            msg::COMMAND_AMF0,
+            0,
+            0,
+            &[&body],
+            &mut out,
+        );
+        out
+    };
+    client.handle_input(&error(2.0)).unwrap();
+    client.handle_input(&error(3.0)).unwrap();
+    assert!(events(&mut client).is_empty());
+    assert!(client.stream_id().is_some(), "still publishing");
+    // Any other transaction's error is a refusal.
+    client.handle_input(&error(9.0)).unwrap();
+    assert!(matches!(
+        events(&mut client).last(),
+        Some(ClientEvent::Failed { .. })
+    ));
+}
+
+#[test]
 fn acknowledges_the_servers_window_and_answers_pings() {
     let mut client = ClientSession::new(config(ClientMode::Play));
     let mut server = ServerSession::new(SessionConfig {

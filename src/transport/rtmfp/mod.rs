@@ -510,6 +510,7 @@ pub async fn connect(
     let deadline = start + timeout;
     let ts = |start: Instant| session::timestamp(start.elapsed().as_millis() as u64);
     let mut init = Initiator::new(url, fastrand::u32(1..), &DhGroup::ALL);
+    let mut fell_back = false;
     let mut packet = init.hello(ts(start));
     let mut retry = CLIENT_RETRY;
     let mut buf = vec![0u8; MAX_DATAGRAM];
@@ -547,6 +548,16 @@ pub async fn connect(
                 keys,
                 ..
             }) => break (far_session_id, keys),
+            // MonaServer offers groups 2, 5 and 14 but answers in group 2
+            // whatever was selected: start again selecting group 2, once.
+            Err(crate::rtmfp::Error::NoCommonGroup) if !fell_back => {
+                debug!(%server, "rtmfp handshake: the server answered in another DH group; again with group 2");
+                fell_back = true;
+                init = Initiator::new(url, fastrand::u32(1..), &[DhGroup::Modp1024]);
+                packet = init.hello(ts(start));
+                retry = CLIENT_RETRY;
+                resend_at = Instant::now();
+            }
             Err(e) => debug!(%server, "rtmfp handshake: {e}"),
         }
     };
