@@ -280,3 +280,79 @@ fn an_rtmfp_source_plays_a_stream_from_the_rtmfp_listener() {
     up.assert_no_panic();
     puller.assert_no_panic();
 }
+
+/// The listener under hostile input: garbage datagrams of every size, cut
+/// and corrupted startup packets, then a flood of IHellos from one address;
+/// castgate answers within its RHello budget, logs no panic, and still
+/// opens sessions for a real client, up to `max_sessions_per_ip` from one
+/// address: the next is refused with a log line naming the limit.
+#[test]
+fn the_rtmfp_listener_survives_garbage_and_keeps_its_caps() {
+    use castgate::rtmfp::handshake::Initiator;
+    let server = Castgate::start(&[
+        ("CASTGATE__RTMFP__ENABLED", "true"),
+        ("CASTGATE__RTMFP__LISTEN", "127.0.0.1:0"),
+        ("CASTGATE__RTMFP__MAX_SESSIONS_PER_IP", "2"),
+        ("CASTGATE__RTMFP__HELLO_BYTES_PER_SEC_PER_IP", "1800"),
+        ("CASTGATE__RTMFP__HELLO_BYTES_PER_SEC", "1800"),
+    ]);
+    let udp = server.listening("RTMFP");
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut rng = fastrand::Rng::with_seed(24);
+    for n in [0usize, 1, 3, 4, 19, 20, 36, 180, 1200, 4000, 8192] {
+        for _ in 0..20 {
+            let junk: Vec<u8> = (0..n).map(|_| rng.u8(..)).collect();
+            sock.send_to(&junk, udp).unwrap();
+        }
+    }
+    // A real IHello, then bit flips and truncations of it.
+    let hello = Initiator::new("rtmfp://127.0.0.1/live", 9, &[]).hello(0);
+    for i in 0..hello.len() * 8 {
+        let mut bad = hello.clone();
+        bad[i / 8] ^= 1 << (i % 8);
+        sock.send_to(&bad, udp).unwrap();
+        sock.send_to(&hello[..i / 8], udp).unwrap();
+    }
+    // A real client still opens a session (its retries outlast the
+    // backlog of garbage).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = format!("rtmfp://{udp}/live");
+    let connect = |timeout: Duration| {
+        // (The client sends its IHello again after a second and more: the
+        // RHello budget a flood spent refills meanwhile.)
+        rt.block_on(castgate::transport::rtmfp::connect(
+            udp, &url, None, timeout,
+        ))
+    };
+    let first = connect(T).expect("a first session");
+    // 50 good IHellos from one address: 1800 bytes a second of RHellos
+    // (180 each) is at most 10 answers, plus the refill while sending.
+    for _ in 0..50 {
+        sock.send_to(&hello, udp).unwrap();
+    }
+    let mut answers = 0;
+    let mut buf = [0u8; 2048];
+    while let Ok((n, _)) = sock.recv_from(&mut buf) {
+        assert_eq!(n, 180, "an RHello");
+        answers += 1;
+    }
+    assert!(
+        (1..=12).contains(&answers),
+        "{answers} RHellos for 50 IHellos"
+    );
+    // Up to the per-address cap: the next is refused.
+    let second = connect(T).expect("a second session");
+    let mark = server.log_len();
+    let third = connect(Duration::from_secs(4));
+    assert!(third.is_err(), "a third session from one address opened");
+    server
+        .find_log_after(mark, &["rtmfp session refused", "limit 2 per address"], T)
+        .expect("the refusal is logged with the limit");
+    drop((first, second));
+    server.assert_no_panic();
+}
