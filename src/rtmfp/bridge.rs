@@ -64,32 +64,28 @@ pub fn tc_message(type_id: u8, timestamp: u32, payload: &[u8]) -> Bytes {
     out.freeze()
 }
 
-/// What a message is, for its reliability: audio and video may be
-/// abandoned when late, the rest is always delivered. A stream's messages
-/// all take one flow, so that they stay in order (a status never overtakes
-/// the media sent before it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Lane {
-    Control,
-    Audio,
-    Video,
+/// Chunk-level control: each side's chunk stream has its own, so these
+/// never cross the bridge.
+fn chunk_level(type_id: u8) -> bool {
+    matches!(
+        type_id,
+        msg::SET_CHUNK_SIZE
+            | msg::ABORT
+            | msg::ACKNOWLEDGEMENT
+            | msg::WINDOW_ACK_SIZE
+            | msg::SET_PEER_BANDWIDTH
+    )
 }
 
-impl Lane {
-    fn of(type_id: u8) -> Lane {
-        match type_id {
-            msg::AUDIO => Lane::Audio,
-            msg::VIDEO => Lane::Video,
-            _ => Lane::Control,
-        }
-    }
-}
-
-/// A message for the RTMFP peer.
+/// A message for the RTMFP peer. A stream's messages all take one flow, so
+/// that they stay in order (a status never overtakes the media sent before
+/// it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outbound {
     pub stream_id: u32,
-    pub lane: Lane,
+    /// Audio or video: it may be abandoned when late; the rest is always
+    /// delivered.
+    pub media: bool,
     /// The peer's flow this stream's flows answer, if it opened one.
     pub association: Option<u64>,
     /// The message as it goes on the flow.
@@ -128,6 +124,8 @@ pub struct Bridge {
     held_bytes: usize,
     encoder: ChunkEncoder,
     decoder: ChunkDecoder,
+    /// The local side's chunk-level control, applied to `decoder`.
+    control: msg::Control,
     from_local: BytesMut,
     /// The peer's flows and the stream id each carries.
     peer_flows: HashMap<u64, u32>,
@@ -174,6 +172,7 @@ impl Bridge {
             held_bytes: 0,
             encoder,
             decoder: ChunkDecoder::new(ChunkLimits::default()),
+            control: msg::Control::default(),
             from_local: BytesMut::new(),
             peer_flows: HashMap::new(),
             stream_flows: HashMap::new(),
@@ -212,9 +211,8 @@ impl Bridge {
         self.own_flows.insert(flow, association);
     }
 
-    /// The peer finished a flow.
-    /// Says whether it was a NetConnection flow (stream 0): the peer's
-    /// end of the RTMP connection, as a TCP FIN is.
+    /// The peer finished a flow. Says whether it was a NetConnection flow
+    /// (stream 0): the peer's end of the RTMP connection, as a TCP FIN is.
     pub fn flow_finished(&mut self, flow: u64) -> bool {
         self.peer_flows.remove(&flow) == Some(0)
     }
@@ -229,14 +227,7 @@ impl Bridge {
         let (Ok(type_id), Ok(timestamp)) = (r.u8(), r.u32()) else {
             return Err(BridgeError::Short);
         };
-        if matches!(
-            type_id,
-            msg::SET_CHUNK_SIZE
-                | msg::ABORT
-                | msg::ACKNOWLEDGEMENT
-                | msg::WINDOW_ACK_SIZE
-                | msg::SET_PEER_BANDWIDTH
-        ) {
+        if chunk_level(type_id) {
             return Ok(());
         }
         let m = Message {
@@ -312,18 +303,9 @@ impl Bridge {
 
     fn toward_peer(&mut self, m: Message) -> Result<(), BridgeError> {
         match m.type_id {
-            msg::SET_CHUNK_SIZE => {
-                let mut r = Reader::new(&m.payload);
-                if let Ok(size) = r.u32() {
-                    self.decoder.set_chunk_size(size & 0x7fff_ffff)?;
-                }
+            t if chunk_level(t) => {
+                self.control.handle(&m, &mut self.decoder)?;
             }
-            msg::ABORT => {
-                if let Ok(csid) = Reader::new(&m.payload).u32() {
-                    self.decoder.abort(csid);
-                }
-            }
-            msg::ACKNOWLEDGEMENT | msg::WINDOW_ACK_SIZE | msg::SET_PEER_BANDWIDTH => {}
             msg::AGGREGATE => {
                 for sub in msg::split_aggregate(&m)? {
                     self.toward_peer(Message {
@@ -345,7 +327,7 @@ impl Bridge {
                     .copied();
                 self.outbound.push_back(Outbound {
                     stream_id: m.stream_id,
-                    lane: Lane::of(m.type_id),
+                    media: matches!(m.type_id, msg::AUDIO | msg::VIDEO),
                     association,
                     message: tc_message(m.type_id, m.timestamp, &m.payload),
                 });
@@ -439,8 +421,8 @@ mod tests {
             .find(|o| o.message[0] == msg::COMMAND_AMF0)
             .expect("a command reply");
         assert_eq!(
-            (result.stream_id, result.association, result.lane),
-            (0, Some(2), Lane::Control)
+            (result.stream_id, result.association, result.media),
+            (0, Some(2), false)
         );
         assert!(replies.iter().all(|o| o.message[0] != msg::WINDOW_ACK_SIZE));
 

@@ -158,6 +158,13 @@ fn scramble_words(packet: &[u8]) -> u32 {
     word(4) ^ word(8)
 }
 
+/// Whether `a` and `b`, of one length known to both sides (a MAC), are
+/// equal, without stopping at the first difference. (`auth::constant_time_eq`
+/// hashes first for secrets of any length; `rtmfp` sits below `auth`.)
+pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 type HmacSha256 = Hmac<Sha256>;
 
 pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
@@ -299,11 +306,7 @@ impl SessionKeys {
         }
         if o.hmac_recv > 0 {
             let mac = hmac_sha256(&self.hmac_decrypt, &[&packet[4..body_end]]);
-            let diff = mac[..o.hmac_recv]
-                .iter()
-                .zip(&packet[body_end..])
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-            if diff != 0 {
+            if !same_bytes(&mac[..o.hmac_recv], &packet[body_end..]) {
                 return Err(Error::Checksum);
             }
         }

@@ -21,7 +21,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::crypto::{hmac_sha256, DhGroup, DhKeyPair, PacketKey, SessionKeys};
+use super::crypto::{hmac_sha256, same_bytes, DhGroup, DhKeyPair, PacketKey, SessionKeys};
 use super::flash::{self, CertOffer, Discriminator, Keying, KeyingKey};
 use super::packet::{self, Builder, Chunk, Header, Mode};
 use super::Error;
@@ -109,12 +109,7 @@ impl CookieJar {
         if u64::from(age) > COOKIE_LIFETIME_SECS {
             return Err(Error::BadCookie);
         }
-        let expected = self.mac(issued, addr);
-        let diff = expected
-            .iter()
-            .zip(&cookie[4..])
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        if diff != 0 {
+        if !same_bytes(&self.mac(issued, addr), &cookie[4..]) {
             return Err(Error::BadCookie);
         }
         Ok(())

@@ -26,7 +26,7 @@ use tracing::{debug, info, warn, Instrument};
 
 use super::per_ip::PerIpLimit;
 use super::Handler;
-use crate::rtmfp::bridge::{tc_metadata, Bridge, Lane};
+use crate::rtmfp::bridge::{tc_metadata, Bridge};
 use crate::rtmfp::handshake::{open_startup, HelloLimiter, Responder};
 use crate::rtmfp::packet::Chunk;
 use crate::rtmfp::recv::RecvLimits;
@@ -458,16 +458,13 @@ impl SessionTask {
                 bridge.own_flow_opened(flow, o.association);
                 flow
             });
-            let deadline = self
-                .media_lifetime
-                .filter(|_| o.lane != Lane::Control)
-                .map(|l| now + l);
+            let deadline = self.media_lifetime.filter(|_| o.media).map(|l| now + l);
             if self.session.send(flow, o.message, deadline).is_err() {
-                if o.lane == Lane::Control {
+                if o.media {
+                    *dropped_media += 1;
+                } else {
                     warn!("rtmfp: a control message did not fit the flow's buffer");
                     self.session.close(now);
-                } else {
-                    *dropped_media += 1;
                 }
             }
         }
