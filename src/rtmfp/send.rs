@@ -16,8 +16,25 @@ use super::packet::{DataFlags, Fragment};
 use super::wire::Reader;
 
 /// A fragment is taken as lost once this many acknowledgements have
-/// covered fragments sent after it (rtmfp-cpp's `NAKS_FOR_LOSS`).
+/// covered fragments sent after it (rtmfp-cpp's `NAKS_FOR_LOSS`), and
+/// once it has been out for the session's loss delay: a network that
+/// reorders packets acknowledges fragments sent later first, and counting
+/// acknowledgements alone would resend what is only late (and halve the
+/// congestion window each round trip for it).
 const NAKS_FOR_LOSS: u8 = 3;
+
+/// What an acknowledgement says beyond its cumulative sequence number
+/// (RFC 7016 §2.3.13, §2.3.14). Either may be truncated.
+#[derive(Debug, Clone, Copy)]
+pub enum Selective<'a> {
+    /// Acknowledgement Ranges (0x51): pairs of VLUs, holes − 1 then
+    /// received − 1, each range after the one before.
+    Ranges(&'a [u8]),
+    /// Bitmap Acknowledgement (0x50): bit i (least significant first) of
+    /// byte j says whether `cumulative + 2 + 8j + i` arrived
+    /// (`cumulative + 1`, by definition, did not).
+    Bitmap(&'a [u8]),
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -284,10 +301,18 @@ impl SendFlow {
         }
     }
 
-    /// Takes an acknowledgement: cumulative, then ranges (RFC 7016
-    /// §2.3.14), which may be truncated. Nothing above what was sent is
-    /// taken, whatever the peer claims.
-    pub fn on_ack(&mut self, cumulative: u64, ranges: &[u8], buffer_blocks: u64) -> AckOutcome {
+    /// Takes an acknowledgement: cumulative, then what `selective` adds.
+    /// Nothing above what was sent is taken, whatever the peer claims.
+    /// A fragment NAKed enough is lost only once `loss_delay` ms have
+    /// passed since it was sent (see [`NAKS_FOR_LOSS`]).
+    pub fn on_ack(
+        &mut self,
+        cumulative: u64,
+        selective: Selective<'_>,
+        buffer_blocks: u64,
+        now: u64,
+        loss_delay: u64,
+    ) -> AckOutcome {
         self.acked_any = true;
         self.peer_buffer = buffer_blocks.saturating_mul(1024);
         let mut out = AckOutcome::default();
@@ -300,32 +325,56 @@ impl SendFlow {
             }
             highest = cumulative;
         }
-        let mut r = Reader::new(ranges);
-        let mut cursor = cumulative;
-        while let (Ok(holes), Ok(received)) = (r.vlu(), r.vlu()) {
-            let Some(from) = cursor.checked_add(holes).and_then(|c| c.checked_add(2)) else {
-                break;
-            };
-            let Some(to) = from.checked_add(received) else {
-                break;
-            };
-            if from > top {
-                break;
+        match selective {
+            Selective::Ranges(ranges) => {
+                let mut r = Reader::new(ranges);
+                let mut cursor = cumulative;
+                while let (Ok(holes), Ok(received)) = (r.vlu(), r.vlu()) {
+                    let Some(from) = cursor.checked_add(holes).and_then(|c| c.checked_add(2))
+                    else {
+                        break;
+                    };
+                    let Some(to) = from.checked_add(received) else {
+                        break;
+                    };
+                    if from > top {
+                        break;
+                    }
+                    let to = to.min(top);
+                    for seq in from.max(self.base)..=to {
+                        self.mark_acked(seq, &mut out);
+                    }
+                    highest = highest.max(to);
+                    cursor = to;
+                }
             }
-            let to = to.min(top);
-            for seq in from.max(self.base)..=to {
-                self.mark_acked(seq, &mut out);
+            Selective::Bitmap(bitmap) => {
+                // Bits past what was sent say nothing; the bitmap is
+                // bounded by the packet, so this loop is too.
+                let first = cumulative.saturating_add(2);
+                'bytes: for (j, byte) in bitmap.iter().enumerate() {
+                    for i in 0..8 {
+                        let seq = first.saturating_add(8 * j as u64 + i);
+                        if seq > top {
+                            break 'bytes;
+                        }
+                        if byte & (1 << i) != 0 {
+                            if seq >= self.base {
+                                self.mark_acked(seq, &mut out);
+                            }
+                            highest = highest.max(seq);
+                        }
+                    }
+                }
             }
-            highest = highest.max(to);
-            cursor = to;
         }
         // Fragments sent before the highest one acknowledged, still not
         // acknowledged themselves, count a NAK each time.
         let end = (highest.saturating_sub(self.base) as usize).min(self.frags.len());
         for f in self.frags.iter_mut().take(end) {
             if f.state == State::InFlight {
-                f.naks += 1;
-                if f.naks >= NAKS_FOR_LOSS {
+                f.naks = f.naks.saturating_add(1);
+                if f.naks >= NAKS_FOR_LOSS && now >= f.sent_at.saturating_add(loss_delay) {
                     f.state = State::Lost;
                     self.in_flight -= f.data.len();
                     out.lost_bytes += f.data.len();
@@ -394,7 +443,7 @@ mod tests {
             ]
         );
         assert_eq!(f.in_flight(), 25);
-        let out = f.on_ack(3, &[], 10);
+        let out = f.on_ack(3, Selective::Ranges(&[]), 10, 0, 0);
         assert_eq!(out.acked_bytes, 25);
         assert_eq!(
             (f.in_flight(), f.buffered(), f.peer_buffer),
@@ -412,10 +461,20 @@ mod tests {
             f.next_fragment(0, 100, true).unwrap();
         }
         // 1 is acked, 2 missing, 3.. arrive one by one.
-        f.on_ack(1, &[], 64);
-        assert_eq!(f.on_ack(1, &[0x00, 0x00], 64).lost_bytes, 0, "3");
-        assert_eq!(f.on_ack(1, &[0x00, 0x01], 64).lost_bytes, 0, "3-4");
-        let out = f.on_ack(1, &[0x00, 0x02], 64);
+        f.on_ack(1, Selective::Ranges(&[]), 64, 0, 0);
+        assert_eq!(
+            f.on_ack(1, Selective::Ranges(&[0x00, 0x00]), 64, 0, 0)
+                .lost_bytes,
+            0,
+            "3"
+        );
+        assert_eq!(
+            f.on_ack(1, Selective::Ranges(&[0x00, 0x01]), 64, 0, 0)
+                .lost_bytes,
+            0,
+            "3-4"
+        );
+        let out = f.on_ack(1, Selective::Ranges(&[0x00, 0x02]), 64, 0, 0);
         assert_eq!(out.lost_bytes, 4, "3-5: the third NAK");
         assert!(f.has_lost());
         let again = f.next_fragment(1, 100, false).unwrap();
@@ -423,9 +482,72 @@ mod tests {
             (again.seq, again.retransmission, again.fsn_offset),
             (2, true, 1)
         );
-        f.on_ack(5, &[], 64);
+        f.on_ack(5, Selective::Ranges(&[]), 64, 0, 0);
         assert!(f.frags.is_empty());
         assert_eq!(f.buffered(), 0);
+    }
+
+    /// Five fragments out at 0 ms; 1 acknowledged, then 3, 3-4, 3-5.
+    fn nak_fragment_two_thrice(f: &mut SendFlow, now: u64, loss_delay: u64) -> usize {
+        let mut lost = 0;
+        for ranges in [[0x00, 0x00], [0x00, 0x01], [0x00, 0x02]] {
+            lost += f
+                .on_ack(1, Selective::Ranges(&ranges), 64, now, loss_delay)
+                .lost_bytes;
+        }
+        lost
+    }
+
+    #[test]
+    fn a_fragment_overtaken_by_later_ones_is_lost_only_after_the_loss_delay() {
+        let mut f = SendFlow::new(1 << 20);
+        for _ in 0..5 {
+            f.send(data(4), None).unwrap();
+            f.next_fragment(0, 100, true).unwrap();
+        }
+        f.on_ack(1, Selective::Ranges(&[]), 64, 10, 100);
+        // Three NAKs within 100 ms of sending: reordered, not lost yet.
+        assert_eq!(nak_fragment_two_thrice(&mut f, 60, 100), 0);
+        assert!(!f.has_lost());
+        // It arrives late after all: nothing is resent.
+        f.on_ack(5, Selective::Ranges(&[]), 64, 70, 100);
+        assert!(f.frags.is_empty() && !f.has_lost());
+
+        let mut g = SendFlow::new(1 << 20);
+        for _ in 0..5 {
+            g.send(data(4), None).unwrap();
+            g.next_fragment(0, 100, true).unwrap();
+        }
+        g.on_ack(1, Selective::Ranges(&[]), 64, 10, 100);
+        assert_eq!(nak_fragment_two_thrice(&mut g, 60, 100), 0);
+        // The next acknowledgement past the delay finds it lost.
+        let out = g.on_ack(1, Selective::Ranges(&[0x00, 0x02]), 64, 100, 100);
+        assert_eq!(out.lost_bytes, 4);
+        assert_eq!(out.lost_sent_at, Some(0));
+    }
+
+    #[test]
+    fn a_bitmap_acknowledgement_acks_the_bits_set_and_naks_the_holes() {
+        let mut f = SendFlow::new(1 << 20);
+        for _ in 0..6 {
+            f.send(data(4), None).unwrap();
+            f.next_fragment(0, 100, true).unwrap();
+        }
+        // Cumulative 1; bit 0 is 3, bit 2 is 5; 2 and 4 are holes.
+        let out = f.on_ack(1, Selective::Bitmap(&[0b0000_0101]), 64, 0, 0);
+        assert_eq!((out.acked_bytes, out.lost_bytes), (12, 0));
+        f.on_ack(1, Selective::Bitmap(&[0b0000_0101]), 64, 0, 0);
+        let out = f.on_ack(1, Selective::Bitmap(&[0b0000_0101]), 64, 0, 0);
+        assert_eq!(
+            out.lost_bytes, 8,
+            "2 and 4, below the highest acknowledged (5)"
+        );
+        // 4 (taken as lost) and 6 arrive; bits past 6 (all sent) say nothing.
+        let out = f.on_ack(1, Selective::Bitmap(&[0xff; 200]), 64, 0, 0);
+        assert_eq!(out.acked_bytes, 8, "4 and 6");
+        let out = f.on_ack(u64::MAX, Selective::Bitmap(&[0xff; 8]), 64, 0, 0);
+        assert_eq!(out.acked_bytes, 4, "the cumulative part: 2");
+        assert!(f.frags.is_empty());
     }
 
     #[test]
@@ -454,12 +576,21 @@ mod tests {
         let mut f = SendFlow::new(1 << 20);
         f.send(data(4), None).unwrap();
         f.next_fragment(0, 100, true).unwrap();
-        let out = f.on_ack(u64::MAX, &[0xff, 0xff, 0xff, 0x7f, 0x7f], 0);
+        let out = f.on_ack(
+            u64::MAX,
+            Selective::Ranges(&[0xff, 0xff, 0xff, 0x7f, 0x7f]),
+            0,
+            0,
+            0,
+        );
         assert_eq!(out.acked_bytes, 4);
         let mut huge = Vec::new();
         crate::rtmfp::wire::put_vlu(&mut huge, u64::MAX);
         crate::rtmfp::wire::put_vlu(&mut huge, u64::MAX);
-        assert_eq!(f.on_ack(0, &huge, 0), AckOutcome::default());
+        assert_eq!(
+            f.on_ack(0, Selective::Ranges(&huge), 0, 0, 0),
+            AckOutcome::default()
+        );
         assert_eq!(f.peer_buffer, 0);
     }
 
@@ -474,7 +605,7 @@ mod tests {
         assert!(last.flags.fin);
         assert!(f.next_fragment(0, 100, true).is_none());
         assert!(!f.is_complete());
-        f.on_ack(1, &[], 1);
+        f.on_ack(1, Selective::Ranges(&[]), 1, 0, 0);
         assert!(f.is_complete());
         // Closing an empty flow sends an empty FIN.
         let mut g = SendFlow::new(100);

@@ -459,7 +459,12 @@ impl SessionTask {
                 flow
             });
             let deadline = self.media_lifetime.filter(|_| o.media).map(|l| now + l);
-            if self.session.send(flow, o.message, deadline).is_err() {
+            let queued = if o.media {
+                self.session.send_media(now, flow, o.message, deadline)
+            } else {
+                self.session.send(flow, o.message, deadline)
+            };
+            if queued.is_err() {
                 if o.media {
                     *dropped_media += 1;
                 } else {
