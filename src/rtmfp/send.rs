@@ -23,6 +23,10 @@ use super::wire::Reader;
 /// congestion window each round trip for it).
 const NAKS_FOR_LOSS: u8 = 3;
 
+/// How far an echoed timestamp may be from when its packet was sent: a
+/// tick of the 4 ms clock.
+const ECHO_PRECISION_MS: u64 = 4;
+
 /// What an acknowledgement says beyond its cumulative sequence number
 /// (RFC 7016 §2.3.13, §2.3.14). Either may be truncated.
 #[derive(Debug, Clone, Copy)]
@@ -54,7 +58,10 @@ struct Frag {
     abandoned: bool,
     state: State,
     naks: u8,
+    /// Its last transmission.
     sent_at: u64,
+    /// Its first transmission, when it was sent again since.
+    first_sent_at: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -87,6 +94,23 @@ pub struct AckOutcome {
     pub lost_bytes: usize,
     /// The latest send time among the fragments newly found lost.
     pub lost_sent_at: Option<u64>,
+    /// The longest round trip (ms) of a fragment that others overtook:
+    /// acknowledged after fragments sent later, or after it was taken as
+    /// lost when its first transmission was what arrived. How late the
+    /// path delivers what it reorders.
+    pub reordered_rtt: Option<u64>,
+}
+
+/// When an acknowledgement came and what it tells of time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AckTiming {
+    pub now: u64,
+    /// A fragment NAKed enough is lost only once out this long.
+    pub loss_delay: u64,
+    /// When castgate sent the packet whose timestamp the acknowledgement
+    /// echoes: the newest the peer had then. A retransmitted fragment
+    /// acknowledged with an older echo had arrived the first time.
+    pub echoed_sent_at: Option<u64>,
 }
 
 /// One sending flow.
@@ -209,6 +233,7 @@ impl SendFlow {
             if data.len() <= room {
                 f.state = State::InFlight;
                 f.naks = 0;
+                f.first_sent_at.get_or_insert(f.sent_at);
                 f.sent_at = now;
                 self.in_flight += f.data.len();
                 let flags = DataFlags {
@@ -273,6 +298,7 @@ impl SendFlow {
             state: State::InFlight,
             naks: 0,
             sent_at: now,
+            first_sent_at: None,
         });
         Some(Outgoing {
             seq,
@@ -303,16 +329,18 @@ impl SendFlow {
 
     /// Takes an acknowledgement: cumulative, then what `selective` adds.
     /// Nothing above what was sent is taken, whatever the peer claims.
-    /// A fragment NAKed enough is lost only once `loss_delay` ms have
-    /// passed since it was sent (see [`NAKS_FOR_LOSS`]).
+    /// A fragment NAKed enough is lost only once out for the loss delay
+    /// (see [`NAKS_FOR_LOSS`]).
     pub fn on_ack(
         &mut self,
         cumulative: u64,
         selective: Selective<'_>,
         buffer_blocks: u64,
-        now: u64,
-        loss_delay: u64,
+        at: AckTiming,
     ) -> AckOutcome {
+        let AckTiming {
+            now, loss_delay, ..
+        } = at;
         self.acked_any = true;
         self.peer_buffer = buffer_blocks.saturating_mul(1024);
         let mut out = AckOutcome::default();
@@ -321,7 +349,7 @@ impl SendFlow {
         let cumulative = cumulative.min(top);
         if cumulative >= self.base {
             for seq in self.base..=cumulative {
-                self.mark_acked(seq, &mut out);
+                self.mark_acked(seq, at, &mut out);
             }
             highest = cumulative;
         }
@@ -342,7 +370,7 @@ impl SendFlow {
                     }
                     let to = to.min(top);
                     for seq in from.max(self.base)..=to {
-                        self.mark_acked(seq, &mut out);
+                        self.mark_acked(seq, at, &mut out);
                     }
                     highest = highest.max(to);
                     cursor = to;
@@ -360,7 +388,7 @@ impl SendFlow {
                         }
                         if byte & (1 << i) != 0 {
                             if seq >= self.base {
-                                self.mark_acked(seq, &mut out);
+                                self.mark_acked(seq, at, &mut out);
                             }
                             highest = highest.max(seq);
                         }
@@ -389,13 +417,32 @@ impl SendFlow {
         out
     }
 
-    fn mark_acked(&mut self, seq: u64, out: &mut AckOutcome) {
+    fn mark_acked(&mut self, seq: u64, at: AckTiming, out: &mut AckOutcome) {
         let Some(f) = seq
             .checked_sub(self.base)
             .and_then(|i| self.frags.get_mut(i as usize))
         else {
             return;
         };
+        // Overtaken, then arrived: taken as lost but not sent again yet
+        // (its last transmission was late), acknowledged with an echo from
+        // before it was sent again (its first was; the echo is good to a
+        // timestamp tick), or NAKed before it came.
+        let reordered_since = match (f.state, f.first_sent_at) {
+            (State::Lost, _) => Some(f.sent_at),
+            (State::InFlight, Some(first))
+                if at
+                    .echoed_sent_at
+                    .is_some_and(|e| e + ECHO_PRECISION_MS < f.sent_at) =>
+            {
+                Some(first)
+            }
+            (State::InFlight, None) if f.naks > 0 => Some(f.sent_at),
+            _ => None,
+        };
+        if let Some(since) = reordered_since {
+            out.reordered_rtt = out.reordered_rtt.max(Some(at.now.saturating_sub(since)));
+        }
         match f.state {
             State::Acked => return,
             State::InFlight => self.in_flight -= f.data.len(),
@@ -423,6 +470,14 @@ impl SendFlow {
 mod tests {
     use super::*;
 
+    fn timing(now: u64, loss_delay: u64) -> AckTiming {
+        AckTiming {
+            now,
+            loss_delay,
+            echoed_sent_at: None,
+        }
+    }
+
     fn data(n: usize) -> Bytes {
         Bytes::from((0..n).map(|i| i as u8).collect::<Vec<_>>())
     }
@@ -443,7 +498,7 @@ mod tests {
             ]
         );
         assert_eq!(f.in_flight(), 25);
-        let out = f.on_ack(3, Selective::Ranges(&[]), 10, 0, 0);
+        let out = f.on_ack(3, Selective::Ranges(&[]), 10, timing(0, 0));
         assert_eq!(out.acked_bytes, 25);
         assert_eq!(
             (f.in_flight(), f.buffered(), f.peer_buffer),
@@ -461,20 +516,20 @@ mod tests {
             f.next_fragment(0, 100, true).unwrap();
         }
         // 1 is acked, 2 missing, 3.. arrive one by one.
-        f.on_ack(1, Selective::Ranges(&[]), 64, 0, 0);
+        f.on_ack(1, Selective::Ranges(&[]), 64, timing(0, 0));
         assert_eq!(
-            f.on_ack(1, Selective::Ranges(&[0x00, 0x00]), 64, 0, 0)
+            f.on_ack(1, Selective::Ranges(&[0x00, 0x00]), 64, timing(0, 0))
                 .lost_bytes,
             0,
             "3"
         );
         assert_eq!(
-            f.on_ack(1, Selective::Ranges(&[0x00, 0x01]), 64, 0, 0)
+            f.on_ack(1, Selective::Ranges(&[0x00, 0x01]), 64, timing(0, 0))
                 .lost_bytes,
             0,
             "3-4"
         );
-        let out = f.on_ack(1, Selective::Ranges(&[0x00, 0x02]), 64, 0, 0);
+        let out = f.on_ack(1, Selective::Ranges(&[0x00, 0x02]), 64, timing(0, 0));
         assert_eq!(out.lost_bytes, 4, "3-5: the third NAK");
         assert!(f.has_lost());
         let again = f.next_fragment(1, 100, false).unwrap();
@@ -482,17 +537,29 @@ mod tests {
             (again.seq, again.retransmission, again.fsn_offset),
             (2, true, 1)
         );
-        f.on_ack(5, Selective::Ranges(&[]), 64, 0, 0);
+        f.on_ack(5, Selective::Ranges(&[]), 64, timing(0, 0));
         assert!(f.frags.is_empty());
         assert_eq!(f.buffered(), 0);
     }
 
-    /// Five fragments out at 0 ms; 1 acknowledged, then 3, 3-4, 3-5.
+    /// `n` fragments of 4 bytes, sequence numbers 1..=n, out at 0 ms.
+    fn out_at_zero(n: usize) -> SendFlow {
+        let mut f = SendFlow::new(1 << 20);
+        for _ in 0..n {
+            f.send(data(4), None).unwrap();
+            f.next_fragment(0, 100, true).unwrap();
+        }
+        f
+    }
+
+    /// 1 acknowledged at 10 ms, then 3, 3-4 and 3-5 at `now`: fragment 2
+    /// NAKed three times. Returns the bytes taken as lost.
     fn nak_fragment_two_thrice(f: &mut SendFlow, now: u64, loss_delay: u64) -> usize {
+        f.on_ack(1, Selective::Ranges(&[]), 64, timing(10, loss_delay));
         let mut lost = 0;
         for ranges in [[0x00, 0x00], [0x00, 0x01], [0x00, 0x02]] {
             lost += f
-                .on_ack(1, Selective::Ranges(&ranges), 64, now, loss_delay)
+                .on_ack(1, Selective::Ranges(&ranges), 64, timing(now, loss_delay))
                 .lost_bytes;
         }
         lost
@@ -500,52 +567,67 @@ mod tests {
 
     #[test]
     fn a_fragment_overtaken_by_later_ones_is_lost_only_after_the_loss_delay() {
-        let mut f = SendFlow::new(1 << 20);
-        for _ in 0..5 {
-            f.send(data(4), None).unwrap();
-            f.next_fragment(0, 100, true).unwrap();
-        }
-        f.on_ack(1, Selective::Ranges(&[]), 64, 10, 100);
-        // Three NAKs within 100 ms of sending: reordered, not lost yet.
+        // Three NAKs within 100 ms of sending: reordered, not lost yet;
+        // it arrives late after all, and nothing is resent.
+        let mut f = out_at_zero(5);
         assert_eq!(nak_fragment_two_thrice(&mut f, 60, 100), 0);
         assert!(!f.has_lost());
-        // It arrives late after all: nothing is resent.
-        f.on_ack(5, Selective::Ranges(&[]), 64, 70, 100);
+        f.on_ack(5, Selective::Ranges(&[]), 64, timing(70, 100));
         assert!(f.frags.is_empty() && !f.has_lost());
-
-        let mut g = SendFlow::new(1 << 20);
-        for _ in 0..5 {
-            g.send(data(4), None).unwrap();
-            g.next_fragment(0, 100, true).unwrap();
-        }
-        g.on_ack(1, Selective::Ranges(&[]), 64, 10, 100);
+        // Or the next acknowledgement past the delay finds it lost.
+        let mut g = out_at_zero(5);
         assert_eq!(nak_fragment_two_thrice(&mut g, 60, 100), 0);
-        // The next acknowledgement past the delay finds it lost.
-        let out = g.on_ack(1, Selective::Ranges(&[0x00, 0x02]), 64, 100, 100);
-        assert_eq!(out.lost_bytes, 4);
-        assert_eq!(out.lost_sent_at, Some(0));
+        let out = g.on_ack(1, Selective::Ranges(&[0x00, 0x02]), 64, timing(100, 100));
+        assert_eq!((out.lost_bytes, out.lost_sent_at), (4, Some(0)));
+    }
+
+    #[test]
+    fn a_fragment_that_was_overtaken_reports_how_late_it_came() {
+        // NAKed, then acknowledged at 80 ms: it took 80 ms.
+        let mut f = out_at_zero(5);
+        nak_fragment_two_thrice(&mut f, 60, 1000);
+        let out = f.on_ack(5, Selective::Ranges(&[]), 64, timing(80, 1000));
+        assert_eq!(out.reordered_rtt, Some(80));
+        // Taken as lost at 100 ms and sent again at 110: an echo from
+        // before 110 means the first transmission arrived, 130 ms after
+        // it was sent; an echo from after says nothing.
+        for (echo, expected) in [(Some(90), Some(130)), (Some(120), None), (None, None)] {
+            let mut g = out_at_zero(5);
+            nak_fragment_two_thrice(&mut g, 100, 100);
+            assert!(g.has_lost());
+            let again = g.next_fragment(110, 100, false).unwrap();
+            assert!(again.retransmission);
+            let at = AckTiming {
+                now: 130,
+                loss_delay: 100,
+                echoed_sent_at: echo,
+            };
+            let out = g.on_ack(5, Selective::Ranges(&[]), 64, at);
+            assert_eq!(out.reordered_rtt, expected, "echo {echo:?}");
+        }
+        // Taken as lost and acknowledged before it went again: late, 140 ms.
+        let mut h = out_at_zero(5);
+        nak_fragment_two_thrice(&mut h, 100, 100);
+        let out = h.on_ack(5, Selective::Ranges(&[]), 64, timing(140, 100));
+        assert_eq!(out.reordered_rtt, Some(140));
     }
 
     #[test]
     fn a_bitmap_acknowledgement_acks_the_bits_set_and_naks_the_holes() {
-        let mut f = SendFlow::new(1 << 20);
-        for _ in 0..6 {
-            f.send(data(4), None).unwrap();
-            f.next_fragment(0, 100, true).unwrap();
-        }
+        let mut f = out_at_zero(6);
         // Cumulative 1; bit 0 is 3, bit 2 is 5; 2 and 4 are holes.
-        let out = f.on_ack(1, Selective::Bitmap(&[0b0000_0101]), 64, 0, 0);
+        let out = f.on_ack(1, Selective::Bitmap(&[0b0000_0101]), 64, timing(0, 0));
         assert_eq!((out.acked_bytes, out.lost_bytes), (12, 0));
-        f.on_ack(1, Selective::Bitmap(&[0b0000_0101]), 64, 0, 0);
-        let out = f.on_ack(1, Selective::Bitmap(&[0b0000_0101]), 64, 0, 0);
+        f.on_ack(1, Selective::Bitmap(&[0b0000_0101]), 64, timing(0, 0));
+        let out = f.on_ack(1, Selective::Bitmap(&[0b0000_0101]), 64, timing(0, 0));
         assert_eq!(
             out.lost_bytes, 8,
             "2 and 4, below the highest acknowledged (5)"
         );
         // 4 (taken as lost) and 6 arrive; bits past 6 (all sent) say nothing.
-        let out = f.on_ack(1, Selective::Bitmap(&[0xff; 200]), 64, 0, 0);
+        let out = f.on_ack(1, Selective::Bitmap(&[0xff; 200]), 64, timing(0, 0));
         assert_eq!(out.acked_bytes, 8, "4 and 6");
-        let out = f.on_ack(u64::MAX, Selective::Bitmap(&[0xff; 8]), 64, 0, 0);
+        let out = f.on_ack(u64::MAX, Selective::Bitmap(&[0xff; 8]), 64, timing(0, 0));
         assert_eq!(out.acked_bytes, 4, "the cumulative part: 2");
         assert!(f.frags.is_empty());
     }
@@ -580,15 +662,14 @@ mod tests {
             u64::MAX,
             Selective::Ranges(&[0xff, 0xff, 0xff, 0x7f, 0x7f]),
             0,
-            0,
-            0,
+            timing(0, 0),
         );
         assert_eq!(out.acked_bytes, 4);
         let mut huge = Vec::new();
         crate::rtmfp::wire::put_vlu(&mut huge, u64::MAX);
         crate::rtmfp::wire::put_vlu(&mut huge, u64::MAX);
         assert_eq!(
-            f.on_ack(0, Selective::Ranges(&huge), 0, 0, 0),
+            f.on_ack(0, Selective::Ranges(&huge), 0, timing(0, 0)),
             AckOutcome::default()
         );
         assert_eq!(f.peer_buffer, 0);
@@ -605,7 +686,7 @@ mod tests {
         assert!(last.flags.fin);
         assert!(f.next_fragment(0, 100, true).is_none());
         assert!(!f.is_complete());
-        f.on_ack(1, Selective::Ranges(&[]), 1, 0, 0);
+        f.on_ack(1, Selective::Ranges(&[]), 1, timing(0, 0));
         assert!(f.is_complete());
         // Closing an empty flow sends an empty FIN.
         let mut g = SendFlow::new(100);

@@ -25,7 +25,7 @@ use super::crypto::SessionKeys;
 use super::flash;
 use super::packet::{self, Builder, Chunk, Header, Mode, UserData};
 use super::recv::{self, RecvFlow, RecvLimits};
-use super::send::{Full, Selective, SendFlow};
+use super::send::{AckTiming, Full, Selective, SendFlow};
 use super::wire::{put_vlu, Reader};
 use super::Error;
 
@@ -50,8 +50,14 @@ const MAX_RTO_MS: u64 = 10_000;
 /// Data queued as time-critical this recently makes a loss cut the
 /// congestion window by an eighth instead of a half (rtmfp-cpp's figure).
 const TIME_CRITICAL_MS: u64 = 800;
+/// The longest reordered round trip counts for this long (two periods of
+/// this at most, one at least) in the loss delay.
+const REORDER_PERIOD_MS: u64 = 10_000;
 /// A packet timestamp's unit (RFC 7016 §2.2.4).
 const TIMESTAMP_MS: u64 = 4;
+/// The newest timestamp received is echoed for this long at most before
+/// whatever arrives next replaces it (a peer's clock may jump).
+const ECHO_NEWEST_MS: u64 = 1000;
 /// A timestamp is echoed only this long after it was received.
 const MAX_ECHO_AGE_MS: u64 = 128_000;
 /// Bytes of a ping castgate answers: a reply is never larger than its ping.
@@ -154,6 +160,30 @@ const MAX_REFUSALS: usize = 32;
 /// The flow exception code castgate sends for a flow it refuses.
 pub const EXCEPTION_REFUSED: u64 = 0;
 
+/// The largest value of the current period and the one before.
+#[derive(Debug, Default)]
+struct WindowedMax {
+    current: u64,
+    previous: u64,
+    started: u64,
+}
+
+impl WindowedMax {
+    fn update(&mut self, now: u64, value: u64) {
+        if now >= self.started + REORDER_PERIOD_MS {
+            let gone = now >= self.started + 2 * REORDER_PERIOD_MS;
+            self.previous = if gone { 0 } else { self.current };
+            self.current = 0;
+            self.started = now;
+        }
+        self.current = self.current.max(value);
+    }
+
+    fn get(&self) -> u64 {
+        self.current.max(self.previous)
+    }
+}
+
 pub struct Session {
     mode: Mode,
     far_session_id: u32,
@@ -182,6 +212,8 @@ pub struct Session {
     last_reduction: u64,
     /// When time-critical data was last queued.
     time_critical_at: Option<u64>,
+    /// How late the path delivers what it reorders (see `loss_delay`).
+    reordered_rtt: WindowedMax,
     packets_since_ack: u32,
     ack_now: bool,
     delayed_ack_at: Option<u64>,
@@ -249,6 +281,7 @@ impl Session {
             ssthresh: usize::MAX,
             last_reduction: 0,
             time_critical_at: None,
+            reordered_rtt: WindowedMax::default(),
             packets_since_ack: 0,
             ack_now: false,
             delayed_ack_at: None,
@@ -387,11 +420,23 @@ impl Session {
         self.stats.packets_in += 1;
         self.last_received = now;
         if let Some(ts) = header.timestamp {
-            self.ts_received = Some((ts, now));
+            // The newest timestamp is echoed, not the last to arrive: a
+            // packet the path held back does not make the echo older, so
+            // an echo from before a retransmission was sent says that
+            // the retransmission had not arrived (see `send::AckTiming`).
+            let newer = self.ts_received.is_none_or(|(old, at)| {
+                (ts.wrapping_sub(old) as i16) > 0 || now >= at + ECHO_NEWEST_MS
+            });
+            if newer {
+                self.ts_received = Some((ts, now));
+            }
         }
         if let Some(echo) = header.timestamp_echo {
             self.on_echo(now, echo);
         }
+        let echoed_sent_at = header.timestamp_echo.map(|echo| {
+            now.saturating_sub(u64::from(timestamp(now).wrapping_sub(echo)) * TIMESTAMP_MS)
+        });
         let mut had_data = false;
         // Next User Data continues the chunk before it.
         let mut last: Option<(u64, u64, u64)> = None;
@@ -432,7 +477,14 @@ impl Session {
                     } else {
                         Selective::Bitmap(rest)
                     };
-                    self.on_ack(now, flow, cumulative, selective, buffer_blocks);
+                    self.on_ack(
+                        now,
+                        flow,
+                        cumulative,
+                        selective,
+                        buffer_blocks,
+                        echoed_sent_at,
+                    );
                 }
                 Chunk::Ping(body) if body.len() <= MAX_PING => {
                     self.ping_reply = Some(body.to_vec());
@@ -552,11 +604,14 @@ impl Session {
             return;
         };
         f.ack_due = true;
+        let in_order = seq == f.flow.cumulative().saturating_add(1);
         let accepted = f
             .flow
             .receive(seq, fsn, d.flags, Bytes::copy_from_slice(d.data));
-        if accepted == recv::Accepted::New && seq != f.flow.cumulative() {
-            // Out of order: the sender learns of the hole at once.
+        if accepted == recv::Accepted::New && (!in_order || seq != f.flow.cumulative()) {
+            // Out of order, or filling a hole: the sender learns of the
+            // hole, or of the late fragment, at once (and so measures how
+            // late it was without an acknowledgement delay in it).
             self.ack_now = true;
         }
         while let Some(data) = f.flow.poll_message() {
@@ -593,11 +648,19 @@ impl Session {
 
     /// How long a fragment is out before NAKs may call it lost: a round
     /// trip and four deviations, as the retransmission timeout has it but
-    /// without the delayed-ack allowance. 0 before any round trip is
-    /// measured (NAKs alone, as RFC 7016 has it).
+    /// without the delayed-ack allowance, and an eighth more than the
+    /// longest round trip of a reordered fragment lately (a path that
+    /// reorders by more than its variance suggests, as when bursts meet
+    /// jitter, teaches the sender how long to wait), up to the
+    /// retransmission timeout. 0 before anything is measured (NAKs alone,
+    /// as RFC 7016 has it).
     fn loss_delay(&self) -> u64 {
-        self.srtt
-            .map_or(0, |srtt| srtt + (4 * self.rttvar).max(TIMESTAMP_MS))
+        let smoothed = self
+            .srtt
+            .map_or(0, |srtt| srtt + (4 * self.rttvar).max(TIMESTAMP_MS));
+        let reordered = self.reordered_rtt.get();
+        // Never past the retransmission timeout, whatever was learnt.
+        smoothed.max(reordered + reordered / 8).min(self.rto)
     }
 
     fn on_ack(
@@ -607,15 +670,21 @@ impl Session {
         cumulative: u64,
         selective: Selective<'_>,
         blocks: u64,
+        echoed_sent_at: Option<u64>,
     ) {
-        let loss_delay = self.loss_delay();
+        let timing = AckTiming {
+            now,
+            loss_delay: self.loss_delay(),
+            echoed_sent_at,
+        };
         let in_flight = self.in_flight();
         let Some(f) = self.out.get_mut(&flow) else {
             return;
         };
-        let outcome = f
-            .flow
-            .on_ack(cumulative, selective, blocks, now, loss_delay);
+        let outcome = f.flow.on_ack(cumulative, selective, blocks, timing);
+        if let Some(rtt) = outcome.reordered_rtt {
+            self.reordered_rtt.update(now, rtt.min(MAX_RTO_MS));
+        }
         if f.flow.is_complete() {
             self.out.remove(&flow);
         }
@@ -1020,10 +1089,11 @@ mod tests {
     }
 
     /// 30 frames a second of 12 KB each (~3 Mbit/s) for 20 s from a
-    /// client to a server, over a link that loses `loss_per_mille` of the
-    /// datagrams each way and holds each of the others 0–`jitter` ms
-    /// (uniformly, each on its own, so datagrams overtake one another).
-    /// `media`: the frames go as time-critical data.
+    /// client to a server, handed over every 100 ms as a relay flushes
+    /// them, over a link that loses `loss_per_mille` of the datagrams each
+    /// way and holds each of the others 0–`jitter` ms (uniformly, each on
+    /// its own, so datagrams overtake one another). `media`: the frames go
+    /// as time-critical data.
     fn through_link(loss_per_mille: u64, jitter: u64, media: bool) -> LinkRun {
         let (mut c, mut s) = pair(0);
         let flow = c.open_flow(b"TC", None);
@@ -1033,15 +1103,17 @@ mod tests {
         let (mut sent, mut got) = (0usize, 0usize);
         let mut warm = 0;
         for now in 0..20_000u64 {
-            if now % 33 == 0 {
-                let frame = Bytes::from(vec![sent as u8; 12_000]);
-                let queued = if media {
-                    c.send_media(now, flow, frame, None)
-                } else {
-                    c.send(flow, frame, None)
-                };
-                queued.expect("the sender keeps up: its buffer never fills");
-                sent += 1;
+            if now % 100 == 0 {
+                for _ in 0..3 {
+                    let frame = Bytes::from(vec![sent as u8; 12_000]);
+                    let queued = if media {
+                        c.send_media(now, flow, frame, None)
+                    } else {
+                        c.send(flow, frame, None)
+                    };
+                    queued.expect("the sender keeps up: its buffer never fills");
+                    sent += 1;
+                }
             }
             c.handle_timeout(now);
             s.handle_timeout(now);
