@@ -4,6 +4,7 @@ sampling a process tree's CPU and RSS from /proc.
 
 Standard library only: the scripts run on a fresh Debian machine."""
 
+import hashlib
 import os
 import shutil
 import socket
@@ -194,11 +195,11 @@ class Server:
 
 
 class Castgate(Server):
-    def __init__(self, binary, env=None, args=()):
+    def __init__(self, binary, env=None, args=(), rtmp_host="127.0.0.1"):
         super().__init__("castgate")
         e = dict(os.environ)
         e.update({
-            "CASTGATE__RTMP__LISTEN": f"127.0.0.1:{self.rtmp}",
+            "CASTGATE__RTMP__LISTEN": f"{rtmp_host}:{self.rtmp}",
             "CASTGATE__HTTP__LISTEN": f"127.0.0.1:{self.http}",
             "CASTGATE__SRT__LISTEN": "127.0.0.1:0",
             "CASTGATE__RTMP__MAX_CONNECTIONS": "20000",
@@ -405,3 +406,40 @@ http {{
             for stream in app.iter("stream"):
                 out[(app.findtext("name"), stream.findtext("name"))] = int(stream.findtext("bytes_in") or 0)
         return out
+
+
+def flv_reader(proc, stamps, started):
+    """Reads an FLV stream from proc.stdout; appends (arrival, hash) per video tag."""
+    buf = bytearray()
+    header = False
+    fd = proc.stdout.fileno()
+    while True:
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except OSError:
+            return
+        if not chunk:
+            return
+        now = time.monotonic()
+        buf += chunk
+        if not header:
+            if len(buf) < 13:
+                continue
+            if buf[:3] != b"FLV":
+                return
+            del buf[:13]
+            header = True
+        while len(buf) >= 11:
+            size = int.from_bytes(buf[1:4], "big")
+            if len(buf) < 11 + size + 4:
+                break
+            if buf[0] == 9 and size > 5 and now - started > 0:
+                # Skip FrameType/codec, AVCPacketType and the composition time.
+                stamps.append((now, hashlib.blake2b(bytes(buf[11 + 5:11 + size]), digest_size=12).digest()))
+            del buf[:11 + size + 4]
+
+
+def pct(values, q):
+    """The q-th percentile of values (nearest rank)."""
+    v = sorted(values)
+    return v[min(len(v) - 1, max(0, int(round(q / 100 * len(v) + 0.5)) - 1))]

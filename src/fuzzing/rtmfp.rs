@@ -96,7 +96,8 @@ fn read_contents(chunk: &Chunk<'_>) {
 /// A server session fed the fuzzer's packets: the input is a series of
 /// `length (1 byte) ‖ plaintext` records, each handled at a later time, the
 /// session's own answers collected between them; a record with length 0
-/// instead queues a message on a flow of the session's own.
+/// instead queues a message on a flow of the session's own (every other
+/// one as media, so that losses take either congestion cut).
 ///
 /// Besides never panicking: the session never holds more than its limits
 /// (each event's message fits the message limit), and whatever it sends
@@ -113,7 +114,12 @@ pub fn rtmfp_session(data: &[u8]) {
         let (packet, next) = tail.split_at(usize::from(len).min(tail.len()));
         rest = next;
         if len == 0 {
-            let _ = s.send(own, bytes::Bytes::from(vec![1u8; 3000]), Some(now + 100));
+            let message = bytes::Bytes::from(vec![1u8; 3000]);
+            let _ = if now.is_multiple_of(2) {
+                s.send_media(now, own, message, Some(now + 100))
+            } else {
+                s.send(own, message, Some(now + 100))
+            };
         } else {
             let _ = s.handle_plaintext(now, packet);
         }
