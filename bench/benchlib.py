@@ -173,6 +173,17 @@ class GaugeSampler(threading.Thread):
         return [s for s in self.samples if start <= s[0] <= end]
 
 
+def stop(proc):
+    """Ends proc (if it runs): SIGTERM, then SIGKILL after 10 s."""
+    if proc and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class Server:
     """A server under test: started in a temp dir, stopped on exit."""
 
@@ -184,13 +195,7 @@ class Server:
         self.proc = None
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

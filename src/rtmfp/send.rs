@@ -508,13 +508,7 @@ mod tests {
 
     #[test]
     fn three_acks_past_a_fragment_make_it_lost_and_it_goes_again() {
-        let mut f = SendFlow::new(1 << 20);
-        for _ in 0..5 {
-            f.send(data(4), None).unwrap();
-        }
-        for _ in 0..5 {
-            f.next_fragment(0, 100, true).unwrap();
-        }
+        let mut f = out_at_zero(5);
         // 1 is acked, 2 missing, 3.. arrive one by one.
         f.on_ack(1, Selective::Ranges(&[]), 64, timing(0, 0));
         assert_eq!(
