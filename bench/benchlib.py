@@ -444,6 +444,20 @@ def flv_reader(proc, stamps, started):
             del buf[:11 + size + 4]
 
 
+def flv_player(url, log, started, prefix=()):
+    """rtmpdump playing url into a pipe (unbuffered through stdbuf when there
+    is one; `prefix` runs it elsewhere, e.g. `ip netns exec NS`), and a
+    thread that appends (arrival, hash) per video frame to the returned
+    list: (process, thread, stamps)."""
+    unbuf = ["stdbuf", "-o0"] if shutil.which("stdbuf") else []
+    proc = subprocess.Popen([*prefix, *unbuf, "rtmpdump", "-v", "-r", url, "-o", "-"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=open(log, "w"))
+    stamps = []
+    thread = threading.Thread(target=flv_reader, args=(proc, stamps, started), daemon=True)
+    thread.start()
+    return proc, thread, stamps
+
+
 def pct(values, q):
     """The q-th percentile of values (nearest rank)."""
     v = sorted(values)
